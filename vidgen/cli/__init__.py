@@ -1,0 +1,98 @@
+"""The `vidgen` command line, and its single error boundary.
+
+Nothing here imports torch or diffusers at import time, so `vidgen --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from vidgen import __version__
+from vidgen.config.settings import traceback_requested
+from vidgen.errors import ExitCode, VidgenError
+
+
+def _fail(ctx: typer.Context, code: int, message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    if ctx.meta.get("vidgen.json"):
+        typer.echo(json.dumps({"outputs": [], "exit_code": int(code), "error": message}))
+    raise typer.Exit(int(code))
+
+
+class _Boundary(TyperGroup):
+    """Turns every failure into one line on stderr and the exit code of DESIGN.md §5."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors keep Typer's exit 2
+            raise
+        except VidgenError as exc:
+            if ctx.meta.get("vidgen.traceback"):
+                raise
+            _fail(ctx, exc.exit_code, str(exc))
+        except KeyboardInterrupt:
+            _fail(ctx, ExitCode.INTERRUPTED, "interrupted; no partial file was left under a final name.")
+        except Exception as exc:
+            if ctx.meta.get("vidgen.traceback"):
+                raise
+            text = str(exc).strip().splitlines()
+            detail = f": {text[0]}" if text else ""
+            _fail(
+                ctx,
+                ExitCode.ERROR,
+                f"internal error ({type(exc).__name__}{detail}); rerun with --traceback or VIDGEN_TRACEBACK=1 "
+                "and report it.",
+            )
+
+
+app = typer.Typer(
+    cls=_Boundary,
+    name="vidgen",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Generate videos with the open diffusion models in Hugging Face diffusers.",
+    epilog="Quick start, offline on CPU:  vidgen t2v \"a red fox running through fresh snow\" --preset tiny-cogvideox",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vidgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the full traceback of an error (or set VIDGEN_TRACEBACK=1).")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    ctx.meta["vidgen.traceback"] = traceback or traceback_requested()
+
+
+def _register() -> None:
+    from vidgen.cli import doctor, inspect, models, presets, t2v
+
+    app.command(rich_help_panel="Generate")(t2v.t2v)
+    app.add_typer(presets.app, name="presets", rich_help_panel="Information")
+    app.command(rich_help_panel="Information")(models.models)
+    app.command(rich_help_panel="Information")(inspect.inspect)
+    app.command(rich_help_panel="Information")(doctor.doctor)
+
+
+_register()
+
+
+def main() -> None:
+    app(prog_name="vidgen")

@@ -1,0 +1,145 @@
+"""What every generation command does once its flags are parsed: resolve, plan, run, report.
+
+stdout carries results only (paths, or one JSON object); status, progress and warnings go to
+stderr, and progress bars appear only on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import typer
+
+from vidgen import families
+from vidgen.config import Layer, resolve
+from vidgen.config.layers import leaves
+
+
+class _StderrHandler(logging.Handler):
+    def __init__(self, quiet: bool) -> None:
+        super().__init__()
+        self.quiet = quiet
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            typer.echo(f"warning: {record.getMessage()}", err=True)
+        elif not self.quiet:
+            typer.echo(record.getMessage(), err=True)
+
+
+def setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("vidgen")
+    logger.handlers[:] = [_StderrHandler(quiet)]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+class RichProgress:
+    """A rich bar on stderr for the denoising steps of each video."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self._task: Any = None
+
+    def start(self, total: int, description: str) -> None:
+        self._bar.start()
+        self._task = self._bar.add_task(description, total=total)
+
+    def advance(self) -> None:
+        self._bar.advance(self._task)
+
+    def stop(self) -> None:
+        self._bar.stop()
+
+
+def execute(
+    ctx: typer.Context,
+    mode: str,
+    presets: list[str] | None,
+    layers: list[Layer],
+    *,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    from vidgen import generate
+
+    # Read by the error boundary, so failures also answer in JSON.
+    ctx.meta["vidgen.json"] = as_json
+    setup_logging(quiet)
+    resolved = resolve(mode, presets or [families.DEFAULT_PRESETS[mode]], layers, families.defaults_layer)
+    plan = generate.plan(resolved)
+    if dry_run:
+        _print_plan(plan, as_json)
+        return
+    progress = RichProgress() if sys.stderr.isatty() and not quiet else None
+    results = generate.execute(plan, progress)
+    if as_json:
+        rows = []
+        for result in results:
+            out = result["record"]["output"]
+            rows.append(
+                {
+                    "path": str(result["path"]),
+                    "sidecar": str(result["sidecar"]),
+                    "seed": result["record"]["seed"],
+                    **{key: out[key] for key in ("frames", "width", "height", "fps")},
+                }
+            )
+        typer.echo(json.dumps({"outputs": rows, "exit_code": 0}))
+    else:
+        for result in results:
+            typer.echo(str(result["path"]))
+
+
+def _print_plan(plan: Any, as_json: bool) -> None:
+    cfg = plan.resolved.config
+    outputs = [{"path": str(i.path), "sidecar": str(i.sidecar), "seed": i.seed} for i in plan.items]
+    call = plan.family.call_kwargs(cfg, plan.items[0].seed)
+    if as_json:
+        body = {
+            "dry_run": True,
+            "config": cfg.model_dump(mode="json"),
+            "sources": plan.resolved.sources,
+            "pipeline": {"class": plan.family.pipelines[cfg.mode], "call_kwargs": call},
+            "device": plan.device,
+            "outputs": outputs,
+            "exit_code": 0,
+        }
+        typer.echo(json.dumps(body))
+        return
+    typer.echo(render_config(cfg.model_dump(mode="json"), plan.resolved.sources))
+    typer.echo(f"# pipeline: {plan.family.pipelines[cfg.mode]} on {plan.device}")
+    if plan.seed_drawn:
+        typer.echo(f"# seed drawn at random: {plan.items[0].seed} (a real run draws its own; pass --seed to fix it)")
+    for item in outputs:
+        typer.echo(f"# would write: {item['path']} (+ {item['sidecar']})")
+
+
+def render_config(config: dict[str, Any], sources: dict[str, str]) -> str:
+    """YAML of the set fields, each commented with the layer that set it."""
+    lines: list[str] = []
+    width = max((len(path) for path in leaves(config)), default=0)
+    for section, values in config.items():
+        if not isinstance(values, dict):
+            lines.append(f"{section}: {json.dumps(values)}".ljust(width + 8) + f"# {sources.get(section, 'default')}")
+            continue
+        lines.append(f"{section}:")
+        for key, value in values.items():
+            if value is None:
+                continue
+            text = f"  {key}: {json.dumps(value)}"
+            lines.append(text.ljust(width + 8) + f"# {sources.get(f'{section}.{key}', 'default')}")
+    return "\n".join(lines)

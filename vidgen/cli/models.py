@@ -1,0 +1,46 @@
+"""`vidgen models`: the model families, their modes and default repos."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from vidgen import families
+from vidgen.config import available_presets
+from vidgen.config.layers import merged_preset
+
+
+def models(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the model families vidgen drives, with their modes, pipelines and presets."""
+    presets: dict[str, list[str]] = {}
+    for name, path in available_presets().items():
+        model = merged_preset(str(path)).get("model")
+        family = model.get("family") if isinstance(model, dict) else None
+        if family:
+            presets.setdefault(family, []).append(name)
+    rows = [
+        {
+            "family": family.name,
+            "title": family.title,
+            "modes": family.pipelines,
+            "default_repo": family.default_repo,
+            "deprecated": family.deprecated,
+            "optimizations": sorted(family.optimizations),
+            "presets": presets.get(family.name, []),
+        }
+        for family in families.FAMILIES.values()
+    ]
+    if json_:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        modes = ", ".join(f"{mode} ({cls})" for mode, cls in row["modes"].items())
+        typer.echo(f"{row['family']}: {row['title']}")
+        typer.echo(f"  modes:    {modes}")
+        typer.echo(f"  default:  {row['default_repo']}")
+        typer.echo(f"  presets:  {', '.join(row['presets']) or '-'}")
+        typer.echo(f"  options:  {', '.join(row['optimizations']) or '-'}")
+        if row["deprecated"]:
+            typer.echo(f"  note:     {row['deprecated']}")

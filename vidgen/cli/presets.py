@@ -1,0 +1,62 @@
+"""`vidgen presets list | show NAME`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from vidgen import families
+from vidgen.cli._run import render_config
+from vidgen.config import available_presets, resolve
+from vidgen.config.layers import merged_preset, preset_description
+
+app = typer.Typer(no_args_is_help=True, help="List the presets and show what one sets.")
+
+
+@app.command("list")
+def list_(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List every preset: shipped ones and yours (in ~/.config/vidgen/presets or $VIDGEN_PRESETS)."""
+    rows = []
+    for name, path in available_presets().items():
+        data = merged_preset(str(path))
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        rows.append(
+            {
+                "name": name,
+                "mode": data.get("mode", ""),
+                "family": model.get("family", ""),
+                "model": model.get("id", ""),
+                "description": preset_description(path),
+                "path": str(path),
+            }
+        )
+    if json_:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(row["name"]) for row in rows) if rows else 0
+    for row in rows:
+        typer.echo(f"{row['name']:<{width}}  {row['mode']:<4} {row['description']}")
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="Preset name or YAML file.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON with the sources.")] = False,
+) -> None:
+    """Show the merged config a preset gives, with the layer that set each field.
+
+        vidgen presets show tiny-cogvideox
+    """
+    mode = merged_preset(name).get("mode", "t2v")
+    resolved = resolve(mode, [name], [], families.defaults_layer)
+    config = resolved.config.model_dump(mode="json")
+    if json_:
+        typer.echo(json.dumps({"config": config, "sources": resolved.sources, "presets": resolved.presets}, indent=2))
+        return
+    chain = " -> ".join(p["name"] for p in resolved.presets)
+    typer.echo(f"# {chain}  ({resolved.presets[-1]['path']})")
+    typer.echo(render_config(config, resolved.sources))
+
+

@@ -1,0 +1,223 @@
+"""Presets and config layering: schema < family < preset (with `extends:`) < CLI flags.
+
+Each layer is a sparse nested dict with a label saying where it came from. The layers are
+deep-merged and validated once, so an error names the final key path and the layer that set it,
+and every field's source is recorded for `presets show` and the sidecar.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from vidgen.config.schema import RunConfig
+from vidgen.config.settings import user_preset_dir
+from vidgen.errors import ConfigError
+
+# Keys a preset file may have besides the config itself.
+PRESET_META = ("description", "extends")
+
+
+@dataclass
+class Layer:
+    label: str  # what `sources` records, e.g. "preset:cogvideox-5b" or "cli:--frames"
+    data: dict[str, Any]
+    origin: str = ""  # the file a layer came from, named in error messages
+
+
+@dataclass
+class Resolved:
+    config: RunConfig
+    sources: dict[str, str]
+    presets: list[dict[str, str]] = field(default_factory=list)
+
+
+def shipped_preset_dir() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    # In a wheel the presets sit inside the package; in a checkout they are at the top level.
+    for candidate in (here / "presets", here.parent / "presets"):
+        if candidate.is_dir():
+            return candidate
+    return here / "presets"
+
+
+def available_presets() -> dict[str, Path]:
+    """Preset name -> file; user presets shadow shipped ones of the same name."""
+    found: dict[str, Path] = {}
+    for folder in (shipped_preset_dir(), user_preset_dir()):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.y*ml")):
+                found[path.stem] = path
+    return dict(sorted(found.items()))
+
+
+def _preset_path(ref: str) -> Path:
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"preset file {ref} does not exist.")
+        return path
+    presets = available_presets()
+    if ref in presets:
+        return presets[ref]
+    close = difflib.get_close_matches(ref, presets, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"unknown preset '{ref}'.{hint} Run `vidgen presets list` to see them all.")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)}).") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read preset {path}: {exc.strerror}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a preset must be a mapping of config sections.")
+    return data
+
+
+def load_preset(ref: str) -> list[Layer]:
+    """The preset's layers, the base of any `extends:` chain first."""
+    chain: list[Layer] = []
+    seen: set[Path] = set()
+    next_ref: str | None = ref
+    relative_to: Path | None = None
+    while next_ref is not None:
+        if relative_to is not None and next_ref.endswith((".yaml", ".yml")):
+            # `extends: base.yaml` is relative to the file that says it.
+            next_ref = str((relative_to.parent / next_ref).expanduser())
+        path = _preset_path(next_ref).resolve()
+        if path in seen:
+            raise ConfigError(f"preset {path} extends itself through a cycle.")
+        seen.add(path)
+        data = _read_yaml(path)
+        parent = data.pop("extends", None)
+        data.pop("description", None)
+        if parent is not None and not isinstance(parent, str):
+            raise ConfigError(f"extends: must be a preset name or file (from {path}).")
+        chain.append(Layer(label=f"preset:{path.stem}", data=data, origin=str(path)))
+        next_ref, relative_to = parent, path
+    return list(reversed(chain))
+
+
+def merged_preset(ref: str) -> dict[str, Any]:
+    """A preset's own settings with its `extends:` chain applied (no family defaults)."""
+    merged: dict[str, Any] = {}
+    for layer in load_preset(ref):
+        merged = _merge(merged, layer.data)
+    return merged
+
+
+def preset_description(path: Path) -> str:
+    data = _read_yaml(path)
+    return str(data.get("description", "")).strip()
+
+
+def set_layer(assignments: list[str]) -> Layer:
+    """`--set sampling.num_inference_steps=80` -> a layer; values are parsed as YAML scalars."""
+    data: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item}: expected KEY=VALUE with a dotted key, e.g. sampling.guidance_scale=6.")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item}: {part} is set to a value elsewhere in --set.")
+            node = child
+        node[parts[-1]] = value
+    return Layer(label="cli:--set", data=data, origin="--set")
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(leaves(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _render(error: ValidationError, layers: list[Layer], sources: dict[str, str]) -> str:
+    origins = {layer.label: layer.origin or layer.label for layer in layers}
+    lines = []
+    for err in error.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        source = sources.get(path)
+        where = f" (from {origins.get(source, source)})" if source else ""
+        lines.append(f"{path}: {message}{where}")
+    return "; ".join(lines)
+
+
+def resolve(
+    mode: str,
+    presets: list[str],
+    cli_layers: list[Layer],
+    family_layer: Callable[[str], Layer],
+) -> Resolved:
+    """Merge every layer and validate once.
+
+    `family_layer(name)` gives the defaults of the family the presets and flags chose; it is
+    injected so this module needs nothing from the families registry.
+    """
+    preset_layers = [layer for ref in presets for layer in load_preset(ref)]
+    for layer in preset_layers:
+        wanted = layer.data.get("mode")
+        if wanted is not None and wanted != mode:
+            name = layer.label.split(":", 1)[1]
+            raise ConfigError(f"preset {name} is for `vidgen {wanted}`, not `vidgen {mode}`.")
+    upper = [*preset_layers, Layer("cli:command", {"mode": mode}), *cli_layers]
+    family = None
+    for layer in upper:
+        model = layer.data.get("model")
+        if isinstance(model, dict) and model.get("family"):
+            family = model["family"]
+    if not family:
+        raise ConfigError("no model family chosen: pick one with --preset (see `vidgen presets list`).")
+    layers = [family_layer(family), *upper]
+
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer in layers:
+        merged = _merge(merged, layer.data)
+        sources.update(dict.fromkeys(leaves(layer.data), layer.label))
+    try:
+        config = RunConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_render(exc, layers, sources)) from None
+    fields = leaves(config.model_dump(mode="json"))
+    return Resolved(
+        config=config,
+        sources={path: sources.get(path, "default") for path in sorted(fields)},
+        presets=[{"name": layer.label.split(":", 1)[1], "path": layer.origin} for layer in preset_layers],
+    )

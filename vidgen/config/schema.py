@@ -1,0 +1,87 @@
+"""The validated description of one run.
+
+Field names under `sampling` are the names of diffusers' `__call__` arguments, so a sidecar
+reads like the diffusers documentation and a family's call kwargs are mostly a pass-through.
+`None` means "not set here": a lower layer (family defaults) or diffusers' own default applies.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Mode = Literal["t2v", "i2v", "v2v", "animate", "control"]
+DType = Literal["auto", "fp32", "fp16", "bf16"]
+Offload = Literal["none", "model", "sequential", "group"]
+Format = Literal["mp4", "webm", "gif", "webp", "png"]
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo in a preset must fail, not be ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Section):
+    family: str | None = None
+    id: str | None = Field(None, description="Hub repo id, local diffusers folder, or tiny:<family>")
+    revision: str | None = None
+    variant: str | None = None
+    dtype: DType = "auto"
+    allow_pickle: bool = False
+
+
+class InputsConfig(_Section):
+    prompt: str | None = None
+    negative_prompt: str | None = None
+
+
+class SamplingConfig(_Section):
+    num_frames: int | None = Field(None, ge=1, le=10_000)
+    num_inference_steps: int | None = Field(None, ge=1, le=1000)
+    guidance_scale: float | None = Field(None, ge=0, le=100)
+    height: int | None = Field(None, ge=8, le=8192)
+    width: int | None = Field(None, ge=8, le=8192)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    num_videos: int = Field(1, ge=1, le=10_000)
+    # Fields only some families take; each family lists the ones it accepts.
+    max_sequence_length: int | None = Field(None, ge=1, le=4096)
+    use_dynamic_cfg: bool | None = None
+    eta: float | None = Field(None, ge=0, le=1)
+
+
+class OptimizationConfig(_Section):
+    device: str = "auto"
+    offload: Offload = "none"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    forward_chunking: bool = False
+    compile: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
+
+class OutputConfig(_Section):
+    path: str = "outputs/{mode}-{slug}-{seed}.{ext}"
+    format: Format | None = None
+    fps: int | None = Field(None, ge=1, le=240)
+    crf: int | None = Field(None, ge=0, le=63)
+    codec: str | None = None
+    overwrite: bool = False
+
+
+class RunConfig(_Section):
+    mode: Mode
+    model: ModelConfig = ModelConfig()
+    inputs: InputsConfig = InputsConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    optimization: OptimizationConfig = OptimizationConfig()
+    output: OutputConfig = OutputConfig()

@@ -1,0 +1,157 @@
+"""One generation command end to end: plan (no weights) -> load once -> run each seed -> write.
+
+This is the only module that composes the core; the CLI calls `plan` and `execute`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vidgen import __version__, families, media, optimize, outputs, sidecar
+from vidgen.config import Resolved
+from vidgen.errors import WriteError
+from vidgen.families.base import Family
+from vidgen.runner import NullProgress, Progress
+
+log = logging.getLogger("vidgen")
+
+
+@dataclass
+class Planned:
+    seed: int
+    path: Path
+    sidecar: Path
+
+
+@dataclass
+class Plan:
+    resolved: Resolved
+    family: Family
+    device: str
+    fmt: str
+    codec: str | None
+    crf: int | None
+    fps: int
+    seed_drawn: bool
+    items: list[Planned]
+
+
+def plan(resolved: Resolved) -> Plan:
+    """Everything that can be decided and checked before loading weights."""
+    from vidgen.loader import resolve_device
+
+    cfg = resolved.config
+    family = families.check(cfg)
+    device = resolve_device(cfg.optimization.device)
+    optimize.check(cfg.optimization, device)
+    fmt = outputs.output_format(cfg)
+    codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
+    drawn = cfg.sampling.seed is None
+    base = secrets.randbelow(2**32) if drawn else cfg.sampling.seed
+    seeds = [base + index for index in range(cfg.sampling.num_videos)]
+    paths = outputs.render(cfg, fmt, seeds)
+    items = [Planned(seed, path, outputs.sidecar_path(path)) for seed, path in zip(seeds, paths, strict=True)]
+    if not cfg.output.overwrite:
+        for item in items:
+            for existing in (item.path, item.sidecar):
+                if existing.exists():
+                    raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
+    fps = cfg.output.fps or 8
+    return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items)
+
+
+def _prepare_dirs(items: list[Planned]) -> None:
+    """Create output folders and prove they are writable before spending time on a model."""
+    for folder in sorted({item.path.parent for item in items}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".vidgen-write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise WriteError(f"cannot write to {folder}: {exc.strerror or exc}; choose another --out.") from None
+
+
+def environment(device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(versions, device) blocks of the sidecar."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    versions = {"python": platform.python_version(), "vidgen": __version__}
+    for package in ("torch", "diffusers", "transformers", "accelerate", "numpy", "imageio-ffmpeg"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    versions["cuda"] = torch.version.cuda
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(device)
+        info = {"type": "cuda", "name": props.name, "vram_bytes": int(props.total_memory)}
+    else:
+        info = {"type": "cpu", "name": platform.processor() or platform.machine(), "vram_bytes": None}
+    return versions, info
+
+
+def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Load the pipeline once, then generate, encode and describe every planned video."""
+    from vidgen import loader, runner
+
+    progress = progress or NullProgress()
+    cfg = plan.resolved.config
+    _prepare_dirs(plan.items)
+    log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
+    loaded = loader.load(cfg, plan.family, plan.device)
+    versions, device = environment(plan.device)
+    results = []
+    for item in plan.items:
+        call_kwargs = plan.family.call_kwargs(cfg, item.seed)
+        result = runner.run(loaded.pipe, plan.family, call_kwargs, seed=item.seed, device=plan.device, progress=progress)
+        for warning in result.warnings:
+            log.warning(warning)
+        record: dict[str, Any] = {
+            "vidgen_version": __version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": cfg.model_dump(mode="json"),
+            "sources": plan.resolved.sources,
+            "seed": item.seed,
+            "model": {**loaded.model, "dtype": loaded.dtype},
+            "pipeline": {
+                "class": type(loaded.pipe).__name__,
+                "call_kwargs": call_kwargs,
+                "generator": {"device": runner.generator_device(plan.device), "seed": item.seed},
+            },
+            "inputs": {},
+            "versions": versions,
+            "device": device,
+            "optimizations": loaded.optimizations,
+            "timings": {"load": loaded.seconds, **result.timings},
+            "peak_memory_bytes": result.peak_memory_bytes,
+            "warnings": result.warnings,
+            "presets": plan.resolved.presets,
+        }
+        start = time.perf_counter()
+        record["output"] = media.write(
+            media.to_uint8(result.frames),
+            item.path,
+            fmt=plan.fmt,
+            fps=plan.fps,
+            codec=plan.codec,
+            crf=plan.crf,
+            metadata=sidecar.compact(record),
+            overwrite=cfg.output.overwrite,
+        )
+        record["timings"]["encode"] = round(time.perf_counter() - start, 4)
+        if record["output"].get("padded_from"):
+            log.warning("odd frame size %s was padded by one black row/column to encode as yuv420p.", record["output"]["padded_from"])
+        media.write_text(sidecar.dumps(record), item.sidecar, overwrite=cfg.output.overwrite)
+        results.append({"record": record, "path": item.path, "sidecar": item.sidecar})
+    return results

@@ -1,0 +1,25 @@
+"""Third-party library setup shared by everything that imports torch or diffusers."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+
+def quiet() -> None:
+    """Silence diffusers/transformers logs and tqdm bars: vidgen reports progress itself."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:  # older hubs lack it; their bars are harmless
+        pass
+    # The CLIP image processor warns on every load when torchvision is absent (it is, on CPU).
+    warnings.filterwarnings("ignore", message=".*torchvision.*")

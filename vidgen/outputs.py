@@ -1,0 +1,77 @@
+"""Output naming: `--out` templates, slugs, formats and sidecar paths."""
+
+from __future__ import annotations
+
+import re
+import string
+import time
+from pathlib import Path
+
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
+
+DEFAULT_NAME = "{mode}-{slug}-{seed}.{ext}"
+FORMATS = ("mp4", "webm", "gif", "webp", "png")
+FIELDS = ("mode", "slug", "seed", "ext", "family", "index", "date", "time")
+
+
+def slug(text: str | None, limit: int = 48) -> str:
+    words = re.findall(r"[a-z0-9]+", (text or "").lower())
+    out = ""
+    for word in words:
+        candidate = f"{out}-{word}" if out else word
+        if len(candidate) > limit:
+            break
+        out = candidate
+    return out or (words[0][:limit] if words else "video")
+
+
+def output_format(cfg: RunConfig) -> str:
+    """--format if given, else the --out file's extension, else mp4."""
+    suffix = Path(cfg.output.path).suffix.lower().lstrip(".")
+    from_name = suffix if suffix in FORMATS else None
+    chosen = cfg.output.format
+    if chosen and from_name and chosen != from_name:
+        raise ConfigError(f"--out {cfg.output.path} ends in .{from_name} but --format is {chosen}; make them agree.")
+    return chosen or from_name or "mp4"
+
+
+def _template(path: str) -> str:
+    if path.endswith(("/", "\\")) or Path(path).expanduser().is_dir():
+        return str(Path(path) / DEFAULT_NAME)
+    return path
+
+
+def render(cfg: RunConfig, fmt: str, seeds: list[int]) -> list[Path]:
+    """The output path of each video; a folder of frames for png."""
+    template = _template(cfg.output.path)
+    used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = sorted(used - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"--out {cfg.output.path}: unknown field {{{unknown[0]}}}; use any of {{{'}, {'.join(FIELDS)}}}.")
+    if len(seeds) > 1 and not used & {"seed", "index"}:
+        # Several videos need several names: the seed tells them apart.
+        stem, dot, ext = template.rpartition(".")
+        template = f"{stem}-{{seed}}.{ext}" if dot and "/" not in ext else f"{template}-{{seed}}"
+    now = time.localtime()
+    fields = {
+        "mode": cfg.mode,
+        "slug": slug(cfg.inputs.prompt),
+        "family": cfg.model.family,
+        "ext": fmt,
+        "date": time.strftime("%Y%m%d", now),
+        "time": time.strftime("%H%M%S", now),
+    }
+    paths = []
+    for index, seed in enumerate(seeds, start=1):
+        path = Path(template.format(**fields, seed=seed, index=index)).expanduser()
+        if fmt == "png" and path.suffix.lower() == ".png":
+            path = path.with_suffix("")
+        paths.append(path)
+    if len(set(paths)) != len(paths):
+        raise ConfigError(f"--out {cfg.output.path} gives several videos the same name; add {{seed}} or {{index}}.")
+    return paths
+
+
+def sidecar_path(output: Path) -> Path:
+    return output.with_name(output.name + ".json") if output.suffix == "" else output.with_suffix(".json")

@@ -1,0 +1,101 @@
+"""One pipeline call: seeded generator, step progress, phase timings, peak memory, OOM mapping."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vidgen.errors import OutOfMemory
+
+
+class Progress(Protocol):
+    """What the runner reports to; the CLI supplies a rich bar, batch runs their own."""
+
+    def start(self, total: int, description: str) -> None: ...
+
+    def advance(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NullProgress:
+    def start(self, total: int, description: str) -> None:
+        pass
+
+    def advance(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass
+class RunResult:
+    frames: Any  # float32 array (frames, height, width, 3) in [0, 1]
+    timings: dict[str, float]
+    peak_memory_bytes: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def generator_device(device: str) -> str:
+    return "cpu" if device == "cpu" else device
+
+
+def peak_memory(device: str) -> int:
+    """CUDA: max allocated on the device; CPU: the process's peak resident set size."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def run(pipe: Any, family: Any, call_kwargs: dict[str, Any], *, seed: int, device: str, progress: Progress) -> RunResult:
+    import numpy as np
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+    generator = torch.Generator(device=generator_device(device)).manual_seed(seed)
+    steps = int(call_kwargs.get("num_inference_steps", 0))
+    last_step = [0.0]
+
+    def on_step() -> None:
+        last_step[0] = time.perf_counter()
+        progress.advance()
+
+    progress.start(steps, "denoising")
+    start = time.perf_counter()
+    try:
+        output = pipe(**call_kwargs, generator=generator, **family.progress_kwargs(on_step))
+    except torch.cuda.OutOfMemoryError:
+        raise OutOfMemory(
+            "CUDA ran out of memory; try --offload model, --vae-tiling/--vae-slicing, fewer --frames or a smaller size."
+        ) from None
+    except MemoryError:
+        raise OutOfMemory("the process ran out of memory; try fewer --frames or a smaller size.") from None
+    finally:
+        progress.stop()
+    end = time.perf_counter()
+    frames = np.asarray(family.frames(output), dtype=np.float32)
+    # Denoising ends at the last step callback; what follows is the VAE decode.
+    denoised = last_step[0] or end
+    warnings = []
+    if np.isnan(frames).any():
+        warnings.append(
+            "the output contains NaN values (it will look black). The usual cause is fp16 on a model "
+            "trained in bf16: try --dtype bf16 or --dtype fp32."
+        )
+        frames = np.nan_to_num(frames, nan=0.0)
+    elif frames.size and float(frames.max()) < 1.5 / 255:
+        warnings.append("every frame is black. The usual cause is fp16 overflow: try --dtype bf16 or --dtype fp32.")
+    return RunResult(
+        frames=frames,
+        timings={"denoise": round(denoised - start, 4), "decode": round(end - denoised, 4)},
+        peak_memory_bytes=peak_memory(device),
+        warnings=warnings,
+    )
