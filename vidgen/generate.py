@@ -46,10 +46,11 @@ class Plan:
 
 def plan(resolved: Resolved) -> Plan:
     """Everything that can be decided and checked before loading weights."""
-    from vidgen.loader import resolve_device
+    from vidgen.loader import locate, resolve_device
 
     cfg = resolved.config
     family = families.check(cfg)
+    locate(cfg.model.id or family.default_repo, build=False)
     device = resolve_device(cfg.optimization.device)
     optimize.check(cfg.optimization, device)
     fmt = outputs.output_format(cfg)
@@ -68,12 +69,17 @@ def plan(resolved: Resolved) -> Plan:
     return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items)
 
 
-def _prepare_dirs(items: list[Planned]) -> None:
-    """Create output folders and prove they are writable before spending time on a model."""
+def _check_writable(items: list[Planned]) -> None:
+    """Prove the output folders can be written before spending time on a model, without
+    creating anything yet: a failed run leaves no empty folders behind."""
     for folder in sorted({item.path.parent for item in items}):
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        probe = existing / f".vidgen-write-test-{os.getpid()}"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".vidgen-write-test-{os.getpid()}"
+            if not existing.is_dir():
+                raise NotADirectoryError(20, "not a folder")
             probe.touch()
             probe.unlink()
         except OSError as exc:
@@ -107,7 +113,7 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
 
     progress = progress or NullProgress()
     cfg = plan.resolved.config
-    _prepare_dirs(plan.items)
+    _check_writable(plan.items)
     log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
     loaded = loader.load(cfg, plan.family, plan.device)
     versions, device = environment(plan.device)

@@ -50,10 +50,14 @@ def resolve_dtype(requested: str, family: Family, device: str) -> str:
     return family.cuda_dtype if device.startswith("cuda") else "fp32"
 
 
-def _locate(model_id: str) -> tuple[str, str]:
-    """(kind, where) for a model id: kind is tiny, dir or hub."""
+def locate(model_id: str, build: bool = True) -> tuple[str, str]:
+    """(kind, where) for a model id: kind is tiny, dir or hub. With build=False nothing is
+    built or loaded, so a bad id fails before any work (used by --dry-run too)."""
     if model_id.startswith(tiny.PREFIX):
-        return "tiny", str(tiny.ensure(model_id[len(tiny.PREFIX) :]))
+        name = model_id[len(tiny.PREFIX) :]
+        if name not in tiny.BUILDERS:
+            raise ModelError(f"there is no tiny model '{name}'; tiny models exist for: {', '.join(tiny.BUILDERS)}.")
+        return "tiny", str(tiny.ensure(name)) if build else model_id
     path = Path(model_id).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -104,7 +108,7 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
     quiet()
     model_id = cfg.model.id or family.default_repo
     start = time.perf_counter()
-    kind, where = _locate(model_id)
+    kind, where = locate(model_id)
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     cls = family.pipeline_class(cfg.mode)
     kwargs: dict[str, Any] = {

@@ -70,9 +70,13 @@ def sha256(path: Path) -> str:
 
 
 def _temp_name(target: Path, is_dir: bool) -> Path:
-    if is_dir:
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise WriteError(f"cannot write to {target.parent}: {exc.strerror or exc}; choose another --out.") from None
     os.close(handle)
     return Path(name)
 

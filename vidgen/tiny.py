@@ -152,10 +152,6 @@ BUILDERS: dict[str, Callable[[], Any]] = {
 def ensure(name: str) -> Path:
     """The folder of tiny model `name`, building it on first use (atomically, so a concurrent
     or interrupted build never leaves a half-written model behind)."""
-    if name not in BUILDERS:
-        from vidgen.errors import ModelError
-
-        raise ModelError(f"there is no tiny model '{name}'; tiny models exist for: {', '.join(BUILDERS)}.")
     target = cache_dir() / "tiny" / f"{name}-v{TINY_VERSION}"
     if (target / "model_index.json").is_file():
         return target

@@ -1,0 +1,64 @@
+"""Shared fixtures: every test runs offline, in its own folder, with a shared tiny-model cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vidgen.cli import app
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # One cache for the session: each tiny model is built once, then loaded with from_pretrained.
+    return tmp_path_factory.mktemp("vidgen-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VIDGEN_CACHE", str(tiny_cache))
+    monkeypatch.setenv("VIDGEN_PRESETS", str(tmp_path / "user-presets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("VIDGEN_TRACEBACK", raising=False)
+    return tmp_path
+
+
+def cli(*args: str):
+    """Run vidgen in-process through the real Typer app; returns the result (stdout, stderr, exit_code)."""
+    return CliRunner().invoke(app, list(args))
+
+
+def cli_subprocess(*args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None):
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-m", "vidgen", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def decode(path: Path):
+    """Frames (uint8, F×H×W×3) and metadata of a video, decoded by the bundled ffmpeg."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = reader.__next__()
+    width, height = meta["size"]
+    frames = [np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3) for chunk in reader]
+    return np.stack(frames), meta
+
+
+def sidecar(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and "user-presets" not in p.parts)

@@ -1,0 +1,148 @@
+"""Every bad input ends in one line on stderr, the documented exit code, and nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import cli, cli_subprocess, files_under
+
+from vidgen import media
+from vidgen.errors import ExitCode, WriteError
+
+TINY = ["t2v", "a cat", "--preset", "tiny-cogvideox", "--seed", "1"]
+
+
+def _one_line_error(result, code: int, *needles: str) -> str:
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    # Status lines may come first; the error is the one and last line that says Error.
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == lines[-1:], result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in errors[0]
+    return errors[0]
+
+
+def test_unknown_preset(tmp_path: Path) -> None:
+    _one_line_error(cli("t2v", "x", "--preset", "tiny-cogvidex"), 3, "unknown preset", "tiny-cogvideox")
+    assert files_under(tmp_path) == []
+
+
+def test_misspelled_key_in_a_preset_names_key_and_file(tmp_path: Path) -> None:
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("extends: tiny-cogvideox\nsampling:\n  num_frame: 9\n")
+    line = _one_line_error(cli("t2v", "x", "--preset", str(preset)), 3)
+    assert line == f"Error: sampling.num_frame: unknown key (from {preset})"
+    assert files_under(tmp_path) == [preset]
+
+
+def test_frames_off_the_cogvideox_grid_names_nearest_values(tmp_path: Path) -> None:
+    _one_line_error(cli(*TINY, "--frames", "10"), 3, "--frames 10", "8k+1", "9 or 17")
+    assert files_under(tmp_path) == []
+
+
+def test_size_off_the_grid() -> None:
+    _one_line_error(cli(*TINY, "--width", "20"), 3, "--width 20", "16 or 32")
+
+
+def test_unknown_set_key() -> None:
+    line = _one_line_error(cli(*TINY, "--set", "sampling.nope=1"), 3)
+    assert line == "Error: sampling.nope: unknown key (from --set)"
+
+
+def test_bad_value_names_the_flag() -> None:
+    _one_line_error(cli(*TINY, "--steps", "0"), 3, "sampling.num_inference_steps", "(from --steps)")
+
+
+def test_field_the_family_does_not_take_names_the_ones_that_do() -> None:
+    modelscope = ["t2v", "a cat", "--preset", "tiny-modelscope"]
+    _one_line_error(cli(*modelscope, "--set", "sampling.use_dynamic_cfg=true"), 3, "use_dynamic_cfg", "CogVideoX")
+    _one_line_error(cli(*TINY, "--forward-chunking"), 3, "--forward-chunking", "ModelScope T2V")
+
+
+def test_offload_needs_cuda() -> None:
+    _one_line_error(cli(*TINY, "--offload", "model", "--device", "cpu"), 3, "--offload model", "CUDA")
+
+
+def test_preset_for_another_mode_is_refused(tmp_path: Path) -> None:
+    preset = tmp_path / "i2v.yaml"
+    preset.write_text("mode: i2v\nmodel: {family: cogvideox}\n")
+    _one_line_error(cli("t2v", "x", "--preset", str(preset)), 3, "vidgen i2v")
+
+
+def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "a.mp4").write_bytes(b"precious")
+    _one_line_error(cli(*TINY, "--out", "a.mp4"), 7, "a.mp4 already exists", "--overwrite")
+    assert (tmp_path / "a.mp4").read_bytes() == b"precious"
+    assert not (tmp_path / "a.json").exists()
+    assert cli(*TINY, "--out", "a.mp4", "--overwrite").exit_code == 0
+    assert (tmp_path / "a.mp4").read_bytes() != b"precious"
+
+
+def test_read_only_output_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    # root ignores directory permissions; drop the capability that lets it, so the folder is
+    # really read-only for the vidgen process (needs util-linux's setpriv, as on Debian).
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: cannot make a folder read-only")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    result = cli_subprocess(*TINY, "--out", "locked/a.mp4", "--quiet", prefix=prefix)
+    assert result.returncode == 7, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "cannot write to" in result.stderr and "locked" in result.stderr
+    assert list(folder.iterdir()) == []
+
+
+def test_hub_model_not_cached_while_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = cli_subprocess("t2v", "a cat", "--seed", "1", "--frames", "9", "--json", "--quiet",
+                            env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "THUDM/CogVideoX-5b is not in the Hugging Face cache" in result.stderr
+    assert "--preset tiny-cogvideox" in result.stderr
+    assert json.loads(result.stdout) == {"outputs": [], "exit_code": 5, "error": result.stderr.strip()[7:]}
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_missing_model_folder() -> None:
+    _one_line_error(cli(*TINY, "--model", "./no-such-model"), 5, "./no-such-model")
+
+
+def test_usage_error_is_exit_2() -> None:
+    assert cli("t2v", "--frames", "many").exit_code == ExitCode.USAGE
+
+
+def test_interrupted_encode_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    # Ctrl-C cannot be delivered at a chosen instant in a test, so the encoder call raises it.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(media.subprocess, "run", interrupted)
+    frames = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(KeyboardInterrupt):
+        media.write(frames, tmp_path / "v.mp4", fmt="mp4", fps=8, codec="h264", crf=18, metadata=None, overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ffmpeg_failure_is_a_write_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    # An encoder this ffmpeg lacks makes the real ffmpeg fail, as a broken build would.
+    monkeypatch.setitem(media.CODECS["mp4"], "nope", ("libnope", 18, 51))
+    frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(WriteError, match="ffmpeg could not write"):
+        media.write(frames, tmp_path / "v.mp4", fmt="mp4", fps=8, codec="nope", crf=18, metadata=None, overwrite=False)
+    assert list(tmp_path.iterdir()) == []
