@@ -99,7 +99,7 @@ def write_readme(section: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each command (default: 5)")
-    parser.add_argument("--write", action="store_true", help=f"also write the results into {README}")
+    parser.add_argument("--write", action="store_true", help="also write the results into benchmarks/README.md")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")

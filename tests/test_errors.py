@@ -105,8 +105,17 @@ def test_read_only_output_folder(tmp_path: Path) -> None:
 
 def test_hub_model_not_cached_while_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    result = cli_subprocess("t2v", "a cat", "--seed", "1", "--frames", "9", "--json", "--quiet",
-                            env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    result = cli_subprocess(
+        "t2v",
+        "a cat",
+        "--seed",
+        "1",
+        "--frames",
+        "9",
+        "--json",
+        "--quiet",
+        env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 5, result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "THUDM/CogVideoX-5b is not in the Hugging Face cache" in result.stderr

@@ -11,7 +11,7 @@ import platform
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +120,14 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
     results = []
     for item in plan.items:
         call_kwargs = plan.family.call_kwargs(cfg, item.seed)
-        result = runner.run(loaded.pipe, plan.family, call_kwargs, seed=item.seed, device=plan.device, progress=progress)
+        result = runner.run(
+            loaded.pipe, plan.family, call_kwargs, seed=item.seed, device=plan.device, progress=progress
+        )
         for warning in result.warnings:
             log.warning(warning)
         record: dict[str, Any] = {
             "vidgen_version": __version__,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": cfg.model_dump(mode="json"),
             "sources": plan.resolved.sources,
             "seed": item.seed,
@@ -157,7 +159,8 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
         )
         record["timings"]["encode"] = round(time.perf_counter() - start, 4)
         if record["output"].get("padded_from"):
-            log.warning("odd frame size %s was padded by one black row/column to encode as yuv420p.", record["output"]["padded_from"])
+            size = "x".join(map(str, record["output"]["padded_from"]))
+            log.warning("odd frame size %s was padded by one black row/column for yuv420p.", size)
         media.write_text(sidecar.dumps(record), item.sidecar, overwrite=cfg.output.overwrite)
         results.append({"record": record, "path": item.path, "sidecar": item.sidecar})
     return results

@@ -17,9 +17,9 @@ def check(opt: OptimizationConfig, device: str) -> None:
     """Reject combinations that cannot work on this machine, before any weights load."""
     if opt.offload != "none" and not device.startswith("cuda"):
         # accelerate's offload hooks move weights to an accelerator and raise without one.
-        raise ConfigError(f"--offload {opt.offload} needs a CUDA device, but this run is on {device}; use --offload none.")
+        raise ConfigError(f"--offload {opt.offload} needs a CUDA device, but this run is on {device}; drop --offload.")
     if opt.offload == "sequential" and opt.compile:
-        raise ConfigError("--compile cannot be combined with --offload sequential (weights move every layer); drop one.")
+        raise ConfigError("--compile cannot be combined with --offload sequential (weights move per layer); drop one.")
 
 
 def apply(pipe: Any, opt: OptimizationConfig, device: str) -> dict[str, Any]:

@@ -48,7 +48,8 @@ def render(cfg: RunConfig, fmt: str, seeds: list[int]) -> list[Path]:
     used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     unknown = sorted(used - set(FIELDS))
     if unknown:
-        raise ConfigError(f"--out {cfg.output.path}: unknown field {{{unknown[0]}}}; use any of {{{'}, {'.join(FIELDS)}}}.")
+        valid = " ".join(f"{{{name}}}" for name in FIELDS)
+        raise ConfigError(f"--out {cfg.output.path}: unknown field {{{unknown[0]}}}; valid fields: {valid}.")
     if len(seeds) > 1 and not used & {"seed", "index"}:
         # Several videos need several names: the seed tells them apart.
         stem, dot, ext = template.rpartition(".")

@@ -54,7 +54,9 @@ def peak_memory(device: str) -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def run(pipe: Any, family: Any, call_kwargs: dict[str, Any], *, seed: int, device: str, progress: Progress) -> RunResult:
+def run(
+    pipe: Any, family: Any, call_kwargs: dict[str, Any], *, seed: int, device: str, progress: Progress
+) -> RunResult:
     import numpy as np
     import torch
 

@@ -58,7 +58,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Generate videos with the open diffusion models in Hugging Face diffusers.",
-    epilog="Quick start, offline on CPU:  vidgen t2v \"a red fox running through fresh snow\" --preset tiny-cogvideox",
+    epilog='Quick start, offline on CPU:  vidgen t2v "a red fox running through fresh snow" --preset tiny-cogvideox',
 )
 
 

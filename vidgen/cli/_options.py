@@ -29,7 +29,9 @@ Preset = Annotated[
 ]
 Model = Annotated[
     str | None,
-    typer.Option("--model", help="Hub repo id or local diffusers folder, overriding the preset's.", rich_help_panel=MODEL),
+    typer.Option(
+        "--model", help="Hub repo id or local diffusers folder, overriding the preset's.", rich_help_panel=MODEL
+    ),
 ]
 Revision = Annotated[
     str | None, typer.Option("--revision", help="Hub branch, tag or commit of --model.", rich_help_panel=MODEL)
@@ -71,16 +73,18 @@ Set = Annotated[
         rich_help_panel=SAMPLING,
     ),
 ]
-Device = Annotated[
-    str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=OPTIMIZE)
-]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=OPTIMIZE)]
 Offload = Annotated[
     Literal["none", "model", "sequential", "group"] | None,
-    typer.Option("--offload", help="Keep weights in CPU RAM and move them to the GPU as needed.", rich_help_panel=OPTIMIZE),
+    typer.Option(
+        "--offload", help="Keep weights in CPU RAM and move them to the GPU as needed.", rich_help_panel=OPTIMIZE
+    ),
 ]
 VaeTiling = Annotated[
     bool | None,
-    typer.Option("--vae-tiling/--no-vae-tiling", help="Decode in spatial tiles (less memory).", rich_help_panel=OPTIMIZE),
+    typer.Option(
+        "--vae-tiling/--no-vae-tiling", help="Decode in spatial tiles (less memory).", rich_help_panel=OPTIMIZE
+    ),
 ]
 VaeSlicing = Annotated[
     bool | None,
@@ -96,7 +100,9 @@ ForwardChunking = Annotated[
 ]
 Compile = Annotated[
     bool | None,
-    typer.Option("--compile/--no-compile", help="torch.compile the denoiser (slow first run).", rich_help_panel=OPTIMIZE),
+    typer.Option(
+        "--compile/--no-compile", help="torch.compile the denoiser (slow first run).", rich_help_panel=OPTIMIZE
+    ),
 ]
 Out = Annotated[
     str | None,
@@ -116,14 +122,17 @@ Crf = Annotated[
     int | None, typer.Option("--crf", help="Quality for mp4/webm: lower is better and bigger.", rich_help_panel=OUTPUT)
 ]
 Codec = Annotated[
-    str | None, typer.Option("--codec", help="mp4: h264 (default), h265, av1; webm: vp9 (default), av1.", rich_help_panel=OUTPUT)
+    str | None,
+    typer.Option("--codec", help="mp4: h264 (default), h265, av1; webm: vp9 (default), av1.", rich_help_panel=OUTPUT),
 ]
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace existing outputs instead of refusing.", rich_help_panel=OUTPUT)
 ]
 DryRun = Annotated[
     bool,
-    typer.Option("--dry-run", help="Print the resolved config, sources and output paths; load nothing.", rich_help_panel=RUN),
+    typer.Option(
+        "--dry-run", help="Print the resolved config, sources and output paths; load nothing.", rich_help_panel=RUN
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.", rich_help_panel=RUN)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status on stderr.", rich_help_panel=RUN)]

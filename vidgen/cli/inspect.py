@@ -17,7 +17,7 @@ def inspect(
 ) -> None:
     """Print how an output was made: prompt, model, seed, settings, versions, timings.
 
-        vidgen inspect outputs/t2v-a-red-fox-running-through-fresh-snow-7.mp4
+    vidgen inspect outputs/t2v-a-red-fox-running-through-fresh-snow-7.mp4
     """
     data = sidecar.read(path)
     if json_:
@@ -44,8 +44,13 @@ def inspect(
         ("guidance", sampling.get("guidance_scale")),
     ]
     if "format" in output:
-        rows.append(("file", f"{output['format']} {output.get('codec')}, {output['frames']} frames "
-                             f"{output['width']}x{output['height']} at {output['fps']} fps"))
+        rows.append(
+            (
+                "file",
+                f"{output['format']} {output.get('codec')}, {output['frames']} frames "
+                f"{output['width']}x{output['height']} at {output['fps']} fps",
+            )
+        )
     if "optimizations" in data:
         rows.append(("optimized", ", ".join(data["optimizations"].get("applied", [])) or "none"))
     if "timings" in data:

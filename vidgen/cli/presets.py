@@ -47,7 +47,7 @@ def show(
 ) -> None:
     """Show the merged config a preset gives, with the layer that set each field.
 
-        vidgen presets show tiny-cogvideox
+    vidgen presets show tiny-cogvideox
     """
     mode = merged_preset(name).get("mode", "t2v")
     resolved = resolve(mode, [name], [], families.defaults_layer)
@@ -58,5 +58,3 @@ def show(
     chain = " -> ".join(p["name"] for p in resolved.presets)
     typer.echo(f"# {chain}  ({resolved.presets[-1]['path']})")
     typer.echo(render_config(config, resolved.sources))
-
-
