@@ -128,11 +128,12 @@ def main() -> None:
             "diffusers": lambda _: [py, "-c", "import diffusers"],
             "torch": lambda _: [py, "-c", "import torch"],
         }
-        for command in commands.values():  # untimed warm-up: file-system cache, .pyc files
+        for command in commands.values():  # untimed warm-up: file-system cache
             run(command("warmup"), env)
         times: dict[str, list[float]] = {name: [] for name in commands}
         for i in range(args.runs):
-            for name, command in commands.items():
+            order = list(commands.items())
+            for name, command in order if i % 2 == 0 else reversed(order):  # alternate, so drift cancels out
                 print(f"run {i + 1}/{args.runs}: {name}", file=sys.stderr)
                 times[name].append(run(command(str(i)), env)[0])
 

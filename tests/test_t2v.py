@@ -177,3 +177,33 @@ def test_console_script_and_module_entry_point() -> None:
     result = cli_subprocess("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("vidgen ")
+
+
+def test_nan_output_is_reported_with_the_usual_cause(tmp_path: Path, tiny_cache: Path) -> None:
+    # A real tiny pipeline whose VAE decoder outputs NaN, as fp16 overflow does on real models.
+    import shutil
+
+    import torch
+    from diffusers import AutoencoderKLCogVideoX
+
+    from vidgen import tiny
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny.ensure("cogvideox"), broken)
+    vae = AutoencoderKLCogVideoX.from_pretrained(broken / "vae")
+    with torch.no_grad():
+        vae.decoder.conv_out.conv.weight.fill_(float("nan"))
+    vae.save_pretrained(broken / "vae")
+    result = cli(*CAT, "--seed", "1", "--model", str(broken), "--out", "nan.mp4")
+    assert result.exit_code == 0, result.stderr
+    assert "warning: the output contains NaN values" in result.stderr
+    assert "--dtype bf16" in result.stderr
+    assert sidecar(tmp_path / "nan.json")["warnings"][0].startswith("the output contains NaN")
+
+
+def test_traceback_flag_reraises() -> None:
+    from vidgen.errors import ConfigError
+
+    result = cli("--traceback", *CAT, "--preset", "nope")
+    assert isinstance(result.exception, ConfigError)
+    assert cli(*CAT, "--preset", "nope").exit_code == 3

@@ -86,6 +86,17 @@ def _check_writable(items: list[Planned]) -> None:
             raise WriteError(f"cannot write to {folder}: {exc.strerror or exc}; choose another --out.") from None
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux: platform's answer is the best there is
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(versions, device) blocks of the sidecar."""
     from importlib.metadata import PackageNotFoundError, version
@@ -103,7 +114,7 @@ def environment(device: str) -> tuple[dict[str, Any], dict[str, Any]]:
         props = torch.cuda.get_device_properties(device)
         info = {"type": "cuda", "name": props.name, "vram_bytes": int(props.total_memory)}
     else:
-        info = {"type": "cpu", "name": platform.processor() or platform.machine(), "vram_bytes": None}
+        info = {"type": "cpu", "name": _cpu_name(), "vram_bytes": None}
     return versions, info
 
 

@@ -107,10 +107,11 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
 
     quiet()
     model_id = cfg.model.id or family.default_repo
+    # Importing the pipeline module is library start-up, not model loading: keep it off the clock.
+    cls = family.pipeline_class(cfg.mode)
     start = time.perf_counter()
     kind, where = locate(model_id)
     dtype = resolve_dtype(cfg.model.dtype, family, device)
-    cls = family.pipeline_class(cfg.mode)
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, DTYPES[dtype]),
         "use_safetensors": not cfg.model.allow_pickle,

@@ -162,16 +162,17 @@ def write(
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True) if temp.is_dir() else temp.unlink(missing_ok=True)
-    padded = fmt in CODECS and (width % 2 or height % 2)
+    # yuv420p formats were padded to even sizes above; record what the file really holds.
+    padded = fmt in CODECS and bool(width % 2 or height % 2)
     block = {
         "path": str(target),
         "sha256": sha256(target),
         "format": fmt,
-        "codec": codec if fmt in CODECS else {"gif": "gif", "webp": "webp", "png": "png"}[fmt],
+        "codec": codec if fmt in CODECS else fmt,
         "crf": crf,
         "frames": count,
-        "width": width + (width % 2 if padded else 0),
-        "height": height + (height % 2 if padded else 0),
+        "width": width + width % 2 if padded else width,
+        "height": height + height % 2 if padded else height,
         "fps": fps,
     }
     if padded:

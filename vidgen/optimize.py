@@ -23,7 +23,7 @@ def check(opt: OptimizationConfig, device: str) -> None:
 
 
 def apply(pipe: Any, opt: OptimizationConfig, device: str) -> dict[str, Any]:
-    """Apply the options to a freshly loaded pipeline; returns {"requested", "applied"}."""
+    """Apply the options to a freshly loaded pipeline; returns what was requested and applied."""
     import torch
 
     applied: list[str] = []
@@ -59,4 +59,4 @@ def apply(pipe: Any, opt: OptimizationConfig, device: str) -> dict[str, Any]:
         # In place, so offload hooks keep pointing at the module they wrap (diffusers #4399).
         denoiser.compile()
         applied.append("compile")
-    return {"requested": opt.model_dump(), "applied": applied}
+    return {"requested": opt.model_dump(), "applied": applied, "device": device}
