@@ -103,3 +103,16 @@ def test_models_lists_families_and_flags_deprecation() -> None:
     block = result.stdout.split("modelscope:")[1]
     assert "deprecated in diffusers" in block
     assert "tiny-modelscope" in block
+
+
+def test_an_overlay_preset_stacks_on_the_default_model(tmp_path: Path) -> None:
+    overlay = tmp_path / "slow.yaml"
+    overlay.write_text("sampling:\n  num_inference_steps: 80\n")
+    result = cli("t2v", "x", "--preset", str(overlay), "--dry-run", "--json", "--seed", "1")
+    assert result.exit_code == 0, result.stderr
+    import json
+
+    body = json.loads(result.stdout)
+    assert body["config"]["model"]["id"] == "THUDM/CogVideoX-5b"
+    assert body["sources"]["sampling.num_inference_steps"] == "preset:slow"
+    assert body["sources"]["model.id"] == "preset:cogvideox-5b"

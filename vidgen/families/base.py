@@ -64,6 +64,14 @@ class Family:
         return output.frames[0]
 
 
+def prompt_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """prompt, and negative_prompt when one is set."""
+    kwargs: dict[str, Any] = {"prompt": cfg.inputs.prompt}
+    if cfg.inputs.negative_prompt is not None:
+        kwargs["negative_prompt"] = cfg.inputs.negative_prompt
+    return kwargs
+
+
 def sampling_kwargs(sampling: SamplingConfig, names: tuple[str, ...]) -> dict[str, Any]:
     """The named sampling fields that are set; unset ones fall back to diffusers' defaults."""
     values = sampling.model_dump()

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Family, nearest, sampling_kwargs
+from vidgen.families.base import Family, nearest, prompt_kwargs, sampling_kwargs
 
 _CALL_FIELDS = (
     "num_frames",
@@ -62,10 +62,7 @@ class CogVideoX(Family):
                 )
 
     def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"prompt": cfg.inputs.prompt}
-        if cfg.inputs.negative_prompt is not None:
-            kwargs["negative_prompt"] = cfg.inputs.negative_prompt
-        kwargs.update(sampling_kwargs(cfg.sampling, _CALL_FIELDS))
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, _CALL_FIELDS)}
         # One video per call: CogVideoX ignores num_videos_per_prompt (diffusers #13622),
         # so vidgen loops over seeds instead.
         kwargs["num_videos_per_prompt"] = 1

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Family, nearest, sampling_kwargs
+from vidgen.families.base import Family, nearest, prompt_kwargs, sampling_kwargs
 
 _CALL_FIELDS = ("num_frames", "num_inference_steps", "guidance_scale", "height", "width", "eta")
 
@@ -47,10 +47,7 @@ class ModelScope(Family):
                 )
 
     def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"prompt": cfg.inputs.prompt}
-        if cfg.inputs.negative_prompt is not None:
-            kwargs["negative_prompt"] = cfg.inputs.negative_prompt
-        kwargs.update(sampling_kwargs(cfg.sampling, _CALL_FIELDS))
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, _CALL_FIELDS)}
         kwargs["output_type"] = "np"
         return kwargs
 
