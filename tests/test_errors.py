@@ -155,3 +155,18 @@ def test_ffmpeg_failure_is_a_write_error(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(WriteError, match="ffmpeg could not write"):
         media.write(frames, tmp_path / "v.mp4", fmt="mp4", fps=8, codec="nope", crf=18, metadata=None, overwrite=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_closed_stdout_pipe_is_quiet() -> None:
+    import subprocess
+    import sys
+
+    # `vidgen presets list | head -1`: the reader closes the pipe after one line.
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "vidgen", "doctor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    producer.stdout.readline()
+    producer.stdout.close()
+    stderr = producer.stderr.read().decode()
+    assert producer.wait() in (0, 141)  # 0 only if it wrote everything before the pipe closed
+    assert "Error" not in stderr and "Traceback" not in stderr

@@ -6,6 +6,9 @@ Nothing here imports torch or diffusers at import time, so `vidgen --help` stays
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -35,6 +38,10 @@ class _Boundary(TyperGroup):
             if ctx.meta.get("vidgen.traceback"):
                 raise
             _fail(ctx, exc.exit_code, str(exc))
+        except BrokenPipeError:
+            # The reader went away (`vidgen presets list | head`): stop quietly, as `cat` would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(128 + signal.SIGPIPE) from None
         except KeyboardInterrupt:
             _fail(ctx, ExitCode.INTERRUPTED, "interrupted; no partial file was left under a final name.")
         except Exception as exc:

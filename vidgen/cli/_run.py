@@ -15,7 +15,7 @@ import typer
 
 from vidgen import families
 from vidgen.config import Layer, resolve
-from vidgen.config.layers import leaves, merged_preset
+from vidgen.config.layers import merged_preset
 
 
 class _StderrHandler(logging.Handler):
@@ -139,16 +139,15 @@ def _print_plan(plan: Any, as_json: bool) -> None:
 
 def render_config(config: dict[str, Any], sources: dict[str, str]) -> str:
     """YAML of the set fields, each commented with the layer that set it."""
-    lines: list[str] = []
-    width = max((len(path) for path in leaves(config)), default=0)
+    rows: list[tuple[str, str]] = []
     for section, values in config.items():
         if not isinstance(values, dict):
-            lines.append(f"{section}: {json.dumps(values)}".ljust(width + 8) + f"# {sources.get(section, 'default')}")
+            rows.append((f"{section}: {json.dumps(values)}", sources.get(section, "default")))
             continue
-        lines.append(f"{section}:")
-        for key, value in values.items():
-            if value is None:
-                continue
-            text = f"  {key}: {json.dumps(value)}"
-            lines.append(text.ljust(width + 8) + f"# {sources.get(f'{section}.{key}', 'default')}")
-    return "\n".join(lines)
+        fields = [(key, value) for key, value in values.items() if value is not None]
+        if fields:
+            rows.append((f"{section}:", ""))
+        for key, value in fields:
+            rows.append((f"  {key}: {json.dumps(value)}", sources.get(f"{section}.{key}", "default")))
+    width = max(len(text) for text, _ in rows) + 2
+    return "\n".join(f"{text:<{width}}# {source}" if source else text for text, source in rows)

@@ -68,21 +68,21 @@ def doctor(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     if json_:
         typer.echo(json.dumps({**report, "problems": problems}, indent=2))
     else:
-        typer.echo(f"python       {report['python']} ({report['platform']})")
+        typer.echo(f"python         {report['python']} ({report['platform']})")
         for name, value in report["packages"].items():
-            typer.echo(f"{name:<12} {value or 'NOT INSTALLED'}")
+            typer.echo(f"{name:<14} {value or 'NOT INSTALLED'}")
         torch_info = report.get("torch", {})
-        typer.echo(f"torch build  {torch_info.get('build')} (CUDA {torch_info.get('cuda_build') or 'none'})")
+        typer.echo(f"torch build    {torch_info.get('build')} (CUDA {torch_info.get('cuda_build') or 'none'})")
         for gpu in report.get("gpus", []):
-            typer.echo(f"gpu {gpu['index']:<8} {gpu['name']}, {gpu['vram_gib']} GiB ({gpu['free_gib']} GiB free)")
+            typer.echo(f"gpu {gpu['index']:<10} {gpu['name']}, {gpu['vram_gib']} GiB ({gpu['free_gib']} GiB free)")
         if not report.get("gpus"):
-            typer.echo("gpu          none: generation runs on the CPU and will be slow; tiny-* presets run in seconds")
+            typer.echo("gpu            none: generation runs on the CPU and will be slow; tiny-* presets take seconds")
         if "ffmpeg" in report:
-            typer.echo(f"ffmpeg       {report['ffmpeg']['version']}")
-            typer.echo(f"             {report['ffmpeg']['path']}")
+            typer.echo(f"ffmpeg         {report['ffmpeg']['version']}")
+            typer.echo(f"               {report['ffmpeg']['path']}")
         for name, path in report["dirs"].items():
-            typer.echo(f"{name:<12} {path}")
-        typer.echo(f"hub offline  {report['hf_hub_offline']}")
+            typer.echo(f"{name:<14} {path}")
+        typer.echo(f"hub offline    {report['hf_hub_offline']}")
         for problem in problems:
             typer.echo(f"problem: {problem}", err=True)
     if problems:
