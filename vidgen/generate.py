@@ -146,7 +146,7 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
             "pipeline": {
                 "class": type(loaded.pipe).__name__,
                 "call_kwargs": call_kwargs,
-                "generator": {"device": runner.generator_device(plan.device), "seed": item.seed},
+                "generator": {"device": plan.device, "seed": item.seed},
             },
             "inputs": {},
             "versions": versions,

@@ -40,10 +40,6 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def generator_device(device: str) -> str:
-    return "cpu" if device == "cpu" else device
-
-
 def peak_memory(device: str) -> int:
     """CUDA: max allocated on the device; CPU: the process's peak resident set size."""
     if device.startswith("cuda"):
@@ -62,7 +58,8 @@ def run(
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
-    generator = torch.Generator(device=generator_device(device)).manual_seed(seed)
+    # On the run's device, as diffusers' examples do; the sidecar records which device it was.
+    generator = torch.Generator(device=device).manual_seed(seed)
     steps = int(call_kwargs.get("num_inference_steps", 0))
     last_step = [0.0]
 
