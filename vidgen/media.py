@@ -56,7 +56,7 @@ def to_uint8(frames: Any) -> Any:
     """Float frames in [0, 1] -> uint8, rounded (diffusers truncates; rounding is closer)."""
     import numpy as np
 
-    return np.ascontiguousarray((np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8))
+    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)  # a fresh, contiguous array
 
 
 def sha256(path: Path) -> str:

@@ -15,7 +15,6 @@ import typer
 
 from vidgen import families
 from vidgen.config import Layer, resolve
-from vidgen.config.layers import merged_preset
 
 
 class _StderrHandler(logging.Handler):
@@ -79,7 +78,7 @@ def execute(
     # Read by the error boundary, so failures also answer in JSON.
     ctx.meta["vidgen.json"] = as_json
     setup_logging(quiet)
-    resolved = resolve(mode, _with_default_model(mode, presets or []), layers, families.defaults_layer)
+    resolved = resolve(mode, presets or [], layers, families.defaults_layer, families.DEFAULT_PRESETS[mode])
     plan = generate.plan(resolved)
     if dry_run:
         _print_plan(plan, as_json)
@@ -102,15 +101,6 @@ def execute(
     else:
         for result in results:
             typer.echo(str(result["path"]))
-
-
-def _with_default_model(mode: str, presets: list[str]) -> list[str]:
-    """Presets that choose no model (overlays such as a low-memory one) stack on the mode's default."""
-    for ref in presets:
-        model = merged_preset(ref).get("model")
-        if isinstance(model, dict) and model.get("family"):
-            return presets
-    return [families.DEFAULT_PRESETS[mode], *presets]
 
 
 def _print_plan(plan: Any, as_json: bool) -> None:

@@ -179,29 +179,39 @@ def _render(error: ValidationError, layers: list[Layer], sources: dict[str, str]
     return "; ".join(lines)
 
 
+def _family(layers: list[Layer]) -> str | None:
+    """The model family the highest layer that names one chose."""
+    family = None
+    for layer in layers:
+        model = layer.data.get("model")
+        if isinstance(model, dict) and model.get("family"):
+            family = model["family"]
+    return family
+
+
 def resolve(
     mode: str,
     presets: list[str],
     cli_layers: list[Layer],
     family_layer: Callable[[str], Layer],
+    default_preset: str | None = None,
 ) -> Resolved:
     """Merge every layer and validate once.
 
     `family_layer(name)` gives the defaults of the family the presets and flags chose; it is
-    injected so this module needs nothing from the families registry.
+    injected so this module needs nothing from the families registry. When no preset names a
+    model (none given, or only overlays), `default_preset` goes underneath them.
     """
     preset_layers = [layer for ref in presets for layer in load_preset(ref)]
+    if default_preset and not _family(preset_layers):
+        preset_layers = [*load_preset(default_preset), *preset_layers]
     for layer in preset_layers:
         wanted = layer.data.get("mode")
         if wanted is not None and wanted != mode:
             name = layer.label.split(":", 1)[1]
             raise ConfigError(f"preset {name} is for `vidgen {wanted}`, not `vidgen {mode}`.")
     upper = [*preset_layers, Layer("cli:command", {"mode": mode}), *cli_layers]
-    family = None
-    for layer in upper:
-        model = layer.data.get("model")
-        if isinstance(model, dict) and model.get("family"):
-            family = model["family"]
+    family = _family(upper)
     if not family:
         raise ConfigError("no model family chosen: pick one with --preset (see `vidgen presets list`).")
     layers = [family_layer(family), *upper]
