@@ -71,7 +71,14 @@ def test_user_presets_shadow_shipped_ones(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(available_presets()))
 def test_every_shipped_preset_validates_and_passes_its_family_rules(name: str) -> None:
-    resolved = _resolve([name], Layer("cli:PROMPT", {"inputs": {"prompt": "x"}}))
+    from vidgen.config.layers import merged_preset
+
+    mode = merged_preset(name)["mode"]
+    inputs = {"i2v": {"image": "x.png"}, "v2v": {"video": "x.mp4"}}.get(mode, {})
+    family = families.get(merged_preset(name)["model"]["family"])
+    if family.text:
+        inputs["prompt"] = "x"
+    resolved = resolve(mode, [name], [Layer("cli:inputs", {"inputs": inputs})], families.defaults_layer)
     family = families.check(resolved.config)
     assert resolved.config.model.id
     assert family.name in families.FAMILIES

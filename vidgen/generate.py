@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vidgen import __version__, families, media, optimize, outputs, sidecar
+from vidgen import __version__, families, inputs, media, optimize, outputs, sidecar
 from vidgen.config import Resolved
 from vidgen.errors import WriteError
 from vidgen.families.base import Family
@@ -42,15 +42,17 @@ class Plan:
     fps: int
     seed_drawn: bool
     items: list[Planned]
+    inputs: inputs.Prepared
 
 
 def plan(resolved: Resolved) -> Plan:
-    """Everything that can be decided and checked before loading weights."""
+    """Everything that can be decided and checked before loading weights, including reading
+    and preparing the input image or video."""
     from vidgen.loader import locate, resolve_device
 
     cfg = resolved.config
     family = families.check(cfg)
-    locate(cfg.model.id or family.default_repo, build=False)
+    locate(cfg.model.id or family.repos[cfg.mode], build=False)
     device = resolve_device(cfg.optimization.device)
     optimize.check(cfg.optimization, device)
     fmt = outputs.output_format(cfg)
@@ -66,7 +68,8 @@ def plan(resolved: Resolved) -> Plan:
                 if existing.exists():
                     raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
     fps = cfg.output.fps or 8
-    return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items)
+    prepared = inputs.prepare(cfg, family, fps)
+    return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared)
 
 
 def _check_writable(items: list[Planned]) -> None:
@@ -125,14 +128,23 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
     progress = progress or NullProgress()
     cfg = plan.resolved.config
     _check_writable(plan.items)
+    for note in plan.inputs.notes:
+        log.info(note)
     log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
     loaded = loader.load(cfg, plan.family, plan.device)
+    plan.family.check_loaded(loaded.pipe, cfg)
     versions, device = environment(plan.device)
     results = []
     for item in plan.items:
         call_kwargs = plan.family.call_kwargs(cfg, item.seed)
         result = runner.run(
-            loaded.pipe, plan.family, call_kwargs, seed=item.seed, device=plan.device, progress=progress
+            loaded.pipe,
+            plan.family,
+            call_kwargs,
+            media=plan.inputs.media,
+            seed=item.seed,
+            device=plan.device,
+            progress=progress,
         )
         for warning in result.warnings:
             log.warning(warning)
@@ -146,9 +158,12 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
             "pipeline": {
                 "class": type(loaded.pipe).__name__,
                 "call_kwargs": call_kwargs,
+                # Arguments that are not JSON (the prepared image or frames), and where the
+                # sidecar describes them.
+                "media_kwargs": {name: f"inputs.{name}" for name in plan.inputs.media},
                 "generator": {"device": plan.device, "seed": item.seed},
             },
-            "inputs": {},
+            "inputs": plan.inputs.record,
             "versions": versions,
             "device": device,
             "optimizations": loaded.optimizations,

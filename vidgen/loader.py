@@ -106,7 +106,7 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
     from vidgen.libs import quiet
 
     quiet()
-    model_id = cfg.model.id or family.default_repo
+    model_id = cfg.model.id or family.repos[cfg.mode]
     # Importing the pipeline module is library start-up, not model loading: keep it off the clock.
     cls = family.pipeline_class(cfg.mode)
     start = time.perf_counter()

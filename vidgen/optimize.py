@@ -55,6 +55,9 @@ def apply(pipe: Any, opt: OptimizationConfig, device: str) -> dict[str, Any]:
         # chunk_size=1 over the frame axis, as diffusers' ModelScope guide does.
         denoiser.enable_forward_chunking(chunk_size=1, dim=1)
         applied.append("forward_chunking")
+    if opt.decode_chunk_size is not None:
+        # A __call__ argument: the family passes it (the registry checked that it takes it).
+        applied.append(f"decode_chunk_size={opt.decode_chunk_size}")
     if opt.compile and denoiser is not None:
         # In place, so offload hooks keep pointing at the module they wrap (diffusers #4399).
         denoiser.compile()

@@ -36,6 +36,15 @@ def output_format(cfg: RunConfig) -> str:
     return chosen or from_name or "mp4"
 
 
+def _input_stem(cfg: RunConfig) -> str | None:
+    """'rocket' for rocket.png or https://example.com/img/rocket.png?size=2, so prompt-less
+    image-to-video runs still get a telling name."""
+    ref = cfg.inputs.image or cfg.inputs.video
+    if not ref:
+        return None
+    return Path(ref.split("?", 1)[0].rstrip("/")).stem
+
+
 def _template(path: str) -> str:
     if path.endswith(("/", "\\")) or Path(path).expanduser().is_dir():
         return str(Path(path) / DEFAULT_NAME)
@@ -57,7 +66,7 @@ def render(cfg: RunConfig, fmt: str, seeds: list[int]) -> list[Path]:
     now = time.localtime()
     fields = {
         "mode": cfg.mode,
-        "slug": slug(cfg.inputs.prompt),
+        "slug": slug(cfg.inputs.prompt or _input_stem(cfg)),
         "family": cfg.model.family,
         "ext": fmt,
         "date": time.strftime("%Y%m%d", now),

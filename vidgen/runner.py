@@ -51,8 +51,17 @@ def peak_memory(device: str) -> int:
 
 
 def run(
-    pipe: Any, family: Any, call_kwargs: dict[str, Any], *, seed: int, device: str, progress: Progress
+    pipe: Any,
+    family: Any,
+    call_kwargs: dict[str, Any],
+    *,
+    media: dict[str, Any],
+    seed: int,
+    device: str,
+    progress: Progress,
 ) -> RunResult:
+    """Call the pipeline once. `media` holds the prepared image or video, passed beside the
+    JSON-able `call_kwargs` that the sidecar records."""
     import numpy as np
     import torch
 
@@ -60,17 +69,17 @@ def run(
         torch.cuda.reset_peak_memory_stats(device)
     # On the run's device, as diffusers' examples do; the sidecar records which device it was.
     generator = torch.Generator(device=device).manual_seed(seed)
-    steps = int(call_kwargs.get("num_inference_steps", 0))
     last_step = [0.0]
 
     def on_step() -> None:
         last_step[0] = time.perf_counter()
         progress.advance()
 
-    progress.start(steps, "denoising")
+    progress.start(family.step_count(call_kwargs), "denoising")
     start = time.perf_counter()
     try:
-        output = pipe(**call_kwargs, generator=generator, **family.progress_kwargs(on_step))
+        with family.steps(pipe, on_step) as step_kwargs:
+            output = pipe(**call_kwargs, **media, generator=generator, **step_kwargs)
     except torch.cuda.OutOfMemoryError:
         raise OutOfMemory(
             "CUDA ran out of memory; try --offload model, --vae-tiling/--vae-slicing, fewer --frames or a smaller size."

@@ -46,7 +46,33 @@ def _clip_tokenizer() -> Any:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def _cogvideox() -> Any:
+def _tiny_clip_text(tokenizer: Any) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=4,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            hidden_act="gelu",
+            projection_dim=32,
+        )
+    ).eval()
+
+
+def _clip_image_processor(size: int) -> Any:
+    # The PIL-backed class: the default one wants torchvision, which vidgen does not depend on.
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(crop_size=size, size=size)
+
+
+def _cogvideox(in_channels: int = 4) -> Any:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel, DDIMScheduler
     from transformers import T5Config, T5EncoderModel
 
@@ -68,7 +94,7 @@ def _cogvideox() -> Any:
     transformer = CogVideoXTransformer3DModel(
         num_attention_heads=4,
         attention_head_dim=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         time_embed_dim=2,
         text_embed_dim=32,
@@ -98,23 +124,9 @@ def _cogvideox() -> Any:
 
 def _modelscope() -> Any:
     from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = _clip_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=4,
-            intermediate_size=16,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            hidden_act="gelu",
-            projection_dim=32,
-        )
-    ).eval()
+    text_encoder = _tiny_clip_text(tokenizer)
     unet = UNet3DConditionModel(
         block_out_channels=(8, 8),
         layers_per_block=1,
@@ -145,9 +157,142 @@ def _modelscope() -> Any:
     )
 
 
+def _cogvideox_i2v() -> Any:
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    # The image-to-video transformer sees the noisy latents and the image latents side by side,
+    # so it takes twice the VAE's latent channels in.
+    base = _cogvideox(in_channels=8)
+    return CogVideoXImageToVideoPipeline(**base.components)
+
+
+def _svd() -> Any:
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    # diffusers' own SVD test configs; in_channels 8 = noisy latents + image latents, and
+    # 96 = 3 x 32 added-time embeddings (fps, motion bucket, noise augmentation).
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=32,
+        num_attention_heads=8,
+        projection_class_embeddings_input_dim=96,
+        addition_time_embed_dim=32,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        trained_betas=None,
+        use_karras_sigmas=True,
+    )
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        latent_channels=4,
+    )
+    # The pipeline resizes PIL images to 224x224 for the image encoder; 32px patches keep it tiny.
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=224,
+            intermediate_size=37,
+            patch_size=32,
+        )
+    ).eval()
+    return StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=image_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        feature_extractor=_clip_image_processor(224),
+    )
+
+
+def _i2vgen_xl() -> Any:
+    from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline, I2VGenXLUNet
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    tokenizer = _clip_tokenizer()
+    unet = I2VGenXLUNet(
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=4,
+        attention_head_dim=4,
+        num_attention_heads=None,
+        norm_num_groups=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8,),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        latent_channels=4,
+        sample_size=32,
+        norm_num_groups=2,
+    )
+    # The pipeline crops and resizes the image to the feature extractor's crop size itself.
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=4,
+            projection_dim=4,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            intermediate_size=16,
+            patch_size=4,
+        )
+    ).eval()
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+    return I2VGenXLPipeline(
+        vae=vae,
+        text_encoder=_tiny_clip_text(tokenizer),
+        tokenizer=tokenizer,
+        image_encoder=image_encoder,
+        feature_extractor=_clip_image_processor(32),
+        unet=unet,
+        scheduler=scheduler,
+    )
+
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     "cogvideox": _cogvideox,
+    "cogvideox-i2v": _cogvideox_i2v,
     "modelscope": _modelscope,
+    "svd": _svd,
+    "i2vgen-xl": _i2vgen_xl,
 }
 
 

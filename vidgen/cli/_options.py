@@ -11,12 +11,15 @@ from typing import Annotated, Literal
 import typer
 
 from vidgen.config import Layer, set_layer
+from vidgen.config.flags import flag
 
 MODEL = "Model"
 SAMPLING = "Sampling"
 OPTIMIZE = "Memory and speed"
 OUTPUT = "Output"
 RUN = "Run"
+INPUT = "Input"
+FAMILY = "Model-specific"
 
 Preset = Annotated[
     list[str] | None,
@@ -104,6 +107,87 @@ Compile = Annotated[
         "--compile/--no-compile", help="torch.compile the denoiser (slow first run).", rich_help_panel=OPTIMIZE
     ),
 ]
+DecodeChunk = Annotated[
+    int | None,
+    typer.Option(
+        "--decode-chunk",
+        help="Frames the VAE decodes at once (SVD, I2VGen-XL); lower needs less memory.",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+Resize = Annotated[
+    Literal["fit", "crop", "pad"] | None,
+    typer.Option(
+        "--resize",
+        help="Bring the input to the model's size: crop (default) fills and trims the edges, "
+        "pad fits inside and fills with --background, fit stretches.",
+        rich_help_panel=INPUT,
+    ),
+]
+Background = Annotated[
+    str | None,
+    typer.Option(
+        "--background",
+        help="Colour under transparent pixels and around --resize pad: a name or #rrggbb (default white).",
+        rich_help_panel=INPUT,
+    ),
+]
+InputFps = Annotated[
+    float | None,
+    typer.Option(
+        "--input-fps",
+        help="Resample the input video to this frame rate first (default: the output --fps).",
+        rich_help_panel=INPUT,
+    ),
+]
+MaxFrames = Annotated[
+    int | None,
+    typer.Option("--max-frames", help="Take at most this many frames of the input video.", rich_help_panel=INPUT),
+]
+MotionBucketId = Annotated[
+    int | None,
+    typer.Option("--motion-bucket-id", help="SVD: amount of motion, 0-1023 (default 127).", rich_help_panel=FAMILY),
+]
+NoiseAugStrength = Annotated[
+    float | None,
+    typer.Option(
+        "--noise-aug-strength",
+        help="SVD: noise added to the image; more gives more motion, less likeness (default 0.02).",
+        rich_help_panel=FAMILY,
+    ),
+]
+CondFps = Annotated[
+    int | None,
+    typer.Option(
+        "--cond-fps",
+        help="SVD: the frame rate the model is conditioned on (default 7); --fps sets the file's.",
+        rich_help_panel=FAMILY,
+    ),
+]
+MinGuidance = Annotated[
+    float | None,
+    typer.Option("--min-guidance", help="SVD: guidance at the first frame (default 1.0).", rich_help_panel=FAMILY),
+]
+MaxGuidance = Annotated[
+    float | None,
+    typer.Option("--max-guidance", help="SVD: guidance at the last frame (default 3.0).", rich_help_panel=FAMILY),
+]
+TargetFps = Annotated[
+    int | None,
+    typer.Option(
+        "--target-fps",
+        help="I2VGen-XL: the frame rate the model is conditioned on (default 16).",
+        rich_help_panel=FAMILY,
+    ),
+]
+Strength = Annotated[
+    float | None,
+    typer.Option(
+        "--strength",
+        help="How far to move away from the input video: 0 keeps it, 1 ignores it (default 0.8).",
+        rich_help_panel=FAMILY,
+    ),
+]
 Out = Annotated[
     str | None,
     typer.Option(
@@ -137,44 +221,64 @@ DryRun = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.", rich_help_panel=RUN)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status on stderr.", rich_help_panel=RUN)]
 
-# flag -> config path, for the flags shared by generation commands.
-FLAG_PATHS = {
-    "PROMPT": "inputs.prompt",
-    "--model": "model.id",
-    "--revision": "model.revision",
-    "--dtype": "model.dtype",
-    "--allow-pickle": "model.allow_pickle",
-    "--negative": "inputs.negative_prompt",
-    "--frames": "sampling.num_frames",
-    "--steps": "sampling.num_inference_steps",
-    "--guidance": "sampling.guidance_scale",
-    "--height": "sampling.height",
-    "--width": "sampling.width",
-    "--seed": "sampling.seed",
-    "--num-videos": "sampling.num_videos",
-    "--device": "optimization.device",
-    "--offload": "optimization.offload",
-    "--vae-tiling": "optimization.vae_tiling",
-    "--vae-slicing": "optimization.vae_slicing",
-    "--forward-chunking": "optimization.forward_chunking",
-    "--compile": "optimization.compile",
-    "--out": "output.path",
-    "--format": "output.format",
-    "--fps": "output.fps",
-    "--crf": "output.crf",
-    "--codec": "output.codec",
-    "--overwrite": "output.overwrite",
+# Typer parameter name -> config path, for every option that feeds the config.
+PARAMS = {
+    "prompt": "inputs.prompt",
+    "image": "inputs.image",
+    "video": "inputs.video",
+    "negative": "inputs.negative_prompt",
+    "resize": "inputs.resize",
+    "background": "inputs.background",
+    "input_fps": "inputs.input_fps",
+    "max_frames": "inputs.max_frames",
+    "model": "model.id",
+    "revision": "model.revision",
+    "dtype": "model.dtype",
+    "allow_pickle": "model.allow_pickle",
+    "frames": "sampling.num_frames",
+    "steps": "sampling.num_inference_steps",
+    "guidance": "sampling.guidance_scale",
+    "height": "sampling.height",
+    "width": "sampling.width",
+    "seed": "sampling.seed",
+    "num_videos": "sampling.num_videos",
+    "motion_bucket_id": "sampling.motion_bucket_id",
+    "noise_aug_strength": "sampling.noise_aug_strength",
+    "cond_fps": "sampling.fps",
+    "min_guidance": "sampling.min_guidance_scale",
+    "max_guidance": "sampling.max_guidance_scale",
+    "target_fps": "sampling.target_fps",
+    "strength": "sampling.strength",
+    "device": "optimization.device",
+    "offload": "optimization.offload",
+    "vae_tiling": "optimization.vae_tiling",
+    "vae_slicing": "optimization.vae_slicing",
+    "forward_chunking": "optimization.forward_chunking",
+    "decode_chunk": "optimization.decode_chunk_size",
+    "compile_": "optimization.compile",
+    "out": "output.path",
+    "format_": "output.format",
+    "fps": "output.fps",
+    "crf": "output.crf",
+    "codec": "output.codec",
+    "overwrite": "output.overwrite",
 }
 
 
-def flag_layers(given: dict[str, object], assignments: list[str] | None) -> list[Layer]:
-    """One layer per flag actually given (so sources name the flag), then --set on top."""
+def flag_layers(params: dict[str, object]) -> list[Layer]:
+    """One layer per option actually given (so sources name the flag), then --set on top.
+
+    `params` is the command's `ctx.params`; options left at None (or an off switch such as
+    --overwrite) were not given and leave the lower layers alone.
+    """
     layers = []
-    for flag, value in given.items():
-        if value is None:
+    for name, value in params.items():
+        if name not in PARAMS or value is None or (name == "overwrite" and value is False):
             continue
-        section, key = FLAG_PATHS[flag].split(".", 1)
-        layers.append(Layer(label=f"cli:{flag}", data={section: {key: value}}, origin=flag))
-    if assignments:
-        layers.append(set_layer(assignments))
+        path = PARAMS[name]
+        section, key = path.split(".", 1)
+        label = flag(path)
+        layers.append(Layer(label=f"cli:{label}", data={section: {key: value}}, origin=label))
+    if params.get("set_"):
+        layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]
     return layers

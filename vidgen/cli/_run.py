@@ -114,6 +114,8 @@ def _print_plan(plan: Any, as_json: bool) -> None:
             "sources": plan.resolved.sources,
             "pipeline": {"class": plan.family.pipelines[cfg.mode], "call_kwargs": call},
             "device": plan.device,
+            "inputs": plan.inputs.record,
+            "notes": plan.inputs.notes,
             "outputs": outputs,
             "exit_code": 0,
         }
@@ -121,6 +123,12 @@ def _print_plan(plan: Any, as_json: bool) -> None:
         return
     typer.echo(render_config(cfg.model_dump(mode="json"), plan.resolved.sources))
     typer.echo(f"# pipeline: {plan.family.pipelines[cfg.mode]} on {plan.device}")
+    for name, record in plan.inputs.record.items():
+        size = "x".join(map(str, record["prepared"]["size"]))
+        count = f"{record['frames_used']} frames " if "frames_used" in record else ""
+        typer.echo(f"# {name}: {record['path']} -> {count}{size} ({record['resize']})")
+    for note in plan.inputs.notes:
+        typer.echo(f"# note: {note}")
     if plan.seed_drawn:
         typer.echo(f"# seed drawn at random: {plan.items[0].seed} (a real run draws its own; pass --seed to fix it)")
     for item in outputs:

@@ -9,11 +9,12 @@ import typer
 
 from vidgen import families
 from vidgen.config import available_presets
+from vidgen.config.flags import flag
 from vidgen.config.layers import merged_preset
 
 
 def models(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List the model families vidgen drives, with their modes, pipelines and presets."""
+    """List the model families vidgen drives: for each mode its pipeline and default repo, then presets."""
     presets: dict[str, list[str]] = {}
     for name, path in available_presets().items():
         model = merged_preset(str(path)).get("model")
@@ -24,10 +25,12 @@ def models(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         {
             "family": family.name,
             "title": family.title,
-            "modes": family.pipelines,
-            "default_repo": family.default_repo,
+            "modes": {
+                mode: {"pipeline": cls, "default_repo": family.repos[mode]} for mode, cls in family.pipelines.items()
+            },
+            "takes_prompt": family.text,
             "deprecated": family.deprecated,
-            "optimizations": sorted(family.optimizations),
+            "optimizations": sorted(flag(f"optimization.{name}") for name in family.optimizations),
             "presets": presets.get(family.name, []),
         }
         for family in families.FAMILIES.values()
@@ -36,10 +39,9 @@ def models(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         typer.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        modes = ", ".join(f"{mode} ({cls})" for mode, cls in row["modes"].items())
         typer.echo(f"{row['family']}: {row['title']}")
-        typer.echo(f"  modes:    {modes}")
-        typer.echo(f"  default:  {row['default_repo']}")
+        for mode, info in row["modes"].items():
+            typer.echo(f"  {mode}:      {info['pipeline']} ({info['default_repo']})")
         typer.echo(f"  presets:  {', '.join(row['presets']) or '-'}")
         typer.echo(f"  options:  {', '.join(row['optimizations']) or '-'}")
         if row["deprecated"]:

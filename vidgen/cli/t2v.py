@@ -32,6 +32,7 @@ def t2v(
     vae_tiling: o.VaeTiling = None,
     vae_slicing: o.VaeSlicing = None,
     forward_chunking: o.ForwardChunking = None,
+    decode_chunk: o.DecodeChunk = None,
     compile_: o.Compile = None,
     out: o.Out = None,
     format_: o.Format = None,
@@ -50,31 +51,4 @@ def t2v(
 
         vidgen t2v "a red fox running through fresh snow" --preset tiny-cogvideox --seed 7
     """
-    given = {
-        "PROMPT": prompt,
-        "--model": model,
-        "--revision": revision,
-        "--dtype": dtype,
-        "--allow-pickle": allow_pickle,
-        "--negative": negative,
-        "--frames": frames,
-        "--steps": steps,
-        "--guidance": guidance,
-        "--height": height,
-        "--width": width,
-        "--seed": seed,
-        "--num-videos": num_videos,
-        "--device": device,
-        "--offload": offload,
-        "--vae-tiling": vae_tiling,
-        "--vae-slicing": vae_slicing,
-        "--forward-chunking": forward_chunking,
-        "--compile": compile_,
-        "--out": out,
-        "--format": format_,
-        "--fps": fps,
-        "--crf": crf,
-        "--codec": codec,
-        "--overwrite": overwrite or None,
-    }
-    execute(ctx, "t2v", preset, o.flag_layers(given, set_), dry_run=dry_run, as_json=json_, quiet=quiet)
+    execute(ctx, "t2v", preset, o.flag_layers(ctx.params), dry_run=dry_run, as_json=json_, quiet=quiet)

@@ -193,12 +193,12 @@ def resolve(
     mode: str,
     presets: list[str],
     cli_layers: list[Layer],
-    family_layer: Callable[[str], Layer],
+    family_layer: Callable[[str, str], Layer],
     default_preset: str | None = None,
 ) -> Resolved:
     """Merge every layer and validate once.
 
-    `family_layer(name)` gives the defaults of the family the presets and flags chose; it is
+    `family_layer(name, mode)` gives the defaults of the family the presets and flags chose; it is
     injected so this module needs nothing from the families registry. When no preset names a
     model (none given, or only overlays), `default_preset` goes underneath them.
     """
@@ -214,7 +214,7 @@ def resolve(
     family = _family(upper)
     if not family:
         raise ConfigError("no model family chosen: pick one with --preset (see `vidgen presets list`).")
-    layers = [family_layer(family), *upper]
+    layers = [family_layer(family, mode), *upper]
 
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}

@@ -16,6 +16,7 @@ Mode = Literal["t2v", "i2v", "v2v", "animate", "control"]
 DType = Literal["auto", "fp32", "fp16", "bf16"]
 Offload = Literal["none", "model", "sequential", "group"]
 Format = Literal["mp4", "webm", "gif", "webp", "png"]
+Resize = Literal["fit", "crop", "pad"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -37,6 +38,15 @@ class ModelConfig(_Section):
 class InputsConfig(_Section):
     prompt: str | None = None
     negative_prompt: str | None = None
+    image: str | None = Field(None, description="i2v: image file or http(s) URL")
+    video: str | None = Field(None, description="v2v: video file or folder of frames")
+    # How an input image or frame is brought to the model's size (None: crop).
+    resize: Resize | None = None
+    # What transparent pixels are composited on, and what `pad` fills with (None: white).
+    background: str | None = None
+    # v2v: resample the input to this frame rate before taking frames (None: the output fps).
+    input_fps: float | None = Field(None, gt=0, le=240)
+    max_frames: int | None = Field(None, ge=1, le=10_000)
 
 
 class SamplingConfig(_Section):
@@ -51,6 +61,17 @@ class SamplingConfig(_Section):
     max_sequence_length: int | None = Field(None, ge=1, le=4096)
     use_dynamic_cfg: bool | None = None
     eta: float | None = Field(None, ge=0, le=1)
+    # Stable Video Diffusion micro-conditions; `fps` is the frame rate the model is conditioned
+    # on, not the output file's (that is output.fps).
+    motion_bucket_id: int | None = Field(None, ge=0, le=1023)
+    noise_aug_strength: float | None = Field(None, ge=0, le=10)
+    fps: int | None = Field(None, ge=1, le=240)
+    min_guidance_scale: float | None = Field(None, ge=0, le=100)
+    max_guidance_scale: float | None = Field(None, ge=0, le=100)
+    # I2VGen-XL's frame-rate micro-condition.
+    target_fps: int | None = Field(None, ge=1, le=240)
+    # Video-to-video: how far to move away from the input (1 = ignore it).
+    strength: float | None = Field(None, gt=0, le=1)
 
 
 class OptimizationConfig(_Section):
@@ -59,6 +80,8 @@ class OptimizationConfig(_Section):
     vae_tiling: bool = False
     vae_slicing: bool = False
     forward_chunking: bool = False
+    # Frames the VAE decodes at once (SVD, I2VGen-XL): lower uses less memory.
+    decode_chunk_size: int | None = Field(None, ge=1, le=10_000)
     compile: bool = False
 
     @field_validator("device")

@@ -7,18 +7,24 @@ the rest of a family's rules live in its own module.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 
+from vidgen.config.flags import flag
 from vidgen.config.layers import Layer
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import COMMON_SAMPLING, OPTIMIZATIONS, Family
+from vidgen.families.base import OPTIMIZATIONS, Family
 from vidgen.families.cogvideox import CogVideoX, CogVideoX15
+from vidgen.families.i2vgen_xl import I2VGenXL
 from vidgen.families.modelscope import ModelScope
+from vidgen.families.svd import StableVideoDiffusion
 
 FAMILIES: dict[str, Family] = {}
 
-# The preset each command uses when none is given.
-DEFAULT_PRESETS = {"t2v": "cogvideox-5b"}
+# The preset each command uses when none names a model.
+DEFAULT_PRESETS = {"t2v": "cogvideox-5b", "i2v": "svd-xt", "v2v": "cogvideox-5b-v2v"}
+# What each mode needs as its input, and the positional argument that gives it.
+REQUIRED_INPUT = {"i2v": ("image", "IMAGE"), "v2v": ("video", "VIDEO")}
 
 
 def register(family: Family) -> None:
@@ -36,34 +42,64 @@ def get(name: str) -> Family:
         raise ConfigError(f"unknown model family '{name}'.{hint} Known: {', '.join(FAMILIES)}.") from None
 
 
-def defaults_layer(name: str) -> Layer:
-    return Layer(label=f"family:{name}", data=get(name).defaults, origin=f"{name} family defaults")
+def defaults_layer(name: str, mode: str) -> Layer:
+    return Layer(label=f"family:{name}", data=get(name).defaults(mode), origin=f"{name} family defaults")
 
 
-def _takers(test) -> str:
-    names = [f.title for f in FAMILIES.values() if test(f)]
+def _takers(test: Callable[[Family, str], bool]) -> str:
+    """'Stable Video Diffusion (i2v), CogVideoX (t2v, i2v)': the families and modes that pass `test`."""
+    names = []
+    for family in FAMILIES.values():
+        modes = [mode for mode in family.pipelines if test(family, mode)]
+        if modes:
+            names.append(f"{family.title} ({', '.join(modes)})")
     return ", ".join(names) if names else "none of the installed families"
 
 
+def _refuse(family: Family, mode: str, path: str, takers: str) -> ConfigError:
+    hint = family.hints.get(path)
+    message = f"{flag(path)} is not used by {family.title} {mode}; it applies to: {takers}."
+    return ConfigError(f"{message[:-1]}; {hint}." if hint else message)
+
+
 def check(cfg: RunConfig) -> Family:
-    """Every rule that can be checked without weights; returns the run's family."""
+    """Every rule that can be checked without weights; returns the run's family.
+
+    A field or option the family would ignore is an error naming the families that use it:
+    vidgen never drops a setting silently.
+    """
     family = get(cfg.model.family or "")
-    for name, value in cfg.sampling.model_dump().items():
-        if name not in COMMON_SAMPLING and value is not None and name not in family.extra_sampling:
-            takers = _takers(lambda f, n=name: n in f.extra_sampling)
-            raise ConfigError(f"sampling.{name} is not used by {family.title}; it applies to: {takers}.")
-    requested = {
-        "offload": cfg.optimization.offload != "none",
-        **{name: getattr(cfg.optimization, name) for name in OPTIMIZATIONS if name != "offload"},
-    }
-    for name, wanted in requested.items():
+    if cfg.mode not in family.pipelines:
+        raise ConfigError(
+            f"{family.title} does not do {cfg.mode}; it does: {', '.join(family.pipelines)}. "
+            f"Families for {cfg.mode}: {_takers(lambda f, m: m == cfg.mode)}."
+        )
+    accepted = family.accepts(cfg.mode)
+    if not family.text and cfg.inputs.prompt:
+        texts = _takers(lambda f, m: f.text and m == cfg.mode)
+        raise ConfigError(
+            f"{family.title} takes no prompt: it animates the image alone. Drop the prompt, "
+            f"or pick a family that takes one: {texts}."
+        )
+    for section in ("inputs", "sampling"):
+        for name, value in getattr(cfg, section).model_dump().items():
+            path = f"{section}.{name}"
+            if value is not None and path not in accepted:
+                raise _refuse(family, cfg.mode, path, _takers(lambda f, m, p=path: p in f.accepts(m)))
+    opt = cfg.optimization
+    for name in OPTIMIZATIONS:
+        value = getattr(opt, name)
+        wanted = value != "none" if name == "offload" else value not in (None, False)
         if wanted and name not in family.optimizations:
-            flag = "--" + name.replace("_", "-")
-            takers = _takers(lambda f, n=name: n in f.optimizations)
-            raise ConfigError(f"{flag} has no effect on {family.title}; it applies to: {takers}.")
+            path = f"optimization.{name}"
+            raise _refuse(family, cfg.mode, path, _takers(lambda f, m, n=name: n in f.optimizations))
+    if cfg.mode in REQUIRED_INPUT:
+        field, argument = REQUIRED_INPUT[cfg.mode]
+        if not getattr(cfg.inputs, field):
+            raise ConfigError(f"vidgen {cfg.mode} needs an {argument}.")
     family.check(cfg)
     return family
 
 
-for _family in (CogVideoX(), CogVideoX15(), ModelScope()):
+for _family in (CogVideoX(), CogVideoX15(), ModelScope(), StableVideoDiffusion(), I2VGenXL()):
     register(_family)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig, SamplingConfig
 from vidgen.errors import ConfigError
 
-# Sampling fields every family maps onto its pipeline; the rest are family-specific.
-COMMON_SAMPLING = frozenset(
-    {"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "seed", "num_videos"}
-)
-# Optimization options and the config field that requests each.
-OPTIMIZATIONS = ("offload", "vae_tiling", "vae_slicing", "forward_chunking", "compile")
+# Sampling fields vidgen itself consumes (seeds and how many videos), whatever the family.
+VIDGEN_SAMPLING = frozenset({"seed", "num_videos"})
+# Input fields each mode reads, besides the prompts of families that take text.
+MODE_INPUTS: dict[str, frozenset[str]] = {
+    "t2v": frozenset(),
+    "i2v": frozenset({"image", "resize", "background"}),
+    "v2v": frozenset({"video", "resize", "background", "input_fps", "max_frames"}),
+}
+TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
+# Optimization options (config field names under `optimization`).
+OPTIMIZATIONS = ("offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile")
 
 
 class Family:
@@ -21,24 +27,51 @@ class Family:
     title: ClassVar[str]
     # mode -> diffusers pipeline class name
     pipelines: ClassVar[dict[str, str]]
-    default_repo: ClassVar[str]
+    # mode -> the Hub repo used when no preset or --model names one
+    repos: ClassVar[dict[str, str]]
     # Set when diffusers has deprecated the pipeline; shown by `vidgen models`.
     deprecated: ClassVar[str | None] = None
-    # Family-specific sampling fields this family passes to its pipeline.
-    extra_sampling: ClassVar[frozenset[str]] = frozenset()
+    # Whether the family is steered by a text prompt.
+    text: ClassVar[bool] = True
+    # mode -> the `sampling` fields this family passes to its pipeline.
+    sampling: ClassVar[dict[str, frozenset[str]]]
     # Optimizations this family can honour (names from OPTIMIZATIONS).
     optimizations: ClassVar[frozenset[str]] = frozenset()
+    # config path -> what to use instead, added to the error when that field is refused.
+    hints: ClassVar[dict[str, str]] = {}
     # dtype that `--dtype auto` picks on CUDA (CPU always uses fp32).
     cuda_dtype: ClassVar[str] = "bf16"
-    # Family defaults: the layer between the schema and presets.
-    defaults: ClassVar[dict[str, Any]] = {}
 
-    # -- checks, before any weights load ------------------------------------------------
+    # -- configuration ----------------------------------------------------------------
+    def defaults(self, mode: str) -> dict[str, Any]:
+        """The layer between the schema and presets: the reference settings for `mode`."""
+        return {}
+
+    def accepts(self, mode: str) -> frozenset[str]:
+        """Config paths under inputs and sampling that this family uses in `mode`."""
+        inputs = MODE_INPUTS.get(mode, frozenset()) | (TEXT_INPUTS if self.text else frozenset())
+        sampling = self.sampling.get(mode, frozenset()) | VIDGEN_SAMPLING
+        return frozenset({f"inputs.{name}" for name in inputs} | {f"sampling.{name}" for name in sampling})
+
+    # -- checks ------------------------------------------------------------------------
     def check(self, cfg: RunConfig) -> None:
-        """Raise ConfigError for anything the pipeline would reject or silently change."""
-        if cfg.mode not in self.pipelines:
-            modes = ", ".join(self.pipelines)
-            raise ConfigError(f"{self.title} does not do {cfg.mode}; it does: {modes}.")
+        """Raise ConfigError for anything the pipeline would reject or silently change.
+
+        Runs before any weights load. Field-by-field acceptance is checked by the registry,
+        which knows which other families take a refused field.
+        """
+        if self.text and not cfg.inputs.prompt:
+            raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig) -> None:
+        """Rules that depend on the loaded model's own config; runs before denoising."""
+
+    # How many input frames v2v can take, for messages (see usable_frames).
+    frame_rule: ClassVar[str] = "any number of frames"
+
+    def usable_frames(self, count: int) -> int:
+        """How many of `count` input video frames the model can take (v2v); 0 if too few."""
+        return count
 
     # -- the call ----------------------------------------------------------------------
     def pipeline_class(self, mode: str) -> type:
@@ -47,17 +80,23 @@ class Family:
         return getattr(diffusers, self.pipelines[mode])
 
     def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
-        """JSON-able arguments for the pipeline's `__call__` (the generator comes from `seed`)."""
+        """JSON-able arguments for the pipeline's `__call__`. The generator comes from `seed`;
+        the input image or video is passed beside these (see `inputs.prepare`)."""
         raise NotImplementedError
 
-    def progress_kwargs(self, on_step: Callable[[], None]) -> dict[str, Any]:
+    def step_count(self, call_kwargs: dict[str, Any]) -> int:
+        """How many denoising steps the call will report, for the progress bar."""
+        return int(call_kwargs.get("num_inference_steps", 0))
+
+    @contextmanager
+    def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
         """Extra call arguments that report each finished denoising step."""
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
             on_step()
             return tensors
 
-        return {"callback_on_step_end": on_step_end}
+        yield {"callback_on_step_end": on_step_end}
 
     def frames(self, output: Any) -> Any:
         """The pipeline's output as a float array (frames, height, width, channels) in [0, 1]."""
@@ -72,10 +111,20 @@ def prompt_kwargs(cfg: RunConfig) -> dict[str, Any]:
     return kwargs
 
 
-def sampling_kwargs(sampling: SamplingConfig, names: tuple[str, ...]) -> dict[str, Any]:
+def sampling_kwargs(sampling: SamplingConfig, names: frozenset[str] | tuple[str, ...]) -> dict[str, Any]:
     """The named sampling fields that are set; unset ones fall back to diffusers' defaults."""
     values = sampling.model_dump()
-    return {name: values[name] for name in names if values[name] is not None}
+    return {name: values[name] for name in sorted(names) if name not in VIDGEN_SAMPLING and values[name] is not None}
+
+
+def check_multiple(title: str, cfg: RunConfig, step: int) -> None:
+    """Height and width must be multiples of `step` (the VAE and patch grid)."""
+    for flag, value in (("--height", cfg.sampling.height), ("--width", cfg.sampling.width)):
+        if value is not None and value % step:
+            raise ConfigError(
+                f"{flag} {value} does not fit {title}: sizes must be multiples of {step}; "
+                f"nearest valid: {nearest(value, step)}."
+            )
 
 
 def nearest(value: int, step: int, offset: int = 0) -> str:

@@ -1,4 +1,4 @@
-"""CogVideoX (THUDM / zai-org): text-to-video with a 3D transformer and a causal 3D VAE."""
+"""CogVideoX (THUDM / zai-org): a 3D transformer and a causal 3D VAE; text, image and video to video."""
 
 from __future__ import annotations
 
@@ -6,43 +6,72 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Family, nearest, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import Family, check_multiple, nearest, prompt_kwargs, sampling_kwargs
 
-_CALL_FIELDS = (
-    "num_frames",
-    "num_inference_steps",
-    "guidance_scale",
-    "height",
-    "width",
-    "max_sequence_length",
-    "use_dynamic_cfg",
-    "eta",
+_T2V = frozenset(
+    {
+        "num_frames",
+        "num_inference_steps",
+        "guidance_scale",
+        "height",
+        "width",
+        "max_sequence_length",
+        "use_dynamic_cfg",
+        "eta",
+    }
 )
+# Video-to-video takes its length from the input video and adds how far to move from it.
+_V2V = (_T2V - {"num_frames"}) | {"strength"}
 
 
 class CogVideoX(Family):
     name = "cogvideox"
     title = "CogVideoX"
-    pipelines: ClassVar[dict[str, str]] = {"t2v": "CogVideoXPipeline"}
-    default_repo = "THUDM/CogVideoX-5b"
-    extra_sampling = frozenset({"max_sequence_length", "use_dynamic_cfg", "eta"})
+    pipelines: ClassVar[dict[str, str]] = {
+        "t2v": "CogVideoXPipeline",
+        "i2v": "CogVideoXImageToVideoPipeline",
+        "v2v": "CogVideoXVideoToVideoPipeline",
+    }
+    # Video-to-video runs the text-to-video weights through a different pipeline.
+    repos: ClassVar[dict[str, str]] = {
+        "t2v": "THUDM/CogVideoX-5b",
+        "i2v": "THUDM/CogVideoX-5b-I2V",
+        "v2v": "THUDM/CogVideoX-5b",
+    }
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _T2V, "i2v": _T2V, "v2v": _V2V}
     optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "compile"})
+    hints: ClassVar[dict[str, str]] = {
+        "sampling.num_frames": "in v2v the input video sets the length; use --max-frames",
+        "optimization.decode_chunk_size": "CogVideoX's VAE decodes in tiles; use --vae-tiling",
+    }
     cuda_dtype = "bf16"
     # The causal VAE compresses 4 frames into one latent; the transformer patches 2x2 latents.
     frame_step = 8
     size_step = 16
-    defaults: ClassVar[dict[str, Any]] = {
-        "model": {"id": "THUDM/CogVideoX-5b"},
-        "sampling": {
-            "num_frames": 49,
-            "height": 480,
-            "width": 720,
+    size = (480, 720)
+    frames_default = 49
+    fps = 8
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        sampling: dict[str, Any] = {
+            "height": self.size[0],
+            "width": self.size[1],
             "num_inference_steps": 50,
             "guidance_scale": 6.0,
             "max_sequence_length": 226,
-        },
-        "output": {"fps": 8},
-    }
+        }
+        inputs: dict[str, Any] = {}
+        if mode == "v2v":
+            sampling["strength"] = 0.8
+            inputs["max_frames"] = self.frames_default
+        else:
+            sampling["num_frames"] = self.frames_default
+        return {
+            "model": {"id": self.repos.get(mode)},
+            "inputs": inputs,
+            "sampling": sampling,
+            "output": {"fps": self.fps},
+        }
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
@@ -54,37 +83,58 @@ class CogVideoX(Family):
                 f"--frames {s.num_frames} does not fit {self.title}: it needs {self.frame_step}k+1 frames; "
                 f"nearest valid: {nearest(s.num_frames, self.frame_step, 1)}."
             )
-        for flag, value in (("--height", s.height), ("--width", s.width)):
-            if value is not None and value % self.size_step:
+        check_multiple(self.title, cfg, self.size_step)
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig) -> None:
+        config = pipe.transformer.config
+        s = cfg.sampling
+        # CogVideoX-5b-I2V learned its position embeddings for one size and cannot make another.
+        if getattr(config, "use_learned_positional_embeddings", False):
+            scale = pipe.vae_scale_factor_spatial
+            fixed = (config.sample_height * scale, config.sample_width * scale)
+            if (s.height, s.width) != fixed:
                 raise ConfigError(
-                    f"{flag} {value} does not fit {self.title}: sizes must be multiples of {self.size_step}; "
-                    f"nearest valid: {nearest(value, self.size_step)}."
+                    f"{cfg.model.id} only makes {fixed[1]}x{fixed[0]} videos (its position embeddings are "
+                    f"learned for that size); use --width {fixed[1]} --height {fixed[0]}."
                 )
 
+    @property
+    def frame_rule(self) -> str:  # type: ignore[override]
+        return f"{self.frame_step}k+1 frames"
+
+    def usable_frames(self, count: int) -> int:
+        # The largest 8k+1 that fits: other lengths decode to a different frame count.
+        usable = (count - 1) // self.frame_step * self.frame_step + 1
+        return usable if usable > 1 else 0
+
     def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
-        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, _CALL_FIELDS)}
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode])}
         # One video per call: CogVideoX ignores num_videos_per_prompt (diffusers #13622),
         # so vidgen loops over seeds instead.
         kwargs["num_videos_per_prompt"] = 1
         kwargs["output_type"] = "np"
         return kwargs
 
+    def step_count(self, call_kwargs: dict[str, Any]) -> int:
+        steps = super().step_count(call_kwargs)
+        if "strength" in call_kwargs:
+            # Video-to-video skips the first (1 - strength) of the schedule.
+            return min(int(steps * call_kwargs["strength"]), steps)
+        return steps
+
 
 class CogVideoX15(CogVideoX):
     name = "cogvideox1.5"
     title = "CogVideoX 1.5"
-    default_repo = "THUDM/CogVideoX1.5-5B"
+    # diffusers' video-to-video pipeline predates 1.5's two-frame temporal patches.
+    pipelines: ClassVar[dict[str, str]] = {
+        "t2v": "CogVideoXPipeline",
+        "i2v": "CogVideoXImageToVideoPipeline",
+    }
+    repos: ClassVar[dict[str, str]] = {"t2v": "THUDM/CogVideoX1.5-5B", "i2v": "THUDM/CogVideoX1.5-5B-I2V"}
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _T2V, "i2v": _T2V}
     # 1.5 patches two latent frames at a time, so its grid is 16k+1.
     frame_step = 16
-    defaults: ClassVar[dict[str, Any]] = {
-        "model": {"id": "THUDM/CogVideoX1.5-5B"},
-        "sampling": {
-            "num_frames": 81,
-            "height": 768,
-            "width": 1360,
-            "num_inference_steps": 50,
-            "guidance_scale": 6.0,
-            "max_sequence_length": 226,
-        },
-        "output": {"fps": 16},
-    }
+    size = (768, 1360)
+    frames_default = 81
+    fps = 16

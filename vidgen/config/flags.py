@@ -1,0 +1,54 @@
+"""The command-line flag that sets each config field, so messages can name what the user typed.
+
+The CLI builds its config layers from this table and the checks in `families` name flags
+through it; a field with no flag (settable only by presets and --set) is named by its path.
+"""
+
+from __future__ import annotations
+
+FLAGS: dict[str, str] = {
+    "inputs.prompt": "PROMPT",
+    "inputs.image": "IMAGE",
+    "inputs.video": "VIDEO",
+    "inputs.negative_prompt": "--negative",
+    "inputs.resize": "--resize",
+    "inputs.background": "--background",
+    "inputs.input_fps": "--input-fps",
+    "inputs.max_frames": "--max-frames",
+    "model.id": "--model",
+    "model.revision": "--revision",
+    "model.dtype": "--dtype",
+    "model.allow_pickle": "--allow-pickle",
+    "sampling.num_frames": "--frames",
+    "sampling.num_inference_steps": "--steps",
+    "sampling.guidance_scale": "--guidance",
+    "sampling.height": "--height",
+    "sampling.width": "--width",
+    "sampling.seed": "--seed",
+    "sampling.num_videos": "--num-videos",
+    "sampling.motion_bucket_id": "--motion-bucket-id",
+    "sampling.noise_aug_strength": "--noise-aug-strength",
+    "sampling.fps": "--cond-fps",
+    "sampling.min_guidance_scale": "--min-guidance",
+    "sampling.max_guidance_scale": "--max-guidance",
+    "sampling.target_fps": "--target-fps",
+    "sampling.strength": "--strength",
+    "optimization.device": "--device",
+    "optimization.offload": "--offload",
+    "optimization.vae_tiling": "--vae-tiling",
+    "optimization.vae_slicing": "--vae-slicing",
+    "optimization.forward_chunking": "--forward-chunking",
+    "optimization.decode_chunk_size": "--decode-chunk",
+    "optimization.compile": "--compile",
+    "output.path": "--out",
+    "output.format": "--format",
+    "output.fps": "--fps",
+    "output.crf": "--crf",
+    "output.codec": "--codec",
+    "output.overwrite": "--overwrite",
+}
+
+
+def flag(path: str) -> str:
+    """`--frames` for sampling.num_frames; the path itself for fields without a flag."""
+    return FLAGS.get(path, path)

@@ -1,0 +1,75 @@
+"""Stable Video Diffusion (Stability AI): animates one image with a spatio-temporal UNet; no text."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
+from vidgen.families.base import Family, check_multiple, sampling_kwargs
+
+_SAMPLING = frozenset(
+    {
+        "num_frames",
+        "num_inference_steps",
+        "height",
+        "width",
+        "motion_bucket_id",
+        "noise_aug_strength",
+        "fps",
+        "min_guidance_scale",
+        "max_guidance_scale",
+    }
+)
+
+
+class StableVideoDiffusion(Family):
+    name = "svd"
+    title = "Stable Video Diffusion"
+    pipelines: ClassVar[dict[str, str]] = {"i2v": "StableVideoDiffusionPipeline"}
+    repos: ClassVar[dict[str, str]] = {"i2v": "stabilityai/stable-video-diffusion-img2vid-xt"}
+    text = False
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"i2v": _SAMPLING}
+    # Its temporal VAE has no tiling or slicing; decode_chunk_size is how it saves memory.
+    optimizations = frozenset({"offload", "forward_chunking", "decode_chunk_size", "compile"})
+    hints: ClassVar[dict[str, str]] = {
+        "sampling.guidance_scale": "SVD ramps guidance across the frames; use --min-guidance and --max-guidance",
+        "optimization.vae_tiling": "SVD's VAE saves memory by decoding fewer frames at once; use --decode-chunk",
+        "optimization.vae_slicing": "SVD's VAE saves memory by decoding fewer frames at once; use --decode-chunk",
+    }
+    cuda_dtype = "fp16"
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        # diffusers' __call__ defaults, written out so the sidecar shows the values used.
+        return {
+            "model": {"id": self.repos["i2v"]},
+            "sampling": {
+                "num_frames": 25,
+                "height": 576,
+                "width": 1024,
+                "num_inference_steps": 25,
+                "min_guidance_scale": 1.0,
+                "max_guidance_scale": 3.0,
+                "fps": 7,
+                "motion_bucket_id": 127,
+                "noise_aug_strength": 0.02,
+            },
+            "output": {"fps": 7},
+        }
+
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        check_multiple(self.title, cfg, 8)
+        s = cfg.sampling
+        if None not in (s.min_guidance_scale, s.max_guidance_scale) and s.min_guidance_scale > s.max_guidance_scale:
+            raise ConfigError(
+                f"--min-guidance {s.min_guidance_scale} is above --max-guidance {s.max_guidance_scale}; "
+                "guidance ramps up from the first frame to the last."
+            )
+
+    def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
+        kwargs = sampling_kwargs(cfg.sampling, _SAMPLING)
+        if cfg.optimization.decode_chunk_size is not None:
+            kwargs["decode_chunk_size"] = cfg.optimization.decode_chunk_size
+        kwargs["output_type"] = "np"
+        return kwargs

@@ -1,0 +1,295 @@
+"""A run's input image or video, read and brought to the model's size before any weights load.
+
+Images come from a file or an http(s) URL; videos from a file ffmpeg can decode or a folder of
+frames. Every input is checked (exists, decodes, not truncated, not absurdly small or large),
+EXIF-oriented, composited onto a stated background where transparent, and resized with the
+chosen `--resize` mode. What was done is recorded, with hashes, for the sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidgen import __version__
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError, InputError
+
+# Larger images are refused before decoding: a small file can declare a huge canvas
+# (a decompression bomb) and exhaust memory.
+MAX_PIXELS = 100_000_000
+# Smaller images carry too little to animate; they are almost always a mistake.
+MIN_SIDE = 16
+MAX_BYTES = 256 * 1024 * 1024
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+URL_TIMEOUT = 30
+DEFAULT_RESIZE = "crop"
+DEFAULT_BACKGROUND = "white"
+
+
+@dataclass
+class Prepared:
+    media: dict[str, Any]  # pipeline keyword arguments: image= or video=
+    record: dict[str, Any]  # the sidecar's `inputs` block
+    notes: list[str] = field(default_factory=list)  # what the user should be told
+
+
+def background(cfg: RunConfig) -> tuple[int, int, int]:
+    from PIL import ImageColor
+
+    value = cfg.inputs.background or DEFAULT_BACKGROUND
+    try:
+        return ImageColor.getrgb(value)[:3]
+    except ValueError:
+        raise ConfigError(
+            f"--background {value} is not a colour; use a name such as white or a hex code such as #202020."
+        ) from None
+
+
+def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
+    """Read and prepare the input the mode needs (none for t2v)."""
+    if cfg.mode == "i2v":
+        return _prepare_image(cfg)
+    if cfg.mode == "v2v":
+        return _prepare_video(cfg, family, fps)
+    return Prepared(media={}, record={})
+
+
+# -- images -----------------------------------------------------------------------------
+
+
+def _fetch(ref: str) -> bytes:
+    """The bytes of a local file or an http(s) URL."""
+    if ref.startswith(("http://", "https://")):
+        request = urllib.request.Request(ref, headers={"User-Agent": f"vidgen/{__version__}"})
+        try:
+            with urllib.request.urlopen(request, timeout=URL_TIMEOUT) as response:
+                data = response.read(MAX_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            raise InputError(f"could not fetch {ref}: the server answered HTTP {exc.code} {exc.reason}.") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise InputError(
+                f"could not fetch {ref} ({reason}); check the URL and the network, or download it and pass the file."
+            ) from None
+    elif re.match(r"^[a-z][a-z0-9+.-]*://", ref, flags=re.IGNORECASE):
+        raise InputError(f"{ref}: only local files and http(s) URLs can be read.")
+    else:
+        path = Path(ref).expanduser()
+        if not path.exists():
+            raise InputError(f"{ref} does not exist.")
+        if path.is_dir():
+            raise InputError(f"{ref} is a folder; pass one image file.")
+        try:
+            if path.stat().st_size > MAX_BYTES:
+                raise InputError(f"{ref} is larger than {MAX_BYTES >> 20} MiB; that is not an input image.")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {ref}: {exc.strerror or exc}.") from None
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{ref} is larger than {MAX_BYTES >> 20} MiB; that is not an input image.")
+    return data
+
+
+def _decode(data: bytes, name: str, bg: tuple[int, int, int]) -> tuple[Any, dict[str, Any]]:
+    """An RGB PIL image, upright and opaque, plus what was found and done to it."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    # PIL's own bomb check warns or raises with a generic message; vidgen's, below, names the size.
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InputError(f"{name} is not an image vidgen can read; use PNG, JPEG or WebP.") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if image.format not in IMAGE_FORMATS:
+        raise InputError(f"{name} is a {image.format} image; vidgen reads PNG, JPEG and WebP.")
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise InputError(
+            f"{name} declares {width}x{height} pixels ({width * height / 1e6:.0f} MP), over the "
+            f"{MAX_PIXELS / 1e6:.0f} MP limit that guards against decompression bombs; downscale it first."
+        )
+    fmt = image.format
+    try:
+        image.load()
+        orientation = int(image.getexif().get(0x0112, 1))
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputError(f"{name} is truncated or corrupt ({exc}); export or download it again.") from None
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise InputError(f"{name} is only {width}x{height}; an input image needs at least {MIN_SIDE} px per side.")
+    info: dict[str, Any] = {"format": fmt, "size": [width, height]}
+    if orientation != 1:
+        info["exif_orientation"] = orientation
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*bg, 255))
+        canvas.alpha_composite(rgba)
+        image = canvas
+        info["alpha_composited"] = True
+    return image.convert("RGB"), info
+
+
+def _resize(image: Any, size: tuple[int, int], mode: str, bg: tuple[int, int, int]) -> Any:
+    from PIL import Image, ImageOps
+
+    if image.size == size:
+        return image
+    if mode == "fit":
+        return image.resize(size, Image.Resampling.LANCZOS)
+    if mode == "pad":
+        return ImageOps.pad(image, size, Image.Resampling.LANCZOS, color=bg)
+    return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+
+
+def _target(cfg: RunConfig) -> tuple[int, int]:
+    # Family defaults always set a size; a custom family without one is a programming error.
+    assert cfg.sampling.width is not None and cfg.sampling.height is not None
+    return cfg.sampling.width, cfg.sampling.height
+
+
+def _prepare_image(cfg: RunConfig) -> Prepared:
+    ref = cfg.inputs.image or ""
+    bg = background(cfg)
+    mode = cfg.inputs.resize or DEFAULT_RESIZE
+    data = _fetch(ref)
+    image, info = _decode(data, ref, bg)
+    prepared = _resize(image, _target(cfg), mode, bg)
+    record = {
+        "path": ref,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        **info,
+        "resize": mode,
+        "background": cfg.inputs.background or DEFAULT_BACKGROUND,
+        # The exact pixels the pipeline got, so a reproduction can be checked.
+        "prepared": {"size": list(prepared.size), "sha256": hashlib.sha256(prepared.tobytes()).hexdigest()},
+    }
+    return Prepared(media={"image": prepared}, record={"image": record})
+
+
+# -- videos -----------------------------------------------------------------------------
+
+
+def _natural(path: Path) -> list[Any]:
+    # frame_2 before frame_10
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name.lower())]
+
+
+def _folder_frames(cfg: RunConfig, path: Path, cap: int, bg: tuple[int, int, int]) -> tuple[list[Any], dict]:
+    ref = cfg.inputs.video
+    if cfg.inputs.input_fps is not None:
+        raise ConfigError(
+            "--input-fps resamples a video file, and a folder of frames has no frame rate; "
+            "drop --input-fps (use --max-frames to take fewer frames)."
+        )
+    try:
+        files = sorted(
+            (p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")),
+            key=_natural,
+        )
+    except OSError as exc:
+        raise InputError(f"cannot read {ref}: {exc.strerror or exc}.") from None
+    if not files:
+        raise InputError(f"{ref} has no frames in it: put the frames there as .png, .jpg or .webp files.")
+    digest = hashlib.sha256()
+    frames: list[Any] = []
+    first_size = None
+    for file in files[:cap]:
+        data = _fetch(str(file))
+        digest.update(data)
+        image, info = _decode(data, str(file), bg)
+        if first_size is None:
+            first_size = image.size
+        elif image.size != first_size:
+            raise InputError(
+                f"{file} is {image.size[0]}x{image.size[1]} but {files[0].name} is "
+                f"{first_size[0]}x{first_size[1]}; every frame in a folder must have the same size."
+            )
+        frames.append(image)
+    assert first_size is not None
+    return frames, {"kind": "folder", "sha256": digest.hexdigest(), "size": list(first_size)}
+
+
+def _file_frames(cfg: RunConfig, path: Path, cap: int, rate: float) -> tuple[list[Any], dict]:
+    import imageio_ffmpeg
+    import numpy as np
+    from PIL import Image
+
+    ref = cfg.inputs.video
+    unreadable = f"{ref} is not a video ffmpeg can read; use mp4, webm, gif or a folder of frames."
+    # The fps filter resamples (dropping or repeating frames); -frames:v stops decoding early.
+    params = ["-vf", f"fps={rate:g}", "-frames:v", str(cap)]
+    frames: list[Any] = []
+    reader = imageio_ffmpeg.read_frames(str(path), output_params=params)
+    try:
+        meta = next(reader)
+        width, height = meta["size"]
+        if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
+            raise InputError(f"{ref} is {width}x{height}; input frames need {MIN_SIDE} px per side and at most 100 MP.")
+        for chunk in reader:
+            frame = np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
+            frames.append(Image.fromarray(frame))
+    except (OSError, RuntimeError, StopIteration, ValueError):
+        raise InputError(unreadable) from None
+    finally:
+        reader.close()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    info = {"kind": "file", "sha256": digest.hexdigest(), "size": [width, height], "source_fps": meta.get("fps")}
+    return frames, info
+
+
+def _prepare_video(cfg: RunConfig, family: Any, fps: int) -> Prepared:
+    ref = cfg.inputs.video or ""
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise InputError(f"{ref} does not exist.")
+    bg = background(cfg)
+    mode = cfg.inputs.resize or DEFAULT_RESIZE
+    cap = cfg.inputs.max_frames or 10_000
+    rate = cfg.inputs.input_fps or fps
+    if path.is_dir():
+        frames, info = _folder_frames(cfg, path, cap, bg)
+    else:
+        frames, info = _file_frames(cfg, path, cap, rate)
+        info["input_fps"] = rate
+    read = len(frames)
+    usable = family.usable_frames(read)
+    if not usable:
+        need = next(n for n in range(1, 10_000) if family.usable_frames(n))
+        raise InputError(
+            f"{ref} gives {read} frame(s); {family.title} needs at least {need}. "
+            "Use a longer clip, a higher --input-fps or a larger --max-frames."
+        )
+    notes = []
+    if usable < read:
+        notes.append(f"using the first {usable} of {read} input frames ({family.title} takes {family.frame_rule}).")
+    size = _target(cfg)
+    prepared = [_resize(frame, size, mode, bg) for frame in frames[:usable]]
+    digest = hashlib.sha256()
+    for frame in prepared:
+        digest.update(frame.tobytes())
+    record = {
+        "path": ref,
+        **info,
+        "frames_read": read,
+        "frames_used": usable,
+        "resize": mode,
+        "background": cfg.inputs.background or DEFAULT_BACKGROUND,
+        "prepared": {"size": list(size), "frames": usable, "sha256": digest.hexdigest()},
+    }
+    return Prepared(media={"video": prepared}, record={"video": record}, notes=notes)
