@@ -62,3 +62,16 @@ def sidecar(path: Path) -> dict:
 
 def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and "user-presets" not in p.parts)
+
+
+def one_line_error(result, code: int, *needles: str) -> str:
+    """The single `Error:` line of a failed run, checked against the exit code and needles."""
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    # Status lines may come first; the error is the one and last line that says Error.
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == lines[-1:], result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in errors[0]
+    return errors[0]

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import cli, cli_subprocess, files_under
+from conftest import cli, cli_subprocess, files_under, one_line_error
 
 from vidgen import media
 from vidgen.errors import ExitCode, WriteError
@@ -16,68 +16,56 @@ from vidgen.errors import ExitCode, WriteError
 TINY = ["t2v", "a cat", "--preset", "tiny-cogvideox", "--seed", "1"]
 
 
-def _one_line_error(result, code: int, *needles: str) -> str:
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    # Status lines may come first; the error is the one and last line that says Error.
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert errors == lines[-1:], result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in errors[0]
-    return errors[0]
-
-
 def test_unknown_preset(tmp_path: Path) -> None:
-    _one_line_error(cli("t2v", "x", "--preset", "tiny-cogvidex"), 3, "unknown preset", "tiny-cogvideox")
+    one_line_error(cli("t2v", "x", "--preset", "tiny-cogvidex"), 3, "unknown preset", "tiny-cogvideox")
     assert files_under(tmp_path) == []
 
 
 def test_misspelled_key_in_a_preset_names_key_and_file(tmp_path: Path) -> None:
     preset = tmp_path / "mine.yaml"
     preset.write_text("extends: tiny-cogvideox\nsampling:\n  num_frame: 9\n")
-    line = _one_line_error(cli("t2v", "x", "--preset", str(preset)), 3)
+    line = one_line_error(cli("t2v", "x", "--preset", str(preset)), 3)
     assert line == f"Error: sampling.num_frame: unknown key (from {preset})"
     assert files_under(tmp_path) == [preset]
 
 
 def test_frames_off_the_cogvideox_grid_names_nearest_values(tmp_path: Path) -> None:
-    _one_line_error(cli(*TINY, "--frames", "10"), 3, "--frames 10", "8k+1", "9 or 17")
+    one_line_error(cli(*TINY, "--frames", "10"), 3, "--frames 10", "8k+1", "9 or 17")
     assert files_under(tmp_path) == []
 
 
 def test_size_off_the_grid() -> None:
-    _one_line_error(cli(*TINY, "--width", "20"), 3, "--width 20", "16 or 32")
+    one_line_error(cli(*TINY, "--width", "20"), 3, "--width 20", "16 or 32")
 
 
 def test_unknown_set_key() -> None:
-    line = _one_line_error(cli(*TINY, "--set", "sampling.nope=1"), 3)
+    line = one_line_error(cli(*TINY, "--set", "sampling.nope=1"), 3)
     assert line == "Error: sampling.nope: unknown key (from --set)"
 
 
 def test_bad_value_names_the_flag() -> None:
-    _one_line_error(cli(*TINY, "--steps", "0"), 3, "sampling.num_inference_steps", "(from --steps)")
+    one_line_error(cli(*TINY, "--steps", "0"), 3, "sampling.num_inference_steps", "(from --steps)")
 
 
 def test_field_the_family_does_not_take_names_the_ones_that_do() -> None:
     modelscope = ["t2v", "a cat", "--preset", "tiny-modelscope"]
-    _one_line_error(cli(*modelscope, "--set", "sampling.use_dynamic_cfg=true"), 3, "use_dynamic_cfg", "CogVideoX")
-    _one_line_error(cli(*TINY, "--forward-chunking"), 3, "--forward-chunking", "ModelScope T2V")
+    one_line_error(cli(*modelscope, "--set", "sampling.use_dynamic_cfg=true"), 3, "use_dynamic_cfg", "CogVideoX")
+    one_line_error(cli(*TINY, "--forward-chunking"), 3, "--forward-chunking", "ModelScope T2V")
 
 
 def test_offload_needs_cuda() -> None:
-    _one_line_error(cli(*TINY, "--offload", "model", "--device", "cpu"), 3, "--offload model", "CUDA")
+    one_line_error(cli(*TINY, "--offload", "model", "--device", "cpu"), 3, "--offload model", "CUDA")
 
 
 def test_preset_for_another_mode_is_refused(tmp_path: Path) -> None:
     preset = tmp_path / "i2v.yaml"
     preset.write_text("mode: i2v\nmodel: {family: cogvideox}\n")
-    _one_line_error(cli("t2v", "x", "--preset", str(preset)), 3, "vidgen i2v")
+    one_line_error(cli("t2v", "x", "--preset", str(preset)), 3, "vidgen i2v")
 
 
 def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "a.mp4").write_bytes(b"precious")
-    _one_line_error(cli(*TINY, "--out", "a.mp4"), 7, "a.mp4 already exists", "--overwrite")
+    one_line_error(cli(*TINY, "--out", "a.mp4"), 7, "a.mp4 already exists", "--overwrite")
     assert (tmp_path / "a.mp4").read_bytes() == b"precious"
     assert not (tmp_path / "a.json").exists()
     assert cli(*TINY, "--out", "a.mp4", "--overwrite").exit_code == 0
@@ -125,7 +113,7 @@ def test_hub_model_not_cached_while_offline(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_missing_model_folder() -> None:
-    _one_line_error(cli(*TINY, "--model", "./no-such-model"), 5, "./no-such-model")
+    one_line_error(cli(*TINY, "--model", "./no-such-model"), 5, "./no-such-model")
 
 
 def test_usage_error_is_exit_2() -> None:

@@ -121,6 +121,14 @@ def environment(device: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return versions, info
 
 
+def _generator_record(plan: Plan, seed: int) -> dict[str, Any]:
+    """How to seed a plain diffusers run to get the same video."""
+    record: dict[str, Any] = {"device": plan.device, "seed": seed}
+    if plan.family.seeds_global_rng:
+        record["torch_manual_seed"] = seed  # call torch.manual_seed(seed) before the pipeline
+    return record
+
+
 def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Load the pipeline once, then generate, encode and describe every planned video."""
     from vidgen import loader, runner
@@ -161,7 +169,7 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
                 # Arguments that are not JSON (the prepared image or frames), and where the
                 # sidecar describes them.
                 "media_kwargs": {name: f"inputs.{name}" for name in plan.inputs.media},
-                "generator": {"device": plan.device, "seed": item.seed},
+                "generator": _generator_record(plan, item.seed),
             },
             "inputs": plan.inputs.record,
             "versions": versions,

@@ -270,9 +270,8 @@ def _prepare_video(cfg: RunConfig, family: Any, fps: int) -> Prepared:
     read = len(frames)
     usable = family.usable_frames(read)
     if not usable:
-        need = next(n for n in range(1, 10_000) if family.usable_frames(n))
         raise InputError(
-            f"{ref} gives {read} frame(s); {family.title} needs at least {need}. "
+            f"{ref} gives {read} frame(s); {family.title} needs at least {family.min_frames}. "
             "Use a longer clip, a higher --input-fps or a larger --max-frames."
         )
     notes = []

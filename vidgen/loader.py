@@ -83,17 +83,43 @@ def _hub_snapshot(model_id: str, revision: str | None) -> tuple[str | None, str 
         return None, None
 
 
-def _load_error(model_id: str, kind: str, exc: Exception, tiny_hint: str) -> ModelError:
+def _tiny_preset(family: Family, mode: str) -> str:
+    """The shipped tiny preset for a family and mode, to suggest when a real model is unavailable."""
+    from vidgen.config import available_presets
+    from vidgen.config.layers import merged_preset
+
+    for name, path in available_presets().items():
+        data = merged_preset(str(path))
+        model = data.get("model") or {}
+        if data.get("mode") == mode and model.get("family") == family.name and str(model.get("id")).startswith("tiny:"):
+            return f"--preset {name}"
+    return "a tiny preset (`vidgen presets list`)"
+
+
+def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: str) -> ModelError:
     text = str(exc)
+    if kind == "hub" and ("gated" in text.lower() or "401" in text or "403" in text):
+        return ModelError(
+            f"{model_id} is gated on the Hugging Face Hub: accept its license at https://huggingface.co/{model_id} "
+            "and log in with `hf auth login`."
+        )
     if kind == "hub" and ("not fully cached" in text or "offline" in text.lower() or "connect" in text.lower()):
         return ModelError(
             f"{model_id} is not in the Hugging Face cache and the Hub cannot be reached; "
-            f"connect to the network to download it, or try {tiny_hint}, which needs no download."
+            f"connect to the network to download it, or try {_tiny_preset(family, mode)}, which needs no download."
         )
     if "safetensors" in text.lower():
         return ModelError(
             f"{model_id} has no safetensors weights and pickle files are refused; "
             "pass --allow-pickle only if you trust its source."
+        )
+    missing = re.search(r"expected \[(.*?)\], but only \{(.*?)\} were passed", text)
+    if missing:
+        # from_pretrained on a folder or repo made for another pipeline.
+        expected, passed = (set(re.findall(r"'(\w+)'", group)) for group in missing.groups())
+        lacks = ", ".join(sorted(expected - passed))
+        return ModelError(
+            f"{model_id} is not a {family.title} {mode} model: it has no {lacks}; check --model and --preset."
         )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return ModelError(f"could not load {model_id}: {first}")
@@ -123,7 +149,7 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
     try:
         pipe = cls.from_pretrained(where, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise _load_error(model_id, kind, exc, f"--preset tiny-{family.name}") from None
+        raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)
     optimizations = optimize.apply(pipe, cfg.optimization, device)
     path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +52,20 @@ def peak_memory(device: str) -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+@contextmanager
+def _global_rng(family: Any, seed: int, device: str) -> Iterator[None]:
+    """Seed torch's global RNG for pipelines that draw from it, and restore it afterwards."""
+    if not family.seeds_global_rng:
+        yield
+        return
+    import torch
+
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 def run(
     pipe: Any,
     family: Any,
@@ -78,7 +94,7 @@ def run(
     progress.start(family.step_count(call_kwargs), "denoising")
     start = time.perf_counter()
     try:
-        with family.steps(pipe, on_step) as step_kwargs:
+        with _global_rng(family, seed, device), family.steps(pipe, on_step) as step_kwargs:
             output = pipe(**call_kwargs, **media, generator=generator, **step_kwargs)
     except torch.cuda.OutOfMemoryError:
         raise OutOfMemory(

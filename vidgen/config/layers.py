@@ -209,7 +209,9 @@ def resolve(
         wanted = layer.data.get("mode")
         if wanted is not None and wanted != mode:
             name = layer.label.split(":", 1)[1]
-            raise ConfigError(f"preset {name} is for `vidgen {wanted}`, not `vidgen {mode}`.")
+            fitting = [ref for ref, path in available_presets().items() if _read_yaml(path).get("mode") == mode]
+            hint = f" Presets for {mode}: {', '.join(fitting)}." if fitting else ""
+            raise ConfigError(f"preset {name} is for `vidgen {wanted}`, not `vidgen {mode}`.{hint}")
     upper = [*preset_layers, Layer("cli:command", {"mode": mode}), *cli_layers]
     family = _family(upper)
     if not family:

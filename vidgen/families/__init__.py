@@ -97,6 +97,11 @@ def check(cfg: RunConfig) -> Family:
         field, argument = REQUIRED_INPUT[cfg.mode]
         if not getattr(cfg.inputs, field):
             raise ConfigError(f"vidgen {cfg.mode} needs an {argument}.")
+    cap = cfg.inputs.max_frames
+    if cfg.mode == "v2v" and cap is not None and not family.usable_frames(cap):
+        raise ConfigError(
+            f"--max-frames {cap} is too few: {family.title} takes {family.frame_rule}, at least {family.min_frames}."
+        )
     family.check(cfg)
     return family
 

@@ -39,6 +39,9 @@ class Family:
     optimizations: ClassVar[frozenset[str]] = frozenset()
     # config path -> what to use instead, added to the error when that field is refused.
     hints: ClassVar[dict[str, str]] = {}
+    # Set when the pipeline draws some noise from torch's global RNG instead of `generator`;
+    # vidgen then also seeds the global RNG (restoring it afterwards) so seeds reproduce.
+    seeds_global_rng: ClassVar[bool] = False
     # dtype that `--dtype auto` picks on CUDA (CPU always uses fp32).
     cuda_dtype: ClassVar[str] = "bf16"
 
@@ -72,6 +75,10 @@ class Family:
     def usable_frames(self, count: int) -> int:
         """How many of `count` input video frames the model can take (v2v); 0 if too few."""
         return count
+
+    @property
+    def min_frames(self) -> int:
+        return next(n for n in range(1, 10_000) if self.usable_frames(n))
 
     # -- the call ----------------------------------------------------------------------
     def pipeline_class(self, mode: str) -> type:

@@ -27,6 +27,9 @@ class I2VGenXL(Family):
         {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile"}
     )
     cuda_dtype = "fp16"
+    # prepare_image_latents calls `latent_dist.sample()` without the generator (diffusers 0.42.1),
+    # so the same seed gave different videos until the global RNG was seeded too.
+    seeds_global_rng = True
 
     def defaults(self, mode: str) -> dict[str, Any]:
         return {
