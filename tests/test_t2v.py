@@ -160,7 +160,7 @@ def test_help_imports_neither_torch_nor_diffusers() -> None:
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from vidgen.cli import app\n"
-        "for args in (['--help'], ['t2v', '--help'], ['presets', 'list']):\n"
+        "for args in (['--help'], ['t2v', '--help'], ['i2v', '--help'], ['v2v', '--help'], ['presets', 'list']):\n"
         "    r = CliRunner().invoke(app, args)\n"
         "    assert r.exit_code == 0, r.output\n"
         "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules)\n"

@@ -25,7 +25,7 @@ KEYS = (
     "output",
 )
 # What goes into the container's metadata: enough to inspect and replay a bare video file.
-COMPACT_KEYS = ("vidgen_version", "created_at", "config", "seed", "model", "pipeline", "versions")
+COMPACT_KEYS = ("vidgen_version", "created_at", "config", "seed", "model", "pipeline", "inputs", "versions")
 
 
 def dumps(sidecar: dict[str, Any]) -> str:

@@ -58,8 +58,10 @@ def i2v(
 ) -> None:
     """Animate an image.
 
-    Without --preset this runs Stable Video Diffusion XT (25 frames at 1024x576; needs a GPU
-    and a download on first use). Try it offline in a second on CPU with a tiny model:
+    Without --preset this runs Stable Video Diffusion XT: 25 frames at 1024x576.
+    It needs a GPU and a download on first use.
+
+    Try it offline in a second on CPU with a tiny model:
 
         vidgen i2v rocket.png --preset tiny-svd --frames 4 --decode-chunk 2
     """

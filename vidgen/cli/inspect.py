@@ -42,7 +42,9 @@ def inspect(
         ("size", f"{sampling.get('width')}x{sampling.get('height')}"),
         ("steps", sampling.get("num_inference_steps")),
         ("guidance", sampling.get("guidance_scale")),
+        ("call", _other_call_kwargs(pipeline.get("call_kwargs", {}))),
     ]
+    rows[5:5] = _input_rows(data)
     if "format" in output:
         rows.append(
             (
@@ -62,3 +64,30 @@ def inspect(
     for key, value in rows:
         if value not in (None, "", "None"):
             typer.echo(f"{key:<12} {value}")
+
+
+# call kwargs that have rows of their own, or say nothing about how the video looks
+_SHOWN = {"prompt", "negative_prompt", "num_frames", "height", "width", "num_inference_steps", "guidance_scale"}
+_PLUMBING = {"output_type", "num_videos_per_prompt"}
+
+
+def _other_call_kwargs(call: dict) -> str:
+    """The family-specific arguments, e.g. motion_bucket_id=127 strength=0.8."""
+    return " ".join(f"{key}={value}" for key, value in call.items() if key not in _SHOWN | _PLUMBING)
+
+
+def _input_rows(data: dict) -> list[tuple[str, str | None]]:
+    """One row per input image or video: where it came from and what was done to it."""
+    rows: list[tuple[str, str | None]] = []
+    recorded = data.get("inputs") or {}
+    config_inputs = data.get("config", {}).get("inputs", {})
+    for name in ("image", "video"):
+        record = recorded.get(name)
+        if not record:
+            rows.append((name, config_inputs.get(name)))
+            continue
+        size = "x".join(map(str, record["prepared"]["size"]))
+        frames = f", {record['frames_used']} of {record['frames_read']} frames" if "frames_used" in record else ""
+        detail = f"sha256 {record['sha256'][:12]}, {record['resize']} to {size}{frames}"
+        rows.append((name, f"{record['path']} ({detail})"))
+    return rows

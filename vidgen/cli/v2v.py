@@ -53,9 +53,10 @@ def v2v(
 ) -> None:
     """Restyle a video with a prompt, keeping its motion and layout.
 
-    Without --preset this runs CogVideoX-5b video-to-video (needs a GPU and a download on
-    first use). The input is resampled to the output --fps and trimmed to a frame count the
-    model takes. Try it offline in a second on CPU with a tiny model:
+    Without --preset this runs CogVideoX-5b video-to-video; it needs a GPU and a download on first use.
+    The input is resampled to the output --fps and trimmed to a frame count the model takes.
+
+    Try it offline in a second on CPU with a tiny model:
 
         vidgen v2v clip.mp4 "the same scene in watercolor" --preset tiny-cogvideox-v2v
     """
