@@ -229,6 +229,14 @@ def test_resize_modes_keep_or_change_the_aspect_as_documented(tmp_path: Path) ->
     assert (record["size"], record["resize"], record["prepared"]["size"]) == ([64, 32], "pad", [32, 32])
 
 
+@pytest.mark.parametrize(("suffix", "fmt"), [(".jpg", "JPEG"), (".webp", "WEBP"), (".png", "PNG")])
+def test_png_jpeg_and_webp_are_read(tmp_path: Path, suffix: str, fmt: str) -> None:
+    _image(tmp_path / f"in{suffix}", 40, 24)
+    record = _prepare_image(tmp_path / f"in{suffix}").record["image"]
+    assert (record["format"], record["size"], record["prepared"]["size"]) == (fmt, [40, 24], [32, 32])
+    assert record["resolved_path"] == str(tmp_path / f"in{suffix}")
+
+
 def test_exif_orientation_is_applied_and_recorded(tmp_path: Path) -> None:
     pixels = np.zeros((20, 40, 3), dtype=np.uint8)
     pixels[:, :20] = 255  # left half white, as stored

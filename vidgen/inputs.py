@@ -142,6 +142,13 @@ def _decode(data: bytes, name: str, bg: tuple[int, int, int]) -> tuple[Any, dict
     return image.convert("RGB"), info
 
 
+def _resolved(ref: str) -> dict[str, str]:
+    """The absolute path of a local input, so the sidecar still finds it from another folder."""
+    if ref.startswith(("http://", "https://")):
+        return {}
+    return {"resolved_path": str(Path(ref).expanduser().resolve())}
+
+
 def _resize(image: Any, size: tuple[int, int], mode: str, bg: tuple[int, int, int]) -> Any:
     from PIL import Image, ImageOps
 
@@ -169,6 +176,7 @@ def _prepare_image(cfg: RunConfig) -> Prepared:
     prepared = _resize(image, _target(cfg), mode, bg)
     record = {
         "path": ref,
+        **_resolved(ref),
         "sha256": hashlib.sha256(data).hexdigest(),
         **info,
         "resize": mode,
@@ -284,6 +292,7 @@ def _prepare_video(cfg: RunConfig, family: Any, fps: int) -> Prepared:
         digest.update(frame.tobytes())
     record = {
         "path": ref,
+        **_resolved(ref),
         **info,
         "frames_read": read,
         "frames_used": usable,

@@ -72,6 +72,30 @@ def _clip_image_processor(size: int) -> Any:
     return CLIPImageProcessorPil(crop_size=size, size=size)
 
 
+def _sd_vae() -> Any:
+    """A one-block Stable Diffusion VAE (the UNet families share it)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(8,),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        latent_channels=4,
+        sample_size=32,
+        norm_num_groups=2,
+    )
+
+
+def _sd_ddim() -> Any:
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+
+
 def _cogvideox(in_channels: int = 4) -> Any:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel, DDIMScheduler
     from transformers import T5Config, T5EncoderModel
@@ -123,7 +147,7 @@ def _cogvideox(in_channels: int = 4) -> Any:
 
 
 def _modelscope() -> Any:
-    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+    from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
 
     tokenizer = _clip_tokenizer()
     text_encoder = _tiny_clip_text(tokenizer)
@@ -139,19 +163,8 @@ def _modelscope() -> Any:
         attention_head_dim=4,
         norm_num_groups=2,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(8,),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        latent_channels=4,
-        sample_size=32,
-        norm_num_groups=2,
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
-    )
+    vae = _sd_vae()
+    scheduler = _sd_ddim()
     return TextToVideoSDPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
     )
@@ -234,7 +247,7 @@ def _svd() -> Any:
 
 
 def _i2vgen_xl() -> Any:
-    from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline, I2VGenXLUNet
+    from diffusers import I2VGenXLPipeline, I2VGenXLUNet
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     tokenizer = _clip_tokenizer()
@@ -251,16 +264,7 @@ def _i2vgen_xl() -> Any:
         num_attention_heads=None,
         norm_num_groups=2,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(8,),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        latent_channels=4,
-        sample_size=32,
-        norm_num_groups=2,
-    )
+    vae = _sd_vae()
     # The pipeline crops and resizes the image to the feature extractor's crop size itself.
     image_encoder = CLIPVisionModelWithProjection(
         CLIPVisionConfig(
@@ -273,9 +277,7 @@ def _i2vgen_xl() -> Any:
             patch_size=4,
         )
     ).eval()
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
-    )
+    scheduler = _sd_ddim()
     return I2VGenXLPipeline(
         vae=vae,
         text_encoder=_tiny_clip_text(tokenizer),
