@@ -48,11 +48,11 @@ class Plan:
 def plan(resolved: Resolved) -> Plan:
     """Everything that can be decided and checked before loading weights, including reading
     and preparing the input image or video."""
-    from vidgen.loader import locate, resolve_device
+    from vidgen.loader import locate_all, resolve_device
 
     cfg = resolved.config
     family = families.check(cfg)
-    locate(cfg.model.id or family.repos[cfg.mode], build=False)
+    locate_all(cfg, family, build=False)
     device = resolve_device(cfg.optimization.device)
     optimize.check(cfg.optimization, device)
     fmt = outputs.output_format(cfg)
@@ -140,7 +140,8 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
         log.info(note)
     log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
     loaded = loader.load(cfg, plan.family, plan.device)
-    plan.family.check_loaded(loaded.pipe, cfg)
+    video = plan.inputs.record.get("video")
+    plan.family.check_loaded(loaded.pipe, cfg, video["frames_used"] if video else None)
     versions, device = environment(plan.device)
     results = []
     for item in plan.items:
@@ -150,6 +151,7 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
             plan.family,
             call_kwargs,
             media=plan.inputs.media,
+            steps=plan.family.step_count(cfg, call_kwargs),
             seed=item.seed,
             device=plan.device,
             progress=progress,
@@ -168,7 +170,9 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
                 "call_kwargs": call_kwargs,
                 # Arguments that are not JSON (the prepared image or frames), and where the
                 # sidecar describes them.
-                "media_kwargs": {name: f"inputs.{name}" for name in plan.inputs.media},
+                "media_kwargs": {name: plan.inputs.sources[name] for name in plan.inputs.media},
+                # Pipeline methods called once after loading (FreeNoise, FreeInit), in order.
+                "setup": loaded.setup,
                 "generator": _generator_record(plan, item.seed),
             },
             "inputs": plan.inputs.record,

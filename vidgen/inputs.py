@@ -37,9 +37,11 @@ DEFAULT_BACKGROUND = "white"
 
 @dataclass
 class Prepared:
-    media: dict[str, Any]  # pipeline keyword arguments: image= or video=
+    media: dict[str, Any]  # pipeline keyword arguments that are not JSON: image=, video=, prompt=
     record: dict[str, Any]  # the sidecar's `inputs` block
     notes: list[str] = field(default_factory=list)  # what the user should be told
+    # media argument -> where the sidecar describes it
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def background(cfg: RunConfig) -> tuple[int, int, int]:
@@ -55,12 +57,23 @@ def background(cfg: RunConfig) -> tuple[int, int, int]:
 
 
 def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
-    """Read and prepare the input the mode needs (none for t2v)."""
+    """Read and prepare the input the mode needs (none for t2v), and a prompt map if any."""
     if cfg.mode == "i2v":
-        return _prepare_image(cfg)
-    if cfg.mode == "v2v":
-        return _prepare_video(cfg, family, fps)
-    return Prepared(media={}, record={})
+        prepared = _prepare_image(cfg)
+    elif cfg.mode == "v2v":
+        prepared = _prepare_video(cfg, family, fps)
+    else:
+        prepared = Prepared(media={}, record={})
+    prepared.sources = {name: f"inputs.{name}" for name in prepared.media}
+    if cfg.inputs.prompts:
+        # Prompt travel: JSON cannot key by int, so the map goes beside the call kwargs.
+        prompts = dict(sorted(cfg.inputs.prompts.items()))
+        if cfg.inputs.prompt is not None:
+            prompts = {0: cfg.inputs.prompt, **prompts}
+        prepared.media["prompt"] = prompts
+        prepared.record["prompts"] = {str(frame): text for frame, text in prompts.items()}
+        prepared.sources["prompt"] = "inputs.prompts (frame index -> prompt; use int keys)"
+    return prepared
 
 
 # -- images -----------------------------------------------------------------------------

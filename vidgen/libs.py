@@ -13,7 +13,9 @@ def quiet() -> None:
     from transformers.utils import logging as transformers_logging
 
     for lib in (diffusers_logging, transformers_logging):
-        lib.set_verbosity_error()
+        # Errors too: diffusers logs a failed LoRA load in full before raising, and vidgen turns
+        # the exception into its own one-line message.
+        lib.set_verbosity(lib.CRITICAL)
         lib.disable_progress_bar()
     try:
         from huggingface_hub.utils import disable_progress_bars

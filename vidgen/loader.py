@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidgen import optimize, tiny
+from vidgen import components, optimize, tiny
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError, ModelError
 from vidgen.families.base import Family
@@ -26,6 +26,7 @@ class Loaded:
     model: dict[str, Any]  # ids, resolved path and revision, component classes
     optimizations: dict[str, Any]
     seconds: float
+    setup: list[dict[str, Any]]  # pipeline methods called after loading, for the sidecar
 
 
 def resolve_device(requested: str) -> str:
@@ -50,9 +51,20 @@ def resolve_dtype(requested: str, family: Family, device: str) -> str:
     return family.cuda_dtype if device.startswith("cuda") else "fp32"
 
 
-def locate(model_id: str, build: bool = True) -> tuple[str, str]:
-    """(kind, where) for a model id: kind is tiny, dir or hub. With build=False nothing is
-    built or loaded, so a bad id fails before any work (used by --dry-run too)."""
+def locate(
+    model_id: str,
+    build: bool = True,
+    *,
+    single_file: bool = False,
+    allow_pickle: bool = False,
+    marker: str = "model_index.json",
+    what: str = "model",
+) -> tuple[str, str]:
+    """(kind, where) for a model id: kind is tiny, dir, file or hub. With build=False nothing is
+    built or loaded, so a bad id fails before any work (used by --dry-run too).
+
+    `single_file` allows one original-format checkpoint file (checked for pickles here);
+    `marker` is the file a folder must hold (config.json for a single model)."""
     if model_id.startswith(tiny.PREFIX):
         name = model_id[len(tiny.PREFIX) :]
         if name not in tiny.BUILDERS:
@@ -60,16 +72,39 @@ def locate(model_id: str, build: bool = True) -> tuple[str, str]:
         return "tiny", str(tiny.ensure(name)) if build else model_id
     path = Path(model_id).expanduser()
     if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise ModelError(f"{model_id} is a folder but not a diffusers pipeline (no model_index.json).")
+        if not (path / marker).is_file():
+            raise ModelError(f"{what} {model_id} is a folder but not a diffusers one (no {marker}).")
         return "dir", str(path.resolve())
-    if path.is_file():
-        raise ModelError(
-            f"{model_id} is a single file; this family loads a diffusers folder or a Hub repo id (owner/name)."
-        )
+    looks_like_file = path.suffix.lower() in components.PICKLE_SUFFIXES + components.SAFE_SUFFIXES
+    if path.is_file() or looks_like_file:
+        if not single_file:
+            raise ModelError(
+                f"{model_id} is a single file; this family loads a diffusers folder or a Hub repo id (owner/name)."
+            )
+        components.check_file(path, what, allow_pickle)
+        return "file", str(path.resolve())
     if model_id.startswith((".", "/", "~")) or not _HUB_ID.match(model_id):
-        raise ModelError(f"model {model_id} is neither an existing folder nor a Hub repo id (owner/name).")
+        raise ModelError(f"{what} {model_id} is neither an existing folder nor a Hub repo id (owner/name).")
     return "hub", model_id
+
+
+def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, tuple[str, str]]:
+    """Where the base model and every extra component of the run come from."""
+    model_id = cfg.model.id or family.repos[cfg.mode]
+    allow = cfg.model.allow_pickle
+    found = {"model": locate(model_id, build, single_file=family.single_file, allow_pickle=allow)}
+    for field in family.components:
+        value = getattr(cfg.model, field)
+        if value:
+            label = field.replace("_", " ")
+            found[field] = locate(value, build, single_file=True, allow_pickle=allow, marker="config.json", what=label)
+    if cfg.model.base_config:
+        if found["model"][0] != "file":
+            raise ConfigError("--base-config describes a single-file --model; this --model is not a file.")
+        found["base_config"] = locate(cfg.model.base_config, build, what="base config")
+    for lora in cfg.model.loras or []:
+        components.locate_lora(lora, allow)
+    return found
 
 
 def _hub_snapshot(model_id: str, revision: str | None) -> tuple[str | None, str | None]:
@@ -108,6 +143,12 @@ def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: 
             f"{model_id} is not in the Hugging Face cache and the Hub cannot be reached; "
             f"connect to the network to download it, or try {_tiny_preset(family, mode)}, which needs no download."
         )
+    offline = any(word in text.lower() for word in ("offline", "outgoing traffic", "connect", "not fully cached"))
+    if kind == "file" and offline:
+        return ModelError(
+            f"{model_id} is a single-file checkpoint whose configs come from the Hub, which cannot be reached; "
+            "pass --base-config DIR (a diffusers folder of the same architecture) to load it offline."
+        )
     if "safetensors" in text.lower():
         return ModelError(
             f"{model_id} has no safetensors weights and pickle files are refused; "
@@ -136,23 +177,50 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
     # Importing the pipeline module is library start-up, not model loading: keep it off the clock.
     cls = family.pipeline_class(cfg.mode)
     start = time.perf_counter()
-    kind, where = locate(model_id)
+    found = locate_all(cfg, family)
+    kind, where = found["model"]
     dtype = resolve_dtype(cfg.model.dtype, family, device)
-    kwargs: dict[str, Any] = {
-        "dtype": getattr(torch, DTYPES[dtype]),
-        "use_safetensors": not cfg.model.allow_pickle,
-    }
-    if cfg.model.revision:
-        kwargs["revision"] = cfg.model.revision
-    if cfg.model.variant:
-        kwargs["variant"] = cfg.model.variant
+    torch_dtype = getattr(torch, DTYPES[dtype])
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    extra: dict[str, dict[str, Any]] = {}
+    for field, class_name in family.components.items():
+        if field not in found:
+            continue
+        import diffusers
+
+        part_kind, part_where = found[field]
+        part_id = getattr(cfg.model, field)
+        try:
+            kwargs[field] = components.load_model(
+                getattr(diffusers, class_name), part_kind, part_where, cfg, torch_dtype
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise _load_error(part_id, part_kind, exc, family, cfg.mode) from None
+        extra[field] = {"id": part_id, "source": part_kind, "path": _where(part_id, part_kind, part_where)}
+    if kind == "file":
+        # A checkpoint as model sites ship it; its configs come from --base-config (or the Hub).
+        if "base_config" in found:
+            kwargs["config"] = found["base_config"][1]
+        load_from = cls.from_single_file
+    else:
+        kwargs["use_safetensors"] = components.safetensors_only(cfg)
+        if cfg.model.revision:
+            kwargs["revision"] = cfg.model.revision
+        if cfg.model.variant:
+            kwargs["variant"] = cfg.model.variant
+        load_from = cls.from_pretrained
     try:
-        pipe = cls.from_pretrained(where, **kwargs)
+        pipe = load_from(where, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)
+    scheduler = components.apply_scheduler(pipe, cfg)
+    loras = components.load_loras(pipe, cfg)
+    setup = family.setup(pipe, cfg)
     optimizations = optimize.apply(pipe, cfg.optimization, device)
     path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)
+    if kind == "file":
+        extra["checkpoint"] = {"sha256": components.file_sha256(Path(where))}
     model = {
         "family": family.name,
         "id": model_id,
@@ -166,6 +234,17 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
             if component is not None and not isinstance(component, (str, int, float, bool))
         },
     }
+    model.update(extra)
+    if family.model_options:
+        model["scheduler"] = scheduler
+    if loras:
+        model["loras"] = loras
     if kind == "tiny":
         model["tiny_version"] = tiny.TINY_VERSION
-    return Loaded(pipe, family, device, dtype, model, optimizations, round(time.perf_counter() - start, 4))
+    seconds = round(time.perf_counter() - start, 4)
+    return Loaded(pipe, family, device, dtype, model, optimizations, seconds, setup)
+
+
+def _where(model_id: str, kind: str, where: str) -> str | None:
+    """A component's local path: the cached snapshot for Hub ids."""
+    return _hub_snapshot(model_id, None)[0] if kind == "hub" else where

@@ -72,6 +72,7 @@ def run(
     call_kwargs: dict[str, Any],
     *,
     media: dict[str, Any],
+    steps: int,
     seed: int,
     device: str,
     progress: Progress,
@@ -91,7 +92,7 @@ def run(
         last_step[0] = time.perf_counter()
         progress.advance()
 
-    progress.start(family.step_count(call_kwargs), "denoising")
+    progress.start(steps, "denoising")
     start = time.perf_counter()
     try:
         with _global_rng(family, seed, device), family.steps(pipe, on_step) as step_kwargs:

@@ -289,20 +289,92 @@ def _i2vgen_xl() -> Any:
     )
 
 
+def _sd15() -> Any:
+    """A Stable Diffusion 1.5-shaped pipeline: the base model AnimateDiff animates."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = _clip_tokenizer()
+    # Two levels with two layers each, matching the tiny motion adapter's blocks.
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 8),
+        layers_per_block=2,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=8,
+        norm_num_groups=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=2,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=8,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+        )
+    ).eval()
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False, steps_offset=1
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _motion_adapter() -> Any:
+    from diffusers import MotionAdapter
+
+    return MotionAdapter(
+        block_out_channels=(8, 8),
+        motion_layers_per_block=2,
+        motion_norm_num_groups=2,
+        motion_num_attention_heads=4,
+    )
+
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     "cogvideox": _cogvideox,
     "cogvideox-i2v": _cogvideox_i2v,
     "modelscope": _modelscope,
     "svd": _svd,
     "i2vgen-xl": _i2vgen_xl,
+    "sd15": _sd15,
+    "motion-adapter": _motion_adapter,
 }
+
+
+def _complete(folder: Path) -> bool:
+    # A pipeline has model_index.json; a single model (a motion adapter) has config.json.
+    return (folder / "model_index.json").is_file() or (folder / "config.json").is_file()
 
 
 def ensure(name: str) -> Path:
     """The folder of tiny model `name`, building it on first use (atomically, so a concurrent
     or interrupted build never leaves a half-written model behind)."""
     target = cache_dir() / "tiny" / f"{name}-v{TINY_VERSION}"
-    if (target / "model_index.json").is_file():
+    if _complete(target):
         return target
     import torch
 
@@ -320,7 +392,7 @@ def ensure(name: str) -> Path:
         try:
             os.replace(staging, target)
         except OSError:
-            if not (target / "model_index.json").is_file():  # lost a race only if the winner finished
+            if not _complete(target):  # lost a race only if the winner finished
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

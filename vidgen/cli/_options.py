@@ -10,8 +10,10 @@ from typing import Annotated, Literal
 
 import typer
 
+from vidgen.components import parse_lora
 from vidgen.config import Layer, set_layer
 from vidgen.config.flags import flag
+from vidgen.errors import ConfigError
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -188,6 +190,75 @@ Strength = Annotated[
         rich_help_panel=FAMILY,
     ),
 ]
+BaseModel = Annotated[
+    str | None,
+    typer.Option(
+        "--base-model",
+        "--model",
+        help="SD 1.5 base: Hub repo id, diffusers folder, or a single .safetensors checkpoint file.",
+        rich_help_panel=MODEL,
+    ),
+]
+MotionAdapter = Annotated[
+    str | None,
+    typer.Option(
+        "--motion-adapter",
+        help="AnimateDiff motion adapter: Hub repo id, diffusers folder or checkpoint file.",
+        rich_help_panel=MODEL,
+    ),
+]
+BaseConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--base-config",
+        help="Diffusers folder or Hub id with the configs of a single-file --base-model (works offline).",
+        rich_help_panel=MODEL,
+    ),
+]
+Scheduler = Annotated[
+    Literal["ddim", "euler", "euler-a", "dpm++", "lcm"] | None,
+    typer.Option(
+        "--scheduler",
+        help="Sampler; options via --set model.scheduler_options.NAME=VALUE.",
+        rich_help_panel=MODEL,
+    ),
+]
+Lora = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lora",
+        help="LoRA as ID|FOLDER|FILE[:SCALE], e.g. ./zoom.safetensors:0.8 (repeatable; motion or style).",
+        rich_help_panel=MODEL,
+    ),
+]
+PromptAt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--prompt-at",
+        help="FRAME:TEXT keyframe prompt for prompt travel, e.g. '24:a blooming rose' (repeatable).",
+        rich_help_panel=SAMPLING,
+    ),
+]
+ContextLength = Annotated[
+    int | None,
+    typer.Option(
+        "--context-length",
+        help="FreeNoise window in frames: videos longer than the motion adapter's 32 frames.",
+        rich_help_panel=FAMILY,
+    ),
+]
+ContextStride = Annotated[
+    int | None,
+    typer.Option("--context-stride", help="FreeNoise: frames between windows (default 4).", rich_help_panel=FAMILY),
+]
+FreeInit = Annotated[
+    int | None,
+    typer.Option(
+        "--free-init",
+        help="FreeInit iterations for smoother motion; each one costs a full run.",
+        rich_help_panel=FAMILY,
+    ),
+]
 Out = Annotated[
     str | None,
     typer.Option(
@@ -235,6 +306,14 @@ PARAMS = {
     "revision": "model.revision",
     "dtype": "model.dtype",
     "allow_pickle": "model.allow_pickle",
+    "motion_adapter": "model.motion_adapter",
+    "base_config": "model.base_config",
+    "scheduler": "model.scheduler",
+    "lora": "model.loras",
+    "prompt_at": "inputs.prompts",
+    "context_length": "sampling.context_length",
+    "context_stride": "sampling.context_stride",
+    "free_init": "sampling.free_init_iters",
     "frames": "sampling.num_frames",
     "steps": "sampling.num_inference_steps",
     "guidance": "sampling.guidance_scale",
@@ -265,6 +344,25 @@ PARAMS = {
 }
 
 
+def _prompt_map(items: list[str]) -> dict[int, str]:
+    prompts: dict[int, str] = {}
+    for item in items:
+        frame, sep, text = item.partition(":")
+        if not sep or not frame.strip().isdigit() or not text.strip():
+            raise ConfigError(f"--prompt-at {item!r}: expected FRAME:TEXT, e.g. '24:a blooming rose'.")
+        if int(frame) in prompts:
+            raise ConfigError(f"--prompt-at gives frame {int(frame)} twice.")
+        prompts[int(frame)] = text.strip()
+    return prompts
+
+
+# Options whose command-line form differs from their config form.
+CONVERT = {
+    "lora": lambda items: [parse_lora(item) for item in items],
+    "prompt_at": _prompt_map,
+}
+
+
 def flag_layers(params: dict[str, object]) -> list[Layer]:
     """One layer per option actually given (so sources name the flag), then --set on top.
 
@@ -273,11 +371,14 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
     """
     layers = []
     for name, value in params.items():
-        if name not in PARAMS or value is None or (name == "overwrite" and value is False):
+        # Repeatable options arrive as empty lists when not given.
+        if name not in PARAMS or value in (None, [], ()) or (name == "overwrite" and value is False):
             continue
         path = PARAMS[name]
         section, key = path.split(".", 1)
         label = flag(path)
+        if name in CONVERT:
+            value = CONVERT[name](value)
         layers.append(Layer(label=f"cli:{label}", data={section: {key: value}}, origin=label))
     if params.get("set_"):
         layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]

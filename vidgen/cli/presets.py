@@ -35,9 +35,10 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
     if json_:
         typer.echo(json.dumps(rows, indent=2))
         return
-    width = max(len(row["name"]) for row in rows) if rows else 0
+    width = max((len(row["name"]) for row in rows), default=0)
+    modes = max((len(row["mode"]) for row in rows), default=0)
     for row in rows:
-        typer.echo(f"{row['name']:<{width}}  {row['mode']:<4} {row['description']}")
+        typer.echo(f"{row['name']:<{width}}  {row['mode']:<{modes}}  {row['description']}")
 
 
 @app.command()

@@ -202,16 +202,18 @@ def resolve(
     injected so this module needs nothing from the families registry. When no preset names a
     model (none given, or only overlays), `default_preset` goes underneath them.
     """
-    preset_layers = [layer for ref in presets for layer in load_preset(ref)]
-    if default_preset and not _family(preset_layers):
-        preset_layers = [*load_preset(default_preset), *preset_layers]
-    for layer in preset_layers:
-        wanted = layer.data.get("mode")
-        if wanted is not None and wanted != mode:
-            name = layer.label.split(":", 1)[1]
-            fitting = [ref for ref, path in available_presets().items() if _read_yaml(path).get("mode") == mode]
+    chains = [load_preset(ref) for ref in presets]
+    if default_preset and not _family([layer for chain in chains for layer in chain]):
+        chains.insert(0, load_preset(default_preset))
+    for chain in chains:
+        # A preset's mode is the last one its `extends:` chain sets (animatediff-v2v extends animatediff).
+        modes = [layer.data["mode"] for layer in chain if layer.data.get("mode") is not None]
+        if modes and modes[-1] != mode:
+            name = chain[-1].label.split(":", 1)[1]
+            fitting = [ref for ref, path in available_presets().items() if merged_preset(str(path)).get("mode") == mode]
             hint = f" Presets for {mode}: {', '.join(fitting)}." if fitting else ""
-            raise ConfigError(f"preset {name} is for `vidgen {wanted}`, not `vidgen {mode}`.{hint}")
+            raise ConfigError(f"preset {name} is for `vidgen {modes[-1]}`, not `vidgen {mode}`.{hint}")
+    preset_layers = [layer for chain in chains for layer in chain]
     upper = [*preset_layers, Layer("cli:command", {"mode": mode}), *cli_layers]
     family = _family(upper)
     if not family:

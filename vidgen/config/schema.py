@@ -8,7 +8,7 @@ reads like the diffusers documentation and a family's call kwargs are mostly a p
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +17,7 @@ DType = Literal["auto", "fp32", "fp16", "bf16"]
 Offload = Literal["none", "model", "sequential", "group"]
 Format = Literal["mp4", "webm", "gif", "webp", "png"]
 Resize = Literal["fit", "crop", "pad"]
+Scheduler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -26,17 +27,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class LoraConfig(_Section):
+    source: str = Field(description="Hub repo id, LoRA folder, or .safetensors file")
+    scale: float = Field(1.0, ge=-10, le=10)
+    # The adapter name diffusers registers it under; derived from the source when not given.
+    name: str | None = None
+
+
 class ModelConfig(_Section):
     family: str | None = None
-    id: str | None = Field(None, description="Hub repo id, local diffusers folder, or tiny:<family>")
+    id: str | None = Field(None, description="Hub repo id, local diffusers folder, single file, or tiny:<name>")
     revision: str | None = None
     variant: str | None = None
     dtype: DType = "auto"
     allow_pickle: bool = False
+    # Components and loading options some families take (each family lists the ones it uses).
+    motion_adapter: str | None = None
+    # Where a single-file checkpoint's configs come from: a diffusers folder or Hub id.
+    base_config: str | None = None
+    scheduler: Scheduler | None = None
+    # Scheduler config overrides, e.g. {timestep_spacing: linspace}; applied with from_config.
+    scheduler_options: dict[str, Any] | None = None
+    loras: list[LoraConfig] | None = None
 
 
 class InputsConfig(_Section):
     prompt: str | None = None
+    # Prompt travel: frame index -> prompt, interpolated between keyframes (AnimateDiff FreeNoise).
+    prompts: dict[int, str] | None = None
     negative_prompt: str | None = None
     image: str | None = Field(None, description="i2v: image file or http(s) URL")
     video: str | None = Field(None, description="v2v: video file or folder of frames")
@@ -72,6 +90,15 @@ class SamplingConfig(_Section):
     target_fps: int | None = Field(None, ge=1, le=240)
     # Video-to-video: how far to move away from the input (1 = ignore it).
     strength: float | None = Field(None, gt=0, le=1)
+    # AnimateDiff FreeNoise (long videos, prompt travel): frames per window and window step.
+    context_length: int | None = Field(None, ge=1, le=1024)
+    context_stride: int | None = Field(None, ge=1, le=1024)
+    # AnimateDiff FreeInit: re-noising iterations for temporal consistency (each one is a full run).
+    free_init_iters: int | None = Field(None, ge=1, le=10)
+    free_init_method: Literal["butterworth", "ideal", "gaussian", "box"] | None = None
+    # Accepted so it can be refused with the reason: every CLIP text encoder crashes with it
+    # under transformers 5 (diffusers #14124).
+    clip_skip: int | None = Field(None, ge=0, le=12)
 
 
 class OptimizationConfig(_Section):

@@ -13,7 +13,8 @@ from vidgen.config.flags import flag
 from vidgen.config.layers import Layer
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import OPTIMIZATIONS, Family
+from vidgen.families.animatediff import AnimateDiff
+from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family
 from vidgen.families.cogvideox import CogVideoX, CogVideoX15
 from vidgen.families.i2vgen_xl import I2VGenXL
 from vidgen.families.modelscope import ModelScope
@@ -22,7 +23,7 @@ from vidgen.families.svd import StableVideoDiffusion
 FAMILIES: dict[str, Family] = {}
 
 # The preset each command uses when none names a model.
-DEFAULT_PRESETS = {"t2v": "cogvideox-5b", "i2v": "svd-xt", "v2v": "cogvideox-5b-v2v"}
+DEFAULT_PRESETS = {"t2v": "cogvideox-5b", "i2v": "svd-xt", "v2v": "cogvideox-5b-v2v", "animate": "animatediff"}
 # What each mode needs as its input, and the positional argument that gives it.
 REQUIRED_INPUT = {"i2v": ("image", "IMAGE"), "v2v": ("video", "VIDEO")}
 
@@ -81,9 +82,16 @@ def check(cfg: RunConfig) -> Family:
             f"{family.title} takes no prompt: it animates the image alone. Drop the prompt, "
             f"or pick a family that takes one: {texts}."
         )
-    for section in ("inputs", "sampling"):
+    if cfg.sampling.clip_skip is not None:
+        raise ConfigError(
+            "sampling.clip_skip is refused: with transformers 5 every diffusers pipeline crashes on it "
+            "(CLIPTextModel lost .text_model; diffusers #14124). Remove it until that is fixed."
+        )
+    for section in ("inputs", "sampling", "model"):
         for name, value in getattr(cfg, section).model_dump().items():
             path = f"{section}.{name}"
+            if section == "model" and name not in MODEL_OPTIONS:
+                continue  # id, revision, dtype...: every family has them
             if value is not None and path not in accepted:
                 raise _refuse(family, cfg.mode, path, _takers(lambda f, m, p=path: p in f.accepts(m)))
     opt = cfg.optimization
@@ -106,5 +114,5 @@ def check(cfg: RunConfig) -> Family:
     return family
 
 
-for _family in (CogVideoX(), CogVideoX15(), ModelScope(), StableVideoDiffusion(), I2VGenXL()):
+for _family in (CogVideoX(), CogVideoX15(), ModelScope(), StableVideoDiffusion(), I2VGenXL(), AnimateDiff()):
     register(_family)

@@ -18,6 +18,8 @@ MODE_INPUTS: dict[str, frozenset[str]] = {
     "v2v": frozenset({"video", "resize", "background", "input_fps", "max_frames"}),
 }
 TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
+# `model` fields only some families use.
+MODEL_OPTIONS = ("motion_adapter", "base_config", "scheduler", "scheduler_options", "loras")
 # Optimization options (config field names under `optimization`).
 OPTIMIZATIONS = ("offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile")
 
@@ -37,6 +39,14 @@ class Family:
     sampling: ClassVar[dict[str, frozenset[str]]]
     # Optimizations this family can honour (names from OPTIMIZATIONS).
     optimizations: ClassVar[frozenset[str]] = frozenset()
+    # Whether `inputs.prompts` (a frame -> prompt map) is understood.
+    prompt_travel: ClassVar[bool] = False
+    # Whether --model may be a single original-format checkpoint file.
+    single_file: ClassVar[bool] = False
+    # model field -> diffusers model class loaded from it and passed to the pipeline.
+    components: ClassVar[dict[str, str]] = {}
+    # `model` fields beyond id/revision/variant/dtype that this family uses (names from MODEL_OPTIONS).
+    model_options: ClassVar[frozenset[str]] = frozenset()
     # config path -> what to use instead, added to the error when that field is refused.
     hints: ClassVar[dict[str, str]] = {}
     # Set when the pipeline draws some noise from torch's global RNG instead of `generator`;
@@ -53,8 +63,14 @@ class Family:
     def accepts(self, mode: str) -> frozenset[str]:
         """Config paths under inputs and sampling that this family uses in `mode`."""
         inputs = MODE_INPUTS.get(mode, frozenset()) | (TEXT_INPUTS if self.text else frozenset())
+        if self.prompt_travel:
+            inputs |= {"prompts"}
         sampling = self.sampling.get(mode, frozenset()) | VIDGEN_SAMPLING
-        return frozenset({f"inputs.{name}" for name in inputs} | {f"sampling.{name}" for name in sampling})
+        return frozenset(
+            {f"inputs.{name}" for name in inputs}
+            | {f"sampling.{name}" for name in sampling}
+            | {f"model.{name}" for name in self.model_options}
+        )
 
     # -- checks ------------------------------------------------------------------------
     def check(self, cfg: RunConfig) -> None:
@@ -66,8 +82,14 @@ class Family:
         if self.text and not cfg.inputs.prompt:
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
 
-    def check_loaded(self, pipe: Any, cfg: RunConfig) -> None:
-        """Rules that depend on the loaded model's own config; runs before denoising."""
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        """Rules that depend on the loaded model's own config; runs before denoising.
+        `frames` is the input video's frame count in v2v."""
+
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        """Switch on pipeline features the config asks for, once after loading; returns the
+        calls made ({method, kwargs}) so the sidecar can repeat them."""
+        return []
 
     # How many input frames v2v can take, for messages (see usable_frames).
     frame_rule: ClassVar[str] = "any number of frames"
@@ -91,7 +113,7 @@ class Family:
         the input image or video is passed beside these (see `inputs.prepare`)."""
         raise NotImplementedError
 
-    def step_count(self, call_kwargs: dict[str, Any]) -> int:
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> int:
         """How many denoising steps the call will report, for the progress bar."""
         return int(call_kwargs.get("num_inference_steps", 0))
 

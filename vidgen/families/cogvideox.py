@@ -85,7 +85,7 @@ class CogVideoX(Family):
             )
         check_multiple(self.title, cfg, self.size_step)
 
-    def check_loaded(self, pipe: Any, cfg: RunConfig) -> None:
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         config = pipe.transformer.config
         s = cfg.sampling
         # CogVideoX-5b-I2V learned its position embeddings for one size and cannot make another.
@@ -115,8 +115,8 @@ class CogVideoX(Family):
         kwargs["output_type"] = "np"
         return kwargs
 
-    def step_count(self, call_kwargs: dict[str, Any]) -> int:
-        steps = super().step_count(call_kwargs)
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> int:
+        steps = super().step_count(cfg, call_kwargs)
         if "strength" in call_kwargs:
             # Video-to-video skips the first (1 - strength) of the schedule.
             return min(int(steps * call_kwargs["strength"]), steps)

@@ -1,0 +1,162 @@
+"""AnimateDiff: a motion adapter that animates any Stable Diffusion 1.5 checkpoint.
+
+The base model can be a Hub repo, a diffusers folder or a single `.safetensors` file as model
+sites ship them; the motion adapter, scheduler and LoRAs are loaded beside it. FreeNoise (long
+videos, prompt travel) and FreeInit (temporal consistency) are pipeline switches set up once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
+from vidgen.families.base import Family, check_multiple, prompt_kwargs, sampling_kwargs
+
+_COMMON = frozenset(
+    {
+        "num_inference_steps",
+        "guidance_scale",
+        "height",
+        "width",
+        "eta",
+        "context_length",
+        "context_stride",
+        "free_init_iters",
+        "free_init_method",
+    }
+)
+# Settings that configure the pipeline (enable_free_noise / enable_free_init), not its call.
+_SETUP = frozenset({"context_length", "context_stride", "free_init_iters", "free_init_method"})
+# FreeNoise's defaults in diffusers, used when prompt travel switches it on implicitly.
+FREE_NOISE_DEFAULTS = {"context_length": 16, "context_stride": 4}
+
+
+class AnimateDiff(Family):
+    name = "animatediff"
+    title = "AnimateDiff"
+    pipelines: ClassVar[dict[str, str]] = {
+        "animate": "AnimateDiffPipeline",
+        "v2v": "AnimateDiffVideoToVideoPipeline",
+    }
+    # The base (SD 1.5) model; the motion adapter is a component beside it.
+    repos: ClassVar[dict[str, str]] = {"animate": "emilianJR/epiCRealism", "v2v": "emilianJR/epiCRealism"}
+    sampling: ClassVar[dict[str, frozenset[str]]] = {
+        "animate": _COMMON | {"num_frames"},
+        "v2v": _COMMON | {"strength"},
+    }
+    prompt_travel = True
+    single_file = True
+    # model field -> the diffusers class loaded for it and passed to the pipeline.
+    components: ClassVar[dict[str, str]] = {"motion_adapter": "MotionAdapter"}
+    model_options = frozenset({"motion_adapter", "base_config", "scheduler", "scheduler_options", "loras"})
+    optimizations = frozenset(
+        {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile"}
+    )
+    hints: ClassVar[dict[str, str]] = {"sampling.num_frames": "in v2v the input video sets the length"}
+    cuda_dtype = "fp16"
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        sampling: dict[str, Any] = {
+            "height": 512,
+            "width": 512,
+            "num_inference_steps": 25,
+            "guidance_scale": 7.5,
+        }
+        inputs: dict[str, Any] = {}
+        if mode == "v2v":
+            sampling["strength"] = 0.8
+            inputs["max_frames"] = 32
+        else:
+            sampling["num_frames"] = 16
+        return {
+            "model": {"id": self.repos.get(mode), "motion_adapter": "guoyww/animatediff-motion-adapter-v1-5-2"},
+            "inputs": inputs,
+            "sampling": sampling,
+            "output": {"fps": 8},
+        }
+
+    def check(self, cfg: RunConfig) -> None:
+        if not cfg.inputs.prompt and not cfg.inputs.prompts:
+            raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
+        check_multiple(self.title, cfg, 8)
+        if not cfg.model.motion_adapter:
+            raise ConfigError("AnimateDiff needs a motion adapter: set --motion-adapter (a Hub id, folder or file).")
+        s = cfg.sampling
+        prompts = cfg.inputs.prompts or {}
+        if prompts:
+            if cfg.inputs.prompt is not None and 0 in prompts:
+                raise ConfigError('both PROMPT and --prompt-at "0:..." give the first prompt; drop one.')
+            if cfg.inputs.prompt is None and 0 not in prompts:
+                raise ConfigError('prompt travel starts at frame 0: add --prompt-at "0:..." or a PROMPT.')
+            last = max(prompts)
+            if s.num_frames is not None and last >= s.num_frames:
+                raise ConfigError(
+                    f"--prompt-at {last}:... is past the last frame ({s.num_frames - 1}); raise --frames."
+                )
+        length, stride = self.free_noise(cfg)
+        if stride is not None and length is not None and stride > length:
+            raise ConfigError(
+                f"--context-stride {stride} is larger than --context-length {length}; frames would be skipped."
+            )
+        if s.free_init_method is not None and s.free_init_iters is None:
+            raise ConfigError("sampling.free_init_method needs --free-init ITERS to switch FreeInit on.")
+
+    def free_noise(self, cfg: RunConfig) -> tuple[int | None, int | None]:
+        """(context_length, context_stride) when FreeNoise is on, else (None, None).
+
+        Prompt travel needs FreeNoise, so a prompt map switches it on with diffusers' defaults.
+        """
+        s = cfg.sampling
+        if s.context_length is None and s.context_stride is None and not cfg.inputs.prompts:
+            return None, None
+        length = s.context_length or FREE_NOISE_DEFAULTS["context_length"]
+        return length, s.context_stride or min(FREE_NOISE_DEFAULTS["context_stride"], length)
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        limit = pipe.unet.config.motion_max_seq_length
+        count = frames if frames is not None else cfg.sampling.num_frames
+        length, _ = self.free_noise(cfg)
+        if length is None and count is not None and count > limit:
+            flag = "input frames" if cfg.mode == "v2v" else f"--frames {count}"
+            raise ConfigError(
+                f"{flag}: this motion adapter handles at most {limit} frames at once; "
+                f"add --context-length 16 (FreeNoise) for longer videos."
+            )
+        if length is not None and length > limit:
+            raise ConfigError(f"--context-length {length} is more than this motion adapter's {limit} frames.")
+
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        """Switch FreeNoise / FreeInit on as configured; returns the calls, for the sidecar."""
+        calls: list[dict[str, Any]] = []
+        length, stride = self.free_noise(cfg)
+        if length is not None:
+            kwargs = {"context_length": length, "context_stride": stride}
+            calls.append({"method": "enable_free_noise", "kwargs": kwargs})
+        s = cfg.sampling
+        if s.free_init_iters is not None:
+            init: dict[str, Any] = {"num_iters": s.free_init_iters}
+            if s.free_init_method is not None:
+                init["method"] = s.free_init_method
+            calls.append({"method": "enable_free_init", "kwargs": init})
+        for call in calls:
+            getattr(pipe, call["method"])(**call["kwargs"])
+        return calls
+
+    def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
+        kwargs = sampling_kwargs(cfg.sampling, self.sampling[cfg.mode] - _SETUP)
+        if not cfg.inputs.prompts:  # a prompt map goes beside the JSON kwargs (its keys are ints)
+            kwargs.update(prompt_kwargs(cfg))
+        elif cfg.inputs.negative_prompt is not None:
+            kwargs["negative_prompt"] = cfg.inputs.negative_prompt
+        if cfg.optimization.decode_chunk_size is not None:
+            kwargs["decode_chunk_size"] = cfg.optimization.decode_chunk_size
+        kwargs["output_type"] = "np"
+        return kwargs
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> int:
+        steps = super().step_count(cfg, call_kwargs)
+        if "strength" in call_kwargs:
+            steps = min(int(steps * call_kwargs["strength"]), steps)
+        # Each FreeInit iteration runs the whole schedule again.
+        return steps * (cfg.sampling.free_init_iters or 1)
