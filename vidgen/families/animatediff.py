@@ -110,7 +110,8 @@ class AnimateDiff(Family):
         s = cfg.sampling
         if s.context_length is None and s.context_stride is None and not cfg.inputs.prompts:
             return None, None
-        length = s.context_length or FREE_NOISE_DEFAULTS["context_length"]
+        # The implicit window never exceeds the video (FreeNoise fails on a window past its end).
+        length = s.context_length or min(FREE_NOISE_DEFAULTS["context_length"], s.num_frames or 10_000)
         return length, s.context_stride or min(FREE_NOISE_DEFAULTS["context_stride"], length)
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
@@ -125,6 +126,11 @@ class AnimateDiff(Family):
             )
         if length is not None and length > limit:
             raise ConfigError(f"--context-length {length} is more than this motion adapter's {limit} frames.")
+        if length is not None and count is not None and length > count:
+            raise ConfigError(
+                f"the FreeNoise window (--context-length {length}) is longer than the {count} frames; "
+                f"set --context-length {count} or fewer."
+            )
 
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         """Switch FreeNoise / FreeInit on as configured; returns the calls, for the sidecar."""

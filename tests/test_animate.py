@@ -1,0 +1,260 @@
+"""`vidgen animate` and AnimateDiff v2v on tiny models: single files, LoRAs, prompt travel, FreeInit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli, decode, files_under, one_line_error, sidecar
+from ldm_checkpoint import write_single_file
+from PIL import Image
+
+TINY = ["animate", "a cat", "--preset", "tiny-animatediff"]
+
+
+@pytest.fixture(scope="session")
+def weights(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """What a user downloads from model sites, made from the tiny SD 1.5 base: a single-file
+    checkpoint (safetensors and pickle), a LoRA, and a LoRA made for another base."""
+    import os
+
+    import torch
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    os.environ["VIDGEN_CACHE"] = str(tiny_cache)
+    from vidgen import tiny
+
+    base = tiny.ensure("sd15")
+    out = tmp_path_factory.mktemp("weights")
+    write_single_file(base, out / "epic.safetensors")
+    write_single_file(base, out / "epic.ckpt")
+    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+    bigger = UNet2DConditionModel.from_config({**unet.config, "block_out_channels": (16, 16)})
+    targets = ["to_q", "to_k", "to_v", "to_out.0"]
+    for model, name in ((unet, "style.safetensors"), (bigger, "other-base.safetensors")):
+        torch.manual_seed(0)
+        # init_lora_weights=False: random, non-zero B matrices, so the LoRA changes the output.
+        model.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False))
+        layers = get_peft_model_state_dict(model)
+        StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=layers, weight_name=name)
+    return {
+        "base": base,
+        "single": out / "epic.safetensors",
+        "pickle": out / "epic.ckpt",
+        "lora": out / "style.safetensors",
+        "wrong_lora": out / "other-base.safetensors",
+    }
+
+
+def _plain_diffusers(data: dict) -> np.ndarray:
+    """Plain diffusers from the sidecar alone: base (folder or single file), motion adapter,
+    scheduler, LoRAs, setup calls (FreeNoise/FreeInit), media and call kwargs, seed."""
+    import diffusers
+    import torch
+
+    model = data["model"]
+    cls = getattr(diffusers, data["pipeline"]["class"])
+    adapter = diffusers.MotionAdapter.from_pretrained(model["motion_adapter"]["path"])
+    if model["source"] == "file":
+        config = data["config"]["model"]["base_config"]
+        pipe = cls.from_single_file(model["path"], config=config, motion_adapter=adapter, local_files_only=True)
+    else:
+        pipe = cls.from_pretrained(model["path"], motion_adapter=adapter)
+    scheduler = model["scheduler"]
+    pipe.scheduler = getattr(diffusers, scheduler["class"]).from_config(pipe.scheduler.config, **scheduler["options"])
+    for lora in model.get("loras", []):
+        pipe.load_lora_weights(
+            str(Path(lora["path"]).parent), weight_name=Path(lora["path"]).name, adapter_name=lora["name"]
+        )
+    if model.get("loras"):
+        pipe.set_adapters([lora["name"] for lora in model["loras"]], [lora["scale"] for lora in model["loras"]])
+    for call in data["pipeline"]["setup"]:
+        getattr(pipe, call["method"])(**call["kwargs"])
+    media = {}
+    if "prompt" in data["pipeline"]["media_kwargs"]:
+        media["prompt"] = {int(frame): text for frame, text in data["inputs"]["prompts"].items()}
+    if "video" in data["pipeline"]["media_kwargs"]:
+        folder = Path(data["inputs"]["video"]["path"])
+        frames = sorted(folder.iterdir(), key=lambda p: int(p.stem[1:]))[: data["inputs"]["video"]["frames_used"]]
+        media["video"] = [Image.open(p).convert("RGB") for p in frames]
+    generator = torch.Generator(data["pipeline"]["generator"]["device"]).manual_seed(data["seed"])
+    out = pipe(**data["pipeline"]["call_kwargs"], **media, generator=generator)
+    return (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
+
+
+def _png_run(*args: str) -> tuple[np.ndarray, dict]:
+    result = cli(*args, "--format", "png", "--out", "out/", "--overwrite")
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    frames = np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+    return frames, sidecar(folder.with_name(folder.name + ".json"))
+
+
+def _close(ours: np.ndarray, theirs: np.ndarray) -> bool:
+    return ours.shape == theirs.shape and int(np.abs(ours.astype(int) - theirs.astype(int)).max()) <= 1
+
+
+def test_done_when_eight_frames_and_plain_diffusers_agrees(tmp_path: Path) -> None:
+    result = cli("animate", "a cat", "--preset", "tiny-animatediff", "--frames", "8", "--steps", "2", "--out", "a.mp4")
+    assert result.exit_code == 0, result.stderr
+    frames, meta = decode(tmp_path / "a.mp4")
+    assert frames.shape == (8, 32, 32, 3) and meta["fps"] == 8
+    data = sidecar(tmp_path / "a.json")
+    assert data["pipeline"]["class"] == "AnimateDiffPipeline"
+    assert data["model"]["scheduler"] == {
+        "class": "DDIMScheduler",
+        "options": {"clip_sample": False, "timestep_spacing": "linspace", "beta_schedule": "linear", "steps_offset": 1},
+    }
+    assert data["model"]["motion_adapter"]["id"] == "tiny:motion-adapter"
+    assert "clip_skip" not in data["pipeline"]["call_kwargs"]
+
+    ours, data = _png_run("animate", "a cat", "--preset", "tiny-animatediff", "--seed", "4")
+    assert ours.shape == (8, 32, 32, 3) and ours.std() > 0
+    assert _close(ours, _plain_diffusers(data))
+    data["seed"] += 1
+    assert not _close(ours, _plain_diffusers(data))
+
+
+def test_single_file_checkpoint_loads_and_is_what_runs(tmp_path: Path, weights: dict) -> None:
+    base_run, _ = _png_run(*TINY, "--seed", "2")
+    single = weights["single"]
+    config = str(weights["base"])
+    ours, data = _png_run(*TINY, "--seed", "2", "--base-model", str(single), "--base-config", config)
+    assert data["model"]["source"] == "file"
+    assert data["model"]["checkpoint"]["sha256"] == hashlib.sha256(single.read_bytes()).hexdigest()
+    assert data["sources"]["model.id"] == "cli:--model"
+    # The tiny base's own weights in the original layout: the same video, loaded another way.
+    assert _close(ours, base_run)
+    assert _close(ours, _plain_diffusers(data))
+    # Another checkpoint gives another video: the file really is what runs.
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(single)
+    tensors = {k: v * 1.5 if k.startswith("model.diffusion_model.out.") else v for k, v in tensors.items()}
+    save_file(tensors, tmp_path / "other.safetensors")
+    other, _ = _png_run(*TINY, "--seed", "2", "--base-model", "other.safetensors", "--base-config", config)
+    assert not _close(other, base_run)
+
+
+def test_lora_changes_the_output_and_its_scale_and_hash_are_recorded(tmp_path: Path, weights: dict) -> None:
+    base_run, _ = _png_run(*TINY, "--seed", "3")
+    ours, data = _png_run(*TINY, "--seed", "3", "--lora", f"{weights['lora']}:0.7")
+    assert not _close(ours, base_run)
+    (lora,) = data["model"]["loras"]
+    assert (lora["source"], lora["name"], lora["scale"]) == (str(weights["lora"]), "style", 0.7)
+    assert lora["sha256"] == hashlib.sha256(weights["lora"].read_bytes()).hexdigest()
+    assert data["config"]["model"]["loras"] == [{"source": str(weights["lora"]), "scale": 0.7, "name": None}]
+    assert _close(ours, _plain_diffusers(data))
+    weaker, _ = _png_run(*TINY, "--seed", "3", "--lora", f"{weights['lora']}:0.1")
+    assert not _close(weaker, ours)  # the scale really reaches the adapter
+
+
+def test_prompt_travel_with_free_noise_is_recorded_and_reproducible(tmp_path: Path) -> None:
+    args = ["animate", "--preset", "tiny-animatediff", "--prompt-at", "0:a bud", "--prompt-at", "24:a blooming rose"]
+    ours, data = _png_run(*args, "--frames", "48", "--context-length", "16", "--seed", "1")
+    assert ours.shape[0] == 48
+    assert data["inputs"]["prompts"] == {"0": "a bud", "24": "a blooming rose"}
+    assert data["config"]["inputs"]["prompts"] == {"0": "a bud", "24": "a blooming rose"}
+    assert data["pipeline"]["setup"] == [
+        {"method": "enable_free_noise", "kwargs": {"context_length": 16, "context_stride": 4}}
+    ]
+    assert "prompt" not in data["pipeline"]["call_kwargs"]
+    assert data["pipeline"]["media_kwargs"]["prompt"].startswith("inputs.prompts")
+    assert _close(ours, _plain_diffusers(data))
+
+
+def test_prompt_travel_alone_switches_free_noise_on(tmp_path: Path) -> None:
+    _, data = _png_run("animate", "a bud", "--preset", "tiny-animatediff", "--prompt-at", "6:a rose", "--seed", "1")
+    assert data["inputs"]["prompts"] == {"0": "a bud", "6": "a rose"}  # PROMPT is frame 0
+    assert data["pipeline"]["setup"][0]["method"] == "enable_free_noise"
+
+
+def test_free_init_runs_and_is_recorded(tmp_path: Path) -> None:
+    ours, data = _png_run(*TINY, "--free-init", "2", "--seed", "1")
+    assert data["pipeline"]["setup"] == [{"method": "enable_free_init", "kwargs": {"num_iters": 2}}]
+    assert data["config"]["sampling"]["free_init_iters"] == 2
+    base_run, _ = _png_run(*TINY, "--seed", "1")
+    assert not _close(ours, base_run)
+    assert _close(ours, _plain_diffusers(data))
+
+
+def test_scheduler_choice_and_options(tmp_path: Path) -> None:
+    _, data = _png_run(*TINY, "--scheduler", "euler-a", "--set", "model.scheduler_options.timestep_spacing=trailing")
+    assert data["model"]["scheduler"]["class"] == "EulerAncestralDiscreteScheduler"
+    assert data["model"]["scheduler"]["options"]["timestep_spacing"] == "trailing"
+    one_line_error(cli(*TINY, "--set", "model.scheduler_options.nope=1"), 3, "DDIMScheduler has no option nope")
+
+
+def test_animatediff_v2v_matches_plain_diffusers(tmp_path: Path) -> None:
+    (tmp_path / "frames").mkdir()
+    for index in range(8):
+        pixels = (np.random.RandomState(index).rand(32, 32, 3) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "frames" / f"f{index}.png")
+    ours, data = _png_run("v2v", "frames", "claymation", "--preset", "tiny-animatediff-v2v", "--seed", "6")
+    assert ours.shape == (8, 32, 32, 3)
+    assert data["pipeline"]["class"] == "AnimateDiffVideoToVideoPipeline"
+    assert data["pipeline"]["call_kwargs"]["strength"] == 0.8
+    assert _close(ours, _plain_diffusers(data))
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_model_errors_exit_5_and_write_nothing(tmp_path: Path, weights: dict) -> None:
+    cases = [
+        (["--lora", str(weights["wrong_lora"])], "does not fit this model"),
+        (["--base-model", "./epicrealism.safetensors"], "does not exist"),
+        (["--base-model", str(weights["pickle"]), "--base-config", str(weights["base"])], "--allow-pickle"),
+        (["--lora", "./missing-lora.safetensors"], "does not exist"),
+        (["--base-model", str(weights["single"])], "--base-config"),  # offline: configs need the Hub
+    ]
+    for extra, needle in cases:
+        before = files_under(tmp_path)
+        one_line_error(cli(*TINY, "--out", "x.mp4", *extra), 5, needle)
+        assert files_under(tmp_path) == before, extra
+    # With --allow-pickle the same .ckpt loads.
+    args = ["--base-model", str(weights["pickle"]), "--base-config", str(weights["base"]), "--allow-pickle"]
+    assert cli(*TINY, "--out", "p.mp4", *args).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--set", "sampling.clip_skip=2"], ["clip_skip", "#14124"]),
+        (["--frames", "40"], ["at most 32 frames", "--context-length"]),
+        (["--prompt-at", "9:x", "--frames", "8"], ["past the last frame"]),
+        (["--prompt-at", "0:x"], ["both PROMPT and --prompt-at"]),
+        (["--prompt-at", "nope"], ["expected FRAME:TEXT"]),
+        (["--context-length", "4", "--context-stride", "8"], ["larger than --context-length"]),
+        (["--context-length", "64"], ["more than this motion adapter's 32"]),
+        (["--base-config", "."], ["not a file"]),
+        (["--set", "sampling.free_init_method=gaussian"], ["needs --free-init"]),
+    ],
+)
+def test_config_errors_exit_3(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    one_line_error(cli(*TINY, "--out", "x.mp4", *args), 3, *needles)
+    assert files_under(tmp_path) == []
+
+
+def test_animatediff_options_on_other_families_name_animatediff(tmp_path: Path) -> None:
+    line = one_line_error(cli("t2v", "x", "--preset", "tiny-cogvideox", "--set", "model.scheduler=ddim"), 3)
+    assert "it applies to: AnimateDiff (animate, v2v)" in line
+    (tmp_path / "f").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "f" / "a.png")
+    line = one_line_error(cli("v2v", "f", "x", "--preset", "tiny-cogvideox-v2v", "--motion-adapter", "a/b"), 3)
+    assert "--motion-adapter is not used by CogVideoX v2v" in line
+
+
+def test_default_preset_and_listing() -> None:
+    body = json.loads(cli("animate", "a rocket", "--dry-run", "--json").stdout)
+    assert body["pipeline"]["class"] == "AnimateDiffPipeline"
+    assert body["config"]["model"]["id"] == "emilianJR/epiCRealism"
+    assert body["config"]["model"]["motion_adapter"] == "guoyww/animatediff-motion-adapter-v1-5-2"
+    assert body["sources"]["model.scheduler"] == "preset:animatediff"
+    rows = {row["family"]: row for row in json.loads(cli("models", "--json").stdout)}
+    assert set(rows["animatediff"]["modes"]) == {"animate", "v2v"}
