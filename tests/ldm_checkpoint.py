@@ -11,6 +11,7 @@ not from SD's fixed four levels of two layers, so tiny models with fewer levels 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -121,4 +122,28 @@ def write_single_file(pipeline_dir: Path, out: Path) -> Path:
         torch.save({"state_dict": state}, out)
     else:
         save_file(state, out)
+    return out
+
+
+def write_motion_module(adapter_dir: Path, out: Path) -> Path:
+    """Write a diffusers MotionAdapter as an original AnimateDiff motion-module file (mm_sd_v15_v2
+    layout): `temporal_transformer` levels, `attention_blocks.N`, `norms.N`, `ff_norm`, and the
+    sinusoidal `pos_encoder.pe` tables that diffusers uses to recognise the format."""
+    renames = (
+        (".attn1.", ".attention_blocks.0."),
+        (".attn2.", ".attention_blocks.1."),
+        (".norm1.", ".norms.0."),
+        (".norm2.", ".norms.1."),
+        (".norm3.", ".ff_norm."),
+    )
+    original = {}
+    for key, tensor in load_file(adapter_dir / "diffusion_pytorch_model.safetensors").items():
+        key = re.sub(r"(motion_modules\.\d+)\.", r"\1.temporal_transformer.", key)
+        for old, new in renames:
+            key = key.replace(old, new)
+        original[key] = tensor
+    for key in [k for k in original if re.search(r"attention_blocks\.\d\.to_q\.weight$", k)]:
+        # Zeros suffice: diffusers recomputes the table and only checks that the key exists.
+        original[key.replace("to_q.weight", "pos_encoder.pe")] = torch.zeros(1, 32, original[key].shape[1])
+    save_file(original, str(out))
     return out

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, decode, files_under, one_line_error, sidecar
-from ldm_checkpoint import write_single_file
+from conftest import cli, cli_subprocess, decode, files_under, one_line_error, sidecar
+from ldm_checkpoint import write_motion_module, write_single_file
 from PIL import Image
 
 TINY = ["animate", "a cat", "--preset", "tiny-animatediff"]
@@ -200,6 +200,36 @@ def test_animatediff_v2v_matches_plain_diffusers(tmp_path: Path) -> None:
     assert data["pipeline"]["class"] == "AnimateDiffVideoToVideoPipeline"
     assert data["pipeline"]["call_kwargs"]["strength"] == 0.8
     assert _close(ours, _plain_diffusers(data))
+
+
+def test_motion_adapter_from_an_original_motion_module_file(tmp_path: Path, tiny_cache: Path) -> None:
+    from vidgen import tiny
+
+    adapter = tiny.ensure("motion-adapter")
+    write_motion_module(adapter, tmp_path / "mm_tiny_v2.safetensors")
+    # diffusers takes the file's configs from the Hub repo it recognises (v1-5-2 here). Offline,
+    # they must be in the Hugging Face cache: put the tiny adapter's config there, as a previous
+    # download would have.
+    hub = tmp_path / "hf-cache"
+    snapshot = hub / "models--guoyww--animatediff-motion-adapter-v1-5-2" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_bytes((adapter / "config.json").read_bytes())
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    args = [*TINY, "--seed", "1", "--format", "png"]
+    env = {"HF_HUB_CACHE": str(hub), "VIDGEN_CACHE": str(tiny_cache)}
+    from_folder = cli_subprocess(*args, "--out", "a/", env=env)
+    from_file = cli_subprocess(*args, "--motion-adapter", "mm_tiny_v2.safetensors", "--out", "b/", env=env)
+    assert from_folder.returncode == 0 and from_file.returncode == 0, from_file.stderr
+    data = sidecar(tmp_path / "b" / "animate-a-cat-1.json")
+    assert data["model"]["motion_adapter"]["source"] == "file"
+    assert (
+        data["model"]["motion_adapter"]["sha256"]
+        == hashlib.sha256(Path("mm_tiny_v2.safetensors").read_bytes()).hexdigest()
+    )
+    ours = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "b" / "animate-a-cat-1").glob("*.png"))]
+    reference = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "a" / "animate-a-cat-1").glob("*.png"))]
+    assert np.array_equal(np.stack(ours), np.stack(reference))  # same weights, loaded from the original layout
 
 
 # -- errors ---------------------------------------------------------------------------------

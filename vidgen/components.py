@@ -122,6 +122,18 @@ def locate_lora(lora: LoraConfig, allow_pickle: bool) -> tuple[str, dict[str, An
     return lora.source, {}
 
 
+def _local_folder(where: str) -> Path:
+    """A LoRA folder, or the cached snapshot of a Hub LoRA (so its files can be hashed)."""
+    if Path(where).is_dir():
+        return Path(where)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(where, local_files_only=True))
+    except Exception:  # loaded fine; the hash is best effort
+        return Path(where)
+
+
 def load_loras(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
     """Load every --lora as a named adapter with its scale; returns their sidecar records."""
     loras = cfg.model.loras or []
@@ -146,7 +158,7 @@ def load_loras(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
             first = lines[0]
             raise ModelError(f"could not load LoRA {lora.source}: {first}") from None
         names.append(name)
-        local = Path(where) / extra["weight_name"] if "weight_name" in extra else Path(where)
+        local = Path(where) / extra["weight_name"] if "weight_name" in extra else _local_folder(where)
         records.append(
             {
                 "source": lora.source,

@@ -197,6 +197,8 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
         except (OSError, ValueError, RuntimeError) as exc:
             raise _load_error(part_id, part_kind, exc, family, cfg.mode) from None
         extra[field] = {"id": part_id, "source": part_kind, "path": _where(part_id, part_kind, part_where)}
+        if part_kind == "file":
+            extra[field]["sha256"] = components.file_sha256(Path(part_where))
     if kind == "file":
         # A checkpoint as model sites ship it; its configs come from --base-config (or the Hub).
         if "base_config" in found:

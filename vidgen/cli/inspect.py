@@ -43,7 +43,19 @@ def inspect(
         ("steps", sampling.get("num_inference_steps")),
         ("guidance", sampling.get("guidance_scale")),
         ("call", _other_call_kwargs(pipeline.get("call_kwargs", {}))),
+        ("setup", ", ".join(f"{c['method']}({_kwargs(c['kwargs'])})" for c in pipeline.get("setup", []))),
     ]
+    prompts = config.get("inputs", {}).get("prompts")
+    if prompts:
+        rows.insert(4, ("prompts", " | ".join(f"{frame}: {text}" for frame, text in prompts.items())))
+    extras = [("adapter", (model.get("motion_adapter") or {}).get("id"))]
+    scheduler = model.get("scheduler")
+    if scheduler:
+        extras.append(("scheduler", f"{scheduler['class']} {_kwargs(scheduler['options'])}".strip()))
+    loras = model.get("loras") or []
+    extras.append(("loras", ", ".join(f"{lora['source']} x{lora['scale']}" for lora in loras)))
+    at = next(i for i, row in enumerate(rows) if row[0] == "pipeline")
+    rows[at:at] = extras
     rows[5:5] = _input_rows(data)
     if "format" in output:
         rows.append(
@@ -91,3 +103,7 @@ def _input_rows(data: dict) -> list[tuple[str, str | None]]:
         detail = f"sha256 {record['sha256'][:12]}, {record['resize']} to {size}{frames}"
         rows.append((name, f"{record['path']} ({detail})"))
     return rows
+
+
+def _kwargs(kwargs: dict) -> str:
+    return " ".join(f"{key}={value}" for key, value in kwargs.items())
