@@ -288,3 +288,11 @@ def test_default_preset_and_listing() -> None:
     assert body["sources"]["model.scheduler"] == "preset:animatediff"
     rows = {row["family"]: row for row in json.loads(cli("models", "--json").stdout)}
     assert set(rows["animatediff"]["modes"]) == {"animate", "v2v"}
+
+
+def test_prompt_travel_dry_run_shows_the_map_and_names_the_file_after_frame_0() -> None:
+    args = ["animate", "--preset", "tiny-animatediff", "--prompt-at", "0:a bud", "--prompt-at", "5:a rose"]
+    result = cli(*args, "--seed", "2", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "# prompts: 0: a bud | 5: a rose" in result.stdout
+    assert "# would write: outputs/animate-a-bud-2.mp4" in result.stdout

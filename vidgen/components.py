@@ -42,18 +42,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_file(path: Path, what: str, allow_pickle: bool) -> None:
-    """A weights file must exist and be safetensors, unless pickles are explicitly allowed."""
+def check_file(path: Path, what: str, allow_pickle: bool, shown: str | None = None) -> None:
+    """A weights file must exist and be safetensors, unless pickles are explicitly allowed.
+    `shown` is the name as the user typed it, for messages."""
+    name = shown or str(path)
     if not path.is_file():
-        raise ModelError(f"{what} {path} does not exist.")
+        raise ModelError(f"{what} {name} does not exist; check the path.")
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES and not allow_pickle:
         raise ModelError(
-            f"{what} {path} is a pickle file ({suffix}), which can run code when loaded; "
+            f"{what} {name} is a pickle file ({suffix}), which can run code when loaded; "
             "use a .safetensors file, or pass --allow-pickle only if you trust its source."
         )
     if suffix not in PICKLE_SUFFIXES + SAFE_SUFFIXES:
-        raise ModelError(f"{what} {path} is not a weights file; use a .safetensors file.")
+        raise ModelError(f"{what} {name} is not a weights file; use a .safetensors file.")
 
 
 # -- extra models ---------------------------------------------------------------------------
@@ -115,7 +117,7 @@ def locate_lora(lora: LoraConfig, allow_pickle: bool) -> tuple[str, dict[str, An
     if path.is_dir():
         return str(path), {}
     if path.suffix.lower() in PICKLE_SUFFIXES + SAFE_SUFFIXES or lora.source.startswith((".", "/", "~")):
-        check_file(path, "LoRA", allow_pickle)
+        check_file(path, "LoRA", allow_pickle, lora.source)
         return str(path.parent), {"weight_name": path.name}
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", lora.source):
         raise ModelError(f"LoRA {lora.source} is neither a file, a folder nor a Hub repo id (owner/name).")

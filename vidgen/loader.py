@@ -81,7 +81,7 @@ def locate(
             raise ModelError(
                 f"{model_id} is a single file; this family loads a diffusers folder or a Hub repo id (owner/name)."
             )
-        components.check_file(path, what, allow_pickle)
+        components.check_file(path, "checkpoint" if what == "model" else what, allow_pickle, model_id)
         return "file", str(path.resolve())
     if model_id.startswith((".", "/", "~")) or not _HUB_ID.match(model_id):
         raise ModelError(f"{what} {model_id} is neither an existing folder nor a Hub repo id (owner/name).")

@@ -36,6 +36,12 @@ def output_format(cfg: RunConfig) -> str:
     return chosen or from_name or "mp4"
 
 
+def _first_prompt(cfg: RunConfig) -> str | None:
+    """The frame-0 prompt of a prompt-travel map."""
+    prompts = cfg.inputs.prompts or {}
+    return prompts[min(prompts)] if prompts else None
+
+
 def _input_stem(cfg: RunConfig) -> str | None:
     """'rocket' for rocket.png or https://example.com/img/rocket.png?size=2, so prompt-less
     image-to-video runs still get a telling name."""
@@ -66,7 +72,7 @@ def render(cfg: RunConfig, fmt: str, seeds: list[int]) -> list[Path]:
     now = time.localtime()
     fields = {
         "mode": cfg.mode,
-        "slug": slug(cfg.inputs.prompt or _input_stem(cfg)),
+        "slug": slug(cfg.inputs.prompt or _first_prompt(cfg) or _input_stem(cfg)),
         "family": cfg.model.family,
         "ext": fmt,
         "date": time.strftime("%Y%m%d", now),

@@ -124,6 +124,9 @@ def _print_plan(plan: Any, as_json: bool) -> None:
     typer.echo(render_config(cfg.model_dump(mode="json"), plan.resolved.sources))
     typer.echo(f"# pipeline: {plan.family.pipelines[cfg.mode]} on {plan.device}")
     for name, record in plan.inputs.record.items():
+        if name == "prompts":
+            typer.echo("# prompts: " + " | ".join(f"{frame}: {text}" for frame, text in record.items()))
+            continue
         size = "x".join(map(str, record["prepared"]["size"]))
         count = f"{record['frames_used']} frames " if "frames_used" in record else ""
         typer.echo(f"# {name}: {record['path']} -> {count}{size} ({record['resize']})")
