@@ -42,7 +42,20 @@ def weights(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         model.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False))
         layers = get_peft_model_state_dict(model)
         StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=layers, weight_name=name)
+    # A motion LoRA (like guoyww's zoom/pan ones) adapts only the motion modules' attention.
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+
+    animated = AnimateDiffPipeline.from_pretrained(
+        base, motion_adapter=MotionAdapter.from_pretrained(tiny.ensure("motion-adapter"))
+    ).unet
+    torch.manual_seed(1)
+    motion_targets = r".*motion_modules.*\.(to_q|to_k|to_v|to_out\.0)"
+    animated.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=motion_targets, init_lora_weights=False))
+    layers = get_peft_model_state_dict(animated)
+    assert layers and all("motion_modules" in key for key in layers)
+    AnimateDiffPipeline.save_lora_weights(out, unet_lora_layers=layers, weight_name="zoom.safetensors")
     return {
+        "motion_lora": out / "zoom.safetensors",
         "base": base,
         "single": out / "epic.safetensors",
         "pickle": out / "epic.ckpt",
@@ -152,6 +165,29 @@ def test_lora_changes_the_output_and_its_scale_and_hash_are_recorded(tmp_path: P
     assert _close(ours, _plain_diffusers(data))
     weaker, _ = _png_run(*TINY, "--seed", "3", "--lora", f"{weights['lora']}:0.1")
     assert not _close(weaker, ours)  # the scale really reaches the adapter
+
+
+def test_motion_lora_and_several_loras_at_once(tmp_path: Path, weights: dict) -> None:
+    base_run, _ = _png_run(*TINY, "--seed", "3")
+    motion, data = _png_run(*TINY, "--seed", "3", "--lora", str(weights["motion_lora"]))
+    assert not _close(motion, base_run)
+    assert data["model"]["loras"][0]["name"] == "zoom"
+    both, data = _png_run(
+        *TINY, "--seed", "3", "--lora", f"{weights['lora']}:0.5", "--lora", str(weights["motion_lora"])
+    )
+    assert [(lora["name"], lora["scale"]) for lora in data["model"]["loras"]] == [("style", 0.5), ("zoom", 1.0)]
+    assert not _close(both, motion)
+    assert _close(both, _plain_diffusers(data))
+
+
+def test_prompt_map_from_a_preset(tmp_path: Path) -> None:
+    preset = tmp_path / "travel.yaml"
+    preset.write_text(
+        "extends: tiny-animatediff\ninputs:\n  prompts:\n    0: a bud\n    4: a rose\nsampling:\n  num_frames: 8\n"
+    )
+    _, data = _png_run("animate", "--preset", str(preset), "--seed", "1")
+    assert data["inputs"]["prompts"] == {"0": "a bud", "4": "a rose"}
+    assert data["sources"]["inputs.prompts.4"] == "preset:travel"
 
 
 def test_prompt_travel_with_free_noise_is_recorded_and_reproducible(tmp_path: Path) -> None:
