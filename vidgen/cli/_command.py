@@ -1,0 +1,97 @@
+"""Building a generation command from its own arguments and options plus the shared ones.
+
+Every generation command (t2v, i2v, v2v, animate, ...) takes the same thirty-odd options; they
+are listed once here, so a new shared option is added in one place. Typer reads a command's
+parameters from its signature, so the command is a plain function whose `__signature__` is
+assembled from these lists.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from vidgen.cli import _options as o
+from vidgen.cli._run import execute
+
+# name -> (Annotated type, default), in --help order within each panel.
+Params = dict[str, tuple[Any, Any]]
+
+MODEL: Params = {
+    "preset": (o.Preset, None),
+    "model": (o.Model, None),
+    "revision": (o.Revision, None),
+    "dtype": (o.DType, None),
+    "allow_pickle": (o.AllowPickle, None),
+}
+SAMPLING: Params = {
+    "steps": (o.Steps, None),
+    "guidance": (o.Guidance, None),
+    "negative": (o.Negative, None),
+    "height": (o.Height, None),
+    "width": (o.Width, None),
+    "seed": (o.Seed, None),
+    "num_videos": (o.NumVideos, None),
+    "set_": (o.Set, None),
+}
+RUN: Params = {
+    "device": (o.Device, None),
+    "offload": (o.Offload, None),
+    "vae_tiling": (o.VaeTiling, None),
+    "vae_slicing": (o.VaeSlicing, None),
+    "forward_chunking": (o.ForwardChunking, None),
+    "decode_chunk": (o.DecodeChunk, None),
+    "compile_": (o.Compile, None),
+    "out": (o.Out, None),
+    "format_": (o.Format, None),
+    "fps": (o.Fps, None),
+    "crf": (o.Crf, None),
+    "codec": (o.Codec, None),
+    "overwrite": (o.Overwrite, False),
+    "dry_run": (o.DryRun, False),
+    "json_": (o.Json, False),
+    "quiet": (o.Quiet, False),
+}
+# Input-image/video options, for the modes that read one.
+IMAGE_INPUT: Params = {"resize": (o.Resize, None), "background": (o.Background, None)}
+# Frame count, for the modes that make their own length (v2v takes the input's).
+FRAMES: Params = {"frames": (o.Frames, None)}
+
+
+def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) -> Callable[..., None]:
+    """A Typer command for `mode`: its positional `arguments`, the shared model options, the
+    command's own option `groups`, then the shared sampling and run options. --help shows the
+    panels in the order their first option appears."""
+    own = {name: spec for group in (arguments, *groups) for name, spec in group.items()}
+    merged: Params = {}
+    for group in (arguments, MODEL, *groups, SAMPLING, RUN):
+        for name, spec in group.items():
+            # A command's own definition wins (animate's --base-model is the shared --model).
+            merged.setdefault(name, own.get(name, spec))
+
+    def command(ctx: typer.Context, **params: Any) -> None:
+        layers = o.flag_layers(ctx.params)
+        execute(
+            ctx,
+            mode,
+            params["preset"],
+            layers,
+            dry_run=params["dry_run"],
+            as_json=params["json_"],
+            quiet=params["quiet"],
+        )
+
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    parameters = [context]
+    for name, (annotation, default) in merged.items():
+        parameters.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__name__ = mode
+    command.__qualname__ = mode
+    command.__doc__ = doc
+    return command
