@@ -332,3 +332,39 @@ def test_prompt_travel_dry_run_shows_the_map_and_names_the_file_after_frame_0() 
     assert result.exit_code == 0, result.stderr
     assert "# prompts: 0: a bud | 5: a rose" in result.stdout
     assert "# would write: outputs/animate-a-bud-2.mp4" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("mode", "preset", "layer", "expected"),
+    [
+        ("animate", "tiny-animatediff", {"sampling": {"free_init_iters": 2, "num_inference_steps": 3}}, 6),
+        ("v2v", "tiny-animatediff-v2v", {"sampling": {"strength": 0.5, "num_inference_steps": 4}}, 2),
+    ],
+)
+def test_progress_total_matches_the_steps_reported(tmp_path: Path, mode, preset, layer, expected) -> None:
+    from vidgen import families, generate
+    from vidgen.config import resolve
+    from vidgen.config.layers import Layer
+
+    (tmp_path / "frames").mkdir()
+    for index in range(8):
+        Image.new("RGB", (32, 32), (index * 30, 0, 0)).save(tmp_path / "frames" / f"f{index}.png")
+
+    class Count:
+        totals: list[int] = []
+        steps = 0
+
+        def start(self, total: int, description: str) -> None:
+            self.totals.append(total)
+
+        def advance(self) -> None:
+            self.steps += 1
+
+        def stop(self) -> None:
+            pass
+
+    inputs = {"prompt": "a cat", **({"video": "frames"} if mode == "v2v" else {})}
+    layers = [Layer("cli", {"inputs": inputs, **layer})]
+    count = Count()
+    generate.execute(generate.plan(resolve(mode, [preset], layers, families.defaults_layer)), count)
+    assert (count.totals, count.steps) == ([expected], expected)

@@ -162,7 +162,5 @@ class AnimateDiff(Family):
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> int:
         steps = super().step_count(cfg, call_kwargs)
-        if "strength" in call_kwargs:
-            steps = min(int(steps * call_kwargs["strength"]), steps)
         # Each FreeInit iteration runs the whole schedule again.
         return steps * (cfg.sampling.free_init_iters or 1)

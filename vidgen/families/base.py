@@ -115,7 +115,11 @@ class Family:
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> int:
         """How many denoising steps the call will report, for the progress bar."""
-        return int(call_kwargs.get("num_inference_steps", 0))
+        steps = int(call_kwargs.get("num_inference_steps", 0))
+        if "strength" in call_kwargs:
+            # Video-to-video skips the first (1 - strength) of the schedule, as diffusers does.
+            return min(int(steps * call_kwargs["strength"]), steps)
+        return steps
 
     @contextmanager
     def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:

@@ -115,13 +115,6 @@ class CogVideoX(Family):
         kwargs["output_type"] = "np"
         return kwargs
 
-    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> int:
-        steps = super().step_count(cfg, call_kwargs)
-        if "strength" in call_kwargs:
-            # Video-to-video skips the first (1 - strength) of the schedule.
-            return min(int(steps * call_kwargs["strength"]), steps)
-        return steps
-
 
 class CogVideoX15(CogVideoX):
     name = "cogvideox1.5"
