@@ -322,6 +322,8 @@ def test_default_preset_and_listing() -> None:
     assert body["config"]["model"]["id"] == "emilianJR/epiCRealism"
     assert body["config"]["model"]["motion_adapter"] == "guoyww/animatediff-motion-adapter-v1-5-2"
     assert body["sources"]["model.scheduler"] == "preset:animatediff"
+    text = cli("animate", "a rocket", "--dry-run").stdout
+    assert [line for line in text.splitlines() if "scheduler_options" in line][0].endswith("# preset:animatediff")
     rows = {row["family"]: row for row in json.loads(cli("models", "--json").stdout)}
     assert set(rows["animatediff"]["modes"]) == {"animate", "v2v"}
 

@@ -149,6 +149,14 @@ def render_config(config: dict[str, Any], sources: dict[str, str]) -> str:
         if fields:
             rows.append((f"{section}:", ""))
         for key, value in fields:
-            rows.append((f"  {key}: {json.dumps(value)}", sources.get(f"{section}.{key}", "default")))
+            rows.append((f"  {key}: {json.dumps(value)}", _source(sources, f"{section}.{key}")))
     width = max(len(text) for text, _ in rows) + 2
     return "\n".join(f"{text:<{width}}# {source}" if source else text for text, source in rows)
+
+
+def _source(sources: dict[str, str], path: str) -> str:
+    """Who set a field; for a mapping (scheduler options, a prompt map), who set its entries."""
+    if path in sources:
+        return sources[path]
+    inner = sorted({label for key, label in sources.items() if key.startswith(path + ".")})
+    return ", ".join(inner) or "default"
