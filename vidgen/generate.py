@@ -145,13 +145,15 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
     versions, device = environment(plan.device)
     results = []
     for item in plan.items:
-        call_kwargs = plan.family.call_kwargs(cfg, item.seed)
+        call_kwargs = plan.family.call_kwargs(cfg, item.seed, plan.inputs.frames)
+        given = {plan.family.media_arg(cfg.mode, name): value for name, value in plan.inputs.media.items()}
         result = runner.run(
             loaded.pipe,
             plan.family,
+            cfg,
             call_kwargs,
-            media=plan.inputs.media,
-            steps=plan.family.step_count(cfg, call_kwargs),
+            media=given,
+            steps=plan.family.step_count(cfg, call_kwargs, given),
             seed=item.seed,
             device=plan.device,
             progress=progress,
@@ -170,7 +172,9 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
                 "call_kwargs": call_kwargs,
                 # Arguments that are not JSON (the prepared image or frames), and where the
                 # sidecar describes them.
-                "media_kwargs": {name: plan.inputs.sources[name] for name in plan.inputs.media},
+                "media_kwargs": {
+                    plan.family.media_arg(cfg.mode, name): plan.inputs.sources[name] for name in plan.inputs.media
+                },
                 # Pipeline methods called once after loading (FreeNoise, FreeInit), in order.
                 "setup": loaded.setup,
                 "generator": _generator_record(plan, item.seed),

@@ -43,6 +43,14 @@ class Prepared:
     # media argument -> where the sidecar describes it
     sources: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def frames(self) -> int | None:
+        """The frame count of the input video or control frames, if the run has one."""
+        for name in ("video", "control"):
+            if name in self.record:
+                return self.record[name]["frames_used"]
+        return None
+
 
 def background(cfg: RunConfig) -> tuple[int, int, int]:
     from PIL import ImageColor

@@ -69,6 +69,7 @@ def _global_rng(family: Any, seed: int, device: str) -> Iterator[None]:
 def run(
     pipe: Any,
     family: Any,
+    cfg: Any,
     call_kwargs: dict[str, Any],
     *,
     media: dict[str, Any],
@@ -96,7 +97,7 @@ def run(
     start = time.perf_counter()
     try:
         with _global_rng(family, seed, device), family.steps(pipe, on_step) as step_kwargs:
-            output = pipe(**call_kwargs, **media, generator=generator, **step_kwargs)
+            output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
     except torch.cuda.OutOfMemoryError:
         raise OutOfMemory(
             "CUDA ran out of memory; try --offload model, --vae-tiling/--vae-slicing, fewer --frames or a smaller size."
@@ -106,7 +107,7 @@ def run(
     finally:
         progress.stop()
     end = time.perf_counter()
-    frames = np.asarray(family.frames(output), dtype=np.float32)
+    frames = np.asarray(output, dtype=np.float32)
     # Denoising ends at the last step callback; what follows is the VAE decode.
     denoised = last_step[0] or end
     warnings = []

@@ -106,7 +106,7 @@ def execute(
 def _print_plan(plan: Any, as_json: bool) -> None:
     cfg = plan.resolved.config
     outputs = [{"path": str(i.path), "sidecar": str(i.sidecar), "seed": i.seed} for i in plan.items]
-    call = plan.family.call_kwargs(cfg, plan.items[0].seed)
+    call = plan.family.call_kwargs(cfg, plan.items[0].seed, plan.inputs.frames)
     if as_json:
         body = {
             "dry_run": True,

@@ -49,6 +49,8 @@ class ModelConfig(_Section):
     # Scheduler config overrides, e.g. {timestep_spacing: linspace}; applied with from_config.
     scheduler_options: dict[str, Any] | None = None
     loras: list[LoraConfig] | None = None
+    # ControlNet: Hub id, diffusers folder, or canny / pose / depth for the standard SD 1.5 ones.
+    controlnet: str | None = None
 
 
 class InputsConfig(_Section):
@@ -65,6 +67,12 @@ class InputsConfig(_Section):
     # v2v: resample the input to this frame rate before taking frames (None: the output fps).
     input_fps: float | None = Field(None, gt=0, le=240)
     max_frames: int | None = Field(None, ge=1, le=10_000)
+    # control: the video or folder of frames that guides the output, and how to turn it into
+    # control maps (none: the frames already are edge/pose/depth maps).
+    control: str | None = None
+    preprocess: Literal["none", "canny", "pose", "depth"] | None = None
+    canny_low: int | None = Field(None, ge=0, le=255)
+    canny_high: int | None = Field(None, ge=0, le=255)
 
 
 class SamplingConfig(_Section):
@@ -96,6 +104,16 @@ class SamplingConfig(_Section):
     # AnimateDiff FreeInit: re-noising iterations for temporal consistency (each one is a full run).
     free_init_iters: int | None = Field(None, ge=1, le=10)
     free_init_method: Literal["butterworth", "ideal", "gaussian", "box"] | None = None
+    # ControlNet strength; Text2Video-Zero's motion field and timesteps; InstructPix2Pix's pull
+    # towards the input frames.
+    controlnet_conditioning_scale: float | None = Field(None, ge=0, le=5)
+    motion_field_strength_x: float | None = Field(None, ge=-1000, le=1000)
+    motion_field_strength_y: float | None = Field(None, ge=-1000, le=1000)
+    t0: int | None = Field(None, ge=0, le=1000)
+    t1: int | None = Field(None, ge=0, le=1000)
+    image_guidance_scale: float | None = Field(None, ge=0, le=100)
+    # Cross-frame attention runs: frames per call after the first-frame anchor (None: all at once).
+    chunk: int | None = Field(None, ge=1, le=10_000)
     # Accepted so it can be refused with the reason: every CLIP text encoder crashes with it
     # under transformers 5 (diffusers #14124).
     clip_skip: int | None = Field(None, ge=0, le=12)
@@ -126,6 +144,8 @@ class OutputConfig(_Section):
     crf: int | None = Field(None, ge=0, le=63)
     codec: str | None = None
     overwrite: bool = False
+    # control: also write the control maps as a video beside the output.
+    save_control: bool = False
 
 
 class RunConfig(_Section):

@@ -149,7 +149,7 @@ class AnimateDiff(Family):
             getattr(pipe, call["method"])(**call["kwargs"])
         return calls
 
-    def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = sampling_kwargs(cfg.sampling, self.sampling[cfg.mode] - _SETUP)
         if not cfg.inputs.prompts:  # a prompt map goes beside the JSON kwargs (its keys are ints)
             kwargs.update(prompt_kwargs(cfg))
@@ -160,7 +160,7 @@ class AnimateDiff(Family):
         kwargs["output_type"] = "np"
         return kwargs
 
-    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> int:
-        steps = super().step_count(cfg, call_kwargs)
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        steps = super().step_count(cfg, call_kwargs, media)
         # Each FreeInit iteration runs the whole schedule again.
         return steps * (cfg.sampling.free_init_iters or 1)

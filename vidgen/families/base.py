@@ -16,10 +16,14 @@ MODE_INPUTS: dict[str, frozenset[str]] = {
     "t2v": frozenset(),
     "i2v": frozenset({"image", "resize", "background"}),
     "v2v": frozenset({"video", "resize", "background", "input_fps", "max_frames"}),
+    "control": frozenset(
+        {"control", "preprocess", "canny_low", "canny_high", "resize", "background", "input_fps", "max_frames"}
+    ),
+    "animate": frozenset(),
 }
 TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
 # `model` fields only some families use.
-MODEL_OPTIONS = ("motion_adapter", "base_config", "scheduler", "scheduler_options", "loras")
+MODEL_OPTIONS = ("motion_adapter", "base_config", "scheduler", "scheduler_options", "loras", "controlnet")
 # Optimization options (config field names under `optimization`).
 OPTIMIZATIONS = ("offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile")
 
@@ -47,6 +51,8 @@ class Family:
     components: ClassVar[dict[str, str]] = {}
     # `model` fields beyond id/revision/variant/dtype that this family uses (names from MODEL_OPTIONS).
     model_options: ClassVar[frozenset[str]] = frozenset()
+    # mode -> {prepared input name (image, video, control) -> the pipeline argument it is passed as}
+    media_args: ClassVar[dict[str, dict[str, str]]] = {}
     # config path -> what to use instead, added to the error when that field is refused.
     hints: ClassVar[dict[str, str]] = {}
     # Set when the pipeline draws some noise from torch's global RNG instead of `generator`;
@@ -69,8 +75,12 @@ class Family:
         return frozenset(
             {f"inputs.{name}" for name in inputs}
             | {f"sampling.{name}" for name in sampling}
-            | {f"model.{name}" for name in self.model_options}
+            | {f"model.{name}" for name in self.model_fields(mode)}
         )
+
+    def model_fields(self, mode: str) -> frozenset[str]:
+        """The `model` options (from MODEL_OPTIONS) this family uses in `mode`."""
+        return self.model_options
 
     # -- checks ------------------------------------------------------------------------
     def check(self, cfg: RunConfig) -> None:
@@ -108,12 +118,22 @@ class Family:
 
         return getattr(diffusers, self.pipelines[mode])
 
-    def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         """JSON-able arguments for the pipeline's `__call__`. The generator comes from `seed`;
-        the input image or video is passed beside these (see `inputs.prepare`)."""
+        the input image or video is passed beside these (see `inputs.prepare`), and `frames`
+        is its frame count where there is one."""
         raise NotImplementedError
 
-    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> int:
+    def media_arg(self, mode: str, name: str) -> str:
+        """The pipeline argument a prepared input is passed as."""
+        return self.media_args.get(mode, {}).get(name, name)
+
+    def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+        """Run the pipeline once and return its frames (float, frames x height x width x 3).
+        `extra` holds the generator and the step-callback arguments."""
+        return self.frames(pipe(**call_kwargs, **media, **extra))
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         """How many denoising steps the call will report, for the progress bar."""
         steps = int(call_kwargs.get("num_inference_steps", 0))
         if "strength" in call_kwargs:

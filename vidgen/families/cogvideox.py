@@ -107,7 +107,7 @@ class CogVideoX(Family):
         usable = (count - 1) // self.frame_step * self.frame_step + 1
         return usable if usable > 1 else 0
 
-    def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode])}
         # One video per call: CogVideoX ignores num_videos_per_prompt (diffusers #13622),
         # so vidgen loops over seeds instead.

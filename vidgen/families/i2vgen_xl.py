@@ -50,7 +50,7 @@ class I2VGenXL(Family):
         super().check(cfg)
         check_multiple(self.title, cfg, 8)
 
-    def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, _SAMPLING)}
         if cfg.optimization.decode_chunk_size is not None:
             kwargs["decode_chunk_size"] = cfg.optimization.decode_chunk_size

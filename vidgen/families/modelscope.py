@@ -43,7 +43,7 @@ class ModelScope(Family):
         super().check(cfg)
         check_multiple(self.title, cfg, 8)
 
-    def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling["t2v"])}
         kwargs["output_type"] = "np"
         return kwargs

@@ -67,7 +67,7 @@ class StableVideoDiffusion(Family):
                 "guidance ramps up from the first frame to the last."
             )
 
-    def call_kwargs(self, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = sampling_kwargs(cfg.sampling, _SAMPLING)
         if cfg.optimization.decode_chunk_size is not None:
             kwargs["decode_chunk_size"] = cfg.optimization.decode_chunk_size
