@@ -20,6 +20,12 @@ SCHEDULERS = {
     "dpm++": "DPMSolverMultistepScheduler",
     "lcm": "LCMScheduler",
 }
+# --controlnet short names: the standard SD 1.5 ControlNets (lllyasviel's v1.0 releases).
+CONTROLNETS = {
+    "canny": "lllyasviel/sd-controlnet-canny",
+    "pose": "lllyasviel/sd-controlnet-openpose",
+    "depth": "lllyasviel/sd-controlnet-depth",
+}
 # Weight files that are Python pickles: loading one can run arbitrary code.
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 SAFE_SUFFIXES = (".safetensors",)

@@ -29,6 +29,7 @@ class Planned:
     seed: int
     path: Path
     sidecar: Path
+    control: Path | None = None  # where --save-control writes the control maps
 
 
 @dataclass
@@ -61,10 +62,15 @@ def plan(resolved: Resolved) -> Plan:
     base = secrets.randbelow(2**32) if drawn else cfg.sampling.seed
     seeds = [base + index for index in range(cfg.sampling.num_videos)]
     paths = outputs.render(cfg, fmt, seeds)
-    items = [Planned(seed, path, outputs.sidecar_path(path)) for seed, path in zip(seeds, paths, strict=True)]
+    items = [
+        Planned(seed, path, outputs.sidecar_path(path), outputs.control_path(path) if cfg.output.save_control else None)
+        for seed, path in zip(seeds, paths, strict=True)
+    ]
     if not cfg.output.overwrite:
         for item in items:
-            for existing in (item.path, item.sidecar):
+            for existing in (item.path, item.sidecar, item.control):
+                if existing is None:
+                    continue
                 if existing.exists():
                     raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
     fps = cfg.output.fps or 8
@@ -131,6 +137,8 @@ def _generator_record(plan: Plan, seed: int) -> dict[str, Any]:
 
 def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Load the pipeline once, then generate, encode and describe every planned video."""
+    import numpy as np
+
     from vidgen import loader, runner
 
     progress = progress or NullProgress()
@@ -140,8 +148,7 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
         log.info(note)
     log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
     loaded = loader.load(cfg, plan.family, plan.device)
-    video = plan.inputs.record.get("video")
-    plan.family.check_loaded(loaded.pipe, cfg, video["frames_used"] if video else None)
+    plan.family.check_loaded(loaded.pipe, cfg, plan.inputs.frames)
     versions, device = environment(plan.device)
     results = []
     for item in plan.items:
@@ -178,6 +185,7 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
                 # Pipeline methods called once after loading (FreeNoise, FreeInit), in order.
                 "setup": loaded.setup,
                 "generator": _generator_record(plan, item.seed),
+                **({"run": note} if (note := plan.family.run_note(cfg)) else {}),
             },
             "inputs": plan.inputs.record,
             "versions": versions,
@@ -203,6 +211,22 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
         if record["output"].get("padded_from"):
             size = "x".join(map(str, record["output"]["padded_from"]))
             log.warning("odd frame size %s was padded by one black row/column for yuv420p.", size)
+        if item.control is not None:
+            # What guided the video, as a video: edge/pose/depth maps at the output's size.
+            maps = media.to_uint8(
+                np.stack([np.asarray(frame, dtype=np.float32) / 255 for frame in plan.inputs.media["control"]])
+            )
+            written = media.write(
+                maps,
+                item.control,
+                fmt=plan.fmt,
+                fps=plan.fps,
+                codec=plan.codec,
+                crf=plan.crf,
+                metadata=None,
+                overwrite=cfg.output.overwrite,
+            )
+            record["output"]["control"] = {key: written[key] for key in ("path", "sha256", "frames")}
         media.write_text(sidecar.dumps(record), item.sidecar, overwrite=cfg.output.overwrite)
         results.append({"record": record, "path": item.path, "sidecar": item.sidecar})
     return results

@@ -69,7 +69,10 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
     if cfg.mode == "i2v":
         prepared = _prepare_image(cfg)
     elif cfg.mode == "v2v":
-        prepared = _prepare_video(cfg, family, fps)
+        prepared = _prepare_video(cfg, family, fps, cfg.inputs.video or "", "video")
+    elif cfg.mode == "control":
+        prepared = _prepare_video(cfg, family, fps, cfg.inputs.control or "", "control")
+        prepared.media["control"] = control_maps(cfg, prepared.media["control"])
     else:
         prepared = Prepared(media={}, record={})
     prepared.sources = {name: f"inputs.{name}" for name in prepared.media}
@@ -216,8 +219,7 @@ def _natural(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name.lower())]
 
 
-def _folder_frames(cfg: RunConfig, path: Path, cap: int, bg: tuple[int, int, int]) -> tuple[list[Any], dict]:
-    ref = cfg.inputs.video
+def _folder_frames(cfg: RunConfig, ref: str, path: Path, cap: int, bg: tuple[int, int, int]) -> tuple[list[Any], dict]:
     if cfg.inputs.input_fps is not None:
         raise ConfigError(
             "--input-fps resamples a video file, and a folder of frames has no frame rate; "
@@ -251,12 +253,11 @@ def _folder_frames(cfg: RunConfig, path: Path, cap: int, bg: tuple[int, int, int
     return frames, {"kind": "folder", "sha256": digest.hexdigest(), "size": list(first_size)}
 
 
-def _file_frames(cfg: RunConfig, path: Path, cap: int, rate: float) -> tuple[list[Any], dict]:
+def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any], dict]:
     import imageio_ffmpeg
     import numpy as np
     from PIL import Image
 
-    ref = cfg.inputs.video
     unreadable = f"{ref} is not a video ffmpeg can read; use mp4, webm, gif or a folder of frames."
     # The fps filter resamples (dropping or repeating frames); -frames:v stops decoding early.
     params = ["-vf", f"fps={rate:g}", "-frames:v", str(cap)]
@@ -282,8 +283,9 @@ def _file_frames(cfg: RunConfig, path: Path, cap: int, rate: float) -> tuple[lis
     return frames, info
 
 
-def _prepare_video(cfg: RunConfig, family: Any, fps: int) -> Prepared:
-    ref = cfg.inputs.video or ""
+def _prepare_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> Prepared:
+    """Frames of the input (`name` video or control) at the model's size, trimmed to what the
+    family takes."""
     path = Path(ref).expanduser()
     if not path.exists():
         raise InputError(f"{ref} does not exist.")
@@ -292,9 +294,9 @@ def _prepare_video(cfg: RunConfig, family: Any, fps: int) -> Prepared:
     cap = cfg.inputs.max_frames or 10_000
     rate = cfg.inputs.input_fps or fps
     if path.is_dir():
-        frames, info = _folder_frames(cfg, path, cap, bg)
+        frames, info = _folder_frames(cfg, ref, path, cap, bg)
     else:
-        frames, info = _file_frames(cfg, path, cap, rate)
+        frames, info = _file_frames(ref, path, cap, rate)
         info["input_fps"] = rate
     read = len(frames)
     usable = family.usable_frames(read)
@@ -321,4 +323,55 @@ def _prepare_video(cfg: RunConfig, family: Any, fps: int) -> Prepared:
         "background": cfg.inputs.background or DEFAULT_BACKGROUND,
         "prepared": {"size": list(size), "frames": usable, "sha256": digest.hexdigest()},
     }
-    return Prepared(media={"video": prepared}, record={"video": record}, notes=notes)
+    return Prepared(media={name: prepared}, record={name: record}, notes=notes)
+
+
+# -- control maps -----------------------------------------------------------------------------
+
+
+def control_maps(cfg: RunConfig, frames: list[Any]) -> list[Any]:
+    """Turn control frames into what the ControlNet expects: edge maps (canny), pose or depth
+    maps (needs controlnet_aux and its detector weights), or the frames as they are (none)."""
+    method = cfg.inputs.preprocess or "none"
+    if method == "none":
+        return frames
+    if method == "canny":
+        return _canny(frames, cfg.inputs.canny_low or 100, cfg.inputs.canny_high or 200)
+    return _detect(method, frames)
+
+
+def _canny(frames: list[Any], low: int, high: int) -> list[Any]:
+    try:
+        import cv2
+    except ImportError:
+        raise InputError(
+            "--preprocess canny needs OpenCV: pip install 'vidgen[control]' (opencv-python-headless), "
+            "or pass edge maps with --preprocess none."
+        ) from None
+    import numpy as np
+    from PIL import Image
+
+    if low > high:
+        raise ConfigError(f"--canny-low {low} is above --canny-high {high}; the low threshold must be the smaller.")
+    maps = []
+    for frame in frames:
+        edges = cv2.Canny(np.asarray(frame), low, high)
+        maps.append(Image.fromarray(np.stack([edges] * 3, axis=-1)))
+    return maps
+
+
+def _detect(method: str, frames: list[Any]) -> list[Any]:
+    try:
+        import controlnet_aux
+    except ImportError:
+        raise InputError(
+            f"--preprocess {method} needs a {method} detector: pip install controlnet-aux (its weights download "
+            f"on first use), or pass {method} maps you made elsewhere with --preprocess none."
+        ) from None
+    detector_class = controlnet_aux.OpenposeDetector if method == "pose" else controlnet_aux.MidasDetector
+    try:
+        detector = detector_class.from_pretrained("lllyasviel/Annotators")
+    except Exception as exc:  # any download or load failure of the third-party detector
+        raise InputError(f"could not load the {method} detector (lllyasviel/Annotators): {exc}") from None
+    size = frames[0].size
+    return [detector(frame).resize(size) for frame in frames]

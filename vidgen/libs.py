@@ -25,3 +25,6 @@ def quiet() -> None:
         pass
     # The CLIP image processor warns on every load when torchvision is absent (it is, on CPU).
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    # Library-internal deprecation chatter (torch.meshgrid indexing, grid_sample align_corners in
+    # the deprecated Text2Video-Zero code) says nothing a vidgen user can act on.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|diffusers)(\.|$)")

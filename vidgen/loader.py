@@ -95,6 +95,8 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
     found = {"model": locate(model_id, build, single_file=family.single_file, allow_pickle=allow)}
     for field in family.components:
         value = getattr(cfg.model, field)
+        if field == "controlnet" and value in components.CONTROLNETS:
+            value = components.CONTROLNETS[value]
         if value:
             label = field.replace("_", " ")
             found[field] = locate(value, build, single_file=True, allow_pickle=allow, marker="config.json", what=label)
@@ -181,7 +183,7 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
     kind, where = found["model"]
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, **family.load_kwargs(cfg.mode)}
     extra: dict[str, dict[str, Any]] = {}
     for field, class_name in family.components.items():
         if field not in found:
@@ -190,6 +192,7 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
 
         part_kind, part_where = found[field]
         part_id = getattr(cfg.model, field)
+        part_id = components.CONTROLNETS.get(part_id, part_id) if field == "controlnet" else part_id
         try:
             kwargs[field] = components.load_model(
                 getattr(diffusers, class_name), part_kind, part_where, cfg, torch_dtype

@@ -89,5 +89,10 @@ def render(cfg: RunConfig, fmt: str, seeds: list[int]) -> list[Path]:
     return paths
 
 
+def control_path(output: Path) -> Path:
+    """clip.mp4 -> clip-control.mp4 (a png folder clip -> clip-control)."""
+    return output.with_name(f"{output.stem}-control{output.suffix}")
+
+
 def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json") if output.suffix == "" else output.with_suffix(".json")

@@ -289,7 +289,7 @@ def _i2vgen_xl() -> Any:
     )
 
 
-def _sd15() -> Any:
+def _sd15(in_channels: int = 4) -> Any:
     """A Stable Diffusion 1.5-shaped pipeline: the base model AnimateDiff animates."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -300,7 +300,7 @@ def _sd15() -> Any:
         block_out_channels=(8, 8),
         layers_per_block=2,
         sample_size=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -354,6 +354,29 @@ def _motion_adapter() -> Any:
     )
 
 
+def _sd15_pix2pix() -> Any:
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    # InstructPix2Pix's UNet sees the noisy latents and the input image's latents side by side.
+    base = _sd15(in_channels=8)
+    return StableDiffusionInstructPix2PixPipeline(**base.components, requires_safety_checker=False)
+
+
+def _controlnet() -> Any:
+    """A ControlNet for the tiny SD 1.5 base (same blocks; one downsampling, like its VAE)."""
+    from diffusers import ControlNetModel
+
+    return ControlNetModel(
+        block_out_channels=(8, 8),
+        layers_per_block=2,
+        in_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        cross_attention_dim=8,
+        conditioning_embedding_out_channels=(8, 8),
+        norm_num_groups=2,
+    )
+
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     "cogvideox": _cogvideox,
     "cogvideox-i2v": _cogvideox_i2v,
@@ -362,6 +385,8 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "i2vgen-xl": _i2vgen_xl,
     "sd15": _sd15,
     "motion-adapter": _motion_adapter,
+    "sd15-pix2pix": _sd15_pix2pix,
+    "controlnet": _controlnet,
 }
 
 

@@ -259,6 +259,80 @@ FreeInit = Annotated[
         rich_help_panel=FAMILY,
     ),
 ]
+Control = Annotated[
+    str | None,
+    typer.Option("--control", help="Video file or folder of frames that guides the motion.", rich_help_panel=INPUT),
+]
+Preprocess = Annotated[
+    Literal["none", "canny", "pose", "depth"] | None,
+    typer.Option(
+        "--preprocess",
+        help="Make control maps from the frames: canny edges (needs opencv), pose or depth (need controlnet-aux), "
+        "or none when the frames already are maps (default).",
+        rich_help_panel=INPUT,
+    ),
+]
+CannyLow = Annotated[
+    int | None, typer.Option("--canny-low", help="Canny lower threshold (default 100).", rich_help_panel=INPUT)
+]
+CannyHigh = Annotated[
+    int | None, typer.Option("--canny-high", help="Canny upper threshold (default 200).", rich_help_panel=INPUT)
+]
+ControlNet = Annotated[
+    str | None,
+    typer.Option(
+        "--controlnet",
+        help="canny, pose, depth (the standard SD 1.5 ControlNets), a Hub repo id or a diffusers folder.",
+        rich_help_panel=MODEL,
+    ),
+]
+ControlScale = Annotated[
+    float | None,
+    typer.Option("--control-scale", help="How strongly the control maps steer (default 1.0).", rich_help_panel=FAMILY),
+]
+Chunk = Annotated[
+    int | None,
+    typer.Option(
+        "--chunk",
+        help="Text2Video-Zero: frames per run after the first-frame anchor (less memory for long inputs).",
+        rich_help_panel=FAMILY,
+    ),
+]
+SaveControl = Annotated[
+    bool,
+    typer.Option(
+        "--save-control", help="Also write the control maps as a video beside the output.", rich_help_panel=OUTPUT
+    ),
+]
+MotionFieldX = Annotated[
+    float | None,
+    typer.Option(
+        "--motion-field-x", help="Text2Video-Zero: horizontal motion per frame (default 12).", rich_help_panel=FAMILY
+    ),
+]
+MotionFieldY = Annotated[
+    float | None,
+    typer.Option(
+        "--motion-field-y", help="Text2Video-Zero: vertical motion per frame (default 12).", rich_help_panel=FAMILY
+    ),
+]
+T0 = Annotated[
+    int | None, typer.Option("--t0", help="Text2Video-Zero: motion timestep t0 (default 44).", rich_help_panel=FAMILY)
+]
+T1 = Annotated[
+    int | None,
+    typer.Option(
+        "--t1", help="Text2Video-Zero: motion timestep t1 (default 47; needs --steps > t1).", rich_help_panel=FAMILY
+    ),
+]
+ImageGuidance = Annotated[
+    float | None,
+    typer.Option(
+        "--image-guidance",
+        help="InstructPix2Pix: how closely to keep the input frames (default 1.5).",
+        rich_help_panel=FAMILY,
+    ),
+]
 Out = Annotated[
     str | None,
     typer.Option(
@@ -311,6 +385,19 @@ PARAMS = {
     "scheduler": "model.scheduler",
     "lora": "model.loras",
     "prompt_at": "inputs.prompts",
+    "control": "inputs.control",
+    "preprocess": "inputs.preprocess",
+    "canny_low": "inputs.canny_low",
+    "canny_high": "inputs.canny_high",
+    "controlnet": "model.controlnet",
+    "control_scale": "sampling.controlnet_conditioning_scale",
+    "chunk": "sampling.chunk",
+    "save_control": "output.save_control",
+    "motion_field_x": "sampling.motion_field_strength_x",
+    "motion_field_y": "sampling.motion_field_strength_y",
+    "t0": "sampling.t0",
+    "t1": "sampling.t1",
+    "image_guidance": "sampling.image_guidance_scale",
     "context_length": "sampling.context_length",
     "context_stride": "sampling.context_stride",
     "free_init": "sampling.free_init_iters",
@@ -356,6 +443,8 @@ def _prompt_map(items: list[str]) -> dict[int, str]:
     return prompts
 
 
+# On/off flags whose "off" means "not given", so presets can still turn them on.
+SWITCHES = ("overwrite", "save_control")
 # Options whose command-line form differs from their config form.
 CONVERT = {
     "lora": lambda items: [parse_lora(item) for item in items],
@@ -372,7 +461,7 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
     layers = []
     for name, value in params.items():
         # Repeatable options arrive as empty lists when not given.
-        if name not in PARAMS or value in (None, [], ()) or (name == "overwrite" and value is False):
+        if name not in PARAMS or value in (None, [], ()) or (name in SWITCHES and value is False):
             continue
         path = PARAMS[name]
         section, key = path.split(".", 1)

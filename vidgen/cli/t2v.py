@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from vidgen.cli import _options as o
 from vidgen.cli._command import FRAMES, generation_command
 
 t2v = generation_command(
@@ -19,4 +20,10 @@ t2v = generation_command(
     """,
     {"prompt": (Annotated[str, typer.Argument(help="What the video shows.", show_default=False)], ...)},
     FRAMES,
+    {
+        "motion_field_x": (o.MotionFieldX, None),
+        "motion_field_y": (o.MotionFieldY, None),
+        "t0": (o.T0, None),
+        "t1": (o.T1, None),
+    },
 )

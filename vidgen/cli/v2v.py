@@ -33,5 +33,6 @@ v2v = generation_command(
     ANIMATEDIFF_MODEL,
     IMAGE_INPUT,
     {"input_fps": (o.InputFps, None), "max_frames": (o.MaxFrames, None), "strength": (o.Strength, None)},
+    {"image_guidance": (o.ImageGuidance, None), "chunk": (o.Chunk, None)},
     ANIMATEDIFF_SAMPLING,
 )

@@ -19,13 +19,20 @@ from vidgen.families.cogvideox import CogVideoX, CogVideoX15
 from vidgen.families.i2vgen_xl import I2VGenXL
 from vidgen.families.modelscope import ModelScope
 from vidgen.families.svd import StableVideoDiffusion
+from vidgen.families.text2video_zero import TextToVideoZero
 
 FAMILIES: dict[str, Family] = {}
 
 # The preset each command uses when none names a model.
-DEFAULT_PRESETS = {"t2v": "cogvideox-5b", "i2v": "svd-xt", "v2v": "cogvideox-5b-v2v", "animate": "animatediff"}
+DEFAULT_PRESETS = {
+    "t2v": "cogvideox-5b",
+    "i2v": "svd-xt",
+    "v2v": "cogvideox-5b-v2v",
+    "animate": "animatediff",
+    "control": "text2video-zero-controlnet",
+}
 # What each mode needs as its input, and the positional argument that gives it.
-REQUIRED_INPUT = {"i2v": ("image", "IMAGE"), "v2v": ("video", "VIDEO")}
+REQUIRED_INPUT = {"i2v": ("image", "IMAGE"), "v2v": ("video", "VIDEO"), "control": ("control", "--control")}
 
 
 def register(family: Family) -> None:
@@ -101,10 +108,12 @@ def check(cfg: RunConfig) -> Family:
         if wanted and name not in family.optimizations:
             path = f"optimization.{name}"
             raise _refuse(family, cfg.mode, path, _takers(lambda f, m, n=name: n in f.optimizations))
+    if cfg.output.save_control and cfg.mode != "control":
+        raise ConfigError("--save-control writes the control maps of `vidgen control`; this is not a control run.")
     if cfg.mode in REQUIRED_INPUT:
         field, argument = REQUIRED_INPUT[cfg.mode]
         if not getattr(cfg.inputs, field):
-            raise ConfigError(f"vidgen {cfg.mode} needs an {argument}.")
+            raise ConfigError(f"vidgen {cfg.mode} needs {argument}.")
     cap = cfg.inputs.max_frames
     if cfg.mode == "v2v" and cap is not None and not family.usable_frames(cap):
         raise ConfigError(
@@ -114,5 +123,13 @@ def check(cfg: RunConfig) -> Family:
     return family
 
 
-for _family in (CogVideoX(), CogVideoX15(), ModelScope(), StableVideoDiffusion(), I2VGenXL(), AnimateDiff()):
+for _family in (
+    CogVideoX(),
+    CogVideoX15(),
+    ModelScope(),
+    StableVideoDiffusion(),
+    I2VGenXL(),
+    AnimateDiff(),
+    TextToVideoZero(),
+):
     register(_family)

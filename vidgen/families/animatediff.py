@@ -38,23 +38,30 @@ class AnimateDiff(Family):
     pipelines: ClassVar[dict[str, str]] = {
         "animate": "AnimateDiffPipeline",
         "v2v": "AnimateDiffVideoToVideoPipeline",
+        "control": "AnimateDiffControlNetPipeline",
     }
     # The base (SD 1.5) model; the motion adapter is a component beside it.
-    repos: ClassVar[dict[str, str]] = {"animate": "emilianJR/epiCRealism", "v2v": "emilianJR/epiCRealism"}
+    repos: ClassVar[dict[str, str]] = dict.fromkeys(("animate", "v2v", "control"), "emilianJR/epiCRealism")
     sampling: ClassVar[dict[str, frozenset[str]]] = {
         "animate": _COMMON | {"num_frames"},
         "v2v": _COMMON | {"strength"},
+        # The control video sets the length.
+        "control": _COMMON | {"controlnet_conditioning_scale"},
     }
     prompt_travel = True
     single_file = True
     # model field -> the diffusers class loaded for it and passed to the pipeline.
-    components: ClassVar[dict[str, str]] = {"motion_adapter": "MotionAdapter"}
+    components: ClassVar[dict[str, str]] = {"motion_adapter": "MotionAdapter", "controlnet": "ControlNetModel"}
+    media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "conditioning_frames"}}
     model_options = frozenset({"motion_adapter", "base_config", "scheduler", "scheduler_options", "loras"})
     optimizations = frozenset(
         {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile"}
     )
     hints: ClassVar[dict[str, str]] = {"sampling.num_frames": "in v2v the input video sets the length"}
     cuda_dtype = "fp16"
+
+    def model_fields(self, mode: str) -> frozenset[str]:
+        return self.model_options | {"controlnet"} if mode == "control" else self.model_options
 
     def defaults(self, mode: str) -> dict[str, Any]:
         sampling: dict[str, Any] = {
@@ -64,13 +71,18 @@ class AnimateDiff(Family):
             "guidance_scale": 7.5,
         }
         inputs: dict[str, Any] = {}
+        model = {"id": self.repos.get(mode), "motion_adapter": "guoyww/animatediff-motion-adapter-v1-5-2"}
         if mode == "v2v":
             sampling["strength"] = 0.8
             inputs["max_frames"] = 32
+        elif mode == "control":
+            sampling["controlnet_conditioning_scale"] = 1.0
+            inputs.update(max_frames=16, preprocess="none")
+            model["controlnet"] = "canny"
         else:
             sampling["num_frames"] = 16
         return {
-            "model": {"id": self.repos.get(mode), "motion_adapter": "guoyww/animatediff-motion-adapter-v1-5-2"},
+            "model": model,
             "inputs": inputs,
             "sampling": sampling,
             "output": {"fps": 8},
@@ -155,6 +167,8 @@ class AnimateDiff(Family):
             kwargs.update(prompt_kwargs(cfg))
         elif cfg.inputs.negative_prompt is not None:
             kwargs["negative_prompt"] = cfg.inputs.negative_prompt
+        if cfg.mode == "control" and frames is not None:
+            kwargs["num_frames"] = frames  # one output frame per control frame
         if cfg.optimization.decode_chunk_size is not None:
             kwargs["decode_chunk_size"] = cfg.optimization.decode_chunk_size
         kwargs["output_type"] = "np"

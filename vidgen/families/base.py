@@ -124,6 +124,14 @@ class Family:
         is its frame count where there is one."""
         raise NotImplementedError
 
+    def run_note(self, cfg: RunConfig) -> str | None:
+        """How `call` differs from one plain pipeline call, for the sidecar (None: it does not)."""
+        return None
+
+    def load_kwargs(self, mode: str) -> dict[str, Any]:
+        """Extra from_pretrained / from_single_file arguments (e.g. components to leave out)."""
+        return {}
+
     def media_arg(self, mode: str, name: str) -> str:
         """The pipeline argument a prepared input is passed as."""
         return self.media_args.get(mode, {}).get(name, name)
