@@ -309,7 +309,7 @@ def test_config_errors_exit_3(tmp_path: Path, args: list[str], needles: list[str
 
 def test_animatediff_options_on_other_families_name_animatediff(tmp_path: Path) -> None:
     line = one_line_error(cli("t2v", "x", "--preset", "tiny-cogvideox", "--set", "model.scheduler=ddim"), 3)
-    assert "it applies to: AnimateDiff (animate, v2v)" in line
+    assert "it applies to: AnimateDiff (animate, v2v, control)" in line
     (tmp_path / "f").mkdir()
     Image.new("RGB", (16, 16)).save(tmp_path / "f" / "a.png")
     line = one_line_error(cli("v2v", "f", "x", "--preset", "tiny-cogvideox-v2v", "--motion-adapter", "a/b"), 3)
@@ -325,7 +325,7 @@ def test_default_preset_and_listing() -> None:
     text = cli("animate", "a rocket", "--dry-run").stdout
     assert [line for line in text.splitlines() if "scheduler_options" in line][0].endswith("# preset:animatediff")
     rows = {row["family"]: row for row in json.loads(cli("models", "--json").stdout)}
-    assert set(rows["animatediff"]["modes"]) == {"animate", "v2v"}
+    assert set(rows["animatediff"]["modes"]) == {"animate", "v2v", "control"}
 
 
 def test_prompt_travel_dry_run_shows_the_map_and_names_the_file_after_frame_0() -> None:

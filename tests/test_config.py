@@ -74,7 +74,7 @@ def test_every_shipped_preset_validates_and_passes_its_family_rules(name: str) -
     from vidgen.config.layers import merged_preset
 
     mode = merged_preset(name)["mode"]
-    inputs = {"i2v": {"image": "x.png"}, "v2v": {"video": "x.mp4"}}.get(mode, {})
+    inputs = {"i2v": {"image": "x.png"}, "v2v": {"video": "x.mp4"}, "control": {"control": "x.mp4"}}.get(mode, {})
     family = families.get(merged_preset(name)["model"]["family"])
     if family.text:
         inputs["prompt"] = "x"
