@@ -41,7 +41,7 @@ def models(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     for row in rows:
         typer.echo(f"{row['family']}: {row['title']}")
         for mode, info in row["modes"].items():
-            typer.echo(f"  {mode}:      {info['pipeline']} ({info['default_repo']})")
+            typer.echo(f"  {mode + ':':<10}{info['pipeline']} ({info['default_repo']})")
         typer.echo(f"  presets:  {', '.join(row['presets']) or '-'}")
         typer.echo(f"  options:  {', '.join(row['optimizations']) or '-'}")
         if row["deprecated"]:
