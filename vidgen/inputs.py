@@ -345,7 +345,7 @@ def _canny(frames: list[Any], low: int, high: int) -> list[Any]:
         import cv2
     except ImportError:
         raise InputError(
-            "--preprocess canny needs OpenCV: pip install 'vidgen[control]' (opencv-python-headless), "
+            "--preprocess canny needs OpenCV: pip install opencv-python-headless (vidgen's `control` extra), "
             "or pass edge maps with --preprocess none."
         ) from None
     import numpy as np

@@ -48,7 +48,10 @@ def inspect(
     prompts = config.get("inputs", {}).get("prompts")
     if prompts:
         rows.insert(4, ("prompts", " | ".join(f"{frame}: {text}" for frame, text in prompts.items())))
-    extras = [("adapter", (model.get("motion_adapter") or {}).get("id"))]
+    extras = [
+        ("adapter", (model.get("motion_adapter") or {}).get("id")),
+        ("controlnet", (model.get("controlnet") or {}).get("id")),
+    ]
     scheduler = model.get("scheduler")
     if scheduler:
         extras.append(("scheduler", f"{scheduler['class']} {_kwargs(scheduler['options'])}".strip()))
@@ -93,7 +96,7 @@ def _input_rows(data: dict) -> list[tuple[str, str | None]]:
     rows: list[tuple[str, str | None]] = []
     recorded = data.get("inputs") or {}
     config_inputs = data.get("config", {}).get("inputs", {})
-    for name in ("image", "video"):
+    for name in ("image", "video", "control"):
         record = recorded.get(name)
         if not record:
             rows.append((name, config_inputs.get(name)))
