@@ -160,7 +160,7 @@ def test_help_imports_neither_torch_nor_diffusers() -> None:
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from vidgen.cli import app\n"
-        "commands = ['t2v', 'i2v', 'v2v', 'animate', 'control']\n"
+        "commands = ['t2v', 'i2v', 'v2v', 'animate', 'control', 'replay']\n"
         "for args in (['--help'], *([c, '--help'] for c in commands), ['presets', 'list']):\n"
         "    r = CliRunner().invoke(app, args)\n"
         "    assert r.exit_code == 0, r.output\n"

@@ -135,8 +135,9 @@ def _generator_record(plan: Plan, seed: int) -> dict[str, Any]:
     return record
 
 
-def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Load the pipeline once, then generate, encode and describe every planned video."""
+def execute(plan: Plan, progress: Progress | None = None, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Load the pipeline once, then generate, encode and describe every planned video.
+    `extra` is added to every sidecar (e.g. what a replay replayed)."""
     import numpy as np
 
     from vidgen import loader, runner
@@ -195,6 +196,7 @@ def execute(plan: Plan, progress: Progress | None = None) -> list[dict[str, Any]
             "peak_memory_bytes": result.peak_memory_bytes,
             "warnings": result.warnings,
             "presets": plan.resolved.presets,
+            **(extra or {}),
         }
         start = time.perf_counter()
         record["output"] = media.write(

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import typer
 
 from vidgen import families
-from vidgen.config import Layer, resolve
+from vidgen.config import Layer, Resolved, resolve
 
 
 class _StderrHandler(logging.Handler):
@@ -73,18 +74,34 @@ def execute(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    from vidgen import generate
-
     # Read by the error boundary, so failures also answer in JSON.
     ctx.meta["vidgen.json"] = as_json
     setup_logging(quiet)
     resolved = resolve(mode, presets or [], layers, families.defaults_layer, families.DEFAULT_PRESETS[mode])
+    run_resolved(resolved, dry_run=dry_run, as_json=as_json, quiet=quiet)
+
+
+def run_resolved(
+    resolved: Resolved,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+    check: Callable[[Any], None] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Plan, then print the plan or run it and print the results. `check` sees the plan before
+    anything loads; `extra` goes into every sidecar."""
+    from vidgen import generate
+
     plan = generate.plan(resolved)
+    if check is not None:
+        check(plan)
     if dry_run:
         _print_plan(plan, as_json)
         return
     progress = RichProgress() if sys.stderr.isatty() and not quiet else None
-    results = generate.execute(plan, progress)
+    results = generate.execute(plan, progress, extra)
     if as_json:
         rows = []
         for result in results:
