@@ -219,11 +219,12 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
     except (OSError, ValueError, RuntimeError) as exc:
         raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)
+    path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)
+    repairs = family.repair(pipe, path)
     scheduler = components.apply_scheduler(pipe, cfg)
     loras = components.load_loras(pipe, cfg)
-    setup = family.setup(pipe, cfg)
+    setup = repairs + family.setup(pipe, cfg)
     optimizations = optimize.apply(pipe, cfg.optimization, device)
-    path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)
     if kind == "file":
         extra["checkpoint"] = {"sha256": components.file_sha256(Path(where))}
     model = {

@@ -354,6 +354,79 @@ def _motion_adapter() -> Any:
     )
 
 
+def _sdxl() -> Any:
+    """A Stable Diffusion XL-shaped pipeline (two text encoders, text-time embeddings), after
+    diffusers' own AnimateDiff SDXL test configs."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64, 128),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4, 8),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2, 4),
+        # 80 = 6 time ids x 8 + the 32-wide pooled text embedding.
+        projection_class_embeddings_input_dim=80,
+        cross_attention_dim=64,
+        norm_num_groups=1,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=128,
+    )
+    config = {
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 1,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "hidden_act": "gelu",
+        "projection_dim": 32,
+    }
+    tokenizer, tokenizer_2 = _clip_tokenizer(), _clip_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), **config)).eval()
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=len(tokenizer_2), **config)).eval()
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False, steps_offset=1
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+    )
+
+
+def _motion_adapter_sdxl() -> Any:
+    from diffusers import MotionAdapter
+
+    return MotionAdapter(
+        block_out_channels=(32, 64, 128),
+        motion_layers_per_block=2,
+        motion_norm_num_groups=2,
+        motion_num_attention_heads=4,
+        use_motion_mid_block=False,
+    )
+
+
 def _sd15_pix2pix() -> Any:
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
@@ -387,6 +460,8 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "motion-adapter": _motion_adapter,
     "sd15-pix2pix": _sd15_pix2pix,
     "controlnet": _controlnet,
+    "sdxl": _sdxl,
+    "motion-adapter-sdxl": _motion_adapter_sdxl,
 }
 
 

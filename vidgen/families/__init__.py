@@ -13,7 +13,7 @@ from vidgen.config.flags import flag
 from vidgen.config.layers import Layer
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.animatediff import AnimateDiff
+from vidgen.families.animatediff import AnimateDiff, AnimateDiffSDXL
 from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family
 from vidgen.families.cogvideox import CogVideoX, CogVideoX15
 from vidgen.families.i2vgen_xl import I2VGenXL
@@ -130,6 +130,7 @@ for _family in (
     StableVideoDiffusion(),
     I2VGenXL(),
     AnimateDiff(),
+    AnimateDiffSDXL(),
     TextToVideoZero(),
 ):
     register(_family)

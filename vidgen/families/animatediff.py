@@ -7,10 +7,11 @@ videos, prompt travel) and FreeInit (temporal consistency) are pipeline switches
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, ModelError
 from vidgen.families.base import Family, check_multiple, prompt_kwargs, sampling_kwargs
 
 _COMMON = frozenset(
@@ -178,3 +179,66 @@ class AnimateDiff(Family):
         steps = super().step_count(cfg, call_kwargs, media)
         # Each FreeInit iteration runs the whole schedule again.
         return steps * (cfg.sampling.free_init_iters or 1)
+
+
+class AnimateDiffSDXL(AnimateDiff):
+    """The SDXL motion adapter (beta) on an SDXL checkpoint: no FreeNoise (so no prompt travel
+    or windows) and no decode chunking in diffusers' pipeline; FreeInit works."""
+
+    name = "animatediff-sdxl"
+    title = "AnimateDiff SDXL"
+    pipelines: ClassVar[dict[str, str]] = {"animate": "AnimateDiffSDXLPipeline"}
+    repos: ClassVar[dict[str, str]] = {"animate": "stabilityai/stable-diffusion-xl-base-1.0"}
+    sampling: ClassVar[dict[str, frozenset[str]]] = {
+        "animate": (_COMMON - {"context_length", "context_stride"}) | {"num_frames"}
+    }
+    prompt_travel = False
+    # The add_embedding repair below reads the base folder's UNet; a single file has none.
+    single_file = False
+    components: ClassVar[dict[str, str]] = {"motion_adapter": "MotionAdapter"}
+    media_args: ClassVar[dict[str, dict[str, str]]] = {}
+    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "forward_chunking", "compile"})
+
+    def model_fields(self, mode: str) -> frozenset[str]:
+        return self.model_options - {"base_config"}
+
+    def repair(self, pipe: Any, folder: str | None) -> list[dict[str, Any]]:
+        """diffusers 0.42.1 builds the motion UNet with `UNetMotionModel.from_unet2d`, which does
+        not copy SDXL's text-time `add_embedding` from the base UNet (raised in the review of
+        diffusers PR #6721 and left for later): it stays randomly initialised, so every process
+        runs a different, wrong conditioning. Copy it from the base model's UNet weights."""
+        import torch
+        from safetensors import safe_open
+
+        unet = Path(folder or "") / "unet"
+        files = sorted(unet.glob("*.safetensors")) if unet.is_dir() else []
+        weights: dict[str, Any] = {}
+        for file in files:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    if key.startswith("add_embedding."):
+                        weights[key.removeprefix("add_embedding.")] = handle.get_tensor(key)
+        if not weights:
+            raise ModelError(
+                f"cannot find the base UNet's add_embedding weights under {unet}; AnimateDiff SDXL needs a "
+                "diffusers SDXL folder or Hub repo as --base-model."
+            )
+        target = pipe.unet.add_embedding
+        first = next(target.parameters())
+        with torch.no_grad():
+            target.load_state_dict({k: v.to(first.dtype) for k, v in weights.items()})
+        return [{"method": "unet.add_embedding.load_state_dict", "kwargs": {"from": str(unet)}}]
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        return {
+            "model": {"id": self.repos["animate"], "motion_adapter": "guoyww/animatediff-motion-adapter-sdxl-beta"},
+            # The diffusers AnimateDiff SDXL example's settings.
+            "sampling": {
+                "num_frames": 16,
+                "height": 1024,
+                "width": 1024,
+                "num_inference_steps": 20,
+                "guidance_scale": 8.0,
+            },
+            "output": {"fps": 8},
+        }

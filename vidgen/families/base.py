@@ -96,6 +96,11 @@ class Family:
         """Rules that depend on the loaded model's own config; runs before denoising.
         `frames` is the input video's frame count in v2v."""
 
+    def repair(self, pipe: Any, folder: str | None) -> list[dict[str, Any]]:
+        """Work around an upstream loading bug right after loading, from the model's local
+        `folder`; returns what was done, for the sidecar's `pipeline.setup`."""
+        return []
+
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         """Switch on pipeline features the config asks for, once after loading; returns the
         calls made ({method, kwargs}) so the sidecar can repeat them."""
