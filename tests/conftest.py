@@ -75,3 +75,20 @@ def one_line_error(result, code: int, *needles: str) -> str:
     for needle in needles:
         assert needle in errors[0]
     return errors[0]
+
+
+class CountingProgress:
+    """A Progress that counts: the totals announced and the steps reported."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+        self.steps = 0
+
+    def start(self, total: int, description: str) -> None:
+        self.totals.append(total)
+
+    def advance(self) -> None:
+        self.steps += 1
+
+    def stop(self) -> None:
+        pass

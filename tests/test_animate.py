@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, cli_subprocess, decode, files_under, one_line_error, sidecar
+from conftest import CountingProgress, cli, cli_subprocess, decode, files_under, one_line_error, sidecar
 from ldm_checkpoint import write_motion_module, write_single_file
 from PIL import Image
 
@@ -357,22 +357,9 @@ def test_progress_total_matches_the_steps_reported(tmp_path: Path, mode, preset,
     for index in range(8):
         Image.new("RGB", (32, 32), (index * 30, 0, 0)).save(tmp_path / "frames" / f"f{index}.png")
 
-    class Count:
-        totals: list[int] = []
-        steps = 0
-
-        def start(self, total: int, description: str) -> None:
-            self.totals.append(total)
-
-        def advance(self) -> None:
-            self.steps += 1
-
-        def stop(self) -> None:
-            pass
-
     inputs = {"prompt": "a cat", **({"video": "frames"} if mode == "v2v" else {})}
     layers = [Layer("cli", {"inputs": inputs, **layer})]
-    count = Count()
+    count = CountingProgress()
     generate.execute(generate.plan(resolve(mode, [preset], layers, families.defaults_layer)), count)
     assert (count.totals, count.steps) == ([expected], expected)
 

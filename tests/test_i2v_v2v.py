@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, decode, files_under, one_line_error, sidecar
+from conftest import CountingProgress, cli, decode, files_under, one_line_error, sidecar
 from PIL import Image
 
 from vidgen import media
@@ -436,23 +436,9 @@ def test_i2vgen_steps_are_counted_without_a_pipeline_callback(tmp_path: Path) ->
 
     _image(tmp_path / "img.png")
 
-    class Count:
-        def __init__(self) -> None:
-            self.totals: list[int] = []
-            self.steps = 0
-
-        def start(self, total: int, description: str) -> None:
-            self.totals.append(total)
-
-        def advance(self) -> None:
-            self.steps += 1
-
-        def stop(self) -> None:
-            pass
-
     layer = Layer("cli", {"inputs": {"image": "img.png", "prompt": "a cat"}, "sampling": {"num_inference_steps": 3}})
     plan = generate.plan(resolve("i2v", ["tiny-i2vgen-xl"], [layer], families.defaults_layer))
-    count = Count()
+    count = CountingProgress()
     results = generate.execute(plan, count)
     assert (count.totals, count.steps) == ([3], 3)
     assert results[0]["record"]["pipeline"]["call_kwargs"]["clip_skip"] is None

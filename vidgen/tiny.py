@@ -289,9 +289,16 @@ def _i2vgen_xl() -> Any:
     )
 
 
+def _linear_ddim() -> Any:
+    """DDIM as the AnimateDiff guide configures it (linear betas, no sample clipping)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False, steps_offset=1)
+
+
 def _sd15(in_channels: int = 4) -> Any:
     """A Stable Diffusion 1.5-shaped pipeline: the base model AnimateDiff animates."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = _clip_tokenizer()
@@ -328,9 +335,7 @@ def _sd15(in_channels: int = 4) -> Any:
             vocab_size=len(tokenizer),
         )
     ).eval()
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False, steps_offset=1
-    )
+    scheduler = _linear_ddim()
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -343,21 +348,22 @@ def _sd15(in_channels: int = 4) -> Any:
     )
 
 
-def _motion_adapter() -> Any:
+def _motion_adapter(channels: tuple[int, ...] = (8, 8), mid_block: bool = True) -> Any:
     from diffusers import MotionAdapter
 
     return MotionAdapter(
-        block_out_channels=(8, 8),
+        block_out_channels=channels,
         motion_layers_per_block=2,
         motion_norm_num_groups=2,
         motion_num_attention_heads=4,
+        use_motion_mid_block=mid_block,
     )
 
 
 def _sdxl() -> Any:
     """A Stable Diffusion XL-shaped pipeline (two text encoders, text-time embeddings), after
     diffusers' own AnimateDiff SDXL test configs."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     unet = UNet2DConditionModel(
@@ -401,9 +407,7 @@ def _sdxl() -> Any:
     tokenizer, tokenizer_2 = _clip_tokenizer(), _clip_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), **config)).eval()
     text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=len(tokenizer_2), **config)).eval()
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False, steps_offset=1
-    )
+    scheduler = _linear_ddim()
     return StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -412,18 +416,6 @@ def _sdxl() -> Any:
         tokenizer_2=tokenizer_2,
         unet=unet,
         scheduler=scheduler,
-    )
-
-
-def _motion_adapter_sdxl() -> Any:
-    from diffusers import MotionAdapter
-
-    return MotionAdapter(
-        block_out_channels=(32, 64, 128),
-        motion_layers_per_block=2,
-        motion_norm_num_groups=2,
-        motion_num_attention_heads=4,
-        use_motion_mid_block=False,
     )
 
 
@@ -461,7 +453,8 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "sd15-pix2pix": _sd15_pix2pix,
     "controlnet": _controlnet,
     "sdxl": _sdxl,
-    "motion-adapter-sdxl": _motion_adapter_sdxl,
+    # The SDXL beta adapter's shape: three levels, no mid-block motion module.
+    "motion-adapter-sdxl": lambda: _motion_adapter((32, 64, 128), mid_block=False),
 }
 
 
