@@ -46,9 +46,10 @@ class Plan:
     inputs: inputs.Prepared
 
 
-def plan(resolved: Resolved) -> Plan:
+def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     """Everything that can be decided and checked before loading weights, including reading
-    and preparing the input image or video."""
+    and preparing the input image or video (unless `read_inputs` is False: a batch validates
+    every job first and reads each job's inputs when it runs)."""
     from vidgen.loader import locate_all, resolve_device
 
     cfg = resolved.config
@@ -74,7 +75,7 @@ def plan(resolved: Resolved) -> Plan:
                 if existing.exists():
                     raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
     fps = cfg.output.fps or 8
-    prepared = inputs.prepare(cfg, family, fps)
+    prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
     return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared)
 
 
@@ -135,9 +136,15 @@ def _generator_record(plan: Plan, seed: int) -> dict[str, Any]:
     return record
 
 
-def execute(plan: Plan, progress: Progress | None = None, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Load the pipeline once, then generate, encode and describe every planned video.
-    `extra` is added to every sidecar (e.g. what a replay replayed)."""
+def execute(
+    plan: Plan,
+    progress: Progress | None = None,
+    extra: dict[str, Any] | None = None,
+    loaded: Any = None,
+) -> list[dict[str, Any]]:
+    """Load the pipeline once (or use `loaded`, from an earlier job with the same model and
+    options), then generate, encode and describe every planned video. `extra` is added to every
+    sidecar (e.g. what a replay replayed)."""
     import numpy as np
 
     from vidgen import loader, runner
@@ -147,8 +154,10 @@ def execute(plan: Plan, progress: Progress | None = None, extra: dict[str, Any] 
     _check_writable(plan.items)
     for note in plan.inputs.notes:
         log.info(note)
-    log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
-    loaded = loader.load(cfg, plan.family, plan.device)
+    fresh = loaded is None
+    if loaded is None:
+        log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
+        loaded = loader.load(cfg, plan.family, plan.device)
     plan.family.check_loaded(loaded.pipe, cfg, plan.inputs.frames)
     versions, device = environment(plan.device)
     results = []
@@ -192,7 +201,8 @@ def execute(plan: Plan, progress: Progress | None = None, extra: dict[str, Any] 
             "versions": versions,
             "device": device,
             "optimizations": loaded.optimizations,
-            "timings": {"load": loaded.seconds, **result.timings},
+            # A pipeline reused from an earlier batch job cost this video no loading time.
+            "timings": {"load": loaded.seconds if fresh else 0.0, **result.timings},
             "peak_memory_bytes": result.peak_memory_bytes,
             "warnings": result.warnings,
             "presets": plan.resolved.presets,
@@ -230,5 +240,5 @@ def execute(plan: Plan, progress: Progress | None = None, extra: dict[str, Any] 
             )
             record["output"]["control"] = {key: written[key] for key in ("path", "sha256", "frames")}
         media.write_text(sidecar.dumps(record), item.sidecar, overwrite=cfg.output.overwrite)
-        results.append({"record": record, "path": item.path, "sidecar": item.sidecar})
+        results.append({"record": record, "path": item.path, "sidecar": item.sidecar, "loaded": loaded})
     return results

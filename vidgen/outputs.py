@@ -36,6 +36,11 @@ def output_format(cfg: RunConfig) -> str:
     return chosen or from_name or "mp4"
 
 
+def describe(cfg: RunConfig) -> str | None:
+    """What names a run: its prompt, the frame-0 prompt of a prompt map, or the input's name."""
+    return cfg.inputs.prompt or _first_prompt(cfg) or _input_stem(cfg)
+
+
 def _first_prompt(cfg: RunConfig) -> str | None:
     """The frame-0 prompt of a prompt-travel map."""
     prompts = cfg.inputs.prompts or {}
@@ -72,7 +77,7 @@ def render(cfg: RunConfig, fmt: str, seeds: list[int]) -> list[Path]:
     now = time.localtime()
     fields = {
         "mode": cfg.mode,
-        "slug": slug(cfg.inputs.prompt or _first_prompt(cfg) or _input_stem(cfg)),
+        "slug": slug(describe(cfg)),
         "family": cfg.model.family,
         "ext": fmt,
         "date": time.strftime("%Y%m%d", now),

@@ -1,0 +1,180 @@
+"""`vidgen batch`: manifests, models loaded once, resume after SIGKILL, failures isolated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli, decode, one_line_error, sidecar
+
+MATRIX = """\
+defaults:
+  preset: tiny-cogvideox
+  steps: 2
+jobs:
+  - prompt: a red fox
+  - prompt: a blue whale
+matrix:
+  guidance: [4.0, 6.0, 8.0]
+"""
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every pipeline load, by model id (the real loader still runs)."""
+    from vidgen import loader
+
+    seen: list[str] = []
+    real = loader.load
+
+    def counting(cfg, family, device):
+        seen.append(cfg.model.id)
+        return real(cfg, family, device)
+
+    monkeypatch.setattr(loader, "load", counting)
+    return seen
+
+
+def _report(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_matrix_manifest_loads_the_model_once_and_reports_every_job(tmp_path: Path, loads: list[str]) -> None:
+    (tmp_path / "jobs.yaml").write_text(MATRIX)
+    result = cli("batch", "jobs.yaml", "--out", "runs", "--report", "report.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert loads == ["tiny:cogvideox"]  # six jobs, one load
+    rows = _report(tmp_path / "report.jsonl")
+    assert len(rows) == 6 and {row["status"] for row in rows} == {"done"}
+    assert result.stdout.splitlines() == [row["outputs"][0] for row in rows]
+    # The variants of one job share its seed, so they differ only in what the matrix varies.
+    fox = [row for row in rows if "fox" in row["id"]]
+    assert len({row["seed"] for row in fox}) == 1 and len({row["id"] for row in rows}) == 6
+    for row in rows:
+        frames, _ = decode(Path(row["outputs"][0]))
+        assert frames.shape == (9, 16, 16, 3)
+        data = sidecar(Path(row["outputs"][0]).with_suffix(".json"))
+        assert data["batch"]["id"] == row["id"] and data["batch"]["config_hash"] == row["config_hash"]
+    guidance = {row["id"]: sidecar(Path(row["outputs"][0]).with_suffix(".json")) for row in fox}
+    assert sorted(d["config"]["sampling"]["guidance_scale"] for d in guidance.values()) == [4.0, 6.0, 8.0]
+    # Rerun: everything is done already, nothing loads.
+    again = cli("batch", "jobs.yaml", "--out", "runs", "--report", "report.jsonl")
+    assert again.exit_code == 0 and len(loads) == 1
+    assert {row["status"] for row in _report(tmp_path / "report.jsonl")} == {"skipped"}
+    forced = cli("batch", "jobs.yaml", "--out", "runs", "--force", "--quiet")
+    assert forced.exit_code == 0 and len(loads) == 2
+
+
+def test_jobs_are_grouped_by_model(tmp_path: Path, loads: list[str]) -> None:
+    lines = [
+        {"prompt": "a cat", "preset": "tiny-cogvideox"},
+        {"prompt": "a dog", "preset": "tiny-modelscope"},
+        {"prompt": "a fox", "preset": "tiny-cogvideox", "id": "fox"},
+        {"prompt": "a cow", "preset": "tiny-modelscope", "seed": 3},
+    ]
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli("batch", "jobs.jsonl", "--out", "runs")
+    assert result.exit_code == 0, result.stderr
+    assert loads == ["tiny:cogvideox", "tiny:modelscope"]  # not four, not three
+    assert (tmp_path / "runs" / "fox.mp4").is_file()
+    assert (tmp_path / "runs" / "t2v-a-cow-3.mp4").is_file()
+
+
+def test_a_failing_job_does_not_stop_the_others_and_exits_8(tmp_path: Path) -> None:
+    lines = [
+        {"prompt": "a cat", "preset": "tiny-cogvideox", "id": "cat"},
+        {"mode": "i2v", "image": "missing.png", "preset": "tiny-svd", "id": "broken"},
+        {"prompt": "a dog", "preset": "tiny-cogvideox", "id": "dog"},
+    ]
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli("batch", "jobs.jsonl", "--out", "runs", "--report", "r.jsonl")
+    assert result.exit_code == 8, result.stderr
+    rows = {row["id"]: row for row in _report(tmp_path / "r.jsonl")}
+    assert rows["cat"]["status"] == rows["dog"]["status"] == "done"
+    assert rows["broken"]["status"] == "failed"
+    assert rows["broken"]["error"]["class"] == "InputError" and "missing.png" in rows["broken"]["error"]["message"]
+    assert "1 failed" in result.stderr
+    # --fail-fast: the failing job runs first here (its group comes first), the rest never start.
+    first = [lines[1], lines[0]]
+    (tmp_path / "ff.jsonl").write_text("".join(json.dumps(line) + "\n" for line in first))
+    stopped = cli("batch", "ff.jsonl", "--out", "ff", "--report", "ff.jsonl.report", "--fail-fast")
+    assert stopped.exit_code == 8
+    assert [row["status"] for row in _report(tmp_path / "ff.jsonl.report")] == ["failed", "not run"]
+    assert not (tmp_path / "ff" / "cat.mp4").exists()
+
+
+def test_invalid_jobs_are_found_before_anything_runs(tmp_path: Path, loads: list[str]) -> None:
+    (tmp_path / "jobs.txt").write_text("a cat\n\n# a comment\na dog\n")
+    lines = [
+        {"prompt": "a cat", "preset": "tiny-cogvideox", "frames": 10},
+        {"prompt": "ok", "preset": "tiny-cogvideox"},
+    ]
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli("batch", "bad.jsonl", "--out", "runs")
+    assert result.exit_code == 3 and loads == []
+    assert "job 1 (line 1): --frames 10 does not fit CogVideoX" in result.stderr
+    assert not (tmp_path / "runs").exists()
+    skipping = cli("batch", "bad.jsonl", "--out", "runs", "--skip-invalid")
+    assert skipping.exit_code == 8 and len(list((tmp_path / "runs").glob("*.mp4"))) == 1
+    dup = [{"prompt": "x", "preset": "tiny-cogvideox", "id": "same"}] * 2
+    (tmp_path / "dup.jsonl").write_text("".join(json.dumps(line) + "\n" for line in dup))
+    dups = cli("batch", "dup.jsonl", "--out", "d", "--quiet")
+    one_line_error(dups, 3, "1 of 2 jobs are invalid")
+    assert "invalid: job 2 (line 2): writes the same output as line 1 (id same)" in dups.stderr
+    (tmp_path / "esc.jsonl").write_text(json.dumps({"prompt": "x", "preset": "tiny-cogvideox", "id": "../up"}) + "\n")
+    assert "outputs stay inside --out" in cli("batch", "esc.jsonl", "--out", "d").stderr
+    text = cli("batch", "jobs.txt", "--preset", "tiny-cogvideox", "--out", "txt", "--dry-run")
+    assert text.exit_code == 0 and len(text.stdout.splitlines()) == 2
+
+
+def test_sigkill_mid_batch_then_rerun_finishes_every_job_exactly_once(tmp_path: Path) -> None:
+    jobs = [
+        {"prompt": f"job number {index}", "preset": "tiny-cogvideox", "steps": 8, "frames": 17, "height": 32,
+         "width": 32, "id": f"j{index}"}
+        for index in range(6)
+    ]  # fmt: skip
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    command = [sys.executable, "-m", "vidgen", "batch", "jobs.jsonl", "--out", "runs", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "runs" / "j0.json").exists():
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.json")}
+    assert "j0.json" in done_before and len(done_before) < 6, "the kill must land mid-batch"
+    # Whatever was left under a final name is whole; the rest is hidden temporary files.
+    for video in (tmp_path / "runs").glob("*.mp4"):
+        if video.with_suffix(".json").exists():
+            assert decode(video)[0].shape[0] == 17
+    rerun = subprocess.run([*command, "--report", "report.jsonl"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = {row["id"]: row["status"] for row in _report(tmp_path / "report.jsonl")}
+    assert all(rows[name.removesuffix(".json")] == "skipped" for name in done_before)
+    for job in jobs:
+        video = tmp_path / "runs" / f"{job['id']}.mp4"
+        assert decode(video)[0].shape == (17, 32, 32, 3)
+    for name, mtime in done_before.items():  # not generated again
+        assert (tmp_path / "runs" / name).stat().st_mtime_ns == mtime
+    visible = sorted(p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
+    assert visible == sorted([f"j{i}.mp4" for i in range(6)] + [f"j{i}.json" for i in range(6)])
+
+
+def test_stdin_jsonl(tmp_path: Path) -> None:
+    line = json.dumps({"prompt": "a cat", "preset": "tiny-cogvideox", "id": "cat"}) + "\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "vidgen", "batch", "-", "--out", "runs", "--json"],
+        input=line,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+    )
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["exit_code"] == 0 and body["jobs"][0]["status"] == "done"
