@@ -92,3 +92,6 @@ class CountingProgress:
 
     def stop(self) -> None:
         pass
+
+    def phase(self, name: str) -> None:
+        pass

@@ -178,3 +178,56 @@ def test_stdin_jsonl(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["exit_code"] == 0 and body["jobs"][0]["status"] == "done"
+
+
+def test_json_progress_events(tmp_path: Path) -> None:
+    (tmp_path / "jobs.yaml").write_text(MATRIX.replace("[4.0, 6.0, 8.0]", "[4.0]"))
+    result = cli("batch", "jobs.yaml", "--out", "runs", "--progress", "json")
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]  # nothing but NDJSON
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "job_start" and kinds[-1] == "summary"
+    first = kinds[: kinds.index("done") + 1]
+    assert first == ["job_start", "step", "step", "decode", "encode", "done"]
+    assert events[-1]["done"] == 2 and events[1]["total"] == 2
+
+
+def test_prompts_file_is_a_plain_text_batch(tmp_path: Path) -> None:
+    (tmp_path / "prompts.txt").write_text("a red fox\n\n# skipped\na blue whale\n")
+    args = ["t2v", "--prompts-file", "prompts.txt", "--preset", "tiny-cogvideox", "--steps", "3", "--out", "pf"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    paths = [Path(line) for line in result.stdout.splitlines()]
+    assert [p.parent.name for p in paths] == ["pf", "pf"] and "fox" in paths[0].name and "whale" in paths[1].name
+    data = sidecar(paths[0].with_suffix(".json"))
+    assert (
+        data["config"]["sampling"]["num_inference_steps"] == 3
+        and data["sources"]["sampling.num_inference_steps"] == "cli:--steps"
+    )
+    assert "2 skipped" in cli(*args).stderr  # resumable like any batch
+    one_line_error(cli(*args, "--", "also a prompt"), 3, "not both")
+
+
+def test_accelerate_two_processes_match_one(tmp_path: Path) -> None:
+    (tmp_path / "jobs.yaml").write_text(MATRIX)
+    single = subprocess.run(
+        [sys.executable, "-m", "vidgen", "batch", "jobs.yaml", "--out", "one", "--quiet"], capture_output=True
+    )
+    assert single.returncode == 0, single.stderr
+    # accelerate's --cpu launcher starts one process; --multi_gpu starts torchrun workers, which
+    # vidgen joins over gloo when there is no CUDA.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "-m", "vidgen"]
+    two = subprocess.run(
+        [*launch, "batch", "jobs.yaml", "--out", "two", "--report", "two.jsonl", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert two.returncode == 0, two.stderr
+    assert len(_report(tmp_path / "two.jsonl")) == 6
+    one_files = sorted(p.name for p in (tmp_path / "one").glob("*.mp4"))
+    assert one_files == sorted(p.name for p in (tmp_path / "two").glob("*.mp4")) and len(one_files) == 6
+    for name in one_files:
+        assert (decode(tmp_path / "one" / name)[0] == decode(tmp_path / "two" / name)[0]).all()
+    # Each worker wrote its own share: three jobs each.
+    workers = [sidecar((tmp_path / "two" / name).with_suffix(".json"))["batch"]["worker"] for name in one_files]
+    assert sorted(workers) == [0, 0, 0, 1, 1, 1]

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,18 @@ def config_hash(resolved: Resolved) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def prepare(jobs: list[Job], *, mode: str, presets: list[str], out: Path, assignments: list[str]) -> list[Job]:
-    """Resolve and check every job without loading weights or reading inputs; sets `error`."""
+def prepare(
+    jobs: list[Job],
+    *,
+    mode: str,
+    presets: list[str],
+    out: Path,
+    assignments: list[str],
+    layers: list[Layer] | None = None,
+) -> list[Job]:
+    """Resolve and check every job without loading weights or reading inputs; sets `error`.
+    `layers` (a single-run command's flags, for --prompts-file) go under each job's own."""
+    shared = list(layers or [])
     from vidgen import generate
 
     seen: dict[str, Job] = {}
@@ -203,22 +214,22 @@ def prepare(jobs: list[Job], *, mode: str, presets: list[str], out: Path, assign
             job_mode = job.data.get("mode", mode)
             if job_mode not in families.DEFAULT_PRESETS:
                 raise ConfigError(f"mode {job_mode!r}: choose one of {', '.join(families.DEFAULT_PRESETS)}.")
-            layers = [layer]
-            if layer.data.get("sampling", {}).get("seed") is None:
-                layers.append(Layer("batch:seed", {"sampling": {"seed": _seed(job)}}, "a seed fixed by the job"))
+            stack = [*shared, layer]
+            if not any(item.data.get("sampling", {}).get("seed") is not None for item in stack):
+                stack.append(Layer("batch:seed", {"sampling": {"seed": _seed(job)}}, "a seed fixed by the job"))
             sets = assignments + job_sets
             if sets:
-                layers.append(set_layer(sets))
-            layers.append(Layer("batch:output", {"output": {"overwrite": True}}, "the batch"))
+                stack.append(set_layer(sets))
+            stack.append(Layer("batch:output", {"output": {"overwrite": True}}, "the batch"))
             resolved = resolve(
-                job_mode, job_presets or presets, layers, families.defaults_layer, families.DEFAULT_PRESETS[job_mode]
+                job_mode, job_presets or presets, stack, families.defaults_layer, families.DEFAULT_PRESETS[job_mode]
             )
             job.id = _job_id(job, resolved)
             target = Layer("batch:out", {"output": {"path": str(out / f"{job.id}.{{ext}}")}}, "--out and the job id")
             resolved = resolve(
                 job_mode,
                 job_presets or presets,
-                [*layers, target],
+                [*stack, target],
                 families.defaults_layer,
                 families.DEFAULT_PRESETS[job_mode],
             )
@@ -275,20 +286,43 @@ def _release(loaded: Any) -> None:
         pass
 
 
-def run(jobs: list[Job], *, force: bool, fail_fast: bool, progress: Any = None) -> list[dict[str, Any]]:
-    """Run valid jobs grouped by pipeline; returns one report row per job, in manifest order."""
-    from vidgen import generate
-
-    rows: dict[int, dict[str, Any]] = {}
-    for job in jobs:
-        if job.error is not None:
-            rows[job.index] = _row(job, "invalid", error=("ConfigError", job.error))
+def share(jobs: list[Job], rank: int, count: int) -> list[Job]:
+    """This worker's jobs: the valid ones in group order, cut into `count` contiguous runs, so
+    each worker loads as few models as possible and every worker agrees on the split."""
     runnable = [job for job in jobs if job.error is None]
     order: dict[str, int] = {}
     for job in runnable:
         assert job.resolved is not None
         order.setdefault(_group_key(job.resolved), len(order))
     runnable.sort(key=lambda job: (order[_group_key(job.resolved)], job.index))  # type: ignore[arg-type]
+    size, extra = divmod(len(runnable), count)
+    start = rank * size + min(rank, extra)
+    return runnable[start : start + size + (1 if rank < extra else 0)]
+
+
+def invalid_rows(jobs: list[Job]) -> list[dict[str, Any]]:
+    return [_row(job, "invalid", error=("ConfigError", job.error)) for job in jobs if job.error is not None]
+
+
+def run(
+    runnable: list[Job],
+    *,
+    force: bool,
+    fail_fast: bool,
+    progress: Any = None,
+    on_event: Callable[..., None] | None = None,
+    worker: int = 0,
+) -> list[dict[str, Any]]:
+    """Run jobs (in the order `share` gives), reusing a pipeline while the group stays the
+    same; returns one report row per job. `on_event(kind, **fields)` hears job_start, skipped,
+    done and failed."""
+    from vidgen import generate
+
+    def event(kind: str, **fields: Any) -> None:
+        if on_event is not None:
+            on_event(kind, **fields)
+
+    rows: dict[int, dict[str, Any]] = {}
     current: tuple[str, Any] | None = None
     stop = False
     for job in runnable:
@@ -298,21 +332,24 @@ def run(jobs: list[Job], *, force: bool, fail_fast: bool, progress: Any = None) 
             continue
         if not force and _done(job):
             rows[job.index] = _row(job, "skipped", outputs=_outputs(job))
+            event("skipped", id=job.id, index=job.index)
             continue
         key = _group_key(job.resolved)
         if current is not None and current[0] != key:
             _release(current[1])
             current = None
         start = time.perf_counter()
-        log.info("job %s: %s", job.index, job.id)
+        log.info("[%s/%s] %s", runnable.index(job) + 1, len(runnable), job.id)
+        event("job_start", id=job.id, index=job.index)
         try:
             plan = generate.plan(job.resolved)
-            extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index}}
+            extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": worker}}
             results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
         except (VidgenError, MemoryError) as exc:
             error = OutOfMemory(str(exc)) if isinstance(exc, MemoryError) else exc
             rows[job.index] = _row(job, "failed", error=(type(error).__name__, str(error)), seconds=start)
             log.warning("job %s (%s) failed: %s", job.index, job.id, error)
+            event("failed", id=job.id, index=job.index, error={"class": type(error).__name__, "message": str(error)})
             stop = fail_fast
             continue
         except KeyboardInterrupt:
@@ -328,9 +365,12 @@ def run(jobs: list[Job], *, force: bool, fail_fast: bool, progress: Any = None) 
             peak=record["peak_memory_bytes"],
             seed=record["seed"],
         )
+        event(
+            "done", id=job.id, index=job.index, outputs=rows[job.index]["outputs"], seconds=rows[job.index]["seconds"]
+        )
     if current is not None:
         _release(current[1])
-    return [rows[job.index] for job in jobs]
+    return [rows[job.index] for job in runnable]
 
 
 def _outputs(job: Job) -> list[str]:

@@ -209,6 +209,7 @@ def execute(
             **(extra or {}),
         }
         start = time.perf_counter()
+        progress.phase("encode")
         record["output"] = media.write(
             media.to_uint8(result.frames),
             item.path,

@@ -22,6 +22,9 @@ class Progress(Protocol):
 
     def stop(self) -> None: ...
 
+    def phase(self, name: str) -> None:
+        """A stage after denoising began: "decode" (the VAE) or "encode" (the file)."""
+
 
 class NullProgress:
     def start(self, total: int, description: str) -> None:
@@ -31,6 +34,9 @@ class NullProgress:
         pass
 
     def stop(self) -> None:
+        pass
+
+    def phase(self, name: str) -> None:
         pass
 
 
@@ -89,9 +95,14 @@ def run(
     generator = torch.Generator(device=device).manual_seed(seed)
     last_step = [0.0]
 
+    done = [0]
+
     def on_step() -> None:
+        done[0] += 1
         last_step[0] = time.perf_counter()
         progress.advance()
+        if done[0] == steps:
+            progress.phase("decode")
 
     progress.start(steps, "denoising")
     start = time.perf_counter()

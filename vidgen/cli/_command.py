@@ -73,6 +73,9 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
             merged.setdefault(name, own.get(name, spec))
 
     def command(ctx: typer.Context, **params: Any) -> None:
+        if params.get("prompts_file") is not None:
+            _prompts_file(ctx, mode, params)
+            return
         layers = o.flag_layers(ctx.params)
         execute(
             ctx,
@@ -95,3 +98,41 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
     command.__qualname__ = mode
     command.__doc__ = doc
     return command
+
+
+# A plain-text batch from a single-run command: one prompt per line.
+PROMPTS_FILE: Params = {"prompts_file": (o.PromptsFile, None)}
+
+
+def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None:
+    """`--prompts-file FILE`: every line is a job of a plain-text batch that takes the other
+    flags as its settings (resumable, one model load, a report like `vidgen batch`)."""
+    from pathlib import Path
+
+    from vidgen import batch as core
+    from vidgen.cli.batch import run_batch
+    from vidgen.errors import ConfigError
+
+    if params.get("prompt"):
+        raise ConfigError("give a PROMPT or --prompts-file, not both.")
+    source = str(params["prompts_file"])
+    path = Path(source)
+    if not path.is_file():
+        from vidgen.errors import InputError
+
+        raise InputError(f"prompts file {source} does not exist.")
+    jobs = core.read_manifest(f"{source}.txt", path.read_text(encoding="utf-8"))
+    ctx.meta["vidgen.json"] = params["json_"]
+    flags = {name: value for name, value in ctx.params.items() if name not in ("prompt", "out", "set_")}
+    run_batch(
+        jobs,
+        source=source,
+        mode=mode,
+        presets=params["preset"] or [],
+        out=Path(params["out"] or "outputs"),
+        assignments=params["set_"] or [],
+        layers=o.flag_layers(flags),
+        dry_run=params["dry_run"],
+        as_json=params["json_"],
+        quiet=params["quiet"],
+    )

@@ -333,6 +333,14 @@ ImageGuidance = Annotated[
         rich_help_panel=FAMILY,
     ),
 ]
+PromptsFile = Annotated[
+    str | None,
+    typer.Option(
+        "--prompts-file",
+        help="Run every line of a text file as a prompt (a resumable batch into --out; see vidgen batch).",
+        rich_help_panel=RUN,
+    ),
+]
 Out = Annotated[
     str | None,
     typer.Option(

@@ -63,6 +63,9 @@ class RichProgress:
     def stop(self) -> None:
         self._bar.stop()
 
+    def phase(self, name: str) -> None:
+        pass
+
 
 def execute(
     ctx: typer.Context,

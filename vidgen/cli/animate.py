@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import FRAMES, Params, generation_command
+from vidgen.cli._command import FRAMES, PROMPTS_FILE, Params, generation_command
 
 # Shared with `vidgen v2v`, which runs AnimateDiff video-to-video with the same components.
 ANIMATEDIFF_MODEL: Params = {
@@ -47,4 +47,5 @@ animate = generation_command(
     FRAMES,
     {"prompt_at": (o.PromptAt, None)},
     ANIMATEDIFF_SAMPLING,
+    PROMPTS_FILE,
 )

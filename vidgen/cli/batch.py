@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,12 @@ def batch(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Run the valid jobs even if some are invalid (they count as failed).")
     ] = False,
+    progress_format: Annotated[
+        str,
+        typer.Option(
+            "--progress", help="rich (bars on a terminal, plain lines in pipes) or json (NDJSON events on stderr)."
+        ),
+    ] = "rich",
     dry_run: o.DryRun = False,
     json_: o.Json = False,
     quiet: o.Quiet = False,
@@ -49,15 +56,57 @@ def batch(
         vidgen batch jobs.yaml --out runs/ --report runs/report.jsonl
     """
     from vidgen import batch as core
-    from vidgen import media
 
     ctx.meta["vidgen.json"] = json_
-    setup_logging(quiet)
     text = sys.stdin.read() if manifest == "-" else None
     jobs = core.read_manifest(manifest, text)
+    run_batch(
+        jobs,
+        source=manifest,
+        mode=mode,
+        presets=preset or [],
+        out=out,
+        assignments=set_ or [],
+        report=report,
+        force=force,
+        fail_fast=fail_fast,
+        skip_invalid=skip_invalid,
+        progress_format=progress_format,
+        dry_run=dry_run,
+        as_json=json_,
+        quiet=quiet,
+    )
+
+
+def run_batch(
+    jobs: list,
+    *,
+    source: str,
+    mode: str,
+    presets: list[str],
+    out: Path,
+    assignments: list[str],
+    report: Path | None = None,
+    force: bool = False,
+    fail_fast: bool = False,
+    skip_invalid: bool = False,
+    progress_format: str = "rich",
+    dry_run: bool = False,
+    as_json: bool = False,
+    quiet: bool = False,
+    layers: list | None = None,
+) -> None:
+    """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`)."""
+    from vidgen import batch as core
+    from vidgen import media
+
+    if progress_format not in ("rich", "json"):
+        raise ConfigError(f"--progress {progress_format}: choose rich or json.")
+    # With json progress stderr carries events only (and warnings), no human lines.
+    setup_logging(quiet or progress_format == "json")
     if not jobs:
-        raise ConfigError(f"manifest {manifest} has no jobs.")
-    core.prepare(jobs, mode=mode, presets=preset or [], out=out, assignments=set_ or [])
+        raise ConfigError(f"manifest {source} has no jobs.")
+    core.prepare(jobs, mode=mode, presets=presets, out=out, assignments=assignments, layers=layers or [])
     invalid = [job for job in jobs if job.error is not None]
     for job in invalid:
         typer.echo(f"invalid: job {job.index} ({job.where}): {job.error}", err=True)
@@ -66,31 +115,48 @@ def batch(
     if dry_run:
         for job in jobs:
             if job.error is None:
-                typer.echo(f"{job.id}\t{job.resolved.config.mode}\t{job.resolved.config.model.id}")  # type: ignore[union-attr]
+                typer.echo(f"{job.id}\t{job.resolved.config.mode}\t{job.resolved.config.model.id}")
         return
     start = time.perf_counter()
-    progress = RichProgress() if sys.stderr.isatty() and not quiet else None
-    try:
-        rows = core.run(jobs, force=force, fail_fast=fail_fast, progress=progress)
-    finally:
-        pass
+    events = JsonEvents() if progress_format == "json" else None
+    progress = events or (RichProgress() if sys.stderr.isatty() and not quiet else None)
+    rank, count = _workers()
+    mine = core.share(jobs, rank, count)
+    rows = core.run(
+        mine,
+        force=force,
+        fail_fast=fail_fast,
+        progress=progress,
+        on_event=events.event if events else None,
+        worker=rank,
+    )
+    if count > 1:
+        # Each worker ran its own share; every worker gets all rows, rank 0 reports them.
+        from accelerate.utils import gather_object
+
+        rows = gather_object(rows)
+        if rank != 0:
+            failed = sum(row["status"] not in ("done", "skipped") for row in rows)
+            raise typer.Exit(int(ExitCode.BATCH_PARTIAL if failed or invalid else ExitCode.OK))
+    rows = sorted(core.invalid_rows(jobs) + rows, key=lambda row: row["index"])
     if report is not None:
         media.write_text("".join(json.dumps(row) + "\n" for row in rows), report, overwrite=True)
-    counts = {
-        status: sum(row["status"] == status for row in rows)
-        for status in ("done", "skipped", "failed", "invalid", "not run")
-    }
-    if not quiet:
+    statuses = ("done", "skipped", "failed", "invalid", "not run")
+    counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
+    seconds = round(time.perf_counter() - start, 1)
+    if events is not None:
+        events.event("summary", jobs=len(rows), seconds=seconds, **{k.replace(" ", "_"): v for k, v in counts.items()})
+    elif not quiet:
         for row in rows:
             detail = row["error"]["message"] if row["error"] else ", ".join(row["outputs"])
-            typer.echo(
-                f"  {row['status']:<8} {row['id'] or row['where']:<40} {row['seconds']:>7.2f}s  {detail}", err=True
-            )
-    summary = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
-    typer.echo(f"batch: {len(rows)} jobs: {summary} in {time.perf_counter() - start:.1f}s", err=True)
+            name = row["id"] or row["where"]
+            typer.echo(f"  {row['status']:<8} {name:<40} {row['seconds']:>7.2f}s  {detail}", err=True)
+    if events is None:
+        summary = ", ".join(f"{number} {status}" for status, number in counts.items() if number)
+        typer.echo(f"batch: {len(rows)} jobs: {summary} in {seconds}s", err=True)
     failed = counts["failed"] + counts["invalid"] + counts["not run"]
     code = ExitCode.BATCH_PARTIAL if failed else ExitCode.OK
-    if json_:
+    if as_json:
         typer.echo(json.dumps({"jobs": rows, "exit_code": int(code)}))
     else:
         for row in rows:
@@ -99,3 +165,43 @@ def batch(
                     typer.echo(path)
     if failed:
         raise typer.Exit(int(code))
+
+
+def _workers() -> tuple[int, int]:
+    """(this process's rank, how many processes): one, unless started by `accelerate launch`."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import torch
+    from accelerate import PartialState
+
+    # Without CUDA, gloo over CPU processes (accelerate's MULTI_CPU); with it, one GPU each.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state.process_index, state.num_processes
+
+
+class JsonEvents:
+    """--progress json: one JSON object per line on stderr, for wrappers and dashboards."""
+
+    def __init__(self) -> None:
+        self._job: str | None = None
+        self._total = 0
+        self._step = 0
+
+    def event(self, kind: str, **fields: object) -> None:
+        if kind == "job_start":
+            self._job = str(fields.get("id"))
+        sys.stderr.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
+        sys.stderr.flush()
+
+    def start(self, total: int, description: str) -> None:
+        self._total, self._step = total, 0
+
+    def advance(self) -> None:
+        self._step += 1
+        self.event("step", id=self._job, step=self._step, total=self._total)
+
+    def stop(self) -> None:
+        pass
+
+    def phase(self, name: str) -> None:
+        self.event(name, id=self._job)

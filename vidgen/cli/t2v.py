@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import FRAMES, generation_command
+from vidgen.cli._command import FRAMES, PROMPTS_FILE, generation_command
 
 t2v = generation_command(
     "t2v",
@@ -18,7 +18,12 @@ t2v = generation_command(
 
         vidgen t2v "a red fox running through fresh snow" --preset tiny-cogvideox --seed 7
     """,
-    {"prompt": (Annotated[str, typer.Argument(help="What the video shows.", show_default=False)], ...)},
+    {
+        "prompt": (
+            Annotated[str | None, typer.Argument(help="What the video shows.", show_default=False)],
+            None,
+        )
+    },
     FRAMES,
     {
         "motion_field_x": (o.MotionFieldX, None),
@@ -26,4 +31,5 @@ t2v = generation_command(
         "t0": (o.T0, None),
         "t1": (o.T1, None),
     },
+    PROMPTS_FILE,
 )
