@@ -231,3 +231,27 @@ def test_accelerate_two_processes_match_one(tmp_path: Path) -> None:
     # Each worker wrote its own share: three jobs each.
     workers = [sidecar((tmp_path / "two" / name).with_suffix(".json"))["batch"]["worker"] for name in one_files]
     assert sorted(workers) == [0, 0, 0, 1, 1, 1]
+
+
+def test_ctrl_c_mid_batch_exits_130_and_leaves_only_whole_files(tmp_path: Path) -> None:
+    jobs = [
+        {"prompt": f"job number {index}", "preset": "tiny-cogvideox", "steps": 8, "frames": 17, "height": 32,
+         "width": 32, "id": f"j{index}"}
+        for index in range(6)
+    ]  # fmt: skip
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vidgen", "batch", "jobs.jsonl", "--out", "runs", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "runs" / "j0.json").exists():
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    for video in (tmp_path / "runs").glob("*.mp4"):  # whatever has a final name is whole
+        assert decode(video)[0].shape[0] == 17
