@@ -38,9 +38,10 @@ def setup_logging(quiet: bool) -> None:
 
 
 class RichProgress:
-    """A rich bar on stderr for the denoising steps of each video."""
+    """A rich bar on stderr for the denoising steps of each video; with `jobs`, also an overall
+    bar over a batch's jobs (advanced by `job_event`), kept on screen between jobs."""
 
-    def __init__(self) -> None:
+    def __init__(self, jobs: int | None = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -52,15 +53,34 @@ class RichProgress:
             console=Console(stderr=True),
         )
         self._task: Any = None
+        self._overall: Any = None
+        if jobs is not None:
+            self._bar.start()
+            self._overall = self._bar.add_task("all jobs", total=jobs)
 
     def start(self, total: int, description: str) -> None:
-        self._bar.start()
+        if self._overall is None:
+            self._bar.start()
+        if self._task is not None:
+            self._bar.remove_task(self._task)
         self._task = self._bar.add_task(description, total=total)
 
     def advance(self) -> None:
         self._bar.advance(self._task)
 
     def stop(self) -> None:
+        if self._overall is None:
+            self._bar.stop()
+
+    def job_event(self, kind: str, **fields: Any) -> None:
+        """Batch events: a finished, failed or skipped job moves the overall bar."""
+        if kind == "job_start" and self._task is not None:
+            self._bar.remove_task(self._task)
+            self._task = None
+        if kind in ("done", "failed", "skipped"):
+            self._bar.advance(self._overall)
+
+    def finish(self) -> None:
         self._bar.stop()
 
     def phase(self, name: str) -> None:

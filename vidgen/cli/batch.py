@@ -119,17 +119,22 @@ def run_batch(
         return
     start = time.perf_counter()
     events = JsonEvents() if progress_format == "json" else None
-    progress = events or (RichProgress() if sys.stderr.isatty() and not quiet else None)
     rank, count = _workers()
     mine = core.share(jobs, rank, count)
-    rows = core.run(
-        mine,
-        force=force,
-        fail_fast=fail_fast,
-        progress=progress,
-        on_event=events.event if events else None,
-        worker=rank,
-    )
+    bars = RichProgress(jobs=len(mine)) if events is None and sys.stderr.isatty() and not quiet else None
+    progress = events or bars
+    try:
+        rows = core.run(
+            mine,
+            force=force,
+            fail_fast=fail_fast,
+            progress=progress,
+            on_event=events.event if events else (bars.job_event if bars else None),
+            worker=rank,
+        )
+    finally:
+        if bars is not None:
+            bars.finish()
     if count > 1:
         # Each worker ran its own share; every worker gets all rows, rank 0 reports them.
         from accelerate.utils import gather_object
