@@ -133,13 +133,19 @@ def test_invalid_jobs_are_found_before_anything_runs(tmp_path: Path, loads: list
     assert text.exit_code == 0 and len(text.stdout.splitlines()) == 2
 
 
-def test_sigkill_mid_batch_then_rerun_finishes_every_job_exactly_once(tmp_path: Path) -> None:
+def _slow_jobs(tmp_path: Path) -> list[dict]:
+    """Six jobs slow enough (about a second each) to interrupt between them, in jobs.jsonl."""
     jobs = [
         {"prompt": f"job number {index}", "preset": "tiny-cogvideox", "steps": 8, "frames": 17, "height": 32,
          "width": 32, "id": f"j{index}"}
         for index in range(6)
     ]  # fmt: skip
     (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    return jobs
+
+
+def test_sigkill_mid_batch_then_rerun_finishes_every_job_exactly_once(tmp_path: Path) -> None:
+    jobs = _slow_jobs(tmp_path)
     command = [sys.executable, "-m", "vidgen", "batch", "jobs.jsonl", "--out", "runs", "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -234,12 +240,7 @@ def test_accelerate_two_processes_match_one(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_mid_batch_exits_130_and_leaves_only_whole_files(tmp_path: Path) -> None:
-    jobs = [
-        {"prompt": f"job number {index}", "preset": "tiny-cogvideox", "steps": 8, "frames": 17, "height": 32,
-         "width": 32, "id": f"j{index}"}
-        for index in range(6)
-    ]  # fmt: skip
-    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    _slow_jobs(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "vidgen", "batch", "jobs.jsonl", "--out", "runs", "--quiet"],
         stdout=subprocess.PIPE,
