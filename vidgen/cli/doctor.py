@@ -14,18 +14,42 @@ import typer
 from vidgen.config.settings import cache_dir, user_preset_dir
 from vidgen.errors import ExitCode
 
+OPTIONAL = {
+    "opencv-python-headless": "vidgen control --preprocess canny",
+    "controlnet-aux": "vidgen control --preprocess pose|depth",
+}
+
 
 def _report() -> tuple[dict[str, Any], list[str]]:
     problems: list[str] = []
     report: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
     packages = {}
-    for name in ("vidgen", "torch", "diffusers", "transformers", "accelerate", "imageio-ffmpeg", "typer", "pydantic"):
+    required = (
+        "vidgen",
+        "torch",
+        "diffusers",
+        "transformers",
+        "accelerate",
+        "peft",
+        "imageio-ffmpeg",
+        "typer",
+        "pydantic",
+    )
+    for name in required:
         try:
             packages[name] = version(name)
         except PackageNotFoundError:
             packages[name] = None
             problems.append(f"{name} is not installed")
     report["packages"] = packages
+    # Optional: what they enable, shown so a missing one is found before a run needs it.
+    optional = {}
+    for name, purpose in OPTIONAL.items():
+        try:
+            optional[name] = {"version": version(name), "for": purpose}
+        except PackageNotFoundError:
+            optional[name] = {"version": None, "for": purpose}
+    report["optional"] = optional
     try:
         import torch
 
@@ -71,6 +95,8 @@ def doctor(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         typer.echo(f"python         {report['python']} ({report['platform']})")
         for name, value in report["packages"].items():
             typer.echo(f"{name:<14} {value or 'NOT INSTALLED'}")
+        for name, info in report["optional"].items():
+            typer.echo(f"{'optional':<14} {name} {info['version'] or 'not installed'} ({info['for']})")
         torch_info = report.get("torch", {})
         typer.echo(f"torch build    {torch_info.get('build')} (CUDA {torch_info.get('cuda_build') or 'none'})")
         for gpu in report.get("gpus", []):
