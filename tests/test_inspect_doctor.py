@@ -67,3 +67,22 @@ def test_doctor_is_healthy_on_cpu() -> None:
         assert "generation runs on the CPU and will be slow" in result.stdout
     assert report["problems"] == []
     assert report["packages"]["diffusers"].startswith("0.42")
+
+
+def test_models_optimizations_table() -> None:
+    from conftest import cli
+
+    body = json.loads(cli("models", "--optimizations", "--json").stdout)
+    assert body["table"]["svd"]["--vae-tiling"] is False and body["table"]["svd"]["--decode-chunk"] is True
+    assert body["table"]["cogvideox"]["--vae-tiling"] is True
+    assert "--decode-chunk" in body["instead"]["svd"]["--vae-tiling"]
+    text = cli("models", "--optimizations").stdout
+    assert text.splitlines()[0].split() == [
+        "--offload",
+        "--vae-tiling",
+        "--vae-slicing",
+        "--forward-chunking",
+        "--decode-chunk",
+        "--compile",
+    ]
+    assert "svd: --vae-tiling:" in text

@@ -13,8 +13,16 @@ from vidgen.config.flags import flag
 from vidgen.config.layers import merged_preset
 
 
-def models(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def models(
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    optimizations: Annotated[
+        bool, typer.Option("--optimizations", help="Print which memory and speed options each family honours.")
+    ] = False,
+) -> None:
     """List the model families vidgen drives: for each mode its pipeline and default repo, then presets."""
+    if optimizations:
+        _optimizations(json_)
+        return
     presets: dict[str, list[str]] = {}
     for name, path in available_presets().items():
         model = merged_preset(str(path)).get("model")
@@ -46,3 +54,30 @@ def models(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         typer.echo(f"  options:  {', '.join(row['optimizations']) or '-'}")
         if row["deprecated"]:
             typer.echo(f"  note:     {row['deprecated']}")
+
+
+def _optimizations(as_json: bool) -> None:
+    """The capability table: an option a family does not honour is refused (exit 3) by name."""
+    from vidgen.families.base import OPTIMIZATIONS
+
+    table = {family.name: {flag(f"optimization.{name}"): name in family.optimizations for name in OPTIMIZATIONS}
+             for family in families.FAMILIES.values()}  # fmt: skip
+    hints = {
+        family.name: {flag(path): hint for path, hint in family.hints.items() if path.startswith("optimization.")}
+        for family in families.FAMILIES.values()
+    }
+    if as_json:
+        typer.echo(json.dumps({"table": table, "instead": hints}, indent=2))
+        return
+    options = [flag(f"optimization.{name}") for name in OPTIMIZATIONS]
+    width = max(len(name) for name in table) + 2
+    typer.echo(" " * width + "  ".join(options))
+    for name, row in table.items():
+        cells = "  ".join(("yes" if row[option] else "-").center(len(option)) for option in options)
+        typer.echo(f"{name:<{width}}{cells}")
+    notes = [f"{name}: {option}: {hint}" for name, row in hints.items() for option, hint in row.items()]
+    if notes:
+        typer.echo("")
+        for note in notes:
+            typer.echo(note)
+    typer.echo("\n--offload needs a CUDA device; --offload sequential cannot be combined with --compile.")
