@@ -256,3 +256,16 @@ def test_ctrl_c_mid_batch_exits_130_and_leaves_only_whole_files(tmp_path: Path) 
     assert "interrupted" in stderr and "Traceback" not in stderr
     for video in (tmp_path / "runs").glob("*.mp4"):  # whatever has a final name is whole
         assert decode(video)[0].shape[0] == 17
+
+
+def test_jobs_take_flag_forms_of_lora_and_prompt_travel(tmp_path: Path) -> None:
+    # The same conversions as --lora and --prompt-at on the command line.
+    job = {"prompt_at": ["0:a bud", "4:a rose"], "preset": "tiny-animatediff", "mode": "animate", "id": "travel"}
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(job) + "\n")
+    result = cli("batch", "jobs.jsonl", "--out", "runs")
+    assert result.exit_code == 0, result.stderr
+    data = sidecar(tmp_path / "runs" / "travel.json")
+    assert data["inputs"]["prompts"] == {"0": "a bud", "4": "a rose"}
+    bad = {**job, "prompt_at": ["nope"], "id": "bad"}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
+    assert "expected FRAME:TEXT" in cli("batch", "bad.jsonl", "--out", "runs").stderr

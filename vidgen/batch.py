@@ -24,9 +24,8 @@ from typing import Any
 import yaml
 
 from vidgen import families
-from vidgen.components import parse_lora
 from vidgen.config import Layer, Resolved, resolve
-from vidgen.config.flags import FLAGS
+from vidgen.config.flags import FLAGS, from_flag_form
 from vidgen.config.layers import set_layer
 from vidgen.errors import ConfigError, InputError, OutOfMemory, VidgenError
 
@@ -71,17 +70,11 @@ def read_manifest(source: str, text: str | None = None) -> list[Job]:
         return _yaml_jobs(source, text)
     if suffix == ".jsonl" or (suffix != ".txt" and first.startswith("{")):
         return _jsonl_jobs(source, text)
-    return [
-        Job(index, f"line {number}", {"prompt": line.strip()})
-        for index, (number, line) in enumerate(
-            (
-                (n, line)
-                for n, line in enumerate(text.splitlines(), 1)
-                if line.strip() and not line.lstrip().startswith("#")
-            ),
-            start=1,
-        )
-    ]
+    jobs: list[Job] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            jobs.append(Job(len(jobs) + 1, f"line {number}", {"prompt": line.strip()}))
+    return jobs
 
 
 def _jsonl_jobs(source: str, text: str) -> list[Job]:
@@ -140,9 +133,7 @@ def _layer(job: Job) -> tuple[list[str], Layer, list[str]]:
         elif "." in key:
             path_values = {key: value}
         elif key in SHORTHAND:
-            if key == "lora":
-                value = [parse_lora(item) if isinstance(item, str) else item for item in _as_list(value)]
-            path_values = {SHORTHAND[key]: value}
+            path_values = {SHORTHAND[key]: from_flag_form(SHORTHAND[key], value)}
         else:
             raise ConfigError(f"{key}: unknown job key; use command-line names (frames, steps...) or config paths.")
         for path, item in path_values.items():
@@ -325,7 +316,7 @@ def run(
     rows: dict[int, dict[str, Any]] = {}
     current: tuple[str, Any] | None = None
     stop = False
-    for job in runnable:
+    for position, job in enumerate(runnable, start=1):
         assert job.resolved is not None
         if stop:
             rows[job.index] = _row(job, "not run")
@@ -339,22 +330,21 @@ def run(
             _release(current[1])
             current = None
         start = time.perf_counter()
-        log.info("[%s/%s] %s", runnable.index(job) + 1, len(runnable), job.id)
+        log.info("[%s/%s] %s", position, len(runnable), job.id)
         event("job_start", id=job.id, index=job.index)
         try:
             plan = generate.plan(job.resolved)
             extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": worker}}
             results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
-        except (VidgenError, MemoryError) as exc:
-            error = OutOfMemory(str(exc)) if isinstance(exc, MemoryError) else exc
+        except Exception as exc:  # one job's failure, even a vidgen bug, stops only that job
+            error: Exception = exc
+            if isinstance(exc, MemoryError):
+                error = OutOfMemory(str(exc) or "the process ran out of memory")
             rows[job.index] = _row(job, "failed", error=(type(error).__name__, str(error)), seconds=start)
             log.warning("job %s (%s) failed: %s", job.index, job.id, error)
             event("failed", id=job.id, index=job.index, error={"class": type(error).__name__, "message": str(error)})
             stop = fail_fast
             continue
-        except KeyboardInterrupt:
-            rows[job.index] = _row(job, "interrupted", seconds=start)
-            raise
         current = (key, results[0]["loaded"])
         record = results[0]["record"]
         rows[job.index] = _row(

@@ -102,14 +102,6 @@ def apply_scheduler(pipe: Any, cfg: RunConfig) -> dict[str, Any]:
 # -- LoRAs ----------------------------------------------------------------------------------
 
 
-def parse_lora(spec: str) -> dict[str, Any]:
-    """`ID|PATH[:SCALE]` -> {source, scale}; a trailing :number is the scale."""
-    source, sep, tail = spec.rpartition(":")
-    if sep and re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)", tail.strip()):
-        return {"source": source, "scale": float(tail)}
-    return {"source": spec, "scale": 1.0}
-
-
 def _adapter_name(lora: LoraConfig, index: int) -> str:
     if lora.name:
         return lora.name

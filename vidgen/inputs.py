@@ -267,7 +267,10 @@ def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any]
         meta = next(reader)
         width, height = meta["size"]
         if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
-            raise InputError(f"{ref} is {width}x{height}; input frames need {MIN_SIDE} px per side and at most 100 MP.")
+            raise InputError(
+                f"{ref} is {width}x{height}; input frames need {MIN_SIDE} px per side and at most "
+                f"{MAX_PIXELS / 1e6:.0f} MP."
+            )
         for chunk in reader:
             frame = np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
             frames.append(Image.fromarray(frame))

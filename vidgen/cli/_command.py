@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from vidgen.cli import _options as o
 from vidgen.cli._run import execute
+from vidgen.errors import ConfigError, InputError
 
 # name -> (Annotated type, default), in --help order within each panel.
 Params = dict[str, tuple[Any, Any]]
@@ -107,19 +109,14 @@ PROMPTS_FILE: Params = {"prompts_file": (o.PromptsFile, None)}
 def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None:
     """`--prompts-file FILE`: every line is a job of a plain-text batch that takes the other
     flags as its settings (resumable, one model load, a report like `vidgen batch`)."""
-    from pathlib import Path
-
     from vidgen import batch as core
     from vidgen.cli.batch import run_batch
-    from vidgen.errors import ConfigError
 
     if params.get("prompt"):
         raise ConfigError("give a PROMPT or --prompts-file, not both.")
     source = str(params["prompts_file"])
     path = Path(source)
     if not path.is_file():
-        from vidgen.errors import InputError
-
         raise InputError(f"prompts file {source} does not exist.")
     jobs = core.read_manifest(f"{source}.txt", path.read_text(encoding="utf-8"))
     ctx.meta["vidgen.json"] = params["json_"]

@@ -10,10 +10,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from vidgen.components import parse_lora
 from vidgen.config import Layer, set_layer
-from vidgen.config.flags import flag
-from vidgen.errors import ConfigError
+from vidgen.config.flags import flag, from_flag_form
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -439,25 +437,8 @@ PARAMS = {
 }
 
 
-def _prompt_map(items: list[str]) -> dict[int, str]:
-    prompts: dict[int, str] = {}
-    for item in items:
-        frame, sep, text = item.partition(":")
-        if not sep or not frame.strip().isdigit() or not text.strip():
-            raise ConfigError(f"--prompt-at {item!r}: expected FRAME:TEXT, e.g. '24:a blooming rose'.")
-        if int(frame) in prompts:
-            raise ConfigError(f"--prompt-at gives frame {int(frame)} twice.")
-        prompts[int(frame)] = text.strip()
-    return prompts
-
-
 # On/off flags whose "off" means "not given", so presets can still turn them on.
 SWITCHES = ("overwrite", "save_control")
-# Options whose command-line form differs from their config form.
-CONVERT = {
-    "lora": lambda items: [parse_lora(item) for item in items],
-    "prompt_at": _prompt_map,
-}
 
 
 def flag_layers(params: dict[str, object]) -> list[Layer]:
@@ -474,8 +455,7 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
         path = PARAMS[name]
         section, key = path.split(".", 1)
         label = flag(path)
-        if name in CONVERT:
-            value = CONVERT[name](value)
+        value = from_flag_form(path, value)
         layers.append(Layer(label=f"cli:{label}", data={section: {key: value}}, origin=label))
     if params.get("set_"):
         layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]

@@ -6,6 +6,11 @@ through it; a field with no flag (settable only by presets and --set) is named b
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from vidgen.errors import ConfigError
+
 FLAGS: dict[str, str] = {
     "inputs.prompt": "PROMPT",
     "inputs.image": "IMAGE",
@@ -73,3 +78,38 @@ FLAGS: dict[str, str] = {
 def flag(path: str) -> str:
     """`--frames` for sampling.num_frames; the path itself for fields without a flag."""
     return FLAGS.get(path, path)
+
+
+# -- flag-form values -> config form (the CLI and batch manifests share these) ---------------
+
+
+def parse_lora(spec: str) -> dict[str, Any]:
+    """`ID|PATH[:SCALE]` -> {source, scale}; a trailing :number is the scale."""
+    source, sep, tail = spec.rpartition(":")
+    if sep and re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)", tail.strip()):
+        return {"source": source, "scale": float(tail)}
+    return {"source": spec, "scale": 1.0}
+
+
+def parse_prompt_map(items: list[str]) -> dict[int, str]:
+    """["0:a bud", "24:a rose"] -> {0: "a bud", 24: "a rose"}."""
+    prompts: dict[int, str] = {}
+    for item in items:
+        frame, sep, text = item.partition(":")
+        if not sep or not frame.strip().isdigit() or not text.strip():
+            raise ConfigError(f"--prompt-at {item!r}: expected FRAME:TEXT, e.g. '24:a blooming rose'.")
+        if int(frame) in prompts:
+            raise ConfigError(f"--prompt-at gives frame {int(frame)} twice.")
+        prompts[int(frame)] = text.strip()
+    return prompts
+
+
+def from_flag_form(path: str, value: Any) -> Any:
+    """A value as typed after a flag (or in a manifest job) in its config form: `--lora` strings
+    become {source, scale}, `--prompt-at` strings a frame map. Config-form values pass through."""
+    if path == "model.loras":
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [parse_lora(item) if isinstance(item, str) else item for item in items]
+    if path == "inputs.prompts" and isinstance(value, (list, tuple, str)):
+        return parse_prompt_map([value] if isinstance(value, str) else list(value))
+    return value
