@@ -7,13 +7,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vidgen.cli import _options as o
 from vidgen.cli._run import RichProgress, setup_logging
 from vidgen.errors import ConfigError, ExitCode
+
+if TYPE_CHECKING:  # the core loads lazily, so --help stays instant
+    from vidgen.batch import Job
+    from vidgen.config import Layer
 
 
 def batch(
@@ -79,7 +83,7 @@ def batch(
 
 
 def run_batch(
-    jobs: list,
+    jobs: list[Job],
     *,
     source: str,
     mode: str,
@@ -94,7 +98,7 @@ def run_batch(
     dry_run: bool = False,
     as_json: bool = False,
     quiet: bool = False,
-    layers: list | None = None,
+    layers: list[Layer] | None = None,
 ) -> None:
     """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`)."""
     from vidgen import batch as core
