@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vidgen import __version__, families, inputs, media, optimize, outputs, sidecar
+from vidgen import __version__, families, inputs, media, memory, optimize, outputs, sidecar
 from vidgen.config import Resolved
-from vidgen.errors import WriteError
+from vidgen.config.schema import OptimizationConfig
+from vidgen.errors import ConfigError, OutOfMemory, WriteError
 from vidgen.families.base import Family
 from vidgen.runner import NullProgress, Progress
 
@@ -30,6 +31,7 @@ class Planned:
     path: Path
     sidecar: Path
     control: Path | None = None  # where --save-control writes the control maps
+    latents: Path | None = None  # where the final latents go (--save-latents, or a failed decode)
 
 
 @dataclass
@@ -44,19 +46,28 @@ class Plan:
     seed_drawn: bool
     items: list[Planned]
     inputs: inputs.Prepared
+    memory: memory.MemoryPlan | None = None
+    # Set when --vram planned for a card this machine does not have (a --dry-run only).
+    planned_for: str | None = None
 
 
 def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     """Everything that can be decided and checked before loading weights, including reading
     and preparing the input image or video (unless `read_inputs` is False: a batch validates
     every job first and reads each job's inputs when it runs)."""
-    from vidgen.loader import locate_all, resolve_device
+    from vidgen.loader import locate_all, resolve_device, resolve_dtype
 
     cfg = resolved.config
     family = families.check(cfg)
-    locate_all(cfg, family, build=False)
+    found = locate_all(cfg, family, build=False)
     device = resolve_device(cfg.optimization.device)
-    optimize.check(cfg.optimization, device)
+    # --vram plans for a GPU; on a machine without one that plan can be shown, not run.
+    planned_for = "cuda" if cfg.optimization.vram_gb is not None and not device.startswith("cuda") else None
+    optimize.check(cfg.optimization, planned_for or device)
+    if cfg.optimization.quantize and found["model"][0] == "file":
+        raise ConfigError("--quantize loads a diffusers folder or Hub repo; a single-file --model cannot be quantized.")
+    if cfg.optimization.attention_backend:
+        optimize.check_backend(cfg.optimization.attention_backend)
     fmt = outputs.output_format(cfg)
     codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
     drawn = cfg.sampling.seed is None
@@ -64,19 +75,31 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     seeds = [base + index for index in range(cfg.sampling.num_videos)]
     paths = outputs.render(cfg, fmt, seeds)
     items = [
-        Planned(seed, path, outputs.sidecar_path(path), outputs.control_path(path) if cfg.output.save_control else None)
+        Planned(
+            seed,
+            path,
+            outputs.sidecar_path(path),
+            outputs.control_path(path) if cfg.output.save_control else None,
+            outputs.latents_path(path) if family.latents else None,
+        )
         for seed, path in zip(seeds, paths, strict=True)
     ]
     if not cfg.output.overwrite:
         for item in items:
-            for existing in (item.path, item.sidecar, item.control):
+            saved = item.latents if cfg.output.save_latents else None
+            for existing in (item.path, item.sidecar, item.control, saved):
                 if existing is None:
                     continue
                 if existing.exists():
                     raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
     fps = cfg.output.fps or 8
     prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
-    return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared)
+    frames = prepared.frames if cfg.mode == "v2v" else None
+    dtype = resolve_dtype(cfg.model.dtype, family, planned_for or device)
+    planned = memory.plan(family, cfg, dtype, found, planned_for or device, frames or cfg.inputs.max_frames)
+    if planned.rung is not None:
+        resolved = memory.resolved(resolved, planned.rung)
+    return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
 
 
 def _check_writable(items: list[Planned]) -> None:
@@ -147,13 +170,34 @@ def execute(
     sidecar (e.g. what a replay replayed)."""
     import numpy as np
 
-    from vidgen import loader, runner
+    from vidgen import latents, loader, runner
 
     progress = progress or NullProgress()
-    cfg = plan.resolved.config
+    resolved = plan.resolved
+    cfg = resolved.config
+    if plan.planned_for:
+        opt = cfg.optimization
+        raise ConfigError(
+            f"the plan for a {plan.memory.budget_source if plan.memory else 'GPU'} card ({opt.offload} offload) needs "
+            f"a CUDA device, and this run is on {plan.device}; add --dry-run to see the plan, or drop --vram."
+        )
     _check_writable(plan.items)
     for note in plan.inputs.notes:
         log.info(note)
+    if plan.memory is not None and plan.memory.rung is not None:
+        record = plan.memory.record()
+        log.info(
+            "memory plan: %s (estimated peak %.1f GiB of %s)",
+            record["flags"],
+            record["estimated_peak_bytes"] / memory.GIB,
+            plan.memory.budget_source,
+        )
+    if loaded is not None and loaded.optimizations["requested"] != cfg.optimization.model_dump():
+        # An earlier batch job stepped this pipeline down after an out-of-memory; it keeps that plan.
+        resolved = _stepped(
+            resolved, OptimizationConfig(**loaded.optimizations["requested"]), "oom-retry (an earlier job)"
+        )
+        cfg = resolved.config
     fresh = loaded is None
     if loaded is None:
         log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
@@ -164,17 +208,39 @@ def execute(
     for item in plan.items:
         call_kwargs = plan.family.call_kwargs(cfg, item.seed, plan.inputs.frames)
         given = {plan.family.media_arg(cfg.mode, name): value for name, value in plan.inputs.media.items()}
-        result = runner.run(
-            loaded.pipe,
-            plan.family,
-            cfg,
-            call_kwargs,
-            media=given,
-            steps=plan.family.step_count(cfg, call_kwargs, given),
-            seed=item.seed,
-            device=plan.device,
-            progress=progress,
-        )
+        retries: list[dict[str, Any]] = []
+        while True:
+            try:
+                result = runner.run(
+                    loaded.pipe,
+                    plan.family,
+                    cfg,
+                    call_kwargs,
+                    media=given,
+                    steps=plan.family.step_count(cfg, call_kwargs, given),
+                    seed=item.seed,
+                    device=plan.device,
+                    progress=progress,
+                )
+                break
+            except OutOfMemory as exc:
+                saved = _save_latents(plan, item, resolved, getattr(exc, "captured", None), "decode ran out of memory")
+                rung = memory.next_rung(plan.family, cfg, plan.device.startswith("cuda"))
+                if rung is None or not cfg.optimization.oom_retry:
+                    raise OutOfMemory(_oom_message(str(exc), cfg, plan.family, rung, saved)) from None
+                step_down = memory.apply(cfg.optimization, rung)
+                log.warning("%s with %s; retrying seed %s with %s.", exc, _flags(cfg), item.seed, rung.flags())
+                retries.append({"plan": _flags(cfg), "phase": getattr(exc, "phase", None), "seed": item.seed})
+                resolved = _stepped(resolved, step_down, f"oom-retry ({rung.name})")
+                cfg = resolved.config
+                loaded = _reload(loaded, cfg, plan)
+                call_kwargs = plan.family.call_kwargs(cfg, item.seed, plan.inputs.frames)
+            except Exception as exc:
+                captured = getattr(exc, "vidgen_captured", None)
+                if captured is not None:
+                    saved = _save_latents(plan, item, resolved, captured, f"decode failed: {exc}")
+                    log.warning("the decode failed; the final latents were saved to %s (see `vidgen decode`).", saved)
+                raise
         for warning in result.warnings:
             log.warning(warning)
         record: dict[str, Any] = {
@@ -200,7 +266,11 @@ def execute(
             "inputs": plan.inputs.record,
             "versions": versions,
             "device": device,
-            "optimizations": loaded.optimizations,
+            "optimizations": {
+                **loaded.optimizations,
+                **({"memory": plan.memory.record()} if plan.memory is not None else {}),
+                **({"oom_retries": retries} if retries else {}),
+            },
             # A pipeline reused from an earlier batch job cost this video no loading time.
             "timings": {"load": loaded.seconds if fresh else 0.0, **result.timings},
             "peak_memory_bytes": result.peak_memory_bytes,
@@ -221,6 +291,10 @@ def execute(
             overwrite=cfg.output.overwrite,
         )
         record["timings"]["encode"] = round(time.perf_counter() - start, 4)
+        if cfg.output.save_latents and result.latents is not None and item.latents is not None:
+            record["output"]["latents"] = latents.save(
+                item.latents, result.latents, _latents_meta(plan, resolved, item)
+            )
         if record["output"].get("padded_from"):
             size = "x".join(map(str, record["output"]["padded_from"]))
             log.warning("odd frame size %s was padded by one black row/column for yuv420p.", size)
@@ -243,3 +317,74 @@ def execute(
         media.write_text(sidecar.dumps(record), item.sidecar, overwrite=cfg.output.overwrite)
         results.append({"record": record, "path": item.path, "sidecar": item.sidecar, "loaded": loaded})
     return results
+
+
+def _flags(cfg: Any) -> str:
+    """The plan a config runs, as flags: `--offload model --vae-tiling`."""
+    opt = cfg.optimization
+    rung = memory.Rung("current", {key: getattr(opt, key) for key in memory.PLAN_FIELDS})
+    return rung.flags()
+
+
+def _oom_message(what: str, cfg: Any, family: Family, rung: memory.Rung | None, saved: Path | None) -> str:
+    message = f"{what} with {_flags(cfg)}. "
+    if rung is None:
+        message += "This is the cheapest plan vidgen has for this model here: use fewer --frames or a smaller size."
+    else:
+        message += f"Next cheaper plan: {rung.flags()} (or add --oom-retry to step down automatically)."
+    if saved is not None:
+        savers = memory.Rung("decode", memory.decode_savers(family, cfg)).flags()
+        message += f" The final latents were saved: `vidgen decode {saved} {savers}` finishes the video."
+    return message
+
+
+def _stepped(resolved: Resolved, opt: Any, label: str) -> Resolved:
+    """`resolved` running with optimization settings `opt`, the changed fields sourced to `label`."""
+    cfg = resolved.config
+    before = cfg.optimization.model_dump()
+    sources = dict(resolved.sources)
+    for key, value in opt.model_dump().items():
+        if before[key] != value:
+            sources[f"optimization.{key}"] = label
+    return Resolved(cfg.model_copy(update={"optimization": opt}), sources, resolved.presets)
+
+
+def _reload(loaded: Any, cfg: Any, plan: Plan) -> Any:
+    """Free the pipeline that ran out of memory, then load it again with the cheaper plan."""
+    import gc
+
+    from vidgen import loader
+
+    loaded.pipe = None
+    gc.collect()
+    if plan.device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+    return loader.load(cfg, plan.family, plan.device)
+
+
+def _latents_meta(plan: Plan, resolved: Resolved, item: Planned) -> dict[str, Any]:
+    """What `vidgen decode` needs besides the tensor: the run's config and where its video goes."""
+    return {
+        "config": resolved.config.model_dump(mode="json"),
+        "sources": resolved.sources,
+        "seed": item.seed,
+        "output": str(item.path),
+        "fps": plan.fps,
+        "vidgen_version": __version__,
+    }
+
+
+def _save_latents(plan: Plan, item: Planned, resolved: Resolved, captured: Any, why: str) -> Path | None:
+    """Save the latents of a decode that failed (always, whatever --save-latents says)."""
+    from vidgen import latents
+
+    if captured is None or captured.latents is None or item.latents is None:
+        return None
+    try:
+        latents.save(item.latents, captured, {**_latents_meta(plan, resolved, item), "why": why})
+    except WriteError as exc:
+        log.warning("%s", exc)
+        return None
+    return item.latents

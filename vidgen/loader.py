@@ -24,7 +24,7 @@ class Loaded:
     device: str
     dtype: str
     model: dict[str, Any]  # ids, resolved path and revision, component classes
-    optimizations: dict[str, Any]
+    optimizations: dict[str, Any]  # requested, applied, the calls made (see optimize.apply)
     seconds: float
     setup: list[dict[str, Any]]  # pipeline methods called after loading, for the sidecar
 
@@ -209,6 +209,11 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
         load_from = cls.from_single_file
     else:
         kwargs["use_safetensors"] = components.safetensors_only(cfg)
+        if cfg.optimization.quantize:
+            config, quantization = optimize.quantization_config(
+                cfg.optimization, family.quantized_components(cfg.mode), torch_dtype
+            )
+            kwargs["quantization_config"] = config
         if cfg.model.revision:
             kwargs["revision"] = cfg.model.revision
         if cfg.model.variant:
@@ -224,7 +229,10 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
     scheduler = components.apply_scheduler(pipe, cfg)
     loras = components.load_loras(pipe, cfg)
     setup = repairs + family.setup(pipe, cfg)
-    optimizations = optimize.apply(pipe, cfg.optimization, device)
+    optimizations = optimize.apply(pipe, cfg.optimization, device, dtype)
+    if cfg.optimization.quantize:
+        optimizations["calls"].insert(0, {"method": "from_pretrained", "kwargs": {"quantization_config": quantization}})
+        optimizations["applied"].insert(0, f"quantize={cfg.optimization.quantize}")
     if kind == "file":
         extra["checkpoint"] = {"sha256": components.file_sha256(Path(where))}
     model = {

@@ -1,65 +1,223 @@
 """Memory and speed options: checked before loading, applied once after, reported honestly.
 
 Which options a family can honour is declared on the family (`Family.optimizations`) and checked
-by the registry; this module checks what depends on the machine, applies the options in a safe
-order and records what actually took effect.
+by the registry; this module rejects combinations that cannot work (on this machine, or at
+all), applies the options in an order that works, and records each diffusers call it made so
+the sidecar says what took effect and a plain diffusers script can repeat it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
+from vidgen.config.flags import flag
 from vidgen.config.schema import OptimizationConfig
 from vidgen.errors import ConfigError
 
+# --quantize mode -> (diffusers quant_backend, the package it needs, kwargs for that backend).
+# torchao's weight-only configs are what diffusers' CogVideoX guide uses; nf4 is bitsandbytes'.
+QUANTIZATION: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "int8": ("torchao", "torchao", {"quant_type": "int8wo"}),
+    "fp8": ("torchao", "torchao", {"quant_type": "float8wo_e4m3"}),
+    "nf4": (
+        "bitsandbytes_4bit",
+        "bitsandbytes",
+        {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "DTYPE"},
+    ),
+}
+# Cache configs: --cache name -> diffusers config class.
+CACHES = {
+    "first-block": "FirstBlockCacheConfig",
+    "pab": "PyramidAttentionBroadcastConfig",
+    "faster": "FasterCacheConfig",
+}
+FIRST_BLOCK_THRESHOLD = 0.05
+# Attention backends that run without a CUDA device.
+CPU_BACKENDS = {"native", "_native_math", "flex"}
+
+
+def _needs(option: str, other: str, reason: str) -> ConfigError:
+    return ConfigError(f"{option} cannot be combined with {other}: {reason}; drop one.")
+
 
 def check(opt: OptimizationConfig, device: str) -> None:
-    """Reject combinations that cannot work on this machine, before any weights load."""
-    if opt.offload != "none" and not device.startswith("cuda"):
+    """Reject combinations that cannot work, before any weights load. `device` is where the
+    run will happen (`cuda` when planning for another card with --vram)."""
+    cuda = device.startswith("cuda")
+    if opt.offload != "group":
+        for name in ("offload_type", "offload_stream"):
+            if getattr(opt, name) not in (None, False):
+                raise ConfigError(
+                    f"{flag(f'optimization.{name}')} tunes --offload group; add --offload group or drop it."
+                )
+    if opt.memory == "auto" and opt.offload != "none":
+        raise ConfigError("--memory auto chooses --offload itself; drop --offload or --memory auto.")
+    if opt.vram_gb is not None and opt.memory != "auto":
+        raise ConfigError("--vram is the budget --memory auto plans for; add --memory auto or drop --vram.")
+    if opt.offload != "none" and not cuda:
         # accelerate's offload hooks move weights to an accelerator and raise without one.
         raise ConfigError(f"--offload {opt.offload} needs a CUDA device, but this run is on {device}; drop --offload.")
     if opt.offload == "sequential" and opt.compile:
-        raise ConfigError("--compile cannot be combined with --offload sequential (weights move per layer); drop one.")
+        raise _needs("--compile", "--offload sequential", "weights move layer by layer, so nothing stays to compile")
+    if opt.offload == "sequential" and opt.quantize:
+        raise _needs("--quantize", "--offload sequential", "accelerate cannot move quantized layers one at a time")
+    if opt.quantize and opt.fp8_storage:
+        raise _needs("--fp8-storage", "--quantize", "both store the denoiser's weights in 8 bits or less")
+    if opt.attention_slicing and opt.attention_backend:
+        raise _needs("--attention-slicing", "--attention-backend", "slicing replaces the attention processors")
+    if opt.quantize:
+        backend, package, _ = QUANTIZATION[opt.quantize]
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"--quantize {opt.quantize} needs the {package} package: pip install 'vidgen[quantize]' "
+                f"(or pip install {package})."
+            )
+        if opt.quantize == "nf4" and not cuda:
+            raise ConfigError("--quantize nf4 (bitsandbytes) needs a CUDA device; on CPU use --quantize int8.")
+    if opt.attention_backend and not cuda and opt.attention_backend not in CPU_BACKENDS:
+        raise ConfigError(
+            f"--attention-backend {opt.attention_backend} needs a CUDA device; on CPU only "
+            f"{', '.join(sorted(CPU_BACKENDS))} run."
+        )
 
 
-def apply(pipe: Any, opt: OptimizationConfig, device: str) -> dict[str, Any]:
-    """Apply the options to a freshly loaded pipeline; returns what was requested and applied."""
+def check_backend(name: str) -> None:
+    """An attention backend name diffusers knows (imports diffusers: call after the cheap checks)."""
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    names = [backend.value for backend in AttentionBackendName]
+    if name not in names:
+        public = ", ".join(n for n in names if not n.startswith("_"))
+        raise ConfigError(f"--attention-backend {name} is not a diffusers attention backend; known: {public}.")
+
+
+def quantization_config(opt: OptimizationConfig, components: list[str], dtype: Any) -> tuple[Any, dict[str, Any]]:
+    """(PipelineQuantizationConfig, its JSON-able description) for --quantize."""
+    from diffusers import PipelineQuantizationConfig
+
+    backend, _package, kwargs = QUANTIZATION[opt.quantize or ""]
+    kwargs = {key: (dtype if value == "DTYPE" else value) for key, value in kwargs.items()}
+    config = PipelineQuantizationConfig(quant_backend=backend, quant_kwargs=kwargs, components_to_quantize=components)
+    described = {
+        key: (str(value).removeprefix("torch.") if key.endswith("dtype") else value) for key, value in kwargs.items()
+    }
+    return config, {"quant_backend": backend, "quant_kwargs": described, "components_to_quantize": components}
+
+
+def _cache_config(pipe: Any, spec: str) -> tuple[Any, dict[str, Any]]:
+    import diffusers
+
+    name, _, threshold = spec.partition(":")
+    cls = getattr(diffusers, CACHES[name])
+    if name == "first-block":
+        kwargs: dict[str, Any] = {"threshold": float(threshold) if threshold else FIRST_BLOCK_THRESHOLD}
+        return cls(**kwargs), kwargs
+    # PAB and FasterCache skip work by timestep, which they read from the running pipeline.
+    kwargs = {"current_timestep_callback": "lambda: pipe.current_timestep"}
+    live: dict[str, Any] = {"current_timestep_callback": lambda: pipe.current_timestep}
+    if name == "pab":
+        # diffusers' CogVideoX example: recompute spatial attention every second block.
+        kwargs["spatial_attention_block_skip_range"] = live["spatial_attention_block_skip_range"] = 2
+        kwargs["spatial_attention_timestep_skip_range"] = live["spatial_attention_timestep_skip_range"] = (100, 800)
+    else:
+        for key, value in {
+            "spatial_attention_block_skip_range": 2,
+            "spatial_attention_timestep_skip_range": (-1, 681),
+            "unconditional_batch_skip_range": 5,
+            "unconditional_batch_timestep_skip_range": (-1, 781),
+            "tensor_format": "BFCHW",
+        }.items():
+            kwargs[key] = live[key] = value
+        kwargs["attention_weight_callback"] = "lambda _: 0.5"
+        live["attention_weight_callback"] = lambda _: 0.5
+    return cls(**live), kwargs
+
+
+def denoiser(pipe: Any) -> Any:
+    return getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+
+
+def apply(pipe: Any, opt: OptimizationConfig, device: str, dtype: str) -> dict[str, Any]:
+    """Apply the options to a freshly loaded pipeline, in an order that composes: weight storage
+    and attention first (they swap hooks and processors), then VAE savers, then placement
+    (offload hooks wrap whatever is there), then compile last. Returns what was requested, what
+    was applied and the exact calls made."""
     import torch
 
     applied: list[str] = []
-    if opt.offload == "model":
-        pipe.enable_model_cpu_offload(device=device)
-        applied.append("offload=model")
-    elif opt.offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
-        applied.append("offload=sequential")
-    elif opt.offload == "group":
-        pipe.enable_group_offload(
-            onload_device=torch.device(device),
-            offload_device=torch.device("cpu"),
-            offload_type="block_level",
-            num_blocks_per_group=1,
+    calls: list[dict[str, Any]] = []
+
+    def call(label: str, method: str, fn: Any, **kwargs: Any) -> None:
+        fn(**kwargs)
+        applied.append(label)
+        shown = {k: (str(v).removeprefix("torch.") if isinstance(v, (torch.dtype, torch.device)) else v)
+                 for k, v in kwargs.items()}  # fmt: skip
+        calls.append({"method": method, "kwargs": shown})
+
+    model = denoiser(pipe)
+    part = "transformer" if getattr(pipe, "transformer", None) is not None else "unet"
+    if opt.fp8_storage:
+        call(
+            "fp8_storage",
+            f"{part}.enable_layerwise_casting",
+            model.enable_layerwise_casting,
+            storage_dtype=torch.float8_e4m3fn,
+            compute_dtype=getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype]),
         )
-        applied.append("offload=group")
-    else:
-        pipe.to(device)
-    vae = getattr(pipe, "vae", None)
-    if opt.vae_tiling and getattr(vae, "use_tiling", None) is not None:
-        vae.enable_tiling()
-        applied.append("vae_tiling")
-    if opt.vae_slicing and getattr(vae, "use_slicing", None) is not None:
-        vae.enable_slicing()
-        applied.append("vae_slicing")
-    denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
-    if opt.forward_chunking and hasattr(denoiser, "enable_forward_chunking"):
+    if opt.attention_slicing:
+        call("attention_slicing", "enable_attention_slicing", pipe.enable_attention_slicing)
+    if opt.attention_backend:
+        call(
+            f"attention_backend={opt.attention_backend}",
+            f"{part}.set_attention_backend",
+            model.set_attention_backend,
+            backend=opt.attention_backend,
+        )
+    if opt.cache:
+        config, shown = _cache_config(pipe, opt.cache)
+        model.enable_cache(config)
+        applied.append(f"cache={opt.cache}")
+        calls.append({"method": f"{part}.enable_cache", "kwargs": {"config": {type(config).__name__: shown}}})
+    if opt.forward_chunking:
         # chunk_size=1 over the frame axis, as diffusers' ModelScope guide does.
-        denoiser.enable_forward_chunking(chunk_size=1, dim=1)
-        applied.append("forward_chunking")
+        call("forward_chunking", f"{part}.enable_forward_chunking", model.enable_forward_chunking, chunk_size=1, dim=1)
+    vae = getattr(pipe, "vae", None)
+    if opt.vae_tiling:
+        call("vae_tiling", "vae.enable_tiling", vae.enable_tiling)
+    if opt.vae_slicing:
+        call("vae_slicing", "vae.enable_slicing", vae.enable_slicing)
     if opt.decode_chunk_size is not None:
         # A __call__ argument: the family passes it (the registry checked that it takes it).
         applied.append(f"decode_chunk_size={opt.decode_chunk_size}")
-    if opt.compile and denoiser is not None:
-        # In place, so offload hooks keep pointing at the module they wrap (diffusers #4399).
-        denoiser.compile()
-        applied.append("compile")
-    return {"requested": opt.model_dump(), "applied": applied, "device": device}
+    if opt.offload == "model":
+        call("offload=model", "enable_model_cpu_offload", pipe.enable_model_cpu_offload, device=device)
+    elif opt.offload == "sequential":
+        call("offload=sequential", "enable_sequential_cpu_offload", pipe.enable_sequential_cpu_offload, device=device)
+    elif opt.offload == "group":
+        level = f"{opt.offload_type or 'block'}_level"
+        kwargs: dict[str, Any] = {
+            "onload_device": torch.device(device),
+            "offload_device": torch.device("cpu"),
+            "offload_type": level,
+            "use_stream": opt.offload_stream,
+            # The VAE is small, and tiled decoding with streamed groups trips a device mismatch
+            # (diffusers' group offloading docs); it stays on the GPU.
+            "exclude_modules": ["vae"],
+        }
+        if level == "block_level":
+            # One block per group, as diffusers recommends with streams.
+            kwargs["num_blocks_per_group"] = 1
+        label = f"offload=group({level}{', stream' if opt.offload_stream else ''})"
+        call(label, "enable_group_offload", pipe.enable_group_offload, **kwargs)
+    else:
+        pipe.to(device)
+    if opt.compile and model is not None:
+        # In place, so offload hooks keep pointing at the module they wrap (diffusers #4399);
+        # only the repeated blocks where the model declares them: the same speed, compiled
+        # many times faster.
+        if getattr(model, "_repeated_blocks", None):
+            call("compile=regional", f"{part}.compile_repeated_blocks", model.compile_repeated_blocks)
+        else:
+            call("compile", f"{part}.compile", model.compile)
+    return {"requested": opt.model_dump(), "applied": applied, "calls": calls, "device": device}

@@ -101,3 +101,9 @@ def control_path(output: Path) -> Path:
 
 def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json") if output.suffix == "" else output.with_suffix(".json")
+
+
+def latents_path(output: Path) -> Path:
+    """clip.mp4 -> clip.latents.safetensors: the final latents, for `vidgen decode`."""
+    stem = output.name if output.suffix == "" else output.stem
+    return output.with_name(f"{stem}.latents.safetensors")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -46,6 +47,26 @@ class RunResult:
     timings: dict[str, float]
     peak_memory_bytes: int
     warnings: list[str] = field(default_factory=list)
+    latents: Any = None  # latents.Captured: what went into the VAE, for --save-latents
+
+
+# Test hook: VIDGEN_TEST_OOM=denoise|decode[:N] makes the first N runs of this process (default
+# 1) raise CUDA's out-of-memory error at that phase, so the OOM path and --oom-retry can be
+# tested on machines without a GPU to exhaust.
+_injected: dict[str, int] = {}
+
+
+def _inject_oom(phase: str) -> None:
+    spec = os.environ.get("VIDGEN_TEST_OOM", "")
+    wanted, _, times = spec.partition(":")
+    if wanted != phase:
+        return
+    if _injected.get(phase, 0) >= int(times or 1):
+        return
+    _injected[phase] = _injected.get(phase, 0) + 1
+    import torch
+
+    raise torch.cuda.OutOfMemoryError(f"CUDA out of memory at {phase} (injected by VIDGEN_TEST_OOM).")
 
 
 def peak_memory(device: str) -> int:
@@ -85,9 +106,14 @@ def run(
     progress: Progress,
 ) -> RunResult:
     """Call the pipeline once. `media` holds the prepared image or video, passed beside the
-    JSON-able `call_kwargs` that the sidecar records."""
+    JSON-able `call_kwargs` that the sidecar records.
+
+    Out of memory raises OutOfMemory with `phase` (denoise or decode) and, when the VAE was
+    running, `captured`: the final latents, which the caller saves so no denoising is lost."""
     import numpy as np
     import torch
+
+    from vidgen import latents
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
@@ -101,20 +127,35 @@ def run(
         done[0] += 1
         last_step[0] = time.perf_counter()
         progress.advance()
+        _inject_oom("denoise")
         if done[0] == steps:
             progress.phase("decode")
 
+    def before_decode() -> None:
+        last_step[0] = last_step[0] or time.perf_counter()
+        _inject_oom("decode")
+
     progress.start(steps, "denoising")
     start = time.perf_counter()
+    captured = latents.Captured()
     try:
-        with _global_rng(family, seed, device), family.steps(pipe, on_step) as step_kwargs:
+        with (
+            _global_rng(family, seed, device),
+            family.steps(pipe, on_step) as step_kwargs,
+            latents.capture(pipe, before_decode) if family.latents else _nothing() as captured,
+        ):
             output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
-    except torch.cuda.OutOfMemoryError:
-        raise OutOfMemory(
-            "CUDA ran out of memory; try --offload model, --vae-tiling/--vae-slicing, fewer --frames or a smaller size."
-        ) from None
-    except MemoryError:
-        raise OutOfMemory("the process ran out of memory; try fewer --frames or a smaller size.") from None
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        what = "CUDA" if isinstance(exc, torch.cuda.OutOfMemoryError) else "the process"
+        phase = "decode" if captured.decoding else "denoise"
+        error = OutOfMemory(f"{what} ran out of memory during {phase}")
+        error.phase = phase  # type: ignore[attr-defined]
+        error.captured = captured if captured.decoding else None  # type: ignore[attr-defined]
+        raise error from None
+    except Exception as exc:
+        if captured.decoding:
+            exc.vidgen_captured = captured  # type: ignore[attr-defined]
+        raise
     finally:
         progress.stop()
     end = time.perf_counter()
@@ -135,4 +176,12 @@ def run(
         timings={"denoise": round(denoised - start, 4), "decode": round(end - denoised, 4)},
         peak_memory_bytes=peak_memory(device),
         warnings=warnings,
+        latents=captured if captured.latents is not None else None,
     )
+
+
+@contextmanager
+def _nothing() -> Iterator[Any]:
+    from vidgen.latents import Captured
+
+    yield Captured()

@@ -463,10 +463,15 @@ def _complete(folder: Path) -> bool:
     return (folder / "model_index.json").is_file() or (folder / "config.json").is_file()
 
 
+def folder(name: str) -> Path:
+    """Where tiny model `name` is (or will be) built."""
+    return cache_dir() / "tiny" / f"{name}-v{TINY_VERSION}"
+
+
 def ensure(name: str) -> Path:
     """The folder of tiny model `name`, building it on first use (atomically, so a concurrent
     or interrupted build never leaves a half-written model behind)."""
-    target = cache_dir() / "tiny" / f"{name}-v{TINY_VERSION}"
+    target = folder(name)
     if _complete(target):
         return target
     import torch

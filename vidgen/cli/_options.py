@@ -77,10 +77,95 @@ Set = Annotated[
     ),
 ]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=OPTIMIZE)]
+Memory = Annotated[
+    Literal["manual", "auto"] | None,
+    typer.Option(
+        "--memory",
+        help="auto: pick the fastest offload/decode plan that fits the GPU's free memory (see --dry-run).",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+Vram = Annotated[
+    float | None,
+    typer.Option("--vram", help="With --memory auto: plan for a card with this many GiB.", rich_help_panel=OPTIMIZE),
+]
 Offload = Annotated[
     Literal["none", "model", "sequential", "group"] | None,
     typer.Option(
-        "--offload", help="Keep weights in CPU RAM and move them to the GPU as needed.", rich_help_panel=OPTIMIZE
+        "--offload",
+        help="Keep weights in CPU RAM and move them to the GPU as needed: whole models, "
+        "layer by layer (sequential, least memory, slowest) or in groups of blocks.",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+OffloadType = Annotated[
+    Literal["block", "leaf"] | None,
+    typer.Option(
+        "--offload-type", help="With --offload group: move one block or one layer at a time.", rich_help_panel=OPTIMIZE
+    ),
+]
+OffloadStream = Annotated[
+    bool | None,
+    typer.Option(
+        "--offload-stream/--no-offload-stream",
+        help="With --offload group: overlap weight transfers with compute (needs ~2x model size in RAM).",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+AttentionSlicing = Annotated[
+    bool | None,
+    typer.Option(
+        "--attention-slicing/--no-attention-slicing",
+        help="Compute attention in slices (less memory, slower).",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+Fp8Storage = Annotated[
+    bool | None,
+    typer.Option(
+        "--fp8-storage/--no-fp8-storage",
+        help="Keep the denoiser's weights in float8, upcasting each layer as it runs (about half the memory).",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+AttentionBackend = Annotated[
+    str | None,
+    typer.Option(
+        "--attention-backend",
+        help="diffusers attention backend (flash, sage, native, ...) for families that dispatch attention.",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+Cache = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        help="Reuse transformer outputs across steps: first-block[:THRESHOLD] (default 0.05), pab or faster.",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+Quantize = Annotated[
+    Literal["int8", "fp8", "nf4"] | None,
+    typer.Option(
+        "--quantize",
+        help="Load the denoiser quantized (needs the vidgen[quantize] extra).",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+OomRetry = Annotated[
+    bool | None,
+    typer.Option(
+        "--oom-retry/--no-oom-retry",
+        help="On out-of-memory, retry the same seed with the next cheaper plan until one fits.",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+SaveLatents = Annotated[
+    bool | None,
+    typer.Option(
+        "--save-latents/--no-save-latents",
+        help="Also write the final latents (before the VAE decode); `vidgen decode` re-decodes them.",
+        rich_help_panel=OUTPUT,
     ),
 ]
 VaeTiling = Annotated[
@@ -422,12 +507,23 @@ PARAMS = {
     "target_fps": "sampling.target_fps",
     "strength": "sampling.strength",
     "device": "optimization.device",
+    "memory": "optimization.memory",
+    "vram": "optimization.vram_gb",
     "offload": "optimization.offload",
+    "offload_type": "optimization.offload_type",
+    "offload_stream": "optimization.offload_stream",
     "vae_tiling": "optimization.vae_tiling",
     "vae_slicing": "optimization.vae_slicing",
     "forward_chunking": "optimization.forward_chunking",
     "decode_chunk": "optimization.decode_chunk_size",
+    "attention_slicing": "optimization.attention_slicing",
+    "fp8_storage": "optimization.fp8_storage",
+    "attention_backend": "optimization.attention_backend",
     "compile_": "optimization.compile",
+    "cache": "optimization.cache",
+    "quantize": "optimization.quantize",
+    "oom_retry": "optimization.oom_retry",
+    "save_latents": "output.save_latents",
     "out": "output.path",
     "format_": "output.format",
     "fps": "output.fps",

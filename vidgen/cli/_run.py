@@ -154,6 +154,7 @@ def _print_plan(plan: Any, as_json: bool) -> None:
             "sources": plan.resolved.sources,
             "pipeline": {"class": plan.family.pipelines[cfg.mode], "call_kwargs": call},
             "device": plan.device,
+            "memory": plan.memory.record() if plan.memory is not None else None,
             "inputs": plan.inputs.record,
             "notes": plan.inputs.notes,
             "outputs": outputs,
@@ -162,7 +163,11 @@ def _print_plan(plan: Any, as_json: bool) -> None:
         typer.echo(json.dumps(body))
         return
     typer.echo(render_config(cfg.model_dump(mode="json"), plan.resolved.sources))
-    typer.echo(f"# pipeline: {plan.family.pipelines[cfg.mode]} on {plan.device}")
+    where = f"{plan.device} (planned for a CUDA card: --vram runs need one)" if plan.planned_for else plan.device
+    typer.echo(f"# pipeline: {plan.family.pipelines[cfg.mode]} on {where}")
+    if plan.memory is not None:
+        for line in memory_lines(plan.memory):
+            typer.echo(f"# {line}")
     for name, record in plan.inputs.record.items():
         if name == "prompts":
             typer.echo("# prompts: " + " | ".join(f"{frame}: {text}" for frame, text in record.items()))
@@ -200,3 +205,29 @@ def _source(sources: dict[str, str], path: str) -> str:
         return sources[path]
     inner = sorted({label for key, label in sources.items() if key.startswith(path + ".")})
     return ", ".join(inner) or "default"
+
+
+def memory_lines(planned: Any) -> list[str]:
+    """The memory plan of a --dry-run: the estimate, the budget, and the ladder it chose from."""
+    gib = 1024**3
+    record = planned.record()
+    budget = record["budget_bytes"]
+    if record["plan"] == "manual":
+        head = f"memory: estimated peak {record['estimated_peak_bytes'] / gib:.1f} GiB with these settings"
+        if budget:
+            head += f" ({budget / gib:.1f} GiB {planned.budget_source.removeprefix('--vram ') and planned.budget_source})"
+    else:
+        head = (
+            f"memory auto: {record['flags']}: estimated peak {record['estimated_peak_bytes'] / gib:.1f} GiB"
+            + (f" of {budget / gib:.1f} GiB ({planned.budget_source})" if budget else f" ({planned.budget_source})")
+        )
+    weights = ", ".join(f"{name} {size / gib:.1f}" for name, size in record["weights_bytes"].items())
+    phases = ", ".join(f"{name} {size / gib:.1f}" for name, size in record["phases_bytes"].items())
+    lines = [head, f"  weights GiB ({record['sizes_from']}): {weights}", f"  working set GiB: {phases}"]
+    if record["plan"] != "manual" or budget:
+        lines.append("  plans, fastest first:")
+        for rung in record["ladder"]:
+            mark = "->" if rung["plan"] == record["plan"] else "  "
+            lines.append(f"  {mark} {rung['estimated_peak_bytes'] / gib:6.1f} GiB  {rung['flags']}")
+    lines.extend(f"  note: {note}" for note in record["notes"])
+    return lines

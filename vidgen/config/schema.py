@@ -20,6 +20,7 @@ Resize = Literal["fit", "crop", "pad"]
 Scheduler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_CACHE = re.compile(r"^(first-block(:(0(\.\d+)?|1(\.0+)?|\.\d+))?|pab|faster)$")
 
 
 class _Section(BaseModel):
@@ -121,19 +122,46 @@ class SamplingConfig(_Section):
 
 class OptimizationConfig(_Section):
     device: str = "auto"
+    # auto: vidgen picks offload and decode options that fit the GPU's free memory (or
+    # vram_gb); manual: exactly the options below.
+    memory: Literal["manual", "auto"] = "manual"
+    # Plan for a card with this much memory instead of the one in the machine (GiB).
+    vram_gb: float | None = Field(None, gt=0, le=4096)
     offload: Offload = "none"
+    # Group offloading only: move one block or one leaf layer at a time (None: block), and
+    # overlap transfers with compute on a CUDA stream.
+    offload_type: Literal["block", "leaf"] | None = None
+    offload_stream: bool = False
     vae_tiling: bool = False
     vae_slicing: bool = False
     forward_chunking: bool = False
     # Frames the VAE decodes at once (SVD, I2VGen-XL): lower uses less memory.
     decode_chunk_size: int | None = Field(None, ge=1, le=10_000)
+    attention_slicing: bool = False
+    # Store the denoiser's weights in float8 and upcast each layer as it runs (layerwise casting).
+    fp8_storage: bool = False
+    # A diffusers attention backend (flash, sage, native...), for families that dispatch through it.
+    attention_backend: str | None = None
     compile: bool = False
+    # Reuse transformer outputs across steps: first-block[:THRESHOLD], pab or faster.
+    cache: str | None = None
+    # Load the denoiser (and a large text encoder) quantized.
+    quantize: Literal["int8", "fp8", "nf4"] | None = None
+    # On out-of-memory, retry the same seed with the next cheaper plan until one fits.
+    oom_retry: bool = False
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
         if not _DEVICE.match(value):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, value: str | None) -> str | None:
+        if value is not None and not _CACHE.match(value):
+            raise ValueError("must be first-block, first-block:THRESHOLD (e.g. first-block:0.1), pab or faster")
         return value
 
 
@@ -146,6 +174,9 @@ class OutputConfig(_Section):
     overwrite: bool = False
     # control: also write the control maps as a video beside the output.
     save_control: bool = False
+    # Write the final latents (before the VAE decode) beside the output; `vidgen decode` turns
+    # them into the video again. Done anyway when the decode fails.
+    save_latents: bool = False
 
 
 class RunConfig(_Section):

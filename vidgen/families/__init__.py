@@ -64,8 +64,17 @@ def _takers(test: Callable[[Family, str], bool]) -> str:
     return ", ".join(names) if names else "none of the installed families"
 
 
+# Why an option no family honours is refused, when the family gives no reason of its own.
+_NOBODY = {
+    "optimization.attention_backend": (
+        "its attention calls PyTorch's scaled_dot_product_attention directly, not diffusers' dispatcher, so a "
+        "backend would change nothing (SDPA already picks flash or memory-efficient kernels)"
+    ),
+}
+
+
 def _refuse(family: Family, mode: str, path: str, takers: str) -> ConfigError:
-    hint = family.hints.get(path)
+    hint = family.hints.get(path) or _NOBODY.get(path)
     message = f"{flag(path)} is not used by {family.title} {mode}; it applies to: {takers}."
     return ConfigError(f"{message[:-1]}; {hint}." if hint else message)
 
@@ -108,6 +117,11 @@ def check(cfg: RunConfig) -> Family:
         if wanted and name not in family.optimizations:
             path = f"optimization.{name}"
             raise _refuse(family, cfg.mode, path, _takers(lambda f, m, n=name: n in f.optimizations))
+    if cfg.output.save_latents and not family.latents:
+        raise ConfigError(
+            f"--save-latents is not available for {family.title} {cfg.mode}: its pipeline decodes inside its own "
+            f"steps; families with it: {_takers(lambda f, m: f.latents)}."
+        )
     if cfg.output.save_control and cfg.mode != "control":
         raise ConfigError("--save-control writes the control maps of `vidgen control`; this is not a control run.")
     if cfg.mode in REQUIRED_INPUT:

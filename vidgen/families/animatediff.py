@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError, ModelError
-from vidgen.families.base import Family, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
 
 _COMMON = frozenset(
     {
@@ -31,6 +31,24 @@ _COMMON = frozenset(
 _SETUP = frozenset({"context_length", "context_stride", "free_init_iters", "free_init_method"})
 # FreeNoise's defaults in diffusers, used when prompt travel switches it on implicitly.
 FREE_NOISE_DEFAULTS = {"context_length": 16, "context_stride": 4}
+_SD15 = {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7}
+_SIZES = {
+    "emilianJR/epiCRealism": _SD15,
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": _SD15,
+    "guoyww/animatediff-motion-adapter-v1-5-2": {"motion_adapter": 4.53e8},
+    "guoyww/animatediff-motion-adapter-v1-5-3": {"motion_adapter": 4.19e8},
+    "stabilityai/stable-diffusion-xl-base-1.0": {
+        "unet": 2.567e9,
+        "text_encoder": 1.23e8,
+        "text_encoder_2": 6.95e8,
+        "vae": 8.37e7,
+    },
+    "guoyww/animatediff-motion-adapter-sdxl-beta": {"motion_adapter": 2.38e8},
+    **dict.fromkeys(
+        ("lllyasviel/sd-controlnet-canny", "lllyasviel/sd-controlnet-openpose", "lllyasviel/sd-controlnet-depth"),
+        {"controlnet": 3.61e8},
+    ),
+}
 
 
 class AnimateDiff(Family):
@@ -60,6 +78,11 @@ class AnimateDiff(Family):
     )
     hints: ClassVar[dict[str, str]] = {"sampling.num_frames": "in v2v the input video sets the length"}
     cuda_dtype = "fp16"
+    footprint = Footprint(denoiser="unet", blocks=16, sizes=_SIZES)
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        # decode_chunk_size (default 16) frames per VAE call, each split per frame by slicing.
+        return 1 if cfg.optimization.vae_slicing else min(cfg.optimization.decode_chunk_size or 16, frames)
 
     def model_fields(self, mode: str) -> frozenset[str]:
         return self.model_options | {"controlnet"} if mode == "control" else self.model_options

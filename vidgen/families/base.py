@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig, SamplingConfig
@@ -24,8 +25,51 @@ MODE_INPUTS: dict[str, frozenset[str]] = {
 TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
 # `model` fields only some families use.
 MODEL_OPTIONS = ("motion_adapter", "base_config", "scheduler", "scheduler_options", "loras", "controlnet")
-# Optimization options (config field names under `optimization`).
-OPTIMIZATIONS = ("offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile")
+# Optimization options a family may or may not honour (config field names under `optimization`).
+OPTIMIZATIONS = (
+    "offload",
+    "vae_tiling",
+    "vae_slicing",
+    "forward_chunking",
+    "decode_chunk_size",
+    "attention_slicing",
+    "fp8_storage",
+    "attention_backend",
+    "compile",
+    "cache",
+    "quantize",
+)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What the memory planner (vidgen/memory.py) knows about a family's models.
+
+    Activation and decode figures are calibrated against diffusers' published measurements
+    (CogVideoX-2b, SVD-XT; see benchmarks/README.md): estimates, not guarantees.
+    """
+
+    # The pipeline component that denoises, and how many repeated blocks it has (group offload
+    # keeps about two of them on the GPU).
+    denoiser: str
+    blocks: int
+    # Published checkpoints: repo -> component -> parameters, used when the weights are not on
+    # disk (a --dry-run of a model never downloaded).
+    sizes: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Latent grid: pixels per latent pixel, frames per latent frame, latent pixels per token.
+    spatial: int = 8
+    temporal: int = 1
+    patch: int = 1
+    # Channels (UNet first level) or hidden size (transformer) of the tokens, and how many
+    # tensors of that size are alive at the peak of one denoiser forward.
+    width: int = 320
+    live: float = 8.0
+    # VAE decode working set: values per output pixel, per frame decoded at once.
+    decode: float = 1000.0
+    # Share of that working set left when --vae-tiling decodes in tiles.
+    tiled: float = 0.2
+    # Whether the pipeline runs the denoiser on a guided and an unguided batch (CFG).
+    guided: bool = True
 
 
 class Family:
@@ -60,6 +104,11 @@ class Family:
     seeds_global_rng: ClassVar[bool] = False
     # dtype that `--dtype auto` picks on CUDA (CPU always uses fp32).
     cuda_dtype: ClassVar[str] = "bf16"
+    # Sizes and activation shape for the memory planner.
+    footprint: ClassVar[Footprint]
+    # Whether the pipeline decodes through `pipe.decode_latents`, so the final latents can be
+    # saved (--save-latents) and decoded again by `vidgen decode`.
+    latents: ClassVar[bool] = True
 
     # -- configuration ----------------------------------------------------------------
     def defaults(self, mode: str) -> dict[str, Any]:
@@ -116,6 +165,15 @@ class Family:
     @property
     def min_frames(self) -> int:
         return next(n for n in range(1, 10_000) if self.usable_frames(n))
+
+    def quantized_components(self, mode: str) -> list[str]:
+        """The components --quantize loads quantized: the denoiser, where the weights are."""
+        return [self.footprint.denoiser]
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        """How many of `frames` output frames the VAE decodes at once with these options."""
+        # Most VAEs here decode the frames as one image batch, which --vae-slicing splits.
+        return 1 if cfg.optimization.vae_slicing else frames
 
     # -- the call ----------------------------------------------------------------------
     def pipeline_class(self, mode: str) -> type:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.families.base import Family, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "target_fps", "eta"})
 
@@ -27,6 +27,16 @@ class I2VGenXL(Family):
         {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile"}
     )
     cuda_dtype = "fp16"
+    footprint = Footprint(
+        denoiser="unet",
+        blocks=16,
+        sizes={"ali-vilab/i2vgen-xl": {"unet": 1.42e9, "text_encoder": 3.54e8, "image_encoder": 6.32e8, "vae": 8.37e7}},
+    )
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        # The pipeline decodes one frame at a time unless decode_chunk_size says otherwise.
+        return min(cfg.optimization.decode_chunk_size or 1, frames)
+
     # prepare_image_latents calls `latent_dist.sample()` without the generator (diffusers 0.42.1),
     # so the same seed gave different videos until the global RNG was seeded too.
     seeds_global_rng = True

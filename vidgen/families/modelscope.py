@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.families.base import Family, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
 
 
 class ModelScope(Family):
@@ -25,6 +25,11 @@ class ModelScope(Family):
     }
     optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "forward_chunking", "compile"})
     cuda_dtype = "fp16"
+    footprint = Footprint(
+        denoiser="unet",
+        blocks=16,
+        sizes={"ali-vilab/text-to-video-ms-1.7b": {"unet": 1.41e9, "text_encoder": 3.54e8, "vae": 8.37e7}},
+    )
 
     def defaults(self, mode: str) -> dict[str, Any]:
         return {

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Family, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
 
 _COMMON = frozenset({"num_inference_steps", "guidance_scale", "height", "width", "eta"})
 _T2V = _COMMON | {"num_frames", "motion_field_strength_x", "motion_field_strength_y", "t0", "t1"}
@@ -46,6 +46,22 @@ class TextToVideoZero(Family):
     media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "image"}, "v2v": {"video": "image"}}
     optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "compile"})
     cuda_dtype = "fp16"
+    footprint = Footprint(
+        denoiser="unet",
+        blocks=16,
+        sizes={
+            SD15: {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7},
+            "timbrooks/instruct-pix2pix": {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7},
+            **dict.fromkeys(
+                (
+                    "lllyasviel/sd-controlnet-canny",
+                    "lllyasviel/sd-controlnet-openpose",
+                    "lllyasviel/sd-controlnet-depth",
+                ),
+                {"controlnet": 3.61e8},
+            ),
+        },
+    )
 
     def model_fields(self, mode: str) -> frozenset[str]:
         return frozenset({"controlnet"}) if mode == "control" else frozenset()

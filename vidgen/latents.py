@@ -1,0 +1,100 @@
+"""Final latents: caught on their way into the VAE, saved beside the output, decoded again.
+
+Every family whose pipeline decodes through `pipe.decode_latents` hands that method the
+denoised latents, after any trimming the pipeline does (CogVideoX 1.5's padding frames). vidgen
+wraps the method for one call: the latents are kept, written when --save-latents asks or when
+the decode fails (an out-of-memory at the VAE no longer throws the denoising away), and
+`vidgen decode` calls the same method on them later with other decode options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidgen.errors import InputError, WriteError
+
+FORMAT = "vidgen-latents/1"
+
+
+@dataclass
+class Captured:
+    latents: Any = None  # the tensor decode_latents received
+    args: list[Any] = field(default_factory=list)  # its other arguments, JSON-able
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    decoding: bool = False  # True while the VAE runs: an error then is a decode failure
+
+
+@contextmanager
+def capture(pipe: Any, before_decode: Callable[[], None] | None = None) -> Iterator[Captured]:
+    """Wrap `pipe.decode_latents` for the duration of one pipeline call."""
+    captured = Captured()
+    original = pipe.decode_latents
+
+    def decode_latents(latents: Any, *args: Any, **kwargs: Any) -> Any:
+        captured.latents, captured.args, captured.kwargs = latents, list(args), dict(kwargs)
+        captured.decoding = True
+        if before_decode is not None:
+            before_decode()
+        result = original(latents, *args, **kwargs)
+        captured.decoding = False
+        return result
+
+    pipe.decode_latents = decode_latents
+    try:
+        yield captured
+    finally:
+        # The instance attribute shadowed the class method; removing it restores the original.
+        del pipe.decode_latents
+
+
+def save(path: Path, captured: Captured, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write the latents and what is needed to decode them (atomically); returns the record."""
+    from safetensors.torch import save_file
+
+    tensor = captured.latents.detach().to("cpu").contiguous()
+    info = {
+        "format": FORMAT,
+        "dtype": str(tensor.dtype).removeprefix("torch."),
+        "shape": list(tensor.shape),
+        "decode_args": captured.args,
+        "decode_kwargs": captured.kwargs,
+        **meta,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file({"latents": tensor}, temp, metadata={"vidgen": json.dumps(info)})
+        os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise WriteError(f"cannot write latents to {path}: {exc.strerror or exc}.") from None
+    return {"path": str(path), "shape": info["shape"], "dtype": info["dtype"]}
+
+
+def load(path: Path) -> tuple[Any, dict[str, Any]]:
+    """(latents tensor, metadata) from a file `save` wrote."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise InputError(f"latents file {path} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            tensor = handle.get_tensor("latents") if "latents" in handle.keys() else None  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a latents file vidgen wrote ({exc}).") from None
+    try:
+        info = json.loads(meta.get("vidgen", ""))
+    except json.JSONDecodeError:
+        info = {}
+    if tensor is None or info.get("format") != FORMAT:
+        raise InputError(f"{path} is not a latents file vidgen wrote (written with --save-latents).")
+    return tensor, info

@@ -1,0 +1,389 @@
+"""The memory planner: estimate a run's peak GPU memory before anything loads, pick the fastest
+plan that fits (`--memory auto`), and name the next cheaper plan after an out-of-memory.
+
+Plans form a ladder, fastest first: everything on the GPU -> model offload -> model offload with
+cheaper decoding (tiling, slicing, chunks) -> group offload with streams -> sequential offload.
+Only the options a family honours appear in its ladder. Estimates come from parameter counts
+(read from the safetensors headers when the weights are on disk, from the published sizes when
+not), the dtype, and the latent grid of the requested frames and size; the constants are
+calibrated against diffusers' published measurements (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidgen.components import CONTROLNETS
+from vidgen.config.flags import flag
+from vidgen.config.schema import OptimizationConfig, RunConfig
+from vidgen.families.base import Family
+
+GIB = 1024**3
+BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
+# Bytes per parameter of a quantized denoiser (nf4 keeps a few scales: ~0.55).
+QUANTIZED = {"int8": 1.0, "fp8": 1.0, "nf4": 0.55}
+# Share of the planning budget a plan may use: the allocator fragments, kernels need workspace.
+HEADROOM = 0.9
+# The fields a plan sets; anything else in `optimization` is the user's and left alone.
+PLAN_FIELDS = (
+    "offload",
+    "offload_type",
+    "offload_stream",
+    "vae_tiling",
+    "vae_slicing",
+    "forward_chunking",
+    "decode_chunk_size",
+)
+_NO_GROUP = {"offload_type": None, "offload_stream": False}
+
+
+@dataclass
+class Rung:
+    name: str
+    settings: dict[str, Any]
+
+    def flags(self) -> str:
+        """The options that select this plan, as typed on the command line."""
+        parts = []
+        for key, value in self.settings.items():
+            name = flag(f"optimization.{key}")
+            if value is True:
+                parts.append(name)
+            elif value not in (None, False):
+                parts.append(f"{name} {value}")
+        return " ".join(parts) or "--offload none"
+
+
+@dataclass
+class Estimate:
+    peak: float  # bytes
+    weights: dict[str, float]  # component -> bytes
+    phases: dict[str, float]  # encode / denoise / decode -> bytes at that phase's peak
+
+
+@dataclass
+class Sizes:
+    params: dict[str, float]  # component -> parameter count
+    source: str  # where the counts came from
+    notes: list[str] = field(default_factory=list)
+
+
+def decode_savers(family: Family, cfg: RunConfig) -> dict[str, Any]:
+    """The decode/activation savers this family honours that change its memory."""
+    opts = family.optimizations
+    frames = cfg.sampling.num_frames or 16
+    settings: dict[str, Any] = {}
+    if "vae_tiling" in opts:
+        settings["vae_tiling"] = True
+    sliced = cfg.model_copy(update={"optimization": cfg.optimization.model_copy(update={"vae_slicing": True})})
+    if "vae_slicing" in opts and family.decode_frames(sliced, frames) < family.decode_frames(cfg, frames):
+        settings["vae_slicing"] = True
+    elif "decode_chunk_size" in opts:
+        settings["decode_chunk_size"] = 2
+    if "forward_chunking" in opts:
+        settings["forward_chunking"] = True
+    return settings
+
+
+def ladder(family: Family, cfg: RunConfig, cuda: bool = True) -> list[Rung]:
+    """The plans for this family, fastest first. On a CPU nothing can be offloaded, so only
+    cheaper decoding is left."""
+    cheaper = decode_savers(family, cfg)
+    if not cuda:
+        rungs = [Rung("none", {"offload": "none"})]
+        return rungs + ([Rung("cheaper-decode", {"offload": "none", **cheaper})] if cheaper else [])
+    rungs = [Rung("none", {"offload": "none", **_NO_GROUP}), Rung("model", {"offload": "model", **_NO_GROUP})]
+    if cheaper:
+        rungs.append(Rung("model+cheaper-decode", {"offload": "model", **_NO_GROUP, **cheaper}))
+    rungs.append(Rung("group", {"offload": "group", "offload_type": "block", "offload_stream": True, **cheaper}))
+    rungs.append(Rung("sequential", {"offload": "sequential", **_NO_GROUP, **cheaper}))
+    return rungs
+
+
+def apply(opt: OptimizationConfig, rung: Rung) -> OptimizationConfig:
+    """`opt` with the rung's settings; savers the user turned on stay on."""
+    update = dict(rung.settings)
+    for key, value in rung.settings.items():
+        current = getattr(opt, key)
+        if value is None or value is False:
+            continue
+        if key == "decode_chunk_size" and current is not None:
+            update[key] = min(current, value)
+    for key in ("vae_tiling", "vae_slicing", "forward_chunking"):
+        if getattr(opt, key):
+            update[key] = True
+    return opt.model_copy(update=update)
+
+
+def level(family: Family, cfg: RunConfig, cuda: bool) -> int:
+    """Where the config's own settings sit on the ladder: the last rung they already cover."""
+    rungs = ladder(family, cfg, cuda)
+    opt = cfg.optimization
+    found = 0
+    for index, rung in enumerate(rungs):
+        if rung.settings["offload"] != opt.offload:
+            continue
+        savers = {key: value for key, value in rung.settings.items() if key not in ("offload", *_NO_GROUP)}
+        if all(_covers(getattr(opt, key), value) for key, value in savers.items()):
+            found = index
+    return found
+
+
+def _covers(current: Any, wanted: Any) -> bool:
+    if isinstance(wanted, bool):
+        return bool(current) or not wanted
+    return current is not None and current <= wanted
+
+
+def next_rung(family: Family, cfg: RunConfig, cuda: bool) -> Rung | None:
+    """The next cheaper plan after the config's own, or None at the bottom of the ladder."""
+    rungs = ladder(family, cfg, cuda)
+    index = level(family, cfg, cuda)
+    return rungs[index + 1] if index + 1 < len(rungs) else None
+
+
+# -- sizes --------------------------------------------------------------------------------
+
+
+def _safetensors_params(files: list[Path]) -> float:
+    """Parameters in safetensors files, from their JSON headers alone (no weights are read)."""
+    total = 0.0
+    for path in files:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        for name, info in header.items():
+            if name != "__metadata__":
+                total += math.prod(info["shape"])
+    return total
+
+
+def _weight_files(folder: Path, variant: str | None) -> list[Path]:
+    files = sorted(folder.glob("*.safetensors"))
+    tagged = [f for f in files if variant and f".{variant}." in f.name]
+    # Without a variant, prefer the plain files over fp16/bf16 copies of the same weights.
+    plain = [f for f in files if not any(f".{tag}." in f.name for tag in ("fp16", "bf16", "fp32"))]
+    return tagged or plain or files
+
+
+def _count_folder(folder: Path, variant: str | None) -> dict[str, float]:
+    """component -> parameters for a diffusers pipeline folder (or one model folder)."""
+    counts = {}
+    if (folder / "config.json").is_file() and not (folder / "model_index.json").is_file():
+        params = _safetensors_params(_weight_files(folder, variant))
+        return {"": params} if params else {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = _weight_files(sub, variant)
+        if files:
+            counts[sub.name] = _safetensors_params(files)
+    return counts
+
+
+def _local_folder(kind: str, where: str, revision: str | None) -> Path | None:
+    """The folder holding a model's weights, without any network access."""
+    if kind in ("dir", "tiny"):
+        path = Path(where)
+        if kind == "tiny":
+            from vidgen import tiny
+
+            path = tiny.folder(where.removeprefix(tiny.PREFIX))
+        return path if path.is_dir() else None
+    if kind == "hub":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for marker in ("model_index.json", "config.json"):
+                found = try_to_load_from_cache(where, marker, revision=revision)
+                if isinstance(found, str):
+                    return Path(found).parent
+        except Exception:  # a broken cache only costs the exact counts; the table remains
+            return None
+    return None
+
+
+def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> Sizes:
+    """Parameter counts of every component the run loads: exact from the weight files when
+    they are on disk, else the published sizes."""
+    table = family.footprint.sizes
+    params: dict[str, float] = {}
+    sources: set[str] = set()
+    notes: list[str] = []
+    for name, (kind, where) in found.items():
+        if name == "base_config":
+            continue
+        whole = name == "model"
+        model_id = str((cfg.model.id or family.repos[cfg.mode]) if whole else getattr(cfg.model, name))
+        if name == "controlnet":
+            model_id = CONTROLNETS.get(model_id, model_id)
+        local = _local_folder(kind, where, cfg.model.revision if whole else None)
+        counts = _count_folder(local, cfg.model.variant if whole else None) if local else {}
+        if not whole:
+            counts = {name: counts[""]} if "" in counts else {}
+        if counts:
+            params.update(counts)
+            sources.add("safetensors headers")
+            continue
+        published = table.get(model_id)
+        if published is None:
+            # Unknown id: plan with the family's reference checkpoint, and say so.
+            reference = family.repos[cfg.mode] if whole else next((r for r, v in table.items() if name in v), "")
+            published = table.get(reference, {})
+            notes.append(f"the size of {model_id} is unknown until it is downloaded; planned with {reference}'s")
+        params.update(published if whole else {name: published.get(name, 0.0)})
+        sources.add("published sizes")
+    return Sizes(params, " + ".join(sorted(sources)), notes)
+
+
+# -- the estimate -------------------------------------------------------------------------
+
+
+def _bytes_per_param(component: str, family: Family, opt: OptimizationConfig, dtype: str) -> float:
+    denoiser = component in (family.footprint.denoiser, "motion_adapter", "controlnet")
+    if denoiser and opt.quantize:
+        return QUANTIZED[opt.quantize]
+    if denoiser and opt.fp8_storage:
+        return 1.0
+    return BYTES[dtype]
+
+
+def estimate(
+    family: Family, cfg: RunConfig, params: dict[str, float], dtype: str, frames: int | None = None
+) -> Estimate:
+    """Peak memory of one video with the config's optimization settings."""
+    fp = family.footprint
+    opt, s = cfg.optimization, cfg.sampling
+    frames = frames or s.num_frames or 16
+    height, width = s.height or 512, s.width or 512
+    size = BYTES[dtype]
+    weights = {name: count * _bytes_per_param(name, family, opt, dtype) for name, count in params.items()}
+    denoising = sum(v for k, v in weights.items() if k in (fp.denoiser, "motion_adapter", "controlnet"))
+    vae = weights.get("vae", 0.0)
+    encoders = [v for k, v in weights.items() if k not in (fp.denoiser, "motion_adapter", "controlnet", "vae")]
+    guided = fp.guided and (s.guidance_scale is None or s.guidance_scale > 1)
+    tokens = ((frames - 1) // fp.temporal + 1) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
+    denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
+    if opt.forward_chunking:
+        denoise *= 0.6
+    decode = fp.decode * family.decode_frames(cfg, frames) * height * width * size
+    if opt.vae_tiling:
+        decode *= fp.tiled
+    encode = 0.05 * max(encoders, default=0.0) + 0.25 * GIB
+    phases = {"encode": encode, "denoise": denoise, "decode": decode}
+    biggest = max(weights.values(), default=0.0)
+    if opt.offload == "none":
+        peak = sum(weights.values()) + max(phases.values())
+    elif opt.offload == "model":
+        peak = max(max(encoders, default=0.0) + encode, denoising + denoise, vae + decode)
+    elif opt.offload == "group":
+        # Block groups move in turn; a stream prefetches the next while one runs. Leaf level
+        # holds a layer at a time.
+        per_group = biggest / fp.blocks / (8 if opt.offload_type == "leaf" else 1)
+        peak = max(phases.values()) + per_group * (2 if opt.offload_stream else 1) + vae
+    else:  # sequential: one layer at a time
+        peak = max(phases.values()) + biggest / fp.blocks / 8
+    return Estimate(peak=peak, weights=weights, phases=phases)
+
+
+@dataclass
+class MemoryPlan:
+    """What --memory auto chose (or, for manual settings, what they are estimated to need)."""
+
+    rung: Rung | None  # None: the user's own settings
+    estimate: Estimate
+    budget: float | None  # bytes the plan had to fit in
+    budget_source: str  # "--vram 8", "free memory on cuda:0"
+    sizes: Sizes
+    ladder: list[tuple[Rung, float]]
+    notes: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """The sidecar's / --json's view."""
+        return {
+            "plan": self.rung.name if self.rung else "manual",
+            "flags": self.rung.flags() if self.rung else None,
+            "estimated_peak_bytes": int(self.estimate.peak),
+            "budget_bytes": int(self.budget) if self.budget else None,
+            "budget_source": self.budget_source,
+            "sizes_from": self.sizes.source,
+            "weights_bytes": {k: int(v) for k, v in self.estimate.weights.items()},
+            "phases_bytes": {k: int(v) for k, v in self.estimate.phases.items()},
+            "ladder": [{"plan": r.name, "flags": r.flags(), "estimated_peak_bytes": int(p)} for r, p in self.ladder],
+            "notes": self.notes,
+        }
+
+
+def free_memory(device: str) -> float:
+    """Free bytes on a CUDA device right now."""
+    import torch
+
+    index = int(device.partition(":")[2] or 0)
+    free, _total = torch.cuda.mem_get_info(index)
+    return float(free)
+
+
+def plan(
+    family: Family,
+    cfg: RunConfig,
+    dtype: str,
+    found: dict[str, tuple[str, str]],
+    device: str,
+    frames: int | None = None,
+) -> MemoryPlan:
+    """Estimate the config's peak; with --memory auto, choose the fastest rung that fits."""
+    opt = cfg.optimization
+    cuda = device.startswith("cuda") or opt.vram_gb is not None
+    counted = sizes(family, cfg, found)
+    rungs = ladder(family, cfg, cuda)
+
+    def peak_of(o: OptimizationConfig) -> float:
+        return estimate(family, cfg.model_copy(update={"optimization": o}), counted.params, dtype, frames).peak
+
+    # Each plan as it would run (the user's own savers included), without repeats.
+    priced: list[tuple[Rung, float]] = []
+    for rung in rungs:
+        effective = apply(opt, rung)
+        shown = Rung(rung.name, {key: getattr(effective, key) for key in PLAN_FIELDS})
+        if all(shown.settings != seen.settings for seen, _ in priced):
+            priced.append((shown, peak_of(effective)))
+    if opt.vram_gb is not None:
+        budget, source = opt.vram_gb * GIB, f"--vram {opt.vram_gb:g}"
+    elif device.startswith("cuda"):
+        budget, source = free_memory(device), f"free memory on {device}"
+    else:
+        budget, source = None, "no GPU: nothing to plan for"
+    notes = list(counted.notes)
+    if opt.memory != "auto":
+        current = estimate(family, cfg, counted.params, dtype, frames)
+        return MemoryPlan(None, current, budget, source, counted, priced, notes)
+    if budget is None:
+        chosen = rungs[0]
+        notes.append("on a CPU nothing is offloaded; pass --vram GiB to plan for a GPU")
+    else:
+        fitting = [rung for rung, peak in priced if peak <= budget * HEADROOM]
+        chosen = fitting[0] if fitting else priced[-1][0]
+        if not fitting:
+            notes.append(
+                f"even {chosen.flags()} is estimated above {budget / GIB:.1f} GiB; "
+                "fewer --frames or a smaller --height/--width will be needed"
+            )
+    final = estimate(family, cfg.model_copy(update={"optimization": apply(opt, chosen)}), counted.params, dtype, frames)
+    return MemoryPlan(chosen, final, budget, source, counted, priced, notes)
+
+
+def resolved(before: Any, rung: Rung) -> Any:
+    """The run's Resolved config with the chosen plan's settings, sourced to the planner. The
+    result is plain manual settings, so a replay of the sidecar runs the same plan."""
+    from vidgen.config import Resolved
+
+    cfg = before.config
+    opt = apply(cfg.optimization, rung).model_copy(update={"memory": "manual", "vram_gb": None})
+    sources = dict(before.sources)
+    label = f"memory:auto ({rung.name})"
+    for key in ("memory", "vram_gb", *rung.settings):
+        sources[f"optimization.{key}"] = label
+    return Resolved(cfg.model_copy(update={"optimization": opt}), sources, before.presets)
