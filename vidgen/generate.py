@@ -175,10 +175,9 @@ def execute(
     progress = progress or NullProgress()
     resolved = plan.resolved
     cfg = resolved.config
-    if plan.planned_for:
-        opt = cfg.optimization
+    if plan.planned_for and cfg.optimization.offload != "none":
         raise ConfigError(
-            f"the plan for a {plan.memory.budget_source if plan.memory else 'GPU'} card ({opt.offload} offload) needs "
+            f"the plan for a {plan.memory.budget_source if plan.memory else 'GPU'} card ({_flags(cfg)}) needs "
             f"a CUDA device, and this run is on {plan.device}; add --dry-run to see the plan, or drop --vram."
         )
     _check_writable(plan.items)
@@ -247,7 +246,7 @@ def execute(
             "vidgen_version": __version__,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": cfg.model_dump(mode="json"),
-            "sources": plan.resolved.sources,
+            "sources": resolved.sources,
             "seed": item.seed,
             "model": {**loaded.model, "dtype": loaded.dtype},
             "pipeline": {
@@ -295,6 +294,9 @@ def execute(
             record["output"]["latents"] = latents.save(
                 item.latents, result.latents, _latents_meta(plan, resolved, item)
             )
+        elif retries and item.latents is not None:
+            # Saved when an attempt failed at the decode; a later attempt made the video.
+            item.latents.unlink(missing_ok=True)
         if record["output"].get("padded_from"):
             size = "x".join(map(str, record["output"]["padded_from"]))
             log.warning("odd frame size %s was padded by one black row/column for yuv420p.", size)
@@ -388,3 +390,101 @@ def _save_latents(plan: Plan, item: Planned, resolved: Resolved, captured: Any, 
         log.warning("%s", exc)
         return None
     return item.latents
+
+
+# Options that act on the denoiser or encoders: meaningless when only the VAE is loaded.
+_DENOISER_OPTIONS = {
+    "forward_chunking": False,
+    "attention_slicing": False,
+    "fp8_storage": False,
+    "attention_backend": None,
+    "compile": False,
+    "cache": None,
+    "quantize": None,
+    "oom_retry": False,
+    "memory": "manual",
+    "vram_gb": None,
+}
+
+
+def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -> dict[str, Any]:
+    """`vidgen decode`: turn saved final latents into the video, loading only the VAE.
+
+    `resolved` is the recorded run's config with the decode options of this command on top."""
+    import torch
+
+    from vidgen import latents, loader, runner
+
+    progress = progress or NullProgress()
+    tensor, info = latents.load(source)
+    cfg = resolved.config
+    cfg = cfg.model_copy(update={"optimization": cfg.optimization.model_copy(update=_DENOISER_OPTIONS)})
+    family = families.check(cfg)
+    device = loader.resolve_device(cfg.optimization.device)
+    optimize.check(cfg.optimization, device)
+    fmt = outputs.output_format(cfg)
+    codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
+    path = Path(cfg.output.path)
+    target = path.with_suffix(f".{fmt}") if fmt != "png" and path.suffix else path
+    side = outputs.sidecar_path(target)
+    if not cfg.output.overwrite:
+        for existing in (target, side):
+            if existing.exists():
+                raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
+    _check_writable([Planned(info.get("seed", 0), target, side)])
+    log.info("loading the VAE of %s on %s", cfg.model.id, device)
+    loaded = loader.load(cfg, family, device, decode_only=True)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    progress.phase("decode")
+    vae = loaded.pipe.vae
+    moved = tensor.to(device=device if cfg.optimization.offload == "none" else "cpu", dtype=vae.dtype)
+    if cfg.optimization.offload != "none":
+        moved = moved.to(loaded.pipe._execution_device)
+    try:
+        with torch.inference_mode():
+            frames = family.decode(
+                loaded.pipe, moved, info["decode_args"], info["decode_kwargs"], cfg.optimization.decode_chunk_size
+            )
+    except (torch.cuda.OutOfMemoryError, MemoryError):
+        savers = memory.Rung("decode", memory.decode_savers(family, cfg)).flags()
+        raise OutOfMemory(f"the decode ran out of memory; try again with {savers} or --offload model.") from None
+    decoded = time.perf_counter() - start
+    import numpy as np
+
+    frames = np.asarray(frames, dtype=np.float32)
+    versions, device_info = environment(device)
+    record: dict[str, Any] = {
+        "vidgen_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": cfg.model_dump(mode="json"),
+        "sources": resolved.sources,
+        "seed": info.get("seed"),
+        "model": {**loaded.model, "dtype": loaded.dtype},
+        "pipeline": {
+            "class": type(loaded.pipe).__name__,
+            "decode": {"method": "decode_latents", "args": info["decode_args"], "kwargs": info["decode_kwargs"]},
+        },
+        "decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]},
+        "versions": versions,
+        "device": device_info,
+        "optimizations": loaded.optimizations,
+        "timings": {"load": loaded.seconds, "decode": round(decoded, 4)},
+        "peak_memory_bytes": runner.peak_memory(device),
+    }
+    start = time.perf_counter()
+    progress.phase("encode")
+    record["output"] = media.write(
+        media.to_uint8(frames),
+        target,
+        fmt=fmt,
+        fps=cfg.output.fps or info.get("fps") or 8,
+        codec=codec,
+        crf=crf,
+        metadata=sidecar.compact(record),
+        overwrite=cfg.output.overwrite,
+    )
+    record["timings"]["encode"] = round(time.perf_counter() - start, 4)
+    media.write_text(sidecar.dumps(record), side, overwrite=cfg.output.overwrite)
+    return {"record": record, "path": target, "sidecar": side}

@@ -168,8 +168,9 @@ def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: 
     return ModelError(f"could not load {model_id}: {first}")
 
 
-def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
-    """Load the pipeline the config names and apply its optimizations once."""
+def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False) -> Loaded:
+    """Load the pipeline the config names and apply its optimizations once. `decode_only`
+    loads the VAE alone (for `vidgen decode`): no denoiser, encoders, adapters or LoRAs."""
     import torch
 
     from vidgen.libs import quiet
@@ -184,9 +185,11 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
     kwargs: dict[str, Any] = {"dtype": torch_dtype, **family.load_kwargs(cfg.mode)}
+    if decode_only:
+        kwargs.update(family.decode_components(cls))
     extra: dict[str, dict[str, Any]] = {}
     for field, class_name in family.components.items():
-        if field not in found:
+        if field not in found or decode_only:
             continue
         import diffusers
 
@@ -209,7 +212,7 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
         load_from = cls.from_single_file
     else:
         kwargs["use_safetensors"] = components.safetensors_only(cfg)
-        if cfg.optimization.quantize:
+        if cfg.optimization.quantize and not decode_only:
             config, quantization = optimize.quantization_config(
                 cfg.optimization, family.quantized_components(cfg.mode), torch_dtype
             )
@@ -225,12 +228,15 @@ def load(cfg: RunConfig, family: Family, device: str) -> Loaded:
         raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)
     path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)
-    repairs = family.repair(pipe, path)
-    scheduler = components.apply_scheduler(pipe, cfg)
-    loras = components.load_loras(pipe, cfg)
-    setup = repairs + family.setup(pipe, cfg)
+    if decode_only:
+        scheduler, loras, setup = None, [], []
+    else:
+        repairs = family.repair(pipe, path)
+        scheduler = components.apply_scheduler(pipe, cfg)
+        loras = components.load_loras(pipe, cfg)
+        setup = repairs + family.setup(pipe, cfg)
     optimizations = optimize.apply(pipe, cfg.optimization, device, dtype)
-    if cfg.optimization.quantize:
+    if cfg.optimization.quantize and not decode_only:
         optimizations["calls"].insert(0, {"method": "from_pretrained", "kwargs": {"quantization_config": quantization}})
         optimizations["applied"].insert(0, f"quantize={cfg.optimization.quantize}")
     if kind == "file":

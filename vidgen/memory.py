@@ -56,6 +56,8 @@ class Rung:
                 parts.append(name)
             elif value not in (None, False):
                 parts.append(f"{name} {value}")
+        if len(parts) > 1 and parts[0] == "--offload none":
+            parts.pop(0)  # the savers alone say it
         return " ".join(parts) or "--offload none"
 
 
@@ -97,9 +99,11 @@ def ladder(family: Family, cfg: RunConfig, cuda: bool = True) -> list[Rung]:
     if not cuda:
         rungs = [Rung("none", {"offload": "none"})]
         return rungs + ([Rung("cheaper-decode", {"offload": "none", **cheaper})] if cheaper else [])
-    rungs = [Rung("none", {"offload": "none", **_NO_GROUP}), Rung("model", {"offload": "model", **_NO_GROUP})]
-    if cheaper:
-        rungs.append(Rung("model+cheaper-decode", {"offload": "model", **_NO_GROUP, **cheaper}))
+    rungs = [Rung("none", {"offload": "none", **_NO_GROUP})]
+    if family.model_offload(cfg.mode):
+        rungs.append(Rung("model", {"offload": "model", **_NO_GROUP}))
+        if cheaper:
+            rungs.append(Rung("model+cheaper-decode", {"offload": "model", **_NO_GROUP, **cheaper}))
     rungs.append(Rung("group", {"offload": "group", "offload_type": "block", "offload_stream": True, **cheaper}))
     rungs.append(Rung("sequential", {"offload": "sequential", **_NO_GROUP, **cheaper}))
     return rungs
@@ -242,9 +246,10 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
 # -- the estimate -------------------------------------------------------------------------
 
 
-def _bytes_per_param(component: str, family: Family, opt: OptimizationConfig, dtype: str) -> float:
+def _bytes_per_param(component: str, family: Family, cfg: RunConfig, dtype: str) -> float:
+    opt = cfg.optimization
     denoiser = component in (family.footprint.denoiser, "motion_adapter", "controlnet")
-    if denoiser and opt.quantize:
+    if opt.quantize and component in family.quantized_components(cfg.mode):
         return QUANTIZED[opt.quantize]
     if denoiser and opt.fp8_storage:
         return 1.0
@@ -260,7 +265,7 @@ def estimate(
     frames = frames or s.num_frames or 16
     height, width = s.height or 512, s.width or 512
     size = BYTES[dtype]
-    weights = {name: count * _bytes_per_param(name, family, opt, dtype) for name, count in params.items()}
+    weights = {name: count * _bytes_per_param(name, family, cfg, dtype) for name, count in params.items()}
     denoising = sum(v for k, v in weights.items() if k in (fp.denoiser, "motion_adapter", "controlnet"))
     vae = weights.get("vae", 0.0)
     encoders = [v for k, v in weights.items() if k not in (fp.denoiser, "motion_adapter", "controlnet", "vae")]

@@ -15,16 +15,13 @@ from vidgen.config.flags import flag
 from vidgen.config.schema import OptimizationConfig
 from vidgen.errors import ConfigError
 
-# --quantize mode -> (diffusers quant_backend, the package it needs, kwargs for that backend).
-# torchao's weight-only configs are what diffusers' CogVideoX guide uses; nf4 is bitsandbytes'.
-QUANTIZATION: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "int8": ("torchao", "torchao", {"quant_type": "int8wo"}),
-    "fp8": ("torchao", "torchao", {"quant_type": "float8wo_e4m3"}),
-    "nf4": (
-        "bitsandbytes_4bit",
-        "bitsandbytes",
-        {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "DTYPE"},
-    ),
+# --quantize mode -> (the package it needs, the torchao config class or bitsandbytes kwargs).
+# torchao's weight-only configs are what diffusers' CogVideoX guide uses and run on CPU too; nf4
+# is bitsandbytes', which diffusers only loads on a GPU.
+QUANTIZATION: dict[str, tuple[str, str]] = {
+    "int8": ("torchao", "Int8WeightOnlyConfig"),
+    "fp8": ("torchao", "Float8WeightOnlyConfig"),
+    "nf4": ("bitsandbytes", "nf4"),
 }
 # Cache configs: --cache name -> diffusers config class.
 CACHES = {
@@ -55,9 +52,6 @@ def check(opt: OptimizationConfig, device: str) -> None:
         raise ConfigError("--memory auto chooses --offload itself; drop --offload or --memory auto.")
     if opt.vram_gb is not None and opt.memory != "auto":
         raise ConfigError("--vram is the budget --memory auto plans for; add --memory auto or drop --vram.")
-    if opt.offload != "none" and not cuda:
-        # accelerate's offload hooks move weights to an accelerator and raise without one.
-        raise ConfigError(f"--offload {opt.offload} needs a CUDA device, but this run is on {device}; drop --offload.")
     if opt.offload == "sequential" and opt.compile:
         raise _needs("--compile", "--offload sequential", "weights move layer by layer, so nothing stays to compile")
     if opt.offload == "sequential" and opt.quantize:
@@ -66,8 +60,12 @@ def check(opt: OptimizationConfig, device: str) -> None:
         raise _needs("--fp8-storage", "--quantize", "both store the denoiser's weights in 8 bits or less")
     if opt.attention_slicing and opt.attention_backend:
         raise _needs("--attention-slicing", "--attention-backend", "slicing replaces the attention processors")
+    # What this machine can run, once the combination itself makes sense.
+    if opt.offload != "none" and not cuda:
+        # accelerate's offload hooks move weights to an accelerator and raise without one.
+        raise ConfigError(f"--offload {opt.offload} needs a CUDA device, but this run is on {device}; drop --offload.")
     if opt.quantize:
-        backend, package, _ = QUANTIZATION[opt.quantize]
+        package, _kind = QUANTIZATION[opt.quantize]
         if importlib.util.find_spec(package) is None:
             raise ConfigError(
                 f"--quantize {opt.quantize} needs the {package} package: pip install 'vidgen[quantize]' "
@@ -93,19 +91,45 @@ def check_backend(name: str) -> None:
 
 
 def quantization_config(opt: OptimizationConfig, components: list[str], dtype: Any) -> tuple[Any, dict[str, Any]]:
-    """(PipelineQuantizationConfig, its JSON-able description) for --quantize."""
+    """(PipelineQuantizationConfig, its JSON-able description) for --quantize on `components`."""
     from diffusers import PipelineQuantizationConfig
 
-    backend, _package, kwargs = QUANTIZATION[opt.quantize or ""]
-    kwargs = {key: (dtype if value == "DTYPE" else value) for key, value in kwargs.items()}
-    config = PipelineQuantizationConfig(quant_backend=backend, quant_kwargs=kwargs, components_to_quantize=components)
-    described = {
-        key: (str(value).removeprefix("torch.") if key.endswith("dtype") else value) for key, value in kwargs.items()
-    }
-    return config, {"quant_backend": backend, "quant_kwargs": described, "components_to_quantize": components}
+    package, kind = QUANTIZATION[opt.quantize or ""]
+    if package == "bitsandbytes":
+        kwargs = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype}
+        config = PipelineQuantizationConfig(
+            quant_backend="bitsandbytes_4bit", quant_kwargs=kwargs, components_to_quantize=components
+        )
+        shown = {**kwargs, "bnb_4bit_compute_dtype": str(dtype).removeprefix("torch.")}
+        return config, {
+            "quant_backend": "bitsandbytes_4bit",
+            "quant_kwargs": shown,
+            "components_to_quantize": components,
+        }
+    # torchao goes through quant_mapping: diffusers refuses quant_backend="torchao" because its
+    # TorchAoConfig and transformers' take different arguments (found with diffusers 0.42.1).
+    import logging
+
+    import diffusers
+    import transformers
+
+    # torchao registers a pytree constant on import, which this torch warns about at length.
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    import torchao.quantization
+
+    mapping = {}
+    for name in components:
+        # Text encoders are transformers models and take transformers' config class.
+        library = transformers if name.startswith("text_encoder") else diffusers
+        mapping[name] = library.TorchAoConfig(getattr(torchao.quantization, kind)())
+    described = {name: f"{'transformers' if name.startswith('text_encoder') else 'diffusers'}.TorchAoConfig({kind}())"
+                 for name in components}  # fmt: skip
+    return PipelineQuantizationConfig(quant_mapping=mapping), {"quant_mapping": described}
 
 
 def _cache_config(pipe: Any, spec: str) -> tuple[Any, dict[str, Any]]:
+    """The diffusers cache config for --cache, and how the sidecar shows it. PAB and FasterCache
+    skip work by timestep, which they read from the running pipeline."""
     import diffusers
 
     name, _, threshold = spec.partition(":")
@@ -113,25 +137,25 @@ def _cache_config(pipe: Any, spec: str) -> tuple[Any, dict[str, Any]]:
     if name == "first-block":
         kwargs: dict[str, Any] = {"threshold": float(threshold) if threshold else FIRST_BLOCK_THRESHOLD}
         return cls(**kwargs), kwargs
-    # PAB and FasterCache skip work by timestep, which they read from the running pipeline.
-    kwargs = {"current_timestep_callback": "lambda: pipe.current_timestep"}
-    live: dict[str, Any] = {"current_timestep_callback": lambda: pipe.current_timestep}
     if name == "pab":
-        # diffusers' CogVideoX example: recompute spatial attention every second block.
-        kwargs["spatial_attention_block_skip_range"] = live["spatial_attention_block_skip_range"] = 2
-        kwargs["spatial_attention_timestep_skip_range"] = live["spatial_attention_timestep_skip_range"] = (100, 800)
+        # diffusers' CogVideoX example: reuse spatial attention every second block mid-schedule.
+        kwargs = {"spatial_attention_block_skip_range": 2, "spatial_attention_timestep_skip_range": (100, 800)}
     else:
-        for key, value in {
+        # diffusers' CogVideoX FasterCache test settings (guided runs only: see CogVideoX.check).
+        kwargs = {
             "spatial_attention_block_skip_range": 2,
             "spatial_attention_timestep_skip_range": (-1, 681),
-            "unconditional_batch_skip_range": 5,
-            "unconditional_batch_timestep_skip_range": (-1, 781),
+            "low_frequency_weight_update_timestep_range": (99, 641),
+            "high_frequency_weight_update_timestep_range": (-1, 301),
+            "spatial_attention_block_identifiers": ["transformer_blocks"],
             "tensor_format": "BFCHW",
-        }.items():
-            kwargs[key] = live[key] = value
-        kwargs["attention_weight_callback"] = "lambda _: 0.5"
-        live["attention_weight_callback"] = lambda _: 0.5
-    return cls(**live), kwargs
+        }
+    callbacks = {"current_timestep_callback": lambda: pipe.current_timestep}
+    shown = {"current_timestep_callback": "lambda: pipe.current_timestep"}
+    if name == "faster":
+        callbacks["attention_weight_callback"] = lambda _: 0.3
+        shown["attention_weight_callback"] = "lambda _: 0.3"
+    return cls(**kwargs, **callbacks), {**kwargs, **shown}
 
 
 def denoiser(pipe: Any) -> Any:
@@ -175,6 +199,11 @@ def apply(pipe: Any, opt: OptimizationConfig, device: str, dtype: str) -> dict[s
             backend=opt.attention_backend,
         )
     if opt.cache:
+        if opt.cache.startswith("first-block") and len(getattr(model, "transformer_blocks", ())) < 2:
+            raise ConfigError(
+                "--cache first-block reuses the output when the first block's barely changes, and this model has "
+                "a single block; use --cache pab or --cache faster."
+            )
         config, shown = _cache_config(pipe, opt.cache)
         model.enable_cache(config)
         applied.append(f"cache={opt.cache}")

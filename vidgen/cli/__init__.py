@@ -89,7 +89,7 @@ def _root(
 
 
 def _register() -> None:
-    from vidgen.cli import animate, batch, control, doctor, i2v, inspect, models, presets, replay, t2v, v2v
+    from vidgen.cli import animate, batch, control, decode, doctor, i2v, inspect, models, presets, replay, t2v, v2v
 
     app.command(rich_help_panel="Generate")(t2v.t2v)
     app.command(rich_help_panel="Generate")(i2v.i2v)
@@ -98,6 +98,7 @@ def _register() -> None:
     app.command(rich_help_panel="Generate")(control.control)
     app.command(rich_help_panel="Generate")(replay.replay)
     app.command(rich_help_panel="Generate")(batch.batch)
+    app.command(rich_help_panel="Generate")(decode.decode)
     app.add_typer(presets.app, name="presets", rich_help_panel="Information")
     app.command(rich_help_panel="Information")(models.models)
     app.command(rich_help_panel="Information")(inspect.inspect)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError, ModelError
-from vidgen.families.base import Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import SDPA_SLICING, Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
 
 _COMMON = frozenset(
     {
@@ -74,9 +74,14 @@ class AnimateDiff(Family):
     media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "conditioning_frames"}}
     model_options = frozenset({"motion_adapter", "base_config", "scheduler", "scheduler_options", "loras"})
     optimizations = frozenset(
-        {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile"}
+        {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "fp8_storage", "compile"}
     )
-    hints: ClassVar[dict[str, str]] = {"sampling.num_frames": "in v2v the input video sets the length"}
+    hints: ClassVar[dict[str, str]] = {
+        "sampling.num_frames": "in v2v the input video sets the length",
+        "optimization.attention_slicing": SDPA_SLICING,
+        "optimization.quantize": "its motion UNet is assembled from the base UNet after loading, which a "
+        "quantized UNet cannot be; use --fp8-storage",
+    }
     cuda_dtype = "fp16"
     footprint = Footprint(denoiser="unet", blocks=16, sizes=_SIZES)
 
@@ -220,7 +225,7 @@ class AnimateDiffSDXL(AnimateDiff):
     single_file = False
     components: ClassVar[dict[str, str]] = {"motion_adapter": "MotionAdapter"}
     media_args: ClassVar[dict[str, dict[str, str]]] = {}
-    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "forward_chunking", "compile"})
+    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "forward_chunking", "fp8_storage", "compile"})
 
     def model_fields(self, mode: str) -> frozenset[str]:
         return self.model_options - {"base_config"}

@@ -23,6 +23,8 @@ MODE_INPUTS: dict[str, frozenset[str]] = {
     "animate": frozenset(),
 }
 TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
+# Why --attention-slicing is refused where diffusers' slicing would not touch the attention.
+SDPA_SLICING = "its attention runs through PyTorch SDPA, already memory-efficient; diffusers' slicing would do nothing"
 # `model` fields only some families use.
 MODEL_OPTIONS = ("motion_adapter", "base_config", "scheduler", "scheduler_options", "loras", "controlnet")
 # Optimization options a family may or may not honour (config field names under `optimization`).
@@ -166,6 +168,10 @@ class Family:
     def min_frames(self) -> int:
         return next(n for n in range(1, 10_000) if self.usable_frames(n))
 
+    def model_offload(self, mode: str) -> bool:
+        """Whether the pipeline declares the order `--offload model` moves its models in."""
+        return True
+
     def quantized_components(self, mode: str) -> list[str]:
         """The components --quantize loads quantized: the denoiser, where the weights are."""
         return [self.footprint.denoiser]
@@ -221,6 +227,25 @@ class Family:
             return tensors
 
         yield {"callback_on_step_end": on_step_end}
+
+    def decode(self, pipe: Any, latents: Any, args: list[Any], kwargs: dict[str, Any], chunk: int | None) -> Any:
+        """Decode saved final latents as the pipeline would have: `decode_latents` with the
+        arguments it got (`chunk` replacing its decode_chunk_size), then the video processor."""
+        import inspect
+
+        bound = inspect.signature(pipe.decode_latents).bind(latents, *args, **kwargs)
+        if chunk is not None and "decode_chunk_size" in inspect.signature(pipe.decode_latents).parameters:
+            bound.arguments["decode_chunk_size"] = chunk
+        decoded = pipe.decode_latents(*bound.args, **bound.kwargs)
+        return pipe.video_processor.postprocess_video(video=decoded, output_type="np")[0]
+
+    def decode_components(self, pipe_class: type) -> dict[str, None]:
+        """from_pretrained arguments that leave out everything but the VAE (for `vidgen decode`)."""
+        import inspect
+
+        names = inspect.signature(pipe_class.__init__).parameters
+        keep = {"self", "vae", "scheduler", "kwargs", "args", "force_zeros_for_empty_prompt"}
+        return {name: None for name, p in names.items() if name not in keep and p.default is inspect.Parameter.empty}
 
     def frames(self, output: Any) -> Any:
         """The pipeline's output as a float array (frames, height, width, channels) in [0, 1]."""

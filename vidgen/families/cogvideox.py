@@ -6,7 +6,15 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Family, Footprint, check_multiple, nearest, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import (
+    SDPA_SLICING,
+    Family,
+    Footprint,
+    check_multiple,
+    nearest,
+    prompt_kwargs,
+    sampling_kwargs,
+)
 
 _T2V = frozenset(
     {
@@ -52,8 +60,9 @@ class CogVideoX(Family):
         "v2v": "THUDM/CogVideoX-5b",
     }
     sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _T2V, "i2v": _T2V, "v2v": _V2V}
-    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "compile"})
+    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "fp8_storage", "compile", "cache", "quantize"})
     hints: ClassVar[dict[str, str]] = {
+        "optimization.attention_slicing": SDPA_SLICING,
         "sampling.num_frames": "in v2v the input video sets the length; use --max-frames",
         "optimization.decode_chunk_size": "CogVideoX's VAE decodes in tiles; use --vae-tiling",
     }
@@ -110,6 +119,10 @@ class CogVideoX(Family):
                 f"nearest valid: {nearest(s.num_frames, self.frame_step, 1)}."
             )
         check_multiple(self.title, cfg, self.size_step)
+        if cfg.optimization.cache == "faster" and s.guidance_scale is not None and s.guidance_scale <= 1:
+            # FasterCache reuses the unguided half of the batch; without guidance diffusers 0.42.1
+            # crashes in it even when told the model is guidance-distilled.
+            raise ConfigError("--cache faster needs --guidance above 1 (it reuses the unguided pass); use --cache pab.")
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         config = pipe.transformer.config
@@ -132,6 +145,10 @@ class CogVideoX(Family):
         # The largest 8k+1 that fits: other lengths decode to a different frame count.
         usable = (count - 1) // self.frame_step * self.frame_step + 1
         return usable if usable > 1 else 0
+
+    def quantized_components(self, mode: str) -> list[str]:
+        # The T5-XXL encoder is nearly as large as the 5B transformer.
+        return ["transformer", "text_encoder"]
 
     def decode_frames(self, cfg: RunConfig, frames: int) -> int:
         # The causal VAE decodes the whole clip (batching latent frames inside); slicing splits

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.families.base import Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import SDPA_SLICING, Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "target_fps", "eta"})
 
@@ -24,8 +24,18 @@ class I2VGenXL(Family):
     deprecated = "deprecated in diffusers (no fixes after 0.33.1)"
     sampling: ClassVar[dict[str, frozenset[str]]] = {"i2v": _SAMPLING}
     optimizations = frozenset(
-        {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "compile"}
+        {
+            "offload",
+            "vae_tiling",
+            "vae_slicing",
+            "forward_chunking",
+            "decode_chunk_size",
+            "fp8_storage",
+            "compile",
+            "quantize",
+        }
     )
+    hints: ClassVar[dict[str, str]] = {"optimization.attention_slicing": SDPA_SLICING}
     cuda_dtype = "fp16"
     footprint = Footprint(
         denoiser="unet",

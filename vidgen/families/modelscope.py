@@ -23,7 +23,18 @@ class ModelScope(Family):
     sampling: ClassVar[dict[str, frozenset[str]]] = {
         "t2v": frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "eta"})
     }
-    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "forward_chunking", "compile"})
+    optimizations = frozenset(
+        {
+            "offload",
+            "vae_tiling",
+            "vae_slicing",
+            "forward_chunking",
+            "attention_slicing",
+            "fp8_storage",
+            "compile",
+            "quantize",
+        }
+    )
     cuda_dtype = "fp16"
     footprint = Footprint(
         denoiser="unet",

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Family, Footprint, check_multiple, sampling_kwargs
+from vidgen.families.base import SDPA_SLICING, Family, Footprint, check_multiple, sampling_kwargs
 
 _SAMPLING = frozenset(
     {
@@ -31,8 +31,11 @@ class StableVideoDiffusion(Family):
     text = False
     sampling: ClassVar[dict[str, frozenset[str]]] = {"i2v": _SAMPLING}
     # Its temporal VAE has no tiling or slicing; decode_chunk_size is how it saves memory.
-    optimizations = frozenset({"offload", "forward_chunking", "decode_chunk_size", "compile"})
+    optimizations = frozenset(
+        {"offload", "forward_chunking", "decode_chunk_size", "fp8_storage", "compile", "quantize"}
+    )
     hints: ClassVar[dict[str, str]] = {
+        "optimization.attention_slicing": SDPA_SLICING,
         "sampling.guidance_scale": "SVD ramps guidance across the frames; use --min-guidance and --max-guidance",
         "optimization.vae_tiling": "SVD's VAE saves memory by decoding fewer frames at once; use --decode-chunk",
         "optimization.vae_slicing": "SVD's VAE saves memory by decoding fewer frames at once; use --decode-chunk",

@@ -44,8 +44,15 @@ class TextToVideoZero(Family):
     sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _T2V, "control": _CONTROL, "v2v": _V2V}
     components: ClassVar[dict[str, str]] = {"controlnet": "ControlNetModel"}
     media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "image"}, "v2v": {"video": "image"}}
-    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "compile"})
+    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "fp8_storage", "compile", "quantize"})
+    hints: ClassVar[dict[str, str]] = {
+        "optimization.attention_slicing": "slicing would replace the cross-frame attention processors that make "
+        "the frames agree"
+    }
     cuda_dtype = "fp16"
+    # Chunked cross-frame runs decode once per chunk, and the control and pix2pix pipelines
+    # decode inside their own call: there is no single latent video to keep.
+    latents = False
     footprint = Footprint(
         denoiser="unet",
         blocks=16,
@@ -62,6 +69,10 @@ class TextToVideoZero(Family):
             ),
         },
     )
+
+    def model_offload(self, mode: str) -> bool:
+        # TextToVideoZeroPipeline sets no model_cpu_offload_seq, so diffusers refuses it.
+        return mode != "t2v"
 
     def model_fields(self, mode: str) -> frozenset[str]:
         return frozenset({"controlnet"}) if mode == "control" else frozenset()
@@ -89,6 +100,11 @@ class TextToVideoZero(Family):
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
+        if cfg.optimization.offload == "model" and not self.model_offload(cfg.mode):
+            raise ConfigError(
+                "--offload model needs the pipeline's model order, which TextToVideoZeroPipeline does not declare; "
+                "use --offload group or --offload sequential."
+            )
         check_multiple(self.title, cfg, 8)
         s = cfg.sampling
         if cfg.mode == "t2v" and s.num_inference_steps is not None:
