@@ -83,6 +83,11 @@ def test_models_optimizations_table() -> None:
         "--vae-slicing",
         "--forward-chunking",
         "--decode-chunk",
+        "--attention-slicing",
+        "--fp8-storage",
+        "--attention-backend",
         "--compile",
+        "--cache",
+        "--quantize",
     ]
     assert "svd: --vae-tiling:" in text
