@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -23,6 +24,11 @@ def quiet() -> None:
         disable_progress_bars()
     except ImportError:  # older hubs lack it; their bars are harmless
         pass
+    # diffusers imports torchao whenever it is installed (the quantize extra): torchao then warns
+    # that its CUDA kernels do not load on a CPU build, and torch about the pytree constants it
+    # registers. Neither is anything a vidgen user can act on.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     # The CLIP image processor warns on every load when torchvision is absent (it is, on CPU).
     warnings.filterwarnings("ignore", message=".*torchvision.*")
     # Library-internal deprecation chatter (torch.meshgrid indexing, grid_sample align_corners in

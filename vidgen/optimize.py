@@ -108,14 +108,9 @@ def quantization_config(opt: OptimizationConfig, components: list[str], dtype: A
         }
     # torchao goes through quant_mapping: diffusers refuses quant_backend="torchao" because its
     # TorchAoConfig and transformers' take different arguments (found with diffusers 0.42.1).
-    import logging
-
     import diffusers
-    import transformers
-
-    # torchao registers a pytree constant on import, which this torch warns about at length.
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     import torchao.quantization
+    import transformers
 
     mapping = {}
     for name in components:

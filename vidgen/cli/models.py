@@ -69,15 +69,21 @@ def _optimizations(as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"table": table, "instead": hints}, indent=2))
         return
+    # Options down, families across: eleven options fit a terminal's height, eight families its width.
     options = [flag(f"optimization.{name}") for name in OPTIMIZATIONS]
-    width = max(len(name) for name in table) + 2
-    typer.echo(" " * width + "  ".join(options))
-    for name, row in table.items():
-        cells = "  ".join(("yes" if row[option] else "-").center(len(option)) for option in options)
-        typer.echo(f"{name:<{width}}{cells}")
-    notes = [f"{name}: {option}: {hint}" for name, row in hints.items() for option, hint in row.items()]
-    if notes:
-        typer.echo("")
-        for note in notes:
-            typer.echo(note)
-    typer.echo("\n--offload needs a CUDA device; --offload sequential cannot be combined with --compile.")
+    width = max(len(option) for option in options) + 2
+    typer.echo(" " * width + "  ".join(table))
+    for option in options:
+        cells = "  ".join(("yes" if table[name][option] else "-").center(len(name)) for name in table)
+        typer.echo(f"{option:<{width}}{cells}")
+    typer.echo("")
+    for path, reason in families.NOBODY.items():
+        typer.echo(f"{flag(path)}: no family: {reason}.")
+    for name, row in hints.items():
+        for option, hint in row.items():
+            typer.echo(f"{name}: {option}: {hint}")
+    typer.echo(
+        "\nRefused before loading: --offload without CUDA; --offload-type/--offload-stream without --offload group; "
+        "--offload sequential with --compile or --quantize; --quantize with --fp8-storage; --memory auto with "
+        "--offload; --quantize nf4 without CUDA."
+    )

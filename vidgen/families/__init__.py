@@ -65,7 +65,7 @@ def _takers(test: Callable[[Family, str], bool]) -> str:
 
 
 # Why an option no family honours is refused, when the family gives no reason of its own.
-_NOBODY = {
+NOBODY = {
     "optimization.attention_backend": (
         "its attention calls PyTorch's scaled_dot_product_attention directly, not diffusers' dispatcher, so a "
         "backend would change nothing (SDPA already picks flash or memory-efficient kernels)"
@@ -74,7 +74,7 @@ _NOBODY = {
 
 
 def _refuse(family: Family, mode: str, path: str, takers: str) -> ConfigError:
-    hint = family.hints.get(path) or _NOBODY.get(path)
+    hint = family.hints.get(path) or NOBODY.get(path)
     message = f"{flag(path)} is not used by {family.title} {mode}; it applies to: {takers}."
     return ConfigError(f"{message[:-1]}; {hint}." if hint else message)
 
