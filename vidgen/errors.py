@@ -39,6 +39,11 @@ class ModelError(VidgenError):
 class OutOfMemory(VidgenError):
     exit_code = ExitCode.OUT_OF_MEMORY
 
+    def __init__(self, message: str, phase: str | None = None, captured: object = None) -> None:
+        super().__init__(message)
+        self.phase = phase  # "denoise" or "decode", when known
+        self.captured = captured  # the final latents, when the VAE decode ran out
+
 
 class WriteError(VidgenError):
     exit_code = ExitCode.WRITE

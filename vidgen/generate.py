@@ -223,13 +223,13 @@ def execute(
                 )
                 break
             except OutOfMemory as exc:
-                saved = _save_latents(plan, item, resolved, getattr(exc, "captured", None), "decode ran out of memory")
+                saved = _save_latents(plan, item, resolved, exc.captured, "decode ran out of memory")
                 rung = memory.next_rung(plan.family, cfg, plan.device.startswith("cuda"))
                 if rung is None or not cfg.optimization.oom_retry:
                     raise OutOfMemory(_oom_message(str(exc), cfg, plan.family, rung, saved)) from None
                 step_down = memory.apply(cfg.optimization, rung)
                 log.warning("%s with %s; retrying seed %s with %s.", exc, _flags(cfg), item.seed, rung.flags())
-                retries.append({"plan": _flags(cfg), "phase": getattr(exc, "phase", None), "seed": item.seed})
+                retries.append({"plan": _flags(cfg), "phase": exc.phase, "seed": item.seed})
                 resolved = _stepped(resolved, step_down, f"oom-retry ({rung.name})")
                 cfg = resolved.config
                 loaded = _reload(loaded, cfg, plan)
@@ -335,7 +335,7 @@ def _oom_message(what: str, cfg: Any, family: Family, rung: memory.Rung | None, 
     else:
         message += f"Next cheaper plan: {rung.flags()} (or add --oom-retry to step down automatically)."
     if saved is not None:
-        savers = memory.Rung("decode", memory.decode_savers(family, cfg)).flags()
+        savers = memory.decode_only_savers(family, cfg).flags()
         message += f" The final latents were saved: `vidgen decode {saved} {savers}` finishes the video."
     return message
 
@@ -438,17 +438,15 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     progress.phase("decode")
-    vae = loaded.pipe.vae
-    moved = tensor.to(device=device if cfg.optimization.offload == "none" else "cpu", dtype=vae.dtype)
-    if cfg.optimization.offload != "none":
-        moved = moved.to(loaded.pipe._execution_device)
+    # The execution device is where offload hooks run the VAE, or the pipeline's device without them.
+    moved = tensor.to(device=loaded.pipe._execution_device, dtype=loaded.pipe.vae.dtype)
     try:
         with torch.inference_mode():
             frames = family.decode(
                 loaded.pipe, moved, info["decode_args"], info["decode_kwargs"], cfg.optimization.decode_chunk_size
             )
     except (torch.cuda.OutOfMemoryError, MemoryError):
-        savers = memory.Rung("decode", memory.decode_savers(family, cfg)).flags()
+        savers = memory.decode_only_savers(family, cfg).flags()
         raise OutOfMemory(f"the decode ran out of memory; try again with {savers} or --offload model.") from None
     decoded = time.perf_counter() - start
     import numpy as np

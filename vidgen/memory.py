@@ -92,6 +92,12 @@ def decode_savers(family: Family, cfg: RunConfig) -> dict[str, Any]:
     return settings
 
 
+def decode_only_savers(family: Family, cfg: RunConfig) -> Rung:
+    """The VAE savers of decode_savers, as `vidgen decode` takes them (no denoiser options)."""
+    savers = {key: value for key, value in decode_savers(family, cfg).items() if key != "forward_chunking"}
+    return Rung("decode", savers)
+
+
 def ladder(family: Family, cfg: RunConfig, cuda: bool = True) -> list[Rung]:
     """The plans for this family, fastest first. On a CPU nothing can be offloaded, so only
     cheaper decoding is left."""

@@ -7,7 +7,7 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -142,16 +142,15 @@ def run(
         with (
             _global_rng(family, seed, device),
             family.steps(pipe, on_step) as step_kwargs,
-            latents.capture(pipe, before_decode) if family.latents else _nothing() as captured,
+            latents.capture(pipe, before_decode) if family.latents else nullcontext(captured) as captured,
         ):
             output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
         what = "CUDA" if isinstance(exc, torch.cuda.OutOfMemoryError) else "the process"
         phase = "decode" if captured.decoding else "denoise"
-        error = OutOfMemory(f"{what} ran out of memory during {phase}")
-        error.phase = phase  # type: ignore[attr-defined]
-        error.captured = captured if captured.decoding else None  # type: ignore[attr-defined]
-        raise error from None
+        raise OutOfMemory(
+            f"{what} ran out of memory during {phase}", phase, captured if captured.decoding else None
+        ) from None
     except Exception as exc:
         if captured.decoding:
             exc.vidgen_captured = captured  # type: ignore[attr-defined]
@@ -178,10 +177,3 @@ def run(
         warnings=warnings,
         latents=captured if captured.latents is not None else None,
     )
-
-
-@contextmanager
-def _nothing() -> Iterator[Any]:
-    from vidgen.latents import Captured
-
-    yield Captured()

@@ -215,9 +215,7 @@ def memory_lines(planned: Any) -> list[str]:
     if record["plan"] == "manual":
         head = f"memory: estimated peak {record['estimated_peak_bytes'] / gib:.1f} GiB with these settings"
         if budget:
-            head += (
-                f" ({budget / gib:.1f} GiB {planned.budget_source.removeprefix('--vram ') and planned.budget_source})"
-            )
+            head += f" of {budget / gib:.1f} GiB ({planned.budget_source})"
     else:
         head = f"memory auto: {record['flags']}: estimated peak {record['estimated_peak_bytes'] / gib:.1f} GiB" + (
             f" of {budget / gib:.1f} GiB ({planned.budget_source})" if budget else f" ({planned.budget_source})"
