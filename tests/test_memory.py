@@ -313,3 +313,28 @@ def test_offload_plans_run_on_cuda() -> None:
 def test_memory_auto_plans_for_the_free_memory_of_this_card() -> None:
     body = json.loads(cli("t2v", "fox", *TINY, "--device", "cuda", "--memory", "auto", "--dry-run", "--json").stdout)
     assert body["memory"]["plan"] == "none" and body["memory"]["budget_source"].startswith("free memory on cuda")
+
+
+def test_the_suggested_decode_command_runs_for_svd(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SVD's cheaper plan includes --forward-chunking, which `vidgen decode` does not take: the
+    # suggestion must name only decode options, and work as printed.
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (30, 120, 30)).save("green.png")
+    monkeypatch.setenv("VIDGEN_TEST_OOM", "decode")
+    monkeypatch.setattr("vidgen.runner._injected", {})
+    line = one_line_error(cli("i2v", "green.png", "--preset", "tiny-svd", "--seed", "1", "--out", "g.mp4"), 6)
+    suggested = line.split("`")[1].split()
+    assert suggested == ["vidgen", "decode", "g.latents.safetensors", "--decode-chunk", "2"]
+    done = cli(*suggested[1:])
+    assert done.exit_code == 0, done.stderr
+    assert decode(Path("g.mp4"))[0].shape[0] == sidecar(Path("g.json"))["output"]["frames"]
+
+
+def test_memory_auto_sources_only_what_it_changed(nothing_loads: None) -> None:
+    body = json.loads(
+        cli("t2v", "fox", "--preset", "cogvideox-5b", "--dry-run", "--json", "--memory", "auto", "--vram", "16").stdout
+    )
+    planned = {path for path, source in body["sources"].items() if source.startswith("memory:auto")}
+    # Model offload: the preset already tiles and slices, so only these changed.
+    assert planned == {"optimization.memory", "optimization.vram_gb", "optimization.offload"}

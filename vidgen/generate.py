@@ -193,7 +193,7 @@ def execute(
         )
     if loaded is not None and loaded.optimizations["requested"] != cfg.optimization.model_dump():
         # An earlier batch job stepped this pipeline down after an out-of-memory; it keeps that plan.
-        resolved = _stepped(
+        resolved = memory.with_settings(
             resolved, OptimizationConfig(**loaded.optimizations["requested"]), "oom-retry (an earlier job)"
         )
         cfg = resolved.config
@@ -230,7 +230,7 @@ def execute(
                 step_down = memory.apply(cfg.optimization, rung)
                 log.warning("%s with %s; retrying seed %s with %s.", exc, _flags(cfg), item.seed, rung.flags())
                 retries.append({"plan": _flags(cfg), "phase": exc.phase, "seed": item.seed})
-                resolved = _stepped(resolved, step_down, f"oom-retry ({rung.name})")
+                resolved = memory.with_settings(resolved, step_down, f"oom-retry ({rung.name})")
                 cfg = resolved.config
                 loaded = _reload(loaded, cfg, plan)
                 call_kwargs = plan.family.call_kwargs(cfg, item.seed, plan.inputs.frames)
@@ -338,17 +338,6 @@ def _oom_message(what: str, cfg: Any, family: Family, rung: memory.Rung | None, 
         savers = memory.decode_only_savers(family, cfg).flags()
         message += f" The final latents were saved: `vidgen decode {saved} {savers}` finishes the video."
     return message
-
-
-def _stepped(resolved: Resolved, opt: Any, label: str) -> Resolved:
-    """`resolved` running with optimization settings `opt`, the changed fields sourced to `label`."""
-    cfg = resolved.config
-    before = cfg.optimization.model_dump()
-    sources = dict(resolved.sources)
-    for key, value in opt.model_dump().items():
-        if before[key] != value:
-            sources[f"optimization.{key}"] = label
-    return Resolved(cfg.model_copy(update={"optimization": opt}), sources, resolved.presets)
 
 
 def _reload(loaded: Any, cfg: Any, plan: Plan) -> Any:

@@ -386,15 +386,22 @@ def plan(
     return MemoryPlan(chosen, final, budget, source, counted, priced, notes)
 
 
-def resolved(before: Any, rung: Rung) -> Any:
-    """The run's Resolved config with the chosen plan's settings, sourced to the planner. The
-    result is plain manual settings, so a replay of the sidecar runs the same plan."""
+def with_settings(before: Any, opt: OptimizationConfig, label: str) -> Any:
+    """A Resolved config running with optimization settings `opt`; the fields that changed are
+    sourced to `label` (the planner, or an out-of-memory retry)."""
     from vidgen.config import Resolved
 
     cfg = before.config
-    opt = apply(cfg.optimization, rung).model_copy(update={"memory": "manual", "vram_gb": None})
+    old = cfg.optimization.model_dump()
     sources = dict(before.sources)
-    label = f"memory:auto ({rung.name})"
-    for key in ("memory", "vram_gb", *rung.settings):
-        sources[f"optimization.{key}"] = label
+    for key, value in opt.model_dump().items():
+        if old[key] != value:
+            sources[f"optimization.{key}"] = label
     return Resolved(cfg.model_copy(update={"optimization": opt}), sources, before.presets)
+
+
+def resolved(before: Any, rung: Rung) -> Any:
+    """The run with the chosen plan's settings. They become plain manual settings, so a replay
+    of the sidecar runs the same plan."""
+    opt = apply(before.config.optimization, rung).model_copy(update={"memory": "manual", "vram_gb": None})
+    return with_settings(before, opt, f"memory:auto ({rung.name})")
