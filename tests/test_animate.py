@@ -166,7 +166,9 @@ def test_lora_changes_the_output_and_its_scale_and_hash_are_recorded(tmp_path: P
     (lora,) = data["model"]["loras"]
     assert (lora["source"], lora["name"], lora["scale"]) == (str(weights["lora"]), "style", 0.7)
     assert lora["sha256"] == hashlib.sha256(weights["lora"].read_bytes()).hexdigest()
-    assert data["config"]["model"]["loras"] == [{"source": str(weights["lora"]), "scale": 0.7, "name": None}]
+    assert data["config"]["model"]["loras"] == [
+        {"source": str(weights["lora"]), "scale": 0.7, "name": None, "weight_name": None, "expert": None}
+    ]
     assert _close(ours, _plain_diffusers(data))
     weaker, _ = _png_run(*TINY, "--seed", "3", "--lora", f"{weights['lora']}:0.1")
     assert not _close(weaker, ours)  # the scale really reaches the adapter

@@ -35,8 +35,6 @@ log = logging.getLogger("vidgen")
 # inputs.negative_prompt, `prompt`/`image`/`video` for the positional arguments.
 SHORTHAND = {flag.lstrip("-").lower().replace("-", "_"): path for path, flag in FLAGS.items()}
 SPECIAL = ("id", "mode", "preset", "presets", "set")
-# Fields that shape the loaded pipeline (its setup), beyond the model and optimization sections.
-PIPELINE_SAMPLING = ("context_length", "context_stride", "free_init_iters", "free_init_method")
 
 
 @dataclass
@@ -242,7 +240,8 @@ def prepare(
 
 def _group_key(resolved: Resolved) -> str:
     cfg = resolved.config.model_dump(mode="json")
-    shape = {name: cfg["sampling"][name] for name in PIPELINE_SAMPLING}
+    # Fields that shape the loaded pipeline (its setup), beyond the model and optimization sections.
+    shape = {name: cfg["sampling"].get(name) for name in sorted(families.setup_fields())}
     return json.dumps([cfg["mode"], cfg["model"], cfg["optimization"], shape], sort_keys=True)
 
 

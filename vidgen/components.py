@@ -12,14 +12,8 @@ from typing import Any
 
 from vidgen.config.schema import LoraConfig, RunConfig
 from vidgen.errors import ModelError
+from vidgen.families.base import Family
 
-SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler-a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-    "lcm": "LCMScheduler",
-}
 # --controlnet short names: the standard SD 1.5 ControlNets (lllyasviel's v1.0 releases).
 CONTROLNETS = {
     "canny": "lllyasviel/sd-controlnet-canny",
@@ -78,15 +72,19 @@ def load_model(cls: Any, kind: str, where: str, cfg: RunConfig, torch_dtype: Any
 # -- scheduler ------------------------------------------------------------------------------
 
 
-def apply_scheduler(pipe: Any, cfg: RunConfig) -> dict[str, Any]:
-    """Swap or reconfigure the scheduler; returns {class, options} for the sidecar."""
+def apply_scheduler(pipe: Any, cfg: RunConfig, family: Family) -> dict[str, Any]:
+    """Swap or reconfigure the scheduler (--scheduler names and their settings come from the
+    family); returns {class, options} for the sidecar."""
     import diffusers
 
     name = cfg.model.scheduler
     options = dict(cfg.model.scheduler_options or {})
     if name is None and not options:
         return {"class": type(pipe.scheduler).__name__, "options": {}}
-    cls = getattr(diffusers, SCHEDULERS[name]) if name else type(pipe.scheduler)
+    if name:
+        # What the family's schedulers need (flow-matching prediction), under the user's options.
+        options = {**family.scheduler_kwargs.get(name, {}), **options}
+    cls = getattr(diffusers, family.schedulers[name]) if name else type(pipe.scheduler)
     unknown = sorted(set(options) - set(cls.from_config(pipe.scheduler.config).config))
     if unknown:
         from vidgen.errors import ConfigError
@@ -112,14 +110,21 @@ def _adapter_name(lora: LoraConfig, index: int) -> str:
 def locate_lora(lora: LoraConfig, allow_pickle: bool) -> tuple[str, dict[str, Any]]:
     """(what to pass to load_lora_weights, its extra kwargs); local files are checked here."""
     path = Path(lora.source).expanduser()
+    named = {"weight_name": lora.weight_name} if lora.weight_name else {}
+    if lora.weight_name and (".." in Path(lora.weight_name).parts or Path(lora.weight_name).is_absolute()):
+        raise ModelError(f"LoRA weight_name {lora.weight_name} must be a file inside {lora.source}.")
     if path.is_dir():
-        return str(path), {}
+        if lora.weight_name:
+            check_file(path / lora.weight_name, "LoRA", allow_pickle, f"{lora.source}/{lora.weight_name}")
+        return str(path), named
     if path.suffix.lower() in PICKLE_SUFFIXES + SAFE_SUFFIXES or lora.source.startswith((".", "/", "~")):
         check_file(path, "LoRA", allow_pickle, lora.source)
         return str(path.parent), {"weight_name": path.name}
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", lora.source):
         raise ModelError(f"LoRA {lora.source} is neither a file, a folder nor a Hub repo id (owner/name).")
-    return lora.source, {}
+    if lora.weight_name and Path(lora.weight_name).suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        check_file(Path(lora.weight_name), "LoRA", False, f"{lora.source}/{lora.weight_name}")
+    return lora.source, named
 
 
 def _local_folder(where: str) -> Path:
@@ -134,19 +139,38 @@ def _local_folder(where: str) -> Path:
         return Path(where)
 
 
-def load_loras(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
-    """Load every --lora as a named adapter with its scale; returns their sidecar records."""
+# A LoRA's expert -> the denoisers of a two-expert model it loads into.
+_EXPERTS = {"high": ("transformer",), "low": ("transformer_2",), "both": ("transformer", "transformer_2")}
+
+
+def _targets(lora: LoraConfig, denoisers: tuple[str, ...]) -> tuple[str, ...]:
+    """The denoisers a LoRA goes into: every one the model has unless it names an expert."""
+    if len(denoisers) < 2:
+        return denoisers[:1]
+    return _EXPERTS[lora.expert] if lora.expert else denoisers
+
+
+def load_loras(pipe: Any, cfg: RunConfig, denoisers: tuple[str, ...] = ("transformer",)) -> list[dict[str, Any]]:
+    """Load every --lora as a named adapter with its scale, into each denoiser it targets
+    (`denoisers`: those the loaded model has); returns their sidecar records."""
     loras = cfg.model.loras or []
     if not loras:
         return []
-    records, names = [], []
+    records, names, weights = [], [], []
     for index, lora in enumerate(loras, start=1):
-        name = _adapter_name(lora, index)
-        if name in names:
-            name = f"{name}_{index}"
+        base = _adapter_name(lora, index)
+        if base in names:
+            base = f"{base}_{index}"
         where, extra = locate_lora(lora, cfg.model.allow_pickle)
+        targets = _targets(lora, denoisers)
         try:
-            pipe.load_lora_weights(where, adapter_name=name, use_safetensors=safetensors_only(cfg), **extra)
+            for target in targets:
+                # Wan's loader puts a LoRA into the low-noise expert when asked to, under its own name.
+                into = {"load_into_transformer_2": True} if target == "transformer_2" else {}
+                name = base if target == targets[0] else f"{base}_{target}"
+                pipe.load_lora_weights(where, adapter_name=name, use_safetensors=safetensors_only(cfg), **extra, **into)
+                names.append(name)
+                weights.append(lora.scale)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
             mismatch = [line for line in lines if line.startswith("size mismatch")]
@@ -157,16 +181,17 @@ def load_loras(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
                 ) from None
             first = lines[0]
             raise ModelError(f"could not load LoRA {lora.source}: {first}") from None
-        names.append(name)
-        local = Path(where) / extra["weight_name"] if "weight_name" in extra else _local_folder(where)
+        folder = Path(where) if Path(where).is_dir() else _local_folder(where)
+        local = folder / extra["weight_name"] if "weight_name" in extra else folder
         records.append(
             {
                 "source": lora.source,
-                "name": name,
+                "name": base,
                 "scale": lora.scale,
                 "path": str(local.resolve()) if local.exists() else None,
                 "sha256": file_sha256(local) if local.exists() else None,
+                **({"into": list(targets)} if len(denoisers) > 1 else {}),
             }
         )
-    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+    pipe.set_adapters(names, adapter_weights=weights)
     return records

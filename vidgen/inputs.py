@@ -192,23 +192,32 @@ def _target(cfg: RunConfig) -> tuple[int, int]:
 
 
 def _prepare_image(cfg: RunConfig) -> Prepared:
-    ref = cfg.inputs.image or ""
+    """The input image, and the last frame's image of first-last-frame runs, at the run's size."""
     bg = background(cfg)
     mode = cfg.inputs.resize or DEFAULT_RESIZE
-    data = _fetch(ref)
-    image, info = _decode(data, ref, bg)
-    prepared = _resize(image, _target(cfg), mode, bg)
-    record = {
-        "path": ref,
-        **_resolved(ref),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        **info,
-        "resize": mode,
-        "background": cfg.inputs.background or DEFAULT_BACKGROUND,
-        # The exact pixels the pipeline got, so a reproduction can be checked.
-        "prepared": {"size": list(prepared.size), "sha256": hashlib.sha256(prepared.tobytes()).hexdigest()},
-    }
-    return Prepared(media={"image": prepared}, record={"image": record})
+    media: dict[str, Any] = {}
+    records: dict[str, Any] = {}
+    for name in ("image", "last_image"):
+        ref = getattr(cfg.inputs, name)
+        if not ref:
+            continue
+        data = _fetch(ref)
+        image, info = _decode(data, ref, bg)
+        media[name] = _resize(image, _target(cfg), mode, bg)
+        records[name] = {
+            "path": ref,
+            **_resolved(ref),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            **info,
+            "resize": mode,
+            "background": cfg.inputs.background or DEFAULT_BACKGROUND,
+            # The exact pixels the pipeline got, so a reproduction can be checked.
+            "prepared": {
+                "size": list(media[name].size),
+                "sha256": hashlib.sha256(media[name].tobytes()).hexdigest(),
+            },
+        }
+    return Prepared(media=media, record=records)
 
 
 # -- videos -----------------------------------------------------------------------------

@@ -67,8 +67,9 @@ def locate(
     `marker` is the file a folder must hold (config.json for a single model)."""
     if model_id.startswith(tiny.PREFIX):
         name = model_id[len(tiny.PREFIX) :]
-        if name not in tiny.BUILDERS:
-            raise ModelError(f"there is no tiny model '{name}'; tiny models exist for: {', '.join(tiny.BUILDERS)}.")
+        known = tiny.builders()
+        if name not in known:
+            raise ModelError(f"there is no tiny model '{name}'; tiny models exist for: {', '.join(known)}.")
         return "tiny", str(tiny.ensure(name)) if build else model_id
     path = Path(model_id).expanduser()
     if path.is_dir():
@@ -107,6 +108,35 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
     for lora in cfg.model.loras or []:
         components.locate_lora(lora, allow)
     return found
+
+
+def model_index(model_id: str, revision: str | None = None) -> dict[str, Any] | None:
+    """A model's model_index.json (its pipeline class and registered settings), from a local
+    folder, the Hugging Face cache, or the Hub unless offline; None where it cannot be read."""
+    import json
+    import os
+
+    path = Path(model_id).expanduser()
+    found: str | None = None
+    if path.is_dir():
+        found = str(path / "model_index.json") if (path / "model_index.json").is_file() else None
+    elif _HUB_ID.match(model_id):
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model_id, "model_index.json", revision=revision)
+        found = cached if isinstance(cached, str) else None
+        if found is None and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
+            try:
+                found = hf_hub_download(model_id, "model_index.json", revision=revision)
+            except Exception:  # gated, missing or unreachable: the load says why, later
+                found = None
+    if found is None:
+        return None
+    try:
+        data = json.loads(Path(found).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _hub_snapshot(model_id: str, revision: str | None) -> tuple[str | None, str | None]:
@@ -184,7 +214,10 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
     kind, where = found["model"]
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, **family.load_kwargs(cfg.mode)}
+    # Components the family always runs in their own precision (Wan's VAE in fp32).
+    dtypes = {"default": dtype, **family.dtypes} if family.dtypes else None
+    load_dtype = {k: getattr(torch, DTYPES[v]) for k, v in dtypes.items()} if dtypes else torch_dtype
+    kwargs: dict[str, Any] = {"dtype": load_dtype, **family.load_kwargs(cfg.mode)}
     if decode_only:
         kwargs.update(family.decode_components(cls))
     extra: dict[str, dict[str, Any]] = {}
@@ -232,10 +265,11 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
         scheduler, loras, setup = None, [], []
     else:
         repairs = family.repair(pipe, path)
-        scheduler = components.apply_scheduler(pipe, cfg)
-        loras = components.load_loras(pipe, cfg)
+        scheduler = components.apply_scheduler(pipe, cfg, family)
+        loras = components.load_loras(pipe, cfg, present_denoisers(pipe, family))
         setup = repairs + family.setup(pipe, cfg)
-    optimizations = optimize.apply(pipe, cfg.optimization, device, dtype)
+    denoisers = () if decode_only else present_denoisers(pipe, family)
+    optimizations = optimize.apply(pipe, cfg.optimization, device, dtype, denoisers)
     if cfg.optimization.quantize and not decode_only:
         optimizations["calls"].insert(0, {"method": "from_pretrained", "kwargs": {"quantization_config": quantization}})
         optimizations["applied"].insert(0, f"quantize={cfg.optimization.quantize}")
@@ -255,6 +289,11 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
         },
     }
     model.update(extra)
+    if dtypes:
+        # The precision of each component this model has, where the family pins one.
+        model["dtypes"] = {k: v for k, v in dtypes.items() if k == "default" or pipe.components.get(k) is not None}
+    if len(denoisers) > 1:
+        model["denoisers"] = list(denoisers)
     if family.model_options:
         model["scheduler"] = scheduler
     if loras:
@@ -263,6 +302,11 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
         model["tiny_version"] = tiny.TINY_VERSION
     seconds = round(time.perf_counter() - start, 4)
     return Loaded(pipe, family, device, dtype, model, optimizations, seconds, setup)
+
+
+def present_denoisers(pipe: Any, family: Family) -> tuple[str, ...]:
+    """The family's denoisers that this model has (a Wan 2.1 folder has no transformer_2)."""
+    return tuple(name for name in family.denoiser_names() if getattr(pipe, name, None) is not None)
 
 
 def _where(model_id: str, kind: str, where: str) -> str | None:

@@ -254,12 +254,13 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
 
 def _bytes_per_param(component: str, family: Family, cfg: RunConfig, dtype: str) -> float:
     opt = cfg.optimization
-    denoiser = component in (family.footprint.denoiser, "motion_adapter", "controlnet")
+    denoiser = component in (*family.denoiser_names(), "motion_adapter", "controlnet")
     if opt.quantize and component in family.quantized_components(cfg.mode):
         return QUANTIZED[opt.quantize]
     if denoiser and opt.fp8_storage:
         return 1.0
-    return BYTES[dtype]
+    # Components the family pins to their own precision (Wan's fp32 VAE).
+    return BYTES[family.dtypes.get(component, dtype)]
 
 
 def estimate(
@@ -272,9 +273,12 @@ def estimate(
     height, width = s.height or 512, s.width or 512
     size = BYTES[dtype]
     weights = {name: count * _bytes_per_param(name, family, cfg, dtype) for name, count in params.items()}
-    denoising = sum(v for k, v in weights.items() if k in (fp.denoiser, "motion_adapter", "controlnet"))
+    denoisers = (*family.denoiser_names(), "motion_adapter", "controlnet")
+    experts = [v for k, v in weights.items() if k in family.denoiser_names()]
+    # Two experts (Wan 2.2 A14B) take turns: offloaded, only the running one is on the GPU.
+    denoising = max(experts, default=0.0) + sum(v for k, v in weights.items() if k in ("motion_adapter", "controlnet"))
     vae = weights.get("vae", 0.0)
-    encoders = [v for k, v in weights.items() if k not in (fp.denoiser, "motion_adapter", "controlnet", "vae")]
+    encoders = [v for k, v in weights.items() if k not in (*denoisers, "vae")]
     guided = fp.guided and (s.guidance_scale is None or s.guidance_scale > 1)
     tokens = ((frames - 1) // fp.temporal + 1) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size

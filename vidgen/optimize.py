@@ -28,6 +28,7 @@ CACHES = {
     "first-block": "FirstBlockCacheConfig",
     "pab": "PyramidAttentionBroadcastConfig",
     "faster": "FasterCacheConfig",
+    "taylorseer": "TaylorSeerCacheConfig",
 }
 FIRST_BLOCK_THRESHOLD = 0.05
 # Attention backends that run without a CUDA device.
@@ -132,6 +133,11 @@ def _cache_config(pipe: Any, spec: str) -> tuple[Any, dict[str, Any]]:
     if name == "first-block":
         kwargs: dict[str, Any] = {"threshold": float(threshold) if threshold else FIRST_BLOCK_THRESHOLD}
         return cls(**kwargs), kwargs
+    if name == "taylorseer":
+        # diffusers' defaults: full steps first, then one full step every 5 with first-order
+        # Taylor predictions between.
+        kwargs = {"cache_interval": 5, "disable_cache_before_step": 3, "max_order": 1}
+        return cls(**kwargs), kwargs
     if name == "pab":
         # diffusers' CogVideoX example: reuse spatial attention every second block mid-schedule.
         kwargs = {"spatial_attention_block_skip_range": 2, "spatial_attention_timestep_skip_range": (100, 800)}
@@ -157,11 +163,14 @@ def denoiser(pipe: Any) -> Any:
     return getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
 
 
-def apply(pipe: Any, opt: OptimizationConfig, device: str, dtype: str) -> dict[str, Any]:
+def apply(
+    pipe: Any, opt: OptimizationConfig, device: str, dtype: str, denoisers: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Apply the options to a freshly loaded pipeline, in an order that composes: weight storage
     and attention first (they swap hooks and processors), then VAE savers, then placement
-    (offload hooks wrap whatever is there), then compile last. Returns what was requested, what
-    was applied and the exact calls made."""
+    (offload hooks wrap whatever is there), then compile last. `denoisers` names the pipeline's
+    denoising components (Wan 2.2 A14B has two); the denoiser options act on each of them.
+    Returns what was requested, what was applied and the exact calls made."""
     import torch
 
     applied: list[str] = []
@@ -169,40 +178,50 @@ def apply(pipe: Any, opt: OptimizationConfig, device: str, dtype: str) -> dict[s
 
     def call(label: str, method: str, fn: Any, **kwargs: Any) -> None:
         fn(**kwargs)
-        applied.append(label)
+        if label not in applied:
+            applied.append(label)
         shown = {k: (str(v).removeprefix("torch.") if isinstance(v, (torch.dtype, torch.device)) else v)
                  for k, v in kwargs.items()}  # fmt: skip
         calls.append({"method": method, "kwargs": shown})
 
-    model = denoiser(pipe)
-    part = "transformer" if getattr(pipe, "transformer", None) is not None else "unet"
-    if opt.fp8_storage:
-        call(
-            "fp8_storage",
-            f"{part}.enable_layerwise_casting",
-            model.enable_layerwise_casting,
-            storage_dtype=torch.float8_e4m3fn,
-            compute_dtype=getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype]),
-        )
+    if not denoisers:
+        denoisers = tuple(name for name in ("transformer", "unet") if getattr(pipe, name, None) is not None)[:1]
+    models = {part: getattr(pipe, part) for part in denoisers}
+    model, part = (models[denoisers[0]], denoisers[0]) if denoisers else (None, "transformer")
+    for name, each in models.items():
+        if opt.fp8_storage:
+            call(
+                "fp8_storage",
+                f"{name}.enable_layerwise_casting",
+                each.enable_layerwise_casting,
+                storage_dtype=torch.float8_e4m3fn,
+                compute_dtype=getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype]),
+            )
     if opt.attention_slicing:
         call("attention_slicing", "enable_attention_slicing", pipe.enable_attention_slicing)
-    if opt.attention_backend:
-        call(
-            f"attention_backend={opt.attention_backend}",
-            f"{part}.set_attention_backend",
-            model.set_attention_backend,
-            backend=opt.attention_backend,
-        )
-    if opt.cache:
-        if opt.cache.startswith("first-block") and len(getattr(model, "transformer_blocks", ())) < 2:
+    for name, each in models.items():
+        if opt.attention_backend:
+            call(
+                f"attention_backend={opt.attention_backend}",
+                f"{name}.set_attention_backend",
+                each.set_attention_backend,
+                backend=opt.attention_backend,
+            )
+    for name, each in models.items():
+        if not opt.cache:
+            break
+        blocks = getattr(each, "transformer_blocks", None) or getattr(each, "blocks", ())
+        if opt.cache.startswith("first-block") and len(blocks) < 2:
             raise ConfigError(
                 "--cache first-block reuses the output when the first block's barely changes, and this model has "
                 "a single block; use --cache pab or --cache faster."
             )
+        # One config per denoiser: a cache keeps state, and two experts must not share it.
         config, shown = _cache_config(pipe, opt.cache)
-        model.enable_cache(config)
-        applied.append(f"cache={opt.cache}")
-        calls.append({"method": f"{part}.enable_cache", "kwargs": {"config": {type(config).__name__: shown}}})
+        each.enable_cache(config)
+        if f"cache={opt.cache}" not in applied:
+            applied.append(f"cache={opt.cache}")
+        calls.append({"method": f"{name}.enable_cache", "kwargs": {"config": {type(config).__name__: shown}}})
     if opt.forward_chunking:
         # chunk_size=1 over the frame axis, as diffusers' ModelScope guide does.
         call("forward_chunking", f"{part}.enable_forward_chunking", model.enable_forward_chunking, chunk_size=1, dim=1)
@@ -236,12 +255,14 @@ def apply(pipe: Any, opt: OptimizationConfig, device: str, dtype: str) -> dict[s
         call(label, "enable_group_offload", pipe.enable_group_offload, **kwargs)
     else:
         pipe.to(device)
-    if opt.compile and model is not None:
+    for name, each in models.items():
+        if not opt.compile:
+            break
         # In place, so offload hooks keep pointing at the module they wrap (diffusers #4399);
         # only the repeated blocks where the model declares them: the same speed, compiled
         # many times faster.
-        if getattr(model, "_repeated_blocks", None):
-            call("compile=regional", f"{part}.compile_repeated_blocks", model.compile_repeated_blocks)
+        if getattr(each, "_repeated_blocks", None):
+            call("compile=regional", f"{name}.compile_repeated_blocks", each.compile_repeated_blocks)
         else:
-            call("compile", f"{part}.compile", model.compile)
+            call("compile", f"{name}.compile", each.compile)
     return {"requested": opt.model_dump(), "applied": applied, "calls": calls, "device": device}

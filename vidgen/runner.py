@@ -142,9 +142,19 @@ def run(
         with (
             _global_rng(family, seed, device),
             family.steps(pipe, on_step) as step_kwargs,
-            latents.capture(pipe, before_decode) if family.latents else nullcontext(captured) as captured,
+            latents.capture(pipe, before_decode)
+            if family.latents == "decode_latents"
+            else nullcontext(captured) as captured,
         ):
-            output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
+            if family.latents == "latent":
+                # The pipeline stops at its final latents; the family decodes them as it would.
+                captured.latents = family.latent_call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
+                captured.decoding = True
+                before_decode()
+                output = family.decode_video(pipe, captured.latents)
+                captured.decoding = False
+            else:
+                output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
         what = "CUDA" if isinstance(exc, torch.cuda.OutOfMemoryError) else "the process"
         phase = "decode" if captured.decoding else "denoise"

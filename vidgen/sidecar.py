@@ -83,7 +83,7 @@ def replay_config(data: dict[str, Any], overwrite: bool = False) -> tuple[dict[s
     if model.get("source") in ("dir", "file") and not Path(model_id).expanduser().exists() and model.get("path"):
         config["model"]["id"] = model["path"]
     recorded = data.get("inputs") or {}
-    for name in ("image", "video", "control"):
+    for name in ("image", "last_image", "video", "control"):
         ref = config["inputs"].get(name)
         where = (recorded.get(name) or {}).get("resolved_path")
         if ref and not ref.startswith(("http://", "https://")) and not Path(ref).expanduser().exists() and where:
@@ -131,7 +131,7 @@ def changed_inputs(data: dict[str, Any], prepared: dict[str, Any], config_inputs
     changed = []
     for name, now in prepared.items():
         then = (recorded.get(name) or {}).get("prepared", {}).get("sha256")
-        if name in ("image", "video", "control") and then and now["prepared"]["sha256"] != then:
+        if name in ("image", "last_image", "video", "control") and then and now["prepared"]["sha256"] != then:
             same_source = config_inputs.get(name) in (recorded[name].get("path"), recorded[name].get("resolved_path"))
             if same_source:
                 changed.append(recorded[name].get("path") or name)

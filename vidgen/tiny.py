@@ -3,7 +3,7 @@
 Each builder makes a real diffusers pipeline of the family's architecture with tiny configs and
 in-memory tokenizers, saves it with `save_pretrained`, and vidgen then loads it through the same
 `from_pretrained` path as a Hub model. The output is noise; every other byte is real. Adding a
-family is one builder function registered in BUILDERS.
+family declares its builders beside itself (`Family.tiny`); the older ones are in BUILDERS.
 """
 
 from __future__ import annotations
@@ -458,6 +458,21 @@ BUILDERS: dict[str, Callable[[], Any]] = {
 }
 
 
+def builders() -> dict[str, Callable[[], Any]]:
+    """Every tiny model: the ones above, and those each family declares beside itself."""
+    from vidgen import families
+
+    found = dict(BUILDERS)
+    for family in families.FAMILIES.values():
+        found.update(family.tiny)
+    return found
+
+
+# Shared parts for the tiny recipes that live in the family modules.
+t5_tokenizer = _t5_tokenizer
+clip_image_processor = _clip_image_processor
+
+
 def _complete(folder: Path) -> bool:
     # A pipeline has model_index.json; a single model (a motion adapter) has config.json.
     return (folder / "model_index.json").is_file() or (folder / "config.json").is_file()
@@ -485,7 +500,7 @@ def ensure(name: str) -> Path:
         # Seeded so every machine builds the same weights.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            pipe = BUILDERS[name]()
+            pipe = builders()[name]()
         pipe.save_pretrained(staging, safe_serialization=True)
         try:
             os.replace(staging, target)

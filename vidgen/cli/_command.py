@@ -72,6 +72,13 @@ RUN: Params = {
 IMAGE_INPUT: Params = {"resize": (o.Resize, None), "background": (o.Background, None)}
 # Frame count, for the modes that make their own length (v2v takes the input's).
 FRAMES: Params = {"frames": (o.Frames, None)}
+# Sampler and LoRAs of the transformer families, including one LoRA per expert of two-expert models.
+ADAPTERS: Params = {
+    "scheduler": (o.Scheduler, None),
+    "lora": (o.Lora, None),
+    "lora_high": (o.LoraHigh, None),
+    "lora_low": (o.LoraLow, None),
+}
 
 
 def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) -> Callable[..., None]:
@@ -80,7 +87,9 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
     panels in the order their first option appears."""
     own = {name: spec for group in (arguments, *groups) for name, spec in group.items()}
     merged: Params = {}
-    for group in (arguments, MODEL, *groups, SAMPLING, RUN):
+    # The options the families of this mode declare for themselves (--guidance-2, --flow-shift).
+    declared = o.family_params(mode)
+    for group in (arguments, MODEL, *groups, declared, SAMPLING, RUN):
         for name, spec in group.items():
             # A command's own definition wins (animate's --base-model is the shared --model).
             merged.setdefault(name, own.get(name, spec))

@@ -10,8 +10,9 @@ from typing import Annotated, Literal
 
 import typer
 
+from vidgen import families
 from vidgen.config import Layer, set_layer
-from vidgen.config.flags import flag, from_flag_form
+from vidgen.config.flags import flag, from_flag_form, parse_lora
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -299,10 +300,11 @@ BaseConfig = Annotated[
     ),
 ]
 Scheduler = Annotated[
-    Literal["ddim", "euler", "euler-a", "dpm++", "lcm"] | None,
+    Literal["ddim", "euler", "euler-a", "dpm++", "lcm", "unipc"] | None,
     typer.Option(
         "--scheduler",
-        help="Sampler; options via --set model.scheduler_options.NAME=VALUE.",
+        help="Sampler (unipc, euler, dpm++ on flow-matching families); options via "
+        "--set model.scheduler_options.NAME=VALUE.",
         rich_help_panel=MODEL,
     ),
 ]
@@ -312,6 +314,30 @@ Lora = Annotated[
         "--lora",
         help="LoRA as ID|FOLDER|FILE[:SCALE], e.g. ./zoom.safetensors:0.8 (repeatable; motion or style).",
         rich_help_panel=MODEL,
+    ),
+]
+LoraHigh = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lora-high",
+        help="LoRA for the high-noise expert only of a two-expert model (Wan 2.2 A14B), FILE[:SCALE].",
+        rich_help_panel=MODEL,
+    ),
+]
+LoraLow = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lora-low",
+        help="LoRA for the low-noise expert only of a two-expert model (Wan 2.2 A14B), FILE[:SCALE].",
+        rich_help_panel=MODEL,
+    ),
+]
+LastImage = Annotated[
+    str | None,
+    typer.Option(
+        "--last-image",
+        help="First-last-frame models: the image the video ends on (PNG, JPEG or WebP file, or URL).",
+        rich_help_panel=INPUT,
     ),
 ]
 PromptAt = Annotated[
@@ -461,6 +487,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or statu
 PARAMS = {
     "prompt": "inputs.prompt",
     "image": "inputs.image",
+    "last_image": "inputs.last_image",
     "video": "inputs.video",
     "negative": "inputs.negative_prompt",
     "resize": "inputs.resize",
@@ -537,6 +564,35 @@ PARAMS = {
 SWITCHES = ("overwrite", "save_control")
 
 
+# --lora-high / --lora-low -> the expert their LoRAs target; they join --lora in one list.
+LORA_EXPERTS = {"lora_high": "high", "lora_low": "low"}
+
+
+def family_params(mode: str) -> dict[str, tuple[object, object]]:
+    """Typer options for the options the families of `mode` declare (families/base.py `Option`),
+    named by their config field; the help says which families take each."""
+    params: dict[str, tuple[object, object]] = {}
+    for field, (option, titles) in families.mode_options(mode).items():
+        text = f"{option.help} [{', '.join(titles)}]"
+        kind = Annotated[option.type | None, typer.Option(option.flag, help=text, rich_help_panel=FAMILY)]
+        params[field] = (kind, None)
+    return params
+
+
+def _lora_layer(params: dict[str, object]) -> Layer | None:
+    """--lora, --lora-high and --lora-low together as one model.loras list."""
+    loras: list[dict[str, object]] = []
+    given = []
+    for name, expert in (("lora", None), *LORA_EXPERTS.items()):
+        for spec in params.get(name) or []:  # type: ignore[attr-defined]
+            loras.append(parse_lora(str(spec), expert))
+            given.append(name)
+    if not loras:
+        return None
+    label = "cli:" + "+".join(dict.fromkeys(f"--{name.replace('_', '-')}" for name in given))
+    return Layer(label=label, data={"model": {"loras": loras}}, origin=label.removeprefix("cli:"))
+
+
 def flag_layers(params: dict[str, object]) -> list[Layer]:
     """One layer per option actually given (so sources name the flag), then --set on top.
 
@@ -546,13 +602,21 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
     layers = []
     for name, value in params.items():
         # Repeatable options arrive as empty lists when not given.
-        if name not in PARAMS or value in (None, [], ()) or (name in SWITCHES and value is False):
+        if value in (None, [], ()) or (name in SWITCHES and value is False) or name in ("lora", *LORA_EXPERTS):
             continue
-        path = PARAMS[name]
+        if name in PARAMS:
+            path = PARAMS[name]
+        elif name in families.OPTIONS:
+            path = families.OPTIONS[name].path
+        else:
+            continue
         section, key = path.split(".", 1)
         label = flag(path)
         value = from_flag_form(path, value)
         layers.append(Layer(label=f"cli:{label}", data={section: {key: value}}, origin=label))
+    lora = _lora_layer(params)
+    if lora is not None:
+        layers.append(lora)
     if params.get("set_"):
         layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]
     return layers

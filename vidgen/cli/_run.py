@@ -100,8 +100,43 @@ def execute(
     # Read by the error boundary, so failures also answer in JSON.
     ctx.meta["vidgen.json"] = as_json
     setup_logging(quiet)
-    resolved = resolve(mode, presets or [], layers, families.defaults_layer, families.DEFAULT_PRESETS[mode])
+    default = families.DEFAULT_PRESETS[mode]
+    detected = _model_family(mode, presets or [], layers)
+    if detected is not None:
+        layers, default = [detected, *layers], None
+    resolved = resolve(mode, presets or [], layers, families.defaults_layer, default)
     run_resolved(resolved, dry_run=dry_run, as_json=as_json, quiet=quiet)
+
+
+def _model_family(mode: str, presets: list[str], layers: list[Layer]) -> Layer | None:
+    """`--model` without a preset that names a family: the family (and so its defaults) from the
+    model's model_index.json. A preset whose family differs from the model's is an error."""
+    from vidgen.config.layers import merged_preset
+    from vidgen.errors import ConfigError
+    from vidgen.loader import model_index
+
+    given = [layer.data["model"] for layer in layers if isinstance(layer.data.get("model"), dict)]
+    model_id = next((model["id"] for model in reversed(given) if model.get("id")), None)
+    if not model_id or str(model_id).startswith("tiny:"):
+        return None
+    index = model_index(str(model_id))
+    found = families.for_model(index) if index else None
+    if found is None:
+        return None
+    family, model_mode = found
+    named = [merged_preset(ref).get("model", {}).get("family") for ref in presets]
+    chosen = next((name for name in reversed(named) if name), None)
+    if chosen and chosen != family.name:
+        other = families.get(chosen).title
+        raise ConfigError(
+            f"--model {model_id} is a {family.title} model ({index['_class_name']}), but the preset is for {other}; "
+            f"drop --preset or pick a {family.title} preset (`vidgen presets list`)."
+        )
+    if mode != model_mode and family.repos.get(mode) != family.repos.get(model_mode):
+        raise ConfigError(
+            f"--model {model_id} is a {family.title} {model_mode} model; run it with `vidgen {model_mode}`."
+        )
+    return None if chosen else Layer("model:model_index.json", {"model": {"family": family.name}}, str(model_id))
 
 
 def run_resolved(

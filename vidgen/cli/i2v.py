@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import FRAMES, IMAGE_INPUT, generation_command
+from vidgen.cli._command import ADAPTERS, FRAMES, IMAGE_INPUT, generation_command
 
 i2v = generation_command(
     "i2v",
@@ -19,6 +19,10 @@ i2v = generation_command(
     Try it offline in a second on CPU with a tiny model:
 
         vidgen i2v rocket.png --preset tiny-svd --frames 4 --decode-chunk 2
+
+    First and last frame (Wan 2.1 FLF2V, Wan 2.2 A14B):
+
+        vidgen i2v first.png "it blooms" --last-image last.png --preset wan2.1-flf2v-14b-720p
     """,
     {
         "image": (
@@ -35,8 +39,10 @@ i2v = generation_command(
             None,
         ),
     },
+    {"last_image": (o.LastImage, None)},
     IMAGE_INPUT,
     FRAMES,
+    ADAPTERS,
     {
         "motion_bucket_id": (o.MotionBucketId, None),
         "noise_aug_strength": (o.NoiseAugStrength, None),

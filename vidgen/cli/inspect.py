@@ -96,7 +96,7 @@ def _input_rows(data: dict) -> list[tuple[str, str | None]]:
     rows: list[tuple[str, str | None]] = []
     recorded = data.get("inputs") or {}
     config_inputs = data.get("config", {}).get("inputs", {})
-    for name in ("image", "video", "control"):
+    for name in ("image", "last_image", "video", "control"):
         record = recorded.get(name)
         if not record:
             rows.append((name, config_inputs.get(name)))

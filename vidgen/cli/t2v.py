@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import FRAMES, PROMPTS_FILE, generation_command
+from vidgen.cli._command import ADAPTERS, FRAMES, PROMPTS_FILE, generation_command
 
 t2v = generation_command(
     "t2v",
@@ -17,6 +17,10 @@ t2v = generation_command(
     Try it offline in a second on CPU with the tiny random-weight model:
 
         vidgen t2v "a red fox running through fresh snow" --preset tiny-cogvideox --seed 7
+
+    Wan 2.2 with its two experts guided apart:
+
+        vidgen t2v "a fox in snow" --preset wan2.2-t2v-a14b --guidance 4 --guidance-2 3
     """,
     {
         "prompt": (
@@ -25,6 +29,7 @@ t2v = generation_command(
         )
     },
     FRAMES,
+    ADAPTERS,
     {
         "motion_field_x": (o.MotionFieldX, None),
         "motion_field_y": (o.MotionFieldY, None),

@@ -14,6 +14,7 @@ from vidgen.errors import ConfigError
 FLAGS: dict[str, str] = {
     "inputs.prompt": "PROMPT",
     "inputs.image": "IMAGE",
+    "inputs.last_image": "--last-image",
     "inputs.video": "VIDEO",
     "inputs.negative_prompt": "--negative",
     "inputs.resize": "--resize",
@@ -86,6 +87,13 @@ FLAGS: dict[str, str] = {
 }
 
 
+def register_flag(path: str, name: str) -> None:
+    """Name the flag of a family-declared field (the families registry calls this)."""
+    if FLAGS.get(path, name) != name:
+        raise ValueError(f"{path} already has the flag {FLAGS[path]}, not {name}")
+    FLAGS[path] = name
+
+
 def flag(path: str) -> str:
     """`--frames` for sampling.num_frames; the path itself for fields without a flag."""
     return FLAGS.get(path, path)
@@ -94,12 +102,18 @@ def flag(path: str) -> str:
 # -- flag-form values -> config form (the CLI and batch manifests share these) ---------------
 
 
-def parse_lora(spec: str) -> dict[str, Any]:
-    """`ID|PATH[:SCALE]` -> {source, scale}; a trailing :number is the scale."""
+# --lora-high / --lora-low: a LoRA for one expert of a two-expert model.
+LORA_EXPERT_FLAGS = {"high": "--lora-high", "low": "--lora-low"}
+
+
+def parse_lora(spec: str, expert: str | None = None) -> dict[str, Any]:
+    """`ID|PATH[:SCALE]` -> {source, scale}; a trailing :number is the scale. `expert` (high or
+    low) targets one denoiser of a two-expert model."""
     source, sep, tail = spec.rpartition(":")
+    parsed: dict[str, Any] = {"source": spec, "scale": 1.0}
     if sep and re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)", tail.strip()):
-        return {"source": source, "scale": float(tail)}
-    return {"source": spec, "scale": 1.0}
+        parsed = {"source": source, "scale": float(tail)}
+    return {**parsed, "expert": expert} if expert else parsed
 
 
 def parse_prompt_map(items: list[str]) -> dict[int, str]:

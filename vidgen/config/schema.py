@@ -10,17 +10,18 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 Mode = Literal["t2v", "i2v", "v2v", "animate", "control"]
 DType = Literal["auto", "fp32", "fp16", "bf16"]
 Offload = Literal["none", "model", "sequential", "group"]
 Format = Literal["mp4", "webm", "gif", "webp", "png"]
 Resize = Literal["fit", "crop", "pad"]
-Scheduler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm"]
+Scheduler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm", "unipc"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-_CACHE = re.compile(r"^(first-block(:(0(\.\d+)?|1(\.0+)?|\.\d+))?|pab|faster)$")
+_CACHE = re.compile(r"^(first-block(:(0(\.\d+)?|1(\.0+)?|\.\d+))?|pab|faster|taylorseer)$")
 
 
 class _Section(BaseModel):
@@ -33,6 +34,11 @@ class LoraConfig(_Section):
     scale: float = Field(1.0, ge=-10, le=10)
     # The adapter name diffusers registers it under; derived from the source when not given.
     name: str | None = None
+    # The file inside a Hub repo or folder that holds several LoRAs (e.g. sub/lora_high.safetensors).
+    weight_name: str | None = None
+    # Which denoiser of a two-expert model (Wan 2.2 A14B) gets it: the high-noise `transformer`,
+    # the low-noise `transformer_2`, or both (None: every denoiser the model has).
+    expert: Literal["high", "low", "both"] | None = None
 
 
 class ModelConfig(_Section):
@@ -60,6 +66,8 @@ class InputsConfig(_Section):
     prompts: dict[int, str] | None = None
     negative_prompt: str | None = None
     image: str | None = Field(None, description="i2v: image file or http(s) URL")
+    # First-last-frame models: the image the video ends on.
+    last_image: str | None = None
     video: str | None = Field(None, description="v2v: video file or folder of frames")
     # How an input image or frame is brought to the model's size (None: crop).
     resize: Resize | None = None
@@ -76,7 +84,50 @@ class InputsConfig(_Section):
     canny_high: int | None = Field(None, ge=0, le=255)
 
 
+# Sampling fields that model families declare for themselves (families/base.py `Option`):
+# name -> validator. Filled by the families registry at import; config never imports families.
+FAMILY_FIELDS: dict[str, TypeAdapter[Any]] = {}
+
+
+def register_sampling_field(name: str, annotation: Any) -> None:
+    """Make `sampling.<name>` a valid config field, validated by `annotation`."""
+    if name in SamplingConfig.model_fields:
+        raise ValueError(f"sampling.{name} is a shared field; a family cannot declare it again")
+    FAMILY_FIELDS[name] = TypeAdapter(annotation)
+
+
 class SamplingConfig(_Section):
+    # Family-declared fields arrive as extras and are validated against FAMILY_FIELDS below;
+    # any other unknown key is still an error, as with extra="forbid".
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _family_fields(cls, data: Any, handler: Any) -> Any:
+        if not isinstance(data, dict):
+            return handler(data)
+        clean, errors = dict(data), []
+        for key, value in data.items():
+            if key in cls.model_fields:
+                continue
+            adapter = FAMILY_FIELDS.get(key)
+            if adapter is None:
+                errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=value))
+                continue
+            try:
+                clean[key] = adapter.validate_python(value)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    kind = PydanticCustomError(err["type"], err["msg"])
+                    errors.append(InitErrorDetails(type=kind, loc=(key, *err["loc"]), input=value))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return handler(clean)
+
+    def get(self, name: str) -> Any:
+        """A field's value, family-declared ones included (None when not set)."""
+        return getattr(self, name, None)
+
     num_frames: int | None = Field(None, ge=1, le=10_000)
     num_inference_steps: int | None = Field(None, ge=1, le=1000)
     guidance_scale: float | None = Field(None, ge=0, le=100)
@@ -161,7 +212,9 @@ class OptimizationConfig(_Section):
     @classmethod
     def _cache(cls, value: str | None) -> str | None:
         if value is not None and not _CACHE.match(value):
-            raise ValueError("must be first-block, first-block:THRESHOLD (e.g. first-block:0.1), pab or faster")
+            raise ValueError(
+                "must be first-block, first-block:THRESHOLD (e.g. first-block:0.1), pab, faster or taylorseer"
+            )
         return value
 
 

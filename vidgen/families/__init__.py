@@ -7,21 +7,22 @@ the rest of a family's rules live in its own module.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
+from typing import Any
 
-from vidgen.config.flags import flag
+from vidgen.config.flags import LORA_EXPERT_FLAGS, flag, register_flag
 from vidgen.config.layers import Layer
-from vidgen.config.schema import RunConfig
+from vidgen.config.schema import RunConfig, register_sampling_field
 from vidgen.errors import ConfigError
-from vidgen.families.animatediff import AnimateDiff, AnimateDiffSDXL
-from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family
-from vidgen.families.cogvideox import CogVideoX, CogVideoX15
-from vidgen.families.i2vgen_xl import I2VGenXL
-from vidgen.families.modelscope import ModelScope
-from vidgen.families.svd import StableVideoDiffusion
-from vidgen.families.text2video_zero import TextToVideoZero
+from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option
+
+# The family modules, in `vidgen models` order; each defines FAMILIES, the classes it registers.
+MODULES = ("cogvideox", "modelscope", "svd", "i2vgen_xl", "animatediff", "text2video_zero", "wan")
 
 FAMILIES: dict[str, Family] = {}
+# Every family-declared option by config field, shared by the families that declare it.
+OPTIONS: dict[str, Option] = {}
 
 # The preset each command uses when none names a model.
 DEFAULT_PRESETS = {
@@ -36,9 +37,45 @@ REQUIRED_INPUT = {"i2v": ("image", "IMAGE"), "v2v": ("video", "VIDEO"), "control
 
 
 def register(family: Family) -> None:
+    """Add a family, and make its own options config fields with flags."""
     if family.name in FAMILIES:
         raise ValueError(f"family {family.name} is already registered")
+    for option in family.options:
+        known = OPTIONS.get(option.field)
+        if known is None:
+            register_sampling_field(option.field, option.annotation())
+            register_flag(option.path, option.flag)
+            OPTIONS[option.field] = option
+        elif known != option:
+            raise ValueError(f"{family.name} declares {option.path} unlike an earlier family; share one Option")
     FAMILIES[family.name] = family
+
+
+def mode_options(mode: str) -> dict[str, tuple[Option, list[str]]]:
+    """field -> (option, titles of the families that take it in `mode`), for the CLI."""
+    found: dict[str, tuple[Option, list[str]]] = {}
+    for family in FAMILIES.values():
+        for option in family.mode_options(mode):
+            found.setdefault(option.field, (option, []))[1].append(family.title)
+    return found
+
+
+def setup_fields() -> frozenset[str]:
+    """Sampling fields that shape a loaded pipeline: jobs that differ in one cannot share it."""
+    fields = {option.field for option in OPTIONS.values() if option.setup}
+    for family in FAMILIES.values():
+        fields |= family.setup_fields
+    return frozenset(fields)
+
+
+def for_model(index: dict[str, Any]) -> tuple[Family, str] | None:
+    """(family, mode) of a model from its model_index.json, or None when no family drives it."""
+    name = index.get("_class_name")
+    for family in FAMILIES.values():
+        for mode, cls in family.pipelines.items():
+            if cls == name and family.matches(index):
+                return family, mode
+    return None
 
 
 def get(name: str) -> Family:
@@ -79,6 +116,31 @@ def _refuse(family: Family, mode: str, path: str, takers: str) -> ConfigError:
     return ConfigError(f"{message[:-1]}; {hint}." if hint else message)
 
 
+def _check_model_options(family: Family, cfg: RunConfig) -> None:
+    """--scheduler names, --lora-high/--lora-low experts and --cache kinds the family takes."""
+    scheduler = cfg.model.scheduler
+    if scheduler is not None and "model.scheduler" in family.accepts(cfg.mode) and scheduler not in family.schedulers:
+        raise ConfigError(
+            f"--scheduler {scheduler} does not fit {family.title}; it takes: {', '.join(family.schedulers)}."
+        )
+    experts = len(family.denoiser_names())
+    for lora in cfg.model.loras or []:
+        if lora.expert in LORA_EXPERT_FLAGS and experts < 2:
+            two = _takers(lambda f, m: len(f.denoiser_names()) > 1 and "model.loras" in f.accepts(m))
+            raise ConfigError(
+                f"{LORA_EXPERT_FLAGS[lora.expert]} targets one expert of a two-expert model, and {family.title} has "
+                f"one denoiser; use --lora. Two-expert families: {two}."
+            )
+    cache = cfg.optimization.cache
+    if cache is not None and "cache" in family.optimizations:
+        kind = cache.partition(":")[0]
+        if kind not in family.caches:
+            path = f"optimization.cache={kind}"
+            reason = family.hints.get(path)
+            message = f"--cache {kind} does not run on {family.title}; it takes: {', '.join(sorted(family.caches))}"
+            raise ConfigError(f"{message} ({reason})." if reason else f"{message}.")
+
+
 def check(cfg: RunConfig) -> Family:
     """Every rule that can be checked without weights; returns the run's family.
 
@@ -117,6 +179,7 @@ def check(cfg: RunConfig) -> Family:
         if wanted and name not in family.optimizations:
             path = f"optimization.{name}"
             raise _refuse(family, cfg.mode, path, _takers(lambda f, m, n=name: n in f.optimizations))
+    _check_model_options(family, cfg)
     if cfg.output.save_latents and not family.latents:
         raise ConfigError(
             f"--save-latents is not available for {family.title} {cfg.mode}: its pipeline decodes inside its own "
@@ -137,14 +200,6 @@ def check(cfg: RunConfig) -> Family:
     return family
 
 
-for _family in (
-    CogVideoX(),
-    CogVideoX15(),
-    ModelScope(),
-    StableVideoDiffusion(),
-    I2VGenXL(),
-    AnimateDiff(),
-    AnimateDiffSDXL(),
-    TextToVideoZero(),
-):
-    register(_family)
+for _module in MODULES:
+    for _cls in importlib.import_module(f"vidgen.families.{_module}").FAMILIES:
+        register(_cls())

@@ -69,6 +69,8 @@ class AnimateDiff(Family):
     }
     prompt_travel = True
     single_file = True
+    # FreeNoise and FreeInit are switched on once after loading (see setup).
+    setup_fields = _SETUP
     # model field -> the diffusers class loaded for it and passed to the pipeline.
     components: ClassVar[dict[str, str]] = {"motion_adapter": "MotionAdapter", "controlnet": "ControlNetModel"}
     media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "conditioning_frames"}}
@@ -270,3 +272,6 @@ class AnimateDiffSDXL(AnimateDiff):
             },
             "output": {"fps": 8},
         }
+
+
+FAMILIES = (AnimateDiff, AnimateDiffSDXL)

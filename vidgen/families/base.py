@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from vidgen.config.schema import RunConfig, SamplingConfig
 from vidgen.errors import ConfigError
@@ -27,6 +27,14 @@ TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
 SDPA_SLICING = "its attention runs through PyTorch SDPA, already memory-efficient; diffusers' slicing would do nothing"
 # `model` fields only some families use.
 MODEL_OPTIONS = ("motion_adapter", "base_config", "scheduler", "scheduler_options", "loras", "controlnet")
+# --scheduler name -> diffusers class, for the UNet (epsilon / v-prediction) families.
+UNET_SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "lcm": "LCMScheduler",
+}
 # Optimization options a family may or may not honour (config field names under `optimization`).
 OPTIMIZATIONS = (
     "offload",
@@ -41,6 +49,45 @@ OPTIMIZATIONS = (
     "cache",
     "quantize",
 )
+
+
+@dataclass(frozen=True)
+class Option:
+    """A sampling option that families declare for themselves.
+
+    It becomes the config field `sampling.<field>` (diffusers' name for it), the flag on every
+    command whose families take it, its --help line, its range check, and the refusal message on
+    families that do not take it. Families that share an option declare the same `Option`.
+    """
+
+    field: str
+    flag: str
+    type: type
+    help: str
+    ge: float | None = None
+    le: float | None = None
+    # Applied once to the loaded pipeline (e.g. the scheduler's shift) rather than passed to its
+    # __call__: batch jobs that differ in it cannot share a pipeline.
+    setup: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"sampling.{self.field}"
+
+    def annotation(self) -> Any:
+        """The pydantic type that validates the field."""
+        from pydantic import Field
+
+        return Annotated[self.type | None, Field(ge=self.ge, le=self.le)]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The frame counts and sizes a family's VAE and patching can make: `frames`k+1 frames (None:
+    any) and sizes that are multiples of `size`. Checked before loading, never silently rounded."""
+
+    frames: int | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,9 +155,37 @@ class Family:
     cuda_dtype: ClassVar[str] = "bf16"
     # Sizes and activation shape for the memory planner.
     footprint: ClassVar[Footprint]
-    # Whether the pipeline decodes through `pipe.decode_latents`, so the final latents can be
-    # saved (--save-latents) and decoded again by `vidgen decode`.
-    latents: ClassVar[bool] = True
+    # How the final latents reach the VAE, so they can be saved (--save-latents), kept when the
+    # decode fails, and decoded again by `vidgen decode`:
+    #   "latent": the pipeline runs with output_type="latent" and the family decodes
+    #             (`decode_video`), exactly as the pipeline would have;
+    #   "decode_latents": they are caught on their way into `pipe.decode_latents` (UNet-era
+    #             pipelines, whose latent output skips steps such as trimming padded frames);
+    #   None: the pipeline decodes inside its own steps; nothing to save.
+    latents: ClassVar[str | None] = "decode_latents"
+    # Frame and size rules as data (None: the family checks them in code).
+    grid: ClassVar[Grid | None] = None
+    # Sampling options this family owns (beyond the shared schema fields in `sampling`).
+    options: ClassVar[tuple[Option, ...]] = ()
+    # Inputs beyond the mode's own that the family reads (e.g. last_image).
+    extra_inputs: ClassVar[frozenset[str]] = frozenset()
+    # Pipeline components that denoise; the denoiser options (fp8 storage, compile, caches,
+    # attention backend, quantization) act on each that the loaded model has. Empty: the
+    # footprint's one denoiser.
+    denoisers: ClassVar[tuple[str, ...]] = ()
+    # component -> dtype it always loads in, whatever --dtype sets for the rest (Wan's VAE is
+    # run in fp32 as its model cards recommend).
+    dtypes: ClassVar[dict[str, str]] = {}
+    # --scheduler names this family takes -> diffusers scheduler class.
+    schedulers: ClassVar[dict[str, str]] = UNET_SCHEDULERS
+    # --scheduler name -> config it needs beside the model's (flow-matching settings).
+    scheduler_kwargs: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Cache hooks (--cache NAME) the family's denoiser runs, each with the reason others are refused.
+    caches: ClassVar[frozenset[str]] = frozenset({"first-block", "pab", "faster"})
+    # Sampling fields (shared schema ones) that shape the loaded pipeline, like setup Options.
+    setup_fields: ClassVar[frozenset[str]] = frozenset()
+    # name -> builder of a tiny random-weight pipeline of this family (see vidgen/tiny.py).
+    tiny: ClassVar[dict[str, Callable[[], Any]]] = {}
 
     # -- configuration ----------------------------------------------------------------
     def defaults(self, mode: str) -> dict[str, Any]:
@@ -122,12 +197,27 @@ class Family:
         inputs = MODE_INPUTS.get(mode, frozenset()) | (TEXT_INPUTS if self.text else frozenset())
         if self.prompt_travel:
             inputs |= {"prompts"}
+        if mode in ("i2v", "v2v", "control"):
+            inputs |= self.extra_inputs
         sampling = self.sampling.get(mode, frozenset()) | VIDGEN_SAMPLING
+        sampling |= {option.field for option in self.mode_options(mode)}
         return frozenset(
             {f"inputs.{name}" for name in inputs}
             | {f"sampling.{name}" for name in sampling}
             | {f"model.{name}" for name in self.model_fields(mode)}
         )
+
+    def mode_options(self, mode: str) -> tuple[Option, ...]:
+        """The family's own options that `mode` takes (all of them unless a family says otherwise)."""
+        return self.options if mode in self.pipelines else ()
+
+    def denoiser_names(self) -> tuple[str, ...]:
+        return self.denoisers or (self.footprint.denoiser,)
+
+    def matches(self, index: dict[str, Any]) -> bool:
+        """Whether a model whose model_index.json is `index` (its pipeline class is one of this
+        family's) is this family's rather than a sibling's (Wan 2.1 / 2.2 A14B / TI2V-5B)."""
+        return True
 
     def model_fields(self, mode: str) -> frozenset[str]:
         """The `model` options (from MODEL_OPTIONS) this family uses in `mode`."""
@@ -142,6 +232,8 @@ class Family:
         """
         if self.text and not cfg.inputs.prompt:
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
+        if self.grid is not None:
+            check_grid(self.title, cfg, self.grid)
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         """Rules that depend on the loaded model's own config; runs before denoising.
@@ -173,8 +265,8 @@ class Family:
         return True
 
     def quantized_components(self, mode: str) -> list[str]:
-        """The components --quantize loads quantized: the denoiser, where the weights are."""
-        return [self.footprint.denoiser]
+        """The components --quantize loads quantized: the denoisers, where the weights are."""
+        return list(self.denoiser_names())
 
     def decode_frames(self, cfg: RunConfig, frames: int) -> int:
         """How many of `frames` output frames the VAE decodes at once with these options."""
@@ -228,10 +320,37 @@ class Family:
 
         yield {"callback_on_step_end": on_step_end}
 
+    def latent_call(
+        self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
+    ) -> Any:
+        """Run the pipeline once with output_type="latent"; returns its final latents (families
+        whose `latents` is "latent")."""
+        return pipe(**{**call_kwargs, "output_type": "latent"}, **media, **extra).frames
+
+    def decode_video(self, pipe: Any, latents: Any) -> Any:
+        """Final latents -> float frames (frames, height, width, 3), as the pipeline decodes them
+        with output_type="np". The default is the Wan-style VAE with per-channel latent statistics."""
+        import torch
+        from diffusers.utils.torch_utils import get_module_execution_device
+
+        vae = pipe.vae
+        # As in diffusers' pipeline (pipeline_wan.py): undo the per-channel normalisation, decode.
+        with torch.no_grad():
+            latents = latents.to(get_module_execution_device(vae), dtype=vae.dtype)
+            shape = (1, vae.config.z_dim, 1, 1, 1)
+            mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
+            std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
+            video = vae.decode(latents / std + mean, return_dict=False)[0]
+            return pipe.video_processor.postprocess_video(video, output_type="np")[0]
+
     def decode(self, pipe: Any, latents: Any, args: list[Any], kwargs: dict[str, Any], chunk: int | None) -> Any:
-        """Decode saved final latents as the pipeline would have: `decode_latents` with the
-        arguments it got (`chunk` replacing its decode_chunk_size), then the video processor."""
+        """Decode saved final latents as the pipeline would have: `decode_video` for latent-output
+        families, else `decode_latents` with the arguments it got (`chunk` replacing its
+        decode_chunk_size), then the video processor."""
         import inspect
+
+        if self.latents == "latent":
+            return self.decode_video(pipe, latents)
 
         bound = inspect.signature(pipe.decode_latents).bind(latents, *args, **kwargs)
         if chunk is not None and "decode_chunk_size" in inspect.signature(pipe.decode_latents).parameters:
@@ -245,7 +364,13 @@ class Family:
 
         names = inspect.signature(pipe_class.__init__).parameters
         keep = {"self", "vae", "scheduler", "kwargs", "args", "force_zeros_for_empty_prompt"}
-        return {name: None for name, p in names.items() if name not in keep and p.default is inspect.Parameter.empty}
+        # Optional components (Wan's transformer_2, image_encoder) would load unless left out too.
+        optional = set(getattr(pipe_class, "_optional_components", ()))
+        return {
+            name: None
+            for name, p in names.items()
+            if name not in keep and (p.default is inspect.Parameter.empty or name in optional)
+        }
 
     def frames(self, output: Any) -> Any:
         """The pipeline's output as a float array (frames, height, width, channels) in [0, 1]."""
@@ -263,7 +388,29 @@ def prompt_kwargs(cfg: RunConfig) -> dict[str, Any]:
 def sampling_kwargs(sampling: SamplingConfig, names: frozenset[str] | tuple[str, ...]) -> dict[str, Any]:
     """The named sampling fields that are set; unset ones fall back to diffusers' defaults."""
     values = sampling.model_dump()
-    return {name: values[name] for name in sorted(names) if name not in VIDGEN_SAMPLING and values[name] is not None}
+    return {
+        name: values[name] for name in sorted(names) if name not in VIDGEN_SAMPLING and values.get(name) is not None
+    }
+
+
+def option_kwargs(family: Family, cfg: RunConfig) -> dict[str, Any]:
+    """The family's own call-time options (not the setup ones) that are set."""
+    names = [option.field for option in family.mode_options(cfg.mode) if not option.setup]
+    return sampling_kwargs(cfg.sampling, tuple(names))
+
+
+def check_grid(title: str, cfg: RunConfig, grid: Grid) -> None:
+    """Frames on the `grid.frames`k+1 grid and sizes multiples of `grid.size`."""
+    frames = cfg.sampling.num_frames
+    # Off-grid frame counts decode to a different length than asked for (diffusers rounds with a
+    # warning), so they are refused rather than recorded wrongly in the sidecar.
+    if grid.frames and frames is not None and (frames - 1) % grid.frames:
+        raise ConfigError(
+            f"--frames {frames} does not fit {title}: it needs {grid.frames}k+1 frames; "
+            f"nearest valid: {nearest(frames, grid.frames, 1)}."
+        )
+    if grid.size:
+        check_multiple(title, cfg, grid.size)
 
 
 def check_multiple(title: str, cfg: RunConfig, step: int) -> None:

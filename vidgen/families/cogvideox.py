@@ -10,8 +10,7 @@ from vidgen.families.base import (
     SDPA_SLICING,
     Family,
     Footprint,
-    check_multiple,
-    nearest,
+    Grid,
     prompt_kwargs,
     sampling_kwargs,
 )
@@ -81,8 +80,7 @@ class CogVideoX(Family):
         tiled=0.19,
     )
     # The causal VAE compresses 4 frames into one latent; the transformer patches 2x2 latents.
-    frame_step = 8
-    size_step = 16
+    grid = Grid(frames=8, size=16)
     size = (480, 720)
     frames_default = 49
     fps = 8
@@ -111,14 +109,6 @@ class CogVideoX(Family):
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
         s = cfg.sampling
-        # Off-grid frame counts decode to a different length than asked for (13 -> 16), so
-        # they are refused here rather than recorded wrongly in the sidecar.
-        if s.num_frames is not None and (s.num_frames - 1) % self.frame_step:
-            raise ConfigError(
-                f"--frames {s.num_frames} does not fit {self.title}: it needs {self.frame_step}k+1 frames; "
-                f"nearest valid: {nearest(s.num_frames, self.frame_step, 1)}."
-            )
-        check_multiple(self.title, cfg, self.size_step)
         if cfg.optimization.cache == "faster" and s.guidance_scale is not None and s.guidance_scale <= 1:
             # FasterCache reuses the unguided half of the batch; without guidance diffusers 0.42.1
             # crashes in it even when told the model is guidance-distilled.
@@ -139,11 +129,12 @@ class CogVideoX(Family):
 
     @property
     def frame_rule(self) -> str:  # type: ignore[override]
-        return f"{self.frame_step}k+1 frames"
+        return f"{self.grid.frames}k+1 frames"
 
     def usable_frames(self, count: int) -> int:
         # The largest 8k+1 that fits: other lengths decode to a different frame count.
-        usable = (count - 1) // self.frame_step * self.frame_step + 1
+        step = self.grid.frames
+        usable = (count - 1) // step * step + 1
         return usable if usable > 1 else 0
 
     def quantized_components(self, mode: str) -> list[str]:
@@ -175,7 +166,10 @@ class CogVideoX15(CogVideoX):
     repos: ClassVar[dict[str, str]] = {"t2v": "THUDM/CogVideoX1.5-5B", "i2v": "THUDM/CogVideoX1.5-5B-I2V"}
     sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _T2V, "i2v": _T2V}
     # 1.5 patches two latent frames at a time, so its grid is 16k+1.
-    frame_step = 16
+    grid = Grid(frames=16, size=16)
     size = (768, 1360)
     frames_default = 81
     fps = 16
+
+
+FAMILIES = (CogVideoX, CogVideoX15)

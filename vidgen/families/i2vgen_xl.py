@@ -89,3 +89,6 @@ class I2VGenXL(Family):
             yield {}
         finally:
             handle.remove()
+
+
+FAMILIES = (I2VGenXL,)

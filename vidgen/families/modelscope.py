@@ -68,3 +68,6 @@ class ModelScope(Family):
     def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
         # This deprecated pipeline predates callback_on_step_end and only has the legacy hook.
         yield {"callback": lambda step, timestep, latents: on_step(), "callback_steps": 1}
+
+
+FAMILIES = (ModelScope,)

@@ -91,3 +91,6 @@ class StableVideoDiffusion(Family):
             kwargs["decode_chunk_size"] = cfg.optimization.decode_chunk_size
         kwargs["output_type"] = "np"
         return kwargs
+
+
+FAMILIES = (StableVideoDiffusion,)

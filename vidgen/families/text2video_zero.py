@@ -52,7 +52,7 @@ class TextToVideoZero(Family):
     cuda_dtype = "fp16"
     # Chunked cross-frame runs decode once per chunk, and the control and pix2pix pipelines
     # decode inside their own call: there is no single latent video to keep.
-    latents = False
+    latents = None
     footprint = Footprint(
         denoiser="unet",
         blocks=16,
@@ -205,3 +205,6 @@ class TextToVideoZero(Family):
         else:
             with super().steps(pipe, on_step) as kwargs:
                 yield kwargs
+
+
+FAMILIES = (TextToVideoZero,)

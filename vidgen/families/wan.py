@@ -1,0 +1,399 @@
+"""Wan 2.1 and 2.2 (Wan-AI): flow-matching video transformers with a causal 3D VAE.
+
+Three families share this module, because their checkpoints differ in what a user can ask for:
+Wan 2.1 (one transformer; text, image and first-last-frame to video), Wan 2.2 A14B (two experts:
+a high-noise and a low-noise transformer, each with its own guidance) and Wan 2.2 TI2V-5B (one
+transformer on the 16x-compressing Wan 2.2 VAE, so sizes are multiples of 32). `vidgen --model`
+tells them apart from the model's model_index.json.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
+from vidgen.families.base import Family, Footprint, Grid, Option, option_kwargs, prompt_kwargs, sampling_kwargs
+
+FLOW_SHIFT = Option(
+    "flow_shift",
+    "--flow-shift",
+    float,
+    "Shift of the flow-matching noise schedule; higher spends more steps on coarse motion (Wan: 3 at 480p, 5 at 720p).",
+    ge=0.1,
+    le=100,
+    setup=True,
+)
+GUIDANCE_2 = Option(
+    "guidance_scale_2",
+    "--guidance-2",
+    float,
+    "Guidance of the low-noise expert of a two-expert model (default: --guidance).",
+    ge=0,
+    le=100,
+)
+_CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
+# Wan's own default negative prompt (sample_neg_prompt in the official configs), which the
+# diffusers examples pass as well.
+NEGATIVE = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+    "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+    "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
+_UMT5_XXL = 5.681e9  # google/umt5-xxl encoder (tied embeddings counted once), in every Wan checkpoint
+_VAE_21 = 1.269e8
+_CLIP_H = 6.308e8  # open-clip ViT-H/14 vision tower (Wan 2.1 i2v / FLF2V)
+# Presets that can take --last-image (first-last-frame models), for the refusal message.
+LAST_IMAGE_PRESETS = ("wan2.1-flf2v-14b-720p", "wan2.2-i2v-a14b", "tiny-wan-flf2v", "tiny-wan22-i2v")
+
+
+class Wan(Family):
+    name = "wan"
+    title = "Wan 2.1"
+    pipelines: ClassVar[dict[str, str]] = {"t2v": "WanPipeline", "i2v": "WanImageToVideoPipeline"}
+    repos: ClassVar[dict[str, str]] = {
+        "t2v": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        "i2v": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+    }
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL}
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
+    extra_inputs = frozenset({"last_image"})
+    media_args: ClassVar[dict[str, dict[str, str]]] = {"i2v": {"image": "image", "last_image": "last_image"}}
+    model_options = frozenset({"scheduler", "scheduler_options", "loras"})
+    optimizations = frozenset(
+        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+    )
+    # What diffusers 0.42.1 runs on the Wan transformer (checked on the tiny models).
+    caches = frozenset({"first-block", "pab", "taylorseer"})
+    hints: ClassVar[dict[str, str]] = {
+        "optimization.cache=faster": "FasterCache assumes a batched guided pass and fails on Wan in diffusers 0.42.1",
+        "optimization.decode_chunk_size": "Wan's causal VAE decodes frame by frame already; use --vae-tiling",
+        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.attention_slicing": "Wan attends through diffusers' dispatcher; pick --attention-backend",
+        "optimization.forward_chunking": "Wan's feed-forward layers take no chunking; use --offload group",
+    }
+    # The Wan repos ship UniPC with flow sigmas; the swaps keep flow-matching prediction.
+    schedulers: ClassVar[dict[str, str]] = {
+        "unipc": "UniPCMultistepScheduler",
+        "euler": "FlowMatchEulerDiscreteScheduler",
+        "dpm++": "DPMSolverMultistepScheduler",
+    }
+    scheduler_kwargs: ClassVar[dict[str, dict[str, Any]]] = {
+        "unipc": {"prediction_type": "flow_prediction", "use_flow_sigmas": True},
+        "dpm++": {"prediction_type": "flow_prediction", "use_flow_sigmas": True},
+    }
+    latents = "latent"
+    grid = Grid(frames=4, size=16)
+    # The model cards run the VAE (and the CLIP image encoder) in fp32 beside a bf16 transformer.
+    dtypes: ClassVar[dict[str, str]] = {"vae": "fp32", "image_encoder": "fp32"}
+    cuda_dtype = "bf16"
+    footprint = Footprint(
+        denoiser="transformer",
+        blocks=40,
+        sizes={
+            "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": {"transformer": 1.419e9, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
+            "Wan-AI/Wan2.1-T2V-14B-Diffusers": {"transformer": 14.288e9, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
+            **dict.fromkeys(
+                (
+                    "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+                    "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+                    "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+                ),
+                {"transformer": 16.39e9, "text_encoder": _UMT5_XXL, "vae": _VAE_21, "image_encoder": _CLIP_H},
+            ),
+        },
+        spatial=8,
+        temporal=4,
+        patch=2,
+        width=5120,
+        live=10,
+        decode=120,
+        tiled=0.3,
+    )
+    # Reference settings (Wan 2.1 model cards): 480p, 5 s at 16 fps.
+    size = (480, 832)
+    frames_default = 81
+    fps = 16
+    steps_default = 50
+    guidance = 5.0
+    shift = 3.0
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        sampling: dict[str, Any] = {
+            "height": self.size[0],
+            "width": self.size[1],
+            "num_frames": self.frames_default,
+            "num_inference_steps": self.steps_default,
+            "guidance_scale": self.guidance,
+            "flow_shift": self.shift,
+        }
+        # Wan 2.1's image-to-video config adds "camera shake" to what it steers away from.
+        negative = "镜头晃动，" + NEGATIVE if mode == "i2v" and self.name == "wan" else NEGATIVE
+        return {
+            "model": {"id": self.repos[mode]},
+            "inputs": {"negative_prompt": negative},
+            "sampling": sampling,
+            "output": {"fps": self.fps},
+        }
+
+    def matches(self, index: dict[str, Any]) -> bool:
+        return index.get("boundary_ratio") is None and not index.get("expand_timesteps")
+
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        if cfg.inputs.last_image and not cfg.inputs.image:
+            raise ConfigError("--last-image is the frame the video ends on; give the first frame as IMAGE too.")
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        # Wan 2.1 FLF2V learned positions for two CLIP images; an i2v-only transformer fails on a
+        # second image deep inside its attention, so --last-image is refused before denoising.
+        if cfg.inputs.last_image and not self.takes_last_image(pipe):
+            raise ConfigError(
+                f"--last-image needs a first-last-frame model, and {cfg.model.id} is image-to-video only; "
+                f"use one of the presets {', '.join(LAST_IMAGE_PRESETS)}."
+            )
+
+    def takes_last_image(self, pipe: Any) -> bool:
+        return bool(getattr(pipe.transformer.config, "pos_embed_seq_len", None))
+
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        shift = cfg.sampling.get("flow_shift")
+        if shift is None:
+            return []
+        # FlowMatchEuler calls it `shift`; UniPC and DPM-Solver with flow sigmas `flow_shift`.
+        cls = type(pipe.scheduler)
+        key = "shift" if "shift" in cls.from_config(pipe.scheduler.config).config else "flow_shift"
+        pipe.scheduler = cls.from_config(pipe.scheduler.config, **{key: shift})
+        return [{"method": f"scheduler = {cls.__name__}.from_config", "kwargs": {key: shift}}]
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        # The causal VAE decodes one latent frame (4 video frames) at a time with a feature cache.
+        return min(frames, 4)
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        kwargs = {
+            **prompt_kwargs(cfg),
+            **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode]),
+            **option_kwargs(self, cfg),
+        }
+        kwargs["output_type"] = "np"
+        return kwargs
+
+    tiny: ClassVar[dict[str, Any]] = {}  # filled below, after the recipes
+
+
+class Wan22(Wan):
+    name = "wan2.2"
+    title = "Wan 2.2 A14B"
+    repos: ClassVar[dict[str, str]] = {
+        "t2v": "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+        "i2v": "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+    }
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, GUIDANCE_2)
+    # The high-noise expert denoises until boundary_ratio of the schedule, then the low-noise one.
+    denoisers: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
+    footprint = Footprint(
+        denoiser="transformer",
+        blocks=40,
+        sizes={
+            "Wan-AI/Wan2.2-T2V-A14B-Diffusers": {
+                "transformer": 14.288e9,
+                "transformer_2": 14.288e9,
+                "text_encoder": _UMT5_XXL,
+                "vae": _VAE_21,
+            },
+            "Wan-AI/Wan2.2-I2V-A14B-Diffusers": {
+                "transformer": 14.288e9,
+                "transformer_2": 14.288e9,
+                "text_encoder": _UMT5_XXL,
+                "vae": _VAE_21,
+            },
+        },
+        spatial=8,
+        temporal=4,
+        patch=2,
+        width=5120,
+        live=10,
+        decode=120,
+        tiled=0.3,
+    )
+    size = (720, 1280)
+    steps_default = 40
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        data = super().defaults(mode)
+        # Official A14B configs: t2v guides 4.0 (high noise) / 3.0 (low noise) with shift 12;
+        # i2v 3.5 / 3.5 with shift 5.
+        guidance, guidance_2, shift = (4.0, 3.0, 12.0) if mode == "t2v" else (3.5, 3.5, 5.0)
+        data["sampling"].update({"guidance_scale": guidance, "guidance_scale_2": guidance_2, "flow_shift": shift})
+        return data
+
+    def matches(self, index: dict[str, Any]) -> bool:
+        return index.get("boundary_ratio") is not None
+
+    def takes_last_image(self, pipe: Any) -> bool:
+        # The A14B i2v model conditions on VAE latents of both images, with no CLIP encoder.
+        return True
+
+
+class WanTI2V(Wan):
+    name = "wan2.2-ti2v"
+    title = "Wan 2.2 TI2V-5B"
+    repos: ClassVar[dict[str, str]] = dict.fromkeys(("t2v", "i2v"), "Wan-AI/Wan2.2-TI2V-5B-Diffusers")
+    extra_inputs = frozenset()
+    # The Wan 2.2 VAE compresses 16x16 pixels and the transformer patches 2x2 latents.
+    grid = Grid(frames=4, size=32)
+    footprint = Footprint(
+        denoiser="transformer",
+        blocks=30,
+        sizes={
+            "Wan-AI/Wan2.2-TI2V-5B-Diffusers": {"transformer": 5.0e9, "text_encoder": _UMT5_XXL, "vae": 7.047e8},
+        },
+        spatial=16,
+        temporal=4,
+        patch=2,
+        width=3072,
+        live=10,
+        decode=160,
+        tiled=0.3,
+    )
+    size = (704, 1280)
+    frames_default = 121
+    fps = 24
+    shift = 5.0
+
+    def matches(self, index: dict[str, Any]) -> bool:
+        return bool(index.get("expand_timesteps")) and index.get("boundary_ratio") is None
+
+
+# -- tiny random-weight recipes (diffusers' own Wan test configs, offline tokenizers) ----------
+
+_TRANSFORMER = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": 32,
+    "freq_dim": 256,
+    "ffn_dim": 32,
+    "num_layers": 2,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 32,
+}
+_VAE = {
+    "base_dim": 3,
+    "z_dim": 16,
+    "dim_mult": [1, 1, 1, 1],
+    "num_res_blocks": 1,
+    "temperal_downsample": [False, True, True],
+}
+
+
+def _parts(shift: float = 3.0) -> dict[str, Any]:
+    """Tokenizer, UMT5 encoder, Wan 2.1 VAE and the UniPC flow scheduler the Wan repos ship."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from vidgen.tiny import t5_tokenizer
+
+    tokenizer = t5_tokenizer()
+    encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_ff=37,
+            d_kv=8,
+            num_heads=4,
+            num_layers=2,
+            relative_attention_num_buckets=8,
+            dropout_rate=0.0,
+        )
+    ).eval()
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift)
+    return {"tokenizer": tokenizer, "text_encoder": encoder, "vae": AutoencoderKLWan(**_VAE), "scheduler": scheduler}
+
+
+def _transformer(**changes: Any) -> Any:
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(**{**_TRANSFORMER, **changes})
+
+
+def _clip(image_size: int, patch_size: int) -> dict[str, Any]:
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from vidgen.tiny import clip_image_processor
+
+    config = CLIPVisionConfig(
+        hidden_size=4,
+        projection_dim=4,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        intermediate_size=16,
+        patch_size=patch_size,
+    )
+    return {"image_encoder": CLIPVisionModel(config).eval(), "image_processor": clip_image_processor(image_size)}
+
+
+def tiny_t2v() -> Any:
+    from diffusers import WanPipeline
+
+    return WanPipeline(**_parts(), transformer=_transformer())
+
+
+def tiny_i2v() -> Any:
+    from diffusers import WanImageToVideoPipeline
+
+    return WanImageToVideoPipeline(**_parts(), **_clip(32, 1), transformer=_transformer(in_channels=36, image_dim=4))
+
+
+def tiny_flf2v() -> Any:
+    """FLF2V: positions for two CLIP images (8 px / 4 px patches = 4 patches + CLS, twice)."""
+    from diffusers import WanImageToVideoPipeline
+
+    transformer = _transformer(in_channels=36, image_dim=4, pos_embed_seq_len=10)
+    return WanImageToVideoPipeline(**_parts(), **_clip(8, 4), transformer=transformer)
+
+
+def tiny_a14b() -> Any:
+    from diffusers import WanPipeline
+
+    return WanPipeline(**_parts(12.0), transformer=_transformer(), transformer_2=_transformer(), boundary_ratio=0.875)
+
+
+def tiny_a14b_i2v() -> Any:
+    from diffusers import WanImageToVideoPipeline
+
+    experts = {"transformer": _transformer(in_channels=36), "transformer_2": _transformer(in_channels=36)}
+    return WanImageToVideoPipeline(
+        **_parts(5.0), image_encoder=None, image_processor=None, **experts, boundary_ratio=0.9
+    )
+
+
+def tiny_ti2v() -> Any:
+    """TI2V-5B: the Wan 2.2 VAE (48 latent channels, 16x spatial) and expanded timesteps."""
+    from diffusers import AutoencoderKLWan, WanPipeline
+
+    vae = AutoencoderKLWan(
+        **{**_VAE, "z_dim": 48},
+        in_channels=12,
+        out_channels=12,
+        is_residual=True,
+        patch_size=2,
+        latents_mean=[0.0] * 48,
+        latents_std=[1.0] * 48,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+    )
+    parts = {**_parts(5.0), "vae": vae}
+    return WanPipeline(**parts, transformer=_transformer(in_channels=48, out_channels=48), expand_timesteps=True)
+
+
+Wan.tiny = {"wan": tiny_t2v, "wan-i2v": tiny_i2v, "wan-flf2v": tiny_flf2v}
+Wan22.tiny = {"wan22": tiny_a14b, "wan22-i2v": tiny_a14b_i2v}
+WanTI2V.tiny = {"wan-ti2v": tiny_ti2v}
+
+FAMILIES = (Wan, Wan22, WanTI2V)
