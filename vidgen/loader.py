@@ -289,6 +289,9 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
         },
     }
     model.update(extra)
+    if family.load_kwargs(cfg.mode):
+        # What from_pretrained needs besides the dtype, so plain diffusers can load it the same way.
+        model["from_pretrained"] = family.load_kwargs(cfg.mode)
     if dtypes:
         # The precision of each component this model has, where the family pins one.
         model["dtypes"] = {k: v for k, v in dtypes.items() if k == "default" or pipe.components.get(k) is not None}
