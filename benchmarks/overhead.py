@@ -1,7 +1,7 @@
 """Measure what vidgen costs on top of plain diffusers.
 
-(a) The same tiny text-to-video job (tiny random-weight CogVideoX, 9 frames of 16x16, 2 steps, CPU)
-run as a plain diffusers script and as `vidgen t2v`, alternated, each run a fresh subprocess so both
+(a) The same tiny text-to-video job (tiny random-weight CogVideoX and Wan 2.1, 9 frames of 16x16, 2
+steps, CPU) run as a plain diffusers script and as `vidgen t2v`, alternated, each run a fresh subprocess so both
 pay the import costs. (b) `vidgen --help` against `python -c "import diffusers"`, with
 `python -c "import torch"` for reference. Prints the medians as a Markdown table; with --write, also
 puts it into benchmarks/README.md between the overhead markers. Everything vidgen builds goes to a
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -48,6 +48,34 @@ out = pipe(
     generator=torch.Generator("cpu").manual_seed(1),
 )
 export_to_video(out.frames[0], sys.argv[2], fps=8)
+"""
+
+
+# The same job for tiny Wan 2.1: vidgen's family defaults (Wan's negative prompt, guidance 5,
+# flow shift 3 as the tiny model ships it), decoded by vidgen from output_type="latent".
+WAN_SCRIPT = """\
+import sys
+
+import torch
+from diffusers import WanPipeline
+from diffusers.utils import export_to_video
+
+from vidgen.families.wan import NEGATIVE
+
+pipe = WanPipeline.from_pretrained(sys.argv[1], dtype=torch.float32, use_safetensors=True)
+out = pipe(
+    prompt={prompt!r},
+    negative_prompt=NEGATIVE,
+    num_frames=9,
+    height=16,
+    width=16,
+    num_inference_steps=2,
+    guidance_scale=5.0,
+    max_sequence_length=16,
+    output_type="np",
+    generator=torch.Generator("cpu").manual_seed(1),
+)
+export_to_video(out.frames[0], sys.argv[2], fps=16)
 """
 
 
@@ -108,22 +136,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vidgen-bench-") as tmp_name:
         tmp = Path(tmp_name)
         env = {**os.environ, "VIDGEN_CACHE": str(tmp / "cache")}
-        _, stdout = run([py, "-c", "from vidgen import tiny; print(tiny.ensure('cogvideox'))"], env)
-        model = stdout.strip().splitlines()[-1]
-        script = tmp / "plain.py"
-        script.write_text(PLAIN_SCRIPT.format(prompt=PROMPT))
+        models = {}
+        for name in ("cogvideox", "wan"):
+            _, stdout = run([py, "-c", f"from vidgen import tiny; print(tiny.ensure({name!r}))"], env)
+            models[name] = stdout.strip().splitlines()[-1]
+        scripts = {"cogvideox": tmp / "plain.py", "wan": tmp / "plain_wan.py"}
+        scripts["cogvideox"].write_text(PLAIN_SCRIPT.format(prompt=PROMPT))
+        scripts["wan"].write_text(WAN_SCRIPT.format(prompt=PROMPT))
 
-        def plain(name: str) -> list[str]:
-            return [py, str(script), model, str(tmp / f"p{name}.mp4")]
+        def plain(family: str) -> Callable[[str], list[str]]:
+            return lambda name: [py, str(scripts[family]), models[family], str(tmp / f"p{family}{name}.mp4")]
 
-        def vidgen(name: str) -> list[str]:
-            options = ["--preset", "tiny-cogvideox", "--frames", "9", "--height", "16", "--width", "16"]
-            options += ["--steps", "2", "--seed", "1", "--out", str(tmp / f"v{name}.mp4"), "--quiet"]
-            return [py, "-m", "vidgen", "t2v", PROMPT, *options]
+        def vidgen(family: str) -> Callable[[str], list[str]]:
+            def command(name: str) -> list[str]:
+                options = ["--preset", f"tiny-{family}", "--frames", "9", "--height", "16", "--width", "16"]
+                options += ["--steps", "2", "--seed", "1", "--out", str(tmp / f"v{family}{name}.mp4"), "--quiet"]
+                return [py, "-m", "vidgen", "t2v", PROMPT, *options]
+
+            return command
 
         commands = {
-            "plain": plain,
-            "vidgen": vidgen,
+            "plain": plain("cogvideox"),
+            "vidgen": vidgen("cogvideox"),
+            "plain_wan": plain("wan"),
+            "vidgen_wan": vidgen("wan"),
             "help": lambda _: [py, "-m", "vidgen", "--help"],
             "diffusers": lambda _: [py, "-c", "import diffusers"],
             "torch": lambda _: [py, "-c", "import torch"],
@@ -141,6 +177,8 @@ def main() -> None:
     rows = [
         ("plain diffusers script, tiny CogVideoX t2v", med["plain"], 1.0),
         ("`vidgen t2v`, same job", med["vidgen"], med["vidgen"] / med["plain"]),
+        ("plain diffusers script, tiny Wan 2.1 t2v", med["plain_wan"], 1.0),
+        ("`vidgen t2v --preset tiny-wan`, same job", med["vidgen_wan"], med["vidgen_wan"] / med["plain_wan"]),
         ('`python -c "import diffusers"`', med["diffusers"], 1.0),
         ("`vidgen --help`", med["help"], med["help"] / med["diffusers"]),
         ('`python -c "import torch"` (reference)', med["torch"], med["torch"] / med["diffusers"]),

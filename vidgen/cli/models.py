@@ -39,6 +39,7 @@ def models(
             "takes_prompt": family.text,
             "deprecated": family.deprecated,
             "optimizations": sorted(flag(f"optimization.{name}") for name in family.optimizations),
+            "options": [option.flag for option in family.options],
             "presets": presets.get(family.name, []),
         }
         for family in families.FAMILIES.values()
@@ -51,6 +52,8 @@ def models(
         for mode, info in row["modes"].items():
             typer.echo(f"  {mode + ':':<10}{info['pipeline']} ({info['default_repo']})")
         typer.echo(f"  presets:  {', '.join(row['presets']) or '-'}")
+        if row["options"]:
+            typer.echo(f"  own:      {', '.join(row['options'])}")
         typer.echo(f"  options:  {', '.join(row['optimizations']) or '-'}")
         if row["deprecated"]:
             typer.echo(f"  note:     {row['deprecated']}")
