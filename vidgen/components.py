@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.config.schema import LoraConfig, RunConfig
-from vidgen.errors import ModelError
+from vidgen.errors import ModelError, OutOfMemory
+from vidgen.runner import is_oom
 
 SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -114,7 +115,9 @@ def locate_lora(lora: LoraConfig, allow_pickle: bool) -> tuple[str, dict[str, An
     path = Path(lora.source).expanduser()
     if path.is_dir():
         return str(path), {}
-    if path.suffix.lower() in PICKLE_SUFFIXES + SAFE_SUFFIXES or lora.source.startswith((".", "/", "~")):
+    # Any existing file is checked (diffusers would load `sub/lora.dat` as a file, pickle or not).
+    exists = path.exists() or path.is_symlink()
+    if exists or path.suffix.lower() in PICKLE_SUFFIXES + SAFE_SUFFIXES or lora.source.startswith((".", "/", "~")):
         check_file(path, "LoRA", allow_pickle, lora.source)
         return str(path.parent), {"weight_name": path.name}
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", lora.source):
@@ -148,6 +151,8 @@ def load_loras(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         try:
             pipe.load_lora_weights(where, adapter_name=name, use_safetensors=safetensors_only(cfg), **extra)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            if is_oom(exc):
+                raise OutOfMemory(f"the process ran out of memory while loading LoRA {lora.source}.", "load") from None
             lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
             mismatch = [line for line in lines if line.startswith("size mismatch")]
             if mismatch:
