@@ -58,12 +58,18 @@ def test_replay_of_i2v_finds_the_image_from_another_folder_and_notices_changes(t
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.chdir(elsewhere)  # the recorded relative path no longer resolves; its absolute path does
-    result = cli("replay", str(tmp_path / "run" / "i2v-img-2.json"), "--out", "r/")
+    # The image lies outside the sidecar's folder (run/): read only when the user says so.
+    refused = cli("replay", str(tmp_path / "run" / "i2v-img-2.json"), "--out", "r/")
+    one_line_error(refused, 4, str(tmp_path / "img.png"), "--allow-inputs")
+    assert not (elsewhere / "r").exists()
+    result = cli("replay", str(tmp_path / "run" / "i2v-img-2.json"), "--out", "r/", "--allow-inputs")
     assert result.exit_code == 0, result.stderr
+    assert f"image {tmp_path / 'img.png'} (local, outside the replayed file's folder)" in result.stderr
     assert np.array_equal(_frames(Path(result.stdout.strip())), _frames(tmp_path / "run" / "i2v-img-2"))
     Image.fromarray(255 - pixels).save(tmp_path / "img.png")  # the input changed since
     before = files_under(tmp_path)
-    one_line_error(cli("replay", str(tmp_path / "run" / "i2v-img-2.json"), "--out", "r2/"), 4, "has changed")
+    changed = cli("replay", str(tmp_path / "run" / "i2v-img-2.json"), "--out", "r2/", "--allow-inputs", "--quiet")
+    one_line_error(changed, 4, "has changed")
     assert files_under(tmp_path) == before
 
 

@@ -14,6 +14,8 @@ import hashlib
 import itertools
 import json
 import logging
+import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -21,13 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from vidgen import families
-from vidgen.config import Layer, Resolved, resolve
+from vidgen import families, trust
+from vidgen.config import Layer, Resolved, resolve, safe_yaml
 from vidgen.config.flags import FLAGS, from_flag_form
 from vidgen.config.layers import set_layer
 from vidgen.errors import ConfigError, InputError, OutOfMemory, VidgenError
+from vidgen.limits import (
+    MAX_DEPTH,
+    MAX_JOBS,
+    MAX_MANIFEST_BYTES,
+    MAX_PROMPT_CHARS,
+    MAX_YAML_MANIFEST_BYTES,
+    depth,
+    read_text,
+)
+from vidgen.runner import is_oom
 
 log = logging.getLogger("vidgen")
 
@@ -53,37 +63,68 @@ class Job:
 
 
 def read_manifest(source: str, text: str | None = None) -> list[Job]:
-    """Jobs from a manifest file (or `-`, stdin, whose text is passed in)."""
+    """Jobs from a manifest file (or `-`, stdin, whose text is passed in).
+
+    A manifest may come from anyone: it is read with a size cap, its YAML without aliases, and
+    its job count (after the matrix) and nesting are checked before any job is built."""
     if text is None:
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"manifest {source} does not exist.")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read manifest {source}: {exc}.") from None
+        text = read_text(path, MAX_MANIFEST_BYTES, "manifest", InputError)
     suffix = Path(source).suffix.lower()
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if suffix in (".yaml", ".yml"):
-        return _yaml_jobs(source, text)
-    if suffix == ".jsonl" or (suffix != ".txt" and first.startswith("{")):
-        return _jsonl_jobs(source, text)
-    jobs: list[Job] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip() and not line.lstrip().startswith("#"):
-            jobs.append(Job(len(jobs) + 1, f"line {number}", {"prompt": line.strip()}))
+        if len(text) > MAX_YAML_MANIFEST_BYTES:
+            raise ConfigError(
+                f"{source} is over {MAX_YAML_MANIFEST_BYTES >> 20} MiB, the most vidgen reads as YAML; "
+                "write large manifests as JSONL (one job per line)."
+            )
+        jobs = _yaml_jobs(source, text)
+    elif suffix == ".jsonl" or (suffix != ".txt" and first.startswith("{")):
+        jobs = _jsonl_jobs(source, text)
+    else:
+        lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        _count(source, len(lines))
+        jobs = [
+            Job(index, f"line {number}", {"prompt": line})
+            for index, (number, line) in enumerate((item for item in lines if not item[1].startswith("#")), start=1)
+        ]
+    for job in jobs:
+        _check_prompts(source, job)
     return jobs
 
 
+def _count(source: str, jobs: int) -> None:
+    if jobs > MAX_JOBS:
+        raise ConfigError(f"{source} has {jobs:,} jobs; a manifest may have at most {MAX_JOBS:,}. Split it.")
+
+
+def _check_prompts(source: str, job: Job) -> None:
+    """A prompt far beyond any model's text context makes the manifest invalid at once."""
+    for key in ("prompt", "negative"):
+        value = job.data.get(key)
+        if isinstance(value, str) and len(value) > MAX_PROMPT_CHARS:
+            raise ConfigError(
+                f"{source} {job.where}: the {key} is {len(value):,} characters; vidgen takes at most "
+                f"{MAX_PROMPT_CHARS:,}, far beyond any model's text context."
+            )
+
+
 def _jsonl_jobs(source: str, text: str) -> list[Job]:
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    _count(source, len(lines))
     jobs = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in lines:
+        deep = False
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source} line {number}: not valid JSON ({exc.msg}).") from None
+        except RecursionError:
+            data, deep = None, True
+        if deep or depth(data) > MAX_DEPTH:
+            raise ConfigError(f"{source} line {number}: nested deeper than {MAX_DEPTH} levels, the most vidgen reads.")
         if not isinstance(data, dict):
             raise ConfigError(f"{source} line {number}: a job must be a JSON object.")
         jobs.append(Job(len(jobs) + 1, f"line {number}", data))
@@ -91,10 +132,7 @@ def _jsonl_jobs(source: str, text: str) -> list[Job]:
 
 
 def _yaml_jobs(source: str, text: str) -> list[Job]:
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)}).") from None
+    data = safe_yaml.load(text, source) or {}
     if isinstance(data, list):
         data = {"jobs": data}
     if not isinstance(data, dict) or set(data) - {"defaults", "jobs", "matrix"}:
@@ -107,6 +145,8 @@ def _yaml_jobs(source: str, text: str) -> list[Job]:
     for key, values in matrix.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: matrix.{key} must be a non-empty list.")
+    # Counted before the product is built: 20 lists of 2 values are a million jobs.
+    _count(source, len(listed) * math.prod(len(values) for values in matrix.values()))
     jobs = []
     for number, job in enumerate(listed, start=1):
         if not isinstance(job, dict):
@@ -190,49 +230,87 @@ def prepare(
     out: Path,
     assignments: list[str],
     layers: list[Layer] | None = None,
+    grants: Any = None,
+    folder: Path | None = None,
+    memory_check: bool = True,
 ) -> list[Job]:
     """Resolve and check every job without loading weights or reading inputs; sets `error`.
-    `layers` (a single-run command's flags, for --prompts-file) go under each job's own."""
-    shared = list(layers or [])
-    from vidgen import generate
+    `layers` (a single-run command's flags, for --prompts-file) go under each job's own.
 
-    seen: dict[str, Job] = {}
+    The manifest is a file like any other (vidgen/trust.py): its inputs must lie in `folder`
+    (the manifest's own) or be allowed by `grants.allow_inputs`, it cannot allow pickles, and
+    no two jobs may write the same file. `memory_check` is off for --dry-run."""
+    from vidgen.cli._run import Grants
+
+    grants = grants or Grants()
+    shared = list(layers or [])
+    writes: dict[str, Job] = {}
     for job in jobs:
         try:
-            job_presets, layer, job_sets = _layer(job)
-            job_mode = job.data.get("mode", mode)
-            if job_mode not in families.DEFAULT_PRESETS:
-                raise ConfigError(f"mode {job_mode!r}: choose one of {', '.join(families.DEFAULT_PRESETS)}.")
-            stack = [*shared, layer]
-            if not any(item.data.get("sampling", {}).get("seed") is not None for item in stack):
-                stack.append(Layer("batch:seed", {"sampling": {"seed": _seed(job)}}, "a seed fixed by the job"))
-            sets = assignments + job_sets
-            if sets:
-                stack.append(set_layer(sets))
-            stack.append(Layer("batch:output", {"output": {"overwrite": True}}, "the batch"))
-            resolved = resolve(
-                job_mode, job_presets or presets, stack, families.defaults_layer, families.DEFAULT_PRESETS[job_mode]
-            )
-            job.id = _job_id(job, resolved)
-            target = Layer("batch:out", {"output": {"path": str(out / f"{job.id}.{{ext}}")}}, "--out and the job id")
-            resolved = resolve(
-                job_mode,
-                job_presets or presets,
-                [*stack, target],
-                families.defaults_layer,
-                families.DEFAULT_PRESETS[job_mode],
-            )
-            generate.plan(resolved, read_inputs=False)
-            if job.id in seen:
-                raise ConfigError(
-                    f"writes the same output as {seen[job.id].where} (id {job.id}); every job needs its own `id`."
-                )
-            seen[job.id] = job
-            job.resolved = resolved
-            job.config_hash = config_hash(resolved)
+            job.resolved, plan = _resolve(job, mode, presets, out, assignments, shared, grants, folder, memory_check)
+            mine = _writes(plan)
+            for key, shown in mine.items():
+                if key in writes:
+                    raise ConfigError(
+                        f"writes the same output as {writes[key].where} (id {writes[key].id}): {shown}; every job "
+                        "needs its own `id` (names that differ only in case or format collide too)."
+                    )
+            writes.update(dict.fromkeys(mine, job))
+            job.config_hash = config_hash(job.resolved)
         except VidgenError as exc:
-            job.error = str(exc)
+            job.resolved, job.error = None, str(exc)
+        except (TypeError, AttributeError) as exc:  # a manifest value of the wrong shape
+            job.resolved, job.error = None, f"not a valid job ({exc})."
     return jobs
+
+
+def _resolve(
+    job: Job,
+    mode: str,
+    presets: list[str],
+    out: Path,
+    assignments: list[str],
+    shared: list[Layer],
+    grants: Any,
+    folder: Path | None,
+    memory_check: bool,
+) -> tuple[Resolved, Any]:
+    """One job's config and plan, checked like a single run's (see vidgen/cli/_run.guard)."""
+    from vidgen import generate
+
+    job_presets, layer, job_sets = _layer(job)
+    job_mode = job.data.get("mode", mode)
+    if not isinstance(job_mode, str) or job_mode not in families.DEFAULT_PRESETS:
+        raise ConfigError(f"mode {job_mode!r}: choose one of {', '.join(families.DEFAULT_PRESETS)}.")
+    stack = [*shared, layer]
+    if not any(item.data.get("sampling", {}).get("seed") is not None for item in stack):
+        stack.append(Layer("batch:seed", {"sampling": {"seed": _seed(job)}}, "a seed fixed by the job"))
+    if assignments:
+        stack.append(set_layer(assignments))
+    if job_sets:
+        # The job's own `set:` is the manifest's word, not the command line's: labelled as the job.
+        stack.append(Layer(layer.label, set_layer(job_sets).data, layer.origin))
+    stack.append(Layer("batch:output", {"output": {"overwrite": True}}, "the batch"))
+    chosen = job_presets or presets
+    resolved = resolve(job_mode, chosen, stack, families.defaults_layer, families.DEFAULT_PRESETS[job_mode])
+    # Before the id (a slug of the prompt) and any planning: prompts and sizes within limits.
+    trust.check_cost(resolved.config)
+    job.id = _job_id(job, resolved)
+    target = Layer("batch:out", {"output": {"path": str(out / f"{job.id}.{{ext}}")}}, "--out and the job id")
+    resolved = resolve(job_mode, chosen, [*stack, target], families.defaults_layer, families.DEFAULT_PRESETS[job_mode])
+    trust.check_pickles(resolved)
+    trust.check_inputs(resolved, {layer.label: folder or Path.cwd()}, grants.allow_inputs)
+    plan = generate.plan(resolved, read_inputs=False)
+    if memory_check:
+        trust.check_memory(plan, grants.skip_memory_check)
+    return resolved, plan
+
+
+def _writes(plan: Any) -> dict[str, Path]:
+    """Every file or folder a job's plan writes, keyed so that paths a case-insensitive file
+    system (macOS, Windows) would treat as one are equal."""
+    paths = [p for item in plan.items for p in (item.path, item.sidecar, item.control, item.latents) if p is not None]
+    return {os.path.abspath(path).casefold(): path for path in paths}
 
 
 # -- running --------------------------------------------------------------------------------
@@ -337,8 +415,10 @@ def run(
             results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
         except Exception as exc:  # one job's failure, even a vidgen bug, stops only that job
             error: Exception = exc
-            if isinstance(exc, MemoryError):
-                error = OutOfMemory(str(exc) or "the process ran out of memory")
+            if is_oom(exc) and not isinstance(exc, OutOfMemory):
+                error = OutOfMemory(
+                    f"the process ran out of memory ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+                )
             rows[job.index] = _row(job, "failed", error=(type(error).__name__, str(error)), seconds=start)
             log.warning("job %s (%s) failed: %s", job.index, job.id, error)
             event("failed", id=job.id, index=job.index, error={"class": type(error).__name__, "message": str(error)})

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.config.schema import LoraConfig, RunConfig
-from vidgen.errors import ModelError
+from vidgen.errors import ModelError, OutOfMemory
 from vidgen.families.base import Family
+from vidgen.runner import is_oom
 
 # --controlnet short names: the standard SD 1.5 ControlNets (lllyasviel's v1.0 releases).
 CONTROLNETS = {
@@ -117,7 +118,9 @@ def locate_lora(lora: LoraConfig, allow_pickle: bool) -> tuple[str, dict[str, An
         if lora.weight_name:
             check_file(path / lora.weight_name, "LoRA", allow_pickle, f"{lora.source}/{lora.weight_name}")
         return str(path), named
-    if path.suffix.lower() in PICKLE_SUFFIXES + SAFE_SUFFIXES or lora.source.startswith((".", "/", "~")):
+    # Any existing file is checked (diffusers would load `sub/lora.dat` as a file, pickle or not).
+    exists = path.exists() or path.is_symlink()
+    if exists or path.suffix.lower() in PICKLE_SUFFIXES + SAFE_SUFFIXES or lora.source.startswith((".", "/", "~")):
         check_file(path, "LoRA", allow_pickle, lora.source)
         return str(path.parent), {"weight_name": path.name}
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", lora.source):
@@ -172,6 +175,8 @@ def load_loras(pipe: Any, cfg: RunConfig, denoisers: tuple[str, ...] = ("transfo
                 names.append(name)
                 weights.append(lora.scale)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            if is_oom(exc):
+                raise OutOfMemory(f"the process ran out of memory while loading LoRA {lora.source}.", "load") from None
             lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
             mismatch = [line for line in lines if line.startswith("size mismatch")]
             if mismatch:

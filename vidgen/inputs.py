@@ -21,6 +21,7 @@ from typing import Any
 from vidgen import __version__
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError, InputError
+from vidgen.limits import MAX_FRAMES, pseudo_file, read_bytes
 
 # Larger images are refused before decoding: a small file can declare a huge canvas
 # (a decompression bomb) and exhaust memory.
@@ -87,6 +88,27 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
     return prepared
 
 
+def check_sources(cfg: RunConfig) -> None:
+    """Before anything loads: every local input exists and is a regular file (or, for videos
+    and control frames, a folder of them). Devices, pipes, sockets and /proc are refused
+    without being opened; URLs are checked when fetched."""
+    for name in ("image", "last_image", "video", "control"):
+        ref = getattr(cfg.inputs, name)
+        if ref and not re.match(r"^[a-z][a-z0-9+.-]*://", ref, flags=re.IGNORECASE):
+            check_source(ref, name)
+
+
+def check_source(ref: str, name: str) -> None:
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise InputError(f"{ref} does not exist.")
+    if name in ("image", "last_image") and path.is_dir():
+        raise InputError(f"{ref} is a folder; pass one image file.")
+    if pseudo_file(path) or not (path.is_file() or path.is_dir()):
+        what = "one image file" if name in ("image", "last_image") else "a video file or a folder of frames"
+        raise InputError(f"{ref} is not a regular file (a device, pipe, socket or system file); pass {what}.")
+
+
 # -- images -----------------------------------------------------------------------------
 
 
@@ -112,12 +134,8 @@ def _fetch(ref: str) -> bytes:
             raise InputError(f"{ref} does not exist.")
         if path.is_dir():
             raise InputError(f"{ref} is a folder; pass one image file.")
-        try:
-            if path.stat().st_size > MAX_BYTES:
-                raise InputError(f"{ref} is larger than {MAX_BYTES >> 20} MiB; that is not an input image.")
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read {ref}: {exc.strerror or exc}.") from None
+        # Regular files only, and the cap counts the bytes read: /dev/zero reports size 0.
+        data = read_bytes(path, MAX_BYTES, "input image", InputError)
     if len(data) > MAX_BYTES:
         raise InputError(f"{ref} is larger than {MAX_BYTES >> 20} MiB; that is not an input image.")
     return data
@@ -267,11 +285,13 @@ def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any]
     import numpy as np
     from PIL import Image
 
+    from vidgen.media import SAFE_INPUT
+
     unreadable = f"{ref} is not a video ffmpeg can read; use mp4, webm, gif or a folder of frames."
     # The fps filter resamples (dropping or repeating frames); -frames:v stops decoding early.
     params = ["-vf", f"fps={rate:g}", "-frames:v", str(cap)]
     frames: list[Any] = []
-    reader = imageio_ffmpeg.read_frames(str(path), output_params=params)
+    reader = imageio_ffmpeg.read_frames(str(path), input_params=SAFE_INPUT, output_params=params)
     try:
         meta = next(reader)
         width, height = meta["size"]
@@ -301,9 +321,10 @@ def _prepare_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -
     path = Path(ref).expanduser()
     if not path.exists():
         raise InputError(f"{ref} does not exist.")
+    check_source(ref, name)
     bg = background(cfg)
     mode = cfg.inputs.resize or DEFAULT_RESIZE
-    cap = cfg.inputs.max_frames or 10_000
+    cap = cfg.inputs.max_frames or MAX_FRAMES
     rate = cfg.inputs.input_fps or fps
     if path.is_dir():
         frames, info = _folder_frames(cfg, ref, path, cap, bg)

@@ -10,6 +10,7 @@ the decode fails (an out-of-memory at the VAE no longer throws the denoising awa
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.errors import InputError, WriteError
+from vidgen.limits import MAX_DEPTH, MAX_LATENTS_ELEMENTS, depth, pseudo_file
 
 FORMAT = "vidgen-latents/1"
 
@@ -83,17 +85,30 @@ def load(path: Path) -> tuple[Any, dict[str, Any]]:
     """(latents tensor, metadata) from a file `save` wrote."""
     from safetensors import SafetensorError, safe_open
 
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"latents file {path} does not exist.")
+    if not path.is_file() or pseudo_file(path):
+        raise InputError(f"latents file {path} is not a regular file (a device, pipe or socket).")
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-            tensor = handle.get_tensor("latents") if "latents" in handle.keys() else None  # noqa: SIM118
+            tensor = None
+            if "latents" in handle.keys():  # noqa: SIM118
+                # The header states the shape: refuse absurd ones before reading the data.
+                shape = handle.get_slice("latents").get_shape()
+                if math.prod(shape) > MAX_LATENTS_ELEMENTS:
+                    raise InputError(
+                        f"{path} holds latents of shape {list(shape)}, more than any supported model makes "
+                        f"(at most {MAX_LATENTS_ELEMENTS:,} values)."
+                    )
+                tensor = handle.get_tensor("latents")
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path} is not a latents file vidgen wrote ({exc}).") from None
     try:
         info = json.loads(meta.get("vidgen", ""))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
+        info = {}
+    if not isinstance(info, dict) or depth(info) > MAX_DEPTH:
         info = {}
     if tensor is None or info.get("format") != FORMAT:
         raise InputError(f"{path} is not a latents file vidgen wrote (written with --save-latents).")

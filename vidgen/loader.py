@@ -10,8 +10,9 @@ from typing import Any
 
 from vidgen import components, optimize, tiny
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError, ModelError
+from vidgen.errors import ConfigError, ModelError, OutOfMemory
 from vidgen.families.base import Family
+from vidgen.runner import is_oom
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -163,7 +164,9 @@ def _tiny_preset(family: Family, mode: str) -> str:
     return "a tiny preset (`vidgen presets list`)"
 
 
-def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: str) -> ModelError:
+def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: str) -> ModelError | OutOfMemory:
+    if is_oom(exc):  # torch's CPU allocator raises a RuntimeError: exit 6, not a model error
+        return OutOfMemory(f"the process ran out of memory while loading {model_id}.", "load")
     text = str(exc)
     if kind == "hub" and ("gated" in text.lower() or "401" in text or "403" in text):
         return ModelError(

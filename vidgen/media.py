@@ -27,6 +27,15 @@ CODECS: dict[str, dict[str, tuple[str, int, int]]] = {
 DEFAULT_CODEC = {"mp4": "h264", "webm": "vp9"}
 # Where the compact provenance copy goes inside the container.
 METADATA_KEY = "comment"
+# ffmpeg options before `-i` for every file vidgen reads: local files only (no http, tcp or
+# concat: protocols) and real video containers only (no HLS or concat playlists, which make
+# ffmpeg fetch URLs or read other local files that the user never named).
+SAFE_INPUT = [
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,gif,avi,flv,mpegts,mpeg,ogg,asf,webp_pipe,apng,image2",
+]
 
 
 def ffmpeg() -> str:
@@ -195,7 +204,7 @@ def write_text(text: str, target: Path, overwrite: bool) -> None:
 def embedded_metadata(path: Path) -> dict[str, Any] | None:
     """The compact provenance JSON that `write` put in a video's container, if any."""
     result = subprocess.run(
-        [ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        [ffmpeg(), "-hide_banner", "-loglevel", "error", *SAFE_INPUT, "-i", str(path), "-f", "ffmetadata", "-"],
         capture_output=True,
     )
     if result.returncode:
@@ -208,6 +217,6 @@ def embedded_metadata(path: Path) -> dict[str, Any] | None:
     value = re.sub(r"\\(.)", r"\1", match.group(1))
     try:
         data = json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) and "vidgen_version" in data else None

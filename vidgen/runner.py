@@ -69,6 +69,16 @@ def _inject_oom(phase: str) -> None:
     raise torch.cuda.OutOfMemoryError(f"CUDA out of memory at {phase} (injected by VIDGEN_TEST_OOM).")
 
 
+def is_oom(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure: Python's MemoryError, torch's CPU allocator
+    ("DefaultCPUAllocator: can't allocate memory", a RuntimeError) or CUDA's out-of-memory.
+    Works without importing torch, so the CLI's error boundary can ask too."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
 def peak_memory(device: str) -> int:
     """CUDA: max allocated on the device; CPU: the process's peak resident set size."""
     if device.startswith("cuda"):
@@ -155,16 +165,16 @@ def run(
                 captured.decoding = False
             else:
                 output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
-    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+    except Exception as exc:
+        if not is_oom(exc):
+            if captured.decoding:
+                exc.vidgen_captured = captured  # type: ignore[attr-defined]
+            raise
         what = "CUDA" if isinstance(exc, torch.cuda.OutOfMemoryError) else "the process"
         phase = "decode" if captured.decoding else "denoise"
         raise OutOfMemory(
             f"{what} ran out of memory during {phase}", phase, captured if captured.decoding else None
         ) from None
-    except Exception as exc:
-        if captured.decoding:
-            exc.vidgen_captured = captured  # type: ignore[attr-defined]
-        raise
     finally:
         progress.stop()
     end = time.perf_counter()

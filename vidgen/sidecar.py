@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.errors import InputError
+from vidgen.limits import MAX_DEPTH, MAX_SIDECAR_BYTES, depth, read_text
 
 KEYS = (
     "vidgen_version",
@@ -43,64 +44,110 @@ def read(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"{path} does not exist.")
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path} is not a readable vidgen sidecar ({exc}).") from None
-        if not isinstance(data, dict) or "vidgen_version" not in data:
-            raise InputError(f"{path} is JSON but not a vidgen sidecar (no vidgen_version).")
-        return data
+        return parse(read_text(path, MAX_SIDECAR_BYTES, "sidecar", InputError), str(path))
     beside = outputs.sidecar_path(path)
     if beside.is_file():
         return read(beside)
+    if not path.is_dir() and not path.is_file():
+        raise InputError(f"{path} is not a regular file (a device, pipe or socket); pass a video or its sidecar.")
     embedded = None if path.is_dir() else media.embedded_metadata(path)
     if embedded is None:
         raise InputError(f"{path} has no sidecar beside it and no vidgen metadata inside; pass the .json sidecar.")
+    if depth(embedded) > MAX_DEPTH:
+        raise InputError(f"{path}: its metadata nests deeper than {MAX_DEPTH} levels; it is not vidgen's.")
     embedded["output"] = {"path": str(path), "note": "read from the container metadata; the sidecar was not found"}
     return embedded
+
+
+def parse(text: str, source: str) -> dict[str, Any]:
+    """A sidecar from its JSON text; InputError when it is not one (or nests absurdly deep)."""
+    deep = InputError(f"{source} nests deeper than {MAX_DEPTH} levels; it is not a vidgen sidecar.")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source} is not a readable vidgen sidecar ({exc}).") from None
+    except RecursionError:
+        raise deep from None
+    if depth(data) > MAX_DEPTH:
+        raise deep
+    if not isinstance(data, dict) or "vidgen_version" not in data:
+        raise InputError(f"{source} is JSON but not a vidgen sidecar (no vidgen_version).")
+    return data
 
 
 # -- replay -----------------------------------------------------------------------------------
 
 
-def replay_config(data: dict[str, Any], overwrite: bool = False) -> tuple[dict[str, Any], list[str]]:
+def replay_config(
+    data: dict[str, Any], source: Path, overwrite: bool = False, out_given: bool = False
+) -> tuple[dict[str, Any], list[str]]:
     """The recorded run as one complete config, and warnings about what may make it differ.
 
     The config is pinned to what actually ran: the effective seed (one video), the exact Hub
     revision, and local inputs and models found again by their absolute paths when the relative
-    ones no longer resolve (replay from another folder). The output gets a new name beside the
-    original (`NAME-replay.EXT`, then -replay2, ...).
+    ones no longer resolve (replay from another folder). The output gets a new name beside
+    `source`, the file being replayed (`NAME-replay.EXT`, then -replay2, ...): never a path
+    read from the file, which could point anywhere.
     """
     import copy
 
-    config = copy.deepcopy(data["config"])
-    config["sampling"]["seed"] = data["seed"]
-    config["sampling"]["num_videos"] = 1
-    model = data.get("model") or {}
-    if model.get("source") == "hub" and model.get("revision") and not config["model"].get("revision"):
-        config["model"]["revision"] = model["revision"]
-    model_id = config["model"].get("id") or ""
-    if model.get("source") in ("dir", "file") and not Path(model_id).expanduser().exists() and model.get("path"):
-        config["model"]["id"] = model["path"]
-    recorded = data.get("inputs") or {}
-    for name in ("image", "last_image", "video", "control"):
-        ref = config["inputs"].get(name)
-        where = (recorded.get(name) or {}).get("resolved_path")
-        if ref and not ref.startswith(("http://", "https://")) and not Path(ref).expanduser().exists() and where:
-            config["inputs"][name] = where
-    config["output"]["path"] = str(_replay_name(data, config))
-    config["output"]["overwrite"] = overwrite
+    try:
+        config = copy.deepcopy(data["config"])
+        config["sampling"]["seed"] = data["seed"]
+        config["sampling"]["num_videos"] = 1
+        config.setdefault("output", {})
+        model = data.get("model") or {}
+        if model.get("source") == "hub" and model.get("revision") and not config["model"].get("revision"):
+            config["model"]["revision"] = model["revision"]
+        model_id = config["model"].get("id") or ""
+        if model.get("source") in ("dir", "file") and not Path(model_id).expanduser().exists() and model.get("path"):
+            config["model"]["id"] = model["path"]
+        recorded = data.get("inputs") or {}
+        for name in ("image", "last_image", "video", "control"):
+            ref = config["inputs"].get(name)
+            where = (recorded.get(name) or {}).get("resolved_path")
+            if ref and not ref.startswith(("http://", "https://")) and not Path(ref).expanduser().exists() and where:
+                config["inputs"][name] = where
+        if not out_given and not config["output"].get("format"):
+            # The recording's format came from its file name; the new name has none of its own.
+            config["output"]["format"] = _recorded_format(data, source)
+        config["output"]["path"] = replay_name(source)
+        config["output"]["overwrite"] = overwrite
+    except (KeyError, TypeError, AttributeError):
+        raise InputError(
+            f"{source} is missing parts of a vidgen sidecar (config, seed); it cannot be replayed."
+        ) from None
     return config, _drift(data)
 
 
-def _replay_name(data: dict[str, Any], config: dict[str, Any]) -> Path:
-    original = Path((data.get("output") or {}).get("path") or config["output"]["path"])
-    for index in range(1, 1000):
-        suffix = "-replay" if index == 1 else f"-replay{index}"
-        candidate = original.with_name(f"{original.stem}{suffix}{original.suffix}")
-        if not candidate.exists():
+def _recorded_format(data: dict[str, Any], source: Path) -> str | None:
+    """The format the recorded output was written in: the sidecar says, or the video's suffix."""
+    from vidgen import outputs
+
+    output = data.get("output") if isinstance(data.get("output"), dict) else {}
+    suffix = source.suffix.lower().lstrip(".")
+    for candidate in (output.get("format"), suffix):
+        if candidate in outputs.FORMATS:
             return candidate
-    return original.with_name(f"{original.stem}-replay{original.suffix}")
+    return None
+
+
+def replay_name(source: Path) -> str:
+    """`DIR/NAME-replay.{ext}` for `DIR/NAME.json` or `DIR/NAME.mp4` (then -replay2, ...): the
+    first name no file of any format (or its sidecar) has yet. `{ext}` is left for the output
+    format to fill, so `--set output.format=png` needs no --out."""
+    from vidgen import outputs
+
+    stem = source.name if source.is_dir() else source.stem
+    for index in range(1, 1000):
+        name = f"{stem}-replay" if index == 1 else f"{stem}-replay{index}"
+        taken = [source.with_name(name), source.with_name(f"{name}.json")]
+        taken += [source.with_name(f"{name}.{fmt}") for fmt in outputs.FORMATS]
+        if not any(path.exists() for path in taken):
+            break
+    # A file name is a name, not a template: braces in it are literal.
+    literal = str(source.with_name(name)).replace("{", "{{").replace("}", "}}")
+    return f"{literal}.{{ext}}"
 
 
 def _drift(data: dict[str, Any]) -> list[str]:
@@ -110,15 +157,16 @@ def _drift(data: dict[str, Any]) -> list[str]:
     from vidgen import tiny
 
     notes = []
+    versions = data.get("versions") if isinstance(data.get("versions"), dict) else {}
     for package in ("diffusers", "torch", "transformers"):
-        then = (data.get("versions") or {}).get(package)
+        then = versions.get(package)
         try:
             now = version(package)
         except PackageNotFoundError:
             now = None
         if then and now and then != now:
             notes.append(f"{package} was {then} for the original run and is {now} here; frames may differ.")
-    model = data.get("model") or {}
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
     if model.get("tiny_version") not in (None, tiny.TINY_VERSION):
         notes.append("the tiny model was built by another vidgen version; frames will differ.")
     return notes
@@ -127,10 +175,12 @@ def _drift(data: dict[str, Any]) -> list[str]:
 def changed_inputs(data: dict[str, Any], prepared: dict[str, Any], config_inputs: dict[str, Any]) -> list[str]:
     """Inputs whose prepared pixels differ from the recording (the file changed), among those
     the replay did not point elsewhere on purpose."""
-    recorded = data.get("inputs") or {}
+    recorded = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
     changed = []
     for name, now in prepared.items():
-        then = (recorded.get(name) or {}).get("prepared", {}).get("sha256")
+        record = recorded.get(name)
+        ok = isinstance(record, dict) and isinstance(record.get("prepared"), dict)
+        then = record["prepared"].get("sha256") if ok else None
         if name in ("image", "last_image", "video", "control") and then and now["prepared"]["sha256"] != then:
             same_source = config_inputs.get(name) in (recorded[name].get("path"), recorded[name].get("resolved_path"))
             if same_source:

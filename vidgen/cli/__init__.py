@@ -17,10 +17,12 @@ from typer.core import TyperGroup
 from vidgen import __version__
 from vidgen.config.settings import traceback_requested
 from vidgen.errors import ExitCode, VidgenError
+from vidgen.terminal import escape
 
 
 def _fail(ctx: typer.Context, code: int, message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
+    # Messages quote prompts, paths and ids from files: escaped, they stay one plain line.
+    typer.echo(f"Error: {escape(message)}", err=True)
     if ctx.meta.get("vidgen.json"):
         typer.echo(json.dumps({"outputs": [], "exit_code": int(code), "error": message}))
     raise typer.Exit(int(code))
@@ -47,6 +49,13 @@ class _Boundary(TyperGroup):
         except Exception as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise
+            from vidgen.runner import is_oom
+
+            if is_oom(exc):
+                # An allocation failure outside a run's phases (a batch report, a decode's encode).
+                _fail(
+                    ctx, ExitCode.OUT_OF_MEMORY, "the process ran out of memory; use fewer --frames or a smaller size."
+                )
             text = str(exc).strip().splitlines()
             detail = f": {text[0]}" if text else ""
             _fail(

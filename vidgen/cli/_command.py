@@ -16,7 +16,8 @@ from typing import Any
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._run import execute
+from vidgen.cli import _trust as t
+from vidgen.cli._run import Grants, execute
 from vidgen.errors import ConfigError, InputError
 
 # name -> (Annotated type, default), in --help order within each panel.
@@ -64,6 +65,8 @@ RUN: Params = {
     "codec": (o.Codec, None),
     "overwrite": (o.Overwrite, False),
     "save_latents": (o.SaveLatents, None),
+    "allow_inputs": (t.AllowInputs, False),
+    "skip_memory_check": (t.SkipMemoryCheck, False),
     "dry_run": (o.DryRun, False),
     "json_": (o.Json, False),
     "quiet": (o.Quiet, False),
@@ -107,6 +110,7 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
             dry_run=params["dry_run"],
             as_json=params["json_"],
             quiet=params["quiet"],
+            grants=Grants(allow_inputs=params["allow_inputs"], skip_memory_check=params["skip_memory_check"]),
         )
 
     context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
@@ -134,11 +138,13 @@ def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None
 
     if params.get("prompt"):
         raise ConfigError("give a PROMPT or --prompts-file, not both.")
+    from vidgen.limits import MAX_MANIFEST_BYTES, read_text
+
     source = str(params["prompts_file"])
     path = Path(source)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"prompts file {source} does not exist.")
-    jobs = core.read_manifest(f"{source}.txt", path.read_text(encoding="utf-8"))
+    jobs = core.read_manifest(f"{source}.txt", read_text(path, MAX_MANIFEST_BYTES, "prompts file", InputError))
     ctx.meta["vidgen.json"] = params["json_"]
     flags = {name: value for name, value in ctx.params.items() if name not in ("prompt", "out", "set_")}
     run_batch(
@@ -152,4 +158,6 @@ def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None
         dry_run=params["dry_run"],
         as_json=params["json_"],
         quiet=params["quiet"],
+        grants=Grants(allow_inputs=params["allow_inputs"], skip_memory_check=params["skip_memory_check"]),
+        folder=path.parent,
     )

@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from vidgen import families
 from vidgen.config import Layer, Resolved, resolve
+from vidgen.terminal import escape
 
 
 class _StderrHandler(logging.Handler):
@@ -24,10 +28,11 @@ class _StderrHandler(logging.Handler):
         self.quiet = quiet
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Status lines name prompts, paths and ids that files chose: never raw on a terminal.
         if record.levelno >= logging.WARNING:
-            typer.echo(f"warning: {record.getMessage()}", err=True)
+            typer.echo(f"warning: {escape(record.getMessage())}", err=True)
         elif not self.quiet:
-            typer.echo(record.getMessage(), err=True)
+            typer.echo(escape(record.getMessage()), err=True)
 
 
 def setup_logging(quiet: bool) -> None:
@@ -87,6 +92,17 @@ class RichProgress:
         pass
 
 
+@dataclass
+class Grants:
+    """What only flags typed now may allow (see vidgen/trust.py). `folders` maps the layer
+    label of a file being run (a replayed sidecar, a manifest) to its folder, where its inputs
+    may be read from without --allow-inputs."""
+
+    allow_inputs: bool = False
+    skip_memory_check: bool = False
+    folders: dict[str, Path] = field(default_factory=dict)
+
+
 def execute(
     ctx: typer.Context,
     mode: str,
@@ -96,6 +112,7 @@ def execute(
     dry_run: bool,
     as_json: bool,
     quiet: bool,
+    grants: Grants | None = None,
 ) -> None:
     # Read by the error boundary, so failures also answer in JSON.
     ctx.meta["vidgen.json"] = as_json
@@ -105,7 +122,19 @@ def execute(
     if detected is not None:
         layers, default = [detected, *layers], None
     resolved = resolve(mode, presets or [], layers, families.defaults_layer, default)
-    run_resolved(resolved, dry_run=dry_run, as_json=as_json, quiet=quiet)
+    run_resolved(resolved, dry_run=dry_run, as_json=as_json, quiet=quiet, grants=grants)
+
+
+def guard(resolved: Resolved, grants: Grants) -> None:
+    """The checks on a resolved config that come before anything is read or loaded: sizes and
+    prompts within limits, no permission taken from a file, inputs where they may be read."""
+    from vidgen import inputs, trust
+
+    trust.check_cost(resolved.config)
+    trust.check_pickles(resolved)
+    trust.check_output(resolved)
+    trust.check_inputs(resolved, grants.folders, grants.allow_inputs)
+    inputs.check_sources(resolved.config)
 
 
 def _model_family(mode: str, presets: list[str], layers: list[Layer]) -> Layer | None:
@@ -147,19 +176,29 @@ def run_resolved(
     quiet: bool,
     check: Callable[[Any], None] | None = None,
     extra: dict[str, Any] | None = None,
+    grants: Grants | None = None,
+    announce: Callable[[], None] | None = None,
 ) -> None:
-    """Plan, then print the plan or run it and print the results. `check` sees the plan before
-    anything loads; `extra` goes into every sidecar."""
-    from vidgen import generate
+    """Guard, plan, then print the plan or run it and print the results. `announce` runs once
+    the guards pass (replay lists what it will read); `check` sees the plan before anything
+    loads; `extra` goes into every sidecar."""
+    from vidgen import generate, trust
 
-    plan = generate.plan(resolved)
-    if check is not None:
-        check(plan)
-    if dry_run:
-        _print_plan(plan, as_json)
-        return
-    progress = RichProgress() if sys.stderr.isatty() and not quiet else None
-    results = generate.execute(plan, progress, extra)
+    grants = grants or Grants()
+    guard(resolved, grants)
+    if announce is not None:
+        announce()
+    phases = _Phases(RichProgress() if sys.stderr.isatty() and not quiet and not dry_run else None)
+    with phases.out_of_memory():
+        plan = generate.plan(resolved)
+        if check is not None:
+            check(plan)
+        if dry_run:
+            _print_plan(plan, as_json)
+            return
+        trust.check_memory(plan, grants.skip_memory_check)
+        phases.now = "loading"
+        results = generate.execute(plan, phases, extra)
     if as_json:
         rows = []
         for result in results:
@@ -175,7 +214,49 @@ def run_resolved(
         typer.echo(json.dumps({"outputs": rows, "exit_code": 0}))
     else:
         for result in results:
-            typer.echo(str(result["path"]))
+            typer.echo(escape(result["path"]))
+
+
+class _Phases:
+    """Progress that remembers the phase a run is in, so an allocation failure anywhere (reading
+    inputs, loading, denoising, decoding, encoding) ends in exit 6 naming it."""
+
+    def __init__(self, inner: Any = None) -> None:
+        from vidgen.runner import NullProgress
+
+        self.inner = inner or NullProgress()
+        self.now = "reading inputs"
+
+    def start(self, total: int, description: str) -> None:
+        self.now = "denoise"
+        self.inner.start(total, description)
+
+    def advance(self) -> None:
+        self.inner.advance()
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def phase(self, name: str) -> None:
+        self.now = name
+        self.inner.phase(name)
+
+    @contextmanager
+    def out_of_memory(self) -> Iterator[None]:
+        from vidgen.errors import OutOfMemory, VidgenError
+        from vidgen.runner import is_oom
+
+        try:
+            yield
+        except VidgenError:
+            raise
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            raise OutOfMemory(
+                f"the process ran out of memory during {self.now}; use fewer --frames or a smaller --height/--width.",
+                self.now,
+            ) from None
 
 
 def _print_plan(plan: Any, as_json: bool) -> None:
@@ -205,17 +286,17 @@ def _print_plan(plan: Any, as_json: bool) -> None:
             typer.echo(f"# {line}")
     for name, record in plan.inputs.record.items():
         if name == "prompts":
-            typer.echo("# prompts: " + " | ".join(f"{frame}: {text}" for frame, text in record.items()))
+            typer.echo(escape("# prompts: " + " | ".join(f"{frame}: {text}" for frame, text in record.items())))
             continue
         size = "x".join(map(str, record["prepared"]["size"]))
         count = f"{record['frames_used']} frames " if "frames_used" in record else ""
-        typer.echo(f"# {name}: {record['path']} -> {count}{size} ({record['resize']})")
+        typer.echo(escape(f"# {name}: {record['path']} -> {count}{size} ({record['resize']})"))
     for note in plan.inputs.notes:
-        typer.echo(f"# note: {note}")
+        typer.echo(escape(f"# note: {note}"))
     if plan.seed_drawn:
         typer.echo(f"# seed drawn at random: {plan.items[0].seed} (a real run draws its own; pass --seed to fix it)")
     for item in outputs:
-        typer.echo(f"# would write: {item['path']} (+ {item['sidecar']})")
+        typer.echo(escape(f"# would write: {item['path']} (+ {item['sidecar']})"))
 
 
 def render_config(config: dict[str, Any], sources: dict[str, str]) -> str:
@@ -231,7 +312,9 @@ def render_config(config: dict[str, Any], sources: dict[str, str]) -> str:
         for key, value in fields:
             rows.append((f"  {key}: {json.dumps(value)}", _source(sources, f"{section}.{key}")))
     width = max(len(text) for text, _ in rows) + 2
-    return "\n".join(f"{text:<{width}}# {source}" if source else text for text, source in rows)
+    lines = (f"{text:<{width}}# {source}" if source else text for text, source in rows)
+    # Sources name files (replay:NAME): each line is escaped, so a name cannot break it.
+    return "\n".join(escape(line) for line in lines)
 
 
 def _source(sources: dict[str, str], path: str) -> str:

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._run import RichProgress, setup_logging
-from vidgen.errors import ConfigError, ExitCode
+from vidgen.cli import _trust as t
+from vidgen.cli._run import Grants, RichProgress, setup_logging
+from vidgen.errors import ConfigError, ExitCode, InputError
+from vidgen.terminal import escape
 
 if TYPE_CHECKING:  # the core loads lazily, so --help stays instant
     from vidgen.batch import Job
@@ -47,6 +49,8 @@ def batch(
             "--progress", help="rich (bars on a terminal, plain lines in pipes) or json (NDJSON events on stderr)."
         ),
     ] = "rich",
+    allow_inputs: t.AllowInputs = False,
+    skip_memory_check: t.SkipMemoryCheck = False,
     dry_run: o.DryRun = False,
     json_: o.Json = False,
     quiet: o.Quiet = False,
@@ -62,7 +66,7 @@ def batch(
     from vidgen import batch as core
 
     ctx.meta["vidgen.json"] = json_
-    text = sys.stdin.read() if manifest == "-" else None
+    text = _stdin() if manifest == "-" else None
     jobs = core.read_manifest(manifest, text)
     run_batch(
         jobs,
@@ -79,7 +83,22 @@ def batch(
         dry_run=dry_run,
         as_json=json_,
         quiet=quiet,
+        grants=Grants(allow_inputs=allow_inputs, skip_memory_check=skip_memory_check),
+        folder=Path.cwd() if manifest == "-" else Path(manifest).parent,
     )
+
+
+def _stdin() -> str:
+    """A manifest from stdin, read within the same cap as a file (`cat /dev/zero | vidgen batch -`)."""
+    from vidgen.limits import MAX_MANIFEST_BYTES
+
+    data = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise InputError(f"the manifest on stdin is larger than {MAX_MANIFEST_BYTES >> 20} MiB; split it.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("the manifest on stdin is not UTF-8 text.") from None
 
 
 def run_batch(
@@ -99,8 +118,11 @@ def run_batch(
     as_json: bool = False,
     quiet: bool = False,
     layers: list[Layer] | None = None,
+    grants: Grants | None = None,
+    folder: Path | None = None,
 ) -> None:
-    """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`)."""
+    """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`). `folder`
+    is the manifest's: the inputs its jobs name may be read from there (see vidgen/trust.py)."""
     from vidgen import batch as core
     from vidgen import media
 
@@ -110,16 +132,28 @@ def run_batch(
     setup_logging(quiet or progress_format == "json")
     if not jobs:
         raise ConfigError(f"manifest {source} has no jobs.")
-    core.prepare(jobs, mode=mode, presets=presets, out=out, assignments=assignments, layers=layers or [])
+    core.prepare(
+        jobs,
+        mode=mode,
+        presets=presets,
+        out=out,
+        assignments=assignments,
+        layers=layers or [],
+        grants=grants,
+        folder=folder,
+        memory_check=not dry_run,
+    )
     invalid = [job for job in jobs if job.error is not None]
     for job in invalid:
-        typer.echo(f"invalid: job {job.index} ({job.where}): {job.error}", err=True)
+        typer.echo(escape(f"invalid: job {job.index} ({job.where}): {job.error}"), err=True)
     if invalid and not skip_invalid:
         raise ConfigError(f"{len(invalid)} of {len(jobs)} jobs are invalid; fix them or pass --skip-invalid.")
     if dry_run:
         for job in jobs:
             if job.error is None:
-                typer.echo(f"{job.id}\t{job.resolved.config.mode}\t{job.resolved.config.model.id}")
+                typer.echo(
+                    "\t".join(escape(v) for v in (job.id, job.resolved.config.mode, job.resolved.config.model.id))
+                )
         return
     start = time.perf_counter()
     events = JsonEvents() if progress_format == "json" else None
@@ -159,7 +193,7 @@ def run_batch(
         for row in rows:
             detail = row["error"]["message"] if row["error"] else ", ".join(row["outputs"])
             name = row["id"] or row["where"]
-            typer.echo(f"  {row['status']:<8} {name:<40} {row['seconds']:>7.2f}s  {detail}", err=True)
+            typer.echo(escape(f"  {row['status']:<8} {name:<40} {row['seconds']:>7.2f}s  {detail}"), err=True)
     if events is None:
         summary = ", ".join(f"{number} {status}" for status, number in counts.items() if number)
         typer.echo(f"batch: {len(rows)} jobs: {summary} in {seconds}s", err=True)
@@ -171,7 +205,7 @@ def run_batch(
         for row in rows:
             if row["status"] == "done":
                 for path in row["outputs"]:
-                    typer.echo(path)
+                    typer.echo(escape(path))
     if failed:
         raise typer.Exit(int(code))
 

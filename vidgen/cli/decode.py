@@ -13,9 +13,8 @@ from vidgen import families
 from vidgen.cli import _options as o
 from vidgen.cli._run import RichProgress, setup_logging
 from vidgen.config import Layer, resolve
-
-# The recorded run's output format wins unless --format or --out says otherwise.
-_KEEP_FORMAT = {"format": None}
+from vidgen.errors import InputError, OutOfMemory, VidgenError
+from vidgen.runner import is_oom
 
 
 def decode(
@@ -29,6 +28,7 @@ def decode(
     crf: o.Crf = None,
     codec: o.Codec = None,
     overwrite: o.Overwrite = False,
+    allow_pickle: o.AllowPickle = None,
     device: o.Device = None,
     dtype: o.DType = None,
     offload: o.Offload = None,
@@ -42,25 +42,35 @@ def decode(
     """Decode saved final latents into the video, loading only the VAE.
 
     A run that ran out of memory in the VAE decode saves its latents; decode them again with
-    cheaper decode options instead of denoising from scratch. The video goes where the run
-    would have written it, unless --out says otherwise.
+    cheaper decode options instead of denoising from scratch. The video goes beside the latents
+    file (NAME.latents.safetensors -> NAME.mp4), unless --out says otherwise: never to a path
+    stored in the file.
 
         vidgen decode outputs/t2v-a-fox-7.latents.safetensors --vae-tiling
     """
-    from vidgen import generate, latents
+    from vidgen import generate, latents, trust
+    from vidgen.outputs import FORMATS
 
     ctx.meta["vidgen.json"] = json_
     setup_logging(quiet)
     _tensor, info = latents.load(source)
-    config = info["config"]
-    original = Path(info["output"])
-    target = Path(out) if out else original
+    config = info.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("output", {}), dict):
+        raise InputError(f"{source} has no usable config in its metadata; it is not a latents file vidgen wrote.")
+    # Where the file says its video went is not where this one goes: beside the latents file,
+    # or --out. The recorded path only lends its format.
+    recorded_format = _recorded_format(config, info.get("output"))
+    default = _beside(source, format_ or recorded_format)
+    target = Path(out) if out else default
     if out and (target.is_dir() or out.endswith(("/", "\\"))):
-        target = target / original.name
-    layers = [Layer(label=f"latents:{source.name}", data=config, origin=str(source))]
+        target = target / default.name
+    label = f"latents:{source.name}"
+    layers = [Layer(label=label, data=config, origin=str(source))]
+    if not out:
+        layers.append(Layer("decode:beside", {"output": {"path": str(target)}}, "beside the latents file"))
     layers += o.flag_layers(
         {
-            "out": str(target),
+            "out": str(target) if out else None,
             "format_": format_,
             "fps": fps,
             "crf": crf,
@@ -72,15 +82,35 @@ def decode(
             "vae_tiling": vae_tiling,
             "vae_slicing": vae_slicing,
             "decode_chunk": decode_chunk,
+            "allow_pickle": allow_pickle,
             "set_": set_,
         }
     )
-    if format_ is None and out:
-        # --out names the file: its extension decides, not the recorded run's --format.
-        layers.append(Layer(label="cli:--out", data={"output": _KEEP_FORMAT}, origin="--out"))
-    resolved = resolve(config["mode"], [], layers, families.defaults_layer)
+    if format_ is None:
+        # The output's extension decides its format, not the recorded run's --format; a name
+        # without one (a png folder) keeps the recorded format.
+        keep = None if target.suffix.lower().lstrip(".") in FORMATS else recorded_format
+        layers.append(Layer(label="cli:--out" if out else label, data={"output": {"format": keep}}, origin="--out"))
+    mode = config.get("mode")
+    if not isinstance(mode, str) or mode not in families.DEFAULT_PRESETS:
+        raise InputError(f"{source} records mode {mode!r}, which vidgen does not have; it cannot be decoded.")
+    resolved = resolve(mode, [], layers, families.defaults_layer)
+    # Decode reads no inputs: only the limits and the pickle permission apply.
+    trust.check_cost(resolved.config)
+    trust.check_pickles(resolved)
     progress = RichProgress() if sys.stderr.isatty() and not quiet else None
-    result = generate.decode(source, resolved, progress)
+    try:
+        result = generate.decode(source, resolved, progress)
+    except VidgenError:
+        raise
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        raise OutOfMemory(
+            f"the decode ran out of memory ({exc.__class__.__name__}); try --vae-tiling, --vae-slicing "
+            "or --decode-chunk 1.",
+            "decode",
+        ) from None
     if json_:
         row = result["record"]["output"]
         body = {
@@ -97,3 +127,18 @@ def decode(
         typer.echo(json.dumps(body))
     else:
         typer.echo(str(result["path"]))
+
+
+def _recorded_format(config: dict, output: object) -> str | None:
+    """The recorded run's format: its output.format, else the suffix of the path it recorded."""
+    from vidgen.outputs import FORMATS
+
+    candidates = [config["output"].get("format"), Path(str(output or "")).suffix.lower().lstrip(".")]
+    return next((fmt for fmt in candidates if fmt in FORMATS), None)
+
+
+def _beside(source: Path, fmt: str | None) -> Path:
+    """NAME.EXT beside NAME.latents.safetensors (a png folder: NAME)."""
+    stem = source.name.removesuffix(".safetensors").removesuffix(".latents") or "decoded"
+    fmt = fmt or "mp4"
+    return source.with_name(stem if fmt == "png" else f"{stem}.{fmt}")

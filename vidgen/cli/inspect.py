@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from vidgen import sidecar
+from vidgen.terminal import escape
 
 
 def inspect(
@@ -17,68 +18,122 @@ def inspect(
 ) -> None:
     """Print how an output was made: prompt, model, seed, settings, versions, timings.
 
+    Also every risky field of a file from someone else: weights paths and their hashes, LoRAs,
+    inputs and URLs, and whether it allows pickles. Control characters are shown escaped.
+
     vidgen inspect outputs/t2v-a-red-fox-running-through-fresh-snow-7.mp4
     """
     data = sidecar.read(path)
     if json_:
+        # JSON escapes every control character itself (\u001b), so this stays terminal-safe.
         typer.echo(json.dumps(data, indent=2))
         return
-    config = data.get("config", {})
-    model = data.get("model", {})
-    pipeline = data.get("pipeline", {})
-    output = data.get("output", {})
-    sampling = config.get("sampling", {})
-    rows = [
+    for key, value in _rows(data):
+        if value not in (None, "", "None"):
+            typer.echo(f"{key:<12} {escape(value)}")
+
+
+def _dict(value: object) -> dict:
+    """A block of the sidecar, or {} when a file put something else there."""
+    return value if isinstance(value, dict) else {}
+
+
+def _rows(data: dict) -> list[tuple[str, object]]:
+    config = _dict(data.get("config"))
+    model, pipeline, output = (_dict(data.get(key)) for key in ("model", "pipeline", "output"))
+    sampling, inputs = _dict(config.get("sampling")), _dict(config.get("inputs"))
+    rows: list[tuple[str, object]] = [
         ("output", output.get("path")),
         ("made", f"{data.get('created_at')} by vidgen {data.get('vidgen_version')}"),
         ("mode", config.get("mode")),
-        ("prompt", config.get("inputs", {}).get("prompt")),
-        ("negative", config.get("inputs", {}).get("negative_prompt")),
-        ("model", f"{model.get('id')} ({model.get('family')}, {model.get('dtype')})"),
+        ("prompt", inputs.get("prompt")),
+    ]
+    prompts = _dict(inputs.get("prompts"))
+    if prompts:
+        rows.append(("prompts", " | ".join(f"{frame}: {text}" for frame, text in prompts.items())))
+    rows.append(("negative", inputs.get("negative_prompt")))
+    rows += _input_rows(data)
+    rows += [
+        ("model", f"{model.get('id')} ({model.get('family')}, {model.get('dtype')})" if model else None),
         ("revision", model.get("revision")),
+    ]
+    rows += _weight_rows(data)
+    scheduler = _dict(model.get("scheduler"))
+    if scheduler:
+        rows.append(("scheduler", f"{scheduler.get('class')} {_kwargs(_dict(scheduler.get('options')))}".strip()))
+    setup = [_dict(call) for call in pipeline.get("setup") or []]
+    rows += [
         ("pipeline", pipeline.get("class")),
         ("seed", data.get("seed")),
         ("frames", sampling.get("num_frames")),
         ("size", f"{sampling.get('width')}x{sampling.get('height')}"),
         ("steps", sampling.get("num_inference_steps")),
         ("guidance", sampling.get("guidance_scale")),
-        ("call", _other_call_kwargs(pipeline.get("call_kwargs", {}))),
-        ("setup", ", ".join(f"{c['method']}({_kwargs(c['kwargs'])})" for c in pipeline.get("setup", []))),
+        ("call", _other_call_kwargs(_dict(pipeline.get("call_kwargs")))),
+        ("setup", ", ".join(f"{c.get('method')}({_kwargs(_dict(c.get('kwargs')))})" for c in setup)),
     ]
-    prompts = config.get("inputs", {}).get("prompts")
-    if prompts:
-        rows.insert(4, ("prompts", " | ".join(f"{frame}: {text}" for frame, text in prompts.items())))
-    extras = [
-        ("adapter", (model.get("motion_adapter") or {}).get("id")),
-        ("controlnet", (model.get("controlnet") or {}).get("id")),
-    ]
-    scheduler = model.get("scheduler")
-    if scheduler:
-        extras.append(("scheduler", f"{scheduler['class']} {_kwargs(scheduler['options'])}".strip()))
-    loras = model.get("loras") or []
-    extras.append(("loras", ", ".join(f"{lora['source']} x{lora['scale']}" for lora in loras)))
-    at = next(i for i, row in enumerate(rows) if row[0] == "pipeline")
-    rows[at:at] = extras
-    rows[5:5] = _input_rows(data)
     if "format" in output:
         rows.append(
             (
                 "file",
-                f"{output['format']} {output.get('codec')}, {output['frames']} frames "
-                f"{output['width']}x{output['height']} at {output['fps']} fps",
+                f"{output['format']} {output.get('codec')}, {output.get('frames')} frames "
+                f"{output.get('width')}x{output.get('height')} at {output.get('fps')} fps",
             )
         )
-    if "optimizations" in data:
-        rows.append(("optimized", ", ".join(data["optimizations"].get("applied", [])) or "none"))
-    if "timings" in data:
-        rows.append(("seconds", ", ".join(f"{k} {v:.2f}" for k, v in data["timings"].items())))
-    if data.get("peak_memory_bytes"):
+    optimizations, timings = _dict(data.get("optimizations")), _dict(data.get("timings"))
+    if optimizations:
+        rows.append(("optimized", ", ".join(map(str, optimizations.get("applied") or [])) or "none"))
+    if timings:
+        rows.append(
+            ("seconds", ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} {v:.2f}" for k, v in timings.items()))
+        )
+    if isinstance(data.get("peak_memory_bytes"), (int, float)) and data["peak_memory_bytes"]:
         rows.append(("peak memory", f"{data['peak_memory_bytes'] / 2**30:.2f} GiB"))
-    versions = data.get("versions", {})
-    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)))
-    for key, value in rows:
-        if value not in (None, "", "None"):
-            typer.echo(f"{key:<12} {value}")
+    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in _dict(data.get("versions")).items() if v)))
+    return rows
+
+
+def _weight_rows(data: dict) -> list[tuple[str, object]]:
+    """Every weights file or repo a replay would load, and whether pickles are allowed: what a
+    user must see before running a file someone else made."""
+    config_model = _dict(_dict(data.get("config")).get("model"))
+    model = _dict(data.get("model"))
+    rows: list[tuple[str, object]] = []
+    recorded_path = model.get("path")
+    weights = config_model.get("id")
+    if recorded_path and recorded_path != weights:
+        weights = f"{weights} (loaded from {recorded_path})"
+    rows.append(("weights", weights))
+    if _dict(model.get("checkpoint")).get("sha256"):
+        rows.append(("checkpoint", f"{recorded_path} (sha256 {model['checkpoint']['sha256'][:16]})"))
+    for key, label in (("motion_adapter", "adapter"), ("controlnet", "controlnet"), ("base_config", "base config")):
+        ref = config_model.get(key)
+        part = _dict(model.get(key))
+        detail = [f"from {part['path']}" if part.get("path") and part["path"] != ref else "", _sha(part)]
+        rows.append((label, f"{ref} {' '.join(d for d in detail if d)}".strip() if ref else None))
+    records = {_dict(r).get("source"): _dict(r) for r in model.get("loras") or []}
+    loras = []
+    for lora in config_model.get("loras") or []:
+        lora = _dict(lora)
+        record = records.get(lora.get("source"), {})
+        where = f" from {record['path']}" if record.get("path") and record["path"] != lora.get("source") else ""
+        loras.append(f"{lora.get('source')} x{lora.get('scale', 1.0)}{where} {_sha(record)}".strip())
+    rows.append(("loras", ", ".join(loras)))
+    allowed = config_model.get("allow_pickle") is True
+    rows.append(
+        (
+            "pickles",
+            "ALLOWED (model.allow_pickle: true; pickle weights can run code; replay needs --allow-pickle)"
+            if allowed
+            else "refused",
+        )
+    )
+    return rows
+
+
+def _sha(record: dict) -> str:
+    sha = record.get("sha256")
+    return f"(sha256 {sha[:16]})" if isinstance(sha, str) else ""
 
 
 # call kwargs that have rows of their own, or say nothing about how the video looks
@@ -91,20 +146,25 @@ def _other_call_kwargs(call: dict) -> str:
     return " ".join(f"{key}={value}" for key, value in call.items() if key not in _SHOWN | _PLUMBING)
 
 
-def _input_rows(data: dict) -> list[tuple[str, str | None]]:
-    """One row per input image or video: where it came from and what was done to it."""
-    rows: list[tuple[str, str | None]] = []
-    recorded = data.get("inputs") or {}
-    config_inputs = data.get("config", {}).get("inputs", {})
+def _input_rows(data: dict) -> list[tuple[str, object]]:
+    """One row per input image or video: what the config names (a replay reads that, whatever
+    the record says) and, when the record describes it, what was found and done."""
+    rows: list[tuple[str, object]] = []
+    recorded = _dict(data.get("inputs"))
+    config_inputs = _dict(_dict(data.get("config")).get("inputs"))
     for name in ("image", "last_image", "video", "control"):
-        record = recorded.get(name)
-        if not record:
-            rows.append((name, config_inputs.get(name)))
+        ref = config_inputs.get(name)
+        record = _dict(recorded.get(name))
+        if not record or record.get("path") != ref:
+            rows.append((name, ref))
             continue
-        size = "x".join(map(str, record["prepared"]["size"]))
-        frames = f", {record['frames_used']} of {record['frames_read']} frames" if "frames_used" in record else ""
-        detail = f"sha256 {record['sha256'][:12]}, {record['resize']} to {size}{frames}"
-        rows.append((name, f"{record['path']} ({detail})"))
+        size = "x".join(map(str, _dict(record.get("prepared")).get("size") or []))
+        frames = (
+            f", {record.get('frames_used')} of {record.get('frames_read')} frames" if "frames_used" in record else ""
+        )
+        detail = f"sha256 {str(record.get('sha256'))[:12]}, {record.get('resize')} to {size}{frames}"
+        where = f" = {record['resolved_path']}" if record.get("resolved_path") not in (None, ref) else ""
+        rows.append((name, f"{ref}{where} ({detail})"))
     return rows
 
 

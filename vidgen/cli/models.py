@@ -11,6 +11,7 @@ from vidgen import families
 from vidgen.config import available_presets
 from vidgen.config.flags import flag
 from vidgen.config.layers import merged_preset
+from vidgen.terminal import escape
 
 
 def models(
@@ -51,7 +52,7 @@ def models(
         typer.echo(f"{row['family']}: {row['title']}")
         for mode, info in row["modes"].items():
             typer.echo(f"  {mode + ':':<10}{info['pipeline']} ({info['default_repo']})")
-        typer.echo(f"  presets:  {', '.join(row['presets']) or '-'}")
+        typer.echo(escape(f"  presets:  {', '.join(row['presets']) or '-'}"))
         if row["options"]:
             typer.echo(f"  own:      {', '.join(row['options'])}")
         typer.echo(f"  options:  {', '.join(row['optimizations']) or '-'}")

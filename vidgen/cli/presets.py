@@ -11,6 +11,7 @@ from vidgen import families
 from vidgen.cli._run import render_config
 from vidgen.config import available_presets, resolve
 from vidgen.config.layers import merged_preset, preset_description
+from vidgen.terminal import escape
 
 app = typer.Typer(no_args_is_help=True, help="List the presets and show what one sets.")
 
@@ -38,7 +39,7 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
     width = max((len(row["name"]) for row in rows), default=0)
     modes = max((len(row["mode"]) for row in rows), default=0)
     for row in rows:
-        typer.echo(f"{row['name']:<{width}}  {row['mode']:<{modes}}  {row['description']}")
+        typer.echo(escape(f"{row['name']:<{width}}  {row['mode']:<{modes}}  {row['description']}"))
 
 
 @app.command()
@@ -57,5 +58,5 @@ def show(
         typer.echo(json.dumps({"config": config, "sources": resolved.sources, "presets": resolved.presets}, indent=2))
         return
     chain = " -> ".join(p["name"] for p in resolved.presets)
-    typer.echo(f"# {chain}  ({resolved.presets[-1]['path']})")
+    typer.echo(escape(f"# {chain}  ({resolved.presets[-1]['path']})"))
     typer.echo(render_config(config, resolved.sources))

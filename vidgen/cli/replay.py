@@ -10,9 +10,12 @@ import typer
 
 from vidgen import families, sidecar
 from vidgen.cli import _options as o
-from vidgen.cli._run import run_resolved, setup_logging
+from vidgen.cli import _trust as t
+from vidgen.cli._run import Grants, run_resolved, setup_logging
 from vidgen.config import Layer, resolve
 from vidgen.errors import InputError
+
+log = logging.getLogger("vidgen")
 
 
 def replay(
@@ -23,6 +26,9 @@ def replay(
     set_: o.Set = None,
     out: o.Out = None,
     overwrite: o.Overwrite = False,
+    allow_pickle: o.AllowPickle = None,
+    allow_inputs: t.AllowInputs = False,
+    skip_memory_check: t.SkipMemoryCheck = False,
     dry_run: o.DryRun = False,
     json_: o.Json = False,
     quiet: o.Quiet = False,
@@ -30,19 +36,36 @@ def replay(
     """Run a recorded generation again: same config, seed, model revision and inputs.
 
     Without --set the frames match the original on the same device and versions. The new video is
-    written beside the original as NAME-replay.EXT unless --out says otherwise.
+    written beside the replayed file as NAME-replay.EXT unless --out says otherwise; never where
+    the file says. Before loading, replay lists the models, LoRAs and inputs it will read. A file
+    that allows pickle weights, or names inputs outside its own folder or URLs, stops (exit 5, 4)
+    until --allow-pickle or --allow-inputs says you trust it.
 
         vidgen replay outputs/t2v-a-red-fox-running-through-fresh-snow-7.json --set sampling.num_inference_steps=80
     """
     ctx.meta["vidgen.json"] = json_
     setup_logging(quiet)
     data = sidecar.read(source)
-    config, notes = sidecar.replay_config(data, overwrite=overwrite)
+    config, notes = sidecar.replay_config(data, source, overwrite=overwrite, out_given=out is not None)
     for note in notes:
-        logging.getLogger("vidgen").warning(note)
-    layers = [Layer(label=f"replay:{source.name}", data=config, origin=str(source))]
-    layers += o.flag_layers({"out": out, "overwrite": overwrite, "set_": set_})
-    resolved = resolve(config["mode"], [], layers, families.defaults_layer)
+        log.warning(note)
+    label = f"replay:{source.name}"
+    layers = [Layer(label=label, data=config, origin=str(source))]
+    layers += o.flag_layers({"out": out, "overwrite": overwrite, "allow_pickle": allow_pickle, "set_": set_})
+    mode = config.get("mode")
+    if not isinstance(mode, str) or mode not in families.DEFAULT_PRESETS:
+        raise InputError(f"{source} records mode {mode!r}, which vidgen does not have; it cannot be replayed.")
+    resolved = resolve(mode, [], layers, families.defaults_layer)
+    grants = Grants(allow_inputs=allow_inputs, skip_memory_check=skip_memory_check, folders={label: source.parent})
+
+    def announce() -> None:
+        from vidgen import trust
+
+        outside = [ref for ref, _ in trust.outside_inputs(resolved, grants.folders)]
+        recorded = data.get("model") if isinstance(data.get("model"), dict) else {}
+        log.info("replay of %s reads:", source)
+        for line in trust.reads(resolved.config, recorded, outside):
+            log.info("  %s", line)
 
     def same_inputs(plan: Any) -> None:
         changed = sidecar.changed_inputs(data, plan.inputs.record, plan.resolved.config.inputs.model_dump())
@@ -59,4 +82,6 @@ def replay(
         quiet=quiet,
         check=same_inputs,
         extra={"replay_of": {"path": str(source), "created_at": data.get("created_at")}},
+        grants=grants,
+        announce=announce,
     )

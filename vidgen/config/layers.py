@@ -16,9 +16,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from vidgen.config import safe_yaml
 from vidgen.config.schema import RunConfig
 from vidgen.config.settings import user_preset_dir
 from vidgen.errors import ConfigError
+from vidgen.limits import MAX_EXTENDS, MAX_PRESET_BYTES, read_text
 
 # Keys a preset file may have besides the config itself.
 PRESET_META = ("description", "extends")
@@ -72,14 +74,8 @@ def _preset_path(ref: str) -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)}).") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read preset {path}: {exc.strerror}.") from None
+    # A preset may come from anywhere (a download, a shared folder): bounded, aliases refused.
+    data = safe_yaml.load(read_text(path, MAX_PRESET_BYTES, "preset", ConfigError), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -100,6 +96,8 @@ def load_preset(ref: str) -> list[Layer]:
         path = _preset_path(next_ref).resolve()
         if path in seen:
             raise ConfigError(f"preset {path} extends itself through a cycle.")
+        if len(seen) >= MAX_EXTENDS:
+            raise ConfigError(f"preset {ref}: its extends: chain is longer than {MAX_EXTENDS} presets.")
         seen.add(path)
         data = _read_yaml(path)
         parent = data.pop("extends", None)

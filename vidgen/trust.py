@@ -1,0 +1,237 @@
+"""What a file may not decide: the trust boundary between the command line and everything else.
+
+Sidecars, embedded video metadata, latents files, presets and manifests travel between people,
+so what they say is data, never permission. Only flags typed on the command line (the `cli:`
+layers of a resolved config) may allow pickle weights or let a file make vidgen read inputs the
+user did not name; outputs go where the command line (or vidgen itself) says. These checks run
+after the config resolves and before anything is read or loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vidgen.components import PICKLE_SUFFIXES
+from vidgen.config import Resolved
+from vidgen.config.flags import flag
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError, InputError, ModelError, OutOfMemory
+from vidgen.limits import MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MEMORY_FACTOR, pseudo_file
+
+INPUTS = ("image", "last_image", "video", "control")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", flags=re.IGNORECASE)
+# Model fields that name weights vidgen may load.
+_WEIGHTS = {"id": "model", "motion_adapter": "motion adapter", "controlnet": "ControlNet", "base_config": "base config"}
+
+
+def typed(label: str | None) -> bool:
+    """Whether a field's source is the command line (a flag or --set typed now)."""
+    return bool(label) and str(label).startswith("cli:")
+
+
+def where(label: str) -> str:
+    """A layer label as a reader would say it: `replay:clip.json` -> clip.json."""
+    kind, _, name = label.partition(":")
+    return {"preset": f"preset {name}", "job": f"{name} of the manifest"}.get(kind, name or label)
+
+
+def is_url(ref: str) -> bool:
+    """http(s) and any other scheme (ftp:, file:, data:): nothing local about them."""
+    return bool(_SCHEME.match(ref)) and not re.match(r"^[a-zA-Z]:[\\/]", ref)
+
+
+# -- permissions ------------------------------------------------------------------------------
+
+
+def pickle_files(cfg: RunConfig) -> list[str]:
+    """The weights the config names that are pickle files (by their suffix)."""
+    named = [getattr(cfg.model, name) for name in _WEIGHTS]
+    named += [lora.source for lora in cfg.model.loras or []]
+    return [ref for ref in named if ref and Path(ref).suffix.lower() in PICKLE_SUFFIXES]
+
+
+def check_pickles(resolved: Resolved) -> None:
+    """A file that sets model.allow_pickle gets exit 5: only --allow-pickle, typed now, allows
+    weights that can run code when loaded."""
+    cfg = resolved.config
+    label = resolved.sources.get("model.allow_pickle", "default")
+    if not cfg.model.allow_pickle or typed(label):
+        return
+    files = pickle_files(cfg)
+    named = f" (it names {', '.join(files)})" if files else ""
+    raise ModelError(
+        f"{where(label)} asks for pickle weights (model.allow_pickle: true){named}, which can run code when "
+        "loaded; only the command line can allow them: add --allow-pickle if you trust where it came from."
+    )
+
+
+def check_output(resolved: Resolved) -> None:
+    """A preset may name outputs inside the working folder only (relative, no `..`)."""
+    label = resolved.sources.get("output.path", "default")
+    if not label.startswith("preset:"):
+        return
+    path = resolved.config.output.path
+    if path.startswith(("~", "/", "\\")) or re.match(r"^[a-zA-Z]:", path) or ".." in Path(path).parts:
+        raise ConfigError(
+            f"output.path {path} (from {where(label)}) leaves the working folder; a preset may only name "
+            "relative paths below it. Choose the output with --out."
+        )
+
+
+def outside_inputs(resolved: Resolved, folders: dict[str, Path]) -> list[tuple[str, str]]:
+    """(input, label of the layer that named it) for each input a file named (not the command
+    line) that is a URL or lies outside that file's folder. `folders` maps layer labels to the
+    folder their file is in; presets are added from the resolved chain. A label with no folder
+    trusts nothing."""
+    folders = {**{f"preset:{p['name']}": Path(p["path"]).parent for p in resolved.presets}, **folders}
+    found = []
+    for name in INPUTS:
+        ref = getattr(resolved.config.inputs, name)
+        label = resolved.sources.get(f"inputs.{name}", "default")
+        if not ref or typed(label):
+            continue
+        if is_url(ref) or not _inside(Path(ref), folders.get(label)):
+            found.append((ref, label))
+    return found
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.expanduser().resolve().relative_to(folder.expanduser().resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def check_inputs(resolved: Resolved, folders: dict[str, Path], allowed: bool) -> None:
+    """Exit 4 naming the inputs a file asks vidgen to read from elsewhere, unless --allow-inputs."""
+    outside = [] if allowed else outside_inputs(resolved, folders)
+    if outside:
+        refs = ", ".join(ref for ref, _ in outside)
+        raise InputError(
+            f"{where(outside[0][1])} asks to read {refs}: URLs and files outside its folder are read only when "
+            "you say so; check them, then add --allow-inputs (or name inputs yourself with --set inputs.NAME=PATH)."
+        )
+
+
+# -- cost -------------------------------------------------------------------------------------
+
+
+def check_cost(cfg: RunConfig) -> None:
+    """Exit 3 for prompts, frames, sizes and steps beyond what any supported model can use,
+    before a tokenizer or a model sees them."""
+    texts = {"the prompt": cfg.inputs.prompt, "the negative prompt": cfg.inputs.negative_prompt}
+    texts.update({f"the prompt at frame {frame}": text for frame, text in (cfg.inputs.prompts or {}).items()})
+    for name, text in texts.items():
+        if text is not None and len(text) > MAX_PROMPT_CHARS:
+            raise ConfigError(
+                f"{name} is {len(text):,} characters; vidgen takes at most {MAX_PROMPT_CHARS:,}, far beyond any "
+                "model's text context. Shorten it."
+            )
+    s = cfg.sampling
+    limits = [
+        ("sampling.num_frames", s.num_frames, MAX_FRAMES, "frames"),
+        ("inputs.max_frames", cfg.inputs.max_frames, MAX_FRAMES, "frames"),
+        ("sampling.height", s.height, MAX_SIDE, "pixels"),
+        ("sampling.width", s.width, MAX_SIDE, "pixels"),
+        ("sampling.num_inference_steps", s.num_inference_steps, MAX_STEPS, "steps"),
+    ]
+    for path, value, limit, unit in limits:
+        if value is not None and value > limit:
+            raise ConfigError(
+                f"{flag(path)} {value} is more than any supported model can use; the limit is {limit:,} {unit}."
+            )
+
+
+def machine_memory(device: str) -> tuple[float, str]:
+    """(bytes, what they are) of the memory a run on `device` has: the card's, or the RAM."""
+    import os
+
+    if device.startswith("cuda"):
+        import torch
+
+        return float(torch.cuda.get_device_properties(device).total_memory), f"{device}'s memory"
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), "this machine's RAM"
+
+
+def check_memory(plan: Any, skip: bool) -> None:
+    """Exit 6 before loading when the planned peak is far above the machine's memory: such a run
+    can only fail (or swap the machine to a halt). `--memory manual --skip-memory-check` runs it."""
+    cfg = plan.resolved.config
+    if skip:
+        if cfg.optimization.memory != "manual":
+            raise ConfigError(
+                "--skip-memory-check runs a plan vidgen estimates cannot fit, so it needs --memory manual; "
+                "--memory auto only picks plans that fit."
+            )
+        return
+    if plan.memory is None:
+        return
+    have, what = machine_memory(plan.device)
+    peak = plan.memory.estimate.peak
+    if peak > MEMORY_FACTOR * have:
+        gib = 1024**3
+        raise OutOfMemory(
+            f"the planned peak memory is {peak / gib:,.1f} GiB, over {MEMORY_FACTOR:g}x {what} "
+            f"({have / gib:,.1f} GiB); use fewer --frames or a smaller --height/--width, or, if you mean it, "
+            "--memory manual --skip-memory-check.",
+            "plan",
+        )
+
+
+# -- what a replay reads ------------------------------------------------------------------------
+
+
+def reads(cfg: RunConfig, recorded: dict[str, Any], outside: list[str]) -> Iterator[str]:
+    """One line per model, LoRA and input a run will read, for the user to check first.
+    `recorded` is the sidecar's `model` block (LoRA hashes); `outside` the inputs that lie
+    outside the replayed file's folder (allowed by --allow-inputs)."""
+    model = cfg.model
+    revision = f" at revision {model.revision}" if model.revision else ""
+    for name, what in _WEIGHTS.items():
+        ref = getattr(model, name)
+        if ref:
+            yield f"{what} {ref}{revision if name == 'id' else ''} ({_kind(ref)})"
+    hashes = {lora.get("source"): lora.get("sha256") for lora in recorded.get("loras") or [] if isinstance(lora, dict)}
+    for lora in model.loras or []:
+        yield f"LoRA {lora.source} x{lora.scale:g} ({_kind(lora.source)}{_hash(lora.source, hashes.get(lora.source))})"
+    for name in INPUTS:
+        ref = getattr(cfg.inputs, name)
+        if ref:
+            note = "URL" if is_url(ref) else "local"
+            note += ", outside the replayed file's folder" if ref in outside and not is_url(ref) else ""
+            yield f"{name} {ref} ({note})"
+
+
+def _kind(ref: str) -> str:
+    if ref.startswith("tiny:"):
+        return "tiny model, built locally"
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return f"local folder {path.resolve()}"
+    if path.exists() or path.suffix:
+        return f"local file {path.resolve()}"
+    return "Hugging Face Hub"
+
+
+def _hash(ref: str, recorded: str | None) -> str:
+    """`, sha256 abc...` of a local weights file, and whether it is the one recorded."""
+    path = Path(ref).expanduser()
+    if not path.is_file() or pseudo_file(path):
+        return f", recorded sha256 {recorded[:16]}" if isinstance(recorded, str) else ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    now = digest.hexdigest()
+    if not isinstance(recorded, str):
+        recorded = None
+    if recorded and recorded != now:
+        return f", sha256 {now[:16]}; NOT the recorded {recorded[:16]}"
+    return f", sha256 {now[:16]}" + (" as recorded" if recorded else "")
