@@ -121,16 +121,16 @@ def model_index(model_id: str, revision: str | None = None) -> dict[str, Any] | 
     found: str | None = None
     if path.is_dir():
         found = str(path / "model_index.json") if (path / "model_index.json").is_file() else None
-    elif _HUB_ID.match(model_id):
+    elif _HUB_ID.match(model_id) and not model_id.startswith((".", "/", "~")):
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-        cached = try_to_load_from_cache(model_id, "model_index.json", revision=revision)
-        found = cached if isinstance(cached, str) else None
-        if found is None and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
-            try:
+        try:
+            cached = try_to_load_from_cache(model_id, "model_index.json", revision=revision)
+            found = cached if isinstance(cached, str) else None
+            if found is None and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
                 found = hf_hub_download(model_id, "model_index.json", revision=revision)
-            except Exception:  # gated, missing or unreachable: the load says why, later
-                found = None
+        except Exception:  # not a valid id, gated, missing or unreachable: locating it says why, later
+            found = None
     if found is None:
         return None
     try:
