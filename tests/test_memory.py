@@ -72,6 +72,10 @@ def test_refused_before_loading(args: list[str], needles: list[str], nothing_loa
 
 
 def test_refused_per_family(nothing_loads: None) -> None:
+    from PIL import Image
+
+    # The input exists, so the refusal is the family's, not the missing file's.
+    Image.new("RGB", (32, 32)).save("x.png")
     one_line_error(cli("i2v", "x.png", "--preset", "tiny-svd", "--vae-tiling"), 3, "--decode-chunk")
     one_line_error(cli("i2v", "x.png", "--preset", "tiny-svd", "--cache", "pab"), 3, "CogVideoX (t2v")
     one_line_error(cli("animate", "fox", "--preset", "tiny-animatediff", "--quantize", "int8"), 3, "--fp8-storage")
