@@ -424,12 +424,12 @@ def run(
             event("failed", id=job.id, index=job.index, error={"class": type(error).__name__, "message": str(error)})
             stop = fail_fast
             continue
-        current = (key, results[0]["loaded"])
-        record = results[0]["record"]
+        current = (key, results[0].loaded)
+        record = results[0].record
         rows[job.index] = _row(
             job,
             "done",
-            outputs=[str(result["path"]) for result in results],
+            outputs=[str(result.path) for result in results],
             seconds=start,
             peak=record["peak_memory_bytes"],
             seed=record["seed"],

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +96,7 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     dtype = resolve_dtype(cfg.model.dtype, family, planned_for or device)
     planned = memory.plan(family, cfg, dtype, found, planned_for or device, frames or cfg.inputs.max_frames)
     if planned.rung is not None:
-        resolved = memory.resolved(resolved, planned.rung)
+        resolved = memory.planned(resolved, planned.rung)
     return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
 
 
@@ -119,38 +117,6 @@ def _check_writable(items: list[Planned]) -> None:
             raise WriteError(f"cannot write to {folder}: {exc.strerror or exc}; choose another --out.") from None
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # not Linux: platform's answer is the best there is
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(device: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(versions, device) blocks of the sidecar."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import torch
-
-    versions = {"python": platform.python_version(), "vidgen": __version__}
-    for package in ("torch", "diffusers", "transformers", "accelerate", "numpy", "imageio-ffmpeg"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    versions["cuda"] = torch.version.cuda
-    if device.startswith("cuda"):
-        props = torch.cuda.get_device_properties(device)
-        info = {"type": "cuda", "name": props.name, "vram_bytes": int(props.total_memory)}
-    else:
-        info = {"type": "cpu", "name": _cpu_name(), "vram_bytes": None}
-    return versions, info
-
-
 def _generator_record(plan: Plan, seed: int) -> dict[str, Any]:
     """How to seed a plain diffusers run to get the same video."""
     record: dict[str, Any] = {"device": plan.device, "seed": seed}
@@ -159,26 +125,64 @@ def _generator_record(plan: Plan, seed: int) -> dict[str, Any]:
     return record
 
 
+@dataclass
+class Result:
+    """One written video: its sidecar record, where both went, and the pipeline that made it
+    (kept loaded for the next job of a batch)."""
+
+    record: dict[str, Any]
+    path: Path
+    sidecar: Path
+    loaded: Any = None
+
+
+@dataclass
+class _Session:
+    """What every video of one execute shares: the run (re-sourced by an out-of-memory step
+    down), the loaded pipeline, the environment block, and whether it was loaded for this run."""
+
+    resolved: Resolved
+    loaded: Any
+    environment: tuple[dict[str, Any], dict[str, Any]]
+    fresh: bool
+
+
+@dataclass
+class _Outcome:
+    result: Any  # runner.RunResult
+    call_kwargs: dict[str, Any]
+    retries: list[dict[str, Any]]
+
+
 def execute(
     plan: Plan,
     progress: Progress | None = None,
     extra: dict[str, Any] | None = None,
     loaded: Any = None,
-) -> list[dict[str, Any]]:
+) -> list[Result]:
     """Load the pipeline once (or use `loaded`, from an earlier job with the same model and
     options), then generate, encode and describe every planned video. `extra` is added to every
     sidecar (e.g. what a replay replayed)."""
-    import numpy as np
-
-    from vidgen import latents, loader, runner
-
     progress = progress or NullProgress()
+    session = _open(plan, loaded)
+    results = []
+    for item in plan.items:
+        outcome = _run_with_retries(plan, session, item, progress)
+        results.append(_write(plan, session, item, outcome, progress, extra))
+    return results
+
+
+def _open(plan: Plan, loaded: Any) -> _Session:
+    """The checks that need no weights, then the pipeline: reused or loaded, and checked."""
+    from vidgen import loader
+
     resolved = plan.resolved
     cfg = resolved.config
     if plan.planned_for and cfg.optimization.offload != "none":
         raise ConfigError(
-            f"the plan for a {plan.memory.budget_source if plan.memory else 'GPU'} card ({_flags(cfg)}) needs "
-            f"a CUDA device, and this run is on {plan.device}; add --dry-run to see the plan, or drop --vram."
+            f"the plan for a {plan.memory.budget_source if plan.memory else 'GPU'} card "
+            f"({memory.Ladder.flags(cfg)}) needs a CUDA device, and this run is on {plan.device}; "
+            "add --dry-run to see the plan, or drop --vram."
         )
     _check_writable(plan.items)
     for note in plan.inputs.notes:
@@ -193,143 +197,160 @@ def execute(
         )
     if loaded is not None and loaded.optimizations["requested"] != cfg.optimization.model_dump():
         # An earlier batch job stepped this pipeline down after an out-of-memory; it keeps that plan.
-        resolved = memory.with_settings(
-            resolved, OptimizationConfig(**loaded.optimizations["requested"]), "oom-retry (an earlier job)"
-        )
+        requested = OptimizationConfig(**loaded.optimizations["requested"])
+        resolved = resolved.with_optimization(requested, "oom-retry (an earlier job)")
         cfg = resolved.config
     fresh = loaded is None
     if loaded is None:
         log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
         loaded = loader.load(cfg, plan.family, plan.device)
     plan.family.check_loaded(loaded.pipe, cfg, plan.inputs.frames)
-    versions, device = environment(plan.device)
-    results = []
-    for item in plan.items:
+    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh)
+
+
+def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Progress) -> _Outcome:
+    """One video; on out of memory, save the latents of a failed decode and, with --oom-retry,
+    step down the memory ladder (reloading the pipeline) until a plan fits or none is left."""
+    from vidgen import runner
+
+    ladder = memory.Ladder(plan.family, plan.device.startswith("cuda"))
+    media_kwargs = {
+        plan.family.media_arg(plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()
+    }
+    retries: list[dict[str, Any]] = []
+    while True:
+        cfg = session.resolved.config
         call_kwargs = plan.family.call_kwargs(cfg, item.seed, plan.inputs.frames)
-        given = {plan.family.media_arg(cfg.mode, name): value for name, value in plan.inputs.media.items()}
-        retries: list[dict[str, Any]] = []
-        while True:
-            try:
-                result = runner.run(
-                    loaded.pipe,
-                    plan.family,
-                    cfg,
-                    call_kwargs,
-                    media=given,
-                    steps=plan.family.step_count(cfg, call_kwargs, given),
-                    seed=item.seed,
-                    device=plan.device,
-                    progress=progress,
-                )
-                break
-            except OutOfMemory as exc:
-                saved = _save_latents(plan, item, resolved, exc.captured, "decode ran out of memory")
-                rung = memory.next_rung(plan.family, cfg, plan.device.startswith("cuda"))
-                if rung is None or not cfg.optimization.oom_retry:
-                    raise OutOfMemory(_oom_message(str(exc), cfg, plan.family, rung, saved)) from None
-                step_down = memory.apply(cfg.optimization, rung)
-                log.warning("%s with %s; retrying seed %s with %s.", exc, _flags(cfg), item.seed, rung.flags())
-                retries.append({"plan": _flags(cfg), "phase": exc.phase, "seed": item.seed})
-                resolved = memory.with_settings(resolved, step_down, f"oom-retry ({rung.name})")
-                cfg = resolved.config
-                loaded = _reload(loaded, cfg, plan)
-                call_kwargs = plan.family.call_kwargs(cfg, item.seed, plan.inputs.frames)
-            except Exception as exc:
-                captured = getattr(exc, "vidgen_captured", None)
-                if captured is not None:
-                    saved = _save_latents(plan, item, resolved, captured, f"decode failed: {exc}")
-                    log.warning("the decode failed; the final latents were saved to %s (see `vidgen decode`).", saved)
-                raise
-        for warning in result.warnings:
-            log.warning(warning)
-        record: dict[str, Any] = {
-            "vidgen_version": __version__,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "config": cfg.model_dump(mode="json"),
-            "sources": resolved.sources,
-            "seed": item.seed,
-            "model": {**loaded.model, "dtype": loaded.dtype},
-            "pipeline": {
-                "class": type(loaded.pipe).__name__,
-                "call_kwargs": call_kwargs,
-                # Arguments that are not JSON (the prepared image or frames), and where the
-                # sidecar describes them.
-                "media_kwargs": {
-                    plan.family.media_arg(cfg.mode, name): plan.inputs.sources[name] for name in plan.inputs.media
-                },
-                # Pipeline methods called once after loading (FreeNoise, FreeInit), in order.
-                "setup": loaded.setup,
-                "generator": _generator_record(plan, item.seed),
-                **({"run": note} if (note := plan.family.run_note(cfg)) else {}),
-            },
-            "inputs": plan.inputs.record,
-            "versions": versions,
-            "device": device,
-            "optimizations": {
-                **loaded.optimizations,
-                **({"memory": plan.memory.record()} if plan.memory is not None else {}),
-                **({"oom_retries": retries} if retries else {}),
-            },
-            # A pipeline reused from an earlier batch job cost this video no loading time.
-            "timings": {"load": loaded.seconds if fresh else 0.0, **result.timings},
-            "peak_memory_bytes": result.peak_memory_bytes,
-            "warnings": result.warnings,
-            "presets": plan.resolved.presets,
-            **(extra or {}),
-        }
-        start = time.perf_counter()
-        progress.phase("encode")
-        record["output"] = media.write(
-            media.to_uint8(result.frames),
-            item.path,
+        try:
+            result = runner.run(
+                session.loaded.pipe,
+                plan.family,
+                cfg,
+                call_kwargs,
+                media=media_kwargs,
+                steps=plan.family.step_count(cfg, call_kwargs, media_kwargs),
+                seed=item.seed,
+                device=plan.device,
+                progress=progress,
+            )
+            return _Outcome(result, call_kwargs, retries)
+        except OutOfMemory as exc:
+            saved = _save_latents(plan, item, session.resolved, exc.captured, "decode ran out of memory")
+            step = ladder.after(session.resolved) if cfg.optimization.oom_retry else None
+            if step is None:
+                raise OutOfMemory(_oom_message(str(exc), cfg, plan.family, ladder.next(cfg), saved)) from None
+            session.resolved, rung = step
+            log.warning("%s with %s; retrying seed %s with %s.", exc, ladder.flags(cfg), item.seed, rung.flags())
+            retries.append({"plan": ladder.flags(cfg), "phase": exc.phase, "seed": item.seed})
+            session.loaded = _reload(session.loaded, session.resolved.config, plan)
+        except Exception as exc:
+            captured = getattr(exc, "vidgen_captured", None)
+            if captured is not None:
+                saved = _save_latents(plan, item, session.resolved, captured, f"decode failed: {exc}")
+                log.warning("the decode failed; the final latents were saved to %s (see `vidgen decode`).", saved)
+            raise
+
+
+def _write(
+    plan: Plan, session: _Session, item: Planned, outcome: _Outcome, progress: Progress, extra: dict[str, Any] | None
+) -> Result:
+    """The sidecar record, then the video, the latents, the control maps and the sidecar itself."""
+    import numpy as np
+
+    from vidgen import latents
+
+    cfg, loaded, result = session.resolved.config, session.loaded, outcome.result
+    for warning in result.warnings:
+        log.warning(warning)
+    pipeline = {
+        "class": type(loaded.pipe).__name__,
+        "call_kwargs": outcome.call_kwargs,
+        # Arguments that are not JSON (the prepared image or frames), and where the sidecar describes them.
+        "media_kwargs": {
+            plan.family.media_arg(cfg.mode, name): plan.inputs.sources[name] for name in plan.inputs.media
+        },
+        # Pipeline methods called once after loading (FreeNoise, FreeInit, the scheduler's shift), in order.
+        "setup": loaded.setup,
+        "generator": _generator_record(plan, item.seed),
+        **({"run": note} if (note := plan.family.run_note(cfg)) else {}),
+    }
+    optimizations = {
+        **loaded.optimizations,
+        **({"memory": plan.memory.record()} if plan.memory is not None else {}),
+        **({"oom_retries": outcome.retries} if outcome.retries else {}),
+    }
+    record = sidecar.record(
+        session.resolved,
+        item.seed,
+        loaded,
+        session.environment,
+        pipeline=pipeline,
+        made_from={"inputs": plan.inputs.record},
+        optimizations=optimizations,
+        # A pipeline reused from an earlier batch job cost this video no loading time.
+        timings={"load": loaded.seconds if session.fresh else 0.0, **result.timings},
+        peak_memory_bytes=result.peak_memory_bytes,
+        extra={"warnings": result.warnings, "presets": plan.resolved.presets, **(extra or {})},
+    )
+    _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, cfg.output.overwrite, progress)
+    if cfg.output.save_latents and result.latents is not None and item.latents is not None:
+        meta = _latents_meta(plan, session.resolved, item)
+        record["output"]["latents"] = latents.save(item.latents, result.latents, meta)
+    elif outcome.retries and item.latents is not None:
+        # Saved when an attempt failed at the decode; a later attempt made the video.
+        item.latents.unlink(missing_ok=True)
+    if record["output"].get("padded_from"):
+        size = "x".join(map(str, record["output"]["padded_from"]))
+        log.warning("odd frame size %s was padded by one black row/column for yuv420p.", size)
+    if item.control is not None:
+        # What guided the video, as a video: edge/pose/depth maps at the output's size.
+        maps = media.to_uint8(
+            np.stack([np.asarray(frame, dtype=np.float32) / 255 for frame in plan.inputs.media["control"]])
+        )
+        written = media.write(
+            maps,
+            item.control,
             fmt=plan.fmt,
             fps=plan.fps,
             codec=plan.codec,
             crf=plan.crf,
-            metadata=sidecar.compact(record),
+            metadata=None,
             overwrite=cfg.output.overwrite,
         )
-        record["timings"]["encode"] = round(time.perf_counter() - start, 4)
-        if cfg.output.save_latents and result.latents is not None and item.latents is not None:
-            record["output"]["latents"] = latents.save(
-                item.latents, result.latents, _latents_meta(plan, resolved, item)
-            )
-        elif retries and item.latents is not None:
-            # Saved when an attempt failed at the decode; a later attempt made the video.
-            item.latents.unlink(missing_ok=True)
-        if record["output"].get("padded_from"):
-            size = "x".join(map(str, record["output"]["padded_from"]))
-            log.warning("odd frame size %s was padded by one black row/column for yuv420p.", size)
-        if item.control is not None:
-            # What guided the video, as a video: edge/pose/depth maps at the output's size.
-            maps = media.to_uint8(
-                np.stack([np.asarray(frame, dtype=np.float32) / 255 for frame in plan.inputs.media["control"]])
-            )
-            written = media.write(
-                maps,
-                item.control,
-                fmt=plan.fmt,
-                fps=plan.fps,
-                codec=plan.codec,
-                crf=plan.crf,
-                metadata=None,
-                overwrite=cfg.output.overwrite,
-            )
-            record["output"]["control"] = {key: written[key] for key in ("path", "sha256", "frames")}
-        media.write_text(sidecar.dumps(record), item.sidecar, overwrite=cfg.output.overwrite)
-        results.append({"record": record, "path": item.path, "sidecar": item.sidecar, "loaded": loaded})
-    return results
+        record["output"]["control"] = {key: written[key] for key in ("path", "sha256", "frames")}
+    media.write_text(sidecar.dumps(record), item.sidecar, overwrite=cfg.output.overwrite)
+    return Result(record, item.path, item.sidecar, loaded)
 
 
-def _flags(cfg: Any) -> str:
-    """The plan a config runs, as flags: `--offload model --vae-tiling`."""
-    opt = cfg.optimization
-    rung = memory.Rung("current", {key: getattr(opt, key) for key in memory.PLAN_FIELDS})
-    return rung.flags()
+def _encode(
+    record: dict[str, Any],
+    frames: Any,
+    path: Path,
+    fmt: str,
+    fps: int,
+    codec: str | None,
+    crf: int | None,
+    overwrite: bool,
+    progress: Progress,
+) -> None:
+    """Write the video (with the compact sidecar in its metadata) and record it and its time."""
+    start = time.perf_counter()
+    progress.phase("encode")
+    record["output"] = media.write(
+        media.to_uint8(frames),
+        path,
+        fmt=fmt,
+        fps=fps,
+        codec=codec,
+        crf=crf,
+        metadata=sidecar.compact(record),
+        overwrite=overwrite,
+    )
+    record["timings"]["encode"] = round(time.perf_counter() - start, 4)
 
 
 def _oom_message(what: str, cfg: Any, family: Family, rung: memory.Rung | None, saved: Path | None) -> str:
-    message = f"{what} with {_flags(cfg)}. "
+    message = f"{what} with {memory.Ladder.flags(cfg)}. "
     if rung is None:
         message += "This is the cheapest plan vidgen has for this model here: use fewer --frames or a smaller size."
     else:
@@ -396,7 +417,7 @@ _DENOISER_OPTIONS = {
 }
 
 
-def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -> dict[str, Any]:
+def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -> Result:
     """`vidgen decode`: turn saved final latents into the video, loading only the VAE.
 
     `resolved` is the recorded run's config with the decode options of this command on top."""
@@ -441,37 +462,23 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     import numpy as np
 
     frames = np.asarray(frames, dtype=np.float32)
-    versions, device_info = environment(device)
-    record: dict[str, Any] = {
-        "vidgen_version": __version__,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": cfg.model_dump(mode="json"),
-        "sources": resolved.sources,
-        "seed": info.get("seed"),
-        "model": {**loaded.model, "dtype": loaded.dtype},
-        "pipeline": {
+    # Latent-output families decode as their pipeline would; the older ones through decode_latents.
+    method = "decode_latents" if family.latents == "decode_latents" else "vae.decode (the pipeline's own decode)"
+    record = sidecar.record(
+        Resolved(cfg, resolved.sources, resolved.presets),
+        info.get("seed"),
+        loaded,
+        sidecar.environment(device),
+        pipeline={
             "class": type(loaded.pipe).__name__,
-            "decode": {"method": "decode_latents", "args": info["decode_args"], "kwargs": info["decode_kwargs"]},
+            "decode": {"method": method, "args": info["decode_args"], "kwargs": info["decode_kwargs"]},
         },
-        "decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]},
-        "versions": versions,
-        "device": device_info,
-        "optimizations": loaded.optimizations,
-        "timings": {"load": loaded.seconds, "decode": round(decoded, 4)},
-        "peak_memory_bytes": runner.peak_memory(device),
-    }
-    start = time.perf_counter()
-    progress.phase("encode")
-    record["output"] = media.write(
-        media.to_uint8(frames),
-        target,
-        fmt=fmt,
-        fps=cfg.output.fps or info.get("fps") or 8,
-        codec=codec,
-        crf=crf,
-        metadata=sidecar.compact(record),
-        overwrite=cfg.output.overwrite,
+        made_from={"decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]}},
+        optimizations=loaded.optimizations,
+        timings={"load": loaded.seconds, "decode": round(decoded, 4)},
+        peak_memory_bytes=runner.peak_memory(device),
     )
-    record["timings"]["encode"] = round(time.perf_counter() - start, 4)
+    fps = cfg.output.fps or info.get("fps") or 8
+    _encode(record, frames, target, fmt, fps, codec, crf, cfg.output.overwrite, progress)
     media.write_text(sidecar.dumps(record), side, overwrite=cfg.output.overwrite)
-    return {"record": record, "path": target, "sidecar": side}
+    return Result(record, target, side)

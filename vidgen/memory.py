@@ -20,6 +20,7 @@ from typing import Any
 
 from vidgen.components import CONTROLNETS
 from vidgen.config.flags import flag
+from vidgen.config.layers import Resolved
 from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.families.base import Family
 
@@ -394,22 +395,32 @@ def plan(
     return MemoryPlan(chosen, final, budget, source, counted, priced, notes)
 
 
-def with_settings(before: Any, opt: OptimizationConfig, label: str) -> Any:
-    """A Resolved config running with optimization settings `opt`; the fields that changed are
-    sourced to `label` (the planner, or an out-of-memory retry)."""
-    from vidgen.config import Resolved
-
-    cfg = before.config
-    old = cfg.optimization.model_dump()
-    sources = dict(before.sources)
-    for key, value in opt.model_dump().items():
-        if old[key] != value:
-            sources[f"optimization.{key}"] = label
-    return Resolved(cfg.model_copy(update={"optimization": opt}), sources, before.presets)
-
-
-def resolved(before: Any, rung: Rung) -> Any:
+def planned(before: Resolved, rung: Rung) -> Resolved:
     """The run with the chosen plan's settings. They become plain manual settings, so a replay
     of the sidecar runs the same plan."""
     opt = apply(before.config.optimization, rung).model_copy(update={"memory": "manual", "vram_gb": None})
-    return with_settings(before, opt, f"memory:auto ({rung.name})")
+    return before.with_optimization(opt, f"memory:auto ({rung.name})")
+
+
+@dataclass
+class Ladder:
+    """The out-of-memory step-down for one run: each `after` is the next cheaper plan."""
+
+    family: Family
+    cuda: bool
+
+    def after(self, resolved: Resolved) -> tuple[Resolved, Rung] | None:
+        """The run one rung down from its current settings, or None on the cheapest."""
+        rung = next_rung(self.family, resolved.config, self.cuda)
+        if rung is None:
+            return None
+        return resolved.with_optimization(apply(resolved.config.optimization, rung), f"oom-retry ({rung.name})"), rung
+
+    def next(self, cfg: RunConfig) -> Rung | None:
+        return next_rung(self.family, cfg, self.cuda)
+
+    @staticmethod
+    def flags(cfg: RunConfig) -> str:
+        """The plan a config runs, as flags: `--offload model --vae-tiling`."""
+        opt = cfg.optimization
+        return Rung("current", {key: getattr(opt, key) for key in PLAN_FIELDS}).flags()

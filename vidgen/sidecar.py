@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import platform
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vidgen import __version__
 from vidgen.errors import InputError
 from vidgen.limits import MAX_DEPTH, MAX_SIDECAR_BYTES, depth, read_text
 
@@ -27,6 +30,73 @@ KEYS = (
 )
 # What goes into the container's metadata: enough to inspect and replay a bare video file.
 COMPACT_KEYS = ("vidgen_version", "created_at", "config", "seed", "model", "pipeline", "inputs", "versions")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux: platform's answer is the best there is
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(versions, device) blocks of the sidecar."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    versions = {"python": platform.python_version(), "vidgen": __version__}
+    for package in ("torch", "diffusers", "transformers", "accelerate", "numpy", "imageio-ffmpeg"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    versions["cuda"] = torch.version.cuda
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(device)
+        info = {"type": "cuda", "name": props.name, "vram_bytes": int(props.total_memory)}
+    else:
+        info = {"type": "cpu", "name": _cpu_name(), "vram_bytes": None}
+    return versions, info
+
+
+def record(
+    resolved: Any,
+    seed: int | None,
+    loaded: Any,
+    environment: tuple[dict[str, Any], dict[str, Any]],
+    *,
+    pipeline: dict[str, Any],
+    made_from: dict[str, Any],
+    optimizations: dict[str, Any],
+    timings: dict[str, float],
+    peak_memory_bytes: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A sidecar, in KEYS order, for a generation or a `vidgen decode`; `made_from` holds what
+    the video was made from (`inputs`, or `decoded_from` for a decode). `output` is added once
+    the file is written."""
+    versions, device = environment
+    return {
+        "vidgen_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": resolved.config.model_dump(mode="json"),
+        "sources": resolved.sources,
+        "seed": seed,
+        "model": {**loaded.model, "dtype": loaded.dtype},
+        "pipeline": pipeline,
+        **made_from,
+        "versions": versions,
+        "device": device,
+        "optimizations": optimizations,
+        "timings": timings,
+        "peak_memory_bytes": peak_memory_bytes,
+        **(extra or {}),
+    }
 
 
 def dumps(sidecar: dict[str, Any]) -> str:

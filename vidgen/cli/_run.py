@@ -202,19 +202,19 @@ def run_resolved(
     if as_json:
         rows = []
         for result in results:
-            out = result["record"]["output"]
+            out = result.record["output"]
             rows.append(
                 {
-                    "path": str(result["path"]),
-                    "sidecar": str(result["sidecar"]),
-                    "seed": result["record"]["seed"],
+                    "path": str(result.path),
+                    "sidecar": str(result.sidecar),
+                    "seed": result.record["seed"],
                     **{key: out[key] for key in ("frames", "width", "height", "fps")},
                 }
             )
         typer.echo(json.dumps({"outputs": rows, "exit_code": 0}))
     else:
         for result in results:
-            typer.echo(escape(result["path"]))
+            typer.echo(escape(result.path))
 
 
 class _Phases:

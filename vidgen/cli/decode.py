@@ -112,13 +112,13 @@ def decode(
             "decode",
         ) from None
     if json_:
-        row = result["record"]["output"]
+        row = result.record["output"]
         body = {
             "outputs": [
                 {
-                    "path": str(result["path"]),
-                    "sidecar": str(result["sidecar"]),
-                    "seed": result["record"]["seed"],
+                    "path": str(result.path),
+                    "sidecar": str(result.sidecar),
+                    "seed": result.record["seed"],
                     **{key: row[key] for key in ("frames", "width", "height", "fps")},
                 }
             ],
@@ -126,7 +126,7 @@ def decode(
         }
         typer.echo(json.dumps(body))
     else:
-        typer.echo(str(result["path"]))
+        typer.echo(str(result.path))
 
 
 def _recorded_format(config: dict, output: object) -> str | None:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from vidgen.config import safe_yaml
-from vidgen.config.schema import RunConfig
+from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.config.settings import user_preset_dir
 from vidgen.errors import ConfigError
 from vidgen.limits import MAX_EXTENDS, MAX_PRESET_BYTES, read_text
@@ -38,6 +38,16 @@ class Resolved:
     config: RunConfig
     sources: dict[str, str]
     presets: list[dict[str, str]] = field(default_factory=list)
+
+    def with_optimization(self, opt: OptimizationConfig, label: str) -> Resolved:
+        """This run with optimization settings `opt`; the fields that changed are sourced to
+        `label` (the memory planner, or an out-of-memory retry)."""
+        old = self.config.optimization.model_dump()
+        sources = dict(self.sources)
+        for key, value in opt.model_dump().items():
+            if old[key] != value:
+                sources[f"optimization.{key}"] = label
+        return Resolved(self.config.model_copy(update={"optimization": opt}), sources, self.presets)
 
 
 def shipped_preset_dir() -> Path:
