@@ -193,3 +193,26 @@ def test_memory_auto_plans_every_wan_preset_offline(tmp_path: Path) -> None:
     result = cli("t2v", "x", "--preset", "wan2.2-t2v-a14b", "--memory", "auto", "--vram", "24", "--dry-run")
     # Both experts are priced; offloaded, only one is on the card at a time.
     assert "transformer 26.6, transformer_2 26.6" in result.stdout
+
+
+def test_magcache_runs_with_the_checkpoints_published_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidgen.families import wan
+
+    one_line_error(
+        cli(*FOX, "--preset", "tiny-wan", "--cache", "magcache"), 3, "magnitude ratios", "Wan2.1-T2V-1.3B-Diffusers"
+    )
+    one_line_error(cli(*FOX, "--preset", "tiny-wan22", "--cache", "magcache"), 3, "both experts")
+    # Random tiny weights have no published ratios: the test lends them the 1.3B's (data, not
+    # code), so the real MagCache hook runs and skips steps.
+    monkeypatch.setitem(wan.MAG_RATIOS, "tiny:wan", wan.MAG_RATIOS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"])
+    base = (*FOX, "--preset", "tiny-wan", "--seed", "3", "--steps", "10")
+    assert cli(*base, "--out", "plain.mp4").exit_code == 0
+    result = cli(*base, "--cache", "magcache", "--out", "mag.mp4")
+    assert result.exit_code == 0, result.stderr
+    (call,) = [
+        c for c in sidecar(tmp_path / "mag.json")["optimizations"]["calls"] if c["method"].endswith("enable_cache")
+    ]
+    shown = call["kwargs"]["config"]["MagCacheConfig"]
+    assert (shown["num_inference_steps"], shown["threshold"], shown["max_skip_steps"]) == (10, 0.12, 4)
+    plain, mag = decode(tmp_path / "plain.mp4")[0], decode(tmp_path / "mag.mp4")[0]
+    assert np.abs(plain.astype(int) - mag.astype(int)).max() > 0

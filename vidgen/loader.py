@@ -272,7 +272,9 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
         loras = components.load_loras(pipe, cfg, present_denoisers(pipe, family))
         setup = repairs + family.setup(pipe, cfg)
     denoisers = () if decode_only else present_denoisers(pipe, family)
-    optimizations = optimize.apply(pipe, cfg.optimization, device, dtype, denoisers)
+    optimizations = optimize.apply(
+        pipe, cfg.optimization, device, dtype, denoisers, lambda spec: family.cache_config(pipe, cfg, spec)
+    )
     if cfg.optimization.quantize and not decode_only:
         optimizations["calls"].insert(0, {"method": "from_pretrained", "kwargs": {"quantization_config": quantization}})
         optimizations["applied"].insert(0, f"quantize={cfg.optimization.quantize}")

@@ -9,6 +9,7 @@ the sidecar says what took effect and a plain diffusers script can repeat it.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 from vidgen.config.flags import flag
@@ -29,6 +30,7 @@ CACHES = {
     "pab": "PyramidAttentionBroadcastConfig",
     "faster": "FasterCacheConfig",
     "taylorseer": "TaylorSeerCacheConfig",
+    "magcache": "MagCacheConfig",
 }
 FIRST_BLOCK_THRESHOLD = 0.05
 # Attention backends that run without a CUDA device.
@@ -164,7 +166,12 @@ def denoiser(pipe: Any) -> Any:
 
 
 def apply(
-    pipe: Any, opt: OptimizationConfig, device: str, dtype: str, denoisers: tuple[str, ...] = ()
+    pipe: Any,
+    opt: OptimizationConfig,
+    device: str,
+    dtype: str,
+    denoisers: tuple[str, ...] = (),
+    cache_config: Callable[[str], tuple[Any, dict[str, Any]] | None] | None = None,
 ) -> dict[str, Any]:
     """Apply the options to a freshly loaded pipeline, in an order that composes: weight storage
     and attention first (they swap hooks and processors), then VAE savers, then placement
@@ -217,7 +224,7 @@ def apply(
                 "a single block; use --cache pab or --cache faster."
             )
         # One config per denoiser: a cache keeps state, and two experts must not share it.
-        config, shown = _cache_config(pipe, opt.cache)
+        config, shown = (cache_config(opt.cache) if cache_config else None) or _cache_config(pipe, opt.cache)
         each.enable_cache(config)
         if f"cache={opt.cache}" not in applied:
             applied.append(f"cache={opt.cache}")

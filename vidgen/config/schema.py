@@ -21,7 +21,7 @@ Resize = Literal["fit", "crop", "pad"]
 Scheduler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm", "unipc"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-_CACHE = re.compile(r"^(first-block(:(0(\.\d+)?|1(\.0+)?|\.\d+))?|pab|faster|taylorseer)$")
+_CACHE = re.compile(r"^(first-block(:(0(\.\d+)?|1(\.0+)?|\.\d+))?|pab|faster|taylorseer|magcache)$")
 
 
 class _Section(BaseModel):
@@ -213,7 +213,7 @@ class OptimizationConfig(_Section):
     def _cache(cls, value: str | None) -> str | None:
         if value is not None and not _CACHE.match(value):
             raise ValueError(
-                "must be first-block, first-block:THRESHOLD (e.g. first-block:0.1), pab, faster or taylorseer"
+                "must be first-block, first-block:THRESHOLD (e.g. first-block:0.1), pab, faster, taylorseer or magcache"
             )
         return value
 

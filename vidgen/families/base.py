@@ -244,6 +244,11 @@ class Family:
         `folder`; returns what was done, for the sidecar's `pipeline.setup`."""
         return []
 
+    def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
+        """(diffusers cache config, how the sidecar shows it) for a --cache kind whose settings are
+        the family's or the checkpoint's own; None: vidgen's generic settings for that kind."""
+        return None
+
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         """Switch on pipeline features the config asks for, once after loading; returns the
         calls made ({method, kwargs}) so the sidecar can repeat them."""

@@ -9,6 +9,7 @@ tells them apart from the model's model_index.json.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
@@ -47,6 +48,293 @@ _CLIP_H = 6.308e8  # open-clip ViT-H/14 vision tower (Wan 2.1 i2v / FLF2V)
 LAST_IMAGE_PRESETS = ("wan2.1-flf2v-14b-720p", "wan2.2-i2v-a14b", "tiny-wan-flf2v", "tiny-wan22-i2v")
 
 
+@dataclass(frozen=True)
+class MagCache:
+    """A checkpoint's published MagCache magnitude ratios (one per step, for the calibrated step
+    count; diffusers resamples them to the run's) and the authors' settings for it."""
+
+    ratios: tuple[float, ...]
+    threshold: float
+    max_skip_steps: int
+    retention_ratio: float
+    modes: tuple[str, ...] = ("t2v", "i2v")
+
+
+# From the MagCache authors (Zehong-Ma/MagCache@df81cb1, MagCache4Wan2.1 and MagCache4Wan2.2
+# magcache_generate.py; the same arrays as ComfyUI-MagCache nodes.py). Theirs interleave the
+# guided and unguided pass per step; diffusers keeps one list per pass, so these are the guided
+# values: ([1.0, 1.0] + theirs)[0::2]. Threshold, K and retention are each README's command.
+MAG_RATIOS: dict[str, MagCache] = {
+    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": MagCache(
+        ratios=(
+            1.0,
+            1.0124,
+            1.00166,
+            0.99791,
+            0.99682,
+            0.99634,
+            0.99567,
+            0.99416,
+            0.99578,
+            0.9957,
+            0.99511,
+            0.99535,
+            0.99552,
+            0.99541,
+            0.9954,
+            0.99489,
+            0.99518,
+            0.99484,
+            0.99481,
+            0.99415,
+            0.99419,
+            0.99396,
+            0.99388,
+            0.99349,
+            0.99309,
+            0.9927,
+            0.99228,
+            0.99171,
+            0.99137,
+            0.99068,
+            0.99005,
+            0.98944,
+            0.98849,
+            0.98758,
+            0.98644,
+            0.98504,
+            0.9836,
+            0.98202,
+            0.97977,
+            0.97717,
+            0.9741,
+            0.97003,
+            0.96538,
+            0.9593,
+            0.95086,
+            0.94013,
+            0.92402,
+            0.90241,
+            0.86821,
+            0.81838,
+        ),
+        threshold=0.12,
+        max_skip_steps=4,
+        retention_ratio=0.2,
+    ),
+    "Wan-AI/Wan2.1-T2V-14B-Diffusers": MagCache(
+        ratios=(
+            1.0,
+            1.02504,
+            1.00025,
+            0.9985,
+            0.99779,
+            0.9966,
+            0.99482,
+            0.99467,
+            0.99664,
+            0.99434,
+            0.99533,
+            0.99468,
+            0.99438,
+            0.99516,
+            0.99384,
+            0.99404,
+            0.99517,
+            0.99409,
+            0.99428,
+            0.99347,
+            0.99418,
+            0.99271,
+            0.99313,
+            0.99215,
+            0.99218,
+            0.99216,
+            0.99163,
+            0.99138,
+            0.98982,
+            0.98996,
+            0.9887,
+            0.98772,
+            0.98767,
+            0.98573,
+            0.98501,
+            0.9838,
+            0.98177,
+            0.98037,
+            0.97678,
+            0.97546,
+            0.97184,
+            0.96711,
+            0.96349,
+            0.95629,
+            0.94926,
+            0.93964,
+            0.92511,
+            0.90693,
+            0.8796,
+            0.86111,
+        ),
+        threshold=0.24,
+        max_skip_steps=6,
+        retention_ratio=0.2,
+    ),
+    "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers": MagCache(
+        ratios=(
+            1.0,
+            0.98783,
+            0.97559,
+            0.98311,
+            0.98202,
+            0.9888,
+            0.98762,
+            0.98957,
+            0.99052,
+            0.99383,
+            0.98857,
+            0.99065,
+            0.98845,
+            0.99057,
+            0.98957,
+            0.98601,
+            0.98823,
+            0.98756,
+            0.98808,
+            0.98721,
+            0.98571,
+            0.98543,
+            0.98157,
+            0.98411,
+            0.97952,
+            0.98149,
+            0.9774,
+            0.97825,
+            0.97355,
+            0.97085,
+            0.97056,
+            0.96588,
+            0.96113,
+            0.9567,
+            0.94961,
+            0.93973,
+            0.93217,
+            0.91878,
+            0.90955,
+            0.92617,
+        ),
+        threshold=0.24,
+        max_skip_steps=6,
+        retention_ratio=0.2,
+    ),
+    "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers": MagCache(
+        ratios=(
+            1.0,
+            0.99428,
+            0.98588,
+            0.98273,
+            0.99018,
+            0.98911,
+            0.98646,
+            0.99454,
+            0.9891,
+            0.99124,
+            0.99102,
+            0.99215,
+            0.99515,
+            0.99576,
+            0.99068,
+            0.99097,
+            0.99166,
+            0.99041,
+            0.99201,
+            0.99101,
+            0.98599,
+            0.98845,
+            0.98848,
+            0.98862,
+            0.98718,
+            0.98497,
+            0.98264,
+            0.98389,
+            0.97938,
+            0.97535,
+            0.97498,
+            0.973,
+            0.96827,
+            0.96261,
+            0.95335,
+            0.94649,
+            0.93397,
+            0.91636,
+            0.89088,
+            0.8679,
+        ),
+        threshold=0.24,
+        max_skip_steps=6,
+        retention_ratio=0.2,
+    ),
+    # The authors calibrated TI2V-5B's image-to-video mode separately; only text-to-video is here.
+    "Wan-AI/Wan2.2-TI2V-5B-Diffusers": MagCache(
+        modes=("t2v",),
+        ratios=(
+            1.0,
+            0.99505,
+            0.99441,
+            0.99558,
+            0.99499,
+            0.99534,
+            0.99468,
+            0.99463,
+            0.9946,
+            0.99408,
+            0.9945,
+            0.99409,
+            0.99403,
+            0.99382,
+            0.99349,
+            0.99377,
+            0.9933,
+            0.99303,
+            0.99217,
+            0.992,
+            0.99201,
+            0.99133,
+            0.99112,
+            0.99155,
+            0.98958,
+            0.98959,
+            0.98838,
+            0.98826,
+            0.9883,
+            0.98711,
+            0.98562,
+            0.98511,
+            0.98414,
+            0.98284,
+            0.98104,
+            0.97981,
+            0.97849,
+            0.97557,
+            0.97398,
+            0.97171,
+            0.96917,
+            0.96511,
+            0.96263,
+            0.95839,
+            0.95483,
+            0.94942,
+            0.9468,
+            0.94583,
+            0.94843,
+            0.96949,
+        ),
+        threshold=0.06,
+        max_skip_steps=2,
+        retention_ratio=0.2,
+    ),
+}
+
+
 class Wan(Family):
     name = "wan"
     title = "Wan 2.1"
@@ -64,9 +352,10 @@ class Wan(Family):
         {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
     )
     # What diffusers 0.42.1 runs on the Wan transformer (checked on the tiny models).
-    caches = frozenset({"first-block", "pab", "taylorseer"})
+    caches = frozenset({"first-block", "pab", "taylorseer", "magcache"})
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache assumes a batched guided pass and fails on Wan in diffusers 0.42.1",
+        "optimization.cache=magcache": "MagCache needs magnitude ratios calibrated for the checkpoint",
         "optimization.decode_chunk_size": "Wan's causal VAE decodes frame by frame already; use --vae-tiling",
         "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
         "optimization.attention_slicing": "Wan attends through diffusers' dispatcher; pick --attention-backend",
@@ -141,6 +430,14 @@ class Wan(Family):
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
+        if cfg.optimization.cache == "magcache":
+            published = MAG_RATIOS.get(cfg.model.id or "")
+            if published is None or cfg.mode not in published.modes:
+                have = ", ".join(f"{repo} ({'/'.join(m.modes)})" for repo, m in MAG_RATIOS.items())
+                raise ConfigError(
+                    f"--cache magcache needs magnitude ratios calibrated for the checkpoint, and none are published "
+                    f"for {cfg.model.id} {cfg.mode}; they are for: {have}. Use --cache taylorseer instead."
+                )
         if cfg.inputs.last_image and not cfg.inputs.image:
             raise ConfigError("--last-image is the frame the video ends on; give the first frame as IMAGE too.")
 
@@ -155,6 +452,22 @@ class Wan(Family):
 
     def takes_last_image(self, pipe: Any) -> bool:
         return bool(getattr(pipe.transformer.config, "pos_embed_seq_len", None))
+
+    def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
+        if spec != "magcache":
+            return None
+        from diffusers import MagCacheConfig
+
+        published = MAG_RATIOS[cfg.model.id or ""]
+        kwargs = {
+            "threshold": published.threshold,
+            "max_skip_steps": published.max_skip_steps,
+            "retention_ratio": published.retention_ratio,
+            # The ratios are resampled to this many steps, so the cache is set up per step count.
+            "num_inference_steps": cfg.sampling.num_inference_steps or self.steps_default,
+        }
+        shown = {**kwargs, "mag_ratios": f"MAG_RATIOS[{cfg.model.id!r}] ({len(published.ratios)} values)"}
+        return MagCacheConfig(mag_ratios=list(published.ratios), **kwargs), shown
 
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         shift = cfg.sampling.get("flow_shift")
@@ -230,6 +543,14 @@ class Wan22(Wan):
 
     def matches(self, index: dict[str, Any]) -> bool:
         return index.get("boundary_ratio") is not None
+
+    # The published A14B ratios span both experts' steps, while diffusers counts each expert's
+    # steps on its own; splitting them at the boundary is not wired up yet.
+    caches = frozenset({"first-block", "pab", "taylorseer"})
+    hints: ClassVar[dict[str, str]] = {
+        **Wan.hints,
+        "optimization.cache=magcache": "its published ratios span both experts, which diffusers caches apart",
+    }
 
     def takes_last_image(self, pipe: Any) -> bool:
         # The A14B i2v model conditions on VAE latents of both images, with no CLIP encoder.
