@@ -216,3 +216,23 @@ def test_magcache_runs_with_the_checkpoints_published_ratios(tmp_path: Path, mon
     assert (shown["num_inference_steps"], shown["threshold"], shown["max_skip_steps"]) == (10, 0.12, 4)
     plain, mag = decode(tmp_path / "plain.mp4")[0], decode(tmp_path / "mag.mp4")[0]
     assert np.abs(plain.astype(int) - mag.astype(int)).max() > 0
+
+
+def test_attention_backend_reaches_every_expert_and_missing_kernels_are_named(tmp_path: Path) -> None:
+    from vidgen import optimize
+    from vidgen.errors import ConfigError
+
+    result = cli(*FOX, "--preset", "tiny-wan22", "--attention-backend", "flex", "--seed", "1", "--out", "v.mp4")
+    assert result.exit_code == 0, result.stderr
+    calls = sidecar(tmp_path / "v.json")["optimizations"]["calls"]
+    assert [c["method"] for c in calls if "attention" in c["method"]] == [
+        "transformer.set_attention_backend",
+        "transformer_2.set_attention_backend",
+    ]
+    # On a GPU these come before any weights load; here they are called directly, as no CUDA
+    # device lets a run get that far.
+    with pytest.raises(ConfigError, match="offline"):
+        optimize.check_backend("flash_hub")
+    # SageAttention is not installed here (nor on CI), which is what a user without it sees.
+    with pytest.raises(ConfigError, match="needs the sageattention package"):
+        optimize.check_backend("sage")

@@ -9,6 +9,7 @@ the sidecar says what took effect and a plain diffusers script can repeat it.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,15 @@ CACHES = {
     "magcache": "MagCacheConfig",
 }
 FIRST_BLOCK_THRESHOLD = 0.05
+# Backend name prefix -> the package it needs (diffusers raises at the first attention otherwise).
+BACKEND_PACKAGES = (
+    ("_flash_3", "flash_attn_interface"),
+    ("_flash_varlen_3", "flash_attn_interface"),
+    ("flash", "flash_attn"),
+    ("sage", "sageattention"),
+    ("_sage", "sageattention"),
+    ("xformers", "xformers"),
+)
 # Attention backends that run without a CUDA device.
 CPU_BACKENDS = {"native", "_native_math", "flex"}
 
@@ -91,6 +101,13 @@ def check_backend(name: str) -> None:
     if name not in names:
         public = ", ".join(n for n in names if not n.startswith("_"))
         raise ConfigError(f"--attention-backend {name} is not a diffusers attention backend; known: {public}.")
+    if name.endswith("_hub") and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        # Hub-kernel backends download their kernel when the model first attends.
+        raise ConfigError(f"--attention-backend {name} fetches its kernel from the Hugging Face Hub, which is offline.")
+    package = "kernels" if name.endswith("_hub") else None
+    package = package or next((pkg for prefix, pkg in BACKEND_PACKAGES if name.startswith(prefix)), None)
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise ConfigError(f"--attention-backend {name} needs the {package} package; pip install {package}.")
 
 
 def quantization_config(opt: OptimizationConfig, components: list[str], dtype: Any) -> tuple[Any, dict[str, Any]]:

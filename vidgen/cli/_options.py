@@ -141,7 +141,8 @@ Cache = Annotated[
     str | None,
     typer.Option(
         "--cache",
-        help="Reuse transformer outputs across steps: first-block[:THRESHOLD] (default 0.05), pab or faster.",
+        help="Reuse transformer outputs across steps: first-block[:THRESHOLD] (default 0.05), pab, faster, "
+        "taylorseer or magcache (per family: vidgen models --optimizations).",
         rich_help_panel=OPTIMIZE,
     ),
 ]
