@@ -236,3 +236,28 @@ def test_attention_backend_reaches_every_expert_and_missing_kernels_are_named(tm
     # SageAttention is not installed here (nor on CI), which is what a user without it sees.
     with pytest.raises(ConfigError, match="needs the sageattention package"):
         optimize.check_backend("sage")
+
+
+def test_quantize_covers_both_experts_and_the_text_encoder(tmp_path: Path) -> None:
+    result = cli(*FOX, "--preset", "tiny-wan22", "--quantize", "int8", "--seed", "1", "--out", "q.mp4")
+    assert result.exit_code == 0, result.stderr
+    (call,) = [c for c in sidecar(tmp_path / "q.json")["optimizations"]["calls"] if c["method"] == "from_pretrained"]
+    assert set(call["kwargs"]["quantization_config"]["quant_mapping"]) == {
+        "transformer",
+        "transformer_2",
+        "text_encoder",
+    }
+
+
+def test_flow_matching_scheduler_swap_keeps_the_shift(tmp_path: Path) -> None:
+    base = (*FOX, "--preset", "tiny-wan", "--seed", "2", "--steps", "4")
+    assert cli(*base, "--out", "unipc.mp4").exit_code == 0
+    assert cli(*base, "--scheduler", "euler", "--flow-shift", "5", "--out", "euler.mp4").exit_code == 0
+    data = sidecar(tmp_path / "euler.json")
+    assert data["model"]["scheduler"]["class"] == "FlowMatchEulerDiscreteScheduler"
+    # FlowMatchEuler calls the shift `shift`; vidgen sets it under that name.
+    assert data["pipeline"]["setup"] == [
+        {"method": "scheduler = FlowMatchEulerDiscreteScheduler.from_config", "kwargs": {"shift": 5.0}}
+    ]
+    a, b = decode(tmp_path / "unipc.mp4")[0], decode(tmp_path / "euler.mp4")[0]
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 2

@@ -479,6 +479,10 @@ class Wan(Family):
         pipe.scheduler = cls.from_config(pipe.scheduler.config, **{key: shift})
         return [{"method": f"scheduler = {cls.__name__}.from_config", "kwargs": {key: shift}}]
 
+    def quantized_components(self, mode: str) -> list[str]:
+        # The UMT5-XXL encoder (5.7B) is as large as a small transformer.
+        return [*self.denoiser_names(), "text_encoder"]
+
     def decode_frames(self, cfg: RunConfig, frames: int) -> int:
         # The causal VAE decodes one latent frame (4 video frames) at a time with a feature cache.
         return min(frames, 4)
