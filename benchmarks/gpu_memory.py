@@ -8,6 +8,7 @@ which plan vidgen picks for 24, 16 and 8 GiB cards.
 
     python benchmarks/gpu_memory.py --model cogvideox-2b --steps 5 --write
     python benchmarks/gpu_memory.py --model svd-xt --steps 5 --write
+    python benchmarks/gpu_memory.py --model wan2.1-1.3b --steps 5 --write
     python benchmarks/gpu_memory.py --scale tiny     # CPU smoke test of the harness itself
 
 Random weights make noise, not video: only memory and time mean anything here.
@@ -43,12 +44,22 @@ PLANS: dict[str, list[tuple[str, list[str]]]] = {
         ("sequential + decode 2", ["--offload", "sequential", "--decode-chunk", "2"]),
         ("model offload + decode 2 + compile", ["--offload", "model", "--decode-chunk", "2", "--compile"]),
     ],
+    "wan2.1-1.3b": [
+        ("none", []),
+        ("model offload", ["--offload", "model"]),
+        ("group offload + streams", ["--offload", "group", "--offload-stream"]),
+        ("taylorseer cache + compile", ["--cache", "taylorseer", "--compile"]),
+    ],
 }
 # The full-size run: command, dtype, and sampling as the published numbers were measured.
 RUNS = {
     "cogvideox-2b": ("t2v", "fp16", ["--frames", "49", "--height", "480", "--width", "720"]),
     "svd-xt": ("i2v", "fp16", ["--frames", "25", "--height", "576", "--width", "1024"]),
+    "wan2.1-1.3b": ("t2v", "bf16", ["--frames", "81", "--height", "480", "--width", "832"]),
 }
+# Each model's preset, and its tiny stand-in for the CPU smoke test.
+PRESETS = {"cogvideox-2b": "cogvideox-2b", "svd-xt": "svd-xt", "wan2.1-1.3b": "wan2.1-t2v-1.3b"}
+TINY = {"cogvideox-2b": "cogvideox", "svd-xt": "svd", "wan2.1-1.3b": "wan"}
 
 
 def build_cogvideox_2b(folder: Path) -> None:
@@ -134,6 +145,57 @@ def build_svd_xt(folder: Path) -> None:
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True, variant="fp16")
 
 
+def build_wan_1_3b(folder: Path) -> None:
+    """Wan 2.1 T2V 1.3B from the published configs (Wan-AI/Wan2.1-T2V-1.3B-Diffusers: 30 layers,
+    12 heads of 128, ffn 8960; UMT5-XXL; the Wan VAE's defaults), random weights, bf16 with the VAE
+    in fp32 as vidgen loads it."""
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from vidgen.tiny import t5_tokenizer
+
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=12,
+        attention_head_dim=128,
+        in_channels=16,
+        out_channels=16,
+        text_dim=4096,
+        freq_dim=256,
+        ffn_dim=8960,
+        num_layers=30,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+    )
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            d_model=4096,
+            d_ff=10240,
+            d_kv=64,
+            num_heads=64,
+            num_layers=24,
+            vocab_size=256384,
+            feed_forward_proj="gated-gelu",
+            relative_attention_num_buckets=32,
+        )
+    )
+    pipe = WanPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=text_encoder,
+        vae=AutoencoderKLWan(),
+        transformer=transformer,
+        scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0),
+    )
+    pipe.to(torch.bfloat16)
+    pipe.vae.to(torch.float32)
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
+BUILDERS = {"cogvideox-2b": build_cogvideox_2b, "svd-xt": build_svd_xt, "wan2.1-1.3b": build_wan_1_3b}
+
+
 def vidgen(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vidgen", *args], capture_output=True, text=True, env=env)
 
@@ -157,22 +219,22 @@ def main() -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VIDGEN_CACHE": str(work / "cache")}
         folder = args.keep or work / "model"
         if not full:
-            model = "tiny:" + {"cogvideox-2b": "cogvideox", "svd-xt": "svd"}[args.model]
+            model = "tiny:" + TINY[args.model]
             sampling, dtype = [], "fp32"
         elif not (folder / "model_index.json").is_file():
             print(f"building a random-weight {args.model} in {folder} ...", file=sys.stderr)
-            (build_cogvideox_2b if args.model == "cogvideox-2b" else build_svd_xt)(folder)
+            BUILDERS[args.model](folder)
             model = str(folder)
         else:
             model = str(folder)
         inputs = [PROMPT] if command == "t2v" else [str(_image(work))]
-        preset = {"t2v": "cogvideox-2b", "i2v": "svd-xt"}[command]
+        preset = PRESETS[args.model]
         if full:
             base = [command, *inputs, "--preset", preset, "--model", model, "--dtype", dtype, *sampling]
         else:
             base = [command, *inputs, "--preset", f"tiny-{model.removeprefix('tiny:')}"]
         base += ["--steps", str(args.steps), "--seed", "1"]
-        if command == "t2v":
+        if args.model == "cogvideox-2b":
             base += ["--no-vae-tiling", "--no-vae-slicing"]  # the preset's; the plans add them back
         rows = []
         for label, flags in PLANS[args.model]:
@@ -181,11 +243,13 @@ def main() -> None:
             out = work / f"{len(rows)}.mp4"
             result = vidgen(*base, *flags, "--out", str(out), "--quiet", env=env)
             if result.returncode != 0:
-                rows.append((label, None, None, result.stderr.strip().splitlines()[-1]))
+                rows.append((label, None, None, None, result.stderr.strip().splitlines()[-1]))
                 continue
             record = json.loads(out.with_suffix(".json").read_text())
             per_step = record["timings"]["denoise"] / args.steps
-            rows.append((label, record["peak_memory_bytes"] / 2**30, per_step, ""))
+            # The planner's estimate for these very settings, to check it against the measured peak.
+            estimate = (record["optimizations"].get("memory") or {}).get("estimated_peak_bytes") or 0
+            rows.append((label, record["peak_memory_bytes"] / 2**30, per_step, estimate / 2**30, ""))
         plans = []
         for budget in (24, 16, 8):
             result = vidgen(*base, "--memory", "auto", "--vram", str(budget), "--dry-run", "--json", env=env)
@@ -197,12 +261,12 @@ def main() -> None:
         f"### {args.model}, random weights, {' '.join(sampling) or 'tiny sizes'}, {dtype}, {args.steps} steps "
         f"on {device}",
         "",
-        "| plan | peak VRAM GiB | s/step | note |",
-        "| --- | ---: | ---: | --- |",
+        "| plan | peak VRAM GiB | planner's estimate GiB | s/step | note |",
+        "| --- | ---: | ---: | ---: | --- |",
     ]
-    for label, peak, per_step, note in rows:
-        shown = ("-", "-") if peak is None else (f"{peak:.2f}", f"{per_step:.2f}")
-        lines.append(f"| {label} | {shown[0]} | {shown[1]} | {note} |")
+    for label, peak, per_step, estimate, note in rows:
+        shown = ("-", "-", "-") if peak is None else (f"{peak:.2f}", f"{estimate:.2f}", f"{per_step:.2f}")
+        lines.append(f"| {label} | {shown[0]} | {shown[1]} | {shown[2]} | {note} |")
     lines += ["", "| card | `--memory auto` picks | estimated GiB |", "| --- | --- | ---: |"]
     lines += [f"| {budget} GiB | `{flags}` | {estimate:.1f} |" for budget, flags, estimate in plans]
     table = "\n".join(lines)
