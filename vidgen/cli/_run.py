@@ -127,7 +127,9 @@ def guard(resolved: Resolved, grants: Grants) -> None:
     from vidgen import inputs, trust
 
     trust.check_cost(resolved.config)
+    trust.check_skip(resolved.config, grants.skip_memory_check)
     trust.check_pickles(resolved)
+    trust.check_pickle_files(resolved.config)
     trust.check_output(resolved)
     trust.check_inputs(resolved, grants.folders, grants.allow_inputs)
     inputs.check_sources(resolved.config)
