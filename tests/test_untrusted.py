@@ -342,7 +342,7 @@ def test_devices_pipes_and_proc_are_never_read(tmp_path: Path) -> None:
     config = dry_config("i2v", "x.png", "--preset", "tiny-svd")
     config["inputs"]["image"] = "/dev/zero"
     (tmp_path / "zero.json").write_text(json.dumps(recording(config)))
-    refused(hostile("replay", "zero.json", "--allow-inputs"), 4, "/dev/zero", "not a regular file")
+    refused(hostile("replay", "zero.json", "--allow-inputs", "--quiet"), 4, "/dev/zero", "not a regular file")
     # stdin is read within the manifest cap, not until it ends.
     with open("/dev/zero", "rb") as zeros:
         refused(hostile("batch", "-", stdin=zeros), 4, "larger than 64 MiB")
