@@ -257,6 +257,23 @@ def test_presets_and_manifests_cannot_allow_pickles(tmp_path: Path) -> None:
     assert cli("t2v", "a cat", "--preset", "p.yaml", "--allow-pickle", "--dry-run").exit_code == 0
 
 
+def test_a_weights_file_of_any_name_is_checked(tmp_path: Path) -> None:
+    # `shared/style.dat` looks like a Hub id (owner/name), but it is a local pickle that
+    # diffusers would open as a file: it is checked as one.
+    _pickle_weights(tmp_path / "shared" / "style.dat", tmp_path / "PWNED")
+    result = cli("animate", "a cat", "--preset", "tiny-animatediff", "--lora", "shared/style.dat", "--dry-run")
+    one_line_error(result, 5, "LoRA shared/style.dat is not a weights file")
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("path", ["/tmp/evil.mp4", "../evil.mp4", "~/evil.mp4", "runs/../../evil.mp4"])
+def test_a_preset_cannot_write_outside_the_working_folder(tmp_path: Path, path: str) -> None:
+    (tmp_path / "out.yaml").write_text(f"extends: tiny-cogvideox\noutput:\n  path: {path}\n")
+    refused(hostile("t2v", "a cat", "--preset", "out.yaml"), 3, f"output.path {path}", "--out")
+    (tmp_path / "out.yaml").write_text("extends: tiny-cogvideox\noutput:\n  path: renders/{slug}.mp4\n")
+    assert cli("t2v", "a cat", "--preset", "out.yaml", "--dry-run").exit_code == 0
+
+
 # -- inputs -----------------------------------------------------------------------------------
 
 
