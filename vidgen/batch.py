@@ -62,8 +62,9 @@ class Job:
 # -- reading manifests ------------------------------------------------------------------------
 
 
-def read_manifest(source: str, text: str | None = None) -> list[Job]:
-    """Jobs from a manifest file (or `-`, stdin, whose text is passed in).
+def read_manifest(source: str, text: str | None = None, fmt: str | None = None) -> list[Job]:
+    """Jobs from a manifest file (or `-`, stdin, whose text is passed in); `fmt` (yaml, jsonl,
+    txt) overrides what the file name says.
 
     A manifest may come from anyone: it is read with a size cap, its YAML without aliases, and
     its job count (after the matrix) and nesting are checked before any job is built."""
@@ -72,7 +73,7 @@ def read_manifest(source: str, text: str | None = None) -> list[Job]:
         if not path.exists():
             raise InputError(f"manifest {source} does not exist.")
         text = read_text(path, MAX_MANIFEST_BYTES, "manifest", InputError)
-    suffix = Path(source).suffix.lower()
+    suffix = f".{fmt}" if fmt else Path(source).suffix.lower()
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if suffix in (".yaml", ".yml"):
         if len(text) > MAX_YAML_MANIFEST_BYTES:
@@ -293,6 +294,7 @@ def _resolve(
     stack.append(Layer("batch:output", {"output": {"overwrite": True}}, "the batch"))
     chosen = job_presets or presets
     resolved = resolve(job_mode, chosen, stack, families.defaults_layer, families.DEFAULT_PRESETS[job_mode])
+    trust.check_skip(resolved.config, grants.skip_memory_check)
     # Before the id (a slug of the prompt) and any planning: prompts and sizes within limits.
     trust.check_cost(resolved.config)
     job.id = _job_id(job, resolved)

@@ -88,17 +88,9 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
     return prepared
 
 
-def check_sources(cfg: RunConfig) -> None:
-    """Before anything loads: every local input exists and is a regular file (or, for videos
-    and control frames, a folder of them). Devices, pipes, sockets and /proc are refused
-    without being opened; URLs are checked when fetched."""
-    for name in ("image", "last_image", "video", "control"):
-        ref = getattr(cfg.inputs, name)
-        if ref and not re.match(r"^[a-z][a-z0-9+.-]*://", ref, flags=re.IGNORECASE):
-            check_source(ref, name)
-
-
 def check_source(ref: str, name: str) -> None:
+    """A local input exists and is a regular file (or, for videos and control frames, a folder
+    of them): devices, pipes, sockets and /proc are refused without being opened."""
     path = Path(ref).expanduser()
     if not path.exists():
         raise InputError(f"{ref} does not exist.")

@@ -61,8 +61,9 @@ def read_bytes(path: Path, cap: int, what: str, error: type[VidgenError]) -> byt
     Devices, FIFOs and sockets are refused without reading (a FIFO is opened non-blocking, so
     it cannot hang the open), and the size is checked on what is read, not on what stat says.
     """
+    unsafe = f"{what} {path} is not a regular file (a device, pipe, socket or system file); pass a regular file."
     if pseudo_file(path):
-        raise error(f"{what} {path} is a system file, not a file vidgen reads; pass a regular file.")
+        raise error(unsafe)
     try:
         handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -72,7 +73,7 @@ def read_bytes(path: Path, cap: int, what: str, error: type[VidgenError]) -> byt
         if stat.S_ISDIR(info.st_mode):
             raise error(f"{what} {path} is a folder; pass a file.")
         if not stat.S_ISREG(info.st_mode):
-            raise error(f"{what} {path} is not a regular file (a device, pipe or socket); pass a regular file.")
+            raise error(unsafe)
         chunks, total = [], 0
         while total <= cap:
             chunk = os.read(handle, min(1 << 20, cap + 1 - total))

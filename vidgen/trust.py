@@ -69,6 +69,17 @@ def check_pickles(resolved: Resolved) -> None:
     )
 
 
+def check_pickle_files(cfg: RunConfig) -> None:
+    """Exit 5 for weights named by a pickle suffix, before anything is read, unless pickles are
+    allowed (the loader checks each file again when it locates it)."""
+    files = [] if cfg.model.allow_pickle else pickle_files(cfg)
+    if files:
+        raise ModelError(
+            f"{', '.join(files)}: pickle weights, which can run code when loaded, are refused; use .safetensors "
+            "files, or add --allow-pickle only if you trust where they came from."
+        )
+
+
 def check_output(resolved: Resolved) -> None:
     """A preset may name outputs inside the working folder only (relative, no `..`)."""
     label = resolved.sources.get("output.path", "default")
@@ -160,18 +171,20 @@ def machine_memory(device: str) -> tuple[float, str]:
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), "this machine's RAM"
 
 
+def check_skip(cfg: RunConfig, skip: bool) -> None:
+    """--skip-memory-check goes with --memory manual only (checked before planning: an auto plan
+    turns into manual settings)."""
+    if skip and cfg.optimization.memory != "manual":
+        raise ConfigError(
+            "--skip-memory-check runs a plan vidgen estimates cannot fit, so it needs --memory manual; "
+            "--memory auto only picks plans that fit."
+        )
+
+
 def check_memory(plan: Any, skip: bool) -> None:
     """Exit 6 before loading when the planned peak is far above the machine's memory: such a run
     can only fail (or swap the machine to a halt). `--memory manual --skip-memory-check` runs it."""
-    cfg = plan.resolved.config
-    if skip:
-        if cfg.optimization.memory != "manual":
-            raise ConfigError(
-                "--skip-memory-check runs a plan vidgen estimates cannot fit, so it needs --memory manual; "
-                "--memory auto only picks plans that fit."
-            )
-        return
-    if plan.memory is None:
+    if skip or plan.memory is None:
         return
     have, what = machine_memory(plan.device)
     peak = plan.memory.estimate.peak

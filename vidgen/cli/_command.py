@@ -144,7 +144,7 @@ def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None
     path = Path(source)
     if not path.exists():
         raise InputError(f"prompts file {source} does not exist.")
-    jobs = core.read_manifest(f"{source}.txt", read_text(path, MAX_MANIFEST_BYTES, "prompts file", InputError))
+    jobs = core.read_manifest(source, read_text(path, MAX_MANIFEST_BYTES, "prompts file", InputError), fmt="txt")
     ctx.meta["vidgen.json"] = params["json_"]
     flags = {name: value for name, value in ctx.params.items() if name not in ("prompt", "out", "set_")}
     run_batch(

@@ -127,14 +127,16 @@ def execute(
 
 def guard(resolved: Resolved, grants: Grants) -> None:
     """The checks on a resolved config that come before anything is read or loaded: sizes and
-    prompts within limits, no permission taken from a file, inputs where they may be read."""
-    from vidgen import inputs, trust
+    prompts within limits, no permission taken from a file, inputs where they may be read.
+    (Devices, pipes and /proc are refused where inputs are read, after the config checks.)"""
+    from vidgen import trust
 
     trust.check_cost(resolved.config)
+    trust.check_skip(resolved.config, grants.skip_memory_check)
     trust.check_pickles(resolved)
+    trust.check_pickle_files(resolved.config)
     trust.check_output(resolved)
     trust.check_inputs(resolved, grants.folders, grants.allow_inputs)
-    inputs.check_sources(resolved.config)
 
 
 def _model_family(mode: str, presets: list[str], layers: list[Layer]) -> Layer | None:
