@@ -161,6 +161,8 @@ def replay_config(
     """
     import copy
 
+    from vidgen.trust import INPUTS
+
     try:
         config = copy.deepcopy(data["config"])
         config["sampling"]["seed"] = data["seed"]
@@ -173,7 +175,7 @@ def replay_config(
         if model.get("source") in ("dir", "file") and not Path(model_id).expanduser().exists() and model.get("path"):
             config["model"]["id"] = model["path"]
         recorded = data.get("inputs") or {}
-        for name in ("image", "last_image", "video", "control"):
+        for name in INPUTS:
             ref = config["inputs"].get(name)
             where = (recorded.get(name) or {}).get("resolved_path")
             if ref and not ref.startswith(("http://", "https://")) and not Path(ref).expanduser().exists() and where:
@@ -245,13 +247,15 @@ def _drift(data: dict[str, Any]) -> list[str]:
 def changed_inputs(data: dict[str, Any], prepared: dict[str, Any], config_inputs: dict[str, Any]) -> list[str]:
     """Inputs whose prepared pixels differ from the recording (the file changed), among those
     the replay did not point elsewhere on purpose."""
+    from vidgen.trust import INPUTS
+
     recorded = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
     changed = []
     for name, now in prepared.items():
         record = recorded.get(name)
         ok = isinstance(record, dict) and isinstance(record.get("prepared"), dict)
         then = record["prepared"].get("sha256") if ok else None
-        if name in ("image", "last_image", "video", "control") and then and now["prepared"]["sha256"] != then:
+        if name in INPUTS and then and now["prepared"]["sha256"] != then:
             same_source = config_inputs.get(name) in (recorded[name].get("path"), recorded[name].get("resolved_path"))
             if same_source:
                 changed.append(recorded[name].get("path") or name)

@@ -10,6 +10,7 @@ import typer
 
 from vidgen import sidecar
 from vidgen.terminal import escape
+from vidgen.trust import INPUTS
 
 
 def inspect(
@@ -152,7 +153,7 @@ def _input_rows(data: dict) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = []
     recorded = _dict(data.get("inputs"))
     config_inputs = _dict(_dict(data.get("config")).get("inputs"))
-    for name in ("image", "last_image", "video", "control"):
+    for name in INPUTS:  # every input field a replay would read
         ref = config_inputs.get(name)
         record = _dict(recorded.get(name))
         if not record or record.get("path") != ref:
