@@ -441,7 +441,7 @@ def test_i2vgen_steps_are_counted_without_a_pipeline_callback(tmp_path: Path) ->
     count = CountingProgress()
     results = generate.execute(plan, count)
     assert (count.totals, count.steps) == ([3], 3)
-    assert results[0]["record"]["pipeline"]["call_kwargs"]["clip_skip"] is None
+    assert results[0].record["pipeline"]["call_kwargs"]["clip_skip"] is None
 
 
 def test_default_presets_per_mode(tmp_path: Path) -> None:
