@@ -146,6 +146,30 @@ class CogVideoX(Family):
         # only a batch of videos, and vidgen makes one per call.
         return frames
 
+    # The pipeline stops at its final latents and the family decodes them (see latent_call).
+    latents = "latent"
+
+    def latent_call(
+        self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
+    ) -> Any:
+        latents = super().latent_call(pipe, cfg, call_kwargs, media, **extra)
+        # CogVideoX 1.5 pads the latent frames to its two-frame temporal patches and, with output
+        # "np", drops the padding before decoding (pipeline_cogvideox.py); the latent output
+        # keeps it, so it is dropped here, where diffusers would.
+        patch = pipe.transformer.config.patch_size_t
+        if patch is None or "num_frames" not in call_kwargs:
+            return latents
+        frames = (call_kwargs["num_frames"] - 1) // pipe.vae_scale_factor_temporal + 1
+        return latents[:, (patch - frames % patch) % patch :]
+
+    def decode_video(self, pipe: Any, latents: Any) -> Any:
+        import torch
+        from diffusers.utils.torch_utils import get_module_execution_device
+
+        with torch.no_grad():
+            video = pipe.decode_latents(latents.to(get_module_execution_device(pipe.vae), pipe.vae.dtype))
+            return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode])}
         # One video per call: CogVideoX ignores num_videos_per_prompt (diffusers #13622),
