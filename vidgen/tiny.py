@@ -36,6 +36,23 @@ def _t5_tokenizer() -> Any:
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
+def t5_encoder(tokenizer: Any, umt5: bool = False) -> Any:
+    """A two-layer T5 (or UMT5) encoder with d_model 32 for `tokenizer`."""
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+    config = {
+        "vocab_size": len(tokenizer),
+        "d_model": 32,
+        "d_ff": 37,
+        "d_kv": 8,
+        "num_heads": 4,
+        "num_layers": 2,
+        "relative_attention_num_buckets": 8,
+        "dropout_rate": 0.0,
+    }
+    return (UMT5EncoderModel(UMT5Config(**config)) if umt5 else T5EncoderModel(T5Config(**config))).eval()
+
+
 def _clip_tokenizer() -> Any:
     from transformers import CLIPTokenizer
 
@@ -98,21 +115,9 @@ def _sd_ddim() -> Any:
 
 def _cogvideox(in_channels: int = 4) -> Any:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel, DDIMScheduler
-    from transformers import T5Config, T5EncoderModel
 
     tokenizer = _t5_tokenizer()
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_ff=37,
-            d_kv=8,
-            num_heads=4,
-            num_layers=2,
-            relative_attention_num_buckets=8,
-            dropout_rate=0.0,
-        )
-    ).eval()
+    text_encoder = t5_encoder(tokenizer)
     # text_embed_dim equals the T5 d_model; max_text_seq_length matches the tiny preset's
     # max_sequence_length (16).
     transformer = CogVideoXTransformer3DModel(

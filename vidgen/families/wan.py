@@ -9,7 +9,7 @@ tells them apart from the model's model_index.json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
@@ -509,30 +509,13 @@ class Wan22(Wan):
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, GUIDANCE_2)
     # The high-noise expert denoises until boundary_ratio of the schedule, then the low-noise one.
     denoisers: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
-    footprint = Footprint(
-        denoiser="transformer",
-        blocks=40,
-        sizes={
-            "Wan-AI/Wan2.2-T2V-A14B-Diffusers": {
-                "transformer": 14.288e9,
-                "transformer_2": 14.288e9,
-                "text_encoder": _UMT5_XXL,
-                "vae": _VAE_21,
-            },
-            "Wan-AI/Wan2.2-I2V-A14B-Diffusers": {
-                "transformer": 14.288e9,
-                "transformer_2": 14.288e9,
-                "text_encoder": _UMT5_XXL,
-                "vae": _VAE_21,
-            },
-        },
-        spatial=8,
-        temporal=4,
-        patch=2,
-        width=5120,
-        live=10,
-        decode=120,
-        tiled=0.3,
+    # Each expert is a Wan 2.1 14B transformer; offloaded, only the running one is on the GPU.
+    footprint = replace(
+        Wan.footprint,
+        sizes=dict.fromkeys(
+            ("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
+            {"transformer": 14.288e9, "transformer_2": 14.288e9, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
+        ),
     )
     size = (720, 1280)
     steps_default = 40
@@ -568,19 +551,13 @@ class WanTI2V(Wan):
     extra_inputs = frozenset()
     # The Wan 2.2 VAE compresses 16x16 pixels and the transformer patches 2x2 latents.
     grid = Grid(frames=4, size=32)
-    footprint = Footprint(
-        denoiser="transformer",
+    footprint = replace(
+        Wan.footprint,
         blocks=30,
-        sizes={
-            "Wan-AI/Wan2.2-TI2V-5B-Diffusers": {"transformer": 5.0e9, "text_encoder": _UMT5_XXL, "vae": 7.047e8},
-        },
+        sizes={"Wan-AI/Wan2.2-TI2V-5B-Diffusers": {"transformer": 5.0e9, "text_encoder": _UMT5_XXL, "vae": 7.047e8}},
         spatial=16,
-        temporal=4,
-        patch=2,
         width=3072,
-        live=10,
         decode=160,
-        tiled=0.3,
     )
     size = (704, 1280)
     frames_default = 121
@@ -619,23 +596,12 @@ _VAE = {
 def _parts(shift: float = 3.0) -> dict[str, Any]:
     """Tokenizer, UMT5 encoder, Wan 2.1 VAE and the UniPC flow scheduler the Wan repos ship."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
-    from transformers import UMT5Config, UMT5EncoderModel
 
-    from vidgen.tiny import t5_tokenizer
+    from vidgen.tiny import t5_encoder, t5_tokenizer
 
     tokenizer = t5_tokenizer()
-    encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_ff=37,
-            d_kv=8,
-            num_heads=4,
-            num_layers=2,
-            relative_attention_num_buckets=8,
-            dropout_rate=0.0,
-        )
-    ).eval()
+    # Wan ships UMT5; its d_model is the tiny transformer's text_dim (32).
+    encoder = t5_encoder(tokenizer, umt5=True)
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift)
     return {"tokenizer": tokenizer, "text_encoder": encoder, "vae": AutoencoderKLWan(**_VAE), "scheduler": scheduler}
 
