@@ -67,7 +67,7 @@ def _optimizations(as_json: bool) -> None:
     table = {family.name: {flag(f"optimization.{name}"): name in family.optimizations for name in OPTIMIZATIONS}
              for family in families.FAMILIES.values()}  # fmt: skip
     hints = {
-        family.name: {flag(path): hint for path, hint in family.hints.items() if path.startswith("optimization.")}
+        family.name: {_shown(path): hint for path, hint in family.hints.items() if path.startswith("optimization.")}
         for family in families.FAMILIES.values()
     }
     if as_json:
@@ -81,8 +81,8 @@ def _optimizations(as_json: bool) -> None:
         cells = "  ".join(("yes" if table[name][option] else "-").center(len(name)) for name in table)
         typer.echo(f"{option:<{width}}{cells}")
     typer.echo("")
-    for path, reason in families.NOBODY.items():
-        typer.echo(f"{flag(path)}: no family: {reason}.")
+    for path, reason in families.DEFAULT_REASONS.items():
+        typer.echo(f"{flag(path)}: families without it: {reason}.")
     for name, row in hints.items():
         for option, hint in row.items():
             typer.echo(f"{name}: {option}: {hint}")
@@ -91,3 +91,9 @@ def _optimizations(as_json: bool) -> None:
         "--offload sequential with --compile or --quantize; --quantize with --fp8-storage; --memory auto with "
         "--offload; --quantize nf4 without CUDA."
     )
+
+
+def _shown(path: str) -> str:
+    """`--cache faster` for the hint key optimization.cache=faster, the flag for a plain path."""
+    field, _, value = path.partition("=")
+    return f"{flag(field)} {value}".strip()

@@ -101,8 +101,9 @@ def _takers(test: Callable[[Family, str], bool]) -> str:
     return ", ".join(names) if names else "none of the installed families"
 
 
-# Why an option no family honours is refused, when the family gives no reason of its own.
-NOBODY = {
+# Why an option is refused where the family gives no reason of its own: the reason that holds for
+# every family that does not take it (the UNet-era ones call SDPA directly).
+DEFAULT_REASONS = {
     "optimization.attention_backend": (
         "its attention calls PyTorch's scaled_dot_product_attention directly, not diffusers' dispatcher, so a "
         "backend would change nothing (SDPA already picks flash or memory-efficient kernels)"
@@ -111,7 +112,7 @@ NOBODY = {
 
 
 def _refuse(family: Family, mode: str, path: str, takers: str) -> ConfigError:
-    hint = family.hints.get(path) or NOBODY.get(path)
+    hint = family.hints.get(path) or DEFAULT_REASONS.get(path)
     message = f"{flag(path)} is not used by {family.title} {mode}; it applies to: {takers}."
     return ConfigError(f"{message[:-1]}; {hint}." if hint else message)
 
