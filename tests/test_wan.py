@@ -31,6 +31,13 @@ def test_bad_wan_input_is_one_line_exit_3_and_writes_nothing(tmp_path: Path, arg
     assert files_under(tmp_path) == before
 
 
+def test_frames_beyond_the_models_position_table_are_refused_before_denoising(tmp_path: Path) -> None:
+    before = files_under(tmp_path)
+    # The tiny transformer's rotary table covers 32 latent frames (the real ones 1024).
+    one_line_error(cli(*FOX, "--preset", "tiny-wan", "--frames", "129"), 3, "--frames 129", "at most 125")
+    assert files_under(tmp_path) == before
+
+
 def test_last_image_on_an_image_to_video_only_model_is_refused_before_denoising(tmp_path: Path) -> None:
     from PIL import Image
 

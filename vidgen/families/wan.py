@@ -442,6 +442,30 @@ class Wan(Family):
             raise ConfigError("--last-image is the frame the video ends on; give the first frame as IMAGE too.")
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        # The rotary position table covers rope_max_seq_len patches per axis (1024 on the real
+        # checkpoints, 32 on the tiny ones); beyond it the transformer fails with a shape error.
+        config = pipe.transformer.config
+        rope, (patch_t, patch_h, patch_w) = getattr(config, "rope_max_seq_len", None), config.patch_size
+        s = cfg.sampling
+        if rope and s.num_frames and s.height and s.width:
+            temporal, spatial = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+            longest = {
+                "--frames": ((s.num_frames - 1) // temporal + 1) / patch_t,
+                "--height": s.height / spatial / patch_h,
+                "--width": s.width / spatial / patch_w,
+            }
+            flag, patches = max(longest.items(), key=lambda item: item[1])
+            given = {"--frames": s.num_frames, "--height": s.height, "--width": s.width}[flag]
+            if patches > rope:
+                most = {
+                    "--frames": (rope * patch_t - 1) * temporal + 1,
+                    "--height": rope * patch_h * spatial,
+                    "--width": rope * patch_w * spatial,
+                }[flag]
+                raise ConfigError(
+                    f"{flag} {given} is beyond what {cfg.model.id} can place (its positions cover {rope} patches per "
+                    f"axis): at most {most} for this model."
+                )
         # Wan 2.1 FLF2V learned positions for two CLIP images; an i2v-only transformer fails on a
         # second image deep inside its attention, so --last-image is refused before denoising.
         if cfg.inputs.last_image and not self.takes_last_image(pipe):
