@@ -29,7 +29,18 @@ KEYS = (
     "output",
 )
 # What goes into the container's metadata: enough to inspect and replay a bare video file.
-COMPACT_KEYS = ("vidgen_version", "created_at", "config", "seed", "model", "pipeline", "inputs", "versions")
+COMPACT_KEYS = (
+    "vidgen_version",
+    "created_at",
+    "config",
+    "seed",
+    "model",
+    "pipeline",
+    "inputs",
+    "versions",
+    "writer",
+    "batch",
+)
 
 
 def _cpu_name() -> str:

@@ -179,12 +179,12 @@ def run_batch(
 
         rows = gather_object(rows)
         if rank != 0:
-            failed = sum(row["status"] not in ("done", "skipped") for row in rows)
+            failed = sum(row["status"] not in ("done", "skipped", "claimed") for row in rows)
             raise typer.Exit(int(ExitCode.BATCH_PARTIAL if failed or invalid else ExitCode.OK))
     rows = sorted(core.invalid_rows(jobs) + rows, key=lambda row: row["index"])
     if report is not None:
         media.write_text("".join(json.dumps(row) + "\n" for row in rows), report, overwrite=True)
-    statuses = ("done", "skipped", "failed", "invalid", "not run")
+    statuses = ("done", "skipped", "claimed", "failed", "invalid", "not run")
     counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
     seconds = round(time.perf_counter() - start, 1)
     if events is not None:
