@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import cli
+from conftest import cli, one_line_error
 from PIL import Image
 
 
@@ -41,7 +41,8 @@ def test_corrupt_outputs_are_generated_again(tmp_path: Path) -> None:
 
 def test_a_changed_input_image_reruns_its_job(tmp_path: Path) -> None:
     Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "img.png")
-    job = {"preset": "tiny-cogvideox-i2v", "mode": "i2v", "image": "img.png", "prompt": "a ball", "steps": 1, "id": "red"}
+    job = {"preset": "tiny-cogvideox-i2v", "mode": "i2v", "image": "img.png", "prompt": "a ball", "steps": 1}
+    job["id"] = "red"
     _write_jobs(tmp_path / "jobs.jsonl", [job])
     assert cli("batch", "jobs.jsonl", "--out", "runs", "--quiet").exit_code == 0
     same = cli("batch", "jobs.jsonl", "--out", "runs", "--report", "r.jsonl", "--quiet")
@@ -106,3 +107,28 @@ def test_a_dead_workers_claim_is_taken_over(tmp_path: Path) -> None:
     claim.write_text(json.dumps({"host": host, "pid": os.getpid(), "time": 0}))
     forced = cli("batch", "jobs.jsonl", "--out", "runs", "--report", "r.jsonl", "--force", "--quiet")
     assert forced.exit_code == 0 and _report(tmp_path / "r.jsonl") == {"j": "claimed"}
+
+
+def test_an_unwritable_report_is_found_before_any_job_runs(tmp_path: Path) -> None:
+    _write_jobs(tmp_path / "jobs.jsonl", [{"preset": "tiny-cogvideox", "steps": 1, "prompt": "x", "id": "j"}])
+    (tmp_path / "afile").write_text("a file, not a folder")
+    result = cli("batch", "jobs.jsonl", "--out", "runs", "--report", "afile/report.jsonl")
+    one_line_error(result, 7, "cannot write --report afile/report.jsonl")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_report_grows_as_jobs_finish(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    jobs = [{"preset": "tiny-cogvideox", "steps": 1, "prompt": "x", "id": "a"}]
+    jobs.append({"preset": "tiny-cogvideox", "steps": 400, "prompt": "y", "id": "b"})  # still running when killed
+    _write_jobs(tmp_path / "jobs.jsonl", jobs)
+    command = [sys.executable, "-m", "vidgen", "batch", "jobs.jsonl", "--out", "runs", "--report", "r.jsonl"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "r.jsonl").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # no cleanup at all: what was written must stand alone
+    process.wait()
+    assert _report(tmp_path / "r.jsonl") == {"a": "done"}

@@ -230,3 +230,32 @@ def test_no_space_message_names_the_place() -> None:
 
     error = media.write_error(Path("/data/clip.mp4"), OSError(errno.ENOSPC, "No space left on device"))
     assert str(error) == "no space left on device at /data/clip.mp4; free some space or choose another --out."
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--out", "x-{seed.mp4"], 3, "--out x-{seed.mp4"),
+        (["--out", "clip.avi"], 3, "not avi"),
+        (["--out", ""], 3, "--out is empty"),
+    ],
+)
+def test_bad_out_names_get_config_errors(tmp_path: Path, args: list[str], code: int, needle: str) -> None:
+    one_line_error(cli(*TINY, *args), code, needle)
+    assert not any(p.suffix in (".mp4", ".avi", ".json") for p in tmp_path.rglob("*"))
+
+
+def test_a_whitespace_prompt_is_no_prompt() -> None:
+    one_line_error(cli("t2v", "   ", "--preset", "tiny-cogvideox"), 3, "needs a prompt")
+
+
+def test_a_cache_that_is_a_file_is_a_write_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("VIDGEN_CACHE", str(tmp_path / "cache"))
+    one_line_error(cli(*TINY), 7, "cannot use", "Not a directory")
+
+
+def test_latents_files_get_the_same_mode_as_videos(tmp_path: Path) -> None:
+    assert cli(*TINY, "--out", "clip.mp4", "--save-latents").exit_code == 0
+    video, saved = (tmp_path / "clip.mp4").stat().st_mode, (tmp_path / "clip.latents.safetensors").stat().st_mode
+    assert saved & 0o777 == video & 0o777

@@ -448,6 +448,7 @@ def run(
     progress: Any = None,
     on_event: Callable[..., None] | None = None,
     worker: int = 0,
+    on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run jobs (in the order `share` gives), reusing a pipeline while the group stays the
     same; returns one report row per job. `on_event(kind, **fields)` hears job_start, skipped,
@@ -457,6 +458,8 @@ def run(
     def event(kind: str, **fields: Any) -> None:
         if on_event is not None:
             on_event(kind, **fields)
+        if on_row is not None and kind in ("skipped", "claimed", "done", "failed"):
+            on_row(list(rows.values()))
 
     rows: dict[int, dict[str, Any]] = {}
     current: tuple[str, Any] | None = None

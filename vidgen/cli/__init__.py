@@ -71,6 +71,14 @@ class _Boundary(TyperGroup):
             _fail(ctx, 128 + exc.signum, f"stopped by {name}; no partial file was left under a final name.")
         except KeyboardInterrupt:
             _fail(ctx, ExitCode.INTERRUPTED, "interrupted; no partial file was left under a final name.")
+        except OSError as exc:
+            if ctx.meta.get("vidgen.traceback") or not exc.filename:
+                raise
+            # A file system refusal vidgen did not foresee (VIDGEN_CACHE a file or read-only, a
+            # full disk under the model cache): a write error that names the place.
+            from vidgen.media import write_error
+
+            _fail(ctx, ExitCode.WRITE, str(write_error(exc.filename, exc, "cannot use")))
         except Exception as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise
