@@ -259,3 +259,14 @@ def test_latents_files_get_the_same_mode_as_videos(tmp_path: Path) -> None:
     assert cli(*TINY, "--out", "clip.mp4", "--save-latents").exit_code == 0
     video, saved = (tmp_path / "clip.mp4").stat().st_mode, (tmp_path / "clip.latents.safetensors").stat().st_mode
     assert saved & 0o777 == video & 0o777
+
+
+def test_clip_mp4_and_clip_webm_do_not_read_each_others_sidecar(tmp_path: Path) -> None:
+    from vidgen import sidecar as sidecars
+
+    assert cli(*TINY, "--out", "clip.mp4").exit_code == 0
+    assert cli(*TINY, "--out", "clip.webm", "--steps", "3", "--overwrite").exit_code == 0  # clip.json is now webm's
+    mp4, webm = sidecars.read(tmp_path / "clip.mp4"), sidecars.read(tmp_path / "clip.webm")
+    assert webm["config"]["sampling"]["num_inference_steps"] == 3
+    # The mp4's record comes from its own container, not from the webm's sidecar beside it.
+    assert mp4["config"]["output"]["path"] == "clip.mp4" and mp4["config"]["sampling"]["num_inference_steps"] != 3

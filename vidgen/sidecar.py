@@ -128,7 +128,10 @@ def read(path: Path) -> dict[str, Any]:
         return parse(read_text(path, MAX_SIDECAR_BYTES, "sidecar", InputError), str(path))
     beside = outputs.sidecar_path(path)
     if beside.is_file():
-        return read(beside)
+        data = read(beside)
+        if _describes(data, path):
+            return data
+        # clip.mp4 and clip.webm share clip.json: this one describes the other file.
     if not path.is_dir() and not path.is_file():
         raise InputError(f"{path} is not a regular file (a device, pipe or socket); pass a video or its sidecar.")
     embedded = None if path.is_dir() else media.embedded_metadata(path)
@@ -138,6 +141,20 @@ def read(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: its metadata nests deeper than {MAX_DEPTH} levels; it is not vidgen's.")
     embedded["output"] = {"path": str(path), "note": "read from the container metadata; the sidecar was not found"}
     return embedded
+
+
+def _describes(data: dict[str, Any], path: Path) -> bool:
+    """Whether a sidecar beside `path` is about `path`: its recorded file name, then its hash.
+    Older sidecars without an `output` block are trusted as before."""
+    from vidgen import media
+
+    output = data.get("output")
+    if not isinstance(output, dict) or not isinstance(output.get("path"), str):
+        return True
+    if Path(output["path"]).name != path.name:
+        return False
+    recorded = output.get("sha256")
+    return not isinstance(recorded, str) or path.is_dir() or media.sha256(path) == recorded
 
 
 def parse(text: str, source: str) -> dict[str, Any]:
