@@ -132,3 +132,39 @@ def test_the_report_grows_as_jobs_finish(tmp_path: Path) -> None:
     process.send_signal(signal.SIGKILL)  # no cleanup at all: what was written must stand alone
     process.wait()
     assert _report(tmp_path / "r.jsonl") == {"a": "done"}
+
+
+def test_killed_at_random_moments_a_batch_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """Crash consistency: SIGKILL at 20 random moments, rerunning each time, then one last run:
+    every job done once (a finished job is never generated again), every output whole, nothing
+    hidden left behind."""
+    import random
+    import signal
+    import time
+
+    from conftest import decode
+
+    jobs = [{"preset": "tiny-cogvideox", "steps": 2, "prompt": f"animal {n}", "id": f"j{n}"} for n in range(6)]
+    _write_jobs(tmp_path / "jobs.jsonl", jobs)
+    command = [sys.executable, "-m", "vidgen", "batch", "jobs.jsonl", "--out", "runs", "--quiet"]
+    runs = tmp_path / "runs"
+    chance = random.Random(19)
+    finished: dict[str, int] = {}  # sidecar name -> mtime when first seen complete
+    for _ in range(20):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(0.2, 6.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        for side in runs.glob("*.json") if runs.exists() else []:
+            mtime = side.stat().st_mtime_ns
+            assert finished.setdefault(side.name, mtime) == mtime, f"{side.name} was written twice"
+        if len(finished) == len(jobs):
+            break
+    final = subprocess.run([*command, "--report", "r.jsonl"], capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    for side in runs.glob("*.json"):
+        assert finished.setdefault(side.name, side.stat().st_mtime_ns) == side.stat().st_mtime_ns
+    for job in jobs:  # none lost, none corrupt
+        assert decode(runs / f"{job['id']}.mp4")[0].shape[0] == 9
+    assert sorted(p.name for p in runs.iterdir() if p.name.startswith(".")) == []  # no leftovers
+    assert sorted(p.name for p in runs.iterdir()) == sorted(f"j{n}.{ext}" for n in range(6) for ext in ("json", "mp4"))

@@ -620,6 +620,18 @@ def _expire(path: Path) -> bool:
     return True
 
 
+def sweep(out: Path) -> None:
+    """At the start of a batch: leftovers of dead workers in --out (temporary files, `.old-`
+    folders, claims), also when every job turns out to be done and nothing else would look."""
+    from vidgen import media
+
+    if not out.is_dir():
+        return
+    media.sweep(out)
+    for claim in out.glob(".*.claim"):
+        _expire(claim)
+
+
 def _holder(path: Path) -> int | None:
     """The PID holding a claim on this host; -1 for a dead one (another host's, expired, or
     unreadable and old); None when it cannot be judged yet."""

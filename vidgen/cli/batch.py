@@ -158,6 +158,7 @@ def run_batch(
         return
     if report is not None:
         _check_report(report)  # a report that cannot be written is found before any job runs
+    core.sweep(out)
     start = time.perf_counter()
     events = JsonEvents() if progress_format == "json" else None
     rank, count = _workers()
