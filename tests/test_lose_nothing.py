@@ -44,6 +44,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (in a container, PID 1 may never reap an orphan that died)."""
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) if folder.exists() else []
 
@@ -66,7 +74,7 @@ def test_a_signal_during_the_encode_stops_vidgen_and_ffmpeg_and_leaves_nothing(t
     assert lines[-1] == f"Error: stopped by {signal.Signals(signum).name}; no partial file was left under a final name."
     assert "Traceback" not in stderr
     time.sleep(0.2)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in ffmpeg), "ffmpeg outlived vidgen"
+    assert not any(_running(pid) for pid in ffmpeg), "ffmpeg outlived vidgen"
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -270,3 +278,32 @@ def test_clip_mp4_and_clip_webm_do_not_read_each_others_sidecar(tmp_path: Path) 
     assert webm["config"]["sampling"]["num_inference_steps"] == 3
     # The mp4's record comes from its own container, not from the webm's sidecar beside it.
     assert mp4["config"]["output"]["path"] == "clip.mp4" and mp4["config"]["sampling"]["num_inference_steps"] != 3
+
+
+def test_an_empty_yaml_manifest_has_no_jobs(tmp_path: Path) -> None:
+    (tmp_path / "jobs.yaml").write_text("")
+    one_line_error(cli("batch", "jobs.yaml"), 3, "has no jobs")
+
+
+def test_a_set_value_nested_thousands_deep_is_a_config_error() -> None:
+    one_line_error(cli(*TINY, "--set", "inputs.prompt=" + "[" * 3000 + "]" * 3000), 3, "nested too deeply")
+
+
+def test_after_a_sigkill_no_ffmpeg_lingers_and_the_next_run_sweeps_its_part(tmp_path: Path) -> None:
+    # Honest limit: with this small clip ffmpeg also stops soon on its own once its stdin closes,
+    # so this does not single out the parent-death signal (checked by hand on a long encode).
+    args = [*TINY, "--steps", "1", "--frames", "49", "--width", "128", "--height", "128", "--format", "webm"]
+    process = _vidgen(*args, "--out", "clip.webm")
+    ffmpeg: list[int] = []
+    deadline = time.time() + 180
+    while time.time() < deadline and not ffmpeg and process.poll() is None:
+        ffmpeg = _children(process.pid)
+        time.sleep(0.005)
+    assert ffmpeg, "the encode must start before the kill"
+    process.send_signal(signal.SIGKILL)  # no handler runs
+    process.wait()
+    time.sleep(0.1)
+    assert not any(_running(pid) for pid in ffmpeg), "ffmpeg outlived vidgen"
+    # Its .part is swept by the next run in the folder.
+    assert cli(*TINY, "--out", "other.mp4").exit_code == 0
+    assert _hidden(tmp_path) == []

@@ -145,6 +145,8 @@ def _yaml_jobs(source: str, text: str) -> list[Job]:
     if not isinstance(data, dict) or set(data) - {"defaults", "jobs", "matrix"}:
         raise ConfigError(f"{source}: a YAML manifest has `defaults:`, `jobs:` and `matrix:` only.")
     defaults = data.get("defaults") or {}
+    if not any(data.get(key) for key in ("defaults", "jobs", "matrix")):
+        return []  # an empty manifest has no jobs (not one empty "job 1")
     listed = data.get("jobs") or [{}]
     matrix = data.get("matrix") or {}
     if not isinstance(defaults, dict) or not isinstance(listed, list) or not isinstance(matrix, dict):
