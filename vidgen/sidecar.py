@@ -270,15 +270,19 @@ def _drift(data: dict[str, Any]) -> list[str]:
     return notes
 
 
-def changed_inputs(data: dict[str, Any], prepared: dict[str, Any], config_inputs: dict[str, Any]) -> list[str]:
+def changed_inputs(
+    data: dict[str, Any], prepared: dict[str, Any], config_inputs: dict[str, Any], chosen: set[str] | None = None
+) -> list[str]:
     """Inputs whose prepared pixels differ from the recording (the file changed), among those
-    the replay did not point elsewhere on purpose."""
+    the replay did not point elsewhere on purpose (`chosen`: named with --set, whatever the path)."""
     recorded = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
     changed = []
     for name, now in prepared.items():
         record = recorded.get(name)
         ok = isinstance(record, dict) and isinstance(record.get("prepared"), dict)
         then = record["prepared"].get("sha256") if ok else None
+        if name in (chosen or set()):
+            continue
         if name in ("image", "last_image", "video", "control") and then and now["prepared"]["sha256"] != then:
             same_source = config_inputs.get(name) in (recorded[name].get("path"), recorded[name].get("resolved_path"))
             if same_source:
