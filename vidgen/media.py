@@ -105,13 +105,15 @@ def _temp_name(target: Path, is_dir: bool) -> Path:
     return Path(name)
 
 
-def write_error(where: Path, exc: OSError, what: str = "cannot write") -> WriteError:
+def write_error(
+    where: Path | str, exc: OSError, what: str = "cannot write", hint: str = "choose another --out"
+) -> WriteError:
     """One line for a failed write; a full disk (or a file size limit) says so and where."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return WriteError(f"no space left on device at {where}; free some space or choose another --out.")
+        return WriteError(f"no space left on device at {where}; free some space or {hint}.")
     if exc.errno == errno.EFBIG:
-        return WriteError(f"file size limit reached at {where} (ulimit -f); raise the limit or choose another --out.")
-    return WriteError(f"{what} {where}: {exc.strerror or exc}.")
+        return WriteError(f"file size limit reached at {where} (ulimit -f); raise the limit or {hint}.")
+    return WriteError(f"{what} {where}: {exc.strerror or exc}; {hint}.")
 
 
 def _umask() -> int:

@@ -78,7 +78,8 @@ class _Boundary(TyperGroup):
             # full disk under the model cache): a write error that names the place.
             from vidgen.media import write_error
 
-            _fail(ctx, ExitCode.WRITE, str(write_error(exc.filename, exc, "cannot use")))
+            hint = "check that path (VIDGEN_CACHE, --out) and its permissions"
+            _fail(ctx, ExitCode.WRITE, str(write_error(exc.filename, exc, "cannot use", hint)))
         except Exception as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise

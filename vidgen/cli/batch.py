@@ -235,7 +235,7 @@ def _check_report(report: Path) -> None:
     except OSError as exc:
         from vidgen.media import write_error
 
-        raise write_error(report, exc, "cannot write --report") from None
+        raise write_error(report, exc, "cannot write --report", "choose another --report") from None
 
 
 def _growing_report(report: Path, invalid: list[dict]) -> Callable[[list[dict]], None]:
