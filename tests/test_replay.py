@@ -71,6 +71,10 @@ def test_replay_of_i2v_finds_the_image_from_another_folder_and_notices_changes(t
     changed = cli("replay", str(tmp_path / "run" / "i2v-img-2.json"), "--out", "r2/", "--allow-inputs", "--quiet")
     one_line_error(changed, 4, "has changed")
     assert files_under(tmp_path) == before
+    # Named with --set, the image is chosen on purpose, also under the recorded path (as ./img.png was).
+    os.chdir(tmp_path)
+    chosen = cli("replay", "run/i2v-img-2.json", "--out", "r3/", "--set", "inputs.image=img.png", "--quiet")
+    assert chosen.exit_code == 0, chosen.stderr
 
 
 def test_replay_errors(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def test_t2v_writes_a_decodable_video_and_a_full_sidecar(tmp_path: Path) -> None
     assert data["output"] == {
         "path": "a.mp4",
         "sha256": data["output"]["sha256"],
+        "bytes": (tmp_path / "a.mp4").stat().st_size,  # checked with the sha256 when a batch resumes
         "format": "mp4",
         "codec": "h264",
         "crf": 18,

@@ -9,6 +9,7 @@ dotted config paths (`sampling.guidance_scale`), config sections, `preset` and `
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import itertools
@@ -17,8 +18,10 @@ import logging
 import math
 import os
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,9 @@ class Job:
     resolved: Resolved | None = None
     config_hash: str = ""
     error: str | None = None
+    # Earlier jobs of the manifest with the same content (0 for the first): identical jobs get
+    # distinct seeds without their position mattering.
+    occurrence: int = 0
 
 
 # -- reading manifests ------------------------------------------------------------------------
@@ -139,6 +145,8 @@ def _yaml_jobs(source: str, text: str) -> list[Job]:
     if not isinstance(data, dict) or set(data) - {"defaults", "jobs", "matrix"}:
         raise ConfigError(f"{source}: a YAML manifest has `defaults:`, `jobs:` and `matrix:` only.")
     defaults = data.get("defaults") or {}
+    if not any(data.get(key) for key in ("defaults", "jobs", "matrix")):
+        return []  # an empty manifest has no jobs (not one empty "job 1")
     listed = data.get("jobs") or [{}]
     matrix = data.get("matrix") or {}
     if not isinstance(defaults, dict) or not isinstance(listed, list) or not isinstance(matrix, dict):
@@ -194,11 +202,27 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _seed(job: Job) -> int:
-    """A seed fixed by the job's own content, so reruns and any split across workers agree.
-    Matrix values are left out: the variants of one job share its seed, so they compare."""
+def _content(job: Job) -> str:
+    """The job without its matrix values: the variants of one job share its seed, so they compare."""
     base = {key: value for key, value in job.data.items() if key not in job.matrix}
-    text = json.dumps(base, sort_keys=True, default=str) + f"#{job.where}"
+    return json.dumps(base, sort_keys=True, default=str)
+
+
+def _count_occurrences(jobs: list[Job]) -> None:
+    """Number identical jobs by occurrence (the variants of one listed job count once), so a job
+    inserted, deleted or moved elsewhere in the manifest changes no other job's seed."""
+    seen: dict[str, list[str]] = {}
+    for job in jobs:
+        wheres = seen.setdefault(_content(job), [])
+        if job.where not in wheres:
+            wheres.append(job.where)
+        job.occurrence = wheres.index(job.where)
+
+
+def _seed(job: Job) -> int:
+    """A seed fixed by the job's content alone, so reruns, reorderings and any split across
+    workers agree; the second of two identical jobs gets another one."""
+    text = _content(job) + (f"#{job.occurrence}" if job.occurrence else "")
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
@@ -216,11 +240,31 @@ def _job_id(job: Job, resolved: Resolved) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts))
 
 
+INPUT_FIELDS = ("image", "last_image", "video", "control")
+
+
 def config_hash(resolved: Resolved) -> str:
-    """What a job asks for; outputs with the same hash are done (overwrite is not part of it)."""
+    """What a job asks for, with the content of its input files (a changed image under the same
+    name is another job); outputs with the same hash are done (overwrite is not part of it)."""
     config = resolved.config.model_dump(mode="json")
     config["output"].pop("overwrite", None)
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    digests = {name: _input_digest(getattr(resolved.config.inputs, name)) for name in INPUT_FIELDS}
+    identity = {"config": config, "inputs": {k: v for k, v in digests.items() if v is not None}}
+    return hashlib.sha256(json.dumps(identity if identity["inputs"] else config, sort_keys=True).encode()).hexdigest()
+
+
+def _input_digest(ref: str | None) -> str | None:
+    """sha256 of a local input file (or frames folder); None for URLs and missing files (the job
+    fails when it runs, and its hash changes once the file appears)."""
+    if not ref or "://" in ref:
+        return None
+    from vidgen import media
+
+    path = Path(ref).expanduser()
+    try:
+        return media.sha256(path) if path.exists() else None
+    except OSError:
+        return None
 
 
 def prepare(
@@ -246,6 +290,7 @@ def prepare(
     grants = grants or Grants()
     shared = list(layers or [])
     writes: dict[str, Job] = {}
+    _count_occurrences(jobs)
     for job in jobs:
         try:
             job.resolved, plan = _resolve(job, mode, presets, out, assignments, shared, grants, folder, memory_check)
@@ -329,7 +374,9 @@ def _group_key(resolved: Resolved) -> str:
 
 
 def _done(job: Job) -> bool:
-    """The job's video and sidecar exist and the sidecar says they were made from this config."""
+    """The job's outputs exist, its sidecars say they were made from this config (and these
+    inputs), and each output is the file its sidecar describes: a truncated, emptied or
+    replaced video, or a frames folder missing a frame, is not done."""
     from vidgen import generate
 
     assert job.resolved is not None
@@ -338,12 +385,30 @@ def _done(job: Job) -> bool:
         if not (item.path.exists() and item.sidecar.exists()):
             return False
         try:
-            recorded = json.loads(item.sidecar.read_text(encoding="utf-8")).get("batch", {})
-        except (OSError, json.JSONDecodeError):
+            data = json.loads(item.sidecar.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return False
-        if recorded.get("config_hash") != job.config_hash:
+        if not isinstance(data, dict) or data.get("batch", {}).get("config_hash") != job.config_hash:
+            return False
+        if not _matches(item.path, data.get("output") or {}):
+            log.warning("%s does not match its sidecar; job %s runs again.", item.path, job.id)
             return False
     return True
+
+
+def _matches(path: Path, output: dict[str, Any]) -> bool:
+    """Size (cheap, first) and sha256 of a file; frame count and sha256 of a frames folder."""
+    from vidgen import media
+
+    try:
+        if path.is_dir():
+            if len([p for p in path.iterdir() if p.suffix == ".png"]) != output.get("frames"):
+                return False
+        elif "bytes" in output and path.stat().st_size != output["bytes"]:
+            return False
+        return media.sha256(path) == output.get("sha256")
+    except OSError:
+        return False
 
 
 def _release(loaded: Any) -> None:
@@ -385,15 +450,18 @@ def run(
     progress: Any = None,
     on_event: Callable[..., None] | None = None,
     worker: int = 0,
+    on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run jobs (in the order `share` gives), reusing a pipeline while the group stays the
     same; returns one report row per job. `on_event(kind, **fields)` hears job_start, skipped,
-    done and failed."""
-    from vidgen import generate
+    claimed, done and failed. A job is claimed before it runs, so batches sharing a manifest and
+    --out run each job once."""
 
     def event(kind: str, **fields: Any) -> None:
         if on_event is not None:
             on_event(kind, **fields)
+        if on_row is not None and kind in ("skipped", "claimed", "done", "failed"):
+            on_row(list(rows.values()))
 
     rows: dict[int, dict[str, Any]] = {}
     current: tuple[str, Any] | None = None
@@ -407,44 +475,182 @@ def run(
             rows[job.index] = _row(job, "skipped", outputs=_outputs(job))
             event("skipped", id=job.id, index=job.index)
             continue
-        key = _group_key(job.resolved)
-        if current is not None and current[0] != key:
-            _release(current[1])
-            current = None
-        start = time.perf_counter()
-        log.info("[%s/%s] %s", position, len(runnable), job.id)
-        event("job_start", id=job.id, index=job.index)
-        try:
-            plan = generate.plan(job.resolved)
-            extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": worker}}
-            results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
-        except Exception as exc:  # one job's failure, even a vidgen bug, stops only that job
-            error: Exception = exc
-            if is_oom(exc) and not isinstance(exc, OutOfMemory):
-                error = OutOfMemory(
-                    f"the process ran out of memory ({str(exc).splitlines()[0] if str(exc) else exc!r})"
-                )
-            rows[job.index] = _row(job, "failed", error=(type(error).__name__, str(error)), seconds=start)
-            log.warning("job %s (%s) failed: %s", job.index, job.id, error)
-            event("failed", id=job.id, index=job.index, error={"class": type(error).__name__, "message": str(error)})
-            stop = fail_fast
-            continue
-        current = (key, results[0].loaded)
-        record = results[0].record
-        rows[job.index] = _row(
-            job,
-            "done",
-            outputs=[str(result.path) for result in results],
-            seconds=start,
-            peak=record["peak_memory_bytes"],
-            seed=record["seed"],
-        )
-        event(
-            "done", id=job.id, index=job.index, outputs=rows[job.index]["outputs"], seconds=rows[job.index]["seconds"]
-        )
+        with claimed(job) as mine:
+            if not mine:
+                # Another batch on this manifest and --out (another shell or machine) runs it.
+                rows[job.index] = _row(job, "claimed")
+                event("claimed", id=job.id, index=job.index)
+                continue
+            if not force and _done(job):  # finished by another batch between the check and the claim
+                rows[job.index] = _row(job, "skipped", outputs=_outputs(job))
+                event("skipped", id=job.id, index=job.index)
+                continue
+            current, ok = _run_job(job, position, len(runnable), current, progress, event, worker, rows)
+        stop = fail_fast and not ok
     if current is not None:
         _release(current[1])
     return [rows[job.index] for job in runnable]
+
+
+def _run_job(
+    job: Job,
+    position: int,
+    total: int,
+    current: tuple[str, Any] | None,
+    progress: Any,
+    event: Callable[..., None],
+    worker: int,
+    rows: dict[int, dict[str, Any]],
+) -> tuple[tuple[str, Any] | None, bool]:
+    """Run one claimed job; returns the (group, pipeline) to keep for the next one, and whether
+    the job succeeded."""
+    from vidgen import generate
+
+    assert job.resolved is not None
+    key = _group_key(job.resolved)
+    if current is not None and current[0] != key:
+        _release(current[1])
+        current = None
+    start = time.perf_counter()
+    log.info("[%s/%s] %s", position, total, job.id)
+    event("job_start", id=job.id, index=job.index)
+    try:
+        plan = generate.plan(job.resolved)
+        extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": worker}}
+        results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
+    except Exception as exc:  # one job's failure, even a vidgen bug, stops only that job
+        error: Exception = exc
+        if is_oom(exc) and not isinstance(exc, OutOfMemory):
+            error = OutOfMemory(f"the process ran out of memory ({str(exc).splitlines()[0] if str(exc) else exc!r})")
+        rows[job.index] = _row(job, "failed", error=(type(error).__name__, str(error)), seconds=start)
+        log.warning("job %s (%s) failed: %s", job.index, job.id, error)
+        event("failed", id=job.id, index=job.index, error={"class": type(error).__name__, "message": str(error)})
+        return current, False
+    record = results[0].record
+    rows[job.index] = _row(
+        job,
+        "done",
+        outputs=[str(result.path) for result in results],
+        seconds=start,
+        peak=record["peak_memory_bytes"],
+        seed=record["seed"],
+    )
+    event("done", id=job.id, index=job.index, outputs=rows[job.index]["outputs"], seconds=rows[job.index]["seconds"])
+    return (key, results[0].loaded), True
+
+
+# -- claims: one job, one worker, across shells and machines ------------------------------------
+
+# A claim of another host is taken over when its holder has not refreshed it for this long.
+CLAIM_EXPIRY_S = 600
+CLAIM_HEARTBEAT_S = 60
+
+
+def _claim_path(job: Job) -> Path:
+    assert job.resolved is not None
+    return Path(job.resolved.config.output.path).parent / f".{job.id}.claim"
+
+
+@contextmanager
+def claimed(job: Job) -> Iterator[bool]:
+    """Hold the job's claim file (created with O_EXCL; holds host, PID and time) while it runs;
+    yields False when a live worker holds it. A dead worker's claim (its PID gone on this host,
+    or not refreshed for CLAIM_EXPIRY_S elsewhere) is taken over."""
+    path = _claim_path(job)
+    mine = _take(path)
+    if not mine:
+        yield False
+        return
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, stop), daemon=True)
+    beat.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _heartbeat(path: Path, stop: threading.Event) -> None:
+    while not stop.wait(CLAIM_HEARTBEAT_S):
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+
+def _take(path: Path) -> bool:
+    from vidgen import media
+
+    host, pid = media.owner_tag().split(".")
+    body = json.dumps({"host": host, "pid": int(pid), "time": time.time()}).encode()
+    for _ in range(3):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not _expire(path):
+                return False
+            continue
+        except OSError as exc:
+            raise media.write_error(path.parent, exc, "cannot write to") from None
+        with os.fdopen(handle, "wb") as claim:
+            claim.write(body)
+        return True
+    return False
+
+
+def _expire(path: Path) -> bool:
+    """Remove a dead worker's claim; False if its holder may be alive. The claim is first renamed
+    to a name of ours (only one worker's rename succeeds), then checked again: a live claim
+    that a faster worker made meanwhile is put back."""
+    from vidgen import media
+
+    held = _holder(path)
+    if held is None or media.alive(held):
+        return False
+    aside = path.with_name(f"{path.name}.{media.owner_tag()}.expired")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return True  # someone else moved it: try the exclusive create again
+    if _holder(aside) is None or media.alive(_holder(aside)):  # not the dead claim we read: give it back
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+        aside.unlink(missing_ok=True)
+        return False
+    aside.unlink(missing_ok=True)
+    return True
+
+
+def sweep(out: Path) -> None:
+    """At the start of a batch: leftovers of dead workers in --out (temporary files, `.old-`
+    folders, claims), also when every job turns out to be done and nothing else would look."""
+    from vidgen import media
+
+    if not out.is_dir():
+        return
+    media.sweep(out)
+    for claim in out.glob(".*.claim"):
+        _expire(claim)
+
+
+def _holder(path: Path) -> int | None:
+    """The PID holding a claim on this host; -1 for a dead one (another host's, expired, or
+    unreadable and old); None when it cannot be judged yet."""
+    from vidgen import media
+
+    try:
+        age = time.time() - path.stat().st_mtime
+        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        data = {}
+    host = media.owner_tag().split(".")[0]
+    if isinstance(data, dict) and data.get("host") == host and isinstance(data.get("pid"), int):
+        return data["pid"]
+    # Another host's (or a claim being written): judged by its heartbeat.
+    return -1 if age > CLAIM_EXPIRY_S else os.getpid()
 
 
 def _outputs(job: Job) -> list[str]:

@@ -30,6 +30,8 @@ class Planned:
     sidecar: Path
     control: Path | None = None  # where --save-control writes the control maps
     latents: Path | None = None  # where the final latents go (--save-latents, or a failed decode)
+    # A video a dead vidgen wrote without its sidecar: this run may replace it without --overwrite.
+    orphan: bool = False
 
 
 @dataclass
@@ -84,12 +86,7 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     ]
     if not cfg.output.overwrite:
         for item in items:
-            saved = item.latents if cfg.output.save_latents else None
-            for existing in (item.path, item.sidecar, item.control, saved):
-                if existing is None:
-                    continue
-                if existing.exists():
-                    raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
+            _check_free(item, cfg.output.save_latents)
     fps = cfg.output.fps or 8
     prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
     frames = prepared.frames if cfg.mode == "v2v" else None
@@ -100,6 +97,30 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
 
 
+def _check_free(item: Planned, save_latents: bool) -> None:
+    """Refuse to replace existing files without --overwrite, except what a killed run left
+    half-done: its video without the sidecar, recognised by the metadata inside the video."""
+    item.orphan = orphaned(item.path, item.sidecar)
+    if item.orphan:
+        log.info("%s has no sidecar (its run was stopped); this run replaces it.", item.path)
+        return
+    for existing in (item.path, item.sidecar, item.control, item.latents if save_latents else None):
+        if existing is not None and existing.exists():
+            raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
+
+
+def orphaned(path: Path, side: Path) -> bool:
+    """True for a video vidgen wrote whose writer died before writing the sidecar. A writer still
+    alive (another shell, between its video and its sidecar) keeps its file."""
+    if not path.is_file() or side.exists() or path.suffix.lstrip(".").lower() not in media.CODECS:
+        return False
+    embedded = media.embedded_metadata(path)
+    writer = (embedded or {}).get("writer")
+    if not isinstance(writer, dict):
+        return False
+    return writer.get("host") == media.owner_tag().split(".")[0] and not media.alive(int(writer.get("pid", 0)))
+
+
 def _check_writable(items: list[Planned]) -> None:
     """Prove the output folders can be written before spending time on a model, without
     creating anything yet: a failed run leaves no empty folders behind."""
@@ -107,6 +128,7 @@ def _check_writable(items: list[Planned]) -> None:
         existing = folder
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
+        media.sweep(existing)  # what killed runs left here: their .part files and .old- folders
         probe = existing / f".vidgen-write-test-{os.getpid()}"
         try:
             if not existing.is_dir():
@@ -114,7 +136,7 @@ def _check_writable(items: list[Planned]) -> None:
             probe.touch()
             probe.unlink()
         except OSError as exc:
-            raise WriteError(f"cannot write to {folder}: {exc.strerror or exc}; choose another --out.") from None
+            raise media.write_error(folder, exc, "cannot write to") from None
 
 
 def _generator_record(plan: Plan, seed: int) -> dict[str, Any]:
@@ -255,10 +277,6 @@ def _write(
     plan: Plan, session: _Session, item: Planned, outcome: _Outcome, progress: Progress, extra: dict[str, Any] | None
 ) -> Result:
     """The sidecar record, then the video, the latents, the control maps and the sidecar itself."""
-    import numpy as np
-
-    from vidgen import latents
-
     cfg, loaded, result = session.resolved.config, session.loaded, outcome.result
     for warning in result.warnings:
         log.warning(warning)
@@ -292,7 +310,45 @@ def _write(
         peak_memory_bytes=result.peak_memory_bytes,
         extra={"warnings": result.warnings, "presets": plan.resolved.presets, **(extra or {})},
     )
-    _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, cfg.output.overwrite, progress)
+    # Who wrote the video: a rerun recognises a video whose writer died before its sidecar.
+    host, pid = media.owner_tag().split(".")
+    record["writer"] = {"host": host, "pid": int(pid)}
+    overwrite = cfg.output.overwrite or item.orphan
+    try:
+        _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, overwrite, progress)
+    except WriteError as exc:
+        raise WriteError(_keep_generation(plan, item, session.resolved, result, exc)) from None
+    try:
+        _write_rest(plan, session, item, outcome, record, overwrite)
+    except BaseException:
+        # The video and its sidecar appear together or not at all: a failed (or signalled) write
+        # of the rest takes this run's video back out, so a rerun finds a clean slate.
+        for path in (item.path, item.control, item.latents if cfg.output.save_latents else None):
+            if path is not None:
+                _remove(path)
+        if overwrite:
+            _remove(item.sidecar)  # an earlier run's, describing the video just removed
+        raise
+    return Result(record, item.path, item.sidecar, loaded)
+
+
+def _remove(path: Path) -> None:
+    import contextlib
+    import shutil
+
+    with contextlib.suppress(OSError):  # if it stays, a rerun recognises it as a video without a sidecar
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _write_rest(
+    plan: Plan, session: _Session, item: Planned, outcome: _Outcome, record: dict[str, Any], overwrite: bool
+) -> None:
+    """After the video: the latents, the control maps, and last the sidecar."""
+    import numpy as np
+
+    from vidgen import latents
+
+    cfg, result = session.resolved.config, outcome.result
     if cfg.output.save_latents and result.latents is not None and item.latents is not None:
         meta = _latents_meta(plan, session.resolved, item)
         record["output"]["latents"] = latents.save(item.latents, result.latents, meta)
@@ -315,11 +371,22 @@ def _write(
             codec=plan.codec,
             crf=plan.crf,
             metadata=None,
-            overwrite=cfg.output.overwrite,
+            overwrite=overwrite,
         )
         record["output"]["control"] = {key: written[key] for key in ("path", "sha256", "frames")}
-    media.write_text(sidecar.dumps(record), item.sidecar, overwrite=cfg.output.overwrite)
-    return Result(record, item.path, item.sidecar, loaded)
+    media.write_text(sidecar.dumps(record), item.sidecar, overwrite=overwrite)
+
+
+def _keep_generation(plan: Plan, item: Planned, resolved: Resolved, result: Any, exc: WriteError) -> str:
+    """The encode failed after the denoising: save the final latents where the family has them,
+    so `vidgen decode` finishes the video without generating it again."""
+    message = str(exc).rstrip(".")
+    if "already exists" in message:
+        return f"{message}."
+    saved = _save_latents(plan, item, resolved, result.latents, f"encode failed: {exc}")
+    if saved is None:
+        return f"{message}."
+    return f"{message}; the final latents were saved: `vidgen decode {saved}` finishes the video."
 
 
 def _encode(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidgen.errors import InputError, WriteError
+from vidgen.errors import InputError
 from vidgen.limits import MAX_DEPTH, MAX_LATENTS_ELEMENTS, depth, pseudo_file
 
 FORMAT = "vidgen-latents/1"
@@ -69,15 +70,29 @@ def save(path: Path, captured: Captured, meta: dict[str, Any]) -> dict[str, Any]
         "decode_kwargs": captured.kwargs,
         **meta,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
+    from vidgen import media
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Named like media's temporary files (owner in the name), so a later run can sweep it.
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.{media.owner_tag()}.", suffix=".part", dir=path.parent)
+        os.close(handle)
+    except OSError as exc:
+        raise media.write_error(path.parent, exc) from None
     try:
         save_file({"latents": tensor}, temp, metadata={"vidgen": json.dumps(info)})
+        os.chmod(temp, 0o666 & ~media._umask())  # like the video beside it, not mkstemp's 0600
         os.replace(temp, path)
     except OSError as exc:
+        raise media.write_error(path, exc, "cannot write latents to") from None
+    except Exception as exc:
+        # safetensors reports a failed write (a full disk) as SafetensorError, the errno in its text.
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise media.write_error(path, OSError(int(code[1]), str(exc)), "cannot write latents to") from None
+    finally:
         Path(temp).unlink(missing_ok=True)
-        raise WriteError(f"cannot write latents to {path}: {exc.strerror or exc}.") from None
     return {"path": str(path), "shape": info["shape"], "dtype": info["dtype"]}
 
 

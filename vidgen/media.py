@@ -1,18 +1,23 @@
 """Writing videos and frames with imageio-ffmpeg's bundled ffmpeg, and reading them back.
 
 Frames stay uint8 numpy arrays from the pipeline to ffmpeg's stdin (no per-frame PIL images).
-Every file is written under a temporary name in its final directory and moved into place with
-`os.replace`, so an interrupted run never leaves a truncated file under a final name.
+Every file is written under a temporary name in its final directory (`.NAME.HOST.PID.xxxx.part`,
+so a later run can tell whose it is) and published with a link or an exclusive rename, so an
+interrupted run never leaves a truncated file under a final name and a second writer never
+replaces a first one's file without --overwrite.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -78,16 +83,37 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:40] or "host"
+
+
+def owner_tag() -> str:
+    """HOST.PID: who a temporary file belongs to, so a sweep never touches a live writer's."""
+    return f"{_host()}.{os.getpid()}"
+
+
 def _temp_name(target: Path, is_dir: bool) -> Path:
+    prefix = f".{target.name}.{owner_tag()}."
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if is_dir:
-            return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix=".part", dir=target.parent))
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=target.parent)
     except OSError as exc:
-        raise WriteError(f"cannot write to {target.parent}: {exc.strerror or exc}; choose another --out.") from None
+        raise write_error(target.parent, exc) from None
     os.close(handle)
     return Path(name)
+
+
+def write_error(
+    where: Path | str, exc: OSError, what: str = "cannot write", hint: str = "choose another --out"
+) -> WriteError:
+    """One line for a failed write; a full disk (or a file size limit) says so and where."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WriteError(f"no space left on device at {where}; free some space or {hint}.")
+    if exc.errno == errno.EFBIG:
+        return WriteError(f"file size limit reached at {where} (ulimit -f); raise the limit or {hint}.")
+    return WriteError(f"{what} {where}: {exc.strerror or exc}; {hint}.")
 
 
 def _umask() -> int:
@@ -96,19 +122,145 @@ def _umask() -> int:
     return mask
 
 
+def _renameat2(source: Path, target: Path, flags: int) -> bool:
+    """Linux renameat2 (RENAME_NOREPLACE=1, RENAME_EXCHANGE=2); False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    if call(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), ctypes.c_uint(flags)) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL):  # an old kernel or a file system without it
+        return False
+    raise OSError(code, os.strerror(code), str(target))
+
+
+def _exists_error(target: Path) -> WriteError:
+    return WriteError(f"{target} already exists; pass --overwrite or choose another --out.")
+
+
 def _move_into_place(temp: Path, target: Path, overwrite: bool) -> None:
     # mkstemp/mkdtemp create private files; give the result the permissions a plain open() would.
     temp.chmod((0o777 if temp.is_dir() else 0o666) & ~_umask())
-    if target.exists() and not overwrite:
-        raise WriteError(f"{target} already exists; pass --overwrite or choose another --out.")
-    if temp.is_dir() and target.exists():
-        # os.replace cannot swap a folder for a non-empty one: move the old one aside first.
-        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, trash)
-        os.replace(temp, target)
-        shutil.rmtree(trash, ignore_errors=True)
+    if not overwrite:
+        _publish_new(temp, target)
+    elif temp.is_dir() and target.exists():
+        _swap_folder(temp, target)
     else:
         os.replace(temp, target)
+
+
+def _publish_new(temp: Path, target: Path) -> None:
+    """Put `temp` in place only if nothing is there: an exists-check followed by a rename would let
+    a second writer's file replace the first one's in between."""
+    try:
+        if temp.is_dir():
+            if not _renameat2(temp, target, 1):
+                if target.exists():
+                    raise FileExistsError(errno.EEXIST, "exists")
+                os.rename(temp, target)  # fails on a non-empty folder that appeared meanwhile
+        else:
+            os.link(temp, target)  # atomic and exclusive: fails if the name exists
+            temp.unlink()
+    except FileExistsError:
+        raise _exists_error(target) from None
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise _exists_error(target) from None
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV) or temp.is_dir():
+            raise
+        # File systems without hard links (some network and FAT mounts): the best available.
+        if target.exists():
+            raise _exists_error(target) from None
+        os.replace(temp, target)
+
+
+def _swap_folder(temp: Path, target: Path) -> None:
+    """Replace a frames folder so that a reader always finds a complete one: an atomic exchange
+    where the kernel has it; else the old folder moves aside (`.NAME.old-HOST.PID`, put back
+    by the next run's sweep if the new one never arrived)."""
+    if _renameat2(temp, target, 2):
+        shutil.rmtree(temp, ignore_errors=True)  # it holds the old output now
+        return
+    trash = target.with_name(f".{target.name}.old-{owner_tag()}")
+    os.replace(target, trash)
+    os.replace(temp, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:old-)?(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)(?:\.[^.]*\.part)?$")
+
+
+def alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(0 or -1) would ask about whole process groups
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep(folder: Path) -> list[Path]:
+    """Remove the `.part` files and `.old-` folders that dead vidgen processes on this host left
+    in `folder`; an `.old-` folder whose output never arrived is put back instead. Files of live
+    processes, and of other hosts (a shared disk), are left alone. Returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    host = _host()
+    for entry in entries:
+        match = _LEFTOVER.match(entry.name)
+        old = ".old-" in entry.name and not entry.name.endswith(".part")
+        if not match or (not old and not entry.name.endswith(".part")):
+            continue
+        if match["host"] != host or alive(int(match["pid"])):
+            continue
+        try:
+            final = folder / match["name"]
+            if old and not final.exists():
+                os.rename(entry, final)  # the new output never arrived: the old one is the output
+                continue
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            removed.append(entry)
+        except OSError:
+            continue  # another run swept it first, or it is not ours to remove
+    return removed
+
+
+def _die_with_parent() -> None:
+    """In the ffmpeg child: be killed when vidgen dies, however it dies (even SIGKILL), instead of
+    writing the rest of a `.part` file nobody will publish."""
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _metadata_file(target: Path, metadata: str) -> Path:
+    """An ffmetadata file for the compact sidecar: on ffmpeg's command line a long prompt would
+    exceed the kernel's limit for one argument (128 KiB) and lose the finished generation."""
+    escaped = re.sub(r"([=;#\\\n])", r"\\\1", metadata)
+    path = _temp_name(target.with_name(target.name + ".meta"), is_dir=False)
+    try:
+        path.write_text(f";FFMETADATA1\n{METADATA_KEY}={escaped}\n", encoding="utf-8")
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise write_error(target, exc) from None
+    return path
 
 
 def _encode_args(fmt: str, codec: str | None, crf: int | None, width: int, height: int) -> list[str]:
@@ -149,33 +301,33 @@ def write(
     count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
     is_dir = fmt == "png"
     temp = _temp_name(target, is_dir)
+    meta = None
     try:
+        meta = _metadata_file(target, metadata) if metadata is not None and fmt in CODECS else None
         if is_dir:
             from PIL import Image
 
             for index, frame in enumerate(frames):
                 Image.fromarray(frame).save(temp / f"frame_{index:05d}.png")
         else:
-            command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-            command += ["-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
-            command += _encode_args(fmt, codec, crf, width, height)
-            if metadata is not None and fmt in CODECS:
-                command += ["-metadata", f"{METADATA_KEY}={metadata}"]
-            result = subprocess.run(command + [str(temp)], input=frames.tobytes(), capture_output=True)
-            if result.returncode:
-                detail = result.stderr.decode(errors="replace").strip().splitlines()
-                raise WriteError(f"ffmpeg could not write {target}: {detail[-1] if detail else 'unknown error'}")
+            _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta)
+        # Hashed before publishing: once in place, the name may belong to an --overwrite writer.
+        digest = sha256(temp)
+        size = None if is_dir else temp.stat().st_size
         _move_into_place(temp, target, overwrite)
     except OSError as exc:
-        raise WriteError(f"cannot write {target}: {exc.strerror or exc}.") from None
+        raise write_error(target, exc) from None
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True) if temp.is_dir() else temp.unlink(missing_ok=True)
+        if meta is not None:
+            meta.unlink(missing_ok=True)
     # yuv420p formats were padded to even sizes above; record what the file really holds.
     padded = fmt in CODECS and bool(width % 2 or height % 2)
     block = {
         "path": str(target),
-        "sha256": sha256(target),
+        "sha256": digest,
+        **({} if size is None else {"bytes": size}),
         "format": fmt,
         "codec": codec if fmt in CODECS else fmt,
         "crf": crf,
@@ -189,6 +341,38 @@ def write(
     return block
 
 
+def _run_ffmpeg(
+    frames: Any, temp: Path, target: Path, fmt: str, fps: int, codec: str | None, crf: int | None, meta: Path | None
+) -> None:
+    height, width = int(frames.shape[1]), int(frames.shape[2])
+    command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    command += ["-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+    if meta is not None:
+        command += ["-f", "ffmetadata", "-i", str(meta), "-map", "0:v", "-map_metadata", "1"]
+    command += _encode_args(fmt, codec, crf, width, height)
+    # subprocess.run kills ffmpeg on any exception here (Ctrl-C, SIGTERM); the death signal
+    # covers a vidgen killed outright.
+    result = subprocess.run(
+        command + [str(temp)], input=frames.tobytes(), capture_output=True, preexec_fn=_die_with_parent
+    )
+    if result.returncode:
+        detail = result.stderr.decode(errors="replace").strip().splitlines()
+        text = detail[-1] if detail else "unknown error"
+        if result.returncode == -25 or "File too large" in text:  # SIGXFSZ: ulimit -f
+            raise OSError(errno.EFBIG, "File too large")
+        if "No space left" in text or ("Nothing was written" in text and _full(target.parent)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise WriteError(f"ffmpeg could not write {target}: {text}")
+
+
+def _full(folder: Path) -> bool:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < (1 << 20)
+
+
 def write_text(text: str, target: Path, overwrite: bool) -> None:
     """Write a small text file (a sidecar) atomically."""
     temp = _temp_name(target, is_dir=False)
@@ -196,7 +380,7 @@ def write_text(text: str, target: Path, overwrite: bool) -> None:
         temp.write_text(text, encoding="utf-8")
         _move_into_place(temp, target, overwrite)
     except OSError as exc:
-        raise WriteError(f"cannot write {target}: {exc.strerror or exc}.") from None
+        raise write_error(target, exc) from None
     finally:
         temp.unlink(missing_ok=True)
 

@@ -13,6 +13,8 @@ from vidgen.errors import ConfigError
 DEFAULT_NAME = "{mode}-{slug}-{seed}.{ext}"
 FORMATS = ("mp4", "webm", "gif", "webp", "png")
 FIELDS = ("mode", "slug", "seed", "ext", "family", "index", "date", "time")
+# Containers vidgen does not write: `--out clip.avi` would get mp4 bytes under a lying name.
+FOREIGN = ("avi", "mov", "mkv", "m4v", "ogv", "flv", "wmv", "mpg", "mpeg", "ts", "apng", "jpg", "jpeg")
 
 
 def slug(text: str | None, limit: int = 48) -> str:
@@ -28,7 +30,11 @@ def slug(text: str | None, limit: int = 48) -> str:
 
 def output_format(cfg: RunConfig) -> str:
     """--format if given, else the --out file's extension, else mp4."""
+    if not cfg.output.path.strip():
+        raise ConfigError("--out is empty; name a file or folder (or leave --out out for outputs/).")
     suffix = Path(cfg.output.path).suffix.lower().lstrip(".")
+    if suffix in FOREIGN:
+        raise ConfigError(f"--out {cfg.output.path}: vidgen writes {', '.join(FORMATS)}, not {suffix}; rename it.")
     from_name = suffix if suffix in FORMATS else None
     chosen = cfg.output.format
     if chosen and from_name and chosen != from_name:
@@ -65,7 +71,10 @@ def _template(path: str) -> str:
 def render(cfg: RunConfig, fmt: str, seeds: list[int]) -> list[Path]:
     """The output path of each video; a folder of frames for png."""
     template = _template(cfg.output.path)
-    used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:  # "x-{seed.mp4": an unclosed brace
+        raise ConfigError(f"--out {cfg.output.path}: {exc}; write a literal brace as {{{{ or }}}}.") from None
     unknown = sorted(used - set(FIELDS))
     if unknown:
         valid = " ".join(f"{{{name}}}" for name in FIELDS)

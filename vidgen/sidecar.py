@@ -29,7 +29,18 @@ KEYS = (
     "output",
 )
 # What goes into the container's metadata: enough to inspect and replay a bare video file.
-COMPACT_KEYS = ("vidgen_version", "created_at", "config", "seed", "model", "pipeline", "inputs", "versions")
+COMPACT_KEYS = (
+    "vidgen_version",
+    "created_at",
+    "config",
+    "seed",
+    "model",
+    "pipeline",
+    "inputs",
+    "versions",
+    "writer",
+    "batch",
+)
 
 
 def _cpu_name() -> str:
@@ -117,7 +128,10 @@ def read(path: Path) -> dict[str, Any]:
         return parse(read_text(path, MAX_SIDECAR_BYTES, "sidecar", InputError), str(path))
     beside = outputs.sidecar_path(path)
     if beside.is_file():
-        return read(beside)
+        data = read(beside)
+        if _describes(data, path):
+            return data
+        # clip.mp4 and clip.webm share clip.json: this one describes the other file.
     if not path.is_dir() and not path.is_file():
         raise InputError(f"{path} is not a regular file (a device, pipe or socket); pass a video or its sidecar.")
     embedded = None if path.is_dir() else media.embedded_metadata(path)
@@ -127,6 +141,20 @@ def read(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: its metadata nests deeper than {MAX_DEPTH} levels; it is not vidgen's.")
     embedded["output"] = {"path": str(path), "note": "read from the container metadata; the sidecar was not found"}
     return embedded
+
+
+def _describes(data: dict[str, Any], path: Path) -> bool:
+    """Whether a sidecar beside `path` is about `path`: its recorded file name, then its hash.
+    Older sidecars without an `output` block are trusted as before."""
+    from vidgen import media
+
+    output = data.get("output")
+    if not isinstance(output, dict) or not isinstance(output.get("path"), str):
+        return True
+    if Path(output["path"]).name != path.name:
+        return False
+    recorded = output.get("sha256")
+    return not isinstance(recorded, str) or path.is_dir() or media.sha256(path) == recorded
 
 
 def parse(text: str, source: str) -> dict[str, Any]:
@@ -244,9 +272,11 @@ def _drift(data: dict[str, Any]) -> list[str]:
     return notes
 
 
-def changed_inputs(data: dict[str, Any], prepared: dict[str, Any], config_inputs: dict[str, Any]) -> list[str]:
+def changed_inputs(
+    data: dict[str, Any], prepared: dict[str, Any], config_inputs: dict[str, Any], chosen: set[str] | None = None
+) -> list[str]:
     """Inputs whose prepared pixels differ from the recording (the file changed), among those
-    the replay did not point elsewhere on purpose."""
+    the replay did not point elsewhere on purpose (`chosen`: named with --set, whatever the path)."""
     from vidgen.trust import INPUTS
 
     recorded = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
@@ -255,6 +285,8 @@ def changed_inputs(data: dict[str, Any], prepared: dict[str, Any], config_inputs
         record = recorded.get(name)
         ok = isinstance(record, dict) and isinstance(record.get("prepared"), dict)
         then = record["prepared"].get("sha256") if ok else None
+        if name in (chosen or set()):
+            continue
         if name in INPUTS and then and now["prepared"]["sha256"] != then:
             same_source = config_inputs.get(name) in (recorded[name].get("path"), recorded[name].get("resolved_path"))
             if same_source:

@@ -20,6 +20,28 @@ from vidgen.errors import ExitCode, VidgenError
 from vidgen.terminal import escape
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (Slurm preemption, a closed terminal): a KeyboardInterrupt, so every
+    cleanup that Ctrl-C runs (temporary files, the ffmpeg child) runs for these too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # The first signal stops the run; later ones must not break off the cleanup it started.
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:  # `nohup` set SIGHUP to ignore: keep that
+            signal.signal(signum, _on_signal)
+
+
 def _fail(ctx: typer.Context, code: int, message: str) -> None:
     # Messages quote prompts, paths and ids from files: escaped, they stay one plain line.
     typer.echo(f"Error: {escape(message)}", err=True)
@@ -44,8 +66,20 @@ class _Boundary(TyperGroup):
             # The reader went away (`vidgen presets list | head`): stop quietly, as `cat` would.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(128 + signal.SIGPIPE) from None
+        except Terminated as exc:
+            name = signal.Signals(exc.signum).name
+            _fail(ctx, 128 + exc.signum, f"stopped by {name}; no partial file was left under a final name.")
         except KeyboardInterrupt:
             _fail(ctx, ExitCode.INTERRUPTED, "interrupted; no partial file was left under a final name.")
+        except OSError as exc:
+            if ctx.meta.get("vidgen.traceback") or not exc.filename:
+                raise
+            # A file system refusal vidgen did not foresee (VIDGEN_CACHE a file or read-only, a
+            # full disk under the model cache): a write error that names the place.
+            from vidgen.media import write_error
+
+            hint = "check that path (VIDGEN_CACHE, --out) and its permissions"
+            _fail(ctx, ExitCode.WRITE, str(write_error(exc.filename, exc, "cannot use", hint)))
         except Exception as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise
@@ -118,4 +152,5 @@ _register()
 
 
 def main() -> None:
+    _install_signal_handlers()
     app(prog_name="vidgen")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +16,7 @@ import typer
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
 from vidgen.cli._run import Grants, RichProgress, setup_logging
-from vidgen.errors import ConfigError, ExitCode, InputError
+from vidgen.errors import ConfigError, ExitCode, InputError, WriteError
 from vidgen.terminal import escape
 
 if TYPE_CHECKING:  # the core loads lazily, so --help stays instant
@@ -124,7 +126,6 @@ def run_batch(
     """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`). `folder`
     is the manifest's: the inputs its jobs name may be read from there (see vidgen/trust.py)."""
     from vidgen import batch as core
-    from vidgen import media
 
     if progress_format not in ("rich", "json"):
         raise ConfigError(f"--progress {progress_format}: choose rich or json.")
@@ -155,6 +156,9 @@ def run_batch(
                     "\t".join(escape(v) for v in (job.id, job.resolved.config.mode, job.resolved.config.model.id))
                 )
         return
+    if report is not None:
+        _check_report(report)  # a report that cannot be written is found before any job runs
+    core.sweep(out)
     start = time.perf_counter()
     events = JsonEvents() if progress_format == "json" else None
     rank, count = _workers()
@@ -169,6 +173,8 @@ def run_batch(
             progress=progress,
             on_event=events.event if events else (bars.job_event if bars else None),
             worker=rank,
+            # The report grows as jobs finish, so a late failure (a full disk) keeps what ran.
+            on_row=_growing_report(report, core.invalid_rows(jobs)) if report and count == 1 else None,
         )
     finally:
         if bars is not None:
@@ -179,12 +185,17 @@ def run_batch(
 
         rows = gather_object(rows)
         if rank != 0:
-            failed = sum(row["status"] not in ("done", "skipped") for row in rows)
+            failed = sum(row["status"] not in ("done", "skipped", "claimed") for row in rows)
             raise typer.Exit(int(ExitCode.BATCH_PARTIAL if failed or invalid else ExitCode.OK))
     rows = sorted(core.invalid_rows(jobs) + rows, key=lambda row: row["index"])
+    report_error = None
     if report is not None:
-        media.write_text("".join(json.dumps(row) + "\n" for row in rows), report, overwrite=True)
-    statuses = ("done", "skipped", "failed", "invalid", "not run")
+        try:
+            _write_report(report, rows)
+        except WriteError as exc:
+            report_error = exc
+            typer.echo(escape(f"warning: {exc}"), err=True)
+    statuses = ("done", "skipped", "claimed", "failed", "invalid", "not run")
     counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
     seconds = round(time.perf_counter() - start, 1)
     if events is not None:
@@ -207,7 +218,42 @@ def run_batch(
                 for path in row["outputs"]:
                     typer.echo(escape(path))
     if failed:
-        raise typer.Exit(int(code))
+        raise typer.Exit(int(code))  # 8 stays 8, even when the report could not be written
+    if report_error is not None:
+        raise report_error
+
+
+def _check_report(report: Path) -> None:
+    folder = report.parent
+    probe = folder / f".{report.name}.{os.getpid()}.probe"
+    try:
+        if report.exists() and not os.access(report, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        from vidgen.media import write_error
+
+        raise write_error(report, exc, "cannot write --report", "choose another --report") from None
+
+
+def _growing_report(report: Path, invalid: list[dict]) -> Callable[[list[dict]], None]:
+    """Rewrite the report after each job; a failed rewrite never stops the batch (the final
+    write reports it)."""
+
+    def write(rows: list[dict]) -> None:
+        with contextlib.suppress(WriteError):
+            _write_report(report, invalid + rows)
+
+    return write
+
+
+def _write_report(report: Path, rows: list[dict]) -> None:
+    from vidgen import media
+
+    ordered = sorted(rows, key=lambda row: row["index"])
+    media.write_text("".join(json.dumps(row) + "\n" for row in ordered), report, overwrite=True)
 
 
 def _workers() -> tuple[int, int]:

@@ -68,7 +68,12 @@ def replay(
             log.info("  %s", line)
 
     def same_inputs(plan: Any) -> None:
-        changed = sidecar.changed_inputs(data, plan.inputs.record, plan.resolved.config.inputs.model_dump())
+        # An input named with --set is chosen on purpose, even under the recorded path.
+        chosen = {key.split(".", 1)[1] for key, where in plan.resolved.sources.items() if key.startswith("inputs.")
+                  and str(where).startswith("cli:")}  # fmt: skip
+        changed = sidecar.changed_inputs(
+            data, plan.inputs.record, plan.resolved.config.inputs.model_dump(), chosen=chosen
+        )
         if changed:
             raise InputError(
                 f"{changed[0]} has changed since the recorded run (its pixels differ); replay needs the same "

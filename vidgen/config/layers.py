@@ -144,6 +144,8 @@ def set_layer(assignments: list[str]) -> Layer:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        except RecursionError:  # "[[[[...]]]]" thousands deep: the parser's own recursion
+            raise ConfigError(f"--set {key.strip()}: the value is nested too deeply to be a setting.") from None
         node = data
         for part in parts[:-1]:
             child = node.setdefault(part, {})

@@ -120,7 +120,7 @@ class AnimateDiff(Family):
         }
 
     def check(self, cfg: RunConfig) -> None:
-        if not cfg.inputs.prompt and not cfg.inputs.prompts:
+        if not (cfg.inputs.prompt or "").strip() and not cfg.inputs.prompts:
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
         check_multiple(self.title, cfg, 8)
         if not cfg.model.motion_adapter:

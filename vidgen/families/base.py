@@ -230,7 +230,7 @@ class Family:
         Runs before any weights load. Field-by-field acceptance is checked by the registry,
         which knows which other families take a refused field.
         """
-        if self.text and not cfg.inputs.prompt:
+        if self.text and not (cfg.inputs.prompt or "").strip():  # "   " says nothing either
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
         if self.grid is not None:
             check_grid(self.title, cfg, self.grid)
