@@ -25,7 +25,7 @@ COMMANDS = _commands()
 
 def test_every_command_is_covered() -> None:
     names = {" ".join(path) for path in COMMANDS}
-    assert {"t2v", "i2v", "v2v", "animate", "control", "batch", "replay", "presets list"} <= names
+    assert {"t2v", "i2v", "v2v", "animate", "control", "batch", "replay", "presets list", "ls"} <= names
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "vidgen")
