@@ -293,6 +293,8 @@ def _write(
         extra={"warnings": result.warnings, "presets": plan.resolved.presets, **(extra or {})},
     )
     _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, cfg.output.overwrite, progress)
+    if cfg.output.preview:
+        record["output"]["preview"] = _preview(result.frames, item.path, cfg, item.seed, record)
     if cfg.output.save_latents and result.latents is not None and item.latents is not None:
         meta = _latents_meta(plan, session.resolved, item)
         record["output"]["latents"] = latents.save(item.latents, result.latents, meta)
@@ -347,6 +349,17 @@ def _encode(
         overwrite=overwrite,
     )
     record["timings"]["encode"] = round(time.perf_counter() - start, 4)
+
+
+def _preview(frames: Any, path: Path, cfg: Any, seed: int, record: dict[str, Any]) -> str:
+    """--preview: the contact sheet beside the video; the sidecar names it (a bare file name,
+    as it lies beside the sidecar) and times it."""
+    from vidgen import preview
+
+    start = time.perf_counter()
+    written = preview.write(media.to_uint8(frames), path, outputs.describe(cfg) or "", seed)
+    record["timings"]["preview"] = round(time.perf_counter() - start, 4)
+    return written.name
 
 
 def _oom_message(what: str, cfg: Any, family: Family, rung: memory.Rung | None, saved: Path | None) -> str:

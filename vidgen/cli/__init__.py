@@ -99,7 +99,22 @@ def _root(
 
 
 def _register() -> None:
-    from vidgen.cli import animate, batch, control, decode, doctor, i2v, inspect, ls, models, presets, replay, t2v, v2v
+    from vidgen.cli import (
+        animate,
+        batch,
+        control,
+        decode,
+        doctor,
+        i2v,
+        inspect,
+        ls,
+        models,
+        presets,
+        preview,
+        replay,
+        t2v,
+        v2v,
+    )
 
     app.command(cls=HelpCommand, rich_help_panel="Generate")(t2v.t2v)
     app.command(cls=HelpCommand, rich_help_panel="Generate")(i2v.i2v)
@@ -109,6 +124,7 @@ def _register() -> None:
     app.command(cls=HelpCommand, rich_help_panel="Generate")(replay.replay)
     app.command(cls=HelpCommand, rich_help_panel="Generate")(batch.batch)
     app.command(cls=HelpCommand, rich_help_panel="Generate")(decode.decode)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(preview.preview)
     app.add_typer(presets.app, name="presets", rich_help_panel="Information")
     app.command(cls=HelpCommand, rich_help_panel="Information")(models.models)
     app.command(cls=HelpCommand, rich_help_panel="Information")(inspect.inspect)

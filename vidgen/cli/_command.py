@@ -65,6 +65,7 @@ RUN: Params = {
     "codec": (o.Codec, None),
     "overwrite": (o.Overwrite, False),
     "save_latents": (o.SaveLatents, None),
+    "preview": (o.Preview, None),
     "allow_inputs": (t.AllowInputs, False),
     "skip_memory_check": (t.SkipMemoryCheck, False),
     "dry_run": (o.DryRun, False),

@@ -178,6 +178,14 @@ SaveLatents = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+Preview = Annotated[
+    bool | None,
+    typer.Option(
+        "--preview/--no-preview",
+        help="Also write NAME.preview.png: a contact sheet of frames with prompt and seed.",
+        rich_help_panel=OUTPUT,
+    ),
+]
 VaeTiling = Annotated[
     bool | None,
     typer.Option(
@@ -575,6 +583,7 @@ PARAMS = {
     "quantize": "optimization.quantize",
     "oom_retry": "optimization.oom_retry",
     "save_latents": "output.save_latents",
+    "preview": "output.preview",
     "out": "output.path",
     "format_": "output.format",
     "fps": "output.fps",
