@@ -42,54 +42,12 @@ def setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
 
-class RichProgress:
-    """A rich bar on stderr for the denoising steps of each video; with `jobs`, also an overall
-    bar over a batch's jobs (advanced by `job_event`), kept on screen between jobs."""
+def RichProgress(jobs: int | None = None) -> Any:  # noqa: N802 (stands in for the class)
+    """The terminal display of vidgen/cli/_progress.py, imported only when a run shows it, so
+    --help does not load rich's progress machinery."""
+    from vidgen.cli._progress import RichProgress as Bars
 
-    def __init__(self, jobs: int | None = None) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
-        self._task: Any = None
-        self._overall: Any = None
-        if jobs is not None:
-            self._bar.start()
-            self._overall = self._bar.add_task("all jobs", total=jobs)
-
-    def start(self, total: int, description: str) -> None:
-        if self._overall is None:
-            self._bar.start()
-        if self._task is not None:
-            self._bar.remove_task(self._task)
-        self._task = self._bar.add_task(description, total=total)
-
-    def advance(self) -> None:
-        self._bar.advance(self._task)
-
-    def stop(self) -> None:
-        if self._overall is None:
-            self._bar.stop()
-
-    def job_event(self, kind: str, **fields: Any) -> None:
-        """Batch events: a finished, failed or skipped job moves the overall bar."""
-        if kind == "job_start" and self._task is not None:
-            self._bar.remove_task(self._task)
-            self._task = None
-        if kind in ("done", "failed", "skipped"):
-            self._bar.advance(self._overall)
-
-    def finish(self) -> None:
-        self._bar.stop()
-
-    def phase(self, name: str) -> None:
-        pass
+    return Bars(jobs)
 
 
 @dataclass
@@ -199,8 +157,11 @@ def run_resolved(
             _print_plan(plan, as_json)
             return
         trust.check_memory(plan, grants.skip_memory_check)
-        phases.now = "loading"
-        results = generate.execute(plan, phases, extra)
+        phases.now = "load"
+        try:
+            results = generate.execute(plan, phases, extra)
+        finally:
+            phases.finish()
     if as_json:
         rows = []
         for result in results:
@@ -242,6 +203,10 @@ class _Phases:
     def phase(self, name: str) -> None:
         self.now = name
         self.inner.phase(name)
+
+    def finish(self) -> None:
+        if hasattr(self.inner, "finish"):
+            self.inner.finish()
 
     @contextmanager
     def out_of_memory(self) -> Iterator[None]:

@@ -223,21 +223,35 @@ def _workers() -> tuple[int, int]:
 
 
 class JsonEvents:
-    """--progress json: one JSON object per line on stderr, for wrappers and dashboards."""
+    """--progress json: one JSON object per line on stderr, for wrappers and dashboards.
+
+    A phase (load, decode, encode) is announced when it begins, and `NAME_end` with its
+    seconds when it ends; denoising is announced by its steps and ends with `denoise_end`."""
 
     def __init__(self) -> None:
         self._job: str | None = None
         self._total = 0
         self._step = 0
+        self._phase: tuple[str, float] | None = None
 
     def event(self, kind: str, **fields: object) -> None:
         if kind == "job_start":
             self._job = str(fields.get("id"))
+        if kind in ("done", "failed", "skipped", "summary"):
+            self._end_phase()
         sys.stderr.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
         sys.stderr.flush()
 
+    def _end_phase(self) -> None:
+        if self._phase is not None:
+            name, began = self._phase
+            self._phase = None
+            self.event(f"{name}_end", id=self._job, seconds=round(time.perf_counter() - began, 4))
+
     def start(self, total: int, description: str) -> None:
+        self._end_phase()
         self._total, self._step = total, 0
+        self._phase = ("denoise", time.perf_counter())
 
     def advance(self) -> None:
         self._step += 1
@@ -247,4 +261,6 @@ class JsonEvents:
         pass
 
     def phase(self, name: str) -> None:
+        self._end_phase()
         self.event(name, id=self._job)
+        self._phase = (name, time.perf_counter())
