@@ -127,3 +127,22 @@ def read_frames(path: Path) -> Any:
         first = str(exc).strip().splitlines()
         raise InputError(f"could not decode {path}: {first[0] if first else type(exc).__name__}.") from None
     return np.stack(frames) if frames else np.zeros((0,))
+
+
+def read_first(path: Path) -> Any:
+    """The first frame of a video (uint8, H x W x 3) or PNG-frame folder; None if it has none."""
+    import numpy as np
+
+    if path.is_dir():
+        frames = read_frames(path)
+        return frames[0] if len(frames) else None
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = next(reader)
+        width, height = meta["size"]
+        chunk = next(reader, None)
+    finally:
+        reader.close()
+    return None if chunk is None else np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)

@@ -105,6 +105,7 @@ def _register() -> None:
         control,
         decode,
         doctor,
+        gallery,
         i2v,
         inspect,
         ls,
@@ -129,6 +130,7 @@ def _register() -> None:
     app.command(cls=HelpCommand, rich_help_panel="Information")(models.models)
     app.command(cls=HelpCommand, rich_help_panel="Information")(inspect.inspect)
     app.command(cls=HelpCommand, rich_help_panel="Information")(ls.ls)
+    app.command(cls=HelpCommand, rich_help_panel="Information")(gallery.gallery)
     app.command(cls=HelpCommand, rich_help_panel="Information")(doctor.doctor)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -49,6 +50,9 @@ def batch(
             "--progress", help="rich (bars on a terminal, plain lines in pipes) or json (NDJSON events on stderr)."
         ),
     ] = "rich",
+    gallery: Annotated[
+        bool, typer.Option("--gallery", help="Keep OUT/index.html (vidgen gallery) current as jobs finish.")
+    ] = False,
     allow_inputs: t.AllowInputs = False,
     skip_memory_check: t.SkipMemoryCheck = False,
     dry_run: o.DryRun = False,
@@ -80,6 +84,7 @@ def batch(
         fail_fast=fail_fast,
         skip_invalid=skip_invalid,
         progress_format=progress_format,
+        gallery=gallery,
         dry_run=dry_run,
         as_json=json_,
         quiet=quiet,
@@ -114,6 +119,7 @@ def run_batch(
     fail_fast: bool = False,
     skip_invalid: bool = False,
     progress_format: str = "rich",
+    gallery: bool = False,
     dry_run: bool = False,
     as_json: bool = False,
     quiet: bool = False,
@@ -161,13 +167,16 @@ def run_batch(
     mine = core.share(jobs, rank, count)
     bars = RichProgress(jobs=len(mine)) if events is None and sys.stderr.isatty() and not quiet else None
     progress = events or bars
+    on_event = events.event if events else (bars.job_event if bars else None)
+    if gallery and rank == 0:
+        on_event = _refreshing(on_event, out)
     try:
         rows = core.run(
             mine,
             force=force,
             fail_fast=fail_fast,
             progress=progress,
-            on_event=events.event if events else (bars.job_event if bars else None),
+            on_event=on_event,
             worker=rank,
         )
     finally:
@@ -184,6 +193,10 @@ def run_batch(
     rows = sorted(core.invalid_rows(jobs) + rows, key=lambda row: row["index"])
     if report is not None:
         media.write_text("".join(json.dumps(row) + "\n" for row in rows), report, overwrite=True)
+    if gallery and out.is_dir():
+        from vidgen import gallery as pages
+
+        pages.write(out, failed=[row for row in rows if row["status"] in ("failed", "invalid", "not run")])
     statuses = ("done", "skipped", "failed", "invalid", "not run")
     counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
     seconds = round(time.perf_counter() - start, 1)
@@ -208,6 +221,19 @@ def run_batch(
                     typer.echo(escape(path))
     if failed:
         raise typer.Exit(int(code))
+
+
+def _refreshing(inner: Callable[..., None] | None, out: Path) -> Callable[..., None]:
+    """`inner`, then OUT/index.html rewritten after each finished job (--gallery)."""
+    from vidgen import gallery as pages
+
+    def on_event(kind: str, **fields: object) -> None:
+        if inner is not None:
+            inner(kind, **fields)
+        if kind == "done":
+            pages.write(out)
+
+    return on_event
 
 
 def _workers() -> tuple[int, int]:
