@@ -50,11 +50,17 @@ def test_gallery_page_lays_a_sweep_out_as_a_grid(runs: Path) -> None:
     assert 'href="t2v-a-red-fox-1-guidance4.0.json"' in grid
 
 
-def test_batch_gallery_is_written_as_jobs_finish(tmp_path: Path) -> None:
-    (tmp_path / "sweep.yaml").write_text(SWEEP.replace("[1, 2]", "[1]").replace("[4.0, 6.0, 8.0]", "[4.0]"))
-    result = cli("batch", "sweep.yaml", "--out", "runs", "--gallery")
-    assert result.exit_code == 0, result.stderr
-    assert (tmp_path / "runs" / "index.html").read_text().count("<video") == 1
+def test_batch_gallery_shows_done_and_failed_jobs(tmp_path: Path) -> None:
+    manifest = SWEEP.replace("[1, 2]", "[1]").replace("[4.0, 6.0, 8.0]", "[4.0]")
+    # CogVideoX takes 8k+1 frames: this job is invalid, and shows as a failed tile with why.
+    manifest = manifest.replace("  - prompt: a red fox\n", "  - prompt: a red fox\n  - prompt: bad\n    frames: 10\n")
+    (tmp_path / "jobs.yaml").write_text(manifest)
+    result = cli("batch", "jobs.yaml", "--out", "runs", "--gallery", "--skip-invalid")
+    assert result.exit_code == 8, result.stderr
+    page = (tmp_path / "runs" / "index.html").read_text()
+    assert page.count("<video") == 1
+    failed = page.split('class="tile failed"', 1)[1].split("</figure>", 1)[0]
+    assert "invalid" in failed and "frames" in failed
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -58,3 +58,23 @@ def test_no_progress_in_pipes_or_with_quiet(tmp_path: Path) -> None:
     result, shown = _on_a_terminal("t2v", "a fox", "--preset", "tiny-cogvideox", "--seed", "2", "--quiet")
     assert result.returncode == 0, shown
     assert shown.strip() == ""
+
+
+def test_json_progress_of_a_run_lists_every_phase_with_durations(tmp_path: Path) -> None:
+    import json
+
+    result = cli("t2v", "a fox", "--preset", "tiny-cogvideox", "--seed", "1", "--progress", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == "outputs/t2v-a-fox-1.mp4"
+    events = [json.loads(line) for line in result.stderr.splitlines()]  # nothing but NDJSON
+    kinds = [event["event"] for event in events]
+    assert kinds == [
+        *("load", "load_end"),
+        *("step", "step", "denoise_end"),
+        *("decode", "decode_end"),
+        *("encode", "encode_end"),
+        "done",
+    ]
+    ends = {event["event"]: event["seconds"] for event in events if event["event"].endswith("_end")}
+    assert all(seconds >= 0 for seconds in ends.values())
+    assert events[-1]["outputs"] == ["outputs/t2v-a-fox-1.mp4"]

@@ -30,8 +30,20 @@ def _url(path: Path, root: Path) -> str:
     return quote(path.relative_to(root).as_posix())
 
 
+# Posters already made in this process, by (path, mtime): `batch --gallery` rewrites the page after
+# every job, and decoding every earlier video again each time would grow with the square of jobs.
+_POSTERS: dict[tuple[str, float], str] = {}
+
+
 def _poster(entry: Entry) -> str:
     """The first frame as a PNG data URI ('' when it cannot be read): shown before playing."""
+    key = (str(entry.path), entry.path.stat().st_mtime)
+    if key not in _POSTERS:
+        _POSTERS[key] = _first_frame_uri(entry)
+    return _POSTERS[key]
+
+
+def _first_frame_uri(entry: Entry) -> str:
     from PIL import Image
 
     from vidgen import preview

@@ -513,6 +513,14 @@ DryRun = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.", rich_help_panel=RUN)]
+ProgressFormat = Annotated[
+    Literal["rich", "json"],
+    typer.Option(
+        "--progress",
+        help="rich: lines on a terminal; json: NDJSON phase and step events on stderr.",
+        rich_help_panel=RUN,
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status on stderr.", rich_help_panel=RUN)]
 
 # Typer parameter name -> config path, for every option that feeds the config.

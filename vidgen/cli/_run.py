@@ -71,16 +71,20 @@ def execute(
     as_json: bool,
     quiet: bool,
     grants: Grants | None = None,
+    progress_format: str = "rich",
 ) -> None:
     # Read by the error boundary, so failures also answer in JSON.
     ctx.meta["vidgen.json"] = as_json
-    setup_logging(quiet)
+    # With json progress stderr carries events only (and warnings), no human lines.
+    setup_logging(quiet or progress_format == "json")
     default = families.DEFAULT_PRESETS[mode]
     detected = _model_family(mode, presets or [], layers)
     if detected is not None:
         layers, default = [detected, *layers], None
     resolved = resolve(mode, presets or [], layers, families.defaults_layer, default)
-    run_resolved(resolved, dry_run=dry_run, as_json=as_json, quiet=quiet, grants=grants)
+    run_resolved(
+        resolved, dry_run=dry_run, as_json=as_json, quiet=quiet, grants=grants, progress_format=progress_format
+    )
 
 
 def guard(resolved: Resolved, grants: Grants) -> None:
@@ -138,6 +142,7 @@ def run_resolved(
     extra: dict[str, Any] | None = None,
     grants: Grants | None = None,
     announce: Callable[[], None] | None = None,
+    progress_format: str = "rich",
 ) -> None:
     """Guard, plan, then print the plan or run it and print the results. `announce` runs once
     the guards pass (replay lists what it will read); `check` sees the plan before anything
@@ -148,7 +153,7 @@ def run_resolved(
     guard(resolved, grants)
     if announce is not None:
         announce()
-    phases = _Phases(RichProgress() if sys.stderr.isatty() and not quiet and not dry_run else None)
+    phases = _Phases(_display(progress_format, quiet, dry_run))
     with phases.out_of_memory():
         plan = generate.plan(resolved)
         if check is not None:
@@ -162,6 +167,8 @@ def run_resolved(
             results = generate.execute(plan, phases, extra)
         finally:
             phases.finish()
+        if hasattr(phases.inner, "event"):  # --progress json: the last phase ends with the run
+            phases.inner.event("done", outputs=[str(result.path) for result in results])
     if as_json:
         rows = []
         for result in results:
@@ -178,6 +185,18 @@ def run_resolved(
     else:
         for result in results:
             typer.echo(escape(result.path))
+
+
+def _display(progress_format: str, quiet: bool, dry_run: bool) -> Any:
+    """--progress json: NDJSON events (even in pipes: they were asked for); else rich lines on
+    a terminal only; nothing with --quiet or --dry-run."""
+    if dry_run:
+        return None
+    if progress_format == "json":
+        from vidgen.cli.batch import JsonEvents
+
+        return JsonEvents()
+    return RichProgress() if sys.stderr.isatty() and not quiet else None
 
 
 class _Phases:
