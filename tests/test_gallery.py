@@ -48,6 +48,11 @@ def test_gallery_page_lays_a_sweep_out_as_a_grid(runs: Path) -> None:
     assert re.findall(r'<th scope="row">([^<]*)</th>', grid) == ["seed 1", "seed 2"]
     assert grid.count("<video") == 6 and page.count("<video") == 7
     assert 'href="t2v-a-red-fox-1-guidance4.0.json"' in grid
+    # --axis picks the rows; the other swept field fills the columns.
+    assert cli("gallery", "runs", "--axis", "guidance").exit_code == 0
+    grid = (runs / "index.html").read_text().split('<table class="grid"', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<th scope="col">([^<]*)</th>', grid) == ["seed 1", "seed 2"]
+    assert re.findall(r'<th scope="row">([^<]*)</th>', grid) == ["guidance 4.0", "guidance 6.0", "guidance 8.0"]
 
 
 def test_batch_gallery_shows_done_and_failed_jobs(tmp_path: Path) -> None:

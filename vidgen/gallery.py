@@ -129,7 +129,9 @@ def _grid(key: tuple[str, str, tuple[str, ...]], members: list[Entry], root: Pat
     """One sweep as tables: rows and columns are two swept fields (the first two, or `axes`);
     any further swept field splits the sweep into one table per value."""
     folder, sweep, fields = key
-    chosen = [field for field in (axes or []) if field in fields] or list(fields)
+    # The fields asked for first (rows, then columns), then the sweep's others in manifest order.
+    asked = [field for field in (axes or []) if field in fields]
+    chosen = asked + [field for field in fields if field not in asked]
     rows_field = chosen[0]
     cols_field = chosen[1] if len(chosen) > 1 else None
     rest = [field for field in fields if field not in (rows_field, cols_field)]
