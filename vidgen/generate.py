@@ -294,8 +294,6 @@ def _write(
         extra={"warnings": result.warnings, "presets": plan.resolved.presets, **(extra or {})},
     )
     _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, cfg.output.overwrite, progress)
-    if cfg.output.preview:
-        record["output"]["preview"] = _preview(result.frames, item.path, cfg, item.seed, record)
     if cfg.output.save_latents and result.latents is not None and item.latents is not None:
         meta = _latents_meta(plan, session.resolved, item)
         record["output"]["latents"] = latents.save(item.latents, result.latents, meta)
@@ -350,15 +348,19 @@ def _encode(
         overwrite=overwrite,
     )
     record["timings"]["encode"] = round(time.perf_counter() - start, 4)
+    if record["config"]["output"].get("preview"):
+        record["output"]["preview"] = _preview(frames, path, record)
 
 
-def _preview(frames: Any, path: Path, cfg: Any, seed: int, record: dict[str, Any]) -> str:
+def _preview(frames: Any, path: Path, record: dict[str, Any]) -> str:
     """--preview: the contact sheet beside the video; the sidecar names it (a bare file name,
     as it lies beside the sidecar) and times it."""
     from vidgen import preview
+    from vidgen.config.schema import RunConfig
 
     start = time.perf_counter()
-    written = preview.write(media.to_uint8(frames), path, outputs.describe(cfg) or "", seed)
+    prompt = outputs.describe(RunConfig.model_validate(record["config"])) or ""
+    written = preview.write(media.to_uint8(frames), path, prompt, record["seed"])
     record["timings"]["preview"] = round(time.perf_counter() - start, 4)
     return written.name
 

@@ -193,13 +193,13 @@ def run_batch(
     rows = sorted(core.invalid_rows(jobs) + rows, key=lambda row: row["index"])
     if report is not None:
         media.write_text("".join(json.dumps(row) + "\n" for row in rows), report, overwrite=True)
+    statuses = ("done", "skipped", "failed", "invalid", "not run")
+    counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
+    seconds = round(time.perf_counter() - start, 1)
     if gallery and out.is_dir():
         from vidgen import gallery as pages
 
         pages.write(out, failed=[row for row in rows if row["status"] in ("failed", "invalid", "not run")])
-    statuses = ("done", "skipped", "failed", "invalid", "not run")
-    counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
-    seconds = round(time.perf_counter() - start, 1)
     if events is not None:
         events.event("summary", jobs=len(rows), seconds=seconds, **{k.replace(" ", "_"): v for k, v in counts.items()})
     elif not quiet:
