@@ -14,13 +14,18 @@ from typing import Any
 from typer.core import TyperCommand, TyperGroup
 
 # Value placeholders by type; choices are spelled out instead.
-_METAVARS = {"int": "N", "float": "F", "str": "TEXT", "Path": "PATH", "bool": "BOOL"}
+_METAVARS = {"int": "N", "float": "F", "str": "TEXT", "Path": "PATH", "path": "PATH", "bool": "BOOL", "": "VALUE"}
 
 
 def _metavar(param: Any, ctx: Any) -> str:
     if param.metavar:
         return param.metavar
-    shown = str(param.display_type(ctx) or "str").strip("<>")
+    if hasattr(param, "display_type"):  # Typer 0.29: "<int>", "<list[str]>", "<a|b>"
+        shown = str(param.display_type(ctx) or "str").strip("<>")
+    else:  # older Typer on Click: the Click type's name
+        choices = getattr(param.type, "choices", None)
+        shown = "|".join(map(str, choices)) if choices else {"integer": "int", "text": "str"}.get(param.type.name, "")
+
     if shown.startswith("list[") and shown.endswith("]"):
         shown = shown[5:-1]  # repeatable options say so in their help
     return _METAVARS.get(shown, shown)
