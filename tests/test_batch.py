@@ -194,8 +194,20 @@ def test_json_progress_events(tmp_path: Path) -> None:
     kinds = [event["event"] for event in events]
     assert kinds[0] == "job_start" and kinds[-1] == "summary"
     first = kinds[: kinds.index("done") + 1]
-    assert first == ["job_start", "step", "step", "decode", "encode", "done"]
-    assert events[-1]["done"] == 2 and events[1]["total"] == 2
+    assert first == [
+        "job_start",
+        *("load", "load_end"),
+        *("step", "step", "denoise_end"),
+        *("decode", "decode_end"),
+        *("encode", "encode_end"),
+        "done",
+    ]
+    assert events[-1]["done"] == 2 and events[3]["total"] == 2
+    # Every phase that ended says how long it took; the second job reuses the loaded model.
+    ends = [event for event in events if event["event"].endswith("_end")]
+    assert all(event["seconds"] >= 0 and event["id"] for event in ends)
+    second = kinds[kinds.index("done") + 1 :]
+    assert "load" not in second and {"decode_end", "encode_end"} <= set(second)
 
 
 def test_prompts_file_is_a_plain_text_batch(tmp_path: Path) -> None:

@@ -517,6 +517,10 @@ def _run_job(
     try:
         plan = generate.plan(job.resolved)
         extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": worker}}
+        if job.matrix:
+            # Which listed job this variant is of, and its swept values: a gallery lays
+            # the variants out as a grid of them.
+            extra["batch"].update(sweep=f"{job.where}", matrix=job.matrix)
         results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
     except Exception as exc:  # one job's failure, even a vidgen bug, stops only that job
         error: Exception = exc

@@ -186,7 +186,7 @@ def execute(
     options), then generate, encode and describe every planned video. `extra` is added to every
     sidecar (e.g. what a replay replayed)."""
     progress = progress or NullProgress()
-    session = _open(plan, loaded)
+    session = _open(plan, loaded, progress)
     results = []
     for item in plan.items:
         outcome = _run_with_retries(plan, session, item, progress)
@@ -194,7 +194,7 @@ def execute(
     return results
 
 
-def _open(plan: Plan, loaded: Any) -> _Session:
+def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
     """The checks that need no weights, then the pipeline: reused or loaded, and checked."""
     from vidgen import loader
 
@@ -225,6 +225,7 @@ def _open(plan: Plan, loaded: Any) -> _Session:
     fresh = loaded is None
     if loaded is None:
         log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
+        progress.phase("load")
         loaded = loader.load(cfg, plan.family, plan.device)
     plan.family.check_loaded(loaded.pipe, cfg, plan.inputs.frames)
     return _Session(resolved, loaded, sidecar.environment(plan.device), fresh)
@@ -414,6 +415,21 @@ def _encode(
         overwrite=overwrite,
     )
     record["timings"]["encode"] = round(time.perf_counter() - start, 4)
+    if record["config"]["output"].get("preview"):
+        record["output"]["preview"] = _preview(frames, path, record)
+
+
+def _preview(frames: Any, path: Path, record: dict[str, Any]) -> str:
+    """--preview: the contact sheet beside the video; the sidecar names it (a bare file name,
+    as it lies beside the sidecar) and times it."""
+    from vidgen import preview
+    from vidgen.config.schema import RunConfig
+
+    start = time.perf_counter()
+    prompt = outputs.describe(RunConfig.model_validate(record["config"])) or ""
+    written = preview.write(media.to_uint8(frames), path, prompt, record["seed"])
+    record["timings"]["preview"] = round(time.perf_counter() - start, 4)
+    return written.name
 
 
 def _oom_message(what: str, cfg: Any, family: Family, rung: memory.Rung | None, saved: Path | None) -> str:
@@ -510,6 +526,7 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
                 raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
     _check_writable([Planned(info.get("seed", 0), target, side)])
     log.info("loading the VAE of %s on %s", cfg.model.id, device)
+    progress.phase("load")
     loaded = loader.load(cfg, family, device, decode_only=True)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import string
 import time
+import unicodedata
 from pathlib import Path
 
 from vidgen.config.schema import RunConfig
@@ -18,14 +20,41 @@ FOREIGN = ("avi", "mov", "mkv", "m4v", "ogv", "flv", "wmv", "mpg", "mpeg", "ts",
 
 
 def slug(text: str | None, limit: int = 48) -> str:
-    words = re.findall(r"[a-z0-9]+", (text or "").lower())
+    """The readable ASCII words of a prompt, joined by dashes ("café au lait" -> cafe-au-lait).
+
+    Words in other scripts (or emoji) cannot be spelled in ASCII, so when any were dropped a short
+    hash of the whole prompt is appended, or used alone as `p-1a2b3c4d` when nothing readable is
+    left: different prompts keep different names, and the same prompt always gets the same one.
+    """
+    text = unicodedata.normalize("NFKC", text or "").strip()
+    if not text:
+        return "video"
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    words = re.findall(r"[a-z0-9]+", ascii_text)
+    lost = _unspelled(text)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    if not words:
+        return f"p-{digest}"
+    room = limit - (len(digest) + 1 if lost else 0)
     out = ""
     for word in words:
         candidate = f"{out}-{word}" if out else word
-        if len(candidate) > limit:
+        if len(candidate) > room:
             break
         out = candidate
-    return out or (words[0][:limit] if words else "video")
+    out = out or words[0][:room]
+    return f"{out}-{digest}" if lost else out
+
+
+def _unspelled(text: str) -> bool:
+    """Whether `text` has letters, digits or symbols (emoji) that ASCII cannot spell."""
+    for char in text:
+        if char.isascii():
+            continue
+        category = unicodedata.category(char)
+        if category[0] in "LNS" and not unicodedata.normalize("NFKD", char).encode("ascii", "ignore"):
+            return True
+    return False
 
 
 def output_format(cfg: RunConfig) -> str:

@@ -24,7 +24,8 @@ class Progress(Protocol):
     def stop(self) -> None: ...
 
     def phase(self, name: str) -> None:
-        """A stage after denoising began: "decode" (the VAE) or "encode" (the file)."""
+        """A stage begins: "load" (the pipeline), "decode" (the VAE) or "encode" (the file);
+        denoising is the stretch between start() and the next phase."""
 
 
 class NullProgress:

@@ -12,9 +12,9 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from vidgen import __version__
+from vidgen.cli._help import HelpCommand, HelpGroup
 from vidgen.config.settings import traceback_requested
 from vidgen.errors import ExitCode, VidgenError
 from vidgen.terminal import escape
@@ -50,7 +50,7 @@ def _fail(ctx: typer.Context, code: int, message: str) -> None:
     raise typer.Exit(int(code))
 
 
-class _Boundary(TyperGroup):
+class _Boundary(HelpGroup):
     """Turns every failure into one line on stderr and the exit code of DESIGN.md §5."""
 
     def invoke(self, ctx: typer.Context) -> Any:
@@ -104,11 +104,12 @@ app = typer.Typer(
     cls=_Boundary,
     name="vidgen",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Generate videos with the open diffusion models in Hugging Face diffusers.",
-    epilog='Quick start, offline on CPU:  vidgen t2v "a red fox running through fresh snow" --preset tiny-cogvideox',
+    epilog="Quick start, offline on CPU:\n\n"
+    '    vidgen t2v "a red fox running through fresh snow" --preset tiny-cogvideox',
 )
 
 
@@ -132,20 +133,39 @@ def _root(
 
 
 def _register() -> None:
-    from vidgen.cli import animate, batch, control, decode, doctor, i2v, inspect, models, presets, replay, t2v, v2v
+    from vidgen.cli import (
+        animate,
+        batch,
+        control,
+        decode,
+        doctor,
+        gallery,
+        i2v,
+        inspect,
+        ls,
+        models,
+        presets,
+        preview,
+        replay,
+        t2v,
+        v2v,
+    )
 
-    app.command(rich_help_panel="Generate")(t2v.t2v)
-    app.command(rich_help_panel="Generate")(i2v.i2v)
-    app.command(rich_help_panel="Generate")(v2v.v2v)
-    app.command(rich_help_panel="Generate")(animate.animate)
-    app.command(rich_help_panel="Generate")(control.control)
-    app.command(rich_help_panel="Generate")(replay.replay)
-    app.command(rich_help_panel="Generate")(batch.batch)
-    app.command(rich_help_panel="Generate")(decode.decode)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(t2v.t2v)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(i2v.i2v)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(v2v.v2v)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(animate.animate)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(control.control)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(replay.replay)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(batch.batch)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(decode.decode)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(preview.preview)
     app.add_typer(presets.app, name="presets", rich_help_panel="Information")
-    app.command(rich_help_panel="Information")(models.models)
-    app.command(rich_help_panel="Information")(inspect.inspect)
-    app.command(rich_help_panel="Information")(doctor.doctor)
+    app.command(cls=HelpCommand, rich_help_panel="Information")(models.models)
+    app.command(cls=HelpCommand, rich_help_panel="Information")(inspect.inspect)
+    app.command(cls=HelpCommand, rich_help_panel="Information")(ls.ls)
+    app.command(cls=HelpCommand, rich_help_panel="Information")(gallery.gallery)
+    app.command(cls=HelpCommand, rich_help_panel="Information")(doctor.doctor)
 
 
 _register()

@@ -65,11 +65,13 @@ RUN: Params = {
     "codec": (o.Codec, None),
     "overwrite": (o.Overwrite, False),
     "save_latents": (o.SaveLatents, None),
+    "preview": (o.Preview, None),
     "allow_inputs": (t.AllowInputs, False),
     "skip_memory_check": (t.SkipMemoryCheck, False),
     "dry_run": (o.DryRun, False),
     "json_": (o.Json, False),
     "quiet": (o.Quiet, False),
+    "progress_format": (o.ProgressFormat, "rich"),
 }
 # Input-image/video options, for the modes that read one.
 IMAGE_INPUT: Params = {"resize": (o.Resize, None), "background": (o.Background, None)}
@@ -111,6 +113,7 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
             as_json=params["json_"],
             quiet=params["quiet"],
             grants=Grants(allow_inputs=params["allow_inputs"], skip_memory_check=params["skip_memory_check"]),
+            progress_format=params["progress_format"],
         )
 
     context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
@@ -158,6 +161,7 @@ def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None
         dry_run=params["dry_run"],
         as_json=params["json_"],
         quiet=params["quiet"],
+        progress_format=params["progress_format"],
         grants=Grants(allow_inputs=params["allow_inputs"], skip_memory_check=params["skip_memory_check"]),
         folder=path.parent,
     )

@@ -27,6 +27,7 @@ Preset = Annotated[
     typer.Option(
         "--preset",
         "-p",
+        metavar="NAME|FILE",
         help="Preset name or YAML file; repeat to stack overlays. See `vidgen presets list`.",
         rich_help_panel=MODEL,
     ),
@@ -34,7 +35,10 @@ Preset = Annotated[
 Model = Annotated[
     str | None,
     typer.Option(
-        "--model", help="Hub repo id or local diffusers folder, overriding the preset's.", rich_help_panel=MODEL
+        "--model",
+        metavar="ID|DIR",
+        help="Hub repo id or local diffusers folder, overriding the preset's.",
+        rich_help_panel=MODEL,
     ),
 ]
 Revision = Annotated[
@@ -73,11 +77,14 @@ Set = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
+        metavar="KEY=VALUE",
         help="KEY=VALUE into the config, e.g. sampling.guidance_scale=6 (repeatable; highest precedence).",
         rich_help_panel=SAMPLING,
     ),
 ]
-Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=OPTIMIZE)]
+Device = Annotated[
+    str | None, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N.", rich_help_panel=OPTIMIZE)
+]
 Memory = Annotated[
     Literal["manual", "auto"] | None,
     typer.Option(
@@ -141,6 +148,7 @@ Cache = Annotated[
     str | None,
     typer.Option(
         "--cache",
+        metavar="NAME[:T]",
         help="Reuse transformer outputs across steps: first-block[:THRESHOLD] (default 0.05), pab, faster, "
         "taylorseer or magcache (per family: vidgen models --optimizations).",
         rich_help_panel=OPTIMIZE,
@@ -167,6 +175,14 @@ SaveLatents = Annotated[
     typer.Option(
         "--save-latents/--no-save-latents",
         help="Also write the final latents (before the VAE decode); `vidgen decode` re-decodes them.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Preview = Annotated[
+    bool | None,
+    typer.Option(
+        "--preview/--no-preview",
+        help="Also write NAME.preview.png: a contact sheet of frames with prompt and seed.",
         rich_help_panel=OUTPUT,
     ),
 ]
@@ -280,6 +296,7 @@ BaseModel = Annotated[
     typer.Option(
         "--base-model",
         "--model",
+        metavar="ID|DIR|FILE",
         help="SD 1.5 base: Hub repo id, diffusers folder, or a single .safetensors checkpoint file.",
         rich_help_panel=MODEL,
     ),
@@ -288,6 +305,7 @@ MotionAdapter = Annotated[
     str | None,
     typer.Option(
         "--motion-adapter",
+        metavar="ID|DIR|FILE",
         help="AnimateDiff motion adapter: Hub repo id, diffusers folder or checkpoint file.",
         rich_help_panel=MODEL,
     ),
@@ -296,6 +314,7 @@ BaseConfig = Annotated[
     str | None,
     typer.Option(
         "--base-config",
+        metavar="ID|DIR",
         help="Diffusers folder or Hub id with the configs of a single-file --base-model (works offline).",
         rich_help_panel=MODEL,
     ),
@@ -313,6 +332,7 @@ Lora = Annotated[
     list[str] | None,
     typer.Option(
         "--lora",
+        metavar="SPEC",
         help="LoRA as ID|FOLDER|FILE[:SCALE], e.g. ./zoom.safetensors:0.8 (repeatable; motion or style).",
         rich_help_panel=MODEL,
     ),
@@ -321,6 +341,7 @@ LoraHigh = Annotated[
     list[str] | None,
     typer.Option(
         "--lora-high",
+        metavar="SPEC",
         help="LoRA for the high-noise expert only of a two-expert model (Wan 2.2 A14B), FILE[:SCALE].",
         rich_help_panel=MODEL,
     ),
@@ -329,6 +350,7 @@ LoraLow = Annotated[
     list[str] | None,
     typer.Option(
         "--lora-low",
+        metavar="SPEC",
         help="LoRA for the low-noise expert only of a two-expert model (Wan 2.2 A14B), FILE[:SCALE].",
         rich_help_panel=MODEL,
     ),
@@ -337,6 +359,7 @@ LastImage = Annotated[
     str | None,
     typer.Option(
         "--last-image",
+        metavar="IMAGE",
         help="First-last-frame models: the image the video ends on (PNG, JPEG or WebP file, or URL).",
         rich_help_panel=INPUT,
     ),
@@ -371,7 +394,12 @@ FreeInit = Annotated[
 ]
 Control = Annotated[
     str | None,
-    typer.Option("--control", help="Video file or folder of frames that guides the motion.", rich_help_panel=INPUT),
+    typer.Option(
+        "--control",
+        metavar="VIDEO|DIR",
+        help="Video file or folder of frames that guides the motion.",
+        rich_help_panel=INPUT,
+    ),
 ]
 Preprocess = Annotated[
     Literal["none", "canny", "pose", "depth"] | None,
@@ -392,6 +420,7 @@ ControlNet = Annotated[
     str | None,
     typer.Option(
         "--controlnet",
+        metavar="NAME|ID|DIR",
         help="canny, pose, depth (the standard SD 1.5 ControlNets), a Hub repo id or a diffusers folder.",
         rich_help_panel=MODEL,
     ),
@@ -447,6 +476,7 @@ PromptsFile = Annotated[
     str | None,
     typer.Option(
         "--prompts-file",
+        metavar="FILE",
         help="Run every line of a text file as a prompt (a resumable batch into --out; see vidgen batch).",
         rich_help_panel=RUN,
     ),
@@ -456,6 +486,7 @@ Out = Annotated[
     typer.Option(
         "--out",
         "-o",
+        metavar="PATH",
         help="Output file or folder (ends in /); may use {mode} {slug} {seed} {index} {family} {date} {time} {ext}.",
         rich_help_panel=OUTPUT,
     ),
@@ -482,6 +513,14 @@ DryRun = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.", rich_help_panel=RUN)]
+ProgressFormat = Annotated[
+    Literal["rich", "json"],
+    typer.Option(
+        "--progress",
+        help="rich: lines on a terminal; json: NDJSON phase and step events on stderr.",
+        rich_help_panel=RUN,
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status on stderr.", rich_help_panel=RUN)]
 
 # Typer parameter name -> config path, for every option that feeds the config.
@@ -552,6 +591,7 @@ PARAMS = {
     "quantize": "optimization.quantize",
     "oom_retry": "optimization.oom_retry",
     "save_latents": "output.save_latents",
+    "preview": "output.preview",
     "out": "output.path",
     "format_": "output.format",
     "fps": "output.fps",

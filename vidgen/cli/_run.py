@@ -42,54 +42,12 @@ def setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
 
-class RichProgress:
-    """A rich bar on stderr for the denoising steps of each video; with `jobs`, also an overall
-    bar over a batch's jobs (advanced by `job_event`), kept on screen between jobs."""
+def RichProgress(jobs: int | None = None) -> Any:  # noqa: N802 (stands in for the class)
+    """The terminal display of vidgen/cli/_progress.py, imported only when a run shows it, so
+    --help does not load rich's progress machinery."""
+    from vidgen.cli._progress import RichProgress as Bars
 
-    def __init__(self, jobs: int | None = None) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
-        self._task: Any = None
-        self._overall: Any = None
-        if jobs is not None:
-            self._bar.start()
-            self._overall = self._bar.add_task("all jobs", total=jobs)
-
-    def start(self, total: int, description: str) -> None:
-        if self._overall is None:
-            self._bar.start()
-        if self._task is not None:
-            self._bar.remove_task(self._task)
-        self._task = self._bar.add_task(description, total=total)
-
-    def advance(self) -> None:
-        self._bar.advance(self._task)
-
-    def stop(self) -> None:
-        if self._overall is None:
-            self._bar.stop()
-
-    def job_event(self, kind: str, **fields: Any) -> None:
-        """Batch events: a finished, failed or skipped job moves the overall bar."""
-        if kind == "job_start" and self._task is not None:
-            self._bar.remove_task(self._task)
-            self._task = None
-        if kind in ("done", "failed", "skipped"):
-            self._bar.advance(self._overall)
-
-    def finish(self) -> None:
-        self._bar.stop()
-
-    def phase(self, name: str) -> None:
-        pass
+    return Bars(jobs)
 
 
 @dataclass
@@ -113,16 +71,20 @@ def execute(
     as_json: bool,
     quiet: bool,
     grants: Grants | None = None,
+    progress_format: str = "rich",
 ) -> None:
     # Read by the error boundary, so failures also answer in JSON.
     ctx.meta["vidgen.json"] = as_json
-    setup_logging(quiet)
+    # With json progress stderr carries events only (and warnings), no human lines.
+    setup_logging(quiet or progress_format == "json")
     default = families.DEFAULT_PRESETS[mode]
     detected = _model_family(mode, presets or [], layers)
     if detected is not None:
         layers, default = [detected, *layers], None
     resolved = resolve(mode, presets or [], layers, families.defaults_layer, default)
-    run_resolved(resolved, dry_run=dry_run, as_json=as_json, quiet=quiet, grants=grants)
+    run_resolved(
+        resolved, dry_run=dry_run, as_json=as_json, quiet=quiet, grants=grants, progress_format=progress_format
+    )
 
 
 def guard(resolved: Resolved, grants: Grants) -> None:
@@ -180,6 +142,7 @@ def run_resolved(
     extra: dict[str, Any] | None = None,
     grants: Grants | None = None,
     announce: Callable[[], None] | None = None,
+    progress_format: str = "rich",
 ) -> None:
     """Guard, plan, then print the plan or run it and print the results. `announce` runs once
     the guards pass (replay lists what it will read); `check` sees the plan before anything
@@ -190,7 +153,7 @@ def run_resolved(
     guard(resolved, grants)
     if announce is not None:
         announce()
-    phases = _Phases(RichProgress() if sys.stderr.isatty() and not quiet and not dry_run else None)
+    phases = _Phases(_display(progress_format, quiet, dry_run))
     with phases.out_of_memory():
         plan = generate.plan(resolved)
         if check is not None:
@@ -199,8 +162,13 @@ def run_resolved(
             _print_plan(plan, as_json)
             return
         trust.check_memory(plan, grants.skip_memory_check)
-        phases.now = "loading"
-        results = generate.execute(plan, phases, extra)
+        phases.now = "load"
+        try:
+            results = generate.execute(plan, phases, extra)
+        finally:
+            phases.finish()
+        if hasattr(phases.inner, "event"):  # --progress json: the last phase ends with the run
+            phases.inner.event("done", outputs=[str(result.path) for result in results])
     if as_json:
         rows = []
         for result in results:
@@ -217,6 +185,18 @@ def run_resolved(
     else:
         for result in results:
             typer.echo(escape(result.path))
+
+
+def _display(progress_format: str, quiet: bool, dry_run: bool) -> Any:
+    """--progress json: NDJSON events (even in pipes: they were asked for); else rich lines on
+    a terminal only; nothing with --quiet or --dry-run."""
+    if dry_run:
+        return None
+    if progress_format == "json":
+        from vidgen.cli.batch import JsonEvents
+
+        return JsonEvents()
+    return RichProgress() if sys.stderr.isatty() and not quiet else None
 
 
 class _Phases:
@@ -242,6 +222,10 @@ class _Phases:
     def phase(self, name: str) -> None:
         self.now = name
         self.inner.phase(name)
+
+    def finish(self) -> None:
+        if hasattr(self.inner, "finish"):
+            self.inner.finish()
 
     @contextmanager
     def out_of_memory(self) -> Iterator[None]:

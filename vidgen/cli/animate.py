@@ -29,7 +29,7 @@ animate = generation_command(
     Without --preset this runs the v1-5-2 motion adapter on epiCRealism (a GPU and a download on first use).
     Prompt travel: --prompt-at 0:TEXT --prompt-at 24:TEXT; longer videos: --context-length 16.
 
-    Try it offline in a second on CPU with a tiny model:
+    Try it offline in seconds on CPU with a tiny model:
 
         vidgen animate "a cat" --preset tiny-animatediff --frames 8 --steps 2
     """,

@@ -51,6 +51,9 @@ def batch(
             "--progress", help="rich (bars on a terminal, plain lines in pipes) or json (NDJSON events on stderr)."
         ),
     ] = "rich",
+    gallery: Annotated[
+        bool, typer.Option("--gallery", help="Keep OUT/index.html (vidgen gallery) current as jobs finish.")
+    ] = False,
     allow_inputs: t.AllowInputs = False,
     skip_memory_check: t.SkipMemoryCheck = False,
     dry_run: o.DryRun = False,
@@ -82,6 +85,7 @@ def batch(
         fail_fast=fail_fast,
         skip_invalid=skip_invalid,
         progress_format=progress_format,
+        gallery=gallery,
         dry_run=dry_run,
         as_json=json_,
         quiet=quiet,
@@ -116,6 +120,7 @@ def run_batch(
     fail_fast: bool = False,
     skip_invalid: bool = False,
     progress_format: str = "rich",
+    gallery: bool = False,
     dry_run: bool = False,
     as_json: bool = False,
     quiet: bool = False,
@@ -165,13 +170,16 @@ def run_batch(
     mine = core.share(jobs, rank, count)
     bars = RichProgress(jobs=len(mine)) if events is None and sys.stderr.isatty() and not quiet else None
     progress = events or bars
+    on_event = events.event if events else (bars.job_event if bars else None)
+    if gallery and rank == 0:
+        on_event = _refreshing(on_event, out)
     try:
         rows = core.run(
             mine,
             force=force,
             fail_fast=fail_fast,
             progress=progress,
-            on_event=events.event if events else (bars.job_event if bars else None),
+            on_event=on_event,
             worker=rank,
             # The report grows as jobs finish, so a late failure (a full disk) keeps what ran.
             on_row=_growing_report(report, core.invalid_rows(jobs)) if report and count == 1 else None,
@@ -198,6 +206,10 @@ def run_batch(
     statuses = ("done", "skipped", "claimed", "failed", "invalid", "not run")
     counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
     seconds = round(time.perf_counter() - start, 1)
+    if gallery and out.is_dir():
+        from vidgen import gallery as pages
+
+        pages.write(out, failed=[row for row in rows if row["status"] in ("failed", "invalid", "not run")])
     if events is not None:
         events.event("summary", jobs=len(rows), seconds=seconds, **{k.replace(" ", "_"): v for k, v in counts.items()})
     elif not quiet:
@@ -256,6 +268,19 @@ def _write_report(report: Path, rows: list[dict]) -> None:
     media.write_text("".join(json.dumps(row) + "\n" for row in ordered), report, overwrite=True)
 
 
+def _refreshing(inner: Callable[..., None] | None, out: Path) -> Callable[..., None]:
+    """`inner`, then OUT/index.html rewritten after each finished job (--gallery)."""
+    from vidgen import gallery as pages
+
+    def on_event(kind: str, **fields: object) -> None:
+        if inner is not None:
+            inner(kind, **fields)
+        if kind == "done":
+            pages.write(out)
+
+    return on_event
+
+
 def _workers() -> tuple[int, int]:
     """(this process's rank, how many processes): one, unless started by `accelerate launch`."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -269,21 +294,35 @@ def _workers() -> tuple[int, int]:
 
 
 class JsonEvents:
-    """--progress json: one JSON object per line on stderr, for wrappers and dashboards."""
+    """--progress json: one JSON object per line on stderr, for wrappers and dashboards.
+
+    A phase (load, decode, encode) is announced when it begins, and `NAME_end` with its
+    seconds when it ends; denoising is announced by its steps and ends with `denoise_end`."""
 
     def __init__(self) -> None:
         self._job: str | None = None
         self._total = 0
         self._step = 0
+        self._phase: tuple[str, float] | None = None
 
     def event(self, kind: str, **fields: object) -> None:
         if kind == "job_start":
             self._job = str(fields.get("id"))
+        if kind in ("done", "failed", "skipped", "summary"):
+            self._end_phase()
         sys.stderr.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
         sys.stderr.flush()
 
+    def _end_phase(self) -> None:
+        if self._phase is not None:
+            name, began = self._phase
+            self._phase = None
+            self.event(f"{name}_end", id=self._job, seconds=round(time.perf_counter() - began, 4))
+
     def start(self, total: int, description: str) -> None:
+        self._end_phase()
         self._total, self._step = total, 0
+        self._phase = ("denoise", time.perf_counter())
 
     def advance(self) -> None:
         self._step += 1
@@ -293,4 +332,6 @@ class JsonEvents:
         pass
 
     def phase(self, name: str) -> None:
+        self._end_phase()
         self.event(name, id=self._job)
+        self._phase = (name, time.perf_counter())

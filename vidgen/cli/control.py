@@ -18,9 +18,10 @@ control = generation_command(
     cross-frame attention and one shared initial latent keep the frames one scene.
     --preset animatediff-controlnet uses AnimateDiff's motion adapter instead.
 
-    Try it offline in a second on CPU with a tiny model:
+    Try it offline in seconds on CPU with a tiny model:
 
-        vidgen control "a robot walking" --preset tiny-text2video-zero-controlnet --control clip.mp4 --preprocess canny
+        vidgen control "a robot walking" --control clip.mp4 --preprocess canny \\
+            --preset tiny-text2video-zero-controlnet
     """,
     {"prompt": (Annotated[str, typer.Argument(help="What the video shows.", show_default=False)], ...)},
     {"controlnet": (o.ControlNet, None), **ANIMATEDIFF_MODEL},

@@ -111,6 +111,9 @@ def decode(
             "or --decode-chunk 1.",
             "decode",
         ) from None
+    finally:
+        if progress is not None:
+            progress.finish()
     if json_:
         row = result.record["output"]
         body = {

@@ -87,7 +87,10 @@ def _report() -> tuple[dict[str, Any], list[str]]:
 
 
 def doctor(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Report torch/CUDA/GPU/VRAM, ffmpeg, package versions and cache folders. Exits 1 if something is broken."""
+    """Report torch/CUDA/GPU/VRAM, ffmpeg, package versions and cache folders. Exits 1 if something is broken.
+
+    vidgen doctor --json
+    """
     report, problems = _report()
     if json_:
         typer.echo(json.dumps({**report, "problems": problems}, indent=2))

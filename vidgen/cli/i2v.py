@@ -16,13 +16,14 @@ i2v = generation_command(
     Without --preset this runs Stable Video Diffusion XT: 25 frames at 1024x576.
     It needs a GPU and a download on first use.
 
-    Try it offline in a second on CPU with a tiny model:
+    Try it offline in seconds on CPU with a tiny model:
 
         vidgen i2v rocket.png --preset tiny-svd --frames 4 --decode-chunk 2
 
     First and last frame (Wan 2.1 FLF2V, Wan 2.2 A14B):
 
-        vidgen i2v first.png "it blooms" --last-image last.png --preset wan2.1-flf2v-14b-720p
+        vidgen i2v first.png "it blooms" --last-image last.png \\
+            --preset wan2.1-flf2v-14b-720p
     """,
     {
         "image": (

@@ -22,7 +22,7 @@ def inspect(
     Also every risky field of a file from someone else: weights paths and their hashes, LoRAs,
     inputs and URLs, and whether it allows pickles. Control characters are shown escaped.
 
-    vidgen inspect outputs/t2v-a-red-fox-running-through-fresh-snow-7.mp4
+        vidgen inspect outputs/t2v-a-red-fox-running-through-fresh-snow-7.mp4
     """
     data = sidecar.read(path)
     if json_:

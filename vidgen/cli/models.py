@@ -20,7 +20,10 @@ def models(
         bool, typer.Option("--optimizations", help="Print which memory and speed options each family honours.")
     ] = False,
 ) -> None:
-    """List the model families vidgen drives: for each mode its pipeline and default repo, then presets."""
+    """List the model families vidgen drives: for each mode its pipeline and default repo, then presets.
+
+    vidgen models --optimizations
+    """
     if optimizations:
         _optimizations(json_)
         return

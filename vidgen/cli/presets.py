@@ -8,17 +8,23 @@ from typing import Annotated
 import typer
 
 from vidgen import families
+from vidgen.cli._help import HelpCommand, HelpGroup
 from vidgen.cli._run import render_config
 from vidgen.config import available_presets, resolve
 from vidgen.config.layers import merged_preset, preset_description
 from vidgen.terminal import escape
 
-app = typer.Typer(no_args_is_help=True, help="List the presets and show what one sets.")
+app = typer.Typer(
+    cls=HelpGroup, no_args_is_help=True, rich_markup_mode=None, help="List the presets and show what one sets."
+)
 
 
-@app.command("list")
+@app.command("list", cls=HelpCommand)
 def list_(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List every preset: shipped ones and yours (in ~/.config/vidgen/presets or $VIDGEN_PRESETS)."""
+    """List every preset: shipped ones and yours (in ~/.config/vidgen/presets or $VIDGEN_PRESETS).
+
+    vidgen presets list --json
+    """
     rows = []
     for name, path in available_presets().items():
         data = merged_preset(str(path))
@@ -42,7 +48,7 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
         typer.echo(escape(f"{row['name']:<{width}}  {row['mode']:<{modes}}  {row['description']}"))
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def show(
     name: Annotated[str, typer.Argument(help="Preset name or YAML file.")],
     json_: Annotated[bool, typer.Option("--json", help="Print JSON with the sources.")] = False,

@@ -41,7 +41,8 @@ def replay(
     that allows pickle weights, or names inputs outside its own folder or URLs, stops (exit 5, 4)
     until --allow-pickle or --allow-inputs says you trust it.
 
-        vidgen replay outputs/t2v-a-red-fox-running-through-fresh-snow-7.json --set sampling.num_inference_steps=80
+        vidgen replay outputs/t2v-a-red-fox-7.json \\
+            --set sampling.num_inference_steps=80
     """
     ctx.meta["vidgen.json"] = json_
     setup_logging(quiet)

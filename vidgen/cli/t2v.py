@@ -14,13 +14,15 @@ t2v = generation_command(
     """Generate a video from a text prompt.
 
     Without --preset this runs CogVideoX-5b (needs a GPU and a download on first use).
-    Try it offline in a second on CPU with the tiny random-weight model:
+    Try it offline in seconds on CPU with the tiny random-weight model:
 
-        vidgen t2v "a red fox running through fresh snow" --preset tiny-cogvideox --seed 7
+        vidgen t2v "a red fox running through fresh snow" \\
+            --preset tiny-cogvideox --seed 7
 
     Wan 2.2 with its two experts guided apart:
 
-        vidgen t2v "a fox in snow" --preset wan2.2-t2v-a14b --guidance 4 --guidance-2 3
+        vidgen t2v "a fox in snow" --preset wan2.2-t2v-a14b \\
+            --guidance 4 --guidance-2 3
     """,
     {
         "prompt": (

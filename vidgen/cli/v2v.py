@@ -17,9 +17,10 @@ v2v = generation_command(
     Without --preset this runs CogVideoX-5b video-to-video; it needs a GPU and a download on first use.
     The input is resampled to the output --fps and trimmed to a frame count the model takes.
 
-    Try it offline in a second on CPU with a tiny model:
+    Try it offline in seconds on CPU with a tiny model:
 
-        vidgen v2v clip.mp4 "the same scene in watercolor" --preset tiny-cogvideox-v2v
+        vidgen v2v clip.mp4 "the same scene in watercolor" \\
+            --preset tiny-cogvideox-v2v
     """,
     {
         "video": (

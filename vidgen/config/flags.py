@@ -78,6 +78,7 @@ FLAGS: dict[str, str] = {
     "optimization.quantize": "--quantize",
     "optimization.oom_retry": "--oom-retry",
     "output.save_latents": "--save-latents",
+    "output.preview": "--preview",
     "output.path": "--out",
     "output.format": "--format",
     "output.fps": "--fps",

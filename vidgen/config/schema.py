@@ -230,6 +230,8 @@ class OutputConfig(_Section):
     # Write the final latents (before the VAE decode) beside the output; `vidgen decode` turns
     # them into the video again. Done anyway when the decode fails.
     save_latents: bool = False
+    # Also write a contact sheet (NAME.preview.png): evenly spaced frames with prompt and seed.
+    preview: bool = False
 
 
 class RunConfig(_Section):

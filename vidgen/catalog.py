@@ -1,0 +1,114 @@
+"""The outputs under a folder, found through their sidecars (for `vidgen ls`, previews, a gallery).
+
+A sidecar is data someone else may have written: the output it describes is looked for beside
+it, under the sidecar's own name (`NAME.json` -> `NAME.mp4`, ...), never at a path it records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidgen.errors import InputError
+
+# More sidecars than this under one folder is a mistake (a home folder), not a gallery.
+MAX_SIDECARS = 100_000
+
+
+@dataclass
+class Entry:
+    path: Path  # the output: a video file, or a folder of PNG frames
+    sidecar: Path
+    data: dict[str, Any]
+
+    def _block(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self._block("config")
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.config.get(name)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def prompt(self) -> str:
+        inputs = self.section("inputs")
+        prompt = inputs.get("prompt")
+        if not prompt and isinstance(inputs.get("prompts"), dict) and inputs["prompts"]:
+            prompt = next(iter(inputs["prompts"].values()))
+        return str(prompt or "")
+
+    def row(self) -> dict[str, Any]:
+        """What `vidgen ls --json` prints for this output."""
+        output = self._block("output")
+        size = _size(self.path)
+        return {
+            "path": str(self.path),
+            "sidecar": str(self.sidecar),
+            "mode": self.config.get("mode"),
+            "model": self.section("model").get("id"),
+            "family": self.section("model").get("family"),
+            "prompt": self.prompt,
+            "seed": self.data.get("seed"),
+            "frames": output.get("frames"),
+            "width": output.get("width"),
+            "height": output.get("height"),
+            "fps": output.get("fps"),
+            "format": output.get("format"),
+            "bytes": size,
+            "created_at": self.data.get("created_at"),
+            "timings": self._block("timings"),
+            "peak_memory_bytes": self.data.get("peak_memory_bytes"),
+            "preview": output.get("preview"),
+        }
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.iterdir() if item.is_file())
+    return path.stat().st_size
+
+
+def _output_beside(sidecar: Path, data: dict[str, Any]) -> Path | None:
+    """The output a sidecar describes, beside it under its own name; None if it is gone."""
+    from vidgen.outputs import FORMATS
+
+    output = data.get("output") if isinstance(data.get("output"), dict) else {}
+    recorded = output.get("format")
+    formats = [recorded] if recorded in FORMATS else list(FORMATS)
+    for fmt in formats:
+        candidate = sidecar.with_suffix("") if fmt == "png" else sidecar.with_suffix(f".{fmt}")
+        if (candidate.is_dir() if fmt == "png" else candidate.is_file()) and not candidate.is_symlink():
+            return candidate
+    return None
+
+
+def find(folder: Path) -> list[Entry]:
+    """Every output under `folder` (recursively) that has its sidecar beside it, oldest first.
+    JSON files that are not vidgen sidecars (manifests, reports) are passed over."""
+    from vidgen import sidecar as sidecars
+    from vidgen.limits import MAX_SIDECAR_BYTES, read_text
+
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder.")
+    entries = []
+    for count, path in enumerate(sorted(folder.rglob("*.json"))):
+        if count >= MAX_SIDECARS:
+            raise InputError(f"{folder} holds more than {MAX_SIDECARS} JSON files; point at a smaller folder.")
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            data = sidecars.parse(read_text(path, MAX_SIDECAR_BYTES, "sidecar", InputError), str(path))
+        except InputError:
+            continue
+        if not isinstance(data, dict) or "vidgen_version" not in data or not isinstance(data.get("config"), dict):
+            continue
+        output = _output_beside(path, data)
+        if output is not None:
+            entries.append(Entry(output, path, data))
+    entries.sort(key=lambda entry: (str(entry.data.get("created_at") or ""), str(entry.path)))
+    return entries

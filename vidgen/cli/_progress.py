@@ -1,0 +1,135 @@
+"""Progress on a terminal: one line per phase of a run (load, denoise, decode, encode).
+
+Denoising has steps, so it gets a bar with its rate and an ETA; the other phases report no
+steps (diffusers' VAEs decode in one call), so they show a spinner and their elapsed time, and
+keep their final time on screen when done. A batch adds an overall bar whose ETA comes from
+the jobs done so far. Only ever shown on a terminal, never in pipes or with --quiet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress import ProgressColumn, Task
+from rich.text import Text
+
+LABELS = {"load": "load", "decode": "decode", "encode": "encode"}
+
+
+class _Rate(ProgressColumn):
+    """Steps per second (or seconds per step, for slow models) of a task with a total."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if task.total is None or not speed:
+            return Text("")
+        text = f"{speed:.2f} it/s" if speed >= 1 else f"{1 / speed:.1f} s/it"
+        return Text(text, style="progress.data.speed")
+
+
+class _Count(ProgressColumn):
+    """N/M for tasks that count something (steps, jobs); nothing for the phases."""
+
+    def render(self, task: Task) -> Text:
+        if not task.fields.get("counts"):
+            return Text("")
+        return Text(f"{int(task.completed)}/{int(task.total or 0)}", style="progress.download")
+
+
+class _Eta(ProgressColumn):
+    """ETA while a task with a total runs; nothing for phases without steps."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None or task.finished or task.time_remaining is None:
+            return Text("")
+        minutes, seconds = divmod(int(task.time_remaining + 0.5), 60)
+        return Text(f"ETA {minutes}:{seconds:02d}", style="progress.remaining")
+
+
+class RichProgress:
+    """Rich lines on stderr for the phases of each video; with `jobs`, also an overall bar over
+    a batch's jobs (advanced by `job_event`), kept on screen between jobs."""
+
+    def __init__(self, jobs: int | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            SpinnerColumn(finished_text="[green]✓"),
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            _Count(),
+            _Rate(),
+            TimeElapsedColumn(),
+            _Eta(),
+            console=Console(stderr=True),
+        )
+        self._tasks: list[Any] = []  # this video's phase lines
+        self._current: Any = None
+        self._overall: Any = None
+        self._running = False
+        if jobs is not None:
+            self._begin()
+            self._overall = self._bar.add_task("all jobs", total=jobs, counts=True)
+
+    def _begin(self) -> None:
+        if not self._running:
+            self._bar.start()
+            self._running = True
+
+    def _close_current(self) -> None:
+        if self._current is not None:
+            task = self._bar.tasks[self._bar.task_ids.index(self._current)]
+            if task.total is None:
+                self._bar.update(self._current, total=1, completed=1)
+            self._bar.stop_task(self._current)
+            self._current = None
+
+    def _clear(self) -> None:
+        """A new video: the previous one's phase lines go (a batch keeps only its overall bar)."""
+        self._close_current()
+        for task in self._tasks:
+            self._bar.remove_task(task)
+        self._tasks = []
+
+    def start(self, total: int, description: str) -> None:
+        self._begin()
+        if any(self._bar.tasks[self._bar.task_ids.index(t)].description == "denoising" for t in self._tasks):
+            self._clear()  # the next video of a run: start its lines afresh
+        self._close_current()
+        self._current = self._bar.add_task(description, total=total, counts=True)
+        self._tasks.append(self._current)
+
+    def advance(self) -> None:
+        if self._current is not None:
+            self._bar.advance(self._current)
+            # Redrawn at every step, not only 10 times a second: a real step takes longer than a
+            # redraw, and the rate and ETA are then current the moment a step ends.
+            self._bar.refresh()
+
+    def phase(self, name: str) -> None:
+        self._begin()
+        if name == "load":
+            self._clear()
+        self._close_current()
+        self._current = self._bar.add_task(LABELS.get(name, name), total=None)
+        self._tasks.append(self._current)
+
+    def stop(self) -> None:
+        # Denoising and decoding ended; encoding follows, so the display stays up until finish().
+        pass
+
+    def job_event(self, kind: str, **fields: Any) -> None:
+        """Batch events: a new job clears the last one's lines; a finished, failed or skipped
+        job moves the overall bar."""
+        if kind == "job_start":
+            self._clear()
+        if kind in ("done", "failed", "skipped"):
+            self._close_current()
+            self._bar.advance(self._overall)
+
+    def finish(self) -> None:
+        self._close_current()
+        if self._running:
+            self._bar.stop()
+            self._running = False

@@ -1,0 +1,64 @@
+"""`vidgen ls DIR`: the outputs under a folder, from their sidecars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vidgen.terminal import escape
+
+
+def ls(
+    folder: Annotated[Path, typer.Argument(help="Folder to list (searched recursively).")] = Path("outputs"),
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """List the outputs under a folder: file, mode, model, prompt, seed, frames, size, created.
+
+    Outputs are found through the sidecars beside them, so stray files are not listed.
+
+        vidgen ls outputs/ --json
+    """
+    from vidgen import catalog
+
+    rows = [entry.row() for entry in catalog.find(folder)]
+    if json_:
+        typer.echo(json.dumps({"outputs": rows, "exit_code": 0}))
+        return
+    if not rows:
+        typer.echo(escape(f"no outputs under {folder}"), err=True)
+        return
+    table = [("FILE", "MODE", "MODEL", "SEED", "FRAMES", "SIZE", "CREATED", "PROMPT")]
+    table += [_cells(row, folder) for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    for line in table:
+        # The prompt goes last and unpadded: it is the one column of any length.
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        typer.echo(escape("  ".join([*cells, line[-1]]).rstrip()))
+
+
+def _cells(row: dict[str, Any], folder: Path) -> tuple[str, ...]:
+    path = Path(row["path"])
+    name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+    size = f"{row['width']}x{row['height']}" if row["width"] else "?"
+    created = str(row["created_at"] or "")[:19].replace("T", " ")
+    return (
+        name,
+        str(row["mode"] or ""),
+        str(row["model"] or ""),
+        str(row["seed"]),
+        str(row["frames"] or ""),
+        f"{size} {_bytes(row['bytes'])}",
+        created,
+        str(row["prompt"]),
+    )
+
+
+def _bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if count < 1024:
+            return f"{count:.0f}{unit}" if unit == "B" else f"{count:.1f}{unit}"
+        count /= 1024  # type: ignore[assignment]
+    return f"{count:.1f}GiB"
