@@ -406,6 +406,8 @@ class Wan(Family):
     steps_default = 50
     guidance = 5.0
     shift = 3.0
+    # Wan 2.1's image-to-video config adds "camera shake" to what it steers away from.
+    negative_i2v = "镜头晃动，" + NEGATIVE
 
     def defaults(self, mode: str) -> dict[str, Any]:
         sampling: dict[str, Any] = {
@@ -416,8 +418,7 @@ class Wan(Family):
             "guidance_scale": self.guidance,
             "flow_shift": self.shift,
         }
-        # Wan 2.1's image-to-video config adds "camera shake" to what it steers away from.
-        negative = "镜头晃动，" + NEGATIVE if mode == "i2v" and self.name == "wan" else NEGATIVE
+        negative = self.negative_i2v if mode == "i2v" else NEGATIVE
         return {
             "model": {"id": self.repos[mode]},
             "inputs": {"negative_prompt": negative},
@@ -543,6 +544,7 @@ class Wan22(Wan):
     )
     size = (720, 1280)
     steps_default = 40
+    negative_i2v = NEGATIVE
 
     def defaults(self, mode: str) -> dict[str, Any]:
         data = super().defaults(mode)
@@ -587,6 +589,7 @@ class WanTI2V(Wan):
     frames_default = 121
     fps = 24
     shift = 5.0
+    negative_i2v = NEGATIVE
 
     def matches(self, index: dict[str, Any]) -> bool:
         return bool(index.get("expand_timesteps")) and index.get("boundary_ratio") is None
