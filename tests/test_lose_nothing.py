@@ -186,6 +186,41 @@ def test_a_video_left_without_its_sidecar_is_replaced_by_a_rerun(tmp_path: Path)
     one_line_error(cli(*TINY, "--out", "clip.mp4"), 7, "already exists")
 
 
+def test_a_png_folder_left_without_its_sidecar_is_replaced_by_a_rerun(tmp_path: Path) -> None:
+    png = [*TINY, "--format", "png", "--out", "frames.png"]
+    assert cli(*png).exit_code == 0
+    folder, side = tmp_path / "frames", tmp_path / "frames.json"
+    # The first frame carries the provenance, as a video's container does.
+    assert media.embedded_metadata(folder)["config"]["inputs"]["prompt"] == "a cat"
+    record = sidecar(side)
+    side.unlink()
+    # Alive writer (this test process): the folder is not an orphan and still needs --overwrite.
+    one_line_error(cli(*png), 7, "already exists")
+    # As if its writer was killed between the frames and the sidecar.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    record["writer"]["pid"] = dead.pid
+    import numpy as np
+
+    from vidgen import sidecar as sidecars
+
+    frames = np.zeros((9, 16, 16, 3), dtype=np.uint8)
+    media.write(
+        frames, folder, fmt="png", fps=8, codec=None, crf=None,
+        metadata=sidecars.compact(record), overwrite=True,
+    )  # fmt: skip
+    rerun = cli(*png)
+    assert rerun.exit_code == 0, rerun.stderr
+    assert sidecar(side)["output"]["sha256"] == media.sha256(folder)
+    assert len(list(folder.glob("frame_*.png"))) == 9 and _hidden(tmp_path) == []
+    # A folder vidgen did not write (no metadata in its first frame) is never replaced.
+    side.unlink()
+    other = tmp_path / "theirs"
+    other.mkdir()
+    (other / "frame_00000.png").write_bytes((folder / "frame_00001.png").read_bytes())
+    one_line_error(cli(*TINY, "--format", "png", "--out", "theirs.png"), 7, "already exists")
+
+
 def test_a_100_kb_prompt_on_the_command_line_writes_its_video(tmp_path: Path) -> None:
     prompt = ("a red fox running through fresh snow " * 2800)[:100_000]
     result = subprocess.run(

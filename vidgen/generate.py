@@ -112,7 +112,10 @@ def _check_free(item: Planned, save_latents: bool) -> None:
 def orphaned(path: Path, side: Path) -> bool:
     """True for a video vidgen wrote whose writer died before writing the sidecar. A writer still
     alive (another shell, between its video and its sidecar) keeps its file."""
-    if not path.is_file() or side.exists() or path.suffix.lstrip(".").lower() not in media.CODECS:
+    if side.exists():
+        return False
+    # A png folder carries the metadata in its first frame; videos in their container.
+    if not (path.is_dir() or (path.is_file() and path.suffix.lstrip(".").lower() in media.CODECS)):
         return False
     embedded = media.embedded_metadata(path)
     writer = (embedded or {}).get("writer")

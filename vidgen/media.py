@@ -305,10 +305,15 @@ def write(
     try:
         meta = _metadata_file(target, metadata) if metadata is not None and fmt in CODECS else None
         if is_dir:
-            from PIL import Image
+            from PIL import Image, PngImagePlugin
 
+            # The first frame carries the provenance a video keeps in its container, so a folder
+            # left without its sidecar is still recognised as vidgen's (and whose) by a rerun.
+            info = PngImagePlugin.PngInfo()
+            if metadata is not None:
+                info.add_text(METADATA_KEY, metadata, zip=True)
             for index, frame in enumerate(frames):
-                Image.fromarray(frame).save(temp / f"frame_{index:05d}.png")
+                Image.fromarray(frame).save(temp / f"frame_{index:05d}.png", pnginfo=info if index == 0 else None)
         else:
             _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta)
         # Hashed before publishing: once in place, the name may belong to an --overwrite writer.
@@ -386,7 +391,10 @@ def write_text(text: str, target: Path, overwrite: bool) -> None:
 
 
 def embedded_metadata(path: Path) -> dict[str, Any] | None:
-    """The compact provenance JSON that `write` put in a video's container, if any."""
+    """The compact provenance JSON that `write` put in a video's container (or in the first
+    frame of a png folder), if any."""
+    if path.is_dir():
+        return _png_metadata(path / "frame_00000.png")
     result = subprocess.run(
         [ffmpeg(), "-hide_banner", "-loglevel", "error", *SAFE_INPUT, "-i", str(path), "-f", "ffmetadata", "-"],
         capture_output=True,
@@ -398,7 +406,25 @@ def embedded_metadata(path: Path) -> dict[str, Any] | None:
     match = re.search(rf"^{METADATA_KEY}=((?:[^\\\n]|\\.)*)$", text, flags=re.MULTILINE | re.IGNORECASE)
     if not match:
         return None
-    value = re.sub(r"\\(.)", r"\1", match.group(1))
+    return _provenance(re.sub(r"\\(.)", r"\1", match.group(1)))
+
+
+def _png_metadata(frame: Path) -> dict[str, Any] | None:
+    if not frame.is_file():
+        return None
+    from PIL import Image
+
+    try:
+        # Pillow caps each text chunk (MAX_TEXT_CHUNK) and their sum, so a hostile png cannot
+        # make this read unbounded data.
+        with Image.open(frame) as image:
+            value = getattr(image, "text", {}).get(METADATA_KEY)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return _provenance(value) if isinstance(value, str) else None
+
+
+def _provenance(value: str) -> dict[str, Any] | None:
     try:
         data = json.loads(value)
     except (json.JSONDecodeError, RecursionError):

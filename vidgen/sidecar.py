@@ -134,7 +134,7 @@ def read(path: Path) -> dict[str, Any]:
         # clip.mp4 and clip.webm share clip.json: this one describes the other file.
     if not path.is_dir() and not path.is_file():
         raise InputError(f"{path} is not a regular file (a device, pipe or socket); pass a video or its sidecar.")
-    embedded = None if path.is_dir() else media.embedded_metadata(path)
+    embedded = media.embedded_metadata(path)
     if embedded is None:
         raise InputError(f"{path} has no sidecar beside it and no vidgen metadata inside; pass the .json sidecar.")
     if depth(embedded) > MAX_DEPTH:
