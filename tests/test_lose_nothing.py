@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import cli, decode, one_line_error, sidecar
 
@@ -266,6 +267,30 @@ def test_a_full_disk_says_so_and_a_rerun_completes(tmp_path: Path) -> None:
     rerun = subprocess.run([sys.executable, "-m", "vidgen", *args], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads((tmp_path / "clip.json").read_text())["output"]["frames"] == 17
+
+
+def test_an_encode_that_fails_keeps_the_latents_and_decode_finishes_the_video(tmp_path: Path) -> None:
+    # `ulimit -f` between the latents' size (about 11 KB) and the video's (about 25 KB): the
+    # denoising finishes, the encode fails, and the generation must not be lost.
+    args = [*TINY, "--frames", "17", "--width", "64", "--height", "64"]
+    assert cli(*args, "--out", "whole.mp4").exit_code == 0  # the reference, and the tiny model's cache
+    limited = subprocess.run(
+        [sys.executable, "-m", "vidgen", *args, "--out", "clip.mp4"],
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit_file_size(16_000),
+    )
+    assert limited.returncode == 7, limited.stderr
+    line = limited.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: ") and "vidgen decode clip.latents.safetensors" in line, line
+    assert not (tmp_path / "clip.mp4").exists() and not (tmp_path / "clip.json").exists()
+    assert _hidden(tmp_path) == []
+    finished = cli("decode", "clip.latents.safetensors")
+    assert finished.exit_code == 0, finished.stderr
+    whole, clip = decode(tmp_path / "whole.mp4")[0], decode(tmp_path / "clip.mp4")[0]
+    assert clip.shape == whole.shape and np.abs(clip.astype(int) - whole.astype(int)).max() <= 1
+    other = cli(*TINY, "--seed", "2", "--frames", "17", "--width", "64", "--height", "64", "--out", "other.mp4")
+    assert other.exit_code == 0 and np.abs(decode(tmp_path / "other.mp4")[0].astype(int) - whole.astype(int)).max() > 8
 
 
 def test_no_space_message_names_the_place() -> None:
