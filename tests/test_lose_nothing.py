@@ -293,6 +293,32 @@ def test_an_encode_that_fails_keeps_the_latents_and_decode_finishes_the_video(tm
     assert other.exit_code == 0 and np.abs(decode(tmp_path / "other.mp4")[0].astype(int) - whole.astype(int)).max() > 8
 
 
+def test_a_report_that_fails_late_keeps_exit_8_and_says_so(tmp_path: Path) -> None:
+    # The report's folder turns into a file while the batch runs (as a disk unmounted or filled
+    # under it would): the final report write fails, yet a batch with a failed job exits 8, not 7.
+    jobs = [{"prompt": f"a cat {n}", "preset": "tiny-cogvideox", "id": f"cat{n}"} for n in range(4)]
+    jobs.append({"mode": "i2v", "image": "missing.png", "preset": "tiny-svd", "id": "broken"})
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    (tmp_path / "rep").mkdir()
+    report = tmp_path / "rep" / "report.jsonl"
+    batch = _vidgen("batch", "jobs.jsonl", "--out", "runs", "--report", "rep/report.jsonl", cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not (report.is_file() and report.read_text().strip()) and batch.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert batch.poll() is None, "the batch ended before its first report row could be seen"
+    import shutil
+
+    shutil.rmtree(tmp_path / "rep")
+    (tmp_path / "rep").write_text("not a folder any more")
+    _, stderr = batch.communicate(timeout=600)
+    assert batch.returncode == 8, stderr
+    assert "warning: cannot write rep: not a folder; choose another --report." in stderr, stderr
+    assert "Traceback" not in stderr
+    assert "4 done, 1 failed" in stderr
+    assert len(list((tmp_path / "runs").glob("cat*.mp4"))) == 4
+
+
 def test_no_space_message_names_the_place() -> None:
     import errno
 

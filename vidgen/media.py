@@ -92,15 +92,17 @@ def owner_tag() -> str:
     return f"{_host()}.{os.getpid()}"
 
 
-def _temp_name(target: Path, is_dir: bool) -> Path:
+def _temp_name(target: Path, is_dir: bool, hint: str = "choose another --out") -> Path:
     prefix = f".{target.name}.{owner_tag()}."
     try:
+        if target.parent.exists() and not target.parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         if is_dir:
             return Path(tempfile.mkdtemp(prefix=prefix, suffix=".part", dir=target.parent))
         handle, name = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=target.parent)
     except OSError as exc:
-        raise write_error(target.parent, exc) from None
+        raise write_error(target.parent, exc, hint=hint) from None
     os.close(handle)
     return Path(name)
 
@@ -378,14 +380,14 @@ def _full(folder: Path) -> bool:
     return stat.f_bavail * stat.f_frsize < (1 << 20)
 
 
-def write_text(text: str, target: Path, overwrite: bool) -> None:
-    """Write a small text file (a sidecar) atomically."""
-    temp = _temp_name(target, is_dir=False)
+def write_text(text: str, target: Path, overwrite: bool, hint: str = "choose another --out") -> None:
+    """Write a small text file (a sidecar, a report) atomically; `hint` ends a failure's message."""
+    temp = _temp_name(target, is_dir=False, hint=hint)
     try:
         temp.write_text(text, encoding="utf-8")
         _move_into_place(temp, target, overwrite)
     except OSError as exc:
-        raise write_error(target, exc) from None
+        raise write_error(target, exc, hint=hint) from None
     finally:
         temp.unlink(missing_ok=True)
 

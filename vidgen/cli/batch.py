@@ -265,7 +265,8 @@ def _write_report(report: Path, rows: list[dict]) -> None:
     from vidgen import media
 
     ordered = sorted(rows, key=lambda row: row["index"])
-    media.write_text("".join(json.dumps(row) + "\n" for row in ordered), report, overwrite=True)
+    text = "".join(json.dumps(row) + "\n" for row in ordered)
+    media.write_text(text, report, overwrite=True, hint="choose another --report")
 
 
 def _refreshing(inner: Callable[..., None] | None, out: Path) -> Callable[..., None]:
