@@ -57,6 +57,34 @@ def _hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) if folder.exists() else []
 
 
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_child_dies_with_a_sigkilled_vidgen_because_of_pdeathsig(tmp_path: Path, guarded: bool) -> None:
+    # ffmpeg also stops on its own when its stdin closes, so the SIGKILL test above cannot tell
+    # whether PR_SET_PDEATHSIG works. `sleep` never reads stdin: only the death signal ends it.
+    hook = "preexec_fn=media._die_with_parent" if guarded else "preexec_fn=None"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, time\nfrom vidgen import media\n"
+            f"child = subprocess.Popen(['sleep', '120'], {hook})\nprint(child.pid, flush=True)\ntime.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert _running(child) is not guarded
+    finally:
+        if _running(child):
+            os.kill(child, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_during_the_encode_stops_vidgen_and_ffmpeg_and_leaves_nothing(tmp_path: Path, signum: int) -> None:
     # VP9 at 128x128 takes long enough (about 3 s) to encode that the signal lands while ffmpeg runs.
