@@ -112,6 +112,29 @@ def test_hub_model_not_cached_while_offline(tmp_path: Path, monkeypatch: pytest.
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize("offline", ["1", "0"])
+def test_an_uncached_component_offline_fails_at_once_in_one_line(tmp_path: Path, offline: str) -> None:
+    # The motion adapter, not the base model, is what is missing. HF_ENDPOINT points at a closed
+    # local port, so "the Hub cannot be reached" holds on any machine; before, huggingface_hub
+    # retried each file for about 30 s and printed a warning per retry.
+    result = cli_subprocess(
+        "animate",
+        "a cat",
+        "--preset",
+        "tiny-animatediff",
+        "--set",
+        "model.motion_adapter=guoyww/animatediff-motion-adapter-v1-5-2",
+        env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": offline, "HF_ENDPOINT": "http://127.0.0.1:9"},
+    )
+    assert result.returncode == 5, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("loading ")]
+    assert lines == [
+        "Error: guoyww/animatediff-motion-adapter-v1-5-2 is not in the Hugging Face cache and the Hub cannot be "
+        "reached; connect to the network to download it, or try --preset tiny-animatediff, which needs no download."
+    ], result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_missing_model_folder() -> None:
     one_line_error(cli(*TINY, "--model", "./no-such-model"), 5, "./no-such-model")
 

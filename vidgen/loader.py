@@ -164,6 +164,28 @@ def _tiny_preset(family: Family, mode: str) -> str:
     return "a tiny preset (`vidgen presets list`)"
 
 
+def _check_hub(model_id: str, marker: str, revision: str | None, family: Family, mode: str) -> None:
+    """A Hub model that is neither cached nor reachable fails now, in one line: huggingface_hub
+    would first retry each of its files for about 30 s and print a warning per retry."""
+    from huggingface_hub import constants, get_session, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(model_id, marker, revision=revision), str):
+            return
+    except Exception:  # an odd revision or cache: loading it says why
+        return
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            get_session().head(constants.ENDPOINT, timeout=5)
+            return  # reachable: from_pretrained downloads it
+        except Exception:  # no route, no DNS, a proxy that refuses: the Hub cannot be reached
+            pass
+    raise ModelError(
+        f"{model_id} is not in the Hugging Face cache and the Hub cannot be reached; "
+        f"connect to the network to download it, or try {_tiny_preset(family, mode)}, which needs no download."
+    )
+
+
 def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: str) -> ModelError | OutOfMemory:
     if is_oom(exc):  # torch's CPU allocator raises a RuntimeError: exit 6, not a model error
         return OutOfMemory(f"the process ran out of memory while loading {model_id}.", "load")
@@ -215,6 +237,11 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
     start = time.perf_counter()
     found = locate_all(cfg, family)
     kind, where = found["model"]
+    for field, (part_kind, part_where) in found.items():
+        if part_kind == "hub":
+            revision = cfg.model.revision if field == "model" else None
+            marker = "model_index.json" if field == "model" else "config.json"
+            _check_hub(part_where, marker, revision, family, cfg.mode)
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
     # Components the family always runs in their own precision (Wan's VAE in fp32).
