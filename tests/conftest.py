@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vidgen.cli import app
+from vidgen.runner import NullProgress
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +78,7 @@ def one_line_error(result, code: int, *needles: str) -> str:
     return errors[0]
 
 
-class CountingProgress:
+class CountingProgress(NullProgress):
     """A Progress that counts: the totals announced and the steps reported."""
 
     def __init__(self) -> None:
@@ -89,12 +90,6 @@ class CountingProgress:
 
     def advance(self) -> None:
         self.steps += 1
-
-    def stop(self) -> None:
-        pass
-
-    def phase(self, name: str) -> None:
-        pass
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidgen import __version__, families, inputs, media, memory, optimize, outputs, sidecar
+from vidgen import __version__, families, history, inputs, media, memory, optimize, outputs, sidecar
 from vidgen.config import Resolved
 from vidgen.config.schema import OptimizationConfig
 from vidgen.errors import ConfigError, OutOfMemory, WriteError
@@ -189,12 +189,38 @@ def execute(
     options), then generate, encode and describe every planned video. `extra` is added to every
     sidecar (e.g. what a replay replayed)."""
     progress = progress or NullProgress()
+    timing_key = _timing_key(plan)
+    before = history.expected(timing_key)
+    progress.video(str(plan.items[0].path), _expected_after(before, len(plan.items) - 1))
     session = _open(plan, loaded, progress)
-    results = []
-    for item in plan.items:
+    results: list[Result] = []
+    for index, item in enumerate(plan.items):
+        if index:
+            progress.video(str(item.path), _expected_after(before, len(plan.items) - index - 1))
         outcome = _run_with_retries(plan, session, item, progress)
         results.append(_write(plan, session, item, outcome, progress, extra))
+        # This run's own times predict its next videos better than any earlier run's.
+        before = results[-1].record["timings"]
+        history.remember(timing_key, before)
     return results
+
+
+def _timing_key(plan: Plan) -> str:
+    cfg = plan.resolved.config
+    sampling = cfg.sampling
+    frames = plan.inputs.frames if plan.inputs.frames is not None else sampling.num_frames
+    count = len(frames) if isinstance(frames, list) else frames
+    return history.key(
+        str(cfg.model.id), cfg.mode, plan.device, sampling.width, sampling.height, count,
+        int(sampling.num_inference_steps or 0),
+    )  # fmt: skip
+
+
+def _expected_after(times: dict[str, Any], later: int) -> float | None:
+    """Seconds after this video's denoising: its decode and encode, then `later` whole videos."""
+    if not all(isinstance(times.get(phase), (int, float)) for phase in ("denoise", "decode", "encode")):
+        return None
+    return times["decode"] + times["encode"] + later * (times["denoise"] + times["decode"] + times["encode"])
 
 
 def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
@@ -229,7 +255,7 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
     if loaded is None:
         log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
         progress.phase("load")
-        loaded = loader.load(cfg, plan.family, plan.device)
+        loaded = loader.load(cfg, plan.family, plan.device, on_component=progress.component)
     plan.family.check_loaded(loaded.pipe, cfg, plan.inputs.frames)
     return _Session(resolved, loaded, sidecar.environment(plan.device), fresh)
 

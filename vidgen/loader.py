@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,9 +225,55 @@ def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: 
     return ModelError(f"could not load {model_id}: {first}")
 
 
-def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False) -> Loaded:
+# on_component(name, class name, index, count): a pipeline component begins to load.
+OnComponent = Callable[[str, str, int, int], None]
+
+
+@contextmanager
+def _announcing(on_component: OnComponent | None, offset: int = 0) -> Iterator[None]:
+    """Report each component as diffusers' from_pretrained reaches it. diffusers walks the
+    components through `diffusers.utils.logging.tqdm` (looked up at call time), so a wrapper
+    there sees each (name, (library, class)) pair just before it loads; nothing else changes."""
+    if on_component is None:
+        yield
+        return
+    from diffusers.utils import logging as dlogging
+
+    original = dlogging.tqdm
+
+    def walk(iterable: Any = None, *args: Any, **kwargs: Any) -> Any:
+        items = list(iterable) if iterable is not None else []
+        for index, item in enumerate(items):
+            try:
+                name, (_, class_name) = item
+            except (TypeError, ValueError):  # another use of diffusers' tqdm: pass it through
+                yield item
+                continue
+            on_component(str(name), str(class_name), offset + index + 1, offset + len(items))
+            yield item
+
+    class _Walker:
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("desc") == "Loading pipeline components...":
+                return walk(*args, **kwargs)
+            return original(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(original, name)
+
+    dlogging.tqdm = _Walker()
+    try:
+        yield
+    finally:
+        dlogging.tqdm = original
+
+
+def load(
+    cfg: RunConfig, family: Family, device: str, decode_only: bool = False, on_component: OnComponent | None = None
+) -> Loaded:
     """Load the pipeline the config names and apply its optimizations once. `decode_only`
-    loads the VAE alone (for `vidgen decode`): no denoiser, encoders, adapters or LoRAs."""
+    loads the VAE alone (for `vidgen decode`): no denoiser, encoders, adapters or LoRAs.
+    `on_component` hears each component as it begins to load (for progress)."""
     import torch
 
     from vidgen.libs import quiet
@@ -259,6 +307,8 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
         part_kind, part_where = found[field]
         part_id = getattr(cfg.model, field)
         part_id = components.CONTROLNETS.get(part_id, part_id) if field == "controlnet" else part_id
+        if on_component is not None:
+            on_component(field, class_name, 0, 0)  # loaded on its own, before the pipeline
         try:
             kwargs[field] = components.load_model(
                 getattr(diffusers, class_name), part_kind, part_where, cfg, torch_dtype
@@ -286,7 +336,8 @@ def load(cfg: RunConfig, family: Family, device: str, decode_only: bool = False)
             kwargs["variant"] = cfg.model.variant
         load_from = cls.from_pretrained
     try:
-        pipe = load_from(where, **kwargs)
+        with _announcing(on_component):
+            pipe = load_from(where, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)

@@ -27,6 +27,14 @@ class Progress(Protocol):
         """A stage begins: "load" (the pipeline), "decode" (the VAE) or "encode" (the file);
         denoising is the stretch between start() and the next phase."""
 
+    def component(self, name: str, class_name: str, index: int, count: int) -> None:
+        """While loading: a component begins to load, `index` of `count` (0 of 0 for one loaded
+        on its own, such as a motion adapter)."""
+
+    def video(self, output: str, after: float | None) -> None:
+        """A video begins: its output path, and the seconds expected after its denoising
+        (its decode and encode, and the videos after it); None when no earlier run tells."""
+
 
 class NullProgress:
     def start(self, total: int, description: str) -> None:
@@ -39,6 +47,12 @@ class NullProgress:
         pass
 
     def phase(self, name: str) -> None:
+        pass
+
+    def component(self, name: str, class_name: str, index: int, count: int) -> None:
+        pass
+
+    def video(self, output: str, after: float | None) -> None:
         pass
 
 

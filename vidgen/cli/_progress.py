@@ -21,7 +21,7 @@ class _Rate(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        if task.total is None or not speed:
+        if task.total is None or not speed or task.description == "load":  # components are no rate
             return Text("")
         text = f"{speed:.2f} it/s" if speed >= 1 else f"{1 / speed:.1f} s/it"
         return Text(text, style="progress.data.speed")
@@ -36,14 +36,34 @@ class _Count(ProgressColumn):
         return Text(f"{int(task.completed)}/{int(task.total or 0)}", style="progress.download")
 
 
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds + 0.5), 60)
+    return f"{minutes}:{rest:02d}"
+
+
 class _Eta(ProgressColumn):
-    """ETA while a task with a total runs; nothing for phases without steps."""
+    """ETA while a task with a total runs; the whole run's ETA on the `run` line; nothing for
+    phases without steps."""
 
     def render(self, task: Task) -> Text:
-        if task.total is None or task.finished or task.time_remaining is None:
+        estimate = task.fields.get("eta")
+        if callable(estimate):
+            value = None if task.finished else estimate()
+            if value is None:
+                return Text("")
+            seconds, exact = value
+            return Text(f"ETA {'' if exact else '≥'}{_clock(seconds)}", style="progress.remaining")
+        # Components differ too much in size for their count to predict the rest of a load.
+        if task.total is None or task.finished or task.time_remaining is None or task.description == "load":
             return Text("")
-        minutes, seconds = divmod(int(task.time_remaining + 0.5), 60)
-        return Text(f"ETA {minutes}:{seconds:02d}", style="progress.remaining")
+        return Text(f"ETA {_clock(task.time_remaining)}", style="progress.remaining")
+
+
+class _Detail(ProgressColumn):
+    """What a phase is busy with (the component being loaded)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(str(task.fields.get("detail", "")), style="progress.description")
 
 
 class RichProgress:
@@ -62,12 +82,17 @@ class RichProgress:
             _Rate(),
             TimeElapsedColumn(),
             _Eta(),
+            _Detail(),
             console=Console(stderr=True),
         )
         self._tasks: list[Any] = []  # this video's phase lines
         self._current: Any = None
         self._overall: Any = None
+        self._run: Any = None  # a single run's line: its elapsed time and ETA over every phase
         self._running = False
+        self._after: float | None = None  # seconds expected after denoising (earlier runs)
+        self._denoise: Any = None
+        self._denoised_at: float | None = None
         if jobs is not None:
             self._begin()
             self._overall = self._bar.add_task("all jobs", total=jobs, counts=True)
@@ -79,9 +104,11 @@ class RichProgress:
 
     def _close_current(self) -> None:
         if self._current is not None:
-            task = self._bar.tasks[self._bar.task_ids.index(self._current)]
+            task = self._task(self._current)
             if task.total is None:
                 self._bar.update(self._current, total=1, completed=1)
+            elif task.description == "load":
+                self._bar.update(self._current, completed=task.total, detail="")
             self._bar.stop_task(self._current)
             self._current = None
 
@@ -99,6 +126,41 @@ class RichProgress:
         self._close_current()
         self._current = self._bar.add_task(description, total=total, counts=True)
         self._tasks.append(self._current)
+        self._denoise, self._denoised_at = self._current, None
+
+    def _task(self, task_id: Any) -> Any:
+        return self._bar.tasks[self._bar.task_ids.index(task_id)]
+
+    def _run_eta(self) -> tuple[float, bool] | None:
+        """(seconds, exact) left in the run: the denoising's own ETA plus what earlier runs of
+        this model and size took afterwards; a lower bound (≥) when no earlier run tells."""
+        import time
+
+        if self._denoise is None:
+            return None  # loading: nothing to extrapolate yet
+        if self._denoised_at is None:
+            left = self._task(self._denoise).time_remaining
+            if left is None:
+                return None
+            return (left + (self._after or 0.0), self._after is not None)
+        if self._after is None:
+            return None
+        return (max(0.0, self._after - (time.monotonic() - self._denoised_at)), True)
+
+    def video(self, output: str, after: float | None) -> None:
+        self._after, self._denoise, self._denoised_at = after, None, None
+        if self._overall is None and self._run is None:
+            self._begin()
+            self._run = self._bar.add_task("run", total=None, eta=self._run_eta)
+
+    def component(self, name: str, class_name: str, index: int, count: int) -> None:
+        if self._current is None:
+            return
+        if count:
+            self._bar.update(self._current, total=count, completed=index - 1, counts=True, detail=name)
+        else:
+            self._bar.update(self._current, detail=name)
+        self._bar.refresh()
 
     def advance(self) -> None:
         if self._current is not None:
@@ -108,9 +170,13 @@ class RichProgress:
             self._bar.refresh()
 
     def phase(self, name: str) -> None:
+        import time
+
         self._begin()
         if name == "load":
             self._clear()
+        if self._denoise is not None and self._denoised_at is None:
+            self._denoised_at = time.monotonic()
         self._close_current()
         self._current = self._bar.add_task(LABELS.get(name, name), total=None)
         self._tasks.append(self._current)
@@ -130,6 +196,9 @@ class RichProgress:
 
     def finish(self) -> None:
         self._close_current()
+        if self._run is not None:
+            self._bar.update(self._run, total=1, completed=1)
+            self._bar.stop_task(self._run)
         if self._running:
             self._bar.stop()
             self._running = False

@@ -223,6 +223,12 @@ class _Phases:
         self.now = name
         self.inner.phase(name)
 
+    def component(self, name: str, class_name: str, index: int, count: int) -> None:
+        self.inner.component(name, class_name, index, count)
+
+    def video(self, output: str, after: float | None) -> None:
+        self.inner.video(output, after)
+
     def finish(self) -> None:
         if hasattr(self.inner, "finish"):
             self.inner.finish()

@@ -302,13 +302,16 @@ class JsonEvents:
 
     def __init__(self) -> None:
         self._job: str | None = None
+        self._in_batch = False
         self._total = 0
         self._step = 0
         self._phase: tuple[str, float] | None = None
+        self._after: float | None = None
+        self._denoise_began = 0.0
 
     def event(self, kind: str, **fields: object) -> None:
         if kind == "job_start":
-            self._job = str(fields.get("id"))
+            self._job, self._in_batch = str(fields.get("id")), True
         if kind in ("done", "failed", "skipped", "summary"):
             self._end_phase()
         sys.stderr.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
@@ -323,11 +326,17 @@ class JsonEvents:
     def start(self, total: int, description: str) -> None:
         self._end_phase()
         self._total, self._step = total, 0
-        self._phase = ("denoise", time.perf_counter())
+        self._denoise_began = time.perf_counter()
+        self._phase = ("denoise", self._denoise_began)
 
     def advance(self) -> None:
         self._step += 1
-        self.event("step", id=self._job, step=self._step, total=self._total)
+        fields: dict[str, object] = {"step": self._step, "total": self._total}
+        if self._after is not None:
+            # The run's ETA: the steps left at this video's rate, then what earlier runs took after.
+            per_step = (time.perf_counter() - self._denoise_began) / self._step
+            fields["eta_seconds"] = round((self._total - self._step) * per_step + self._after, 2)
+        self.event("step", id=self._job, **fields)
 
     def stop(self) -> None:
         pass
@@ -336,3 +345,13 @@ class JsonEvents:
         self._end_phase()
         self.event(name, id=self._job)
         self._phase = (name, time.perf_counter())
+
+    def component(self, name: str, class_name: str, index: int, count: int) -> None:
+        extra = {"index": index, "count": count} if count else {}
+        self.event("load_component", id=self._job, component=name, **{"class": class_name}, **extra)
+
+    def video(self, output: str, after: float | None) -> None:
+        # A single run's events name the video they are about; a batch's name the job.
+        if not self._in_batch:
+            self._job = output
+        self._after = after
