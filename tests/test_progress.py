@@ -59,6 +59,7 @@ def test_terminal_shows_every_phase_with_rate_and_eta(tmp_path: Path) -> None:
     # Loading names each component as it loads, counting them.
     assert re.search(r"load .* 1/5 .* transformer", shown) or re.search(r"load .* \d/5 .* vae", shown), shown
     assert re.search(r"load .* 5/5", shown), shown
+    assert re.search(r"encode .* 9/9", shown), shown  # frames written to ffmpeg
     # The first run of this model and size can only bound the run's ETA (decode and encode are
     # unknown); the next one knows them from the first and gives the whole run's ETA.
     assert re.search(r"run .*ETA ≥\d+:\d\d", shown), shown

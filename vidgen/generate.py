@@ -442,6 +442,7 @@ def _encode(
         crf=crf,
         metadata=sidecar.compact(record),
         overwrite=overwrite,
+        on_frame=progress.frames,
     )
     record["timings"]["encode"] = round(time.perf_counter() - start, 4)
     if record["config"]["output"].get("preview"):

@@ -9,6 +9,7 @@ replaces a first one's file without --overwrite.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +247,6 @@ def _die_with_parent() -> None:
     """In the ffmpeg child: be killed when vidgen dies, however it dies (even SIGKILL), instead of
     writing the rest of a `.part` file nobody will publish."""
     if sys.platform.startswith("linux"):
-        import contextlib
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
@@ -298,8 +299,10 @@ def write(
     crf: int | None,
     metadata: str | None,
     overwrite: bool,
+    on_frame: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Write uint8 frames (F, H, W, 3) to `target` atomically; returns the `output` sidecar block."""
+    """Write uint8 frames (F, H, W, 3) to `target` atomically; returns the `output` sidecar block.
+    `on_frame(done, total)` hears each frame written."""
     count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
     is_dir = fmt == "png"
     temp = _temp_name(target, is_dir)
@@ -316,8 +319,10 @@ def write(
                 info.add_text(METADATA_KEY, metadata, zip=True)
             for index, frame in enumerate(frames):
                 Image.fromarray(frame).save(temp / f"frame_{index:05d}.png", pnginfo=info if index == 0 else None)
+                if on_frame is not None:
+                    on_frame(index + 1, count)
         else:
-            _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta)
+            _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta, on_frame)
         # Hashed before publishing: once in place, the name may belong to an --overwrite writer.
         digest = sha256(temp)
         size = None if is_dir else temp.stat().st_size
@@ -348,8 +353,49 @@ def write(
     return block
 
 
+def _feed(command: list[str], frames: Any, on_frame: Callable[[int, int], None] | None) -> tuple[int, bytes]:
+    """Run ffmpeg on the frames, one frame at a time on its stdin (so progress can count them);
+    its stderr is read beside it, so a chatty ffmpeg never blocks on a full pipe."""
+    import threading
+
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+    )
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
+    reader.start()
+    try:
+        try:
+            for index, frame in enumerate(frames):
+                process.stdin.write(frame.tobytes())
+                if on_frame is not None:
+                    on_frame(index + 1, len(frames))
+        except BrokenPipeError:
+            pass  # ffmpeg stopped reading (a full disk, a size limit): its exit code says why
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+        returncode = process.wait()
+    except BaseException:
+        # Ctrl-C, SIGTERM (raised by vidgen's handler) or any error here: ffmpeg goes too; the
+        # death signal covers a vidgen killed outright.
+        process.kill()
+        process.wait()
+        raise
+    reader.join()
+    return returncode, b"".join(errors)
+
+
 def _run_ffmpeg(
-    frames: Any, temp: Path, target: Path, fmt: str, fps: int, codec: str | None, crf: int | None, meta: Path | None
+    frames: Any,
+    temp: Path,
+    target: Path,
+    fmt: str,
+    fps: int,
+    codec: str | None,
+    crf: int | None,
+    meta: Path | None,
+    on_frame: Callable[[int, int], None] | None = None,
 ) -> None:
     height, width = int(frames.shape[1]), int(frames.shape[2])
     command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
@@ -357,15 +403,11 @@ def _run_ffmpeg(
     if meta is not None:
         command += ["-f", "ffmetadata", "-i", str(meta), "-map", "0:v", "-map_metadata", "1"]
     command += _encode_args(fmt, codec, crf, width, height)
-    # subprocess.run kills ffmpeg on any exception here (Ctrl-C, SIGTERM); the death signal
-    # covers a vidgen killed outright.
-    result = subprocess.run(
-        command + [str(temp)], input=frames.tobytes(), capture_output=True, preexec_fn=_die_with_parent
-    )
-    if result.returncode:
-        detail = result.stderr.decode(errors="replace").strip().splitlines()
+    returncode, stderr = _feed(command + [str(temp)], frames, on_frame)
+    if returncode:
+        detail = stderr.decode(errors="replace").strip().splitlines()
         text = detail[-1] if detail else "unknown error"
-        if result.returncode == -25 or "File too large" in text:  # SIGXFSZ: ulimit -f
+        if returncode == -25 or "File too large" in text:  # SIGXFSZ: ulimit -f
             raise OSError(errno.EFBIG, "File too large")
         if "No space left" in text or ("Nothing was written" in text and _full(target.parent)):
             raise OSError(errno.ENOSPC, "No space left on device")

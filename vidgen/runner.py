@@ -35,6 +35,9 @@ class Progress(Protocol):
         """A video begins: its output path, and the seconds expected after its denoising
         (its decode and encode, and the videos after it); None when no earlier run tells."""
 
+    def frames(self, done: int, total: int) -> None:
+        """While encoding: `done` of `total` frames written."""
+
 
 class NullProgress:
     def start(self, total: int, description: str) -> None:
@@ -53,6 +56,9 @@ class NullProgress:
         pass
 
     def video(self, output: str, after: float | None) -> None:
+        pass
+
+    def frames(self, done: int, total: int) -> None:
         pass
 
 

@@ -21,7 +21,8 @@ class _Rate(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        if task.total is None or not speed or task.description == "load":  # components are no rate
+        # Components and frames fed to ffmpeg have no meaningful rate; steps do.
+        if task.total is None or not speed or task.description in ("load", "decode", "encode"):
             return Text("")
         text = f"{speed:.2f} it/s" if speed >= 1 else f"{1 / speed:.1f} s/it"
         return Text(text, style="progress.data.speed")
@@ -152,6 +153,10 @@ class RichProgress:
         if self._overall is None and self._run is None:
             self._begin()
             self._run = self._bar.add_task("run", total=None, eta=self._run_eta)
+
+    def frames(self, done: int, total: int) -> None:
+        if self._current is not None:
+            self._bar.update(self._current, total=total, completed=done, counts=True)
 
     def component(self, name: str, class_name: str, index: int, count: int) -> None:
         if self._current is None:

@@ -229,6 +229,9 @@ class _Phases:
     def video(self, output: str, after: float | None) -> None:
         self.inner.video(output, after)
 
+    def frames(self, done: int, total: int) -> None:
+        self.inner.frames(done, total)
+
     def finish(self) -> None:
         if hasattr(self.inner, "finish"):
             self.inner.finish()

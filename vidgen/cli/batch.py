@@ -350,6 +350,9 @@ class JsonEvents:
         extra = {"index": index, "count": count} if count else {}
         self.event("load_component", id=self._job, component=name, **{"class": class_name}, **extra)
 
+    def frames(self, done: int, total: int) -> None:
+        pass  # a line per frame is noise for a wrapper; `encode_end` gives the phase's time
+
     def video(self, output: str, after: float | None) -> None:
         # A single run's events name the video they are about; a batch's name the job.
         if not self._in_batch:
