@@ -17,6 +17,8 @@ control = generation_command(
     Without --preset this runs Text2Video-Zero on Stable Diffusion 1.5 with the canny ControlNet:
     cross-frame attention and one shared initial latent keep the frames one scene.
     --preset animatediff-controlnet uses AnimateDiff's motion adapter instead.
+    Wan VACE presets (wan2.1-vace-1.3b, ...) also take --mask (white = generate,
+    black = keep the control pixels: inpaint, outpaint) and --ref subject images.
 
     Try it offline in seconds on CPU with a tiny model:
 
@@ -30,6 +32,8 @@ control = generation_command(
         "preprocess": (o.Preprocess, None),
         "canny_low": (o.CannyLow, None),
         "canny_high": (o.CannyHigh, None),
+        "mask": (o.Mask, None),
+        "ref": (o.Ref, None),
         "input_fps": (o.InputFps, None),
         "max_frames": (o.MaxFrames, None),
         **IMAGE_INPUT,

@@ -34,6 +34,8 @@ FLAGS: dict[str, str] = {
     "inputs.preprocess": "--preprocess",
     "inputs.canny_low": "--canny-low",
     "inputs.canny_high": "--canny-high",
+    "inputs.mask": "--mask",
+    "inputs.reference_images": "--ref",
     "sampling.controlnet_conditioning_scale": "--control-scale",
     "sampling.motion_field_strength_x": "--motion-field-x",
     "sampling.motion_field_strength_y": "--motion-field-y",
