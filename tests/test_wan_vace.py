@@ -1,0 +1,272 @@
+"""Wan VACE (`vidgen control` with --mask and --ref) and Wan 2.1 video-to-video on tiny models."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli, decode, files_under, one_line_error, sidecar
+from PIL import Image
+from test_reproduce import plain_diffusers
+
+VACE = ["control", "a dancer", "--preset", "tiny-wan-vace"]
+
+
+def _poses(folder: Path, frames: int, size: int = 16) -> Path:
+    """A control video the tests make themselves: a bright square moving over a dark ground."""
+    folder.mkdir()
+    for index in range(frames):
+        pixels = np.full((size, size, 3), 20, dtype=np.uint8)
+        x = index % (size - 6)
+        pixels[4:10, x : x + 6] = 235
+        Image.fromarray(pixels).save(folder / f"{index:03d}.png")
+    return folder
+
+
+def _mask(path: Path, size: tuple[int, int] = (16, 16), value: int | None = None) -> Path:
+    """Right half white (generate), left half black (keep); or all `value`."""
+    pixels = np.zeros((size[1], size[0]), dtype=np.uint8)
+    if value is None:
+        pixels[:, size[0] // 2 :] = 255
+    else:
+        pixels[:] = value
+    Image.fromarray(pixels, "L").save(path)
+    return path
+
+
+def _face(path: Path, size: tuple[int, int] = (16, 16)) -> Path:
+    pixels = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1] = 200, np.arange(size[0], dtype=np.uint8) * 12
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _png_frames(folder: Path) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+
+
+def _run(*args: str, out: str = "out/") -> tuple[np.ndarray, dict]:
+    result = cli(*args, "--format", "png", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    return _png_frames(folder), sidecar(folder.with_name(folder.name + ".json"))
+
+
+# -- VACE equals plain diffusers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["tiny-wan-vace", "tiny-wan22-vace"])
+def test_done_when_vace_equals_plain_diffusers_from_its_sidecar(tmp_path: Path, preset: str) -> None:
+    # Inputs at the run's size (16x16), so the pipeline gets the files' own pixels.
+    _poses(tmp_path / "poses", 9)
+    _mask(tmp_path / "mask.png")
+    _face(tmp_path / "face.png")
+    args = ["control", "a dancer", "--preset", preset, "--control", "poses/", "--mask", "mask.png"]
+    ours, data = _run(*args, "--ref", "face.png", "--seed", "5")
+    assert ours.shape == (9, 16, 16, 3)
+    assert data["pipeline"]["class"] == "WanVACEPipeline"
+    assert data["pipeline"]["media_kwargs"] == {
+        "video": "inputs.control",
+        "mask": "inputs.mask",
+        "reference_images": "inputs.reference_images",
+    }
+    call = data["pipeline"]["call_kwargs"]
+    # --control-scale is diffusers' conditioning_scale; the length is the control video's.
+    assert call["conditioning_scale"] == 1.0 and call["num_frames"] == 9
+    assert data["inputs"]["mask"]["kind"] == "image" and data["inputs"]["mask"]["frames_used"] == 9
+    assert data["inputs"]["reference_images"]["path"] == ["face.png"]
+    media = {
+        "video": [Image.open(p).convert("RGB") for p in sorted((tmp_path / "poses").glob("*.png"))],
+        "mask": [Image.open(tmp_path / "mask.png").convert("L")] * 9,
+        "reference_images": [Image.open(tmp_path / "face.png").convert("RGB")],
+    }
+    theirs = plain_diffusers(data, media)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    # Not vacuous: the frames carry signal, and another seed gives other frames.
+    assert ours.std() > 0
+    data["seed"] += 1
+    assert np.abs(ours.astype(int) - plain_diffusers(data, media).astype(int)).max() > 1
+    if preset == "tiny-wan22-vace":
+        assert call["guidance_scale_2"] == 3.0  # the low-noise expert's
+
+
+def test_vace_with_canny_mp4_and_save_control(tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    from vidgen import media
+
+    clip = np.stack([np.asarray(Image.open(p)) for p in sorted(_poses(tmp_path / "p", 10).glob("*.png"))])
+    codec, crf = media.encoding("mp4", None, None)
+    media.write(clip, tmp_path / "clip.mp4", fmt="mp4", fps=16, codec=codec, crf=crf, metadata=None, overwrite=False)
+    result = cli(*VACE, "--control", "clip.mp4", "--preprocess", "canny", "--save-control", "--max-frames", "10", "--out", "c.mp4")
+    assert result.exit_code == 0, result.stderr
+    # 10 frames read; Wan takes 4k+1, so 9, said on stderr.
+    assert "using the first 9 of 10 input frames (Wan VACE takes 4k+1 frames)" in result.stderr
+    assert decode(tmp_path / "c.mp4")[0].shape == (9, 16, 16, 3)
+    edges, _ = decode(tmp_path / "c-control.mp4")
+    assert edges.shape == (9, 16, 16, 3) and (edges < 40).mean() > 0.5
+
+
+# -- mask semantics -------------------------------------------------------------------------------
+
+
+def test_mask_reaches_the_model_and_pad_outpaints(tmp_path: Path) -> None:
+    from vidgen import families, inputs
+    from vidgen.config import resolve
+    from vidgen.config.layers import Layer
+
+    _poses(tmp_path / "poses", 9, size=32)
+    _mask(tmp_path / "black.png", (32, 32), value=0)
+    _mask(tmp_path / "white.png", (32, 32), value=255)
+    base = [*VACE, "--control", "poses/", "--seed", "2"]
+    keep, _ = _run(*base, "--mask", "black.png", out="keep/")
+    generate, _ = _run(*base, "--mask", "white.png", out="gen/")
+    # The mask changes what the model is given (black: the control pixels as context; white:
+    # nothing kept), so the videos differ.
+    assert np.abs(keep.astype(int) - generate.astype(int)).max() > 8
+    # --resize pad fits 32x16 control frames inside 16x16 and pads: the mask there is white, so
+    # the padded border is generated (outpainting), while the frames themselves keep black.
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    for index in range(9):
+        Image.new("RGB", (32, 16), (90, 90, 90)).save(wide / f"{index}.png")
+    _mask(tmp_path / "wide-black.png", (32, 16), value=0)
+    layer = Layer("cli", {"inputs": {"prompt": "x", "control": "wide", "mask": "wide-black.png", "resize": "pad"}})
+    cfg = resolve("control", ["tiny-wan-vace"], [layer], families.defaults_layer).config
+    prepared = inputs.prepare(cfg, families.check(cfg), fps=16)
+    mask = np.asarray(prepared.media["mask"][0])
+    assert mask.shape == (16, 16) and len(prepared.media["mask"]) == 9
+    assert (mask[:4] == 255).all() and (mask[-4:] == 255).all() and (mask[6:10] == 0).all()
+
+
+def test_an_all_black_mask_does_not_paste_the_input_back(tmp_path: Path) -> None:
+    # What VACE does with "keep": the kept pixels are encoded as context for the model, which
+    # regenerates every pixel; nothing copies them into the output (unlike an inpainting
+    # pipeline that blends latents). A trained VACE reproduces them closely; the random tiny
+    # one does not, so here they are far from the input. Checked so the README's wording stays
+    # honest: a black mask asks the model to keep, it does not guarantee the pixels.
+    _poses(tmp_path / "poses", 9)
+    _mask(tmp_path / "black.png", value=0)
+    ours, _ = _run(*VACE, "--control", "poses/", "--mask", "black.png", "--seed", "1")
+    given = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "poses").glob("*.png"))])
+    assert np.abs(ours.astype(int) - given.astype(int)).mean() > 20
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "code", "needles"),
+    [
+        ("big-mask", ["--mask", "big.png"], 4, ["--mask big.png is 24x24", "16x16"]),
+        ("short-mask", ["--mask", "short"], 4, ["gives 5 frame(s)", "9", "one image for every frame"]),
+        ("text-ref", ["--ref", "notes.png"], 4, ["--ref notes.png is not an image"]),
+        ("dir-ref", ["--ref", "poses"], 4, ["is a folder"]),
+        ("few", ["--control", "three"], 4, ["gives 3 frame(s)", "at least 5"]),
+        ("none", ["--mask", "missing.png"], 4, ["missing.png does not exist"]),
+    ],
+)
+def test_bad_vace_inputs_exit_4_one_line_nothing_written(
+    tmp_path: Path, setup: str, args: list[str], code: int, needles: list[str]
+) -> None:
+    _poses(tmp_path / "poses", 9)
+    _mask(tmp_path / "big.png", (24, 24))
+    short = tmp_path / "short"
+    short.mkdir()
+    for index in range(5):
+        shutil.copy(tmp_path / "big.png", short / f"{index}.png")
+    _poses(tmp_path / "three", 3)
+    (tmp_path / "notes.png").write_text("not a picture")
+    control = [] if "--control" in args else ["--control", "poses"]
+    before = files_under(tmp_path)
+    one_line_error(cli(*VACE, *control, *args, "--out", "o.mp4"), code, *needles)
+    assert files_under(tmp_path) == before
+
+
+def test_mask_and_ref_on_other_families_are_config_errors(tmp_path: Path) -> None:
+    _poses(tmp_path / "poses", 9)
+    _mask(tmp_path / "m.png")
+    before = files_under(tmp_path)
+    t2vz = ["control", "x", "--preset", "tiny-text2video-zero-controlnet", "--control", "poses"]
+    one_line_error(cli(*t2vz, "--mask", "m.png"), 3, "--mask is not used by Text2Video-Zero", "Wan VACE")
+    one_line_error(cli(*t2vz, "--ref", "m.png"), 3, "--ref is not used", "Wan VACE")
+    one_line_error(cli(*VACE, "--control", "poses", "--controlnet", "canny"), 3, "--controlnet", "VACE")
+    assert files_under(tmp_path) == before
+
+
+def test_a_preset_cannot_name_a_mask_or_ref_outside_its_folder(tmp_path: Path) -> None:
+    _poses(tmp_path / "poses", 9)
+    _mask(tmp_path / "m.png")
+    (tmp_path / "presets").mkdir()
+    mask = tmp_path / "m.png"
+    for name, inputs in (("m", f"  mask: {mask}\n"), ("r", f"  reference_images: [{mask}]\n")):
+        (tmp_path / "presets" / f"{name}.yaml").write_text(f"extends: tiny-wan-vace\ninputs:\n{inputs}")
+        line = one_line_error(cli(*VACE[:2], "--preset", f"presets/{name}.yaml", "--control", "poses"), 4, str(mask))
+        assert "--allow-inputs" in line
+    result = cli(*VACE[:2], "--preset", "presets/r.yaml", "--control", "poses", "--allow-inputs", "--out", "a.mp4")
+    assert result.exit_code == 0, result.stderr
+
+
+# -- replay and inspect ---------------------------------------------------------------------------
+
+
+def test_replay_reads_the_mask_and_refs_again_and_gives_the_same_frames(tmp_path: Path) -> None:
+    _poses(tmp_path / "poses", 9)
+    _mask(tmp_path / "mask.png")
+    _face(tmp_path / "face.png")
+    _face(tmp_path / "style.png", (32, 16))
+    ours, _ = _run(*VACE, "--control", "poses", "--mask", "mask.png", "--ref", "face.png", "--ref", "style.png")
+    side = next(Path("out").glob("*.json"))
+    # The inputs lie outside the sidecar's folder: named by a file, so read only when allowed.
+    line = one_line_error(cli("replay", str(side)), 4, "mask.png", "face.png", "style.png", "--allow-inputs")
+    assert "poses" in line
+    replayed = cli("replay", str(side), "--allow-inputs")
+    assert replayed.exit_code == 0, replayed.stderr
+    assert "mask mask.png (local" in replayed.stderr and "reference_images style.png (local" in replayed.stderr
+    again = _png_frames(Path(replayed.stdout.strip()))
+    assert np.abs(ours.astype(int) - again.astype(int)).max() <= 1
+    shown = cli("inspect", str(side))
+    assert shown.exit_code == 0 and "mask.png" in shown.stdout and "style.png" in shown.stdout
+    # A changed reference image is noticed before anything loads.
+    _face(tmp_path / "style.png", (16, 32))
+    changed = cli("replay", str(side), "--allow-inputs")
+    one_line_error(changed, 4, "style.png")
+
+
+# -- Wan 2.1 video-to-video -----------------------------------------------------------------------
+
+
+def test_wan_v2v_equals_plain_diffusers_and_trims_to_4k_plus_1(tmp_path: Path) -> None:
+    _poses(tmp_path / "clip", 10)
+    args = ["v2v", "clip", "claymation", "--preset", "tiny-wan-v2v", "--seed", "4", "--max-frames", "10"]
+    result = cli(*args, "--format", "png", "--out", "out/")
+    assert result.exit_code == 0, result.stderr
+    assert "using the first 9 of 10 input frames (Wan 2.1 video-to-video takes 4k+1 frames)" in result.stderr
+    folder = Path(result.stdout.strip())
+    ours = _png_frames(folder)
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    assert ours.shape == (9, 16, 16, 3)
+    assert data["pipeline"]["class"] == "WanVideoToVideoPipeline"
+    assert data["pipeline"]["call_kwargs"]["strength"] == 0.8 and "num_frames" not in data["pipeline"]["call_kwargs"]
+    media = {"video": [Image.open(p).convert("RGB") for p in sorted((tmp_path / "clip").glob("*.png"))[:9]]}
+    theirs = plain_diffusers(data, media)
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    assert ours.std() > 0
+    data["seed"] += 1
+    assert np.abs(ours.astype(int) - plain_diffusers(data, media).astype(int)).max() > 1
+    # --strength reaches the pipeline and changes the video.
+    weaker, other = _run(*args, "--strength", "0.5", out="weak/")
+    assert other["pipeline"]["call_kwargs"]["strength"] == 0.5
+    assert np.abs(ours.astype(int) - weaker.astype(int)).max() > 1
+
+
+def test_wan_v2v_refusals(tmp_path: Path) -> None:
+    _poses(tmp_path / "clip", 9)
+    before = files_under(tmp_path)
+    base = ["v2v", "clip", "x", "--preset", "tiny-wan-v2v"]
+    one_line_error(cli(*base, "--height", "24"), 3, "--height 24", "multiples of 16")
+    one_line_error(cli(*base, "--max-frames", "3"), 3, "--max-frames 3 is too few", "4k+1")
+    one_line_error(cli(*base, "--set", "sampling.num_frames=9"), 3, "input video sets the length")
+    assert files_under(tmp_path) == before
