@@ -270,3 +270,21 @@ def test_wan_v2v_refusals(tmp_path: Path) -> None:
     one_line_error(cli(*base, "--max-frames", "3"), 3, "--max-frames 3 is too few", "4k+1")
     one_line_error(cli(*base, "--set", "sampling.num_frames=9"), 3, "input video sets the length")
     assert files_under(tmp_path) == before
+
+
+def test_wan_v2v_is_found_from_a_wan_text_to_video_model(tmp_path: Path) -> None:
+    # WanVideoToVideoPipeline runs the Wan 2.1 T2V weights: `--model` with such a folder picks
+    # this family for v2v (the model_index.json says WanPipeline), also beside a v2v preset.
+    from vidgen import tiny
+
+    folder = str(tiny.ensure("wan"))
+    _poses(tmp_path / "clip", 9)
+    small = ["--height", "16", "--width", "16", "--steps", "3", "--set", "sampling.max_sequence_length=16"]
+    result = cli("v2v", "clip", "x", "--model", folder, *small, "--max-frames", "9", "--out", "m.mp4")
+    assert result.exit_code == 0, result.stderr
+    data = sidecar(tmp_path / "m.json")
+    assert data["config"]["model"]["family"] == "wan-v2v"
+    assert data["pipeline"]["class"] == "WanVideoToVideoPipeline"
+    assert decode(tmp_path / "m.mp4")[0].shape == (9, 16, 16, 3)
+    planned = cli("v2v", "clip", "x", "--preset", "wan2.1-v2v-1.3b", "--model", folder, "--dry-run")
+    assert planned.exit_code == 0, planned.stderr

@@ -78,6 +78,14 @@ def for_model(index: dict[str, Any]) -> tuple[Family, str] | None:
     return None
 
 
+def for_model_mode(index: dict[str, Any], mode: str) -> Family | None:
+    """A family that runs this model in `mode` through its own pipeline (`Family.loads_from`)."""
+    for family in FAMILIES.values():
+        if mode in family.pipelines and index.get("_class_name") in family.loads_from and family.matches(index):
+            return family
+    return None
+
+
 def get(name: str) -> Family:
     try:
         return FAMILIES[name]

@@ -155,6 +155,7 @@ class WanV2V(_WanEditing):
     # Video-to-video runs the text-to-video weights through another pipeline.
     repos: ClassVar[dict[str, str]] = {"v2v": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"}
     sampling: ClassVar[dict[str, frozenset[str]]] = {"v2v": _V2V}
+    loads_from = frozenset({"WanPipeline"})
     hints: ClassVar[dict[str, str]] = {
         **Wan.hints,
         "sampling.num_frames": "in v2v the input video sets the length; use --max-frames",
