@@ -100,8 +100,15 @@ def test_vace_with_canny_mp4_and_save_control(tmp_path: Path) -> None:
     clip = np.stack([np.asarray(Image.open(p)) for p in sorted(_poses(tmp_path / "p", 10).glob("*.png"))])
     codec, crf = media.encoding("mp4", None, None)
     media.write(clip, tmp_path / "clip.mp4", fmt="mp4", fps=16, codec=codec, crf=crf, metadata=None, overwrite=False)
-    result = cli(*VACE, "--control", "clip.mp4", "--preprocess", "canny", "--save-control", "--max-frames", "10", "--out", "c.mp4")
+    # A mask video with one frame per control frame: generate the right half.
+    masks = np.zeros_like(clip)
+    masks[:, :, 8:] = 255
+    media.write(masks, tmp_path / "mask.mp4", fmt="mp4", fps=16, codec=codec, crf=crf, metadata=None, overwrite=False)
+    args = ["--control", "clip.mp4", "--preprocess", "canny", "--mask", "mask.mp4", "--max-frames", "10"]
+    result = cli(*VACE, *args, "--save-control", "--out", "c.mp4")
     assert result.exit_code == 0, result.stderr
+    mask = sidecar(tmp_path / "c.json")["inputs"]["mask"]
+    assert (mask["kind"], mask["frames_read"], mask["frames_used"]) == ("file", 10, 9)
     # 10 frames read; Wan takes 4k+1, so 9, said on stderr.
     assert "using the first 9 of 10 input frames (Wan VACE takes 4k+1 frames)" in result.stderr
     assert decode(tmp_path / "c.mp4")[0].shape == (9, 16, 16, 3)
