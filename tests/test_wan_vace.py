@@ -295,3 +295,31 @@ def test_wan_v2v_is_found_from_a_wan_text_to_video_model(tmp_path: Path) -> None
     assert decode(tmp_path / "m.mp4")[0].shape == (9, 16, 16, 3)
     planned = cli("v2v", "clip", "x", "--preset", "wan2.1-v2v-1.3b", "--model", folder, "--dry-run")
     assert planned.exit_code == 0, planned.stderr
+
+
+def test_batch_jobs_take_mask_and_refs_and_a_changed_ref_reruns(tmp_path: Path) -> None:
+    import json
+
+    _poses(tmp_path / "poses", 9)
+    _mask(tmp_path / "mask.png")
+    _face(tmp_path / "face.png")
+    _face(tmp_path / "coat.png", (16, 32))
+    lines = [
+        {"mode": "control", "prompt": "a dancer", "preset": "tiny-wan-vace", "control": "poses", "id": "one",
+         "mask": "mask.png", "ref": "face.png"},
+        {"mode": "control", "prompt": "a dancer", "preset": "tiny-wan-vace", "control": "poses", "id": "two",
+         "ref": ["face.png", "coat.png"]},
+    ]  # fmt: skip
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli("batch", "jobs.jsonl", "--out", "runs")
+    assert result.exit_code == 0, result.stderr
+    one, two = sidecar(tmp_path / "runs" / "one.json"), sidecar(tmp_path / "runs" / "two.json")
+    assert one["config"]["inputs"]["reference_images"] == ["face.png"] and one["inputs"]["mask"]["kind"] == "image"
+    assert two["inputs"]["reference_images"]["prepared"]["count"] == 2
+    # A batch is resumable by content: unchanged jobs are skipped; a changed reference image
+    # under the same name is a new job.
+    _face(tmp_path / "coat.png", (32, 16))
+    again = cli("batch", "jobs.jsonl", "--out", "runs", "--report", "r.jsonl", "--quiet")
+    assert again.exit_code == 0, again.stderr
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert {row["id"]: row["status"] for row in rows} == {"one": "skipped", "two": "done"}
