@@ -133,6 +133,9 @@ def test_mask_reaches_the_model_and_pad_outpaints(tmp_path: Path) -> None:
     # The mask changes what the model is given (black: the control pixels as context; white:
     # nothing kept), so the videos differ.
     assert np.abs(keep.astype(int) - generate.astype(int)).max() > 8
+    # No mask means generate everywhere: the same as an all-white mask.
+    unmasked, _ = _run(*base, out="none/")
+    assert np.abs(unmasked.astype(int) - generate.astype(int)).max() <= 1
     # --resize pad fits 32x16 control frames inside 16x16 and pads: the mask there is white, so
     # the padded border is generated (outpainting), while the frames themselves keep black.
     wide = tmp_path / "wide"
