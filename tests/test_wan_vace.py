@@ -326,3 +326,19 @@ def test_batch_jobs_take_mask_and_refs_and_a_changed_ref_reruns(tmp_path: Path) 
     assert again.exit_code == 0, again.stderr
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert {row["id"]: row["status"] for row in rows} == {"one": "skipped", "two": "done"}
+
+
+def test_saved_latents_leave_out_the_reference_frames_and_decode_to_the_video(tmp_path: Path) -> None:
+    # The pipeline's latent output carries one frame per reference image in front; vidgen drops
+    # them where the pipeline would, so `vidgen decode` gives the same 9 frames.
+    _poses(tmp_path / "poses", 9)
+    _face(tmp_path / "face.png")
+    ours, _ = _run(
+        *VACE, "--control", "poses", "--ref", "face.png", "--ref", "face.png", "--save-latents", "--seed", "1"
+    )
+    latents = next(Path("out").glob("*.latents.safetensors"))
+    result = cli("decode", str(latents), "--format", "png", "--out", "dec/")
+    assert result.exit_code == 0, result.stderr
+    decoded = _png_frames(Path(result.stdout.strip()))
+    assert decoded.shape == ours.shape == (9, 16, 16, 3)
+    assert np.abs(decoded.astype(int) - ours.astype(int)).max() <= 1
