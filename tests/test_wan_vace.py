@@ -342,3 +342,17 @@ def test_saved_latents_leave_out_the_reference_frames_and_decode_to_the_video(tm
     decoded = _png_frames(Path(result.stdout.strip()))
     assert decoded.shape == ours.shape == (9, 16, 16, 3)
     assert np.abs(decoded.astype(int) - ours.astype(int)).max() <= 1
+
+
+def test_memory_auto_plans_the_real_presets_offline(tmp_path: Path) -> None:
+    # Published (estimated) sizes, no download: --dry-run plans each real preset for a 24 GiB card.
+    _poses(tmp_path / "poses", 9)
+    runs = [
+        ["control", "x", "--control", "poses", "--preset", preset]
+        for preset in ("wan2.1-vace-1.3b", "wan2.1-vace-14b", "wan2.2-vace-fun-a14b")
+    ]
+    runs += [["v2v", "poses", "x", "--preset", preset] for preset in ("wan2.1-v2v-1.3b", "wan2.1-v2v-14b")]
+    for args in runs:
+        result = cli(*args, "--memory", "auto", "--vram", "24", "--dry-run")
+        assert result.exit_code == 0, (args, result.stderr)
+        assert "# memory auto:" in result.stdout and "published sizes" in result.stdout
