@@ -75,7 +75,7 @@ def test_done_when_vace_equals_plain_diffusers_from_its_sidecar(tmp_path: Path, 
     call = data["pipeline"]["call_kwargs"]
     # --control-scale is diffusers' conditioning_scale; the length is the control video's.
     assert call["conditioning_scale"] == 1.0 and call["num_frames"] == 9
-    assert data["inputs"]["mask"]["kind"] == "image" and data["inputs"]["mask"]["frames_used"] == 9
+    assert data["inputs"]["mask"]["kind"] == "image" and data["inputs"]["mask"]["repeated"] == 9
     assert data["inputs"]["reference_images"]["path"] == ["face.png"]
     media = {
         "video": [Image.open(p).convert("RGB") for p in sorted((tmp_path / "poses").glob("*.png"))],
@@ -238,7 +238,10 @@ def test_replay_reads_the_mask_and_refs_again_and_gives_the_same_frames(tmp_path
     again = _png_frames(Path(replayed.stdout.strip()))
     assert np.abs(ours.astype(int) - again.astype(int)).max() <= 1
     shown = cli("inspect", str(side))
-    assert shown.exit_code == 0 and "mask.png" in shown.stdout and "style.png" in shown.stdout
+    assert shown.exit_code == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if line.startswith(("mask", "reference_images"))]
+    assert len(rows) == 3 and "mask.png" in rows[0] and "crop to 16x16" in rows[0]
+    assert "face.png" in rows[1] and "style.png" in rows[2] and "pad to 16x16" in rows[2] and "None" not in rows[2]
     # A changed reference image is noticed before anything loads.
     _face(tmp_path / "style.png", (16, 32))
     changed = cli("replay", str(side), "--allow-inputs")

@@ -373,7 +373,7 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
         data = _fetch(ref)
         image, info = _decode(data, ref, WHITE)
         frames, info = [image] * usable, {"kind": "image", "sha256": hashlib.sha256(data).hexdigest(), **info}
-        count = 1
+        count = None
     else:
         cap = cfg.inputs.max_frames or MAX_FRAMES
         if path.is_dir():
@@ -404,8 +404,8 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
         "path": ref,
         **_resolved(ref),
         **info,
-        "frames_read": count,
-        "frames_used": usable,
+        # One image masks every frame; a video or folder is read and trimmed like the control.
+        **({"frames_read": count, "frames_used": usable} if count is not None else {"repeated": usable}),
         "resize": mode,
         "prepared": {"size": list(target), "frames": usable, "sha256": digest.hexdigest()},
     }
