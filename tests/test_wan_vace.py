@@ -359,3 +359,32 @@ def test_memory_auto_plans_the_real_presets_offline(tmp_path: Path) -> None:
         result = cli(*args, "--memory", "auto", "--vram", "24", "--dry-run")
         assert result.exit_code == 0, (args, result.stderr)
         assert "# memory auto:" in result.stdout and "published sizes" in result.stdout
+
+
+def test_references_alone_make_a_video_of_frames_frames(tmp_path: Path) -> None:
+    # Reference-to-video: no --control; --frames sets the length (4k+1, checked before loading).
+    _face(tmp_path / "face.png")
+    ours, data = _run(*VACE, "--ref", "face.png", "--frames", "5", "--seed", "7")
+    assert ours.shape == (5, 16, 16, 3)
+    assert data["pipeline"]["call_kwargs"]["num_frames"] == 5
+    assert data["pipeline"]["media_kwargs"] == {"reference_images": "inputs.reference_images"}
+    media = {"reference_images": [Image.open(tmp_path / "face.png").convert("RGB")]}
+    theirs = plain_diffusers(data, media)
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    data["seed"] += 1
+    assert np.abs(ours.astype(int) - plain_diffusers(data, media).astype(int)).max() > 1
+
+
+def test_vace_frames_and_control_rules_are_config_errors(tmp_path: Path) -> None:
+    _poses(tmp_path / "poses", 9)
+    _mask(tmp_path / "m.png")
+    before = files_under(tmp_path)
+    one_line_error(cli(*VACE, "--frames", "6"), 3, "--frames 6", "4k+1", "5 or 9")
+    one_line_error(cli(*VACE, "--control", "poses", "--frames", "5"), 3, "--max-frames")
+    one_line_error(cli(*VACE, "--mask", "m.png"), 3, "--mask works on the --control video")
+    one_line_error(cli(*VACE, "--save-control"), 3, "--save-control works on the --control video")
+    # Other control families still need --control, and do not take --frames.
+    t2vz = ["control", "x", "--preset", "tiny-text2video-zero-controlnet"]
+    one_line_error(cli(*t2vz), 3, "needs --control")
+    one_line_error(cli(*t2vz, "--control", "poses", "--frames", "5"), 3, "--frames is not used", "Wan VACE")
+    assert files_under(tmp_path) == before

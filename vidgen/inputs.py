@@ -71,6 +71,11 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
         prepared = _prepare_image(cfg)
     elif cfg.mode == "v2v":
         prepared = _prepare_video(cfg, family, fps, cfg.inputs.video or "", "video")
+    elif cfg.mode == "control" and not cfg.inputs.control:
+        # Families that make a video without one (Wan VACE from references or the prompt alone).
+        prepared = Prepared(media={}, record={})
+        if cfg.inputs.reference_images:
+            _prepare_references(cfg, prepared)
     elif cfg.mode == "control":
         prepared = _prepare_video(cfg, family, fps, cfg.inputs.control or "", "control")
         prepared.media["control"] = control_maps(cfg, prepared.media["control"])

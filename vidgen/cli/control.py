@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import IMAGE_INPUT, generation_command
+from vidgen.cli._command import FRAMES, IMAGE_INPUT, generation_command
 from vidgen.cli.animate import ANIMATEDIFF_MODEL, ANIMATEDIFF_SAMPLING
 
 control = generation_command(
@@ -18,7 +18,8 @@ control = generation_command(
     cross-frame attention and one shared initial latent keep the frames one scene.
     --preset animatediff-controlnet uses AnimateDiff's motion adapter instead.
     Wan VACE presets (wan2.1-vace-1.3b, ...) also take --mask (white = generate,
-    black = keep the control pixels: inpaint, outpaint) and --ref subject images.
+    black = keep the control pixels: inpaint, outpaint) and --ref subject images,
+    and make --frames frames from the references alone when --control is left out.
 
     Try it offline in seconds on CPU with a tiny model:
 
@@ -38,6 +39,6 @@ control = generation_command(
         "max_frames": (o.MaxFrames, None),
         **IMAGE_INPUT,
     },
-    {"control_scale": (o.ControlScale, None), "chunk": (o.Chunk, None), **ANIMATEDIFF_SAMPLING},
+    {"control_scale": (o.ControlScale, None), "chunk": (o.Chunk, None), **FRAMES, **ANIMATEDIFF_SAMPLING},
     {"save_control": (o.SaveControl, False)},
 )

@@ -198,7 +198,7 @@ def check(cfg: RunConfig) -> Family:
         raise ConfigError("--save-control writes the control maps of `vidgen control`; this is not a control run.")
     if cfg.mode in REQUIRED_INPUT:
         field, argument = REQUIRED_INPUT[cfg.mode]
-        if not getattr(cfg.inputs, field):
+        if not getattr(cfg.inputs, field) and field not in family.optional_inputs:
             raise ConfigError(f"vidgen {cfg.mode} needs {argument}.")
     cap = cfg.inputs.max_frames
     if cfg.mode == "v2v" and cap is not None and not family.usable_frames(cap):

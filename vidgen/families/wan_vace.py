@@ -17,11 +17,12 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
 from vidgen.families.base import Option, option_kwargs, prompt_kwargs, sampling_kwargs
 from vidgen.families.wan import _TRANSFORMER, _UMT5_XXL, _VAE_21, FLOW_SHIFT, GUIDANCE_2, Wan, _parts, _transformer
 
-# The control input sets the length, so num_frames is not a setting; --control-scale sets the
-# shared control strength field, which WanVACEPipeline calls `conditioning_scale`.
+# The input video sets the length (VACE takes --frames only without one); --control-scale sets
+# the shared control strength field, which WanVACEPipeline calls `conditioning_scale`.
 _CONTROL = frozenset(
     {"num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length", "controlnet_conditioning_scale"}
 )
@@ -72,12 +73,13 @@ class WanVACE(_WanEditing):
     title = "Wan VACE"
     pipelines: ClassVar[dict[str, str]] = {"control": "WanVACEPipeline"}
     repos: ClassVar[dict[str, str]] = {"control": _VACE_13B}
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"control": _CONTROL}
     extra_inputs = frozenset({"mask", "reference_images"})
+    # Without --control VACE makes --frames frames from the references (or the prompt alone).
+    optional_inputs = frozenset({"control"})
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"control": _CONTROL | {"num_frames"}}
     media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "video"}}
     hints: ClassVar[dict[str, str]] = {
         **Wan.hints,
-        "sampling.num_frames": "the --control video sets the length; use --max-frames",
         "model.controlnet": "VACE's control blocks are part of the checkpoint",
     }
     footprint = replace(
@@ -87,6 +89,21 @@ class WanVACE(_WanEditing):
             _VACE_14B: {"transformer": _VACE_14B_PARAMS, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
         },
     )
+
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        if cfg.inputs.control and cfg.sampling.num_frames is not None:
+            raise ConfigError(
+                "--frames sets the length of a VACE video made without --control; with --control the control "
+                "video sets it (use --max-frames to take fewer of its frames)."
+            )
+        if not cfg.inputs.control:
+            for given, flag in ((cfg.inputs.mask, "--mask"), (cfg.output.save_control, "--save-control")):
+                if given:
+                    raise ConfigError(f"{flag} works on the --control video; give --control VIDEO|DIR too.")
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        super().check_loaded(pipe, cfg, frames or cfg.sampling.num_frames or self.frames_default)
 
     def defaults(self, mode: str) -> dict[str, Any]:
         data = super().defaults(mode)
@@ -103,9 +120,8 @@ class WanVACE(_WanEditing):
         if cfg.sampling.controlnet_conditioning_scale is not None:
             kwargs["conditioning_scale"] = cfg.sampling.controlnet_conditioning_scale
         # The pipeline makes num_frames frames whatever the video's length (it only warns), so
-        # vidgen passes the input's own count.
-        if frames is not None:
-            kwargs["num_frames"] = frames
+        # vidgen passes the input's own count; without a control video, --frames (default 81).
+        kwargs["num_frames"] = frames or cfg.sampling.num_frames or self.frames_default
         kwargs["output_type"] = "np"
         return kwargs
 
