@@ -37,7 +37,10 @@ def test_models_optimizations_lists_every_option() -> None:
     assert table["modelscope"]["--attention-slicing"] is True and table["cogvideox"]["--attention-slicing"] is False
     assert all(row["--fp8-storage"] for row in table.values())
     # Only families whose attention goes through diffusers' dispatcher take a backend.
-    assert {name for name, row in table.items() if row["--attention-backend"]} == {"wan", "wan2.2", "wan2.2-ti2v"}
+    backends = {name for name, row in table.items() if row["--attention-backend"]}
+    assert {"wan", "wan2.2", "wan2.2-ti2v", "wan-vace", "wan2.2-vace", "wan-v2v"} <= backends
+    unet_era = {"cogvideox", "cogvideox1.5", "modelscope", "svd", "i2vgen-xl", "animatediff", "text2video-zero"}
+    assert not backends & unet_era
     assert table["animatediff"]["--quantize"] is False and table["cogvideox"]["--quantize"] is True
     assert "--fp8-storage" in body["instead"]["animatediff"]["--quantize"]
 

@@ -240,7 +240,7 @@ def _job_id(job: Job, resolved: Resolved) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts))
 
 
-INPUT_FIELDS = ("image", "last_image", "video", "control")
+INPUT_FIELDS = ("image", "last_image", "video", "control", "mask", "reference_images")
 
 
 def config_hash(resolved: Resolved) -> str:
@@ -253,9 +253,13 @@ def config_hash(resolved: Resolved) -> str:
     return hashlib.sha256(json.dumps(identity if identity["inputs"] else config, sort_keys=True).encode()).hexdigest()
 
 
-def _input_digest(ref: str | None) -> str | None:
+def _input_digest(ref: str | list[str] | None) -> str | None:
     """sha256 of a local input file (or frames folder); None for URLs and missing files (the job
-    fails when it runs, and its hash changes once the file appears)."""
+    fails when it runs, and its hash changes once the file appears). A list (reference images)
+    has one digest of its files' digests."""
+    if isinstance(ref, list):
+        parts = [_input_digest(one) for one in ref]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest() if any(parts) else None
     if not ref or "://" in ref:
         return None
     from vidgen import media

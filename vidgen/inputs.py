@@ -71,9 +71,18 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
         prepared = _prepare_image(cfg)
     elif cfg.mode == "v2v":
         prepared = _prepare_video(cfg, family, fps, cfg.inputs.video or "", "video")
+    elif cfg.mode == "control" and not cfg.inputs.control:
+        # Families that make a video without one (Wan VACE from references or the prompt alone).
+        prepared = Prepared(media={}, record={})
+        if cfg.inputs.reference_images:
+            _prepare_references(cfg, prepared)
     elif cfg.mode == "control":
         prepared = _prepare_video(cfg, family, fps, cfg.inputs.control or "", "control")
         prepared.media["control"] = control_maps(cfg, prepared.media["control"])
+        if cfg.inputs.mask:
+            _prepare_mask(cfg, fps, prepared)
+        if cfg.inputs.reference_images:
+            _prepare_references(cfg, prepared)
     else:
         prepared = Prepared(media={}, record={})
     prepared.sources = {name: f"inputs.{name}" for name in prepared.media}
@@ -349,6 +358,88 @@ def _prepare_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -
         "prepared": {"size": list(size), "frames": usable, "sha256": digest.hexdigest()},
     }
     return Prepared(media={name: prepared}, record={name: record}, notes=notes)
+
+
+# -- masks and reference images (Wan VACE) ----------------------------------------------------
+
+WHITE = (255, 255, 255)
+
+
+def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
+    """The mask beside the control frames: a video or folder with as many frames as the control
+    input, or one image for every frame, of the control input's size. It is resized like the
+    control frames; what --resize pad adds is white (generated), so pad outpaints."""
+    ref = cfg.inputs.mask or ""
+    control = prepared.record["control"]
+    size, read, usable = tuple(control["size"]), control["frames_read"], control["frames_used"]
+    path = Path(ref).expanduser()
+    check_source(ref, "mask")
+    if path.is_file() and path.suffix.lower() in FRAME_SUFFIXES:
+        data = _fetch(ref)
+        image, info = _decode(data, ref, WHITE)
+        frames, info = [image] * usable, {"kind": "image", "sha256": hashlib.sha256(data).hexdigest(), **info}
+        count = None
+    else:
+        cap = cfg.inputs.max_frames or MAX_FRAMES
+        if path.is_dir():
+            frames, info = _folder_frames(cfg, ref, path, cap, WHITE)
+        else:
+            frames, info = _file_frames(ref, path, cap, cfg.inputs.input_fps or fps)
+        count = len(frames)
+        if count != read:
+            raise InputError(
+                f"--mask {ref} gives {count} frame(s) and --control {cfg.inputs.control} {read}; give a mask with "
+                "one frame per control frame, or one image for every frame."
+            )
+    found = tuple(info["size"])
+    if found != size:
+        raise InputError(
+            f"--mask {ref} is {found[0]}x{found[1]} and the --control frames are {size[0]}x{size[1]}; "
+            "the mask must have the control frames' size."
+        )
+    mode = cfg.inputs.resize or DEFAULT_RESIZE
+    target = _target(cfg)
+    # White = generate, black = keep, as WanVACEPipeline reads it (one grey channel).
+    masks = [_resize(frame.convert("RGB"), target, mode, WHITE).convert("L") for frame in frames[:usable]]
+    digest = hashlib.sha256()
+    for frame in masks:
+        digest.update(frame.tobytes())
+    prepared.media["mask"] = masks
+    prepared.record["mask"] = {
+        "path": ref,
+        **_resolved(ref),
+        **info,
+        # One image masks every frame; a video or folder is read and trimmed like the control.
+        **({"frames_read": count, "frames_used": usable} if count is not None else {"repeated": usable}),
+        "resize": mode,
+        "prepared": {"size": list(target), "frames": usable, "sha256": digest.hexdigest()},
+    }
+
+
+def _prepare_references(cfg: RunConfig, prepared: Prepared) -> None:
+    """Reference images (Wan VACE), each brought to the run's size: by default letterboxed on
+    --background (white unless set), as WanVACEPipeline itself places them; --resize crop or fit
+    changes that."""
+    bg = background(cfg)
+    mode = cfg.inputs.resize or "pad"
+    images, records = [], []
+    digest = hashlib.sha256()
+    for ref in cfg.inputs.reference_images or []:
+        data = _fetch(ref)
+        image, info = _decode(data, f"--ref {ref}", bg)
+        image = _resize(image, _target(cfg), mode, bg)
+        digest.update(image.tobytes())
+        images.append(image)
+        records.append({"path": ref, **_resolved(ref), "sha256": hashlib.sha256(data).hexdigest(), **info})
+    prepared.media["reference_images"] = images
+    prepared.record["reference_images"] = {
+        "path": list(cfg.inputs.reference_images or []),
+        "resolved_path": [record.get("resolved_path", record["path"]) for record in records],
+        "images": records,
+        "resize": mode,
+        "background": cfg.inputs.background or DEFAULT_BACKGROUND,
+        "prepared": {"size": list(_target(cfg)), "count": len(images), "sha256": digest.hexdigest()},
+    }
 
 
 # -- control maps -----------------------------------------------------------------------------

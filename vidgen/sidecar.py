@@ -206,8 +206,11 @@ def replay_config(
         for name in INPUTS:
             ref = config["inputs"].get(name)
             where = (recorded.get(name) or {}).get("resolved_path")
-            if ref and not ref.startswith(("http://", "https://")) and not Path(ref).expanduser().exists() and where:
-                config["inputs"][name] = where
+            if isinstance(ref, list):  # reference_images: one path per entry
+                wheres = where if isinstance(where, list) and len(where) == len(ref) else [None] * len(ref)
+                config["inputs"][name] = [_found_again(one, there) for one, there in zip(ref, wheres, strict=True)]
+            else:
+                config["inputs"][name] = _found_again(ref, where)
         if not out_given and not config["output"].get("format"):
             # The recording's format came from its file name; the new name has none of its own.
             config["output"]["format"] = _recorded_format(data, source)
@@ -218,6 +221,13 @@ def replay_config(
             f"{source} is missing parts of a vidgen sidecar (config, seed); it cannot be replayed."
         ) from None
     return config, _drift(data)
+
+
+def _found_again(ref: Any, where: Any) -> Any:
+    """A local input's recorded absolute path when the relative one no longer resolves."""
+    if ref and not ref.startswith(("http://", "https://")) and not Path(ref).expanduser().exists() and where:
+        return where
+    return ref
 
 
 def _recorded_format(data: dict[str, Any], source: Path) -> str | None:

@@ -22,10 +22,20 @@ from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError, InputError, ModelError, OutOfMemory
 from vidgen.limits import MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MEMORY_FACTOR, pseudo_file
 
-INPUTS = ("image", "last_image", "video", "control")
+INPUTS = ("image", "last_image", "video", "control", "mask", "reference_images")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", flags=re.IGNORECASE)
 # Model fields that name weights vidgen may load.
 _WEIGHTS = {"id": "model", "motion_adapter": "motion adapter", "controlnet": "ControlNet", "base_config": "base config"}
+
+
+def input_refs(inputs: Any) -> Iterator[tuple[str, str]]:
+    """(field, file or URL) for every input the config's `inputs` name; a list field
+    (reference_images) gives one pair per entry."""
+    for name in INPUTS:
+        value = inputs.get(name) if isinstance(inputs, dict) else getattr(inputs, name, None)
+        for ref in value if isinstance(value, list) else [value]:
+            if ref:
+                yield name, str(ref)
 
 
 def typed(label: str | None) -> bool:
@@ -100,10 +110,9 @@ def outside_inputs(resolved: Resolved, folders: dict[str, Path]) -> list[tuple[s
     trusts nothing."""
     folders = {**{f"preset:{p['name']}": Path(p["path"]).parent for p in resolved.presets}, **folders}
     found = []
-    for name in INPUTS:
-        ref = getattr(resolved.config.inputs, name)
+    for name, ref in input_refs(resolved.config.inputs):
         label = resolved.sources.get(f"inputs.{name}", "default")
-        if not ref or typed(label):
+        if typed(label):
             continue
         if is_url(ref) or not _inside(Path(ref), folders.get(label)):
             found.append((ref, label))
@@ -214,8 +223,7 @@ def reads(cfg: RunConfig, recorded: dict[str, Any], outside: list[str]) -> Itera
     hashes = {lora.get("source"): lora.get("sha256") for lora in recorded.get("loras") or [] if isinstance(lora, dict)}
     for lora in model.loras or []:
         yield f"LoRA {lora.source} x{lora.scale:g} ({_kind(lora.source)}{_hash(lora.source, hashes.get(lora.source))})"
-    for name in INPUTS:
-        ref = getattr(cfg.inputs, name)
+    for name, ref in input_refs(cfg.inputs):
         if ref:
             note = "URL" if is_url(ref) else "local"
             note += ", outside the replayed file's folder" if ref in outside and not is_url(ref) else ""

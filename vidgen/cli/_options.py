@@ -416,6 +416,24 @@ CannyLow = Annotated[
 CannyHigh = Annotated[
     int | None, typer.Option("--canny-high", help="Canny upper threshold (default 200).", rich_help_panel=INPUT)
 ]
+Mask = Annotated[
+    str | None,
+    typer.Option(
+        "--mask",
+        metavar="VIDEO|DIR|IMAGE",
+        help="Wan VACE: white = generate, black = keep the --control pixels; one image masks every frame.",
+        rich_help_panel=INPUT,
+    ),
+]
+Ref = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ref",
+        metavar="IMAGE",
+        help="Wan VACE: reference image of a subject or style (repeatable).",
+        rich_help_panel=INPUT,
+    ),
+]
 ControlNet = Annotated[
     str | None,
     typer.Option(
@@ -547,6 +565,8 @@ PARAMS = {
     "preprocess": "inputs.preprocess",
     "canny_low": "inputs.canny_low",
     "canny_high": "inputs.canny_high",
+    "mask": "inputs.mask",
+    "ref": "inputs.reference_images",
     "controlnet": "model.controlnet",
     "control_scale": "sampling.controlnet_conditioning_scale",
     "chunk": "sampling.chunk",

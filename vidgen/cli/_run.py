@@ -117,6 +117,8 @@ def _model_family(mode: str, presets: list[str], layers: list[Layer]) -> Layer |
     if found is None:
         return None
     family, model_mode = found
+    if mode != model_mode and (other := families.for_model_mode(index, mode)) is not None:
+        family, model_mode = other, mode
     named = [merged_preset(ref).get("model", {}).get("family") for ref in presets]
     chosen = next((name for name in reversed(named) if name), None)
     if chosen and chosen != family.name:

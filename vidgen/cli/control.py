@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import IMAGE_INPUT, generation_command
+from vidgen.cli._command import FRAMES, IMAGE_INPUT, generation_command
 from vidgen.cli.animate import ANIMATEDIFF_MODEL, ANIMATEDIFF_SAMPLING
 
 control = generation_command(
@@ -17,6 +17,9 @@ control = generation_command(
     Without --preset this runs Text2Video-Zero on Stable Diffusion 1.5 with the canny ControlNet:
     cross-frame attention and one shared initial latent keep the frames one scene.
     --preset animatediff-controlnet uses AnimateDiff's motion adapter instead.
+    Wan VACE presets (wan2.1-vace-1.3b, ...) also take --mask (white = generate,
+    black = keep the control pixels: inpaint, outpaint) and --ref subject images,
+    and make --frames frames from the references alone when --control is left out.
 
     Try it offline in seconds on CPU with a tiny model:
 
@@ -30,10 +33,12 @@ control = generation_command(
         "preprocess": (o.Preprocess, None),
         "canny_low": (o.CannyLow, None),
         "canny_high": (o.CannyHigh, None),
+        "mask": (o.Mask, None),
+        "ref": (o.Ref, None),
         "input_fps": (o.InputFps, None),
         "max_frames": (o.MaxFrames, None),
         **IMAGE_INPUT,
     },
-    {"control_scale": (o.ControlScale, None), "chunk": (o.Chunk, None), **ANIMATEDIFF_SAMPLING},
+    {"control_scale": (o.ControlScale, None), "chunk": (o.Chunk, None), **FRAMES, **ANIMATEDIFF_SAMPLING},
     {"save_control": (o.SaveControl, False)},
 )

@@ -156,6 +156,9 @@ def _input_rows(data: dict) -> list[tuple[str, object]]:
     for name in INPUTS:  # every input field a replay would read
         ref = config_inputs.get(name)
         record = _dict(recorded.get(name))
+        if isinstance(ref, list):  # reference_images: a row per image
+            rows += _list_rows(name, ref, record)
+            continue
         if not record or record.get("path") != ref:
             rows.append((name, ref))
             continue
@@ -166,6 +169,21 @@ def _input_rows(data: dict) -> list[tuple[str, object]]:
         detail = f"sha256 {str(record.get('sha256'))[:12]}, {record.get('resize')} to {size}{frames}"
         where = f" = {record['resolved_path']}" if record.get("resolved_path") not in (None, ref) else ""
         rows.append((name, f"{ref}{where} ({detail})"))
+    return rows
+
+
+def _list_rows(name: str, refs: list, record: dict) -> list[tuple[str, object]]:
+    """One row per entry of a list input, with what the record says about it when it matches."""
+    images = record.get("images") if isinstance(record.get("images"), list) else []
+    size = "x".join(map(str, _dict(record.get("prepared")).get("size") or []))
+    rows: list[tuple[str, object]] = []
+    for index, ref in enumerate(refs):
+        image = _dict(images[index]) if index < len(images) else {}
+        if image.get("path") != ref:
+            rows.append((name, ref))
+            continue
+        where = f" = {image['resolved_path']}" if image.get("resolved_path") not in (None, ref) else ""
+        rows.append((name, f"{ref}{where} (sha256 {str(image.get('sha256'))[:12]}, {record.get('resize')} to {size})"))
     return rows
 
 

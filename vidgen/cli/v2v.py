@@ -15,6 +15,7 @@ v2v = generation_command(
     """Restyle a video with a prompt, keeping its motion and layout.
 
     Without --preset this runs CogVideoX-5b video-to-video; it needs a GPU and a download on first use.
+    --preset wan2.1-v2v-1.3b (or -14b) runs Wan 2.1 video-to-video instead.
     The input is resampled to the output --fps and trimmed to a frame count the model takes.
 
     Try it offline in seconds on CPU with a tiny model:

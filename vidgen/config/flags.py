@@ -34,6 +34,8 @@ FLAGS: dict[str, str] = {
     "inputs.preprocess": "--preprocess",
     "inputs.canny_low": "--canny-low",
     "inputs.canny_high": "--canny-high",
+    "inputs.mask": "--mask",
+    "inputs.reference_images": "--ref",
     "sampling.controlnet_conditioning_scale": "--control-scale",
     "sampling.motion_field_strength_x": "--motion-field-x",
     "sampling.motion_field_strength_y": "--motion-field-y",
@@ -136,6 +138,8 @@ def from_flag_form(path: str, value: Any) -> Any:
     if path == "model.loras":
         items = value if isinstance(value, (list, tuple)) else [value]
         return [parse_lora(item) if isinstance(item, str) else item for item in items]
+    if path == "inputs.reference_images" and isinstance(value, str):
+        return [value]  # one `ref:` in a manifest job
     if path == "inputs.prompts" and isinstance(value, (list, tuple, str)):
         return parse_prompt_map([value] if isinstance(value, str) else list(value))
     return value

@@ -82,6 +82,10 @@ class InputsConfig(_Section):
     preprocess: Literal["none", "canny", "pose", "depth"] | None = None
     canny_low: int | None = Field(None, ge=0, le=255)
     canny_high: int | None = Field(None, ge=0, le=255)
+    # Wan VACE: which parts of the control video to generate (white) or keep (black), as a video,
+    # a folder of frames or one image for every frame; and images of a subject or style to use.
+    mask: str | None = None
+    reference_images: list[str] | None = None
 
 
 # Sampling fields that model families declare for themselves (families/base.py `Option`):

@@ -18,7 +18,7 @@ from vidgen.errors import ConfigError
 from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option
 
 # The family modules, in `vidgen models` order; each defines FAMILIES, the classes it registers.
-MODULES = ("cogvideox", "modelscope", "svd", "i2vgen_xl", "animatediff", "text2video_zero", "wan")
+MODULES = ("cogvideox", "modelscope", "svd", "i2vgen_xl", "animatediff", "text2video_zero", "wan", "wan_vace")
 
 FAMILIES: dict[str, Family] = {}
 # Every family-declared option by config field, shared by the families that declare it.
@@ -75,6 +75,14 @@ def for_model(index: dict[str, Any]) -> tuple[Family, str] | None:
         for mode, cls in family.pipelines.items():
             if cls == name and family.matches(index):
                 return family, mode
+    return None
+
+
+def for_model_mode(index: dict[str, Any], mode: str) -> Family | None:
+    """A family that runs this model in `mode` through its own pipeline (`Family.loads_from`)."""
+    for family in FAMILIES.values():
+        if mode in family.pipelines and index.get("_class_name") in family.loads_from and family.matches(index):
+            return family
     return None
 
 
@@ -190,7 +198,7 @@ def check(cfg: RunConfig) -> Family:
         raise ConfigError("--save-control writes the control maps of `vidgen control`; this is not a control run.")
     if cfg.mode in REQUIRED_INPUT:
         field, argument = REQUIRED_INPUT[cfg.mode]
-        if not getattr(cfg.inputs, field):
+        if not getattr(cfg.inputs, field) and field not in family.optional_inputs:
             raise ConfigError(f"vidgen {cfg.mode} needs {argument}.")
     cap = cfg.inputs.max_frames
     if cfg.mode == "v2v" and cap is not None and not family.usable_frames(cap):

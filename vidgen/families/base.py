@@ -130,6 +130,12 @@ class Family:
     repos: ClassVar[dict[str, str]]
     # Set when diffusers has deprecated the pipeline; shown by `vidgen models`.
     deprecated: ClassVar[str | None] = None
+    # model_index.json pipeline classes whose checkpoints this family also runs, through its own
+    # pipeline (Wan video-to-video runs the WanPipeline text-to-video weights), so `--model` finds it.
+    loads_from: ClassVar[frozenset[str]] = frozenset()
+    # Inputs its mode usually requires that this family can do without (Wan VACE makes a video
+    # from reference images or the prompt alone when no --control is given).
+    optional_inputs: ClassVar[frozenset[str]] = frozenset()
     # Whether the family is steered by a text prompt.
     text: ClassVar[bool] = True
     # mode -> the `sampling` fields this family passes to its pipeline.
