@@ -293,7 +293,8 @@ def load(
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
     # Components the family always runs in their own precision (Wan's VAE in fp32).
-    dtypes = {"default": dtype, **family.dtypes} if family.dtypes else None
+    pinned = family.component_dtypes(dtype)
+    dtypes = {"default": dtype, **pinned} if pinned else None
     load_dtype = {k: getattr(torch, DTYPES[v]) for k, v in dtypes.items()} if dtypes else torch_dtype
     kwargs: dict[str, Any] = {"dtype": load_dtype, **family.load_kwargs(cfg.mode)}
     if decode_only:

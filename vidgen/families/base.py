@@ -273,6 +273,16 @@ class Family:
         """The components --quantize loads quantized: the denoisers, where the weights are."""
         return list(self.denoiser_names())
 
+    def component_dtypes(self, dtype: str) -> dict[str, str]:
+        """component -> dtype it loads in when the run's dtype is `dtype` (`dtypes` unless the
+        family pins components only in some precisions)."""
+        return dict(self.dtypes)
+
+    def guided(self, cfg: RunConfig) -> bool:
+        """Whether the denoiser runs a second (unguided) pass per step, for the memory planner."""
+        s = cfg.sampling
+        return self.footprint.guided and (s.guidance_scale is None or s.guidance_scale > 1)
+
     def decode_frames(self, cfg: RunConfig, frames: int) -> int:
         """How many of `frames` output frames the VAE decodes at once with these options."""
         # Most VAEs here decode the frames as one image batch, which --vae-slicing splits.
