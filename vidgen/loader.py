@@ -336,6 +336,13 @@ def load(
         if cfg.model.variant:
             kwargs["variant"] = cfg.model.variant
         load_from = cls.from_pretrained
+        if not decode_only:
+            # A checkpoint that ships only some components (FramePack's transformer) is loaded
+            # into the base pipeline the family names.
+            assembled = family.assemble(cfg.mode, kind, where, torch_dtype)
+            if assembled is not None:
+                where, parts, extra["assembled"] = assembled
+                kwargs.update(parts)
     try:
         with _announcing(on_component):
             pipe = load_from(where, **kwargs)

@@ -304,6 +304,12 @@ class Family:
         """How `call` differs from one plain pipeline call, for the sidecar (None: it does not)."""
         return None
 
+    def assemble(self, mode: str, kind: str, where: str, dtype: Any) -> tuple[str, dict[str, Any], Any] | None:
+        """For a checkpoint that is not a whole pipeline: (the pipeline folder or repo to load,
+        the components loaded from elsewhere, their record for the sidecar). None: `where` is
+        the whole pipeline."""
+        return None
+
     def load_kwargs(self, mode: str) -> dict[str, Any]:
         """Extra from_pretrained / from_single_file arguments (e.g. components to leave out)."""
         return {}

@@ -25,6 +25,7 @@ from vidgen.families.base import (
     prompt_kwargs,
     sampling_kwargs,
 )
+from vidgen.families.wan import FLOW_SHIFT, Wan
 
 TRUE_CFG = Option(
     "true_cfg_scale",
@@ -82,7 +83,7 @@ class HunyuanVideo(Family):
     }
     _call = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
     sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _call, "i2v": _call}
-    options: ClassVar[tuple[Option, ...]] = (TRUE_CFG,)
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG)
     model_options = frozenset({"loras"})
     optimizations = frozenset(
         {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
@@ -187,6 +188,10 @@ class HunyuanVideo(Family):
     def guided(self, cfg: RunConfig) -> bool:
         return self.passes(cfg) > 1
 
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        # --flow-shift rebuilds the flow-matching scheduler with the new shift, as on Wan.
+        return shift_scheduler(pipe, cfg)
+
     def quantized_components(self, mode: str) -> list[str]:
         # The Llama-3 8B text encoder is as large as half the transformer.
         return [*self.denoiser_names(), "text_encoder"]
@@ -215,6 +220,11 @@ class HunyuanVideo(Family):
     tiny: ClassVar[dict[str, Any]] = {}  # filled below, after the recipes
 
 
+def shift_scheduler(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    """--flow-shift on the pipeline's flow-matching scheduler (Wan's setup does exactly this)."""
+    return Wan.setup(Wan(), pipe, cfg)
+
+
 @contextmanager
 def transformer_passes(pipe: Any, on_pass: Callable[[], None]) -> Iterator[None]:
     """Report every forward of the transformer: with true CFG, sections or a guider, a step is
@@ -232,7 +242,7 @@ class FramePack(HunyuanVideo):
     pipelines: ClassVar[dict[str, str]] = {"i2v": "HunyuanVideoFramepackPipeline"}
     repos: ClassVar[dict[str, str]] = {"i2v": "lllyasviel/FramePackI2V_HY"}
     sampling: ClassVar[dict[str, frozenset[str]]] = {"i2v": HunyuanVideo._call}
-    options: ClassVar[tuple[Option, ...]] = (TRUE_CFG, WINDOW, SAMPLING_TYPE)
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG, WINDOW, SAMPLING_TYPE)
     extra_inputs = frozenset({"last_image"})
     media_args: ClassVar[dict[str, dict[str, str]]] = {"i2v": {"image": "image", "last_image": "last_image"}}
     # FramePack's transformer has no repeated-block list for regional compile, and its sections
@@ -344,8 +354,39 @@ class FramePack(HunyuanVideo):
             kwargs["sampling_type"] = SAMPLING_TYPES[kind]
         return kwargs
 
-    def run_note(self, cfg: RunConfig) -> str | None:
-        return None
+    # The released FramePack checkpoints are transformers only; diffusers' example loads them into
+    # the HunyuanVideo pipeline with the SigLIP encoder of FLUX Redux.
+    base_repo = "hunyuanvideo-community/HunyuanVideo"
+    image_encoder_repo = "lllyasviel/flux_redux_bfl"
+
+    def assemble(self, mode: str, kind: str, where: str, dtype: Any) -> tuple[str, dict[str, Any], Any] | None:
+        from pathlib import Path
+
+        if kind in ("dir", "tiny") and (Path(where) / "model_index.json").is_file():
+            return None
+        import torch
+        from diffusers import HunyuanVideoFramepackTransformer3DModel
+        from transformers import SiglipImageProcessor, SiglipVisionModel
+
+        encoder_dtype = torch.float32 if dtype == torch.float32 else torch.float16
+        parts = {
+            "transformer": HunyuanVideoFramepackTransformer3DModel.from_pretrained(
+                where, dtype=dtype, use_safetensors=True
+            ),
+            "image_encoder": SiglipVisionModel.from_pretrained(
+                self.image_encoder_repo, subfolder="image_encoder", dtype=encoder_dtype, use_safetensors=True
+            ),
+            "feature_extractor": SiglipImageProcessor.from_pretrained(
+                self.image_encoder_repo, subfolder="feature_extractor"
+            ),
+        }
+        record = {
+            "pipeline_from": self.base_repo,
+            "transformer": where,
+            "image_encoder": f"{self.image_encoder_repo} (subfolder image_encoder)",
+            "feature_extractor": f"{self.image_encoder_repo} (subfolder feature_extractor)",
+        }
+        return self.base_repo, parts, record
 
 
 # -- tiny random-weight recipes (after diffusers' own HunyuanVideo tests; offline tokenizers) ----
@@ -468,7 +509,12 @@ def tiny_framepack() -> Any:
     )
     encoder = SiglipVisionModel(
         SiglipVisionConfig(
-            hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=4
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=4,
         )
     ).eval()
     return HunyuanVideoFramepackPipeline(

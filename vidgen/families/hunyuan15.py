@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Family, Footprint, Grid, prompt_kwargs, sampling_kwargs
-from vidgen.families.hunyuan import transformer_passes
+from vidgen.families.base import Family, Footprint, Grid, Option, prompt_kwargs, sampling_kwargs
+from vidgen.families.hunyuan import shift_scheduler, transformer_passes
+from vidgen.families.wan import FLOW_SHIFT
 
 # Where classifier-free guidance does something (1 = one pass, no guidance) and stays sane.
 GUIDANCE = (1.0, 20.0)
@@ -45,6 +46,7 @@ class HunyuanVideo15(Family):
     # size the i2v input image, from which the pipeline takes the video's size.
     _call = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width"})
     sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _call, "i2v": _call}
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
     setup_fields = frozenset({"guidance_scale"})
     model_options = frozenset({"loras"})
     optimizations = frozenset(
@@ -71,7 +73,10 @@ class HunyuanVideo15(Family):
         blocks=54,
         sizes={
             **dict.fromkeys(
-                ("hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v", "hunyuanvideo-community/HunyuanVideo-1.5-720p_t2v"),
+                (
+                    "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v",
+                    "hunyuanvideo-community/HunyuanVideo-1.5-720p_t2v",
+                ),
                 {
                     "transformer": _HV15_TRANSFORMER,
                     "text_encoder": _QWEN25_VL_TEXT,
@@ -80,7 +85,10 @@ class HunyuanVideo15(Family):
                 },
             ),
             **dict.fromkeys(
-                ("hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v", "hunyuanvideo-community/HunyuanVideo-1.5-720p_i2v"),
+                (
+                    "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v",
+                    "hunyuanvideo-community/HunyuanVideo-1.5-720p_i2v",
+                ),
                 {
                     "transformer": _HV15_TRANSFORMER,
                     "text_encoder": _QWEN25_VL_TEXT,
@@ -144,11 +152,12 @@ class HunyuanVideo15(Family):
             )
 
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        calls = shift_scheduler(pipe, cfg)
         guidance = cfg.sampling.guidance_scale
-        if guidance is None:
-            return []
-        pipe.guider = pipe.guider.new(guidance_scale=guidance)
-        return [{"method": "guider = guider.new", "kwargs": {"guidance_scale": guidance}}]
+        if guidance is not None:
+            pipe.guider = pipe.guider.new(guidance_scale=guidance)
+            calls.append({"method": "guider = guider.new", "kwargs": {"guidance_scale": guidance}})
+        return calls
 
     def passes(self, cfg: RunConfig) -> int:
         """Transformer passes per step: the guider runs a negative pass unless guidance is 1."""
@@ -161,9 +170,6 @@ class HunyuanVideo15(Family):
     def quantized_components(self, mode: str) -> list[str]:
         # Qwen2.5-VL's 7B language model is close to the transformer's size.
         return [*self.denoiser_names(), "text_encoder"]
-
-    def lora_target(self, mode: str) -> str | None:
-        return "transformer"
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         names = {"num_frames", "num_inference_steps"} | ({"height", "width"} if cfg.mode == "t2v" else set())
@@ -280,7 +286,12 @@ def tiny_i2v() -> Any:
 
     encoder = SiglipVisionModel(
         SiglipVisionConfig(
-            hidden_size=12, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=4
+            hidden_size=12,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=4,
         )
     ).eval()
     return HunyuanVideo15ImageToVideoPipeline(
