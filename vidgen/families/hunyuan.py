@@ -55,11 +55,13 @@ SAMPLING_TYPES = {"inverted-anti-drifting": "inverted_anti_drifting", "vanilla":
 # use 6.0, FramePack's 10.0); outside it the output degrades to noise or saturation.
 EMBEDDED_GUIDANCE = (1.0, 20.0)
 
-# Parameter counts for the memory planner. The transformer, VAE and CLIP figures are the
-# parameters of diffusers' classes built from each repo's config.json (counted on the meta
-# device); the Llama figure is Llava-Llama-3-8B's language model without its LM head.
+# Parameter counts for the memory planner. Transformers and VAE: diffusers' classes built on the
+# meta device with their default configs, which are the published ones (20 dual + 40 single
+# blocks of 24x128; FramePack adds its image projection and clean-latent embedders; the VAE's
+# matches the community repo's vae/config.json). Llama-3 8B without its LM head, CLIP-L's text
+# tower and SigLIP so400m are the models' published sizes (not re-counted here).
 _HV_TRANSFORMER = 12.82e9
-_FRAMEPACK_TRANSFORMER = 12.93e9
+_FRAMEPACK_TRANSFORMER = 12.87e9
 _LLAMA_8B = 7.50e9
 _CLIP_L = 1.23e8
 _HV_VAE = 2.46e8

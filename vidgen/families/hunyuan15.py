@@ -21,13 +21,14 @@ from vidgen.families.wan import FLOW_SHIFT
 
 # Where classifier-free guidance does something (1 = one pass, no guidance) and stays sane.
 GUIDANCE = (1.0, 20.0)
-# Parameter counts for the memory planner: the transformer as diffusers builds it from the
-# published config.json (counted on the meta device), Qwen2.5-VL-7B's language model without its
-# LM head, the ByT5-small encoder behind the glyph mapper, SigLIP so400m's vision tower.
+# Parameter counts for the memory planner: the transformer (54 blocks of 16x128) and VAE as
+# diffusers builds them with their default configs, counted on the meta device; Qwen2.5-VL-7B's
+# language model without its LM head, the ByT5-small encoder and SigLIP so400m's vision tower are
+# the models' published sizes (not re-counted here).
 _HV15_TRANSFORMER = 8.33e9
 _QWEN25_VL_TEXT = 7.07e9
 _BYT5 = 2.19e8
-_HV15_VAE = 4.06e8
+_HV15_VAE = 1.261e9
 _SIGLIP = 4.28e8
 
 
