@@ -239,3 +239,40 @@ def test_memory_auto_plans_every_full_size_preset_offline(tmp_path: Path) -> Non
     single = cli(*KOI, "--preset", "hunyuanvideo", "--memory", "auto", "--vram", "80", "--dry-run", "--json")
     peak = [json.loads(r.stdout)["memory"]["phases_bytes"]["denoise"] for r in (guided, single)]
     assert peak[0] == 2 * peak[1]
+
+
+def test_batch_jobs_with_another_guidance_get_their_own_guider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidgen import loader
+
+    loads: list[str] = []
+    real = loader.load
+    monkeypatch.setattr(
+        loader, "load", lambda cfg, family, device: loads.append(cfg.model.id) or real(cfg, family, device)
+    )
+    (tmp_path / "jobs.yaml").write_text(
+        "defaults:\n  preset: tiny-hunyuanvideo15\njobs:\n  - prompt: a koi\nmatrix:\n  guidance: [3.0, 7.0]\n"
+    )
+    result = cli("batch", "jobs.yaml", "--out", "runs", "--report", "r.jsonl")
+    assert result.exit_code == 0, result.stderr
+    # The guider is set up once per pipeline, so each guidance loads its own.
+    assert loads == ["tiny:hunyuanvideo15"] * 2
+    setups = sorted(
+        sidecar(Path(json.loads(line)["outputs"][0]).with_suffix(".json"))["pipeline"]["setup"][0]["kwargs"][
+            "guidance_scale"
+        ]
+        for line in (tmp_path / "r.jsonl").read_text().splitlines()
+    )
+    assert setups == [3.0, 7.0]
+
+
+def test_framepack_plans_one_section_whatever_the_length(tmp_path: Path) -> None:
+    _image("a.png", (9, 9, 9), (64, 64))
+
+    def denoise(*extra: str) -> int:
+        result = cli("i2v", "a.png", "x", "--preset", "framepack", *extra, "--vram", "24", "--dry-run", "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["memory"]["phases_bytes"]["denoise"]
+
+    # A forward sees one section and its packed history: a longer video costs time, not memory.
+    assert denoise("--frames", "109", "--memory", "auto") == denoise("--frames", "253", "--memory", "auto")
+    assert denoise("--frames", "121", "--window", "10", "--memory", "auto") > denoise("--memory", "auto")

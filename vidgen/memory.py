@@ -235,6 +235,9 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
         counts = _count_folder(local, cfg.model.variant if whole else None) if local else {}
         if not whole:
             counts = {name: counts[""]} if "" in counts else {}
+        elif "" in counts:
+            # A denoiser-only checkpoint (FramePack's transformer): the rest is the published sizes.
+            counts = {**table.get(model_id, {}), family.footprint.denoiser: counts[""]}
         if counts:
             params.update(counts)
             sources.add("safetensors headers")
@@ -285,7 +288,7 @@ def estimate(
     vae = weights.get("vae", 0.0)
     encoders = [v for k, v in weights.items() if k not in (*denoisers, "vae")]
     guided = family.guided(cfg)
-    tokens = ((frames - 1) // fp.temporal + 1) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
+    tokens = family.latent_frames(cfg, frames) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
     if opt.forward_chunking:
         denoise *= 0.6

@@ -278,6 +278,10 @@ class Family:
         family pins components only in some precisions)."""
         return dict(self.dtypes)
 
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
+        """Latent frames one denoiser forward sees for a `frames`-frame video (memory planner)."""
+        return (frames - 1) // self.footprint.temporal + 1
+
     def guided(self, cfg: RunConfig) -> bool:
         """Whether the denoiser runs a second (unguided) pass per step, for the memory planner."""
         s = cfg.sampling

@@ -151,7 +151,7 @@ class HunyuanVideo(Family):
                 "width": self.size[1],
                 "num_frames": self.frames_default,
                 "num_inference_steps": self.steps_default,
-                "guidance_scale": self.guidance if mode == "t2v" else 1.0,
+                "guidance_scale": self.guidance,
             },
             "output": {"fps": self.fps},
         }
@@ -209,6 +209,19 @@ class HunyuanVideo(Family):
             kwargs["true_cfg_scale"] = true_cfg
         kwargs["output_type"] = "np"
         return kwargs
+
+    def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+        config = pipe.transformer.config
+        if (
+            cfg.mode == "i2v"
+            and getattr(config, "image_condition_type", None) == "latent_concat"
+            and cfg.sampling.num_frames
+        ):
+            # A latent-concat I2V transformer (hunyuanvideo-community/HunyuanVideo-I2V) drops the
+            # image's own latent frame, 4 frames, from the video: ask for 4 more so the video has
+            # --frames. The kwargs are the ones the sidecar records, so a rerun passes the same.
+            call_kwargs["num_frames"] = cfg.sampling.num_frames + 4
+        return super().call(pipe, cfg, call_kwargs, media, **extra)
 
     # -- progress: one tick per transformer pass ------------------------------------------
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
@@ -339,6 +352,11 @@ class FramePack(HunyuanVideo):
                 f"--sampling vanilla (FramePack F1) starts from the first image; use one of the presets "
                 f"{', '.join(LAST_IMAGE_PRESETS)}."
             )
+
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
+        # A forward sees one section, not the video: the first image, the window and the packed
+        # history (1 latent frame as is; 2 at 1/8 and 16 at 1/64 of the tokens), about window + 3.
+        return self.window(cfg) + 3
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         # Every section runs the whole schedule.
