@@ -246,9 +246,12 @@ def test_batch_jobs_with_another_guidance_get_their_own_guider(tmp_path: Path, m
 
     loads: list[str] = []
     real = loader.load
-    monkeypatch.setattr(
-        loader, "load", lambda cfg, family, device: loads.append(cfg.model.id) or real(cfg, family, device)
-    )
+
+    def counting(cfg, family, device, **kwargs):
+        loads.append(cfg.model.id)
+        return real(cfg, family, device, **kwargs)
+
+    monkeypatch.setattr(loader, "load", counting)
     (tmp_path / "jobs.yaml").write_text(
         "defaults:\n  preset: tiny-hunyuanvideo15\njobs:\n  - prompt: a koi\nmatrix:\n  guidance: [3.0, 7.0]\n"
     )
