@@ -279,3 +279,20 @@ def test_framepack_plans_one_section_whatever_the_length(tmp_path: Path) -> None
     # A forward sees one section and its packed history: a longer video costs time, not memory.
     assert denoise("--frames", "109", "--memory", "auto") == denoise("--frames", "253", "--memory", "auto")
     assert denoise("--frames", "121", "--window", "10", "--memory", "auto") > denoise("--memory", "auto")
+
+
+def test_denoiser_options_reach_the_transformers(tmp_path: Path) -> None:
+    result = cli(*KOI, "--preset", "tiny-hunyuanvideo", "--cache", "first-block", "--attention-backend", "flex",
+                 "--fp8-storage", "--seed", "1", "--out", "a.mp4")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    calls = [c["method"] for c in sidecar(tmp_path / "a.json")["optimizations"]["calls"]]
+    for method in ("enable_layerwise_casting", "set_attention_backend", "enable_cache"):
+        assert f"transformer.{method}" in calls
+    result = cli(*KOI, "--preset", "tiny-hunyuanvideo15", "--cache", "pab", "--quantize", "int8", "--seed", "1",
+                 "--out", "b.mp4")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = sidecar(tmp_path / "b.json")
+    (quantized,) = [c for c in data["optimizations"]["calls"] if c["method"] == "from_pretrained"]
+    # The 7-8B text encoder is quantized with the transformer.
+    assert set(quantized["kwargs"]["quantization_config"]["quant_mapping"]) == {"transformer", "text_encoder"}
+    assert "transformer.enable_cache" in [c["method"] for c in data["optimizations"]["calls"]]
