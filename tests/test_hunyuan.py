@@ -193,7 +193,11 @@ def test_hunyuanvideo15_lora_loads_into_the_transformer_and_a_foreign_one_is_ref
         ((*KOI, "--preset", "tiny-hunyuanvideo15", "--cache", "first-block"), 3, ("first-block", "pab, taylorseer")),
         ((*KOI, "--preset", "tiny-hunyuanvideo", "--cache", "faster"), 3, ("--cache faster", "first-block")),
         ((*KOI, "--preset", "tiny-wan", "--true-cfg", "3"), 3, ("--true-cfg", "HunyuanVideo (t2v, i2v)")),
-        (("i2v", "a.png", "x", "--preset", "framepack", "--frames", "241"), 3, ("--frames 241", "217 or 253")),
+        (
+            ("i2v", "a.png", "x", "--preset", "framepack", "--frames", "241"),
+            3,
+            ("--frames 241", "217 or 253", "--window 10"),
+        ),
         (("i2v", "a.png", "x", "--preset", "tiny-framepack", "--sampling", "forward"), 3, ("--sampling forward",)),
         (
             ("i2v", "a.png", "x", "--preset", "framepack-f1", "--last-image", "b.png"),

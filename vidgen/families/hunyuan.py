@@ -337,9 +337,12 @@ class FramePack(HunyuanVideo):
             step = 4 * window
             low = (frames - 1) // step * step + 1
             valid = " or ".join(str(v) for v in (low, low + step) if v > 1)
+            # Or keep the length and change the window: the nearest one that divides it.
+            fits = [w for w in range(1, WINDOW.le + 1) if frames > 1 and (frames - 1) % (4 * w) == 0]
+            other = f", or keep it with --window {min(fits, key=lambda w: abs(w - window))}" if fits else ""
             raise ConfigError(
                 f"--frames {frames} does not fit FramePack with --window {window}: it makes {step}k+1 frames "
-                f"(k sections of 4x{window}); nearest valid: {valid}."
+                f"(k sections of 4x{window}); nearest valid: {valid}{other}."
             )
         if cfg.sampling.height is not None or cfg.sampling.width is not None:
             check_multiple(self.title, cfg, 16)
