@@ -199,6 +199,7 @@ def test_hunyuanvideo15_lora_loads_into_the_transformer_and_a_foreign_one_is_ref
             ("--frames 241", "217 or 253", "--window 10"),
         ),
         (("i2v", "a.png", "x", "--preset", "tiny-framepack", "--sampling", "forward"), 3, ("--sampling forward",)),
+        (("i2v", "a.png", "x", "--preset", "framepack-f1", "--sampling", "inverted-anti-drifting"), 3, ("F1_I2V",)),
         (
             ("i2v", "a.png", "x", "--preset", "framepack-f1", "--last-image", "b.png"),
             3,

@@ -68,6 +68,11 @@ _HV_VAE = 2.46e8
 _SIGLIP = 4.28e8  # SigLIP so400m vision tower of lllyasviel/flux_redux_bfl
 _LLAVA_8B = 8.36e9  # HunyuanVideo-I2V: Llava (Llama-3 8B + CLIP-L/336 vision tower + projector)
 
+# The section order each released checkpoint was trained for (diffusers' FramePack docs).
+CHECKPOINT_SAMPLING = {
+    "lllyasviel/FramePackI2V_HY": "inverted-anti-drifting",
+    "lllyasviel/FramePack_F1_I2V_HY_20250503": "vanilla",
+}
 # Presets whose checkpoint can end on a given frame (--last-image): inverted anti-drifting only.
 LAST_IMAGE_PRESETS = ("framepack", "tiny-framepack")
 
@@ -330,6 +335,11 @@ class FramePack(HunyuanVideo):
         kind = cfg.sampling.get("sampling_type")
         if kind is not None and kind not in SAMPLING_TYPES:
             raise ConfigError(f"--sampling {kind} is not a FramePack section order; use {' or '.join(SAMPLING_TYPES)}.")
+        trained = CHECKPOINT_SAMPLING.get(cfg.model.id or "")
+        if kind is not None and trained is not None and kind != trained:
+            raise ConfigError(
+                f"--sampling {kind} does not fit {cfg.model.id}, which was trained for --sampling {trained}."
+            )
         frames, window = cfg.sampling.num_frames, self.window(cfg)
         # diffusers makes ceil(num_frames / ((window-1)*4+1)) sections of 4*window frames plus the
         # first image, whatever num_frames says: vidgen takes the length it will really make.
