@@ -48,6 +48,10 @@ def plain_diffusers(data: dict, media: dict) -> np.ndarray:
         data["model"]["path"], dtype=dtype, **data["model"].get("from_pretrained", {})
     )
     for step in data["pipeline"]["setup"]:
+        if step["method"] == "guider = guider.new":
+            # HunyuanVideo-1.5 carries its guidance on the guider, not in __call__.
+            pipe.guider = pipe.guider.new(**step["kwargs"])
+            continue
         # `scheduler = UniPCMultistepScheduler.from_config` with the options it got.
         assert step["method"].startswith("scheduler = "), step
         cls = getattr(diffusers, step["method"].split(" = ")[1].split(".")[0])

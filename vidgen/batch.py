@@ -370,7 +370,7 @@ def _writes(plan: Any) -> dict[str, Path]:
 def _group_key(resolved: Resolved) -> str:
     cfg = resolved.config.model_dump(mode="json")
     # Fields that shape the loaded pipeline (its setup), beyond the model and optimization sections.
-    shape = {name: cfg["sampling"].get(name) for name in sorted(families.setup_fields())}
+    shape = {name: cfg["sampling"].get(name) for name in sorted(families.setup_fields(cfg["model"]["family"]))}
     if cfg["optimization"]["cache"]:
         # A cache hook counts the steps it was set up for (MagCache resamples its ratios to them).
         shape["num_inference_steps"] = cfg["sampling"]["num_inference_steps"]

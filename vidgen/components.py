@@ -171,14 +171,22 @@ def load_loras(pipe: Any, cfg: RunConfig, denoisers: tuple[str, ...] = ("transfo
                 # Wan's loader puts a LoRA into the low-noise expert when asked to, under its own name.
                 into = {"load_into_transformer_2": True} if target == "transformer_2" else {}
                 name = base if target == targets[0] else f"{base}_{target}"
-                pipe.load_lora_weights(where, adapter_name=name, use_safetensors=safetensors_only(cfg), **extra, **into)
+                if hasattr(pipe, "load_lora_weights"):
+                    pipe.load_lora_weights(
+                        where, adapter_name=name, use_safetensors=safetensors_only(cfg), **extra, **into
+                    )
+                else:
+                    _into_denoiser(getattr(pipe, target), lora, where, name, cfg, extra)
                 names.append(name)
                 weights.append(lora.scale)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             if is_oom(exc):
                 raise OutOfMemory(f"the process ran out of memory while loading LoRA {lora.source}.", "load") from None
             lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
-            mismatch = [line for line in lines if line.startswith("size mismatch")]
+            # peft names the layers a LoRA for another architecture targets and this model lacks.
+            mismatch = [line for line in lines if line.startswith("size mismatch")] or [
+                "its target layers are not in this model" for line in lines if "not found in the base model" in line
+            ]
             if mismatch:
                 detail = mismatch[0].removesuffix(".")
                 raise ModelError(
@@ -198,5 +206,25 @@ def load_loras(pipe: Any, cfg: RunConfig, denoisers: tuple[str, ...] = ("transfo
                 **({"into": list(targets)} if len(denoisers) > 1 else {}),
             }
         )
-    pipe.set_adapters(names, adapter_weights=weights)
+    if hasattr(pipe, "set_adapters"):
+        pipe.set_adapters(names, adapter_weights=weights)
+    else:
+        getattr(pipe, denoisers[0]).set_adapters(names, weights=weights)
     return records
+
+
+def _into_denoiser(model: Any, lora: LoraConfig, where: str, name: str, cfg: RunConfig, extra: dict[str, Any]) -> None:
+    """A LoRA for a pipeline without a LoRA loader (HunyuanVideo-1.5): straight into its denoiser,
+    from diffusers-format keys ("transformer." prefix). A LoRA none of whose keys name one of the
+    denoiser's layers was made for another model; diffusers would only warn and load nothing."""
+    before = {key for key in model.state_dict() if "lora_" in key}
+    model.load_lora_adapter(
+        where, adapter_name=name, prefix="transformer", use_safetensors=safetensors_only(cfg), **extra
+    )
+    if not any("lora_" in key and key not in before for key in model.state_dict()):
+        if name in getattr(model, "peft_config", {}):
+            model.delete_adapters(name)
+        raise ModelError(
+            f"LoRA {lora.source} does not fit this model (none of its layers are in its {type(model).__name__}); "
+            "it was made for another base model."
+        )

@@ -293,7 +293,8 @@ def load(
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
     # Components the family always runs in their own precision (Wan's VAE in fp32).
-    dtypes = {"default": dtype, **family.dtypes} if family.dtypes else None
+    pinned = family.component_dtypes(dtype)
+    dtypes = {"default": dtype, **pinned} if pinned else None
     load_dtype = {k: getattr(torch, DTYPES[v]) for k, v in dtypes.items()} if dtypes else torch_dtype
     kwargs: dict[str, Any] = {"dtype": load_dtype, **family.load_kwargs(cfg.mode)}
     if decode_only:
@@ -335,6 +336,13 @@ def load(
         if cfg.model.variant:
             kwargs["variant"] = cfg.model.variant
         load_from = cls.from_pretrained
+        if not decode_only:
+            # A checkpoint that ships only some components (FramePack's transformer) is loaded
+            # into the base pipeline the family names.
+            assembled = family.assemble(cfg.mode, kind, where, torch_dtype)
+            if assembled is not None:
+                where, parts, extra["assembled"] = assembled
+                kwargs.update(parts)
     try:
         with _announcing(on_component):
             pipe = load_from(where, **kwargs)

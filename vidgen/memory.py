@@ -235,6 +235,9 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
         counts = _count_folder(local, cfg.model.variant if whole else None) if local else {}
         if not whole:
             counts = {name: counts[""]} if "" in counts else {}
+        elif "" in counts:
+            # A denoiser-only checkpoint (FramePack's transformer): the rest is the published sizes.
+            counts = {**table.get(model_id, {}), family.footprint.denoiser: counts[""]}
         if counts:
             params.update(counts)
             sources.add("safetensors headers")
@@ -265,7 +268,7 @@ def _bytes_per_param(component: str, family: Family, cfg: RunConfig, dtype: str)
     if denoiser and opt.fp8_storage:
         return 1.0
     # Components the family pins to their own precision (Wan's fp32 VAE).
-    return BYTES[family.dtypes.get(component, dtype)]
+    return BYTES[family.component_dtypes(dtype).get(component, dtype)]
 
 
 def estimate(
@@ -284,8 +287,8 @@ def estimate(
     denoising = max(experts, default=0.0) + sum(v for k, v in weights.items() if k in ("motion_adapter", "controlnet"))
     vae = weights.get("vae", 0.0)
     encoders = [v for k, v in weights.items() if k not in (*denoisers, "vae")]
-    guided = fp.guided and (s.guidance_scale is None or s.guidance_scale > 1)
-    tokens = ((frames - 1) // fp.temporal + 1) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
+    guided = family.guided(cfg)
+    tokens = family.latent_frames(cfg, frames) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
     if opt.forward_chunking:
         denoise *= 0.6

@@ -18,7 +18,18 @@ from vidgen.errors import ConfigError
 from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option
 
 # The family modules, in `vidgen models` order; each defines FAMILIES, the classes it registers.
-MODULES = ("cogvideox", "modelscope", "svd", "i2vgen_xl", "animatediff", "text2video_zero", "wan", "wan_vace")
+MODULES = (
+    "cogvideox",
+    "modelscope",
+    "svd",
+    "i2vgen_xl",
+    "animatediff",
+    "text2video_zero",
+    "wan",
+    "wan_vace",
+    "hunyuan",
+    "hunyuan15",
+)
 
 FAMILIES: dict[str, Family] = {}
 # Every family-declared option by config field, shared by the families that declare it.
@@ -60,10 +71,13 @@ def mode_options(mode: str) -> dict[str, tuple[Option, list[str]]]:
     return found
 
 
-def setup_fields() -> frozenset[str]:
-    """Sampling fields that shape a loaded pipeline: jobs that differ in one cannot share it."""
-    fields = {option.field for option in OPTIONS.values() if option.setup}
-    for family in FAMILIES.values():
+def setup_fields(name: str | None = None) -> frozenset[str]:
+    """Sampling fields that shape a loaded pipeline: jobs that differ in one cannot share it.
+    With a family name, only that family's (HunyuanVideo-1.5 sets its guidance at setup, while
+    other families' pipelines take it per call)."""
+    chosen = [FAMILIES[name]] if name in FAMILIES else list(FAMILIES.values())
+    fields = {option.field for family in chosen for option in family.options if option.setup}
+    for family in chosen:
         fields |= family.setup_fields
     return frozenset(fields)
 

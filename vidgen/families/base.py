@@ -279,6 +279,20 @@ class Family:
         """The components --quantize loads quantized: the denoisers, where the weights are."""
         return list(self.denoiser_names())
 
+    def component_dtypes(self, dtype: str) -> dict[str, str]:
+        """component -> dtype it loads in when the run's dtype is `dtype` (`dtypes` unless the
+        family pins components only in some precisions)."""
+        return dict(self.dtypes)
+
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
+        """Latent frames one denoiser forward sees for a `frames`-frame video (memory planner)."""
+        return (frames - 1) // self.footprint.temporal + 1
+
+    def guided(self, cfg: RunConfig) -> bool:
+        """Whether the denoiser runs a second (unguided) pass per step, for the memory planner."""
+        s = cfg.sampling
+        return self.footprint.guided and (s.guidance_scale is None or s.guidance_scale > 1)
+
     def decode_frames(self, cfg: RunConfig, frames: int) -> int:
         """How many of `frames` output frames the VAE decodes at once with these options."""
         # Most VAEs here decode the frames as one image batch, which --vae-slicing splits.
@@ -298,6 +312,12 @@ class Family:
 
     def run_note(self, cfg: RunConfig) -> str | None:
         """How `call` differs from one plain pipeline call, for the sidecar (None: it does not)."""
+        return None
+
+    def assemble(self, mode: str, kind: str, where: str, dtype: Any) -> tuple[str, dict[str, Any], Any] | None:
+        """For a checkpoint that is not a whole pipeline: (the pipeline folder or repo to load,
+        the components loaded from elsewhere, their record for the sidecar). None: `where` is
+        the whole pipeline."""
         return None
 
     def load_kwargs(self, mode: str) -> dict[str, Any]:

@@ -1,0 +1,566 @@
+"""HunyuanVideo 1.0 (Tencent) and FramePack: a 13B dual/single-stream flow transformer on the
+HunyuanVideo causal VAE (4x8x8, 16 latent channels), prompted by a Llama-3 8B and a CLIP-L encoder.
+
+Two families share this module. HunyuanVideo (text and image to video) is guidance-distilled:
+its `guidance_scale` is an *embedded* guidance the transformer reads, not classifier-free
+guidance; real CFG is `true_cfg_scale` with a negative prompt, a second transformer pass per step.
+FramePack (lllyasviel) is long image-to-video on the same stack: the video is made in sections of
+`latent_window_size` latent frames, each conditioned on a packed history of the ones before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
+from vidgen.families.base import (
+    Family,
+    Footprint,
+    Grid,
+    Option,
+    check_multiple,
+    prompt_kwargs,
+    sampling_kwargs,
+)
+from vidgen.families.wan import FLOW_SHIFT, Wan
+
+TRUE_CFG = Option(
+    "true_cfg_scale",
+    "--true-cfg",
+    float,
+    "Real classifier-free guidance with --negative: a second transformer pass per step (1 = off).",
+    ge=1,
+    le=30,
+)
+WINDOW = Option(
+    "latent_window_size",
+    "--window",
+    int,
+    "Latent frames per section of a long video (each makes 4x that many frames).",
+    ge=1,
+    le=33,
+)
+SAMPLING_TYPE = Option(
+    "sampling_type",
+    "--sampling",
+    str,
+    "Section order: inverted-anti-drifting (FramePackI2V_HY; end first) or vanilla (F1; start first).",
+)
+# --sampling value -> diffusers' FramepackSamplingType value.
+SAMPLING_TYPES = {"inverted-anti-drifting": "inverted_anti_drifting", "vanilla": "vanilla"}
+# The embedded guidance the distilled transformer was trained to read (the model card's examples
+# use 6.0, FramePack's 10.0); outside it the output degrades to noise or saturation.
+EMBEDDED_GUIDANCE = (1.0, 20.0)
+
+# Parameter counts for the memory planner. Transformers and VAE: diffusers' classes built on the
+# meta device with their default configs, which are the published ones (20 dual + 40 single
+# blocks of 24x128; FramePack adds its image projection and clean-latent embedders; the VAE's
+# matches the community repo's vae/config.json). Llama-3 8B without its LM head, CLIP-L's text
+# tower and SigLIP so400m are the models' published sizes (not re-counted here).
+_HV_TRANSFORMER = 12.82e9
+_FRAMEPACK_TRANSFORMER = 12.87e9
+_LLAMA_8B = 7.50e9
+_CLIP_L = 1.23e8
+_HV_VAE = 2.46e8
+_SIGLIP = 4.28e8  # SigLIP so400m vision tower of lllyasviel/flux_redux_bfl
+_LLAVA_8B = 8.36e9  # HunyuanVideo-I2V: Llava (Llama-3 8B + CLIP-L/336 vision tower + projector)
+
+# The section order each released checkpoint was trained for (diffusers' FramePack docs).
+CHECKPOINT_SAMPLING = {
+    "lllyasviel/FramePackI2V_HY": "inverted-anti-drifting",
+    "lllyasviel/FramePack_F1_I2V_HY_20250503": "vanilla",
+}
+# Presets whose checkpoint can end on a given frame (--last-image): inverted anti-drifting only.
+LAST_IMAGE_PRESETS = ("framepack", "tiny-framepack")
+
+
+class HunyuanVideo(Family):
+    name = "hunyuanvideo"
+    title = "HunyuanVideo"
+    pipelines: ClassVar[dict[str, str]] = {
+        "t2v": "HunyuanVideoPipeline",
+        "i2v": "HunyuanVideoImageToVideoPipeline",
+    }
+    repos: ClassVar[dict[str, str]] = {
+        "t2v": "hunyuanvideo-community/HunyuanVideo",
+        "i2v": "hunyuanvideo-community/HunyuanVideo-I2V",
+    }
+    _call = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _call, "i2v": _call}
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG)
+    model_options = frozenset({"loras"})
+    optimizations = frozenset(
+        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+    )
+    # What diffusers 0.42.1 runs on the HunyuanVideo transformer (its blocks are registered for
+    # first-block; the tiny-model probes ran each). MagCache needs ratios calibrated per checkpoint.
+    caches = frozenset({"first-block", "pab", "taylorseer"})
+    hints: ClassVar[dict[str, str]] = {
+        "optimization.cache=faster": "FasterCache assumes a batched guided pass, and true CFG runs two passes",
+        "optimization.cache=magcache": (
+            "MagCache needs magnitude ratios calibrated for the checkpoint, and none are published for "
+            "diffusers' HunyuanVideo"
+        ),
+        "optimization.decode_chunk_size": "the causal VAE decodes frame by frame already; use --vae-tiling",
+        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
+        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload group",
+    }
+    latents = None  # the pipeline decodes inside its own steps
+    grid = Grid(frames=4, size=16)
+    # The model card: bf16 transformer, fp16 text encoders and VAE (the VAE was trained in fp16).
+    dtypes: ClassVar[dict[str, str]] = {"text_encoder": "fp16", "text_encoder_2": "fp16", "vae": "fp16"}
+    cuda_dtype = "bf16"
+    footprint = Footprint(
+        denoiser="transformer",
+        blocks=60,  # 20 dual-stream + 40 single-stream blocks
+        sizes={
+            "hunyuanvideo-community/HunyuanVideo": {
+                "transformer": _HV_TRANSFORMER,
+                "text_encoder": _LLAMA_8B,
+                "text_encoder_2": _CLIP_L,
+                "vae": _HV_VAE,
+            },
+            "hunyuanvideo-community/HunyuanVideo-I2V": {
+                "transformer": _HV_TRANSFORMER,
+                "text_encoder": _LLAVA_8B,
+                "text_encoder_2": _CLIP_L,
+                "vae": _HV_VAE,
+            },
+        },
+        spatial=8,
+        temporal=4,
+        patch=2,
+        width=3072,
+        live=10,
+        decode=120,
+        tiled=0.3,
+        # The embedded guidance is one pass; true CFG (a second pass) is priced by `passes`.
+        guided=False,
+    )
+    # The model card's reference: 720x1280, 129 frames, 50 steps, embedded guidance 6, shift 7, 24 fps.
+    size = (720, 1280)
+    frames_default = 129
+    fps = 24
+    steps_default = 50
+    guidance = 6.0
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        return {
+            "model": {"id": self.repos[mode]},
+            "sampling": {
+                "height": self.size[0],
+                "width": self.size[1],
+                "num_frames": self.frames_default,
+                "num_inference_steps": self.steps_default,
+                "guidance_scale": self.guidance,
+            },
+            "output": {"fps": self.fps},
+        }
+
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        s = cfg.sampling
+        low, high = EMBEDDED_GUIDANCE
+        if s.guidance_scale is not None and not low <= s.guidance_scale <= high:
+            raise ConfigError(
+                f"--guidance {s.guidance_scale:g} is out of range for {self.title}: it is the embedded (distilled) "
+                f"guidance, {low:g} to {high:g}; for real classifier-free guidance use --true-cfg with --negative."
+            )
+        true_cfg = s.get("true_cfg_scale")
+        negative = cfg.inputs.negative_prompt
+        if true_cfg is not None and true_cfg > 1 and negative is None:
+            raise ConfigError(
+                f"--true-cfg {true_cfg:g} guides away from a negative prompt, and none is set; add --negative "
+                '"what to avoid" (or drop --true-cfg).'
+            )
+        if negative is not None and not (true_cfg and true_cfg > 1):
+            raise ConfigError(
+                f"--negative is only read by {self.title} with real classifier-free guidance; add --true-cfg "
+                "(e.g. --true-cfg 4) or drop --negative."
+            )
+
+    def component_dtypes(self, dtype: str) -> dict[str, str]:
+        # The fp16 pins are the half-precision recipe; an fp32 run (the CPU) keeps everything fp32.
+        return {} if dtype == "fp32" else dict(self.dtypes)
+
+    def passes(self, cfg: RunConfig) -> int:
+        """Transformer passes per step: two with real CFG (the negative prompt's pass)."""
+        true_cfg = cfg.sampling.get("true_cfg_scale")
+        return 2 if true_cfg and true_cfg > 1 and cfg.inputs.negative_prompt is not None else 1
+
+    def guided(self, cfg: RunConfig) -> bool:
+        return self.passes(cfg) > 1
+
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        # --flow-shift rebuilds the flow-matching scheduler with the new shift, as on Wan.
+        return shift_scheduler(pipe, cfg)
+
+    def quantized_components(self, mode: str) -> list[str]:
+        # The Llama-3 8B text encoder is as large as half the transformer.
+        return [*self.denoiser_names(), "text_encoder"]
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        # The causal VAE decodes a few latent frames at a time with a feature cache.
+        return min(frames, 4)
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode])}
+        true_cfg = cfg.sampling.get("true_cfg_scale")
+        if true_cfg is not None:
+            kwargs["true_cfg_scale"] = true_cfg
+        kwargs["output_type"] = "np"
+        return kwargs
+
+    def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+        config = pipe.transformer.config
+        if (
+            cfg.mode == "i2v"
+            and getattr(config, "image_condition_type", None) == "latent_concat"
+            and cfg.sampling.num_frames
+        ):
+            # A latent-concat I2V transformer (hunyuanvideo-community/HunyuanVideo-I2V) drops the
+            # image's own latent frame, 4 frames, from the video: ask for 4 more so the video has
+            # --frames. The kwargs are the ones the sidecar records, so a rerun passes the same.
+            call_kwargs["num_frames"] = cfg.sampling.num_frames + 4
+        return super().call(pipe, cfg, call_kwargs, media, **extra)
+
+    # -- progress: one tick per transformer pass ------------------------------------------
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        return int(call_kwargs.get("num_inference_steps", 0)) * self.passes(cfg)
+
+    @contextmanager
+    def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
+        with transformer_passes(pipe, on_step):
+            yield {}
+
+    tiny: ClassVar[dict[str, Any]] = {}  # filled below, after the recipes
+
+
+def shift_scheduler(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    """--flow-shift on the pipeline's flow-matching scheduler (Wan's setup does exactly this)."""
+    return Wan.setup(Wan(), pipe, cfg)
+
+
+@contextmanager
+def transformer_passes(pipe: Any, on_pass: Callable[[], None]) -> Iterator[None]:
+    """Report every forward of the transformer: with true CFG, sections or a guider, a step is
+    more than one pass, and the pass is what takes the time (and what the progress total counts)."""
+    handle = pipe.transformer.register_forward_hook(lambda module, args, output: on_pass())
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+class FramePack(HunyuanVideo):
+    name = "framepack"
+    title = "FramePack"
+    pipelines: ClassVar[dict[str, str]] = {"i2v": "HunyuanVideoFramepackPipeline"}
+    repos: ClassVar[dict[str, str]] = {"i2v": "lllyasviel/FramePackI2V_HY"}
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"i2v": HunyuanVideo._call}
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG, WINDOW, SAMPLING_TYPE)
+    extra_inputs = frozenset({"last_image"})
+    media_args: ClassVar[dict[str, dict[str, str]]] = {"i2v": {"image": "image", "last_image": "last_image"}}
+    # FramePack's transformer has no repeated-block list for regional compile, and its sections
+    # re-enter the transformer with new shapes; PAB and TaylorSeer keep per-run state per pass.
+    caches = frozenset({"first-block", "pab", "taylorseer"})
+    grid = None  # frames follow the window (see check)
+    dtypes: ClassVar[dict[str, str]] = {
+        "text_encoder": "fp16",
+        "text_encoder_2": "fp16",
+        "vae": "fp16",
+        "image_encoder": "fp16",
+    }
+    footprint = Footprint(
+        denoiser="transformer",
+        blocks=60,
+        sizes={
+            "lllyasviel/FramePackI2V_HY": {
+                "transformer": _FRAMEPACK_TRANSFORMER,
+                "text_encoder": _LLAMA_8B,
+                "text_encoder_2": _CLIP_L,
+                "vae": _HV_VAE,
+                "image_encoder": _SIGLIP,
+            },
+            "lllyasviel/FramePack_F1_I2V_HY_20250503": {
+                "transformer": _FRAMEPACK_TRANSFORMER,
+                "text_encoder": _LLAMA_8B,
+                "text_encoder_2": _CLIP_L,
+                "vae": _HV_VAE,
+                "image_encoder": _SIGLIP,
+            },
+        },
+        spatial=8,
+        temporal=4,
+        patch=2,
+        width=3072,
+        # One section's window plus its packed history (1 + 2 + 16 latent frames, the longer
+        # ones downsampled) is what the transformer sees, whatever the video's length.
+        live=10,
+        decode=120,
+        tiled=0.3,
+        guided=False,
+    )
+    # diffusers' FramePack example: 832x480, 30 steps, embedded guidance 9, window 9, 30 fps.
+    size = (832, 480)
+    frames_default = 109
+    fps = 30
+    steps_default = 30
+    guidance = 9.0
+    window_default = 9
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        data = super().defaults(mode)
+        data["sampling"].update(
+            {
+                "guidance_scale": self.guidance,
+                "latent_window_size": self.window_default,
+                "sampling_type": "inverted-anti-drifting",
+            }
+        )
+        return data
+
+    def window(self, cfg: RunConfig) -> int:
+        return int(cfg.sampling.get("latent_window_size") or self.window_default)
+
+    def sections(self, cfg: RunConfig) -> int:
+        """How many sections make --frames: each adds 4 x window frames to the first image."""
+        return max(1, ((cfg.sampling.num_frames or 1) - 1) // (4 * self.window(cfg)))
+
+    def check(self, cfg: RunConfig) -> None:
+        kind = cfg.sampling.get("sampling_type")
+        if kind is not None and kind not in SAMPLING_TYPES:
+            raise ConfigError(f"--sampling {kind} is not a FramePack section order; use {' or '.join(SAMPLING_TYPES)}.")
+        trained = CHECKPOINT_SAMPLING.get(cfg.model.id or "")
+        if kind is not None and trained is not None and kind != trained:
+            raise ConfigError(
+                f"--sampling {kind} does not fit {cfg.model.id}, which was trained for --sampling {trained}."
+            )
+        frames, window = cfg.sampling.num_frames, self.window(cfg)
+        # diffusers makes ceil(num_frames / ((window-1)*4+1)) sections of 4*window frames plus the
+        # first image, whatever num_frames says: vidgen takes the length it will really make.
+        if frames is not None and ((frames - 1) % (4 * window) or frames == 1):
+            step = 4 * window
+            low = (frames - 1) // step * step + 1
+            valid = " or ".join(str(v) for v in (low, low + step) if v > 1)
+            # Or keep the length and change the window: the nearest one that divides it.
+            fits = [w for w in range(1, WINDOW.le + 1) if frames > 1 and (frames - 1) % (4 * w) == 0]
+            other = f", or keep it with --window {min(fits, key=lambda w: abs(w - window))}" if fits else ""
+            raise ConfigError(
+                f"--frames {frames} does not fit FramePack with --window {window}: it makes {step}k+1 frames "
+                f"(k sections of 4x{window}); nearest valid: {valid}{other}."
+            )
+        if cfg.sampling.height is not None or cfg.sampling.width is not None:
+            check_multiple(self.title, cfg, 16)
+        super().check(cfg)
+        if cfg.inputs.last_image and not cfg.inputs.image:
+            raise ConfigError("--last-image is the frame the video ends on; give the first frame as IMAGE too.")
+        if cfg.inputs.last_image and kind == "vanilla":
+            raise ConfigError(
+                "--last-image needs the inverted anti-drifting section order (it makes the end first), and "
+                f"--sampling vanilla (FramePack F1) starts from the first image; use one of the presets "
+                f"{', '.join(LAST_IMAGE_PRESETS)}."
+            )
+
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
+        # A forward sees one section, not the video: the first image, the window and the packed
+        # history (1 latent frame as is; 2 at 1/8 and 16 at 1/64 of the tokens), about window + 3.
+        return self.window(cfg) + 3
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        # Every section runs the whole schedule.
+        return super().step_count(cfg, call_kwargs, media) * self.sections(cfg)
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        kwargs = super().call_kwargs(cfg, seed, frames)
+        window = self.window(cfg)
+        # The num_frames that makes exactly this many sections (diffusers counts sections of
+        # (window-1)*4+1 frames and then makes 4*window per section).
+        kwargs["num_frames"] = self.sections(cfg) * ((window - 1) * 4 + 1)
+        kwargs["latent_window_size"] = window
+        kind = cfg.sampling.get("sampling_type")
+        if kind is not None:
+            kwargs["sampling_type"] = SAMPLING_TYPES[kind]
+        return kwargs
+
+    # The released FramePack checkpoints are transformers only; diffusers' example loads them into
+    # the HunyuanVideo pipeline with the SigLIP encoder of FLUX Redux.
+    base_repo = "hunyuanvideo-community/HunyuanVideo"
+    image_encoder_repo = "lllyasviel/flux_redux_bfl"
+
+    def assemble(self, mode: str, kind: str, where: str, dtype: Any) -> tuple[str, dict[str, Any], Any] | None:
+        from pathlib import Path
+
+        if kind in ("dir", "tiny") and (Path(where) / "model_index.json").is_file():
+            return None
+        import torch
+        from diffusers import HunyuanVideoFramepackTransformer3DModel
+        from transformers import SiglipImageProcessor, SiglipVisionModel
+
+        encoder_dtype = torch.float32 if dtype == torch.float32 else torch.float16
+        parts = {
+            "transformer": HunyuanVideoFramepackTransformer3DModel.from_pretrained(
+                where, dtype=dtype, use_safetensors=True
+            ),
+            "image_encoder": SiglipVisionModel.from_pretrained(
+                self.image_encoder_repo, subfolder="image_encoder", dtype=encoder_dtype, use_safetensors=True
+            ),
+            "feature_extractor": SiglipImageProcessor.from_pretrained(
+                self.image_encoder_repo, subfolder="feature_extractor"
+            ),
+        }
+        record = {
+            "pipeline_from": self.base_repo,
+            "transformer": where,
+            "image_encoder": f"{self.image_encoder_repo} (subfolder image_encoder)",
+            "feature_extractor": f"{self.image_encoder_repo} (subfolder feature_extractor)",
+        }
+        return self.base_repo, parts, record
+
+
+# -- tiny random-weight recipes (after diffusers' own HunyuanVideo tests; offline tokenizers) ----
+
+_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def llama_tokenizer() -> Any:
+    """A character-level Llama tokenizer. It needs a pad token: the pipeline pads to max length."""
+    from transformers import LlamaTokenizer
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "\u2581": 4}
+    for char in _CHARS + "<>|_":
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault("\u2581" + char, len(vocab))
+    return LlamaTokenizer(vocab=vocab, merges=[], pad_token="<pad>")
+
+
+def _encoders() -> dict[str, Any]:
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    from vidgen.tiny import _clip_tokenizer
+
+    tokenizer, tokenizer_2 = llama_tokenizer(), _clip_tokenizer()
+    # hidden_size 16 = the transformer's text_embed_dim; CLIP's 8 = its pooled_projection_dim.
+    llama = LlamaConfig(
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        hidden_size=16,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(tokenizer),
+        hidden_act="gelu",
+    )
+    clip = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=8,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(tokenizer_2),
+        projection_dim=32,
+    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": LlamaModel(llama).eval(),
+        "tokenizer_2": tokenizer_2,
+        "text_encoder_2": CLIPTextModel(clip).eval(),
+    }
+
+
+def _vae() -> Any:
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    return AutoencoderKLHunyuanVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        act_fn="silu",
+        norm_num_groups=4,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=True,
+    )
+
+
+_TRANSFORMER = {
+    "in_channels": 4,
+    "out_channels": 4,
+    "num_attention_heads": 2,
+    "attention_head_dim": 10,
+    # Two blocks of each kind: first-block caching needs more than one.
+    "num_layers": 2,
+    "num_single_layers": 2,
+    "num_refiner_layers": 1,
+    "patch_size": 1,
+    "patch_size_t": 1,
+    "guidance_embeds": True,
+    "text_embed_dim": 16,
+    "pooled_projection_dim": 8,
+    "rope_axes_dim": (2, 4, 4),
+}
+
+
+def tiny_t2v() -> Any:
+    from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
+
+    return HunyuanVideoPipeline(
+        **_encoders(),
+        transformer=HunyuanVideoTransformer3DModel(**_TRANSFORMER),
+        vae=_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+    )
+
+
+def tiny_framepack() -> Any:
+    """FramePack: the packed-history transformer, a SigLIP image encoder (hidden 32 = image_proj_dim)."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoFramepackPipeline,
+        HunyuanVideoFramepackTransformer3DModel,
+    )
+    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
+
+    transformer = HunyuanVideoFramepackTransformer3DModel(
+        **{**_TRANSFORMER, "patch_size": 2},
+        image_condition_type=None,
+        has_image_proj=True,
+        image_proj_dim=32,
+        has_clean_x_embedder=True,
+    )
+    encoder = SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=4,
+        )
+    ).eval()
+    return HunyuanVideoFramepackPipeline(
+        **_encoders(),
+        transformer=transformer,
+        vae=_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        image_encoder=encoder,
+        feature_extractor=SiglipImageProcessorPil(size={"height": 16, "width": 16}),
+    )
+
+
+HunyuanVideo.tiny = {"hunyuanvideo": tiny_t2v}
+FramePack.tiny = {"framepack": tiny_framepack}
+
+FAMILIES = (HunyuanVideo, FramePack)

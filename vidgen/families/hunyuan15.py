@@ -1,0 +1,307 @@
+"""HunyuanVideo-1.5 (Tencent): an 8.3B flow transformer on a 16x-compressing VAE (4x16x16, 32
+latent channels), prompted by Qwen2.5-VL's language model and a ByT5 glyph encoder.
+
+Its pipelines take no `guidance_scale`: a guider component carries classifier-free guidance, so
+--guidance replaces the guider (`pipe.guider.new(guidance_scale=...)`) once after loading, and the
+sidecar records that call. They have no LoRA loader either: LoRAs load into the transformer
+(`transformer.load_lora_adapter`). Image-to-video takes its size from the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
+from vidgen.families.base import Family, Footprint, Grid, Option, prompt_kwargs, sampling_kwargs
+from vidgen.families.hunyuan import shift_scheduler, transformer_passes
+from vidgen.families.wan import FLOW_SHIFT
+
+# Where classifier-free guidance does something (1 = one pass, no guidance) and stays sane.
+GUIDANCE = (1.0, 20.0)
+# Parameter counts for the memory planner: the transformer (54 blocks of 16x128) and VAE as
+# diffusers builds them with their default configs, counted on the meta device; Qwen2.5-VL-7B's
+# language model without its LM head, the ByT5-small encoder and SigLIP so400m's vision tower are
+# the models' published sizes (not re-counted here).
+_HV15_TRANSFORMER = 8.33e9
+_QWEN25_VL_TEXT = 7.07e9
+_BYT5 = 2.19e8
+_HV15_VAE = 1.261e9
+_SIGLIP = 4.28e8
+
+
+class HunyuanVideo15(Family):
+    name = "hunyuanvideo15"
+    title = "HunyuanVideo-1.5"
+    pipelines: ClassVar[dict[str, str]] = {
+        "t2v": "HunyuanVideo15Pipeline",
+        "i2v": "HunyuanVideo15ImageToVideoPipeline",
+    }
+    repos: ClassVar[dict[str, str]] = {
+        "t2v": "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v",
+        "i2v": "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v",
+    }
+    # guidance_scale is set on the guider (setup), never passed to __call__; height and width
+    # size the i2v input image, from which the pipeline takes the video's size.
+    _call = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width"})
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _call, "i2v": _call}
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
+    setup_fields = frozenset({"guidance_scale"})
+    model_options = frozenset({"loras"})
+    optimizations = frozenset(
+        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+    )
+    # diffusers 0.42.1 does not register HunyuanVideo15TransformerBlock for the block-level caches.
+    caches = frozenset({"pab", "taylorseer"})
+    hints: ClassVar[dict[str, str]] = {
+        "optimization.cache=first-block": (
+            "diffusers 0.42.1 has not registered HunyuanVideo15TransformerBlock for block caches"
+        ),
+        "optimization.cache=magcache": "diffusers 0.42.1 has not registered HunyuanVideo15TransformerBlock for it",
+        "optimization.cache=faster": "FasterCache assumes a batched guided pass, and the guider runs two passes",
+        "optimization.decode_chunk_size": "its VAE decodes in one call; use --vae-tiling",
+        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
+        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload group",
+    }
+    latents = None  # the pipeline decodes inside its own steps
+    grid = Grid(frames=4, size=16)
+    cuda_dtype = "bf16"
+    footprint = Footprint(
+        denoiser="transformer",
+        blocks=54,
+        sizes={
+            **dict.fromkeys(
+                (
+                    "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v",
+                    "hunyuanvideo-community/HunyuanVideo-1.5-720p_t2v",
+                ),
+                {
+                    "transformer": _HV15_TRANSFORMER,
+                    "text_encoder": _QWEN25_VL_TEXT,
+                    "text_encoder_2": _BYT5,
+                    "vae": _HV15_VAE,
+                },
+            ),
+            **dict.fromkeys(
+                (
+                    "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v",
+                    "hunyuanvideo-community/HunyuanVideo-1.5-720p_i2v",
+                ),
+                {
+                    "transformer": _HV15_TRANSFORMER,
+                    "text_encoder": _QWEN25_VL_TEXT,
+                    "text_encoder_2": _BYT5,
+                    "vae": _HV15_VAE,
+                    "image_encoder": _SIGLIP,
+                },
+            ),
+        },
+        spatial=16,
+        temporal=4,
+        patch=1,
+        width=2048,
+        live=10,
+        decode=160,
+        tiled=0.3,
+    )
+    # The official generate.py: 480p, 121 frames, 50 steps, guidance 6 (the guider's), 24 fps.
+    size = (480, 848)
+    frames_default = 121
+    fps = 24
+    steps_default = 50
+    guidance = 6.0
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        return {
+            "model": {"id": self.repos[mode]},
+            "sampling": {
+                "height": self.size[0],
+                "width": self.size[1],
+                "num_frames": self.frames_default,
+                "num_inference_steps": self.steps_default,
+                "guidance_scale": self.guidance,
+            },
+            "output": {"fps": self.fps},
+        }
+
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        guidance = cfg.sampling.guidance_scale
+        low, high = GUIDANCE
+        if guidance is not None and not low <= guidance <= high:
+            raise ConfigError(
+                f"--guidance {guidance:g} is out of range for {self.title}: its guider takes {low:g} (no guidance) "
+                f"to {high:g}; the model card uses {self.guidance:g}."
+            )
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        if cfg.mode != "i2v":
+            return
+        # The pipeline sizes the video from the image: the bucket of its aspect ratio at the
+        # model's target size. vidgen resized the image to --height/--width; another bucket
+        # would silently change the video's size, so it is refused with the one that fits.
+        h, w = cfg.sampling.height, cfg.sampling.width
+        bucket = pipe.video_processor.calculate_default_height_width(height=h, width=w, target_size=pipe.target_size)
+        if tuple(bucket) != (h, w):
+            raise ConfigError(
+                f"--height {h} --width {w} is not a size {cfg.model.id} makes: at its target size "
+                f"{pipe.target_size} that aspect ratio becomes {bucket[0]}x{bucket[1]}; use --height {bucket[0]} "
+                f"--width {bucket[1]}."
+            )
+
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        calls = shift_scheduler(pipe, cfg)
+        guidance = cfg.sampling.guidance_scale
+        if guidance is not None:
+            pipe.guider = pipe.guider.new(guidance_scale=guidance)
+            calls.append({"method": "guider = guider.new", "kwargs": {"guidance_scale": guidance}})
+        return calls
+
+    def passes(self, cfg: RunConfig) -> int:
+        """Transformer passes per step: the guider runs a negative pass unless guidance is 1."""
+        guidance = cfg.sampling.guidance_scale
+        return 1 if guidance is not None and guidance == 1.0 else 2
+
+    def guided(self, cfg: RunConfig) -> bool:
+        return self.passes(cfg) > 1
+
+    def quantized_components(self, mode: str) -> list[str]:
+        # Qwen2.5-VL's 7B language model is close to the transformer's size.
+        return [*self.denoiser_names(), "text_encoder"]
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        names = {"num_frames", "num_inference_steps"} | ({"height", "width"} if cfg.mode == "t2v" else set())
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, frozenset(names))}
+        kwargs["output_type"] = "np"
+        return kwargs
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        return int(call_kwargs.get("num_inference_steps", 0)) * self.passes(cfg)
+
+    @contextmanager
+    def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
+        # These pipelines take no step callback; the transformer's passes are counted instead.
+        with transformer_passes(pipe, on_step):
+            yield {}
+
+    tiny: ClassVar[dict[str, Any]] = {}
+
+
+# -- tiny random-weight recipes (after diffusers' own HunyuanVideo-1.5 tests) --------------------
+
+_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
+# ChatML: the pipeline formats the prompt with apply_chat_template, so the tokenizer needs one.
+_CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] if m['content'] is string "
+    "else m['content'] | map(attribute='text') | join('') }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def qwen2_tokenizer() -> Any:
+    from transformers import Qwen2Tokenizer
+
+    vocab: dict[str, int] = {}
+    specials = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>")
+    for token in (*specials, "<|image_pad|>", "<|video_pad|>"):
+        vocab.setdefault(token, len(vocab))
+    for char in _CHARS + " .,!?'-":
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault("\u0120" + char, len(vocab))  # byte-level BPE's space marker
+    vocab.setdefault("\u0120", len(vocab))
+    return Qwen2Tokenizer(vocab=vocab, merges=[], chat_template=_CHATML)
+
+
+def _parts(task_type: str) -> dict[str, Any]:
+    from diffusers import AutoencoderKLHunyuanVideo15, FlowMatchEulerDiscreteScheduler, HunyuanVideo15Transformer3DModel
+    from diffusers.guiders import ClassifierFreeGuidance
+    from transformers import ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+
+    from vidgen.tiny import t5_encoder
+
+    transformer = HunyuanVideo15Transformer3DModel(
+        in_channels=9,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=2,
+        num_refiner_layers=1,
+        mlp_ratio=2.0,
+        patch_size=1,
+        patch_size_t=1,
+        text_embed_dim=16,
+        text_embed_2_dim=32,
+        image_embed_dim=12,
+        rope_axes_dim=(2, 2, 4),
+        target_size=16,
+        task_type=task_type,
+    )
+    vae = AutoencoderKLHunyuanVideo15(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16),
+        layers_per_block=1,
+        spatial_compression_ratio=4,
+        temporal_compression_ratio=2,
+        downsample_match_channel=False,
+        upsample_match_channel=False,
+    )
+    tokenizer = qwen2_tokenizer()
+    text = Qwen2_5_VLTextConfig(
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+        rope_theta=1000000.0,
+    )
+    tokenizer_2 = ByT5Tokenizer()  # byte-level: needs no vocabulary at all
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
+        "text_encoder": Qwen2_5_VLTextModel(text).eval(),
+        "tokenizer": tokenizer,
+        # d_model 32 = the transformer's text_embed_2_dim.
+        "text_encoder_2": t5_encoder(tokenizer_2),
+        "tokenizer_2": tokenizer_2,
+        "guider": ClassifierFreeGuidance(guidance_scale=6.0),
+    }
+
+
+def tiny_t2v() -> Any:
+    from diffusers import HunyuanVideo15Pipeline
+
+    return HunyuanVideo15Pipeline(**_parts("t2v"))
+
+
+def tiny_i2v() -> Any:
+    from diffusers import HunyuanVideo15ImageToVideoPipeline
+    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
+
+    encoder = SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=12,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=4,
+        )
+    ).eval()
+    return HunyuanVideo15ImageToVideoPipeline(
+        **_parts("i2v"),
+        image_encoder=encoder,
+        feature_extractor=SiglipImageProcessorPil(size={"height": 16, "width": 16}),
+    )
+
+
+HunyuanVideo15.tiny = {"hunyuanvideo15": tiny_t2v, "hunyuanvideo15-i2v": tiny_i2v}
+
+FAMILIES = (HunyuanVideo15,)
