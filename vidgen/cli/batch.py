@@ -54,6 +54,14 @@ def batch(
     gallery: Annotated[
         bool, typer.Option("--gallery", help="Keep OUT/index.html (vidgen gallery) current as jobs finish.")
     ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Run shard I of N (0-based; Slurm arrays): a fixed share chosen by each job's id.",
+        ),
+    ] = None,
     allow_inputs: t.AllowInputs = False,
     skip_memory_check: t.SkipMemoryCheck = False,
     dry_run: o.DryRun = False,
@@ -71,6 +79,7 @@ def batch(
     from vidgen import batch as core
 
     ctx.meta["vidgen.json"] = json_
+    shard_spec = core.parse_shard(shard) if shard is not None else None  # before the manifest is read
     text = _stdin() if manifest == "-" else None
     jobs = core.read_manifest(manifest, text)
     run_batch(
@@ -91,6 +100,7 @@ def batch(
         quiet=quiet,
         grants=Grants(allow_inputs=allow_inputs, skip_memory_check=skip_memory_check),
         folder=Path.cwd() if manifest == "-" else Path(manifest).parent,
+        shard=shard_spec,
     )
 
 
@@ -127,9 +137,11 @@ def run_batch(
     layers: list[Layer] | None = None,
     grants: Grants | None = None,
     folder: Path | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> None:
     """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`). `folder`
-    is the manifest's: the inputs its jobs name may be read from there (see vidgen/trust.py)."""
+    is the manifest's: the inputs its jobs name may be read from there (see vidgen/trust.py).
+    `shard` (I, N) keeps the jobs of shard I of N, after the whole manifest was checked."""
     from vidgen import batch as core
 
     if progress_format not in ("rich", "json"):
@@ -154,6 +166,11 @@ def run_batch(
         typer.echo(escape(f"invalid: job {job.index} ({job.where}): {job.error}"), err=True)
     if invalid and not skip_invalid:
         raise ConfigError(f"{len(invalid)} of {len(jobs)} jobs are invalid; fix them or pass --skip-invalid.")
+    if shard is not None:
+        # Every shard checked the whole manifest (they all refuse a bad one alike); each runs
+        # and reports its own jobs only.
+        jobs = [job for job in jobs if core.shard_of(job, shard[1]) == shard[0]]
+        invalid = [job for job in jobs if job.error is not None]
     if dry_run:
         for job in jobs:
             if job.error is None:
