@@ -64,6 +64,11 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     # --vram plans for a GPU; on a machine without one that plan can be shown, not run.
     planned_for = "cuda" if cfg.optimization.vram_gb is not None and not device.startswith("cuda") else None
     optimize.check(cfg.optimization, planned_for or device)
+    if cfg.optimization.gpus > 1 or cfg.optimization.context_parallel != "ulysses" or cfg.optimization.ring_degree:
+        from vidgen import parallel
+
+        parallel.check(cfg.optimization, device)
+        device = parallel.device(device)  # this rank's own GPU
     if cfg.optimization.quantize and found["model"][0] == "file":
         raise ConfigError("--quantize loads a diffusers folder or Hub repo; a single-file --model cannot be quantized.")
     if cfg.optimization.attention_backend:
@@ -187,11 +192,20 @@ def execute(
     sidecar (e.g. what a replay replayed)."""
     progress = progress or NullProgress()
     session = _open(plan, loaded, progress)
+    # --gpus: every rank computes every video together; rank 0 alone encodes and writes it.
+    writer = plan.resolved.config.optimization.gpus <= 1 or _rank() == 0
     results = []
     for item in plan.items:
         outcome = _run_with_retries(plan, session, item, progress)
-        results.append(_write(plan, session, item, outcome, progress, extra))
+        if writer:
+            results.append(_write(plan, session, item, outcome, progress, extra))
     return results
+
+
+def _rank() -> int:
+    from vidgen import parallel
+
+    return parallel.rank()
 
 
 def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
@@ -477,6 +491,8 @@ def _save_latents(plan: Plan, item: Planned, resolved: Resolved, captured: Any, 
 
     if captured is None or captured.latents is None or item.latents is None:
         return None
+    if resolved.config.optimization.gpus > 1 and _rank() != 0:
+        return None  # every rank holds the same latents; rank 0 writes them
     try:
         latents.save(item.latents, captured, {**_latents_meta(plan, resolved, item), "why": why})
     except WriteError as exc:

@@ -289,6 +289,9 @@ def estimate(
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
     if opt.forward_chunking:
         denoise *= 0.6
+    if opt.gpus > 1:
+        # Context parallelism: each GPU holds its share of the sequence (ulysses x ring = gpus).
+        denoise /= opt.gpus
     decode = fp.decode * family.decode_frames(cfg, frames) * height * width * size
     if opt.vae_tiling:
         decode *= fp.tiled
