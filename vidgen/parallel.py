@@ -112,11 +112,14 @@ def check(opt: Any, device: str) -> None:
     if opt.compile:
         # diffusers' own CLI (diffusers-cli run) skips compile with context parallelism: its
         # hooks split and gather tensors around the blocks that compile would trace.
-        raise ConfigError("--compile cannot be combined with --gpus: diffusers does not compile context-parallel "
-                          "models; drop one.")
+        raise ConfigError(
+            "--compile cannot be combined with --gpus: diffusers does not compile context-parallel models; drop one."
+        )
     if opt.offload != "none":
-        raise ConfigError(f"--offload {opt.offload} cannot be combined with --gpus: every rank keeps the whole model "
-                          "on its GPU; drop --offload.")
+        raise ConfigError(
+            f"--offload {opt.offload} cannot be combined with --gpus: every rank keeps the whole model "
+            "on its GPU; drop --offload."
+        )
     # What this machine can run, once the combination itself makes sense.
     if not device.startswith("cuda") and not cpu_test():
         raise ConfigError(
@@ -125,15 +128,19 @@ def check(opt: Any, device: str) -> None:
         )
     size = world()[1]
     if size > 1 and size != opt.gpus:
-        raise ConfigError(f"--gpus {opt.gpus} was asked for inside a launcher world of {size} processes; "
-                          f"pass --gpus {size} or launch {opt.gpus}.")
+        raise ConfigError(
+            f"--gpus {opt.gpus} was asked for inside a launcher world of {size} processes; "
+            f"pass --gpus {size} or launch {opt.gpus}."
+        )
     if size <= 1 and device.startswith("cuda"):
         import torch
 
         count = torch.cuda.device_count()
         if opt.gpus > count:
-            raise ConfigError(f"--gpus {opt.gpus}: this machine has {count} CUDA device(s); use --gpus {count} "
-                              "or start one process per GPU on several machines with torchrun.")
+            raise ConfigError(
+                f"--gpus {opt.gpus}: this machine has {count} CUDA device(s); use --gpus {count} "
+                "or start one process per GPU on several machines with torchrun."
+            )
 
 
 def device(base: str) -> str:

@@ -190,12 +190,18 @@ def run(
             number, job, _take = pending.pop(ref)
             try:
                 row, events = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
+            except (
+                ray.exceptions.RayActorError,
+                ray.exceptions.WorkerCrashedError,
+                ray.exceptions.NodeDiedError,
+            ) as exc:
                 died = {"worker": number, "pid": actors[number][1], "error": type(exc).__name__}
                 retries.setdefault(job.index, []).append(died)
                 actors.pop(number, None)
                 if len(retries[job.index]) <= max_retries:
-                    log.warning("worker %s died running job %s (%s); it runs again elsewhere.", number, job.id, died["error"])
+                    log.warning(
+                        "worker %s died running job %s (%s); it runs again elsewhere.", number, job.id, died["error"]
+                    )
                     emit("retry", id=job.id, index=job.index, worker=number, error=died["error"])
                     group = core._group_key(job.resolved)
                     groups.setdefault(group, deque()).appendleft(job)

@@ -156,7 +156,9 @@ ContextParallel = Annotated[
 RingDegree = Annotated[
     int | None,
     typer.Option(
-        "--ring-degree", min=1, help="--context-parallel unified: GPUs in each ring (the rest split heads).",
+        "--ring-degree",
+        min=1,
+        help="--context-parallel unified: GPUs in each ring (the rest split heads).",
         rich_help_panel=OPTIMIZE,
     ),
 ]

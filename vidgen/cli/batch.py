@@ -120,7 +120,9 @@ def batch(
         grants=Grants(allow_inputs=allow_inputs, skip_memory_check=skip_memory_check),
         folder=Path.cwd() if manifest == "-" else Path(manifest).parent,
         shard=shard_spec,
-        ray=None if ray is None else {"address": ray, "workers": workers, "max_retries": 2 if max_retries is None else max_retries},
+        ray=None
+        if ray is None
+        else {"address": ray, "workers": workers, "max_retries": 2 if max_retries is None else max_retries},
     )
 
 
