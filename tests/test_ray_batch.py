@@ -60,7 +60,9 @@ def test_ray_batch_runs_each_job_once_and_survives_a_killed_worker(tmp_path: Pat
     assert {row["status"] for row in rows} == {"done"} and {row["worker"] for row in rows} == {0, 1}
     _check_outputs(tmp_path / "plain", rows)
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert sum(event["event"] == "done" for event in events) == 12  # merged on the driver
+    # The workers' events, merged on the driver: every job's start, steps and end.
+    assert sum(event["event"] == "done" for event in events) == 12
+    assert {event["worker"] for event in events if event["event"] == "step"} == {0, 1}
 
     # 2. SIGKILL one worker while it runs a job: that job runs again on a new worker.
     proc = _batch(tmp_path, "killed", "killed.jsonl")
@@ -72,8 +74,8 @@ def test_ray_batch_runs_each_job_once_and_survives_a_killed_worker(tmp_path: Pat
         event = json.loads(line) if line.startswith("{") else {}
         if event.get("event") == "worker":
             pids[event["worker"]] = event["pid"]
-        if killed is None and event.get("event") == "done":
-            # The worker that just finished was handed its next job at once: kill it in that job.
+        if killed is None and event.get("event") == "job_start" and event["index"] > 2:
+            # Events are relayed live: this worker has just begun a job (its model is loaded).
             killed = event["worker"]
             os.kill(pids[killed], signal.SIGKILL)
     proc.wait(timeout=600)

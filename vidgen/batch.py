@@ -340,6 +340,11 @@ def _resolve(
     chosen = job_presets or presets
     resolved = resolve(job_mode, chosen, stack, families.defaults_layer, families.DEFAULT_PRESETS[job_mode])
     trust.check_skip(resolved.config, grants.skip_memory_check)
+    if resolved.config.optimization.gpus > 1:
+        raise ConfigError(
+            "--gpus splits one video over GPUs (vidgen t2v/i2v); a batch spreads its jobs over GPUs with "
+            "--ray or accelerate launch instead."
+        )
     # Before the id (a slug of the prompt) and any planning: prompts and sizes within limits.
     trust.check_cost(resolved.config)
     job.id = _job_id(job, resolved)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -36,38 +35,56 @@ def _ray() -> Any:
     return ray
 
 
-class _Events:
-    """A worker's progress events, kept with their times and sent back with the job's row."""
+def _live(queue: Any, worker: int) -> Any:
+    """A worker's progress (--progress json's events, phases and steps included), sent to the
+    driver as they happen through a Ray queue; the driver writes them out, tagged by worker."""
+    from vidgen.cli.batch import JsonEvents
 
-    def __init__(self, worker: int) -> None:
-        self.worker = worker
-        self.items: list[dict[str, Any]] = []
+    class Live(JsonEvents):
+        def event(self, kind: str, **fields: Any) -> None:
+            if kind in ("done", "failed", "skipped"):
+                self._end_phase()
+            if kind == "job_start":
+                self._job = str(fields.get("id"))
+            # Fire and forget: calls from one worker reach the queue in order.
+            queue.actor.put_nowait.remote({"event": kind, "worker": worker, **fields})
 
-    def __call__(self, kind: str, **fields: Any) -> None:
-        self.items.append({"event": kind, "time": round(time.time(), 3), "worker": self.worker, **fields})
+    return Live()
 
 
 class Worker:
     """One Ray actor: loads a group's pipeline once and runs the jobs it is handed."""
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, queue: Any) -> None:
         from vidgen.libs import quiet
 
         quiet()
         self.number = number
         self.current: tuple[str, Any] | None = None
+        self.queue = queue
+        self.live = _live(queue, number)
 
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, job: Any, position: int, total: int, force: bool, take_over: bool) -> tuple[dict, list[dict]]:
+    def run(self, job: Any, position: int, total: int, force: bool, take_over: bool) -> dict[str, Any]:
+        import ray
+
+        try:
+            return self._run(job, position, total, force, take_over)
+        finally:
+            # A call that waits: it is served after this worker's events, so the driver has them
+            # all before it sees the job's row.
+            ray.get(self.queue.actor.qsize.remote())
+
+    def _run(self, job: Any, position: int, total: int, force: bool, take_over: bool) -> dict[str, Any]:
         from vidgen import batch as core
 
-        events = _Events(self.number)
+        events = self.live.event
         rows: dict[int, dict[str, Any]] = {}
         if not force and core._done(job):
             events("skipped", id=job.id, index=job.index)
-            return core._row(job, "skipped", outputs=core._outputs(job)), events.items
+            return core._row(job, "skipped", outputs=core._outputs(job))
         if take_over:
             # Ray saw this job's last worker die: its claim names a dead process, maybe on
             # another node whose claims would only expire after minutes.
@@ -76,10 +93,10 @@ class Worker:
         with core.claimed(job) as mine:
             if not mine:
                 events("claimed", id=job.id, index=job.index)
-                return core._row(job, "claimed"), events.items
-            self.current, _ok = core._run_job(job, position, total, self.current, None, events, self.number, rows)
+                return core._row(job, "claimed")
+            self.current, _ok = core._run_job(job, position, total, self.current, self.live, events, self.number, rows)
         rows[job.index]["worker"] = self.number
-        return rows[job.index], events.items
+        return rows[job.index]
 
 
 def workers_wanted(ray: Any, requested: int | None) -> tuple[int, bool]:
@@ -121,7 +138,10 @@ def run(
         ray.init(**init)
     rows: dict[int, dict[str, Any]] = {}
     try:
+        from ray.util.queue import Queue
+
         count, on_gpu = workers_wanted(ray, workers)
+        queue = Queue(actor_options={"num_cpus": 0})
         remote = ray.remote(num_gpus=1, num_cpus=0)(Worker) if on_gpu else ray.remote(num_cpus=1)(Worker)
 
         def emit(kind: str, **fields: Any) -> None:
@@ -148,7 +168,7 @@ def run(
             """New actors, started together (each imports torch and diffusers first)."""
             numbers = list(range(next_number[0], next_number[0] + how_many))
             next_number[0] += how_many
-            handles = [remote.remote(number) for number in numbers]
+            handles = [remote.remote(number, queue) for number in numbers]
             for number, handle, pid in zip(numbers, handles, ray.get([h.pid.remote() for h in handles]), strict=True):
                 actors[number] = (handle, pid, None)
                 emit("worker", worker=number, pid=pid, gpu=on_gpu)
@@ -184,12 +204,21 @@ def run(
 
         for number in start_workers(min(count, total)):
             dispatch(number)
+        def relay() -> None:
+            """The workers' events so far, written out by the driver."""
+            while not queue.empty():
+                for item in queue.get_nowait_batch(queue.qsize()):
+                    emit(item.pop("event"), **item)
+
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+            relay()
+            if not ready:
+                continue
             ref = ready[0]
             number, job, _take = pending.pop(ref)
             try:
-                row, events = ray.get(ref)
+                row = ray.get(ref)
             except (
                 ray.exceptions.RayActorError,
                 ray.exceptions.WorkerCrashedError,
@@ -216,9 +245,7 @@ def run(
                 if on_row is not None:
                     on_row(list(rows.values()))
                 continue
-            for event in events:
-                fields = {k: v for k, v in event.items() if k not in ("event", "time")}
-                emit(event["event"], **fields)
+            relay()  # the job's last events come before its next one is handed out
             if job.index in retries:
                 row["retries"] = retries[job.index]
             rows[job.index] = row
