@@ -204,6 +204,7 @@ def run(
 
         for number in start_workers(min(count, total)):
             dispatch(number)
+
         def relay() -> None:
             """The workers' events so far, written out by the driver."""
             while not queue.empty():
