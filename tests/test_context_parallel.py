@@ -73,3 +73,16 @@ def test_unified_needs_both_degrees_and_compile_is_refused_with_gpus() -> None:
 def test_gpus_on_a_cpu_is_refused() -> None:
     result = cli("t2v", "a fox", *WAN, "--gpus", "2")
     one_line_error(result, 3, "CUDA", "drop --gpus")
+
+
+def test_memory_auto_divides_the_activations_by_the_gpus() -> None:
+    import json
+
+    def denoise(*extra: str) -> int:
+        # --vram plans for a GPU machine without one here (a dry run reads no weights).
+        args = ["t2v", "a fox", "--preset", "wan2.1-t2v-14b", "--memory", "auto", "--vram", "80"]
+        result = cli(*args, *extra, "--dry-run", "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["memory"]["phases_bytes"]["denoise"]
+
+    assert denoise("--gpus", "4") * 4 == denoise()

@@ -67,7 +67,7 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     if cfg.optimization.gpus > 1 or cfg.optimization.context_parallel != "ulysses" or cfg.optimization.ring_degree:
         from vidgen import parallel
 
-        parallel.check(cfg.optimization, device)
+        parallel.check(cfg.optimization, planned_for or device, planning=planned_for is not None)
         device = parallel.device(device)  # this rank's own GPU
     if cfg.optimization.quantize and found["model"][0] == "file":
         raise ConfigError("--quantize loads a diffusers folder or Hub repo; a single-file --model cannot be quantized.")

@@ -103,7 +103,8 @@ def ladder(family: Family, cfg: RunConfig, cuda: bool = True) -> list[Rung]:
     """The plans for this family, fastest first. On a CPU nothing can be offloaded, so only
     cheaper decoding is left."""
     cheaper = decode_savers(family, cfg)
-    if not cuda:
+    if not cuda or cfg.optimization.gpus > 1:
+        # --gpus: every rank keeps the whole model on its GPU (offload is refused with it).
         rungs = [Rung("none", {"offload": "none"})]
         return rungs + ([Rung("cheaper-decode", {"offload": "none", **cheaper})] if cheaper else [])
     rungs = [Rung("none", {"offload": "none", **_NO_GROUP})]

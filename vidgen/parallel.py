@@ -81,8 +81,9 @@ def degrees(opt: Any) -> tuple[int, int]:
     return opt.gpus, 1
 
 
-def check(opt: Any, device: str) -> None:
-    """What --gpus and --context-parallel need, checked before anything loads."""
+def check(opt: Any, device: str, planning: bool = False) -> None:
+    """What --gpus and --context-parallel need, checked before anything loads. `planning`: a
+    --vram plan for a GPU machine (a --dry-run), so this machine's devices do not count."""
     if opt.gpus <= 1:
         if opt.context_parallel != "ulysses" or opt.ring_degree is not None:
             raise ConfigError("--context-parallel and --ring-degree split one video over --gpus N; add --gpus N.")
@@ -132,7 +133,7 @@ def check(opt: Any, device: str) -> None:
             f"--gpus {opt.gpus} was asked for inside a launcher world of {size} processes; "
             f"pass --gpus {size} or launch {opt.gpus}."
         )
-    if size <= 1 and device.startswith("cuda"):
+    if size <= 1 and device.startswith("cuda") and not planning:
         import torch
 
         count = torch.cuda.device_count()

@@ -165,7 +165,13 @@ def run_resolved(
         gpus = plan.resolved.config.optimization.gpus
         if gpus > 1:
             from vidgen import parallel
+            from vidgen.errors import ConfigError
 
+            if plan.planned_for:
+                raise ConfigError(
+                    f"--gpus {gpus} needs CUDA devices, and this machine has none (--vram plans for a GPU "
+                    "machine); add --dry-run to see the plan."
+                )
             if parallel.world()[1] == 1:
                 # Not started by a launcher: run this command as one process per GPU, and wait.
                 # A tiny model is built here first, not by N ranks at once into one cache.
