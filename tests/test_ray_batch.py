@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import decode
+from conftest import decode, sidecar
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -87,3 +87,22 @@ def test_ray_batch_runs_each_job_once_and_survives_a_killed_worker(tmp_path: Pat
     assert len(retried) == 1 and retried[0]["retries"][0]["worker"] == killed
     assert retried[0]["retries"][0]["pid"] == pids[killed]
     print(f"ray test: {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.gpu
+def test_a_ray_worker_claims_one_gpu_and_gives_it_back(tmp_path: Path) -> None:
+    # One machine, one GPU: a single CUDA worker runs every job and the GPU is free afterwards.
+    _manifest(tmp_path / "jobs.jsonl", 3)
+    args = ["batch", "jobs.jsonl", "--out", "gpu", "--ray", "local", "--progress", "json", "--report", "gpu.jsonl"]
+    result = subprocess.run([sys.executable, "-m", "vidgen", *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [event["gpu"] for event in events if event["event"] == "worker"] == [True]
+    rows = [json.loads(line) for line in (tmp_path / "gpu.jsonl").read_text().splitlines()]
+    assert {row["status"] for row in rows} == {"done"}
+    for row in rows:  # made on the worker's GPU
+        assert sidecar(tmp_path / Path(row["outputs"][0]).with_suffix(".json"))["optimizations"]["device"] == "cuda"
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    assert free > 0.9 * total  # the worker process is gone and took its memory with it
