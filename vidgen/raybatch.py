@@ -125,8 +125,10 @@ def run(
     env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARD)}
     init: dict[str, Any] = {
         "include_dashboard": False,
+        # Workers' own logs stay in Ray's log folder, and Ray says only what went wrong:
+        # stderr carries vidgen's lines (or, with --progress json, its events).
         "log_to_driver": False,
-        "configure_logging": False,
+        "logging_level": logging.ERROR,
         "runtime_env": {"env_vars": env},
     }
     if address != "local":
@@ -135,7 +137,14 @@ def run(
         init["num_cpus"] = workers  # a local Ray sized to the workers asked for
     started = not ray.is_initialized()
     if started:
-        ray.init(**init)
+        try:
+            ray.init(**init)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"--ray {address}: could not start or reach Ray ({first}); use local, auto (a cluster started "
+                "with `ray start` on this machine) or the head's address (ray://HOST:10001)."
+            ) from None
     rows: dict[int, dict[str, Any]] = {}
     try:
         from ray.util.queue import Queue
