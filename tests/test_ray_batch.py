@@ -1,8 +1,9 @@
 """`vidgen batch --ray`: a batch on a local Ray with two CPU workers, one of them killed mid-job.
 
 Ray is heavy on a small machine (its own processes, each worker importing torch and diffusers):
-the test starts one local Ray sized to two CPU slots, without the dashboard, and runs both
-checks against it. It takes about a minute on an idle 2-core machine; `-m "not ray"` skips it.
+each batch starts a local Ray sized to its two workers (`ray.init(num_cpus=2,
+include_dashboard=False)`), with tiny 2-step jobs. The test took about two minutes on this
+shared 2-core machine; `-m "not ray"` skips it.
 """
 
 from __future__ import annotations
