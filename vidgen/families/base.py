@@ -400,12 +400,16 @@ def _context_parallel(pipeline: str, denoisers: tuple[str, ...]) -> bool:
     from vidgen.libs import quiet
 
     quiet()  # importing a pipeline class is library start-up: its warnings are not the user's
-    params = inspect.signature(getattr(diffusers, pipeline).__init__).parameters
+    init = getattr(diffusers, pipeline).__init__
+    try:  # annotations written as strings (PEP 563) resolve here
+        hints = typing.get_type_hints(init)
+    except Exception:  # a name the module cannot resolve: the signature's own objects
+        hints = {name: param.annotation for name, param in inspect.signature(init).parameters.items()}
     classes = [
         kind
         for name in denoisers
-        if name in params
-        for kind in (typing.get_args(params[name].annotation) or (params[name].annotation,))
+        if name in hints
+        for kind in (typing.get_args(hints[name]) or (hints[name],))
         if isinstance(kind, type) and kind is not type(None)
     ]
     return bool(classes) and all(getattr(kind, "_cp_plan", None) is not None for kind in classes)
