@@ -344,6 +344,11 @@ def _resolve(
     chosen = job_presets or presets
     resolved = resolve(job_mode, chosen, stack, families.defaults_layer, families.DEFAULT_PRESETS[job_mode])
     trust.check_skip(resolved.config, grants.skip_memory_check)
+    if resolved.config.optimization.gpus > 1:
+        raise ConfigError(
+            "--gpus splits one video over GPUs (vidgen t2v/i2v); a batch spreads its jobs over GPUs with "
+            "--ray or accelerate launch instead."
+        )
     # Before the id (a slug of the prompt) and any planning: prompts and sizes within limits.
     trust.check_cost(resolved.config)
     job.id = _job_id(job, resolved)
@@ -440,6 +445,24 @@ def share(jobs: list[Job], rank: int, count: int) -> list[Job]:
     size, extra = divmod(len(runnable), count)
     start = rank * size + min(rank, extra)
     return runnable[start : start + size + (1 if rank < extra else 0)]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (`--shard`): shard I of N, counted from 0."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    index, count = (int(match.group(1)), int(match.group(2))) if match else (-1, 0)
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: write I/N with 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4.")
+    return index, count
+
+
+def shard_of(job: Job, count: int) -> int:
+    """Which of `count` shards runs the job: a hash of its identity (its id, which is its
+    `id:` or made of its mode, prompt, seed and swept values; the job's text when it has
+    none, for an invalid one), never its position, so adding or moving jobs moves no other
+    job to another shard, and every process handed the same N agrees without talking."""
+    identity = job.id or f"{_content(job)}#{job.occurrence}"
+    return int(hashlib.sha256(identity.encode()).hexdigest()[:16], 16) % count
 
 
 def invalid_rows(jobs: list[Job]) -> list[dict[str, Any]]:

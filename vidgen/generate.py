@@ -64,6 +64,11 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     # --vram plans for a GPU; on a machine without one that plan can be shown, not run.
     planned_for = "cuda" if cfg.optimization.vram_gb is not None and not device.startswith("cuda") else None
     optimize.check(cfg.optimization, planned_for or device)
+    if cfg.optimization.gpus > 1 or cfg.optimization.context_parallel != "ulysses" or cfg.optimization.ring_degree:
+        from vidgen import parallel
+
+        parallel.check(cfg.optimization, planned_for or device, planning=planned_for is not None)
+        device = parallel.device(device)  # this rank's own GPU
     if cfg.optimization.quantize and found["model"][0] == "file":
         raise ConfigError("--quantize loads a diffusers folder or Hub repo; a single-file --model cannot be quantized.")
     if cfg.optimization.attention_backend:
@@ -193,16 +198,26 @@ def execute(
     before = history.expected(timing_key)
     progress.video(str(plan.items[0].path), _expected_after(before, len(plan.items) - 1))
     session = _open(plan, loaded, progress)
+    # --gpus: every rank computes every video together; rank 0 alone encodes and writes it.
+    writer = plan.resolved.config.optimization.gpus <= 1 or _rank() == 0
     results: list[Result] = []
     for index, item in enumerate(plan.items):
         if index:
             progress.video(str(item.path), _expected_after(before, len(plan.items) - index - 1))
         outcome = _run_with_retries(plan, session, item, progress)
+        if not writer:
+            continue
         results.append(_write(plan, session, item, outcome, progress, extra))
         # This run's own times predict its next videos better than any earlier run's.
         before = results[-1].record["timings"]
         history.remember(timing_key, before)
     return results
+
+
+def _rank() -> int:
+    from vidgen import parallel
+
+    return parallel.rank()
 
 
 def _timing_key(plan: Plan) -> str:
@@ -507,6 +522,8 @@ def _save_latents(plan: Plan, item: Planned, resolved: Resolved, captured: Any, 
 
     if captured is None or captured.latents is None or item.latents is None:
         return None
+    if resolved.config.optimization.gpus > 1 and _rank() != 0:
+        return None  # every rank holds the same latents; rank 0 writes them
     try:
         latents.save(item.latents, captured, {**_latents_meta(plan, resolved, item), "why": why})
     except WriteError as exc:

@@ -103,7 +103,8 @@ def ladder(family: Family, cfg: RunConfig, cuda: bool = True) -> list[Rung]:
     """The plans for this family, fastest first. On a CPU nothing can be offloaded, so only
     cheaper decoding is left."""
     cheaper = decode_savers(family, cfg)
-    if not cuda:
+    if not cuda or cfg.optimization.gpus > 1:
+        # --gpus: every rank keeps the whole model on its GPU (offload is refused with it).
         rungs = [Rung("none", {"offload": "none"})]
         return rungs + ([Rung("cheaper-decode", {"offload": "none", **cheaper})] if cheaper else [])
     rungs = [Rung("none", {"offload": "none", **_NO_GROUP})]
@@ -292,6 +293,9 @@ def estimate(
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
     if opt.forward_chunking:
         denoise *= 0.6
+    if opt.gpus > 1:
+        # Context parallelism: each GPU holds its share of the sequence (ulysses x ring = gpus).
+        denoise /= opt.gpus
     decode = fp.decode * family.decode_frames(cfg, frames) * height * width * size
     if opt.vae_tiling:
         decode *= fp.tiled

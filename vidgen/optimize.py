@@ -279,6 +279,12 @@ def apply(
         call(label, "enable_group_offload", pipe.enable_group_offload, **kwargs)
     else:
         pipe.to(device)
+    parallel = None
+    if opt.gpus > 1:
+        # On the device, after the attention backend (diffusers checks it can run split).
+        from vidgen import parallel as cp
+
+        parallel = cp.apply(models, opt, call)
     for name, each in models.items():
         if not opt.compile:
             break
@@ -289,4 +295,7 @@ def apply(
             call("compile=regional", f"{name}.compile_repeated_blocks", each.compile_repeated_blocks)
         else:
             call("compile", f"{name}.compile", each.compile)
-    return {"requested": opt.model_dump(), "applied": applied, "calls": calls, "device": device}
+    done = {"requested": opt.model_dump(), "applied": applied, "calls": calls, "device": device}
+    if parallel is not None:
+        done["parallel"] = parallel  # world size, degrees, attention backend
+    return done

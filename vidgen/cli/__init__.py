@@ -43,6 +43,11 @@ def _install_signal_handlers() -> None:
 
 
 def _fail(ctx: typer.Context, code: int, message: str) -> None:
+    from vidgen.parallel import report_error
+
+    if report_error(message, int(code)):
+        # A rank of `--gpus N`: vidgen's launcher prints the first rank's error, once.
+        raise typer.Exit(int(code))
     # Messages quote prompts, paths and ids from files: escaped, they stay one plain line.
     typer.echo(f"Error: {escape(message)}", err=True)
     if ctx.meta.get("vidgen.json"):

@@ -73,6 +73,12 @@ RUN: Params = {
     "quiet": (o.Quiet, False),
     "progress_format": (o.ProgressFormat, "rich"),
 }
+# One video over several GPUs (t2v and i2v).
+PARALLEL: Params = {
+    "gpus": (o.Gpus, None),
+    "context_parallel": (o.ContextParallel, None),
+    "ring_degree": (o.RingDegree, None),
+}
 # Input-image/video options, for the modes that read one.
 IMAGE_INPUT: Params = {"resize": (o.Resize, None), "background": (o.Background, None)}
 # Frame count, for the modes that make their own length (v2v takes the input's).

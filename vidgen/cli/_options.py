@@ -136,6 +136,32 @@ Fp8Storage = Annotated[
         rich_help_panel=OPTIMIZE,
     ),
 ]
+Gpus = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus",
+        min=1,
+        help="Split one video over N GPUs (context parallelism; Wan, LTX...): one process per GPU.",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+ContextParallel = Annotated[
+    str | None,
+    typer.Option(
+        "--context-parallel",
+        help="How --gpus splits: ulysses (heads; default), ring (sequence) or unified (both).",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+RingDegree = Annotated[
+    int | None,
+    typer.Option(
+        "--ring-degree",
+        min=1,
+        help="--context-parallel unified: GPUs in each ring (the rest split heads).",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
 AttentionBackend = Annotated[
     str | None,
     typer.Option(
@@ -610,6 +636,9 @@ PARAMS = {
     "cache": "optimization.cache",
     "quantize": "optimization.quantize",
     "oom_retry": "optimization.oom_retry",
+    "gpus": "optimization.gpus",
+    "context_parallel": "optimization.context_parallel",
+    "ring_degree": "optimization.ring_degree",
     "save_latents": "output.save_latents",
     "preview": "output.preview",
     "out": "output.path",

@@ -164,11 +164,33 @@ def run_resolved(
             _print_plan(plan, as_json)
             return
         trust.check_memory(plan, grants.skip_memory_check)
+        gpus = plan.resolved.config.optimization.gpus
+        if gpus > 1:
+            from vidgen import parallel
+            from vidgen.errors import ConfigError
+
+            if plan.planned_for:
+                raise ConfigError(
+                    f"--gpus {gpus} needs CUDA devices, and this machine has none (--vram plans for a GPU "
+                    "machine); add --dry-run to see the plan."
+                )
+            if parallel.world()[1] == 1:
+                # Not started by a launcher: run this command as one process per GPU, and wait.
+                # A tiny model is built here first, not by N ranks at once into one cache.
+                from vidgen.loader import locate_all
+
+                locate_all(plan.resolved.config, plan.family)
+                phases.finish()
+                parallel.launch(gpus)
+                return
+            parallel.init(plan.device)
         phases.now = "load"
         try:
             results = generate.execute(plan, phases, extra)
         finally:
             phases.finish()
+            if gpus > 1:
+                parallel.finish()
         if hasattr(phases.inner, "event"):  # --progress json: the last phase ends with the run
             phases.inner.event("done", outputs=[str(result.path) for result in results])
     if as_json:

@@ -54,6 +54,29 @@ def batch(
     gallery: Annotated[
         bool, typer.Option("--gallery", help="Keep OUT/index.html (vidgen gallery) current as jobs finish.")
     ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Run shard I of N (0-based; Slurm arrays): a fixed share chosen by each job's id.",
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run on Ray: local (start one here), auto, or a cluster address; one worker per GPU.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="--ray: at most this many workers (default: one per GPU).")
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option("--max-retries", min=0, help="--ray: run a job again this often when its worker dies (2)."),
+    ] = None,
     allow_inputs: t.AllowInputs = False,
     skip_memory_check: t.SkipMemoryCheck = False,
     dry_run: o.DryRun = False,
@@ -71,6 +94,11 @@ def batch(
     from vidgen import batch as core
 
     ctx.meta["vidgen.json"] = json_
+    shard_spec = core.parse_shard(shard) if shard is not None else None  # before the manifest is read
+    if ray is None and (workers is not None or max_retries is not None):
+        raise ConfigError("--workers and --max-retries tune --ray; add --ray or drop them.")
+    if ray is not None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise ConfigError("--ray schedules the batch itself; run it as one process, not under accelerate launch.")
     text = _stdin() if manifest == "-" else None
     jobs = core.read_manifest(manifest, text)
     run_batch(
@@ -91,6 +119,10 @@ def batch(
         quiet=quiet,
         grants=Grants(allow_inputs=allow_inputs, skip_memory_check=skip_memory_check),
         folder=Path.cwd() if manifest == "-" else Path(manifest).parent,
+        shard=shard_spec,
+        ray=None
+        if ray is None
+        else {"address": ray, "workers": workers, "max_retries": 2 if max_retries is None else max_retries},
     )
 
 
@@ -127,9 +159,12 @@ def run_batch(
     layers: list[Layer] | None = None,
     grants: Grants | None = None,
     folder: Path | None = None,
+    shard: tuple[int, int] | None = None,
+    ray: dict | None = None,
 ) -> None:
     """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`). `folder`
-    is the manifest's: the inputs its jobs name may be read from there (see vidgen/trust.py)."""
+    is the manifest's: the inputs its jobs name may be read from there (see vidgen/trust.py).
+    `shard` (I, N) keeps the jobs of shard I of N, after the whole manifest was checked."""
     from vidgen import batch as core
 
     if progress_format not in ("rich", "json"):
@@ -154,6 +189,11 @@ def run_batch(
         typer.echo(escape(f"invalid: job {job.index} ({job.where}): {job.error}"), err=True)
     if invalid and not skip_invalid:
         raise ConfigError(f"{len(invalid)} of {len(jobs)} jobs are invalid; fix them or pass --skip-invalid.")
+    if shard is not None:
+        # Every shard checked the whole manifest (they all refuse a bad one alike); each runs
+        # and reports its own jobs only.
+        jobs = [job for job in jobs if core.shard_of(job, shard[1]) == shard[0]]
+        invalid = [job for job in jobs if job.error is not None]
     if dry_run:
         for job in jobs:
             if job.error is None:
@@ -174,7 +214,20 @@ def run_batch(
     if gallery and rank == 0:
         on_event = _refreshing(on_event, out)
     try:
-        rows = core.run(
+        runner = core.run
+        if ray is not None:
+            from vidgen import raybatch
+
+            def runner(mine, *, worker, progress, **kwargs):  # noqa: ANN001, ARG001
+                return raybatch.run(
+                    mine,
+                    address=ray["address"],
+                    workers=ray["workers"],
+                    max_retries=ray["max_retries"],
+                    **kwargs,
+                )
+
+        rows = runner(
             mine,
             force=force,
             fail_fast=fail_fast,
@@ -187,6 +240,8 @@ def run_batch(
     finally:
         if bars is not None:
             bars.finish()
+    if ray is not None:
+        core.sweep(out)  # what killed workers left: their temporary files and claims
     if count > 1:
         # Each worker ran its own share; every worker gets all rows, rank 0 reports them.
         from accelerate.utils import gather_object

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import ADAPTERS, FRAMES, IMAGE_INPUT, generation_command
+from vidgen.cli._command import ADAPTERS, FRAMES, IMAGE_INPUT, PARALLEL, generation_command
 
 i2v = generation_command(
     "i2v",
@@ -52,4 +52,5 @@ i2v = generation_command(
         "max_guidance": (o.MaxGuidance, None),
         "target_fps": (o.TargetFps, None),
     },
+    PARALLEL,
 )

@@ -69,6 +69,9 @@ def _optimizations(as_json: bool) -> None:
 
     table = {family.name: {flag(f"optimization.{name}"): name in family.optimizations for name in OPTIMIZATIONS}
              for family in families.FAMILIES.values()}  # fmt: skip
+    for family in families.FAMILIES.values():
+        # Derived from the family's transformer classes (their diffusers context-parallel plan).
+        table[family.name]["--gpus"] = any(family.context_parallel(mode) for mode in ("t2v", "i2v"))
     hints = {
         family.name: {_shown(path): hint for path, hint in family.hints.items() if path.startswith("optimization.")}
         for family in families.FAMILIES.values()
@@ -77,7 +80,7 @@ def _optimizations(as_json: bool) -> None:
         typer.echo(json.dumps({"table": table, "instead": hints}, indent=2))
         return
     # Options down, families across: eleven options fit a terminal's height, eight families its width.
-    options = [flag(f"optimization.{name}") for name in OPTIMIZATIONS]
+    options = [flag(f"optimization.{name}") for name in OPTIMIZATIONS] + ["--gpus"]
     width = max(len(option) for option in options) + 2
     typer.echo(" " * width + "  ".join(table))
     for option in options:
@@ -92,7 +95,7 @@ def _optimizations(as_json: bool) -> None:
     typer.echo(
         "\nRefused before loading: --offload without CUDA; --offload-type/--offload-stream without --offload group; "
         "--offload sequential with --compile or --quantize; --quantize with --fp8-storage; --memory auto with "
-        "--offload; --quantize nf4 without CUDA."
+        "--offload; --quantize nf4 without CUDA; --gpus without CUDA, with --compile or --offload."
     )
 
 

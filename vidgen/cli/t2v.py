@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import ADAPTERS, FRAMES, PROMPTS_FILE, generation_command
+from vidgen.cli._command import ADAPTERS, FRAMES, PARALLEL, PROMPTS_FILE, generation_command
 
 t2v = generation_command(
     "t2v",
@@ -39,4 +39,5 @@ t2v = generation_command(
         "t1": (o.T1, None),
     },
     PROMPTS_FILE,
+    PARALLEL,
 )

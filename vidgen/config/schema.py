@@ -204,6 +204,11 @@ class OptimizationConfig(_Section):
     quantize: Literal["int8", "fp8", "nf4"] | None = None
     # On out-of-memory, retry the same seed with the next cheaper plan until one fits.
     oom_retry: bool = False
+    # One video split over this many GPUs (context parallelism, one process per GPU), how
+    # (ulysses splits heads, ring splits the sequence, unified both) and, for unified, the ring's size.
+    gpus: int = Field(1, ge=1, le=1024)
+    context_parallel: Literal["ulysses", "ring", "unified"] = "ulysses"
+    ring_degree: int | None = Field(None, ge=1, le=1024)
 
     @field_validator("device")
     @classmethod

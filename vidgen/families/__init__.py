@@ -214,6 +214,12 @@ def check(cfg: RunConfig) -> Family:
         field, argument = REQUIRED_INPUT[cfg.mode]
         if not getattr(cfg.inputs, field) and field not in family.optional_inputs:
             raise ConfigError(f"vidgen {cfg.mode} needs {argument}.")
+    if cfg.optimization.gpus > 1 and not (cfg.mode in ("t2v", "i2v") and family.context_parallel(cfg.mode)):
+        raise ConfigError(
+            f"--gpus {cfg.optimization.gpus} splits one video over GPUs by context parallelism, and diffusers has "
+            f"no context-parallel plan for the {family.title} {cfg.mode} denoiser; families that take --gpus: "
+            f"{_takers(lambda f, m: m in ('t2v', 'i2v') and f.context_parallel(m))}."
+        )
     cap = cfg.inputs.max_frames
     if cfg.mode == "v2v" and cap is not None and not family.usable_frames(cap):
         raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -220,6 +221,13 @@ class Family:
     def denoiser_names(self) -> tuple[str, ...]:
         return self.denoisers or (self.footprint.denoiser,)
 
+    def context_parallel(self, mode: str) -> bool:
+        """Whether `--gpus N` can split this family's `mode` over GPUs: every denoiser its
+        pipeline takes is a diffusers model class with a context-parallel plan (`_cp_plan`).
+        Derived from the pipeline's own annotations, so a family declares nothing for it; a
+        family can override this (to refuse, or to supply a plan of its own)."""
+        return _context_parallel(self.pipelines[mode], self.denoiser_names()) if mode in self.pipelines else False
+
     def matches(self, index: dict[str, Any]) -> bool:
         """Whether a model whose model_index.json is `index` (its pipeline class is one of this
         family's) is this family's rather than a sibling's (Wan 2.1 / 2.2 A14B / TI2V-5B)."""
@@ -406,6 +414,31 @@ class Family:
     def frames(self, output: Any) -> Any:
         """The pipeline's output as a float array (frames, height, width, channels) in [0, 1]."""
         return output.frames[0]
+
+
+@functools.cache
+def _context_parallel(pipeline: str, denoisers: tuple[str, ...]) -> bool:
+    import inspect
+    import typing
+
+    import diffusers
+
+    from vidgen.libs import quiet
+
+    quiet()  # importing a pipeline class is library start-up: its warnings are not the user's
+    init = getattr(diffusers, pipeline).__init__
+    try:  # annotations written as strings (PEP 563) resolve here
+        hints = typing.get_type_hints(init)
+    except Exception:  # a name the module cannot resolve: the signature's own objects
+        hints = {name: param.annotation for name, param in inspect.signature(init).parameters.items()}
+    classes = [
+        kind
+        for name in denoisers
+        if name in hints
+        for kind in (typing.get_args(hints[name]) or (hints[name],))
+        if isinstance(kind, type) and kind is not type(None)
+    ]
+    return bool(classes) and all(getattr(kind, "_cp_plan", None) is not None for kind in classes)
 
 
 def prompt_kwargs(cfg: RunConfig) -> dict[str, Any]:
