@@ -255,6 +255,7 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
                 seed=item.seed,
                 device=plan.device,
                 progress=progress,
+                checkpoint=_checkpoint(plan, item, cfg),
             )
             return _Outcome(result, call_kwargs, retries)
         except OutOfMemory as exc:
@@ -272,6 +273,13 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
                 saved = _save_latents(plan, item, session.resolved, captured, f"decode failed: {exc}")
                 log.warning("the decode failed; the final latents were saved to %s (see `vidgen decode`).", saved)
             raise
+
+
+def _checkpoint(plan: Plan, item: Planned, cfg: Any) -> Path | None:
+    """Where a windowed run keeps its finished windows (--save-latents), so a rerun resumes."""
+    if not (plan.family.resumable and cfg.output.save_latents and item.latents is not None):
+        return None
+    return outputs.windows_path(item.path)
 
 
 def _write(
@@ -292,6 +300,7 @@ def _write(
         "setup": loaded.setup,
         "generator": _generator_record(plan, item.seed),
         **({"run": note} if (note := plan.family.run_note(cfg)) else {}),
+        **plan.family.pipeline_record(cfg, outcome.call_kwargs),
     }
     optimizations = {
         **loaded.optimizations,
@@ -330,6 +339,8 @@ def _write(
         if overwrite:
             _remove(item.sidecar)  # an earlier run's, describing the video just removed
         raise
+    if (windows := _checkpoint(plan, item, cfg)) is not None:
+        _remove(windows)  # the run is complete: nothing left to resume
     return Result(record, item.path, item.sidecar, loaded)
 
 

@@ -18,7 +18,7 @@ from vidgen.errors import ConfigError
 from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option
 
 # The family modules, in `vidgen models` order; each defines FAMILIES, the classes it registers.
-MODULES = ("cogvideox", "modelscope", "svd", "i2vgen_xl", "animatediff", "text2video_zero", "wan")
+MODULES = ("cogvideox", "modelscope", "svd", "i2vgen_xl", "animatediff", "text2video_zero", "wan", "skyreels")
 
 FAMILIES: dict[str, Family] = {}
 # Every family-declared option by config field, shared by the families that declare it.
