@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Footprint, Grid, Option, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import Footprint, Option, prompt_kwargs, sampling_kwargs
 from vidgen.families.wan import _CLIP_H, _UMT5_XXL, _VAE_21, FLOW_SHIFT, NEGATIVE, Wan
 
 log = logging.getLogger("vidgen")
@@ -339,8 +339,8 @@ class SkyReelsDF(SkyReels):
         base = BASE_FRAMES.get(cfg.model.id or "")
         if base is not None and window > base:
             raise ConfigError(
-                f"--window {window} is longer than the {base} frames {cfg.model.id} was trained on; use --window {base} "
-                "or less (for a longer video raise --frames: it runs more windows)."
+                f"--window {window} is longer than the {base} frames {cfg.model.id} was trained on; use "
+                f"--window {base} or less (for a longer video raise --frames: it runs more windows)."
             )
         extend = s.get("extend")
         if extend is not None and extend % 4:
@@ -462,8 +462,8 @@ class SkyReelsDF(SkyReels):
         spans = ", ".join(f"{w['first_new_frame']}-{w['first_new_frame'] + w['new_frames'] - 1}" for w in windows)
         mode = "asynchronous" if call_kwargs["ar_step"] else "synchronous"
         record: dict[str, Any] = {
-            "summary": f"{len(windows)} {mode} window(s) of at most {self.window(cfg)} frames adding frames {spans}{after} "
-            f"({sum(counts)} denoising steps in all)",
+            "summary": f"{len(windows)} {mode} window(s) of at most {self.window(cfg)} frames adding frames "
+            f"{spans}{after} ({sum(counts)} denoising steps in all)",
             "mode": mode,
             "window_frames": self.window(cfg),
             "overlap_frames": self.overlap(cfg) if self.long(cfg) else 0,
@@ -532,7 +532,7 @@ def _near(value: int, valid: Callable[[int], bool]) -> str:
         candidate = value + direction
         while 1 <= candidate <= value + 10_000 and not valid(candidate):
             candidate += direction
-        if 1 <= candidate and valid(candidate):
+        if candidate >= 1 and valid(candidate):
             found.append(candidate)
     return " or ".join(str(v) for v in sorted(set(found))) or "none"
 
