@@ -215,6 +215,16 @@ class SkyReels(Wan):
     def matches(self, index: dict[str, Any]) -> bool:
         return True
 
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        # The published SkyReels-V2 I2V checkpoints learned positions for one CLIP image, like
+        # Wan 2.1 I2V; the DF models end on a last image through its latent instead.
+        if cfg.inputs.last_image and not self.takes_last_image(pipe):
+            raise ConfigError(
+                f"--last-image needs a first-last-frame model, and {cfg.model.id} is image-to-video only; the "
+                "SkyReels-V2 DF presets (e.g. skyreels-v2-df-1.3b, tiny-skyreels-df) end on --last-image."
+            )
+        super().check_loaded(pipe, cfg, frames)
+
     def sized(self, cfg: RunConfig) -> Footprint:
         # The 1.3B checkpoints are 30 blocks of width 1536; the 14B ones Wan 14B's 40 of 5120.
         if "1.3b" in (cfg.model.id or "").lower() or (cfg.model.id or "").startswith("tiny:"):
