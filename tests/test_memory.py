@@ -37,7 +37,8 @@ def test_models_optimizations_lists_every_option() -> None:
     assert table["modelscope"]["--attention-slicing"] is True and table["cogvideox"]["--attention-slicing"] is False
     assert all(row["--fp8-storage"] for row in table.values())
     # Only families whose attention goes through diffusers' dispatcher take a backend.
-    assert {name for name, row in table.items() if row["--attention-backend"]} == {"wan", "wan2.2", "wan2.2-ti2v"}
+    backends = {name for name, row in table.items() if row["--attention-backend"]}
+    assert backends == {"wan", "wan2.2", "wan2.2-ti2v", "skyreels", "skyreels-df"}
     assert table["animatediff"]["--quantize"] is False and table["cogvideox"]["--quantize"] is True
     assert "--fp8-storage" in body["instead"]["animatediff"]["--quantize"]
 
