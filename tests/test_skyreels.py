@@ -195,7 +195,9 @@ def test_last_image_on_a_skyreels_i2v_model_is_refused_before_denoising(tmp_path
     assert files_under(tmp_path) == before
 
 
-def test_a_run_killed_in_its_third_window_resumes_to_the_same_frames(tmp_path: Path) -> None:
+def test_a_run_killed_in_its_third_window_resumes_to_the_same_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """41 frames in windows of 17 that carry 9 over: 4 windows. The first run SIGKILLs itself
     after the first step of window 3; the rerun replays windows 1-2 from the kept latents."""
     from safetensors import safe_open
@@ -228,6 +230,14 @@ def test_a_run_killed_in_its_third_window_resumes_to_the_same_frames(tmp_path: P
     assert not kept.exists()  # finished: nothing left to resume
     bent, _ = _run(*args[:-2], "--out", "bent/")
     assert np.abs(bent[:25].astype(int) - full[:25].astype(int)).max() > 1
+    # An out-of-memory in window 3 with --oom-retry: the retry starts from the two finished windows.
+    monkeypatch.setenv("VIDGEN_TEST_OOM_WINDOW", "3")
+    result = cli(*LONG, "--frames", "41", "--seed", "6", "--oom-retry", "--format", "png", "--out", "oom/")
+    assert result.exit_code == 0, result.stderr
+    assert "retrying seed 6" in result.stderr and "resuming: 2 of 4 windows" in result.stderr
+    assert np.array_equal(_png_frames(tmp_path / "oom" / "t2v-a-train-crossing-a-bridge-6"), full)
+    assert sidecar(tmp_path / "oom" / "t2v-a-train-crossing-a-bridge-6.json")["optimizations"]["oom_retries"]
+    assert not list((tmp_path / "oom").glob("*.windows.safetensors"))
 
 
 def test_memory_plans_for_one_window_not_the_whole_video() -> None:

@@ -276,8 +276,10 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
 
 
 def _checkpoint(plan: Plan, item: Planned, cfg: Any) -> Path | None:
-    """Where a windowed run keeps its finished windows (--save-latents), so a rerun resumes."""
-    if not (plan.family.resumable and cfg.output.save_latents and item.latents is not None):
+    """Where a windowed run keeps its finished windows (--save-latents), so a rerun resumes; with
+    --oom-retry too, so the retry after an out-of-memory starts from the last finished window."""
+    wanted = cfg.output.save_latents or cfg.optimization.oom_retry
+    if not (plan.family.resumable and wanted and item.latents is not None):
         return None
     return outputs.windows_path(item.path)
 

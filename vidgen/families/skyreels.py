@@ -638,12 +638,22 @@ class _Keeper:
         return tensors
 
 
+_oomed: set[int] = set()
+
+
 def _test_kill(window: int, step: int) -> None:
-    """Test hook: VIDGEN_TEST_KILL_WINDOW=N makes the process SIGKILL itself after the first step
-    of window N (1-based), so tests can crash a long run mid-way on machines where it is fast."""
-    wanted = os.environ.get("VIDGEN_TEST_KILL_WINDOW")
-    if wanted and step == 0 and window + 1 == int(wanted):
+    """Test hooks: VIDGEN_TEST_KILL_WINDOW=N makes the process SIGKILL itself after the first step
+    of window N (1-based), and VIDGEN_TEST_OOM_WINDOW=N raises CUDA's out-of-memory error there
+    (once per process), so tests can crash a long run mid-way on machines where it is fast."""
+    if step:
+        return
+    if os.environ.get("VIDGEN_TEST_KILL_WINDOW") == str(window + 1):
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("VIDGEN_TEST_OOM_WINDOW") == str(window + 1) and window not in _oomed:
+        import torch
+
+        _oomed.add(window)
+        raise torch.cuda.OutOfMemoryError(f"CUDA out of memory in window {window + 1} (VIDGEN_TEST_OOM_WINDOW).")
 
 
 def _fingerprint(pipe: Any, call_kwargs: dict[str, Any], media: dict[str, Any], generator: Any) -> str:
