@@ -171,6 +171,7 @@ def test_extend_writes_the_clip_then_the_new_frames(tmp_path: Path) -> None:
             ("--extend is not used by CogVideoX v2v", "SkyReels-V2 DF (v2v)"),
         ),
         ((*LONG, "--cache", "pab"), 3, ("--cache pab", "timestep per frame")),
+        (("v2v", "clip.mp4", "x", "--preset", "tiny-skyreels-df-extend", "--save-latents"), 3, ("--oom-retry",)),
     ],
 )
 def test_bad_long_video_input_is_one_line_and_writes_nothing(

@@ -363,6 +363,14 @@ class SkyReelsDF(SkyReels):
                 f"--overlap {overlap} must be shorter than --window {window}: each window carries over that many "
                 f"frames and adds the rest; try --overlap {max(1, min(17, window - 8) // 4 * 4 + 1)}."
             )
+        if cfg.mode == "v2v" and cfg.output.save_latents:
+            # `vidgen decode` makes a video from the latents alone, and an extended clip's video
+            # starts with the input clip's frames, which they do not hold.
+            raise ConfigError(
+                "--save-latents is not available when extending a clip: the latents hold only the new frames, "
+                "not the clip the video starts with. --oom-retry also keeps the finished windows, and a rerun "
+                "with it resumes from them."
+            )
         if s.get("causal_block_size") and not s.get("ar_step"):
             raise ConfigError(
                 "--causal-block sizes the blocks of asynchronous mode; give --ar-step too (5 recommended)."
