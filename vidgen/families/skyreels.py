@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import signal
 from collections.abc import Callable
@@ -334,6 +335,12 @@ class SkyReelsDF(SkyReels):
     def window_frames(self, cfg: RunConfig, frames: int) -> int:
         # One denoiser forward sees one window, however long the video.
         return _pixel(max(w.latent for w in self.plan(cfg)))
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        # Frame by frame like Wan, but the decoded video (3 float32 values per pixel) stays on the
+        # device until the end, and a long video's outgrows the VAE's working set.
+        total = self.frames_of(cfg) + (frames if cfg.mode == "v2v" else 0)
+        return 4 + math.ceil(total * 3 * 4 / (self.footprint.decode * 2))
 
     # -- checks ---------------------------------------------------------------------------
     def check(self, cfg: RunConfig) -> None:
