@@ -401,8 +401,10 @@ class SkyReelsDF(SkyReels):
             )
 
     def _full_windows(self, cfg: RunConfig, frames: int) -> bool:
-        if (frames - 1) % 4 or frames <= self.window(cfg):
+        if (frames - 1) % 4:
             return False
+        if frames <= self.window(cfg):
+            return True  # one window
         plan = window_plan("i2v", frames, self.window(cfg), self.overlap(cfg))
         return plan[-1].latent == plan[0].latent
 
