@@ -186,8 +186,8 @@ class Family:
     setup_fields: ClassVar[frozenset[str]] = frozenset()
     # name -> builder of a tiny random-weight pipeline of this family (see vidgen/tiny.py).
     tiny: ClassVar[dict[str, Callable[[], Any]]] = {}
-    # Whether a run denoises in windows whose latents it can keep as they finish (--save-latents):
-    # `latent_call` then gets `checkpoint`, the file for them, and a rerun resumes from it.
+    # Whether a run denoises in windows whose latents it can keep as they finish (--save-latents,
+    # --oom-retry): `latent_call` then gets `checkpoint`, the file for them, and a rerun resumes.
     resumable: ClassVar[bool] = False
 
     # -- configuration ----------------------------------------------------------------

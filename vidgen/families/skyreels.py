@@ -6,10 +6,11 @@ video longer than the model's window is made window by window, each conditioned 
 frames of the one before (`--window`, `--overlap`), synchronously or asynchronously (`--ar-step`,
 `--causal-block`); it also starts from an image (i2v) or extends a clip (v2v `--extend`).
 
-diffusers runs every window inside one pipeline call. With --save-latents, vidgen keeps each
-finished window's latents beside the output while the call runs; a rerun of the same command
-after a crash replays the finished windows from that file (their denoiser calls skipped, every
-random draw repeated) and computes only the rest, so it makes the same frames.
+diffusers runs every window inside one pipeline call. With --save-latents (or --oom-retry), vidgen
+keeps each finished window's latents beside the output while the call runs; a rerun of the same
+command after a crash, or the retry after an out-of-memory, replays the finished windows from that
+file (their denoiser calls skipped, every random draw repeated) and computes only the rest, so it
+makes the same frames.
 """
 
 from __future__ import annotations
