@@ -589,7 +589,11 @@ class _Keeper:
         self.window = 0
         self.done: list[Any] = []
         self.kept: list[Any] = []
-        self.fingerprint = _fingerprint(pipe, call_kwargs, media, extra.get("generator")) if path else ""
+        # Options that change the denoiser's numbers belong to the run; offload and decode savers do
+        # not (an out-of-memory retry changes them and still resumes).
+        numeric = {k: getattr(cfg.optimization, k) for k in ("fp8_storage", "quantize", "attention_backend", "cache")}
+        about = {**call_kwargs, "vidgen": numeric}
+        self.fingerprint = _fingerprint(pipe, about, media, extra.get("generator")) if path else ""
         self.report = extra.get("callback_on_step_end")
         self.total = len(family.plan(cfg))
 
