@@ -38,7 +38,7 @@ def test_models_optimizations_lists_every_option() -> None:
     assert all(row["--fp8-storage"] for row in table.values())
     # Only families whose attention goes through diffusers' dispatcher take a backend.
     backends = {name for name, row in table.items() if row["--attention-backend"]}
-    dispatched = {"wan", "wan2.2", "wan2.2-ti2v", "wan-vace", "wan2.2-vace", "wan-v2v"}
+    dispatched = {"wan", "wan2.2", "wan2.2-ti2v", "wan-vace", "wan2.2-vace", "wan-v2v", "skyreels", "skyreels-df"}
     assert dispatched | {"hunyuanvideo", "framepack", "hunyuanvideo15"} <= backends
     unet_era = {"cogvideox", "cogvideox1.5", "modelscope", "svd", "i2vgen-xl", "animatediff", "text2video-zero"}
     assert not backends & unet_era

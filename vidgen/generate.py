@@ -299,6 +299,7 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
                 seed=item.seed,
                 device=plan.device,
                 progress=progress,
+                checkpoint=_checkpoint(plan, item, cfg),
             )
             return _Outcome(result, call_kwargs, retries)
         except OutOfMemory as exc:
@@ -316,6 +317,15 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
                 saved = _save_latents(plan, item, session.resolved, captured, f"decode failed: {exc}")
                 log.warning("the decode failed; the final latents were saved to %s (see `vidgen decode`).", saved)
             raise
+
+
+def _checkpoint(plan: Plan, item: Planned, cfg: Any) -> Path | None:
+    """Where a windowed run keeps its finished windows (--save-latents), so a rerun resumes; with
+    --oom-retry too, so the retry after an out-of-memory starts from the last finished window."""
+    wanted = cfg.output.save_latents or cfg.optimization.oom_retry
+    if not (plan.family.resumable and wanted and item.latents is not None):
+        return None
+    return outputs.windows_path(item.path)
 
 
 def _write(
@@ -336,6 +346,7 @@ def _write(
         "setup": loaded.setup,
         "generator": _generator_record(plan, item.seed),
         **({"run": note} if (note := plan.family.run_note(cfg)) else {}),
+        **plan.family.pipeline_record(cfg, outcome.call_kwargs),
     }
     optimizations = {
         **loaded.optimizations,
@@ -374,6 +385,8 @@ def _write(
         if overwrite:
             _remove(item.sidecar)  # an earlier run's, describing the video just removed
         raise
+    if (windows := _checkpoint(plan, item, cfg)) is not None:
+        _remove(windows)  # the run is complete: nothing left to resume
     return Result(record, item.path, item.sidecar, loaded)
 
 

@@ -276,9 +276,11 @@ def estimate(
     family: Family, cfg: RunConfig, params: dict[str, float], dtype: str, frames: int | None = None
 ) -> Estimate:
     """Peak memory of one video with the config's optimization settings."""
-    fp = family.footprint
+    fp = family.sized(cfg)
     opt, s = cfg.optimization, cfg.sampling
     frames = frames or s.num_frames or 16
+    # A long video denoised in windows holds one window's activations at a time.
+    window = family.window_frames(cfg, frames)
     height, width = s.height or 512, s.width or 512
     size = BYTES[dtype]
     weights = {name: count * _bytes_per_param(name, family, cfg, dtype) for name, count in params.items()}
@@ -289,7 +291,8 @@ def estimate(
     vae = weights.get("vae", 0.0)
     encoders = [v for k, v in weights.items() if k not in (*denoisers, "vae")]
     guided = family.guided(cfg)
-    tokens = family.latent_frames(cfg, frames) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
+    # FramePack prices one section, SkyReels DF one window: a long video never sees its whole length.
+    tokens = family.latent_frames(cfg, window) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
     if opt.forward_chunking:
         denoise *= 0.6

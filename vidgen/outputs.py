@@ -145,3 +145,9 @@ def latents_path(output: Path) -> Path:
     """clip.mp4 -> clip.latents.safetensors: the final latents, for `vidgen decode`."""
     stem = output.name if output.suffix == "" else output.stem
     return output.with_name(f"{stem}.latents.safetensors")
+
+
+def windows_path(output: Path) -> Path:
+    """clip.mp4 -> clip.windows.safetensors: a long run's finished windows, until it completes."""
+    stem = output.name if output.suffix == "" else output.stem
+    return output.with_name(f"{stem}.windows.safetensors")

@@ -135,6 +135,7 @@ def run(
     seed: int,
     device: str,
     progress: Progress,
+    checkpoint: Any = None,
 ) -> RunResult:
     """Call the pipeline once. `media` holds the prepared image or video, passed beside the
     JSON-able `call_kwargs` that the sidecar records.
@@ -179,7 +180,11 @@ def run(
         ):
             if family.latents == "latent":
                 # The pipeline stops at its final latents; the family decodes them as it would.
-                captured.latents = family.latent_call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
+                # A resumable family keeps finished windows in `checkpoint` (--save-latents).
+                kept = {"checkpoint": checkpoint} if checkpoint is not None else {}
+                captured.latents = family.latent_call(
+                    pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs, **kept
+                )
                 captured.decoding = True
                 before_decode()
                 output = family.decode_video(pipe, captured.latents)

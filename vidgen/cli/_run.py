@@ -287,7 +287,11 @@ def _print_plan(plan: Any, as_json: bool) -> None:
             "dry_run": True,
             "config": cfg.model_dump(mode="json"),
             "sources": plan.resolved.sources,
-            "pipeline": {"class": plan.family.pipelines[cfg.mode], "call_kwargs": call},
+            "pipeline": {
+                "class": plan.family.pipelines[cfg.mode],
+                "call_kwargs": call,
+                **plan.family.pipeline_record(cfg, call),
+            },
             "device": plan.device,
             "memory": plan.memory.record() if plan.memory is not None else None,
             "inputs": plan.inputs.record,
@@ -300,6 +304,9 @@ def _print_plan(plan: Any, as_json: bool) -> None:
     typer.echo(render_config(cfg.model_dump(mode="json"), plan.resolved.sources))
     where = f"{plan.device} (planned for a CUDA card: --vram runs need one)" if plan.planned_for else plan.device
     typer.echo(f"# pipeline: {plan.family.pipelines[cfg.mode]} on {where}")
+    for key, value in plan.family.pipeline_record(cfg, call).items():
+        shown = value["summary"] if isinstance(value, dict) and "summary" in value else json.dumps(value)
+        typer.echo(escape(f"# {key}: {shown}"))
     if plan.memory is not None:
         for line in memory_lines(plan.memory):
             typer.echo(f"# {line}")

@@ -71,6 +71,7 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         ("steps", sampling.get("num_inference_steps")),
         ("guidance", sampling.get("guidance_scale")),
         ("call", _other_call_kwargs(_dict(pipeline.get("call_kwargs")))),
+        ("windows", _dict(pipeline.get("windows")).get("summary")),
         ("setup", ", ".join(f"{c.get('method')}({_kwargs(_dict(c.get('kwargs')))})" for c in setup)),
     ]
     if "format" in output:

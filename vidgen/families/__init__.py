@@ -27,6 +27,7 @@ MODULES = (
     "text2video_zero",
     "wan",
     "wan_vace",
+    "skyreels",
     "hunyuan",
     "hunyuan15",
 )

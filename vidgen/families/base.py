@@ -193,6 +193,9 @@ class Family:
     setup_fields: ClassVar[frozenset[str]] = frozenset()
     # name -> builder of a tiny random-weight pipeline of this family (see vidgen/tiny.py).
     tiny: ClassVar[dict[str, Callable[[], Any]]] = {}
+    # Whether a run denoises in windows whose latents it can keep as they finish (--save-latents,
+    # --oom-retry): `latent_call` then gets `checkpoint`, the file for them, and a rerun resumes.
+    resumable: ClassVar[bool] = False
 
     # -- configuration ----------------------------------------------------------------
     def defaults(self, mode: str) -> dict[str, Any]:
@@ -279,6 +282,15 @@ class Family:
     def min_frames(self) -> int:
         return next(n for n in range(1, 10_000) if self.usable_frames(n))
 
+    def sized(self, cfg: RunConfig) -> Footprint:
+        """The footprint of the run's checkpoint, for families whose checkpoints differ in shape."""
+        return self.footprint
+
+    def window_frames(self, cfg: RunConfig, frames: int) -> int:
+        """The frames one denoiser forward works on: all `frames`, unless the family makes a long
+        video window by window."""
+        return frames
+
     def model_offload(self, mode: str) -> bool:
         """Whether the pipeline declares the order `--offload model` moves its models in."""
         return True
@@ -317,6 +329,10 @@ class Family:
         the input image or video is passed beside these (see `inputs.prepare`), and `frames`
         is its frame count where there is one."""
         raise NotImplementedError
+
+    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """More about the call for the sidecar's `pipeline` block (e.g. a long video's windows)."""
+        return {}
 
     def run_note(self, cfg: RunConfig) -> str | None:
         """How `call` differs from one plain pipeline call, for the sidecar (None: it does not)."""

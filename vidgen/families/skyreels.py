@@ -1,0 +1,788 @@
+"""SkyReels-V2 (Skywork): Wan 2.1's architecture, retrained, with diffusion forcing for long videos.
+
+Two families share this module. SkyReels-V2 (t2v, i2v) is a Wan-style model with its own shift and
+guidance. SkyReels-V2 DF (diffusion forcing) denoises each latent frame on its own schedule, so a
+video longer than the model's window is made window by window, each conditioned on the last
+frames of the one before (`--window`, `--overlap`), synchronously or asynchronously (`--ar-step`,
+`--causal-block`); it also starts from an image (i2v) or extends a clip (v2v `--extend`).
+
+diffusers runs every window inside one pipeline call. With --save-latents (or --oom-retry), vidgen
+keeps each finished window's latents beside the output while the call runs; a rerun of the same
+command after a crash, or the retry after an out-of-memory, replays the finished windows from that
+file (their denoiser calls skipped, every random draw repeated) and computes only the rest, so it
+makes the same frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
+from vidgen.families.base import Footprint, Option, prompt_kwargs, sampling_kwargs
+from vidgen.families.wan import _CLIP_H, _UMT5_XXL, _VAE_21, FLOW_SHIFT, NEGATIVE, Wan
+
+log = logging.getLogger("vidgen")
+
+WINDOW = Option(
+    "base_num_frames",
+    "--window",
+    int,
+    "Frames per diffusion-forcing window (4k+1; the model's base length: 97 at 540P, 121 at 720P). "
+    "Longer --frames run several windows.",
+    ge=5,
+    le=1001,
+)
+OVERLAP = Option(
+    "overlap_history",
+    "--overlap",
+    int,
+    "Frames each window carries over from the one before (4k+1; 17 or 37 recommended).",
+    ge=1,
+    le=1001,
+)
+AR_STEP = Option(
+    "ar_step",
+    "--ar-step",
+    int,
+    "Asynchronous diffusion forcing: each causal block lags the one before by this many steps "
+    "(0: synchronous; 5 is slower but more consistent).",
+    ge=0,
+    le=100,
+)
+CAUSAL_BLOCK = Option(
+    "causal_block_size",
+    "--causal-block",
+    int,
+    "Latent frames denoised together in asynchronous mode (default: 5 with --ar-step, else 1).",
+    ge=1,
+    le=64,
+)
+ADDNOISE = Option(
+    "addnoise_condition",
+    "--addnoise-condition",
+    float,
+    "Noise added to the frames a window carries over, for smoother joins (20 recommended; above 50 drifts).",
+    ge=0,
+    le=1000,
+)
+EXTEND = Option(
+    "extend",
+    "--extend",
+    int,
+    "Frames to add after the input clip (a multiple of 4); the output holds the clip, then them.",
+    ge=4,
+    le=10_000,
+)
+_CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
+# The frames each published DF checkpoint was trained on: a longer window leaves what it learned.
+BASE_FRAMES = {
+    "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers": 97,
+    "Skywork/SkyReels-V2-DF-14B-540P-Diffusers": 97,
+    "Skywork/SkyReels-V2-DF-14B-720P-Diffusers": 121,
+    "tiny:skyreels-df": 17,
+}
+# 1.3B: 30 blocks of width 1536; 14B: 40 blocks of width 5120 (the Wan 2.1 shapes).
+_T_13B, _T_14B = 1.419e9, 14.288e9
+_I2V_13B, _I2V_14B = 1.56e9, 16.39e9  # + the image projection and per-block image attention
+WINDOWS_FORMAT = "vidgen-windows/1"
+
+
+def _latent(frames: int) -> int:
+    """Latent frames of `frames` video frames (the Wan VAE: the first alone, then 4 per latent)."""
+    return (frames - 1) // 4 + 1
+
+
+def _pixel(latent: int) -> int:
+    return (latent - 1) * 4 + 1
+
+
+@dataclass(frozen=True)
+class Window:
+    """One diffusion-forcing window: its latent frames, how many of them come in ready (the
+    carried-over history, or the first image's latent), and the video frames it adds."""
+
+    latent: int
+    ready: int
+    new_frames: int
+
+
+def window_plan(mode: str, frames: int, window: int, overlap: int | None, last_image: bool = False) -> list[Window]:
+    """The windows diffusers 0.42.1 runs for `frames` output frames (for v2v: the frames it decodes,
+    the carried-over clip frames included), exactly as its pipelines count them."""
+    total, base = _latent(frames), _latent(window)
+    if mode != "v2v" and frames <= window:
+        # One window; with a last image the i2v pipeline appends that image's latent to it.
+        return [Window(total + (1 if last_image else 0), 1 if mode == "i2v" else 0, frames)]
+    ov = _latent(overlap or 0)
+    count = 1 + (total - base - 1) // (base - ov) + 1
+    plan = []
+    for index in range(count):
+        if index == 0 and mode != "v2v":
+            # The first window starts from noise (t2v) or from the image's latent (i2v).
+            plan.append(Window(base, 1 if mode == "i2v" else 0, _pixel(base)))
+            continue
+        finished = index * (base - ov) + ov
+        latent = min(total - finished + ov, base)
+        # Each window adds 4 frames per latent frame beyond the history it carries over (for v2v's
+        # first window that history is the clip's last frames, which vidgen does not repeat).
+        plan.append(Window(latent, ov, 4 * (latent - ov)))
+    return plan
+
+
+def steps_of(plan: list[Window], steps: int, ar_step: int, block: int) -> list[int]:
+    """How many denoising iterations (step callbacks) each window runs: the rows of diffusers'
+    diffusion-forcing timestep matrix (`generate_timestep_matrix`), counted as it builds them.
+    Each block of frames advances one step per row once the block before it is `ar_step` ahead
+    (or done); blocks that come in ready (the history) do not move."""
+    counts = []
+    last = steps  # a block at `last` is fully denoised
+    for window in plan:
+        blocks = window.latent // block
+        row = [last + 1 if index < window.ready // block else 0 for index in range(blocks)]
+        rows = 0
+        while not all(value >= last for value in row):
+            new: list[int] = []
+            for index in range(blocks):
+                if index == 0 or row[index - 1] >= last:
+                    new.append(row[index] + 1)
+                else:
+                    new.append(new[index - 1] - ar_step)
+            row = [min(max(value, 0), last + 1) for value in new]
+            rows += 1
+        counts.append(rows)
+    return counts
+
+
+class SkyReels(Wan):
+    name = "skyreels"
+    title = "SkyReels-V2"
+    pipelines: ClassVar[dict[str, str]] = {"t2v": "SkyReelsV2Pipeline", "i2v": "SkyReelsV2ImageToVideoPipeline"}
+    repos: ClassVar[dict[str, str]] = {
+        "t2v": "Skywork/SkyReels-V2-T2V-14B-540P-Diffusers",
+        "i2v": "Skywork/SkyReels-V2-I2V-14B-540P-Diffusers",
+    }
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL}
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
+    # SkyReels-V2's transformer block is not registered with diffusers' block-level cache hooks
+    # (first-block, MagCache); TaylorSeer and PAB run (checked on the tiny models).
+    caches = frozenset({"taylorseer", "pab"})
+    hints: ClassVar[dict[str, str]] = {
+        **Wan.hints,
+        "optimization.cache=first-block": "diffusers 0.42.1 does not register SkyReels-V2's block for it",
+        "optimization.cache=magcache": "diffusers 0.42.1 does not register SkyReels-V2's block for it",
+        "optimization.cache=faster": "FasterCache assumes a batched guided pass, which SkyReels-V2 does not run",
+    }
+    footprint = replace(
+        Wan.footprint,
+        sizes={
+            **dict.fromkeys(
+                ("Skywork/SkyReels-V2-T2V-14B-540P-Diffusers", "Skywork/SkyReels-V2-T2V-14B-720P-Diffusers"),
+                {"transformer": _T_14B, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
+            ),
+            "Skywork/SkyReels-V2-I2V-1.3B-540P-Diffusers": {
+                "transformer": _I2V_13B,
+                "text_encoder": _UMT5_XXL,
+                "vae": _VAE_21,
+                "image_encoder": _CLIP_H,
+            },
+            **dict.fromkeys(
+                ("Skywork/SkyReels-V2-I2V-14B-540P-Diffusers", "Skywork/SkyReels-V2-I2V-14B-720P-Diffusers"),
+                {"transformer": _I2V_14B, "text_encoder": _UMT5_XXL, "vae": _VAE_21, "image_encoder": _CLIP_H},
+            ),
+        },
+    )
+    # The SkyReels-V2 model cards: 544x960, 97 frames at 24 fps; guidance 6 and shift 8 for
+    # text-to-video, 5 and 5 for image-to-video.
+    size = (544, 960)
+    frames_default = 97
+    fps = 24
+    negative_i2v = NEGATIVE
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        data = super().defaults(mode)
+        guidance, shift = (6.0, 8.0) if mode == "t2v" else (5.0, 5.0)
+        data["sampling"].update({"guidance_scale": guidance, "flow_shift": shift})
+        return data
+
+    def matches(self, index: dict[str, Any]) -> bool:
+        return True
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        # The published SkyReels-V2 I2V checkpoints learned positions for one CLIP image, like
+        # Wan 2.1 I2V; the DF models end on a last image through its latent instead.
+        if cfg.inputs.last_image and not self.takes_last_image(pipe):
+            raise ConfigError(
+                f"--last-image needs a first-last-frame model, and {cfg.model.id} is image-to-video only; the "
+                "SkyReels-V2 DF presets (e.g. skyreels-v2-df-1.3b, tiny-skyreels-df) end on --last-image."
+            )
+        super().check_loaded(pipe, cfg, frames)
+
+    def sized(self, cfg: RunConfig) -> Footprint:
+        # The 1.3B checkpoints are 30 blocks of width 1536; the 14B ones Wan 14B's 40 of 5120.
+        if "1.3b" in (cfg.model.id or "").lower() or (cfg.model.id or "").startswith("tiny:"):
+            return replace(self.footprint, blocks=30, width=1536)
+        return self.footprint
+
+
+class SkyReelsDF(SkyReels):
+    name = "skyreels-df"
+    title = "SkyReels-V2 DF"
+    pipelines: ClassVar[dict[str, str]] = {
+        "t2v": "SkyReelsV2DiffusionForcingPipeline",
+        "i2v": "SkyReelsV2DiffusionForcingImageToVideoPipeline",
+        "v2v": "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
+    }
+    repos: ClassVar[dict[str, str]] = dict.fromkeys(("t2v", "i2v", "v2v"), "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers")
+    # Extending a clip counts the frames it adds (--extend), not the frames it makes.
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL, "v2v": _CALL - {"num_frames"}}
+    resumable = True
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, WINDOW, OVERLAP, AR_STEP, CAUSAL_BLOCK, ADDNOISE, EXTEND)
+    # The image (and last image) become latent frames; there is no CLIP image encoder.
+    media_args: ClassVar[dict[str, dict[str, str]]] = {"i2v": {"image": "image", "last_image": "last_image"}}
+    # addnoise_condition draws its noise with torch.randn_like, from the global RNG.
+    seeds_global_rng = True
+    # Diffusion forcing passes a timestep per frame, which PAB's step check cannot take.
+    caches = frozenset({"taylorseer"})
+    hints: ClassVar[dict[str, str]] = {
+        **SkyReels.hints,
+        "optimization.cache=pab": "diffusion forcing passes a timestep per frame, which PAB cannot take",
+        "sampling.num_frames": "extending a clip takes --extend N, the frames to add",
+    }
+    # Each frame keeps its own copy of the scheduler; only UniPC (the checkpoints' own) is checked.
+    schedulers: ClassVar[dict[str, str]] = {"unipc": "UniPCMultistepScheduler"}
+    footprint = replace(
+        SkyReels.footprint,
+        sizes={
+            "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers": {
+                "transformer": _T_13B,
+                "text_encoder": _UMT5_XXL,
+                "vae": _VAE_21,
+            },
+            **dict.fromkeys(
+                ("Skywork/SkyReels-V2-DF-14B-540P-Diffusers", "Skywork/SkyReels-V2-DF-14B-720P-Diffusers"),
+                {"transformer": _T_14B, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
+            ),
+        },
+    )
+    frame_rule = "any number of frames (it continues from the last --overlap of them)"
+    steps_default = 30
+    window_default = 97
+    overlap_default = 17
+    extend_default = 80
+
+    def mode_options(self, mode: str) -> tuple[Option, ...]:
+        if mode not in self.pipelines:
+            return ()
+        return tuple(o for o in self.options if o is not EXTEND or mode == "v2v")
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        data = super().defaults(mode)
+        sampling = data["sampling"]
+        # Without --frames a run makes one window (num_frames follows --window).
+        sampling.pop("num_frames")
+        sampling.update(
+            {
+                "num_inference_steps": self.steps_default,
+                # Extending a clip continues text-to-video: guidance 6, shift 8.
+                **({"guidance_scale": 6.0, "flow_shift": 8.0} if mode == "v2v" else {}),
+                "base_num_frames": self.window_default,
+                "overlap_history": self.overlap_default,
+                "ar_step": 0,
+                "addnoise_condition": 20.0,
+            }
+        )
+        if mode == "v2v":
+            sampling["extend"] = self.extend_default
+        data["inputs"]["negative_prompt"] = NEGATIVE
+        return data
+
+    # -- the window plan ----------------------------------------------------------------
+    def frames_of(self, cfg: RunConfig) -> int:
+        """The frames the pipeline generates: --frames (one window without it), or for v2v the
+        added frames plus the carried-over clip frames that it decodes again."""
+        s = cfg.sampling
+        if cfg.mode == "v2v":
+            return (s.get("extend") or self.extend_default) + self.overlap(cfg)
+        return s.num_frames or self.window(cfg)
+
+    def window(self, cfg: RunConfig) -> int:
+        return cfg.sampling.get("base_num_frames") or self.window_default
+
+    def overlap(self, cfg: RunConfig) -> int:
+        return cfg.sampling.get("overlap_history") or self.overlap_default
+
+    def block(self, cfg: RunConfig) -> int:
+        s = cfg.sampling
+        return s.get("causal_block_size") or (5 if s.get("ar_step") else 1)
+
+    def long(self, cfg: RunConfig) -> bool:
+        return cfg.mode == "v2v" or self.frames_of(cfg) > self.window(cfg)
+
+    def plan(self, cfg: RunConfig) -> list[Window]:
+        return window_plan(
+            cfg.mode, self.frames_of(cfg), self.window(cfg), self.overlap(cfg), bool(cfg.inputs.last_image)
+        )
+
+    def window_frames(self, cfg: RunConfig, frames: int) -> int:
+        # One denoiser forward sees one window, however long the video.
+        return _pixel(max(w.latent for w in self.plan(cfg)))
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        # Frame by frame like Wan, but the decoded video (3 float32 values per pixel) stays on the
+        # device until the end, and a long video's outgrows the VAE's working set.
+        total = self.frames_of(cfg) + (frames if cfg.mode == "v2v" else 0)
+        return 4 + math.ceil(total * 3 * 4 / (self.footprint.decode * 2))
+
+    # -- checks ---------------------------------------------------------------------------
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        s = cfg.sampling
+        window, overlap, block = self.window(cfg), self.overlap(cfg), self.block(cfg)
+        for flag, value in (("--window", window), ("--overlap", overlap)):
+            if (value - 1) % 4:
+                raise ConfigError(
+                    f"{flag} {value} does not fit {self.title}: it needs 4k+1 frames; "
+                    f"nearest valid: {_near(value, lambda v: (v - 1) % 4 == 0)}."
+                )
+        base = BASE_FRAMES.get(cfg.model.id or "")
+        if base is not None and window > base:
+            raise ConfigError(
+                f"--window {window} is longer than the {base} frames {cfg.model.id} was trained on; use "
+                f"--window {base} or less (for a longer video raise --frames: it runs more windows)."
+            )
+        extend = s.get("extend")
+        if extend is not None and extend % 4:
+            raise ConfigError(
+                f"--extend {extend} does not fit {self.title}: it adds 4 frames per latent frame; "
+                f"nearest valid: {_near(extend, lambda v: v % 4 == 0 and v >= 4)}."
+            )
+        if self.long(cfg) and overlap >= window:
+            raise ConfigError(
+                f"--overlap {overlap} must be shorter than --window {window}: each window carries over that many "
+                f"frames and adds the rest; try --overlap {max(1, min(17, window - 8) // 4 * 4 + 1)}."
+            )
+        if cfg.mode == "v2v" and cfg.output.save_latents:
+            # `vidgen decode` makes a video from the latents alone, and an extended clip's video
+            # starts with the input clip's frames, which they do not hold.
+            raise ConfigError(
+                "--save-latents is not available when extending a clip: the latents hold only the new frames, "
+                "not the clip the video starts with. --oom-retry also keeps the finished windows, and a rerun "
+                "with it resumes from them."
+            )
+        if s.get("causal_block_size") and not s.get("ar_step"):
+            raise ConfigError(
+                "--causal-block sizes the blocks of asynchronous mode; give --ar-step too (5 recommended)."
+            )
+        self._check_blocks(cfg, block)
+        if cfg.inputs.last_image and self.long(cfg):
+            # diffusers 0.42.1 appends the last image's latent with the history's length, not its own:
+            # a shape error in the last window.
+            raise ConfigError(
+                f"--last-image works within one window of {self.title} (diffusers 0.42.1 fails on it across "
+                f"windows): use --frames {window} or fewer, or drop --last-image."
+            )
+        plan = self.plan(cfg)
+        if cfg.mode == "i2v" and len(plan) > 1 and plan[-1].latent != plan[0].latent:
+            # diffusers 0.42.1 sizes every image-to-video window's schedule by the first one: a
+            # shorter last window fails with an index error.
+            raise ConfigError(
+                f"--frames {self.frames_of(cfg)} leaves a last window shorter than --window {window}, which "
+                f"{self.title} image-to-video cannot run in diffusers 0.42.1; use --frames "
+                f"{_near(self.frames_of(cfg), lambda v: self._full_windows(cfg, v))}."
+            )
+
+    def _full_windows(self, cfg: RunConfig, frames: int) -> bool:
+        if (frames - 1) % 4:
+            return False
+        if frames <= self.window(cfg):
+            return True  # one window
+        plan = window_plan("i2v", frames, self.window(cfg), self.overlap(cfg))
+        return plan[-1].latent == plan[0].latent
+
+    def _check_blocks(self, cfg: RunConfig, block: int) -> None:
+        """Every window, and the history it carries, must be whole causal blocks: diffusers
+        leaves the frames of a partial block undenoised, or trims the history with a warning."""
+        if block == 1:
+            return
+        overlap = self.overlap(cfg)
+        if self.long(cfg) and _latent(overlap) % block:
+            raise ConfigError(
+                f"--overlap {overlap} is {_latent(overlap)} latent frames, not whole blocks of --causal-block {block}; "
+                f"nearest valid: {_near(overlap, lambda v: (v - 1) % 4 == 0 and _latent(v) % block == 0)}."
+            )
+        for window in self.plan(cfg):
+            if window.latent % block:
+                name = "--extend" if cfg.mode == "v2v" else "--frames"
+                given = cfg.sampling.get("extend") if cfg.mode == "v2v" else self.frames_of(cfg)
+                raise ConfigError(
+                    f"{name} {given} with --window {self.window(cfg)} makes a window of {window.latent} latent "
+                    f"frames, not whole blocks of --causal-block {block}; nearest valid {name}: "
+                    f"{_near(int(given or 0), lambda v, n=name: self._blocks_fit(cfg, n, v, block))}."
+                )
+
+    def _blocks_fit(self, cfg: RunConfig, name: str, value: int, block: int) -> bool:
+        key = "extend" if name == "--extend" else "num_frames"
+        if value < 1 or (value - (0 if key == "extend" else 1)) % 4:
+            return False
+        trial = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(update={key: value})})
+        return all(w.latent % block == 0 for w in self.plan(trial))
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        # The transformer sees one window at a time: its position table bounds the window.
+        window = cfg.model_copy(
+            update={"sampling": cfg.sampling.model_copy(update={"num_frames": self.window_frames(cfg, 0)})}
+        )
+        super().check_loaded(pipe, window, frames)
+        if cfg.mode == "v2v" and frames is not None and frames < self.overlap(cfg):
+            raise ConfigError(
+                f"the input clip has {frames} frames and --overlap {self.overlap(cfg)} continues from its last "
+                f"{self.overlap(cfg)}; use a longer clip or a smaller --overlap (4k+1)."
+            )
+
+    def takes_last_image(self, pipe: Any) -> bool:
+        # Diffusion forcing conditions on the last image's latent; every DF checkpoint takes it.
+        return True
+
+    # -- the call ---------------------------------------------------------------------------
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        s = cfg.sampling
+        kwargs: dict[str, Any] = {**prompt_kwargs(cfg), **sampling_kwargs(s, self.sampling[cfg.mode])}
+        kwargs["num_frames"] = self.frames_of(cfg)
+        kwargs["base_num_frames"] = self.window(cfg)
+        if self.long(cfg):
+            # The pipeline reads the history length only when there is more than one window.
+            kwargs["overlap_history"] = self.overlap(cfg)
+        kwargs["ar_step"] = s.get("ar_step") or 0
+        # Always explicit: the pipeline writes a given block size into the transformer's config,
+        # where it would stay for the next call on the same loaded model.
+        kwargs["causal_block_size"] = self.block(cfg)
+        if s.get("addnoise_condition") is not None:
+            kwargs["addnoise_condition"] = s.get("addnoise_condition")
+        kwargs["output_type"] = "np"
+        return kwargs
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        steps = int(call_kwargs.get("num_inference_steps", 50))
+        return sum(steps_of(self.plan(cfg), steps, call_kwargs["ar_step"], call_kwargs["causal_block_size"]))
+
+    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The window plan, for the sidecar: what each window denoises and adds."""
+        plan = self.plan(cfg)
+        steps = int(call_kwargs.get("num_inference_steps", 50))
+        counts = steps_of(plan, steps, call_kwargs["ar_step"], call_kwargs["causal_block_size"])
+        windows = []
+        start = 0
+        for window, steps in zip(plan, counts, strict=True):
+            windows.append({"latent_frames": window.latent, "history_latent_frames": window.ready,
+                            "new_frames": window.new_frames, "first_new_frame": start, "steps": steps})  # fmt: skip
+            start += window.new_frames
+        after = " after the clip" if cfg.mode == "v2v" else ""
+        spans = ", ".join(f"{w['first_new_frame']}-{w['first_new_frame'] + w['new_frames'] - 1}" for w in windows)
+        mode = "asynchronous" if call_kwargs["ar_step"] else "synchronous"
+        record: dict[str, Any] = {
+            "summary": f"{len(windows)} {mode} window(s) of at most {self.window(cfg)} frames adding frames "
+            f"{spans}{after} ({sum(counts)} denoising steps in all)",
+            "mode": mode,
+            "window_frames": self.window(cfg),
+            "overlap_frames": self.overlap(cfg) if self.long(cfg) else 0,
+            "windows": windows,
+        }
+        return {"windows": record}
+
+    def run_note(self, cfg: RunConfig) -> str | None:
+        if cfg.mode != "v2v":
+            return None
+        return (
+            f"the pipeline returns the input clip, then the last {self.overlap(cfg)} clip frames decoded again "
+            f"from their latents, then the new frames; vidgen drops that repeat, so the video is the clip "
+            f"followed by {self.frames_of(cfg) - self.overlap(cfg)} new frames"
+        )
+
+    def latent_call(
+        self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
+    ) -> Any:
+        checkpoint: Path | None = extra.pop("checkpoint", None)
+        kwargs = {**call_kwargs, "output_type": "latent"}
+        keeper = _Keeper(self, pipe, cfg, call_kwargs, media, extra, checkpoint)
+        with keeper:
+            latents = pipe(**kwargs, **media, **extra).frames
+        if cfg.inputs.last_image:
+            # The pipeline decodes without the appended last-image latent; the latents it returns keep it.
+            latents = latents[:, :, :-1]
+        if cfg.mode == "v2v":
+            # What the pipeline joins in front of the decoded frames: the clip, preprocessed as it does.
+            video = pipe.video_processor.preprocess_video(
+                media["video"], height=call_kwargs["height"], width=call_kwargs["width"]
+            )
+            pipe._vidgen_clip = (video, self.overlap(cfg))
+        return latents
+
+    def decode_video(self, pipe: Any, latents: Any) -> Any:
+        clip = pipe.__dict__.pop("_vidgen_clip", None)
+        if clip is None:
+            return super().decode_video(pipe, latents)
+        import torch
+        from diffusers.utils.torch_utils import get_module_execution_device
+
+        video, overlap = clip
+        vae = pipe.vae
+        # As the pipeline decodes (pipeline_skyreels_v2_diffusion_forcing_v2v.py), then without the
+        # carried-over frames decoded a second time.
+        with torch.no_grad():
+            latents = latents.to(get_module_execution_device(vae), dtype=vae.dtype)
+            shape = (1, vae.config.z_dim, 1, 1, 1)
+            mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
+            std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
+            generated = vae.decode(latents / std + mean, return_dict=False)[0]
+            video = video.to(generated.device, torch.float32)
+            joined = torch.cat([video, generated.to(video.dtype)], dim=2)
+            frames = pipe.video_processor.postprocess_video(joined, output_type="np")[0]
+        clip_frames = video.shape[2]
+        import numpy as np
+
+        return np.concatenate([frames[:clip_frames], frames[clip_frames + overlap :]])
+
+
+def _near(value: int, valid: Callable[[int], bool]) -> str:
+    """The valid values nearest `value` either side, for error messages."""
+    found = []
+    for direction in (-1, 1):
+        candidate = value + direction
+        while 1 <= candidate <= value + 10_000 and not valid(candidate):
+            candidate += direction
+        if candidate >= 1 and valid(candidate):
+            found.append(candidate)
+    return " or ".join(str(v) for v in sorted(set(found))) or "none"
+
+
+# -- keeping finished windows (--save-latents) and resuming from them -------------------------
+
+
+class _Keeper:
+    """For one DF pipeline call: reports every step to vidgen's progress, and with a checkpoint
+    file saves each finished window's latents there. When the file holds windows of the same run
+    (same model, arguments, inputs and seed), those windows are replayed: the denoiser is skipped
+    (it returns zeros) while every random draw happens as before, and at each replayed window's
+    end its saved latents replace what was computed, so the rest of the run continues exactly."""
+
+    def __init__(
+        self,
+        family: SkyReelsDF,
+        pipe: Any,
+        cfg: RunConfig,
+        call_kwargs: dict[str, Any],
+        media: dict[str, Any],
+        extra: dict[str, Any],
+        path: Path | None,
+    ) -> None:
+        self.pipe, self.cfg, self.extra, self.path = pipe, cfg, extra, path
+        self.window = 0
+        self.done: list[Any] = []
+        self.kept: list[Any] = []
+        # Options that change the denoiser's numbers belong to the run; offload and decode savers do
+        # not (an out-of-memory retry changes them and still resumes).
+        numeric = {k: getattr(cfg.optimization, k) for k in ("fp8_storage", "quantize", "attention_backend", "cache")}
+        about = {**call_kwargs, "vidgen": numeric}
+        self.fingerprint = _fingerprint(pipe, about, media, extra.get("generator")) if path else ""
+        self.report = extra.get("callback_on_step_end")
+        self.total = len(family.plan(cfg))
+
+    def __enter__(self) -> _Keeper:
+        self.extra["callback_on_step_end"] = self.on_step_end
+        if self.path is None:
+            return self
+        if self.cfg.optimization.cache:
+            # A cache hook's state would differ after skipped denoiser calls.
+            log.info("--cache is on: a rerun will not resume from the saved windows (it starts over).")
+        else:
+            self.done = _load_windows(self.path, self.fingerprint)
+        if self.done:
+            log.info("resuming: %d of %d windows are in %s; replaying them.", len(self.done), self.total, self.path)
+            self.kept = list(self.done)
+            self._stub()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._unstub()
+
+    def _stub(self) -> None:
+        transformer = self.pipe.transformer
+        own = transformer.__dict__.get("forward")
+        self.saved_forward = own
+        forward = own or transformer.forward
+
+        def skip_finished(*args: Any, **kwargs: Any) -> Any:
+            if self.window < len(self.done):
+                import torch
+
+                hidden = kwargs.get("hidden_states", args[0] if args else None)
+                return (torch.zeros_like(hidden),)
+            return forward(*args, **kwargs)
+
+        transformer.forward = skip_finished
+        self.stubbed = True
+
+    def _unstub(self) -> None:
+        if not getattr(self, "stubbed", False):
+            return
+        transformer = self.pipe.transformer
+        if self.saved_forward is None:
+            del transformer.forward
+        else:
+            transformer.forward = self.saved_forward
+        self.stubbed = False
+
+    def on_step_end(self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if self.report is not None:
+            tensors = self.report(pipe, step, timestep, tensors)
+        _test_kill(self.window, step)
+        if step != pipe.num_timesteps - 1:
+            return tensors
+        # The last step of a window.
+        if self.window < len(self.done):
+            saved = self.done[self.window]
+            tensors["latents"] = saved.to(tensors["latents"].device, tensors["latents"].dtype)
+        elif self.path is not None:
+            self.kept.append(tensors["latents"].detach().to("cpu").clone())
+            if self.window + 1 < self.total:  # the final latents are the run's own output
+                _save_windows(self.path, self.kept, self.fingerprint, self.total)
+        self.window += 1
+        return tensors
+
+
+_oomed: set[int] = set()
+
+
+def _test_kill(window: int, step: int) -> None:
+    """Test hooks: VIDGEN_TEST_KILL_WINDOW=N makes the process SIGKILL itself after the first step
+    of window N (1-based), and VIDGEN_TEST_OOM_WINDOW=N raises CUDA's out-of-memory error there
+    (once per process), so tests can crash a long run mid-way on machines where it is fast."""
+    if step:
+        return
+    if os.environ.get("VIDGEN_TEST_KILL_WINDOW") == str(window + 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("VIDGEN_TEST_OOM_WINDOW") == str(window + 1) and window not in _oomed:
+        import torch
+
+        _oomed.add(window)
+        raise torch.cuda.OutOfMemoryError(f"CUDA out of memory in window {window + 1} (VIDGEN_TEST_OOM_WINDOW).")
+
+
+def _fingerprint(pipe: Any, call_kwargs: dict[str, Any], media: dict[str, Any], generator: Any) -> str:
+    """What makes two runs' windows interchangeable: model, dtype, pipeline, arguments, inputs, seed."""
+    import diffusers
+
+    digest = hashlib.sha256()
+    about = {
+        "class": type(pipe).__name__,
+        "model": str(getattr(pipe.config, "_name_or_path", "")),
+        "dtype": str(pipe.transformer.dtype),
+        "call_kwargs": call_kwargs,
+        "seed": generator.initial_seed() if generator is not None else None,
+        "diffusers": diffusers.__version__,
+    }
+    digest.update(json.dumps(about, sort_keys=True, default=str).encode())
+    for name in sorted(media):
+        value = media[name]
+        for image in value if isinstance(value, list) else [value]:
+            digest.update(name.encode())
+            digest.update(image.tobytes() if hasattr(image, "tobytes") else repr(image).encode())
+    return digest.hexdigest()
+
+
+def _save_windows(path: Path, windows: list[Any], fingerprint: str, total: int) -> None:
+    import torch
+
+    from vidgen import latents
+
+    # One tensor (windows joined along the frame axis) in vidgen's atomic latents writer; the
+    # format marker keeps `vidgen decode` from mistaking it for a video's final latents.
+    joined = latents.Captured(latents=torch.cat(windows, dim=2))
+    meta = {
+        "format": WINDOWS_FORMAT,
+        "fingerprint": fingerprint,
+        "windows": [int(w.shape[2]) for w in windows],
+        "total_windows": total,
+    }
+    latents.save(path, joined, meta)
+
+
+def _load_windows(path: Path, fingerprint: str) -> list[Any]:
+    """The finished windows in `path` when they are this run's; none otherwise."""
+    if not path.is_file():
+        return []
+    from safetensors import safe_open
+
+    from vidgen.limits import MAX_LATENTS_ELEMENTS
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            info = json.loads((handle.metadata() or {}).get("vidgen", "{}"))
+            if not isinstance(info, dict) or info.get("format") != WINDOWS_FORMAT:
+                return []
+            if info.get("fingerprint") != fingerprint:
+                log.info("%s holds windows of another run; this run starts over and replaces it.", path)
+                return []
+            shape = handle.get_slice("latents").get_shape()
+            if len(shape) != 5 or shape[0] * shape[1] * shape[2] * shape[3] * shape[4] > MAX_LATENTS_ELEMENTS:
+                return []
+            joined = handle.get_tensor("latents")
+    except Exception as exc:  # a torn or foreign file costs only the resume
+        log.info("cannot resume from %s (%s); starting over.", path, exc)
+        return []
+    sizes = info.get("windows")
+    if not isinstance(sizes, list) or sum(sizes) != joined.shape[2] or not all(isinstance(s, int) for s in sizes):
+        return []
+    return list(joined.split(sizes, dim=2))
+
+
+# -- tiny random-weight recipes (diffusers' SkyReels-V2 test configs on the tiny Wan parts) ---------
+
+
+def _skyreels_transformer(**changes: Any) -> Any:
+    from diffusers import SkyReelsV2Transformer3DModel
+
+    from vidgen.families.wan import _TRANSFORMER
+
+    return SkyReelsV2Transformer3DModel(**{**_TRANSFORMER, **changes})
+
+
+def tiny_t2v() -> Any:
+    from diffusers import SkyReelsV2Pipeline
+
+    from vidgen.families.wan import _parts
+
+    return SkyReelsV2Pipeline(**_parts(8.0), transformer=_skyreels_transformer())
+
+
+def tiny_i2v() -> Any:
+    from diffusers import SkyReelsV2ImageToVideoPipeline
+
+    from vidgen.families.wan import _clip, _parts
+
+    transformer = _skyreels_transformer(in_channels=36, image_dim=4)
+    return SkyReelsV2ImageToVideoPipeline(**_parts(5.0), **_clip(32, 1), transformer=transformer)
+
+
+def tiny_df() -> Any:
+    from diffusers import SkyReelsV2DiffusionForcingPipeline
+
+    from vidgen.families.wan import _parts
+
+    return SkyReelsV2DiffusionForcingPipeline(**_parts(8.0), transformer=_skyreels_transformer())
+
+
+SkyReels.tiny = {"skyreels": tiny_t2v, "skyreels-i2v": tiny_i2v}
+SkyReelsDF.tiny = {"skyreels-df": tiny_df}
+
+FAMILIES = (SkyReels, SkyReelsDF)
