@@ -143,17 +143,21 @@ def test_usage_error_is_exit_2() -> None:
     assert cli("t2v", "--frames", "many").exit_code == ExitCode.USAGE
 
 
-def test_interrupted_encode_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_encode_leaves_no_file(tmp_path: Path) -> None:
     import numpy as np
 
-    # Ctrl-C cannot be delivered at a chosen instant in a test, so the encoder call raises it.
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+    # Ctrl-C lands while the real ffmpeg runs and frames are being fed to it: raised from the
+    # frame callback, the one instant a test can choose.
+    def interrupted(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(media.subprocess, "run", interrupted)
-    frames = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    frames = np.zeros((5, 8, 8, 3), dtype=np.uint8)
     with pytest.raises(KeyboardInterrupt):
-        media.write(frames, tmp_path / "v.mp4", fmt="mp4", fps=8, codec="h264", crf=18, metadata=None, overwrite=False)
+        media.write(
+            frames, tmp_path / "v.mp4", fmt="mp4", fps=8, codec="h264", crf=18, metadata=None, overwrite=False,
+            on_frame=interrupted,
+        )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
 
 
