@@ -249,6 +249,9 @@ def config_hash(resolved: Resolved) -> str:
     config = resolved.config.model_dump(mode="json")
     config["output"].pop("overwrite", None)
     digests = {name: _input_digest(getattr(resolved.config.inputs, name)) for name in INPUT_FIELDS}
+    # Keyframe images and conditioning clips (LTX) are input files too.
+    for index, condition in enumerate(resolved.config.inputs.conditions or []):
+        digests[f"conditions.{index}"] = _input_digest(condition.image or condition.video)
     identity = {"config": config, "inputs": {k: v for k, v in digests.items() if v is not None}}
     return hashlib.sha256(json.dumps(identity if identity["inputs"] else config, sort_keys=True).encode()).hexdigest()
 
@@ -379,6 +382,8 @@ def _group_key(resolved: Resolved) -> str:
     if cfg["optimization"]["cache"]:
         # A cache hook counts the steps it was set up for (MagCache resamples its ratios to them).
         shape["num_inference_steps"] = cfg["sampling"]["num_inference_steps"]
+    # A family may run another pipeline class for some inputs (LTX-Video keyframes).
+    shape["pipeline"] = families.get(resolved.config.model.family or "").pipeline_name(resolved.config)
     return json.dumps([cfg["mode"], cfg["model"], cfg["optimization"], shape], sort_keys=True)
 
 

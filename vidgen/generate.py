@@ -75,6 +75,11 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
         optimize.check_backend(cfg.optimization.attention_backend)
     fmt = outputs.output_format(cfg)
     codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
+    if family.audio and cfg.output.audio is not False and fmt not in media.AUDIO_CODECS:
+        raise ConfigError(
+            f"{family.title} makes sound and {fmt} has no audio track; use --format mp4, webm or png "
+            "(png writes audio.wav in the frame folder), or add --no-audio."
+        )
     drawn = cfg.sampling.seed is None
     base = secrets.randbelow(2**32) if drawn else cfg.sampling.seed
     seeds = [base + index for index in range(cfg.sampling.num_videos)]
@@ -371,7 +376,9 @@ def _write(
     record["writer"] = {"host": host, "pid": int(pid)}
     overwrite = cfg.output.overwrite or item.orphan
     try:
-        _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, overwrite, progress)
+        # The family's sound goes into the same file unless --no-audio dropped it.
+        audio = result.audio if cfg.output.audio is not False else None
+        _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, overwrite, progress, audio)
     except WriteError as exc:
         raise WriteError(_keep_generation(plan, item, session.resolved, result, exc)) from None
     try:
@@ -457,8 +464,10 @@ def _encode(
     crf: int | None,
     overwrite: bool,
     progress: Progress,
+    audio: Any = None,
 ) -> None:
-    """Write the video (with the compact sidecar in its metadata) and record it and its time."""
+    """Write the video (with the compact sidecar in its metadata, and the family's sound where it
+    made one) and record it and its time."""
     start = time.perf_counter()
     progress.phase("encode")
     record["output"] = media.write(
@@ -471,6 +480,7 @@ def _encode(
         metadata=sidecar.compact(record),
         overwrite=overwrite,
         on_frame=progress.frames,
+        audio=audio,
     )
     record["timings"]["encode"] = round(time.perf_counter() - start, 4)
     if record["config"]["output"].get("preview"):

@@ -85,6 +85,8 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
             _prepare_references(cfg, prepared)
     else:
         prepared = Prepared(media={}, record={})
+    if cfg.inputs.conditions:
+        _prepare_conditions(cfg, family, fps, prepared)
     prepared.sources = {name: f"inputs.{name}" for name in prepared.media}
     if cfg.inputs.prompts:
         # Prompt travel: JSON cannot key by int, so the map goes beside the call kwargs.
@@ -440,6 +442,36 @@ def _prepare_references(cfg: RunConfig, prepared: Prepared) -> None:
         "background": cfg.inputs.background or DEFAULT_BACKGROUND,
         "prepared": {"size": list(_target(cfg)), "count": len(images), "sha256": digest.hexdigest()},
     }
+
+
+def _prepare_conditions(cfg: RunConfig, family: Any, fps: int, prepared: Prepared) -> None:
+    """Keyframe images and conditioning clips (inputs.conditions) at the run's size, in order:
+    media["conditions"] holds one image or frame list each; the family passes them on."""
+    items, records = [], []
+    for index, condition in enumerate(cfg.inputs.conditions or []):
+        if condition.image:
+            one = _prepare_image(
+                cfg.model_copy(
+                    update={"inputs": cfg.inputs.model_copy(update={"image": condition.image, "last_image": None})}
+                )
+            )
+            items.append(one.media["image"])
+            record = one.record["image"]
+        else:
+            clip = _prepare_video(cfg, family, fps, condition.video or "", "video")
+            frames = clip.media["video"]
+            # A clip placed at frame_index fills at most the frames left after it, on the
+            # family's frame grid (the pipeline would trim it the same way, silently).
+            room = max((cfg.sampling.num_frames or len(frames)) - condition.frame_index, 1)
+            usable = family.usable_frames(min(len(frames), room)) or 1
+            if usable < len(frames):
+                prepared.notes.append(f"--condition-video {condition.video}: using its first {usable} frames.")
+            items.append(frames[:usable])
+            record = {**clip.record["video"], "frames_used": usable}
+        records.append({"frame_index": condition.frame_index, "strength": condition.strength, **record})
+        records[-1]["index"] = index
+    prepared.media["conditions"] = items
+    prepared.record["conditions"] = records
 
 
 # -- control maps -----------------------------------------------------------------------------

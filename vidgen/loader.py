@@ -281,7 +281,7 @@ def load(
     quiet()
     model_id = cfg.model.id or family.repos[cfg.mode]
     # Importing the pipeline module is library start-up, not model loading: keep it off the clock.
-    cls = family.pipeline_class(cfg.mode)
+    cls = family.pipeline_class(cfg.mode, cfg)
     start = time.perf_counter()
     found = locate_all(cfg, family)
     kind, where = found["model"]

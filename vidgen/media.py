@@ -32,6 +32,15 @@ CODECS: dict[str, dict[str, tuple[str, int, int]]] = {
     "webm": {"vp9": ("libvpx-vp9", 32, 63), "av1": ("libsvtav1", 32, 63)},
 }
 DEFAULT_CODEC = {"mp4": "h264", "webm": "vp9"}
+# format -> (audio codec name, ffmpeg encoder and its options) for the sound of families that
+# make it: AAC in mp4 and Opus in webm play in every browser. PNG frame folders get a float WAV
+# (audio.wav) inside the folder; gif and webp have no audio track (refused before loading).
+AUDIO_CODECS: dict[str, tuple[str, list[str]]] = {
+    "mp4": ("aac", ["-c:a", "aac", "-b:a", "192k"]),
+    "webm": ("opus", ["-c:a", "libopus", "-b:a", "128k"]),
+    "png": ("pcm_f32le", ["-c:a", "pcm_f32le", "-f", "wav"]),
+}
+AUDIO_FILE = "audio.wav"  # the sound of a png frame folder, inside it
 # Where the compact provenance copy goes inside the container.
 METADATA_KEY = "comment"
 # ffmpeg options before `-i` for every file vidgen reads: local files only (no http, tcp or
@@ -289,6 +298,51 @@ def _encode_args(fmt: str, codec: str | None, crf: int | None, width: int, heigh
     return args
 
 
+def audio_record(audio: Any) -> dict[str, Any]:
+    """What the sidecar says about raw sound (families.base.Audio) before encoding: its rate,
+    channels, length and the sha256 of its float32 little-endian (channels, samples) bytes, which
+    a plain diffusers run can be checked against."""
+    import numpy as np
+
+    samples = np.ascontiguousarray(audio.samples, dtype="<f4")
+    return {
+        "sample_rate": int(audio.sample_rate),
+        "channels": int(samples.shape[0]),
+        "samples": int(samples.shape[1]),
+        "duration": round(samples.shape[1] / audio.sample_rate, 6),
+        "raw_sha256": hashlib.sha256(samples.tobytes()).hexdigest(),
+        "raw_format": "float32 little-endian, (channels, samples)",
+    }
+
+
+def _raw_audio_file(target: Path, audio: Any) -> Path:
+    """The samples interleaved as raw float32 in a temporary file, for ffmpeg's second input."""
+    import numpy as np
+
+    path = _temp_name(target.with_name(target.name + ".audio"), is_dir=False)
+    try:
+        path.write_bytes(np.ascontiguousarray(np.asarray(audio.samples, dtype="<f4").T).tobytes())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise write_error(target, exc) from None
+    return path
+
+
+def _audio_input(raw: Path, audio: Any) -> list[str]:
+    channels = int(audio.samples.shape[0])
+    return ["-f", "f32le", "-ar", str(int(audio.sample_rate)), "-ac", str(channels), "-i", str(raw)]
+
+
+def _write_wav(raw: Path, audio: Any, wav: Path) -> None:
+    command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", *_audio_input(raw, audio)]
+    result = subprocess.run(
+        command + AUDIO_CODECS["png"][1] + [str(wav)], capture_output=True, preexec_fn=_die_with_parent
+    )
+    if result.returncode:
+        detail = result.stderr.decode(errors="replace").strip().splitlines()
+        raise WriteError(f"ffmpeg could not write {wav}: {detail[-1] if detail else 'unknown error'}")
+
+
 def write(
     frames: Any,
     target: Path,
@@ -300,15 +354,20 @@ def write(
     metadata: str | None,
     overwrite: bool,
     on_frame: Callable[[int, int], None] | None = None,
+    audio: Any = None,
 ) -> dict[str, Any]:
-    """Write uint8 frames (F, H, W, 3) to `target` atomically; returns the `output` sidecar block.
-    `on_frame(done, total)` hears each frame written."""
+    """Write uint8 frames (F, H, W, 3) to `target` atomically, with `audio` (families.base.Audio)
+    muxed in where given; returns the `output` sidecar block. `on_frame(done, total)` hears each
+    frame written."""
     count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
     is_dir = fmt == "png"
+    if audio is not None and fmt not in AUDIO_CODECS:
+        raise ConfigError(f"{fmt} has no audio track; use --format mp4, webm or png, or add --no-audio.")
     temp = _temp_name(target, is_dir)
-    meta = None
+    meta = raw = None
     try:
         meta = _metadata_file(target, metadata) if metadata is not None and fmt in CODECS else None
+        raw = _raw_audio_file(target, audio) if audio is not None else None
         if is_dir:
             from PIL import Image, PngImagePlugin
 
@@ -321,8 +380,11 @@ def write(
                 Image.fromarray(frame).save(temp / f"frame_{index:05d}.png", pnginfo=info if index == 0 else None)
                 if on_frame is not None:
                     on_frame(index + 1, count)
+            if raw is not None:
+                # Inside the folder, so the frames and their sound are published together.
+                _write_wav(raw, audio, temp / AUDIO_FILE)
         else:
-            _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta, on_frame)
+            _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta, on_frame, (raw, audio) if raw else None)
         # Hashed before publishing: once in place, the name may belong to an --overwrite writer.
         digest = sha256(temp)
         size = None if is_dir else temp.stat().st_size
@@ -332,8 +394,9 @@ def write(
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True) if temp.is_dir() else temp.unlink(missing_ok=True)
-        if meta is not None:
-            meta.unlink(missing_ok=True)
+        for part in (meta, raw):
+            if part is not None:
+                part.unlink(missing_ok=True)
     # yuv420p formats were padded to even sizes above; record what the file really holds.
     padded = fmt in CODECS and bool(width % 2 or height % 2)
     block = {
@@ -350,6 +413,10 @@ def write(
     }
     if padded:
         block["padded_from"] = [width, height]
+    if audio is not None:
+        block["audio"] = {"codec": AUDIO_CODECS[fmt][0], **audio_record(audio)}
+        if is_dir:
+            block["audio"]["file"] = AUDIO_FILE
     return block
 
 
@@ -396,13 +463,21 @@ def _run_ffmpeg(
     crf: int | None,
     meta: Path | None,
     on_frame: Callable[[int, int], None] | None = None,
+    sound: tuple[Path, Any] | None = None,
 ) -> None:
     height, width = int(frames.shape[1]), int(frames.shape[2])
     command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
     command += ["-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+    maps = ["-map", "0:v"]
+    if sound is not None:
+        command += _audio_input(*sound)
+        maps += ["-map", "1:a"]
     if meta is not None:
-        command += ["-f", "ffmetadata", "-i", str(meta), "-map", "0:v", "-map_metadata", "1"]
+        command += ["-f", "ffmetadata", "-i", str(meta), "-map_metadata", str(1 + (sound is not None))]
+    command += maps if sound is not None or meta is not None else []
     command += _encode_args(fmt, codec, crf, width, height)
+    if sound is not None:
+        command += AUDIO_CODECS[fmt][1]
     returncode, stderr = _feed(command + [str(temp)], frames, on_frame)
     if returncode:
         detail = stderr.decode(errors="replace").strip().splitlines()
@@ -432,6 +507,18 @@ def write_text(text: str, target: Path, overwrite: bool, hint: str = "choose ano
         raise write_error(target, exc, hint=hint) from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+def audio_stream(path: Path) -> str | None:
+    """ffmpeg's description of a file's first audio stream ("aac (LC), 16000 Hz, stereo, fltp"),
+    or None when it has none."""
+    if not path.is_file():
+        return None
+    result = subprocess.run(
+        [ffmpeg(), "-hide_banner", *SAFE_INPUT, "-i", str(path)], capture_output=True, preexec_fn=_die_with_parent
+    )
+    match = re.search(r"Stream #\S+: Audio: ([^\n]+)", result.stderr.decode("utf-8", errors="replace"))
+    return re.sub(r"\s*\(default\)$", "", match.group(1).strip()) if match else None
 
 
 def embedded_metadata(path: Path) -> dict[str, Any] | None:

@@ -69,6 +69,7 @@ class RunResult:
     peak_memory_bytes: int
     warnings: list[str] = field(default_factory=list)
     latents: Any = None  # latents.Captured: what went into the VAE, for --save-latents
+    audio: Any = None  # families.base.Audio: the sound of families that make it
 
 
 # Test hook: VIDGEN_TEST_OOM=denoise|decode[:N] makes the first N runs of this process (default
@@ -204,6 +205,11 @@ def run(
     finally:
         progress.stop()
     end = time.perf_counter()
+    audio = getattr(output, "audio", None)  # a family that makes sound returns Generated
+    if audio is not None or hasattr(output, "frames"):
+        output = output.frames
+    if audio is not None:
+        audio.samples = np.asarray(audio.samples, dtype=np.float32)
     frames = np.asarray(output, dtype=np.float32)
     # Denoising ends at the last step callback; what follows is the VAE decode.
     denoised = last_step[0] or end
@@ -222,4 +228,5 @@ def run(
         peak_memory_bytes=peak_memory(device),
         warnings=warnings,
         latents=captured if captured.latents is not None else None,
+        audio=audio,
     )

@@ -211,6 +211,11 @@ def replay_config(
                 config["inputs"][name] = [_found_again(one, there) for one, there in zip(ref, wheres, strict=True)]
             else:
                 config["inputs"][name] = _found_again(ref, where)
+        # Keyframe and clip files (LTX), found again the same way.
+        records = recorded.get("conditions") if isinstance(recorded.get("conditions"), list) else []
+        for condition, record in zip(config["inputs"].get("conditions") or [], records, strict=False):
+            key = "image" if condition.get("image") else "video"
+            condition[key] = _found_again(condition.get(key), (record or {}).get("resolved_path"))
         if not out_given and not config["output"].get("format"):
             # The recording's format came from its file name; the new name has none of its own.
             config["output"]["format"] = _recorded_format(data, source)

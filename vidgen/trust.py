@@ -116,6 +116,12 @@ def outside_inputs(resolved: Resolved, folders: dict[str, Path]) -> list[tuple[s
             continue
         if is_url(ref) or not _inside(Path(ref), folders.get(label)):
             found.append((ref, label))
+    # Keyframe images and conditioning clips are inputs too.
+    label = resolved.sources.get("inputs.conditions", "default")
+    for condition in resolved.config.inputs.conditions or []:
+        ref = condition.image or condition.video
+        if ref and not typed(label) and (is_url(ref) or not _inside(Path(ref), folders.get(label))):
+            found.append((ref, label))
     return found
 
 
@@ -228,6 +234,11 @@ def reads(cfg: RunConfig, recorded: dict[str, Any], outside: list[str]) -> Itera
             note = "URL" if is_url(ref) else "local"
             note += ", outside the replayed file's folder" if ref in outside and not is_url(ref) else ""
             yield f"{name} {ref} ({note})"
+    for condition in cfg.inputs.conditions or []:
+        ref = condition.image or condition.video or ""
+        note = "URL" if is_url(ref) else "local"
+        note += ", outside the replayed file's folder" if ref in outside and not is_url(ref) else ""
+        yield f"{'keyframe' if condition.image else 'clip'} {ref} at frame {condition.frame_index} ({note})"
 
 
 def _kind(ref: str) -> str:

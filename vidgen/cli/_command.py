@@ -66,6 +66,7 @@ RUN: Params = {
     "overwrite": (o.Overwrite, False),
     "save_latents": (o.SaveLatents, None),
     "preview": (o.Preview, None),
+    "audio": (o.Audio, None),
     "allow_inputs": (t.AllowInputs, False),
     "skip_memory_check": (t.SkipMemoryCheck, False),
     "dry_run": (o.DryRun, False),
@@ -81,6 +82,8 @@ PARALLEL: Params = {
 }
 # Input-image/video options, for the modes that read one.
 IMAGE_INPUT: Params = {"resize": (o.Resize, None), "background": (o.Background, None)}
+# Keyframes and conditioning clips (LTX-Video's condition pipeline).
+CONDITIONS: Params = {"keyframe": (o.Keyframe, None), "condition_video": (o.ConditionVideo, None)}
 # Frame count, for the modes that make their own length (v2v takes the input's).
 FRAMES: Params = {"frames": (o.Frames, None)}
 # Sampler and LoRAs of the transformer families, including one LoRA per expert of two-expert models.

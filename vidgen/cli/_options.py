@@ -12,7 +12,7 @@ import typer
 
 from vidgen import families
 from vidgen.config import Layer, set_layer
-from vidgen.config.flags import flag, from_flag_form, parse_lora
+from vidgen.config.flags import flag, from_flag_form, parse_condition_video, parse_keyframe, parse_lora
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -204,6 +204,14 @@ SaveLatents = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+Audio = Annotated[
+    bool | None,
+    typer.Option(
+        "--audio/--no-audio",
+        help="Keep (default) or drop the sound of models that make it (LTX-2).",
+        rich_help_panel=OUTPUT,
+    ),
+]
 Preview = Annotated[
     bool | None,
     typer.Option(
@@ -387,6 +395,24 @@ LastImage = Annotated[
         "--last-image",
         metavar="IMAGE",
         help="First-last-frame models: the image the video ends on (PNG, JPEG or WebP file, or URL).",
+        rich_help_panel=INPUT,
+    ),
+]
+Keyframe = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--keyframe",
+        metavar="FRAME:IMAGE[:STRENGTH]",
+        help="LTX-Video, LTX-2: this image at this frame (repeatable), e.g. 96:last.png.",
+        rich_help_panel=INPUT,
+    ),
+]
+ConditionVideo = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--condition-video",
+        metavar="VIDEO[:FRAME]",
+        help="LTX-Video, LTX-2: a clip whose frames start at FRAME (default 0).",
         rich_help_panel=INPUT,
     ),
 ]
@@ -641,6 +667,7 @@ PARAMS = {
     "ring_degree": "optimization.ring_degree",
     "save_latents": "output.save_latents",
     "preview": "output.preview",
+    "audio": "output.audio",
     "out": "output.path",
     "format_": "output.format",
     "fps": "output.fps",
@@ -683,6 +710,17 @@ def _lora_layer(params: dict[str, object]) -> Layer | None:
     return Layer(label=label, data={"model": {"loras": loras}}, origin=label.removeprefix("cli:"))
 
 
+def _conditions_layer(params: dict[str, object]) -> Layer | None:
+    """--keyframe and --condition-video together as one inputs.conditions list."""
+    keyframes = [parse_keyframe(str(spec)) for spec in params.get("keyframe") or []]  # type: ignore[attr-defined]
+    clips = [parse_condition_video(str(spec)) for spec in params.get("condition_video") or []]  # type: ignore[attr-defined]
+    if not keyframes and not clips:
+        return None
+    given = [name for name, items in (("--keyframe", keyframes), ("--condition-video", clips)) if items]
+    label = "cli:" + "+".join(given)
+    return Layer(label=label, data={"inputs": {"conditions": keyframes + clips}}, origin=label.removeprefix("cli:"))
+
+
 def flag_layers(params: dict[str, object]) -> list[Layer]:
     """One layer per option actually given (so sources name the flag), then --set on top.
 
@@ -707,6 +745,9 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
     lora = _lora_layer(params)
     if lora is not None:
         layers.append(lora)
+    conditions = _conditions_layer(params)
+    if conditions is not None:
+        layers.append(conditions)
     if params.get("set_"):
         layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]
     return layers

@@ -288,7 +288,7 @@ def _print_plan(plan: Any, as_json: bool) -> None:
             "config": cfg.model_dump(mode="json"),
             "sources": plan.resolved.sources,
             "pipeline": {
-                "class": plan.family.pipelines[cfg.mode],
+                "class": plan.family.pipeline_name(cfg),
                 "call_kwargs": call,
                 **plan.family.pipeline_record(cfg, call),
             },
@@ -303,7 +303,7 @@ def _print_plan(plan: Any, as_json: bool) -> None:
         return
     typer.echo(render_config(cfg.model_dump(mode="json"), plan.resolved.sources))
     where = f"{plan.device} (planned for a CUDA card: --vram runs need one)" if plan.planned_for else plan.device
-    typer.echo(f"# pipeline: {plan.family.pipelines[cfg.mode]} on {where}")
+    typer.echo(f"# pipeline: {plan.family.pipeline_name(cfg)} on {where}")
     for key, value in plan.family.pipeline_record(cfg, call).items():
         shown = value["summary"] if isinstance(value, dict) and "summary" in value else json.dumps(value)
         typer.echo(escape(f"# {key}: {shown}"))
@@ -314,9 +314,12 @@ def _print_plan(plan: Any, as_json: bool) -> None:
         if name == "prompts":
             typer.echo(escape("# prompts: " + " | ".join(f"{frame}: {text}" for frame, text in record.items())))
             continue
-        size = "x".join(map(str, record["prepared"]["size"]))
-        count = f"{record['frames_used']} frames " if "frames_used" in record else ""
-        typer.echo(escape(f"# {name}: {record['path']} -> {count}{size} ({record['resize']})"))
+        # Keyframes and clips (LTX) are a list of such records.
+        for one in record if isinstance(record, list) else [record]:
+            size = "x".join(map(str, one["prepared"]["size"]))
+            count = f"{one['frames_used']} frames " if "frames_used" in one else ""
+            at = f" at frame {one['frame_index']}" if "frame_index" in one else ""
+            typer.echo(escape(f"# {name}: {one['path']}{at} -> {count}{size} ({one['resize']})"))
     for note in plan.inputs.notes:
         typer.echo(escape(f"# note: {note}"))
     if plan.seed_drawn:

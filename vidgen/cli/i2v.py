@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import ADAPTERS, FRAMES, IMAGE_INPUT, PARALLEL, generation_command
+from vidgen.cli._command import ADAPTERS, CONDITIONS, FRAMES, IMAGE_INPUT, PARALLEL, generation_command
 
 i2v = generation_command(
     "i2v",
@@ -24,6 +24,11 @@ i2v = generation_command(
 
         vidgen i2v first.png "it blooms" --last-image last.png \\
             --preset wan2.1-flf2v-14b-720p
+
+    Keyframes (LTX-Video): first.png at frame 0, last.png at frame 96:
+
+        vidgen i2v first.png "it blooms" --keyframe 96:last.png \\
+            --preset ltx-video-0.9.5 --frames 97
     """,
     {
         "image": (
@@ -41,6 +46,7 @@ i2v = generation_command(
         ),
     },
     {"last_image": (o.LastImage, None)},
+    CONDITIONS,
     IMAGE_INPUT,
     FRAMES,
     ADAPTERS,

@@ -82,6 +82,24 @@ def _rows(data: dict) -> list[tuple[str, object]]:
                 f"{output.get('width')}x{output.get('height')} at {output.get('fps')} fps",
             )
         )
+    audio = _dict(output.get("audio"))
+    if audio:
+        rows.append(
+            (
+                "audio",
+                f"{audio.get('codec')}, {audio.get('sample_rate')} Hz, {audio.get('channels')} channels, "
+                f"{audio.get('duration')} s (raw samples sha256 {str(audio.get('raw_sha256'))[:16]})",
+            )
+        )
+    elif output.get("path") and "format" not in output:
+        # A bare video (its sidecar not found): what ffmpeg sees in the file itself.
+        from pathlib import Path
+
+        from vidgen import media
+
+        found = media.audio_stream(Path(str(output["path"])))
+        if found:
+            rows.append(("audio", f"{found} (read from the file)"))
     optimizations, timings = _dict(data.get("optimizations")), _dict(data.get("timings"))
     if optimizations:
         rows.append(("optimized", ", ".join(map(str, optimizations.get("applied") or [])) or "none"))
@@ -170,6 +188,12 @@ def _input_rows(data: dict) -> list[tuple[str, object]]:
         detail = f"sha256 {str(record.get('sha256'))[:12]}, {record.get('resize')} to {size}{frames}"
         where = f" = {record['resolved_path']}" if record.get("resolved_path") not in (None, ref) else ""
         rows.append((name, f"{ref}{where} ({detail})"))
+    # Keyframes and conditioning clips (LTX): files a replay reads too.
+    for condition in config_inputs.get("conditions") or []:
+        condition = _dict(condition)
+        ref = condition.get("image") or condition.get("video")
+        kind = "keyframe" if condition.get("image") else "clip"
+        rows.append((kind, f"{ref} at frame {condition.get('frame_index')}, strength {condition.get('strength')}"))
     return rows
 
 

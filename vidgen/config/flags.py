@@ -15,6 +15,7 @@ FLAGS: dict[str, str] = {
     "inputs.prompt": "PROMPT",
     "inputs.image": "IMAGE",
     "inputs.last_image": "--last-image",
+    "inputs.conditions": "--keyframe",
     "inputs.video": "VIDEO",
     "inputs.negative_prompt": "--negative",
     "inputs.resize": "--resize",
@@ -84,6 +85,7 @@ FLAGS: dict[str, str] = {
     "optimization.ring_degree": "--ring-degree",
     "output.save_latents": "--save-latents",
     "output.preview": "--preview",
+    "output.audio": "--no-audio",
     "output.path": "--out",
     "output.format": "--format",
     "output.fps": "--fps",
@@ -120,6 +122,26 @@ def parse_lora(spec: str, expert: str | None = None) -> dict[str, Any]:
     if sep and re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)", tail.strip()):
         parsed = {"source": source, "scale": float(tail)}
     return {**parsed, "expert": expert} if expert else parsed
+
+
+def parse_keyframe(spec: str) -> dict[str, Any]:
+    """`FRAME:IMAGE[:STRENGTH]` -> {image, frame_index, strength}; a trailing :number is the
+    strength (so an image path or URL may itself hold colons)."""
+    frame, sep, rest = spec.partition(":")
+    if not sep or not frame.strip().isdigit() or not rest.strip():
+        raise ConfigError(f"--keyframe {spec!r}: expected FRAME:IMAGE[:STRENGTH], e.g. 96:last.png or 48:mid.png:0.8.")
+    image, sep, tail = rest.rpartition(":")
+    if sep and image and re.fullmatch(r"(\d+(\.\d*)?|\.\d+)", tail.strip()):
+        return {"image": image, "frame_index": int(frame), "strength": float(tail)}
+    return {"image": rest, "frame_index": int(frame), "strength": 1.0}
+
+
+def parse_condition_video(spec: str) -> dict[str, Any]:
+    """`VIDEO[:FRAME]` -> {video, frame_index}: the clip's first frame goes at FRAME (default 0)."""
+    video, sep, tail = spec.rpartition(":")
+    if sep and video and tail.strip().isdigit():
+        return {"video": video, "frame_index": int(tail), "strength": 1.0}
+    return {"video": spec, "frame_index": 0, "strength": 1.0}
 
 
 def parse_prompt_map(items: list[str]) -> dict[int, str]:

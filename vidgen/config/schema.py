@@ -41,6 +41,16 @@ class LoraConfig(_Section):
     expert: Literal["high", "low", "both"] | None = None
 
 
+class ConditionConfig(_Section):
+    """One conditioning item (diffusers' LTXVideoCondition): an image or a video placed at a
+    frame of the output, pulled towards with `strength` (1 = fully)."""
+
+    image: str | None = None
+    video: str | None = None
+    frame_index: int = Field(0, ge=0, le=10_000)
+    strength: float = Field(1.0, ge=0, le=1)
+
+
 class ModelConfig(_Section):
     family: str | None = None
     id: str | None = Field(None, description="Hub repo id, local diffusers folder, single file, or tiny:<name>")
@@ -86,6 +96,8 @@ class InputsConfig(_Section):
     # a folder of frames or one image for every frame; and images of a subject or style to use.
     mask: str | None = None
     reference_images: list[str] | None = None
+    # Keyframes and conditioning clips (--keyframe, --condition-video), beside the i2v image.
+    conditions: list[ConditionConfig] | None = None
 
 
 # Sampling fields that model families declare for themselves (families/base.py `Option`):
@@ -241,6 +253,8 @@ class OutputConfig(_Section):
     save_latents: bool = False
     # Also write a contact sheet (NAME.preview.png): evenly spaced frames with prompt and seed.
     preview: bool = False
+    # The sound of families that make it (LTX-2): None keeps it, False drops it (--no-audio).
+    audio: bool | None = None
 
 
 class RunConfig(_Section):

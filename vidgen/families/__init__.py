@@ -30,6 +30,8 @@ MODULES = (
     "skyreels",
     "hunyuan",
     "hunyuan15",
+    "ltx",
+    "ltx2",
 )
 
 FAMILIES: dict[str, Family] = {}
@@ -208,6 +210,12 @@ def check(cfg: RunConfig) -> Family:
         raise ConfigError(
             f"--save-latents is not available for {family.title} {cfg.mode}: its pipeline decodes inside its own "
             f"steps; families with it: {_takers(lambda f, m: f.latents)}."
+        )
+    if cfg.output.audio is not None and not family.audio:
+        sound = _takers(lambda f, m: f.audio)
+        raise ConfigError(
+            f"--{'' if cfg.output.audio else 'no-'}audio: {family.title} makes no sound; drop the flag. "
+            f"Families with sound: {sound}."
         )
     if cfg.output.save_control and cfg.mode != "control":
         raise ConfigError("--save-control writes the control maps of `vidgen control`; this is not a control run.")

@@ -122,6 +122,25 @@ class Footprint:
     guided: bool = True
 
 
+@dataclass
+class Audio:
+    """Sound a family makes with its video: float samples in [-1, 1], shaped (channels,
+    samples), at `sample_rate` Hz. The output layer muxes it (vidgen/media.py); a family only
+    returns it."""
+
+    samples: Any
+    sample_rate: int
+
+
+@dataclass
+class Generated:
+    """What `Family.call` returns when the pipeline makes more than frames: the float frames
+    (frames, height, width, 3) and the sound that goes with them."""
+
+    frames: Any
+    audio: Audio | None = None
+
+
 class Family:
     name: ClassVar[str]
     title: ClassVar[str]
@@ -155,6 +174,9 @@ class Family:
     media_args: ClassVar[dict[str, dict[str, str]]] = {}
     # config path -> what to use instead, added to the error when that field is refused.
     hints: ClassVar[dict[str, str]] = {}
+    # Whether the family's pipelines make sound with the video (`call` returns `Generated` with
+    # its `Audio`); --audio/--no-audio are refused on the others.
+    audio: ClassVar[bool] = False
     # Set when the pipeline draws some noise from torch's global RNG instead of `generator`;
     # vidgen then also seeds the global RNG (restoring it afterwards) so seeds reproduce.
     seeds_global_rng: ClassVar[bool] = False
@@ -319,10 +341,15 @@ class Family:
         return 1 if cfg.optimization.vae_slicing else frames
 
     # -- the call ----------------------------------------------------------------------
-    def pipeline_class(self, mode: str) -> type:
+    def pipeline_name(self, cfg: RunConfig) -> str:
+        """The diffusers pipeline class that runs `cfg`: the mode's, unless the family switches
+        pipelines on its inputs (LTX-Video's keyframes run its condition pipeline)."""
+        return self.pipelines[cfg.mode]
+
+    def pipeline_class(self, mode: str, cfg: RunConfig | None = None) -> type:
         import diffusers
 
-        return getattr(diffusers, self.pipelines[mode])
+        return getattr(diffusers, self.pipeline_name(cfg) if cfg is not None else self.pipelines[mode])
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         """JSON-able arguments for the pipeline's `__call__`. The generator comes from `seed`;
@@ -353,8 +380,9 @@ class Family:
         return self.media_args.get(mode, {}).get(name, name)
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
-        """Run the pipeline once and return its frames (float, frames x height x width x 3).
-        `extra` holds the generator and the step-callback arguments."""
+        """Run the pipeline once and return its frames (float, frames x height x width x 3), or
+        `Generated` (frames and audio) for families that make sound. `extra` holds the generator
+        and the step-callback arguments."""
         return self.frames(pipe(**call_kwargs, **media, **extra))
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:

@@ -1,0 +1,232 @@
+"""LTX-2 on tiny models: video with sound, muxed by the bundled ffmpeg, equal to plain diffusers."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli, decode, files_under, one_line_error, sidecar
+
+DRUMMER = ("t2v", "a drummer on a rooftop", "--preset", "tiny-ltx2")
+
+
+def plain_diffusers(data: dict, media: dict | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (uint8) and raw audio (float32, channels x samples) from plain diffusers, from a sidecar."""
+    import diffusers
+    import torch
+
+    pipe = getattr(diffusers, data["pipeline"]["class"]).from_pretrained(data["model"]["path"], dtype=torch.float32)
+    assert data["pipeline"]["setup"] == []
+    generator = torch.Generator(data["pipeline"]["generator"]["device"]).manual_seed(
+        data["seed"] if seed is None else seed
+    )
+    out = pipe(**data["pipeline"]["call_kwargs"], **(media or {}), generator=generator)
+    frames = (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
+    return frames, out.audio[0].float().numpy()
+
+
+def raw_sha256(audio: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(audio, dtype="<f4").tobytes()).hexdigest()
+
+
+def streams(path: Path) -> dict[str, dict]:
+    """codec, duration (s) and rate of each stream, read by PyAV (ffprobe's library)."""
+    import av
+
+    found = {}
+    with av.open(str(path)) as container:
+        for stream in container.streams:
+            duration = float(stream.duration * stream.time_base) if stream.duration else None
+            found[stream.type] = {
+                "codec": stream.codec_context.name,
+                "duration": duration,
+                "rate": getattr(stream.codec_context, "sample_rate", None),
+                "channels": getattr(stream.codec_context, "channels", None),
+                "frames": stream.frames,
+            }
+    return found
+
+
+def test_t2v_writes_h264_with_aac_sound_equal_to_plain_diffusers(tmp_path: Path) -> None:
+    result = cli(*DRUMMER, "--seed", "3", "--out", "drum.mp4")
+    assert result.exit_code == 0, result.stderr
+    data = sidecar(tmp_path / "drum.json")
+    audio = data["output"]["audio"]
+    assert audio["codec"] == "aac" and audio["sample_rate"] == 16000 and audio["channels"] == 2
+    # The sound lasts as long as the video (9 frames at 24 fps), give or take a mel hop.
+    assert abs(audio["duration"] - 9 / 24) < 0.06
+    assert audio["duration"] == pytest.approx(audio["samples"] / 16000)
+    found = streams(tmp_path / "drum.mp4")
+    assert found["video"]["codec"] == "h264" and found["video"]["frames"] == 9
+    assert found["audio"]["codec"] == "aac" and found["audio"]["rate"] == 16000 and found["audio"]["channels"] == 2
+    # AAC codes whole 1024-sample frames; the container's edit list trims the padding.
+    assert abs(found["audio"]["duration"] - audio["duration"]) < 1024 / 16000
+    # The raw sound (before AAC) is exactly what plain diffusers makes from the sidecar.
+    frames, theirs = plain_diffusers(data)
+    assert theirs.shape == (audio["channels"], audio["samples"])
+    assert raw_sha256(theirs) == audio["raw_sha256"]
+    ours, _ = decode(tmp_path / "drum.mp4")
+    assert ours.shape == frames.shape
+    # Not a vacuous comparison: the sound carries signal, and another seed makes another sound.
+    assert np.abs(theirs).max() > 0
+    _, other = plain_diffusers(data, seed=4)
+    assert raw_sha256(other) != audio["raw_sha256"] and np.abs(other - theirs).max() > 1e-4
+
+
+def test_png_frames_and_wav_equal_plain_diffusers(tmp_path: Path) -> None:
+    result = cli(*DRUMMER, "--seed", "5", "--format", "png", "--out", "frames/")
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    assert data["output"]["audio"]["file"] == "audio.wav"
+    from PIL import Image
+
+    ours = np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+    import av
+
+    with av.open(str(folder / "audio.wav")) as container:
+        # pcm_f32le decodes to packed (interleaved) float samples.
+        wav = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]).reshape(-1, 2).T
+    frames, theirs = plain_diffusers(data)
+    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
+    assert np.allclose(wav, theirs, atol=1e-6)
+    assert raw_sha256(theirs) == data["output"]["audio"]["raw_sha256"]
+    other_frames, other = plain_diffusers(data, seed=6)
+    assert np.abs(ours.astype(int) - other_frames.astype(int)).max() > 1
+    assert not np.allclose(wav, other, atol=1e-4)
+
+
+def test_webm_carries_opus_and_no_audio_drops_the_sound(tmp_path: Path) -> None:
+    assert cli(*DRUMMER, "--seed", "1", "--out", "drum.webm").exit_code == 0
+    found = streams(tmp_path / "drum.webm")
+    assert found["video"]["codec"] == "vp9" and found["audio"]["codec"] == "opus"
+    assert sidecar(tmp_path / "drum.json")["output"]["audio"]["codec"] == "opus"
+    result = cli(*DRUMMER, "--seed", "1", "--out", "silent.mp4", "--no-audio")
+    assert result.exit_code == 0, result.stderr
+    assert set(streams(tmp_path / "silent.mp4")) == {"video"}
+    data = sidecar(tmp_path / "silent.json")
+    assert "audio" not in data["output"] and data["config"]["output"]["audio"] is False
+    # --no-audio also lets a format without an audio track through.
+    assert cli(*DRUMMER, "--seed", "1", "--out", "still.gif", "--no-audio").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        ((*DRUMMER, "--frames", "100"), ("--frames 100", "8k+1", "97 or 105")),
+        ((*DRUMMER, "--width", "700"), ("--width 700", "multiples of 32", "672 or 704")),
+        ((*DRUMMER, "--format", "gif"), ("gif has no audio track", "--no-audio")),
+        (("t2v", "a fox", "--preset", "tiny-wan", "--no-audio"), ("--no-audio", "Wan 2.1 makes no sound", "LTX-2")),
+        ((*DRUMMER, "--set", "sampling.image_crf=0"), ("--image-crf is not used by LTX-2 t2v", "LTX-2 (i2v)")),
+        ((*DRUMMER, "--cache", "first-block"), ("--cache first-block", "it takes: taylorseer", "registry")),
+        ((*DRUMMER, "--cache", "pab"), ("--cache pab", "audio-video blocks")),
+        ((*DRUMMER, "--sigma", "1.0", "--sigma", "0.5", "--sigma", "0.2"), ("--steps 2", "3 --sigma", "--steps 3")),
+    ],
+)
+def test_bad_ltx2_input_is_one_line_exit_3_and_writes_nothing(tmp_path: Path, args: tuple, needles: tuple) -> None:
+    before = files_under(tmp_path)
+    one_line_error(cli(*args), 3, *needles)
+    assert files_under(tmp_path) == before
+
+
+def test_guidance_options_reach_the_pipeline_by_diffusers_names(tmp_path: Path) -> None:
+    result = cli(
+        *DRUMMER, "--seed", "2", "--out", "g.mp4", "--stg-scale", "0", "--modality-scale", "1",
+        "--guidance-rescale", "0", "--audio-guidance", "1", "--audio-stg-scale", "0", "--audio-modality-scale", "1",
+        "--audio-guidance-rescale", "0", "--no-cross-timestep", "--fps", "25", "--sigma", "1.0", "--sigma", "0.5",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    kwargs = sidecar(tmp_path / "g.json")["pipeline"]["call_kwargs"]
+    assert kwargs["stg_scale"] == 0 and kwargs["modality_scale"] == 1 and kwargs["guidance_rescale"] == 0
+    assert kwargs["audio_guidance_scale"] == 1 and kwargs["audio_stg_scale"] == 0
+    assert kwargs["audio_modality_scale"] == 1 and kwargs["audio_guidance_rescale"] == 0
+    assert kwargs["use_cross_timestep"] is False and kwargs["frame_rate"] == 25.0
+    # A fixed sigma schedule replaces the step count, as the LTX-2 docs ask.
+    assert kwargs["sigmas"] == [1.0, 0.5] and "num_inference_steps" not in kwargs
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+def test_a_browser_plays_the_video_with_its_sound(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert cli(*DRUMMER, "--seed", "3", "--out", "drum.mp4", "--frames", "25").exit_code == 0
+    (tmp_path / "page.html").write_text('<video id="v" src="drum.mp4" muted preload="auto"></video>')
+    with sync_playwright() as playwright:
+        # AudioVideoTracks exposes video.audioTracks (behind a flag in Chromium).
+        args = ["--no-sandbox", "--enable-blink-features=AudioVideoTracks"]
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        page.goto((tmp_path / "page.html").as_uri())
+        page.wait_for_function("document.getElementById('v').readyState >= 2", timeout=20_000)
+        state = page.evaluate(
+            "() => { const v = document.getElementById('v');"
+            " return {duration: v.duration, tracks: v.audioTracks ? v.audioTracks.length : null,"
+            " kind: v.audioTracks && v.audioTracks.length ? v.audioTracks[0].kind : null}; }"
+        )
+        browser.close()
+    assert state["duration"] == pytest.approx(25 / 24, abs=0.1)
+    assert state["tracks"] == 1 and state["kind"] is not None
+
+
+def test_keyframes_run_the_condition_pipeline_equal_to_plain_diffusers(tmp_path: Path) -> None:
+    import torch
+    from diffusers import LTX2ConditionPipeline
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 80, 40)).save("first.png")
+    Image.new("RGB", (32, 32), (30, 90, 220)).save("last.png")
+    result = cli(
+        "i2v", "first.png", "a drummer", "--preset", "tiny-ltx2", "--keyframe", "8:last.png:0.9", "--image-crf", "0",
+        "--seed", "4", "--format", "png", "--out", "frames/",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    assert data["pipeline"]["class"] == "LTX2ConditionPipeline" and "image_crf" not in data["pipeline"]["call_kwargs"]
+    assert data["config"]["sampling"]["image_crf"] == 0
+    from PIL import Image as PILImage
+
+    ours = np.stack([np.asarray(PILImage.open(p)) for p in sorted(folder.glob("*.png"))])
+    pipe = LTX2ConditionPipeline.from_pretrained(data["model"]["path"], dtype=torch.float32)
+
+    def plain(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        conditions = [
+            LTX2VideoCondition(frames=Image.open("first.png").convert("RGB"), index=0, strength=1.0, crf=0),
+            LTX2VideoCondition(frames=Image.open("last.png").convert("RGB"), index=8, strength=0.9, crf=0),
+        ]
+        out = pipe(
+            **data["pipeline"]["call_kwargs"], conditions=conditions, generator=torch.Generator("cpu").manual_seed(seed)
+        )
+        frames = (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
+        return frames, out.audio[0].float().numpy()
+
+    frames, audio = plain(data["seed"])
+    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
+    assert raw_sha256(audio) == data["output"]["audio"]["raw_sha256"]
+    other, _ = plain(data["seed"] + 1)
+    assert np.abs(ours.astype(int) - other.astype(int)).max() > 1
+
+
+def test_inspect_shows_the_sound_and_replay_and_batch_make_it_again(tmp_path: Path) -> None:
+    assert cli(*DRUMMER, "--seed", "7", "--out", "drum.mp4").exit_code == 0
+    data = sidecar(tmp_path / "drum.json")
+    shown = cli("inspect", "drum.mp4")
+    assert shown.exit_code == 0 and "aac, 16000 Hz, 2 channels" in shown.stdout
+    shutil.copy(tmp_path / "drum.mp4", tmp_path / "bare.mp4")  # no sidecar beside it: ffmpeg reads the file
+    assert "aac (LC)" in cli("inspect", "bare.mp4").stdout
+    replayed = cli("replay", "drum.json")
+    assert replayed.exit_code == 0, replayed.stderr
+    again = sidecar(tmp_path / "drum-replay.json")
+    assert again["output"]["audio"]["raw_sha256"] == data["output"]["audio"]["raw_sha256"]
+    assert streams(tmp_path / "drum-replay.mp4")["audio"]["codec"] == "aac"
+    (tmp_path / "jobs.txt").write_text("a drummer on a rooftop\n")
+    assert cli("batch", "jobs.txt", "--preset", "tiny-ltx2", "--out", "runs").exit_code == 0
+    (made,) = (tmp_path / "runs").glob("*.mp4")
+    assert streams(made)["audio"]["codec"] == "aac" and sidecar(made.with_suffix(".json"))["output"]["audio"]

@@ -1,0 +1,439 @@
+"""LTX-2 (Lightricks): video with sound from one audio-video transformer.
+
+`LTX2Pipeline` (text to video+audio) and `LTX2ImageToVideoPipeline` (image to video+audio)
+return the frames and a stereo waveform at the vocoder's sample rate; vidgen muxes the sound
+into the mp4 (AAC) or webm (Opus) it writes, or drops it with --no-audio. The guidance knobs keep
+diffusers' names: classifier-free (`guidance_scale`), spatio-temporal (`stg_scale`), cross-modal
+(`modality_scale`) and the rescale, each with an `audio_` twin for the sound.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.families.base import (
+    Audio,
+    Family,
+    Footprint,
+    Generated,
+    Grid,
+    Option,
+    option_kwargs,
+    prompt_kwargs,
+    sampling_kwargs,
+)
+from vidgen.families.ltx import (
+    DECODE_NOISE_SCALE,
+    DECODE_TIMESTEP,
+    GUIDANCE_RESCALE,
+    check_conditions,
+    check_schedule,
+)
+
+STG_SCALE = Option(
+    "stg_scale",
+    "--stg-scale",
+    float,
+    "Spatio-temporal guidance of the video (0 turns it off).",
+    ge=0,
+    le=100,
+)
+MODALITY_SCALE = Option(
+    "modality_scale",
+    "--modality-scale",
+    float,
+    "Cross-modal guidance: how strongly the video follows the sound (1 turns it off).",
+    ge=0,
+    le=100,
+)
+AUDIO_GUIDANCE = Option(
+    "audio_guidance_scale", "--audio-guidance", float, "Classifier-free guidance of the sound.", ge=0, le=100
+)
+AUDIO_STG_SCALE = Option(
+    "audio_stg_scale", "--audio-stg-scale", float, "Spatio-temporal guidance of the sound (0: off).", ge=0, le=100
+)
+AUDIO_MODALITY_SCALE = Option(
+    "audio_modality_scale",
+    "--audio-modality-scale",
+    float,
+    "Cross-modal guidance: how strongly the sound follows the video (1: off).",
+    ge=0,
+    le=100,
+)
+AUDIO_GUIDANCE_RESCALE = Option(
+    "audio_guidance_rescale",
+    "--audio-guidance-rescale",
+    float,
+    "Rescale of the sound's guided prediction against over-exposure (0: off).",
+    ge=0,
+    le=1,
+)
+STG_BLOCKS = Option(
+    "spatio_temporal_guidance_blocks",
+    "--stg-block",
+    list[int],
+    "Transformer block skipped for spatio-temporal guidance (repeatable).",
+)
+CROSS_TIMESTEP = Option(
+    "use_cross_timestep",
+    "--cross-timestep/--no-cross-timestep",
+    bool,
+    "Condition each modality's cross-attention on the other's timestep (LTX-2.3+).",
+)
+NOISE_SCALE = Option(
+    "noise_scale",
+    "--noise-scale",
+    float,
+    "Noise mixed into given latents before denoising (two-stage refinement).",
+    ge=0,
+    le=1,
+)
+SIGMAS = Option(
+    "sigmas",
+    "--sigma",
+    list[float],
+    "One sigma of a fixed schedule (repeatable; distilled checkpoints), instead of --steps.",
+)
+IMAGE_CRF = Option(
+    "image_crf",
+    "--image-crf",
+    int,
+    "H.264 CRF the input image is re-compressed with, as in training (0: none).",
+    ge=0,
+    le=51,
+)
+_CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
+# Parameter counts. The transformer's: LTX2VideoTransformer3DModel built on the meta device from
+# Lightricks/LTX-2's transformer/config.json (48 layers, 32x128 video heads, 32x64 audio heads).
+# The VAEs, vocoder and connectors: diffusers' default configs, which follow that checkpoint.
+# Gemma 3 12B: the published size of google/gemma-3-12b (text and vision towers; the repo ships both).
+_LTX2_19B = 18.876e9
+_GEMMA3_12B = 12.19e9
+_PARTS = {"vae": 1.222e9, "audio_vae": 0.053e9, "vocoder": 0.056e9, "connectors": 1.431e9}
+
+
+class LTX2(Family):
+    name = "ltx2"
+    title = "LTX-2"
+    pipelines: ClassVar[dict[str, str]] = {"t2v": "LTX2Pipeline", "i2v": "LTX2ImageToVideoPipeline"}
+    repos: ClassVar[dict[str, str]] = dict.fromkeys(("t2v", "i2v"), "Lightricks/LTX-2")
+    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL}
+    options: ClassVar[tuple[Option, ...]] = (
+        STG_SCALE,
+        MODALITY_SCALE,
+        GUIDANCE_RESCALE,
+        AUDIO_GUIDANCE,
+        AUDIO_STG_SCALE,
+        AUDIO_MODALITY_SCALE,
+        AUDIO_GUIDANCE_RESCALE,
+        STG_BLOCKS,
+        CROSS_TIMESTEP,
+        DECODE_TIMESTEP,
+        DECODE_NOISE_SCALE,
+        NOISE_SCALE,
+        SIGMAS,
+        IMAGE_CRF,
+    )
+    audio = True
+    model_options = frozenset({"loras"})
+    optimizations = frozenset(
+        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+    )
+    # What diffusers 0.42.1 runs on the LTX-2 transformer (checked on the tiny model).
+    caches = frozenset({"taylorseer"})
+    hints: ClassVar[dict[str, str]] = {
+        "optimization.cache=first-block": "diffusers 0.42.1 has no LTX2VideoTransformerBlock in its block registry",
+        "optimization.cache=magcache": "diffusers 0.42.1 has no LTX2VideoTransformerBlock in its block registry",
+        "optimization.cache=faster": "FasterCache expects video-shaped hidden states; LTX-2 packs them into tokens",
+        # Seen on the tiny model with vidgen's PAB settings: a shape mismatch in the blocks' modulation.
+        "optimization.cache=pab": "with diffusers 0.42.1 it fails inside LTX-2's audio-video blocks",
+        "optimization.decode_chunk_size": "LTX-2's VAE decodes the whole clip; use --vae-tiling",
+        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.attention_slicing": "LTX-2 attends through diffusers' dispatcher; pick --attention-backend",
+        "optimization.forward_chunking": "LTX-2's feed-forward layers take no chunking; use --offload group",
+    }
+    latents = None
+    grid = Grid(frames=8, size=32)
+    cuda_dtype = "bf16"
+    footprint = Footprint(
+        denoiser="transformer",
+        blocks=48,
+        sizes={
+            "Lightricks/LTX-2": {"transformer": _LTX2_19B, "text_encoder": _GEMMA3_12B, **_PARTS},
+            # LTX-2.3 is published as 22B; its diffusers config adds gated attention (not counted here).
+            **dict.fromkeys(
+                ("diffusers/LTX-2.3-Diffusers", "diffusers/LTX-2.3-Distilled-Diffusers"),
+                {"transformer": 22.0e9, "text_encoder": _GEMMA3_12B, **_PARTS},
+            ),
+        },
+        spatial=32,
+        temporal=8,
+        patch=1,
+        width=4096,
+        live=10,
+        decode=120,
+        tiled=0.3,
+        # Guided, unguided, STG and modality passes run as one batch.
+        guided=True,
+    )
+    # Reference settings (diffusers ltx2.md): 768x512, 121 frames at 24 fps, 30 steps, the
+    # pipeline's own multimodal guidance defaults.
+    size = (512, 768)
+    frames_default = 121
+    fps = 24
+    steps_default = 30
+
+    def accepts(self, mode: str) -> frozenset[str]:
+        # Keyframes and clips (LTX2ConditionPipeline) in text- and image-to-video.
+        return super().accepts(mode) | {"inputs.conditions"}
+
+    def pipeline_name(self, cfg: RunConfig) -> str:
+        return "LTX2ConditionPipeline" if cfg.inputs.conditions else self.pipelines[cfg.mode]
+
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        check_conditions(cfg)
+        check_schedule(cfg, "sigmas", "--sigma")
+
+    def run_note(self, cfg: RunConfig) -> str | None:
+        if not cfg.inputs.conditions:
+            return None
+        return (
+            "LTX2ConditionPipeline gets conditions=[LTX2VideoCondition(frames, index, strength, crf)]: the i2v "
+            "image first (index 0, strength 1), then each inputs.conditions item in order (frames: the image, or "
+            "the clip's frames; index: its frame_index; crf: sampling.image_crf)"
+        )
+
+    def mode_options(self, mode: str) -> tuple[Option, ...]:
+        # Only image-to-video re-compresses an input image.
+        options = super().mode_options(mode)
+        return options if mode == "i2v" else tuple(o for o in options if o is not IMAGE_CRF)
+
+    def defaults(self, mode: str) -> dict[str, Any]:
+        return {
+            "model": {"id": self.repos[mode]},
+            "sampling": {
+                "height": self.size[0],
+                "width": self.size[1],
+                "num_frames": self.frames_default,
+                "num_inference_steps": self.steps_default,
+                "guidance_scale": 3.0,
+            },
+            "output": {"fps": self.fps},
+        }
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        kwargs = {
+            **prompt_kwargs(cfg),
+            **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode]),
+            **option_kwargs(self, cfg),
+        }
+        if cfg.inputs.conditions:
+            # The condition pipeline takes the CRF per condition (see `call`), not as an argument.
+            kwargs.pop("image_crf", None)
+        if kwargs.get("sigmas") is not None:
+            # A fixed schedule sets the step count; the docs warn that passing both costs quality.
+            kwargs.pop("num_inference_steps", None)
+        # The frame rate feeds the model's temporal positions and the sound's length: the file's.
+        kwargs["frame_rate"] = float(cfg.output.fps or self.fps)
+        kwargs["output_type"] = "np"
+        return kwargs
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        sigmas = call_kwargs.get("sigmas")
+        return len(sigmas) if sigmas else super().step_count(cfg, call_kwargs, media)
+
+    def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+        if "conditions" in media:
+            media = condition_objects(media, cfg)
+        output = pipe(**call_kwargs, **media, **extra)
+        return Generated(output.frames[0], audio_of(pipe, output))
+
+
+def condition_objects(media: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
+    """The i2v image and the prepared keyframes and clips as LTX2VideoCondition objects."""
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+    crf = cfg.sampling.get("image_crf")
+    rest = {k: v for k, v in media.items() if k not in ("image", "conditions")}
+    places = [(c.frame_index, c.strength) for c in cfg.inputs.conditions or []]
+    items = ([media["image"]] if "image" in media else []) + list(media["conditions"])
+    if "image" in media:
+        places.insert(0, (0, 1.0))
+    conditions = [
+        LTX2VideoCondition(frames=item, index=index, strength=strength, crf=crf)
+        for item, (index, strength) in zip(items, places, strict=True)
+    ]
+    return {**rest, "conditions": conditions}
+
+
+def audio_of(pipe: Any, output: Any) -> Audio:
+    """The first video's waveform (channels, samples) at the vocoder's output rate."""
+    samples = output.audio[0].float().cpu().numpy()
+    return Audio(samples=samples, sample_rate=int(pipe.vocoder.config.output_sampling_rate))
+
+
+# -- tiny random-weight recipe (after diffusers' tests/pipelines/ltx2, offline tokenizer) ------
+
+_TEXT_HIDDEN = 32  # must equal the connectors' heads x head_dim (4 x 8)
+_TEXT_LAYERS = 2
+_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "block_out_channels": (8,),
+    "decoder_block_out_channels": (8,),
+    "layers_per_block": (1,),
+    "decoder_layers_per_block": (1, 1),
+    "spatio_temporal_scaling": (True,),
+    "decoder_spatio_temporal_scaling": (True,),
+    "decoder_inject_noise": (False, False),
+    "downsample_type": ("spatial",),
+    "upsample_residual": (False,),
+    "upsample_factor": (1,),
+    "timestep_conditioning": False,
+    "patch_size": 1,
+    "patch_size_t": 1,
+    "encoder_causal": True,
+    "decoder_causal": False,
+}
+
+
+def _gemma_tokenizer() -> Any:
+    from transformers import GemmaTokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "\u2581": 5}
+    for char in "abcdefghijklmnopqrstuvwxyz0123456789":
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault("\u2581" + char, len(vocab))
+    return GemmaTokenizer(vocab=vocab, merges=[])
+
+
+def _gemma3(vocab_size: int) -> Any:
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+
+    text = Gemma3TextConfig(
+        vocab_size=vocab_size,
+        hidden_size=_TEXT_HIDDEN,
+        intermediate_size=32,
+        num_hidden_layers=_TEXT_LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=16,
+        max_position_embeddings=256,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=4
+    )
+    return Gemma3ForConditionalGeneration(
+        Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    ).eval()
+
+
+def _parts() -> dict[str, Any]:
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+
+    tokenizer = _gemma_tokenizer()
+    transformer = LTX2VideoTransformer3DModel(
+        in_channels=4,
+        out_channels=4,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        audio_in_channels=4,
+        audio_out_channels=4,
+        audio_num_attention_heads=2,
+        audio_attention_head_dim=4,
+        audio_cross_attention_dim=8,
+        num_layers=2,
+        qk_norm="rms_norm_across_heads",
+        caption_channels=_TEXT_HIDDEN,
+        rope_double_precision=False,
+        rope_type="split",
+    )
+    connectors = LTX2TextConnectors(
+        caption_channels=_TEXT_HIDDEN,
+        text_proj_in_factor=_TEXT_LAYERS + 1,
+        video_connector_num_attention_heads=4,
+        video_connector_attention_head_dim=8,
+        video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None,
+        audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=8,
+        audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=None,
+        connector_rope_base_seq_len=32,
+        rope_theta=10000.0,
+        rope_double_precision=False,
+        causal_temporal_positioning=False,
+        rope_type="split",
+    )
+    audio_vae = AutoencoderKLLTX2Audio(
+        base_channels=4,
+        output_channels=2,
+        ch_mult=(1,),
+        num_res_blocks=1,
+        attn_resolutions=None,
+        in_channels=2,
+        resolution=32,
+        latent_channels=2,
+        norm_type="pixel",
+        causality_axis="height",
+        dropout=0.0,
+        mid_block_add_attention=False,
+        sample_rate=16000,
+        mel_hop_length=160,
+        is_causal=True,
+        mel_bins=8,
+    )
+    # 160 output samples per mel frame (the hop length), so the sound lasts as long as the
+    # video, as with the real vocoder; diffusers' test vocoder makes a few milliseconds.
+    vocoder = LTX2Vocoder(
+        in_channels=2 * 8,
+        hidden_channels=32,
+        out_channels=2,
+        upsample_kernel_sizes=[20, 32],
+        upsample_factors=[10, 16],
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3, 5]],
+        leaky_relu_negative_slope=0.1,
+        output_sampling_rate=16000,
+    )
+    return {
+        "transformer": transformer,
+        "vae": AutoencoderKLLTX2Video(**_VAE),
+        "audio_vae": audio_vae,
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+        "text_encoder": _gemma3(len(tokenizer)),
+        "tokenizer": tokenizer,
+        "connectors": connectors,
+        "vocoder": vocoder,
+    }
+
+
+def tiny_t2av() -> Any:
+    from diffusers import LTX2Pipeline
+
+    return LTX2Pipeline(**_parts())
+
+
+def tiny_i2av() -> Any:
+    from diffusers import LTX2ImageToVideoPipeline
+
+    return LTX2ImageToVideoPipeline(**_parts())
+
+
+LTX2.tiny = {"ltx2": tiny_t2av, "ltx2-i2v": tiny_i2av}
+
+FAMILIES = (LTX2,)
