@@ -43,6 +43,14 @@ def _face(path: Path, size: tuple[int, int] = (16, 16)) -> Path:
     return path
 
 
+def _composite(generated: np.ndarray, video: list, masks: list) -> np.ndarray:
+    """The sidecar's pipeline.postprocess step on plain diffusers' uint8 frames: the input where
+    the mask is black, the generated pixels where white, a linear blend between."""
+    given = np.stack([np.asarray(frame.convert("RGB")) for frame in video]).astype(np.float32)
+    weight = np.stack([np.asarray(frame.convert("L")) for frame in masks]).astype(np.float32)[..., None] / 255
+    return np.round(generated * weight + given * (1 - weight)).astype(np.uint8)
+
+
 def _png_frames(folder: Path) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
 
@@ -82,13 +90,21 @@ def test_done_when_vace_equals_plain_diffusers_from_its_sidecar(tmp_path: Path, 
         "mask": [Image.open(tmp_path / "mask.png").convert("L")] * 9,
         "reference_images": [Image.open(tmp_path / "face.png").convert("RGB")],
     }
-    theirs = plain_diffusers(data, media)
+    # The left half (black) is the control video pasted back after decoding, and the sidecar
+    # says so: plain diffusers plus that step repeats the run.
+    post = data["pipeline"]["postprocess"]
+    assert (post["step"], post["video"], post["mask"]) == ("keep_unmasked", "video", "mask")
+    assert "keep_unmasked" not in call
+    theirs = _composite(plain_diffusers(data, media), media["video"], media["mask"])
     assert ours.shape == theirs.shape
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
-    # Not vacuous: the frames carry signal, and another seed gives other frames.
+    # Not vacuous: the frames carry signal, and another seed gives other frames (in the half
+    # that is generated; the kept half is the input whatever the seed).
     assert ours.std() > 0
     data["seed"] += 1
-    assert np.abs(ours.astype(int) - plain_diffusers(data, media).astype(int)).max() > 1
+    other = _composite(plain_diffusers(data, media), media["video"], media["mask"])
+    assert np.abs(ours.astype(int) - other.astype(int))[:, :, 8:].max() > 1
+    assert np.abs(ours.astype(int) - other.astype(int))[:, :, :8].max() <= 1
     if preset == "tiny-wan22-vace":
         assert call["guidance_scale_2"] == 3.0  # the low-noise expert's
 
@@ -128,10 +144,10 @@ def test_mask_reaches_the_model_and_pad_outpaints(tmp_path: Path) -> None:
     _mask(tmp_path / "black.png", (32, 32), value=0)
     _mask(tmp_path / "white.png", (32, 32), value=255)
     base = [*VACE, "--control", "poses/", "--seed", "2"]
-    keep, _ = _run(*base, "--mask", "black.png", out="keep/")
+    keep, _ = _run(*base, "--mask", "black.png", "--no-keep-unmasked", out="keep/")
     generate, _ = _run(*base, "--mask", "white.png", out="gen/")
     # The mask changes what the model is given (black: the control pixels as context; white:
-    # nothing kept), so the videos differ.
+    # nothing kept), so the videos differ even with nothing pasted back.
     assert np.abs(keep.astype(int) - generate.astype(int)).max() > 8
     # No mask means generate everywhere: the same as an all-white mask.
     unmasked, _ = _run(*base, out="none/")
@@ -151,17 +167,77 @@ def test_mask_reaches_the_model_and_pad_outpaints(tmp_path: Path) -> None:
     assert (mask[:4] == 255).all() and (mask[-4:] == 255).all() and (mask[6:10] == 0).all()
 
 
-def test_an_all_black_mask_does_not_paste_the_input_back(tmp_path: Path) -> None:
-    # What VACE does with "keep": the kept pixels are encoded as context for the model, which
-    # regenerates every pixel; nothing copies them into the output (unlike an inpainting
-    # pipeline that blends latents). A trained VACE reproduces them closely; the random tiny
-    # one does not, so here they are far from the input. Checked so the README's wording stays
-    # honest: a black mask asks the model to keep, it does not guarantee the pixels.
+def test_mask_semantics_black_keeps_the_input_white_and_off_are_plain_diffusers(tmp_path: Path) -> None:
+    # WanVACEPipeline regenerates every pixel (a trained VACE reproduces the kept region
+    # closely, the random tiny one not at all); vidgen pastes the kept pixels back after
+    # decoding unless --no-keep-unmasked. 32x32 so the model has 2x2 latent patches to vary.
+    from vidgen import media as vmedia
+
+    _poses(tmp_path / "poses", 9, size=32)
+    small = ["--height", "32", "--width", "32"]
+    base = [*VACE, "--control", "poses", *small, "--seed", "3"]
+    video = [Image.open(p).convert("RGB") for p in sorted((tmp_path / "poses").glob("*.png"))]
+    given = np.stack([np.asarray(frame) for frame in video]).astype(int)
+    masks = {value: _mask(tmp_path / f"m{value}.png", (32, 32), value=value) for value in (0, 128, 255)}
+
+    # All black: the output is the input (png: exactly, up to rounding; mp4: codec noise).
+    kept, data = _run(*base, "--mask", str(masks[0]), out="black/")
+    assert np.abs(kept.astype(int) - given).max() <= 1
+    codec, crf = vmedia.encoding("mp4", None, None)
+    assert cli(*base, "--mask", str(masks[0]), "--out", "black.mp4").exit_code == 0
+    given_mp4 = tmp_path / "given.mp4"
+    vmedia.write(given.astype(np.uint8), given_mp4, fmt="mp4", fps=16, codec=codec, crf=crf, metadata=None, overwrite=False)
+    # Within what h264 itself does to the same frames.
+    noise = np.abs(decode(given_mp4)[0].astype(int) - given).mean()
+    assert np.abs(decode(tmp_path / "black.mp4")[0].astype(int) - given).mean() <= noise + 1
+
+    # What the model made under that black mask, which the paste-back replaced: far from the input.
+    black = [Image.open(masks[0]).convert("L")] * 9
+    theirs_black = plain_diffusers(data, {"video": video, "mask": black})
+    assert np.abs(theirs_black.astype(int) - given).mean() > 20
+
+    # Off: plain diffusers' frames, nothing pasted back, and the sidecar records no step.
+    off, data_off = _run(*base, "--mask", str(masks[0]), "--no-keep-unmasked", out="off/")
+    assert "postprocess" not in data_off["pipeline"] and data_off["config"]["sampling"]["keep_unmasked"] is False
+    assert np.abs(off.astype(int) - theirs_black.astype(int)).max() <= 1
+
+    # All white: everything generated, so plain diffusers' frames again.
+    white, data_white = _run(*base, "--mask", str(masks[255]), out="white/")
+    theirs_white = plain_diffusers(data_white, {"video": video, "mask": [Image.open(masks[255]).convert("L")] * 9})
+    assert np.abs(white.astype(int) - theirs_white.astype(int)).max() <= 1
+    assert np.abs(white.astype(int) - given).mean() > 20
+
+    # Grey: a linear blend of the input and what the model made (the model itself reads the
+    # mask as on/off at half grey: 128 is "generate" to it).
+    grey, data_grey = _run(*base, "--mask", str(masks[128]), out="grey/")
+    grey_masks = [Image.open(masks[128]).convert("L")] * 9
+    made = plain_diffusers(data_grey, {"video": video, "mask": grey_masks}).astype(int)
+    assert np.abs(grey.astype(int) - _composite(made, video, grey_masks).astype(int)).max() <= 1
+    assert np.abs(grey.astype(int) - (given * 127 + made * 128) / 255).max() <= 1
+
+
+def test_vidgen_decode_pastes_the_kept_pixels_back_too(tmp_path: Path) -> None:
+    # --save-latents keeps the control frames and the mask beside the latents, so `vidgen decode`
+    # finishes the video as the run did, without reading the input files again.
+    import json
+
+    from safetensors import safe_open
+
     _poses(tmp_path / "poses", 9)
-    _mask(tmp_path / "black.png", value=0)
-    ours, _ = _run(*VACE, "--control", "poses/", "--mask", "black.png", "--seed", "1")
-    given = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "poses").glob("*.png"))])
-    assert np.abs(ours.astype(int) - given.astype(int)).mean() > 20
+    _mask(tmp_path / "mask.png")
+    ours, _ = _run(*VACE, "--control", "poses", "--mask", "mask.png", "--save-latents", "--seed", "4")
+    latents = next(Path("out").glob("*.latents.safetensors"))
+    with safe_open(str(latents), framework="pt") as handle:
+        assert json.loads(handle.metadata()["vidgen"])["kept"] == ["mask", "video"]
+    shutil.rmtree(tmp_path / "poses")
+    (tmp_path / "mask.png").unlink()
+    result = cli("decode", str(latents), "--format", "png", "--out", "dec/")
+    assert result.exit_code == 0, result.stderr
+    decoded = _png_frames(Path(result.stdout.strip()))
+    assert np.abs(decoded.astype(int) - ours.astype(int)).max() <= 1
+    assert sidecar(Path(result.stdout.strip() + ".json"))["pipeline"]["postprocess"]["step"] == "keep_unmasked"
+    # The left half is the control video: black ground, the bright square where it passes.
+    assert np.abs(decoded[:, :, :8].astype(int) - 20).min() <= 1
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -383,6 +459,8 @@ def test_vace_frames_and_control_rules_are_config_errors(tmp_path: Path) -> None
     one_line_error(cli(*VACE, "--control", "poses", "--frames", "5"), 3, "--max-frames")
     one_line_error(cli(*VACE, "--mask", "m.png"), 3, "--mask works on the --control video")
     one_line_error(cli(*VACE, "--save-control"), 3, "--save-control works on the --control video")
+    for flag in ("--keep-unmasked", "--no-keep-unmasked"):
+        one_line_error(cli(*VACE, "--control", "poses", flag), 3, flag, "give --mask too")
     # Other control families still need --control, and do not take --frames.
     t2vz = ["control", "x", "--preset", "tiny-text2video-zero-controlnet"]
     one_line_error(cli(*t2vz), 3, "needs --control")

@@ -351,6 +351,8 @@ def _write(
         "setup": loaded.setup,
         "generator": _generator_record(plan, item.seed),
         **({"run": note} if (note := plan.family.run_note(cfg)) else {}),
+        # A step of the family's own on the decoded frames (Wan VACE's --keep-unmasked).
+        **({"postprocess": post} if (post := plan.family.postprocess_record(cfg)) else {}),
         **plan.family.pipeline_record(cfg, outcome.call_kwargs),
     }
     optimizations = {
@@ -612,6 +614,14 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     except (torch.cuda.OutOfMemoryError, MemoryError):
         savers = memory.decode_only_savers(family, cfg).flags()
         raise OutOfMemory(f"the decode ran out of memory; try again with {savers} or --offload model.") from None
+    # The family's step after decoding, from the arrays the run kept beside its latents.
+    post = family.postprocess_record(cfg)
+    kept = latents.load_kept(source, info.get("kept", []))
+    if kept:
+        frames = family.postprocess(frames, kept)
+    elif post is not None:
+        log.warning("%s holds no kept input pixels (an older vidgen wrote it): this video skips %s.", source, post["step"])
+        post = {**post, "skipped": "the latents file holds no kept input pixels"}
     decoded = time.perf_counter() - start
     import numpy as np
 
@@ -626,6 +636,7 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
         pipeline={
             "class": type(loaded.pipe).__name__,
             "decode": {"method": method, "args": info["decode_args"], "kwargs": info["decode_kwargs"]},
+            **({"postprocess": post} if post is not None else {}),
         },
         made_from={"decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]}},
         optimizations=loaded.optimizations,

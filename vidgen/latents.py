@@ -24,6 +24,8 @@ from vidgen.errors import InputError
 from vidgen.limits import MAX_DEPTH, MAX_LATENTS_ELEMENTS, depth, pseudo_file
 
 FORMAT = "vidgen-latents/1"
+# Prefix of the tensors saved beside the latents for the family's step after decoding.
+KEPT = "kept."
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Captured:
     args: list[Any] = field(default_factory=list)  # its other arguments, JSON-able
     kwargs: dict[str, Any] = field(default_factory=dict)
     decoding: bool = False  # True while the VAE runs: an error then is a decode failure
+    # uint8 arrays the family's step after decoding needs (Family.postprocess_inputs), saved
+    # beside the latents so `vidgen decode` repeats that step.
+    kept: dict[str, Any] = field(default_factory=dict)
 
 
 @contextmanager
@@ -61,13 +66,18 @@ def save(path: Path, captured: Captured, meta: dict[str, Any]) -> dict[str, Any]
     """Write the latents and what is needed to decode them (atomically); returns the record."""
     from safetensors.torch import save_file
 
+    import numpy as np
+    import torch
+
     tensor = captured.latents.detach().to("cpu").contiguous()
+    kept = {f"{KEPT}{name}": torch.from_numpy(np.ascontiguousarray(array)) for name, array in captured.kept.items()}
     info = {
         "format": FORMAT,
         "dtype": str(tensor.dtype).removeprefix("torch."),
         "shape": list(tensor.shape),
         "decode_args": captured.args,
         "decode_kwargs": captured.kwargs,
+        **({"kept": sorted(captured.kept)} if captured.kept else {}),
         **meta,
     }
     from vidgen import media
@@ -80,7 +90,7 @@ def save(path: Path, captured: Captured, meta: dict[str, Any]) -> dict[str, Any]
     except OSError as exc:
         raise media.write_error(path.parent, exc) from None
     try:
-        save_file({"latents": tensor}, temp, metadata={"vidgen": json.dumps(info)})
+        save_file({"latents": tensor, **kept}, temp, metadata={"vidgen": json.dumps(info)})
         os.chmod(temp, 0o666 & ~media._umask())  # like the video beside it, not mkstemp's 0600
         os.replace(temp, path)
     except OSError as exc:
@@ -128,3 +138,29 @@ def load(path: Path) -> tuple[Any, dict[str, Any]]:
     if tensor is None or info.get("format") != FORMAT:
         raise InputError(f"{path} is not a latents file vidgen wrote (written with --save-latents).")
     return tensor, info
+
+
+def load_kept(path: Path, names: Any) -> dict[str, Any]:
+    """The uint8 arrays `save` kept beside the latents (`Captured.kept`), by name; `names` is
+    what the file's metadata lists, so it is checked too (a file is data)."""
+    import numpy as np
+    from safetensors import SafetensorError, safe_open
+
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return {}
+    kept: dict[str, Any] = {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in names:
+                key = f"{KEPT}{name}"
+                if key not in handle.keys():  # noqa: SIM118
+                    raise InputError(f"{path} lists kept pixels {name!r} it does not hold; it is damaged.")
+                if math.prod(handle.get_slice(key).get_shape()) > MAX_LATENTS_ELEMENTS:
+                    raise InputError(f"{path} holds more kept pixels than any supported model makes.")
+                array = handle.get_tensor(key).numpy()
+                if array.dtype != np.uint8:
+                    raise InputError(f"{path} holds kept pixels {name!r} that are not 8-bit; it is damaged.")
+                kept[name] = array
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a latents file vidgen wrote ({exc}).") from None
+    return kept

@@ -168,6 +168,8 @@ def run(
         last_step[0] = last_step[0] or time.perf_counter()
         _inject_oom("decode")
 
+    # What the family's step after decoding needs from the inputs (Wan VACE's kept pixels).
+    for_postprocess = family.postprocess_inputs(cfg, media)
     progress.start(steps, "denoising")
     start = time.perf_counter()
     captured = latents.Captured()
@@ -179,6 +181,7 @@ def run(
             if family.latents == "decode_latents"
             else nullcontext(captured) as captured,
         ):
+            captured.kept = for_postprocess  # saved with the latents, so `vidgen decode` repeats the step
             if family.latents == "latent":
                 # The pipeline stops at its final latents; the family decodes them as it would.
                 # A resumable family keeps finished windows in `checkpoint` (--save-latents).
@@ -192,6 +195,8 @@ def run(
                 captured.decoding = False
             else:
                 output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
+            if for_postprocess:
+                output = family.postprocess(output, for_postprocess)
     except Exception as exc:
         if not is_oom(exc):
             if captured.decoding:

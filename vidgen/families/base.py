@@ -70,6 +70,9 @@ class Option:
     # Applied once to the loaded pipeline (e.g. the scheduler's shift) rather than passed to its
     # __call__: batch jobs that differ in it cannot share a pipeline.
     setup: bool = False
+    # False: vidgen acts on it itself (Wan VACE's --keep-unmasked, a step after decoding), so it
+    # is never passed to the pipeline.
+    call: bool = True
 
     @property
     def path(self) -> str:
@@ -455,6 +458,24 @@ class Family:
             if name not in keep and (p.default is inspect.Parameter.empty or name in optional)
         }
 
+    # -- after decoding --------------------------------------------------------------------
+    def postprocess_inputs(self, cfg: RunConfig, media: dict[str, Any]) -> dict[str, Any]:
+        """What `postprocess` needs from the prepared inputs (`media`, by pipeline argument), as
+        uint8 arrays: saved in the latents file beside the latents, so `vidgen decode` finishes
+        the video the same way. Empty (the default): the decoded frames are the video."""
+        return {}
+
+    def postprocess(self, frames: Any, kept: dict[str, Any]) -> Any:
+        """The family's last step on the decoded float frames (Wan VACE pastes the pixels its
+        mask keeps back in), given `postprocess_inputs`' arrays: from this run, or read back
+        from a latents file (data: check their shapes). Called only when `kept` is not empty."""
+        return frames
+
+    def postprocess_record(self, cfg: RunConfig) -> dict[str, Any] | None:
+        """How `postprocess` changes the decoded frames, for the sidecar's `pipeline.postprocess`,
+        so plain diffusers plus that step repeats the run (None: it does not run)."""
+        return None
+
     def frames(self, output: Any) -> Any:
         """The pipeline's output as a float array (frames, height, width, channels) in [0, 1]."""
         return output.frames[0]
@@ -503,7 +524,7 @@ def sampling_kwargs(sampling: SamplingConfig, names: frozenset[str] | tuple[str,
 
 def option_kwargs(family: Family, cfg: RunConfig) -> dict[str, Any]:
     """The family's own call-time options (not the setup ones) that are set."""
-    names = [option.field for option in family.mode_options(cfg.mode) if not option.setup]
+    names = [option.field for option in family.mode_options(cfg.mode) if not option.setup and option.call]
     return sampling_kwargs(cfg.sampling, tuple(names))
 
 

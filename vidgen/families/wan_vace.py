@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, InputError
 from vidgen.families.base import Option, option_kwargs, prompt_kwargs, sampling_kwargs
 from vidgen.families.wan import _TRANSFORMER, _UMT5_XXL, _VAE_21, FLOW_SHIFT, GUIDANCE_2, Wan, _parts, _transformer
 
@@ -25,6 +25,17 @@ from vidgen.families.wan import _TRANSFORMER, _UMT5_XXL, _VAE_21, FLOW_SHIFT, GU
 # the shared control strength field, which WanVACEPipeline calls `conditioning_scale`.
 _CONTROL = frozenset(
     {"num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length", "controlnet_conditioning_scale"}
+)
+# WanVACEPipeline regenerates every pixel: the pixels a black mask keeps are context for the
+# model, not copied, and come back changed (a trained model: close; the tiny one: not at all).
+# vidgen pastes them back after decoding, as inpainting tools do, unless told not to.
+KEEP_UNMASKED = Option(
+    "keep_unmasked",
+    "--keep-unmasked/--no-keep-unmasked",
+    bool,
+    "With --mask: paste the --control pixels back where the mask is black (grey blends); "
+    "--no-keep-unmasked keeps what VACE made there. Default: on.",
+    call=False,
 )
 _V2V = frozenset({"num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length", "strength"})
 _VACE_13B = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
@@ -78,6 +89,7 @@ class WanVACE(_WanEditing):
     optional_inputs = frozenset({"control"})
     sampling: ClassVar[dict[str, frozenset[str]]] = {"control": _CONTROL | {"num_frames"}}
     media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "video"}}
+    options: ClassVar[tuple[Option, ...]] = (*Wan.options, KEEP_UNMASKED)
     hints: ClassVar[dict[str, str]] = {
         **Wan.hints,
         "model.controlnet": "VACE's control blocks are part of the checkpoint",
@@ -101,6 +113,10 @@ class WanVACE(_WanEditing):
             for given, flag in ((cfg.inputs.mask, "--mask"), (cfg.output.save_control, "--save-control")):
                 if given:
                     raise ConfigError(f"{flag} works on the --control video; give --control VIDEO|DIR too.")
+        keep = cfg.sampling.get("keep_unmasked")
+        if keep is not None and not cfg.inputs.mask:
+            flag = "--keep-unmasked" if keep else "--no-keep-unmasked"
+            raise ConfigError(f"{flag} says what happens where a --mask is black; give --mask too, or drop {flag}.")
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         super().check_loaded(pipe, cfg, frames or cfg.sampling.num_frames or self.frames_default)
@@ -134,11 +150,56 @@ class WanVACE(_WanEditing):
         return latents[:, :, len(media.get("reference_images") or []) :]
 
 
+    # -- --keep-unmasked: the kept pixels pasted back after decoding ---------------------------
+    def _keeps(self, cfg: RunConfig) -> bool:
+        return bool(cfg.inputs.mask) and cfg.sampling.get("keep_unmasked") is not False
+
+    def postprocess_inputs(self, cfg: RunConfig, media: dict[str, Any]) -> dict[str, Any]:
+        if not (self._keeps(cfg) and "video" in media and "mask" in media):
+            return {}
+        import numpy as np
+
+        # Exactly what the pipeline was given: the control frames (after --preprocess and
+        # --resize) and the mask at the run's size.
+        video = np.stack([np.asarray(frame.convert("RGB"), dtype=np.uint8) for frame in media["video"]])
+        mask = np.stack([np.asarray(frame.convert("L"), dtype=np.uint8) for frame in media["mask"]])
+        return {"video": video, "mask": mask}
+
+    def postprocess(self, frames: Any, kept: dict[str, Any]) -> Any:
+        import numpy as np
+
+        frames = np.asarray(frames, dtype=np.float32)
+        video, mask = kept.get("video"), kept.get("mask")
+        # The arrays may come from a latents file: they must fit the decoded frames exactly.
+        if video is None or mask is None or video.shape != frames.shape or mask.shape != frames.shape[:3]:
+            shapes = [None if a is None else list(a.shape) for a in (video, mask)]
+            raise InputError(
+                f"the kept input pixels {shapes} do not fit the decoded frames {list(frames.shape)}; "
+                "the latents file is damaged."
+            )
+        # White (1) = generated, black (0) = the input; grey blends linearly. The model itself
+        # reads the mask as on/off at 0.5; the blend softens the seam of a feathered mask.
+        weight = mask.astype(np.float32)[..., None] / 255.0
+        return frames * weight + video.astype(np.float32) / 255.0 * (1.0 - weight)
+
+    def postprocess_record(self, cfg: RunConfig) -> dict[str, Any] | None:
+        if not self._keeps(cfg):
+            return None
+        return {
+            "step": "keep_unmasked",
+            # Repeat it on plain diffusers' output_type="np" frames (floats in [0, 1]), before
+            # they are rounded to 8 bits; the pipeline arguments named are the media_kwargs'.
+            "frames": "frames * m + video / 255 * (1 - m), m = mask / 255 (per pixel, the mask as 8-bit grey)",
+            "video": "video",
+            "mask": "mask",
+        }
+
+
 class WanVACE22(WanVACE):
     name = "wan2.2-vace"
     title = "Wan 2.2 VACE-Fun A14B"
     repos: ClassVar[dict[str, str]] = {"control": _VACE_22}
-    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, GUIDANCE_2)
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, GUIDANCE_2, KEEP_UNMASKED)
     denoisers: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
     footprint = replace(
         Wan.footprint,
