@@ -301,3 +301,49 @@ def test_denoiser_options_reach_the_transformers(tmp_path: Path) -> None:
     # The 7-8B text encoder is quantized with the transformer.
     assert set(quantized["kwargs"]["quantization_config"]["quant_mapping"]) == {"transformer", "text_encoder"}
     assert "transformer.enable_cache" in [c["method"] for c in data["optimizations"]["calls"]]
+
+
+def test_magcache_runs_with_the_authors_published_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidgen.families import hunyuan
+
+    before = files_under(tmp_path)
+    published = "hunyuanvideo-community/HunyuanVideo"
+    one_line_error(cli(*KOI, "--preset", "tiny-hunyuanvideo", "--cache", "magcache"), 3, "magnitude ratios", published)
+    i2v = ("i2v", "a.png", "x", "--preset", "hunyuanvideo-i2v", "--cache", "magcache")
+    one_line_error(cli(*i2v), 3, "HunyuanVideo-I2V i2v")
+    true_cfg = ("--true-cfg", "4", "--negative", "blurry")
+    one_line_error(cli(*KOI, "--preset", "hunyuanvideo", "--cache", "magcache", *true_cfg), 3, "--true-cfg")
+    framepack = ("i2v", "a.png", "x", "--preset", "tiny-framepack", "--cache", "magcache")
+    one_line_error(cli(*framepack), 3, "--cache magcache", "HunyuanVideo text-to-video only")
+    assert files_under(tmp_path) == before
+    # The full-size presets plan offline with it.
+    for preset in ("hunyuanvideo", "hunyuanvideo-fast"):
+        assert cli(*KOI, "--preset", preset, "--cache", "magcache", "--dry-run").exit_code == 0
+    # Random tiny weights have no published ratios: the test lends them the real checkpoint's
+    # (data, not code), so the real MagCache hook runs and skips steps.
+    monkeypatch.setitem(hunyuan.MAG_RATIOS, "tiny:hunyuanvideo", hunyuan.MAG_RATIOS[published])
+    base = (*KOI, "--preset", "tiny-hunyuanvideo", "--seed", "3", "--steps", "10")
+    assert cli(*base, "--out", "plain.mp4").exit_code == 0
+    result = cli(*base, "--cache", "magcache", "--out", "mag.mp4")
+    assert result.exit_code == 0, result.stderr
+    calls = sidecar(tmp_path / "mag.json")["optimizations"]["calls"]
+    (call,) = [c for c in calls if c["method"].endswith("enable_cache")]
+    shown = call["kwargs"]["config"]["MagCacheConfig"]
+    assert (shown["num_inference_steps"], shown["threshold"], shown["max_skip_steps"]) == (10, 0.24, 6)
+    # 16x16 is nearer the 544x960 calibration than the 720x1280 one.
+    assert shown["mag_ratios"] == "MAG_RATIOS['tiny:hunyuanvideo'][(544, 960)] (50 values)"
+    plain, mag = decode(tmp_path / "plain.mp4")[0], decode(tmp_path / "mag.mp4")[0]
+    assert np.abs(plain.astype(int) - mag.astype(int)).max() > 0
+
+
+def test_magcache_curve_follows_the_run_size() -> None:
+    from vidgen import families
+    from vidgen.config import resolve
+    from vidgen.families import hunyuan
+
+    for preset, size in (("hunyuanvideo", (720, 1280)), ("hunyuanvideo-fast", (544, 960))):
+        cfg = resolve("t2v", [preset], [], families.defaults_layer).config
+        assert hunyuan.mag_curve(cfg)[0] == size
+    curves = hunyuan.MAG_RATIOS["hunyuanvideo-community/HunyuanVideo"]
+    # As published: 50 steps, a neutral first value, the residual growing then falling at the end.
+    assert all(len(c.ratios) == 50 and c.ratios[0] == 1.0 and c.ratios[-1] < 0.8 for c in curves.values())

@@ -25,7 +25,7 @@ from vidgen.families.base import (
     prompt_kwargs,
     sampling_kwargs,
 )
-from vidgen.families.wan import FLOW_SHIFT, Wan
+from vidgen.families.wan import FLOW_SHIFT, MagCache, Wan
 
 TRUE_CFG = Option(
     "true_cfg_scale",
@@ -68,6 +68,56 @@ _HV_VAE = 2.46e8
 _SIGLIP = 4.28e8  # SigLIP so400m vision tower of lllyasviel/flux_redux_bfl
 _LLAVA_8B = 8.36e9  # HunyuanVideo-I2V: Llava (Llama-3 8B + CLIP-L/336 vision tower + projector)
 
+# MagCache magnitude ratios from its authors (Zehong-Ma/MagCache@df81cb1,
+# MagCache4HunyuanVideo/magcache_sample_video.py, lines 316 and 318: `[1.0] + [...]`), one per
+# step of the original 50-step text-to-video run at 720x1280 and at 544x960 (129 frames, shift 7).
+# The distilled model makes one transformer pass per step, so the lists are as published. Their
+# residual is the first double-stream block's image input to the last single-stream block's
+# image output, which is what diffusers' hook measures on transformer_blocks.0 ..
+# single_transformer_blocks.39 (the single blocks return image and text apart). Threshold 0.24,
+# K 6, retention 0.2: the script's own settings. diffusers resamples the list to the run's steps.
+MAG_RATIOS: dict[str, dict[tuple[int, int], MagCache]] = {
+    "hunyuanvideo-community/HunyuanVideo": {
+        (720, 1280): MagCache(
+            modes=("t2v",),
+            threshold=0.24,
+            max_skip_steps=6,
+            retention_ratio=0.2,
+            ratios=(
+            1.0, 1.0754, 1.27807, 1.11596, 1.09504, 1.05188, 1.00844, 1.05779, 1.00657, 1.04142, 1.03101, 1.00679,
+            1.02556, 1.00908, 1.06949, 1.05438, 1.02214, 1.02321, 1.03019, 1.00779, 1.03381, 1.01886, 1.01161, 1.02968,
+            1.00544, 1.02822, 1.00689, 1.02119, 1.0105, 1.01044, 1.01572, 1.02972, 1.0094, 1.02368, 1.0226, 0.98965,
+            1.01588, 1.02146, 1.0018, 1.01687, 0.99436, 1.00283, 1.01139, 0.97122, 0.98251, 0.94513, 0.97656, 0.90943,
+            0.85703, 0.75456,
+            ),
+        ),
+        (544, 960): MagCache(
+            modes=("t2v",),
+            threshold=0.24,
+            max_skip_steps=6,
+            retention_ratio=0.2,
+            ratios=(
+            1.0, 1.06971, 1.29073, 1.11245, 1.09596, 1.05233, 1.01415, 1.05672, 1.00848, 1.03632, 1.02974, 1.00984,
+            1.03028, 1.00681, 1.06614, 1.05022, 1.02592, 1.01776, 1.02985, 1.00726, 1.03727, 1.01502, 1.00992, 1.03371,
+            0.9976, 1.02742, 1.0093, 1.01869, 1.00815, 1.01461, 1.01152, 1.03082, 1.0061, 1.02162, 1.01999, 0.99063,
+            1.01186, 1.0217, 0.99947, 1.01711, 0.9904, 1.00258, 1.00878, 0.97039, 0.97686, 0.94315, 0.97728, 0.91154,
+            0.86139, 0.76592,
+            ),
+        ),
+    }
+}
+
+
+def mag_curve(cfg: RunConfig) -> tuple[tuple[int, int], MagCache]:
+    """The published ratio curve calibrated nearest the run's size (by pixel count)."""
+    import math
+
+    curves = MAG_RATIOS[cfg.model.id or ""]
+    pixels = (cfg.sampling.height or 720) * (cfg.sampling.width or 1280)
+    size = min(curves, key=lambda key: abs(math.log(key[0] * key[1] / pixels)))
+    return size, curves[size]
+
+
 # The section order each released checkpoint was trained for (diffusers' FramePack docs).
 CHECKPOINT_SAMPLING = {
     "lllyasviel/FramePackI2V_HY": "inverted-anti-drifting",
@@ -96,13 +146,14 @@ class HunyuanVideo(Family):
         {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
     )
     # What diffusers 0.42.1 runs on the HunyuanVideo transformer (its blocks are registered for
-    # first-block; the tiny-model probes ran each). MagCache needs ratios calibrated per checkpoint.
-    caches = frozenset({"first-block", "pab", "taylorseer"})
+    # first-block; the tiny-model probes ran each). MagCache with the authors' ratios (MAG_RATIOS).
+    caches = frozenset({"first-block", "pab", "taylorseer", "magcache"})
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache assumes a batched guided pass, and true CFG runs two passes",
+        # For the families below that inherit these hints (FramePack).
         "optimization.cache=magcache": (
-            "MagCache needs magnitude ratios calibrated for the checkpoint, and none are published for "
-            "diffusers' HunyuanVideo"
+            "MagCache needs magnitude ratios calibrated for the checkpoint, and its authors publish them "
+            "for HunyuanVideo text-to-video only (preset hunyuanvideo)"
         ),
         "optimization.decode_chunk_size": "the causal VAE decodes frame by frame already; use --vae-tiling",
         "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
@@ -182,6 +233,40 @@ class HunyuanVideo(Family):
                 f"--negative is only read by {self.title} with real classifier-free guidance; add --true-cfg "
                 "(e.g. --true-cfg 4) or drop --negative."
             )
+        if cfg.optimization.cache == "magcache":
+            self.check_magcache(cfg)
+
+    def check_magcache(self, cfg: RunConfig) -> None:
+        curves = MAG_RATIOS.get(cfg.model.id or "")
+        if curves is None or not any(cfg.mode in curve.modes for curve in curves.values()):
+            have = ", ".join(f"{repo} (t2v)" for repo in MAG_RATIOS)
+            raise ConfigError(
+                f"--cache magcache needs magnitude ratios calibrated for the checkpoint, and none are published "
+                f"for {cfg.model.id} {cfg.mode}; they are for: {have}. Use --cache taylorseer instead."
+            )
+        if self.passes(cfg) > 1:
+            # The authors calibrated the distilled single pass; a negative prompt's pass is uncalibrated.
+            raise ConfigError(
+                "--cache magcache uses ratios calibrated on HunyuanVideo's single guidance-distilled pass; "
+                "with --true-cfg the negative prompt's pass has none. Drop --true-cfg or use --cache taylorseer."
+            )
+
+    def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
+        if spec != "magcache":
+            return None
+        from diffusers import MagCacheConfig
+
+        (height, width), published = mag_curve(cfg)
+        kwargs = {
+            "threshold": published.threshold,
+            "max_skip_steps": published.max_skip_steps,
+            "retention_ratio": published.retention_ratio,
+            # The ratios are resampled to this many steps, so the cache is set up per step count.
+            "num_inference_steps": cfg.sampling.num_inference_steps or self.steps_default,
+        }
+        where = f"MAG_RATIOS[{cfg.model.id!r}][({height}, {width})]"
+        shown = {**kwargs, "mag_ratios": f"{where} ({len(published.ratios)} values)"}
+        return MagCacheConfig(mag_ratios=list(published.ratios), **kwargs), shown
 
     def component_dtypes(self, dtype: str) -> dict[str, str]:
         # The fp16 pins are the half-precision recipe; an fp32 run (the CPU) keeps everything fp32.
