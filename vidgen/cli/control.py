@@ -18,8 +18,9 @@ control = generation_command(
     cross-frame attention and one shared initial latent keep the frames one scene.
     --preset animatediff-controlnet uses AnimateDiff's motion adapter instead.
     Wan VACE presets (wan2.1-vace-1.3b, ...) also take --mask (white = generate,
-    black = keep the control pixels: inpaint, outpaint) and --ref subject images,
-    and make --frames frames from the references alone when --control is left out.
+    black = keep the control pixels: inpaint, outpaint; they are pasted back after
+    decoding unless --no-keep-unmasked) and --ref subject images, and make
+    --frames frames from the references alone when --control is left out.
 
     Try it offline in seconds on CPU with a tiny model:
 
