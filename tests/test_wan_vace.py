@@ -186,7 +186,8 @@ def test_mask_semantics_black_keeps_the_input_white_and_off_are_plain_diffusers(
     codec, crf = vmedia.encoding("mp4", None, None)
     assert cli(*base, "--mask", str(masks[0]), "--out", "black.mp4").exit_code == 0
     given_mp4 = tmp_path / "given.mp4"
-    vmedia.write(given.astype(np.uint8), given_mp4, fmt="mp4", fps=16, codec=codec, crf=crf, metadata=None, overwrite=False)
+    clip = given.astype(np.uint8)
+    vmedia.write(clip, given_mp4, fmt="mp4", fps=16, codec=codec, crf=crf, metadata=None, overwrite=False)
     # Within what h264 itself does to the same frames.
     noise = np.abs(decode(given_mp4)[0].astype(int) - given).mean()
     assert np.abs(decode(tmp_path / "black.mp4")[0].astype(int) - given).mean() <= noise + 1
@@ -238,6 +239,22 @@ def test_vidgen_decode_pastes_the_kept_pixels_back_too(tmp_path: Path) -> None:
     assert sidecar(Path(result.stdout.strip() + ".json"))["pipeline"]["postprocess"]["step"] == "keep_unmasked"
     # The left half is the control video: black ground, the bright square where it passes.
     assert np.abs(decoded[:, :, :8].astype(int) - 20).min() <= 1
+    # A latents file without the kept pixels (an older vidgen's): decode says it cannot paste
+    # them back, writes VACE's own frames, and the sidecar records the step as skipped.
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(latents), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["vidgen"])
+    meta.pop("kept")
+    old = tmp_path / "old.latents.safetensors"
+    save_file({"latents": load_file(str(latents))["latents"]}, str(old), metadata={"vidgen": json.dumps(meta)})
+    result = cli("decode", str(old), "--format", "png", "--out", "old/")
+    assert result.exit_code == 0, result.stderr
+    assert "holds no kept input pixels" in result.stderr
+    raw = _png_frames(Path(result.stdout.strip()))
+    assert np.abs(raw[:, :, 8:].astype(int) - ours[:, :, 8:].astype(int)).max() <= 1
+    assert np.abs(raw[:, :, :8].astype(int) - ours[:, :, :8].astype(int)).mean() > 20
+    assert "skipped" in sidecar(Path(result.stdout.strip() + ".json"))["pipeline"]["postprocess"]
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -620,7 +620,11 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     if kept:
         frames = family.postprocess(frames, kept)
     elif post is not None:
-        log.warning("%s holds no kept input pixels (an older vidgen wrote it): this video skips %s.", source, post["step"])
+        log.warning(
+            "%s holds no kept input pixels (an older vidgen wrote it): this video skips %s.",
+            source,
+            post["step"],
+        )
         post = {**post, "skipped": "the latents file holds no kept input pixels"}
     decoded = time.perf_counter() - start
     import numpy as np

@@ -64,10 +64,9 @@ def capture(pipe: Any, before_decode: Callable[[], None] | None = None) -> Itera
 
 def save(path: Path, captured: Captured, meta: dict[str, Any]) -> dict[str, Any]:
     """Write the latents and what is needed to decode them (atomically); returns the record."""
-    from safetensors.torch import save_file
-
     import numpy as np
     import torch
+    from safetensors.torch import save_file
 
     tensor = captured.latents.detach().to("cpu").contiguous()
     kept = {f"{KEPT}{name}": torch.from_numpy(np.ascontiguousarray(array)) for name, array in captured.kept.items()}

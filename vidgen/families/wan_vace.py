@@ -149,7 +149,6 @@ class WanVACE(_WanEditing):
         # before decoding with output "np", its latent output keeps them (pipeline_wan_vace.py).
         return latents[:, :, len(media.get("reference_images") or []) :]
 
-
     # -- --keep-unmasked: the kept pixels pasted back after decoding ---------------------------
     def _keeps(self, cfg: RunConfig) -> bool:
         return bool(cfg.inputs.mask) and cfg.sampling.get("keep_unmasked") is not False
