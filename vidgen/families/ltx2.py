@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
 from vidgen.families.base import (
     Audio,
     Family,
@@ -19,6 +20,7 @@ from vidgen.families.base import (
     Generated,
     Grid,
     Option,
+    check_multiple,
     option_kwargs,
     prompt_kwargs,
     sampling_kwargs,
@@ -103,6 +105,38 @@ IMAGE_CRF = Option(
     ge=0,
     le=51,
 )
+LATENT_UPSAMPLER = Option(
+    "latent_upsampler",
+    "--latent-upsampler",
+    str,
+    "Latent upsampler (REPO/SUBFOLDER, folder or tiny:NAME): two stages, half size then x2 and refined.",
+    setup=True,
+)
+STAGE_2_SIGMAS = Option(
+    "stage_2_sigmas",
+    "--stage-2-sigma",
+    list[float],
+    "One sigma of the refinement stage's fixed schedule (repeatable; two-stage runs).",
+)
+STAGE_2_GUIDANCE = Option(
+    "stage_2_guidance_scale",
+    "--stage-2-guidance",
+    float,
+    "Classifier-free guidance of the refinement stage (two-stage runs; default 1).",
+    ge=0,
+    le=100,
+)
+STAGE_2_LORA = Option(
+    "stage_2_lora",
+    "--stage-2-lora",
+    str,
+    "LoRA on for the refinement stage only: REPO:WEIGHT_FILE, folder or .safetensors file.",
+    setup=True,
+)
+# diffusers.pipelines.ltx2.utils.STAGE_2_DISTILLED_SIGMA_VALUES: the docs' refinement schedule.
+STAGE_2_DISTILLED_SIGMAS = [0.909375, 0.725, 0.421875]
+STAGE_2_ADAPTER = "stage_2_distilled"
+_STAGE_2_ONLY = (STAGE_2_SIGMAS, STAGE_2_GUIDANCE, STAGE_2_LORA)
 _CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 # Parameter counts. The transformer's: LTX2VideoTransformer3DModel built on the meta device from
 # Lightricks/LTX-2's transformer/config.json (48 layers, 32x128 video heads, 32x64 audio heads).
@@ -134,6 +168,10 @@ class LTX2(Family):
         NOISE_SCALE,
         SIGMAS,
         IMAGE_CRF,
+        LATENT_UPSAMPLER,
+        STAGE_2_SIGMAS,
+        STAGE_2_GUIDANCE,
+        STAGE_2_LORA,
     )
     audio = True
     model_options = frozenset({"loras"})
@@ -195,8 +233,16 @@ class LTX2(Family):
         super().check(cfg)
         check_conditions(cfg)
         check_schedule(cfg, "sigmas", "--sigma")
+        check_two_stage(self.title, cfg)
 
     def run_note(self, cfg: RunConfig) -> str | None:
+        if cfg.sampling.get("latent_upsampler"):
+            return (
+                "two stages, as in diffusers' LTX-2 docs: pipeline.stages lists the three calls (stage 1 at half size "
+                "with output_type='latent'; LTX2LatentUpsamplePipeline on its video latents; stage 2 at full size on "
+                "the upsampled video latents and stage 1's audio latents, with the stage-2 scheduler and LoRA from "
+                "pipeline.setup), all with the one generator seeded once"
+            )
         if not cfg.inputs.conditions:
             return None
         return (
@@ -241,14 +287,168 @@ class LTX2(Family):
         return kwargs
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        if cfg.sampling.get("latent_upsampler"):
+            first, _, second = two_stage_calls(call_kwargs)
+            steps = len(first["sigmas"]) if first.get("sigmas") else int(first.get("num_inference_steps", 0))
+            return steps + len(second["sigmas"])
         sigmas = call_kwargs.get("sigmas")
         return len(sigmas) if sigmas else super().step_count(cfg, call_kwargs, media)
+
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        source = cfg.sampling.get("latent_upsampler")
+        return setup_two_stage(pipe, source, cfg.sampling.get("stage_2_lora")) if source else []
+
+    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not cfg.sampling.get("latent_upsampler"):
+            return {}
+        first, upsample, second = two_stage_calls(call_kwargs)
+        lora = bool(cfg.sampling.get("stage_2_lora"))
+        return {
+            "stages": [
+                {"call": "pipe", **({"before": ["pipe.disable_lora()"]} if lora else {}), "call_kwargs": first,
+                 "returns": "video_latents, audio_latents (return_dict=False)"},
+                {"call": "upsample_pipe", "call_kwargs": {**upsample, "latents": "video_latents"},
+                 "returns": "upscaled_video_latents"},
+                {"call": "pipe",
+                 "before": [*(["pipe.enable_lora()"] if lora else []), "pipe.scheduler = stage_2_scheduler"],
+                 "call_kwargs": {**second, "latents": "upscaled_video_latents", "audio_latents": "audio_latents"},
+                 "after": ["pipe.scheduler = the first scheduler"]},
+            ]
+        }  # fmt: skip
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         if "conditions" in media:
             media = condition_objects(media, cfg)
+        if cfg.sampling.get("latent_upsampler"):
+            return two_stage(pipe, call_kwargs, media, bool(cfg.sampling.get("stage_2_lora")), **extra)
         output = pipe(**call_kwargs, **media, **extra)
         return Generated(output.frames[0], audio_of(pipe, output))
+
+
+# -- two stages (diffusers ltx2.md "Two-stages Generation") --------------------------------------
+
+
+def check_two_stage(title: str, cfg: RunConfig) -> None:
+    """The two-stage options go together, at sizes stage 1 can halve onto the VAE's grid."""
+    if not cfg.sampling.get("latent_upsampler"):
+        for option in _STAGE_2_ONLY:
+            if cfg.sampling.get(option.field) is not None:
+                raise ConfigError(
+                    f"{option.flag} applies to two-stage runs; add --latent-upsampler (or --preset ltx2-two-stage), "
+                    "or drop it."
+                )
+        return
+    # Stage 1 runs at half the size, which must itself be a multiple of the VAE's 32.
+    check_multiple(f"{title} two-stage (stage 1 runs at half size)", cfg, 64)
+    if cfg.inputs.conditions:
+        raise ConfigError("--keyframe and --condition-video do not combine with two stages yet; drop one.")
+    if cfg.sampling.get("stage_2_lora") and cfg.model.loras:
+        raise ConfigError("--lora does not combine with --stage-2-lora yet (both switch adapters); drop one.")
+    sigmas = cfg.sampling.get("stage_2_sigmas")
+    if sigmas is not None and not sigmas:
+        raise ConfigError("--stage-2-sigma needs at least one sigma; drop it for the docs' schedule.")
+    upsampler_location(cfg.sampling.get("latent_upsampler"), build=False)
+
+
+def upsampler_location(source: str, build: bool) -> tuple[str, dict[str, Any]]:
+    """(what to pass to from_pretrained, its subfolder kwargs) for --latent-upsampler: tiny:NAME,
+    a local folder with config.json, or a Hub repo with the subfolder after it
+    (Lightricks/LTX-2/latent_upsampler)."""
+    from pathlib import Path
+
+    from vidgen.loader import locate
+
+    if source.startswith("tiny:") or Path(source).expanduser().is_dir():
+        return locate(source, build, marker="config.json", what="latent upsampler")[1], {}
+    parts = source.split("/")
+    repo = "/".join(parts[:2])
+    _, where = locate(repo, build, marker="config.json", what="latent upsampler")
+    return where, ({"subfolder": "/".join(parts[2:])} if len(parts) > 2 else {})
+
+
+def setup_two_stage(pipe: Any, source: str, lora: str | None) -> list[dict[str, Any]]:
+    """Load the latent upsampler (and the stage-2 LoRA) once, beside the pipeline, and the
+    stage-2 scheduler the docs switch to: the refinement sigmas used as given."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+    from vidgen import components
+    from vidgen.config.schema import LoraConfig
+
+    where, sub = upsampler_location(source, build=True)
+    upsampler = LTX2LatentUpsamplerModel.from_pretrained(where, torch_dtype=pipe.vae.dtype, **sub)
+    # Attributes of the loaded pipeline, not registered components: DiffusionPipeline.components
+    # must list exactly its __init__ arguments. The upsample pipeline shares the VAE.
+    pipe.vidgen_upsample = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
+    pipe.vidgen_upsample.set_progress_bar_config(disable=True)
+    shifts = {"use_dynamic_shifting": False, "shift_terminal": None}
+    pipe.vidgen_stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, **shifts)
+    calls = [
+        {
+            "method": "latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained",
+            "kwargs": {"pretrained_model_name_or_path": where, **sub, "torch_dtype": str(pipe.vae.dtype)},
+        },
+        {"method": "upsample_pipe = LTX2LatentUpsamplePipeline", "kwargs": {"vae": "pipe.vae", "latent_upsampler": "latent_upsampler"}},
+        {"method": "stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config", "kwargs": shifts},
+    ]  # fmt: skip
+    if lora:
+        name, _, weight = lora.rpartition(":") if ":" in lora and not lora.endswith(".safetensors") else (lora, "", "")
+        config = LoraConfig(source=name, weight_name=weight or None)
+        # Files are data: a preset's LoRA loads as safetensors only, like --lora without --allow-pickle.
+        at, extra = components.locate_lora(config, allow_pickle=False)
+        pipe.load_lora_weights(at, adapter_name=STAGE_2_ADAPTER, use_safetensors=True, **extra)
+        pipe.set_adapters(STAGE_2_ADAPTER, 1.0)
+        calls += [
+            {"method": "load_lora_weights", "kwargs": {"pretrained_model_name_or_path_or_dict": at, "adapter_name": STAGE_2_ADAPTER, **extra}},
+            {"method": "set_adapters", "kwargs": {"adapter_names": STAGE_2_ADAPTER, "adapter_weights": 1.0}},
+        ]  # fmt: skip
+    return calls
+
+
+def two_stage_calls(call_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The JSON-able arguments of the three calls, from the run's own: stage 1 at half size with
+    the run's schedule and guidance; the upsampler; stage 2 at full size with the refinement
+    sigmas (noise added at the first of them) and its guidance. Everything else goes to both."""
+    stage_2 = {"stage_2_sigmas", "stage_2_guidance_scale", "noise_scale"}
+    common = {k: v for k, v in call_kwargs.items() if k not in stage_2}
+    first = {
+        **common,
+        "height": call_kwargs["height"] // 2,
+        "width": call_kwargs["width"] // 2,
+        "output_type": "latent",
+        "return_dict": False,
+    }
+    sigmas = list(call_kwargs.get("stage_2_sigmas") or STAGE_2_DISTILLED_SIGMAS)
+    second = {k: v for k, v in common.items() if k not in ("num_inference_steps", "sigmas", "guidance_scale")}
+    second.update(
+        sigmas=sigmas,
+        noise_scale=call_kwargs.get("noise_scale", sigmas[0]),
+        guidance_scale=call_kwargs.get("stage_2_guidance_scale", 1.0),
+    )
+    return first, {"output_type": "latent", "return_dict": False}, second
+
+
+def two_stage(pipe: Any, call_kwargs: dict[str, Any], media: dict[str, Any], lora: bool, **extra: Any) -> Generated:
+    """Stage 1, the upsampler, stage 2: one video, with the models loaded once."""
+    from diffusers.utils.torch_utils import get_module_execution_device
+
+    first, upsample, second = two_stage_calls(call_kwargs)
+    if lora:
+        pipe.disable_lora()
+    video_latents, audio_latents = pipe(**first, **media, **extra)
+    upsample_pipe = pipe.vidgen_upsample
+    # The upsampler is small: it runs where the VAE runs (offload hooks move the VAE itself).
+    upsample_pipe.latent_upsampler.to(get_module_execution_device(pipe.vae))
+    upscaled = upsample_pipe(latents=video_latents, **upsample)[0]
+    scheduler = pipe.scheduler
+    pipe.scheduler = pipe.vidgen_stage_2_scheduler
+    if lora:
+        pipe.enable_lora()
+    try:
+        output = pipe(**second, latents=upscaled, audio_latents=audio_latents, **media, **extra)
+    finally:
+        pipe.scheduler = scheduler
+    return Generated(output.frames[0], audio_of(pipe, output))
 
 
 def condition_objects(media: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
@@ -434,6 +634,13 @@ def tiny_i2av() -> Any:
     return LTX2ImageToVideoPipeline(**_parts())
 
 
-LTX2.tiny = {"ltx2": tiny_t2av, "ltx2-i2v": tiny_i2av}
+def tiny_upsampler() -> Any:
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+    # x2 in space like the published one; 32 channels is GroupNorm(32)'s least.
+    return LTX2LatentUpsamplerModel(in_channels=4, mid_channels=32, num_blocks_per_stage=1)
+
+
+LTX2.tiny = {"ltx2": tiny_t2av, "ltx2-i2v": tiny_i2av, "ltx2-upsampler": tiny_upsampler}
 
 FAMILIES = (LTX2,)
