@@ -392,7 +392,8 @@ def setup_two_stage(pipe: Any, source: str, lora: str | None) -> list[dict[str, 
         {"method": "stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config", "kwargs": shifts},
     ]  # fmt: skip
     if lora:
-        name, _, weight = lora.rpartition(":") if ":" in lora and not lora.endswith(".safetensors") else (lora, "", "")
+        # REPO:WEIGHT_FILE names one file of a Hub repo (the docs' distilled LoRA in Lightricks/LTX-2).
+        name, _, weight = lora.partition(":")
         config = LoraConfig(source=name, weight_name=weight or None)
         # Files are data: a preset's LoRA loads as safetensors only, like --lora without --allow-pickle.
         at, extra = components.locate_lora(config, allow_pickle=False)
