@@ -29,8 +29,11 @@ from vidgen.families.ltx import (
     DECODE_NOISE_SCALE,
     DECODE_TIMESTEP,
     GUIDANCE_RESCALE,
+    LATENT_UPSAMPLER,
+    STAGE_2_GUIDANCE,
     check_conditions,
     check_schedule,
+    upsampler_location,
 )
 
 STG_SCALE = Option(
@@ -105,26 +108,11 @@ IMAGE_CRF = Option(
     ge=0,
     le=51,
 )
-LATENT_UPSAMPLER = Option(
-    "latent_upsampler",
-    "--latent-upsampler",
-    str,
-    "Latent upsampler (REPO/SUBFOLDER, folder or tiny:NAME): two stages, half size then x2 and refined.",
-    setup=True,
-)
 STAGE_2_SIGMAS = Option(
     "stage_2_sigmas",
     "--stage-2-sigma",
     list[float],
     "One sigma of the refinement stage's fixed schedule (repeatable; two-stage runs).",
-)
-STAGE_2_GUIDANCE = Option(
-    "stage_2_guidance_scale",
-    "--stage-2-guidance",
-    float,
-    "Classifier-free guidance of the refinement stage (two-stage runs; default 1).",
-    ge=0,
-    le=100,
 )
 STAGE_2_LORA = Option(
     "stage_2_lora",
@@ -348,22 +336,6 @@ def check_two_stage(title: str, cfg: RunConfig) -> None:
     if sigmas is not None and not sigmas:
         raise ConfigError("--stage-2-sigma needs at least one sigma; drop it for the docs' schedule.")
     upsampler_location(cfg.sampling.get("latent_upsampler"), build=False)
-
-
-def upsampler_location(source: str, build: bool) -> tuple[str, dict[str, Any]]:
-    """(what to pass to from_pretrained, its subfolder kwargs) for --latent-upsampler: tiny:NAME,
-    a local folder with config.json, or a Hub repo with the subfolder after it
-    (Lightricks/LTX-2/latent_upsampler)."""
-    from pathlib import Path
-
-    from vidgen.loader import locate
-
-    if source.startswith("tiny:") or Path(source).expanduser().is_dir():
-        return locate(source, build, marker="config.json", what="latent upsampler")[1], {}
-    parts = source.split("/")
-    repo = "/".join(parts[:2])
-    _, where = locate(repo, build, marker="config.json", what="latent upsampler")
-    return where, ({"subfolder": "/".join(parts[2:])} if len(parts) > 2 else {})
 
 
 def setup_two_stage(pipe: Any, source: str, lora: str | None) -> list[dict[str, Any]]:
