@@ -282,13 +282,19 @@ class LTX(Family):
         return {
             "stages": [
                 {"call": "pipe", "call_kwargs": first, "returns": "latents (.frames)"},
-                {"call": "upsample_pipe", "call_kwargs": {**upsample, "latents": "latents"},
-                 "returns": "upscaled_latents (.frames)"},
-                {"call": "pipe", "generator": "a new one, seeded with the seed",
-                 "call_kwargs": {**second, "latents": "upscaled_latents"},
-                 "then": {"resize": list(size) if size else None, "how": "PIL Image.resize((width, height))"}},
+                {
+                    "call": "upsample_pipe",
+                    "call_kwargs": {**upsample, "latents": "latents"},
+                    "returns": "upscaled_latents (.frames)",
+                },
+                {
+                    "call": "pipe",
+                    "generator": "a new one, seeded with the seed",
+                    "call_kwargs": {**second, "latents": "upscaled_latents"},
+                    "then": {"resize": list(size) if size else None, "how": "PIL Image.resize((width, height))"},
+                },
             ]
-        }  # fmt: skip
+        }
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         upscale = cfg.sampling.get("latent_upsampler")
@@ -335,9 +341,7 @@ def upscale_calls(
     # Floored to the VAE's 32 (every LTX-Video checkpoint's; the tiny one's 4 divides it), as the docs do.
     small = (int(height * DOWNSCALE) // 32 * 32, int(width * DOWNSCALE) // 32 * 32)
     first = {**common, "height": small[0], "width": small[1], "output_type": "latent"}
-    upsample = {
-        key: call_kwargs[key] for key in ("adain_factor", "tone_map_compression_ratio") if key in call_kwargs
-    }
+    upsample = {key: call_kwargs[key] for key in ("adain_factor", "tone_map_compression_ratio") if key in call_kwargs}
     upsample["output_type"] = "latent"
     second = {k: v for k, v in common.items() if k not in ("num_inference_steps", "timesteps")}
     second.update(
@@ -367,8 +371,11 @@ def setup_upscale(pipe: Any, source: str) -> list[dict[str, Any]]:
             "method": "latent_upsampler = LTXLatentUpsamplerModel.from_pretrained",
             "kwargs": {"pretrained_model_name_or_path": where, **sub, "torch_dtype": str(pipe.vae.dtype)},
         },
-        {"method": "upsample_pipe = LTXLatentUpsamplePipeline", "kwargs": {"vae": "pipe.vae", "latent_upsampler": "latent_upsampler"}},
-    ]  # fmt: skip
+        {
+            "method": "upsample_pipe = LTXLatentUpsamplePipeline",
+            "kwargs": {"vae": "pipe.vae", "latent_upsampler": "latent_upsampler"},
+        },
+    ]
 
 
 def upscale_run(pipe: Any, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:

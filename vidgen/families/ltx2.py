@@ -293,16 +293,25 @@ class LTX2(Family):
         lora = bool(cfg.sampling.get("stage_2_lora"))
         return {
             "stages": [
-                {"call": "pipe", **({"before": ["pipe.disable_lora()"]} if lora else {}), "call_kwargs": first,
-                 "returns": "video_latents, audio_latents (return_dict=False)"},
-                {"call": "upsample_pipe", "call_kwargs": {**upsample, "latents": "video_latents"},
-                 "returns": "upscaled_video_latents"},
-                {"call": "pipe",
-                 "before": [*(["pipe.enable_lora()"] if lora else []), "pipe.scheduler = stage_2_scheduler"],
-                 "call_kwargs": {**second, "latents": "upscaled_video_latents", "audio_latents": "audio_latents"},
-                 "after": ["pipe.scheduler = the first scheduler"]},
+                {
+                    "call": "pipe",
+                    **({"before": ["pipe.disable_lora()"]} if lora else {}),
+                    "call_kwargs": first,
+                    "returns": "video_latents, audio_latents (return_dict=False)",
+                },
+                {
+                    "call": "upsample_pipe",
+                    "call_kwargs": {**upsample, "latents": "video_latents"},
+                    "returns": "upscaled_video_latents",
+                },
+                {
+                    "call": "pipe",
+                    "before": [*(["pipe.enable_lora()"] if lora else []), "pipe.scheduler = stage_2_scheduler"],
+                    "call_kwargs": {**second, "latents": "upscaled_video_latents", "audio_latents": "audio_latents"},
+                    "after": ["pipe.scheduler = the first scheduler"],
+                },
             ]
-        }  # fmt: skip
+        }
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         if "conditions" in media:
@@ -360,9 +369,12 @@ def setup_two_stage(pipe: Any, source: str, lora: str | None) -> list[dict[str, 
             "method": "latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained",
             "kwargs": {"pretrained_model_name_or_path": where, **sub, "torch_dtype": str(pipe.vae.dtype)},
         },
-        {"method": "upsample_pipe = LTX2LatentUpsamplePipeline", "kwargs": {"vae": "pipe.vae", "latent_upsampler": "latent_upsampler"}},
+        {
+            "method": "upsample_pipe = LTX2LatentUpsamplePipeline",
+            "kwargs": {"vae": "pipe.vae", "latent_upsampler": "latent_upsampler"},
+        },
         {"method": "stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config", "kwargs": shifts},
-    ]  # fmt: skip
+    ]
     if lora:
         # REPO:WEIGHT_FILE names one file of a Hub repo (the docs' distilled LoRA in Lightricks/LTX-2).
         name, _, weight = lora.partition(":")
@@ -372,9 +384,12 @@ def setup_two_stage(pipe: Any, source: str, lora: str | None) -> list[dict[str, 
         pipe.load_lora_weights(at, adapter_name=STAGE_2_ADAPTER, use_safetensors=True, **extra)
         pipe.set_adapters(STAGE_2_ADAPTER, 1.0)
         calls += [
-            {"method": "load_lora_weights", "kwargs": {"pretrained_model_name_or_path_or_dict": at, "adapter_name": STAGE_2_ADAPTER, **extra}},
+            {
+                "method": "load_lora_weights",
+                "kwargs": {"pretrained_model_name_or_path_or_dict": at, "adapter_name": STAGE_2_ADAPTER, **extra},
+            },
             {"method": "set_adapters", "kwargs": {"adapter_names": STAGE_2_ADAPTER, "adapter_weights": 1.0}},
-        ]  # fmt: skip
+        ]
     return calls
 
 
