@@ -1,4 +1,4 @@
-"""LTX-2 two-stage runs on tiny models: stage 1 at half size, the latent upsampler, stage 2 at
+"""LTX-2 two-stage runs and the LTX-Video upscale recipe on tiny models: a smaller stage 1, the latent
 full size, in one command, equal to plain diffusers doing the same three calls (the docs' recipe)."""
 
 from __future__ import annotations
@@ -149,4 +149,93 @@ def test_two_stage_bad_input_is_refused_before_loading(tmp_path: Path, args: tup
     Image.new("RGB", (64, 64)).save("last.png")
     before = files_under(tmp_path)
     one_line_error(cli(*args), 3, *needles)
+    assert files_under(tmp_path) == before
+
+
+# -- LTX-Video 0.9.x: the upscale recipe (diffusers ltx_video.md) ---------------------------------
+
+UPSCALE = ("t2v", "a fox in snow", "--preset", "tiny-ltx-upscale")
+
+
+def plain_upscale(data: dict, media: dict | None = None, seed: int | None = None) -> np.ndarray:
+    """Frames (uint8) from plain diffusers, as ltx_video.md writes the distilled upscale recipe:
+    stage 1 to latents, LTXLatentUpsamplePipeline, stage 2 with a generator seeded afresh, resize."""
+    import torch
+    from diffusers import LTXConditionPipeline, LTXLatentUpsamplePipeline
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    pipeline = LTXConditionPipeline.from_pretrained(data["model"]["path"], dtype=torch.float32)
+    setup = {step["method"]: dict(step["kwargs"]) for step in data["pipeline"]["setup"]}
+    upsampler_kwargs = setup["latent_upsampler = LTXLatentUpsamplerModel.from_pretrained"]
+    upsampler = LTXLatentUpsamplerModel.from_pretrained(upsampler_kwargs["pretrained_model_name_or_path"])
+    pipe_upsample = LTXLatentUpsamplePipeline(vae=pipeline.vae, latent_upsampler=upsampler)
+    first, upsample, second = (stage["call_kwargs"] for stage in data["pipeline"]["stages"])
+    seed = data["seed"] if seed is None else seed
+    media = media or {}
+    latents = pipeline(**first, **media, generator=torch.Generator().manual_seed(seed)).frames
+    named = {k: v for k, v in upsample.items() if k != "latents"}
+    upscaled_latents = pipe_upsample(latents=latents, **named).frames
+    named = {k: v for k, v in second.items() if k != "latents"}
+    video = pipeline(**named, latents=upscaled_latents, **media, generator=torch.Generator().manual_seed(seed))
+    frames = video.frames[0]
+    resize = data["pipeline"]["stages"][2]["then"]["resize"]
+    if resize:
+        frames = [frame.resize(tuple(resize)) for frame in frames]
+    return np.stack([np.asarray(frame) for frame in frames])
+
+
+def test_ltx_upscale_equals_plain_diffusers_doing_the_docs_calls(tmp_path: Path) -> None:
+    result = cli(*UPSCALE, "--seed", "5", "--format", "png", "--out", "frames/")
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    assert data["pipeline"]["class"] == "LTXConditionPipeline"
+    first, upsample, second = (stage["call_kwargs"] for stage in data["pipeline"]["stages"])
+    # 2/3 of 96 is 64; twice that is refined, then resized to the 96x96 asked for.
+    assert (first["height"], first["width"], first["output_type"]) == (64, 64, "latent")
+    assert upsample["adain_factor"] == 1.0
+    assert (second["height"], second["width"]) == (128, 128)
+    assert second["timesteps"] == [1000, 909, 725, 421, 0] and second["denoise_strength"] == 0.999
+    ours = _png_frames(folder)
+    assert ours.shape == (9, 96, 96, 3)
+    theirs = plain_upscale(data)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    assert ours.std() > 0
+    assert np.abs(ours.astype(int) - plain_upscale(data, seed=6).astype(int)).max() > 1
+
+
+def test_ltx_upscale_i2v_conditions_both_stages_on_the_image(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (96, 96), (200, 80, 40)).save("first.png")
+    args = ("i2v", "first.png", "it melts", "--preset", "tiny-ltx-upscale", "--format", "png")
+    result = cli(*args, "--seed", "3", "--out", "frames/")
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    first = data["pipeline"]["stages"][0]["call_kwargs"]
+    assert first["frame_index"] == [0] and first["strength"] == [1.0]
+    media = {"image": [Image.open("first.png").convert("RGB")], "video": [None]}
+    theirs = plain_upscale(data, media)
+    ours = _png_frames(folder)
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    assert np.abs(ours.astype(int) - plain_upscale(data, media, seed=4).astype(int)).max() > 1
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needles"),
+    [
+        ((*UPSCALE, "--width", "32"), 3, ("--width 32", "too small", "48")),
+        ((*UPSCALE, "--width", "100"), 3, ("--width 100", "multiples of 32")),
+        (("t2v", "a fox", "--preset", "tiny-ltx", "--adain-factor", "1"), 3, ("--adain-factor", "--latent-upsampler")),
+        # A model that is not there: exit 5 (DESIGN.md section 5), before anything loads.
+        ((*UPSCALE, "--latent-upsampler", "tiny:nothing"), 5, ("no tiny model 'nothing'", "ltx-upsampler")),
+    ],
+)
+def test_ltx_upscale_bad_input_is_refused_before_loading(
+    tmp_path: Path, args: tuple, code: int, needles: tuple
+) -> None:
+    before = files_under(tmp_path)
+    one_line_error(cli(*args), code, *needles)
     assert files_under(tmp_path) == before
