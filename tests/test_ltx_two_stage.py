@@ -1,5 +1,6 @@
-"""LTX-2 two-stage runs and the LTX-Video upscale recipe on tiny models: a smaller stage 1, the latent
-full size, in one command, equal to plain diffusers doing the same three calls (the docs' recipe)."""
+"""LTX-2 two-stage runs and the LTX-Video upscale recipe on tiny models: a smaller stage 1, the
+latent upsampler, a refinement at the larger size, in one command, each equal to plain diffusers
+doing the same three calls as the docs write them."""
 
 from __future__ import annotations
 
