@@ -273,7 +273,7 @@ class LTX(Family):
 
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         source = cfg.sampling.get("latent_upsampler")
-        return setup_upscale(pipe, source) if source else []
+        return setup_upscale(pipe, cfg) if source else []
 
     def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         if not cfg.sampling.get("latent_upsampler"):
@@ -356,23 +356,35 @@ def upscale_calls(
     return first, upsample, second, size
 
 
-def setup_upscale(pipe: Any, source: str) -> list[dict[str, Any]]:
+def setup_upscale(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
     """Load the latent upsampler once, beside the pipeline (sharing its VAE)."""
     from diffusers import LTXLatentUpsamplePipeline
     from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
 
-    where, sub = upsampler_location(source, build=True)
-    upsampler = LTXLatentUpsamplerModel.from_pretrained(where, torch_dtype=pipe.vae.dtype, **sub)
-    # An attribute of the loaded pipeline, not a registered component (see ltx2.setup_two_stage).
-    pipe.vidgen_upsample = LTXLatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
+    return load_upsampler(pipe, cfg, LTXLatentUpsamplerModel, LTXLatentUpsamplePipeline)
+
+
+def load_upsampler(pipe: Any, cfg: RunConfig, model: type, pipeline: type) -> list[dict[str, Any]]:
+    """The --latent-upsampler model and its upsample pipeline (on the pipeline's VAE), kept as
+    `pipe.vidgen_upsample`; returns the calls for the sidecar's pipeline.setup."""
+    from vidgen.components import safetensors_only
+
+    where, sub = upsampler_location(cfg.sampling.get("latent_upsampler"), build=True)
+    # Files are data: a preset's upsampler loads as safetensors only, unless --allow-pickle.
+    safe = safetensors_only(cfg)
+    upsampler = model.from_pretrained(where, torch_dtype=pipe.vae.dtype, use_safetensors=safe, **sub)
+    # An attribute of the loaded pipeline, not a registered component: DiffusionPipeline.components
+    # must list exactly its __init__ arguments.
+    pipe.vidgen_upsample = pipeline(vae=pipe.vae, latent_upsampler=upsampler)
     pipe.vidgen_upsample.set_progress_bar_config(disable=True)
+    kwargs = {"pretrained_model_name_or_path": where, **sub, "torch_dtype": str(pipe.vae.dtype)}
     return [
         {
-            "method": "latent_upsampler = LTXLatentUpsamplerModel.from_pretrained",
-            "kwargs": {"pretrained_model_name_or_path": where, **sub, "torch_dtype": str(pipe.vae.dtype)},
+            "method": f"latent_upsampler = {model.__name__}.from_pretrained",
+            "kwargs": {**kwargs, "use_safetensors": safe},
         },
         {
-            "method": "upsample_pipe = LTXLatentUpsamplePipeline",
+            "method": f"upsample_pipe = {pipeline.__name__}",
             "kwargs": {"vae": "pipe.vae", "latent_upsampler": "latent_upsampler"},
         },
     ]

@@ -33,6 +33,7 @@ from vidgen.families.ltx import (
     STAGE_2_GUIDANCE,
     check_conditions,
     check_schedule,
+    load_upsampler,
     upsampler_location,
 )
 
@@ -284,7 +285,7 @@ class LTX2(Family):
 
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         source = cfg.sampling.get("latent_upsampler")
-        return setup_two_stage(pipe, source, cfg.sampling.get("stage_2_lora")) if source else []
+        return setup_two_stage(pipe, cfg) if source else []
 
     def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         if not cfg.sampling.get("latent_upsampler"):
@@ -347,7 +348,7 @@ def check_two_stage(title: str, cfg: RunConfig) -> None:
     upsampler_location(cfg.sampling.get("latent_upsampler"), build=False)
 
 
-def setup_two_stage(pipe: Any, source: str, lora: str | None) -> list[dict[str, Any]]:
+def setup_two_stage(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
     """Load the latent upsampler (and the stage-2 LoRA) once, beside the pipeline, and the
     stage-2 scheduler the docs switch to: the refinement sigmas used as given."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline
@@ -356,32 +357,19 @@ def setup_two_stage(pipe: Any, source: str, lora: str | None) -> list[dict[str, 
     from vidgen import components
     from vidgen.config.schema import LoraConfig
 
-    where, sub = upsampler_location(source, build=True)
-    upsampler = LTX2LatentUpsamplerModel.from_pretrained(where, torch_dtype=pipe.vae.dtype, **sub)
-    # Attributes of the loaded pipeline, not registered components: DiffusionPipeline.components
-    # must list exactly its __init__ arguments. The upsample pipeline shares the VAE.
-    pipe.vidgen_upsample = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
-    pipe.vidgen_upsample.set_progress_bar_config(disable=True)
+    calls = load_upsampler(pipe, cfg, LTX2LatentUpsamplerModel, LTX2LatentUpsamplePipeline)
     shifts = {"use_dynamic_shifting": False, "shift_terminal": None}
     pipe.vidgen_stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, **shifts)
-    calls = [
-        {
-            "method": "latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained",
-            "kwargs": {"pretrained_model_name_or_path": where, **sub, "torch_dtype": str(pipe.vae.dtype)},
-        },
-        {
-            "method": "upsample_pipe = LTX2LatentUpsamplePipeline",
-            "kwargs": {"vae": "pipe.vae", "latent_upsampler": "latent_upsampler"},
-        },
-        {"method": "stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config", "kwargs": shifts},
-    ]
+    calls.append({"method": "stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config", "kwargs": shifts})
+    lora = cfg.sampling.get("stage_2_lora")
     if lora:
         # REPO:WEIGHT_FILE names one file of a Hub repo (the docs' distilled LoRA in Lightricks/LTX-2).
         name, _, weight = lora.partition(":")
         config = LoraConfig(source=name, weight_name=weight or None)
-        # Files are data: a preset's LoRA loads as safetensors only, like --lora without --allow-pickle.
-        at, extra = components.locate_lora(config, allow_pickle=False)
-        pipe.load_lora_weights(at, adapter_name=STAGE_2_ADAPTER, use_safetensors=True, **extra)
+        # Checked as --lora is: safetensors only unless --allow-pickle was typed.
+        at, extra = components.locate_lora(config, cfg.model.allow_pickle)
+        safe = components.safetensors_only(cfg)
+        pipe.load_lora_weights(at, adapter_name=STAGE_2_ADAPTER, use_safetensors=safe, **extra)
         pipe.set_adapters(STAGE_2_ADAPTER, 1.0)
         calls += [
             {
