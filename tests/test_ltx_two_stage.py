@@ -14,7 +14,9 @@ from test_ltx2 import raw_sha256, streams
 TWO_STAGE = ("t2v", "a drummer on a rooftop", "--preset", "tiny-ltx2-two-stage")
 
 
-def plain_two_stage(data: dict, seed: int | None = None, lora: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def plain_two_stage(
+    data: dict, seed: int | None = None, lora: str | None = None, media: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Frames (uint8) and raw audio from plain diffusers, written as diffusers' ltx2.md does it,
     with the values the sidecar records: stage 1, LTX2LatentUpsamplePipeline, stage 2. With
     `lora`, the stage-2 LoRA is loaded after stage 1, as the docs do."""
@@ -34,7 +36,8 @@ def plain_two_stage(data: dict, seed: int | None = None, lora: str | None = None
     generator = torch.Generator(data["pipeline"]["generator"]["device"]).manual_seed(
         data["seed"] if seed is None else seed
     )
-    video_latent, audio_latent = pipe(**first, generator=generator)
+    media = media or {}
+    video_latent, audio_latent = pipe(**first, **media, generator=generator)
     assert upsample["latents"] == "video_latents"
     upscaled = upsample_pipe(latents=video_latent, output_type="latent", return_dict=False)[0]
     if lora:
@@ -44,7 +47,7 @@ def plain_two_stage(data: dict, seed: int | None = None, lora: str | None = None
         pipe.scheduler.config, **setup["stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config"]
     )
     named = {k: v for k, v in second.items() if k not in ("latents", "audio_latents")}
-    out = pipe(**named, latents=upscaled, audio_latents=audio_latent, generator=generator)
+    out = pipe(**named, latents=upscaled, audio_latents=audio_latent, **media, generator=generator)
     frames = (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
     return frames, out.audio[0].float().numpy()
 
@@ -92,6 +95,25 @@ def test_two_stage_mp4_is_full_size_with_sound(tmp_path: Path) -> None:
     with av.open(str(tmp_path / "drum.mp4")) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (64, 64)
+
+
+def test_two_stage_i2v_equals_plain_diffusers(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 80, 40)).save("first.png")
+    args = ("i2v", "first.png", "a drummer", "--preset", "tiny-ltx2-two-stage", "--format", "png")
+    result = cli(*args, "--seed", "3", "--out", "frames/")
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    assert data["pipeline"]["class"] == "LTX2ImageToVideoPipeline"
+    media = {"image": Image.open("first.png").convert("RGB")}
+    ours = _png_frames(folder)
+    frames, audio = plain_two_stage(data, media=media)
+    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
+    assert raw_sha256(audio) == data["output"]["audio"]["raw_sha256"]
+    other, _ = plain_two_stage(data, seed=4, media=media)
+    assert np.abs(ours.astype(int) - other.astype(int)).max() > 1
 
 
 def test_stage_2_lora_is_on_for_stage_2_only(tmp_path: Path) -> None:
@@ -232,6 +254,8 @@ def test_ltx_upscale_i2v_conditions_both_stages_on_the_image(tmp_path: Path) -> 
         (("t2v", "a fox", "--preset", "tiny-ltx", "--adain-factor", "1"), 3, ("--adain-factor", "--latent-upsampler")),
         # A model that is not there: exit 5 (DESIGN.md section 5), before anything loads.
         ((*UPSCALE, "--latent-upsampler", "tiny:nothing"), 5, ("no tiny model 'nothing'", "ltx-upsampler")),
+        ((*TWO_STAGE, "--latent-upsampler", "https://x/y"), 5, ("https://x/y", "Hub repo id")),
+        ((*TWO_STAGE, "--latent-upsampler", "a/b/../c"), 5, ("a/b/../c", "inside the repo")),
     ],
 )
 def test_ltx_upscale_bad_input_is_refused_before_loading(

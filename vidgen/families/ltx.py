@@ -9,10 +9,11 @@ so vidgen refuses other values before loading.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, ModelError
 from vidgen.families.base import (
     Family,
     Footprint,
@@ -421,6 +422,13 @@ def upsampler_location(source: str, build: bool) -> tuple[str, dict[str, Any]]:
     if source.startswith("tiny:") or Path(source).expanduser().is_dir():
         return locate(source, build, marker="config.json", what="latent upsampler")[1], {}
     parts = source.split("/")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w.-]+)*", source) or source.startswith((".", "~")):
+        raise ModelError(
+            f"latent upsampler {source} is neither an existing folder, tiny:NAME, nor a Hub repo id "
+            "(owner/name, then the subfolder if any)."
+        )
+    if any(part in (".", "..") for part in parts[2:]):
+        raise ModelError(f"latent upsampler {source}: the subfolder after the repo id must stay inside the repo.")
     repo = "/".join(parts[:2])
     _, where = locate(repo, build, marker="config.json", what="latent upsampler")
     return where, ({"subfolder": "/".join(parts[2:])} if len(parts) > 2 else {})
