@@ -239,6 +239,9 @@ class LTX(Family):
             placed = first + [(c.frame_index, c.strength) for c in conditions]
             kwargs["frame_index"] = [frame for frame, _ in placed]
             kwargs["strength"] = [strength for _, strength in placed]
+        # The stage options shape the three calls (see upscale_calls); they are no pipeline argument.
+        for option in _UPSCALE_ONLY:
+            kwargs.pop(option.field, None)
         kwargs["output_type"] = "np"
         return kwargs
 
@@ -262,7 +265,7 @@ class LTX(Family):
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         # `strength` here is each condition's pull, not a video-to-video strength: every step runs.
         if cfg.sampling.get("latent_upsampler"):
-            first, _, second, _ = upscale_calls(call_kwargs)
+            first, _, second, _ = upscale_calls(cfg, call_kwargs)
             schedule = second["timesteps"]
             return self._steps(first) + min(int(len(schedule) * second["denoise_strength"]), len(schedule))
         return self._steps(call_kwargs)
@@ -279,7 +282,7 @@ class LTX(Family):
     def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         if not cfg.sampling.get("latent_upsampler"):
             return {}
-        first, upsample, second, size = upscale_calls(call_kwargs)
+        first, upsample, second, size = upscale_calls(cfg, call_kwargs)
         return {
             "stages": [
                 {"call": "pipe", "call_kwargs": first, "returns": "latents (.frames)"},
@@ -302,7 +305,7 @@ class LTX(Family):
         if "conditions" in media or (upscale and "image" in media):
             media = condition_lists({**media, "conditions": media.get("conditions", [])})
         if upscale:
-            return upscale_run(pipe, call_kwargs, media, **extra)
+            return upscale_run(pipe, cfg, call_kwargs, media, **extra)
         return pipe(**call_kwargs, **media, **extra).frames[0]
 
 
@@ -331,26 +334,25 @@ def check_upscale(cfg: RunConfig) -> None:
 
 
 def upscale_calls(
-    call_kwargs: dict[str, Any],
+    cfg: RunConfig, call_kwargs: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], tuple[int, int] | None]:
-    """The JSON-able arguments of the three calls and the final resize (width, height), None when
-    stage 2's size is the size asked for."""
-    own = {"stage_2_timesteps", "stage_2_denoise_strength", "stage_2_guidance_scale", "adain_factor"}
-    own |= {"tone_map_compression_ratio", "output_type"}
-    common = {k: v for k, v in call_kwargs.items() if k not in own}
+    """The JSON-able arguments of the three calls, from the run's one-call arguments and its
+    stage options, and the final resize (width, height), None when stage 2 makes the size asked for."""
+    s = cfg.sampling
+    common = {k: v for k, v in call_kwargs.items() if k != "output_type"}
     height, width = call_kwargs["height"], call_kwargs["width"]
     # Floored to the VAE's 32 (every LTX-Video checkpoint's; the tiny one's 4 divides it), as the docs do.
     small = (int(height * DOWNSCALE) // 32 * 32, int(width * DOWNSCALE) // 32 * 32)
     first = {**common, "height": small[0], "width": small[1], "output_type": "latent"}
-    upsample = {key: call_kwargs[key] for key in ("adain_factor", "tone_map_compression_ratio") if key in call_kwargs}
+    upsample = {key: s.get(key) for key in ("adain_factor", "tone_map_compression_ratio") if s.get(key) is not None}
     upsample["output_type"] = "latent"
     second = {k: v for k, v in common.items() if k not in ("num_inference_steps", "timesteps")}
     second.update(
         height=small[0] * 2,
         width=small[1] * 2,
-        timesteps=list(call_kwargs.get("stage_2_timesteps") or STAGE_2_DISTILLED_TIMESTEPS),
-        denoise_strength=call_kwargs.get("stage_2_denoise_strength", 0.999),
-        guidance_scale=call_kwargs.get("stage_2_guidance_scale", common.get("guidance_scale", 3.0)),
+        timesteps=list(s.get("stage_2_timesteps") or STAGE_2_DISTILLED_TIMESTEPS),
+        denoise_strength=_given(s.get("stage_2_denoise_strength"), 0.999),
+        guidance_scale=_given(s.get("stage_2_guidance_scale"), common.get("guidance_scale", 3.0)),
         output_type="pil",
     )
     size = None if (second["height"], second["width"]) == (height, width) else (width, height)
@@ -391,13 +393,17 @@ def load_upsampler(pipe: Any, cfg: RunConfig, model: type, pipeline: type) -> li
     ]
 
 
-def upscale_run(pipe: Any, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def upscale_run(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
     """Stage 1, the upsampler, stage 2, the resize: one video, with the models loaded once."""
     import numpy as np
     import torch
     from diffusers.utils.torch_utils import get_module_execution_device
 
-    first, upsample, second, size = upscale_calls(call_kwargs)
+    first, upsample, second, size = upscale_calls(cfg, call_kwargs)
     generator = extra.pop("generator")
     latents = pipe(**first, **media, generator=generator, **extra).frames
     upsample_pipe = pipe.vidgen_upsample

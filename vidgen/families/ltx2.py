@@ -270,6 +270,9 @@ class LTX2(Family):
         if kwargs.get("sigmas") is not None:
             # A fixed schedule sets the step count; the docs warn that passing both costs quality.
             kwargs.pop("num_inference_steps", None)
+        # The stage options shape the two-stage calls (see two_stage_calls); no pipeline argument.
+        for option in _STAGE_2_ONLY:
+            kwargs.pop(option.field, None)
         # The frame rate feeds the model's temporal positions and the sound's length: the file's.
         kwargs["frame_rate"] = float(cfg.output.fps or self.fps)
         kwargs["output_type"] = "np"
@@ -277,7 +280,7 @@ class LTX2(Family):
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         if cfg.sampling.get("latent_upsampler"):
-            first, _, second = two_stage_calls(call_kwargs)
+            first, _, second = two_stage_calls(cfg, call_kwargs)
             steps = len(first["sigmas"]) if first.get("sigmas") else int(first.get("num_inference_steps", 0))
             return steps + len(second["sigmas"])
         sigmas = call_kwargs.get("sigmas")
@@ -290,7 +293,7 @@ class LTX2(Family):
     def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         if not cfg.sampling.get("latent_upsampler"):
             return {}
-        first, upsample, second = two_stage_calls(call_kwargs)
+        first, upsample, second = two_stage_calls(cfg, call_kwargs)
         lora = bool(cfg.sampling.get("stage_2_lora"))
         return {
             "stages": [
@@ -318,7 +321,7 @@ class LTX2(Family):
         if "conditions" in media:
             media = condition_objects(media, cfg)
         if cfg.sampling.get("latent_upsampler"):
-            return two_stage(pipe, call_kwargs, media, bool(cfg.sampling.get("stage_2_lora")), **extra)
+            return two_stage(pipe, cfg, call_kwargs, media, **extra)
         output = pipe(**call_kwargs, **media, **extra)
         return Generated(output.frames[0], audio_of(pipe, output))
 
@@ -381,12 +384,13 @@ def setup_two_stage(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
     return calls
 
 
-def two_stage_calls(call_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def two_stage_calls(
+    cfg: RunConfig, call_kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The JSON-able arguments of the three calls, from the run's own: stage 1 at half size with
     the run's schedule and guidance; the upsampler; stage 2 at full size with the refinement
     sigmas (noise added at the first of them) and its guidance. Everything else goes to both."""
-    stage_2 = {"stage_2_sigmas", "stage_2_guidance_scale", "noise_scale"}
-    common = {k: v for k, v in call_kwargs.items() if k not in stage_2}
+    common = {k: v for k, v in call_kwargs.items() if k != "noise_scale"}
     first = {
         **common,
         "height": call_kwargs["height"] // 2,
@@ -394,21 +398,23 @@ def two_stage_calls(call_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[s
         "output_type": "latent",
         "return_dict": False,
     }
-    sigmas = list(call_kwargs.get("stage_2_sigmas") or STAGE_2_DISTILLED_SIGMAS)
+    sigmas = list(cfg.sampling.get("stage_2_sigmas") or STAGE_2_DISTILLED_SIGMAS)
+    guidance = cfg.sampling.get("stage_2_guidance_scale")
     second = {k: v for k, v in common.items() if k not in ("num_inference_steps", "sigmas", "guidance_scale")}
     second.update(
         sigmas=sigmas,
         noise_scale=call_kwargs.get("noise_scale", sigmas[0]),
-        guidance_scale=call_kwargs.get("stage_2_guidance_scale", 1.0),
+        guidance_scale=1.0 if guidance is None else guidance,
     )
     return first, {"output_type": "latent", "return_dict": False}, second
 
 
-def two_stage(pipe: Any, call_kwargs: dict[str, Any], media: dict[str, Any], lora: bool, **extra: Any) -> Generated:
+def two_stage(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Generated:
     """Stage 1, the upsampler, stage 2: one video, with the models loaded once."""
     from diffusers.utils.torch_utils import get_module_execution_device
 
-    first, upsample, second = two_stage_calls(call_kwargs)
+    first, upsample, second = two_stage_calls(cfg, call_kwargs)
+    lora = bool(cfg.sampling.get("stage_2_lora"))
     if lora:
         pipe.disable_lora()
     video_latents, audio_latents = pipe(**first, **media, **extra)
