@@ -164,6 +164,7 @@ def _tiny_lora(folder: Path) -> Path:
             ("--stage-2-lora", "--latent-upsampler"),
         ),
         ((*TWO_STAGE, "--keyframe", "8:last.png"), ("--keyframe", "two stages")),
+        ((*TWO_STAGE, "--stage-2-lora", "a/b:x.safetensors", "--lora", "c/d"), ("--lora", "--stage-2-lora")),
     ],
 )
 def test_two_stage_bad_input_is_refused_before_loading(tmp_path: Path, args: tuple, needles: tuple) -> None:
