@@ -95,6 +95,9 @@ def test_two_stage_mp4_is_full_size_with_sound(tmp_path: Path) -> None:
     with av.open(str(tmp_path / "drum.mp4")) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (64, 64)
+    shown = cli("inspect", "drum.mp4")
+    assert shown.exit_code == 0
+    assert "pipe 32x32 2 steps guidance 3.0 -> upsample_pipe -> pipe 64x64 3 steps guidance 1.0" in shown.stdout
 
 
 def test_two_stage_i2v_equals_plain_diffusers(tmp_path: Path) -> None:
