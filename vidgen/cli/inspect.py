@@ -39,6 +39,28 @@ def _dict(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _stages(stages: object) -> str | None:
+    """Two-stage runs (LTX): each call's pipeline, size, schedule length and guidance, in order."""
+    if not isinstance(stages, list):
+        return None
+    shown = []
+    for stage in map(_dict, stages):
+        kwargs = _dict(stage.get("call_kwargs"))
+        schedule = kwargs.get("sigmas") or kwargs.get("timesteps")
+        parts = [str(stage.get("call"))]
+        if "width" in kwargs:
+            parts.append(f"{kwargs.get('width')}x{kwargs.get('height')}")
+        steps = len(schedule) if isinstance(schedule, list) else kwargs.get("num_inference_steps")
+        if steps is not None:
+            parts.append(f"{steps} steps")
+        if "denoise_strength" in kwargs:
+            parts.append(f"at strength {kwargs['denoise_strength']}")
+        if "guidance_scale" in kwargs:
+            parts.append(f"guidance {kwargs['guidance_scale']}")
+        shown.append(" ".join(parts))
+    return " -> ".join(shown) or None
+
+
 def _rows(data: dict) -> list[tuple[str, object]]:
     config = _dict(data.get("config"))
     model, pipeline, output = (_dict(data.get(key)) for key in ("model", "pipeline", "output"))
@@ -72,6 +94,7 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         ("guidance", sampling.get("guidance_scale")),
         ("call", _other_call_kwargs(_dict(pipeline.get("call_kwargs")))),
         ("windows", _dict(pipeline.get("windows")).get("summary")),
+        ("stages", _stages(pipeline.get("stages"))),
         ("setup", ", ".join(f"{c.get('method')}({_kwargs(_dict(c.get('kwargs')))})" for c in setup)),
     ]
     if "format" in output:

@@ -9,10 +9,11 @@ so vidgen refuses other values before loading.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, ModelError
 from vidgen.families.base import (
     Family,
     Footprint,
@@ -61,6 +62,56 @@ IMAGE_COND_NOISE_SCALE = Option(
     ge=0,
     le=1,
 )
+LATENT_UPSAMPLER = Option(
+    "latent_upsampler",
+    "--latent-upsampler",
+    str,
+    "Latent upsampler (REPO[/SUBFOLDER], folder or tiny:NAME): make it smaller, x2, refine.",
+    setup=True,
+)
+STAGE_2_GUIDANCE = Option(
+    "stage_2_guidance_scale",
+    "--stage-2-guidance",
+    float,
+    "Classifier-free guidance of the refinement stage (two-stage runs).",
+    ge=0,
+    le=100,
+)
+STAGE_2_TIMESTEPS = Option(
+    "stage_2_timesteps",
+    "--stage-2-timestep",
+    list[float],
+    "One timestep of the refinement stage's fixed schedule (repeatable; two-stage runs).",
+)
+STAGE_2_STRENGTH = Option(
+    "stage_2_denoise_strength",
+    "--stage-2-strength",
+    float,
+    "Share of the refinement schedule that runs (two-stage runs; the docs: 0.999).",
+    ge=0,
+    le=1,
+)
+ADAIN_FACTOR = Option(
+    "adain_factor",
+    "--adain-factor",
+    float,
+    "How far the upsampled latents take the statistics of stage 1's (two-stage runs).",
+    ge=0,
+    le=1,
+)
+TONE_MAP = Option(
+    "tone_map_compression_ratio",
+    "--tone-map",
+    float,
+    "Tone-map compression of the upsampled latents (two-stage runs; LTX 0.9.8: 0.6).",
+    ge=0,
+    le=1,
+)
+# diffusers ltx_video.md: stage 1 at 2/3 of the size (floored to the VAE's 32), x2 in latents,
+# refined with these timesteps at 0.999 strength, then resized to the size asked for.
+DOWNSCALE = 2 / 3
+STAGE_2_DISTILLED_TIMESTEPS = [1000.0, 909.0, 725.0, 421.0, 0.0]
+_UPSCALE_ONLY = (STAGE_2_TIMESTEPS, STAGE_2_STRENGTH, ADAIN_FACTOR, TONE_MAP, STAGE_2_GUIDANCE)
 _CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 # Parameter counts: the transformers built on the meta device from the repos' transformer/config.json
 # (2B: 28 layers of 32x64 heads; 13B: 48 layers of 32x128), the VAE from diffusers' default config.
@@ -82,6 +133,12 @@ class LTX(Family):
         DECODE_NOISE_SCALE,
         TIMESTEPS,
         IMAGE_COND_NOISE_SCALE,
+        LATENT_UPSAMPLER,
+        STAGE_2_TIMESTEPS,
+        STAGE_2_STRENGTH,
+        STAGE_2_GUIDANCE,
+        ADAIN_FACTOR,
+        TONE_MAP,
     )
     extra_inputs = frozenset({"conditions"})
     model_options = frozenset({"loras"})
@@ -131,7 +188,9 @@ class LTX(Family):
         return super().accepts(mode) | {"inputs.conditions"}
 
     def pipeline_name(self, cfg: RunConfig) -> str:
-        return CONDITION_PIPELINE if cfg.inputs.conditions else self.pipelines[cfg.mode]
+        # Stage 2 of the upscale recipe refines given latents, which only the condition pipeline takes.
+        upscale = cfg.sampling.get("latent_upsampler")
+        return CONDITION_PIPELINE if cfg.inputs.conditions or upscale else self.pipelines[cfg.mode]
 
     def defaults(self, mode: str) -> dict[str, Any]:
         return {
@@ -153,7 +212,10 @@ class LTX(Family):
         super().check(cfg)
         check_conditions(cfg)
         check_schedule(cfg, "timesteps", "--timestep")
-        if cfg.sampling.get("image_cond_noise_scale") is not None and not cfg.inputs.conditions:
+        check_upscale(cfg)
+        if cfg.sampling.get("image_cond_noise_scale") is not None and not (
+            cfg.inputs.conditions or cfg.sampling.get("latent_upsampler")
+        ):
             raise ConfigError(
                 "--image-cond-noise-scale applies to keyframes and clips (LTXConditionPipeline); "
                 "add --keyframe or --condition-video, or drop it."
@@ -171,16 +233,27 @@ class LTX(Family):
         # The frame rate scales the model's temporal positions: the file's.
         kwargs["frame_rate"] = int(cfg.output.fps or self.fps)
         conditions = cfg.inputs.conditions or []
-        if conditions:
+        if conditions or (cfg.mode == "i2v" and cfg.sampling.get("latent_upsampler")):
             # The condition pipeline takes parallel lists: the i2v image first (at frame 0).
             first = [(0, 1.0)] if cfg.mode == "i2v" else []
             placed = first + [(c.frame_index, c.strength) for c in conditions]
             kwargs["frame_index"] = [frame for frame, _ in placed]
             kwargs["strength"] = [strength for _, strength in placed]
+        # The stage options shape the three calls (see upscale_calls); they are no pipeline argument.
+        for option in _UPSCALE_ONLY:
+            kwargs.pop(option.field, None)
         kwargs["output_type"] = "np"
         return kwargs
 
     def run_note(self, cfg: RunConfig) -> str | None:
+        if cfg.sampling.get("latent_upsampler"):
+            return (
+                "two stages, as in diffusers' LTX-Video docs: pipeline.stages lists the three calls (stage 1 at 2/3 "
+                "of the size, floored to multiples of 32, with output_type='latent'; LTXLatentUpsamplePipeline on its "
+                "latents; stage 2 at twice stage 1's size on the upsampled latents with a generator seeded afresh "
+                "with the seed), then each frame resized to the size asked for (PIL's resize) where it differs; "
+                "images and clips go to both stages as LTXConditionPipeline lists"
+            )
         if not cfg.inputs.conditions:
             return None
         return (
@@ -191,13 +264,180 @@ class LTX(Family):
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         # `strength` here is each condition's pull, not a video-to-video strength: every step runs.
+        if cfg.sampling.get("latent_upsampler"):
+            first, _, second, _ = upscale_calls(cfg, call_kwargs)
+            schedule = second["timesteps"]
+            return self._steps(first) + min(int(len(schedule) * second["denoise_strength"]), len(schedule))
+        return self._steps(call_kwargs)
+
+    @staticmethod
+    def _steps(call_kwargs: dict[str, Any]) -> int:
         timesteps = call_kwargs.get("timesteps")
         return len(timesteps) if timesteps else int(call_kwargs.get("num_inference_steps", 0))
 
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        source = cfg.sampling.get("latent_upsampler")
+        return setup_upscale(pipe, cfg) if source else []
+
+    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not cfg.sampling.get("latent_upsampler"):
+            return {}
+        first, upsample, second, size = upscale_calls(cfg, call_kwargs)
+        return {
+            "stages": [
+                {"call": "pipe", "call_kwargs": first, "returns": "latents (.frames)"},
+                {
+                    "call": "upsample_pipe",
+                    "call_kwargs": {**upsample, "latents": "latents"},
+                    "returns": "upscaled_latents (.frames)",
+                },
+                {
+                    "call": "pipe",
+                    "generator": "a new one, seeded with the seed",
+                    "call_kwargs": {**second, "latents": "upscaled_latents"},
+                    "then": {"resize": list(size) if size else None, "how": "PIL Image.resize((width, height))"},
+                },
+            ]
+        }
+
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
-        if "conditions" in media:
-            media = condition_lists(media)
+        upscale = cfg.sampling.get("latent_upsampler")
+        if "conditions" in media or (upscale and "image" in media):
+            media = condition_lists({**media, "conditions": media.get("conditions", [])})
+        if upscale:
+            return upscale_run(pipe, cfg, call_kwargs, media, **extra)
         return pipe(**call_kwargs, **media, **extra).frames[0]
+
+
+# -- the upscale recipe (diffusers ltx_video.md, LTX-Video 0.9.7/0.9.8) --------------------------
+
+
+def check_upscale(cfg: RunConfig) -> None:
+    if not cfg.sampling.get("latent_upsampler"):
+        for option in _UPSCALE_ONLY:
+            if cfg.sampling.get(option.field) is not None:
+                raise ConfigError(
+                    f"{option.flag} applies to two-stage runs; add --latent-upsampler "
+                    "(or --preset ltx-video-0.9.7-distilled-upscale), or drop it."
+                )
+        return
+    height, width = cfg.sampling.height, cfg.sampling.width
+    for flag, value in (("--height", height), ("--width", width)):
+        if value is not None and int(value * DOWNSCALE) < 32:
+            raise ConfigError(
+                f"{flag} {value} is too small for the upscale recipe: stage 1 runs at 2/3 of it, which must be at "
+                "least 32; use 48 or more."
+            )
+    if cfg.sampling.get("stage_2_timesteps") == []:
+        raise ConfigError("--stage-2-timestep needs at least one timestep; drop it for the docs' schedule.")
+    upsampler_location(cfg.sampling.get("latent_upsampler"), build=False)
+
+
+def upscale_calls(
+    cfg: RunConfig, call_kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], tuple[int, int] | None]:
+    """The JSON-able arguments of the three calls, from the run's one-call arguments and its
+    stage options, and the final resize (width, height), None when stage 2 makes the size asked for."""
+    s = cfg.sampling
+    common = {k: v for k, v in call_kwargs.items() if k != "output_type"}
+    height, width = call_kwargs["height"], call_kwargs["width"]
+    # Floored to the VAE's 32 (every LTX-Video checkpoint's; the tiny one's 4 divides it), as the docs do.
+    small = (int(height * DOWNSCALE) // 32 * 32, int(width * DOWNSCALE) // 32 * 32)
+    first = {**common, "height": small[0], "width": small[1], "output_type": "latent"}
+    upsample = {key: s.get(key) for key in ("adain_factor", "tone_map_compression_ratio") if s.get(key) is not None}
+    upsample["output_type"] = "latent"
+    second = {k: v for k, v in common.items() if k not in ("num_inference_steps", "timesteps")}
+    second.update(
+        height=small[0] * 2,
+        width=small[1] * 2,
+        timesteps=list(s.get("stage_2_timesteps") or STAGE_2_DISTILLED_TIMESTEPS),
+        denoise_strength=_given(s.get("stage_2_denoise_strength"), 0.999),
+        guidance_scale=_given(s.get("stage_2_guidance_scale"), common.get("guidance_scale", 3.0)),
+        output_type="pil",
+    )
+    size = None if (second["height"], second["width"]) == (height, width) else (width, height)
+    return first, upsample, second, size
+
+
+def setup_upscale(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    """Load the latent upsampler once, beside the pipeline (sharing its VAE)."""
+    from diffusers import LTXLatentUpsamplePipeline
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    return load_upsampler(pipe, cfg, LTXLatentUpsamplerModel, LTXLatentUpsamplePipeline)
+
+
+def load_upsampler(pipe: Any, cfg: RunConfig, model: type, pipeline: type) -> list[dict[str, Any]]:
+    """The --latent-upsampler model and its upsample pipeline (on the pipeline's VAE), kept as
+    `pipe.vidgen_upsample`; returns the calls for the sidecar's pipeline.setup."""
+    from vidgen.components import safetensors_only
+
+    where, sub = upsampler_location(cfg.sampling.get("latent_upsampler"), build=True)
+    # Files are data: a preset's upsampler loads as safetensors only, unless --allow-pickle.
+    safe = safetensors_only(cfg)
+    upsampler = model.from_pretrained(where, torch_dtype=pipe.vae.dtype, use_safetensors=safe, **sub)
+    # An attribute of the loaded pipeline, not a registered component: DiffusionPipeline.components
+    # must list exactly its __init__ arguments.
+    pipe.vidgen_upsample = pipeline(vae=pipe.vae, latent_upsampler=upsampler)
+    pipe.vidgen_upsample.set_progress_bar_config(disable=True)
+    kwargs = {"pretrained_model_name_or_path": where, **sub, "torch_dtype": str(pipe.vae.dtype)}
+    return [
+        {
+            "method": f"latent_upsampler = {model.__name__}.from_pretrained",
+            "kwargs": {**kwargs, "use_safetensors": safe},
+        },
+        {
+            "method": f"upsample_pipe = {pipeline.__name__}",
+            "kwargs": {"vae": "pipe.vae", "latent_upsampler": "latent_upsampler"},
+        },
+    ]
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def upscale_run(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+    """Stage 1, the upsampler, stage 2, the resize: one video, with the models loaded once."""
+    import numpy as np
+    import torch
+    from diffusers.utils.torch_utils import get_module_execution_device
+
+    first, upsample, second, size = upscale_calls(cfg, call_kwargs)
+    generator = extra.pop("generator")
+    latents = pipe(**first, **media, generator=generator, **extra).frames
+    upsample_pipe = pipe.vidgen_upsample
+    upsample_pipe.latent_upsampler.to(get_module_execution_device(pipe.vae))
+    upscaled = upsample_pipe(latents=latents, **upsample).frames
+    # The docs seed each stage's generator afresh with the same seed.
+    again = torch.Generator(device=generator.device).manual_seed(generator.initial_seed())
+    frames = pipe(**second, latents=upscaled, **media, generator=again, **extra).frames[0]
+    if size is not None:
+        frames = [frame.resize(size) for frame in frames]
+    return np.stack([np.asarray(frame, dtype=np.float32) / 255 for frame in frames])
+
+
+def upsampler_location(source: str, build: bool) -> tuple[str, dict[str, Any]]:
+    """(what to pass to from_pretrained, its subfolder kwargs) for --latent-upsampler: tiny:NAME,
+    a local folder with config.json, or a Hub repo with the subfolder after it
+    (Lightricks/LTX-2/latent_upsampler)."""
+    from pathlib import Path
+
+    from vidgen.loader import locate
+
+    if source.startswith("tiny:") or Path(source).expanduser().is_dir():
+        return locate(source, build, marker="config.json", what="latent upsampler")[1], {}
+    parts = source.split("/")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w.-]+)*", source) or source.startswith((".", "~")):
+        raise ModelError(
+            f"latent upsampler {source} is neither an existing folder, tiny:NAME, nor a Hub repo id "
+            "(owner/name, then the subfolder if any)."
+        )
+    if any(part in (".", "..") for part in parts[2:]):
+        raise ModelError(f"latent upsampler {source}: the subfolder after the repo id must stay inside the repo.")
+    repo = "/".join(parts[:2])
+    _, where = locate(repo, build, marker="config.json", what="latent upsampler")
+    return where, ({"subfolder": "/".join(parts[2:])} if len(parts) > 2 else {})
 
 
 def check_schedule(cfg: RunConfig, field: str, flag: str) -> None:
@@ -297,6 +537,15 @@ def tiny_t2v() -> Any:
     return LTXPipeline(**_parts())
 
 
-LTX.tiny = {"ltx": tiny_t2v}
+def tiny_upsampler() -> Any:
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    # x2 in space like the published one; 32 channels is GroupNorm(32)'s least.
+    return LTXLatentUpsamplerModel(
+        in_channels=8, mid_channels=32, num_blocks_per_stage=1, dims=3, spatial_upsample=True, temporal_upsample=False
+    )
+
+
+LTX.tiny = {"ltx": tiny_t2v, "ltx-upsampler": tiny_upsampler}
 
 FAMILIES = (LTX,)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
+from vidgen.errors import ConfigError
 from vidgen.families.base import (
     Audio,
     Family,
@@ -19,6 +20,7 @@ from vidgen.families.base import (
     Generated,
     Grid,
     Option,
+    check_multiple,
     option_kwargs,
     prompt_kwargs,
     sampling_kwargs,
@@ -27,8 +29,12 @@ from vidgen.families.ltx import (
     DECODE_NOISE_SCALE,
     DECODE_TIMESTEP,
     GUIDANCE_RESCALE,
+    LATENT_UPSAMPLER,
+    STAGE_2_GUIDANCE,
     check_conditions,
     check_schedule,
+    load_upsampler,
+    upsampler_location,
 )
 
 STG_SCALE = Option(
@@ -103,6 +109,23 @@ IMAGE_CRF = Option(
     ge=0,
     le=51,
 )
+STAGE_2_SIGMAS = Option(
+    "stage_2_sigmas",
+    "--stage-2-sigma",
+    list[float],
+    "One sigma of the refinement stage's fixed schedule (repeatable; two-stage runs).",
+)
+STAGE_2_LORA = Option(
+    "stage_2_lora",
+    "--stage-2-lora",
+    str,
+    "LoRA on for the refinement stage only: REPO:WEIGHT_FILE, folder or .safetensors file.",
+    setup=True,
+)
+# diffusers.pipelines.ltx2.utils.STAGE_2_DISTILLED_SIGMA_VALUES: the docs' refinement schedule.
+STAGE_2_DISTILLED_SIGMAS = [0.909375, 0.725, 0.421875]
+STAGE_2_ADAPTER = "stage_2_distilled"
+_STAGE_2_ONLY = (STAGE_2_SIGMAS, STAGE_2_GUIDANCE, STAGE_2_LORA)
 _CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 # Parameter counts. The transformer's: LTX2VideoTransformer3DModel built on the meta device from
 # Lightricks/LTX-2's transformer/config.json (48 layers, 32x128 video heads, 32x64 audio heads).
@@ -134,6 +157,10 @@ class LTX2(Family):
         NOISE_SCALE,
         SIGMAS,
         IMAGE_CRF,
+        LATENT_UPSAMPLER,
+        STAGE_2_SIGMAS,
+        STAGE_2_GUIDANCE,
+        STAGE_2_LORA,
     )
     audio = True
     model_options = frozenset({"loras"})
@@ -195,8 +222,16 @@ class LTX2(Family):
         super().check(cfg)
         check_conditions(cfg)
         check_schedule(cfg, "sigmas", "--sigma")
+        check_two_stage(self.title, cfg)
 
     def run_note(self, cfg: RunConfig) -> str | None:
+        if cfg.sampling.get("latent_upsampler"):
+            return (
+                "two stages, as in diffusers' LTX-2 docs: pipeline.stages lists the three calls (stage 1 at half size "
+                "with output_type='latent'; LTX2LatentUpsamplePipeline on its video latents; stage 2 at full size on "
+                "the upsampled video latents and stage 1's audio latents, with the stage-2 scheduler and LoRA from "
+                "pipeline.setup), all with the one generator seeded once"
+            )
         if not cfg.inputs.conditions:
             return None
         return (
@@ -235,20 +270,167 @@ class LTX2(Family):
         if kwargs.get("sigmas") is not None:
             # A fixed schedule sets the step count; the docs warn that passing both costs quality.
             kwargs.pop("num_inference_steps", None)
+        # The stage options shape the two-stage calls (see two_stage_calls); no pipeline argument.
+        for option in _STAGE_2_ONLY:
+            kwargs.pop(option.field, None)
         # The frame rate feeds the model's temporal positions and the sound's length: the file's.
         kwargs["frame_rate"] = float(cfg.output.fps or self.fps)
         kwargs["output_type"] = "np"
         return kwargs
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        if cfg.sampling.get("latent_upsampler"):
+            first, _, second = two_stage_calls(cfg, call_kwargs)
+            steps = len(first["sigmas"]) if first.get("sigmas") else int(first.get("num_inference_steps", 0))
+            return steps + len(second["sigmas"])
         sigmas = call_kwargs.get("sigmas")
         return len(sigmas) if sigmas else super().step_count(cfg, call_kwargs, media)
+
+    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+        source = cfg.sampling.get("latent_upsampler")
+        return setup_two_stage(pipe, cfg) if source else []
+
+    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not cfg.sampling.get("latent_upsampler"):
+            return {}
+        first, upsample, second = two_stage_calls(cfg, call_kwargs)
+        lora = bool(cfg.sampling.get("stage_2_lora"))
+        return {
+            "stages": [
+                {
+                    "call": "pipe",
+                    **({"before": ["pipe.disable_lora()"]} if lora else {}),
+                    "call_kwargs": first,
+                    "returns": "video_latents, audio_latents (return_dict=False)",
+                },
+                {
+                    "call": "upsample_pipe",
+                    "call_kwargs": {**upsample, "latents": "video_latents"},
+                    "returns": "upscaled_video_latents",
+                },
+                {
+                    "call": "pipe",
+                    "before": [*(["pipe.enable_lora()"] if lora else []), "pipe.scheduler = stage_2_scheduler"],
+                    "call_kwargs": {**second, "latents": "upscaled_video_latents", "audio_latents": "audio_latents"},
+                    "after": ["pipe.scheduler = the first scheduler"],
+                },
+            ]
+        }
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         if "conditions" in media:
             media = condition_objects(media, cfg)
+        if cfg.sampling.get("latent_upsampler"):
+            return two_stage(pipe, cfg, call_kwargs, media, **extra)
         output = pipe(**call_kwargs, **media, **extra)
         return Generated(output.frames[0], audio_of(pipe, output))
+
+
+# -- two stages (diffusers ltx2.md "Two-stages Generation") --------------------------------------
+
+
+def check_two_stage(title: str, cfg: RunConfig) -> None:
+    """The two-stage options go together, at sizes stage 1 can halve onto the VAE's grid."""
+    if not cfg.sampling.get("latent_upsampler"):
+        for option in _STAGE_2_ONLY:
+            if cfg.sampling.get(option.field) is not None:
+                raise ConfigError(
+                    f"{option.flag} applies to two-stage runs; add --latent-upsampler (or --preset ltx2-two-stage), "
+                    "or drop it."
+                )
+        return
+    # Stage 1 runs at half the size, which must itself be a multiple of the VAE's 32.
+    check_multiple(f"{title} two-stage (stage 1 runs at half size)", cfg, 64)
+    if cfg.inputs.conditions:
+        raise ConfigError("--keyframe and --condition-video do not combine with two stages yet; drop one.")
+    if cfg.sampling.get("stage_2_lora") and cfg.model.loras:
+        raise ConfigError("--lora does not combine with --stage-2-lora yet (both switch adapters); drop one.")
+    sigmas = cfg.sampling.get("stage_2_sigmas")
+    if sigmas is not None and not sigmas:
+        raise ConfigError("--stage-2-sigma needs at least one sigma; drop it for the docs' schedule.")
+    upsampler_location(cfg.sampling.get("latent_upsampler"), build=False)
+
+
+def setup_two_stage(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    """Load the latent upsampler (and the stage-2 LoRA) once, beside the pipeline, and the
+    stage-2 scheduler the docs switch to: the refinement sigmas used as given."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+    from vidgen import components
+    from vidgen.config.schema import LoraConfig
+
+    calls = load_upsampler(pipe, cfg, LTX2LatentUpsamplerModel, LTX2LatentUpsamplePipeline)
+    shifts = {"use_dynamic_shifting": False, "shift_terminal": None}
+    pipe.vidgen_stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, **shifts)
+    calls.append({"method": "stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config", "kwargs": shifts})
+    lora = cfg.sampling.get("stage_2_lora")
+    if lora:
+        # REPO:WEIGHT_FILE names one file of a Hub repo (the docs' distilled LoRA in Lightricks/LTX-2).
+        name, _, weight = lora.partition(":")
+        config = LoraConfig(source=name, weight_name=weight or None)
+        # Checked as --lora is: safetensors only unless --allow-pickle was typed.
+        at, extra = components.locate_lora(config, cfg.model.allow_pickle)
+        safe = components.safetensors_only(cfg)
+        pipe.load_lora_weights(at, adapter_name=STAGE_2_ADAPTER, use_safetensors=safe, **extra)
+        pipe.set_adapters(STAGE_2_ADAPTER, 1.0)
+        calls += [
+            {
+                "method": "load_lora_weights",
+                "kwargs": {"pretrained_model_name_or_path_or_dict": at, "adapter_name": STAGE_2_ADAPTER, **extra},
+            },
+            {"method": "set_adapters", "kwargs": {"adapter_names": STAGE_2_ADAPTER, "adapter_weights": 1.0}},
+        ]
+    return calls
+
+
+def two_stage_calls(
+    cfg: RunConfig, call_kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The JSON-able arguments of the three calls, from the run's own: stage 1 at half size with
+    the run's schedule and guidance; the upsampler; stage 2 at full size with the refinement
+    sigmas (noise added at the first of them) and its guidance. Everything else goes to both."""
+    common = {k: v for k, v in call_kwargs.items() if k != "noise_scale"}
+    first = {
+        **common,
+        "height": call_kwargs["height"] // 2,
+        "width": call_kwargs["width"] // 2,
+        "output_type": "latent",
+        "return_dict": False,
+    }
+    sigmas = list(cfg.sampling.get("stage_2_sigmas") or STAGE_2_DISTILLED_SIGMAS)
+    guidance = cfg.sampling.get("stage_2_guidance_scale")
+    second = {k: v for k, v in common.items() if k not in ("num_inference_steps", "sigmas", "guidance_scale")}
+    second.update(
+        sigmas=sigmas,
+        noise_scale=call_kwargs.get("noise_scale", sigmas[0]),
+        guidance_scale=1.0 if guidance is None else guidance,
+    )
+    return first, {"output_type": "latent", "return_dict": False}, second
+
+
+def two_stage(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Generated:
+    """Stage 1, the upsampler, stage 2: one video, with the models loaded once."""
+    from diffusers.utils.torch_utils import get_module_execution_device
+
+    first, upsample, second = two_stage_calls(cfg, call_kwargs)
+    lora = bool(cfg.sampling.get("stage_2_lora"))
+    if lora:
+        pipe.disable_lora()
+    video_latents, audio_latents = pipe(**first, **media, **extra)
+    upsample_pipe = pipe.vidgen_upsample
+    # The upsampler is small: it runs where the VAE runs (offload hooks move the VAE itself).
+    upsample_pipe.latent_upsampler.to(get_module_execution_device(pipe.vae))
+    upscaled = upsample_pipe(latents=video_latents, **upsample)[0]
+    scheduler = pipe.scheduler
+    pipe.scheduler = pipe.vidgen_stage_2_scheduler
+    if lora:
+        pipe.enable_lora()
+    try:
+        output = pipe(**second, latents=upscaled, audio_latents=audio_latents, **media, **extra)
+    finally:
+        pipe.scheduler = scheduler
+    return Generated(output.frames[0], audio_of(pipe, output))
 
 
 def condition_objects(media: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
@@ -434,6 +616,13 @@ def tiny_i2av() -> Any:
     return LTX2ImageToVideoPipeline(**_parts())
 
 
-LTX2.tiny = {"ltx2": tiny_t2av, "ltx2-i2v": tiny_i2av}
+def tiny_upsampler() -> Any:
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+    # x2 in space like the published one; 32 channels is GroupNorm(32)'s least.
+    return LTX2LatentUpsamplerModel(in_channels=4, mid_channels=32, num_blocks_per_stage=1)
+
+
+LTX2.tiny = {"ltx2": tiny_t2av, "ltx2-i2v": tiny_i2av, "ltx2-upsampler": tiny_upsampler}
 
 FAMILIES = (LTX2,)
