@@ -277,6 +277,19 @@ def test_first_block_cache_needs_two_blocks() -> None:
     one_line_error(cli("t2v", "a fox", *TINY, "--cache", "first-block:0.1"), 3, "single block", "--cache pab")
 
 
+def test_an_attention_backend_does_not_leak_into_the_next_pipeline_of_the_process() -> None:
+    # diffusers' set_attention_backend also sets the process-wide default: a Wan model compiled
+    # after a flex-attention pipeline in the same process (a batch's next group) then failed in
+    # inductor. Each pipeline now starts from diffusers' default.
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    flex = cli("t2v", "a koi", "--preset", "tiny-hunyuanvideo", "--attention-backend", "flex", "--out", "f.mp4")
+    assert flex.exit_code == 0, flex.stderr
+    wan = cli("t2v", "a fox", "--preset", "tiny-wan22", "--compile", "--seed", "2", "--out", "w.mp4")
+    assert wan.exit_code == 0, wan.stderr
+    assert _AttentionBackendRegistry.get_active_backend()[0].value == "native"
+
+
 def test_compile_runs_regionally_where_blocks_repeat() -> None:
     # One compile on CPU (inductor needs a C compiler, which CI has): T2V-Zero's UNet declares
     # repeated blocks, so only those compile.

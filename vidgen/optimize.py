@@ -182,6 +182,18 @@ def denoiser(pipe: Any) -> Any:
     return getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
 
 
+def _default_attention() -> None:
+    """diffusers' `set_attention_backend` also makes that backend the whole process's default,
+    so a pipeline loaded later in the same process (the next batch group) silently used it: a
+    Wan model compiled after a flex-attention job failed in inductor. Each pipeline starts from
+    diffusers' own default (DIFFUSERS_ATTN_BACKEND) and sets its backend on its own modules."""
+    from diffusers.models import attention_dispatch as dispatch
+
+    dispatch._AttentionBackendRegistry.set_active_backend(
+        dispatch.AttentionBackendName(dispatch.DIFFUSERS_ATTN_BACKEND)
+    )
+
+
 def apply(
     pipe: Any,
     opt: OptimizationConfig,
@@ -223,6 +235,7 @@ def apply(
             )
     if opt.attention_slicing:
         call("attention_slicing", "enable_attention_slicing", pipe.enable_attention_slicing)
+    _default_attention()
     for name, each in models.items():
         if opt.attention_backend:
             call(
