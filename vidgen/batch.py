@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidgen import families, trust
+from vidgen import families, stopping, trust
 from vidgen.config import Layer, Resolved, resolve, safe_yaml
 from vidgen.config.flags import FLAGS, from_flag_form
 from vidgen.config.layers import set_layer
@@ -545,6 +545,7 @@ def _run_job(
         current = None
     start = time.perf_counter()
     log.info("[%s/%s] %s", position, total, job.id)
+    stopping.check()  # a Ctrl-C or SIGTERM dropped by a fork stops the batch before the next job
     event("job_start", id=job.id, index=job.index)
     try:
         plan = generate.plan(job.resolved)

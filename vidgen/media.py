@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vidgen import stopping
 from vidgen.errors import ConfigError, WriteError
 
 # format -> codec name -> (ffmpeg encoder, default CRF, highest CRF)
@@ -432,6 +433,7 @@ def _feed(command: list[str], frames: Any, on_frame: Callable[[int, int], None] 
     reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
     reader.start()
     try:
+        stopping.check()  # a signal that landed during the fork was dropped there
         try:
             for index, frame in enumerate(frames):
                 process.stdin.write(frame.tobytes())
@@ -443,6 +445,7 @@ def _feed(command: list[str], frames: Any, on_frame: Callable[[int, int], None] 
             with contextlib.suppress(BrokenPipeError):
                 process.stdin.close()
         returncode = process.wait()
+        stopping.check()
     except BaseException:
         # Ctrl-C, SIGTERM (raised by vidgen's handler) or any error here: ffmpeg goes too; the
         # death signal covers a vidgen killed outright.

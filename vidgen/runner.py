@@ -11,6 +11,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from vidgen import stopping
 from vidgen.errors import OutOfMemory
 
 
@@ -160,6 +161,7 @@ def run(
         done[0] += 1
         last_step[0] = time.perf_counter()
         progress.advance()
+        stopping.check()  # a signal dropped by a fork elsewhere stops the run at the next step
         _inject_oom("denoise")
         if done[0] == steps:
             progress.phase("decode")

@@ -13,33 +13,34 @@ from typing import Annotated, Any
 
 import typer
 
-from vidgen import __version__
+from vidgen import __version__, stopping
 from vidgen.cli._help import HelpCommand, HelpGroup
 from vidgen.config.settings import traceback_requested
 from vidgen.errors import ExitCode, VidgenError
+from vidgen.stopping import Terminated
 from vidgen.terminal import escape
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (Slurm preemption, a closed terminal): a KeyboardInterrupt, so every
-    cleanup that Ctrl-C runs (temporary files, the ffmpeg child) runs for these too."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _on_signal(signum: int, frame: Any) -> None:
     # The first signal stops the run; later ones must not break off the cleanup it started.
     for other in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(other, signal.SIG_IGN)
+    stopping.request(signum)
     raise Terminated(signum)
 
 
+def _on_interrupt(signum: int, frame: Any) -> None:
+    stopping.request(signum)
+    raise KeyboardInterrupt
+
+
 def _install_signal_handlers() -> None:
+    stopping.reset()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:  # `nohup` set SIGHUP to ignore: keep that
             signal.signal(signum, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_interrupt)
 
 
 def _fail(ctx: typer.Context, code: int, message: str) -> None:
