@@ -26,12 +26,14 @@ def _on_signal(signum: int, frame: Any) -> None:
     for other in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(other, signal.SIG_IGN)
     stopping.request(signum)
-    raise Terminated(signum)
+    if not stopping.deferring():  # during a fork, check() raises it right after
+        raise Terminated(signum)
 
 
 def _on_interrupt(signum: int, frame: Any) -> None:
     stopping.request(signum)
-    raise KeyboardInterrupt
+    if not stopping.deferring():
+        raise KeyboardInterrupt
 
 
 def _install_signal_handlers() -> None:
@@ -61,7 +63,9 @@ class _Boundary(HelpGroup):
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            stopping.check()  # a signal recorded during a late fork still stops with its code
+            return result
         except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors keep Typer's exit 2
             raise
         except VidgenError as exc:
