@@ -259,6 +259,9 @@ def test_ctrl_c_mid_batch_exits_130_and_leaves_only_whole_files(tmp_path: Path) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test suite started in the background (`cmd &` in a script) inherits SIGINT ignored,
+        # and vidgen keeps an ignored SIGINT ignored (as under nohup): give the batch a default one.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # The first job to finish, whichever it is (the order of jobs is not the manifest's).
     deadline = time.time() + 120
