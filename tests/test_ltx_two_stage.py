@@ -268,3 +268,33 @@ def test_ltx_upscale_bad_input_is_refused_before_loading(
     before = files_under(tmp_path)
     one_line_error(cli(*args), code, *needles)
     assert files_under(tmp_path) == before
+
+
+def test_two_stage_keyframes_condition_both_stages_equal_to_plain_diffusers(tmp_path: Path) -> None:
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 80, 40)).save("first.png")
+    Image.new("RGB", (64, 64), (30, 90, 220)).save("last.png")
+    args = ("i2v", "first.png", "a drummer", "--preset", "tiny-ltx2-two-stage", "--keyframe", "8:last.png:0.9")
+    result = cli(*args, "--image-crf", "0", "--seed", "3", "--format", "png", "--out", "frames/")
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    assert data["pipeline"]["class"] == "LTX2ConditionPipeline" and len(data["pipeline"]["stages"]) == 3
+    assert "the same to both stages" in data["pipeline"]["run"]
+
+    def conditions() -> dict:
+        return {
+            "conditions": [
+                LTX2VideoCondition(frames=Image.open("first.png").convert("RGB"), index=0, strength=1.0, crf=0),
+                LTX2VideoCondition(frames=Image.open("last.png").convert("RGB"), index=8, strength=0.9, crf=0),
+            ]
+        }
+
+    ours = _png_frames(folder)
+    frames, audio = plain_two_stage(data, media=conditions())
+    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
+    assert raw_sha256(audio) == data["output"]["audio"]["raw_sha256"]
+    other, _ = plain_two_stage(data, seed=4, media=conditions())
+    assert np.abs(ours.astype(int) - other.astype(int)).max() > 1

@@ -75,11 +75,7 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
         optimize.check_backend(cfg.optimization.attention_backend)
     fmt = outputs.output_format(cfg)
     codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
-    if family.audio and cfg.output.audio is not False and fmt not in media.AUDIO_CODECS:
-        raise ConfigError(
-            f"{family.title} makes sound and {fmt} has no audio track; use --format mp4, webm or png "
-            "(png writes audio.wav in the frame folder), or add --no-audio."
-        )
+    _check_audio_format(family, cfg, fmt)
     drawn = cfg.sampling.seed is None
     base = secrets.randbelow(2**32) if drawn else cfg.sampling.seed
     seeds = [base + index for index in range(cfg.sampling.num_videos)]
@@ -105,6 +101,14 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     if planned.rung is not None:
         resolved = memory.planned(resolved, planned.rung)
     return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
+
+
+def _check_audio_format(family: Any, cfg: Any, fmt: str) -> None:
+    if family.audio and cfg.output.audio is not False and fmt not in media.AUDIO_CODECS:
+        raise ConfigError(
+            f"{family.title} makes sound and {fmt} has no audio track; use --format mp4, webm or png "
+            "(png writes audio.wav in the frame folder), or add --no-audio."
+        )
 
 
 def _check_free(item: Planned, save_latents: bool) -> None:
@@ -576,12 +580,16 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     """`vidgen decode`: turn saved final latents into the video, loading only the VAE.
 
     `resolved` is the recorded run's config with the decode options of this command on top."""
+    import numpy as np
     import torch
 
     from vidgen import latents, loader, runner
 
     progress = progress or NullProgress()
     tensor, info = latents.load(source)
+    # The other caught tensors and the decode arguments, checked before anything loads.
+    tensors = latents.load_tensors(source, info.get("tensors"))
+    latents.arguments(source, info, tensors)
     cfg = resolved.config
     cfg = cfg.model_copy(update={"optimization": cfg.optimization.model_copy(update=_DENOISER_OPTIONS)})
     family = families.check(cfg)
@@ -589,6 +597,7 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     optimize.check(cfg.optimization, device)
     fmt = outputs.output_format(cfg)
     codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
+    _check_audio_format(family, cfg, fmt)
     path = Path(cfg.output.path)
     target = path.with_suffix(f".{fmt}") if fmt != "png" and path.suffix else path
     side = outputs.sidecar_path(target)
@@ -605,15 +614,27 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     start = time.perf_counter()
     progress.phase("decode")
     # The execution device is where offload hooks run the VAE, or the pipeline's device without them.
-    moved = tensor.to(device=loaded.pipe._execution_device, dtype=loaded.pipe.vae.dtype)
+    execution = loaded.pipe._execution_device
+    moved = tensor.to(device=execution, dtype=loaded.pipe.vae.dtype)
+    # The other caught tensors keep their dtype (the audio decoder has its own); the family casts.
+    tensors = {name: value.to(execution) for name, value in tensors.items()}
+    args, kwargs = latents.arguments(source, info, tensors)
     try:
         with torch.inference_mode():
-            frames = family.decode(
-                loaded.pipe, moved, info["decode_args"], info["decode_kwargs"], cfg.optimization.decode_chunk_size
-            )
+            frames = family.decode(loaded.pipe, cfg, moved, args, kwargs, tensors)
     except (torch.cuda.OutOfMemoryError, MemoryError):
         savers = memory.decode_only_savers(family, cfg).flags()
         raise OutOfMemory(f"the decode ran out of memory; try again with {savers} or --offload model.") from None
+    # A family with sound decodes it too, unless the recorded run or this command dropped it.
+    audio = getattr(frames, "audio", None)
+    if audio is not None or hasattr(frames, "frames"):
+        frames = frames.frames
+    if audio is not None and cfg.output.audio is False:
+        audio = None
+    if audio is not None:
+        audio.samples = np.asarray(audio.samples, dtype=np.float32)
+    elif family.audio and cfg.output.audio is not False:
+        log.warning("%s holds no audio latents: this video is silent.", source)
     # The family's step after decoding, from the arrays the run kept beside its latents.
     post = family.postprocess_record(cfg)
     kept = latents.load_kept(source, info.get("kept", []))
@@ -627,11 +648,11 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
         )
         post = {**post, "skipped": "the latents file holds no kept input pixels"}
     decoded = time.perf_counter() - start
-    import numpy as np
-
     frames = np.asarray(frames, dtype=np.float32)
-    # Latent-output families decode as their pipeline would; the older ones through decode_latents.
-    method = "decode_latents" if family.latents == "decode_latents" else "vae.decode (the pipeline's own decode)"
+    # Latent-output families decode as their pipeline would; the others call what they were caught at.
+    method = (
+        family.catches["latents"].target if family.latents == "caught" else "vae.decode (the pipeline's own decode)"
+    )
     record = sidecar.record(
         Resolved(cfg, resolved.sources, resolved.presets),
         info.get("seed"),
@@ -648,6 +669,6 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
         peak_memory_bytes=runner.peak_memory(device),
     )
     fps = cfg.output.fps or info.get("fps") or 8
-    _encode(record, frames, target, fmt, fps, codec, crf, cfg.output.overwrite, progress)
+    _encode(record, frames, target, fmt, fps, codec, crf, cfg.output.overwrite, progress, audio)
     media.write_text(sidecar.dumps(record), side, overwrite=cfg.output.overwrite)
     return Result(record, target, side)

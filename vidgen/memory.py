@@ -255,7 +255,40 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
             notes.append(f"the size of {model_id} is unknown until it is downloaded; planned with {reference}'s")
         params.update(published if whole else {name: published.get(name, 0.0)})
         sources.add("published sizes")
+    for name, (source, published) in family.extra_models(cfg).items():
+        local = _extra_folder(source)
+        counts = _count_folder(local, None) if local else {}
+        if "" in counts:
+            params[name] = counts[""]
+            sources.add("safetensors headers")
+        elif published:
+            params[name] = published
+            sources.add("published sizes")
+        elif not source.startswith("tiny:"):
+            notes.append(f"the size of {source} is unknown until it is downloaded; not counted")
     return Sizes(params, " + ".join(sorted(sources)), notes)
+
+
+def _extra_folder(source: str) -> Path | None:
+    """The folder of a model loaded beside the pipeline: tiny:NAME, a local folder, or a Hub
+    repo with a subfolder after it (owner/name/sub), from the cache only."""
+    from vidgen import tiny
+
+    if source.startswith(tiny.PREFIX):
+        folder = tiny.folder(source.removeprefix(tiny.PREFIX))
+        return folder if folder.is_dir() else None
+    if Path(source).expanduser().is_dir():
+        return Path(source).expanduser()
+    parts = source.split("/")
+    if len(parts) < 2:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache("/".join(parts[:2]), "/".join([*parts[2:], "config.json"]))
+    except Exception:  # a broken cache or an odd id only costs the exact count
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 # -- the estimate -------------------------------------------------------------------------

@@ -179,8 +179,8 @@ def run(
         with (
             _global_rng(family, seed, device),
             family.steps(pipe, on_step) as step_kwargs,
-            latents.capture(pipe, before_decode)
-            if family.latents == "decode_latents"
+            latents.capture(pipe, before_decode, family.catches)
+            if family.latents == "caught"
             else nullcontext(captured) as captured,
         ):
             captured.kept = for_postprocess  # saved with the latents, so `vidgen decode` repeats the step

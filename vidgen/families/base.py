@@ -10,6 +10,7 @@ from typing import Annotated, Any, ClassVar
 
 from vidgen.config.schema import RunConfig, SamplingConfig
 from vidgen.errors import ConfigError
+from vidgen.latents import Catch
 
 # Sampling fields vidgen itself consumes (seeds and how many videos), whatever the family.
 VIDGEN_SAMPLING = frozenset({"seed", "num_videos"})
@@ -191,10 +192,18 @@ class Family:
     # decode fails, and decoded again by `vidgen decode`:
     #   "latent": the pipeline runs with output_type="latent" and the family decodes
     #             (`decode_video`), exactly as the pipeline would have;
-    #   "decode_latents": they are caught on their way into `pipe.decode_latents` (UNet-era
-    #             pipelines, whose latent output skips steps such as trimming padded frames);
+    #   "caught": they are caught on their way into the VAE (`catches`): UNet-era pipelines,
+    #             whose latent output skips steps such as trimming padded frames, and pipelines
+    #             that draw decode noise from the generator after denoising (LTX);
     #   None: the pipeline decodes inside its own steps; nothing to save.
-    latents: ClassVar[str | None] = "decode_latents"
+    latents: ClassVar[str | None] = "caught"
+    # name -> where the pipeline hands that tensor to the VAE (latents.Catch), for "caught":
+    # "latents" is the video's; others (LTX-2's "audio_latents") are saved beside it and given
+    # to `decode` by name.
+    catches: ClassVar[dict[str, Catch]] = {"latents": Catch("decode_latents")}
+    # Components `vidgen decode` loads (the rest are left out): the VAE, and for sound the
+    # audio decoder and vocoder.
+    decode_needs: ClassVar[frozenset[str]] = frozenset({"vae"})
     # Frame and size rules as data (None: the family checks them in code).
     grid: ClassVar[Grid | None] = None
     # Sampling options this family owns (beyond the shared schema fields in `sampling`).
@@ -310,6 +319,12 @@ class Family:
     def sized(self, cfg: RunConfig) -> Footprint:
         """The footprint of the run's checkpoint, for families whose checkpoints differ in shape."""
         return self.footprint
+
+    def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
+        """Models the run loads beside the pipeline (LTX's latent upsampler), for the memory
+        planner: component -> (where it comes from, as given; its published parameter count,
+        None when not known). Counted from the weights instead when they are on disk."""
+        return {}
 
     def window_frames(self, cfg: RunConfig, frames: int) -> int:
         """The frames one denoiser forward works on: all `frames`, unless the family makes a long
@@ -429,11 +444,17 @@ class Family:
             video = vae.decode(latents / std + mean, return_dict=False)[0]
             return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
-    def decode(self, pipe: Any, latents: Any, args: list[Any], kwargs: dict[str, Any], chunk: int | None) -> Any:
-        """Decode saved final latents as the pipeline would have: `decode_video` for latent-output
-        families, else `decode_latents` with the arguments it got (`chunk` replacing its
-        decode_chunk_size), then the video processor."""
+    def decode(
+        self, pipe: Any, cfg: RunConfig, latents: Any, args: list[Any], kwargs: dict[str, Any], tensors: dict[str, Any]
+    ) -> Any:
+        """Decode saved final latents as the pipeline would have, for the recorded run `cfg` with
+        this command's decode options: `decode_video` for latent-output families, else
+        `decode_latents` with the arguments it got (--decode-chunk replacing its
+        decode_chunk_size), then the video processor. `tensors` are the other caught tensors
+        (see `catches`), on the VAE's device. Returns frames, or `Generated` with sound."""
         import inspect
+
+        chunk = cfg.optimization.decode_chunk_size
 
         if self.latents == "latent":
             return self.decode_video(pipe, latents)
@@ -449,7 +470,7 @@ class Family:
         import inspect
 
         names = inspect.signature(pipe_class.__init__).parameters
-        keep = {"self", "vae", "scheduler", "kwargs", "args", "force_zeros_for_empty_prompt"}
+        keep = {"self", "scheduler", "kwargs", "args", "force_zeros_for_empty_prompt", *self.decode_needs}
         # Optional components (Wan's transformer_2, image_encoder) would load unless left out too.
         optional = set(getattr(pipe_class, "_optional_components", ()))
         return {

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError, ModelError
 from vidgen.families.base import (
+    Catch,
     Family,
     Footprint,
     Grid,
@@ -155,7 +156,10 @@ class LTX(Family):
         "optimization.attention_slicing": "LTX attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "LTX's feed-forward layers take no chunking; use --offload group",
     }
-    latents = None
+    # Caught at the VAE: LTX 0.9.1+ draws its decode noise from the generator after denoising and
+    # mixes it in first, so what reaches `vae.decode` (with its timestep) decodes without one.
+    latents = "caught"
+    catches = {"latents": Catch("vae.decode")}
     grid = Grid(frames=8, size=32)
     frame_rule = "8k+1 frames"
     cuda_dtype = "bf16"
@@ -300,6 +304,19 @@ class LTX(Family):
             ]
         }
 
+    def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
+        return upsampler_models(cfg)
+
+    def decode(
+        self, pipe: Any, cfg: RunConfig, latents: Any, args: list[Any], kwargs: dict[str, Any], tensors: dict[str, Any]
+    ) -> Any:
+        frames = decode_vae(pipe, latents, args, kwargs)
+        if cfg.sampling.get("latent_upsampler"):
+            # The upscale recipe's stage 2 returns PIL frames, resized when it overshoots the size.
+            size = upscale_calls(cfg, self.call_kwargs(cfg, 0))[3]
+            return finish_upscale(pipe.video_processor.numpy_to_pil(frames), size)
+        return frames
+
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         upscale = cfg.sampling.get("latent_upsampler")
         if "conditions" in media or (upscale and "image" in media):
@@ -310,6 +327,13 @@ class LTX(Family):
 
 
 # -- the upscale recipe (diffusers ltx_video.md, LTX-Video 0.9.7/0.9.8) --------------------------
+
+
+def decode_vae(pipe: Any, latents: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Caught latents -> float frames, as the LTX pipelines finish: `vae.decode` with the
+    arguments it got (the decode timestep), then the video processor."""
+    video = pipe.vae.decode(latents, *args, **kwargs)[0]
+    return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 
 def check_upscale(cfg: RunConfig) -> None:
@@ -399,7 +423,6 @@ def _given(value: Any, default: Any) -> Any:
 
 def upscale_run(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
     """Stage 1, the upsampler, stage 2, the resize: one video, with the models loaded once."""
-    import numpy as np
     import torch
     from diffusers.utils.torch_utils import get_module_execution_device
 
@@ -412,9 +435,32 @@ def upscale_run(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: d
     # The docs seed each stage's generator afresh with the same seed.
     again = torch.Generator(device=generator.device).manual_seed(generator.initial_seed())
     frames = pipe(**second, latents=upscaled, **media, generator=again, **extra).frames[0]
+    return finish_upscale(frames, size)
+
+
+def finish_upscale(frames: list[Any], size: tuple[int, int] | None) -> Any:
+    """Stage 2's PIL frames, resized to the size asked for when stage 2 made another, as floats."""
+    import numpy as np
+
     if size is not None:
         frames = [frame.resize(size) for frame in frames]
     return np.stack([np.asarray(frame, dtype=np.float32) / 255 for frame in frames])
+
+
+# Latent upsamplers' parameters, counted on the meta device from the configs in diffusers'
+# scripts/convert_ltx_to_diffusers.py (0.9.7 and 0.9.8: in 128, mid 512, 4 blocks per stage, 3-D)
+# and scripts/convert_ltx2_to_diffusers.py (2.0: in 128, mid 1024, 4 blocks, rational resampler).
+UPSAMPLER_PARAMS = {
+    "Lightricks/ltxv-spatial-upscaler-0.9.7/latent_upsampler": 126_250_624,
+    "a-r-r-o-w/LTX-0.9.8-Latent-Upsampler": 126_250_624,
+    "Lightricks/LTX-2/latent_upsampler": 497_867_904,
+}
+
+
+def upsampler_models(cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
+    """The latent upsampler of a two-stage run, for the memory planner (Family.extra_models)."""
+    source = cfg.sampling.get("latent_upsampler")
+    return {"latent_upsampler": (source, UPSAMPLER_PARAMS.get(source))} if source else {}
 
 
 def upsampler_location(source: str, build: bool) -> tuple[str, dict[str, Any]]:
@@ -495,7 +541,8 @@ _TINY_VAE = {
     "decoder_inject_noise": (False, False, False, False, False),
     "upsample_residual": (False, False, False, False),
     "upsample_factor": (1, 1, 1, 1),
-    "timestep_conditioning": False,
+    # Timestep-aware like the 0.9.1+ VAEs, so the decode noise drawn after denoising is exercised.
+    "timestep_conditioning": True,
     "patch_size": 1,
     "patch_size_t": 1,
     "encoder_causal": True,

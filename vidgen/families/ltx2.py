@@ -15,6 +15,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
 from vidgen.families.base import (
     Audio,
+    Catch,
     Family,
     Footprint,
     Generated,
@@ -33,8 +34,10 @@ from vidgen.families.ltx import (
     STAGE_2_GUIDANCE,
     check_conditions,
     check_schedule,
+    decode_vae,
     load_upsampler,
     upsampler_location,
+    upsampler_models,
 )
 
 STG_SCALE = Option(
@@ -168,19 +171,25 @@ class LTX2(Family):
         {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
     )
     # What diffusers 0.42.1 runs on the LTX-2 transformer (checked on the tiny model).
-    caches = frozenset({"taylorseer"})
+    caches = frozenset({"taylorseer", "pab"})
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=first-block": "diffusers 0.42.1 has no LTX2VideoTransformerBlock in its block registry",
         "optimization.cache=magcache": "diffusers 0.42.1 has no LTX2VideoTransformerBlock in its block registry",
         "optimization.cache=faster": "FasterCache expects video-shaped hidden states; LTX-2 packs them into tokens",
-        # Seen on the tiny model with vidgen's PAB settings: a shape mismatch in the blocks' modulation.
-        "optimization.cache=pab": "with diffusers 0.42.1 it fails inside LTX-2's audio-video blocks",
         "optimization.decode_chunk_size": "LTX-2's VAE decodes the whole clip; use --vae-tiling",
         "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
         "optimization.attention_slicing": "LTX-2 attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "LTX-2's feed-forward layers take no chunking; use --offload group",
     }
-    latents = None
+    # Both latents are caught on their way to the decoders: the video's at `vae.decode` (after the
+    # decode noise, as for LTX), the sound's as `_unpack_audio_latents` returns them, which the
+    # pipeline does before the video decode, so a video decode that fails still keeps the sound.
+    latents = "caught"
+    catches = {
+        "latents": Catch("vae.decode"),
+        "audio_latents": Catch("_unpack_audio_latents", take="result", decodes=False),
+    }
+    decode_needs = frozenset({"vae", "audio_vae", "vocoder"})
     grid = Grid(frames=8, size=32)
     cuda_dtype = "bf16"
     footprint = Footprint(
@@ -223,22 +232,23 @@ class LTX2(Family):
         check_conditions(cfg)
         check_schedule(cfg, "sigmas", "--sigma")
         check_two_stage(self.title, cfg)
+        check_pab(cfg)
 
     def run_note(self, cfg: RunConfig) -> str | None:
+        conditions = (
+            "LTX2ConditionPipeline gets conditions=[LTX2VideoCondition(frames, index, strength, crf)]: the i2v "
+            "image first (index 0, strength 1), then each inputs.conditions item in order (frames: the image, or "
+            "the clip's frames; index: its frame_index; crf: sampling.image_crf)"
+        )
         if cfg.sampling.get("latent_upsampler"):
-            return (
+            two = (
                 "two stages, as in diffusers' LTX-2 docs: pipeline.stages lists the three calls (stage 1 at half size "
                 "with output_type='latent'; LTX2LatentUpsamplePipeline on its video latents; stage 2 at full size on "
                 "the upsampled video latents and stage 1's audio latents, with the stage-2 scheduler and LoRA from "
                 "pipeline.setup), all with the one generator seeded once"
             )
-        if not cfg.inputs.conditions:
-            return None
-        return (
-            "LTX2ConditionPipeline gets conditions=[LTX2VideoCondition(frames, index, strength, crf)]: the i2v "
-            "image first (index 0, strength 1), then each inputs.conditions item in order (frames: the image, or "
-            "the clip's frames; index: its frame_index; crf: sampling.image_crf)"
-        )
+            return f"{two}; {conditions}, the same to both stages" if cfg.inputs.conditions else two
+        return conditions if cfg.inputs.conditions else None
 
     def mode_options(self, mode: str) -> tuple[Option, ...]:
         # Only image-to-video re-compresses an input image.
@@ -317,6 +327,22 @@ class LTX2(Family):
             ]
         }
 
+    def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
+        return upsampler_models(cfg)
+
+    def decode(
+        self, pipe: Any, cfg: RunConfig, latents: Any, args: list[Any], kwargs: dict[str, Any], tensors: dict[str, Any]
+    ) -> Any:
+        frames = decode_vae(pipe, latents, args, kwargs)
+        if "audio_latents" not in tensors:
+            return frames
+        # As the pipelines finish: the audio VAE makes a mel spectrogram, the vocoder the waveform.
+        audio_latents = tensors["audio_latents"].to(pipe.audio_vae.dtype)
+        mel = pipe.audio_vae.decode(audio_latents, return_dict=False)[0]
+        waveform = pipe.vocoder(mel)
+        samples = waveform[0].float().cpu().numpy()
+        return Generated(frames, Audio(samples=samples, sample_rate=int(pipe.vocoder.config.output_sampling_rate)))
+
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         if "conditions" in media:
             media = condition_objects(media, cfg)
@@ -327,6 +353,35 @@ class LTX2(Family):
 
 
 # -- two stages (diffusers ltx2.md "Two-stages Generation") --------------------------------------
+
+
+# LTX2Pipeline's defaults in diffusers 0.42.1, which apply when the run leaves them unset.
+_PIPELINE_GUIDANCE = {"stg_scale": 1.0, "audio_stg_scale": 1.0, "modality_scale": 3.0, "audio_modality_scale": 3.0}
+
+
+def check_pab(cfg: RunConfig) -> None:
+    """Pyramid attention broadcast needs LTX-2's guidance in one transformer pass: spatio-temporal
+    and cross-modal guidance run extra passes of another batch size, and PAB hands them the
+    attention output it kept from the main pass (a shape error on every step it skips; seen with
+    diffusers 0.42.1). Classifier-free guidance batches with the main pass and is fine."""
+    if (cfg.optimization.cache or "").partition(":")[0] != "pab":
+        return
+    value = {name: _given(cfg.sampling.get(name), default) for name, default in _PIPELINE_GUIDANCE.items()}
+    if (
+        value["stg_scale"] > 0
+        or value["audio_stg_scale"] > 0
+        or value["modality_scale"] > 1
+        or (value["audio_modality_scale"] > 1)
+    ):
+        raise ConfigError(
+            "--cache pab on LTX-2 needs guidance in one pass: spatio-temporal and cross-modal guidance run extra "
+            "passes that PAB would hand the wrong attention output; add --stg-scale 0 --audio-stg-scale 0 "
+            "--modality-scale 1 --audio-modality-scale 1, or use --cache taylorseer."
+        )
+
+
+def _given(value: Any, default: float) -> float:
+    return default if value is None else float(value)
 
 
 def check_two_stage(title: str, cfg: RunConfig) -> None:
@@ -341,8 +396,6 @@ def check_two_stage(title: str, cfg: RunConfig) -> None:
         return
     # Stage 1 runs at half the size, which must itself be a multiple of the VAE's 32.
     check_multiple(f"{title} two-stage (stage 1 runs at half size)", cfg, 64)
-    if cfg.inputs.conditions:
-        raise ConfigError("--keyframe and --condition-video do not combine with two stages yet; drop one.")
     if cfg.sampling.get("stage_2_lora") and cfg.model.loras:
         raise ConfigError("--lora does not combine with --stage-2-lora yet (both switch adapters); drop one.")
     sigmas = cfg.sampling.get("stage_2_sigmas")
