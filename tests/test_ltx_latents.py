@@ -170,3 +170,15 @@ def test_memory_plan_counts_the_latent_upsampler(tmp_path: Path, preset: str, pa
     # A one-stage run loads no upsampler.
     plain = json.loads(cli(*args[:3], "ltx2" if "ltx2" in preset else "ltx-video", *args[4:]).stdout)
     assert "latent_upsampler" not in plain["memory"]["weights_bytes"]
+
+
+def test_memory_plan_of_the_ltx_upscale_recipe_works_at_the_refinement_size(tmp_path: Path) -> None:
+    # 768x512 asked: stage 1 at 512x320 (2/3, floored to 32), refinement and decode at 1024x640.
+    size = ("--width", "768", "--height", "512", "--frames", "97", "--vae-tiling", "--dry-run", "--json")
+    phases = {}
+    for preset in ("ltx-video-0.9.7-distilled-upscale", "ltx-video-0.9.7-distilled"):
+        result = cli("t2v", "x", "--preset", preset, *size)
+        assert result.exit_code == 0, result.stderr
+        phases[preset] = json.loads(result.stdout)["memory"]["phases_bytes"]
+    ratio = phases["ltx-video-0.9.7-distilled-upscale"]["decode"] / phases["ltx-video-0.9.7-distilled"]["decode"]
+    assert ratio == pytest.approx(1024 * 640 / (768 * 512))

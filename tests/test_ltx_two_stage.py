@@ -166,7 +166,8 @@ def _tiny_lora(folder: Path) -> Path:
             ("t2v", "a drummer", "--preset", "tiny-ltx2", "--stage-2-lora", "x.safetensors"),
             ("--stage-2-lora", "--latent-upsampler"),
         ),
-        ((*TWO_STAGE, "--keyframe", "8:last.png"), ("--keyframe", "two stages")),
+        # Keyframes go to both stages now; one past the last frame is still refused.
+        ((*TWO_STAGE, "--keyframe", "99:last.png"), ("--keyframe", "99")),
         ((*TWO_STAGE, "--stage-2-lora", "a/b:x.safetensors", "--lora", "c/d"), ("--lora", "--stage-2-lora")),
     ],
 )

@@ -314,7 +314,7 @@ def estimate(
     frames = frames or s.num_frames or 16
     # A long video denoised in windows holds one window's activations at a time.
     window = family.window_frames(cfg, frames)
-    height, width = s.height or 512, s.width or 512
+    height, width = family.working_size(cfg)
     size = BYTES[dtype]
     weights = {name: count * _bytes_per_param(name, family, cfg, dtype) for name, count in params.items()}
     denoisers = (*family.denoiser_names(), "motion_adapter", "controlnet")

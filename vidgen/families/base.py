@@ -320,6 +320,11 @@ class Family:
         """The footprint of the run's checkpoint, for families whose checkpoints differ in shape."""
         return self.footprint
 
+    def working_size(self, cfg: RunConfig) -> tuple[int, int]:
+        """(height, width) the largest denoising pass and the decode work at, for the memory
+        planner: the size asked for, unless a family refines at another (LTX's upscale recipe)."""
+        return cfg.sampling.height or 512, cfg.sampling.width or 512
+
     def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
         """Models the run loads beside the pipeline (LTX's latent upsampler), for the memory
         planner: component -> (where it comes from, as given; its published parameter count,

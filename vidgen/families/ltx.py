@@ -307,6 +307,13 @@ class LTX(Family):
     def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
         return upsampler_models(cfg)
 
+    def working_size(self, cfg: RunConfig) -> tuple[int, int]:
+        # The upscale recipe refines (and decodes) at twice stage 1's floored 2/3 size, then resizes.
+        if not cfg.sampling.get("latent_upsampler"):
+            return super().working_size(cfg)
+        second = upscale_calls(cfg, self.call_kwargs(cfg, 0))[2]
+        return second["height"], second["width"]
+
     def decode(
         self, pipe: Any, cfg: RunConfig, latents: Any, args: list[Any], kwargs: dict[str, Any], tensors: dict[str, Any]
     ) -> Any:
