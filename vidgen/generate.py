@@ -363,6 +363,7 @@ def _write(
         **loaded.optimizations,
         **({"memory": plan.memory.record()} if plan.memory is not None else {}),
         **({"oom_retries": outcome.retries} if outcome.retries else {}),
+        **_calibration(plan, loaded, item),
     }
     record = sidecar.record(
         session.resolved,
@@ -401,6 +402,22 @@ def _write(
     if (windows := _checkpoint(plan, item, cfg)) is not None:
         _remove(windows)  # the run is complete: nothing left to resume
     return Result(record, item.path, item.sidecar, loaded)
+
+
+def _calibration(plan: Plan, loaded: Any, item: Planned) -> dict[str, Any]:
+    """What --cache magcache:calibrate measured, for the sidecar: the ratios --mag-ratios reads."""
+    measured = optimize.calibrated(loaded.pipe, plan.family.denoiser_names())
+    if not measured:
+        return {}
+    ratios = next(iter(measured.values()))
+    log.info("MagCache ratios measured (%d steps); reuse them with --mag-ratios %s", len(ratios), item.sidecar)
+    return {
+        "magcache_calibration": {
+            "mag_ratios": [round(ratio, 6) for ratio in ratios],
+            "num_inference_steps": len(ratios),
+            **({"per_denoiser": measured} if len(measured) > 1 else {}),
+        }
+    }
 
 
 def _remove(path: Path) -> None:

@@ -71,6 +71,11 @@ def check(opt: OptimizationConfig, device: str) -> None:
         raise _needs("--quantize", "--offload sequential", "accelerate cannot move quantized layers one at a time")
     if opt.quantize and opt.fp8_storage:
         raise _needs("--fp8-storage", "--quantize", "both store the denoiser's weights in 8 bits or less")
+    kind, _, how = (opt.cache or "").partition(":")
+    if opt.mag_ratios is not None and kind != "magcache":
+        raise ConfigError("--mag-ratios are MagCache's; add --cache magcache or drop --mag-ratios.")
+    if opt.mag_ratios is not None and how == "calibrate":
+        raise _needs("--mag-ratios", "--cache magcache:calibrate", "calibration measures the ratios itself")
     if opt.attention_slicing and opt.attention_backend:
         raise _needs("--attention-slicing", "--attention-backend", "slicing replaces the attention processors")
     # What this machine can run, once the combination itself makes sense.
@@ -140,6 +145,45 @@ def quantization_config(opt: OptimizationConfig, components: list[str], dtype: A
     described = {name: f"{'transformers' if name.startswith('text_encoder') else 'diffusers'}.TorchAoConfig({kind}())"
                  for name in components}  # fmt: skip
     return PipelineQuantizationConfig(quant_mapping=mapping), {"quant_mapping": described}
+
+
+def keep_calibration(module: Any) -> None:
+    """MagCache's calibration (diffusers 0.42.1) prints the measured ratios to stdout, where
+    vidgen prints the output path for scripts, and forgets them. Keep them on the denoiser
+    instead (`vidgen_mag_ratios`, one list per run) and keep stdout clean."""
+    import contextlib
+    import io
+
+    from diffusers.hooks.mag_cache import MagCacheBlockHook
+
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        for hook in registry.hooks.values() if registry is not None else ():
+            if not (isinstance(hook, MagCacheBlockHook) and hook.is_tail):
+                continue
+            measure, advance = hook._perform_calibration_step, hook._advance_step
+
+            def measured(state: Any, residual: Any, measure: Any = measure) -> None:
+                measure(state, residual)
+                if len(state.calibration_ratios) == 1:  # the first step of a run
+                    module.vidgen_mag_ratios = []
+                module.vidgen_mag_ratios.append(float(state.calibration_ratios[-1]))
+
+            def advanced(state: Any, advance: Any = advance) -> None:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    advance(state)
+
+            hook._perform_calibration_step, hook._advance_step = measured, advanced
+
+
+def calibrated(pipe: Any, denoisers: Any) -> dict[str, list[float]]:
+    """Denoiser name -> the MagCache ratios its last run measured (--cache magcache:calibrate)."""
+    found = {}
+    for name in denoisers:
+        ratios = getattr(getattr(pipe, name, None), "vidgen_mag_ratios", None)
+        if ratios:
+            found[name] = list(ratios)
+    return found
 
 
 def _cache_config(pipe: Any, spec: str) -> tuple[Any, dict[str, Any]]:
@@ -256,6 +300,8 @@ def apply(
         # One config per denoiser: a cache keeps state, and two experts must not share it.
         config, shown = (cache_config(opt.cache) if cache_config else None) or _cache_config(pipe, opt.cache)
         each.enable_cache(config)
+        if getattr(config, "calibrate", False):
+            keep_calibration(each)
         if f"cache={opt.cache}" not in applied:
             applied.append(f"cache={opt.cache}")
         calls.append({"method": f"{name}.enable_cache", "kwargs": {"config": {type(config).__name__: shown}}})

@@ -56,6 +56,7 @@ RUN: Params = {
     "attention_backend": (o.AttentionBackend, None),
     "compile_": (o.Compile, None),
     "cache": (o.Cache, None),
+    "mag_ratios": (o.MagRatios, None),
     "quantize": (o.Quantize, None),
     "oom_retry": (o.OomRetry, None),
     "out": (o.Out, None),

@@ -6,6 +6,7 @@ from "given the default" and only flags the user typed override the preset.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import typer
@@ -176,7 +177,18 @@ Cache = Annotated[
         "--cache",
         metavar="NAME[:T]",
         help="Reuse transformer outputs across steps: first-block[:THRESHOLD] (default 0.05), pab, faster, "
-        "taylorseer or magcache (per family: vidgen models --optimizations).",
+        "taylorseer, magcache[:THRESHOLD] (default 0.06) or magcache:calibrate (records the ratios "
+        "--mag-ratios reads) (per family: vidgen models --optimizations).",
+        rich_help_panel=OPTIMIZE,
+    ),
+]
+MagRatios = Annotated[
+    str | None,
+    typer.Option(
+        "--mag-ratios",
+        metavar="FILE|LIST",
+        help="MagCache's magnitude ratios for --cache magcache: the sidecar of a --cache magcache:calibrate run, "
+        "or comma-separated numbers.",
         rich_help_panel=OPTIMIZE,
     ),
 ]
@@ -660,6 +672,7 @@ PARAMS = {
     "attention_backend": "optimization.attention_backend",
     "compile_": "optimization.compile",
     "cache": "optimization.cache",
+    "mag_ratios": "optimization.mag_ratios",
     "quantize": "optimization.quantize",
     "oom_retry": "optimization.oom_retry",
     "gpus": "optimization.gpus",
@@ -740,7 +753,8 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
             continue
         section, key = path.split(".", 1)
         label = flag(path)
-        value = from_flag_form(path, value)
+        # Only a flag typed now may name a file to read the ratios from; files hold the list.
+        value = read_mag_ratios(str(value)) if name == "mag_ratios" else from_flag_form(path, value)
         layers.append(Layer(label=f"cli:{label}", data={section: {key: value}}, origin=label))
     lora = _lora_layer(params)
     if lora is not None:
@@ -751,3 +765,31 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
     if params.get("set_"):
         layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]
     return layers
+
+
+def read_mag_ratios(given: str) -> list[float]:
+    """--mag-ratios: comma-separated numbers, or a JSON file holding them: the sidecar of a
+    --cache magcache:calibrate run (optimizations.magcache_calibration.mag_ratios) or a list."""
+    import json
+    from pathlib import Path
+
+    from vidgen.errors import InputError
+    from vidgen.limits import MAX_SIDECAR_BYTES, read_text
+
+    if re.fullmatch(r"\s*[\d.eE+-]+(\s*,\s*[\d.eE+-]+)+\s*", given):
+        try:
+            return [float(part) for part in given.split(",")]
+        except ValueError:
+            raise InputError(f"--mag-ratios {given}: not a list of numbers.") from None
+    path = Path(given).expanduser()
+    try:
+        data = json.loads(read_text(path, MAX_SIDECAR_BYTES, "--mag-ratios file", InputError))
+    except (json.JSONDecodeError, RecursionError):
+        raise InputError(f"--mag-ratios {given} is not JSON; give a calibration run's sidecar or numbers.") from None
+    if isinstance(data, dict):
+        data = ((data.get("optimizations") or {}).get("magcache_calibration") or {}).get("mag_ratios")
+    if not isinstance(data, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data):
+        raise InputError(
+            f"--mag-ratios {given} holds no MagCache ratios; give the sidecar of a --cache magcache:calibrate run."
+        )
+    return [float(x) for x in data]

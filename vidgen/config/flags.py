@@ -78,6 +78,7 @@ FLAGS: dict[str, str] = {
     "optimization.attention_backend": "--attention-backend",
     "optimization.compile": "--compile",
     "optimization.cache": "--cache",
+    "optimization.mag_ratios": "--mag-ratios",
     "optimization.quantize": "--quantize",
     "optimization.oom_retry": "--oom-retry",
     "optimization.gpus": "--gpus",

@@ -21,7 +21,8 @@ Resize = Literal["fit", "crop", "pad"]
 Scheduler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm", "unipc"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-_CACHE = re.compile(r"^(first-block(:(0(\.\d+)?|1(\.0+)?|\.\d+))?|pab|faster|taylorseer|magcache)$")
+_THRESHOLD = r"(0(\.\d+)?|1(\.0+)?|\.\d+)"
+_CACHE = re.compile(rf"^(first-block(:{_THRESHOLD})?|pab|faster|taylorseer|magcache(:(calibrate|{_THRESHOLD}))?)$")
 
 
 class _Section(BaseModel):
@@ -210,8 +211,12 @@ class OptimizationConfig(_Section):
     # A diffusers attention backend (flash, sage, native...), for families that dispatch through it.
     attention_backend: str | None = None
     compile: bool = False
-    # Reuse transformer outputs across steps: first-block[:THRESHOLD], pab or faster.
+    # Reuse transformer outputs across steps: first-block[:THRESHOLD], pab, faster, taylorseer,
+    # magcache[:THRESHOLD] or magcache:calibrate (measure the ratios below for this checkpoint).
     cache: str | None = None
+    # MagCache's magnitude ratios, one per step (resampled to the run's steps), as a
+    # --cache magcache:calibrate run records them; None: the checkpoint's published ones.
+    mag_ratios: list[float] | None = Field(None, min_length=2, max_length=1000)
     # Load the denoiser (and a large text encoder) quantized.
     quantize: Literal["int8", "fp8", "nf4"] | None = None
     # On out-of-memory, retry the same seed with the next cheaper plan until one fits.
@@ -234,8 +239,17 @@ class OptimizationConfig(_Section):
     def _cache(cls, value: str | None) -> str | None:
         if value is not None and not _CACHE.match(value):
             raise ValueError(
-                "must be first-block, first-block:THRESHOLD (e.g. first-block:0.1), pab, faster, taylorseer or magcache"
+                "must be first-block, first-block:THRESHOLD (e.g. first-block:0.1), pab, faster, taylorseer, "
+                "magcache, magcache:THRESHOLD or magcache:calibrate"
             )
+        return value
+
+    @field_validator("mag_ratios")
+    @classmethod
+    def _mag_ratios(cls, value: list[float] | None) -> list[float] | None:
+        # Ratios of consecutive residual magnitudes: near 1, never zero, negative or unbounded.
+        if value is not None and not all(0 < ratio <= 10 for ratio in value):
+            raise ValueError("must be magnitude ratios between 0 and 10 (as --cache magcache:calibrate records them)")
         return value
 
 

@@ -297,8 +297,16 @@ class Family:
 
     def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
         """(diffusers cache config, how the sidecar shows it) for a --cache kind whose settings are
-        the family's or the checkpoint's own; None: vidgen's generic settings for that kind."""
+        the family's or the checkpoint's own; None: vidgen's generic settings for that kind.
+        MagCache runs on the ratios of --mag-ratios or measures them (magcache:calibrate);
+        families with published ratios pass theirs to `magcache_config`."""
+        if spec.partition(":")[0] == "magcache":
+            return magcache_config(cfg, spec, self.magcache_steps(cfg))
         return None
+
+    def magcache_steps(self, cfg: RunConfig) -> int:
+        """Transformer passes of one run, which MagCache counts as its steps."""
+        return self.step_count(cfg, self.call_kwargs(cfg, 0))
 
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         """Switch on pipeline features the config asks for, once after loading; returns the
@@ -582,3 +590,58 @@ def nearest(value: int, step: int, offset: int = 0) -> str:
     """The valid values either side of `value` on the grid step*k + offset, for error messages."""
     low = (value - offset) // step * step + offset
     return " or ".join(str(v) for v in (low, low + step) if v >= max(offset, 1))
+
+
+# diffusers' MagCacheConfig defaults (0.42.1), for ratios without an author's settings.
+MAGCACHE_DEFAULTS = {"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2}
+
+
+def magcache_wanted(cfg: RunConfig) -> str | None:
+    """What --cache magcache runs on: "calibrate" (measuring), "given" (--mag-ratios),
+    "published" (the family's own, if it has them), or None without MagCache."""
+    kind, _, how = (cfg.optimization.cache or "").partition(":")
+    if kind != "magcache":
+        return None
+    if how == "calibrate":
+        return "calibrate"
+    return "given" if cfg.optimization.mag_ratios is not None else "published"
+
+
+def magcache_config(
+    cfg: RunConfig, spec: str, steps: int, published: Any = None, where: str = ""
+) -> tuple[Any, dict[str, Any]]:
+    """(MagCacheConfig, how the sidecar shows it) for --cache magcache[:THRESHOLD|:calibrate].
+    Calibration skips nothing and measures the ratios (vidgen keeps them for the sidecar); else
+    the ratios are --mag-ratios', or `published` (an entry with ratios, threshold,
+    max_skip_steps and retention_ratio; shown as `where`). MagCache counts `steps` per run and
+    resamples the ratios to it."""
+    from diffusers import MagCacheConfig
+
+    how = spec.partition(":")[2]
+    if how == "calibrate":
+        kwargs: dict[str, Any] = {"calibrate": True, "num_inference_steps": steps}
+        return MagCacheConfig(**kwargs), kwargs
+    given = cfg.optimization.mag_ratios
+    settings = dict(MAGCACHE_DEFAULTS)
+    if published is not None:
+        settings = {name: getattr(published, name) for name in MAGCACHE_DEFAULTS}
+    if how:
+        settings["threshold"] = float(how)
+    kwargs = {**settings, "num_inference_steps": steps}
+    if given is not None:
+        return MagCacheConfig(mag_ratios=list(given), **kwargs), {**kwargs, "mag_ratios": list(given)}
+    if published is None:
+        raise ConfigError(
+            "--cache magcache needs ratios: --mag-ratios, or measure them with --cache magcache:calibrate."
+        )
+    shown = {**kwargs, "mag_ratios": f"{where} ({len(published.ratios)} values)"}
+    return MagCacheConfig(mag_ratios=list(published.ratios), **kwargs), shown
+
+
+def magcache_refusal(title: str, cfg: RunConfig, published_for: str) -> ConfigError:
+    """The refusal for --cache magcache where no published ratios fit the run."""
+    return ConfigError(
+        f"--cache magcache needs magnitude ratios measured on the checkpoint, and none are published for "
+        f"{cfg.model.id} {cfg.mode} ({published_for}); measure them once with --cache magcache:calibrate, then "
+        "pass --mag-ratios CALIBRATION_SIDECAR.json, or use --cache taylorseer."
+    )

@@ -22,6 +22,9 @@ from vidgen.families.base import (
     Grid,
     Option,
     check_multiple,
+    magcache_config,
+    magcache_refusal,
+    magcache_wanted,
     prompt_kwargs,
     sampling_kwargs,
 )
@@ -323,40 +326,33 @@ class HunyuanVideo(Family):
                 f"--negative is only read by {self.title} with real classifier-free guidance; add --true-cfg "
                 "(e.g. --true-cfg 4) or drop --negative."
             )
-        if cfg.optimization.cache == "magcache":
+        if magcache_wanted(cfg) is not None:
             self.check_magcache(cfg)
 
     def check_magcache(self, cfg: RunConfig) -> None:
-        curves = MAG_RATIOS.get(cfg.model.id or "")
-        if curves is None or not any(cfg.mode in curve.modes for curve in curves.values()):
-            have = ", ".join(f"{repo} (t2v)" for repo in MAG_RATIOS)
-            raise ConfigError(
-                f"--cache magcache needs magnitude ratios calibrated for the checkpoint, and none are published "
-                f"for {cfg.model.id} {cfg.mode}; they are for: {have}. Use --cache taylorseer instead."
-            )
         if self.passes(cfg) > 1:
-            # The authors calibrated the distilled single pass; a negative prompt's pass is uncalibrated.
+            # MagCache counts one transformer pass per step; true CFG runs two, each its own residual.
             raise ConfigError(
-                "--cache magcache uses ratios calibrated on HunyuanVideo's single guidance-distilled pass; "
-                "with --true-cfg the negative prompt's pass has none. Drop --true-cfg or use --cache taylorseer."
+                "--cache magcache counts one transformer pass per step, and --true-cfg runs two (the negative "
+                "prompt's). Drop --true-cfg or use --cache taylorseer."
             )
+        if magcache_wanted(cfg) == "published" and not self.published_ratios(cfg):
+            raise magcache_refusal(
+                self.title, cfg, f"they are for: {', '.join(f'{repo} (t2v)' for repo in MAG_RATIOS)}"
+            )
+
+    def published_ratios(self, cfg: RunConfig) -> bool:
+        curves = MAG_RATIOS.get(cfg.model.id or "")
+        return curves is not None and any(cfg.mode in curve.modes for curve in curves.values())
 
     def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
-        if spec != "magcache":
+        if spec.partition(":")[0] != "magcache":
             return None
-        from diffusers import MagCacheConfig
-
+        if not self.published_ratios(cfg):
+            return magcache_config(cfg, spec, self.magcache_steps(cfg))
         (height, width), published = mag_curve(cfg)
-        kwargs = {
-            "threshold": published.threshold,
-            "max_skip_steps": published.max_skip_steps,
-            "retention_ratio": published.retention_ratio,
-            # The ratios are resampled to this many steps, so the cache is set up per step count.
-            "num_inference_steps": cfg.sampling.num_inference_steps or self.steps_default,
-        }
         where = f"MAG_RATIOS[{cfg.model.id!r}][({height}, {width})]"
-        shown = {**kwargs, "mag_ratios": f"{where} ({len(published.ratios)} values)"}
-        return MagCacheConfig(mag_ratios=list(published.ratios), **kwargs), shown
+        return magcache_config(cfg, spec, self.magcache_steps(cfg), published, where)
 
     def component_dtypes(self, dtype: str) -> dict[str, str]:
         # The fp16 pins are the half-precision recipe; an fp32 run (the CPU) keeps everything fp32.

@@ -20,6 +20,8 @@ from vidgen.families.base import (
     Footprint,
     Grid,
     Option,
+    magcache_refusal,
+    magcache_wanted,
     option_kwargs,
     prompt_kwargs,
     sampling_kwargs,
@@ -147,10 +149,11 @@ class LTX(Family):
         {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
     )
     # What diffusers 0.42.1 runs on the LTX transformer (checked on the tiny model).
-    caches = frozenset({"first-block", "pab", "taylorseer"})
+    # MagCache: diffusers registers LTX's block; no ratios are published, so a run measures them
+    # (--cache magcache:calibrate) and later runs pass them (--mag-ratios).
+    caches = frozenset({"first-block", "pab", "taylorseer", "magcache"})
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache expects video-shaped hidden states; LTX packs them into tokens",
-        "optimization.cache=magcache": "MagCache needs magnitude ratios calibrated for the checkpoint; none published",
         "optimization.decode_chunk_size": "LTX's VAE decodes the whole clip; use --vae-tiling",
         "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
         "optimization.attention_slicing": "LTX attends through diffusers' dispatcher; pick --attention-backend",
@@ -217,6 +220,12 @@ class LTX(Family):
         check_conditions(cfg)
         check_schedule(cfg, "timesteps", "--timestep")
         check_upscale(cfg)
+        wanted = magcache_wanted(cfg)
+        if wanted == "published":
+            raise magcache_refusal(self.title, cfg, "their authors publish none for LTX-Video")
+        if wanted and cfg.sampling.get("latent_upsampler"):
+            # One cache counts the steps of one call; the recipe's two calls have their own schedules.
+            raise ConfigError("--cache magcache does not combine with the two-stage recipe; use --cache first-block.")
         if cfg.sampling.get("image_cond_noise_scale") is not None and not (
             cfg.inputs.conditions or cfg.sampling.get("latent_upsampler")
         ):

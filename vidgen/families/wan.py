@@ -14,7 +14,18 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Family, Footprint, Grid, Option, option_kwargs, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import (
+    Family,
+    Footprint,
+    Grid,
+    Option,
+    magcache_config,
+    magcache_refusal,
+    magcache_wanted,
+    option_kwargs,
+    prompt_kwargs,
+    sampling_kwargs,
+)
 
 FLOW_SHIFT = Option(
     "flow_shift",
@@ -431,14 +442,9 @@ class Wan(Family):
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
-        if cfg.optimization.cache == "magcache":
-            published = MAG_RATIOS.get(cfg.model.id or "")
-            if published is None or cfg.mode not in published.modes:
-                have = ", ".join(f"{repo} ({'/'.join(m.modes)})" for repo, m in MAG_RATIOS.items())
-                raise ConfigError(
-                    f"--cache magcache needs magnitude ratios calibrated for the checkpoint, and none are published "
-                    f"for {cfg.model.id} {cfg.mode}; they are for: {have}. Use --cache taylorseer instead."
-                )
+        if magcache_wanted(cfg) == "published" and self.published_ratios(cfg) is None:
+            have = ", ".join(f"{repo} ({'/'.join(m.modes)})" for repo, m in MAG_RATIOS.items())
+            raise magcache_refusal(self.title, cfg, f"they are for: {have}")
         if cfg.inputs.last_image and not cfg.inputs.image:
             raise ConfigError("--last-image is the frame the video ends on; give the first frame as IMAGE too.")
 
@@ -478,21 +484,15 @@ class Wan(Family):
     def takes_last_image(self, pipe: Any) -> bool:
         return bool(getattr(pipe.transformer.config, "pos_embed_seq_len", None))
 
-    def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
-        if spec != "magcache":
-            return None
-        from diffusers import MagCacheConfig
+    def published_ratios(self, cfg: RunConfig) -> MagCache | None:
+        published = MAG_RATIOS.get(cfg.model.id or "")
+        return published if published is not None and cfg.mode in published.modes else None
 
-        published = MAG_RATIOS[cfg.model.id or ""]
-        kwargs = {
-            "threshold": published.threshold,
-            "max_skip_steps": published.max_skip_steps,
-            "retention_ratio": published.retention_ratio,
-            # The ratios are resampled to this many steps, so the cache is set up per step count.
-            "num_inference_steps": cfg.sampling.num_inference_steps or self.steps_default,
-        }
-        shown = {**kwargs, "mag_ratios": f"MAG_RATIOS[{cfg.model.id!r}] ({len(published.ratios)} values)"}
-        return MagCacheConfig(mag_ratios=list(published.ratios), **kwargs), shown
+    def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
+        if spec.partition(":")[0] != "magcache":
+            return None
+        where = f"MAG_RATIOS[{cfg.model.id!r}]"
+        return magcache_config(cfg, spec, self.magcache_steps(cfg), self.published_ratios(cfg), where)
 
     def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         shift = cfg.sampling.get("flow_shift")
