@@ -185,3 +185,33 @@ def test_closed_stdout_pipe_is_quiet() -> None:
     stderr = producer.stderr.read().decode()
     assert producer.wait() == 141, stderr
     assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("i2v", "bad.png", "x", "--preset", "tiny-ltx"), "IMAGE bad.png is not an image"),
+        (("i2v", "nope.png", "x", "--preset", "tiny-ltx"), "IMAGE nope.png does not exist"),
+        (("i2v", "ok.png", "x", "--preset", "tiny-ltx", "--keyframe", "8:bad.png"), "--keyframe bad.png is not an"),
+        (
+            ("t2v", "x", "--preset", "tiny-ltx", "--condition-video", "ok.png"),
+            "--condition-video ok.png is not a video",
+        ),
+        (("v2v", "nope.mp4", "x", "--preset", "tiny-wan-v2v"), "VIDEO nope.mp4 does not exist"),
+        (("control", "x", "--preset", "tiny-wan-vace", "--ref", "nope.png"), "--ref nope.png does not exist"),
+        (("control", "x", "--preset", "tiny-wan-vace", "--control", "ok.png"), "--control ok.png is not a video"),
+        (("control", "x", "--preset", "tiny-wan-vace", "--control", "clip", "--mask", "bad.png"), "--mask bad.png"),
+        (("i2v", "ok.png", "x", "--preset", "tiny-wan-flf2v", "--last-image", "bad.png"), "--last-image bad.png"),
+    ],
+)
+def test_input_errors_name_the_flag_that_gave_the_file(tmp_path: Path, args: tuple, named: str) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save("ok.png")
+    Path("bad.png").write_text("not an image")
+    Path("clip").mkdir()
+    for index in range(9):
+        Image.new("RGB", (32, 32)).save(f"clip/{index:03d}.png")
+    before = files_under(tmp_path)
+    one_line_error(cli(*args), 4, named)
+    assert files_under(tmp_path) == before

@@ -14,11 +14,14 @@ import io
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vidgen import __version__
+from vidgen.config.flags import flag
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError, InputError
 from vidgen.limits import MAX_FRAMES, pseudo_file, read_bytes
@@ -63,6 +66,19 @@ def background(cfg: RunConfig) -> tuple[int, int, int]:
         raise ConfigError(
             f"--background {value} is not a colour; use a name such as white or a hex code such as #202020."
         ) from None
+
+
+@contextmanager
+def _named(label: str, ref: str) -> Iterator[None]:
+    """Errors about the input `ref` name the flag (or argument) that gave it: "--mask m.png does
+    not exist", not "m.png does not exist", so a command with several inputs says which one."""
+    try:
+        yield
+    except (InputError, ConfigError) as exc:
+        text = str(exc)
+        if not ref or not text.startswith(ref) or text.startswith(label):
+            raise
+        raise type(exc)(f"{label} {text}") from None
 
 
 def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
@@ -212,8 +228,10 @@ def _target(cfg: RunConfig) -> tuple[int, int]:
     return cfg.sampling.width, cfg.sampling.height
 
 
-def _prepare_image(cfg: RunConfig) -> Prepared:
-    """The input image, and the last frame's image of first-last-frame runs, at the run's size."""
+def _prepare_image(cfg: RunConfig, labels: dict[str, str] | None = None) -> Prepared:
+    """The input image, and the last frame's image of first-last-frame runs, at the run's size;
+    `labels` names them in errors when another flag gave them (a --keyframe image)."""
+    labels = labels or {}
     bg = background(cfg)
     mode = cfg.inputs.resize or DEFAULT_RESIZE
     media: dict[str, Any] = {}
@@ -222,8 +240,9 @@ def _prepare_image(cfg: RunConfig) -> Prepared:
         ref = getattr(cfg.inputs, name)
         if not ref:
             continue
-        data = _fetch(ref)
-        image, info = _decode(data, ref, bg)
+        with _named(labels.get(name) or flag(f"inputs.{name}"), ref):
+            data = _fetch(ref)
+            image, info = _decode(data, ref, bg)
         media[name] = _resize(image, _target(cfg), mode, bg)
         records[name] = {
             "path": ref,
@@ -318,9 +337,14 @@ def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any]
     return frames, info
 
 
-def _prepare_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> Prepared:
+def _prepare_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str, label: str = "") -> Prepared:
     """Frames of the input (`name` video or control) at the model's size, trimmed to what the
-    family takes."""
+    family takes; `label` names it in errors (default: the flag of `name`)."""
+    with _named(label or flag(f"inputs.{name}"), ref):
+        return _read_video(cfg, family, fps, ref, name)
+
+
+def _read_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> Prepared:
     path = Path(ref).expanduser()
     if not path.exists():
         raise InputError(f"{ref} does not exist.")
@@ -374,26 +398,10 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
     ref = cfg.inputs.mask or ""
     control = prepared.record["control"]
     size, read, usable = tuple(control["size"]), control["frames_read"], control["frames_used"]
-    path = Path(ref).expanduser()
-    check_source(ref, "mask")
-    if path.is_file() and path.suffix.lower() in FRAME_SUFFIXES:
-        data = _fetch(ref)
-        image, info = _decode(data, ref, WHITE)
-        frames, info = [image] * usable, {"kind": "image", "sha256": hashlib.sha256(data).hexdigest(), **info}
-        count = None
-    else:
-        cap = cfg.inputs.max_frames or MAX_FRAMES
-        if path.is_dir():
-            frames, info = _folder_frames(cfg, ref, path, cap, WHITE)
-        else:
-            frames, info = _file_frames(ref, path, cap, cfg.inputs.input_fps or fps)
-        count = len(frames)
-        if count != read:
-            raise InputError(
-                f"--mask {ref} gives {count} frame(s) and --control {cfg.inputs.control} {read}; give a mask with "
-                "one frame per control frame, or one image for every frame."
-            )
+    with _named("--mask", ref):
+        frames, info, count = _read_mask(cfg, fps, ref, read, usable)
     found = tuple(info["size"])
+
     if found != size:
         raise InputError(
             f"--mask {ref} is {found[0]}x{found[1]} and the --control frames are {size[0]}x{size[1]}; "
@@ -418,6 +426,29 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
     }
 
 
+def _read_mask(cfg: RunConfig, fps: int, ref: str, read: int, usable: int) -> tuple[list[Any], dict, int | None]:
+    """The mask's frames (one image repeated), what was read, and its own frame count (None
+    for one image)."""
+    path = Path(ref).expanduser()
+    check_source(ref, "mask")
+    if path.is_file() and path.suffix.lower() in FRAME_SUFFIXES:
+        data = _fetch(ref)
+        image, info = _decode(data, ref, WHITE)
+        return [image] * usable, {"kind": "image", "sha256": hashlib.sha256(data).hexdigest(), **info}, None
+    cap = cfg.inputs.max_frames or MAX_FRAMES
+    if path.is_dir():
+        frames, info = _folder_frames(cfg, ref, path, cap, WHITE)
+    else:
+        frames, info = _file_frames(ref, path, cap, cfg.inputs.input_fps or fps)
+    count = len(frames)
+    if count != read:
+        raise InputError(
+            f"--mask {ref} gives {count} frame(s) and --control {cfg.inputs.control} {read}; give a mask with "
+            "one frame per control frame, or one image for every frame."
+        )
+    return frames, info, count
+
+
 def _prepare_references(cfg: RunConfig, prepared: Prepared) -> None:
     """Reference images (Wan VACE), each brought to the run's size: by default letterboxed on
     --background (white unless set), as WanVACEPipeline itself places them; --resize crop or fit
@@ -427,8 +458,9 @@ def _prepare_references(cfg: RunConfig, prepared: Prepared) -> None:
     images, records = [], []
     digest = hashlib.sha256()
     for ref in cfg.inputs.reference_images or []:
-        data = _fetch(ref)
-        image, info = _decode(data, f"--ref {ref}", bg)
+        with _named("--ref", ref):
+            data = _fetch(ref)
+            image, info = _decode(data, ref, bg)
         image = _resize(image, _target(cfg), mode, bg)
         digest.update(image.tobytes())
         images.append(image)
@@ -453,12 +485,13 @@ def _prepare_conditions(cfg: RunConfig, family: Any, fps: int, prepared: Prepare
             one = _prepare_image(
                 cfg.model_copy(
                     update={"inputs": cfg.inputs.model_copy(update={"image": condition.image, "last_image": None})}
-                )
+                ),
+                labels={"image": "--keyframe"},
             )
             items.append(one.media["image"])
             record = one.record["image"]
         else:
-            clip = _prepare_video(cfg, family, fps, condition.video or "", "video")
+            clip = _prepare_video(cfg, family, fps, condition.video or "", "video", "--condition-video")
             frames = clip.media["video"]
             # A clip placed at frame_index fills at most the frames left after it, on the
             # family's frame grid (the pipeline would trim it the same way, silently).
