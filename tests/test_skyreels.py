@@ -205,7 +205,7 @@ def test_a_run_killed_in_its_third_window_resumes_to_the_same_frames(
     from safetensors.torch import save_file
 
     args = (*LONG, "--frames", "41", "--seed", "6", "--save-latents", "--format", "png")
-    full, _ = _run(*args[:-2], "--out", "full/")
+    full, full_record = _run(*args[:-2], "--out", "full/")
     killed = cli_subprocess(*args, "--out", "run/", env={"VIDGEN_TEST_KILL_WINDOW": "3"})
     assert killed.returncode == -9, killed.stderr
     kept = tmp_path / "run" / "t2v-a-train-crossing-a-bridge-6.windows.safetensors"
@@ -228,6 +228,10 @@ def test_a_run_killed_in_its_third_window_resumes_to_the_same_frames(
     ours = _png_frames(tmp_path / "run" / "t2v-a-train-crossing-a-bridge-6")
     assert ours.shape == (41, 16, 16, 3)
     assert np.array_equal(ours, full)
+    resumed_record = sidecar(tmp_path / "run" / "t2v-a-train-crossing-a-bridge-6.json")["pipeline"]["resumed"]
+    assert resumed_record["windows_replayed"] == 2 and resumed_record["windows"] == 4
+    assert resumed_record["from"].endswith("t2v-a-train-crossing-a-bridge-6.windows.safetensors")
+    assert "resumed" not in full_record["pipeline"]  # an uninterrupted run says nothing
     assert not kept.exists()  # finished: nothing left to resume
     bent, _ = _run(*args[:-2], "--out", "bent/")
     assert np.abs(bent[:25].astype(int) - full[:25].astype(int)).max() > 1
@@ -237,7 +241,8 @@ def test_a_run_killed_in_its_third_window_resumes_to_the_same_frames(
     assert result.exit_code == 0, result.stderr
     assert "retrying seed 6" in result.stderr and "resuming: 2 of 4 windows" in result.stderr
     assert np.array_equal(_png_frames(tmp_path / "oom" / "t2v-a-train-crossing-a-bridge-6"), full)
-    assert sidecar(tmp_path / "oom" / "t2v-a-train-crossing-a-bridge-6.json")["optimizations"]["oom_retries"]
+    oom = sidecar(tmp_path / "oom" / "t2v-a-train-crossing-a-bridge-6.json")
+    assert oom["optimizations"]["oom_retries"] and oom["pipeline"]["resumed"]["windows_replayed"] == 2
     assert not list((tmp_path / "oom").glob("*.windows.safetensors"))
 
 

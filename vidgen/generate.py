@@ -358,6 +358,8 @@ def _write(
         # A step of the family's own on the decoded frames (Wan VACE's --keep-unmasked).
         **({"postprocess": post} if (post := plan.family.postprocess_record(cfg)) else {}),
         **plan.family.pipeline_record(cfg, outcome.call_kwargs),
+        # A resumed run: which windows came from the kept latents.
+        **result.journal,
     }
     optimizations = {
         **loaded.optimizations,

@@ -71,6 +71,9 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     latents: Any = None  # latents.Captured: what went into the VAE, for --save-latents
     audio: Any = None  # families.base.Audio: the sound of families that make it
+    # What a resumable family did beyond the call (windows replayed from a checkpoint), for the
+    # sidecar's pipeline section.
+    journal: dict[str, Any] = field(default_factory=dict)
 
 
 # Test hook: VIDGEN_TEST_OOM=denoise|decode[:N] makes the first N runs of this process (default
@@ -175,6 +178,7 @@ def run(
     progress.start(steps, "denoising")
     start = time.perf_counter()
     captured = latents.Captured()
+    journal: dict[str, Any] = {}
     try:
         with (
             _global_rng(family, seed, device),
@@ -187,7 +191,7 @@ def run(
             if family.latents == "latent":
                 # The pipeline stops at its final latents; the family decodes them as it would.
                 # A resumable family keeps finished windows in `checkpoint` (--save-latents).
-                kept = {"checkpoint": checkpoint} if checkpoint is not None else {}
+                kept = {"checkpoint": checkpoint, "journal": journal} if checkpoint is not None else {}
                 captured.latents = family.latent_call(
                     pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs, **kept
                 )
@@ -236,4 +240,5 @@ def run(
         warnings=warnings,
         latents=captured if captured.latents is not None else None,
         audio=audio,
+        journal=journal,
     )

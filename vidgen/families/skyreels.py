@@ -512,9 +512,19 @@ class SkyReelsDF(SkyReels):
         self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
     ) -> Any:
         checkpoint: Path | None = extra.pop("checkpoint", None)
+        journal: dict[str, Any] = extra.pop("journal", {})
         kwargs = {**call_kwargs, "output_type": "latent"}
         keeper = _Keeper(self, pipe, cfg, call_kwargs, media, extra, checkpoint)
         with keeper:
+            if keeper.done:
+                # The sidecar says this video was finished from kept windows, and from which file.
+                journal["resumed"] = {
+                    "windows_replayed": len(keeper.done),
+                    "windows": keeper.total,
+                    "from": str(checkpoint),
+                    "how": "the denoiser was skipped for these windows (every random draw made as before) and "
+                    "their saved latents put back at each window's end",
+                }
             latents = pipe(**kwargs, **media, **extra).frames
         if cfg.inputs.last_image:
             # The pipeline decodes without the appended last-image latent; the latents it returns keep it.
