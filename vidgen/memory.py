@@ -312,8 +312,6 @@ def estimate(
     fp = family.sized(cfg)
     opt, s = cfg.optimization, cfg.sampling
     frames = frames or s.num_frames or 16
-    # A long video denoised in windows holds one window's activations at a time.
-    window = family.window_frames(cfg, frames)
     height, width = family.working_size(cfg)
     size = BYTES[dtype]
     weights = {name: count * _bytes_per_param(name, family, cfg, dtype) for name, count in params.items()}
@@ -325,7 +323,7 @@ def estimate(
     encoders = [v for k, v in weights.items() if k not in (*denoisers, "vae")]
     guided = family.guided(cfg)
     # FramePack prices one section, SkyReels DF one window: a long video never sees its whole length.
-    tokens = family.latent_frames(cfg, window) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
+    tokens = family.latent_frames(cfg, frames) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
     if opt.forward_chunking:
         denoise *= 0.6

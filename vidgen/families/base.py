@@ -231,10 +231,33 @@ class Family:
     # --oom-retry): `latent_call` then gets `checkpoint`, the file for them, and a rerun resumes.
     resumable: ClassVar[bool] = False
 
+    # The reference settings `defaults` gives each mode: size (height, width), length, steps,
+    # guidance and frame rate, as the model card or diffusers' docs use them. A family without
+    # a reference size writes `defaults` itself.
+    size: ClassVar[tuple[int, int] | None] = None
+    frames_default: ClassVar[int | None] = None
+    steps_default: ClassVar[int | None] = None
+    guidance: ClassVar[float | None] = None
+    fps: ClassVar[int | None] = None
+
     # -- configuration ----------------------------------------------------------------
     def defaults(self, mode: str) -> dict[str, Any]:
-        """The layer between the schema and presets: the reference settings for `mode`."""
-        return {}
+        """The layer between the schema and presets: the reference settings for `mode` (the
+        class's size, frames_default, steps_default, guidance and fps, where set)."""
+        if self.size is None:
+            return {}
+        sampling = {
+            "height": self.size[0],
+            "width": self.size[1],
+            "num_frames": self.frames_default,
+            "num_inference_steps": self.steps_default,
+            "guidance_scale": self.guidance,
+        }
+        return {
+            "model": {"id": self.repos[mode]},
+            "sampling": {key: value for key, value in sampling.items() if value is not None},
+            "output": {"fps": self.fps},
+        }
 
     def accepts(self, mode: str) -> frozenset[str]:
         """Config paths under inputs and sampling that this family uses in `mode`."""
@@ -339,11 +362,6 @@ class Family:
         None when not known). Counted from the weights instead when they are on disk."""
         return {}
 
-    def window_frames(self, cfg: RunConfig, frames: int) -> int:
-        """The frames one denoiser forward works on: all `frames`, unless the family makes a long
-        video window by window."""
-        return frames
-
     def model_offload(self, mode: str) -> bool:
         """Whether the pipeline declares the order `--offload model` moves its models in."""
         return True
@@ -358,7 +376,9 @@ class Family:
         return dict(self.dtypes)
 
     def latent_frames(self, cfg: RunConfig, frames: int) -> int:
-        """Latent frames one denoiser forward sees for a `frames`-frame video (memory planner)."""
+        """Latent frames one denoiser forward sees for a `frames`-frame video (memory planner):
+        all of them, unless the family makes a long video window by window or section by
+        section (SkyReels-V2 diffusion forcing, FramePack)."""
         return (frames - 1) // self.footprint.temporal + 1
 
     def guided(self, cfg: RunConfig) -> bool:

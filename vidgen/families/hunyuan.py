@@ -292,19 +292,6 @@ class HunyuanVideo(Family):
     steps_default = 50
     guidance = 6.0
 
-    def defaults(self, mode: str) -> dict[str, Any]:
-        return {
-            "model": {"id": self.repos[mode]},
-            "sampling": {
-                "height": self.size[0],
-                "width": self.size[1],
-                "num_frames": self.frames_default,
-                "num_inference_steps": self.steps_default,
-                "guidance_scale": self.guidance,
-            },
-            "output": {"fps": self.fps},
-        }
-
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
         s = cfg.sampling

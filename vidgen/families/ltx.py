@@ -189,6 +189,7 @@ class LTX(Family):
     frames_default = 161
     fps = 24
     steps_default = 50
+    guidance = 3.0
 
     def accepts(self, mode: str) -> frozenset[str]:
         # Keyframes and clips also steer text-to-video (e.g. extending a clip).
@@ -198,19 +199,6 @@ class LTX(Family):
         # Stage 2 of the upscale recipe refines given latents, which only the condition pipeline takes.
         upscale = cfg.sampling.get("latent_upsampler")
         return CONDITION_PIPELINE if cfg.inputs.conditions or upscale else self.pipelines[cfg.mode]
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        return {
-            "model": {"id": self.repos[mode]},
-            "sampling": {
-                "height": self.size[0],
-                "width": self.size[1],
-                "num_frames": self.frames_default,
-                "num_inference_steps": self.steps_default,
-                "guidance_scale": 3.0,
-            },
-            "output": {"fps": self.fps},
-        }
 
     def usable_frames(self, count: int) -> int:
         return (count - 1) // 8 * 8 + 1 if count >= 1 else 0

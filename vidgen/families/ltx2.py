@@ -219,6 +219,7 @@ class LTX2(Family):
     frames_default = 121
     fps = 24
     steps_default = 30
+    guidance = 3.0
 
     def accepts(self, mode: str) -> frozenset[str]:
         # Keyframes and clips (LTX2ConditionPipeline) in text- and image-to-video.
@@ -254,19 +255,6 @@ class LTX2(Family):
         # Only image-to-video re-compresses an input image.
         options = super().mode_options(mode)
         return options if mode == "i2v" else tuple(o for o in options if o is not IMAGE_CRF)
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        return {
-            "model": {"id": self.repos[mode]},
-            "sampling": {
-                "height": self.size[0],
-                "width": self.size[1],
-                "num_frames": self.frames_default,
-                "num_inference_steps": self.steps_default,
-                "guidance_scale": 3.0,
-            },
-            "output": {"fps": self.fps},
-        }
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {

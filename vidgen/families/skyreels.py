@@ -333,9 +333,9 @@ class SkyReelsDF(SkyReels):
             cfg.mode, self.frames_of(cfg), self.window(cfg), self.overlap(cfg), bool(cfg.inputs.last_image)
         )
 
-    def window_frames(self, cfg: RunConfig, frames: int) -> int:
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
         # One denoiser forward sees one window, however long the video.
-        return _pixel(max(w.latent for w in self.plan(cfg)))
+        return max(w.latent for w in self.plan(cfg))
 
     def decode_frames(self, cfg: RunConfig, frames: int) -> int:
         # Frame by frame like Wan, but the decoded video (3 float32 values per pixel) stays on the
@@ -440,7 +440,7 @@ class SkyReelsDF(SkyReels):
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         # The transformer sees one window at a time: its position table bounds the window.
         window = cfg.model_copy(
-            update={"sampling": cfg.sampling.model_copy(update={"num_frames": self.window_frames(cfg, 0)})}
+            update={"sampling": cfg.sampling.model_copy(update={"num_frames": _pixel(self.latent_frames(cfg, 0))})}
         )
         super().check_loaded(pipe, window, frames)
         if cfg.mode == "v2v" and frames is not None and frames < self.overlap(cfg):

@@ -421,21 +421,10 @@ class Wan(Family):
     negative_i2v = "镜头晃动，" + NEGATIVE
 
     def defaults(self, mode: str) -> dict[str, Any]:
-        sampling: dict[str, Any] = {
-            "height": self.size[0],
-            "width": self.size[1],
-            "num_frames": self.frames_default,
-            "num_inference_steps": self.steps_default,
-            "guidance_scale": self.guidance,
-            "flow_shift": self.shift,
-        }
-        negative = self.negative_i2v if mode == "i2v" else NEGATIVE
-        return {
-            "model": {"id": self.repos[mode]},
-            "inputs": {"negative_prompt": negative},
-            "sampling": sampling,
-            "output": {"fps": self.fps},
-        }
+        data = super().defaults(mode)
+        data["sampling"]["flow_shift"] = self.shift
+        data["inputs"] = {"negative_prompt": self.negative_i2v if mode == "i2v" else NEGATIVE}
+        return data
 
     def matches(self, index: dict[str, Any]) -> bool:
         return index.get("boundary_ratio") is None and not index.get("expand_timesteps")
