@@ -473,6 +473,26 @@ def builders() -> dict[str, Callable[[], Any]]:
     return found
 
 
+def siglip_vision(hidden_size: int, intermediate_size: int) -> dict[str, Any]:
+    """A one-layer SigLIP vision tower on 16x16 images and its PIL-backed processor, as the
+    image_encoder and feature_extractor of pipelines that read images with SigLIP (FramePack,
+    HunyuanVideo-1.5 i2v)."""
+    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
+
+    config = SiglipVisionConfig(
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=4,
+    )
+    return {
+        "image_encoder": SiglipVisionModel(config).eval(),
+        "feature_extractor": SiglipImageProcessorPil(size={"height": 16, "width": 16}),
+    }
+
+
 # Shared parts for the tiny recipes that live in the family modules.
 t5_tokenizer = _t5_tokenizer
 clip_image_processor = _clip_image_processor

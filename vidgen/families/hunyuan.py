@@ -689,7 +689,8 @@ def tiny_framepack() -> Any:
         HunyuanVideoFramepackPipeline,
         HunyuanVideoFramepackTransformer3DModel,
     )
-    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
+
+    from vidgen.tiny import siglip_vision
 
     transformer = HunyuanVideoFramepackTransformer3DModel(
         **{**_TRANSFORMER, "patch_size": 2},
@@ -698,23 +699,13 @@ def tiny_framepack() -> Any:
         image_proj_dim=32,
         has_clean_x_embedder=True,
     )
-    encoder = SiglipVisionModel(
-        SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=16,
-            patch_size=4,
-        )
-    ).eval()
+    vision = siglip_vision(hidden_size=32, intermediate_size=37)
     return HunyuanVideoFramepackPipeline(
         **_encoders(),
         transformer=transformer,
         vae=_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        image_encoder=encoder,
-        feature_extractor=SiglipImageProcessorPil(size={"height": 16, "width": 16}),
+        **vision,
     )
 
 

@@ -270,23 +270,10 @@ def tiny_t2v() -> Any:
 
 def tiny_i2v() -> Any:
     from diffusers import HunyuanVideo15ImageToVideoPipeline
-    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
 
-    encoder = SiglipVisionModel(
-        SiglipVisionConfig(
-            hidden_size=12,
-            intermediate_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=16,
-            patch_size=4,
-        )
-    ).eval()
-    return HunyuanVideo15ImageToVideoPipeline(
-        **_parts("i2v"),
-        image_encoder=encoder,
-        feature_extractor=SiglipImageProcessorPil(size={"height": 16, "width": 16}),
-    )
+    from vidgen.tiny import siglip_vision
+
+    return HunyuanVideo15ImageToVideoPipeline(**_parts("i2v"), **siglip_vision(hidden_size=12, intermediate_size=16))
 
 
 HunyuanVideo15.tiny = {"hunyuanvideo15": tiny_t2v, "hunyuanvideo15-i2v": tiny_i2v}
