@@ -53,6 +53,65 @@ def test_an_error_on_the_ranks_is_one_line_and_one_exit_code(tmp_path: Path) -> 
     assert not list(tmp_path.glob("x*"))
 
 
+def _children(parent: int) -> dict[int, dict[str, str]]:
+    """pid -> environment of the processes whose parent is `parent` (read from /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            raw = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        pairs = (item.decode(errors="replace").partition("=") for item in raw if b"=" in item)
+        found[int(entry.name)] = {key: value for key, _, value in pairs}
+    return found
+
+
+def test_one_rank_killed_mid_run_stops_the_other_with_one_line(tmp_path: Path) -> None:
+    """SIGKILL of rank 1 while both ranks run: rank 0 would wait forever in a collective; the
+    launcher stops it, prints one line naming the rank, and leaves nothing under the final name."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["t2v", "a red fox", *WAN, "--gpus", "2", "--steps", "400", "--out", "x.mp4"]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "vidgen", *args],
+        env={**os.environ, **CPU_CP},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        ranks: dict[int, dict[str, str]] = {}
+        while time.monotonic() < deadline and len(ranks) < 2:
+            ranks = _children(launcher.pid)
+            time.sleep(0.2)
+        assert len(ranks) == 2, "the launcher did not start two ranks"
+        (rank1,) = [pid for pid, env in ranks.items() if env.get("RANK") == "1"]
+        time.sleep(8)  # loading, then into the 400 steps
+        assert launcher.poll() is None, launcher.communicate()
+        os.kill(rank1, signal.SIGKILL)
+        out, err = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode not in (0, None)
+    errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "rank 1 of 2" in errors[0], err
+    assert "Traceback" not in err and out == ""
+    assert not _children(launcher.pid)  # no rank left behind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("x")]
+
+
 def test_families_without_a_context_parallel_plan_refuse_gpus() -> None:
     result = cli("t2v", "a fox", "--preset", "tiny-cogvideox", "--gpus", "2")
     one_line_error(result, 3, "--gpus 2", "CogVideoX", "families that take --gpus", "Wan 2.1 (t2v, i2v)")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vidgen.errors import ConfigError, VidgenError
+from vidgen.errors import ConfigError, ExitCode, VidgenError
 
 # Backends diffusers lets run context parallel (registered with supports_context_parallel).
 CP_BACKENDS = (
@@ -288,38 +288,59 @@ def launch(count: int, argv: list[str] | None = None) -> None:
                 log.close()
         if failed is None:
             return
-        errors = []
+        errors = {}
         for path in Path(folder).glob("rank*.json"):
             with contextlib.suppress(OSError, ValueError):
-                errors.append(json.loads(path.read_text(encoding="utf-8")))
+                error = json.loads(path.read_text(encoding="utf-8"))
+                errors[int(error["rank"])] = error
+        # A rank killed by a signal (the OOM killer, a kill) cannot say why; the others then fail
+        # on the broken connection. The killed one is the cause, and the line names it.
+        for index, code in failed:
+            if code < 0 and index not in errors:
+                name = _signal_name(-code)
+                raise RankError(
+                    f"rank {index} of {count} was killed by {name}; the other ranks were stopped (out of host "
+                    "memory, or a kill from outside, is the usual cause).",
+                    ExitCode.ERROR,
+                )
         if errors:
-            first = min(errors, key=lambda error: error["time"])
+            first = min(errors.values(), key=lambda error: error["time"])
             raise RankError(first["message"], first["code"])
-        index, code = failed
+        index, code = failed[0]
         tail = Path(folder, f"rank{index}.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
         detail = f": {tail[-1]}" if tail else ""
         raise RankError(f"rank {index} of {count} ended with exit code {code}{detail}", code if code > 0 else 1)
 
 
-def _wait(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
-    """None when every rank succeeded; else (rank, exit code) of the first that failed, after
-    stopping the others."""
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _wait(procs: list[subprocess.Popen]) -> list[tuple[int, int]] | None:
+    """None when every rank succeeded; else (rank, exit code) of each that failed on its own
+    (before the launcher stopped the rest), in rank order."""
     while True:
         codes = [proc.poll() for proc in procs]
-        bad = [(index, code) for index, code in enumerate(codes) if code not in (None, 0)]
+        bad = [index for index, code in enumerate(codes) if code not in (None, 0)]
         if bad:
             # The others may still be writing their own error (the same check fails everywhere):
             # a moment for that, then they are stopped.
             deadline = time.monotonic() + 2
             while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
                 time.sleep(0.05)
+            own = [(index, proc.returncode) for index, proc in enumerate(procs) if proc.poll() not in (None, 0)]
             for proc in procs:
                 if proc.poll() is None:
                     proc.terminate()
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
                 time.sleep(0.05)
-            return bad[0]
+            return own
         if all(code == 0 for code in codes):
             return None
         time.sleep(0.05)
