@@ -61,6 +61,24 @@ def sidecar(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def png_frames(result):
+    """The frames (uint8, F×H×W×3) of the png folder a successful command printed."""
+    import numpy as np
+    from PIL import Image
+
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+
+
+def printed_sidecar(result) -> dict:
+    """The sidecar of the output a command printed (FOLDER -> FOLDER.json, NAME.mp4 -> NAME.json)."""
+    output = Path(result.stdout.strip())
+    return sidecar(
+        output.with_name(output.stem + ".json") if output.suffix else output.with_name(output.name + ".json")
+    )
+
+
 def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and "user-presets" not in p.parts)
 

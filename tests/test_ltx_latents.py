@@ -14,31 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, decode, files_under, one_line_error, sidecar
+from conftest import cli, decode, files_under, one_line_error, png_frames, printed_sidecar, sidecar
 from test_ltx2 import streams
 
 DRUMMER = ("t2v", "a drummer on a rooftop", "--preset", "tiny-ltx2")
 FOX = ("t2v", "a fox in the snow", "--preset", "tiny-ltx")
 
 
-def _png(result) -> np.ndarray:
-    """The frames of the png folder a command printed."""
-    from PIL import Image
-
-    assert result.exit_code == 0, result.stderr
-    folder = Path(result.stdout.strip())
-    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
-
-
-def _side(result) -> dict:
-    folder = Path(result.stdout.strip())
-    return sidecar(folder.with_name(folder.name + ".json"))
-
-
 def test_ltx_decode_of_saved_latents_equals_the_run_with_decode_noise(tmp_path: Path) -> None:
     made = cli(*FOX, "--seed", "3", "--format", "png", "--out", "run/", "--save-latents")
-    run = _png(made)
-    data = _side(made)
+    run = png_frames(made)
+    data = printed_sidecar(made)
     assert data["pipeline"]["call_kwargs"]["decode_timestep"] == 0.05
     saved = Path(data["output"]["latents"]["path"])
     # The latents were caught at vae.decode: its timestep argument is saved beside them.
@@ -49,10 +35,10 @@ def test_ltx_decode_of_saved_latents_equals_the_run_with_decode_noise(tmp_path: 
         timestep = handle.get_tensor("tensor.latents.0")
     assert info["decode_args"] == [{"tensor": "latents.0"}] and timestep.tolist() == pytest.approx([0.05])
     result = cli("decode", str(saved), "--format", "png", "--out", "again/")
-    assert _side(result)["pipeline"]["decode"]["method"] == "vae.decode"
-    assert np.array_equal(run, _png(result))
+    assert printed_sidecar(result)["pipeline"]["decode"]["method"] == "vae.decode"
+    assert np.array_equal(run, png_frames(result))
     # Not vacuous: another seed decodes to other frames.
-    other = _png(cli(*FOX, "--seed", "4", "--format", "png", "--out", "other/"))
+    other = png_frames(cli(*FOX, "--seed", "4", "--format", "png", "--out", "other/"))
     assert np.abs(other.astype(int) - run.astype(int)).max() > 1
 
 
@@ -107,14 +93,14 @@ def test_ltx2_decode_out_of_memory_keeps_the_sound_for_vidgen_decode(
 def test_ltx_upscale_decode_repeats_the_resize(tmp_path: Path) -> None:
     args = ("t2v", "a fox", "--preset", "tiny-ltx-upscale", "--format", "png")
     made = cli(*args, "--seed", "2", "--out", "run/", "--save-latents")
-    run = _png(made)
+    run = png_frames(made)
     # Stage 2 made 128x128 (its latents are what was saved); the recipe resizes to 96x96.
     assert run.shape[1:3] == (96, 96)
-    saved = _side(made)["output"]["latents"]
+    saved = printed_sidecar(made)["output"]["latents"]
     assert saved["shape"][-2:] == [32, 32]
-    again = _png(cli("decode", saved["path"], "--format", "png", "--out", "again/"))
+    again = png_frames(cli("decode", saved["path"], "--format", "png", "--out", "again/"))
     assert np.array_equal(run, again)
-    assert not np.array_equal(run, _png(cli(*args, "--seed", "3", "--out", "other/")))
+    assert not np.array_equal(run, png_frames(cli(*args, "--seed", "3", "--out", "other/")))
 
 
 def test_damaged_tensor_references_are_refused(tmp_path: Path) -> None:

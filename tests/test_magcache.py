@@ -8,22 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, files_under, one_line_error, sidecar
+from conftest import cli, files_under, one_line_error, png_frames, printed_sidecar
 
 FOX = ("t2v", "a fox in the snow", "--preset", "tiny-ltx", "--steps", "6")
-
-
-def _frames(result) -> np.ndarray:
-    from PIL import Image
-
-    assert result.exit_code == 0, result.stderr
-    folder = Path(result.stdout.strip())
-    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
-
-
-def _side(result) -> dict:
-    folder = Path(result.stdout.strip())
-    return sidecar(folder.with_name(folder.name + ".json"))
 
 
 def _plain(data: dict, config: dict) -> np.ndarray:
@@ -40,22 +27,22 @@ def _plain(data: dict, config: dict) -> np.ndarray:
 
 def test_calibrate_then_reuse_the_ratios_equals_plain_diffusers(tmp_path: Path) -> None:
     calibration = cli(*FOX, "--seed", "2", "--cache", "magcache:calibrate", "--format", "png", "--out", "cal/")
-    calibrated = _frames(calibration)
+    calibrated = png_frames(calibration)
     # stdout is the output path alone (diffusers prints the ratios; vidgen keeps them instead).
     assert len(calibration.stdout.strip().splitlines()) == 1
-    data = _side(calibration)
+    data = printed_sidecar(calibration)
     measured = data["optimizations"]["magcache_calibration"]
     assert measured["num_inference_steps"] == 6 and len(measured["mag_ratios"]) == 6
     assert measured["mag_ratios"][0] == 1.0 and all(0 < r < 10 for r in measured["mag_ratios"])
     # Calibration skips nothing: the frames are the uncached run's.
-    plain = _frames(cli(*FOX, "--seed", "2", "--format", "png", "--out", "plain/"))
+    plain = png_frames(cli(*FOX, "--seed", "2", "--format", "png", "--out", "plain/"))
     assert np.array_equal(calibrated, plain)
 
     sidecar_path = Path(calibration.stdout.strip()).with_suffix(".json")
     cached = cli(*FOX, "--seed", "2", "--cache", "magcache", "--mag-ratios", str(sidecar_path), "--format", "png",
                  "--out", "cached/")  # fmt: skip
-    ours = _frames(cached)
-    used = _side(cached)
+    ours = png_frames(cached)
+    used = printed_sidecar(cached)
     assert used["config"]["optimization"]["mag_ratios"] == measured["mag_ratios"]
     [call] = used["optimizations"]["calls"]
     config = call["kwargs"]["config"]["MagCacheConfig"]
@@ -64,7 +51,7 @@ def test_calibrate_then_reuse_the_ratios_equals_plain_diffusers(tmp_path: Path) 
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
     # The cache skipped work: the frames differ from the uncached run's, and another seed differs too.
     assert np.abs(ours.astype(int) - plain.astype(int)).max() > 1
-    other = _frames(cli(*FOX, "--seed", "3", "--cache", "magcache", "--mag-ratios", str(sidecar_path), "--format",
+    other = png_frames(cli(*FOX, "--seed", "3", "--cache", "magcache", "--mag-ratios", str(sidecar_path), "--format",
                         "png", "--out", "other/"))  # fmt: skip
     assert np.abs(ours.astype(int) - other.astype(int)).max() > 1
 
@@ -73,7 +60,7 @@ def test_ratios_as_numbers_and_a_threshold(tmp_path: Path) -> None:
     result = cli(*FOX, "--seed", "1", "--cache", "magcache:0.2", "--mag-ratios", "1.0,1.02,0.99,1.0,1.01,1.0",
                  "--format", "png", "--out", "n/")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    config = _side(result)["optimizations"]["calls"][0]["kwargs"]["config"]["MagCacheConfig"]
+    config = printed_sidecar(result)["optimizations"]["calls"][0]["kwargs"]["config"]["MagCacheConfig"]
     assert config["threshold"] == 0.2 and config["mag_ratios"] == [1.0, 1.02, 0.99, 1.0, 1.01, 1.0]
 
 

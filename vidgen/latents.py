@@ -215,54 +215,47 @@ def load(path: Path) -> tuple[Any, dict[str, Any]]:
 def load_kept(path: Path, names: Any) -> dict[str, Any]:
     """The uint8 arrays `save` kept beside the latents (`Captured.kept`), by name; `names` is
     what the file's metadata lists, so it is checked too (a file is data)."""
-    import numpy as np
-    from safetensors import SafetensorError, safe_open
-
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         return {}
-    kept: dict[str, Any] = {}
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            for name in names:
-                key = f"{KEPT}{name}"
-                if key not in handle.keys():  # noqa: SIM118
-                    raise InputError(f"{path} lists kept pixels {name!r} it does not hold; it is damaged.")
-                if math.prod(handle.get_slice(key).get_shape()) > MAX_LATENTS_ELEMENTS:
-                    raise InputError(f"{path} holds more kept pixels than any supported model makes.")
-                array = handle.get_tensor(key).numpy()
-                if array.dtype != np.uint8:
-                    raise InputError(f"{path} holds kept pixels {name!r} that are not 8-bit; it is damaged.")
-                kept[name] = array
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a latents file vidgen wrote ({exc}).") from None
-    return kept
+    import torch
+
+    kept = _read_named(path, names, KEPT, "kept pixels", lambda t: t.dtype == torch.uint8, "8-bit")
+    return {name: tensor.numpy() for name, tensor in kept.items()}
 
 
 def load_tensors(path: Path, names: Any) -> dict[str, Any]:
     """The other tensors `save` caught with the latents (`Captured.tensors`), by name; `names`
     is what the file's metadata lists, so it is checked too (a file is data)."""
-    from safetensors import SafetensorError, safe_open
-
     if names is None:
         return {}
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise InputError(f"{path} lists its tensors in a form vidgen does not write; it is damaged.")
-    tensors: dict[str, Any] = {}
+    return _read_named(path, names, TENSOR, "a tensor", lambda t: t.is_floating_point(), "floating point")
+
+
+def _read_named(
+    path: Path, names: list[str], prefix: str, what: str, valid: Callable[[Any], bool], kind: str
+) -> dict[str, Any]:
+    """The tensors `prefix`+name for each listed name, each present, of a size some model
+    makes, and `valid` (else the file is damaged: one line saying so)."""
+    from safetensors import SafetensorError, safe_open
+
+    found: dict[str, Any] = {}
     try:
         with safe_open(str(path), framework="pt") as handle:
             for name in names:
-                key = f"{TENSOR}{name}"
+                key = f"{prefix}{name}"
                 if key not in handle.keys():  # noqa: SIM118
-                    raise InputError(f"{path} lists a tensor {name!r} it does not hold; it is damaged.")
+                    raise InputError(f"{path} lists {what} {name!r} it does not hold; it is damaged.")
                 if math.prod(handle.get_slice(key).get_shape()) > MAX_LATENTS_ELEMENTS:
-                    raise InputError(f"{path} holds a tensor {name!r} larger than any supported model makes.")
+                    raise InputError(f"{path} holds {what} {name!r} larger than any supported model makes.")
                 tensor = handle.get_tensor(key)
-                if not tensor.is_floating_point():
-                    raise InputError(f"{path} holds a tensor {name!r} that is not floating point; it is damaged.")
-                tensors[name] = tensor
+                if not valid(tensor):
+                    raise InputError(f"{path} holds {what} {name!r} that is not {kind}; it is damaged.")
+                found[name] = tensor
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path} is not a latents file vidgen wrote ({exc}).") from None
-    return tensors
+    return found
 
 
 def arguments(path: Path, info: dict[str, Any], tensors: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
