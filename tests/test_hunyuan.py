@@ -314,7 +314,7 @@ def test_magcache_runs_with_the_authors_published_ratios(tmp_path: Path, monkeyp
     true_cfg = ("--true-cfg", "4", "--negative", "blurry")
     one_line_error(cli(*KOI, "--preset", "hunyuanvideo", "--cache", "magcache", *true_cfg), 3, "--true-cfg")
     framepack = ("i2v", "a.png", "x", "--preset", "tiny-framepack", "--cache", "magcache")
-    one_line_error(cli(*framepack), 3, "--cache magcache", "HunyuanVideo text-to-video only")
+    one_line_error(cli(*framepack), 3, "--cache magcache", "full schedule per section")
     assert files_under(tmp_path) == before
     # The full-size presets plan offline with it.
     for preset in ("hunyuanvideo", "hunyuanvideo-fast"):

@@ -243,11 +243,6 @@ class HunyuanVideo(Family):
     caches = frozenset({"first-block", "pab", "taylorseer", "magcache"})
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache assumes a batched guided pass, and true CFG runs two passes",
-        # For the families below that inherit these hints (FramePack).
-        "optimization.cache=magcache": (
-            "MagCache needs magnitude ratios calibrated for the checkpoint, and its authors publish them "
-            "for HunyuanVideo text-to-video only (preset hunyuanvideo)"
-        ),
         "optimization.decode_chunk_size": "the causal VAE decodes frame by frame already; use --vae-tiling",
         "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
         "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
@@ -426,6 +421,12 @@ class FramePack(HunyuanVideo):
     # FramePack's transformer has no repeated-block list for regional compile, and its sections
     # re-enter the transformer with new shapes; PAB and TaylorSeer keep per-run state per pass.
     caches = frozenset({"first-block", "pab", "taylorseer"})
+    hints: ClassVar[dict[str, str]] = {
+        **HunyuanVideo.hints,
+        # MagCache counts one schedule per run; FramePack runs a whole schedule per section.
+        "optimization.cache=magcache": "FramePack runs a full schedule per section, which MagCache's step count "
+        "does not follow",
+    }
     grid = None  # frames follow the window (see check)
     dtypes: ClassVar[dict[str, str]] = {
         "text_encoder": "fp16",

@@ -366,7 +366,6 @@ class Wan(Family):
     caches = frozenset({"first-block", "pab", "taylorseer", "magcache"})
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache assumes a batched guided pass and fails on Wan in diffusers 0.42.1",
-        "optimization.cache=magcache": "MagCache needs magnitude ratios calibrated for the checkpoint",
         "optimization.decode_chunk_size": "Wan's causal VAE decodes frame by frame already; use --vae-tiling",
         "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
         "optimization.attention_slicing": "Wan attends through diffusers' dispatcher; pick --attention-backend",

@@ -49,6 +49,13 @@ _VACE_13B_PARAMS = 1.419e9 * (1 + 15 / 30)
 _VACE_14B_PARAMS = 14.288e9 * (1 + 8 / 40)
 
 
+# Why --cache magcache is refused on VACE and video-to-video.
+_NO_MAGCACHE = (
+    "no MagCache ratios are published for VACE or video-to-video, and measuring them "
+    "(--cache magcache:calibrate) is not checked on their partial schedules and control blocks"
+)
+
+
 class _WanEditing(Wan):
     """What the editing pipelines share: the input video sets the length, on Wan's 4k+1 grid."""
 
@@ -93,6 +100,7 @@ class WanVACE(_WanEditing):
     hints: ClassVar[dict[str, str]] = {
         **Wan.hints,
         "model.controlnet": "VACE's control blocks are part of the checkpoint",
+        "optimization.cache=magcache": _NO_MAGCACHE,
     }
     footprint = replace(
         Wan.footprint,
@@ -235,6 +243,7 @@ class WanV2V(_WanEditing):
     hints: ClassVar[dict[str, str]] = {
         **Wan.hints,
         "sampling.num_frames": "in v2v the input video sets the length; use --max-frames",
+        "optimization.cache=magcache": _NO_MAGCACHE,
     }
     footprint = replace(
         Wan.footprint,
