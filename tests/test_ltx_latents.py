@@ -168,3 +168,17 @@ def test_memory_plan_of_the_ltx_upscale_recipe_works_at_the_refinement_size(tmp_
         phases[preset] = json.loads(result.stdout)["memory"]["phases_bytes"]
     ratio = phases["ltx-video-0.9.7-distilled-upscale"]["decode"] / phases["ltx-video-0.9.7-distilled"]["decode"]
     assert ratio == pytest.approx(1024 * 640 / (768 * 512))
+
+
+def test_memory_plan_of_ltx_2_3_counts_its_own_parts(tmp_path: Path) -> None:
+    # Counted on the meta device from diffusers' 2.3 configs: transformer plus connectors is the
+    # published "22B"; 2.0's parts would undercount the connectors and overcount the VAE.
+    args = ("t2v", "x", "--dry-run", "--memory", "auto", "--vram", "24", "--json")
+    weights = {}
+    for preset in ("ltx2.3", "ltx2"):
+        result = cli(*args, "--preset", preset)
+        assert result.exit_code == 0, result.stderr
+        weights[preset] = json.loads(result.stdout)["memory"]["weights_bytes"]
+    new = weights["ltx2.3"]
+    assert (new["transformer"] + new["connectors"]) / 2 == pytest.approx(22.16e9, rel=1e-3)
+    assert new["connectors"] > weights["ltx2"]["connectors"] and new["vae"] < weights["ltx2"]["vae"]

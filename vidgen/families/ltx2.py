@@ -137,6 +137,16 @@ _CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "heigh
 _LTX2_19B = 18.876e9
 _GEMMA3_12B = 12.19e9
 _PARTS = {"vae": 1.222e9, "audio_vae": 0.053e9, "vocoder": 0.056e9, "connectors": 1.431e9}
+# LTX-2.3 ("22B": transformer plus connectors): the same classes built on the meta device from the
+# 2.3 configs in diffusers' LTX-2 conversion recipe (gated attention and cross-attention modulation;
+# 8-layer per-modality connectors; a smaller VAE; the 48 kHz vocoder with bandwidth extension).
+_LTX23_PARTS = {
+    "transformer": 18.989e9,
+    "connectors": 3.172e9,
+    "vae": 0.726e9,
+    "audio_vae": 0.053e9,
+    "vocoder": 0.129e9,
+}
 
 
 class LTX2(Family):
@@ -197,10 +207,9 @@ class LTX2(Family):
         blocks=48,
         sizes={
             "Lightricks/LTX-2": {"transformer": _LTX2_19B, "text_encoder": _GEMMA3_12B, **_PARTS},
-            # LTX-2.3 is published as 22B; its diffusers config adds gated attention (not counted here).
             **dict.fromkeys(
                 ("diffusers/LTX-2.3-Diffusers", "diffusers/LTX-2.3-Distilled-Diffusers"),
-                {"transformer": 22.0e9, "text_encoder": _GEMMA3_12B, **_PARTS},
+                {"text_encoder": _GEMMA3_12B, **_LTX23_PARTS},
             ),
         },
         spatial=32,
