@@ -599,7 +599,6 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     """`vidgen decode`: turn saved final latents into the video, loading only the VAE.
 
     `resolved` is the recorded run's config with the decode options of this command on top."""
-    import numpy as np
     import torch
 
     from vidgen import latents, loader, runner
@@ -617,6 +616,43 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     fmt = outputs.output_format(cfg)
     codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
     _check_audio_format(family, cfg, fmt)
+    target, side = _decode_target(cfg, fmt, info)
+    log.info("loading the VAE of %s on %s", cfg.model.id, device)
+    progress.phase("load")
+    loaded = loader.load(cfg, family, device, decode_only=True)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    progress.phase("decode")
+    frames, audio, post = _decoded(source, family, loaded.pipe, cfg, tensor, info, tensors)
+    decoded = time.perf_counter() - start
+    # Latent-output families decode as their pipeline would; the others call what they were caught at.
+    method = (
+        family.catches["latents"].target if family.latents == "caught" else "vae.decode (the pipeline's own decode)"
+    )
+    record = sidecar.record(
+        Resolved(cfg, resolved.sources, resolved.presets),
+        info.get("seed"),
+        loaded,
+        sidecar.environment(device),
+        pipeline={
+            "class": type(loaded.pipe).__name__,
+            "decode": {"method": method, "args": info["decode_args"], "kwargs": info["decode_kwargs"]},
+            **({"postprocess": post} if post is not None else {}),
+        },
+        made_from={"decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]}},
+        optimizations=loaded.optimizations,
+        timings={"load": loaded.seconds, "decode": round(decoded, 4)},
+        peak_memory_bytes=runner.peak_memory(device),
+    )
+    fps = cfg.output.fps or info.get("fps") or 8
+    _encode(record, frames, target, fmt, fps, codec, crf, cfg.output.overwrite, progress, audio)
+    media.write_text(sidecar.dumps(record), side, overwrite=cfg.output.overwrite)
+    return Result(record, target, side)
+
+
+def _decode_target(cfg: Any, fmt: str, info: dict[str, Any]) -> tuple[Path, Path]:
+    """Where `vidgen decode` writes the video and its sidecar, checked free and writable."""
     path = Path(cfg.output.path)
     target = path.with_suffix(f".{fmt}") if fmt != "png" and path.suffix else path
     side = outputs.sidecar_path(target)
@@ -625,22 +661,28 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
             if existing.exists():
                 raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
     _check_writable([Planned(info.get("seed", 0), target, side)])
-    log.info("loading the VAE of %s on %s", cfg.model.id, device)
-    progress.phase("load")
-    loaded = loader.load(cfg, family, device, decode_only=True)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    progress.phase("decode")
+    return target, side
+
+
+def _decoded(
+    source: Path, family: Any, pipe: Any, cfg: Any, tensor: Any, info: dict[str, Any], tensors: dict[str, Any]
+) -> tuple[Any, Any, dict[str, Any] | None]:
+    """(float frames, the sound or None, the postprocess record) from a latents file's tensors,
+    decoded by the family as its pipeline would, then its step after decoding."""
+    import numpy as np
+    import torch
+
+    from vidgen import latents
+
     # The execution device is where offload hooks run the VAE, or the pipeline's device without them.
-    execution = loaded.pipe._execution_device
-    moved = tensor.to(device=execution, dtype=loaded.pipe.vae.dtype)
+    execution = pipe._execution_device
+    moved = tensor.to(device=execution, dtype=pipe.vae.dtype)
     # The other caught tensors keep their dtype (the audio decoder has its own); the family casts.
     tensors = {name: value.to(execution) for name, value in tensors.items()}
     args, kwargs = latents.arguments(source, info, tensors)
     try:
         with torch.inference_mode():
-            frames = family.decode(loaded.pipe, cfg, moved, args, kwargs, tensors)
+            frames = family.decode(pipe, cfg, moved, args, kwargs, tensors)
     except (torch.cuda.OutOfMemoryError, MemoryError):
         savers = memory.decode_only_savers(family, cfg).flags()
         raise OutOfMemory(f"the decode ran out of memory; try again with {savers} or --offload model.") from None
@@ -666,28 +708,4 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
             post["step"],
         )
         post = {**post, "skipped": "the latents file holds no kept input pixels"}
-    decoded = time.perf_counter() - start
-    frames = np.asarray(frames, dtype=np.float32)
-    # Latent-output families decode as their pipeline would; the others call what they were caught at.
-    method = (
-        family.catches["latents"].target if family.latents == "caught" else "vae.decode (the pipeline's own decode)"
-    )
-    record = sidecar.record(
-        Resolved(cfg, resolved.sources, resolved.presets),
-        info.get("seed"),
-        loaded,
-        sidecar.environment(device),
-        pipeline={
-            "class": type(loaded.pipe).__name__,
-            "decode": {"method": method, "args": info["decode_args"], "kwargs": info["decode_kwargs"]},
-            **({"postprocess": post} if post is not None else {}),
-        },
-        made_from={"decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]}},
-        optimizations=loaded.optimizations,
-        timings={"load": loaded.seconds, "decode": round(decoded, 4)},
-        peak_memory_bytes=runner.peak_memory(device),
-    )
-    fps = cfg.output.fps or info.get("fps") or 8
-    _encode(record, frames, target, fmt, fps, codec, crf, cfg.output.overwrite, progress, audio)
-    media.write_text(sidecar.dumps(record), side, overwrite=cfg.output.overwrite)
-    return Result(record, target, side)
+    return np.asarray(frames, dtype=np.float32), audio, post

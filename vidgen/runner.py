@@ -147,7 +147,6 @@ def run(
 
     Out of memory raises OutOfMemory with `phase` (denoise or decode) and, when the VAE was
     running, `captured`: the final latents, which the caller saves so no denoising is lost."""
-    import numpy as np
     import torch
 
     from vidgen import latents
@@ -216,23 +215,9 @@ def run(
     finally:
         progress.stop()
     end = time.perf_counter()
-    audio = getattr(output, "audio", None)  # a family that makes sound returns Generated
-    if audio is not None or hasattr(output, "frames"):
-        output = output.frames
-    if audio is not None:
-        audio.samples = np.asarray(audio.samples, dtype=np.float32)
-    frames = np.asarray(output, dtype=np.float32)
+    frames, audio, warnings = _finished(output)
     # Denoising ends at the last step callback; what follows is the VAE decode.
     denoised = last_step[0] or end
-    warnings = []
-    if np.isnan(frames).any():
-        warnings.append(
-            "the output contains NaN values (it will look black). The usual cause is fp16 on a model "
-            "trained in bf16: try --dtype bf16 or --dtype fp32."
-        )
-        frames = np.nan_to_num(frames, nan=0.0)
-    elif frames.size and float(frames.max()) < 1.5 / 255:
-        warnings.append("every frame is black. The usual cause is fp16 overflow: try --dtype bf16 or --dtype fp32.")
     return RunResult(
         frames=frames,
         timings={"denoise": round(denoised - start, 4), "decode": round(end - denoised, 4)},
@@ -242,3 +227,26 @@ def run(
         audio=audio,
         journal=journal,
     )
+
+
+def _finished(output: Any) -> tuple[Any, Any, list[str]]:
+    """The family's output as float32 frames, its sound (a family that makes sound returns
+    `Generated`), and warnings about frames that are NaN or all black."""
+    import numpy as np
+
+    audio = getattr(output, "audio", None)
+    if audio is not None or hasattr(output, "frames"):
+        output = output.frames
+    if audio is not None:
+        audio.samples = np.asarray(audio.samples, dtype=np.float32)
+    frames = np.asarray(output, dtype=np.float32)
+    warnings = []
+    if np.isnan(frames).any():
+        warnings.append(
+            "the output contains NaN values (it will look black). The usual cause is fp16 on a model "
+            "trained in bf16: try --dtype bf16 or --dtype fp32."
+        )
+        frames = np.nan_to_num(frames, nan=0.0)
+    elif frames.size and float(frames.max()) < 1.5 / 255:
+        warnings.append("every frame is black. The usual cause is fp16 overflow: try --dtype bf16 or --dtype fp32.")
+    return frames, audio, warnings
