@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
@@ -434,35 +435,20 @@ class FramePack(HunyuanVideo):
         "vae": "fp16",
         "image_encoder": "fp16",
     }
-    footprint = Footprint(
-        denoiser="transformer",
-        blocks=60,
-        sizes={
-            "lllyasviel/FramePackI2V_HY": {
+    # As HunyuanVideo's; one section's window plus its packed history (1 + 2 + 16 latent frames,
+    # the longer ones downsampled) is what the transformer sees (see latent_frames).
+    footprint = replace(
+        HunyuanVideo.footprint,
+        sizes=dict.fromkeys(
+            ("lllyasviel/FramePackI2V_HY", "lllyasviel/FramePack_F1_I2V_HY_20250503"),
+            {
                 "transformer": _FRAMEPACK_TRANSFORMER,
                 "text_encoder": _LLAMA_8B,
                 "text_encoder_2": _CLIP_L,
                 "vae": _HV_VAE,
                 "image_encoder": _SIGLIP,
             },
-            "lllyasviel/FramePack_F1_I2V_HY_20250503": {
-                "transformer": _FRAMEPACK_TRANSFORMER,
-                "text_encoder": _LLAMA_8B,
-                "text_encoder_2": _CLIP_L,
-                "vae": _HV_VAE,
-                "image_encoder": _SIGLIP,
-            },
-        },
-        spatial=8,
-        temporal=4,
-        patch=2,
-        width=3072,
-        # One section's window plus its packed history (1 + 2 + 16 latent frames, the longer
-        # ones downsampled) is what the transformer sees, whatever the video's length.
-        live=10,
-        decode=120,
-        tiled=0.3,
-        guided=False,
+        ),
     )
     # diffusers' FramePack example: 832x480, 30 steps, embedded guidance 9, window 9, 30 fps.
     size = (832, 480)
