@@ -464,18 +464,8 @@ class Family:
     def decode_video(self, pipe: Any, latents: Any) -> Any:
         """Final latents -> float frames (frames, height, width, 3), as the pipeline decodes them
         with output_type="np". The default is the Wan-style VAE with per-channel latent statistics."""
-        import torch
-        from diffusers.utils.torch_utils import get_module_execution_device
-
-        vae = pipe.vae
-        # As in diffusers' pipeline (pipeline_wan.py): undo the per-channel normalisation, decode.
-        with torch.no_grad():
-            latents = latents.to(get_module_execution_device(vae), dtype=vae.dtype)
-            shape = (1, vae.config.z_dim, 1, 1, 1)
-            mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
-            std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
-            video = vae.decode(latents / std + mean, return_dict=False)[0]
-            return pipe.video_processor.postprocess_video(video, output_type="np")[0]
+        video = decode_normalised(pipe, latents)
+        return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
     def decode(
         self, pipe: Any, cfg: RunConfig, latents: Any, args: list[Any], kwargs: dict[str, Any], tensors: dict[str, Any]
@@ -665,3 +655,18 @@ def magcache_refusal(title: str, cfg: RunConfig, published_for: str) -> ConfigEr
         f"{cfg.model.id} {cfg.mode} ({published_for}); measure them once with --cache magcache:calibrate, then "
         "pass --mag-ratios CALIBRATION_SIDECAR.json, or use --cache taylorseer."
     )
+
+
+def decode_normalised(pipe: Any, latents: Any) -> Any:
+    """The VAE's decoded video tensor for latents normalised per channel (the Wan-style VAE's
+    latents_mean / latents_std), as diffusers' pipeline_wan.py decodes them."""
+    import torch
+    from diffusers.utils.torch_utils import get_module_execution_device
+
+    vae = pipe.vae
+    with torch.no_grad():
+        latents = latents.to(get_module_execution_device(vae), dtype=vae.dtype)
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
+        std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
+        return vae.decode(latents / std + mean, return_dict=False)[0]

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.errors import ConfigError
-from vidgen.families.base import Footprint, Option, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import Footprint, Option, decode_normalised, prompt_kwargs, sampling_kwargs
 from vidgen.families.wan import _CLIP_H, _UMT5_XXL, _VAE_21, FLOW_SHIFT, NEGATIVE, Wan
 
 log = logging.getLogger("vidgen")
@@ -541,25 +541,17 @@ class SkyReelsDF(SkyReels):
         clip = pipe.__dict__.pop("_vidgen_clip", None)
         if clip is None:
             return super().decode_video(pipe, latents)
+        import numpy as np
         import torch
-        from diffusers.utils.torch_utils import get_module_execution_device
 
         video, overlap = clip
-        vae = pipe.vae
         # As the pipeline decodes (pipeline_skyreels_v2_diffusion_forcing_v2v.py), then without the
         # carried-over frames decoded a second time.
-        with torch.no_grad():
-            latents = latents.to(get_module_execution_device(vae), dtype=vae.dtype)
-            shape = (1, vae.config.z_dim, 1, 1, 1)
-            mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
-            std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
-            generated = vae.decode(latents / std + mean, return_dict=False)[0]
-            video = video.to(generated.device, torch.float32)
-            joined = torch.cat([video, generated.to(video.dtype)], dim=2)
-            frames = pipe.video_processor.postprocess_video(joined, output_type="np")[0]
+        generated = decode_normalised(pipe, latents)
+        video = video.to(generated.device, torch.float32)
+        joined = torch.cat([video, generated.to(video.dtype)], dim=2)
+        frames = pipe.video_processor.postprocess_video(joined, output_type="np")[0]
         clip_frames = video.shape[2]
-        import numpy as np
-
         return np.concatenate([frames[:clip_frames], frames[clip_frames + overlap :]])
 
 
