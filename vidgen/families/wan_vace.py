@@ -62,6 +62,7 @@ class _WanEditing(Wan):
     extra_inputs = frozenset()
     # No published MagCache ratios for these checkpoints; the Wan caches otherwise apply.
     caches = frozenset({"first-block", "pab", "taylorseer"})
+    hints: ClassVar[dict[str, str]] = {**Wan.hints, "optimization.cache=magcache": _NO_MAGCACHE}
     frame_rule = "4k+1 frames"
 
     def usable_frames(self, count: int) -> int:
@@ -98,9 +99,8 @@ class WanVACE(_WanEditing):
     media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "video"}}
     options: ClassVar[tuple[Option, ...]] = (*Wan.options, KEEP_UNMASKED)
     hints: ClassVar[dict[str, str]] = {
-        **Wan.hints,
+        **_WanEditing.hints,
         "model.controlnet": "VACE's control blocks are part of the checkpoint",
-        "optimization.cache=magcache": _NO_MAGCACHE,
     }
     footprint = replace(
         Wan.footprint,
@@ -241,9 +241,8 @@ class WanV2V(_WanEditing):
     sampling: ClassVar[dict[str, frozenset[str]]] = {"v2v": _V2V}
     loads_from = frozenset({"WanPipeline"})
     hints: ClassVar[dict[str, str]] = {
-        **Wan.hints,
+        **_WanEditing.hints,
         "sampling.num_frames": "in v2v the input video sets the length; use --max-frames",
-        "optimization.cache=magcache": _NO_MAGCACHE,
     }
     footprint = replace(
         Wan.footprint,
