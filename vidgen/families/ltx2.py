@@ -219,7 +219,8 @@ class LTX2(Family):
         live=10,
         decode=120,
         tiled=0.3,
-        # Guided, unguided, STG and modality passes run as one batch.
+        # Classifier-free guidance batches the unguided pass with the guided one; STG and cross-modal
+        # guidance run their own passes after it (batch 1), so the guided pass sets the peak.
         guided=True,
     )
     # Reference settings (diffusers ltx2.md): 768x512, 121 frames at 24 fps, 30 steps, the
