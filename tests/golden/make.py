@@ -65,8 +65,8 @@ def collect() -> dict:
             entry: dict = {"dry_run_exit": dry.exit_code}
             if dry.exit_code == 0:
                 shown = json.loads(dry.stdout)
-                entry["config"] = shown.get("config")
-                entry["sources"] = shown.get("sources")
+                entry["config"] = _normalised(shown.get("config"), work)
+                entry["sources"] = _normalised(shown.get("sources"), work)
             else:
                 entry["dry_run_error"] = dry.stderr.strip().splitlines()[-1:]
             if tiny:
