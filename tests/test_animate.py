@@ -27,7 +27,7 @@ def weights(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     from peft.utils import get_peft_model_state_dict
 
     os.environ["VIDGEN_CACHE"] = str(tiny_cache)
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     base = tiny.ensure("sd15")
     out = tmp_path_factory.mktemp("weights")
@@ -246,7 +246,7 @@ def test_animatediff_v2v_matches_plain_diffusers(tmp_path: Path) -> None:
 
 
 def test_motion_adapter_from_an_original_motion_module_file(tmp_path: Path, tiny_cache: Path) -> None:
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     adapter = tiny.ensure("motion-adapter")
     write_motion_module(adapter, tmp_path / "mm_tiny_v2.safetensors")
@@ -351,9 +351,10 @@ def test_prompt_travel_dry_run_shows_the_map_and_names_the_file_after_frame_0() 
     ],
 )
 def test_progress_total_matches_the_steps_reported(tmp_path: Path, mode, preset, layer, expected) -> None:
-    from vidgen import families, generate
+    from vidgen import families
     from vidgen.config import resolve
     from vidgen.config.layers import Layer
+    from vidgen.run import generate
 
     (tmp_path / "frames").mkdir()
     for index in range(8):

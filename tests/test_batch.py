@@ -28,7 +28,7 @@ matrix:
 @pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every pipeline load, by model id (the real loader still runs)."""
-    from vidgen import loader
+    from vidgen.models import loader
 
     seen: list[str] = []
     real = loader.load

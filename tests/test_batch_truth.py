@@ -91,7 +91,7 @@ def test_two_batches_on_one_manifest_run_each_job_once(tmp_path: Path) -> None:
 
 
 def test_a_dead_workers_claim_is_taken_over(tmp_path: Path) -> None:
-    from vidgen import media
+    from vidgen.io import media
 
     dead = subprocess.Popen(["true"])
     dead.wait()

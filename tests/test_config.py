@@ -10,7 +10,7 @@ from conftest import cli
 from vidgen import families
 from vidgen.config import available_presets, resolve
 from vidgen.config.layers import Layer, set_layer
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 
 
 def _resolve(presets: list[str], *layers: Layer):

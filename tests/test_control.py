@@ -9,7 +9,7 @@ import pytest
 from conftest import cli, decode, files_under, one_line_error, sidecar
 from PIL import Image
 
-from vidgen import media
+from vidgen.io import media
 
 T2VZ_CONTROL = ["control", "a robot", "--preset", "tiny-text2video-zero-controlnet"]
 
@@ -78,9 +78,10 @@ def test_controlnet_path_uses_cross_frame_attention(tmp_path: Path) -> None:
         CrossFrameAttnProcessor,
     )
 
-    from vidgen import families, loader
+    from vidgen import families
     from vidgen.config import resolve
     from vidgen.config.layers import Layer
+    from vidgen.models import loader
 
     layer = Layer("cli", {"inputs": {"prompt": "x", "control": "c.mp4"}})
     cfg = resolve("control", ["tiny-text2video-zero-controlnet"], [layer], families.defaults_layer).config

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import cli, cli_subprocess, files_under, one_line_error
 
-from vidgen import media
-from vidgen.errors import ExitCode, WriteError
+from vidgen.core.errors import ExitCode, WriteError
+from vidgen.io import media
 
 TINY = ["t2v", "a cat", "--preset", "tiny-cogvideox", "--seed", "1"]
 

@@ -247,7 +247,7 @@ def test_memory_auto_plans_every_full_size_preset_offline(tmp_path: Path) -> Non
 
 
 def test_batch_jobs_with_another_guidance_get_their_own_guider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vidgen import loader
+    from vidgen.models import loader
 
     loads: list[str] = []
     real = loader.load

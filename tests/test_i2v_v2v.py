@@ -13,7 +13,7 @@ import pytest
 from conftest import CountingProgress, cli, decode, files_under, one_line_error, sidecar
 from PIL import Image
 
-from vidgen import media
+from vidgen.io import media
 
 
 def _image(path: Path, width: int = 32, height: int = 32, seed: int = 0, mode: str = "RGB") -> Path:
@@ -185,9 +185,10 @@ def test_v2v_input_fps_and_max_frames(tmp_path: Path) -> None:
 
 
 def test_v2v_frames_folder_is_read_in_natural_order(tmp_path: Path) -> None:
-    from vidgen import families, inputs
+    from vidgen import families
     from vidgen.config import resolve
     from vidgen.config.layers import Layer
+    from vidgen.io import inputs
 
     _frames_folder(tmp_path / "frames", 12)
     layer = Layer("cli", {"inputs": {"prompt": "x", "video": "frames"}})
@@ -202,9 +203,10 @@ def test_v2v_frames_folder_is_read_in_natural_order(tmp_path: Path) -> None:
 
 
 def _prepare_image(path: Path, **inputs_cfg):
-    from vidgen import families, inputs
+    from vidgen import families
     from vidgen.config import resolve
     from vidgen.config.layers import Layer
+    from vidgen.io import inputs
 
     layer = Layer("cli", {"inputs": {"image": str(path), **inputs_cfg}})
     cfg = resolve("i2v", ["tiny-svd"], [layer], families.defaults_layer).config
@@ -411,7 +413,7 @@ def test_learned_position_embeddings_pin_the_size(tmp_path: Path) -> None:
     # trained size, which is only known once the model's config is read.
     from diffusers import CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
 
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     pipe = CogVideoXImageToVideoPipeline.from_pretrained(tiny.ensure("cogvideox-i2v"))
     config = dict(pipe.transformer.config)
@@ -430,9 +432,10 @@ def test_learned_position_embeddings_pin_the_size(tmp_path: Path) -> None:
 
 
 def test_i2vgen_steps_are_counted_without_a_pipeline_callback(tmp_path: Path) -> None:
-    from vidgen import families, generate
+    from vidgen import families
     from vidgen.config import resolve
     from vidgen.config.layers import Layer
+    from vidgen.run import generate
 
     _image(tmp_path / "img.png")
 

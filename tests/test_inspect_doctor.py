@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from conftest import cli
 
-from vidgen import media
+from vidgen.io import media
 
 
 def _make(tmp_path: Path) -> Path:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import cli, decode, one_line_error, sidecar
 
-from vidgen import media
+from vidgen.io import media
 
 TINY = ["t2v", "a cat", "--preset", "tiny-cogvideox", "--seed", "1"]
 
@@ -197,7 +197,7 @@ def test_a_video_left_without_its_sidecar_is_replaced_by_a_rerun(tmp_path: Path)
     record = sidecar(tmp_path / "clip.json")
     (tmp_path / "clip.json").unlink()
     (tmp_path / "clip.mp4").unlink()
-    from vidgen import sidecar as sidecars
+    from vidgen.io import sidecar as sidecars
 
     record["writer"]["pid"] = dead.pid
     import numpy as np
@@ -231,7 +231,7 @@ def test_a_png_folder_left_without_its_sidecar_is_replaced_by_a_rerun(tmp_path: 
     record["writer"]["pid"] = dead.pid
     import numpy as np
 
-    from vidgen import sidecar as sidecars
+    from vidgen.io import sidecar as sidecars
 
     frames = np.zeros((9, 16, 16, 3), dtype=np.uint8)
     media.write(
@@ -384,7 +384,7 @@ def test_latents_files_get_the_same_mode_as_videos(tmp_path: Path) -> None:
 
 
 def test_clip_mp4_and_clip_webm_do_not_read_each_others_sidecar(tmp_path: Path) -> None:
-    from vidgen import sidecar as sidecars
+    from vidgen.io import sidecar as sidecars
 
     assert cli(*TINY, "--out", "clip.mp4").exit_code == 0
     assert cli(*TINY, "--out", "clip.webm", "--steps", "3", "--overwrite").exit_code == 0  # clip.json is now webm's

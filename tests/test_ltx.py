@@ -126,7 +126,8 @@ def test_a_preset_cannot_make_vidgen_read_a_keyframe_outside_its_folder(tmp_path
 def test_a_changed_keyframe_file_changes_the_batch_job_hash(tmp_path: Path) -> None:
     from PIL import Image
 
-    from vidgen import batch, families
+    from vidgen import families
+    from vidgen.batch import jobs as batch
     from vidgen.config import Layer, resolve
 
     Image.new("RGB", (32, 32), (9, 9, 9)).save("key.png")

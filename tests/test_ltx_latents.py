@@ -74,7 +74,7 @@ def test_ltx2_save_latents_keeps_both_and_decode_reproduces_frames_and_sound(tmp
 def test_ltx2_decode_out_of_memory_keeps_the_sound_for_vidgen_decode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vidgen import runner
+    from vidgen.run import runner
 
     assert cli(*DRUMMER, "--seed", "7", "--out", "whole.mp4").exit_code == 0
     monkeypatch.setenv("VIDGEN_TEST_OOM", "decode")

@@ -143,7 +143,7 @@ def _tiny_lora(folder: Path) -> Path:
     from diffusers import LTX2Pipeline
     from peft import LoraConfig, get_peft_model_state_dict
 
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     pipe = LTX2Pipeline.from_pretrained(tiny.ensure("ltx2"), dtype=torch.float32)
     pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))

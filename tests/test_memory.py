@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from conftest import cli, decode, files_under, one_line_error, sidecar
 
-from vidgen import families, memory
+from vidgen import families
 from vidgen.config import resolve
-from vidgen.loader import locate_all, resolve_dtype
+from vidgen.models.loader import locate_all, resolve_dtype
+from vidgen.run import memory
 
 TINY = ["--preset", "tiny-cogvideox", "--seed", "5"]
 GIB = 1024**3
@@ -26,7 +27,7 @@ def nothing_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("nothing may load or connect here")
 
-    monkeypatch.setattr("vidgen.loader.load", refuse)
+    monkeypatch.setattr("vidgen.models.loader.load", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
@@ -160,7 +161,7 @@ def test_sizes_come_from_safetensors_headers_when_on_disk() -> None:
     assert counted.source == "safetensors headers"
     import diffusers
 
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     pipe = diffusers.CogVideoXPipeline.from_pretrained(tiny.folder("cogvideox"))
     assert counted.params["transformer"] == sum(p.numel() for p in pipe.transformer.parameters())
@@ -168,7 +169,7 @@ def test_sizes_come_from_safetensors_headers_when_on_disk() -> None:
 
 def test_injected_oom_names_the_next_plan_and_keeps_the_latents(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDGEN_TEST_OOM", "decode")
-    monkeypatch.setattr("vidgen.runner._injected", {})
+    monkeypatch.setattr("vidgen.run.runner._injected", {})
     result = cli("t2v", "a fox", *TINY, "--out", "fox.mp4")
     line = one_line_error(
         result, 6, "ran out of memory during decode", "Next cheaper plan: --vae-tiling", "--oom-retry"
@@ -188,7 +189,7 @@ def test_injected_oom_names_the_next_plan_and_keeps_the_latents(monkeypatch: pyt
 
 def test_oom_retry_steps_down_and_records_the_plan_that_worked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDGEN_TEST_OOM", "denoise")
-    monkeypatch.setattr("vidgen.runner._injected", {})
+    monkeypatch.setattr("vidgen.run.runner._injected", {})
     result = cli("t2v", "a fox", *TINY, "--out", "fox.mp4", "--oom-retry")
     assert result.exit_code == 0, result.stderr
     assert "retrying seed 5 with --vae-tiling" in result.stderr
@@ -207,7 +208,7 @@ def test_oom_retry_steps_down_and_records_the_plan_that_worked(monkeypatch: pyte
 
 def test_oom_at_the_bottom_of_the_ladder_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDGEN_TEST_OOM", "denoise:5")
-    monkeypatch.setattr("vidgen.runner._injected", {})
+    monkeypatch.setattr("vidgen.run.runner._injected", {})
     result = cli("t2v", "a fox", *TINY, "--oom-retry")
     one_line_error(result, 6, "cheapest plan", "fewer --frames")
 
@@ -306,8 +307,8 @@ def test_group_and_model_offload_calls_are_accepted_by_diffusers() -> None:
     import diffusers
     import torch
 
-    from vidgen import optimize, tiny
     from vidgen.config.schema import OptimizationConfig
+    from vidgen.models import optimize, tiny
 
     cli("t2v", "fox", *TINY, "--out", "warm.mp4")
     for settings, label in (
@@ -344,7 +345,7 @@ def test_the_suggested_decode_command_runs_for_svd(monkeypatch: pytest.MonkeyPat
 
     Image.new("RGB", (64, 64), (30, 120, 30)).save("green.png")
     monkeypatch.setenv("VIDGEN_TEST_OOM", "decode")
-    monkeypatch.setattr("vidgen.runner._injected", {})
+    monkeypatch.setattr("vidgen.run.runner._injected", {})
     line = one_line_error(cli("i2v", "green.png", "--preset", "tiny-svd", "--seed", "1", "--out", "g.mp4"), 6)
     suggested = line.split("`")[1].split()
     assert suggested == ["vidgen", "decode", "g.latents.safetensors", "--decode-chunk", "2"]

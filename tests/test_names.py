@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import cli
 
-from vidgen.outputs import slug
+from vidgen.io.outputs import slug
 
 
 def test_non_latin_prompts_with_one_seed_write_different_files(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 from conftest import cli, decode, one_line_error, sidecar
 from PIL import Image
 
-from vidgen import preview
+from vidgen.browse import preview
 
 
 def _tile(sheet: np.ndarray, index: int, tile: int = 160, pad: int = 4) -> np.ndarray:

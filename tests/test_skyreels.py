@@ -56,9 +56,10 @@ def test_long_video_in_windows_equals_plain_diffusers(asynchronous: bool) -> Non
 
 
 def test_progress_counts_every_windows_denoising_steps() -> None:
-    from vidgen import families, generate
+    from vidgen import families
     from vidgen.config import resolve
     from vidgen.config.layers import Layer
+    from vidgen.run import generate
 
     # Asynchronous windows run more iterations than --steps, and the later ones fewer than the first.
     sampling = {"num_frames": 33, "ar_step": 1, "causal_block_size": 1, "num_inference_steps": 3}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import cli, cli_subprocess, decode, sidecar
 
-from vidgen.sidecar import KEYS
+from vidgen.io.sidecar import KEYS
 
 CAT = ["t2v", "a cat", "--preset", "tiny-cogvideox", "--frames", "9", "--height", "16", "--width", "16"]
 
@@ -188,7 +188,7 @@ def test_nan_output_is_reported_with_the_usual_cause(tmp_path: Path, tiny_cache:
     import torch
     from diffusers import AutoencoderKLCogVideoX
 
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny.ensure("cogvideox"), broken)
@@ -204,7 +204,7 @@ def test_nan_output_is_reported_with_the_usual_cause(tmp_path: Path, tiny_cache:
 
 
 def test_traceback_flag_reraises() -> None:
-    from vidgen.errors import ConfigError
+    from vidgen.core.errors import ConfigError
 
     result = cli("--traceback", *CAT, "--preset", "nope")
     assert isinstance(result.exception, ConfigError)

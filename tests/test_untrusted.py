@@ -26,7 +26,7 @@ import pytest
 from conftest import cli, files_under, one_line_error, sidecar
 from PIL import Image
 
-from vidgen import media
+from vidgen.io import media
 
 GIB = 1 << 30
 # The address-space cap of every hostile run. RLIMIT_AS (virtual memory) rather than RSS,

@@ -158,7 +158,7 @@ def test_saved_latents_decode_to_the_same_video(tmp_path: Path, preset: str, mod
 
 
 def test_decode_out_of_memory_on_wan_keeps_the_latents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vidgen import runner
+    from vidgen.run import runner
 
     monkeypatch.setenv("VIDGEN_TEST_OOM", "decode")
     monkeypatch.setattr(runner, "_injected", {})
@@ -172,7 +172,7 @@ def test_decode_out_of_memory_on_wan_keeps_the_latents(tmp_path: Path, monkeypat
 
 
 def test_model_folder_picks_the_family_and_a_mismatched_preset_names_both(tmp_path: Path, tiny_cache: Path) -> None:
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     folder = tiny.ensure("wan22")
     result = cli(*FOX, "--model", str(folder), "--dry-run", "--json")
@@ -226,8 +226,8 @@ def test_magcache_runs_with_the_checkpoints_published_ratios(tmp_path: Path, mon
 
 
 def test_attention_backend_reaches_every_expert_and_missing_kernels_are_named(tmp_path: Path) -> None:
-    from vidgen import optimize
-    from vidgen.errors import ConfigError
+    from vidgen.core.errors import ConfigError
+    from vidgen.models import optimize
 
     result = cli(*FOX, "--preset", "tiny-wan22", "--attention-backend", "flex", "--seed", "1", "--out", "v.mp4")
     assert result.exit_code == 0, result.stderr

@@ -111,7 +111,7 @@ def test_done_when_vace_equals_plain_diffusers_from_its_sidecar(tmp_path: Path, 
 
 def test_vace_with_canny_mp4_and_save_control(tmp_path: Path) -> None:
     pytest.importorskip("cv2")
-    from vidgen import media
+    from vidgen.io import media
 
     clip = np.stack([np.asarray(Image.open(p)) for p in sorted(_poses(tmp_path / "p", 10).glob("*.png"))])
     codec, crf = media.encoding("mp4", None, None)
@@ -136,9 +136,10 @@ def test_vace_with_canny_mp4_and_save_control(tmp_path: Path) -> None:
 
 
 def test_mask_reaches_the_model_and_pad_outpaints(tmp_path: Path) -> None:
-    from vidgen import families, inputs
+    from vidgen import families
     from vidgen.config import resolve
     from vidgen.config.layers import Layer
+    from vidgen.io import inputs
 
     _poses(tmp_path / "poses", 9, size=32)
     _mask(tmp_path / "black.png", (32, 32), value=0)
@@ -171,7 +172,7 @@ def test_mask_semantics_black_keeps_the_input_white_and_off_are_plain_diffusers(
     # WanVACEPipeline regenerates every pixel (a trained VACE reproduces the kept region
     # closely, the random tiny one not at all); vidgen pastes the kept pixels back after
     # decoding unless --no-keep-unmasked. 32x32 so the model has 2x2 latent patches to vary.
-    from vidgen import media as vmedia
+    from vidgen.io import media as vmedia
 
     _poses(tmp_path / "poses", 9, size=32)
     small = ["--height", "32", "--width", "32"]
@@ -381,7 +382,7 @@ def test_wan_v2v_refusals(tmp_path: Path) -> None:
 def test_wan_v2v_is_found_from_a_wan_text_to_video_model(tmp_path: Path) -> None:
     # WanVideoToVideoPipeline runs the Wan 2.1 T2V weights: `--model` with such a folder picks
     # this family for v2v (the model_index.json says WanPipeline), also beside a v2v preset.
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     folder = str(tiny.ensure("wan"))
     _poses(tmp_path / "clip", 9)

@@ -74,8 +74,21 @@ def collect() -> dict:
                 size = ((cfg.get("sampling") or {}).get("width") or 64, (cfg.get("sampling") or {}).get("height") or 64)
                 args = _inputs(mode, name, size, work)
                 run = runner.invoke(
-                    app, [mode, *args, *prompt, "--preset", name, "--seed", "5", "--format", "png",
-                          "--out", str(work / f"{name}-{mode}/"), "--overwrite"]
+                    app,
+                    [
+                        mode,
+                        *args,
+                        *prompt,
+                        "--preset",
+                        name,
+                        "--seed",
+                        "5",
+                        "--format",
+                        "png",
+                        "--out",
+                        str(work / f"{name}-{mode}/"),
+                        "--overwrite",
+                    ],
                 )
                 entry["run_exit"] = run.exit_code
                 if run.exit_code == 0:
@@ -94,9 +107,11 @@ def _dry_inputs(mode: str) -> list[str]:
     # A dry run checks that inputs exist; these are made once by _inputs in the work folder.
     work = Path.cwd()
     _inputs(mode, "", (64, 64), work) if mode != "t2v" else None
-    return {"i2v": [str(work / "first.png")], "v2v": [str(work / "clip")], "control": ["--control", str(work / "clip")]}.get(
-        mode, []
-    )
+    return {
+        "i2v": [str(work / "first.png")],
+        "v2v": [str(work / "clip")],
+        "control": ["--control", str(work / "clip")],
+    }.get(mode, [])
 
 
 def _normalised(value, work: Path):
@@ -124,7 +139,9 @@ def main() -> int:
             a, b = want.get(key) or {}, found.get(key) or {}
             for part in sorted(set(a) | set(b)):
                 if a.get(part) != b.get(part):
-                    print(f"  {part}:\n    was {json.dumps(a.get(part))[:600]}\n    now {json.dumps(b.get(part))[:600]}")
+                    print(
+                        f"  {part}:\n    was {json.dumps(a.get(part))[:600]}\n    now {json.dumps(b.get(part))[:600]}"
+                    )
     print(f"{bad} of {len(want)} entries differ")
     return 1 if bad else 0
 

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from vidgen import __version__, stopping
+from vidgen import __version__
 from vidgen.cli._help import HelpCommand, HelpGroup
 from vidgen.config.settings import traceback_requested
-from vidgen.errors import ExitCode, VidgenError
-from vidgen.stopping import Terminated
-from vidgen.terminal import escape
+from vidgen.core import stopping
+from vidgen.core.errors import ExitCode, VidgenError
+from vidgen.core.stopping import Terminated
+from vidgen.core.terminal import escape
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -46,7 +47,7 @@ def _install_signal_handlers() -> None:
 
 
 def _fail(ctx: typer.Context, code: int, message: str) -> None:
-    from vidgen.parallel import report_error
+    from vidgen.models.parallel import report_error
 
     if report_error(message, int(code)):
         # A rank of `--gpus N`: vidgen's launcher prints the first rank's error, once.
@@ -86,14 +87,14 @@ class _Boundary(HelpGroup):
                 raise
             # A file system refusal vidgen did not foresee (VIDGEN_CACHE a file or read-only, a
             # full disk under the model cache): a write error that names the place.
-            from vidgen.media import write_error
+            from vidgen.io.media import write_error
 
             hint = "check that path (VIDGEN_CACHE, --out) and its permissions"
             _fail(ctx, ExitCode.WRITE, str(write_error(exc.filename, exc, "cannot use", hint)))
         except Exception as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise
-            from vidgen.runner import is_oom
+            from vidgen.run.runner import is_oom
 
             if is_oom(exc):
                 # An allocation failure outside a run's phases (a batch report, a decode's encode).

@@ -18,7 +18,7 @@ import typer
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
 from vidgen.cli._run import Grants, execute
-from vidgen.errors import ConfigError, InputError
+from vidgen.core.errors import ConfigError, InputError
 
 # name -> (Annotated type, default), in --help order within each panel.
 Params = dict[str, tuple[Any, Any]]
@@ -146,12 +146,12 @@ PROMPTS_FILE: Params = {"prompts_file": (o.PromptsFile, None)}
 def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None:
     """`--prompts-file FILE`: every line is a job of a plain-text batch that takes the other
     flags as its settings (resumable, one model load, a report like `vidgen batch`)."""
-    from vidgen import batch as core
+    from vidgen.batch import jobs as core
     from vidgen.cli.batch import run_batch
 
     if params.get("prompt"):
         raise ConfigError("give a PROMPT or --prompts-file, not both.")
-    from vidgen.limits import MAX_MANIFEST_BYTES, read_text
+    from vidgen.core.limits import MAX_MANIFEST_BYTES, read_text
 
     source = str(params["prompts_file"])
     path = Path(source)

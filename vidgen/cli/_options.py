@@ -773,8 +773,8 @@ def read_mag_ratios(given: str) -> list[float]:
     import json
     from pathlib import Path
 
-    from vidgen.errors import InputError
-    from vidgen.limits import MAX_SIDECAR_BYTES, read_text
+    from vidgen.core.errors import InputError
+    from vidgen.core.limits import MAX_SIDECAR_BYTES, read_text
 
     if re.fullmatch(r"\s*[\d.eE+-]+(\s*,\s*[\d.eE+-]+)+\s*", given):
         try:

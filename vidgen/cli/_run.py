@@ -19,7 +19,7 @@ import typer
 
 from vidgen import families
 from vidgen.config import Layer, Resolved, resolve
-from vidgen.terminal import escape
+from vidgen.core.terminal import escape
 
 
 class _StderrHandler(logging.Handler):
@@ -91,7 +91,7 @@ def guard(resolved: Resolved, grants: Grants) -> None:
     """The checks on a resolved config that come before anything is read or loaded: sizes and
     prompts within limits, no permission taken from a file, inputs where they may be read.
     (Devices, pipes and /proc are refused where inputs are read, after the config checks.)"""
-    from vidgen import trust
+    from vidgen.io import trust
 
     trust.check_cost(resolved.config)
     trust.check_skip(resolved.config, grants.skip_memory_check)
@@ -105,8 +105,8 @@ def _model_family(mode: str, presets: list[str], layers: list[Layer]) -> Layer |
     """`--model` without a preset that names a family: the family (and so its defaults) from the
     model's model_index.json. A preset whose family differs from the model's is an error."""
     from vidgen.config.layers import merged_preset
-    from vidgen.errors import ConfigError
-    from vidgen.loader import model_index
+    from vidgen.core.errors import ConfigError
+    from vidgen.models.loader import model_index
 
     given = [layer.data["model"] for layer in layers if isinstance(layer.data.get("model"), dict)]
     model_id = next((model["id"] for model in reversed(given) if model.get("id")), None)
@@ -149,7 +149,8 @@ def run_resolved(
     """Guard, plan, then print the plan or run it and print the results. `announce` runs once
     the guards pass (replay lists what it will read); `check` sees the plan before anything
     loads; `extra` goes into every sidecar."""
-    from vidgen import generate, trust
+    from vidgen.io import trust
+    from vidgen.run import generate
 
     grants = grants or Grants()
     guard(resolved, grants)
@@ -166,8 +167,8 @@ def run_resolved(
         trust.check_memory(plan, grants.skip_memory_check)
         gpus = plan.resolved.config.optimization.gpus
         if gpus > 1:
-            from vidgen import parallel
-            from vidgen.errors import ConfigError
+            from vidgen.core.errors import ConfigError
+            from vidgen.models import parallel
 
             if plan.planned_for:
                 raise ConfigError(
@@ -177,7 +178,7 @@ def run_resolved(
             if parallel.world()[1] == 1:
                 # Not started by a launcher: run this command as one process per GPU, and wait.
                 # A tiny model is built here first, not by N ranks at once into one cache.
-                from vidgen.loader import locate_all
+                from vidgen.models.loader import locate_all
 
                 locate_all(plan.resolved.config, plan.family)
                 phases.finish()
@@ -228,7 +229,7 @@ class _Phases:
     inputs, loading, denoising, decoding, encoding) ends in exit 6 naming it."""
 
     def __init__(self, inner: Any = None) -> None:
-        from vidgen.runner import NullProgress
+        from vidgen.run.runner import NullProgress
 
         self.inner = inner or NullProgress()
         self.now = "reading inputs"
@@ -262,8 +263,8 @@ class _Phases:
 
     @contextmanager
     def out_of_memory(self) -> Iterator[None]:
-        from vidgen.errors import OutOfMemory, VidgenError
-        from vidgen.runner import is_oom
+        from vidgen.core.errors import OutOfMemory, VidgenError
+        from vidgen.run.runner import is_oom
 
         try:
             yield

@@ -16,11 +16,11 @@ import typer
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
 from vidgen.cli._run import Grants, RichProgress, setup_logging
-from vidgen.errors import ConfigError, ExitCode, InputError, WriteError
-from vidgen.terminal import escape
+from vidgen.core.errors import ConfigError, ExitCode, InputError, WriteError
+from vidgen.core.terminal import escape
 
 if TYPE_CHECKING:  # the core loads lazily, so --help stays instant
-    from vidgen.batch import Job
+    from vidgen.batch.jobs import Job
     from vidgen.config import Layer
 
 
@@ -91,7 +91,7 @@ def batch(
 
         vidgen batch jobs.yaml --out runs/ --report runs/report.jsonl
     """
-    from vidgen import batch as core
+    from vidgen.batch import jobs as core
 
     ctx.meta["vidgen.json"] = json_
     shard_spec = core.parse_shard(shard) if shard is not None else None  # before the manifest is read
@@ -128,7 +128,7 @@ def batch(
 
 def _stdin() -> str:
     """A manifest from stdin, read within the same cap as a file (`cat /dev/zero | vidgen batch -`)."""
-    from vidgen.limits import MAX_MANIFEST_BYTES
+    from vidgen.core.limits import MAX_MANIFEST_BYTES
 
     data = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
@@ -165,7 +165,7 @@ def run_batch(
     """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`). `folder`
     is the manifest's: the inputs its jobs name may be read from there (see vidgen/trust.py).
     `shard` (I, N) keeps the jobs of shard I of N, after the whole manifest was checked."""
-    from vidgen import batch as core
+    from vidgen.batch import jobs as core
 
     if progress_format not in ("rich", "json"):
         raise ConfigError(f"--progress {progress_format}: choose rich or json.")
@@ -216,7 +216,7 @@ def run_batch(
     try:
         runner = core.run
         if ray is not None:
-            from vidgen import raybatch
+            from vidgen.batch import ray as raybatch
 
             def runner(mine, *, worker, progress, **kwargs):  # noqa: ANN001, ARG001
                 return raybatch.run(
@@ -262,7 +262,7 @@ def run_batch(
     counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
     seconds = round(time.perf_counter() - start, 1)
     if gallery and out.is_dir():
-        from vidgen import gallery as pages
+        from vidgen.browse import gallery as pages
 
         pages.write(out, failed=[row for row in rows if row["status"] in ("failed", "invalid", "not run")])
     if events is not None:
@@ -300,7 +300,7 @@ def _check_report(report: Path) -> None:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        from vidgen.media import write_error
+        from vidgen.io.media import write_error
 
         raise write_error(report, exc, "cannot write --report", "choose another --report") from None
 
@@ -317,7 +317,7 @@ def _growing_report(report: Path, invalid: list[dict]) -> Callable[[list[dict]],
 
 
 def _write_report(report: Path, rows: list[dict]) -> None:
-    from vidgen import media
+    from vidgen.io import media
 
     ordered = sorted(rows, key=lambda row: row["index"])
     text = "".join(json.dumps(row) + "\n" for row in ordered)
@@ -326,7 +326,7 @@ def _write_report(report: Path, rows: list[dict]) -> None:
 
 def _refreshing(inner: Callable[..., None] | None, out: Path) -> Callable[..., None]:
     """`inner`, then OUT/index.html rewritten after each finished job (--gallery)."""
-    from vidgen import gallery as pages
+    from vidgen.browse import gallery as pages
 
     def on_event(kind: str, **fields: object) -> None:
         if inner is not None:

@@ -13,8 +13,8 @@ from vidgen import families
 from vidgen.cli import _options as o
 from vidgen.cli._run import RichProgress, setup_logging
 from vidgen.config import Layer, resolve
-from vidgen.errors import InputError, OutOfMemory, VidgenError
-from vidgen.runner import is_oom
+from vidgen.core.errors import InputError, OutOfMemory, VidgenError
+from vidgen.run.runner import is_oom
 
 
 def decode(
@@ -49,8 +49,9 @@ def decode(
 
         vidgen decode outputs/t2v-a-fox-7.latents.safetensors --vae-tiling
     """
-    from vidgen import generate, latents, trust
-    from vidgen.outputs import FORMATS
+    from vidgen.io import trust
+    from vidgen.io.outputs import FORMATS
+    from vidgen.run import generate, latents
 
     ctx.meta["vidgen.json"] = json_
     setup_logging(quiet)
@@ -136,7 +137,7 @@ def decode(
 
 def _recorded_format(config: dict, output: object) -> str | None:
     """The recorded run's format: its output.format, else the suffix of the path it recorded."""
-    from vidgen.outputs import FORMATS
+    from vidgen.io.outputs import FORMATS
 
     candidates = [config["output"].get("format"), Path(str(output or "")).suffix.lower().lstrip(".")]
     return next((fmt for fmt in candidates if fmt in FORMATS), None)

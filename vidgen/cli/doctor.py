@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from vidgen.config.settings import cache_dir, user_preset_dir
-from vidgen.errors import ExitCode
+from vidgen.core.errors import ExitCode
 
 OPTIONAL = {
     "opencv-python-headless": "vidgen control --preprocess canny",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vidgen.terminal import escape
+from vidgen.core.terminal import escape
 
 
 def gallery(
@@ -29,6 +29,6 @@ def gallery(
 
         vidgen gallery runs/
     """
-    from vidgen import gallery as pages
+    from vidgen.browse import gallery as pages
 
     typer.echo(escape(pages.write(folder, axes=axes)))

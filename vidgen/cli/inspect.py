@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from vidgen import sidecar
-from vidgen.terminal import escape
-from vidgen.trust import INPUTS
+from vidgen.core.terminal import escape
+from vidgen.io import sidecar
+from vidgen.io.trust import INPUTS
 
 
 def inspect(
@@ -118,7 +118,7 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         # A bare video (its sidecar not found): what ffmpeg sees in the file itself.
         from pathlib import Path
 
-        from vidgen import media
+        from vidgen.io import media
 
         found = media.audio_stream(Path(str(output["path"])))
         if found:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vidgen.terminal import escape
+from vidgen.core.terminal import escape
 
 
 def ls(
@@ -21,7 +21,7 @@ def ls(
 
         vidgen ls outputs/ --json
     """
-    from vidgen import catalog
+    from vidgen.browse import catalog
 
     rows = [entry.row() for entry in catalog.find(folder)]
     if json_:

@@ -11,7 +11,7 @@ from vidgen import families
 from vidgen.config import available_presets
 from vidgen.config.flags import flag
 from vidgen.config.layers import merged_preset
-from vidgen.terminal import escape
+from vidgen.core.terminal import escape
 
 
 def models(

@@ -12,7 +12,7 @@ from vidgen.cli._help import HelpCommand, HelpGroup
 from vidgen.cli._run import render_config
 from vidgen.config import available_presets, resolve
 from vidgen.config.layers import merged_preset, preset_description
-from vidgen.terminal import escape
+from vidgen.core.terminal import escape
 
 app = typer.Typer(
     cls=HelpGroup, no_args_is_help=True, rich_markup_mode=None, help="List the presets and show what one sets."

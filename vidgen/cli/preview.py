@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from vidgen.errors import InputError
-from vidgen.terminal import escape
+from vidgen.core.errors import InputError
+from vidgen.core.terminal import escape
 
 
 def preview(
@@ -27,9 +27,9 @@ def preview(
 
 def make(path: Path) -> Path:
     """The contact sheet of one output; its sidecar (when beside it) records the preview."""
-    from vidgen import media, outputs
-    from vidgen import preview as sheets
-    from vidgen import sidecar as sidecars
+    from vidgen.browse import preview as sheets
+    from vidgen.io import media, outputs
+    from vidgen.io import sidecar as sidecars
 
     if path.suffix.lower() == ".json":
         raise InputError(f"{path} is a sidecar; pass the video it describes.")

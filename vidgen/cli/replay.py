@@ -8,12 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from vidgen import families, sidecar
+from vidgen import families
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
 from vidgen.cli._run import Grants, run_resolved, setup_logging
 from vidgen.config import Layer, resolve
-from vidgen.errors import InputError
+from vidgen.core.errors import InputError
+from vidgen.io import sidecar
 
 log = logging.getLogger("vidgen")
 
@@ -60,7 +61,7 @@ def replay(
     grants = Grants(allow_inputs=allow_inputs, skip_memory_check=skip_memory_check, folders={label: source.parent})
 
     def announce() -> None:
-        from vidgen import trust
+        from vidgen.io import trust
 
         outside = [ref for ref, _ in trust.outside_inputs(resolved, grants.folders)]
         recorded = data.get("model") if isinstance(data.get("model"), dict) else {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 
 FLAGS: dict[str, str] = {
     "inputs.prompt": "PROMPT",

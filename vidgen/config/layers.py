@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from vidgen.config import safe_yaml
 from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.config.settings import user_preset_dir
-from vidgen.errors import ConfigError
-from vidgen.limits import MAX_EXTENDS, MAX_PRESET_BYTES, read_text
+from vidgen.core.errors import ConfigError
+from vidgen.core.limits import MAX_EXTENDS, MAX_PRESET_BYTES, read_text
 
 # Keys a preset file may have besides the config itself.
 PRESET_META = ("description", "extends")

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from vidgen.errors import ConfigError
-from vidgen.limits import MAX_DEPTH
+from vidgen.core.errors import ConfigError
+from vidgen.core.limits import MAX_DEPTH
 
 # libyaml's loader when PyYAML was built with it: several times faster on large manifests.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

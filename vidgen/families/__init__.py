@@ -14,7 +14,7 @@ from typing import Any
 from vidgen.config.flags import LORA_EXPERT_FLAGS, flag, register_flag
 from vidgen.config.layers import Layer
 from vidgen.config.schema import RunConfig, register_sampling_field
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option
 
 # The family modules, in `vidgen models` order; each defines FAMILIES, the classes it registers.

@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError, ModelError
-from vidgen.families.base import SDPA_SLICING, Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.core.errors import ConfigError, ModelError
+from vidgen.families.base import (
+    SDPA_SLICING,
+    Family,
+    Footprint,
+    ModelAccess,
+    check_multiple,
+    prompt_kwargs,
+    sampling_kwargs,
+)
 
 _COMMON = frozenset(
     {
@@ -175,7 +183,7 @@ class AnimateDiff(Family):
                 f"set --context-length {count} or fewer."
             )
 
-    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         """Switch FreeNoise / FreeInit on as configured; returns the calls, for the sidecar."""
         calls: list[dict[str, Any]] = []
         length, stride = self.free_noise(cfg)

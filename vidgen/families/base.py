@@ -6,11 +6,10 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Protocol
 
 from vidgen.config.schema import RunConfig, SamplingConfig
-from vidgen.errors import ConfigError
-from vidgen.latents import Catch
+from vidgen.core.errors import ConfigError
 
 # Sampling fields vidgen itself consumes (seeds and how many videos), whatever the family.
 VIDGEN_SAMPLING = frozenset({"seed", "num_videos"})
@@ -124,6 +123,39 @@ class Footprint:
     tiled: float = 0.2
     # Whether the pipeline runs the denoiser on a guided and an unguided batch (CFG).
     guided: bool = True
+
+
+@dataclass(frozen=True)
+class Catch:
+    """Where a pipeline hands a final tensor over: `target`, a method reached from the pipeline
+    by a dotted path ("decode_latents", "vae.decode"), called once per run (the last call
+    counts). `take` is "arg" (its first argument) or "result" (what it returns); `decodes` marks
+    a call that starts the decode, so an error from then on is a decode failure whose latents
+    are saved."""
+
+    target: str
+    take: str = "arg"
+    decodes: bool = True
+
+
+class ModelAccess(Protocol):
+    """What the loader lends `Family.setup` for loading more models beside the pipeline (LTX's
+    latent upsampler, LTX-2's stage-2 LoRA). Families sit below the loader, so they locate and
+    check files only through this: the same rules (tiny models, safetensors unless
+    --allow-pickle typed) as every other component."""
+
+    def locate(self, source: str, what: str) -> tuple[str, dict[str, Any]]:
+        """(what to pass to from_pretrained, its subfolder kwargs) for tiny:NAME, a local
+        diffusers folder, or a Hub repo id with an optional subfolder after it."""
+        ...
+
+    def safetensors(self) -> bool | None:
+        """The use_safetensors argument this run loads with."""
+        ...
+
+    def lora(self, config: Any) -> tuple[str, dict[str, Any]]:
+        """(where, load_lora_weights kwargs) for a LoRA, checked as --lora is."""
+        ...
 
 
 @dataclass
@@ -331,9 +363,10 @@ class Family:
         """Transformer passes of one run, which MagCache counts as its steps."""
         return self.step_count(cfg, self.call_kwargs(cfg, 0))
 
-    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         """Switch on pipeline features the config asks for, once after loading; returns the
-        calls made ({method, kwargs}) so the sidecar can repeat them."""
+        calls made ({method, kwargs}) so the sidecar can repeat them. `models` loads anything
+        more the features need."""
         return []
 
     # How many input frames v2v can take, for messages (see usable_frames).
@@ -532,7 +565,7 @@ def _context_parallel(pipeline: str, denoisers: tuple[str, ...]) -> bool:
 
     import diffusers
 
-    from vidgen.libs import quiet
+    from vidgen.core.libs import quiet
 
     quiet()  # importing a pipeline class is library start-up: its warnings are not the user's
     init = getattr(diffusers, pipeline).__init__
@@ -570,6 +603,18 @@ def option_kwargs(family: Family, cfg: RunConfig) -> dict[str, Any]:
     """The family's own call-time options (not the setup ones) that are set."""
     names = [option.field for option in family.mode_options(cfg.mode) if not option.setup and option.call]
     return sampling_kwargs(cfg.sampling, tuple(names))
+
+
+def shift_scheduler(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    """--flow-shift on the pipeline's flow-matching scheduler, as a setup call for the sidecar."""
+    shift = cfg.sampling.get("flow_shift")
+    if shift is None:
+        return []
+    # FlowMatchEuler calls it `shift`; UniPC and DPM-Solver with flow sigmas `flow_shift`.
+    cls = type(pipe.scheduler)
+    key = "shift" if "shift" in cls.from_config(pipe.scheduler.config).config else "flow_shift"
+    pipe.scheduler = cls.from_config(pipe.scheduler.config, **{key: shift})
+    return [{"method": f"scheduler = {cls.__name__}.from_config", "kwargs": {key: shift}}]
 
 
 def check_grid(title: str, cfg: RunConfig, grid: Grid) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     SDPA_SLICING,
     Family,

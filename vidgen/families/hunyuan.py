@@ -16,11 +16,12 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Family,
     Footprint,
     Grid,
+    ModelAccess,
     Option,
     check_multiple,
     magcache_config,
@@ -28,8 +29,9 @@ from vidgen.families.base import (
     magcache_wanted,
     prompt_kwargs,
     sampling_kwargs,
+    shift_scheduler,
 )
-from vidgen.families.wan import FLOW_SHIFT, MagCache, Wan
+from vidgen.families.wan import FLOW_SHIFT, MagCache
 
 TRUE_CFG = Option(
     "true_cfg_scale",
@@ -349,7 +351,7 @@ class HunyuanVideo(Family):
     def guided(self, cfg: RunConfig) -> bool:
         return self.passes(cfg) > 1
 
-    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         # --flow-shift rebuilds the flow-matching scheduler with the new shift, as on Wan.
         return shift_scheduler(pipe, cfg)
 
@@ -392,11 +394,6 @@ class HunyuanVideo(Family):
             yield {}
 
     tiny: ClassVar[dict[str, Any]] = {}  # filled below, after the recipes
-
-
-def shift_scheduler(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
-    """--flow-shift on the pipeline's flow-matching scheduler (Wan's setup does exactly this)."""
-    return Wan.setup(Wan(), pipe, cfg)
 
 
 @contextmanager
@@ -586,9 +583,9 @@ def llama_tokenizer() -> Any:
 def _encoders() -> dict[str, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
 
-    from vidgen.tiny import _clip_tokenizer
+    from vidgen.families.tiny_parts import clip_tokenizer
 
-    tokenizer, tokenizer_2 = llama_tokenizer(), _clip_tokenizer()
+    tokenizer, tokenizer_2 = llama_tokenizer(), clip_tokenizer()
     # hidden_size 16 = the transformer's text_embed_dim; CLIP's 8 = its pooled_projection_dim.
     llama = LlamaConfig(
         bos_token_id=1,
@@ -677,7 +674,7 @@ def tiny_framepack() -> Any:
         HunyuanVideoFramepackTransformer3DModel,
     )
 
-    from vidgen.tiny import siglip_vision
+    from vidgen.families.tiny_parts import siglip_vision
 
     transformer = HunyuanVideoFramepackTransformer3DModel(
         **{**_TRANSFORMER, "patch_size": 2},

@@ -14,9 +14,18 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
-from vidgen.families.base import Family, Footprint, Grid, Option, prompt_kwargs, sampling_kwargs
-from vidgen.families.hunyuan import shift_scheduler, transformer_passes
+from vidgen.core.errors import ConfigError
+from vidgen.families.base import (
+    Family,
+    Footprint,
+    Grid,
+    ModelAccess,
+    Option,
+    prompt_kwargs,
+    sampling_kwargs,
+    shift_scheduler,
+)
+from vidgen.families.hunyuan import transformer_passes
 from vidgen.families.wan import FLOW_SHIFT
 
 # Where classifier-free guidance does something (1 = one pass, no guidance) and stays sane.
@@ -139,7 +148,7 @@ class HunyuanVideo15(Family):
                 f"--width {bucket[1]}."
             )
 
-    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         calls = shift_scheduler(pipe, cfg)
         guidance = cfg.sampling.guidance_scale
         if guidance is not None:
@@ -207,7 +216,7 @@ def _parts(task_type: str) -> dict[str, Any]:
     from diffusers.guiders import ClassifierFreeGuidance
     from transformers import ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
 
-    from vidgen.tiny import t5_encoder
+    from vidgen.families.tiny_parts import t5_encoder
 
     transformer = HunyuanVideo15Transformer3DModel(
         in_channels=9,
@@ -271,7 +280,7 @@ def tiny_t2v() -> Any:
 def tiny_i2v() -> Any:
     from diffusers import HunyuanVideo15ImageToVideoPipeline
 
-    from vidgen.tiny import siglip_vision
+    from vidgen.families.tiny_parts import siglip_vision
 
     return HunyuanVideo15ImageToVideoPipeline(**_parts("i2v"), **siglip_vision(hidden_size=12, intermediate_size=16))
 

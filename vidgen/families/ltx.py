@@ -9,16 +9,16 @@ so vidgen refuses other values before loading.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError, ModelError
+from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Catch,
     Family,
     Footprint,
     Grid,
+    ModelAccess,
     Option,
     magcache_refusal,
     magcache_wanted,
@@ -276,9 +276,9 @@ class LTX(Family):
         timesteps = call_kwargs.get("timesteps")
         return len(timesteps) if timesteps else int(call_kwargs.get("num_inference_steps", 0))
 
-    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         source = cfg.sampling.get("latent_upsampler")
-        return setup_upscale(pipe, cfg) if source else []
+        return setup_upscale(pipe, cfg, models) if source else []
 
     def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         if not cfg.sampling.get("latent_upsampler"):
@@ -358,7 +358,6 @@ def check_upscale(cfg: RunConfig) -> None:
             )
     if cfg.sampling.get("stage_2_timesteps") == []:
         raise ConfigError("--stage-2-timestep needs at least one timestep; drop it for the docs' schedule.")
-    upsampler_location(cfg.sampling.get("latent_upsampler"), build=False)
 
 
 def upscale_calls(
@@ -387,22 +386,20 @@ def upscale_calls(
     return first, upsample, second, size
 
 
-def setup_upscale(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+def setup_upscale(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
     """Load the latent upsampler once, beside the pipeline (sharing its VAE)."""
     from diffusers import LTXLatentUpsamplePipeline
     from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
 
-    return load_upsampler(pipe, cfg, LTXLatentUpsamplerModel, LTXLatentUpsamplePipeline)
+    return load_upsampler(pipe, cfg, models, LTXLatentUpsamplerModel, LTXLatentUpsamplePipeline)
 
 
-def load_upsampler(pipe: Any, cfg: RunConfig, model: type, pipeline: type) -> list[dict[str, Any]]:
+def load_upsampler(pipe: Any, cfg: RunConfig, models: ModelAccess, model: type, pipeline: type) -> list[dict[str, Any]]:
     """The --latent-upsampler model and its upsample pipeline (on the pipeline's VAE), kept as
     `pipe.vidgen_upsample`; returns the calls for the sidecar's pipeline.setup."""
-    from vidgen.components import safetensors_only
-
-    where, sub = upsampler_location(cfg.sampling.get("latent_upsampler"), build=True)
+    where, sub = models.locate(cfg.sampling.get("latent_upsampler"), what="latent upsampler")
     # Files are data: a preset's upsampler loads as safetensors only, unless --allow-pickle.
-    safe = safetensors_only(cfg)
+    safe = models.safetensors()
     upsampler = model.from_pretrained(where, torch_dtype=pipe.vae.dtype, use_safetensors=safe, **sub)
     # An attribute of the loaded pipeline, not a registered component: DiffusionPipeline.components
     # must list exactly its __init__ arguments.
@@ -465,29 +462,6 @@ def upsampler_models(cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
     """The latent upsampler of a two-stage run, for the memory planner (Family.extra_models)."""
     source = cfg.sampling.get("latent_upsampler")
     return {"latent_upsampler": (source, UPSAMPLER_PARAMS.get(source))} if source else {}
-
-
-def upsampler_location(source: str, build: bool) -> tuple[str, dict[str, Any]]:
-    """(what to pass to from_pretrained, its subfolder kwargs) for --latent-upsampler: tiny:NAME,
-    a local folder with config.json, or a Hub repo with the subfolder after it
-    (Lightricks/LTX-2/latent_upsampler)."""
-    from pathlib import Path
-
-    from vidgen.loader import locate
-
-    if source.startswith("tiny:") or Path(source).expanduser().is_dir():
-        return locate(source, build, marker="config.json", what="latent upsampler")[1], {}
-    parts = source.split("/")
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w.-]+)*", source) or source.startswith((".", "~")):
-        raise ModelError(
-            f"latent upsampler {source} is neither an existing folder, tiny:NAME, nor a Hub repo id "
-            "(owner/name, then the subfolder if any)."
-        )
-    if any(part in (".", "..") for part in parts[2:]):
-        raise ModelError(f"latent upsampler {source}: the subfolder after the repo id must stay inside the repo.")
-    repo = "/".join(parts[:2])
-    _, where = locate(repo, build, marker="config.json", what="latent upsampler")
-    return where, ({"subfolder": "/".join(parts[2:])} if len(parts) > 2 else {})
 
 
 def check_schedule(cfg: RunConfig, field: str, flag: str) -> None:
@@ -557,7 +531,7 @@ _TINY_VAE = {
 def _parts() -> dict[str, Any]:
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
 
-    from vidgen.tiny import t5_encoder, t5_tokenizer
+    from vidgen.families.tiny_parts import t5_encoder, t5_tokenizer
 
     tokenizer = t5_tokenizer()
     # Two blocks, so first-block caching has a block after the first to skip.

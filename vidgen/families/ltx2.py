@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Audio,
     Catch,
@@ -20,6 +20,7 @@ from vidgen.families.base import (
     Footprint,
     Generated,
     Grid,
+    ModelAccess,
     Option,
     check_multiple,
     option_kwargs,
@@ -36,7 +37,6 @@ from vidgen.families.ltx import (
     check_schedule,
     decode_vae,
     load_upsampler,
-    upsampler_location,
     upsampler_models,
 )
 
@@ -294,9 +294,9 @@ class LTX2(Family):
         sigmas = call_kwargs.get("sigmas")
         return len(sigmas) if sigmas else super().step_count(cfg, call_kwargs, media)
 
-    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         source = cfg.sampling.get("latent_upsampler")
-        return setup_two_stage(pipe, cfg) if source else []
+        return setup_two_stage(pipe, cfg, models) if source else []
 
     def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         if not cfg.sampling.get("latent_upsampler"):
@@ -399,19 +399,17 @@ def check_two_stage(title: str, cfg: RunConfig) -> None:
     sigmas = cfg.sampling.get("stage_2_sigmas")
     if sigmas is not None and not sigmas:
         raise ConfigError("--stage-2-sigma needs at least one sigma; drop it for the docs' schedule.")
-    upsampler_location(cfg.sampling.get("latent_upsampler"), build=False)
 
 
-def setup_two_stage(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+def setup_two_stage(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
     """Load the latent upsampler (and the stage-2 LoRA) once, beside the pipeline, and the
     stage-2 scheduler the docs switch to: the refinement sigmas used as given."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
-    from vidgen import components
     from vidgen.config.schema import LoraConfig
 
-    calls = load_upsampler(pipe, cfg, LTX2LatentUpsamplerModel, LTX2LatentUpsamplePipeline)
+    calls = load_upsampler(pipe, cfg, models, LTX2LatentUpsamplerModel, LTX2LatentUpsamplePipeline)
     shifts = {"use_dynamic_shifting": False, "shift_terminal": None}
     pipe.vidgen_stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, **shifts)
     calls.append({"method": "stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config", "kwargs": shifts})
@@ -421,8 +419,8 @@ def setup_two_stage(pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
         name, _, weight = lora.partition(":")
         config = LoraConfig(source=name, weight_name=weight or None)
         # Checked as --lora is: safetensors only unless --allow-pickle was typed.
-        at, extra = components.locate_lora(config, cfg.model.allow_pickle)
-        safe = components.safetensors_only(cfg)
+        at, extra = models.lora(config)
+        safe = models.safetensors()
         pipe.load_lora_weights(at, adapter_name=STAGE_2_ADAPTER, use_safetensors=safe, **extra)
         pipe.set_adapters(STAGE_2_ADAPTER, 1.0)
         calls += [

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 from vidgen.families.base import Footprint, Option, decode_normalised, prompt_kwargs, sampling_kwargs
 from vidgen.families.wan import _CLIP_H, _UMT5_XXL, _VAE_21, FLOW_SHIFT, NEGATIVE, Wan
 
@@ -511,7 +511,8 @@ class SkyReelsDF(SkyReels):
     def latent_call(
         self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
     ) -> Any:
-        checkpoint: Path | None = extra.pop("checkpoint", None)
+        # The engine's window file (vidgen.run.latents.Checkpoint: its path and atomic writer), or None.
+        checkpoint: Any = extra.pop("checkpoint", None)
         journal: dict[str, Any] = extra.pop("journal", {})
         kwargs = {**call_kwargs, "output_type": "latent"}
         keeper = _Keeper(self, pipe, cfg, call_kwargs, media, extra, checkpoint)
@@ -521,7 +522,7 @@ class SkyReelsDF(SkyReels):
                 journal["resumed"] = {
                     "windows_replayed": len(keeper.done),
                     "windows": keeper.total,
-                    "from": str(checkpoint),
+                    "from": str(checkpoint.path),
                     "how": "the denoiser was skipped for these windows (every random draw made as before) and "
                     "their saved latents put back at each window's end",
                 }
@@ -585,9 +586,10 @@ class _Keeper:
         call_kwargs: dict[str, Any],
         media: dict[str, Any],
         extra: dict[str, Any],
-        path: Path | None,
+        checkpoint: Any,
     ) -> None:
-        self.pipe, self.cfg, self.extra, self.path = pipe, cfg, extra, path
+        self.pipe, self.cfg, self.extra, self.checkpoint = pipe, cfg, extra, checkpoint
+        self.path: Path | None = checkpoint.path if checkpoint is not None else None
         self.window = 0
         self.done: list[Any] = []
         self.kept: list[Any] = []
@@ -595,7 +597,7 @@ class _Keeper:
         # not (an out-of-memory retry changes them and still resumes).
         numeric = {k: getattr(cfg.optimization, k) for k in ("fp8_storage", "quantize", "attention_backend", "cache")}
         about = {**call_kwargs, "vidgen": numeric}
-        self.fingerprint = _fingerprint(pipe, about, media, extra.get("generator")) if path else ""
+        self.fingerprint = _fingerprint(pipe, about, media, extra.get("generator")) if self.path else ""
         self.report = extra.get("callback_on_step_end")
         self.total = len(family.plan(cfg))
 
@@ -657,7 +659,7 @@ class _Keeper:
         elif self.path is not None:
             self.kept.append(tensors["latents"].detach().to("cpu").clone())
             if self.window + 1 < self.total:  # the final latents are the run's own output
-                _save_windows(self.path, self.kept, self.fingerprint, self.total)
+                _save_windows(self.checkpoint, self.kept, self.fingerprint, self.total)
         self.window += 1
         return tensors
 
@@ -702,21 +704,19 @@ def _fingerprint(pipe: Any, call_kwargs: dict[str, Any], media: dict[str, Any], 
     return digest.hexdigest()
 
 
-def _save_windows(path: Path, windows: list[Any], fingerprint: str, total: int) -> None:
+def _save_windows(checkpoint: Any, windows: list[Any], fingerprint: str, total: int) -> None:
     import torch
-
-    from vidgen import latents
 
     # One tensor (windows joined along the frame axis) in vidgen's atomic latents writer; the
     # format marker keeps `vidgen decode` from mistaking it for a video's final latents.
-    joined = latents.Captured(latents=torch.cat(windows, dim=2))
+    joined = torch.cat(windows, dim=2)
     meta = {
         "format": WINDOWS_FORMAT,
         "fingerprint": fingerprint,
         "windows": [int(w.shape[2]) for w in windows],
         "total_windows": total,
     }
-    latents.save(path, joined, meta)
+    checkpoint.save(joined, meta)
 
 
 def _load_windows(path: Path, fingerprint: str) -> list[Any]:
@@ -725,7 +725,7 @@ def _load_windows(path: Path, fingerprint: str) -> list[Any]:
         return []
     from safetensors import safe_open
 
-    from vidgen.limits import MAX_LATENTS_ELEMENTS
+    from vidgen.core.limits import MAX_LATENTS_ELEMENTS
 
     try:
         with safe_open(str(path), framework="pt") as handle:

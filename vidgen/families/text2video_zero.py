@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
-from vidgen.families.base import Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.core.errors import ConfigError
+from vidgen.families.base import Family, Footprint, ModelAccess, check_multiple, prompt_kwargs, sampling_kwargs
 
 _COMMON = frozenset({"num_inference_steps", "guidance_scale", "height", "width", "eta"})
 _T2V = _COMMON | {"num_frames", "motion_field_strength_x", "motion_field_strength_y", "t0", "t1"}
@@ -116,7 +116,7 @@ class TextToVideoZero(Family):
                     f"or lower --t1 and --t0."
                 )
 
-    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         """Cross-frame attention on the UNet (and the ControlNet): each frame attends to the
         first frame's keys and values, which is what keeps identity across frames."""
         if cfg.mode not in CROSS_FRAME_BATCH:

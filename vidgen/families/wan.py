@@ -13,11 +13,12 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Family,
     Footprint,
     Grid,
+    ModelAccess,
     Option,
     magcache_config,
     magcache_refusal,
@@ -25,6 +26,7 @@ from vidgen.families.base import (
     option_kwargs,
     prompt_kwargs,
     sampling_kwargs,
+    shift_scheduler,
 )
 
 FLOW_SHIFT = Option(
@@ -482,15 +484,8 @@ class Wan(Family):
         where = f"MAG_RATIOS[{cfg.model.id!r}]"
         return magcache_config(cfg, spec, self.magcache_steps(cfg), self.published_ratios(cfg), where)
 
-    def setup(self, pipe: Any, cfg: RunConfig) -> list[dict[str, Any]]:
-        shift = cfg.sampling.get("flow_shift")
-        if shift is None:
-            return []
-        # FlowMatchEuler calls it `shift`; UniPC and DPM-Solver with flow sigmas `flow_shift`.
-        cls = type(pipe.scheduler)
-        key = "shift" if "shift" in cls.from_config(pipe.scheduler.config).config else "flow_shift"
-        pipe.scheduler = cls.from_config(pipe.scheduler.config, **{key: shift})
-        return [{"method": f"scheduler = {cls.__name__}.from_config", "kwargs": {key: shift}}]
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
+        return shift_scheduler(pipe, cfg)
 
     def quantized_components(self, mode: str) -> list[str]:
         # The UMT5-XXL encoder (5.7B) is as large as a small transformer.
@@ -612,7 +607,7 @@ def _parts(shift: float = 3.0) -> dict[str, Any]:
     """Tokenizer, UMT5 encoder, Wan 2.1 VAE and the UniPC flow scheduler the Wan repos ship."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
 
-    from vidgen.tiny import t5_encoder, t5_tokenizer
+    from vidgen.families.tiny_parts import t5_encoder, t5_tokenizer
 
     tokenizer = t5_tokenizer()
     # Wan ships UMT5; its d_model is the tiny transformer's text_dim (32).
@@ -630,7 +625,7 @@ def _transformer(**changes: Any) -> Any:
 def _clip(image_size: int, patch_size: int) -> dict[str, Any]:
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    from vidgen.tiny import clip_image_processor
+    from vidgen.families.tiny_parts import clip_image_processor
 
     config = CLIPVisionConfig(
         hidden_size=4,

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError, InputError
+from vidgen.core.errors import ConfigError, InputError
 from vidgen.families.base import Option, option_kwargs, prompt_kwargs, sampling_kwargs
 from vidgen.families.wan import _TRANSFORMER, _UMT5_XXL, _VAE_21, FLOW_SHIFT, GUIDANCE_2, Wan, _parts, _transformer
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.config.schema import LoraConfig, RunConfig
-from vidgen.errors import ModelError, OutOfMemory
+from vidgen.core.errors import ModelError, OutOfMemory
 from vidgen.families.base import Family
-from vidgen.runner import is_oom
+from vidgen.run.runner import is_oom
 
 # --controlnet short names: the standard SD 1.5 ControlNets (lllyasviel's v1.0 releases).
 CONTROLNETS = {
@@ -88,7 +88,7 @@ def apply_scheduler(pipe: Any, cfg: RunConfig, family: Family) -> dict[str, Any]
     cls = getattr(diffusers, family.schedulers[name]) if name else type(pipe.scheduler)
     unknown = sorted(set(options) - set(cls.from_config(pipe.scheduler.config).config))
     if unknown:
-        from vidgen.errors import ConfigError
+        from vidgen.core.errors import ConfigError
 
         raise ConfigError(
             f"model.scheduler_options: {cls.__name__} has no option {unknown[0]}; "

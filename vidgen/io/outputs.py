@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 
 DEFAULT_NAME = "{mode}-{slug}-{seed}.{ext}"
 FORMATS = ("mp4", "webm", "gif", "webp", "png")

@@ -16,77 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.config.settings import cache_dir
+from vidgen.families.tiny_parts import (
+    clip_image_processor,
+    clip_text,
+    clip_tokenizer,
+    t5_encoder,
+    t5_tokenizer,
+)
 
 # Bump when a builder changes, so cached tiny models are rebuilt rather than reused.
 TINY_VERSION = 2
 PREFIX = "tiny:"
-
-_WORDS = (
-    "a an the cat dog fox red blue green running through fresh snow surfing at dusk corgi "
-    "rocket launching desert space horse galloping street in on of and with"
-).split()
-
-
-def _t5_tokenizer() -> Any:
-    from transformers import T5Tokenizer
-
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    vocab += [("\u2581" + word, -5.0) for word in _WORDS]
-    vocab += [(char, -8.0) for char in "abcdefghijklmnopqrstuvwxyz0123456789"]
-    return T5Tokenizer(vocab=vocab, extra_ids=0)
-
-
-def t5_encoder(tokenizer: Any, umt5: bool = False) -> Any:
-    """A two-layer T5 (or UMT5) encoder with d_model 32 for `tokenizer`."""
-    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
-
-    config = {
-        "vocab_size": len(tokenizer),
-        "d_model": 32,
-        "d_ff": 37,
-        "d_kv": 8,
-        "num_heads": 4,
-        "num_layers": 2,
-        "relative_attention_num_buckets": 8,
-        "dropout_rate": 0.0,
-    }
-    return (UMT5EncoderModel(UMT5Config(**config)) if umt5 else T5EncoderModel(T5Config(**config))).eval()
-
-
-def _clip_tokenizer() -> Any:
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in "abcdefghijklmnopqrstuvwxyz0123456789":
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault(char + "</w>", len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-def _tiny_clip_text(tokenizer: Any) -> Any:
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    return CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=4,
-            intermediate_size=16,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            hidden_act="gelu",
-            projection_dim=32,
-        )
-    ).eval()
-
-
-def _clip_image_processor(size: int) -> Any:
-    # The PIL-backed class: the default one wants torchvision, which vidgen does not depend on.
-    from transformers import CLIPImageProcessorPil
-
-    return CLIPImageProcessorPil(crop_size=size, size=size)
 
 
 def _sd_vae() -> Any:
@@ -116,7 +56,7 @@ def _sd_ddim() -> Any:
 def _cogvideox(in_channels: int = 4) -> Any:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel, DDIMScheduler
 
-    tokenizer = _t5_tokenizer()
+    tokenizer = t5_tokenizer()
     text_encoder = t5_encoder(tokenizer)
     # text_embed_dim equals the T5 d_model; max_text_seq_length matches the tiny preset's
     # max_sequence_length (16).
@@ -154,8 +94,8 @@ def _cogvideox(in_channels: int = 4) -> Any:
 def _modelscope() -> Any:
     from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
 
-    tokenizer = _clip_tokenizer()
-    text_encoder = _tiny_clip_text(tokenizer)
+    tokenizer = clip_tokenizer()
+    text_encoder = clip_text(tokenizer)
     unet = UNet3DConditionModel(
         block_out_channels=(8, 8),
         layers_per_block=1,
@@ -247,7 +187,7 @@ def _svd() -> Any:
         image_encoder=image_encoder,
         unet=unet,
         scheduler=scheduler,
-        feature_extractor=_clip_image_processor(224),
+        feature_extractor=clip_image_processor(224),
     )
 
 
@@ -255,7 +195,7 @@ def _i2vgen_xl() -> Any:
     from diffusers import I2VGenXLPipeline, I2VGenXLUNet
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    tokenizer = _clip_tokenizer()
+    tokenizer = clip_tokenizer()
     unet = I2VGenXLUNet(
         block_out_channels=(4, 8),
         layers_per_block=1,
@@ -285,10 +225,10 @@ def _i2vgen_xl() -> Any:
     scheduler = _sd_ddim()
     return I2VGenXLPipeline(
         vae=vae,
-        text_encoder=_tiny_clip_text(tokenizer),
+        text_encoder=clip_text(tokenizer),
         tokenizer=tokenizer,
         image_encoder=image_encoder,
-        feature_extractor=_clip_image_processor(32),
+        feature_extractor=clip_image_processor(32),
         unet=unet,
         scheduler=scheduler,
     )
@@ -306,7 +246,7 @@ def _sd15(in_channels: int = 4) -> Any:
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    tokenizer = _clip_tokenizer()
+    tokenizer = clip_tokenizer()
     # Two levels with two layers each, matching the tiny motion adapter's blocks.
     unet = UNet2DConditionModel(
         block_out_channels=(8, 8),
@@ -409,7 +349,7 @@ def _sdxl() -> Any:
         "hidden_act": "gelu",
         "projection_dim": 32,
     }
-    tokenizer, tokenizer_2 = _clip_tokenizer(), _clip_tokenizer()
+    tokenizer, tokenizer_2 = clip_tokenizer(), clip_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), **config)).eval()
     text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=len(tokenizer_2), **config)).eval()
     scheduler = _linear_ddim()
@@ -473,31 +413,6 @@ def builders() -> dict[str, Callable[[], Any]]:
     return found
 
 
-def siglip_vision(hidden_size: int, intermediate_size: int) -> dict[str, Any]:
-    """A one-layer SigLIP vision tower on 16x16 images and its PIL-backed processor, as the
-    image_encoder and feature_extractor of pipelines that read images with SigLIP (FramePack,
-    HunyuanVideo-1.5 i2v)."""
-    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
-
-    config = SiglipVisionConfig(
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=16,
-        patch_size=4,
-    )
-    return {
-        "image_encoder": SiglipVisionModel(config).eval(),
-        "feature_extractor": SiglipImageProcessorPil(size={"height": 16, "width": 16}),
-    }
-
-
-# Shared parts for the tiny recipes that live in the family modules.
-t5_tokenizer = _t5_tokenizer
-clip_image_processor = _clip_image_processor
-
-
 def _complete(folder: Path) -> bool:
     # A pipeline has model_index.json; a single model (a motion adapter) has config.json.
     return (folder / "model_index.json").is_file() or (folder / "config.json").is_file()
@@ -516,7 +431,7 @@ def ensure(name: str) -> Path:
         return target
     import torch
 
-    from vidgen.libs import quiet
+    from vidgen.core.libs import quiet
 
     quiet()
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vidgen import stopping
-from vidgen.errors import ConfigError, WriteError
+from vidgen.core import stopping
+from vidgen.core.errors import ConfigError, WriteError
 
 # format -> codec name -> (ffmpeg encoder, default CRF, highest CRF)
 CODECS: dict[str, dict[str, tuple[str, int, int]]] = {

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidgen.errors import InputError
-from vidgen.limits import MAX_DEPTH, MAX_LATENTS_ELEMENTS, depth, pseudo_file
+from vidgen.core.errors import InputError
+from vidgen.core.limits import MAX_DEPTH, MAX_LATENTS_ELEMENTS, depth, pseudo_file
+from vidgen.families.base import Catch
 
 FORMAT = "vidgen-latents/1"
 # Prefix of the tensors saved beside the latents for the family's step after decoding.
@@ -34,19 +35,6 @@ KEPT = "kept."
 TENSOR = "tensor."
 # The main catch: its tensor is `Captured.latents`, its other arguments the decode arguments.
 MAIN = "latents"
-
-
-@dataclass(frozen=True)
-class Catch:
-    """Where a pipeline hands a final tensor over: `target`, a method reached from the pipeline
-    by a dotted path ("decode_latents", "vae.decode"), called once per run (the last call
-    counts). `take` is "arg" (its first argument) or "result" (what it returns); `decodes` marks
-    a call that starts the decode, so an error from then on is a decode failure whose latents
-    are saved."""
-
-    target: str
-    take: str = "arg"
-    decodes: bool = True
 
 
 @dataclass
@@ -146,7 +134,7 @@ def save(path: Path, captured: Captured, meta: dict[str, Any]) -> dict[str, Any]
         **({"tensors": sorted(captured.tensors)} if captured.tensors else {}),
         **meta,
     }
-    from vidgen import media
+    from vidgen.io import media
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,3 +261,14 @@ def arguments(path: Path, info: dict[str, Any], tensors: dict[str, Any]) -> tupl
         return item
 
     return [value(item) for item in args], {str(key): value(item) for key, item in kwargs.items()}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a resumable family (Family.resumable) keeps its finished windows: the file, and
+    vidgen's atomic writer for it, so a family never writes files itself."""
+
+    path: Path
+
+    def save(self, tensor: Any, meta: dict[str, Any]) -> None:
+        save(self.path, Captured(latents=tensor), meta)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import __version__
-from vidgen.errors import InputError
-from vidgen.limits import MAX_DEPTH, MAX_SIDECAR_BYTES, depth, read_text
+from vidgen.core.errors import InputError
+from vidgen.core.limits import MAX_DEPTH, MAX_SIDECAR_BYTES, depth, read_text
 
 KEYS = (
     "vidgen_version",
@@ -120,7 +120,7 @@ def compact(sidecar: dict[str, Any]) -> str:
 
 def read(path: Path) -> dict[str, Any]:
     """A sidecar from its JSON file, or from a video: the sidecar beside it, else its metadata."""
-    from vidgen import media, outputs
+    from vidgen.io import media, outputs
 
     if not path.exists():
         raise InputError(f"{path} does not exist.")
@@ -146,7 +146,7 @@ def read(path: Path) -> dict[str, Any]:
 def _describes(data: dict[str, Any], path: Path) -> bool:
     """Whether a sidecar beside `path` is about `path`: its recorded file name, then its hash.
     Older sidecars without an `output` block are trusted as before."""
-    from vidgen import media
+    from vidgen.io import media
 
     output = data.get("output")
     if not isinstance(output, dict) or not isinstance(output.get("path"), str):
@@ -189,7 +189,7 @@ def replay_config(
     """
     import copy
 
-    from vidgen.trust import INPUTS
+    from vidgen.io.trust import INPUTS
 
     try:
         config = copy.deepcopy(data["config"])
@@ -237,7 +237,7 @@ def _found_again(ref: Any, where: Any) -> Any:
 
 def _recorded_format(data: dict[str, Any], source: Path) -> str | None:
     """The format the recorded output was written in: the sidecar says, or the video's suffix."""
-    from vidgen import outputs
+    from vidgen.io import outputs
 
     output = data.get("output") if isinstance(data.get("output"), dict) else {}
     suffix = source.suffix.lower().lstrip(".")
@@ -251,7 +251,7 @@ def replay_name(source: Path) -> str:
     """`DIR/NAME-replay.{ext}` for `DIR/NAME.json` or `DIR/NAME.mp4` (then -replay2, ...): the
     first name no file of any format (or its sidecar) has yet. `{ext}` is left for the output
     format to fill, so `--set output.format=png` needs no --out."""
-    from vidgen import outputs
+    from vidgen.io import outputs
 
     stem = source.name if source.is_dir() else source.stem
     for index in range(1, 1000):
@@ -269,7 +269,7 @@ def _drift(data: dict[str, Any]) -> list[str]:
     """Differences between the recording machine's software and this one's."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     notes = []
     versions = data.get("versions") if isinstance(data.get("versions"), dict) else {}
@@ -292,7 +292,7 @@ def changed_inputs(
 ) -> list[str]:
     """Inputs whose prepared pixels differ from the recording (the file changed), among those
     the replay did not point elsewhere on purpose (`chosen`: named with --set, whatever the path)."""
-    from vidgen.trust import INPUTS
+    from vidgen.io.trust import INPUTS
 
     recorded = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
     changed = []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from vidgen.catalog import Entry
+from vidgen.browse.catalog import Entry
 
 PAGE = "index.html"
 
@@ -46,7 +46,7 @@ def _poster(entry: Entry) -> str:
 def _first_frame_uri(entry: Entry) -> str:
     from PIL import Image
 
-    from vidgen import preview
+    from vidgen.browse import preview
 
     try:
         frames = preview.read_first(entry.path)
@@ -236,7 +236,8 @@ def render(
 
 def write(root: Path, failed: list[dict[str, Any]] | None = None, axes: list[str] | None = None) -> Path:
     """Find the outputs under `root` and write `root/index.html` (replacing an older one)."""
-    from vidgen import catalog, media
+    from vidgen.browse import catalog
+    from vidgen.io import media
 
     page = render(root, catalog.find(root), failed, axes)
     target = root / PAGE

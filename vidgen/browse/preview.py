@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vidgen.errors import InputError, WriteError
+from vidgen.core.errors import InputError, WriteError
 
 TILES = 8  # frames on a sheet, at most
 COLUMNS = 4

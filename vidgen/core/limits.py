@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from vidgen.errors import VidgenError
+from vidgen.core.errors import VidgenError
 
 # Prompts: CLIP reads 77 tokens, T5 226; 100 000 characters is hundreds of times any model's
 # text context, and keeps tokenizers from being fed megabytes (a 50 MB prompt aborts one).

@@ -11,8 +11,8 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vidgen import stopping
-from vidgen.errors import OutOfMemory
+from vidgen.core import stopping
+from vidgen.core.errors import OutOfMemory
 
 
 class Progress(Protocol):
@@ -149,7 +149,7 @@ def run(
     running, `captured`: the final latents, which the caller saves so no denoising is lost."""
     import torch
 
-    from vidgen import latents
+    from vidgen.run import latents
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)

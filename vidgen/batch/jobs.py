@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidgen import families, stopping, trust
+from vidgen import families
 from vidgen.config import Layer, Resolved, resolve, safe_yaml
 from vidgen.config.flags import FLAGS, from_flag_form
 from vidgen.config.layers import set_layer
-from vidgen.errors import ConfigError, InputError, OutOfMemory, VidgenError
-from vidgen.limits import (
+from vidgen.core import stopping
+from vidgen.core.errors import ConfigError, InputError, OutOfMemory, VidgenError
+from vidgen.core.limits import (
     MAX_DEPTH,
     MAX_JOBS,
     MAX_MANIFEST_BYTES,
@@ -40,7 +41,8 @@ from vidgen.limits import (
     depth,
     read_text,
 )
-from vidgen.runner import is_oom
+from vidgen.io import trust
+from vidgen.run.runner import is_oom
 
 log = logging.getLogger("vidgen")
 
@@ -227,7 +229,7 @@ def _seed(job: Job) -> int:
 
 
 def _job_id(job: Job, resolved: Resolved) -> str:
-    from vidgen import outputs
+    from vidgen.io import outputs
 
     if "id" in job.data:
         job_id = str(job.data["id"])
@@ -265,7 +267,7 @@ def _input_digest(ref: str | list[str] | None) -> str | None:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest() if any(parts) else None
     if not ref or "://" in ref:
         return None
-    from vidgen import media
+    from vidgen.io import media
 
     path = Path(ref).expanduser()
     try:
@@ -329,7 +331,7 @@ def _resolve(
     memory_check: bool,
 ) -> tuple[Resolved, Any]:
     """One job's config and plan, checked like a single run's (see vidgen/cli/_run.guard)."""
-    from vidgen import generate
+    from vidgen.run import generate
 
     job_presets, layer, job_sets = _layer(job)
     job_mode = job.data.get("mode", mode)
@@ -391,7 +393,7 @@ def _done(job: Job) -> bool:
     """The job's outputs exist, its sidecars say they were made from this config (and these
     inputs), and each output is the file its sidecar describes: a truncated, emptied or
     replaced video, or a frames folder missing a frame, is not done."""
-    from vidgen import generate
+    from vidgen.run import generate
 
     assert job.resolved is not None
     plan = generate.plan(job.resolved, read_inputs=False)
@@ -412,7 +414,7 @@ def _done(job: Job) -> bool:
 
 def _matches(path: Path, output: dict[str, Any]) -> bool:
     """Size (cheap, first) and sha256 of a file; frame count and sha256 of a frames folder."""
-    from vidgen import media
+    from vidgen.io import media
 
     try:
         if path.is_dir():
@@ -536,7 +538,7 @@ def _run_job(
 ) -> tuple[tuple[str, Any] | None, bool]:
     """Run one claimed job; returns the (group, pipeline) to keep for the next one, and whether
     the job succeeded."""
-    from vidgen import generate
+    from vidgen.run import generate
 
     assert job.resolved is not None
     key = _group_key(job.resolved)
@@ -616,7 +618,7 @@ def _heartbeat(path: Path, stop: threading.Event) -> None:
 
 
 def _take(path: Path) -> bool:
-    from vidgen import media
+    from vidgen.io import media
 
     host, pid = media.owner_tag().split(".")
     body = json.dumps({"host": host, "pid": int(pid), "time": time.time()}).encode()
@@ -640,7 +642,7 @@ def _expire(path: Path) -> bool:
     """Remove a dead worker's claim; False if its holder may be alive. The claim is first renamed
     to a name of ours (only one worker's rename succeeds), then checked again: a live claim
     that a faster worker made meanwhile is put back."""
-    from vidgen import media
+    from vidgen.io import media
 
     held = _holder(path)
     if held is None or media.alive(held):
@@ -662,7 +664,7 @@ def _expire(path: Path) -> bool:
 def sweep(out: Path) -> None:
     """At the start of a batch: leftovers of dead workers in --out (temporary files, `.old-`
     folders, claims), also when every job turns out to be done and nothing else would look."""
-    from vidgen import media
+    from vidgen.io import media
 
     if not out.is_dir():
         return
@@ -674,7 +676,7 @@ def sweep(out: Path) -> None:
 def _holder(path: Path) -> int | None:
     """The PID holding a claim on this host; -1 for a dead one (another host's, expired, or
     unreadable and old); None when it cannot be judged yet."""
-    from vidgen import media
+    from vidgen.io import media
 
     try:
         age = time.time() - path.stat().st_mtime
@@ -691,7 +693,7 @@ def _holder(path: Path) -> int | None:
 
 
 def _outputs(job: Job) -> list[str]:
-    from vidgen import generate
+    from vidgen.run import generate
 
     assert job.resolved is not None
     return [str(item.path) for item in generate.plan(job.resolved, read_inputs=False).items]

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidgen.components import CONTROLNETS
 from vidgen.config.flags import flag
 from vidgen.config.layers import Resolved
 from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.families.base import Family
+from vidgen.models.components import CONTROLNETS
 
 GIB = 1024**3
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
@@ -201,7 +201,7 @@ def _local_folder(kind: str, where: str, revision: str | None) -> Path | None:
     if kind in ("dir", "tiny"):
         path = Path(where)
         if kind == "tiny":
-            from vidgen import tiny
+            from vidgen.models import tiny
 
             path = tiny.folder(where.removeprefix(tiny.PREFIX))
         return path if path.is_dir() else None
@@ -272,7 +272,7 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
 def _extra_folder(source: str) -> Path | None:
     """The folder of a model loaded beside the pipeline: tiny:NAME, a local folder, or a Hub
     repo with a subfolder after it (owner/name/sub), from the cache only."""
-    from vidgen import tiny
+    from vidgen.models import tiny
 
     if source.startswith(tiny.PREFIX):
         folder = tiny.folder(source.removeprefix(tiny.PREFIX))

@@ -15,7 +15,7 @@ from typing import Any
 
 from vidgen.config.flags import flag
 from vidgen.config.schema import OptimizationConfig
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 
 # --quantize mode -> (the package it needs, the torchao config class or bitsandbytes kwargs).
 # torchao's weight-only configs are what diffusers' CogVideoX guide uses and run on CPU too; nf4
@@ -341,7 +341,7 @@ def apply(
     parallel = None
     if opt.gpus > 1:
         # On the device, after the attention backend (diffusers checks it can run split).
-        from vidgen import parallel as cp
+        from vidgen.models import parallel as cp
 
         parallel = cp.apply(models, opt, call)
     for name, each in models.items():

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidgen.errors import InputError
+from vidgen.core.errors import InputError
 
 # More sidecars than this under one folder is a mistake (a home folder), not a gallery.
 MAX_SIDECARS = 100_000
@@ -75,7 +75,7 @@ def _size(path: Path) -> int:
 
 def _output_beside(sidecar: Path, data: dict[str, Any]) -> Path | None:
     """The output a sidecar describes, beside it under its own name; None if it is gone."""
-    from vidgen.outputs import FORMATS
+    from vidgen.io.outputs import FORMATS
 
     output = data.get("output") if isinstance(data.get("output"), dict) else {}
     recorded = output.get("format")
@@ -90,8 +90,8 @@ def _output_beside(sidecar: Path, data: dict[str, Any]) -> Path | None:
 def find(folder: Path) -> list[Entry]:
     """Every output under `folder` (recursively) that has its sidecar beside it, oldest first.
     JSON files that are not vidgen sidecars (manifests, reports) are passed over."""
-    from vidgen import sidecar as sidecars
-    from vidgen.limits import MAX_SIDECAR_BYTES, read_text
+    from vidgen.core.limits import MAX_SIDECAR_BYTES, read_text
+    from vidgen.io import sidecar as sidecars
 
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder.")

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from vidgen.errors import ConfigError
+from vidgen.core.errors import ConfigError
 
 log = logging.getLogger("vidgen")
 
@@ -56,7 +56,7 @@ class Worker:
     """One Ray actor: loads a group's pipeline once and runs the jobs it is handed."""
 
     def __init__(self, number: int, queue: Any) -> None:
-        from vidgen.libs import quiet
+        from vidgen.core.libs import quiet
 
         quiet()
         self.number = number
@@ -78,7 +78,7 @@ class Worker:
             ray.get(self.queue.actor.qsize.remote())
 
     def _run(self, job: Any, position: int, total: int, force: bool, take_over: bool) -> dict[str, Any]:
-        from vidgen import batch as core
+        from vidgen.batch import jobs as core
 
         events = self.live.event
         rows: dict[int, dict[str, Any]] = {}
@@ -119,7 +119,7 @@ def run(
     on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the jobs on Ray; returns one report row per job (in `runnable` order)."""
-    from vidgen import batch as core
+    from vidgen.batch import jobs as core
 
     ray = _ray()
     env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARD)}

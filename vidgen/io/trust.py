@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vidgen.components import PICKLE_SUFFIXES
 from vidgen.config import Resolved
 from vidgen.config.flags import flag
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError, InputError, ModelError, OutOfMemory
-from vidgen.limits import MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MEMORY_FACTOR, pseudo_file
+from vidgen.core.errors import ConfigError, InputError, ModelError, OutOfMemory
+from vidgen.core.limits import MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MEMORY_FACTOR, pseudo_file
+from vidgen.models.components import PICKLE_SUFFIXES
 
 INPUTS = ("image", "last_image", "video", "control", "mask", "reference_images")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", flags=re.IGNORECASE)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vidgen.errors import ConfigError, ExitCode, VidgenError
+from vidgen.core.errors import ConfigError, ExitCode, VidgenError
 
 # Backends diffusers lets run context parallel (registered with supports_context_parallel).
 CP_BACKENDS = (

@@ -23,8 +23,8 @@ from typing import Any
 from vidgen import __version__
 from vidgen.config.flags import flag
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError, InputError
-from vidgen.limits import MAX_FRAMES, pseudo_file, read_bytes
+from vidgen.core.errors import ConfigError, InputError
+from vidgen.core.limits import MAX_FRAMES, pseudo_file, read_bytes
 
 # Larger images are refused before decoding: a small file can declare a huge canvas
 # (a decompression bomb) and exhaust memory.
@@ -307,7 +307,7 @@ def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any]
     import numpy as np
     from PIL import Image
 
-    from vidgen.media import SAFE_INPUT
+    from vidgen.io.media import SAFE_INPUT
 
     unreadable = f"{ref} is not a video ffmpeg can read; use mp4, webm, gif or a folder of frames."
     # The fps filter resamples (dropping or repeating frames); -frames:v stops decoding early.

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidgen import __version__, families, history, inputs, media, memory, optimize, outputs, sidecar
+from vidgen import __version__, families
+from vidgen.browse import history
 from vidgen.config import Resolved
 from vidgen.config.schema import OptimizationConfig
-from vidgen.errors import ConfigError, OutOfMemory, WriteError
+from vidgen.core.errors import ConfigError, OutOfMemory, WriteError
 from vidgen.families.base import Family
-from vidgen.runner import NullProgress, Progress
+from vidgen.io import inputs, media, outputs, sidecar
+from vidgen.models import optimize
+from vidgen.run import memory
+from vidgen.run.runner import NullProgress, Progress
 
 log = logging.getLogger("vidgen")
 
@@ -55,7 +59,7 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     """Everything that can be decided and checked before loading weights, including reading
     and preparing the input image or video (unless `read_inputs` is False: a batch validates
     every job first and reads each job's inputs when it runs)."""
-    from vidgen.loader import locate_all, resolve_device, resolve_dtype
+    from vidgen.models.loader import locate_all, resolve_device, resolve_dtype
 
     cfg = resolved.config
     family = families.check(cfg)
@@ -65,7 +69,7 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     planned_for = "cuda" if cfg.optimization.vram_gb is not None and not device.startswith("cuda") else None
     optimize.check(cfg.optimization, planned_for or device)
     if cfg.optimization.gpus > 1 or cfg.optimization.context_parallel != "ulysses" or cfg.optimization.ring_degree:
-        from vidgen import parallel
+        from vidgen.models import parallel
 
         parallel.check(cfg.optimization, planned_for or device, planning=planned_for is not None)
         device = parallel.device(device)  # this rank's own GPU
@@ -224,7 +228,7 @@ def execute(
 
 
 def _rank() -> int:
-    from vidgen import parallel
+    from vidgen.models import parallel
 
     return parallel.rank()
 
@@ -249,7 +253,7 @@ def _expected_after(times: dict[str, Any], later: int) -> float | None:
 
 def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
     """The checks that need no weights, then the pipeline: reused or loaded, and checked."""
-    from vidgen import loader
+    from vidgen.models import loader
 
     resolved = plan.resolved
     cfg = resolved.config
@@ -287,7 +291,7 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
 def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Progress) -> _Outcome:
     """One video; on out of memory, save the latents of a failed decode and, with --oom-retry,
     step down the memory ladder (reloading the pipeline) until a plan fits or none is left."""
-    from vidgen import runner
+    from vidgen.run import runner
 
     ladder = memory.Ladder(plan.family, plan.device.startswith("cuda"))
     media_kwargs = {
@@ -328,13 +332,15 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
             raise
 
 
-def _checkpoint(plan: Plan, item: Planned, cfg: Any) -> Path | None:
+def _checkpoint(plan: Plan, item: Planned, cfg: Any) -> Any:
     """Where a windowed run keeps its finished windows (--save-latents), so a rerun resumes; with
     --oom-retry too, so the retry after an out-of-memory starts from the last finished window."""
     wanted = cfg.output.save_latents or cfg.optimization.oom_retry
     if not (plan.family.resumable and wanted and item.latents is not None):
         return None
-    return outputs.windows_path(item.path)
+    from vidgen.run import latents
+
+    return latents.Checkpoint(outputs.windows_path(item.path))
 
 
 def _write(
@@ -402,7 +408,7 @@ def _write(
             _remove(item.sidecar)  # an earlier run's, describing the video just removed
         raise
     if (windows := _checkpoint(plan, item, cfg)) is not None:
-        _remove(windows)  # the run is complete: nothing left to resume
+        _remove(windows.path)  # the run is complete: nothing left to resume
     return Result(record, item.path, item.sidecar, loaded)
 
 
@@ -436,7 +442,7 @@ def _write_rest(
     """After the video: the latents, the control maps, and last the sidecar."""
     import numpy as np
 
-    from vidgen import latents
+    from vidgen.run import latents
 
     cfg, result = session.resolved.config, outcome.result
     if cfg.output.save_latents and result.latents is not None and item.latents is not None:
@@ -515,7 +521,7 @@ def _encode(
 def _preview(frames: Any, path: Path, record: dict[str, Any]) -> str:
     """--preview: the contact sheet beside the video; the sidecar names it (a bare file name,
     as it lies beside the sidecar) and times it."""
-    from vidgen import preview
+    from vidgen.browse import preview
     from vidgen.config.schema import RunConfig
 
     start = time.perf_counter()
@@ -541,7 +547,7 @@ def _reload(loaded: Any, cfg: Any, plan: Plan) -> Any:
     """Free the pipeline that ran out of memory, then load it again with the cheaper plan."""
     import gc
 
-    from vidgen import loader
+    from vidgen.models import loader
 
     loaded.pipe = None
     gc.collect()
@@ -566,7 +572,7 @@ def _latents_meta(plan: Plan, resolved: Resolved, item: Planned) -> dict[str, An
 
 def _save_latents(plan: Plan, item: Planned, resolved: Resolved, captured: Any, why: str) -> Path | None:
     """Save the latents of a decode that failed (always, whatever --save-latents says)."""
-    from vidgen import latents
+    from vidgen.run import latents
 
     if captured is None or captured.latents is None or item.latents is None:
         return None
@@ -601,7 +607,8 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     `resolved` is the recorded run's config with the decode options of this command on top."""
     import torch
 
-    from vidgen import latents, loader, runner
+    from vidgen.models import loader
+    from vidgen.run import latents, runner
 
     progress = progress or NullProgress()
     tensor, info = latents.load(source)
@@ -672,7 +679,7 @@ def _decoded(
     import numpy as np
     import torch
 
-    from vidgen import latents
+    from vidgen.run import latents
 
     # The execution device is where offload hooks run the VAE, or the pipeline's device without them.
     execution = pipe._execution_device

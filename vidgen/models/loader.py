@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidgen import components, optimize, tiny
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError, ModelError, OutOfMemory
+from vidgen.core.errors import ConfigError, ModelError, OutOfMemory
 from vidgen.families.base import Family
-from vidgen.runner import is_oom
+from vidgen.models import components, optimize, tiny
+from vidgen.run.runner import is_oom
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -110,7 +110,45 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
         found["base_config"] = locate(cfg.model.base_config, build, what="base config")
     for lora in cfg.model.loras or []:
         components.locate_lora(lora, allow)
+    for name, (source, _) in family.extra_models(cfg).items():
+        locate_subfolder(source, build, name.replace("_", " "))
     return found
+
+
+def locate_subfolder(source: str, build: bool, what: str) -> tuple[str, dict[str, Any]]:
+    """(what to pass to from_pretrained, its subfolder kwargs) for a model loaded beside the
+    pipeline: tiny:NAME, a local folder with config.json, or a Hub repo with the subfolder after
+    it (Lightricks/LTX-2/latent_upsampler)."""
+    if source.startswith(tiny.PREFIX) or Path(source).expanduser().is_dir():
+        return locate(source, build, marker="config.json", what=what)[1], {}
+    parts = source.split("/")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w.-]+)*", source) or source.startswith((".", "~")):
+        raise ModelError(
+            f"{what} {source} is neither an existing folder, tiny:NAME, nor a Hub repo id "
+            "(owner/name, then the subfolder if any)."
+        )
+    if any(part in (".", "..") for part in parts[2:]):
+        raise ModelError(f"{what} {source}: the subfolder after the repo id must stay inside the repo.")
+    repo = "/".join(parts[:2])
+    _, where = locate(repo, build, marker="config.json", what=what)
+    return where, ({"subfolder": "/".join(parts[2:])} if len(parts) > 2 else {})
+
+
+class Access:
+    """The loader's side of `families.base.ModelAccess`: what a family's setup may load, under
+    the run's rules."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+
+    def locate(self, source: str, what: str) -> tuple[str, dict[str, Any]]:
+        return locate_subfolder(source, True, what)
+
+    def safetensors(self) -> bool | None:
+        return components.safetensors_only(self.cfg)
+
+    def lora(self, config: Any) -> tuple[str, dict[str, Any]]:
+        return components.locate_lora(config, self.cfg.model.allow_pickle)
 
 
 def model_index(model_id: str, revision: str | None = None) -> dict[str, Any] | None:
@@ -276,7 +314,7 @@ def load(
     `on_component` hears each component as it begins to load (for progress)."""
     import torch
 
-    from vidgen.libs import quiet
+    from vidgen.core.libs import quiet
 
     quiet()
     model_id = cfg.model.id or family.repos[cfg.mode]
@@ -356,7 +394,7 @@ def load(
         repairs = family.repair(pipe, path)
         scheduler = components.apply_scheduler(pipe, cfg, family)
         loras = components.load_loras(pipe, cfg, present_denoisers(pipe, family))
-        setup = repairs + family.setup(pipe, cfg)
+        setup = repairs + family.setup(pipe, cfg, Access(cfg))
     denoisers = () if decode_only else present_denoisers(pipe, family)
     optimizations = optimize.apply(
         pipe, cfg.optimization, device, dtype, denoisers, lambda spec: family.cache_config(pipe, cfg, spec)

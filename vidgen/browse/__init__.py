@@ -1,0 +1,1 @@
+"""Looking at what was made: the output catalog, the gallery page, previews and run history."""

@@ -1,0 +1,3 @@
+"""The bottom layer: errors and exit codes, size limits, signals, the terminal, library start-up.
+
+Imports nothing else of vidgen."""

@@ -1,0 +1,94 @@
+"""Building blocks of the tiny random-weight models: in-memory tokenizers and tiny text and
+image encoders that several families' recipes share. Families import these (they sit in the
+families layer); vidgen/models/tiny.py builds, saves and caches the whole pipelines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+WORDS = (
+    "a an the cat dog fox red blue green running through fresh snow surfing at dusk corgi "
+    "rocket launching desert space horse galloping street in on of and with"
+).split()
+
+
+def t5_tokenizer() -> Any:
+    from transformers import T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [("\u2581" + word, -5.0) for word in WORDS]
+    vocab += [(char, -8.0) for char in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def t5_encoder(tokenizer: Any, umt5: bool = False) -> Any:
+    """A two-layer T5 (or UMT5) encoder with d_model 32 for `tokenizer`."""
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+    config = {
+        "vocab_size": len(tokenizer),
+        "d_model": 32,
+        "d_ff": 37,
+        "d_kv": 8,
+        "num_heads": 4,
+        "num_layers": 2,
+        "relative_attention_num_buckets": 8,
+        "dropout_rate": 0.0,
+    }
+    return (UMT5EncoderModel(UMT5Config(**config)) if umt5 else T5EncoderModel(T5Config(**config))).eval()
+
+
+def clip_tokenizer() -> Any:
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in "abcdefghijklmnopqrstuvwxyz0123456789":
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault(char + "</w>", len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def clip_text(tokenizer: Any) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=4,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            hidden_act="gelu",
+            projection_dim=32,
+        )
+    ).eval()
+
+
+def clip_image_processor(size: int) -> Any:
+    # The PIL-backed class: the default one wants torchvision, which vidgen does not depend on.
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(crop_size=size, size=size)
+
+
+def siglip_vision(hidden_size: int, intermediate_size: int) -> dict[str, Any]:
+    """A one-layer SigLIP vision tower on 16x16 images and its PIL-backed processor, as the
+    image_encoder and feature_extractor of pipelines that read images with SigLIP (FramePack,
+    HunyuanVideo-1.5 i2v)."""
+    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
+
+    config = SiglipVisionConfig(
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=4,
+    )
+    return {
+        "image_encoder": SiglipVisionModel(config).eval(),
+        "feature_extractor": SiglipImageProcessorPil(size={"height": 16, "width": 16}),
+    }

@@ -1,0 +1,1 @@
+"""Running one job: resolving and planning it, the pipeline call, latents and the memory planner."""
