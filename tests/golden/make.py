@@ -61,12 +61,21 @@ def collect() -> dict:
         for mode in modes:
             prompt = ["a red fox in snow"] if family.text else []
             key = f"{name}/{mode}"
-            dry = runner.invoke(app, [mode, *_dry_inputs(mode), *prompt, "--preset", name, "--dry-run", "--json"])
+            base = [mode, *_dry_inputs(mode), *prompt, "--preset", name, "--seed", "5", "--dry-run", "--json"]
+            dry = runner.invoke(app, base)
             entry: dict = {"dry_run_exit": dry.exit_code}
             if dry.exit_code == 0:
                 shown = json.loads(dry.stdout)
-                entry["config"] = _normalised(shown.get("config"), work)
-                entry["sources"] = _normalised(shown.get("sources"), work)
+                entry["config"] = _normalised(shown.pop("config"), work)
+                entry["sources"] = _normalised(shown.pop("sources"), work)
+                entry["dry_run"] = _normalised(shown, work)
+                # The memory planner's choice on a 12 GB card.
+                planned = runner.invoke(app, [*base, "--memory", "auto", "--vram", "12"])
+                entry["plan_12gb"] = (
+                    _normalised(json.loads(planned.stdout).get("memory"), work)
+                    if planned.exit_code == 0
+                    else planned.stderr.strip().splitlines()[-1:]
+                )
             else:
                 entry["dry_run_error"] = dry.stderr.strip().splitlines()[-1:]
             if tiny:
@@ -96,6 +105,8 @@ def collect() -> dict:
                     side = json.loads(folder.with_name(folder.name + ".json").read_text())
                     entry["pipeline"] = _normalised(side["pipeline"], work)
                     entry["run_config"] = _normalised(side["config"], work)
+                    entry["run_model"] = _normalised(side["model"], work)
+                    entry["run_optimizations"] = _normalised(side["optimizations"], work)
                 else:
                     entry["run_error"] = run.stderr.strip().splitlines()[-1:]
             out[key] = entry
