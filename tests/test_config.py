@@ -75,10 +75,10 @@ def test_every_shipped_preset_validates_and_passes_its_family_rules(name: str) -
 
     family = families.get(merged_preset(name)["model"]["family"])
     # A preset without a mode serves every mode of its family (Wan 2.2 TI2V-5B: t2v and i2v).
-    modes = [merged_preset(name)["mode"]] if merged_preset(name).get("mode") else list(family.pipelines)
+    modes = [merged_preset(name)["mode"]] if merged_preset(name).get("mode") else list(family.modes)
     for mode in modes:
         inputs = {"i2v": {"image": "x.png"}, "v2v": {"video": "x.mp4"}, "control": {"control": "x.mp4"}}.get(mode, {})
-        if family.text:
+        if family.takes.text:
             inputs["prompt"] = "x"
         resolved = resolve(mode, [name], [Layer("cli:inputs", {"inputs": inputs})], families.defaults_layer)
         # The check itself is the assertion: it raises on any rule the preset breaks.

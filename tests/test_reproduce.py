@@ -30,7 +30,7 @@ def _runs() -> list[tuple[str, str]]:
         if not str((data.get("model") or {}).get("id", "")).startswith("tiny:"):
             continue
         family = families.get(data["model"]["family"])
-        for mode in [data["mode"]] if data.get("mode") else list(family.pipelines):
+        for mode in [data["mode"]] if data.get("mode") else list(family.modes):
             if mode in ("t2v", "i2v"):
                 runs.append((name, mode))
     return runs
@@ -77,7 +77,7 @@ def test_tiny_preset_equals_plain_diffusers_from_its_sidecar(tmp_path: Path, pre
 
     config = resolve(mode, [preset], [], families.defaults_layer).config
     family = families.get(config.model.family or "")
-    if family.run_note(config):
+    if run_note(family, config):
         pytest.skip(f"{family.title} runs more than one plain call here (its run_note); its own tests check it")
     args = [mode]
     media: dict = {}
@@ -91,7 +91,7 @@ def test_tiny_preset_equals_plain_diffusers_from_its_sidecar(tmp_path: Path, pre
             Image.new("RGB", size, (30, 90, 220)).save("last.png")
             args += ["--last-image", "last.png"]
             media["last_image"] = Image.open("last.png").convert("RGB")
-    if family.text:
+    if family.takes.text:
         args.append("a red fox in snow")
     result = cli(*args, "--preset", preset, "--seed", "5", "--format", "png", "--out", "frames/")
     assert result.exit_code == 0, result.stderr

@@ -20,6 +20,7 @@ import typer
 from vidgen import families
 from vidgen.config import Layer, Resolved, resolve
 from vidgen.core.terminal import escape
+from vidgen.families.base import pipeline_record
 
 
 class _StderrHandler(logging.Handler):
@@ -127,7 +128,7 @@ def _model_family(mode: str, presets: list[str], layers: list[Layer]) -> Layer |
             f"--model {model_id} is a {family.title} model ({index['_class_name']}), but the preset is for {other}; "
             f"drop --preset or pick a {family.title} preset (`vidgen presets list`)."
         )
-    if mode != model_mode and family.repos.get(mode) != family.repos.get(model_mode):
+    if mode != model_mode and _repo(family, mode) != _repo(family, model_mode):
         raise ConfigError(
             f"--model {model_id} is a {family.title} {model_mode} model; run it with `vidgen {model_mode}`."
         )
@@ -291,7 +292,7 @@ def _print_plan(plan: Any, as_json: bool) -> None:
             "pipeline": {
                 "class": plan.family.pipeline_name(cfg),
                 "call_kwargs": call,
-                **plan.family.pipeline_record(cfg, call),
+                **pipeline_record(plan.family, cfg, call),
             },
             "device": plan.device,
             "memory": plan.memory.record() if plan.memory is not None else None,
@@ -305,7 +306,7 @@ def _print_plan(plan: Any, as_json: bool) -> None:
     typer.echo(render_config(cfg.model_dump(mode="json"), plan.resolved.sources))
     where = f"{plan.device} (planned for a CUDA card: --vram runs need one)" if plan.planned_for else plan.device
     typer.echo(f"# pipeline: {plan.family.pipeline_name(cfg)} on {where}")
-    for key, value in plan.family.pipeline_record(cfg, call).items():
+    for key, value in pipeline_record(plan.family, cfg, call).items():
         shown = value["summary"] if isinstance(value, dict) and "summary" in value else json.dumps(value)
         typer.echo(escape(f"# {key}: {shown}"))
     if plan.memory is not None:
@@ -378,3 +379,8 @@ def memory_lines(planned: Any) -> list[str]:
             lines.append(f"  {mark} {rung['estimated_peak_bytes'] / gib:6.1f} GiB  {rung['flags']}")
     lines.extend(f"  note: {note}" for note in record["notes"])
     return lines
+
+
+def _repo(family: Any, mode: str) -> str | None:
+    spec = family.modes.get(mode)
+    return spec.repo if spec is not None else None

@@ -12,6 +12,7 @@ from vidgen.config import available_presets
 from vidgen.config.flags import flag
 from vidgen.config.layers import merged_preset
 from vidgen.core.terminal import escape
+from vidgen.families.base import context_parallel
 
 
 def models(
@@ -38,11 +39,11 @@ def models(
             "family": family.name,
             "title": family.title,
             "modes": {
-                mode: {"pipeline": cls, "default_repo": family.repos[mode]} for mode, cls in family.pipelines.items()
+                mode: {"pipeline": spec.pipeline, "default_repo": spec.repo} for mode, spec in family.modes.items()
             },
-            "takes_prompt": family.text,
+            "takes_prompt": family.takes.text,
             "deprecated": family.deprecated,
-            "optimizations": sorted(flag(f"optimization.{name}") for name in family.optimizations),
+            "optimizations": sorted(flag(f"optimization.{name}") for name in family.takes.optimizations),
             "options": [option.flag for option in family.options],
             "presets": presets.get(family.name, []),
         }
@@ -67,11 +68,11 @@ def _optimizations(as_json: bool) -> None:
     """The capability table: an option a family does not honour is refused (exit 3) by name."""
     from vidgen.families.base import OPTIMIZATIONS
 
-    table = {family.name: {flag(f"optimization.{name}"): name in family.optimizations for name in OPTIMIZATIONS}
+    table = {family.name: {flag(f"optimization.{name}"): name in family.takes.optimizations for name in OPTIMIZATIONS}
              for family in families.FAMILIES.values()}  # fmt: skip
     for family in families.FAMILIES.values():
         # Derived from the family's transformer classes (their diffusers context-parallel plan).
-        table[family.name]["--gpus"] = any(family.context_parallel(mode) for mode in ("t2v", "i2v"))
+        table[family.name]["--gpus"] = any(context_parallel(family, mode) for mode in ("t2v", "i2v"))
     hints = {
         family.name: {_shown(path): hint for path, hint in family.hints.items() if path.startswith("optimization.")}
         for family in families.FAMILIES.values()

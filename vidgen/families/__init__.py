@@ -15,23 +15,13 @@ from vidgen.config.flags import LORA_EXPERT_FLAGS, flag, register_flag
 from vidgen.config.layers import Layer
 from vidgen.config.schema import RunConfig, register_sampling_field
 from vidgen.core.errors import ConfigError
-from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option
+from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option, context_parallel, denoisers
+from vidgen.families.base import mode_options as family_mode_options
 
 # The family modules, in `vidgen models` order; each defines FAMILIES, the classes it registers.
 MODULES = (
     "cogvideox",
-    "modelscope",
     "svd",
-    "i2vgen_xl",
-    "animatediff",
-    "text2video_zero",
-    "wan",
-    "wan_vace",
-    "skyreels",
-    "hunyuan",
-    "hunyuan15",
-    "ltx",
-    "ltx2",
 )
 
 FAMILIES: dict[str, Family] = {}
@@ -69,7 +59,7 @@ def mode_options(mode: str) -> dict[str, tuple[Option, list[str]]]:
     """field -> (option, titles of the families that take it in `mode`), for the CLI."""
     found: dict[str, tuple[Option, list[str]]] = {}
     for family in FAMILIES.values():
-        for option in family.mode_options(mode):
+        for option in family_mode_options(family, mode):
             found.setdefault(option.field, (option, []))[1].append(family.title)
     return found
 
@@ -81,7 +71,7 @@ def setup_fields(name: str | None = None) -> frozenset[str]:
     chosen = [FAMILIES[name]] if name in FAMILIES else list(FAMILIES.values())
     fields = {option.field for family in chosen for option in family.options if option.setup}
     for family in chosen:
-        fields |= family.setup_fields
+        fields |= family.loading.setup_fields
     return frozenset(fields)
 
 
@@ -89,8 +79,8 @@ def for_model(index: dict[str, Any]) -> tuple[Family, str] | None:
     """(family, mode) of a model from its model_index.json, or None when no family drives it."""
     name = index.get("_class_name")
     for family in FAMILIES.values():
-        for mode, cls in family.pipelines.items():
-            if cls == name and family.matches(index):
+        for mode, spec in family.modes.items():
+            if spec.pipeline == name and family.matches(index):
                 return family, mode
     return None
 
@@ -98,7 +88,8 @@ def for_model(index: dict[str, Any]) -> tuple[Family, str] | None:
 def for_model_mode(index: dict[str, Any], mode: str) -> Family | None:
     """A family that runs this model in `mode` through its own pipeline (`Family.loads_from`)."""
     for family in FAMILIES.values():
-        if mode in family.pipelines and index.get("_class_name") in family.loads_from and family.matches(index):
+        spec = family.modes.get(mode)
+        if spec is not None and index.get("_class_name") in spec.loads_from and family.matches(index):
             return family
     return None
 
@@ -120,7 +111,7 @@ def _takers(test: Callable[[Family, str], bool]) -> str:
     """'Stable Video Diffusion (i2v), CogVideoX (t2v, i2v)': the families and modes that pass `test`."""
     names = []
     for family in FAMILIES.values():
-        modes = [mode for mode in family.pipelines if test(family, mode)]
+        modes = [mode for mode in family.modes if test(family, mode)]
         if modes:
             names.append(f"{family.title} ({', '.join(modes)})")
     return ", ".join(names) if names else "none of the installed families"
@@ -145,25 +136,26 @@ def _refuse(family: Family, mode: str, path: str, takers: str) -> ConfigError:
 def _check_model_options(family: Family, cfg: RunConfig) -> None:
     """--scheduler names, --lora-high/--lora-low experts and --cache kinds the family takes."""
     scheduler = cfg.model.scheduler
-    if scheduler is not None and "model.scheduler" in family.accepts(cfg.mode) and scheduler not in family.schedulers:
-        raise ConfigError(
-            f"--scheduler {scheduler} does not fit {family.title}; it takes: {', '.join(family.schedulers)}."
-        )
-    experts = len(family.denoiser_names())
+    schedulers = family.takes.schedulers
+    if scheduler is not None and "model.scheduler" in family.accepts(cfg.mode) and scheduler not in schedulers:
+        raise ConfigError(f"--scheduler {scheduler} does not fit {family.title}; it takes: {', '.join(schedulers)}.")
+    experts = len(denoisers(family))
     for lora in cfg.model.loras or []:
         if lora.expert in LORA_EXPERT_FLAGS and experts < 2:
-            two = _takers(lambda f, m: len(f.denoiser_names()) > 1 and "model.loras" in f.accepts(m))
+            two = _takers(lambda f, m: len(denoisers(f)) > 1 and "model.loras" in f.accepts(m))
             raise ConfigError(
                 f"{LORA_EXPERT_FLAGS[lora.expert]} targets one expert of a two-expert model, and {family.title} has "
                 f"one denoiser; use --lora. Two-expert families: {two}."
             )
     cache = cfg.optimization.cache
-    if cache is not None and "cache" in family.optimizations:
+    if cache is not None and "cache" in family.takes.optimizations:
         kind = cache.partition(":")[0]
-        if kind not in family.caches:
+        if kind not in family.takes.caches:
             path = f"optimization.cache={kind}"
             reason = family.hints.get(path)
-            message = f"--cache {kind} does not run on {family.title}; it takes: {', '.join(sorted(family.caches))}"
+            message = (
+                f"--cache {kind} does not run on {family.title}; it takes: {', '.join(sorted(family.takes.caches))}"
+            )
             raise ConfigError(f"{message} ({reason})." if reason else f"{message}.")
 
 
@@ -174,14 +166,13 @@ def check(cfg: RunConfig) -> Family:
     vidgen never drops a setting silently.
     """
     family = get(cfg.model.family or "")
-    if cfg.mode not in family.pipelines:
+    if cfg.mode not in family.modes:
         raise ConfigError(
-            f"{family.title} does not do {cfg.mode}; it does: {', '.join(family.pipelines)}. "
+            f"{family.title} does not do {cfg.mode}; it does: {', '.join(family.modes)}. "
             f"Families for {cfg.mode}: {_takers(lambda f, m: m == cfg.mode)}."
         )
-    accepted = family.accepts(cfg.mode)
-    if not family.text and cfg.inputs.prompt:
-        texts = _takers(lambda f, m: f.text and m == cfg.mode)
+    if not family.takes.text and cfg.inputs.prompt:
+        texts = _takers(lambda f, m: f.takes.text and m == cfg.mode)
         raise ConfigError(
             f"{family.title} takes no prompt: it animates the image alone. Drop the prompt, "
             f"or pick a family that takes one: {texts}."
@@ -191,6 +182,17 @@ def check(cfg: RunConfig) -> Family:
             "sampling.clip_skip is refused: with transformers 5 every diffusers pipeline crashes on it "
             "(CLIPTextModel lost .text_model; diffusers #14124). Remove it until that is fixed."
         )
+    _check_fields(family, cfg)
+    _check_model_options(family, cfg)
+    _check_outputs(family, cfg)
+    _check_inputs(family, cfg)
+    family.check(cfg)
+    return family
+
+
+def _check_fields(family: Family, cfg: RunConfig) -> None:
+    """Every set input, sampling and model field, and every optimization, is one the family uses."""
+    accepted = family.accepts(cfg.mode)
     for section in ("inputs", "sampling", "model"):
         for name, value in getattr(cfg, section).model_dump().items():
             path = f"{section}.{name}"
@@ -202,40 +204,46 @@ def check(cfg: RunConfig) -> Family:
     for name in OPTIMIZATIONS:
         value = getattr(opt, name)
         wanted = value != "none" if name == "offload" else value not in (None, False)
-        if wanted and name not in family.optimizations:
+        if wanted and name not in family.takes.optimizations:
             path = f"optimization.{name}"
-            raise _refuse(family, cfg.mode, path, _takers(lambda f, m, n=name: n in f.optimizations))
-    _check_model_options(family, cfg)
-    if cfg.output.save_latents and not family.latents:
+            raise _refuse(family, cfg.mode, path, _takers(lambda f, m, n=name: n in f.takes.optimizations))
+
+
+def _check_outputs(family: Family, cfg: RunConfig) -> None:
+    """--save-latents, --audio and --save-control only where the run makes them."""
+    if cfg.output.save_latents and not family.decoding.latents:
         raise ConfigError(
             f"--save-latents is not available for {family.title} {cfg.mode}: its pipeline decodes inside its own "
-            f"steps; families with it: {_takers(lambda f, m: f.latents)}."
+            f"steps; families with it: {_takers(lambda f, m: f.decoding.latents)}."
         )
-    if cfg.output.audio is not None and not family.audio:
-        sound = _takers(lambda f, m: f.audio)
+    if cfg.output.audio is not None and not family.modes[cfg.mode].audio:
+        sound = _takers(lambda f, m: f.modes[m].audio)
         raise ConfigError(
             f"--{'' if cfg.output.audio else 'no-'}audio: {family.title} makes no sound; drop the flag. "
             f"Families with sound: {sound}."
         )
     if cfg.output.save_control and cfg.mode != "control":
         raise ConfigError("--save-control writes the control maps of `vidgen control`; this is not a control run.")
+
+
+def _check_inputs(family: Family, cfg: RunConfig) -> None:
+    """The mode's required input is there, --gpus has a plan, and a v2v --max-frames leaves a clip."""
     if cfg.mode in REQUIRED_INPUT:
         field, argument = REQUIRED_INPUT[cfg.mode]
-        if not getattr(cfg.inputs, field) and field not in family.optional_inputs:
+        if not getattr(cfg.inputs, field) and field not in family.modes[cfg.mode].optional:
             raise ConfigError(f"vidgen {cfg.mode} needs {argument}.")
-    if cfg.optimization.gpus > 1 and not (cfg.mode in ("t2v", "i2v") and family.context_parallel(cfg.mode)):
+    if cfg.optimization.gpus > 1 and not (cfg.mode in ("t2v", "i2v") and context_parallel(family, cfg.mode)):
         raise ConfigError(
             f"--gpus {cfg.optimization.gpus} splits one video over GPUs by context parallelism, and diffusers has "
             f"no context-parallel plan for the {family.title} {cfg.mode} denoiser; families that take --gpus: "
-            f"{_takers(lambda f, m: m in ('t2v', 'i2v') and f.context_parallel(m))}."
+            f"{_takers(lambda f, m: m in ('t2v', 'i2v') and context_parallel(f, m))}."
         )
     cap = cfg.inputs.max_frames
-    if cfg.mode == "v2v" and cap is not None and not family.usable_frames(cap):
+    if cfg.mode == "v2v" and cap is not None and not family.grid.usable(cap):
         raise ConfigError(
-            f"--max-frames {cap} is too few: {family.title} takes {family.frame_rule}, at least {family.min_frames}."
+            f"--max-frames {cap} is too few: {family.title} takes {family.grid.rule}, "
+            f"at least {family.grid.min_frames}."
         )
-    family.check(cfg)
-    return family
 
 
 for _module in MODULES:

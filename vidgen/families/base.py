@@ -88,10 +88,36 @@ class Option:
 @dataclass(frozen=True)
 class Grid:
     """The frame counts and sizes a family's VAE and patching can make: `frames`k+1 frames (None:
-    any) and sizes that are multiples of `size`. Checked before loading, never silently rounded."""
+    any) and sizes that are multiples of `size`. Checked before loading, never silently rounded.
+    The same rule says how many frames of an input video (v2v) the model can take."""
 
     frames: int | None = None
     size: int | None = None
+    # The shortest input clip that is still a video to the family (one frame is an image to most;
+    # LTX conditions on single frames too).
+    shortest: int = 2
+    # The v2v frame rule in words, where it is not `frames`k+1 (SkyReels-V2 DF continues a clip).
+    note: str | None = None
+
+    @property
+    def rule(self) -> str:
+        """How many input frames v2v can take, for messages."""
+        if self.note:
+            return self.note
+        return f"{self.frames}k+1 frames" if self.frames else "any number of frames"
+
+    def usable(self, count: int) -> int:
+        """How many of `count` input video frames the model can take (the largest on the grid); 0
+        if too few."""
+        if not self.frames:
+            return count
+        usable = (count - 1) // self.frames * self.frames + 1 if count >= 1 else 0
+        return usable if usable >= self.shortest else 0
+
+    @property
+    def min_frames(self) -> int:
+        """The shortest usable input length."""
+        return next(n for n in range(1, 10_000) if self.usable(n))
 
 
 @dataclass(frozen=True)
@@ -177,157 +203,315 @@ class Generated:
     audio: Audio | None = None
 
 
-class Family:
-    name: ClassVar[str]
-    title: ClassVar[str]
-    # mode -> diffusers pipeline class name
-    pipelines: ClassVar[dict[str, str]]
-    # mode -> the Hub repo used when no preset or --model names one
-    repos: ClassVar[dict[str, str]]
-    # Set when diffusers has deprecated the pipeline; shown by `vidgen models`.
-    deprecated: ClassVar[str | None] = None
-    # model_index.json pipeline classes whose checkpoints this family also runs, through its own
-    # pipeline (Wan video-to-video runs the WanPipeline text-to-video weights), so `--model` finds it.
-    loads_from: ClassVar[frozenset[str]] = frozenset()
-    # Inputs its mode usually requires that this family can do without (Wan VACE makes a video
+@dataclass(frozen=True)
+class Mode:
+    """One thing a family does (t2v, i2v, v2v, control, animate): the diffusers pipeline that does
+    it and everything the config layer needs to know about it, as data."""
+
+    # The diffusers pipeline class, and the Hub repo used when no preset or --model names one.
+    pipeline: str
+    repo: str
+    # The shared `sampling` fields passed to the pipeline (the family's own Options come on top).
+    sampling: frozenset[str] = frozenset()
+    # Inputs beyond the mode's own (MODE_INPUTS) that the family reads, e.g. last_image.
+    inputs: frozenset[str] = frozenset()
+    # Inputs the mode usually requires that this family can do without (Wan VACE makes a video
     # from reference images or the prompt alone when no --control is given).
-    optional_inputs: ClassVar[frozenset[str]] = frozenset()
-    # Whether the family is steered by a text prompt.
-    text: ClassVar[bool] = True
-    # mode -> the `sampling` fields this family passes to its pipeline.
-    sampling: ClassVar[dict[str, frozenset[str]]]
-    # Optimizations this family can honour (names from OPTIMIZATIONS).
-    optimizations: ClassVar[frozenset[str]] = frozenset()
-    # Whether `inputs.prompts` (a frame -> prompt map) is understood.
-    prompt_travel: ClassVar[bool] = False
-    # Whether --model may be a single original-format checkpoint file.
-    single_file: ClassVar[bool] = False
-    # model field -> diffusers model class loaded from it and passed to the pipeline.
-    components: ClassVar[dict[str, str]] = {}
-    # `model` fields beyond id/revision/variant/dtype that this family uses (names from MODEL_OPTIONS).
-    model_options: ClassVar[frozenset[str]] = frozenset()
-    # mode -> {prepared input name (image, video, control) -> the pipeline argument it is passed as}
-    media_args: ClassVar[dict[str, dict[str, str]]] = {}
-    # config path -> what to use instead, added to the error when that field is refused.
-    hints: ClassVar[dict[str, str]] = {}
-    # Whether the family's pipelines make sound with the video (`call` returns `Generated` with
-    # its `Audio`); --audio/--no-audio are refused on the others.
-    audio: ClassVar[bool] = False
+    optional: frozenset[str] = frozenset()
+    # prepared input name -> the pipeline argument it is passed as, where they differ.
+    media: dict[str, str] = field(default_factory=dict)
+    # Which of the family's Options this mode takes, by field (None: all of them).
+    options: frozenset[str] | None = None
+    # `model` options (MODEL_OPTIONS) of this mode, when they differ from the family's Takes.model.
+    model: frozenset[str] | None = None
+    # The reference settings of this mode, over the family's `reference` (a nested config dict).
+    defaults: dict[str, Any] = field(default_factory=dict)
+    # model_index.json pipeline classes whose checkpoints this mode also runs, through its own
+    # pipeline (Wan video-to-video runs the WanPipeline text-to-video weights).
+    loads_from: frozenset[str] = frozenset()
+    # Whether the pipeline makes sound with the video (`call` returns Generated with its Audio).
+    audio: bool = False
     # Set when the pipeline draws some noise from torch's global RNG instead of `generator`;
     # vidgen then also seeds the global RNG (restoring it afterwards) so seeds reproduce.
-    seeds_global_rng: ClassVar[bool] = False
-    # dtype that `--dtype auto` picks on CUDA (CPU always uses fp32).
-    cuda_dtype: ClassVar[str] = "bf16"
-    # Sizes and activation shape for the memory planner.
-    footprint: ClassVar[Footprint]
-    # How the final latents reach the VAE, so they can be saved (--save-latents), kept when the
-    # decode fails, and decoded again by `vidgen decode`:
-    #   "latent": the pipeline runs with output_type="latent" and the family decodes
-    #             (`decode_video`), exactly as the pipeline would have;
-    #   "caught": they are caught on their way into the VAE (`catches`): UNet-era pipelines,
-    #             whose latent output skips steps such as trimming padded frames, and pipelines
-    #             that draw decode noise from the generator after denoising (LTX);
-    #   None: the pipeline decodes inside its own steps; nothing to save.
-    latents: ClassVar[str | None] = "caught"
-    # name -> where the pipeline hands that tensor to the VAE (latents.Catch), for "caught":
-    # "latents" is the video's; others (LTX-2's "audio_latents") are saved beside it and given
-    # to `decode` by name.
-    catches: ClassVar[dict[str, Catch]] = {"latents": Catch("decode_latents")}
-    # Components `vidgen decode` loads (the rest are left out): the VAE, and for sound the
-    # audio decoder and vocoder.
-    decode_needs: ClassVar[frozenset[str]] = frozenset({"vae"})
-    # Frame and size rules as data (None: the family checks them in code).
-    grid: ClassVar[Grid | None] = None
-    # Sampling options this family owns (beyond the shared schema fields in `sampling`).
-    options: ClassVar[tuple[Option, ...]] = ()
-    # Inputs beyond the mode's own that the family reads (e.g. last_image).
-    extra_inputs: ClassVar[frozenset[str]] = frozenset()
-    # Pipeline components that denoise; the denoiser options (fp8 storage, compile, caches,
-    # attention backend, quantization) act on each that the loaded model has. Empty: the
-    # footprint's one denoiser.
-    denoisers: ClassVar[tuple[str, ...]] = ()
-    # component -> dtype it always loads in, whatever --dtype sets for the rest (Wan's VAE is
-    # run in fp32 as its model cards recommend).
-    dtypes: ClassVar[dict[str, str]] = {}
-    # --scheduler names this family takes -> diffusers scheduler class.
-    schedulers: ClassVar[dict[str, str]] = UNET_SCHEDULERS
-    # --scheduler name -> config it needs beside the model's (flow-matching settings).
-    scheduler_kwargs: ClassVar[dict[str, dict[str, Any]]] = {}
-    # Cache hooks (--cache NAME) the family's denoiser runs, each with the reason others are refused.
-    caches: ClassVar[frozenset[str]] = frozenset({"first-block", "pab", "faster"})
-    # Sampling fields (shared schema ones) that shape the loaded pipeline, like setup Options.
-    setup_fields: ClassVar[frozenset[str]] = frozenset()
-    # name -> builder of a tiny random-weight pipeline of this family (see vidgen/tiny.py).
-    tiny: ClassVar[dict[str, Callable[[], Any]]] = {}
-    # Whether a run denoises in windows whose latents it can keep as they finish (--save-latents,
-    # --oom-retry): `latent_call` then gets `checkpoint`, the file for them, and a rerun resumes.
-    resumable: ClassVar[bool] = False
+    seeds_global_rng: bool = False
+    # Whether the pipeline declares the order `--offload model` moves its models in.
+    model_offload: bool = True
 
-    # The reference settings `defaults` gives each mode: size (height, width), length, steps,
-    # guidance and frame rate, as the model card or diffusers' docs use them. A family without
-    # a reference size writes `defaults` itself.
-    size: ClassVar[tuple[int, int] | None] = None
-    frames_default: ClassVar[int | None] = None
-    steps_default: ClassVar[int | None] = None
-    guidance: ClassVar[float | None] = None
-    fps: ClassVar[int | None] = None
+
+@dataclass(frozen=True)
+class Takes:
+    """What a family accepts beyond its modes: the options the registry checks, with the
+    refusal messages derived from these sets."""
+
+    # Whether the family is steered by a text prompt.
+    text: bool = True
+    # Whether `inputs.prompts` (a frame -> prompt map, prompt travel) is understood.
+    prompts: bool = False
+    # `model` fields beyond id/revision/variant/dtype that this family uses (MODEL_OPTIONS).
+    model: frozenset[str] = frozenset()
+    # Optimizations this family can honour (names from OPTIMIZATIONS).
+    optimizations: frozenset[str] = frozenset()
+    # Cache hooks (--cache NAME) the family's denoiser runs; hints give the reason others are refused.
+    caches: frozenset[str] = frozenset({"first-block", "pab", "faster"})
+    # --scheduler names -> diffusers scheduler class, and the config each needs beside the model's.
+    schedulers: dict[str, str] = field(default_factory=lambda: dict(UNET_SCHEDULERS))
+    scheduler_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How the family's pipelines load: dtypes, denoisers, extra components and what
+    from_pretrained needs beyond the model's folder."""
+
+    # dtype that `--dtype auto` picks on CUDA (CPU always uses fp32).
+    cuda_dtype: str = "bf16"
+    # component -> dtype it always loads in, whatever --dtype sets for the rest (Wan's VAE runs in
+    # fp32 as its model cards recommend); `half_dtypes` only pin in a half-precision run
+    # (HunyuanVideo's fp16 encoders: an fp32 run keeps everything fp32).
+    dtypes: dict[str, str] = field(default_factory=dict)
+    half_dtypes: dict[str, str] = field(default_factory=dict)
+    # Pipeline components that denoise; the denoiser options (fp8 storage, compile, caches,
+    # attention backend, quantization, LoRA) act on each the loaded model has. Empty: the
+    # footprint's one denoiser.
+    denoisers: tuple[str, ...] = ()
+    # Components --quantize loads quantized besides the denoisers (encoders as large as them).
+    quantize_also: tuple[str, ...] = ()
+    # model field -> diffusers model class loaded from it and passed to the pipeline.
+    components: dict[str, str] = field(default_factory=dict)
+    # Whether --model may be a single original-format checkpoint file.
+    single_file: bool = False
+    # Extra from_pretrained / from_single_file arguments (e.g. components left out).
+    from_pretrained: dict[str, Any] = field(default_factory=dict)
+    # Sampling fields (shared schema ones) that shape the loaded pipeline, like setup Options:
+    # batch jobs that differ in one cannot share a pipeline.
+    setup_fields: frozenset[str] = frozenset()
+    # Hook, one family: for a checkpoint that is not a whole pipeline (FramePack's transformer
+    # repo), (mode, kind, where, dtype) -> (the pipeline folder or repo to load, the components
+    # loaded from elsewhere, their record for the sidecar); None: `where` is the whole pipeline.
+    # Kept as code: which parts come from where, in which dtype, is the family's own recipe.
+    assemble: Callable[[str, str, str, Any], tuple[str, dict[str, Any], Any] | None] | None = None
+    # Hook, one family: work around an upstream loading bug right after loading, from the model's
+    # local folder (pipe, folder) -> calls for the sidecar's pipeline.setup. Kept as code: each
+    # upstream bug is its own repair (AnimateDiff SDXL's add_embedding).
+    repair: Callable[[Any, str | None], list[dict[str, Any]]] | None = None
+
+
+class Part:
+    """A part of a family that computes from the run (memory, postprocessing). `family` is the
+    family it belongs to, set when the family is made, for parts whose numbers depend on the
+    family's own options (SkyReels-V2 DF's windows)."""
+
+    family: Any = None
+
+    def bound(self, family: Any) -> Part:
+        import copy
+
+        part = copy.copy(self)
+        part.family = family
+        return part
+
+
+class Memory(Part):
+    """What the memory planner (vidgen/run/memory.py) knows about a family's models and runs.
+
+    Data covers most families; a family whose runs change shape (windows, sections, a refinement
+    size, checkpoints of several sizes) subclasses it beside itself and overrides one method.
+    """
+
+    def __init__(
+        self,
+        footprint: Footprint,
+        *,
+        decode_batch: int | None = None,
+        sliced: bool = True,
+        extra: Callable[[RunConfig], dict[str, tuple[str, float | None]]] | None = None,
+        passes: Callable[[RunConfig], int] | None = None,
+    ) -> None:
+        self.footprint = footprint
+        # Frames the VAE decodes at once by default (None: every frame), --decode-chunk replacing
+        # it where the family takes that; `sliced`: --vae-slicing makes it one frame at a time.
+        self.decode_batch = decode_batch
+        self.sliced = sliced
+        # Models loaded beside the pipeline (LTX's latent upsampler): component -> (where it comes
+        # from, as given; its published parameter count, None when not known).
+        self.extra = extra
+        # Denoiser passes per step (two with real CFG), where the family decides it in code.
+        self.passes = passes
+
+    def sized(self, cfg: RunConfig) -> Footprint:
+        """The footprint of the run's checkpoint (for families whose checkpoints differ in shape)."""
+        return self.footprint
+
+    def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
+        """Models the run loads beside the pipeline, for the planner (counted from the weights
+        instead when they are on disk) and for the loader to locate."""
+        return self.extra(cfg) if self.extra is not None else {}
+
+    def working_size(self, cfg: RunConfig) -> tuple[int, int]:
+        """(height, width) the largest denoising pass and the decode work at: the size asked for
+        (LTX's upscale recipe refines at another)."""
+        return cfg.sampling.height or 512, cfg.sampling.width or 512
+
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
+        """Latent frames one denoiser forward sees for a `frames`-frame video: all of them, unless
+        the family makes a long video window by window or section by section."""
+        return (frames - 1) // self.footprint.temporal + 1
+
+    def guided(self, cfg: RunConfig) -> bool:
+        """Whether the denoiser runs a second (unguided) pass per step."""
+        if self.passes is not None:
+            return self.passes(cfg) > 1
+        s = cfg.sampling
+        return self.footprint.guided and (s.guidance_scale is None or s.guidance_scale > 1)
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        """How many of `frames` output frames the VAE decodes at once with these options."""
+        if self.sliced and cfg.optimization.vae_slicing:
+            return 1
+        return min(cfg.optimization.decode_chunk_size or self.decode_batch or frames, frames)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the final latents reach the VAE, so they can be saved (--save-latents), kept when the
+    decode fails, and decoded again by `vidgen decode`."""
+
+    # "latent": the pipeline runs with output_type="latent" and the family decodes (`decode`),
+    #           exactly as the pipeline would have;
+    # "caught": they are caught on their way into the VAE (`catches`): UNet-era pipelines, whose
+    #           latent output skips steps such as trimming padded frames, and pipelines that draw
+    #           decode noise from the generator after denoising (LTX);
+    # None: the pipeline decodes inside its own steps; nothing to save.
+    latents: str | None = "caught"
+    # name -> where the pipeline hands that tensor to the VAE, for "caught": "latents" is the
+    # video's; others (LTX-2's "audio_latents") are saved beside it and given to `decode` by name.
+    catches: dict[str, Catch] = field(default_factory=lambda: {"latents": Catch("decode_latents")})
+    # Components `vidgen decode` loads (the rest are left out): the VAE, and for sound the audio
+    # decoder and vocoder.
+    needs: frozenset[str] = frozenset({"vae"})
+    # Whether a run denoises in windows whose latents it can keep as they finish (--save-latents,
+    # --oom-retry): `latent_call` then gets `checkpoint` (vidgen.run.latents.Checkpoint) and a
+    # rerun resumes.
+    resumable: bool = False
+
+
+class Postprocess(Part):
+    """A family's last step on the decoded frames (Wan VACE pastes the pixels its mask keeps back
+    in). The inputs it needs are saved in the latents file, so `vidgen decode` repeats it."""
+
+    def inputs(self, cfg: RunConfig, media: dict[str, Any]) -> dict[str, Any]:
+        """What `apply` needs from the prepared inputs (`media`, by pipeline argument), as uint8
+        arrays. Empty: the decoded frames are the video."""
+        return {}
+
+    def apply(self, frames: Any, kept: dict[str, Any]) -> Any:
+        """The step on the decoded float frames, given `inputs`' arrays: from this run, or read
+        back from a latents file (data: check their shapes). Called only when `kept` is not empty."""
+        return frames
+
+    def record(self, cfg: RunConfig) -> dict[str, Any] | None:
+        """How `apply` changes the frames, for the sidecar's `pipeline.postprocess`, so plain
+        diffusers plus that step repeats the run (None: it does not run)."""
+        return None
+
+
+def settings(
+    size: tuple[int, int] | None = None,
+    frames: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    fps: int | None = None,
+    **sampling: Any,
+) -> dict[str, Any]:
+    """Reference settings (a model card's or diffusers' docs') as the nested config
+    dict the defaults layer holds: size (height, width), frames, steps, guidance, fps and any
+    other sampling fields."""
+    values = {
+        **({"height": size[0], "width": size[1]} if size else {}),
+        "num_frames": frames,
+        "num_inference_steps": steps,
+        "guidance_scale": guidance,
+        **sampling,
+    }
+    data: dict[str, Any] = {"sampling": {k: v for k, v in values.items() if v is not None}}
+    if fps is not None:
+        data["output"] = {"fps": fps}
+    return data
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts merged left to right (later values win; dicts merge key by key)."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merged(out[key], value)
+            else:
+                out[key] = dict(value) if isinstance(value, dict) else value
+    return out
+
+
+class Family:
+    """A model family: its modes and parts as data, and the few hooks only code can express.
+
+    Declarations (class attributes) say what the family is; the methods below are the steps of
+    a run that differ between pipelines (checks, call arguments, the call, decoding).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    # Set when diffusers has deprecated the pipeline; shown by `vidgen models`.
+    deprecated: ClassVar[str | None] = None
+    # mode -> what the family does in it (pipeline, repo, inputs, defaults).
+    modes: ClassVar[dict[str, Mode]]
+    # The reference settings every mode starts from (see `settings()`); each Mode adds its own.
+    reference: ClassVar[dict[str, Any]] = {}
+    # Sampling options this family owns (beyond the shared schema fields a Mode lists).
+    options: ClassVar[tuple[Option, ...]] = ()
+    # Frame and size rules, checked before loading; also how many frames a v2v input gives.
+    grid: ClassVar[Grid] = Grid()
+    takes: ClassVar[Takes] = Takes()
+    loading: ClassVar[Loading] = Loading()
+    memory: Memory
+    decoding: ClassVar[Decoding] = Decoding()
+    postprocess: Postprocess | None = None
+    # config path -> what to use instead, added to the error when that field is refused.
+    hints: ClassVar[dict[str, str]] = {}
+    # name -> builder of a tiny random-weight pipeline of this family (see vidgen/models/tiny.py).
+    tiny: ClassVar[dict[str, Callable[[], Any]]] = {}
+
+    def __init__(self) -> None:
+        self.memory = type(self).memory.bound(self)  # type: ignore[assignment]
+        if type(self).postprocess is not None:
+            self.postprocess = type(self).postprocess.bound(self)  # type: ignore[assignment,union-attr]
 
     # -- configuration ----------------------------------------------------------------
     def defaults(self, mode: str) -> dict[str, Any]:
-        """The layer between the schema and presets: the reference settings for `mode` (the
-        class's size, frames_default, steps_default, guidance and fps, where set)."""
-        if self.size is None:
-            return {}
-        sampling = {
-            "height": self.size[0],
-            "width": self.size[1],
-            "num_frames": self.frames_default,
-            "num_inference_steps": self.steps_default,
-            "guidance_scale": self.guidance,
-        }
-        return {
-            "model": {"id": self.repos[mode]},
-            "sampling": {key: value for key, value in sampling.items() if value is not None},
-            "output": {"fps": self.fps},
-        }
+        """The layer between the schema and presets: the mode's repo, the family's reference
+        settings, then the mode's own."""
+        spec = self.modes[mode]
+        return merged({"model": {"id": spec.repo}}, self.reference, spec.defaults)
 
     def accepts(self, mode: str) -> frozenset[str]:
-        """Config paths under inputs and sampling that this family uses in `mode`."""
-        inputs = MODE_INPUTS.get(mode, frozenset()) | (TEXT_INPUTS if self.text else frozenset())
-        if self.prompt_travel:
+        """Config paths under inputs, sampling and model that this family uses in `mode`."""
+        spec = self.modes.get(mode)
+        if spec is None:
+            return frozenset({f"sampling.{name}" for name in VIDGEN_SAMPLING})
+        inputs = MODE_INPUTS.get(mode, frozenset()) | spec.inputs | (TEXT_INPUTS if self.takes.text else frozenset())
+        if self.takes.prompts:
             inputs |= {"prompts"}
-        if mode in ("i2v", "v2v", "control"):
-            inputs |= self.extra_inputs
-        sampling = self.sampling.get(mode, frozenset()) | VIDGEN_SAMPLING
-        sampling |= {option.field for option in self.mode_options(mode)}
+        sampling = spec.sampling | VIDGEN_SAMPLING | {option.field for option in mode_options(self, mode)}
+        model = self.takes.model if spec.model is None else spec.model
         return frozenset(
             {f"inputs.{name}" for name in inputs}
             | {f"sampling.{name}" for name in sampling}
-            | {f"model.{name}" for name in self.model_fields(mode)}
+            | {f"model.{name}" for name in model}
         )
-
-    def mode_options(self, mode: str) -> tuple[Option, ...]:
-        """The family's own options that `mode` takes (all of them unless a family says otherwise)."""
-        return self.options if mode in self.pipelines else ()
-
-    def denoiser_names(self) -> tuple[str, ...]:
-        return self.denoisers or (self.footprint.denoiser,)
-
-    def context_parallel(self, mode: str) -> bool:
-        """Whether `--gpus N` can split this family's `mode` over GPUs: every denoiser its
-        pipeline takes is a diffusers model class with a context-parallel plan (`_cp_plan`).
-        Derived from the pipeline's own annotations, so a family declares nothing for it; a
-        family can override this (to refuse, or to supply a plan of its own)."""
-        return _context_parallel(self.pipelines[mode], self.denoiser_names()) if mode in self.pipelines else False
 
     def matches(self, index: dict[str, Any]) -> bool:
         """Whether a model whose model_index.json is `index` (its pipeline class is one of this
         family's) is this family's rather than a sibling's (Wan 2.1 / 2.2 A14B / TI2V-5B)."""
         return True
-
-    def model_fields(self, mode: str) -> frozenset[str]:
-        """The `model` options (from MODEL_OPTIONS) this family uses in `mode`."""
-        return self.model_options
 
     # -- checks ------------------------------------------------------------------------
     def check(self, cfg: RunConfig) -> None:
@@ -336,18 +520,19 @@ class Family:
         Runs before any weights load. Field-by-field acceptance is checked by the registry,
         which knows which other families take a refused field.
         """
-        if self.text and not (cfg.inputs.prompt or "").strip():  # "   " says nothing either
+        if self.takes.text and not (cfg.inputs.prompt or "").strip():  # "   " says nothing either
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
-        if self.grid is not None:
-            check_grid(self.title, cfg, self.grid)
+        check_grid(self.title, cfg, self.grid)
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         """Rules that depend on the loaded model's own config; runs before denoising.
         `frames` is the input video's frame count in v2v."""
 
-    def repair(self, pipe: Any, folder: str | None) -> list[dict[str, Any]]:
-        """Work around an upstream loading bug right after loading, from the model's local
-        `folder`; returns what was done, for the sidecar's `pipeline.setup`."""
+    # -- loading -----------------------------------------------------------------------
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
+        """Switch on pipeline features the config asks for, once after loading; returns the
+        calls made ({method, kwargs}) so the sidecar can repeat them. `models` loads anything
+        more the features need."""
         return []
 
     def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
@@ -356,84 +541,14 @@ class Family:
         MagCache runs on the ratios of --mag-ratios or measures them (magcache:calibrate);
         families with published ratios pass theirs to `magcache_config`."""
         if spec.partition(":")[0] == "magcache":
-            return magcache_config(cfg, spec, self.magcache_steps(cfg))
+            return magcache_config(cfg, spec, magcache_steps(self, cfg))
         return None
-
-    def magcache_steps(self, cfg: RunConfig) -> int:
-        """Transformer passes of one run, which MagCache counts as its steps."""
-        return self.step_count(cfg, self.call_kwargs(cfg, 0))
-
-    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
-        """Switch on pipeline features the config asks for, once after loading; returns the
-        calls made ({method, kwargs}) so the sidecar can repeat them. `models` loads anything
-        more the features need."""
-        return []
-
-    # How many input frames v2v can take, for messages (see usable_frames).
-    frame_rule: ClassVar[str] = "any number of frames"
-
-    def usable_frames(self, count: int) -> int:
-        """How many of `count` input video frames the model can take (v2v); 0 if too few."""
-        return count
-
-    @property
-    def min_frames(self) -> int:
-        return next(n for n in range(1, 10_000) if self.usable_frames(n))
-
-    def sized(self, cfg: RunConfig) -> Footprint:
-        """The footprint of the run's checkpoint, for families whose checkpoints differ in shape."""
-        return self.footprint
-
-    def working_size(self, cfg: RunConfig) -> tuple[int, int]:
-        """(height, width) the largest denoising pass and the decode work at, for the memory
-        planner: the size asked for, unless a family refines at another (LTX's upscale recipe)."""
-        return cfg.sampling.height or 512, cfg.sampling.width or 512
-
-    def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
-        """Models the run loads beside the pipeline (LTX's latent upsampler), for the memory
-        planner: component -> (where it comes from, as given; its published parameter count,
-        None when not known). Counted from the weights instead when they are on disk."""
-        return {}
-
-    def model_offload(self, mode: str) -> bool:
-        """Whether the pipeline declares the order `--offload model` moves its models in."""
-        return True
-
-    def quantized_components(self, mode: str) -> list[str]:
-        """The components --quantize loads quantized: the denoisers, where the weights are."""
-        return list(self.denoiser_names())
-
-    def component_dtypes(self, dtype: str) -> dict[str, str]:
-        """component -> dtype it loads in when the run's dtype is `dtype` (`dtypes` unless the
-        family pins components only in some precisions)."""
-        return dict(self.dtypes)
-
-    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
-        """Latent frames one denoiser forward sees for a `frames`-frame video (memory planner):
-        all of them, unless the family makes a long video window by window or section by
-        section (SkyReels-V2 diffusion forcing, FramePack)."""
-        return (frames - 1) // self.footprint.temporal + 1
-
-    def guided(self, cfg: RunConfig) -> bool:
-        """Whether the denoiser runs a second (unguided) pass per step, for the memory planner."""
-        s = cfg.sampling
-        return self.footprint.guided and (s.guidance_scale is None or s.guidance_scale > 1)
-
-    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
-        """How many of `frames` output frames the VAE decodes at once with these options."""
-        # Most VAEs here decode the frames as one image batch, which --vae-slicing splits.
-        return 1 if cfg.optimization.vae_slicing else frames
 
     # -- the call ----------------------------------------------------------------------
     def pipeline_name(self, cfg: RunConfig) -> str:
         """The diffusers pipeline class that runs `cfg`: the mode's, unless the family switches
         pipelines on its inputs (LTX-Video's keyframes run its condition pipeline)."""
-        return self.pipelines[cfg.mode]
-
-    def pipeline_class(self, mode: str, cfg: RunConfig | None = None) -> type:
-        import diffusers
-
-        return getattr(diffusers, self.pipeline_name(cfg) if cfg is not None else self.pipelines[mode])
+        return self.modes[cfg.mode].pipeline
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         """JSON-able arguments for the pipeline's `__call__`. The generator comes from `seed`;
@@ -441,33 +556,17 @@ class Family:
         is its frame count where there is one."""
         raise NotImplementedError
 
-    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """More about the call for the sidecar's `pipeline` block (e.g. a long video's windows)."""
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """More about the call for the sidecar's `pipeline` block: "run", how `call` differs
+        from one plain pipeline call (absent: it does not), and anything else the family adds
+        (e.g. a long video's windows; needs `call_kwargs`)."""
         return {}
-
-    def run_note(self, cfg: RunConfig) -> str | None:
-        """How `call` differs from one plain pipeline call, for the sidecar (None: it does not)."""
-        return None
-
-    def assemble(self, mode: str, kind: str, where: str, dtype: Any) -> tuple[str, dict[str, Any], Any] | None:
-        """For a checkpoint that is not a whole pipeline: (the pipeline folder or repo to load,
-        the components loaded from elsewhere, their record for the sidecar). None: `where` is
-        the whole pipeline."""
-        return None
-
-    def load_kwargs(self, mode: str) -> dict[str, Any]:
-        """Extra from_pretrained / from_single_file arguments (e.g. components to leave out)."""
-        return {}
-
-    def media_arg(self, mode: str, name: str) -> str:
-        """The pipeline argument a prepared input is passed as."""
-        return self.media_args.get(mode, {}).get(name, name)
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         """Run the pipeline once and return its frames (float, frames x height x width x 3), or
         `Generated` (frames and audio) for families that make sound. `extra` holds the generator
         and the step-callback arguments."""
-        return self.frames(pipe(**call_kwargs, **media, **extra))
+        return pipe(**call_kwargs, **media, **extra).frames[0]
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         """How many denoising steps the call will report, for the progress bar."""
@@ -487,75 +586,104 @@ class Family:
 
         yield {"callback_on_step_end": on_step_end}
 
+    # -- latents -----------------------------------------------------------------------
     def latent_call(
         self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
     ) -> Any:
         """Run the pipeline once with output_type="latent"; returns its final latents (families
-        whose `latents` is "latent")."""
+        whose decoding.latents is "latent")."""
         return pipe(**{**call_kwargs, "output_type": "latent"}, **media, **extra).frames
 
-    def decode_video(self, pipe: Any, latents: Any) -> Any:
-        """Final latents -> float frames (frames, height, width, 3), as the pipeline decodes them
-        with output_type="np". The default is the Wan-style VAE with per-channel latent statistics."""
-        video = decode_normalised(pipe, latents)
-        return pipe.video_processor.postprocess_video(video, output_type="np")[0]
-
     def decode(
-        self, pipe: Any, cfg: RunConfig, latents: Any, args: list[Any], kwargs: dict[str, Any], tensors: dict[str, Any]
+        self,
+        pipe: Any,
+        cfg: RunConfig,
+        latents: Any,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        tensors: dict[str, Any] | None = None,
     ) -> Any:
-        """Decode saved final latents as the pipeline would have, for the recorded run `cfg` with
-        this command's decode options: `decode_video` for latent-output families, else
-        `decode_latents` with the arguments it got (--decode-chunk replacing its
-        decode_chunk_size), then the video processor. `tensors` are the other caught tensors
-        (see `catches`), on the VAE's device. Returns frames, or `Generated` with sound."""
+        """Decode final latents as the pipeline would have, for the run `cfg` with this command's
+        decode options. Latent-output families: the Wan-style VAE with per-channel latent
+        statistics (`decode_normalised`). Caught latents: `decode_latents` with the arguments it
+        got (--decode-chunk replacing its decode_chunk_size), then the video processor. `tensors`
+        are the other caught tensors (see Decoding.catches), on the VAE's device. Returns
+        frames, or `Generated` with sound."""
         import inspect
 
+        if self.decoding.latents == "latent":
+            video = decode_normalised(pipe, latents)
+            return pipe.video_processor.postprocess_video(video, output_type="np")[0]
         chunk = cfg.optimization.decode_chunk_size
-
-        if self.latents == "latent":
-            return self.decode_video(pipe, latents)
-
-        bound = inspect.signature(pipe.decode_latents).bind(latents, *args, **kwargs)
+        bound = inspect.signature(pipe.decode_latents).bind(latents, *(args or []), **(kwargs or {}))
         if chunk is not None and "decode_chunk_size" in inspect.signature(pipe.decode_latents).parameters:
             bound.arguments["decode_chunk_size"] = chunk
         decoded = pipe.decode_latents(*bound.args, **bound.kwargs)
         return pipe.video_processor.postprocess_video(video=decoded, output_type="np")[0]
 
-    def decode_components(self, pipe_class: type) -> dict[str, None]:
-        """from_pretrained arguments that leave out everything but the VAE (for `vidgen decode`)."""
-        import inspect
 
-        names = inspect.signature(pipe_class.__init__).parameters
-        keep = {"self", "scheduler", "kwargs", "args", "force_zeros_for_empty_prompt", *self.decode_needs}
-        # Optional components (Wan's transformer_2, image_encoder) would load unless left out too.
-        optional = set(getattr(pipe_class, "_optional_components", ()))
-        return {
-            name: None
-            for name, p in names.items()
-            if name not in keep and (p.default is inspect.Parameter.empty or name in optional)
-        }
+# -- derived from the declarations (no family overrides these) -----------------------------
 
-    # -- after decoding --------------------------------------------------------------------
-    def postprocess_inputs(self, cfg: RunConfig, media: dict[str, Any]) -> dict[str, Any]:
-        """What `postprocess` needs from the prepared inputs (`media`, by pipeline argument), as
-        uint8 arrays: saved in the latents file beside the latents, so `vidgen decode` finishes
-        the video the same way. Empty (the default): the decoded frames are the video."""
-        return {}
 
-    def postprocess(self, frames: Any, kept: dict[str, Any]) -> Any:
-        """The family's last step on the decoded float frames (Wan VACE pastes the pixels its
-        mask keeps back in), given `postprocess_inputs`' arrays: from this run, or read back
-        from a latents file (data: check their shapes). Called only when `kept` is not empty."""
-        return frames
+def mode_options(family: Family, mode: str) -> tuple[Option, ...]:
+    """The family's own options that `mode` takes."""
+    spec = family.modes.get(mode)
+    if spec is None:
+        return ()
+    if spec.options is None:
+        return family.options
+    return tuple(option for option in family.options if option.field in spec.options)
 
-    def postprocess_record(self, cfg: RunConfig) -> dict[str, Any] | None:
-        """How `postprocess` changes the decoded frames, for the sidecar's `pipeline.postprocess`,
-        so plain diffusers plus that step repeats the run (None: it does not run)."""
-        return None
 
-    def frames(self, output: Any) -> Any:
-        """The pipeline's output as a float array (frames, height, width, channels) in [0, 1]."""
-        return output.frames[0]
+def denoisers(family: Family) -> tuple[str, ...]:
+    """The pipeline components that denoise: Loading.denoisers, or the footprint's one."""
+    return family.loading.denoisers or (family.memory.footprint.denoiser,)
+
+
+def quantized_components(family: Family) -> list[str]:
+    """The components --quantize loads quantized: the denoisers, and any encoder as large."""
+    return [*denoisers(family), *family.loading.quantize_also]
+
+
+def component_dtypes(family: Family, dtype: str) -> dict[str, str]:
+    """component -> dtype it loads in when the run's dtype is `dtype`."""
+    half = family.loading.half_dtypes if dtype != "fp32" else {}
+    return {**family.loading.dtypes, **half}
+
+
+def pipeline_class(family: Family, mode: str, cfg: RunConfig | None = None) -> type:
+    """The diffusers class that runs `cfg` (or `mode`'s pipeline)."""
+    import diffusers
+
+    return getattr(diffusers, family.pipeline_name(cfg) if cfg is not None else family.modes[mode].pipeline)
+
+
+def context_parallel(family: Family, mode: str) -> bool:
+    """Whether `--gpus N` can split this family's `mode` over GPUs: every denoiser its pipeline
+    takes is a diffusers model class with a context-parallel plan (`_cp_plan`). Derived from the
+    pipeline's own annotations, so a family declares nothing for it."""
+    return _context_parallel(family.modes[mode].pipeline, denoisers(family)) if mode in family.modes else False
+
+
+def media_arg(family: Family, mode: str, name: str) -> str:
+    """The pipeline argument a prepared input is passed as."""
+    spec = family.modes.get(mode)
+    return spec.media.get(name, name) if spec is not None else name
+
+
+def magcache_steps(family: Family, cfg: RunConfig) -> int:
+    """Transformer passes of one run, which MagCache counts as its steps."""
+    return family.step_count(cfg, family.call_kwargs(cfg, 0))
+
+
+def run_note(family: Family, cfg: RunConfig) -> str | None:
+    """How the family's call differs from one plain pipeline call (None: it does not)."""
+    return family.record(cfg).get("run")
+
+
+def pipeline_record(family: Family, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What the family adds to the sidecar's `pipeline` block besides its run note."""
+    return {key: value for key, value in family.record(cfg, call_kwargs).items() if key != "run"}
 
 
 @functools.cache
@@ -601,7 +729,7 @@ def sampling_kwargs(sampling: SamplingConfig, names: frozenset[str] | tuple[str,
 
 def option_kwargs(family: Family, cfg: RunConfig) -> dict[str, Any]:
     """The family's own call-time options (not the setup ones) that are set."""
-    names = [option.field for option in family.mode_options(cfg.mode) if not option.setup and option.call]
+    names = [option.field for option in mode_options(family, cfg.mode) if not option.setup and option.call]
     return sampling_kwargs(cfg.sampling, tuple(names))
 
 

@@ -8,11 +8,17 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     SDPA_SLICING,
+    Decoding,
     Family,
     Footprint,
     Grid,
+    Loading,
+    Memory,
+    Mode,
+    Takes,
     prompt_kwargs,
     sampling_kwargs,
+    settings,
 )
 
 _T2V = frozenset(
@@ -44,67 +50,54 @@ _SIZES = {
 }
 
 
+# CogVideoX's defaults: guidance 6, 50 steps, its T5 sequence length; video-to-video takes its
+# length from the input video (--max-frames) and moves 0.8 of the way from it.
+_REFERENCE = {"num_inference_steps": 50, "guidance_scale": 6.0, "max_sequence_length": 226}
+_V2V_DEFAULTS = {"sampling": {"strength": 0.8}, "inputs": {"max_frames": 49}}
+
+
 class CogVideoX(Family):
     name = "cogvideox"
     title = "CogVideoX"
-    pipelines: ClassVar[dict[str, str]] = {
-        "t2v": "CogVideoXPipeline",
-        "i2v": "CogVideoXImageToVideoPipeline",
-        "v2v": "CogVideoXVideoToVideoPipeline",
-    }
     # Video-to-video runs the text-to-video weights through a different pipeline.
-    repos: ClassVar[dict[str, str]] = {
-        "t2v": "THUDM/CogVideoX-5b",
-        "i2v": "THUDM/CogVideoX-5b-I2V",
-        "v2v": "THUDM/CogVideoX-5b",
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode("CogVideoXPipeline", "THUDM/CogVideoX-5b", _T2V, defaults=settings(frames=49)),
+        "i2v": Mode("CogVideoXImageToVideoPipeline", "THUDM/CogVideoX-5b-I2V", _T2V, defaults=settings(frames=49)),
+        "v2v": Mode("CogVideoXVideoToVideoPipeline", "THUDM/CogVideoX-5b", _V2V, defaults=_V2V_DEFAULTS),
     }
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _T2V, "i2v": _T2V, "v2v": _V2V}
-    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "fp8_storage", "compile", "cache", "quantize"})
+    reference = settings(size=(480, 720), fps=8, **_REFERENCE)
+    takes = Takes(
+        optimizations=frozenset({"offload", "vae_tiling", "vae_slicing", "fp8_storage", "compile", "cache", "quantize"})
+    )
     hints: ClassVar[dict[str, str]] = {
         "optimization.attention_slicing": SDPA_SLICING,
         "sampling.num_frames": "in v2v the input video sets the length; use --max-frames",
         "optimization.decode_chunk_size": "CogVideoX's VAE decodes in tiles; use --vae-tiling",
     }
-    cuda_dtype = "bf16"
+    # The T5-XXL encoder is nearly as large as the 5B transformer.
+    loading = Loading(cuda_dtype="bf16", quantize_also=("text_encoder",))
     # Calibrated on diffusers' CogVideoX-2b table (49 frames, 720x480): 33 GB plain, 19 GB model
-    # offload, 11 GB with tiling too, under 4 GB sequential.
-    footprint = Footprint(
-        denoiser="transformer",
-        blocks=42,
-        sizes=_SIZES,
-        temporal=4,
-        patch=2,
-        width=3072,
-        live=10,
-        decode=546,
-        tiled=0.19,
+    # offload, 11 GB with tiling too, under 4 GB sequential. The causal VAE decodes the whole clip
+    # (batching latent frames inside); slicing splits only a batch of videos, and vidgen makes one.
+    memory = Memory(
+        Footprint(
+            denoiser="transformer",
+            blocks=42,
+            sizes=_SIZES,
+            temporal=4,
+            patch=2,
+            width=3072,
+            live=10,
+            decode=546,
+            tiled=0.19,
+        ),
+        sliced=False,
     )
     # The causal VAE compresses 4 frames into one latent; the transformer patches 2x2 latents.
+    # An input clip gives its largest 8k+1 frames: other lengths decode to another frame count.
     grid = Grid(frames=8, size=16)
-    size = (480, 720)
-    frames_default = 49
-    fps = 8
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        sampling: dict[str, Any] = {
-            "height": self.size[0],
-            "width": self.size[1],
-            "num_inference_steps": 50,
-            "guidance_scale": 6.0,
-            "max_sequence_length": 226,
-        }
-        inputs: dict[str, Any] = {}
-        if mode == "v2v":
-            sampling["strength"] = 0.8
-            inputs["max_frames"] = self.frames_default
-        else:
-            sampling["num_frames"] = self.frames_default
-        return {
-            "model": {"id": self.repos.get(mode)},
-            "inputs": inputs,
-            "sampling": sampling,
-            "output": {"fps": self.fps},
-        }
+    # The pipeline stops at its final latents and the family decodes them (see latent_call).
+    decoding = Decoding(latents="latent")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
@@ -127,28 +120,6 @@ class CogVideoX(Family):
                     f"learned for that size); use --width {fixed[1]} --height {fixed[0]}."
                 )
 
-    @property
-    def frame_rule(self) -> str:  # type: ignore[override]
-        return f"{self.grid.frames}k+1 frames"
-
-    def usable_frames(self, count: int) -> int:
-        # The largest 8k+1 that fits: other lengths decode to a different frame count.
-        step = self.grid.frames
-        usable = (count - 1) // step * step + 1
-        return usable if usable > 1 else 0
-
-    def quantized_components(self, mode: str) -> list[str]:
-        # The T5-XXL encoder is nearly as large as the 5B transformer.
-        return ["transformer", "text_encoder"]
-
-    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
-        # The causal VAE decodes the whole clip (batching latent frames inside); slicing splits
-        # only a batch of videos, and vidgen makes one per call.
-        return frames
-
-    # The pipeline stops at its final latents and the family decodes them (see latent_call).
-    latents = "latent"
-
     def latent_call(
         self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
     ) -> Any:
@@ -162,7 +133,15 @@ class CogVideoX(Family):
         frames = (call_kwargs["num_frames"] - 1) // pipe.vae_scale_factor_temporal + 1
         return latents[:, (patch - frames % patch) % patch :]
 
-    def decode_video(self, pipe: Any, latents: Any) -> Any:
+    def decode(
+        self,
+        pipe: Any,
+        cfg: RunConfig,
+        latents: Any,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        tensors: dict[str, Any] | None = None,
+    ) -> Any:
         import torch
         from diffusers.utils.torch_utils import get_module_execution_device
 
@@ -171,7 +150,7 @@ class CogVideoX(Family):
             return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
-        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode])}
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling)}
         # One video per call: CogVideoX ignores num_videos_per_prompt (diffusers #13622),
         # so vidgen loops over seeds instead.
         kwargs["num_videos_per_prompt"] = 1
@@ -180,20 +159,18 @@ class CogVideoX(Family):
 
 
 class CogVideoX15(CogVideoX):
+    """CogVideoX 1.5: the same pipelines and rules at another size and length."""
+
     name = "cogvideox1.5"
     title = "CogVideoX 1.5"
     # diffusers' video-to-video pipeline predates 1.5's two-frame temporal patches.
-    pipelines: ClassVar[dict[str, str]] = {
-        "t2v": "CogVideoXPipeline",
-        "i2v": "CogVideoXImageToVideoPipeline",
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode("CogVideoXPipeline", "THUDM/CogVideoX1.5-5B", _T2V, defaults=settings(frames=81)),
+        "i2v": Mode("CogVideoXImageToVideoPipeline", "THUDM/CogVideoX1.5-5B-I2V", _T2V, defaults=settings(frames=81)),
     }
-    repos: ClassVar[dict[str, str]] = {"t2v": "THUDM/CogVideoX1.5-5B", "i2v": "THUDM/CogVideoX1.5-5B-I2V"}
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _T2V, "i2v": _T2V}
+    reference = settings(size=(768, 1360), fps=16, **_REFERENCE)
     # 1.5 patches two latent frames at a time, so its grid is 16k+1.
     grid = Grid(frames=16, size=16)
-    size = (768, 1360)
-    frames_default = 81
-    fps = 16
 
 
 FAMILIES = (CogVideoX, CogVideoX15)

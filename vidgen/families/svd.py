@@ -6,7 +6,19 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
-from vidgen.families.base import SDPA_SLICING, Family, Footprint, check_multiple, sampling_kwargs
+from vidgen.families.base import (
+    SDPA_SLICING,
+    Family,
+    Footprint,
+    Grid,
+    Loading,
+    Memory,
+    Mode,
+    Takes,
+    merged,
+    sampling_kwargs,
+    settings,
+)
 
 _SAMPLING = frozenset(
     {
@@ -26,13 +38,30 @@ _SAMPLING = frozenset(
 class StableVideoDiffusion(Family):
     name = "svd"
     title = "Stable Video Diffusion"
-    pipelines: ClassVar[dict[str, str]] = {"i2v": "StableVideoDiffusionPipeline"}
-    repos: ClassVar[dict[str, str]] = {"i2v": "stabilityai/stable-video-diffusion-img2vid-xt"}
-    text = False
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"i2v": _SAMPLING}
+    modes: ClassVar[dict[str, Mode]] = {
+        "i2v": Mode("StableVideoDiffusionPipeline", "stabilityai/stable-video-diffusion-img2vid-xt", _SAMPLING)
+    }
+    # diffusers' __call__ defaults, written out so the sidecar shows the values used (its `fps`
+    # conditioning field beside the output's frame rate).
+    reference = merged(
+        settings(
+            size=(576, 1024),
+            frames=25,
+            steps=25,
+            fps=7,
+            min_guidance_scale=1.0,
+            max_guidance_scale=3.0,
+            motion_bucket_id=127,
+            noise_aug_strength=0.02,
+        ),
+        {"sampling": {"fps": 7}},
+    )
     # Its temporal VAE has no tiling or slicing; decode_chunk_size is how it saves memory.
-    optimizations = frozenset(
-        {"offload", "forward_chunking", "decode_chunk_size", "fp8_storage", "compile", "quantize"}
+    takes = Takes(
+        text=False,
+        optimizations=frozenset(
+            {"offload", "forward_chunking", "decode_chunk_size", "fp8_storage", "compile", "quantize"}
+        ),
     )
     hints: ClassVar[dict[str, str]] = {
         "optimization.attention_slicing": SDPA_SLICING,
@@ -40,44 +69,26 @@ class StableVideoDiffusion(Family):
         "optimization.vae_tiling": "SVD's VAE saves memory by decoding fewer frames at once; use --decode-chunk",
         "optimization.vae_slicing": "SVD's VAE saves memory by decoding fewer frames at once; use --decode-chunk",
     }
-    cuda_dtype = "fp16"
+    loading = Loading(cuda_dtype="fp16")
     # diffusers' SVD guide: model offload, forward chunking and decode_chunk_size=2 fit 25
     # frames at 1024x576 in under 8 GB; decoding all 25 at once needs far more (diffusers #6385).
-    footprint = Footprint(
-        denoiser="unet",
-        blocks=16,
-        sizes=dict.fromkeys(
-            ("stabilityai/stable-video-diffusion-img2vid-xt", "stabilityai/stable-video-diffusion-img2vid"),
-            {"unet": 1.525e9, "image_encoder": 6.32e8, "vae": 9.8e7},
+    # decode_chunk_size defaults to every frame at once.
+    memory = Memory(
+        Footprint(
+            denoiser="unet",
+            blocks=16,
+            sizes=dict.fromkeys(
+                ("stabilityai/stable-video-diffusion-img2vid-xt", "stabilityai/stable-video-diffusion-img2vid"),
+                {"unet": 1.525e9, "image_encoder": 6.32e8, "vae": 9.8e7},
+            ),
+            decode=1000,
         ),
-        decode=1000,
     )
-
-    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
-        # decode_chunk_size defaults to every frame at once.
-        return min(cfg.optimization.decode_chunk_size or frames, frames)
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        # diffusers' __call__ defaults, written out so the sidecar shows the values used.
-        return {
-            "model": {"id": self.repos["i2v"]},
-            "sampling": {
-                "num_frames": 25,
-                "height": 576,
-                "width": 1024,
-                "num_inference_steps": 25,
-                "min_guidance_scale": 1.0,
-                "max_guidance_scale": 3.0,
-                "fps": 7,
-                "motion_bucket_id": 127,
-                "noise_aug_strength": 0.02,
-            },
-            "output": {"fps": 7},
-        }
+    # The UNet's VAE works on multiples of 8 pixels.
+    grid = Grid(size=8)
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
-        check_multiple(self.title, cfg, 8)
         s = cfg.sampling
         if None not in (s.min_guidance_scale, s.max_guidance_scale) and s.min_guidance_scale > s.max_guidance_scale:
             raise ConfigError(

@@ -359,15 +359,15 @@ def _read_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> P
         frames, info = _file_frames(ref, path, cap, rate)
         info["input_fps"] = rate
     read = len(frames)
-    usable = family.usable_frames(read)
+    usable = family.grid.usable(read)
     if not usable:
         raise InputError(
-            f"{ref} gives {read} frame(s); {family.title} needs at least {family.min_frames}. "
+            f"{ref} gives {read} frame(s); {family.title} needs at least {family.grid.min_frames}. "
             "Use a longer clip, a higher --input-fps or a larger --max-frames."
         )
     notes = []
     if usable < read:
-        notes.append(f"using the first {usable} of {read} input frames ({family.title} takes {family.frame_rule}).")
+        notes.append(f"using the first {usable} of {read} input frames ({family.title} takes {family.grid.rule}).")
     size = _target(cfg)
     prepared = [_resize(frame, size, mode, bg) for frame in frames[:usable]]
     digest = hashlib.sha256()
@@ -496,7 +496,7 @@ def _prepare_conditions(cfg: RunConfig, family: Any, fps: int, prepared: Prepare
             # A clip placed at frame_index fills at most the frames left after it, on the
             # family's frame grid (the pipeline would trim it the same way, silently).
             room = max((cfg.sampling.num_frames or len(frames)) - condition.frame_index, 1)
-            usable = family.usable_frames(min(len(frames), room)) or 1
+            usable = family.grid.usable(min(len(frames), room)) or 1
             if usable < len(frames):
                 prepared.notes.append(f"--condition-video {condition.video}: using its first {usable} frames.")
             items.append(frames[:usable])

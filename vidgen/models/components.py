@@ -84,8 +84,8 @@ def apply_scheduler(pipe: Any, cfg: RunConfig, family: Family) -> dict[str, Any]
         return {"class": type(pipe.scheduler).__name__, "options": {}}
     if name:
         # What the family's schedulers need (flow-matching prediction), under the user's options.
-        options = {**family.scheduler_kwargs.get(name, {}), **options}
-    cls = getattr(diffusers, family.schedulers[name]) if name else type(pipe.scheduler)
+        options = {**family.takes.scheduler_kwargs.get(name, {}), **options}
+    cls = getattr(diffusers, family.takes.schedulers[name]) if name else type(pipe.scheduler)
     unknown = sorted(set(options) - set(cls.from_config(pipe.scheduler.config).config))
     if unknown:
         from vidgen.core.errors import ConfigError

@@ -12,6 +12,7 @@ from typing import Any
 
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, ModelError, OutOfMemory
+from vidgen.families import base
 from vidgen.families.base import Family
 from vidgen.models import components, optimize, tiny
 from vidgen.run.runner import is_oom
@@ -51,7 +52,7 @@ def resolve_dtype(requested: str, family: Family, device: str) -> str:
     """`auto` is the family's reference precision on CUDA and fp32 on CPU (fp16 is slow there)."""
     if requested != "auto":
         return requested
-    return family.cuda_dtype if device.startswith("cuda") else "fp32"
+    return family.loading.cuda_dtype if device.startswith("cuda") else "fp32"
 
 
 def locate(
@@ -94,10 +95,10 @@ def locate(
 
 def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, tuple[str, str]]:
     """Where the base model and every extra component of the run come from."""
-    model_id = cfg.model.id or family.repos[cfg.mode]
+    model_id = cfg.model.id or family.modes[cfg.mode].repo
     allow = cfg.model.allow_pickle
-    found = {"model": locate(model_id, build, single_file=family.single_file, allow_pickle=allow)}
-    for field in family.components:
+    found = {"model": locate(model_id, build, single_file=family.loading.single_file, allow_pickle=allow)}
+    for field in family.loading.components:
         value = getattr(cfg.model, field)
         if field == "controlnet" and value in components.CONTROLNETS:
             value = components.CONTROLNETS[value]
@@ -110,7 +111,7 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
         found["base_config"] = locate(cfg.model.base_config, build, what="base config")
     for lora in cfg.model.loras or []:
         components.locate_lora(lora, allow)
-    for name, (source, _) in family.extra_models(cfg).items():
+    for name, (source, _) in family.memory.extra_models(cfg).items():
         locate_subfolder(source, build, name.replace("_", " "))
     return found
 
@@ -317,9 +318,9 @@ def load(
     from vidgen.core.libs import quiet
 
     quiet()
-    model_id = cfg.model.id or family.repos[cfg.mode]
+    model_id = cfg.model.id or family.modes[cfg.mode].repo
     # Importing the pipeline module is library start-up, not model loading: keep it off the clock.
-    cls = family.pipeline_class(cfg.mode, cfg)
+    cls = base.pipeline_class(family, cfg.mode, cfg)
     start = time.perf_counter()
     found = locate_all(cfg, family)
     kind, where = found["model"]
@@ -331,14 +332,14 @@ def load(
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
     # Components the family always runs in their own precision (Wan's VAE in fp32).
-    pinned = family.component_dtypes(dtype)
+    pinned = base.component_dtypes(family, dtype)
     dtypes = {"default": dtype, **pinned} if pinned else None
     load_dtype = {k: getattr(torch, DTYPES[v]) for k, v in dtypes.items()} if dtypes else torch_dtype
-    kwargs: dict[str, Any] = {"dtype": load_dtype, **family.load_kwargs(cfg.mode)}
+    kwargs: dict[str, Any] = {"dtype": load_dtype, **family.loading.from_pretrained}
     if decode_only:
-        kwargs.update(family.decode_components(cls))
+        kwargs.update(decode_components(family, cls))
     extra: dict[str, dict[str, Any]] = {}
-    for field, class_name in family.components.items():
+    for field, class_name in family.loading.components.items():
         if field not in found or decode_only:
             continue
         import diffusers
@@ -366,7 +367,7 @@ def load(
         kwargs["use_safetensors"] = components.safetensors_only(cfg)
         if cfg.optimization.quantize and not decode_only:
             config, quantization = optimize.quantization_config(
-                cfg.optimization, family.quantized_components(cfg.mode), torch_dtype
+                cfg.optimization, base.quantized_components(family), torch_dtype
             )
             kwargs["quantization_config"] = config
         if cfg.model.revision:
@@ -377,7 +378,7 @@ def load(
         if not decode_only:
             # A checkpoint that ships only some components (FramePack's transformer) is loaded
             # into the base pipeline the family names.
-            assembled = family.assemble(cfg.mode, kind, where, torch_dtype)
+            assembled = family.loading.assemble(cfg.mode, kind, where, torch_dtype) if family.loading.assemble else None
             if assembled is not None:
                 where, parts, extra["assembled"] = assembled
                 kwargs.update(parts)
@@ -391,7 +392,7 @@ def load(
     if decode_only:
         scheduler, loras, setup = None, [], []
     else:
-        repairs = family.repair(pipe, path)
+        repairs = family.loading.repair(pipe, path) if family.loading.repair else []
         scheduler = components.apply_scheduler(pipe, cfg, family)
         loras = components.load_loras(pipe, cfg, present_denoisers(pipe, family))
         setup = repairs + family.setup(pipe, cfg, Access(cfg))
@@ -418,15 +419,15 @@ def load(
         },
     }
     model.update(extra)
-    if family.load_kwargs(cfg.mode):
+    if family.loading.from_pretrained:
         # What from_pretrained needs besides the dtype, so plain diffusers can load it the same way.
-        model["from_pretrained"] = family.load_kwargs(cfg.mode)
+        model["from_pretrained"] = family.loading.from_pretrained
     if dtypes:
         # The precision of each component this model has, where the family pins one.
         model["dtypes"] = {k: v for k, v in dtypes.items() if k == "default" or pipe.components.get(k) is not None}
     if len(denoisers) > 1:
         model["denoisers"] = list(denoisers)
-    if family.model_options:
+    if family.takes.model:
         model["scheduler"] = scheduler
     if loras:
         model["loras"] = loras
@@ -436,9 +437,25 @@ def load(
     return Loaded(pipe, family, device, dtype, model, optimizations, seconds, setup)
 
 
+def decode_components(family: Family, pipe_class: type) -> dict[str, None]:
+    """from_pretrained arguments that leave out everything but what `vidgen decode` needs
+    (Decoding.needs: the VAE, and for sound the audio decoder and vocoder)."""
+    import inspect
+
+    names = inspect.signature(pipe_class.__init__).parameters
+    keep = {"self", "scheduler", "kwargs", "args", "force_zeros_for_empty_prompt", *family.decoding.needs}
+    # Optional components (Wan's transformer_2, image_encoder) would load unless left out too.
+    optional = set(getattr(pipe_class, "_optional_components", ()))
+    return {
+        name: None
+        for name, p in names.items()
+        if name not in keep and (p.default is inspect.Parameter.empty or name in optional)
+    }
+
+
 def present_denoisers(pipe: Any, family: Family) -> tuple[str, ...]:
     """The family's denoisers that this model has (a Wan 2.1 folder has no transformer_2)."""
-    return tuple(name for name in family.denoiser_names() if getattr(pipe, name, None) is not None)
+    return tuple(name for name in base.denoisers(family) if getattr(pipe, name, None) is not None)
 
 
 def _where(model_id: str, kind: str, where: str) -> str | None:

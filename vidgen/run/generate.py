@@ -18,7 +18,7 @@ from vidgen.browse import history
 from vidgen.config import Resolved
 from vidgen.config.schema import OptimizationConfig
 from vidgen.core.errors import ConfigError, OutOfMemory, WriteError
-from vidgen.families.base import Family
+from vidgen.families.base import Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
 from vidgen.models import optimize
 from vidgen.run import memory
@@ -90,7 +90,7 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
             path,
             outputs.sidecar_path(path),
             outputs.control_path(path) if cfg.output.save_control else None,
-            outputs.latents_path(path) if family.latents else None,
+            outputs.latents_path(path) if family.decoding.latents else None,
         )
         for seed, path in zip(seeds, paths, strict=True)
     ]
@@ -108,7 +108,7 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
 
 
 def _check_audio_format(family: Any, cfg: Any, fmt: str) -> None:
-    if family.audio and cfg.output.audio is not False and fmt not in media.AUDIO_CODECS:
+    if family.modes[cfg.mode].audio and cfg.output.audio is not False and fmt not in media.AUDIO_CODECS:
         raise ConfigError(
             f"{family.title} makes sound and {fmt} has no audio track; use --format mp4, webm or png "
             "(png writes audio.wav in the frame folder), or add --no-audio."
@@ -163,7 +163,7 @@ def _check_writable(items: list[Planned]) -> None:
 def _generator_record(plan: Plan, seed: int) -> dict[str, Any]:
     """How to seed a plain diffusers run to get the same video."""
     record: dict[str, Any] = {"device": plan.device, "seed": seed}
-    if plan.family.seeds_global_rng:
+    if plan.family.modes[plan.resolved.config.mode].seeds_global_rng:
         record["torch_manual_seed"] = seed  # call torch.manual_seed(seed) before the pipeline
     return record
 
@@ -295,7 +295,7 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
 
     ladder = memory.Ladder(plan.family, plan.device.startswith("cuda"))
     media_kwargs = {
-        plan.family.media_arg(plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()
+        media_arg(plan.family, plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()
     }
     retries: list[dict[str, Any]] = []
     while True:
@@ -336,7 +336,7 @@ def _checkpoint(plan: Plan, item: Planned, cfg: Any) -> Any:
     """Where a windowed run keeps its finished windows (--save-latents), so a rerun resumes; with
     --oom-retry too, so the retry after an out-of-memory starts from the last finished window."""
     wanted = cfg.output.save_latents or cfg.optimization.oom_retry
-    if not (plan.family.resumable and wanted and item.latents is not None):
+    if not (plan.family.decoding.resumable and wanted and item.latents is not None):
         return None
     from vidgen.run import latents
 
@@ -355,15 +355,15 @@ def _write(
         "call_kwargs": outcome.call_kwargs,
         # Arguments that are not JSON (the prepared image or frames), and where the sidecar describes them.
         "media_kwargs": {
-            plan.family.media_arg(cfg.mode, name): plan.inputs.sources[name] for name in plan.inputs.media
+            media_arg(plan.family, cfg.mode, name): plan.inputs.sources[name] for name in plan.inputs.media
         },
         # Pipeline methods called once after loading (FreeNoise, FreeInit, the scheduler's shift), in order.
         "setup": loaded.setup,
         "generator": _generator_record(plan, item.seed),
-        **({"run": note} if (note := plan.family.run_note(cfg)) else {}),
+        **({"run": note} if (note := run_note(plan.family, cfg)) else {}),
         # A step of the family's own on the decoded frames (Wan VACE's --keep-unmasked).
-        **({"postprocess": post} if (post := plan.family.postprocess_record(cfg)) else {}),
-        **plan.family.pipeline_record(cfg, outcome.call_kwargs),
+        **({"postprocess": post} if plan.family.postprocess and (post := plan.family.postprocess.record(cfg)) else {}),
+        **pipeline_record(plan.family, cfg, outcome.call_kwargs),
         # A resumed run: which windows came from the kept latents.
         **result.journal,
     }
@@ -414,7 +414,7 @@ def _write(
 
 def _calibration(plan: Plan, loaded: Any, item: Planned) -> dict[str, Any]:
     """What --cache magcache:calibrate measured, for the sidecar: the ratios --mag-ratios reads."""
-    measured = optimize.calibrated(loaded.pipe, plan.family.denoiser_names())
+    measured = optimize.calibrated(loaded.pipe, denoisers(plan.family))
     if not measured:
         return {}
     ratios = next(iter(measured.values()))
@@ -635,7 +635,9 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     decoded = time.perf_counter() - start
     # Latent-output families decode as their pipeline would; the others call what they were caught at.
     method = (
-        family.catches["latents"].target if family.latents == "caught" else "vae.decode (the pipeline's own decode)"
+        family.decoding.catches["latents"].target
+        if family.decoding.latents == "caught"
+        else "vae.decode (the pipeline's own decode)"
     )
     record = sidecar.record(
         Resolved(cfg, resolved.sources, resolved.presets),
@@ -701,13 +703,13 @@ def _decoded(
         audio = None
     if audio is not None:
         audio.samples = np.asarray(audio.samples, dtype=np.float32)
-    elif family.audio and cfg.output.audio is not False:
+    elif family.modes[cfg.mode].audio and cfg.output.audio is not False:
         log.warning("%s holds no audio latents: this video is silent.", source)
     # The family's step after decoding, from the arrays the run kept beside its latents.
-    post = family.postprocess_record(cfg)
+    post = family.postprocess.record(cfg) if family.postprocess else None
     kept = latents.load_kept(source, info.get("kept", []))
     if kept:
-        frames = family.postprocess(frames, kept)
+        frames = family.postprocess.apply(frames, kept)
     elif post is not None:
         log.warning(
             "%s holds no kept input pixels (an older vidgen wrote it): this video skips %s.",

@@ -21,7 +21,7 @@ from typing import Any
 from vidgen.config.flags import flag
 from vidgen.config.layers import Resolved
 from vidgen.config.schema import OptimizationConfig, RunConfig
-from vidgen.families.base import Family
+from vidgen.families.base import Family, component_dtypes, denoisers, quantized_components
 from vidgen.models.components import CONTROLNETS
 
 GIB = 1024**3
@@ -78,13 +78,13 @@ class Sizes:
 
 def decode_savers(family: Family, cfg: RunConfig) -> dict[str, Any]:
     """The decode/activation savers this family honours that change its memory."""
-    opts = family.optimizations
+    opts = family.takes.optimizations
     frames = cfg.sampling.num_frames or 16
     settings: dict[str, Any] = {}
     if "vae_tiling" in opts:
         settings["vae_tiling"] = True
     sliced = cfg.model_copy(update={"optimization": cfg.optimization.model_copy(update={"vae_slicing": True})})
-    if "vae_slicing" in opts and family.decode_frames(sliced, frames) < family.decode_frames(cfg, frames):
+    if "vae_slicing" in opts and family.memory.decode_frames(sliced, frames) < family.memory.decode_frames(cfg, frames):
         settings["vae_slicing"] = True
     elif "decode_chunk_size" in opts:
         settings["decode_chunk_size"] = 2
@@ -108,7 +108,7 @@ def ladder(family: Family, cfg: RunConfig, cuda: bool = True) -> list[Rung]:
         rungs = [Rung("none", {"offload": "none"})]
         return rungs + ([Rung("cheaper-decode", {"offload": "none", **cheaper})] if cheaper else [])
     rungs = [Rung("none", {"offload": "none", **_NO_GROUP})]
-    if family.model_offload(cfg.mode):
+    if family.modes[cfg.mode].model_offload:
         rungs.append(Rung("model", {"offload": "model", **_NO_GROUP}))
         if cheaper:
             rungs.append(Rung("model+cheaper-decode", {"offload": "model", **_NO_GROUP, **cheaper}))
@@ -221,7 +221,7 @@ def _local_folder(kind: str, where: str, revision: str | None) -> Path | None:
 def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> Sizes:
     """Parameter counts of every component the run loads: exact from the weight files when
     they are on disk, else the published sizes."""
-    table = family.footprint.sizes
+    table = family.memory.footprint.sizes
     params: dict[str, float] = {}
     sources: set[str] = set()
     notes: list[str] = []
@@ -229,7 +229,7 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
         if name == "base_config":
             continue
         whole = name == "model"
-        model_id = str((cfg.model.id or family.repos[cfg.mode]) if whole else getattr(cfg.model, name))
+        model_id = str((cfg.model.id or family.modes[cfg.mode].repo) if whole else getattr(cfg.model, name))
         if name == "controlnet":
             model_id = CONTROLNETS.get(model_id, model_id)
         local = _local_folder(kind, where, cfg.model.revision if whole else None)
@@ -238,7 +238,7 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
             counts = {name: counts[""]} if "" in counts else {}
         elif "" in counts:
             # A denoiser-only checkpoint (FramePack's transformer): the rest is the published sizes.
-            counts = {**table.get(model_id, {}), family.footprint.denoiser: counts[""]}
+            counts = {**table.get(model_id, {}), family.memory.footprint.denoiser: counts[""]}
         if counts:
             params.update(counts)
             sources.add("safetensors headers")
@@ -250,12 +250,12 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
         published = table.get(model_id)
         if published is None:
             # Unknown id: plan with the family's reference checkpoint, and say so.
-            reference = family.repos[cfg.mode] if whole else next((r for r, v in table.items() if name in v), "")
+            reference = family.modes[cfg.mode].repo if whole else next((r for r, v in table.items() if name in v), "")
             published = table.get(reference, {})
             notes.append(f"the size of {model_id} is unknown until it is downloaded; planned with {reference}'s")
         params.update(published if whole else {name: published.get(name, 0.0)})
         sources.add("published sizes")
-    for name, (source, published) in family.extra_models(cfg).items():
+    for name, (source, published) in family.memory.extra_models(cfg).items():
         local = _extra_folder(source)
         counts = _count_folder(local, None) if local else {}
         if "" in counts:
@@ -296,41 +296,45 @@ def _extra_folder(source: str) -> Path | None:
 
 def _bytes_per_param(component: str, family: Family, cfg: RunConfig, dtype: str) -> float:
     opt = cfg.optimization
-    denoiser = component in (*family.denoiser_names(), "motion_adapter", "controlnet")
-    if opt.quantize and component in family.quantized_components(cfg.mode):
+    denoiser = component in (*denoisers(family), "motion_adapter", "controlnet")
+    if opt.quantize and component in quantized_components(family):
         return QUANTIZED[opt.quantize]
     if denoiser and opt.fp8_storage:
         return 1.0
     # Components the family pins to their own precision (Wan's fp32 VAE).
-    return BYTES[family.component_dtypes(dtype).get(component, dtype)]
+    return BYTES[component_dtypes(family, dtype).get(component, dtype)]
 
 
 def estimate(
     family: Family, cfg: RunConfig, params: dict[str, float], dtype: str, frames: int | None = None
 ) -> Estimate:
     """Peak memory of one video with the config's optimization settings."""
-    fp = family.sized(cfg)
+    fp = family.memory.sized(cfg)
     opt, s = cfg.optimization, cfg.sampling
     frames = frames or s.num_frames or 16
-    height, width = family.working_size(cfg)
+    height, width = family.memory.working_size(cfg)
     size = BYTES[dtype]
     weights = {name: count * _bytes_per_param(name, family, cfg, dtype) for name, count in params.items()}
-    denoisers = (*family.denoiser_names(), "motion_adapter", "controlnet")
-    experts = [v for k, v in weights.items() if k in family.denoiser_names()]
+    names = (*denoisers(family), "motion_adapter", "controlnet")
+    experts = [v for k, v in weights.items() if k in denoisers(family)]
     # Two experts (Wan 2.2 A14B) take turns: offloaded, only the running one is on the GPU.
     denoising = max(experts, default=0.0) + sum(v for k, v in weights.items() if k in ("motion_adapter", "controlnet"))
     vae = weights.get("vae", 0.0)
-    encoders = [v for k, v in weights.items() if k not in (*denoisers, "vae")]
-    guided = family.guided(cfg)
+    encoders = [v for k, v in weights.items() if k not in (*names, "vae")]
+    guided = family.memory.guided(cfg)
     # FramePack prices one section, SkyReels DF one window: a long video never sees its whole length.
-    tokens = family.latent_frames(cfg, frames) * (height // fp.spatial // fp.patch) * (width // fp.spatial // fp.patch)
+    tokens = (
+        family.memory.latent_frames(cfg, frames)
+        * (height // fp.spatial // fp.patch)
+        * (width // fp.spatial // fp.patch)
+    )
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
     if opt.forward_chunking:
         denoise *= 0.6
     if opt.gpus > 1:
         # Context parallelism: each GPU holds its share of the sequence (ulysses x ring = gpus).
         denoise /= opt.gpus
-    decode = fp.decode * family.decode_frames(cfg, frames) * height * width * size
+    decode = fp.decode * family.memory.decode_frames(cfg, frames) * height * width * size
     if opt.vae_tiling:
         decode *= fp.tiled
     encode = 0.05 * max(encoders, default=0.0) + 0.25 * GIB

@@ -116,9 +116,9 @@ def peak_memory(device: str) -> int:
 
 
 @contextmanager
-def _global_rng(family: Any, seed: int, device: str) -> Iterator[None]:
+def _global_rng(wanted: bool, seed: int, device: str) -> Iterator[None]:
     """Seed torch's global RNG for pipelines that draw from it, and restore it afterwards."""
-    if not family.seeds_global_rng:
+    if not wanted:
         yield
         return
     import torch
@@ -173,21 +173,21 @@ def run(
         _inject_oom("decode")
 
     # What the family's step after decoding needs from the inputs (Wan VACE's kept pixels).
-    for_postprocess = family.postprocess_inputs(cfg, media)
+    for_postprocess = family.postprocess.inputs(cfg, media) if family.postprocess else {}
     progress.start(steps, "denoising")
     start = time.perf_counter()
     captured = latents.Captured()
     journal: dict[str, Any] = {}
     try:
         with (
-            _global_rng(family, seed, device),
+            _global_rng(family.modes[cfg.mode].seeds_global_rng, seed, device),
             family.steps(pipe, on_step) as step_kwargs,
-            latents.capture(pipe, before_decode, family.catches)
-            if family.latents == "caught"
+            latents.capture(pipe, before_decode, family.decoding.catches)
+            if family.decoding.latents == "caught"
             else nullcontext(captured) as captured,
         ):
             captured.kept = for_postprocess  # saved with the latents, so `vidgen decode` repeats the step
-            if family.latents == "latent":
+            if family.decoding.latents == "latent":
                 # The pipeline stops at its final latents; the family decodes them as it would.
                 # A resumable family keeps finished windows in `checkpoint` (--save-latents).
                 kept = {"checkpoint": checkpoint, "journal": journal} if checkpoint is not None else {}
@@ -196,12 +196,12 @@ def run(
                 )
                 captured.decoding = True
                 before_decode()
-                output = family.decode_video(pipe, captured.latents)
+                output = family.decode(pipe, cfg, captured.latents)
                 captured.decoding = False
             else:
                 output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
             if for_postprocess:
-                output = family.postprocess(output, for_postprocess)
+                output = family.postprocess.apply(output, for_postprocess)
     except Exception as exc:
         if not is_oom(exc):
             if captured.decoding:
