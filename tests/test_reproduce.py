@@ -17,6 +17,7 @@ from conftest import cli, sidecar
 from vidgen import families
 from vidgen.config import available_presets, resolve
 from vidgen.config.layers import merged_preset
+from vidgen.families.base import run_note
 from vidgen.families.wan import LAST_IMAGE_PRESETS
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
