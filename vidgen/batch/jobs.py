@@ -29,6 +29,7 @@ from typing import Any
 from vidgen import families
 from vidgen.config import Layer, Resolved, resolve, safe_yaml
 from vidgen.config.flags import FLAGS, from_flag_form
+from vidgen.config.kinds import input_fields
 from vidgen.config.layers import set_layer
 from vidgen.core import stopping
 from vidgen.core.errors import ConfigError, InputError, OutOfMemory, VidgenError
@@ -242,15 +243,12 @@ def _job_id(job: Job, resolved: Resolved) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts))
 
 
-INPUT_FIELDS = ("image", "last_image", "video", "control", "mask", "reference_images")
-
-
 def config_hash(resolved: Resolved) -> str:
     """What a job asks for, with the content of its input files (a changed image under the same
     name is another job); outputs with the same hash are done (overwrite is not part of it)."""
     config = resolved.config.model_dump(mode="json")
     config["output"].pop("overwrite", None)
-    digests = {name: _input_digest(getattr(resolved.config.inputs, name)) for name in INPUT_FIELDS}
+    digests = {name: _input_digest(resolved.config.inputs.get(name)) for name in input_fields()}
     # Keyframe images and conditioning clips (LTX) are input files too.
     for index, condition in enumerate(resolved.config.inputs.conditions or []):
         digests[f"conditions.{index}"] = _input_digest(condition.image or condition.video)

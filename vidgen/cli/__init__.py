@@ -63,6 +63,10 @@ class _Boundary(HelpGroup):
     """Turns every failure into one line on stderr and the exit code of DESIGN.md §5."""
 
     def invoke(self, ctx: typer.Context) -> Any:
+        from vidgen import families
+
+        if families.PLUGIN_ERROR:
+            _fail(ctx, ExitCode.CONFIG, families.PLUGIN_ERROR)
         try:
             result = super().invoke(ctx)
             stopping.check()  # a signal recorded during a late fork still stops with its code

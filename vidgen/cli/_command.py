@@ -104,7 +104,9 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
     merged: Params = {}
     # The options the families of this mode declare for themselves (--guidance-2, --flow-shift).
     declared = o.family_params(mode)
-    for group in (arguments, MODEL, *groups, declared, SAMPLING, RUN):
+    # Input kinds a family declared for itself (the built-in ones are placed in the groups).
+    inputs = o.input_params(mode)
+    for group in (arguments, MODEL, *groups, inputs, declared, SAMPLING, RUN):
         for name, spec in group.items():
             # A command's own definition wins (animate's --base-model is the shared --model).
             merged.setdefault(name, own.get(name, spec))

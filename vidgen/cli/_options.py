@@ -14,6 +14,7 @@ import typer
 from vidgen import families
 from vidgen.config import Layer, set_layer
 from vidgen.config.flags import flag, from_flag_form, parse_condition_video, parse_keyframe, parse_lora
+from vidgen.config.kinds import INPUT_KINDS
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -401,15 +402,6 @@ LoraLow = Annotated[
         rich_help_panel=MODEL,
     ),
 ]
-LastImage = Annotated[
-    str | None,
-    typer.Option(
-        "--last-image",
-        metavar="IMAGE",
-        help="First-last-frame models: the image the video ends on (PNG, JPEG or WebP file, or URL).",
-        rich_help_panel=INPUT,
-    ),
-]
 Keyframe = Annotated[
     list[str] | None,
     typer.Option(
@@ -456,15 +448,6 @@ FreeInit = Annotated[
         rich_help_panel=FAMILY,
     ),
 ]
-Control = Annotated[
-    str | None,
-    typer.Option(
-        "--control",
-        metavar="VIDEO|DIR",
-        help="Video file or folder of frames that guides the motion.",
-        rich_help_panel=INPUT,
-    ),
-]
 Preprocess = Annotated[
     Literal["none", "canny", "pose", "depth"] | None,
     typer.Option(
@@ -479,24 +462,6 @@ CannyLow = Annotated[
 ]
 CannyHigh = Annotated[
     int | None, typer.Option("--canny-high", help="Canny upper threshold (default 200).", rich_help_panel=INPUT)
-]
-Mask = Annotated[
-    str | None,
-    typer.Option(
-        "--mask",
-        metavar="VIDEO|DIR|IMAGE",
-        help="Wan VACE: white = generate, black = keep the --control pixels; one image masks every frame.",
-        rich_help_panel=INPUT,
-    ),
-]
-Ref = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--ref",
-        metavar="IMAGE",
-        help="Wan VACE: reference image of a subject or style (repeatable).",
-        rich_help_panel=INPUT,
-    ),
 ]
 ControlNet = Annotated[
     str | None,
@@ -609,7 +574,6 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or statu
 PARAMS = {
     "prompt": "inputs.prompt",
     "image": "inputs.image",
-    "last_image": "inputs.last_image",
     "video": "inputs.video",
     "negative": "inputs.negative_prompt",
     "resize": "inputs.resize",
@@ -625,12 +589,9 @@ PARAMS = {
     "scheduler": "model.scheduler",
     "lora": "model.loras",
     "prompt_at": "inputs.prompts",
-    "control": "inputs.control",
     "preprocess": "inputs.preprocess",
     "canny_low": "inputs.canny_low",
     "canny_high": "inputs.canny_high",
-    "mask": "inputs.mask",
-    "ref": "inputs.reference_images",
     "controlnet": "model.controlnet",
     "control_scale": "sampling.controlnet_conditioning_scale",
     "chunk": "sampling.chunk",
@@ -698,6 +659,24 @@ SWITCHES = ("overwrite", "save_control")
 LORA_EXPERTS = {"lora_high": "high", "lora_low": "low"}
 
 
+def input_option(field: str) -> tuple[object, object]:
+    """The Typer option of an input kind (config/kinds.py), named by its config field."""
+    kind = INPUT_KINDS[field]
+    kind_type = list[str] | None if kind.many else str | None
+    option = typer.Option(kind.flag, metavar=kind.metavar, help=kind.help, rich_help_panel=INPUT)
+    return Annotated[kind_type, option], None
+
+
+def input_params(mode: str) -> dict[str, tuple[object, object]]:
+    """Typer options for the input kinds some family takes in `mode` (a command places the
+    built-in ones where its --help lists them; any other kind joins here)."""
+    return {
+        kind.field: input_option(kind.field)
+        for kind in INPUT_KINDS.values()
+        if not kind.positional and any(kind.path in family.accepts(mode) for family in families.FAMILIES.values())
+    }
+
+
 def family_params(mode: str) -> dict[str, tuple[object, object]]:
     """Typer options for the options the families of `mode` declare (families/base.py `Option`),
     named by their config field; the help says which families take each."""
@@ -747,6 +726,8 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
             continue
         if name in PARAMS:
             path = PARAMS[name]
+        elif name in INPUT_KINDS:
+            path = INPUT_KINDS[name].path
         elif name in families.OPTIONS:
             path = families.OPTIONS[name].path
         else:

@@ -45,7 +45,7 @@ i2v = generation_command(
             None,
         ),
     },
-    {"last_image": (o.LastImage, None)},
+    {"last_image": o.input_option("last_image")},
     CONDITIONS,
     IMAGE_INPUT,
     FRAMES,

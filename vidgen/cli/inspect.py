@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from vidgen.config.kinds import input_fields
 from vidgen.core.terminal import escape
 from vidgen.io import sidecar
-from vidgen.io.trust import INPUTS
 
 
 def inspect(
@@ -195,7 +195,7 @@ def _input_rows(data: dict) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = []
     recorded = _dict(data.get("inputs"))
     config_inputs = _dict(_dict(data.get("config")).get("inputs"))
-    for name in INPUTS:  # every input field a replay would read
+    for name in input_fields():  # every input field a replay would read
         ref = config_inputs.get(name)
         record = _dict(recorded.get(name))
         if isinstance(ref, list):  # reference_images: a row per image

@@ -11,12 +11,10 @@ from typing import Any
 
 from vidgen.core.errors import ConfigError
 
+# File inputs (IMAGE, --mask, ...) add theirs from vidgen/config/kinds.py.
 FLAGS: dict[str, str] = {
     "inputs.prompt": "PROMPT",
-    "inputs.image": "IMAGE",
-    "inputs.last_image": "--last-image",
     "inputs.conditions": "--keyframe",
-    "inputs.video": "VIDEO",
     "inputs.negative_prompt": "--negative",
     "inputs.resize": "--resize",
     "inputs.background": "--background",
@@ -31,12 +29,9 @@ FLAGS: dict[str, str] = {
     "model.scheduler": "--scheduler",
     "model.loras": "--lora",
     "model.controlnet": "--controlnet",
-    "inputs.control": "--control",
     "inputs.preprocess": "--preprocess",
     "inputs.canny_low": "--canny-low",
     "inputs.canny_high": "--canny-high",
-    "inputs.mask": "--mask",
-    "inputs.reference_images": "--ref",
     "sampling.controlnet_conditioning_scale": "--control-scale",
     "sampling.motion_field_strength_x": "--motion-field-x",
     "sampling.motion_field_strength_y": "--motion-field-y",

@@ -10,8 +10,19 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from vidgen.config.kinds import BUILTIN, INPUT_KINDS, InputKind
 
 Mode = Literal["t2v", "i2v", "v2v", "animate", "control"]
 DType = Literal["auto", "fp32", "fp16", "bf16"]
@@ -71,15 +82,69 @@ class ModelConfig(_Section):
     controlnet: str | None = None
 
 
-class InputsConfig(_Section):
+def _declared_extras(cls: type[BaseModel], data: Any, handler: Any, adapters: Any) -> Any:
+    """Validate the keys a section does not declare against `adapters` (fields registered by
+    families and input kinds); any other unknown key is still an error, as with extra="forbid"."""
+    if not isinstance(data, dict):
+        return handler(data)
+    clean, errors = dict(data), []
+    for key, value in data.items():
+        if key in cls.model_fields:
+            continue
+        adapter = adapters.get(key)
+        if adapter is None:
+            errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=value))
+            continue
+        try:
+            clean[key] = adapter.validate_python(value)
+        except ValidationError as exc:
+            for err in exc.errors():
+                kind = PydanticCustomError(err["type"], err["msg"])
+                errors.append(InitErrorDetails(type=kind, loc=(key, *err["loc"]), input=value))
+    if errors:
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+    return handler(clean)
+
+
+def _kind_type(kind: InputKind) -> Any:
+    return list[str] | None if kind.many else str | None
+
+
+class _KindFields:
+    """Validators of the input kinds declared after this module (by a family's module), looked
+    up in the kinds table when a config is validated, so declaring a kind is all it takes."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, TypeAdapter[Any]] = {}
+
+    def get(self, name: str) -> TypeAdapter[Any] | None:
+        kind = INPUT_KINDS.get(name)
+        if kind is None:
+            return None
+        if name not in self._made:
+            self._made[name] = TypeAdapter(_kind_type(kind))
+        return self._made[name]
+
+
+KIND_FIELDS = _KindFields()
+
+
+class _InputsBase(_Section):
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _kind_fields(cls, data: Any, handler: Any) -> Any:
+        return _declared_extras(cls, data, handler, KIND_FIELDS)
+
+    def get(self, name: str) -> Any:
+        """A field's value, input kinds declared by families included (None when not set)."""
+        return getattr(self, name, None)
+
     prompt: str | None = None
     # Prompt travel: frame index -> prompt, interpolated between keyframes (AnimateDiff FreeNoise).
     prompts: dict[int, str] | None = None
     negative_prompt: str | None = None
-    image: str | None = Field(None, description="i2v: image file or http(s) URL")
-    # First-last-frame models: the image the video ends on.
-    last_image: str | None = None
-    video: str | None = Field(None, description="v2v: video file or folder of frames")
     # How an input image or frame is brought to the model's size (None: crop).
     resize: Resize | None = None
     # What transparent pixels are composited on, and what `pad` fills with (None: white).
@@ -87,18 +152,22 @@ class InputsConfig(_Section):
     # v2v: resample the input to this frame rate before taking frames (None: the output fps).
     input_fps: float | None = Field(None, gt=0, le=240)
     max_frames: int | None = Field(None, ge=1, le=10_000)
-    # control: the video or folder of frames that guides the output, and how to turn it into
-    # control maps (none: the frames already are edge/pose/depth maps).
-    control: str | None = None
+    # control: how to turn the control frames into control maps (none: they already are
+    # edge/pose/depth maps).
     preprocess: Literal["none", "canny", "pose", "depth"] | None = None
     canny_low: int | None = Field(None, ge=0, le=255)
     canny_high: int | None = Field(None, ge=0, le=255)
-    # Wan VACE: which parts of the control video to generate (white) or keep (black), as a video,
-    # a folder of frames or one image for every frame; and images of a subject or style to use.
-    mask: str | None = None
-    reference_images: list[str] | None = None
     # Keyframes and conditioning clips (--keyframe, --condition-video), beside the i2v image.
     conditions: list[ConditionConfig] | None = None
+
+
+# The file inputs (image, video, control frames, mask, reference images) are the input kinds of
+# vidgen/config/kinds.py, declared there once; each is a field of this section.
+InputsConfig = create_model(
+    "InputsConfig",
+    __base__=_InputsBase,
+    **{kind.field: (_kind_type(kind), Field(None, description=kind.help)) for kind in BUILTIN},
+)
 
 
 # Sampling fields that model families declare for themselves (families/base.py `Option`):
@@ -121,25 +190,7 @@ class SamplingConfig(_Section):
     @model_validator(mode="wrap")
     @classmethod
     def _family_fields(cls, data: Any, handler: Any) -> Any:
-        if not isinstance(data, dict):
-            return handler(data)
-        clean, errors = dict(data), []
-        for key, value in data.items():
-            if key in cls.model_fields:
-                continue
-            adapter = FAMILY_FIELDS.get(key)
-            if adapter is None:
-                errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=value))
-                continue
-            try:
-                clean[key] = adapter.validate_python(value)
-            except ValidationError as exc:
-                for err in exc.errors():
-                    kind = PydanticCustomError(err["type"], err["msg"])
-                    errors.append(InitErrorDetails(type=kind, loc=(key, *err["loc"]), input=value))
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
-        return handler(clean)
+        return _declared_extras(cls, data, handler, FAMILY_FIELDS)
 
     def get(self, name: str) -> Any:
         """A field's value, family-declared ones included (None when not set)."""

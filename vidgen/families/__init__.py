@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
 from vidgen.config.flags import LORA_EXPERT_FLAGS, flag, register_flag
+from vidgen.config.kinds import main_input
 from vidgen.config.layers import Layer
 from vidgen.config.schema import RunConfig, register_sampling_field
 from vidgen.core.errors import ConfigError
@@ -36,8 +38,6 @@ DEFAULT_PRESETS = {
     "animate": "animatediff",
     "control": "text2video-zero-controlnet",
 }
-# What each mode needs as its input, and the positional argument that gives it.
-REQUIRED_INPUT = {"i2v": ("image", "IMAGE"), "v2v": ("video", "VIDEO"), "control": ("control", "--control")}
 
 
 def register(family: Family) -> None:
@@ -228,10 +228,9 @@ def _check_outputs(family: Family, cfg: RunConfig) -> None:
 
 def _check_inputs(family: Family, cfg: RunConfig) -> None:
     """The mode's required input is there, --gpus has a plan, and a v2v --max-frames leaves a clip."""
-    if cfg.mode in REQUIRED_INPUT:
-        field, argument = REQUIRED_INPUT[cfg.mode]
-        if not getattr(cfg.inputs, field) and field not in family.modes[cfg.mode].optional:
-            raise ConfigError(f"vidgen {cfg.mode} needs {argument}.")
+    main = main_input(cfg.mode)
+    if main is not None and not cfg.inputs.get(main.field) and main.field not in family.modes[cfg.mode].optional:
+        raise ConfigError(f"vidgen {cfg.mode} needs {main.flag}.")
     if cfg.optimization.gpus > 1 and not (cfg.mode in ("t2v", "i2v") and context_parallel(family, cfg.mode)):
         raise ConfigError(
             f"--gpus {cfg.optimization.gpus} splits one video over GPUs by context parallelism, and diffusers has "
@@ -246,6 +245,26 @@ def _check_inputs(family: Family, cfg: RunConfig) -> None:
         )
 
 
+# Why a family module named in VIDGEN_FAMILIES could not be added (the CLI says it, exit 3).
+PLUGIN_ERROR: str | None = None
+
+
+def _load_plugins(names: str) -> None:
+    """Families from outside vidgen: VIDGEN_FAMILIES=module[,module] names importable modules
+    (on PYTHONPATH) that define FAMILIES as vidgen's own family modules do, and may declare
+    their own input kinds and options. Like PYTHONPATH it is the user's own environment, never
+    read from a file."""
+    global PLUGIN_ERROR
+    for name in filter(None, (part.strip() for part in names.split(","))):
+        try:
+            for cls in importlib.import_module(name).FAMILIES:
+                register(cls())
+        except Exception as exc:  # any failure of foreign code: reported once, by the CLI
+            PLUGIN_ERROR = f"VIDGEN_FAMILIES names {name}, which could not be added: {type(exc).__name__}: {exc}"
+            return
+
+
 for _module in MODULES:
     for _cls in importlib.import_module(f"vidgen.families.{_module}").FAMILIES:
         register(_cls())
+_load_plugins(os.environ.get("VIDGEN_FAMILIES", ""))

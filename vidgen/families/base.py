@@ -8,19 +8,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol
 
+from vidgen.config.kinds import main_input
 from vidgen.config.schema import RunConfig, SamplingConfig
 from vidgen.core.errors import ConfigError
 
 # Sampling fields vidgen itself consumes (seeds and how many videos), whatever the family.
 VIDGEN_SAMPLING = frozenset({"seed", "num_videos"})
-# Input fields each mode reads, besides the prompts of families that take text.
+# Input settings each mode reads beside its main input file (config/kinds.py: i2v's IMAGE, v2v's
+# VIDEO, control's --control) and the prompts of families that take text.
 MODE_INPUTS: dict[str, frozenset[str]] = {
     "t2v": frozenset(),
-    "i2v": frozenset({"image", "resize", "background"}),
-    "v2v": frozenset({"video", "resize", "background", "input_fps", "max_frames"}),
-    "control": frozenset(
-        {"control", "preprocess", "canny_low", "canny_high", "resize", "background", "input_fps", "max_frames"}
-    ),
+    "i2v": frozenset({"resize", "background"}),
+    "v2v": frozenset({"resize", "background", "input_fps", "max_frames"}),
+    "control": frozenset({"preprocess", "canny_low", "canny_high", "resize", "background", "input_fps", "max_frames"}),
     "animate": frozenset(),
 }
 TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
@@ -213,7 +213,8 @@ class Mode:
     repo: str
     # The shared `sampling` fields passed to the pipeline (the family's own Options come on top).
     sampling: frozenset[str] = frozenset()
-    # Inputs beyond the mode's own (MODE_INPUTS) that the family reads, e.g. last_image.
+    # Inputs beyond the mode's own (MODE_INPUTS and its main input) that the family reads, e.g.
+    # last_image; a family's own input kinds (config/kinds.py register_input) are named here too.
     inputs: frozenset[str] = frozenset()
     # Inputs the mode usually requires that this family can do without (Wan VACE makes a video
     # from reference images or the prompt alone when no --control is given).
@@ -497,7 +498,9 @@ class Family:
         spec = self.modes.get(mode)
         if spec is None:
             return frozenset({f"sampling.{name}" for name in VIDGEN_SAMPLING})
+        main = main_input(mode)
         inputs = MODE_INPUTS.get(mode, frozenset()) | spec.inputs | (TEXT_INPUTS if self.takes.text else frozenset())
+        inputs |= {main.field} if main is not None else frozenset()
         if self.takes.prompts:
             inputs |= {"prompts"}
         sampling = spec.sampling | VIDGEN_SAMPLING | {option.field for option in mode_options(self, mode)}

@@ -22,6 +22,7 @@ from typing import Any
 
 from vidgen import __version__
 from vidgen.config.flags import flag
+from vidgen.config.kinds import INPUT_KINDS, InputKind
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, InputError
 from vidgen.core.limits import MAX_FRAMES, pseudo_file, read_bytes
@@ -82,25 +83,12 @@ def _named(label: str, ref: str) -> Iterator[None]:
 
 
 def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
-    """Read and prepare the input the mode needs (none for t2v), and a prompt map if any."""
-    if cfg.mode == "i2v":
-        prepared = _prepare_image(cfg)
-    elif cfg.mode == "v2v":
-        prepared = _prepare_video(cfg, family, fps, cfg.inputs.video or "", "video")
-    elif cfg.mode == "control" and not cfg.inputs.control:
-        # Families that make a video without one (Wan VACE from references or the prompt alone).
-        prepared = Prepared(media={}, record={})
-        if cfg.inputs.reference_images:
-            _prepare_references(cfg, prepared)
-    elif cfg.mode == "control":
-        prepared = _prepare_video(cfg, family, fps, cfg.inputs.control or "", "control")
-        prepared.media["control"] = control_maps(cfg, prepared.media["control"])
-        if cfg.inputs.mask:
-            _prepare_mask(cfg, fps, prepared)
-        if cfg.inputs.reference_images:
-            _prepare_references(cfg, prepared)
-    else:
-        prepared = Prepared(media={}, record={})
+    """Read and prepare every input file the run names, each by its kind's reader
+    (config/kinds.py) in the kinds' order, then keyframes and clips, and a prompt map if any."""
+    prepared = Prepared(media={}, record={})
+    for kind in INPUT_KINDS.values():
+        if cfg.inputs.get(kind.field):
+            READERS[kind.reads](cfg, family, fps, kind, prepared)
     if cfg.inputs.conditions:
         _prepare_conditions(cfg, family, fps, prepared)
     prepared.sources = {name: f"inputs.{name}" for name in prepared.media}
@@ -115,16 +103,43 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
     return prepared
 
 
+def _kind_image(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
+    media, record = _image(cfg, cfg.inputs.get(kind.field), kind.flag)
+    prepared.media[kind.field], prepared.record[kind.field] = media, record
+
+
+def _kind_video(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
+    clip = _prepare_video(cfg, family, fps, cfg.inputs.get(kind.field), kind.field, kind.flag)
+    prepared.media.update(clip.media)
+    prepared.record.update(clip.record)
+    prepared.notes += clip.notes
+
+
+def _kind_control(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
+    _kind_video(cfg, family, fps, kind, prepared)
+    prepared.media[kind.field] = control_maps(cfg, prepared.media[kind.field])
+
+
+def _kind_mask(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
+    _prepare_mask(cfg, fps, prepared)
+
+
+def _kind_images(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
+    _prepare_references(cfg, prepared, kind)
+
+
 def check_source(ref: str, name: str) -> None:
     """A local input exists and is a regular file (or, for videos and control frames, a folder
     of them): devices, pipes, sockets and /proc are refused without being opened."""
     path = Path(ref).expanduser()
+    kind = INPUT_KINDS.get(name)
+    one_file = kind is not None and kind.single_file
     if not path.exists():
         raise InputError(f"{ref} does not exist.")
-    if name in ("image", "last_image") and path.is_dir():
+    if one_file and path.is_dir():
         raise InputError(f"{ref} is a folder; pass one image file.")
     if pseudo_file(path) or not (path.is_file() or path.is_dir()):
-        what = "one image file" if name in ("image", "last_image") else "a video file or a folder of frames"
+        what = "one image file" if one_file else "a video file or a folder of frames"
         raise InputError(f"{ref} is not a regular file (a device, pipe, socket or system file); pass {what}.")
 
 
@@ -228,36 +243,26 @@ def _target(cfg: RunConfig) -> tuple[int, int]:
     return cfg.sampling.width, cfg.sampling.height
 
 
-def _prepare_image(cfg: RunConfig, labels: dict[str, str] | None = None) -> Prepared:
-    """The input image, and the last frame's image of first-last-frame runs, at the run's size;
-    `labels` names them in errors when another flag gave them (a --keyframe image)."""
-    labels = labels or {}
+def _image(cfg: RunConfig, ref: str, label: str) -> tuple[Any, dict[str, Any]]:
+    """One input image at the run's size, and its record; `label` (the flag that gave it) names
+    it in errors."""
     bg = background(cfg)
     mode = cfg.inputs.resize or DEFAULT_RESIZE
-    media: dict[str, Any] = {}
-    records: dict[str, Any] = {}
-    for name in ("image", "last_image"):
-        ref = getattr(cfg.inputs, name)
-        if not ref:
-            continue
-        with _named(labels.get(name) or flag(f"inputs.{name}"), ref):
-            data = _fetch(ref)
-            image, info = _decode(data, ref, bg)
-        media[name] = _resize(image, _target(cfg), mode, bg)
-        records[name] = {
-            "path": ref,
-            **_resolved(ref),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            **info,
-            "resize": mode,
-            "background": cfg.inputs.background or DEFAULT_BACKGROUND,
-            # The exact pixels the pipeline got, so a reproduction can be checked.
-            "prepared": {
-                "size": list(media[name].size),
-                "sha256": hashlib.sha256(media[name].tobytes()).hexdigest(),
-            },
-        }
-    return Prepared(media=media, record=records)
+    with _named(label, ref):
+        data = _fetch(ref)
+        image, info = _decode(data, ref, bg)
+    image = _resize(image, _target(cfg), mode, bg)
+    record = {
+        "path": ref,
+        **_resolved(ref),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        **info,
+        "resize": mode,
+        "background": cfg.inputs.background or DEFAULT_BACKGROUND,
+        # The exact pixels the pipeline got, so a reproduction can be checked.
+        "prepared": {"size": list(image.size), "sha256": hashlib.sha256(image.tobytes()).hexdigest()},
+    }
+    return image, record
 
 
 # -- videos -----------------------------------------------------------------------------
@@ -449,7 +454,7 @@ def _read_mask(cfg: RunConfig, fps: int, ref: str, read: int, usable: int) -> tu
     return frames, info, count
 
 
-def _prepare_references(cfg: RunConfig, prepared: Prepared) -> None:
+def _prepare_references(cfg: RunConfig, prepared: Prepared, kind: InputKind) -> None:
     """Reference images (Wan VACE), each brought to the run's size: by default letterboxed on
     --background (white unless set), as WanVACEPipeline itself places them; --resize crop or fit
     changes that."""
@@ -457,17 +462,18 @@ def _prepare_references(cfg: RunConfig, prepared: Prepared) -> None:
     mode = cfg.inputs.resize or "pad"
     images, records = [], []
     digest = hashlib.sha256()
-    for ref in cfg.inputs.reference_images or []:
-        with _named("--ref", ref):
+    refs = list(cfg.inputs.get(kind.field) or [])
+    for ref in refs:
+        with _named(kind.flag, ref):
             data = _fetch(ref)
             image, info = _decode(data, ref, bg)
         image = _resize(image, _target(cfg), mode, bg)
         digest.update(image.tobytes())
         images.append(image)
         records.append({"path": ref, **_resolved(ref), "sha256": hashlib.sha256(data).hexdigest(), **info})
-    prepared.media["reference_images"] = images
-    prepared.record["reference_images"] = {
-        "path": list(cfg.inputs.reference_images or []),
+    prepared.media[kind.field] = images
+    prepared.record[kind.field] = {
+        "path": refs,
         "resolved_path": [record.get("resolved_path", record["path"]) for record in records],
         "images": records,
         "resize": mode,
@@ -482,14 +488,8 @@ def _prepare_conditions(cfg: RunConfig, family: Any, fps: int, prepared: Prepare
     items, records = [], []
     for index, condition in enumerate(cfg.inputs.conditions or []):
         if condition.image:
-            one = _prepare_image(
-                cfg.model_copy(
-                    update={"inputs": cfg.inputs.model_copy(update={"image": condition.image, "last_image": None})}
-                ),
-                labels={"image": "--keyframe"},
-            )
-            items.append(one.media["image"])
-            record = one.record["image"]
+            image, record = _image(cfg, condition.image, "--keyframe")
+            items.append(image)
         else:
             clip = _prepare_video(cfg, family, fps, condition.video or "", "video", "--condition-video")
             frames = clip.media["video"]
@@ -556,3 +556,13 @@ def _detect(method: str, frames: list[Any]) -> list[Any]:
         raise InputError(f"could not load the {method} detector (lllyasviel/Annotators): {exc}") from None
     size = frames[0].size
     return [detector(frame).resize(size) for frame in frames]
+
+
+# config/kinds.py READERS -> the function that reads that kind into a run's Prepared inputs.
+READERS = {
+    "image": _kind_image,
+    "video": _kind_video,
+    "control": _kind_control,
+    "mask": _kind_mask,
+    "images": _kind_images,
+}

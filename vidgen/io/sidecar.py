@@ -189,7 +189,7 @@ def replay_config(
     """
     import copy
 
-    from vidgen.io.trust import INPUTS
+    from vidgen.config.kinds import input_fields
 
     try:
         config = copy.deepcopy(data["config"])
@@ -203,7 +203,7 @@ def replay_config(
         if model.get("source") in ("dir", "file") and not Path(model_id).expanduser().exists() and model.get("path"):
             config["model"]["id"] = model["path"]
         recorded = data.get("inputs") or {}
-        for name in INPUTS:
+        for name in input_fields():
             ref = config["inputs"].get(name)
             where = (recorded.get(name) or {}).get("resolved_path")
             if isinstance(ref, list):  # reference_images: one path per entry
@@ -292,7 +292,7 @@ def changed_inputs(
 ) -> list[str]:
     """Inputs whose prepared pixels differ from the recording (the file changed), among those
     the replay did not point elsewhere on purpose (`chosen`: named with --set, whatever the path)."""
-    from vidgen.io.trust import INPUTS
+    from vidgen.config.kinds import input_fields
 
     recorded = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
     changed = []
@@ -302,7 +302,7 @@ def changed_inputs(
         then = record["prepared"].get("sha256") if ok else None
         if name in (chosen or set()):
             continue
-        if name in INPUTS and then and now["prepared"]["sha256"] != then:
+        if name in input_fields() and then and now["prepared"]["sha256"] != then:
             same_source = config_inputs.get(name) in (recorded[name].get("path"), recorded[name].get("resolved_path"))
             if same_source:
                 changed.append(recorded[name].get("path") or name)

@@ -17,12 +17,12 @@ from typing import Any
 
 from vidgen.config import Resolved
 from vidgen.config.flags import flag
+from vidgen.config.kinds import input_fields
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, InputError, ModelError, OutOfMemory
 from vidgen.core.limits import MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MEMORY_FACTOR, pseudo_file
 from vidgen.models.components import PICKLE_SUFFIXES
 
-INPUTS = ("image", "last_image", "video", "control", "mask", "reference_images")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", flags=re.IGNORECASE)
 # Model fields that name weights vidgen may load.
 _WEIGHTS = {"id": "model", "motion_adapter": "motion adapter", "controlnet": "ControlNet", "base_config": "base config"}
@@ -31,7 +31,7 @@ _WEIGHTS = {"id": "model", "motion_adapter": "motion adapter", "controlnet": "Co
 def input_refs(inputs: Any) -> Iterator[tuple[str, str]]:
     """(field, file or URL) for every input the config's `inputs` name; a list field
     (reference_images) gives one pair per entry."""
-    for name in INPUTS:
+    for name in input_fields():
         value = inputs.get(name) if isinstance(inputs, dict) else getattr(inputs, name, None)
         for ref in value if isinstance(value, list) else [value]:
             if ref:

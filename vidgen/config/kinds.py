@@ -1,0 +1,116 @@
+"""Input kinds: every file a run reads, declared once.
+
+One `InputKind` is the config field `inputs.<field>`, the flag that sets it (the command's
+positional argument, or an option on every command whose families take it), how vidgen reads it
+(`reads`, a reader in vidgen/io/inputs.py), and what the trust boundary, a batch job's identity,
+the sidecar, `replay` and `inspect` do with it: all of them read this table. A new kind (a camera
+path, an audio track, a pose video) is one `register_input` call beside the family that takes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vidgen.config.flags import register_flag
+
+# What vidgen can read, by the reader in vidgen/io/inputs.py that reads it:
+#   image: one picture file or http(s) URL, brought to the run's size;
+#   video: a video file or a folder of frames, at the run's size, trimmed to the family's grid;
+#   control: a video read like `video`, then turned into control maps (--preprocess);
+#   mask: a video, folder or one image with the control frames' count and size;
+#   images: several picture files (the option repeats), each at the run's size.
+READERS = ("image", "video", "control", "mask", "images")
+
+
+@dataclass(frozen=True)
+class InputKind:
+    """A file input: its field under `inputs`, its flag, its reader and its --help line."""
+
+    field: str
+    # The option that sets it (--last-image), or the positional argument's name (IMAGE).
+    flag: str
+    reads: str
+    help: str
+    metavar: str = "FILE"
+    # The mode it is the main input of, which needs it (i2v: image; control: the control frames).
+    main_of: str | None = None
+    # A list of files (the option repeats).
+    many: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"inputs.{self.field}"
+
+    @property
+    def positional(self) -> bool:
+        """Given as the command's argument (IMAGE, VIDEO) rather than an option."""
+        return not self.flag.startswith("-")
+
+    @property
+    def single_file(self) -> bool:
+        """Read as one file (a picture); the others may also be a folder of frames."""
+        return self.reads in ("image", "images")
+
+
+# Insertion order is reading order: a mask is read after the control frames it must match.
+INPUT_KINDS: dict[str, InputKind] = {}
+
+
+def register_input(kind: InputKind) -> None:
+    """Declare an input kind (the built-ins below, or a family module's own)."""
+    if kind.reads not in READERS:
+        raise ValueError(f"input {kind.field}: reads must be one of {', '.join(READERS)}")
+    known = INPUT_KINDS.get(kind.field)
+    if known is not None and known != kind:
+        raise ValueError(f"input {kind.field} is already declared differently")
+    INPUT_KINDS[kind.field] = kind
+    register_flag(kind.path, kind.flag)
+
+
+def input_fields() -> tuple[str, ...]:
+    """Every file input's field, in reading order."""
+    return tuple(INPUT_KINDS)
+
+
+def main_input(mode: str) -> InputKind | None:
+    """The input `mode` needs (i2v: IMAGE, v2v: VIDEO, control: --control), if any."""
+    return next((kind for kind in INPUT_KINDS.values() if kind.main_of == mode), None)
+
+
+IMAGE = "PNG, JPEG or WebP file, or an http(s) URL."
+for _kind in (
+    InputKind("image", "IMAGE", "image", f"The image the video starts from: {IMAGE}", "IMAGE", main_of="i2v"),
+    InputKind(
+        "last_image",
+        "--last-image",
+        "image",
+        "First-last-frame models: the image the video ends on (PNG, JPEG or WebP file, or URL).",
+        "IMAGE",
+    ),
+    InputKind("video", "VIDEO", "video", "Video file or folder of frames to transform.", "VIDEO", main_of="v2v"),
+    InputKind(
+        "control",
+        "--control",
+        "control",
+        "Video file or folder of frames that guides the motion.",
+        "VIDEO|DIR",
+        main_of="control",
+    ),
+    InputKind(
+        "mask",
+        "--mask",
+        "mask",
+        "Wan VACE: white = generate, black = keep the --control pixels; one image masks every frame.",
+        "VIDEO|DIR|IMAGE",
+    ),
+    InputKind(
+        "reference_images",
+        "--ref",
+        "images",
+        "Wan VACE: reference image of a subject or style (repeatable).",
+        "IMAGE",
+        many=True,
+    ),
+):
+    register_input(_kind)
+BUILTIN = tuple(INPUT_KINDS.values())
