@@ -18,7 +18,7 @@ from conftest import cli_subprocess, decode, sidecar
 
 pytestmark = pytest.mark.process
 
-MODULE = '''
+MODULE = """
 from typing import Any, ClassVar
 
 from vidgen.config.kinds import InputKind, register_input
@@ -60,7 +60,7 @@ class Throwaway(Family):
 
 
 FAMILIES = (Throwaway,)
-'''
+"""
 
 
 @pytest.fixture
