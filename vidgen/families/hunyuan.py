@@ -280,6 +280,8 @@ def published_ratios(cfg: RunConfig) -> bool:
 
 
 def _check_magcache(title: str, cfg: RunConfig) -> None:
+    """--cache magcache needs one transformer pass per step and, unless ratios are given or
+    measured, the authors' published ones for the checkpoint."""
     if passes(cfg) > 1:
         # MagCache counts one transformer pass per step; true CFG runs two, each its own residual.
         raise ConfigError(
@@ -293,11 +295,11 @@ def _check_magcache(title: str, cfg: RunConfig) -> None:
 class HunyuanVideo(Family):
     name = "hunyuanvideo"
     title = "HunyuanVideo"
-    # The model card's reference: 720x1280, 129 frames, 50 steps, embedded guidance 6, shift 7, 24 fps.
     modes: ClassVar[dict[str, Mode]] = {
         "t2v": Mode("HunyuanVideoPipeline", "hunyuanvideo-community/HunyuanVideo", _SAMPLING),
         "i2v": Mode("HunyuanVideoImageToVideoPipeline", "hunyuanvideo-community/HunyuanVideo-I2V", _SAMPLING),
     }
+    # The model card's reference: 720x1280, 129 frames, 50 steps, embedded guidance 6, shift 7, 24 fps.
     reference = settings(size=(720, 1280), frames=129, steps=50, guidance=6.0, fps=24)
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG)
     # What diffusers 0.42.1 runs on the HunyuanVideo transformer (its blocks are registered for
