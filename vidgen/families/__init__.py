@@ -24,6 +24,8 @@ from vidgen.families.base import mode_options as family_mode_options
 MODULES = (
     "cogvideox",
     "svd",
+    "hunyuan",
+    "hunyuan15",
 )
 
 FAMILIES: dict[str, Family] = {}

@@ -18,17 +18,23 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    Decoding,
     Family,
     Footprint,
     Grid,
+    Loading,
+    Memory,
+    Mode,
     ModelAccess,
     Option,
-    check_multiple,
+    Takes,
     magcache_config,
     magcache_refusal,
+    magcache_steps,
     magcache_wanted,
     prompt_kwargs,
     sampling_kwargs,
+    settings,
     shift_scheduler,
 )
 from vidgen.families.wan import FLOW_SHIFT, MagCache
@@ -221,29 +227,90 @@ CHECKPOINT_SAMPLING = {
 }
 # Presets whose checkpoint can end on a given frame (--last-image): inverted anti-drifting only.
 LAST_IMAGE_PRESETS = ("framepack", "tiny-framepack")
+# FramePack's latent frames per section when --window is not given (diffusers' example).
+WINDOW_DEFAULT = 9
+# The released FramePack checkpoints are transformers only; diffusers' example loads them into
+# the HunyuanVideo pipeline with the SigLIP encoder of FLUX Redux.
+BASE_REPO = "hunyuanvideo-community/HunyuanVideo"
+IMAGE_ENCODER_REPO = "lllyasviel/flux_redux_bfl"
+
+_SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
+# The model card: bf16 transformer, fp16 text encoders and VAE (the VAE was trained in fp16). The
+# fp16 pins are the half-precision recipe; an fp32 run (the CPU) keeps everything fp32.
+_HALF_DTYPES = {"text_encoder": "fp16", "text_encoder_2": "fp16", "vae": "fp16"}
+_FOOTPRINT = Footprint(
+    denoiser="transformer",
+    blocks=60,  # 20 dual-stream + 40 single-stream blocks
+    sizes={
+        "hunyuanvideo-community/HunyuanVideo": {
+            "transformer": _HV_TRANSFORMER,
+            "text_encoder": _LLAMA_8B,
+            "text_encoder_2": _CLIP_L,
+            "vae": _HV_VAE,
+        },
+        "hunyuanvideo-community/HunyuanVideo-I2V": {
+            "transformer": _HV_TRANSFORMER,
+            "text_encoder": _LLAVA_8B,
+            "text_encoder_2": _CLIP_L,
+            "vae": _HV_VAE,
+        },
+    },
+    spatial=8,
+    temporal=4,
+    patch=2,
+    width=3072,
+    live=10,
+    decode=120,
+    tiled=0.3,
+    # The embedded guidance is one pass; true CFG (a second pass) is priced by `passes`.
+    guided=False,
+)
+
+
+def passes(cfg: RunConfig) -> int:
+    """Transformer passes per step: two with real CFG (the negative prompt's pass)."""
+    true_cfg = cfg.sampling.get("true_cfg_scale")
+    return 2 if true_cfg and true_cfg > 1 and cfg.inputs.negative_prompt is not None else 1
+
+
+def published_ratios(cfg: RunConfig) -> bool:
+    """Whether the authors' MagCache ratios cover the run's checkpoint and mode."""
+    curves = MAG_RATIOS.get(cfg.model.id or "")
+    return curves is not None and any(cfg.mode in curve.modes for curve in curves.values())
+
+
+def _check_magcache(title: str, cfg: RunConfig) -> None:
+    """--cache magcache needs one transformer pass per step and, unless ratios are given or
+    measured, the authors' published ones for the checkpoint."""
+    if passes(cfg) > 1:
+        # MagCache counts one transformer pass per step; true CFG runs two, each its own residual.
+        raise ConfigError(
+            "--cache magcache counts one transformer pass per step, and --true-cfg runs two (the negative "
+            "prompt's). Drop --true-cfg or use --cache taylorseer."
+        )
+    if magcache_wanted(cfg) == "published" and not published_ratios(cfg):
+        raise magcache_refusal(title, cfg, f"they are for: {', '.join(f'{repo} (t2v)' for repo in MAG_RATIOS)}")
 
 
 class HunyuanVideo(Family):
     name = "hunyuanvideo"
     title = "HunyuanVideo"
-    pipelines: ClassVar[dict[str, str]] = {
-        "t2v": "HunyuanVideoPipeline",
-        "i2v": "HunyuanVideoImageToVideoPipeline",
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode("HunyuanVideoPipeline", "hunyuanvideo-community/HunyuanVideo", _SAMPLING),
+        "i2v": Mode("HunyuanVideoImageToVideoPipeline", "hunyuanvideo-community/HunyuanVideo-I2V", _SAMPLING),
     }
-    repos: ClassVar[dict[str, str]] = {
-        "t2v": "hunyuanvideo-community/HunyuanVideo",
-        "i2v": "hunyuanvideo-community/HunyuanVideo-I2V",
-    }
-    _call = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _call, "i2v": _call}
+    # The model card's reference: 720x1280, 129 frames, 50 steps, embedded guidance 6, shift 7, 24 fps.
+    reference = settings(size=(720, 1280), frames=129, steps=50, guidance=6.0, fps=24)
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG)
-    model_options = frozenset({"loras"})
-    optimizations = frozenset(
-        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
-    )
     # What diffusers 0.42.1 runs on the HunyuanVideo transformer (its blocks are registered for
     # first-block; the tiny-model probes ran each). MagCache with the authors' ratios (MAG_RATIOS).
-    caches = frozenset({"first-block", "pab", "taylorseer", "magcache"})
+    takes = Takes(
+        model=frozenset({"loras"}),
+        optimizations=frozenset(
+            {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+        ),
+        caches=frozenset({"first-block", "pab", "taylorseer", "magcache"}),
+    )
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache assumes a batched guided pass, and true CFG runs two passes",
         "optimization.decode_chunk_size": "the causal VAE decodes frame by frame already; use --vae-tiling",
@@ -251,44 +318,12 @@ class HunyuanVideo(Family):
         "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload group",
     }
-    latents = None  # the pipeline decodes inside its own steps
+    # The Llama-3 8B text encoder is as large as half the transformer.
+    loading = Loading(cuda_dtype="bf16", half_dtypes=_HALF_DTYPES, quantize_also=("text_encoder",))
+    # The causal VAE decodes a few latent frames at a time with a feature cache.
+    memory = Memory(_FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
     grid = Grid(frames=4, size=16)
-    # The model card: bf16 transformer, fp16 text encoders and VAE (the VAE was trained in fp16).
-    dtypes: ClassVar[dict[str, str]] = {"text_encoder": "fp16", "text_encoder_2": "fp16", "vae": "fp16"}
-    cuda_dtype = "bf16"
-    footprint = Footprint(
-        denoiser="transformer",
-        blocks=60,  # 20 dual-stream + 40 single-stream blocks
-        sizes={
-            "hunyuanvideo-community/HunyuanVideo": {
-                "transformer": _HV_TRANSFORMER,
-                "text_encoder": _LLAMA_8B,
-                "text_encoder_2": _CLIP_L,
-                "vae": _HV_VAE,
-            },
-            "hunyuanvideo-community/HunyuanVideo-I2V": {
-                "transformer": _HV_TRANSFORMER,
-                "text_encoder": _LLAVA_8B,
-                "text_encoder_2": _CLIP_L,
-                "vae": _HV_VAE,
-            },
-        },
-        spatial=8,
-        temporal=4,
-        patch=2,
-        width=3072,
-        live=10,
-        decode=120,
-        tiled=0.3,
-        # The embedded guidance is one pass; true CFG (a second pass) is priced by `passes`.
-        guided=False,
-    )
-    # The model card's reference: 720x1280, 129 frames, 50 steps, embedded guidance 6, shift 7, 24 fps.
-    size = (720, 1280)
-    frames_default = 129
-    fps = 24
-    steps_default = 50
-    guidance = 6.0
+    decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
@@ -312,59 +347,23 @@ class HunyuanVideo(Family):
                 "(e.g. --true-cfg 4) or drop --negative."
             )
         if magcache_wanted(cfg) is not None:
-            self.check_magcache(cfg)
-
-    def check_magcache(self, cfg: RunConfig) -> None:
-        if self.passes(cfg) > 1:
-            # MagCache counts one transformer pass per step; true CFG runs two, each its own residual.
-            raise ConfigError(
-                "--cache magcache counts one transformer pass per step, and --true-cfg runs two (the negative "
-                "prompt's). Drop --true-cfg or use --cache taylorseer."
-            )
-        if magcache_wanted(cfg) == "published" and not self.published_ratios(cfg):
-            raise magcache_refusal(
-                self.title, cfg, f"they are for: {', '.join(f'{repo} (t2v)' for repo in MAG_RATIOS)}"
-            )
-
-    def published_ratios(self, cfg: RunConfig) -> bool:
-        curves = MAG_RATIOS.get(cfg.model.id or "")
-        return curves is not None and any(cfg.mode in curve.modes for curve in curves.values())
+            _check_magcache(self.title, cfg)
 
     def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
         if spec.partition(":")[0] != "magcache":
             return None
-        if not self.published_ratios(cfg):
-            return magcache_config(cfg, spec, self.magcache_steps(cfg))
+        if not published_ratios(cfg):
+            return magcache_config(cfg, spec, magcache_steps(self, cfg))
         (height, width), published = mag_curve(cfg)
         where = f"MAG_RATIOS[{cfg.model.id!r}][({height}, {width})]"
-        return magcache_config(cfg, spec, self.magcache_steps(cfg), published, where)
-
-    def component_dtypes(self, dtype: str) -> dict[str, str]:
-        # The fp16 pins are the half-precision recipe; an fp32 run (the CPU) keeps everything fp32.
-        return {} if dtype == "fp32" else dict(self.dtypes)
-
-    def passes(self, cfg: RunConfig) -> int:
-        """Transformer passes per step: two with real CFG (the negative prompt's pass)."""
-        true_cfg = cfg.sampling.get("true_cfg_scale")
-        return 2 if true_cfg and true_cfg > 1 and cfg.inputs.negative_prompt is not None else 1
-
-    def guided(self, cfg: RunConfig) -> bool:
-        return self.passes(cfg) > 1
+        return magcache_config(cfg, spec, magcache_steps(self, cfg), published, where)
 
     def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         # --flow-shift rebuilds the flow-matching scheduler with the new shift, as on Wan.
         return shift_scheduler(pipe, cfg)
 
-    def quantized_components(self, mode: str) -> list[str]:
-        # The Llama-3 8B text encoder is as large as half the transformer.
-        return [*self.denoiser_names(), "text_encoder"]
-
-    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
-        # The causal VAE decodes a few latent frames at a time with a feature cache.
-        return min(frames, 4)
-
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
-        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode])}
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling)}
         true_cfg = cfg.sampling.get("true_cfg_scale")
         if true_cfg is not None:
             kwargs["true_cfg_scale"] = true_cfg
@@ -386,7 +385,7 @@ class HunyuanVideo(Family):
 
     # -- progress: one tick per transformer pass ------------------------------------------
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
-        return int(call_kwargs.get("num_inference_steps", 0)) * self.passes(cfg)
+        return int(call_kwargs.get("num_inference_steps", 0)) * passes(cfg)
 
     @contextmanager
     def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
@@ -407,71 +406,113 @@ def transformer_passes(pipe: Any, on_pass: Callable[[], None]) -> Iterator[None]
         handle.remove()
 
 
+def window(cfg: RunConfig) -> int:
+    """FramePack's latent frames per section."""
+    return int(cfg.sampling.get("latent_window_size") or WINDOW_DEFAULT)
+
+
+def sections(cfg: RunConfig) -> int:
+    """How many sections make --frames: each adds 4 x window frames to the first image."""
+    return max(1, ((cfg.sampling.num_frames or 1) - 1) // (4 * window(cfg)))
+
+
+class _FramePackMemory(Memory):
+    """FramePack's forward sees one section, not the video, so its activations follow --window
+    rather than --frames."""
+
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
+        # A forward sees one section, not the video: the first image, the window and the packed
+        # history (1 latent frame as is; 2 at 1/8 and 16 at 1/64 of the tokens), about window + 3.
+        return window(cfg) + 3
+
+
+def assemble_framepack(mode: str, kind: str, where: str, dtype: Any) -> tuple[str, dict[str, Any], Any] | None:
+    """A FramePack transformer checkpoint in the HunyuanVideo pipeline, with FLUX Redux's SigLIP
+    image encoder (diffusers' example); None for a whole pipeline folder (the tiny model)."""
+    from pathlib import Path
+
+    if kind in ("dir", "tiny") and (Path(where) / "model_index.json").is_file():
+        return None
+    import torch
+    from diffusers import HunyuanVideoFramepackTransformer3DModel
+    from transformers import SiglipImageProcessor, SiglipVisionModel
+
+    encoder_dtype = torch.float32 if dtype == torch.float32 else torch.float16
+    parts = {
+        "transformer": HunyuanVideoFramepackTransformer3DModel.from_pretrained(
+            where, dtype=dtype, use_safetensors=True
+        ),
+        "image_encoder": SiglipVisionModel.from_pretrained(
+            IMAGE_ENCODER_REPO, subfolder="image_encoder", dtype=encoder_dtype, use_safetensors=True
+        ),
+        "feature_extractor": SiglipImageProcessor.from_pretrained(IMAGE_ENCODER_REPO, subfolder="feature_extractor"),
+    }
+    record = {
+        "pipeline_from": BASE_REPO,
+        "transformer": where,
+        "image_encoder": f"{IMAGE_ENCODER_REPO} (subfolder image_encoder)",
+        "feature_extractor": f"{IMAGE_ENCODER_REPO} (subfolder feature_extractor)",
+    }
+    return BASE_REPO, parts, record
+
+
 class FramePack(HunyuanVideo):
     name = "framepack"
     title = "FramePack"
-    pipelines: ClassVar[dict[str, str]] = {"i2v": "HunyuanVideoFramepackPipeline"}
-    repos: ClassVar[dict[str, str]] = {"i2v": "lllyasviel/FramePackI2V_HY"}
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"i2v": HunyuanVideo._call}
+    modes: ClassVar[dict[str, Mode]] = {
+        "i2v": Mode(
+            "HunyuanVideoFramepackPipeline",
+            "lllyasviel/FramePackI2V_HY",
+            _SAMPLING,
+            inputs=frozenset({"last_image"}),
+            media={"image": "image", "last_image": "last_image"},
+        )
+    }
+    # diffusers' FramePack example: 832x480, 30 steps, embedded guidance 9, window 9, 30 fps.
+    reference = settings(
+        size=(832, 480),
+        frames=109,
+        steps=30,
+        guidance=9.0,
+        fps=30,
+        latent_window_size=WINDOW_DEFAULT,
+        sampling_type="inverted-anti-drifting",
+    )
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG, WINDOW, SAMPLING_TYPE)
-    extra_inputs = frozenset({"last_image"})
-    media_args: ClassVar[dict[str, dict[str, str]]] = {"i2v": {"image": "image", "last_image": "last_image"}}
     # FramePack's transformer has no repeated-block list for regional compile, and its sections
     # re-enter the transformer with new shapes; PAB and TaylorSeer keep per-run state per pass.
-    caches = frozenset({"first-block", "pab", "taylorseer"})
+    takes = replace(HunyuanVideo.takes, caches=frozenset({"first-block", "pab", "taylorseer"}))
     hints: ClassVar[dict[str, str]] = {
         **HunyuanVideo.hints,
         # MagCache counts one schedule per run; FramePack runs a whole schedule per section.
         "optimization.cache=magcache": "FramePack runs a full schedule per section, which MagCache's step count "
         "does not follow",
     }
-    grid = None  # frames follow the window (see check)
-    dtypes: ClassVar[dict[str, str]] = {
-        "text_encoder": "fp16",
-        "text_encoder_2": "fp16",
-        "vae": "fp16",
-        "image_encoder": "fp16",
-    }
-    # As HunyuanVideo's; one section's window plus its packed history (1 + 2 + 16 latent frames,
-    # the longer ones downsampled) is what the transformer sees (see latent_frames).
-    footprint = replace(
-        HunyuanVideo.footprint,
-        sizes=dict.fromkeys(
-            ("lllyasviel/FramePackI2V_HY", "lllyasviel/FramePack_F1_I2V_HY_20250503"),
-            {
-                "transformer": _FRAMEPACK_TRANSFORMER,
-                "text_encoder": _LLAMA_8B,
-                "text_encoder_2": _CLIP_L,
-                "vae": _HV_VAE,
-                "image_encoder": _SIGLIP,
-            },
-        ),
+    loading = replace(
+        HunyuanVideo.loading, half_dtypes={**_HALF_DTYPES, "image_encoder": "fp16"}, assemble=assemble_framepack
     )
-    # diffusers' FramePack example: 832x480, 30 steps, embedded guidance 9, window 9, 30 fps.
-    size = (832, 480)
-    frames_default = 109
-    fps = 30
-    steps_default = 30
-    guidance = 9.0
-    window_default = 9
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        data = super().defaults(mode)
-        data["sampling"].update(
-            {
-                "guidance_scale": self.guidance,
-                "latent_window_size": self.window_default,
-                "sampling_type": "inverted-anti-drifting",
-            }
-        )
-        return data
-
-    def window(self, cfg: RunConfig) -> int:
-        return int(cfg.sampling.get("latent_window_size") or self.window_default)
-
-    def sections(self, cfg: RunConfig) -> int:
-        """How many sections make --frames: each adds 4 x window frames to the first image."""
-        return max(1, ((cfg.sampling.num_frames or 1) - 1) // (4 * self.window(cfg)))
+    # As HunyuanVideo's; one section's window plus its packed history (1 + 2 + 16 latent frames,
+    # the longer ones downsampled) is what the transformer sees (see _FramePackMemory).
+    memory = _FramePackMemory(
+        replace(
+            _FOOTPRINT,
+            sizes=dict.fromkeys(
+                ("lllyasviel/FramePackI2V_HY", "lllyasviel/FramePack_F1_I2V_HY_20250503"),
+                {
+                    "transformer": _FRAMEPACK_TRANSFORMER,
+                    "text_encoder": _LLAMA_8B,
+                    "text_encoder_2": _CLIP_L,
+                    "vae": _HV_VAE,
+                    "image_encoder": _SIGLIP,
+                },
+            ),
+        ),
+        decode_batch=4,
+        sliced=False,
+        passes=passes,
+    )
+    # Frames follow the window (see check); sizes are on the 16-pixel grid.
+    grid = Grid(size=16)
 
     def check(self, cfg: RunConfig) -> None:
         kind = cfg.sampling.get("sampling_type")
@@ -482,22 +523,20 @@ class FramePack(HunyuanVideo):
             raise ConfigError(
                 f"--sampling {kind} does not fit {cfg.model.id}, which was trained for --sampling {trained}."
             )
-        frames, window = cfg.sampling.num_frames, self.window(cfg)
+        frames, latent_window = cfg.sampling.num_frames, window(cfg)
         # diffusers makes ceil(num_frames / ((window-1)*4+1)) sections of 4*window frames plus the
         # first image, whatever num_frames says: vidgen takes the length it will really make.
-        if frames is not None and ((frames - 1) % (4 * window) or frames == 1):
-            step = 4 * window
+        if frames is not None and ((frames - 1) % (4 * latent_window) or frames == 1):
+            step = 4 * latent_window
             low = (frames - 1) // step * step + 1
             valid = " or ".join(str(v) for v in (low, low + step) if v > 1)
             # Or keep the length and change the window: the nearest one that divides it.
             fits = [w for w in range(1, WINDOW.le + 1) if frames > 1 and (frames - 1) % (4 * w) == 0]
-            other = f", or keep it with --window {min(fits, key=lambda w: abs(w - window))}" if fits else ""
+            other = f", or keep it with --window {min(fits, key=lambda w: abs(w - latent_window))}" if fits else ""
             raise ConfigError(
-                f"--frames {frames} does not fit FramePack with --window {window}: it makes {step}k+1 frames "
-                f"(k sections of 4x{window}); nearest valid: {valid}{other}."
+                f"--frames {frames} does not fit FramePack with --window {latent_window}: it makes {step}k+1 frames "
+                f"(k sections of 4x{latent_window}); nearest valid: {valid}{other}."
             )
-        if cfg.sampling.height is not None or cfg.sampling.width is not None:
-            check_multiple(self.title, cfg, 16)
         super().check(cfg)
         if cfg.inputs.last_image and not cfg.inputs.image:
             raise ConfigError("--last-image is the frame the video ends on; give the first frame as IMAGE too.")
@@ -508,60 +547,21 @@ class FramePack(HunyuanVideo):
                 f"{', '.join(LAST_IMAGE_PRESETS)}."
             )
 
-    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
-        # A forward sees one section, not the video: the first image, the window and the packed
-        # history (1 latent frame as is; 2 at 1/8 and 16 at 1/64 of the tokens), about window + 3.
-        return self.window(cfg) + 3
-
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         # Every section runs the whole schedule.
-        return super().step_count(cfg, call_kwargs, media) * self.sections(cfg)
+        return super().step_count(cfg, call_kwargs, media) * sections(cfg)
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = super().call_kwargs(cfg, seed, frames)
-        window = self.window(cfg)
+        latent_window = window(cfg)
         # The num_frames that makes exactly this many sections (diffusers counts sections of
         # (window-1)*4+1 frames and then makes 4*window per section).
-        kwargs["num_frames"] = self.sections(cfg) * ((window - 1) * 4 + 1)
-        kwargs["latent_window_size"] = window
+        kwargs["num_frames"] = sections(cfg) * ((latent_window - 1) * 4 + 1)
+        kwargs["latent_window_size"] = latent_window
         kind = cfg.sampling.get("sampling_type")
         if kind is not None:
             kwargs["sampling_type"] = SAMPLING_TYPES[kind]
         return kwargs
-
-    # The released FramePack checkpoints are transformers only; diffusers' example loads them into
-    # the HunyuanVideo pipeline with the SigLIP encoder of FLUX Redux.
-    base_repo = "hunyuanvideo-community/HunyuanVideo"
-    image_encoder_repo = "lllyasviel/flux_redux_bfl"
-
-    def assemble(self, mode: str, kind: str, where: str, dtype: Any) -> tuple[str, dict[str, Any], Any] | None:
-        from pathlib import Path
-
-        if kind in ("dir", "tiny") and (Path(where) / "model_index.json").is_file():
-            return None
-        import torch
-        from diffusers import HunyuanVideoFramepackTransformer3DModel
-        from transformers import SiglipImageProcessor, SiglipVisionModel
-
-        encoder_dtype = torch.float32 if dtype == torch.float32 else torch.float16
-        parts = {
-            "transformer": HunyuanVideoFramepackTransformer3DModel.from_pretrained(
-                where, dtype=dtype, use_safetensors=True
-            ),
-            "image_encoder": SiglipVisionModel.from_pretrained(
-                self.image_encoder_repo, subfolder="image_encoder", dtype=encoder_dtype, use_safetensors=True
-            ),
-            "feature_extractor": SiglipImageProcessor.from_pretrained(
-                self.image_encoder_repo, subfolder="feature_extractor"
-            ),
-        }
-        record = {
-            "pipeline_from": self.base_repo,
-            "transformer": where,
-            "image_encoder": f"{self.image_encoder_repo} (subfolder image_encoder)",
-            "feature_extractor": f"{self.image_encoder_repo} (subfolder feature_extractor)",
-        }
-        return self.base_repo, parts, record
 
 
 # -- tiny random-weight recipes (after diffusers' own HunyuanVideo tests; offline tokenizers) ----

@@ -16,13 +16,19 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    Decoding,
     Family,
     Footprint,
     Grid,
+    Loading,
+    Memory,
+    Mode,
     ModelAccess,
     Option,
+    Takes,
     prompt_kwargs,
     sampling_kwargs,
+    settings,
     shift_scheduler,
 )
 from vidgen.families.hunyuan import transformer_passes
@@ -41,29 +47,39 @@ _HV15_VAE = 1.261e9
 _SIGLIP = 4.28e8
 
 
+# guidance_scale is set on the guider (setup), never passed to __call__; height and width
+# size the i2v input image, from which the pipeline takes the video's size.
+_SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width"})
+# The guidance of the official generate.py (the guider's).
+_REFERENCE_GUIDANCE = 6.0
+
+
+def passes(cfg: RunConfig) -> int:
+    """Transformer passes per step: the guider runs a negative pass unless guidance is 1."""
+    guidance = cfg.sampling.guidance_scale
+    return 1 if guidance is not None and guidance == 1.0 else 2
+
+
 class HunyuanVideo15(Family):
     name = "hunyuanvideo15"
     title = "HunyuanVideo-1.5"
-    pipelines: ClassVar[dict[str, str]] = {
-        "t2v": "HunyuanVideo15Pipeline",
-        "i2v": "HunyuanVideo15ImageToVideoPipeline",
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode("HunyuanVideo15Pipeline", "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v", _SAMPLING),
+        "i2v": Mode(
+            "HunyuanVideo15ImageToVideoPipeline", "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v", _SAMPLING
+        ),
     }
-    repos: ClassVar[dict[str, str]] = {
-        "t2v": "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v",
-        "i2v": "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v",
-    }
-    # guidance_scale is set on the guider (setup), never passed to __call__; height and width
-    # size the i2v input image, from which the pipeline takes the video's size.
-    _call = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width"})
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _call, "i2v": _call}
+    # The official generate.py: 480p, 121 frames, 50 steps, guidance 6 (the guider's), 24 fps.
+    reference = settings(size=(480, 848), frames=121, steps=50, guidance=_REFERENCE_GUIDANCE, fps=24)
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
-    setup_fields = frozenset({"guidance_scale"})
-    model_options = frozenset({"loras"})
-    optimizations = frozenset(
-        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
-    )
     # diffusers 0.42.1 does not register HunyuanVideo15TransformerBlock for the block-level caches.
-    caches = frozenset({"pab", "taylorseer"})
+    takes = Takes(
+        model=frozenset({"loras"}),
+        optimizations=frozenset(
+            {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+        ),
+        caches=frozenset({"pab", "taylorseer"}),
+    )
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=first-block": (
             "diffusers 0.42.1 has not registered HunyuanVideo15TransformerBlock for block caches"
@@ -75,53 +91,52 @@ class HunyuanVideo15(Family):
         "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload group",
     }
-    latents = None  # the pipeline decodes inside its own steps
-    grid = Grid(frames=4, size=16)
-    cuda_dtype = "bf16"
-    footprint = Footprint(
-        denoiser="transformer",
-        blocks=54,
-        sizes={
-            **dict.fromkeys(
-                (
-                    "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v",
-                    "hunyuanvideo-community/HunyuanVideo-1.5-720p_t2v",
+    # Qwen2.5-VL's 7B language model is close to the transformer's size. The guidance is set on
+    # the guider once after loading, so jobs that differ in it cannot share a pipeline.
+    loading = Loading(cuda_dtype="bf16", quantize_also=("text_encoder",), setup_fields=frozenset({"guidance_scale"}))
+    memory = Memory(
+        Footprint(
+            denoiser="transformer",
+            blocks=54,
+            sizes={
+                **dict.fromkeys(
+                    (
+                        "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v",
+                        "hunyuanvideo-community/HunyuanVideo-1.5-720p_t2v",
+                    ),
+                    {
+                        "transformer": _HV15_TRANSFORMER,
+                        "text_encoder": _QWEN25_VL_TEXT,
+                        "text_encoder_2": _BYT5,
+                        "vae": _HV15_VAE,
+                    },
                 ),
-                {
-                    "transformer": _HV15_TRANSFORMER,
-                    "text_encoder": _QWEN25_VL_TEXT,
-                    "text_encoder_2": _BYT5,
-                    "vae": _HV15_VAE,
-                },
-            ),
-            **dict.fromkeys(
-                (
-                    "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v",
-                    "hunyuanvideo-community/HunyuanVideo-1.5-720p_i2v",
+                **dict.fromkeys(
+                    (
+                        "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v",
+                        "hunyuanvideo-community/HunyuanVideo-1.5-720p_i2v",
+                    ),
+                    {
+                        "transformer": _HV15_TRANSFORMER,
+                        "text_encoder": _QWEN25_VL_TEXT,
+                        "text_encoder_2": _BYT5,
+                        "vae": _HV15_VAE,
+                        "image_encoder": _SIGLIP,
+                    },
                 ),
-                {
-                    "transformer": _HV15_TRANSFORMER,
-                    "text_encoder": _QWEN25_VL_TEXT,
-                    "text_encoder_2": _BYT5,
-                    "vae": _HV15_VAE,
-                    "image_encoder": _SIGLIP,
-                },
-            ),
-        },
-        spatial=16,
-        temporal=4,
-        patch=1,
-        width=2048,
-        live=10,
-        decode=160,
-        tiled=0.3,
+            },
+            spatial=16,
+            temporal=4,
+            patch=1,
+            width=2048,
+            live=10,
+            decode=160,
+            tiled=0.3,
+        ),
+        passes=passes,
     )
-    # The official generate.py: 480p, 121 frames, 50 steps, guidance 6 (the guider's), 24 fps.
-    size = (480, 848)
-    frames_default = 121
-    fps = 24
-    steps_default = 50
-    guidance = 6.0
+    grid = Grid(frames=4, size=16)
+    decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
@@ -130,7 +145,7 @@ class HunyuanVideo15(Family):
         if guidance is not None and not low <= guidance <= high:
             raise ConfigError(
                 f"--guidance {guidance:g} is out of range for {self.title}: its guider takes {low:g} (no guidance) "
-                f"to {high:g}; the model card uses {self.guidance:g}."
+                f"to {high:g}; the model card uses {_REFERENCE_GUIDANCE:g}."
             )
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
@@ -156,18 +171,6 @@ class HunyuanVideo15(Family):
             calls.append({"method": "guider = guider.new", "kwargs": {"guidance_scale": guidance}})
         return calls
 
-    def passes(self, cfg: RunConfig) -> int:
-        """Transformer passes per step: the guider runs a negative pass unless guidance is 1."""
-        guidance = cfg.sampling.guidance_scale
-        return 1 if guidance is not None and guidance == 1.0 else 2
-
-    def guided(self, cfg: RunConfig) -> bool:
-        return self.passes(cfg) > 1
-
-    def quantized_components(self, mode: str) -> list[str]:
-        # Qwen2.5-VL's 7B language model is close to the transformer's size.
-        return [*self.denoiser_names(), "text_encoder"]
-
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         names = {"num_frames", "num_inference_steps"} | ({"height", "width"} if cfg.mode == "t2v" else set())
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, frozenset(names))}
@@ -175,7 +178,7 @@ class HunyuanVideo15(Family):
         return kwargs
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
-        return int(call_kwargs.get("num_inference_steps", 0)) * self.passes(cfg)
+        return int(call_kwargs.get("num_inference_steps", 0)) * passes(cfg)
 
     @contextmanager
     def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
