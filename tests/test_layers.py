@@ -1,0 +1,124 @@
+"""The shape of the code: layers, the family interface, and what families may import.
+
+These hold the structure DESIGN.md §1 and the interface issue describe, so it does not drift:
+the import-linter contracts in pyproject.toml (layers, no circles), a config schema that does not
+depend on what was imported first, a Family interface of a few parts, and family modules that
+share through public names and parts rather than deep sibling chains.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parent.parent
+FAMILY_FILES = sorted((ROOT / "vidgen" / "families").glob("*.py"))
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    result = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "2 kept, 0 broken" in result.stdout
+
+
+def test_nothing_outside_the_cli_imports_it() -> None:
+    for path in (ROOT / "vidgen").rglob("*.py"):
+        if "cli" in path.relative_to(ROOT / "vidgen").parts or path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            assert not any(name == "vidgen.cli" or name.startswith("vidgen.cli.") for name in names), path
+
+
+def test_the_schema_is_the_same_whatever_is_imported_first() -> None:
+    # A fresh interpreter that imports only the schema still knows every family's own options
+    # and input kinds, and refuses unknown keys.
+    code = (
+        "from vidgen.config.schema import SamplingConfig, InputsConfig\n"
+        "assert SamplingConfig.model_validate({'flow_shift': 3}).get('flow_shift') == 3\n"
+        "assert InputsConfig.model_validate({'mask': 'm.png'}).mask == 'm.png'\n"
+        "try:\n    SamplingConfig.model_validate({'flow_shiftt': 3})\nexcept Exception:\n    pass\n"
+        "else:\n    raise SystemExit('an unknown key was accepted')\n"
+        "import sys\nassert 'torch' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def _family_classes() -> list[type]:
+    from vidgen import families
+
+    return [type(family) for family in families.FAMILIES.values()]
+
+
+def _own_members(cls: type) -> set[str]:
+    return {name for name in vars(cls) if not name.startswith("__")}
+
+
+def test_the_family_interface_is_a_few_parts() -> None:
+    from vidgen.families.base import Family
+
+    members = _own_members(Family) - {"_abc_impl"}
+    assert len(members) <= 30, sorted(members)
+    # Hooks (methods of Family and of its parts) that only one family overrides: each is kept
+    # only where data cannot say it, with a comment why (Loading.assemble and .repair count).
+    hooks = [name for name in members if inspect.isfunction(getattr(Family, name))]
+    # Every class (family or shared base) that defines a hook itself, whatever registers it.
+    defined = {klass for cls in _family_classes() for klass in cls.__mro__ if klass is not Family}
+    single = [hook for hook in hooks if len([k for k in defined if hook in vars(k)]) == 1]
+    # The loading hooks held as data count too.
+    from vidgen import families
+
+    for part in ("assemble", "repair"):
+        users = {getattr(f.loading, part) for f in families.FAMILIES.values()} - {None}
+        single += [f"loading.{part}"] if len(users) == 1 else []
+    # And the parts' methods a family overrides by subclassing a part beside itself.
+    from vidgen.families.base import Memory, Postprocess
+
+    for base in (Memory, Postprocess):
+        parts = {type(p) for f in families.FAMILIES.values() for p in (f.memory, f.postprocess) if isinstance(p, base)}
+        for name, value in vars(base).items():
+            if inspect.isfunction(value) and not name.startswith("_") and base is Memory:
+                owners = [p for p in parts if p is not base and name in vars(p)]
+                single += [f"memory.{name}"] if len(owners) == 1 else []
+        if base is Postprocess and len(parts - {Postprocess}) == 1:
+            single.append("postprocess")
+    assert len(single) <= 5, single
+
+
+def test_no_family_overrides_defaults_or_hand_codes_frame_rules() -> None:
+    for cls in _family_classes():
+        for klass in cls.__mro__:
+            if klass.__module__.startswith("vidgen.families.") and klass.__name__ != "Family":
+                assert "defaults" not in vars(klass), f"{klass.__name__} overrides defaults(); declare data"
+                for old in ("usable_frames", "frame_rule", "min_frames"):
+                    assert old not in vars(klass), f"{klass.__name__}.{old}: use Grid"
+
+
+def test_sibling_chains_are_at_most_two_deep() -> None:
+    from vidgen.families.base import Family
+
+    for cls in _family_classes():
+        depth = cls.__mro__.index(Family)
+        assert depth <= 2, [k.__name__ for k in cls.__mro__[: depth + 1]]
+
+
+def test_families_import_no_private_name_of_another_family() -> None:
+    for path in FAMILY_FILES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vidgen.families."):
+                module = node.module.rsplit(".", 1)[1]
+                if module in ("base", "tiny_parts", path.stem):
+                    continue
+                private = [alias.name for alias in node.names if alias.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
