@@ -22,6 +22,7 @@ from vidgen.families.base import mode_options as family_mode_options
 MODULES = (
     "cogvideox",
     "svd",
+    "wan",
 )
 
 FAMILIES: dict[str, Family] = {}
