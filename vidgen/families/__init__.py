@@ -23,6 +23,7 @@ MODULES = (
     "cogvideox",
     "svd",
     "wan",
+    "wan_vace",
 )
 
 FAMILIES: dict[str, Family] = {}
