@@ -24,6 +24,7 @@ MODULES = (
     "svd",
     "wan",
     "wan_vace",
+    "skyreels",
 )
 
 FAMILIES: dict[str, Family] = {}
