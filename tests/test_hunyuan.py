@@ -162,7 +162,7 @@ def test_hunyuanvideo15_lora_loads_into_the_transformer_and_a_foreign_one_is_ref
     import hashlib
 
     from vidgen.families.hunyuan15 import _parts
-    from vidgen.families.wan import _transformer
+    from vidgen.families.wan import tiny_transformer
 
     mine = _lora(tmp_path / "mine", 1, _parts("t2v")["transformer"])
     base = (*KOI, "--preset", "tiny-hunyuanvideo15", "--seed", "2")
@@ -175,7 +175,7 @@ def test_hunyuanvideo15_lora_loads_into_the_transformer_and_a_foreign_one_is_ref
     plain, lora = decode(tmp_path / "plain.mp4")[0], decode(tmp_path / "lora.mp4")[0]
     assert np.abs(plain.astype(int) - lora.astype(int)).max() > 2
     # A Wan LoRA names layers this transformer does not have.
-    wan = _lora(tmp_path / "wan", 1, _transformer())
+    wan = _lora(tmp_path / "wan", 1, tiny_transformer())
     before = files_under(tmp_path)
     one_line_error(cli(*base, "--lora", str(wan), "--out", "wan.mp4"), 5, "does not fit this model", "another base")
     assert files_under(tmp_path) == before

@@ -103,10 +103,10 @@ def _wan_lora(path: Path, seed: int, experts: int = 1) -> Path:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from vidgen.families.wan import _transformer
+    from vidgen.families.wan import tiny_transformer
 
     torch.manual_seed(seed)
-    transformer = _transformer()
+    transformer = tiny_transformer()
     transformer.add_adapter(
         LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
     )

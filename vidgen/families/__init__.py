@@ -24,6 +24,9 @@ from vidgen.families.base import mode_options as family_mode_options
 MODULES = (
     "cogvideox",
     "svd",
+    "wan",
+    "wan_vace",
+    "skyreels",
     "hunyuan",
     "hunyuan15",
 )

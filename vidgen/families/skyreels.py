@@ -28,8 +28,34 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
-from vidgen.families.base import Footprint, Option, decode_normalised, prompt_kwargs, sampling_kwargs
-from vidgen.families.wan import _CLIP_H, _UMT5_XXL, _VAE_21, FLOW_SHIFT, NEGATIVE, Wan
+from vidgen.families.base import (
+    Decoding,
+    Footprint,
+    Grid,
+    Memory,
+    Mode,
+    Option,
+    decode_normalised,
+    merged,
+    prompt_kwargs,
+    sampling_kwargs,
+    settings,
+)
+from vidgen.families.wan import (
+    CLIP_H,
+    FLOW_SHIFT,
+    FOOTPRINT,
+    NEGATIVE,
+    TINY_TRANSFORMER,
+    UMT5_XXL,
+    VAE_21,
+    Wan,
+    check_positions,
+    clip_last_image,
+    tiny_clip,
+    tiny_wan_parts,
+    wan_memory,
+)
 
 log = logging.getLogger("vidgen")
 
@@ -163,70 +189,115 @@ def steps_of(plan: list[Window], steps: int, ar_step: int, block: int) -> list[i
     return counts
 
 
-class SkyReels(Wan):
-    name = "skyreels"
-    title = "SkyReels-V2"
-    pipelines: ClassVar[dict[str, str]] = {"t2v": "SkyReelsV2Pipeline", "i2v": "SkyReelsV2ImageToVideoPipeline"}
-    repos: ClassVar[dict[str, str]] = {
-        "t2v": "Skywork/SkyReels-V2-T2V-14B-540P-Diffusers",
-        "i2v": "Skywork/SkyReels-V2-I2V-14B-540P-Diffusers",
+# -- the window plan of a run ------------------------------------------------------------------
+
+# DF's defaults: a window of the 540P checkpoints' base length, the history it carries over,
+# and the frames v2v adds after a clip.
+_WINDOW, _OVERLAP, _EXTEND = 97, 17, 80
+
+
+def _window(cfg: RunConfig) -> int:
+    return cfg.sampling.get("base_num_frames") or _WINDOW
+
+
+def _overlap(cfg: RunConfig) -> int:
+    return cfg.sampling.get("overlap_history") or _OVERLAP
+
+
+def _block(cfg: RunConfig) -> int:
+    s = cfg.sampling
+    return s.get("causal_block_size") or (5 if s.get("ar_step") else 1)
+
+
+def _frames_of(cfg: RunConfig) -> int:
+    """The frames the pipeline generates: --frames (one window without it), or for v2v the
+    added frames plus the carried-over clip frames that it decodes again."""
+    s = cfg.sampling
+    if cfg.mode == "v2v":
+        return (s.get("extend") or _EXTEND) + _overlap(cfg)
+    return s.num_frames or _window(cfg)
+
+
+def _long(cfg: RunConfig) -> bool:
+    return cfg.mode == "v2v" or _frames_of(cfg) > _window(cfg)
+
+
+def _plan(cfg: RunConfig) -> list[Window]:
+    return window_plan(cfg.mode, _frames_of(cfg), _window(cfg), _overlap(cfg), bool(cfg.inputs.last_image))
+
+
+def _widest(cfg: RunConfig) -> int:
+    """Latent frames of the run's longest window: all one denoiser forward sees."""
+    return max(w.latent for w in _plan(cfg))
+
+
+def _windows(cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The window plan, for the sidecar: what each window denoises and adds."""
+    plan = _plan(cfg)
+    steps = int(call_kwargs.get("num_inference_steps", 50))
+    counts = steps_of(plan, steps, call_kwargs["ar_step"], call_kwargs["causal_block_size"])
+    windows = []
+    start = 0
+    for window, steps in zip(plan, counts, strict=True):
+        windows.append({"latent_frames": window.latent, "history_latent_frames": window.ready,
+                        "new_frames": window.new_frames, "first_new_frame": start, "steps": steps})  # fmt: skip
+        start += window.new_frames
+    after = " after the clip" if cfg.mode == "v2v" else ""
+    spans = ", ".join(f"{w['first_new_frame']}-{w['first_new_frame'] + w['new_frames'] - 1}" for w in windows)
+    mode = "asynchronous" if call_kwargs["ar_step"] else "synchronous"
+    return {
+        "summary": f"{len(windows)} {mode} window(s) of at most {_window(cfg)} frames adding frames "
+        f"{spans}{after} ({sum(counts)} denoising steps in all)",
+        "mode": mode,
+        "window_frames": _window(cfg),
+        "overlap_frames": _overlap(cfg) if _long(cfg) else 0,
+        "windows": windows,
     }
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL}
-    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
-    # SkyReels-V2's transformer block is not registered with diffusers' block-level cache hooks
-    # (first-block, MagCache); TaylorSeer and PAB run (checked on the tiny models).
-    caches = frozenset({"taylorseer", "pab"})
-    hints: ClassVar[dict[str, str]] = {
-        **Wan.hints,
-        "optimization.cache=first-block": "diffusers 0.42.1 does not register SkyReels-V2's block for it",
-        "optimization.cache=magcache": "diffusers 0.42.1 does not register SkyReels-V2's block for it",
-        "optimization.cache=faster": "FasterCache assumes a batched guided pass, which SkyReels-V2 does not run",
-    }
-    footprint = replace(
-        Wan.footprint,
-        sizes={
-            **dict.fromkeys(
-                ("Skywork/SkyReels-V2-T2V-14B-540P-Diffusers", "Skywork/SkyReels-V2-T2V-14B-720P-Diffusers"),
-                {"transformer": _T_14B, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
-            ),
-            "Skywork/SkyReels-V2-I2V-1.3B-540P-Diffusers": {
-                "transformer": _I2V_13B,
-                "text_encoder": _UMT5_XXL,
-                "vae": _VAE_21,
-                "image_encoder": _CLIP_H,
-            },
-            **dict.fromkeys(
-                ("Skywork/SkyReels-V2-I2V-14B-540P-Diffusers", "Skywork/SkyReels-V2-I2V-14B-720P-Diffusers"),
-                {"transformer": _I2V_14B, "text_encoder": _UMT5_XXL, "vae": _VAE_21, "image_encoder": _CLIP_H},
-            ),
-        },
-    )
-    # The SkyReels-V2 model cards: 544x960, 97 frames at 24 fps; guidance 6 and shift 8 for
-    # text-to-video, 5 and 5 for image-to-video.
-    size = (544, 960)
-    frames_default = 97
-    fps = 24
-    negative_i2v = NEGATIVE
 
-    def defaults(self, mode: str) -> dict[str, Any]:
-        data = super().defaults(mode)
-        guidance, shift = (6.0, 8.0) if mode == "t2v" else (5.0, 5.0)
-        data["sampling"].update({"guidance_scale": guidance, "flow_shift": shift})
-        return data
 
-    def matches(self, index: dict[str, Any]) -> bool:
-        return True
+def _full_windows(cfg: RunConfig, frames: int) -> bool:
+    if (frames - 1) % 4:
+        return False
+    if frames <= _window(cfg):
+        return True  # one window
+    plan = window_plan("i2v", frames, _window(cfg), _overlap(cfg))
+    return plan[-1].latent == plan[0].latent
 
-    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
-        # The published SkyReels-V2 I2V checkpoints learned positions for one CLIP image, like
-        # Wan 2.1 I2V; the DF models end on a last image through its latent instead.
-        if cfg.inputs.last_image and not self.takes_last_image(pipe):
+
+def _check_blocks(cfg: RunConfig, block: int) -> None:
+    """Every window, and the history it carries, must be whole causal blocks: diffusers
+    leaves the frames of a partial block undenoised, or trims the history with a warning."""
+    if block == 1:
+        return
+    overlap = _overlap(cfg)
+    if _long(cfg) and _latent(overlap) % block:
+        raise ConfigError(
+            f"--overlap {overlap} is {_latent(overlap)} latent frames, not whole blocks of --causal-block {block}; "
+            f"nearest valid: {_near(overlap, lambda v: (v - 1) % 4 == 0 and _latent(v) % block == 0)}."
+        )
+    for window in _plan(cfg):
+        if window.latent % block:
+            name = "--extend" if cfg.mode == "v2v" else "--frames"
+            given = cfg.sampling.get("extend") if cfg.mode == "v2v" else _frames_of(cfg)
             raise ConfigError(
-                f"--last-image needs a first-last-frame model, and {cfg.model.id} is image-to-video only; the "
-                "SkyReels-V2 DF presets (e.g. skyreels-v2-df-1.3b, tiny-skyreels-df) end on --last-image."
+                f"{name} {given} with --window {_window(cfg)} makes a window of {window.latent} latent "
+                f"frames, not whole blocks of --causal-block {block}; nearest valid {name}: "
+                f"{_near(int(given or 0), lambda v, n=name: _blocks_fit(cfg, n, v, block))}."
             )
-        super().check_loaded(pipe, cfg, frames)
 
+
+def _blocks_fit(cfg: RunConfig, name: str, value: int, block: int) -> bool:
+    key = "extend" if name == "--extend" else "num_frames"
+    if value < 1 or (value - (0 if key == "extend" else 1)) % 4:
+        return False
+    trial = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(update={key: value})})
+    return all(w.latent % block == 0 for w in _plan(trial))
+
+
+# -- the parts ---------------------------------------------------------------------------------
+
+
+class _Memory(Memory):
     def sized(self, cfg: RunConfig) -> Footprint:
         # The 1.3B checkpoints are 30 blocks of width 1536; the 14B ones Wan 14B's 40 of 5120.
         if "1.3b" in (cfg.model.id or "").lower() or (cfg.model.id or "").startswith("tiny:"):
@@ -234,120 +305,194 @@ class SkyReels(Wan):
         return self.footprint
 
 
-class SkyReelsDF(SkyReels):
+class _WindowMemory(_Memory):
+    """Diffusion forcing: the denoiser sees one window at a time, and the decoded video grows."""
+
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
+        # One denoiser forward sees one window, however long the video.
+        return _widest(cfg)
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        # Frame by frame like Wan, but the decoded video (3 float32 values per pixel) stays on the
+        # device until the end, and a long video's outgrows the VAE's working set.
+        total = _frames_of(cfg) + (frames if cfg.mode == "v2v" else 0)
+        return 4 + math.ceil(total * 3 * 4 / (self.footprint.decode * 2))
+
+
+@dataclass(frozen=True)
+class _AnyClip(Grid):
+    """Wan's grid for the frames DF makes, while an input clip (v2v) may be any length: the run
+    continues from its last --overlap frames. Grid's data cannot say both, so `usable` is
+    overridden here."""
+
+    def usable(self, count: int) -> int:
+        return count
+
+
+_LAST_IMAGE = frozenset({"last_image"})
+
+
+class SkyReels(Wan):
+    name = "skyreels"
+    title = "SkyReels-V2"
+    # The SkyReels-V2 model cards: 544x960, 97 frames at 24 fps; guidance 6 and shift 8 for
+    # text-to-video, 5 and 5 for image-to-video.
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode(
+            "SkyReelsV2Pipeline",
+            "Skywork/SkyReels-V2-T2V-14B-540P-Diffusers",
+            _CALL,
+            defaults=settings(guidance=6.0, flow_shift=8.0),
+        ),
+        "i2v": Mode(
+            "SkyReelsV2ImageToVideoPipeline",
+            "Skywork/SkyReels-V2-I2V-14B-540P-Diffusers",
+            _CALL,
+            inputs=_LAST_IMAGE,
+            defaults=settings(guidance=5.0, flow_shift=5.0),
+        ),
+    }
+    reference = merged(
+        settings(size=(544, 960), frames=97, steps=50, fps=24), {"inputs": {"negative_prompt": NEGATIVE}}
+    )
+    # SkyReels-V2's transformer block is not registered with diffusers' block-level cache hooks
+    # (first-block, MagCache); TaylorSeer and PAB run (checked on the tiny models).
+    takes = replace(Wan.takes, caches=frozenset({"taylorseer", "pab"}))
+    hints: ClassVar[dict[str, str]] = {
+        **Wan.hints,
+        "optimization.cache=first-block": "diffusers 0.42.1 does not register SkyReels-V2's block for it",
+        "optimization.cache=magcache": "diffusers 0.42.1 does not register SkyReels-V2's block for it",
+        "optimization.cache=faster": "FasterCache assumes a batched guided pass, which SkyReels-V2 does not run",
+    }
+    memory = wan_memory(
+        replace(
+            FOOTPRINT,
+            sizes={
+                **dict.fromkeys(
+                    ("Skywork/SkyReels-V2-T2V-14B-540P-Diffusers", "Skywork/SkyReels-V2-T2V-14B-720P-Diffusers"),
+                    {"transformer": _T_14B, "text_encoder": UMT5_XXL, "vae": VAE_21},
+                ),
+                "Skywork/SkyReels-V2-I2V-1.3B-540P-Diffusers": {
+                    "transformer": _I2V_13B,
+                    "text_encoder": UMT5_XXL,
+                    "vae": VAE_21,
+                    "image_encoder": CLIP_H,
+                },
+                **dict.fromkeys(
+                    ("Skywork/SkyReels-V2-I2V-14B-540P-Diffusers", "Skywork/SkyReels-V2-I2V-14B-720P-Diffusers"),
+                    {"transformer": _I2V_14B, "text_encoder": UMT5_XXL, "vae": VAE_21, "image_encoder": CLIP_H},
+                ),
+            },
+        ),
+        _Memory,
+    )
+
+    def matches(self, index: dict[str, Any]) -> bool:
+        return True
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        # The published SkyReels-V2 I2V checkpoints learned positions for one CLIP image, like
+        # Wan 2.1 I2V; the DF models end on a last image through its latent instead.
+        if cfg.inputs.last_image and not clip_last_image(pipe):
+            raise ConfigError(
+                f"--last-image needs a first-last-frame model, and {cfg.model.id} is image-to-video only; the "
+                "SkyReels-V2 DF presets (e.g. skyreels-v2-df-1.3b, tiny-skyreels-df) end on --last-image."
+            )
+        check_positions(pipe, cfg)
+
+
+_DF = "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers"
+_DF_OPTIONS = (FLOW_SHIFT, WINDOW, OVERLAP, AR_STEP, CAUSAL_BLOCK, ADDNOISE, EXTEND)
+# --extend is v2v's alone.
+_MAKING = frozenset(option.field for option in _DF_OPTIONS if option is not EXTEND)
+
+
+class SkyReelsDF(Wan):
     name = "skyreels-df"
     title = "SkyReels-V2 DF"
-    pipelines: ClassVar[dict[str, str]] = {
-        "t2v": "SkyReelsV2DiffusionForcingPipeline",
-        "i2v": "SkyReelsV2DiffusionForcingImageToVideoPipeline",
-        "v2v": "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
-    }
-    repos: ClassVar[dict[str, str]] = dict.fromkeys(("t2v", "i2v", "v2v"), "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers")
-    # Extending a clip counts the frames it adds (--extend), not the frames it makes.
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL, "v2v": _CALL - {"num_frames"}}
-    resumable = True
-    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, WINDOW, OVERLAP, AR_STEP, CAUSAL_BLOCK, ADDNOISE, EXTEND)
-    # The image (and last image) become latent frames; there is no CLIP image encoder.
-    media_args: ClassVar[dict[str, dict[str, str]]] = {"i2v": {"image": "image", "last_image": "last_image"}}
     # addnoise_condition draws its noise with torch.randn_like, from the global RNG.
-    seeds_global_rng = True
-    # Diffusion forcing passes a timestep per frame, which PAB's step check cannot take.
-    caches = frozenset({"taylorseer"})
+    # The image (and last image) become latent frames; there is no CLIP image encoder.
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode(
+            "SkyReelsV2DiffusionForcingPipeline",
+            _DF,
+            _CALL,
+            options=_MAKING,
+            seeds_global_rng=True,
+            defaults=settings(guidance=6.0, flow_shift=8.0),
+        ),
+        "i2v": Mode(
+            "SkyReelsV2DiffusionForcingImageToVideoPipeline",
+            _DF,
+            _CALL,
+            inputs=_LAST_IMAGE,
+            options=_MAKING,
+            seeds_global_rng=True,
+            defaults=settings(guidance=5.0, flow_shift=5.0),
+        ),
+        # Extending a clip counts the frames it adds (--extend), not the frames it makes, and
+        # continues text-to-video: guidance 6, shift 8. --last-image is taken here as well, so that
+        # Wan's check says it needs a first frame (IMAGE).
+        "v2v": Mode(
+            "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
+            _DF,
+            _CALL - {"num_frames"},
+            inputs=_LAST_IMAGE,
+            seeds_global_rng=True,
+            defaults=settings(guidance=6.0, flow_shift=8.0, extend=_EXTEND),
+        ),
+    }
+    # SkyReels-V2's size and frame rate; without --frames a run makes one window (num_frames
+    # follows --window).
+    reference = merged(
+        settings(
+            size=(544, 960),
+            steps=30,
+            fps=24,
+            base_num_frames=_WINDOW,
+            overlap_history=_OVERLAP,
+            ar_step=0,
+            addnoise_condition=20.0,
+        ),
+        {"inputs": {"negative_prompt": NEGATIVE}},
+    )
+    options: ClassVar[tuple[Option, ...]] = _DF_OPTIONS
+    takes = replace(
+        Wan.takes,
+        # Diffusion forcing passes a timestep per frame, which PAB's step check cannot take.
+        caches=frozenset({"taylorseer"}),
+        # Each frame keeps its own copy of the scheduler; only UniPC (the checkpoints' own) is checked.
+        schedulers={"unipc": "UniPCMultistepScheduler"},
+    )
     hints: ClassVar[dict[str, str]] = {
         **SkyReels.hints,
         "optimization.cache=pab": "diffusion forcing passes a timestep per frame, which PAB cannot take",
         "sampling.num_frames": "extending a clip takes --extend N, the frames to add",
     }
-    # Each frame keeps its own copy of the scheduler; only UniPC (the checkpoints' own) is checked.
-    schedulers: ClassVar[dict[str, str]] = {"unipc": "UniPCMultistepScheduler"}
-    footprint = replace(
-        SkyReels.footprint,
-        sizes={
-            "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers": {
-                "transformer": _T_13B,
-                "text_encoder": _UMT5_XXL,
-                "vae": _VAE_21,
+    grid = _AnyClip(frames=4, size=16, note="any number of frames (it continues from the last --overlap of them)")
+    memory = wan_memory(
+        replace(
+            FOOTPRINT,
+            sizes={
+                _DF: {"transformer": _T_13B, "text_encoder": UMT5_XXL, "vae": VAE_21},
+                **dict.fromkeys(
+                    ("Skywork/SkyReels-V2-DF-14B-540P-Diffusers", "Skywork/SkyReels-V2-DF-14B-720P-Diffusers"),
+                    {"transformer": _T_14B, "text_encoder": UMT5_XXL, "vae": VAE_21},
+                ),
             },
-            **dict.fromkeys(
-                ("Skywork/SkyReels-V2-DF-14B-540P-Diffusers", "Skywork/SkyReels-V2-DF-14B-720P-Diffusers"),
-                {"transformer": _T_14B, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
-            ),
-        },
+        ),
+        _WindowMemory,
     )
-    frame_rule = "any number of frames (it continues from the last --overlap of them)"
-    steps_default = 30
-    window_default = 97
-    overlap_default = 17
-    extend_default = 80
+    decoding = Decoding(latents="latent", resumable=True)
 
-    def mode_options(self, mode: str) -> tuple[Option, ...]:
-        if mode not in self.pipelines:
-            return ()
-        return tuple(o for o in self.options if o is not EXTEND or mode == "v2v")
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        data = super().defaults(mode)
-        sampling = data["sampling"]
-        # Without --frames a run makes one window (num_frames follows --window).
-        sampling.pop("num_frames")
-        sampling.update(
-            {
-                "num_inference_steps": self.steps_default,
-                # Extending a clip continues text-to-video: guidance 6, shift 8.
-                **({"guidance_scale": 6.0, "flow_shift": 8.0} if mode == "v2v" else {}),
-                "base_num_frames": self.window_default,
-                "overlap_history": self.overlap_default,
-                "ar_step": 0,
-                "addnoise_condition": 20.0,
-            }
-        )
-        if mode == "v2v":
-            sampling["extend"] = self.extend_default
-        data["inputs"]["negative_prompt"] = NEGATIVE
-        return data
-
-    # -- the window plan ----------------------------------------------------------------
-    def frames_of(self, cfg: RunConfig) -> int:
-        """The frames the pipeline generates: --frames (one window without it), or for v2v the
-        added frames plus the carried-over clip frames that it decodes again."""
-        s = cfg.sampling
-        if cfg.mode == "v2v":
-            return (s.get("extend") or self.extend_default) + self.overlap(cfg)
-        return s.num_frames or self.window(cfg)
-
-    def window(self, cfg: RunConfig) -> int:
-        return cfg.sampling.get("base_num_frames") or self.window_default
-
-    def overlap(self, cfg: RunConfig) -> int:
-        return cfg.sampling.get("overlap_history") or self.overlap_default
-
-    def block(self, cfg: RunConfig) -> int:
-        s = cfg.sampling
-        return s.get("causal_block_size") or (5 if s.get("ar_step") else 1)
-
-    def long(self, cfg: RunConfig) -> bool:
-        return cfg.mode == "v2v" or self.frames_of(cfg) > self.window(cfg)
-
-    def plan(self, cfg: RunConfig) -> list[Window]:
-        return window_plan(
-            cfg.mode, self.frames_of(cfg), self.window(cfg), self.overlap(cfg), bool(cfg.inputs.last_image)
-        )
-
-    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
-        # One denoiser forward sees one window, however long the video.
-        return max(w.latent for w in self.plan(cfg))
-
-    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
-        # Frame by frame like Wan, but the decoded video (3 float32 values per pixel) stays on the
-        # device until the end, and a long video's outgrows the VAE's working set.
-        total = self.frames_of(cfg) + (frames if cfg.mode == "v2v" else 0)
-        return 4 + math.ceil(total * 3 * 4 / (self.footprint.decode * 2))
+    def matches(self, index: dict[str, Any]) -> bool:
+        return True
 
     # -- checks ---------------------------------------------------------------------------
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
         s = cfg.sampling
-        window, overlap, block = self.window(cfg), self.overlap(cfg), self.block(cfg)
+        window, overlap, block = _window(cfg), _overlap(cfg), _block(cfg)
         for flag, value in (("--window", window), ("--overlap", overlap)):
             if (value - 1) % 4:
                 raise ConfigError(
@@ -366,7 +511,7 @@ class SkyReelsDF(SkyReels):
                 f"--extend {extend} does not fit {self.title}: it adds 4 frames per latent frame; "
                 f"nearest valid: {_near(extend, lambda v: v % 4 == 0 and v >= 4)}."
             )
-        if self.long(cfg) and overlap >= window:
+        if _long(cfg) and overlap >= window:
             raise ConfigError(
                 f"--overlap {overlap} must be shorter than --window {window}: each window carries over that many "
                 f"frames and adds the rest; try --overlap {max(1, min(17, window - 8) // 4 * 4 + 1)}."
@@ -383,89 +528,50 @@ class SkyReelsDF(SkyReels):
             raise ConfigError(
                 "--causal-block sizes the blocks of asynchronous mode; give --ar-step too (5 recommended)."
             )
-        self._check_blocks(cfg, block)
-        if cfg.inputs.last_image and self.long(cfg):
+        _check_blocks(cfg, block)
+        if cfg.inputs.last_image and _long(cfg):
             # diffusers 0.42.1 appends the last image's latent with the history's length, not its own:
             # a shape error in the last window.
             raise ConfigError(
                 f"--last-image works within one window of {self.title} (diffusers 0.42.1 fails on it across "
                 f"windows): use --frames {window} or fewer, or drop --last-image."
             )
-        plan = self.plan(cfg)
+        plan = _plan(cfg)
         if cfg.mode == "i2v" and len(plan) > 1 and plan[-1].latent != plan[0].latent:
             # diffusers 0.42.1 sizes every image-to-video window's schedule by the first one: a
             # shorter last window fails with an index error.
             raise ConfigError(
-                f"--frames {self.frames_of(cfg)} leaves a last window shorter than --window {window}, which "
+                f"--frames {_frames_of(cfg)} leaves a last window shorter than --window {window}, which "
                 f"{self.title} image-to-video cannot run in diffusers 0.42.1; use --frames "
-                f"{_near(self.frames_of(cfg), lambda v: self._full_windows(cfg, v))}."
+                f"{_near(_frames_of(cfg), lambda v: _full_windows(cfg, v))}."
             )
-
-    def _full_windows(self, cfg: RunConfig, frames: int) -> bool:
-        if (frames - 1) % 4:
-            return False
-        if frames <= self.window(cfg):
-            return True  # one window
-        plan = window_plan("i2v", frames, self.window(cfg), self.overlap(cfg))
-        return plan[-1].latent == plan[0].latent
-
-    def _check_blocks(self, cfg: RunConfig, block: int) -> None:
-        """Every window, and the history it carries, must be whole causal blocks: diffusers
-        leaves the frames of a partial block undenoised, or trims the history with a warning."""
-        if block == 1:
-            return
-        overlap = self.overlap(cfg)
-        if self.long(cfg) and _latent(overlap) % block:
-            raise ConfigError(
-                f"--overlap {overlap} is {_latent(overlap)} latent frames, not whole blocks of --causal-block {block}; "
-                f"nearest valid: {_near(overlap, lambda v: (v - 1) % 4 == 0 and _latent(v) % block == 0)}."
-            )
-        for window in self.plan(cfg):
-            if window.latent % block:
-                name = "--extend" if cfg.mode == "v2v" else "--frames"
-                given = cfg.sampling.get("extend") if cfg.mode == "v2v" else self.frames_of(cfg)
-                raise ConfigError(
-                    f"{name} {given} with --window {self.window(cfg)} makes a window of {window.latent} latent "
-                    f"frames, not whole blocks of --causal-block {block}; nearest valid {name}: "
-                    f"{_near(int(given or 0), lambda v, n=name: self._blocks_fit(cfg, n, v, block))}."
-                )
-
-    def _blocks_fit(self, cfg: RunConfig, name: str, value: int, block: int) -> bool:
-        key = "extend" if name == "--extend" else "num_frames"
-        if value < 1 or (value - (0 if key == "extend" else 1)) % 4:
-            return False
-        trial = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(update={key: value})})
-        return all(w.latent % block == 0 for w in self.plan(trial))
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         # The transformer sees one window at a time: its position table bounds the window.
+        # (Diffusion forcing conditions on the last image's latent; every DF checkpoint takes it.)
         window = cfg.model_copy(
-            update={"sampling": cfg.sampling.model_copy(update={"num_frames": _pixel(self.latent_frames(cfg, 0))})}
+            update={"sampling": cfg.sampling.model_copy(update={"num_frames": _pixel(_widest(cfg))})}
         )
-        super().check_loaded(pipe, window, frames)
-        if cfg.mode == "v2v" and frames is not None and frames < self.overlap(cfg):
+        check_positions(pipe, window)
+        if cfg.mode == "v2v" and frames is not None and frames < _overlap(cfg):
             raise ConfigError(
-                f"the input clip has {frames} frames and --overlap {self.overlap(cfg)} continues from its last "
-                f"{self.overlap(cfg)}; use a longer clip or a smaller --overlap (4k+1)."
+                f"the input clip has {frames} frames and --overlap {_overlap(cfg)} continues from its last "
+                f"{_overlap(cfg)}; use a longer clip or a smaller --overlap (4k+1)."
             )
-
-    def takes_last_image(self, pipe: Any) -> bool:
-        # Diffusion forcing conditions on the last image's latent; every DF checkpoint takes it.
-        return True
 
     # -- the call ---------------------------------------------------------------------------
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         s = cfg.sampling
-        kwargs: dict[str, Any] = {**prompt_kwargs(cfg), **sampling_kwargs(s, self.sampling[cfg.mode])}
-        kwargs["num_frames"] = self.frames_of(cfg)
-        kwargs["base_num_frames"] = self.window(cfg)
-        if self.long(cfg):
+        kwargs: dict[str, Any] = {**prompt_kwargs(cfg), **sampling_kwargs(s, self.modes[cfg.mode].sampling)}
+        kwargs["num_frames"] = _frames_of(cfg)
+        kwargs["base_num_frames"] = _window(cfg)
+        if _long(cfg):
             # The pipeline reads the history length only when there is more than one window.
-            kwargs["overlap_history"] = self.overlap(cfg)
+            kwargs["overlap_history"] = _overlap(cfg)
         kwargs["ar_step"] = s.get("ar_step") or 0
         # Always explicit: the pipeline writes a given block size into the transformer's config,
         # where it would stay for the next call on the same loaded model.
-        kwargs["causal_block_size"] = self.block(cfg)
+        kwargs["causal_block_size"] = _block(cfg)
         if s.get("addnoise_condition") is not None:
             kwargs["addnoise_condition"] = s.get("addnoise_condition")
         kwargs["output_type"] = "np"
@@ -473,40 +579,19 @@ class SkyReelsDF(SkyReels):
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         steps = int(call_kwargs.get("num_inference_steps", 50))
-        return sum(steps_of(self.plan(cfg), steps, call_kwargs["ar_step"], call_kwargs["causal_block_size"]))
+        return sum(steps_of(_plan(cfg), steps, call_kwargs["ar_step"], call_kwargs["causal_block_size"]))
 
-    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The window plan, for the sidecar: what each window denoises and adds."""
-        plan = self.plan(cfg)
-        steps = int(call_kwargs.get("num_inference_steps", 50))
-        counts = steps_of(plan, steps, call_kwargs["ar_step"], call_kwargs["causal_block_size"])
-        windows = []
-        start = 0
-        for window, steps in zip(plan, counts, strict=True):
-            windows.append({"latent_frames": window.latent, "history_latent_frames": window.ready,
-                            "new_frames": window.new_frames, "first_new_frame": start, "steps": steps})  # fmt: skip
-            start += window.new_frames
-        after = " after the clip" if cfg.mode == "v2v" else ""
-        spans = ", ".join(f"{w['first_new_frame']}-{w['first_new_frame'] + w['new_frames'] - 1}" for w in windows)
-        mode = "asynchronous" if call_kwargs["ar_step"] else "synchronous"
-        record: dict[str, Any] = {
-            "summary": f"{len(windows)} {mode} window(s) of at most {self.window(cfg)} frames adding frames "
-            f"{spans}{after} ({sum(counts)} denoising steps in all)",
-            "mode": mode,
-            "window_frames": self.window(cfg),
-            "overlap_frames": self.overlap(cfg) if self.long(cfg) else 0,
-            "windows": windows,
-        }
-        return {"windows": record}
-
-    def run_note(self, cfg: RunConfig) -> str | None:
-        if cfg.mode != "v2v":
-            return None
-        return (
-            f"the pipeline returns the input clip, then the last {self.overlap(cfg)} clip frames decoded again "
-            f"from their latents, then the new frames; vidgen drops that repeat, so the video is the clip "
-            f"followed by {self.frames_of(cfg) - self.overlap(cfg)} new frames"
-        )
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        if cfg.mode == "v2v":
+            record["run"] = (
+                f"the pipeline returns the input clip, then the last {_overlap(cfg)} clip frames decoded again "
+                f"from their latents, then the new frames; vidgen drops that repeat, so the video is the clip "
+                f"followed by {_frames_of(cfg) - _overlap(cfg)} new frames"
+            )
+        if call_kwargs is not None:
+            record["windows"] = _windows(cfg, call_kwargs)
+        return record
 
     def latent_call(
         self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
@@ -515,7 +600,7 @@ class SkyReelsDF(SkyReels):
         checkpoint: Any = extra.pop("checkpoint", None)
         journal: dict[str, Any] = extra.pop("journal", {})
         kwargs = {**call_kwargs, "output_type": "latent"}
-        keeper = _Keeper(self, pipe, cfg, call_kwargs, media, extra, checkpoint)
+        keeper = _Keeper(pipe, cfg, call_kwargs, media, extra, checkpoint)
         with keeper:
             if keeper.done:
                 # The sidecar says this video was finished from kept windows, and from which file.
@@ -535,13 +620,21 @@ class SkyReelsDF(SkyReels):
             video = pipe.video_processor.preprocess_video(
                 media["video"], height=call_kwargs["height"], width=call_kwargs["width"]
             )
-            pipe._vidgen_clip = (video, self.overlap(cfg))
+            pipe._vidgen_clip = (video, _overlap(cfg))
         return latents
 
-    def decode_video(self, pipe: Any, latents: Any) -> Any:
+    def decode(
+        self,
+        pipe: Any,
+        cfg: RunConfig,
+        latents: Any,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        tensors: dict[str, Any] | None = None,
+    ) -> Any:
         clip = pipe.__dict__.pop("_vidgen_clip", None)
         if clip is None:
-            return super().decode_video(pipe, latents)
+            return super().decode(pipe, cfg, latents, args, kwargs, tensors)
         import numpy as np
         import torch
 
@@ -580,7 +673,6 @@ class _Keeper:
 
     def __init__(
         self,
-        family: SkyReelsDF,
         pipe: Any,
         cfg: RunConfig,
         call_kwargs: dict[str, Any],
@@ -599,7 +691,7 @@ class _Keeper:
         about = {**call_kwargs, "vidgen": numeric}
         self.fingerprint = _fingerprint(pipe, about, media, extra.get("generator")) if self.path else ""
         self.report = extra.get("callback_on_step_end")
-        self.total = len(family.plan(cfg))
+        self.total = len(_plan(cfg))
 
     def __enter__(self) -> _Keeper:
         self.extra["callback_on_step_end"] = self.on_step_end
@@ -754,34 +846,26 @@ def _load_windows(path: Path, fingerprint: str) -> list[Any]:
 def _skyreels_transformer(**changes: Any) -> Any:
     from diffusers import SkyReelsV2Transformer3DModel
 
-    from vidgen.families.wan import _TRANSFORMER
-
-    return SkyReelsV2Transformer3DModel(**{**_TRANSFORMER, **changes})
+    return SkyReelsV2Transformer3DModel(**{**TINY_TRANSFORMER, **changes})
 
 
 def tiny_t2v() -> Any:
     from diffusers import SkyReelsV2Pipeline
 
-    from vidgen.families.wan import _parts
-
-    return SkyReelsV2Pipeline(**_parts(8.0), transformer=_skyreels_transformer())
+    return SkyReelsV2Pipeline(**tiny_wan_parts(8.0), transformer=_skyreels_transformer())
 
 
 def tiny_i2v() -> Any:
     from diffusers import SkyReelsV2ImageToVideoPipeline
 
-    from vidgen.families.wan import _clip, _parts
-
     transformer = _skyreels_transformer(in_channels=36, image_dim=4)
-    return SkyReelsV2ImageToVideoPipeline(**_parts(5.0), **_clip(32, 1), transformer=transformer)
+    return SkyReelsV2ImageToVideoPipeline(**tiny_wan_parts(5.0), **tiny_clip(32, 1), transformer=transformer)
 
 
 def tiny_df() -> Any:
     from diffusers import SkyReelsV2DiffusionForcingPipeline
 
-    from vidgen.families.wan import _parts
-
-    return SkyReelsV2DiffusionForcingPipeline(**_parts(8.0), transformer=_skyreels_transformer())
+    return SkyReelsV2DiffusionForcingPipeline(**tiny_wan_parts(8.0), transformer=_skyreels_transformer())
 
 
 SkyReels.tiny = {"skyreels": tiny_t2v, "skyreels-i2v": tiny_i2v}

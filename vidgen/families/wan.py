@@ -15,17 +15,25 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    Decoding,
     Family,
     Footprint,
     Grid,
+    Loading,
+    Memory,
+    Mode,
     ModelAccess,
     Option,
+    Takes,
     magcache_config,
     magcache_refusal,
+    magcache_steps,
     magcache_wanted,
+    merged,
     option_kwargs,
     prompt_kwargs,
     sampling_kwargs,
+    settings,
     shift_scheduler,
 )
 
@@ -54,9 +62,13 @@ NEGATIVE = (
     "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
     "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
-_UMT5_XXL = 5.681e9  # google/umt5-xxl encoder (tied embeddings counted once), in every Wan checkpoint
-_VAE_21 = 1.269e8
-_CLIP_H = 6.308e8  # open-clip ViT-H/14 vision tower (Wan 2.1 i2v / FLF2V)
+# Wan 2.1's image-to-video config adds "camera shake" to what it steers away from.
+_NEGATIVE_I2V = "镜头晃动，" + NEGATIVE
+UMT5_XXL = 5.681e9  # google/umt5-xxl encoder (tied embeddings counted once), in every Wan checkpoint
+VAE_21 = 1.269e8
+CLIP_H = 6.308e8  # open-clip ViT-H/14 vision tower (Wan 2.1 i2v / FLF2V)
+# The first-last-frame input, which image-to-video takes (the model decides whether it can use it).
+_LAST_IMAGE = frozenset({"last_image"})
 # Presets that can take --last-image (first-last-frame models), for the refusal message.
 LAST_IMAGE_PRESETS = ("wan2.1-flf2v-14b-720p", "wan2.2-i2v-a14b", "tiny-wan-flf2v", "tiny-wan22-i2v")
 
@@ -347,25 +359,116 @@ MAG_RATIOS: dict[str, MagCache] = {
     ),
 }
 
+# The Wan 2.1 transformers and causal VAE, with the published checkpoints' sizes; the other Wan
+# families (2.2, VACE, video-to-video, SkyReels-V2) are this shape with their own sizes.
+FOOTPRINT = Footprint(
+    denoiser="transformer",
+    blocks=40,
+    sizes={
+        "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": {"transformer": 1.419e9, "text_encoder": UMT5_XXL, "vae": VAE_21},
+        "Wan-AI/Wan2.1-T2V-14B-Diffusers": {"transformer": 14.288e9, "text_encoder": UMT5_XXL, "vae": VAE_21},
+        **dict.fromkeys(
+            (
+                "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+                "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+                "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+            ),
+            {"transformer": 16.39e9, "text_encoder": UMT5_XXL, "vae": VAE_21, "image_encoder": CLIP_H},
+        ),
+    },
+    spatial=8,
+    temporal=4,
+    patch=2,
+    width=5120,
+    live=10,
+    decode=120,
+    tiled=0.3,
+)
+
+
+def wan_memory(footprint: Footprint, part: type[Memory] = Memory) -> Memory:
+    """The memory part of a Wan-stack family with this footprint (`part`: a Memory subclass)."""
+    # The causal VAE decodes one latent frame (4 video frames) at a time with a feature cache.
+    return part(footprint, decode_batch=4, sliced=False)
+
+
+def published_ratios(cfg: RunConfig) -> MagCache | None:
+    """The published MagCache ratios of the run's checkpoint and mode, if there are any."""
+    published = MAG_RATIOS.get(cfg.model.id or "")
+    return published if published is not None and cfg.mode in published.modes else None
+
+
+def check_positions(pipe: Any, cfg: RunConfig) -> None:
+    """The run's frames and size fit the loaded transformer's rotary position table."""
+    # The rotary position table covers rope_max_seq_len patches per axis (1024 on the real
+    # checkpoints, 32 on the tiny ones); beyond it the transformer fails with a shape error.
+    config = pipe.transformer.config
+    rope, (patch_t, patch_h, patch_w) = getattr(config, "rope_max_seq_len", None), config.patch_size
+    s = cfg.sampling
+    if rope and s.num_frames and s.height and s.width:
+        temporal, spatial = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+        longest = {
+            "--frames": ((s.num_frames - 1) // temporal + 1) / patch_t,
+            "--height": s.height / spatial / patch_h,
+            "--width": s.width / spatial / patch_w,
+        }
+        flag, patches = max(longest.items(), key=lambda item: item[1])
+        given = {"--frames": s.num_frames, "--height": s.height, "--width": s.width}[flag]
+        if patches > rope:
+            most = {
+                "--frames": (rope * patch_t - 1) * temporal + 1,
+                "--height": rope * patch_h * spatial,
+                "--width": rope * patch_w * spatial,
+            }[flag]
+            raise ConfigError(
+                f"{flag} {given} is beyond what {cfg.model.id} can place (its positions cover {rope} patches per "
+                f"axis): at most {most} for this model."
+            )
+
+
+def clip_last_image(pipe: Any) -> bool:
+    """Whether the loaded image-to-video transformer learned positions for two CLIP images (a
+    first-last-frame model)."""
+    return bool(getattr(pipe.transformer.config, "pos_embed_seq_len", None))
+
 
 class Wan(Family):
     name = "wan"
     title = "Wan 2.1"
-    pipelines: ClassVar[dict[str, str]] = {"t2v": "WanPipeline", "i2v": "WanImageToVideoPipeline"}
-    repos: ClassVar[dict[str, str]] = {
-        "t2v": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-        "i2v": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode("WanPipeline", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", _CALL),
+        "i2v": Mode(
+            "WanImageToVideoPipeline",
+            "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+            _CALL,
+            inputs=_LAST_IMAGE,
+            defaults={"inputs": {"negative_prompt": _NEGATIVE_I2V}},
+        ),
     }
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL}
-    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
-    extra_inputs = frozenset({"last_image"})
-    media_args: ClassVar[dict[str, dict[str, str]]] = {"i2v": {"image": "image", "last_image": "last_image"}}
-    model_options = frozenset({"scheduler", "scheduler_options", "loras"})
-    optimizations = frozenset(
-        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+    # Reference settings (Wan 2.1 model cards): 480p, 5 s at 16 fps, and Wan's negative prompt.
+    reference = merged(
+        settings(size=(480, 832), frames=81, steps=50, guidance=5.0, fps=16, flow_shift=3.0),
+        {"inputs": {"negative_prompt": NEGATIVE}},
     )
-    # What diffusers 0.42.1 runs on the Wan transformer (checked on the tiny models).
-    caches = frozenset({"first-block", "pab", "taylorseer", "magcache"})
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
+    takes = Takes(
+        model=frozenset({"scheduler", "scheduler_options", "loras"}),
+        optimizations=frozenset(
+            {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+        ),
+        # What diffusers 0.42.1 runs on the Wan transformer (checked on the tiny models).
+        caches=frozenset({"first-block", "pab", "taylorseer", "magcache"}),
+        # The Wan repos ship UniPC with flow sigmas; the swaps keep flow-matching prediction.
+        schedulers={
+            "unipc": "UniPCMultistepScheduler",
+            "euler": "FlowMatchEulerDiscreteScheduler",
+            "dpm++": "DPMSolverMultistepScheduler",
+        },
+        scheduler_kwargs={
+            "unipc": {"prediction_type": "flow_prediction", "use_flow_sigmas": True},
+            "dpm++": {"prediction_type": "flow_prediction", "use_flow_sigmas": True},
+        },
+    )
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache assumes a batched guided pass and fails on Wan in diffusers 0.42.1",
         "optimization.decode_chunk_size": "Wan's causal VAE decodes frame by frame already; use --vae-tiling",
@@ -373,132 +476,49 @@ class Wan(Family):
         "optimization.attention_slicing": "Wan attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "Wan's feed-forward layers take no chunking; use --offload group",
     }
-    # The Wan repos ship UniPC with flow sigmas; the swaps keep flow-matching prediction.
-    schedulers: ClassVar[dict[str, str]] = {
-        "unipc": "UniPCMultistepScheduler",
-        "euler": "FlowMatchEulerDiscreteScheduler",
-        "dpm++": "DPMSolverMultistepScheduler",
-    }
-    scheduler_kwargs: ClassVar[dict[str, dict[str, Any]]] = {
-        "unipc": {"prediction_type": "flow_prediction", "use_flow_sigmas": True},
-        "dpm++": {"prediction_type": "flow_prediction", "use_flow_sigmas": True},
-    }
-    latents = "latent"
-    grid = Grid(frames=4, size=16)
     # The model cards run the VAE (and the CLIP image encoder) in fp32 beside a bf16 transformer.
-    dtypes: ClassVar[dict[str, str]] = {"vae": "fp32", "image_encoder": "fp32"}
-    cuda_dtype = "bf16"
-    footprint = Footprint(
-        denoiser="transformer",
-        blocks=40,
-        sizes={
-            "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": {"transformer": 1.419e9, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
-            "Wan-AI/Wan2.1-T2V-14B-Diffusers": {"transformer": 14.288e9, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
-            **dict.fromkeys(
-                (
-                    "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-                    "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
-                    "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
-                ),
-                {"transformer": 16.39e9, "text_encoder": _UMT5_XXL, "vae": _VAE_21, "image_encoder": _CLIP_H},
-            ),
-        },
-        spatial=8,
-        temporal=4,
-        patch=2,
-        width=5120,
-        live=10,
-        decode=120,
-        tiled=0.3,
+    # The UMT5-XXL encoder (5.7B) is as large as a small transformer, so --quantize takes it too.
+    loading = Loading(
+        cuda_dtype="bf16", dtypes={"vae": "fp32", "image_encoder": "fp32"}, quantize_also=("text_encoder",)
     )
-    # Reference settings (Wan 2.1 model cards): 480p, 5 s at 16 fps.
-    size = (480, 832)
-    frames_default = 81
-    fps = 16
-    steps_default = 50
-    guidance = 5.0
-    shift = 3.0
-    # Wan 2.1's image-to-video config adds "camera shake" to what it steers away from.
-    negative_i2v = "镜头晃动，" + NEGATIVE
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        data = super().defaults(mode)
-        data["sampling"]["flow_shift"] = self.shift
-        data["inputs"] = {"negative_prompt": self.negative_i2v if mode == "i2v" else NEGATIVE}
-        return data
+    memory = wan_memory(FOOTPRINT)
+    grid = Grid(frames=4, size=16)
+    decoding = Decoding(latents="latent")
 
     def matches(self, index: dict[str, Any]) -> bool:
         return index.get("boundary_ratio") is None and not index.get("expand_timesteps")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
-        if magcache_wanted(cfg) == "published" and self.published_ratios(cfg) is None:
+        if magcache_wanted(cfg) == "published" and published_ratios(cfg) is None:
             have = ", ".join(f"{repo} ({'/'.join(m.modes)})" for repo, m in MAG_RATIOS.items())
             raise magcache_refusal(self.title, cfg, f"they are for: {have}")
         if cfg.inputs.last_image and not cfg.inputs.image:
             raise ConfigError("--last-image is the frame the video ends on; give the first frame as IMAGE too.")
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
-        # The rotary position table covers rope_max_seq_len patches per axis (1024 on the real
-        # checkpoints, 32 on the tiny ones); beyond it the transformer fails with a shape error.
-        config = pipe.transformer.config
-        rope, (patch_t, patch_h, patch_w) = getattr(config, "rope_max_seq_len", None), config.patch_size
-        s = cfg.sampling
-        if rope and s.num_frames and s.height and s.width:
-            temporal, spatial = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
-            longest = {
-                "--frames": ((s.num_frames - 1) // temporal + 1) / patch_t,
-                "--height": s.height / spatial / patch_h,
-                "--width": s.width / spatial / patch_w,
-            }
-            flag, patches = max(longest.items(), key=lambda item: item[1])
-            given = {"--frames": s.num_frames, "--height": s.height, "--width": s.width}[flag]
-            if patches > rope:
-                most = {
-                    "--frames": (rope * patch_t - 1) * temporal + 1,
-                    "--height": rope * patch_h * spatial,
-                    "--width": rope * patch_w * spatial,
-                }[flag]
-                raise ConfigError(
-                    f"{flag} {given} is beyond what {cfg.model.id} can place (its positions cover {rope} patches per "
-                    f"axis): at most {most} for this model."
-                )
+        check_positions(pipe, cfg)
         # Wan 2.1 FLF2V learned positions for two CLIP images; an i2v-only transformer fails on a
         # second image deep inside its attention, so --last-image is refused before denoising.
-        if cfg.inputs.last_image and not self.takes_last_image(pipe):
+        if cfg.inputs.last_image and not clip_last_image(pipe):
             raise ConfigError(
                 f"--last-image needs a first-last-frame model, and {cfg.model.id} is image-to-video only; "
                 f"use one of the presets {', '.join(LAST_IMAGE_PRESETS)}."
             )
 
-    def takes_last_image(self, pipe: Any) -> bool:
-        return bool(getattr(pipe.transformer.config, "pos_embed_seq_len", None))
-
-    def published_ratios(self, cfg: RunConfig) -> MagCache | None:
-        published = MAG_RATIOS.get(cfg.model.id or "")
-        return published if published is not None and cfg.mode in published.modes else None
-
     def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
         if spec.partition(":")[0] != "magcache":
             return None
         where = f"MAG_RATIOS[{cfg.model.id!r}]"
-        return magcache_config(cfg, spec, self.magcache_steps(cfg), self.published_ratios(cfg), where)
+        return magcache_config(cfg, spec, magcache_steps(self, cfg), published_ratios(cfg), where)
 
     def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         return shift_scheduler(pipe, cfg)
 
-    def quantized_components(self, mode: str) -> list[str]:
-        # The UMT5-XXL encoder (5.7B) is as large as a small transformer.
-        return [*self.denoiser_names(), "text_encoder"]
-
-    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
-        # The causal VAE decodes one latent frame (4 video frames) at a time with a feature cache.
-        return min(frames, 4)
-
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {
             **prompt_kwargs(cfg),
-            **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode]),
+            **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling),
             **option_kwargs(self, cfg),
         }
         kwargs["output_type"] = "np"
@@ -510,69 +530,77 @@ class Wan(Family):
 class Wan22(Wan):
     name = "wan2.2"
     title = "Wan 2.2 A14B"
-    repos: ClassVar[dict[str, str]] = {
-        "t2v": "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
-        "i2v": "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-    }
-    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, GUIDANCE_2)
-    # The high-noise expert denoises until boundary_ratio of the schedule, then the low-noise one.
-    denoisers: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
-    # Each expert is a Wan 2.1 14B transformer; offloaded, only the running one is on the GPU.
-    footprint = replace(
-        Wan.footprint,
-        sizes=dict.fromkeys(
-            ("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
-            {"transformer": 14.288e9, "transformer_2": 14.288e9, "text_encoder": _UMT5_XXL, "vae": _VAE_21},
+    # Official A14B configs: t2v guides 4.0 (high noise) / 3.0 (low noise) with shift 12;
+    # i2v 3.5 / 3.5 with shift 5.
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode(
+            "WanPipeline",
+            "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+            _CALL,
+            defaults=settings(guidance=4.0, guidance_scale_2=3.0, flow_shift=12.0),
         ),
-    )
-    size = (720, 1280)
-    steps_default = 40
-    negative_i2v = NEGATIVE
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        data = super().defaults(mode)
-        # Official A14B configs: t2v guides 4.0 (high noise) / 3.0 (low noise) with shift 12;
-        # i2v 3.5 / 3.5 with shift 5.
-        guidance, guidance_2, shift = (4.0, 3.0, 12.0) if mode == "t2v" else (3.5, 3.5, 5.0)
-        data["sampling"].update({"guidance_scale": guidance, "guidance_scale_2": guidance_2, "flow_shift": shift})
-        return data
-
-    def matches(self, index: dict[str, Any]) -> bool:
-        return index.get("boundary_ratio") is not None
-
+        "i2v": Mode(
+            "WanImageToVideoPipeline",
+            "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+            _CALL,
+            inputs=_LAST_IMAGE,
+            defaults=settings(guidance=3.5, guidance_scale_2=3.5, flow_shift=5.0),
+        ),
+    }
+    reference = merged(Wan.reference, settings(size=(720, 1280), steps=40))
+    options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, GUIDANCE_2)
     # The published A14B ratios span both experts' steps, while diffusers counts each expert's
     # steps on its own; splitting them at the boundary is not wired up yet.
-    caches = frozenset({"first-block", "pab", "taylorseer"})
+    takes = replace(Wan.takes, caches=frozenset({"first-block", "pab", "taylorseer"}))
     hints: ClassVar[dict[str, str]] = {
         **Wan.hints,
         "optimization.cache=magcache": "its published ratios span both experts, which diffusers caches apart",
     }
+    # The high-noise expert denoises until boundary_ratio of the schedule, then the low-noise one.
+    loading = replace(Wan.loading, denoisers=("transformer", "transformer_2"))
+    # Each expert is a Wan 2.1 14B transformer; offloaded, only the running one is on the GPU.
+    memory = wan_memory(
+        replace(
+            FOOTPRINT,
+            sizes=dict.fromkeys(
+                ("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
+                {"transformer": 14.288e9, "transformer_2": 14.288e9, "text_encoder": UMT5_XXL, "vae": VAE_21},
+            ),
+        )
+    )
 
-    def takes_last_image(self, pipe: Any) -> bool:
-        # The A14B i2v model conditions on VAE latents of both images, with no CLIP encoder.
-        return True
+    def matches(self, index: dict[str, Any]) -> bool:
+        return index.get("boundary_ratio") is not None
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        # The A14B i2v model conditions on VAE latents of both images, with no CLIP encoder: it
+        # always takes --last-image.
+        check_positions(pipe, cfg)
+
+
+_TI2V = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
 
 
 class WanTI2V(Wan):
     name = "wan2.2-ti2v"
     title = "Wan 2.2 TI2V-5B"
-    repos: ClassVar[dict[str, str]] = dict.fromkeys(("t2v", "i2v"), "Wan-AI/Wan2.2-TI2V-5B-Diffusers")
-    extra_inputs = frozenset()
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode("WanPipeline", _TI2V, _CALL),
+        "i2v": Mode("WanImageToVideoPipeline", _TI2V, _CALL),
+    }
+    reference = merged(Wan.reference, settings(size=(704, 1280), frames=121, fps=24, flow_shift=5.0))
     # The Wan 2.2 VAE compresses 16x16 pixels and the transformer patches 2x2 latents.
     grid = Grid(frames=4, size=32)
-    footprint = replace(
-        Wan.footprint,
-        blocks=30,
-        sizes={"Wan-AI/Wan2.2-TI2V-5B-Diffusers": {"transformer": 5.0e9, "text_encoder": _UMT5_XXL, "vae": 7.047e8}},
-        spatial=16,
-        width=3072,
-        decode=160,
+    memory = wan_memory(
+        replace(
+            FOOTPRINT,
+            blocks=30,
+            sizes={_TI2V: {"transformer": 5.0e9, "text_encoder": UMT5_XXL, "vae": 7.047e8}},
+            spatial=16,
+            width=3072,
+            decode=160,
+        )
     )
-    size = (704, 1280)
-    frames_default = 121
-    fps = 24
-    shift = 5.0
-    negative_i2v = NEGATIVE
 
     def matches(self, index: dict[str, Any]) -> bool:
         return bool(index.get("expand_timesteps")) and index.get("boundary_ratio") is None
@@ -580,7 +608,7 @@ class WanTI2V(Wan):
 
 # -- tiny random-weight recipes (diffusers' own Wan test configs, offline tokenizers) ----------
 
-_TRANSFORMER = {
+TINY_TRANSFORMER = {
     "patch_size": (1, 2, 2),
     "num_attention_heads": 2,
     "attention_head_dim": 12,
@@ -603,7 +631,7 @@ _VAE = {
 }
 
 
-def _parts(shift: float = 3.0) -> dict[str, Any]:
+def tiny_wan_parts(shift: float = 3.0) -> dict[str, Any]:
     """Tokenizer, UMT5 encoder, Wan 2.1 VAE and the UniPC flow scheduler the Wan repos ship."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
 
@@ -616,13 +644,13 @@ def _parts(shift: float = 3.0) -> dict[str, Any]:
     return {"tokenizer": tokenizer, "text_encoder": encoder, "vae": AutoencoderKLWan(**_VAE), "scheduler": scheduler}
 
 
-def _transformer(**changes: Any) -> Any:
+def tiny_transformer(**changes: Any) -> Any:
     from diffusers import WanTransformer3DModel
 
-    return WanTransformer3DModel(**{**_TRANSFORMER, **changes})
+    return WanTransformer3DModel(**{**TINY_TRANSFORMER, **changes})
 
 
-def _clip(image_size: int, patch_size: int) -> dict[str, Any]:
+def tiny_clip(image_size: int, patch_size: int) -> dict[str, Any]:
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     from vidgen.families.tiny_parts import clip_image_processor
@@ -642,35 +670,39 @@ def _clip(image_size: int, patch_size: int) -> dict[str, Any]:
 def tiny_t2v() -> Any:
     from diffusers import WanPipeline
 
-    return WanPipeline(**_parts(), transformer=_transformer())
+    return WanPipeline(**tiny_wan_parts(), transformer=tiny_transformer())
 
 
 def tiny_i2v() -> Any:
     from diffusers import WanImageToVideoPipeline
 
-    return WanImageToVideoPipeline(**_parts(), **_clip(32, 1), transformer=_transformer(in_channels=36, image_dim=4))
+    return WanImageToVideoPipeline(
+        **tiny_wan_parts(), **tiny_clip(32, 1), transformer=tiny_transformer(in_channels=36, image_dim=4)
+    )
 
 
 def tiny_flf2v() -> Any:
     """FLF2V: positions for two CLIP images (8 px / 4 px patches = 4 patches + CLS, twice)."""
     from diffusers import WanImageToVideoPipeline
 
-    transformer = _transformer(in_channels=36, image_dim=4, pos_embed_seq_len=10)
-    return WanImageToVideoPipeline(**_parts(), **_clip(8, 4), transformer=transformer)
+    transformer = tiny_transformer(in_channels=36, image_dim=4, pos_embed_seq_len=10)
+    return WanImageToVideoPipeline(**tiny_wan_parts(), **tiny_clip(8, 4), transformer=transformer)
 
 
 def tiny_a14b() -> Any:
     from diffusers import WanPipeline
 
-    return WanPipeline(**_parts(12.0), transformer=_transformer(), transformer_2=_transformer(), boundary_ratio=0.875)
+    return WanPipeline(
+        **tiny_wan_parts(12.0), transformer=tiny_transformer(), transformer_2=tiny_transformer(), boundary_ratio=0.875
+    )
 
 
 def tiny_a14b_i2v() -> Any:
     from diffusers import WanImageToVideoPipeline
 
-    experts = {"transformer": _transformer(in_channels=36), "transformer_2": _transformer(in_channels=36)}
+    experts = {"transformer": tiny_transformer(in_channels=36), "transformer_2": tiny_transformer(in_channels=36)}
     return WanImageToVideoPipeline(
-        **_parts(5.0), image_encoder=None, image_processor=None, **experts, boundary_ratio=0.9
+        **tiny_wan_parts(5.0), image_encoder=None, image_processor=None, **experts, boundary_ratio=0.9
     )
 
 
@@ -689,8 +721,8 @@ def tiny_ti2v() -> Any:
         scale_factor_spatial=16,
         scale_factor_temporal=4,
     )
-    parts = {**_parts(5.0), "vae": vae}
-    return WanPipeline(**parts, transformer=_transformer(in_channels=48, out_channels=48), expand_timesteps=True)
+    parts = {**tiny_wan_parts(5.0), "vae": vae}
+    return WanPipeline(**parts, transformer=tiny_transformer(in_channels=48, out_channels=48), expand_timesteps=True)
 
 
 Wan.tiny = {"wan": tiny_t2v, "wan-i2v": tiny_i2v, "wan-flf2v": tiny_flf2v}
