@@ -23,7 +23,11 @@ from vidgen.families.base import mode_options as family_mode_options
 # The family modules, in `vidgen models` order; each defines FAMILIES, the classes it registers.
 MODULES = (
     "cogvideox",
+    "modelscope",
     "svd",
+    "i2vgen_xl",
+    "animatediff",
+    "text2video_zero",
     "wan",
     "wan_vace",
     "skyreels",

@@ -16,10 +16,17 @@ from vidgen.families.base import (
     SDPA_SLICING,
     Family,
     Footprint,
+    Grid,
+    Loading,
+    Memory,
+    Mode,
     ModelAccess,
-    check_multiple,
+    Takes,
+    check_grid,
+    merged,
     prompt_kwargs,
     sampling_kwargs,
+    settings,
 )
 
 _COMMON = frozenset(
@@ -57,34 +64,88 @@ _SIZES = {
         {"controlnet": 3.61e8},
     ),
 }
+# The `model` options of every AnimateDiff (the motion adapter beside the base model).
+_MODEL = frozenset({"motion_adapter", "base_config", "scheduler", "scheduler_options", "loras"})
+# The base (SD 1.5) model; the motion adapter is a component beside it.
+_SD15_BASE = "emilianJR/epiCRealism"
+
+
+def free_noise(cfg: RunConfig) -> tuple[int | None, int | None]:
+    """(context_length, context_stride) when FreeNoise is on, else (None, None).
+
+    Prompt travel needs FreeNoise, so a prompt map switches it on with diffusers' defaults.
+    """
+    s = cfg.sampling
+    if s.context_length is None and s.context_stride is None and not cfg.inputs.prompts:
+        return None, None
+    # The implicit window never exceeds the video (FreeNoise fails on a window past its end).
+    length = s.context_length or min(FREE_NOISE_DEFAULTS["context_length"], s.num_frames or 10_000)
+    return length, s.context_stride or min(FREE_NOISE_DEFAULTS["context_stride"], length)
+
+
+def repair_add_embedding(pipe: Any, folder: str | None) -> list[dict[str, Any]]:
+    """diffusers 0.42.1 builds the motion UNet with `UNetMotionModel.from_unet2d`, which does
+    not copy SDXL's text-time `add_embedding` from the base UNet (raised in the review of
+    diffusers PR #6721 and left for later): it stays randomly initialised, so every process
+    runs a different, wrong conditioning. Copy it from the base model's UNet weights."""
+    import torch
+    from safetensors import safe_open
+
+    unet = Path(folder or "") / "unet"
+    files = sorted(unet.glob("*.safetensors")) if unet.is_dir() else []
+    weights: dict[str, Any] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if key.startswith("add_embedding."):
+                    weights[key.removeprefix("add_embedding.")] = handle.get_tensor(key)
+    if not weights:
+        raise ModelError(
+            f"cannot find the base UNet's add_embedding weights under {unet}; AnimateDiff SDXL needs a "
+            "diffusers SDXL folder or Hub repo as --base-model."
+        )
+    target = pipe.unet.add_embedding
+    first = next(target.parameters())
+    with torch.no_grad():
+        target.load_state_dict({k: v.to(first.dtype) for k, v in weights.items()})
+    return [{"method": "unet.add_embedding.load_state_dict", "kwargs": {"from": str(unet)}}]
 
 
 class AnimateDiff(Family):
     name = "animatediff"
     title = "AnimateDiff"
-    pipelines: ClassVar[dict[str, str]] = {
-        "animate": "AnimateDiffPipeline",
-        "v2v": "AnimateDiffVideoToVideoPipeline",
-        "control": "AnimateDiffControlNetPipeline",
-    }
-    # The base (SD 1.5) model; the motion adapter is a component beside it.
-    repos: ClassVar[dict[str, str]] = dict.fromkeys(("animate", "v2v", "control"), "emilianJR/epiCRealism")
-    sampling: ClassVar[dict[str, frozenset[str]]] = {
-        "animate": _COMMON | {"num_frames"},
-        "v2v": _COMMON | {"strength"},
+    modes: ClassVar[dict[str, Mode]] = {
+        "animate": Mode("AnimateDiffPipeline", _SD15_BASE, _COMMON | {"num_frames"}, defaults=settings(frames=16)),
+        "v2v": Mode(
+            "AnimateDiffVideoToVideoPipeline",
+            _SD15_BASE,
+            _COMMON | {"strength"},
+            defaults={"sampling": {"strength": 0.8}, "inputs": {"max_frames": 32}},
+        ),
         # The control video sets the length.
-        "control": _COMMON | {"controlnet_conditioning_scale"},
+        "control": Mode(
+            "AnimateDiffControlNetPipeline",
+            _SD15_BASE,
+            _COMMON | {"controlnet_conditioning_scale"},
+            media={"control": "conditioning_frames"},
+            model=_MODEL | {"controlnet"},
+            defaults={
+                "model": {"controlnet": "canny"},
+                "sampling": {"controlnet_conditioning_scale": 1.0},
+                "inputs": {"max_frames": 16, "preprocess": "none"},
+            },
+        ),
     }
-    prompt_travel = True
-    single_file = True
-    # FreeNoise and FreeInit are switched on once after loading (see setup).
-    setup_fields = _SETUP
-    # model field -> the diffusers class loaded for it and passed to the pipeline.
-    components: ClassVar[dict[str, str]] = {"motion_adapter": "MotionAdapter", "controlnet": "ControlNetModel"}
-    media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "conditioning_frames"}}
-    model_options = frozenset({"motion_adapter", "base_config", "scheduler", "scheduler_options", "loras"})
-    optimizations = frozenset(
-        {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "fp8_storage", "compile"}
+    reference = merged(
+        {"model": {"motion_adapter": "guoyww/animatediff-motion-adapter-v1-5-2"}},
+        settings(size=(512, 512), steps=25, guidance=7.5, fps=8),
+    )
+    takes = Takes(
+        prompts=True,
+        model=_MODEL,
+        optimizations=frozenset(
+            {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "fp8_storage", "compile"}
+        ),
     )
     hints: ClassVar[dict[str, str]] = {
         "sampling.num_frames": "in v2v the input video sets the length",
@@ -92,45 +153,24 @@ class AnimateDiff(Family):
         "optimization.quantize": "its motion UNet is assembled from the base UNet after loading, which a "
         "quantized UNet cannot be; use --fp8-storage",
     }
-    cuda_dtype = "fp16"
-    footprint = Footprint(denoiser="unet", blocks=16, sizes=_SIZES)
-
-    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
-        # decode_chunk_size (default 16) frames per VAE call, each split per frame by slicing.
-        return 1 if cfg.optimization.vae_slicing else min(cfg.optimization.decode_chunk_size or 16, frames)
-
-    def model_fields(self, mode: str) -> frozenset[str]:
-        return self.model_options | {"controlnet"} if mode == "control" else self.model_options
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        sampling: dict[str, Any] = {
-            "height": 512,
-            "width": 512,
-            "num_inference_steps": 25,
-            "guidance_scale": 7.5,
-        }
-        inputs: dict[str, Any] = {}
-        model = {"id": self.repos.get(mode), "motion_adapter": "guoyww/animatediff-motion-adapter-v1-5-2"}
-        if mode == "v2v":
-            sampling["strength"] = 0.8
-            inputs["max_frames"] = 32
-        elif mode == "control":
-            sampling["controlnet_conditioning_scale"] = 1.0
-            inputs.update(max_frames=16, preprocess="none")
-            model["controlnet"] = "canny"
-        else:
-            sampling["num_frames"] = 16
-        return {
-            "model": model,
-            "inputs": inputs,
-            "sampling": sampling,
-            "output": {"fps": 8},
-        }
+    loading = Loading(
+        cuda_dtype="fp16",
+        single_file=True,
+        # model field -> the diffusers class loaded for it and passed to the pipeline.
+        components={"motion_adapter": "MotionAdapter", "controlnet": "ControlNetModel"},
+        # FreeNoise and FreeInit are switched on once after loading (see setup).
+        setup_fields=_SETUP,
+    )
+    # decode_chunk_size (default 16) frames per VAE call, each split per frame by slicing.
+    memory = Memory(Footprint(denoiser="unet", blocks=16, sizes=_SIZES), decode_batch=16)
+    # The UNet's VAE works on multiples of 8 pixels.
+    grid = Grid(size=8)
 
     def check(self, cfg: RunConfig) -> None:
+        # Not the base check: a prompt map (prompt travel) may stand in for the prompt.
         if not (cfg.inputs.prompt or "").strip() and not cfg.inputs.prompts:
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
-        check_multiple(self.title, cfg, 8)
+        check_grid(self.title, cfg, self.grid)
         if not cfg.model.motion_adapter:
             raise ConfigError("AnimateDiff needs a motion adapter: set --motion-adapter (a Hub id, folder or file).")
         s = cfg.sampling
@@ -145,7 +185,7 @@ class AnimateDiff(Family):
                 raise ConfigError(
                     f"--prompt-at {last}:... is past the last frame ({s.num_frames - 1}); raise --frames."
                 )
-        length, stride = self.free_noise(cfg)
+        length, stride = free_noise(cfg)
         if stride is not None and length is not None and stride > length:
             raise ConfigError(
                 f"--context-stride {stride} is larger than --context-length {length}; frames would be skipped."
@@ -153,22 +193,10 @@ class AnimateDiff(Family):
         if s.free_init_method is not None and s.free_init_iters is None:
             raise ConfigError("sampling.free_init_method needs --free-init ITERS to switch FreeInit on.")
 
-    def free_noise(self, cfg: RunConfig) -> tuple[int | None, int | None]:
-        """(context_length, context_stride) when FreeNoise is on, else (None, None).
-
-        Prompt travel needs FreeNoise, so a prompt map switches it on with diffusers' defaults.
-        """
-        s = cfg.sampling
-        if s.context_length is None and s.context_stride is None and not cfg.inputs.prompts:
-            return None, None
-        # The implicit window never exceeds the video (FreeNoise fails on a window past its end).
-        length = s.context_length or min(FREE_NOISE_DEFAULTS["context_length"], s.num_frames or 10_000)
-        return length, s.context_stride or min(FREE_NOISE_DEFAULTS["context_stride"], length)
-
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         limit = pipe.unet.config.motion_max_seq_length
         count = frames if frames is not None else cfg.sampling.num_frames
-        length, _ = self.free_noise(cfg)
+        length, _ = free_noise(cfg)
         if length is None and count is not None and count > limit:
             flag = "input frames" if cfg.mode == "v2v" else f"--frames {count}"
             raise ConfigError(
@@ -186,7 +214,7 @@ class AnimateDiff(Family):
     def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         """Switch FreeNoise / FreeInit on as configured; returns the calls, for the sidecar."""
         calls: list[dict[str, Any]] = []
-        length, stride = self.free_noise(cfg)
+        length, stride = free_noise(cfg)
         if length is not None:
             kwargs = {"context_length": length, "context_stride": stride}
             calls.append({"method": "enable_free_noise", "kwargs": kwargs})
@@ -201,7 +229,7 @@ class AnimateDiff(Family):
         return calls
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
-        kwargs = sampling_kwargs(cfg.sampling, self.sampling[cfg.mode] - _SETUP)
+        kwargs = sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling - _SETUP)
         if not cfg.inputs.prompts:  # a prompt map goes beside the JSON kwargs (its keys are ints)
             kwargs.update(prompt_kwargs(cfg))
         elif cfg.inputs.negative_prompt is not None:
@@ -225,61 +253,31 @@ class AnimateDiffSDXL(AnimateDiff):
 
     name = "animatediff-sdxl"
     title = "AnimateDiff SDXL"
-    pipelines: ClassVar[dict[str, str]] = {"animate": "AnimateDiffSDXLPipeline"}
-    repos: ClassVar[dict[str, str]] = {"animate": "stabilityai/stable-diffusion-xl-base-1.0"}
-    sampling: ClassVar[dict[str, frozenset[str]]] = {
-        "animate": (_COMMON - {"context_length", "context_stride"}) | {"num_frames"}
+    modes: ClassVar[dict[str, Mode]] = {
+        "animate": Mode(
+            "AnimateDiffSDXLPipeline",
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            (_COMMON - {"context_length", "context_stride"}) | {"num_frames"},
+            model=_MODEL - {"base_config"},
+        )
     }
-    prompt_travel = False
-    # The add_embedding repair below reads the base folder's UNet; a single file has none.
-    single_file = False
-    components: ClassVar[dict[str, str]] = {"motion_adapter": "MotionAdapter"}
-    media_args: ClassVar[dict[str, dict[str, str]]] = {}
-    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "forward_chunking", "fp8_storage", "compile"})
-
-    def model_fields(self, mode: str) -> frozenset[str]:
-        return self.model_options - {"base_config"}
-
-    def repair(self, pipe: Any, folder: str | None) -> list[dict[str, Any]]:
-        """diffusers 0.42.1 builds the motion UNet with `UNetMotionModel.from_unet2d`, which does
-        not copy SDXL's text-time `add_embedding` from the base UNet (raised in the review of
-        diffusers PR #6721 and left for later): it stays randomly initialised, so every process
-        runs a different, wrong conditioning. Copy it from the base model's UNet weights."""
-        import torch
-        from safetensors import safe_open
-
-        unet = Path(folder or "") / "unet"
-        files = sorted(unet.glob("*.safetensors")) if unet.is_dir() else []
-        weights: dict[str, Any] = {}
-        for file in files:
-            with safe_open(str(file), framework="pt") as handle:
-                for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                    if key.startswith("add_embedding."):
-                        weights[key.removeprefix("add_embedding.")] = handle.get_tensor(key)
-        if not weights:
-            raise ModelError(
-                f"cannot find the base UNet's add_embedding weights under {unet}; AnimateDiff SDXL needs a "
-                "diffusers SDXL folder or Hub repo as --base-model."
-            )
-        target = pipe.unet.add_embedding
-        first = next(target.parameters())
-        with torch.no_grad():
-            target.load_state_dict({k: v.to(first.dtype) for k, v in weights.items()})
-        return [{"method": "unet.add_embedding.load_state_dict", "kwargs": {"from": str(unet)}}]
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        return {
-            "model": {"id": self.repos["animate"], "motion_adapter": "guoyww/animatediff-motion-adapter-sdxl-beta"},
-            # The diffusers AnimateDiff SDXL example's settings.
-            "sampling": {
-                "num_frames": 16,
-                "height": 1024,
-                "width": 1024,
-                "num_inference_steps": 20,
-                "guidance_scale": 8.0,
-            },
-            "output": {"fps": 8},
-        }
+    # The diffusers AnimateDiff SDXL example's settings.
+    reference = merged(
+        {"model": {"motion_adapter": "guoyww/animatediff-motion-adapter-sdxl-beta"}},
+        settings(size=(1024, 1024), frames=16, steps=20, guidance=8.0, fps=8),
+    )
+    takes = Takes(
+        model=_MODEL,
+        optimizations=frozenset({"offload", "vae_tiling", "vae_slicing", "forward_chunking", "fp8_storage", "compile"}),
+    )
+    loading = Loading(
+        cuda_dtype="fp16",
+        # The add_embedding repair reads the base folder's UNet; a single file has none.
+        single_file=False,
+        components={"motion_adapter": "MotionAdapter"},
+        setup_fields=_SETUP,
+        repair=repair_add_embedding,
+    )
 
 
 FAMILIES = (AnimateDiff, AnimateDiffSDXL)

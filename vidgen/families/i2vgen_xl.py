@@ -11,7 +11,19 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.families.base import SDPA_SLICING, Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import (
+    SDPA_SLICING,
+    Family,
+    Footprint,
+    Grid,
+    Loading,
+    Memory,
+    Mode,
+    Takes,
+    prompt_kwargs,
+    sampling_kwargs,
+    settings,
+)
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "target_fps", "eta"})
 
@@ -19,56 +31,44 @@ _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "h
 class I2VGenXL(Family):
     name = "i2vgen-xl"
     title = "I2VGen-XL"
-    pipelines: ClassVar[dict[str, str]] = {"i2v": "I2VGenXLPipeline"}
-    repos: ClassVar[dict[str, str]] = {"i2v": "ali-vilab/i2vgen-xl"}
+    modes: ClassVar[dict[str, Mode]] = {
+        # prepare_image_latents calls `latent_dist.sample()` without the generator (diffusers
+        # 0.42.1), so the same seed gave different videos until the global RNG was seeded too.
+        "i2v": Mode("I2VGenXLPipeline", "ali-vilab/i2vgen-xl", _SAMPLING, seeds_global_rng=True)
+    }
     deprecated = "deprecated in diffusers (no fixes after 0.33.1)"
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"i2v": _SAMPLING}
-    optimizations = frozenset(
-        {
-            "offload",
-            "vae_tiling",
-            "vae_slicing",
-            "forward_chunking",
-            "decode_chunk_size",
-            "fp8_storage",
-            "compile",
-            "quantize",
-        }
+    # The model card: fewer than 50 DDIM steps gives bad results.
+    reference = settings(size=(704, 1280), frames=16, steps=50, guidance=9.0, fps=16, target_fps=16)
+    takes = Takes(
+        optimizations=frozenset(
+            {
+                "offload",
+                "vae_tiling",
+                "vae_slicing",
+                "forward_chunking",
+                "decode_chunk_size",
+                "fp8_storage",
+                "compile",
+                "quantize",
+            }
+        )
     )
     hints: ClassVar[dict[str, str]] = {"optimization.attention_slicing": SDPA_SLICING}
-    cuda_dtype = "fp16"
-    footprint = Footprint(
-        denoiser="unet",
-        blocks=16,
-        sizes={"ali-vilab/i2vgen-xl": {"unet": 1.42e9, "text_encoder": 3.54e8, "image_encoder": 6.32e8, "vae": 8.37e7}},
-    )
-
-    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
-        # The pipeline decodes one frame at a time unless decode_chunk_size says otherwise.
-        return min(cfg.optimization.decode_chunk_size or 1, frames)
-
-    # prepare_image_latents calls `latent_dist.sample()` without the generator (diffusers 0.42.1),
-    # so the same seed gave different videos until the global RNG was seeded too.
-    seeds_global_rng = True
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        return {
-            "model": {"id": self.repos["i2v"]},
-            "sampling": {
-                "num_frames": 16,
-                "height": 704,
-                "width": 1280,
-                # The model card: fewer than 50 DDIM steps gives bad results.
-                "num_inference_steps": 50,
-                "guidance_scale": 9.0,
-                "target_fps": 16,
+    loading = Loading(cuda_dtype="fp16")
+    # The pipeline decodes one frame at a time unless decode_chunk_size says otherwise.
+    memory = Memory(
+        Footprint(
+            denoiser="unet",
+            blocks=16,
+            sizes={
+                "ali-vilab/i2vgen-xl": {"unet": 1.42e9, "text_encoder": 3.54e8, "image_encoder": 6.32e8, "vae": 8.37e7}
             },
-            "output": {"fps": 16},
-        }
-
-    def check(self, cfg: RunConfig) -> None:
-        super().check(cfg)
-        check_multiple(self.title, cfg, 8)
+        ),
+        decode_batch=1,
+        sliced=False,
+    )
+    # The UNet's VAE works on multiples of 8 pixels.
+    grid = Grid(size=8)
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, _SAMPLING)}

@@ -11,56 +11,59 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.families.base import Family, Footprint, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import (
+    Family,
+    Footprint,
+    Grid,
+    Loading,
+    Memory,
+    Mode,
+    Takes,
+    prompt_kwargs,
+    sampling_kwargs,
+    settings,
+)
 
 
 class ModelScope(Family):
     name = "modelscope"
     title = "ModelScope T2V"
-    pipelines: ClassVar[dict[str, str]] = {"t2v": "TextToVideoSDPipeline"}
-    repos: ClassVar[dict[str, str]] = {"t2v": "ali-vilab/text-to-video-ms-1.7b"}
-    deprecated = "deprecated in diffusers (no fixes after 0.33.1)"
-    sampling: ClassVar[dict[str, frozenset[str]]] = {
-        "t2v": frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "eta"})
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode(
+            "TextToVideoSDPipeline",
+            "ali-vilab/text-to-video-ms-1.7b",
+            frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "eta"}),
+        )
     }
-    optimizations = frozenset(
-        {
-            "offload",
-            "vae_tiling",
-            "vae_slicing",
-            "forward_chunking",
-            "attention_slicing",
-            "fp8_storage",
-            "compile",
-            "quantize",
-        }
+    deprecated = "deprecated in diffusers (no fixes after 0.33.1)"
+    reference = settings(size=(256, 256), frames=16, steps=50, guidance=9.0, fps=8)
+    takes = Takes(
+        optimizations=frozenset(
+            {
+                "offload",
+                "vae_tiling",
+                "vae_slicing",
+                "forward_chunking",
+                "attention_slicing",
+                "fp8_storage",
+                "compile",
+                "quantize",
+            }
+        )
     )
-    cuda_dtype = "fp16"
-    footprint = Footprint(
-        denoiser="unet",
-        blocks=16,
-        sizes={"ali-vilab/text-to-video-ms-1.7b": {"unet": 1.41e9, "text_encoder": 3.54e8, "vae": 8.37e7}},
+    loading = Loading(cuda_dtype="fp16")
+    memory = Memory(
+        Footprint(
+            denoiser="unet",
+            blocks=16,
+            sizes={"ali-vilab/text-to-video-ms-1.7b": {"unet": 1.41e9, "text_encoder": 3.54e8, "vae": 8.37e7}},
+        )
     )
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        return {
-            "model": {"id": self.repos["t2v"]},
-            "sampling": {
-                "num_frames": 16,
-                "height": 256,
-                "width": 256,
-                "num_inference_steps": 50,
-                "guidance_scale": 9.0,
-            },
-            "output": {"fps": 8},
-        }
-
-    def check(self, cfg: RunConfig) -> None:
-        super().check(cfg)
-        check_multiple(self.title, cfg, 8)
+    # The UNet's VAE works on multiples of 8 pixels.
+    grid = Grid(size=8)
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
-        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling["t2v"])}
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.modes["t2v"].sampling)}
         kwargs["output_type"] = "np"
         return kwargs
 

@@ -17,7 +17,20 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
-from vidgen.families.base import Family, Footprint, ModelAccess, check_multiple, prompt_kwargs, sampling_kwargs
+from vidgen.families.base import (
+    Decoding,
+    Family,
+    Footprint,
+    Grid,
+    Loading,
+    Memory,
+    Mode,
+    ModelAccess,
+    Takes,
+    prompt_kwargs,
+    sampling_kwargs,
+    settings,
+)
 
 _COMMON = frozenset({"num_inference_steps", "guidance_scale", "height", "width", "eta"})
 _T2V = _COMMON | {"num_frames", "motion_field_strength_x", "motion_field_strength_y", "t0", "t1"}
@@ -31,81 +44,92 @@ CROSS_FRAME_BATCH = {"control": 2, "v2v": 3}
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
+def chunks(cfg: RunConfig, count: int) -> list[list[int]]:
+    """Frame indices per call: every call after the first starts with frame 0, the anchor."""
+    size = cfg.sampling.chunk or count
+    return [([0] if start else []) + list(range(start, min(start + size, count))) for start in range(0, count, size)]
+
+
 class TextToVideoZero(Family):
     name = "text2video-zero"
     title = "Text2Video-Zero"
-    pipelines: ClassVar[dict[str, str]] = {
-        "t2v": "TextToVideoZeroPipeline",
-        "control": "StableDiffusionControlNetPipeline",
-        "v2v": "StableDiffusionInstructPix2PixPipeline",
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode(
+            "TextToVideoZeroPipeline",
+            SD15,
+            _T2V,
+            # TextToVideoZeroPipeline sets no model_cpu_offload_seq, so diffusers refuses it.
+            model_offload=False,
+            # diffusers' defaults, written out so the sidecar shows what ran.
+            defaults=settings(frames=8, motion_field_strength_x=12, motion_field_strength_y=12, t0=44, t1=47),
+        ),
+        "control": Mode(
+            "StableDiffusionControlNetPipeline",
+            SD15,
+            _CONTROL,
+            media={"control": "image"},
+            model=frozenset({"controlnet"}),
+            defaults={
+                "model": {"controlnet": "canny"},
+                "sampling": {"controlnet_conditioning_scale": 1.0},
+                "inputs": {"max_frames": 8, "preprocess": "none"},
+            },
+        ),
+        "v2v": Mode(
+            "StableDiffusionInstructPix2PixPipeline",
+            "timbrooks/instruct-pix2pix",
+            _V2V,
+            media={"video": "image"},
+            defaults={"sampling": {"image_guidance_scale": 1.5}, "inputs": {"max_frames": 8}},
+        ),
     }
-    repos: ClassVar[dict[str, str]] = {"t2v": SD15, "control": SD15, "v2v": "timbrooks/instruct-pix2pix"}
     deprecated = "t2v uses TextToVideoZeroPipeline, deprecated in diffusers (no fixes after 0.33.1)"
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _T2V, "control": _CONTROL, "v2v": _V2V}
-    components: ClassVar[dict[str, str]] = {"controlnet": "ControlNetModel"}
-    media_args: ClassVar[dict[str, dict[str, str]]] = {"control": {"control": "image"}, "v2v": {"video": "image"}}
-    optimizations = frozenset({"offload", "vae_tiling", "vae_slicing", "fp8_storage", "compile", "quantize"})
+    reference = settings(size=(512, 512), steps=50, guidance=7.5, fps=4)
+    takes = Takes(
+        optimizations=frozenset({"offload", "vae_tiling", "vae_slicing", "fp8_storage", "compile", "quantize"})
+    )
     hints: ClassVar[dict[str, str]] = {
         "optimization.attention_slicing": "slicing would replace the cross-frame attention processors that make "
         "the frames agree"
     }
-    cuda_dtype = "fp16"
-    # Chunked cross-frame runs decode once per chunk, and the control and pix2pix pipelines
-    # decode inside their own call: there is no single latent video to keep.
-    latents = None
-    footprint = Footprint(
-        denoiser="unet",
-        blocks=16,
-        sizes={
-            SD15: {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7},
-            "timbrooks/instruct-pix2pix": {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7},
-            **dict.fromkeys(
-                (
-                    "lllyasviel/sd-controlnet-canny",
-                    "lllyasviel/sd-controlnet-openpose",
-                    "lllyasviel/sd-controlnet-depth",
-                ),
-                {"controlnet": 3.61e8},
-            ),
-        },
-    )
-
-    def model_offload(self, mode: str) -> bool:
-        # TextToVideoZeroPipeline sets no model_cpu_offload_seq, so diffusers refuses it.
-        return mode != "t2v"
-
-    def model_fields(self, mode: str) -> frozenset[str]:
-        return frozenset({"controlnet"}) if mode == "control" else frozenset()
-
-    def load_kwargs(self, mode: str) -> dict[str, Any]:
+    loading = Loading(
+        cuda_dtype="fp16",
+        components={"controlnet": "ControlNetModel"},
         # The SD safety checker blacks out single frames without saying so, which breaks a
         # video; the video pipelines (AnimateDiff, CogVideoX) have none either.
-        return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-
-    def defaults(self, mode: str) -> dict[str, Any]:
-        sampling: dict[str, Any] = {"height": 512, "width": 512, "num_inference_steps": 50, "guidance_scale": 7.5}
-        model: dict[str, Any] = {"id": self.repos.get(mode)}
-        inputs: dict[str, Any] = {}
-        if mode == "t2v":
-            # diffusers' defaults, written out so the sidecar shows what ran.
-            sampling.update(num_frames=8, motion_field_strength_x=12, motion_field_strength_y=12, t0=44, t1=47)
-        elif mode == "control":
-            sampling["controlnet_conditioning_scale"] = 1.0
-            model["controlnet"] = "canny"
-            inputs.update(max_frames=8, preprocess="none")
-        else:
-            sampling["image_guidance_scale"] = 1.5
-            inputs["max_frames"] = 8
-        return {"model": model, "inputs": inputs, "sampling": sampling, "output": {"fps": 4}}
+        from_pretrained={"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
+    )
+    # Chunked cross-frame runs decode once per chunk, and the control and pix2pix pipelines
+    # decode inside their own call: there is no single latent video to keep.
+    decoding = Decoding(latents=None)
+    memory = Memory(
+        Footprint(
+            denoiser="unet",
+            blocks=16,
+            sizes={
+                SD15: {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7},
+                "timbrooks/instruct-pix2pix": {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7},
+                **dict.fromkeys(
+                    (
+                        "lllyasviel/sd-controlnet-canny",
+                        "lllyasviel/sd-controlnet-openpose",
+                        "lllyasviel/sd-controlnet-depth",
+                    ),
+                    {"controlnet": 3.61e8},
+                ),
+            },
+        )
+    )
+    # The UNet's VAE works on multiples of 8 pixels.
+    grid = Grid(size=8)
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
-        if cfg.optimization.offload == "model" and not self.model_offload(cfg.mode):
+        if cfg.optimization.offload == "model" and not self.modes[cfg.mode].model_offload:
             raise ConfigError(
                 "--offload model needs the pipeline's model order, which TextToVideoZeroPipeline does not declare; "
                 "use --offload group or --offload sequential."
             )
-        check_multiple(self.title, cfg, 8)
         s = cfg.sampling
         if cfg.mode == "t2v" and s.num_inference_steps is not None:
             t0, t1 = s.t0 if s.t0 is not None else 44, s.t1 if s.t1 is not None else 47
@@ -134,29 +158,22 @@ class TextToVideoZero(Family):
                 calls.append({"method": f"{module}.set_attn_processor", "kwargs": {"processor": processor}})
         return calls
 
-    def run_note(self, cfg: RunConfig) -> str | None:
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
         if cfg.mode == "t2v":
-            return None
+            return {}
         chunk = f"chunks of {cfg.sampling.chunk} frames, each after the first led by frame 0 again (dropped)"
-        return (
-            "prompt and negative_prompt repeated per frame; latents: one randn_tensor((1, latent_channels, "
+        return {
+            "run": "prompt and negative_prompt repeated per frame; latents: one randn_tensor((1, latent_channels, "
             "height/8, width/8)) from the generator, repeated for every frame; "
             + (chunk if cfg.sampling.chunk else "all frames in one call")
-        )
+        }
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
-        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode] - _VIDGEN)}
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling - _VIDGEN)}
         if "num_frames" in kwargs:
             kwargs["video_length"] = kwargs.pop("num_frames")  # this pipeline's name for it
         kwargs["output_type"] = "np"
         return kwargs
-
-    def chunks(self, cfg: RunConfig, count: int) -> list[list[int]]:
-        """Frame indices per call: every call after the first starts with frame 0, the anchor."""
-        size = cfg.sampling.chunk or count
-        return [
-            ([0] if start else []) + list(range(start, min(start + size, count))) for start in range(0, count, size)
-        ]
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         if cfg.mode == "t2v":
@@ -175,7 +192,7 @@ class TextToVideoZero(Family):
         prompt = kwargs.pop("prompt")
         negative = kwargs.pop("negative_prompt", None)
         outputs = []
-        for ids in self.chunks(cfg, len(frames)):
+        for ids in chunks(cfg, len(frames)):
             count = len(ids)
             out = pipe(
                 prompt=[prompt] * count,
@@ -195,7 +212,7 @@ class TextToVideoZero(Family):
             # Three denoising passes: T..t1 (first frame), t1..t0 (for the motion field), t1..0 (all).
             return steps + call_kwargs.get("t1", 47) - call_kwargs.get("t0", 44)
         frames = len((media or {}).get("image", [])) or 1
-        return steps * len(self.chunks(cfg, frames))
+        return steps * len(chunks(cfg, frames))
 
     @contextmanager
     def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
