@@ -319,16 +319,6 @@ class _WindowMemory(_Memory):
         return 4 + math.ceil(total * 3 * 4 / (self.footprint.decode * 2))
 
 
-@dataclass(frozen=True)
-class _AnyClip(Grid):
-    """Wan's grid for the frames DF makes, while an input clip (v2v) may be any length: the run
-    continues from its last --overlap frames. Grid's data cannot say both, so `usable` is
-    overridden here."""
-
-    def usable(self, count: int) -> int:
-        return count
-
-
 _LAST_IMAGE = frozenset({"last_image"})
 
 
@@ -469,7 +459,9 @@ class SkyReelsDF(Wan):
         "optimization.cache=pab": "diffusion forcing passes a timestep per frame, which PAB cannot take",
         "sampling.num_frames": "extending a clip takes --extend N, the frames to add",
     }
-    grid = _AnyClip(frames=4, size=16, note="any number of frames (it continues from the last --overlap of them)")
+    grid = Grid(
+        frames=4, size=16, any_clip=True, note="any number of frames (it continues from the last --overlap of them)"
+    )
     memory = wan_memory(
         replace(
             FOOTPRINT,
