@@ -30,7 +30,7 @@ from vidgen import families, stopping, trust
 from vidgen.config import Layer, Resolved, resolve, safe_yaml
 from vidgen.config.flags import FLAGS, from_flag_form
 from vidgen.config.layers import set_layer
-from vidgen.errors import ConfigError, InputError, OutOfMemory, VidgenError
+from vidgen.errors import ConfigError, InputError, VidgenError, oom_guard
 from vidgen.limits import (
     MAX_DEPTH,
     MAX_JOBS,
@@ -40,7 +40,6 @@ from vidgen.limits import (
     depth,
     read_text,
 )
-from vidgen.runner import is_oom
 
 log = logging.getLogger("vidgen")
 
@@ -282,7 +281,7 @@ def prepare(
     out: Path,
     assignments: list[str],
     layers: list[Layer] | None = None,
-    grants: Any = None,
+    grants: trust.Grants | None = None,
     folder: Path | None = None,
     memory_check: bool = True,
 ) -> list[Job]:
@@ -292,9 +291,7 @@ def prepare(
     The manifest is a file like any other (vidgen/trust.py): its inputs must lie in `folder`
     (the manifest's own) or be allowed by `grants.allow_inputs`, it cannot allow pickles, and
     no two jobs may write the same file. `memory_check` is off for --dry-run."""
-    from vidgen.cli._run import Grants
-
-    grants = grants or Grants()
+    grants = grants or trust.Grants()
     shared = list(layers or [])
     writes: dict[str, Job] = {}
     _count_occurrences(jobs)
@@ -548,17 +545,15 @@ def _run_job(
     stopping.check()  # a Ctrl-C or SIGTERM dropped by a fork stops the batch before the next job
     event("job_start", id=job.id, index=job.index)
     try:
-        plan = generate.plan(job.resolved)
-        extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": worker}}
-        if job.matrix:
-            # Which listed job this variant is of, and its swept values: a gallery lays
-            # the variants out as a grid of them.
-            extra["batch"].update(sweep=f"{job.where}", matrix=job.matrix)
-        results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
-    except Exception as exc:  # one job's failure, even a vidgen bug, stops only that job
-        error: Exception = exc
-        if is_oom(exc) and not isinstance(exc, OutOfMemory):
-            error = OutOfMemory(f"the process ran out of memory ({str(exc).splitlines()[0] if str(exc) else exc!r})")
+        with oom_guard(None, lambda exc: f"the process ran out of memory ({_first_line(exc)})"):
+            plan = generate.plan(job.resolved)
+            extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": worker}}
+            if job.matrix:
+                # Which listed job this variant is of, and its swept values: a gallery lays
+                # the variants out as a grid of them.
+                extra["batch"].update(sweep=f"{job.where}", matrix=job.matrix)
+            results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
+    except Exception as error:  # one job's failure, even a vidgen bug, stops only that job
         rows[job.index] = _row(job, "failed", error=(type(error).__name__, str(error)), seconds=start)
         log.warning("job %s (%s) failed: %s", job.index, job.id, error)
         event("failed", id=job.id, index=job.index, error={"class": type(error).__name__, "message": str(error)})
@@ -574,6 +569,11 @@ def _run_job(
     )
     event("done", id=job.id, index=job.index, outputs=rows[job.index]["outputs"], seconds=rows[job.index]["seconds"])
     return (key, results[0].loaded), True
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line for a one-line report, or its repr when it has no text."""
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
 
 
 # -- claims: one job, one worker, across shells and machines ------------------------------------

@@ -12,9 +12,8 @@ from typing import Any
 
 from vidgen import components, optimize, tiny
 from vidgen.config.schema import RunConfig
-from vidgen.errors import ConfigError, ModelError, OutOfMemory
+from vidgen.errors import ConfigError, ModelError, is_oom, out_of_memory
 from vidgen.families.base import Family
-from vidgen.runner import is_oom
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -188,9 +187,10 @@ def _check_hub(model_id: str, marker: str, revision: str | None, family: Family,
     )
 
 
-def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: str) -> ModelError | OutOfMemory:
+def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: str) -> ModelError:
+    """What a failed load means for the user; an allocation failure is raised as exit 6 here."""
     if is_oom(exc):  # torch's CPU allocator raises a RuntimeError: exit 6, not a model error
-        return OutOfMemory(f"the process ran out of memory while loading {model_id}.", "load")
+        out_of_memory(f"the process ran out of memory while loading {model_id}.", "load")
     text = str(exc)
     if kind == "hub" and ("gated" in text.lower() or "401" in text or "403" in text):
         return ModelError(

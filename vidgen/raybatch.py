@@ -38,7 +38,7 @@ def _ray() -> Any:
 def _live(queue: Any, worker: int) -> Any:
     """A worker's progress (--progress json's events, phases and steps included), sent to the
     driver as they happen through a Ray queue; the driver writes them out, tagged by worker."""
-    from vidgen.cli.batch import JsonEvents
+    from vidgen.progress import JsonEvents
 
     class Live(JsonEvents):
         def event(self, kind: str, **fields: Any) -> None:

@@ -16,7 +16,7 @@ import typer
 from vidgen import __version__, stopping
 from vidgen.cli._help import HelpCommand, HelpGroup
 from vidgen.config.settings import traceback_requested
-from vidgen.errors import ExitCode, VidgenError
+from vidgen.errors import ExitCode, VidgenError, is_oom
 from vidgen.stopping import Terminated
 from vidgen.terminal import escape
 
@@ -93,8 +93,6 @@ class _Boundary(HelpGroup):
         except Exception as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise
-            from vidgen.runner import is_oom
-
             if is_oom(exc):
                 # An allocation failure outside a run's phases (a batch report, a decode's encode).
                 _fail(

@@ -17,8 +17,9 @@ import typer
 
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
-from vidgen.cli._run import Grants, execute
+from vidgen.cli._run import execute
 from vidgen.errors import ConfigError, InputError
+from vidgen.trust import Grants
 
 # name -> (Annotated type, default), in --help order within each panel.
 Params = dict[str, tuple[Any, Any]]

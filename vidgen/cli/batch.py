@@ -15,9 +15,11 @@ import typer
 
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
-from vidgen.cli._run import Grants, RichProgress, setup_logging
+from vidgen.cli._run import RichProgress, setup_logging
 from vidgen.errors import ConfigError, ExitCode, InputError, WriteError
+from vidgen.progress import JsonEvents
 from vidgen.terminal import escape
+from vidgen.trust import Grants
 
 if TYPE_CHECKING:  # the core loads lazily, so --help stays instant
     from vidgen.batch import Job
@@ -347,69 +349,3 @@ def _workers() -> tuple[int, int]:
     # Without CUDA, gloo over CPU processes (accelerate's MULTI_CPU); with it, one GPU each.
     state = PartialState(cpu=not torch.cuda.is_available())
     return state.process_index, state.num_processes
-
-
-class JsonEvents:
-    """--progress json: one JSON object per line on stderr, for wrappers and dashboards.
-
-    A phase (load, decode, encode) is announced when it begins, and `NAME_end` with its
-    seconds when it ends; denoising is announced by its steps and ends with `denoise_end`."""
-
-    def __init__(self) -> None:
-        self._job: str | None = None
-        self._in_batch = False
-        self._total = 0
-        self._step = 0
-        self._phase: tuple[str, float] | None = None
-        self._after: float | None = None
-        self._denoise_began = 0.0
-
-    def event(self, kind: str, **fields: object) -> None:
-        if kind == "job_start":
-            self._job, self._in_batch = str(fields.get("id")), True
-        if kind in ("done", "failed", "skipped", "summary"):
-            self._end_phase()
-        sys.stderr.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
-        sys.stderr.flush()
-
-    def _end_phase(self) -> None:
-        if self._phase is not None:
-            name, began = self._phase
-            self._phase = None
-            self.event(f"{name}_end", id=self._job, seconds=round(time.perf_counter() - began, 4))
-
-    def start(self, total: int, description: str) -> None:
-        self._end_phase()
-        self._total, self._step = total, 0
-        self._denoise_began = time.perf_counter()
-        self._phase = ("denoise", self._denoise_began)
-
-    def advance(self) -> None:
-        self._step += 1
-        fields: dict[str, object] = {"step": self._step, "total": self._total}
-        if self._after is not None:
-            # The run's ETA: the steps left at this video's rate, then what earlier runs took after.
-            per_step = (time.perf_counter() - self._denoise_began) / self._step
-            fields["eta_seconds"] = round((self._total - self._step) * per_step + self._after, 2)
-        self.event("step", id=self._job, **fields)
-
-    def stop(self) -> None:
-        pass
-
-    def phase(self, name: str) -> None:
-        self._end_phase()
-        self.event(name, id=self._job)
-        self._phase = (name, time.perf_counter())
-
-    def component(self, name: str, class_name: str, index: int, count: int) -> None:
-        extra = {"index": index, "count": count} if count else {}
-        self.event("load_component", id=self._job, component=name, **{"class": class_name}, **extra)
-
-    def frames(self, done: int, total: int) -> None:
-        pass  # a line per frame is noise for a wrapper; `encode_end` gives the phase's time
-
-    def video(self, output: str, after: float | None) -> None:
-        # A single run's events name the video they are about; a batch's name the job.
-        if not self._in_batch:
-            self._job = output
-        self._after = after

@@ -13,8 +13,7 @@ from vidgen import families
 from vidgen.cli import _options as o
 from vidgen.cli._run import RichProgress, setup_logging
 from vidgen.config import Layer, resolve
-from vidgen.errors import InputError, OutOfMemory, VidgenError
-from vidgen.runner import is_oom
+from vidgen.errors import InputError, oom_guard
 
 
 def decode(
@@ -101,18 +100,10 @@ def decode(
     trust.check_cost(resolved.config)
     trust.check_pickles(resolved)
     progress = RichProgress() if sys.stderr.isatty() and not quiet else None
+    hint = "try --vae-tiling, --vae-slicing or --decode-chunk 1."
     try:
-        result = generate.decode(source, resolved, progress)
-    except VidgenError:
-        raise
-    except Exception as exc:
-        if not is_oom(exc):
-            raise
-        raise OutOfMemory(
-            f"the decode ran out of memory ({exc.__class__.__name__}); try --vae-tiling, --vae-slicing "
-            "or --decode-chunk 1.",
-            "decode",
-        ) from None
+        with oom_guard("decode", lambda exc: f"the decode ran out of memory ({exc.__class__.__name__}); {hint}"):
+            result = generate.decode(source, resolved, progress)
     finally:
         if progress is not None:
             progress.finish()

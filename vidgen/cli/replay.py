@@ -11,9 +11,10 @@ import typer
 from vidgen import families, sidecar
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
-from vidgen.cli._run import Grants, run_resolved, setup_logging
+from vidgen.cli._run import run_resolved, setup_logging
 from vidgen.config import Layer, resolve
 from vidgen.errors import InputError
+from vidgen.trust import Grants
 
 log = logging.getLogger("vidgen")
 
