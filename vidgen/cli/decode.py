@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from vidgen import families
 from vidgen.cli import _options as o
 from vidgen.cli._run import RichProgress, setup_logging
-from vidgen.config import Layer, resolve
+from vidgen.config import Layer, Resolved, resolve
 from vidgen.errors import InputError, oom_guard
 
 
@@ -49,7 +49,6 @@ def decode(
         vidgen decode outputs/t2v-a-fox-7.latents.safetensors --vae-tiling
     """
     from vidgen import generate, latents, trust
-    from vidgen.outputs import FORMATS
 
     ctx.meta["vidgen.json"] = json_
     setup_logging(quiet)
@@ -57,45 +56,23 @@ def decode(
     config = info.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("output", {}), dict):
         raise InputError(f"{source} has no usable config in its metadata; it is not a latents file vidgen wrote.")
-    # Where the file says its video went is not where this one goes: beside the latents file,
-    # or --out. The recorded path only lends its format.
-    recorded_format = _recorded_format(config, info.get("output"))
-    default = _beside(source, format_ or recorded_format)
-    target = Path(out) if out else default
-    if out and (target.is_dir() or out.endswith(("/", "\\"))):
-        target = target / default.name
-    label = f"latents:{source.name}"
-    layers = [Layer(label=label, data=config, origin=str(source))]
-    if not out:
-        layers.append(Layer("decode:beside", {"output": {"path": str(target)}}, "beside the latents file"))
-    layers += o.flag_layers(
-        {
-            "out": str(target) if out else None,
-            "format_": format_,
-            "fps": fps,
-            "crf": crf,
-            "codec": codec,
-            "audio": audio,
-            "overwrite": overwrite,
-            "device": device,
-            "dtype": dtype,
-            "offload": offload,
-            "vae_tiling": vae_tiling,
-            "vae_slicing": vae_slicing,
-            "decode_chunk": decode_chunk,
-            "allow_pickle": allow_pickle,
-            "set_": set_,
-        }
-    )
-    if format_ is None:
-        # The output's extension decides its format, not the recorded run's --format; a name
-        # without one (a png folder) keeps the recorded format.
-        keep = None if target.suffix.lower().lstrip(".") in FORMATS else recorded_format
-        layers.append(Layer(label="cli:--out" if out else label, data={"output": {"format": keep}}, origin="--out"))
-    mode = config.get("mode")
-    if not isinstance(mode, str) or mode not in families.DEFAULT_PRESETS:
-        raise InputError(f"{source} records mode {mode!r}, which vidgen does not have; it cannot be decoded.")
-    resolved = resolve(mode, [], layers, families.defaults_layer)
+    flags = {
+        "format_": format_,
+        "fps": fps,
+        "crf": crf,
+        "codec": codec,
+        "audio": audio,
+        "overwrite": overwrite,
+        "device": device,
+        "dtype": dtype,
+        "offload": offload,
+        "vae_tiling": vae_tiling,
+        "vae_slicing": vae_slicing,
+        "decode_chunk": decode_chunk,
+        "allow_pickle": allow_pickle,
+        "set_": set_,
+    }
+    resolved = _resolved(source, config, info.get("output"), out, flags)
     # Decode reads no inputs: only the limits and the pickle permission apply.
     trust.check_cost(resolved.config)
     trust.check_pickles(resolved)
@@ -107,22 +84,56 @@ def decode(
     finally:
         if progress is not None:
             progress.finish()
-    if json_:
-        row = result.record["output"]
-        body = {
-            "outputs": [
-                {
-                    "path": str(result.path),
-                    "sidecar": str(result.sidecar),
-                    "seed": result.record["seed"],
-                    **{key: row[key] for key in ("frames", "width", "height", "fps")},
-                }
-            ],
-            "exit_code": 0,
-        }
-        typer.echo(json.dumps(body))
-    else:
+    _print_result(result, json_)
+
+
+def _resolved(source: Path, config: dict, recorded: object, out: str | None, flags: dict[str, object]) -> Resolved:
+    """The decode's config: the recorded run's, its output beside the latents file (or --out),
+    under the flags given now. `recorded` is the output path the file names."""
+    from vidgen.outputs import FORMATS
+
+    format_ = flags["format_"]
+    # Where the file says its video went is not where this one goes: beside the latents file,
+    # or --out. The recorded path only lends its format.
+    recorded_format = _recorded_format(config, recorded)
+    default = _beside(source, format_ or recorded_format)
+    target = Path(out) if out else default
+    if out and (target.is_dir() or out.endswith(("/", "\\"))):
+        target = target / default.name
+    label = f"latents:{source.name}"
+    layers = [Layer(label=label, data=config, origin=str(source))]
+    if not out:
+        layers.append(Layer("decode:beside", {"output": {"path": str(target)}}, "beside the latents file"))
+    layers += o.flag_layers({"out": str(target) if out else None, **flags})
+    if format_ is None:
+        # The output's extension decides its format, not the recorded run's --format; a name
+        # without one (a png folder) keeps the recorded format.
+        keep = None if target.suffix.lower().lstrip(".") in FORMATS else recorded_format
+        layers.append(Layer(label="cli:--out" if out else label, data={"output": {"format": keep}}, origin="--out"))
+    mode = config.get("mode")
+    if not isinstance(mode, str) or mode not in families.DEFAULT_PRESETS:
+        raise InputError(f"{source} records mode {mode!r}, which vidgen does not have; it cannot be decoded.")
+    return resolve(mode, [], layers, families.defaults_layer)
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    """The decoded video's path on stdout, or with --json the same object a run prints."""
+    if not as_json:
         typer.echo(str(result.path))
+        return
+    row = result.record["output"]
+    body = {
+        "outputs": [
+            {
+                "path": str(result.path),
+                "sidecar": str(result.sidecar),
+                "seed": result.record["seed"],
+                **{key: row[key] for key in ("frames", "width", "height", "fps")},
+            }
+        ],
+        "exit_code": 0,
+    }
+    typer.echo(json.dumps(body))
 
 
 def _recorded_format(config: dict, output: object) -> str | None:
