@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vidgen.cli import app
-from vidgen.run.runner import NullProgress
+from vidgen.core.progress import NullProgress
 
 
 @pytest.fixture(scope="session")

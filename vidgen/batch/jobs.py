@@ -5,6 +5,11 @@ A manifest is JSONL (one job object per line), YAML (`defaults:`, `jobs:` and an
 `matrix:` whose cartesian product multiplies every job), or plain text (one prompt per line).
 A job uses the command-line names (`prompt`, `image`, `frames`, `steps`, `guidance`, `seed`, ...),
 dotted config paths (`sampling.guidance_scale`), config sections, `preset` and `id`.
+
+What the CLI and vidgen/raybatch.py use: `read_manifest`, `prepare` (resolve and check every
+job), `share`/`parse_shard`/`shard_of` (split the jobs), `sweep`, `run` (the local loop) and
+`JobRunner` (one process's jobs, also each Ray worker's), with `group_key`, `done_row`,
+`report_row` and `invalid_rows`. Everything named with a leading underscore stays in here.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from vidgen.config.flags import FLAGS, from_flag_form
 from vidgen.config.kinds import input_fields
 from vidgen.config.layers import set_layer
 from vidgen.core import stopping
-from vidgen.core.errors import ConfigError, InputError, OutOfMemory, VidgenError
+from vidgen.core.errors import ConfigError, InputError, VidgenError, oom_guard
 from vidgen.core.limits import (
     MAX_DEPTH,
     MAX_JOBS,
@@ -43,7 +48,6 @@ from vidgen.core.limits import (
     read_text,
 )
 from vidgen.io import trust
-from vidgen.run.runner import is_oom
 
 log = logging.getLogger("vidgen")
 
@@ -282,7 +286,7 @@ def prepare(
     out: Path,
     assignments: list[str],
     layers: list[Layer] | None = None,
-    grants: Any = None,
+    grants: trust.Grants | None = None,
     folder: Path | None = None,
     memory_check: bool = True,
 ) -> list[Job]:
@@ -292,9 +296,7 @@ def prepare(
     The manifest is a file like any other (vidgen/trust.py): its inputs must lie in `folder`
     (the manifest's own) or be allowed by `grants.allow_inputs`, it cannot allow pickles, and
     no two jobs may write the same file. `memory_check` is off for --dry-run."""
-    from vidgen.cli._run import Grants
-
-    grants = grants or Grants()
+    grants = grants or trust.Grants()
     shared = list(layers or [])
     writes: dict[str, Job] = {}
     _count_occurrences(jobs)
@@ -375,7 +377,9 @@ def _writes(plan: Any) -> dict[str, Path]:
 # -- running --------------------------------------------------------------------------------
 
 
-def _group_key(resolved: Resolved) -> str:
+def group_key(resolved: Resolved) -> str:
+    """Which pipeline a job needs: jobs with the same key run on one loaded pipeline, so a batch
+    orders (`share`) and hands out (vidgen/raybatch.py) its jobs by it."""
     cfg = resolved.config.model_dump(mode="json")
     # Fields that shape the loaded pipeline (its setup), beyond the model and optimization sections.
     shape = {name: cfg["sampling"].get(name) for name in sorted(families.setup_fields(cfg["model"]["family"]))}
@@ -445,8 +449,8 @@ def share(jobs: list[Job], rank: int, count: int) -> list[Job]:
     order: dict[str, int] = {}
     for job in runnable:
         assert job.resolved is not None
-        order.setdefault(_group_key(job.resolved), len(order))
-    runnable.sort(key=lambda job: (order[_group_key(job.resolved)], job.index))  # type: ignore[arg-type]
+        order.setdefault(group_key(job.resolved), len(order))
+    runnable.sort(key=lambda job: (order[group_key(job.resolved)], job.index))  # type: ignore[arg-type]
     size, extra = divmod(len(runnable), count)
     start = rank * size + min(rank, extra)
     return runnable[start : start + size + (1 if rank < extra else 0)]
@@ -471,7 +475,7 @@ def shard_of(job: Job, count: int) -> int:
 
 
 def invalid_rows(jobs: list[Job]) -> list[dict[str, Any]]:
-    return [_row(job, "invalid", error=("ConfigError", job.error)) for job in jobs if job.error is not None]
+    return [report_row(job, "invalid", error=("ConfigError", job.error)) for job in jobs if job.error is not None]
 
 
 def run(
@@ -493,87 +497,115 @@ def run(
         if on_event is not None:
             on_event(kind, **fields)
         if on_row is not None and kind in ("skipped", "claimed", "done", "failed"):
-            on_row(list(rows.values()))
+            on_row(list(jobs.rows.values()))
 
-    rows: dict[int, dict[str, Any]] = {}
-    current: tuple[str, Any] | None = None
+    jobs = JobRunner(progress, event, worker)
     stop = False
     for position, job in enumerate(runnable, start=1):
         assert job.resolved is not None
         if stop:
-            rows[job.index] = _row(job, "not run")
+            jobs.rows[job.index] = report_row(job, "not run")
             continue
-        if not force and _done(job):
-            rows[job.index] = _row(job, "skipped", outputs=_outputs(job))
-            event("skipped", id=job.id, index=job.index)
-            continue
+        row = jobs.run(job, position, len(runnable), force=force)
+        stop = fail_fast and row["status"] == "failed"
+    jobs.close()
+    return [jobs.rows[job.index] for job in runnable]
+
+
+class JobRunner:
+    """Runs a batch's jobs one at a time in this process; the local batch and each Ray worker
+    (vidgen/raybatch.py) use it. It skips jobs already done, holds each job's claim while it
+    runs (so batches sharing a manifest and --out run a job once), and keeps the loaded
+    pipeline while consecutive jobs share a group (`group_key`).
+
+    `event(kind, **fields)` hears job_start, skipped, claimed, done and failed. `rows` holds
+    each job's report row, set before the event that announces it, so a listener (a growing
+    --report) already sees it."""
+
+    def __init__(self, progress: Any = None, event: Callable[..., None] | None = None, worker: int = 0) -> None:
+        self.progress = progress
+        self.event = event or (lambda kind, **fields: None)
+        self.worker = worker
+        self.rows: dict[int, dict[str, Any]] = {}
+        self._current: tuple[str, Any] | None = None  # (group key, loaded pipeline)
+
+    def run(self, job: Job, position: int, total: int, *, force: bool, take_over: bool = False) -> dict[str, Any]:
+        """Run one job (`position` of `total`, for the log) unless it is done or another worker
+        holds its claim; returns its report row. `take_over` first removes the claim: its
+        holder is known to be dead (Ray saw its worker die), maybe on another node whose
+        claims would only expire after minutes."""
+        if (skipped := self._skip(job, force)) is not None:
+            return skipped
+        if take_over:
+            with contextlib.suppress(OSError):
+                _claim_path(job).unlink()
         with claimed(job) as mine:
             if not mine:
                 # Another batch on this manifest and --out (another shell or machine) runs it.
-                rows[job.index] = _row(job, "claimed")
-                event("claimed", id=job.id, index=job.index)
-                continue
-            if not force and _done(job):  # finished by another batch between the check and the claim
-                rows[job.index] = _row(job, "skipped", outputs=_outputs(job))
-                event("skipped", id=job.id, index=job.index)
-                continue
-            current, ok = _run_job(job, position, len(runnable), current, progress, event, worker, rows)
-        stop = fail_fast and not ok
-    if current is not None:
-        _release(current[1])
-    return [rows[job.index] for job in runnable]
+                return self._report(job, report_row(job, "claimed"), "claimed")
+            # Finished by another batch between the check and the claim.
+            if (skipped := self._skip(job, force)) is not None:
+                return skipped
+            return self._run_claimed(job, position, total)
+
+    def close(self) -> None:
+        """Free the pipeline kept for the next job."""
+        if self._current is not None:
+            _release(self._current[1])
+            self._current = None
+
+    def _skip(self, job: Job, force: bool) -> dict[str, Any] | None:
+        row = done_row(job, force)
+        return None if row is None else self._report(job, row, "skipped")
+
+    def _report(self, job: Job, row: dict[str, Any], kind: str, **fields: Any) -> dict[str, Any]:
+        self.rows[job.index] = row
+        self.event(kind, id=job.id, index=job.index, **fields)
+        return row
+
+    def _run_claimed(self, job: Job, position: int, total: int) -> dict[str, Any]:
+        """Run a job whose claim this worker holds, on the kept pipeline when its group is the
+        kept one's; any failure, even a vidgen bug, fails only this job."""
+        from vidgen.run import generate
+
+        assert job.resolved is not None
+        key = group_key(job.resolved)
+        if self._current is not None and self._current[0] != key:
+            self.close()
+        start = time.perf_counter()
+        log.info("[%s/%s] %s", position, total, job.id)
+        stopping.check()  # a Ctrl-C or SIGTERM dropped by a fork stops the batch before the next job
+        self.event("job_start", id=job.id, index=job.index)
+        try:
+            with oom_guard(None, lambda exc: f"the process ran out of memory ({_first_line(exc)})"):
+                plan = generate.plan(job.resolved)
+                extra = {
+                    "batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": self.worker}
+                }
+                if job.matrix:
+                    # Which listed job this variant is of, and its swept values: a gallery lays
+                    # the variants out as a grid of them.
+                    extra["batch"].update(sweep=f"{job.where}", matrix=job.matrix)
+                results = generate.execute(
+                    plan, self.progress, extra, loaded=self._current[1] if self._current else None
+                )
+        except Exception as error:
+            log.warning("job %s (%s) failed: %s", job.index, job.id, error)
+            failure = (type(error).__name__, str(error))
+            row = report_row(job, "failed", error=failure, seconds=start)
+            return self._report(job, row, "failed", error={"class": failure[0], "message": failure[1]})
+        self._current = (key, results[0].loaded)
+        record = results[0].record
+        outputs = [str(result.path) for result in results]
+        row = report_row(
+            job, "done", outputs=outputs, seconds=start, peak=record["peak_memory_bytes"], seed=record["seed"]
+        )
+        return self._report(job, row, "done", outputs=row["outputs"], seconds=row["seconds"])
 
 
-def _run_job(
-    job: Job,
-    position: int,
-    total: int,
-    current: tuple[str, Any] | None,
-    progress: Any,
-    event: Callable[..., None],
-    worker: int,
-    rows: dict[int, dict[str, Any]],
-) -> tuple[tuple[str, Any] | None, bool]:
-    """Run one claimed job; returns the (group, pipeline) to keep for the next one, and whether
-    the job succeeded."""
-    from vidgen.run import generate
-
-    assert job.resolved is not None
-    key = _group_key(job.resolved)
-    if current is not None and current[0] != key:
-        _release(current[1])
-        current = None
-    start = time.perf_counter()
-    log.info("[%s/%s] %s", position, total, job.id)
-    stopping.check()  # a Ctrl-C or SIGTERM dropped by a fork stops the batch before the next job
-    event("job_start", id=job.id, index=job.index)
-    try:
-        plan = generate.plan(job.resolved)
-        extra = {"batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": worker}}
-        if job.matrix:
-            # Which listed job this variant is of, and its swept values: a gallery lays
-            # the variants out as a grid of them.
-            extra["batch"].update(sweep=f"{job.where}", matrix=job.matrix)
-        results = generate.execute(plan, progress, extra, loaded=current[1] if current else None)
-    except Exception as exc:  # one job's failure, even a vidgen bug, stops only that job
-        error: Exception = exc
-        if is_oom(exc) and not isinstance(exc, OutOfMemory):
-            error = OutOfMemory(f"the process ran out of memory ({str(exc).splitlines()[0] if str(exc) else exc!r})")
-        rows[job.index] = _row(job, "failed", error=(type(error).__name__, str(error)), seconds=start)
-        log.warning("job %s (%s) failed: %s", job.index, job.id, error)
-        event("failed", id=job.id, index=job.index, error={"class": type(error).__name__, "message": str(error)})
-        return current, False
-    record = results[0].record
-    rows[job.index] = _row(
-        job,
-        "done",
-        outputs=[str(result.path) for result in results],
-        seconds=start,
-        peak=record["peak_memory_bytes"],
-        seed=record["seed"],
-    )
-    event("done", id=job.id, index=job.index, outputs=rows[job.index]["outputs"], seconds=rows[job.index]["seconds"])
-    return (key, results[0].loaded), True
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line for a one-line report, or its repr when it has no text."""
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
 
 
 # -- claims: one job, one worker, across shells and machines ------------------------------------
@@ -690,6 +722,14 @@ def _holder(path: Path) -> int | None:
     return -1 if age > CLAIM_EXPIRY_S else os.getpid()
 
 
+def done_row(job: Job, force: bool = False) -> dict[str, Any] | None:
+    """The "skipped" report row of a job whose outputs are already done (see `_done`), or None
+    when the job must run (always None with --force)."""
+    if force or not _done(job):
+        return None
+    return report_row(job, "skipped", outputs=_outputs(job))
+
+
 def _outputs(job: Job) -> list[str]:
     from vidgen.run import generate
 
@@ -697,7 +737,7 @@ def _outputs(job: Job) -> list[str]:
     return [str(item.path) for item in generate.plan(job.resolved, read_inputs=False).items]
 
 
-def _row(
+def report_row(
     job: Job,
     status: str,
     *,
@@ -707,6 +747,9 @@ def _row(
     peak: int | None = None,
     seed: int | None = None,
 ) -> dict[str, Any]:
+    """A job's line in the batch report (--report, --json): its status (done, skipped,
+    claimed, failed, invalid or not run), outputs, seed, error and time. `seconds` is the
+    job's start on the perf_counter clock."""
     config_seed = job.resolved.config.sampling.seed if job.resolved is not None else None
     return {
         "index": job.index,

@@ -38,7 +38,7 @@ def _ray() -> Any:
 def _live(queue: Any, worker: int) -> Any:
     """A worker's progress (--progress json's events, phases and steps included), sent to the
     driver as they happen through a Ray queue; the driver writes them out, tagged by worker."""
-    from vidgen.cli.batch import JsonEvents
+    from vidgen.core.progress import JsonEvents
 
     class Live(JsonEvents):
         def event(self, kind: str, **fields: Any) -> None:
@@ -53,16 +53,17 @@ def _live(queue: Any, worker: int) -> Any:
 
 
 class Worker:
-    """One Ray actor: loads a group's pipeline once and runs the jobs it is handed."""
+    """One Ray actor: keeps a group's pipeline loaded and runs the jobs it is handed."""
 
     def __init__(self, number: int, queue: Any) -> None:
+        from vidgen.batch import jobs as core
         from vidgen.core.libs import quiet
 
         quiet()
         self.number = number
-        self.current: tuple[str, Any] | None = None
         self.queue = queue
-        self.live = _live(queue, number)
+        live = _live(queue, number)
+        self.jobs = core.JobRunner(live, live.event, number)
 
     def pid(self) -> int:
         return os.getpid()
@@ -71,32 +72,14 @@ class Worker:
         import ray
 
         try:
-            return self._run(job, position, total, force, take_over)
+            row = self.jobs.run(job, position, total, force=force, take_over=take_over)
+            if row["status"] in ("done", "failed"):
+                row["worker"] = self.number  # which worker ran it, for the report
+            return row
         finally:
             # A call that waits: it is served after this worker's events, so the driver has them
             # all before it sees the job's row.
             ray.get(self.queue.actor.qsize.remote())
-
-    def _run(self, job: Any, position: int, total: int, force: bool, take_over: bool) -> dict[str, Any]:
-        from vidgen.batch import jobs as core
-
-        events = self.live.event
-        rows: dict[int, dict[str, Any]] = {}
-        if not force and core._done(job):
-            events("skipped", id=job.id, index=job.index)
-            return core._row(job, "skipped", outputs=core._outputs(job))
-        if take_over:
-            # Ray saw this job's last worker die: its claim names a dead process, maybe on
-            # another node whose claims would only expire after minutes.
-            with contextlib.suppress(OSError):
-                core._claim_path(job).unlink()
-        with core.claimed(job) as mine:
-            if not mine:
-                events("claimed", id=job.id, index=job.index)
-                return core._row(job, "claimed")
-            self.current, _ok = core._run_job(job, position, total, self.current, self.live, events, self.number, rows)
-        rows[job.index]["worker"] = self.number
-        return rows[job.index]
 
 
 def workers_wanted(ray: Any, requested: int | None) -> tuple[int, bool]:
@@ -122,6 +105,23 @@ def run(
     from vidgen.batch import jobs as core
 
     ray = _ray()
+    started = _connect(ray, address, workers)
+    try:
+        schedule = _Schedule(ray, workers, force, fail_fast, max_retries, on_event, on_row)
+        schedule.skip_done(runnable)
+        schedule.run()
+    finally:
+        if started:
+            ray.shutdown()
+    rows = schedule.rows
+    for job in runnable:
+        rows.setdefault(job.index, core.report_row(job, "not run"))
+    return [rows[job.index] for job in runnable]
+
+
+def _connect(ray: Any, address: str, workers: int | None) -> bool:
+    """Start a local Ray or join a cluster, unless this process already did; True when this
+    call started it (and so shuts it down afterwards)."""
     env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARD)}
     init: dict[str, Any] = {
         "include_dashboard": False,
@@ -135,141 +135,171 @@ def run(
         init["address"] = address
     elif workers:
         init["num_cpus"] = workers  # a local Ray sized to the workers asked for
-    started = not ray.is_initialized()
-    if started:
-        try:
-            ray.init(**init)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(
-                f"--ray {address}: could not start or reach Ray ({first}); use local, auto (a cluster started "
-                "with `ray start` on this machine) or the head's address (ray://HOST:10001)."
-            ) from None
-    rows: dict[int, dict[str, Any]] = {}
+    if ray.is_initialized():
+        return False
     try:
+        ray.init(**init)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"--ray {address}: could not start or reach Ray ({first}); use local, auto (a cluster started "
+            "with `ray start` on this machine) or the head's address (ray://HOST:10001)."
+        ) from None
+    return True
+
+
+class _Schedule:
+    """The driver's side of a Ray batch: jobs queued by group, the workers (Ray actors) and
+    what each runs, and the report rows as they come back.
+
+    A worker is handed the next job of its own group, else of the group with the most jobs
+    left, so pipelines load as few times as possible and uneven jobs balance. A worker that
+    dies has its job put back at the front of its group for a new worker, up to
+    `max_retries` times per job."""
+
+    def __init__(
+        self,
+        ray: Any,
+        workers: int | None,
+        force: bool,
+        fail_fast: bool,
+        max_retries: int,
+        on_event: Callable[..., None] | None,
+        on_row: Callable[[list[dict[str, Any]]], None] | None,
+    ) -> None:
         from ray.util.queue import Queue
 
-        count, on_gpu = workers_wanted(ray, workers)
-        queue = Queue(actor_options={"num_cpus": 0})
-        remote = ray.remote(num_gpus=1, num_cpus=0)(Worker) if on_gpu else ray.remote(num_cpus=1)(Worker)
+        self.ray = ray
+        self.count, self.on_gpu = workers_wanted(ray, workers)
+        # The workers' events travel to the driver through this queue (see _live).
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        on = {"num_gpus": 1, "num_cpus": 0} if self.on_gpu else {"num_cpus": 1}
+        self.remote = ray.remote(**on)(Worker)
+        self.force, self.fail_fast, self.max_retries = force, fail_fast, max_retries
+        self.on_event, self.on_row = on_event, on_row
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.groups: dict[str, deque] = {}
+        self.retries: dict[int, list[dict[str, Any]]] = {}
+        self.actors: dict[int, tuple[Any, int, str | None]] = {}  # number -> (handle, pid, group)
+        self.pending: dict[Any, tuple[int, Any, bool]] = {}  # ref -> (worker number, job, take_over)
+        self.next_number = 0
+        self.stop = False
+        self.position = 0
+        self.total = 0
 
-        def emit(kind: str, **fields: Any) -> None:
-            if on_event is not None:
-                on_event(kind, **fields)
+    def emit(self, kind: str, **fields: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, **fields)
 
-        # Jobs already done are skipped here, before anything is scheduled.
-        groups: dict[str, deque] = {}
+    def skip_done(self, runnable: list[Any]) -> None:
+        """Queue the jobs by group; jobs already done are skipped here, before anything is
+        scheduled."""
+        from vidgen.batch import jobs as core
+
         for job in runnable:
-            if not force and core._done(job):
-                rows[job.index] = core._row(job, "skipped", outputs=core._outputs(job))
-                emit("skipped", id=job.id, index=job.index)
+            row = core.done_row(job, self.force)
+            if row is not None:
+                self.rows[job.index] = row
+                self.emit("skipped", id=job.id, index=job.index)
                 continue
-            groups.setdefault(core._group_key(job.resolved), deque()).append(job)
-        total = sum(len(queue) for queue in groups.values())
-        retries: dict[int, list[dict[str, Any]]] = {}
-        actors: dict[int, tuple[Any, int, str | None]] = {}  # number -> (handle, pid, group)
-        pending: dict[Any, tuple[int, Any, bool]] = {}  # ref -> (worker number, job, take_over)
-        next_number = [0]
-        stop = [False]
-        position = [0]
+            self.groups.setdefault(core.group_key(job.resolved), deque()).append(job)
+        self.total = sum(len(queue) for queue in self.groups.values())
 
-        def start_workers(how_many: int) -> list[int]:
-            """New actors, started together (each imports torch and diffusers first)."""
-            numbers = list(range(next_number[0], next_number[0] + how_many))
-            next_number[0] += how_many
-            handles = [remote.remote(number, queue) for number in numbers]
-            for number, handle, pid in zip(numbers, handles, ray.get([h.pid.remote() for h in handles]), strict=True):
-                actors[number] = (handle, pid, None)
-                emit("worker", worker=number, pid=pid, gpu=on_gpu)
-            return numbers
-
-        def start_worker() -> int:
-            return start_workers(1)[0]
-
-        def next_job(number: int) -> tuple[Any, bool] | None:
-            """The next job of the worker's group; else of the group with the most jobs left."""
-            handle, pid, group = actors[number]
-            if stop[0]:
-                return None
-            if group not in groups or not groups[group]:
-                busy = {g for n, (_, _, g) in actors.items() if n != number}
-                left = [(len(q), g not in busy, g) for g, q in groups.items() if q]
-                if not left:
-                    return None
-                group = max(left)[2]
-                actors[number] = (handle, pid, group)
-            job = groups[group].popleft()
-            return job, job.index in retries
-
-        def dispatch(number: int) -> None:
-            picked = next_job(number)
-            if picked is None:
-                return
-            job, take_over = picked
-            position[0] += 1
-            ref = actors[number][0].run.remote(job, position[0], total, force, take_over)
-            pending[ref] = (number, job, take_over)
-            emit("dispatched", id=job.id, index=job.index, worker=number)
-
-        for number in start_workers(min(count, total)):
-            dispatch(number)
-
-        def relay() -> None:
-            """The workers' events so far, written out by the driver."""
-            while not queue.empty():
-                for item in queue.get_nowait_batch(queue.qsize()):
-                    emit(item.pop("event"), **item)
-
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
-            relay()
-            if not ready:
-                continue
-            ref = ready[0]
-            number, job, _take = pending.pop(ref)
-            try:
-                row = ray.get(ref)
-            except (
-                ray.exceptions.RayActorError,
-                ray.exceptions.WorkerCrashedError,
-                ray.exceptions.NodeDiedError,
-            ) as exc:
-                died = {"worker": number, "pid": actors[number][1], "error": type(exc).__name__}
-                retries.setdefault(job.index, []).append(died)
-                actors.pop(number, None)
-                if len(retries[job.index]) <= max_retries:
-                    log.warning(
-                        "worker %s died running job %s (%s); it runs again elsewhere.", number, job.id, died["error"]
-                    )
-                    emit("retry", id=job.id, index=job.index, worker=number, error=died["error"])
-                    group = core._group_key(job.resolved)
-                    groups.setdefault(group, deque()).appendleft(job)
-                    dispatch(start_worker())
-                else:
-                    message = f"its worker died {len(retries[job.index])} times (--max-retries {max_retries})"
-                    rows[job.index] = core._row(job, "failed", error=("WorkerDied", message))
-                    emit("failed", id=job.id, index=job.index, error={"class": "WorkerDied", "message": message})
-                    stop[0] = stop[0] or fail_fast
-                    if not stop[0] and any(groups.values()):
-                        dispatch(start_worker())
-                if on_row is not None:
-                    on_row(list(rows.values()))
-                continue
-            relay()  # the job's last events come before its next one is handed out
-            if job.index in retries:
-                row["retries"] = retries[job.index]
-            rows[job.index] = row
-            if row["status"] == "failed" and fail_fast:
-                stop[0] = True
-            if on_row is not None:
-                on_row(list(rows.values()))
-            dispatch(number)
-        for handle, _pid, _group in actors.values():
+    def run(self) -> None:
+        """Start the workers, hand out jobs until none is left, then stop the workers."""
+        ray = self.ray
+        for number in self.start_workers(min(self.count, self.total)):
+            self.dispatch(number)
+        while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.2)
+            self.relay()
+            if ready:
+                self.collect(ready[0])
+        for handle, _pid, _group in self.actors.values():
             with contextlib.suppress(Exception):
                 ray.kill(handle)
-    finally:
-        if started:
-            ray.shutdown()
-    for job in runnable:
-        rows.setdefault(job.index, core._row(job, "not run"))
-    return [rows[job.index] for job in runnable]
+
+    def start_workers(self, how_many: int) -> list[int]:
+        """New actors, started together (each imports torch and diffusers first)."""
+        numbers = list(range(self.next_number, self.next_number + how_many))
+        self.next_number += how_many
+        handles = [self.remote.remote(number, self.queue) for number in numbers]
+        pids = self.ray.get([handle.pid.remote() for handle in handles])
+        for number, handle, pid in zip(numbers, handles, pids, strict=True):
+            self.actors[number] = (handle, pid, None)
+            self.emit("worker", worker=number, pid=pid, gpu=self.on_gpu)
+        return numbers
+
+    def next_job(self, number: int) -> tuple[Any, bool] | None:
+        """The next job of the worker's group; else of the group with the most jobs left."""
+        handle, pid, group = self.actors[number]
+        if self.stop:
+            return None
+        if group not in self.groups or not self.groups[group]:
+            busy = {g for n, (_, _, g) in self.actors.items() if n != number}
+            left = [(len(q), g not in busy, g) for g, q in self.groups.items() if q]
+            if not left:
+                return None
+            group = max(left)[2]
+            self.actors[number] = (handle, pid, group)
+        job = self.groups[group].popleft()
+        return job, job.index in self.retries
+
+    def dispatch(self, number: int) -> None:
+        picked = self.next_job(number)
+        if picked is None:
+            return
+        job, take_over = picked
+        self.position += 1
+        ref = self.actors[number][0].run.remote(job, self.position, self.total, self.force, take_over)
+        self.pending[ref] = (number, job, take_over)
+        self.emit("dispatched", id=job.id, index=job.index, worker=number)
+
+    def relay(self) -> None:
+        """The workers' events so far, written out by the driver."""
+        while not self.queue.empty():
+            for item in self.queue.get_nowait_batch(self.queue.qsize()):
+                self.emit(item.pop("event"), **item)
+
+    def collect(self, ref: Any) -> None:
+        """A worker's call came back: record its job's row and hand the worker its next job,
+        or, when the worker died, run the job again elsewhere."""
+        ray = self.ray
+        number, job, _take = self.pending.pop(ref)
+        try:
+            row = ray.get(ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
+            self.lost(number, job, type(exc).__name__)
+            return
+        self.relay()  # the job's last events come before its next one is handed out
+        if job.index in self.retries:
+            row["retries"] = self.retries[job.index]
+        self.rows[job.index] = row
+        if row["status"] == "failed" and self.fail_fast:
+            self.stop = True
+        if self.on_row is not None:
+            self.on_row(list(self.rows.values()))
+        self.dispatch(number)
+
+    def lost(self, number: int, job: Any, error: str) -> None:
+        """Worker `number` died running `job`: a new worker runs it again, until it has died
+        more than --max-retries times; then the job fails."""
+        from vidgen.batch import jobs as core
+
+        died = {"worker": number, "pid": self.actors[number][1], "error": error}
+        self.retries.setdefault(job.index, []).append(died)
+        self.actors.pop(number, None)
+        if len(self.retries[job.index]) <= self.max_retries:
+            log.warning("worker %s died running job %s (%s); it runs again elsewhere.", number, job.id, error)
+            self.emit("retry", id=job.id, index=job.index, worker=number, error=error)
+            self.groups.setdefault(core.group_key(job.resolved), deque()).appendleft(job)
+            self.dispatch(self.start_workers(1)[0])
+        else:
+            message = f"its worker died {len(self.retries[job.index])} times (--max-retries {self.max_retries})"
+            self.rows[job.index] = core.report_row(job, "failed", error=("WorkerDied", message))
+            self.emit("failed", id=job.id, index=job.index, error={"class": "WorkerDied", "message": message})
+            self.stop = self.stop or self.fail_fast
+            if not self.stop and any(self.groups.values()):
+                self.dispatch(self.start_workers(1)[0])
+        if self.on_row is not None:
+            self.on_row(list(self.rows.values()))

@@ -17,7 +17,7 @@ from vidgen import __version__
 from vidgen.cli._help import HelpCommand, HelpGroup
 from vidgen.config.settings import traceback_requested
 from vidgen.core import stopping
-from vidgen.core.errors import ExitCode, VidgenError
+from vidgen.core.errors import ExitCode, VidgenError, is_oom
 from vidgen.core.stopping import Terminated
 from vidgen.core.terminal import escape
 
@@ -98,8 +98,6 @@ class _Boundary(HelpGroup):
         except Exception as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise
-            from vidgen.run.runner import is_oom
-
             if is_oom(exc):
                 # An allocation failure outside a run's phases (a batch report, a decode's encode).
                 _fail(

@@ -17,8 +17,9 @@ import typer
 
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
-from vidgen.cli._run import Grants, execute
+from vidgen.cli._run import execute
 from vidgen.core.errors import ConfigError, InputError
+from vidgen.io.trust import Grants
 
 # name -> (Annotated type, default), in --help order within each panel.
 Params = dict[str, tuple[Any, Any]]
@@ -149,7 +150,7 @@ def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None
     """`--prompts-file FILE`: every line is a job of a plain-text batch that takes the other
     flags as its settings (resumable, one model load, a report like `vidgen batch`)."""
     from vidgen.batch import jobs as core
-    from vidgen.cli.batch import run_batch
+    from vidgen.cli.batch import BatchOptions, run_batch
 
     if params.get("prompt"):
         raise ConfigError("give a PROMPT or --prompts-file, not both.")
@@ -162,8 +163,7 @@ def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None
     jobs = core.read_manifest(source, read_text(path, MAX_MANIFEST_BYTES, "prompts file", InputError), fmt="txt")
     ctx.meta["vidgen.json"] = params["json_"]
     flags = {name: value for name, value in ctx.params.items() if name not in ("prompt", "out", "set_")}
-    run_batch(
-        jobs,
+    options = BatchOptions(
         source=source,
         mode=mode,
         presets=params["preset"] or [],
@@ -177,3 +177,4 @@ def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None
         grants=Grants(allow_inputs=params["allow_inputs"], skip_memory_check=params["skip_memory_check"]),
         folder=path.parent,
     )
+    run_batch(jobs, options)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import typer
@@ -21,6 +19,7 @@ from vidgen import families
 from vidgen.config import Layer, Resolved, resolve
 from vidgen.core.terminal import escape
 from vidgen.families.base import pipeline_record
+from vidgen.io.trust import Grants
 
 
 class _StderrHandler(logging.Handler):
@@ -49,17 +48,6 @@ def RichProgress(jobs: int | None = None) -> Any:  # noqa: N802 (stands in for t
     from vidgen.cli._progress import RichProgress as Bars
 
     return Bars(jobs)
-
-
-@dataclass
-class Grants:
-    """What only flags typed now may allow (see vidgen/trust.py). `folders` maps the layer
-    label of a file being run (a replayed sidecar, a manifest) to its folder, where its inputs
-    may be read from without --allow-inputs."""
-
-    allow_inputs: bool = False
-    skip_memory_check: bool = False
-    folders: dict[str, Path] = field(default_factory=dict)
 
 
 def execute(
@@ -219,7 +207,7 @@ def _display(progress_format: str, quiet: bool, dry_run: bool) -> Any:
     if dry_run:
         return None
     if progress_format == "json":
-        from vidgen.cli.batch import JsonEvents
+        from vidgen.core.progress import JsonEvents
 
         return JsonEvents()
     return RichProgress() if sys.stderr.isatty() and not quiet else None
@@ -230,7 +218,7 @@ class _Phases:
     inputs, loading, denoising, decoding, encoding) ends in exit 6 naming it."""
 
     def __init__(self, inner: Any = None) -> None:
-        from vidgen.run.runner import NullProgress
+        from vidgen.core.progress import NullProgress
 
         self.inner = inner or NullProgress()
         self.now = "reading inputs"
@@ -262,22 +250,12 @@ class _Phases:
         if hasattr(self.inner, "finish"):
             self.inner.finish()
 
-    @contextmanager
-    def out_of_memory(self) -> Iterator[None]:
-        from vidgen.core.errors import OutOfMemory, VidgenError
-        from vidgen.run.runner import is_oom
+    def out_of_memory(self) -> AbstractContextManager[None]:
+        """An allocation failure anywhere in the run ends it with exit 6, naming this phase."""
+        from vidgen.core.errors import oom_guard
 
-        try:
-            yield
-        except VidgenError:
-            raise
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            raise OutOfMemory(
-                f"the process ran out of memory during {self.now}; use fewer --frames or a smaller --height/--width.",
-                self.now,
-            ) from None
+        hint = "use fewer --frames or a smaller --height/--width."
+        return oom_guard(lambda: self.now, lambda _exc: f"the process ran out of memory during {self.now}; {hint}")
 
 
 def _print_plan(plan: Any, as_json: bool) -> None:

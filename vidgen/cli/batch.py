@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,68 +16,111 @@ import typer
 
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
-from vidgen.cli._run import Grants, RichProgress, setup_logging
+from vidgen.cli._run import RichProgress, setup_logging
 from vidgen.core.errors import ConfigError, ExitCode, InputError, WriteError
+from vidgen.core.progress import JsonEvents
 from vidgen.core.terminal import escape
+from vidgen.io.trust import Grants
 
 if TYPE_CHECKING:  # the core loads lazily, so --help stays instant
     from vidgen.batch.jobs import Job
     from vidgen.config import Layer
 
 
+# The options of `vidgen batch` that no other command has, declared once as _options.py does.
+Manifest = Annotated[
+    str, typer.Argument(help="jobs.yaml (defaults/jobs/matrix), jobs.jsonl, prompts.txt, or - for stdin.")
+]
+OutFolder = Annotated[Path, typer.Option("--out", "-o", help="Folder for every output (job id = file name).")]
+Mode = Annotated[str, typer.Option("--mode", help="Mode of jobs that do not say: t2v, i2v, v2v, animate or control.")]
+Report = Annotated[
+    Path | None, typer.Option("--report", help="Write one JSON line per job (status, output, error, time).")
+]
+Force = Annotated[bool, typer.Option("--force", help="Rerun jobs whose outputs are already done.")]
+FailFast = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed job.")]
+SkipInvalid = Annotated[
+    bool, typer.Option("--skip-invalid", help="Run the valid jobs even if some are invalid (they count as failed).")
+]
+# A plain str, not o.ProgressFormat's choice: run_batch names the choices itself (exit 3).
+ProgressFormat = Annotated[
+    str,
+    typer.Option(
+        "--progress", help="rich (bars on a terminal, plain lines in pipes) or json (NDJSON events on stderr)."
+    ),
+]
+Gallery = Annotated[
+    bool, typer.Option("--gallery", help="Keep OUT/index.html (vidgen gallery) current as jobs finish.")
+]
+Shard = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="Run shard I of N (0-based; Slurm arrays): a fixed share chosen by each job's id.",
+    ),
+]
+Ray = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Run on Ray: local (start one here), auto, or a cluster address; one worker per GPU.",
+    ),
+]
+Workers = Annotated[
+    int | None, typer.Option("--workers", min=1, help="--ray: at most this many workers (default: one per GPU).")
+]
+MaxRetries = Annotated[
+    int | None, typer.Option("--max-retries", min=0, help="--ray: run a job again this often when its worker dies (2).")
+]
+
+
+@dataclass
+class BatchOptions:
+    """How a list of jobs runs: `vidgen batch`'s flags, or a single-run command's for its
+    --prompts-file. `folder` is the manifest's: the inputs its jobs name may be read from there
+    (see vidgen/trust.py). `shard` (I, N) keeps the jobs of shard I of N, after the whole
+    manifest was checked. `layers` (a command's flags) go under each job's own. `ray` holds
+    --ray's address, workers and max_retries."""
+
+    source: str
+    mode: str
+    presets: list[str]
+    out: Path
+    assignments: list[str]
+    report: Path | None = None
+    force: bool = False
+    fail_fast: bool = False
+    skip_invalid: bool = False
+    progress_format: str = "rich"
+    gallery: bool = False
+    dry_run: bool = False
+    as_json: bool = False
+    quiet: bool = False
+    layers: list[Layer] = field(default_factory=list)
+    grants: Grants | None = None
+    folder: Path | None = None
+    shard: tuple[int, int] | None = None
+    ray: dict | None = None
+
+
 def batch(
     ctx: typer.Context,
-    manifest: Annotated[
-        str, typer.Argument(help="jobs.yaml (defaults/jobs/matrix), jobs.jsonl, prompts.txt, or - for stdin.")
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every output (job id = file name).")] = Path(
-        "outputs"
-    ),
-    mode: Annotated[
-        str, typer.Option("--mode", help="Mode of jobs that do not say: t2v, i2v, v2v, animate or control.")
-    ] = "t2v",
+    manifest: Manifest,
+    out: OutFolder = Path("outputs"),
+    mode: Mode = "t2v",
     preset: o.Preset = None,
     set_: o.Set = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Write one JSON line per job (status, output, error, time).")
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Rerun jobs whose outputs are already done.")] = False,
-    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed job.")] = False,
-    skip_invalid: Annotated[
-        bool, typer.Option("--skip-invalid", help="Run the valid jobs even if some are invalid (they count as failed).")
-    ] = False,
-    progress_format: Annotated[
-        str,
-        typer.Option(
-            "--progress", help="rich (bars on a terminal, plain lines in pipes) or json (NDJSON events on stderr)."
-        ),
-    ] = "rich",
-    gallery: Annotated[
-        bool, typer.Option("--gallery", help="Keep OUT/index.html (vidgen gallery) current as jobs finish.")
-    ] = False,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            metavar="I/N",
-            help="Run shard I of N (0-based; Slurm arrays): a fixed share chosen by each job's id.",
-        ),
-    ] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            metavar="ADDRESS",
-            help="Run on Ray: local (start one here), auto, or a cluster address; one worker per GPU.",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="--ray: at most this many workers (default: one per GPU).")
-    ] = None,
-    max_retries: Annotated[
-        int | None,
-        typer.Option("--max-retries", min=0, help="--ray: run a job again this often when its worker dies (2)."),
-    ] = None,
+    report: Report = None,
+    force: Force = False,
+    fail_fast: FailFast = False,
+    skip_invalid: SkipInvalid = False,
+    progress_format: ProgressFormat = "rich",
+    gallery: Gallery = False,
+    shard: Shard = None,
+    ray: Ray = None,
+    workers: Workers = None,
+    max_retries: MaxRetries = None,
     allow_inputs: t.AllowInputs = False,
     skip_memory_check: t.SkipMemoryCheck = False,
     dry_run: o.DryRun = False,
@@ -101,8 +145,7 @@ def batch(
         raise ConfigError("--ray schedules the batch itself; run it as one process, not under accelerate launch.")
     text = _stdin() if manifest == "-" else None
     jobs = core.read_manifest(manifest, text)
-    run_batch(
-        jobs,
+    options = BatchOptions(
         source=manifest,
         mode=mode,
         presets=preset or [],
@@ -120,10 +163,10 @@ def batch(
         grants=Grants(allow_inputs=allow_inputs, skip_memory_check=skip_memory_check),
         folder=Path.cwd() if manifest == "-" else Path(manifest).parent,
         shard=shard_spec,
-        ray=None
-        if ray is None
-        else {"address": ray, "workers": workers, "max_retries": 2 if max_retries is None else max_retries},
     )
+    if ray is not None:
+        options.ray = {"address": ray, "workers": workers, "max_retries": 2 if max_retries is None else max_retries}
+    run_batch(jobs, options)
 
 
 def _stdin() -> str:
@@ -139,109 +182,90 @@ def _stdin() -> str:
         raise InputError("the manifest on stdin is not UTF-8 text.") from None
 
 
-def run_batch(
-    jobs: list[Job],
-    *,
-    source: str,
-    mode: str,
-    presets: list[str],
-    out: Path,
-    assignments: list[str],
-    report: Path | None = None,
-    force: bool = False,
-    fail_fast: bool = False,
-    skip_invalid: bool = False,
-    progress_format: str = "rich",
-    gallery: bool = False,
-    dry_run: bool = False,
-    as_json: bool = False,
-    quiet: bool = False,
-    layers: list[Layer] | None = None,
-    grants: Grants | None = None,
-    folder: Path | None = None,
-    shard: tuple[int, int] | None = None,
-    ray: dict | None = None,
-) -> None:
-    """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`). `folder`
-    is the manifest's: the inputs its jobs name may be read from there (see vidgen/trust.py).
-    `shard` (I, N) keeps the jobs of shard I of N, after the whole manifest was checked."""
+def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
+    """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`)."""
     from vidgen.batch import jobs as core
 
-    if progress_format not in ("rich", "json"):
-        raise ConfigError(f"--progress {progress_format}: choose rich or json.")
-    # With json progress stderr carries events only (and warnings), no human lines.
-    setup_logging(quiet or progress_format == "json")
-    if not jobs:
-        raise ConfigError(f"manifest {source} has no jobs.")
-    core.prepare(
-        jobs,
-        mode=mode,
-        presets=presets,
-        out=out,
-        assignments=assignments,
-        layers=layers or [],
-        grants=grants,
-        folder=folder,
-        memory_check=not dry_run,
-    )
-    invalid = [job for job in jobs if job.error is not None]
-    for job in invalid:
-        typer.echo(escape(f"invalid: job {job.index} ({job.where}): {job.error}"), err=True)
-    if invalid and not skip_invalid:
-        raise ConfigError(f"{len(invalid)} of {len(jobs)} jobs are invalid; fix them or pass --skip-invalid.")
-    if shard is not None:
-        # Every shard checked the whole manifest (they all refuse a bad one alike); each runs
-        # and reports its own jobs only.
-        jobs = [job for job in jobs if core.shard_of(job, shard[1]) == shard[0]]
-        invalid = [job for job in jobs if job.error is not None]
-    if dry_run:
+    jobs, invalid = _checked(jobs, opts)
+    if opts.dry_run:
         for job in jobs:
             if job.error is None:
                 typer.echo(
                     "\t".join(escape(v) for v in (job.id, job.resolved.config.mode, job.resolved.config.model.id))
                 )
         return
-    if report is not None:
-        _check_report(report)  # a report that cannot be written is found before any job runs
-    core.sweep(out)
+    if opts.report is not None:
+        _check_report(opts.report)  # a report that cannot be written is found before any job runs
+    core.sweep(opts.out)
     start = time.perf_counter()
-    events = JsonEvents() if progress_format == "json" else None
+    events = JsonEvents() if opts.progress_format == "json" else None
+    rows = _run_jobs(jobs, invalid, opts, events)
+    _finish(rows, opts, events, start)
+
+
+def _checked(jobs: list[Job], opts: BatchOptions) -> tuple[list[Job], list[Job]]:
+    """(the jobs this process runs, the invalid ones among them), after resolving and checking
+    every job of the manifest: invalid jobs stop the batch unless --skip-invalid."""
+    from vidgen.batch import jobs as core
+
+    if opts.progress_format not in ("rich", "json"):
+        raise ConfigError(f"--progress {opts.progress_format}: choose rich or json.")
+    # With json progress stderr carries events only (and warnings), no human lines.
+    setup_logging(opts.quiet or opts.progress_format == "json")
+    if not jobs:
+        raise ConfigError(f"manifest {opts.source} has no jobs.")
+    core.prepare(
+        jobs,
+        mode=opts.mode,
+        presets=opts.presets,
+        out=opts.out,
+        assignments=opts.assignments,
+        layers=opts.layers,
+        grants=opts.grants,
+        folder=opts.folder,
+        memory_check=not opts.dry_run,
+    )
+    invalid = [job for job in jobs if job.error is not None]
+    for job in invalid:
+        typer.echo(escape(f"invalid: job {job.index} ({job.where}): {job.error}"), err=True)
+    if invalid and not opts.skip_invalid:
+        raise ConfigError(f"{len(invalid)} of {len(jobs)} jobs are invalid; fix them or pass --skip-invalid.")
+    if opts.shard is not None:
+        # Every shard checked the whole manifest (they all refuse a bad one alike); each runs
+        # and reports its own jobs only.
+        jobs = [job for job in jobs if core.shard_of(job, opts.shard[1]) == opts.shard[0]]
+        invalid = [job for job in jobs if job.error is not None]
+    return jobs, invalid
+
+
+def _run_jobs(jobs: list[Job], invalid: list[Job], opts: BatchOptions, events: JsonEvents | None) -> list[dict]:
+    """Run this process's share of the jobs (all of them, unless started by accelerate launch),
+    here or on Ray; returns every job's report row, the invalid ones' too, in manifest order.
+    Under accelerate launch, every rank but 0 ends here, with the batch's exit code."""
+    from vidgen.batch import jobs as core
+
     rank, count = _workers()
     mine = core.share(jobs, rank, count)
-    bars = RichProgress(jobs=len(mine)) if events is None and sys.stderr.isatty() and not quiet else None
-    progress = events or bars
+    bars = RichProgress(jobs=len(mine)) if events is None and sys.stderr.isatty() and not opts.quiet else None
     on_event = events.event if events else (bars.job_event if bars else None)
-    if gallery and rank == 0:
-        on_event = _refreshing(on_event, out)
+    if opts.gallery and rank == 0:
+        on_event = _refreshing(on_event, opts.out)
     try:
-        runner = core.run
-        if ray is not None:
-            from vidgen.batch import ray as raybatch
-
-            def runner(mine, *, worker, progress, **kwargs):  # noqa: ANN001, ARG001
-                return raybatch.run(
-                    mine,
-                    address=ray["address"],
-                    workers=ray["workers"],
-                    max_retries=ray["max_retries"],
-                    **kwargs,
-                )
-
-        rows = runner(
+        rows = _runner(opts.ray)(
             mine,
-            force=force,
-            fail_fast=fail_fast,
-            progress=progress,
+            force=opts.force,
+            fail_fast=opts.fail_fast,
+            progress=events or bars,
             on_event=on_event,
             worker=rank,
             # The report grows as jobs finish, so a late failure (a full disk) keeps what ran.
-            on_row=_growing_report(report, core.invalid_rows(jobs)) if report and count == 1 else None,
+            on_row=_growing_report(opts.report, core.invalid_rows(jobs)) if opts.report and count == 1 else None,
         )
     finally:
         if bars is not None:
             bars.finish()
-    if ray is not None:
-        core.sweep(out)  # what killed workers left: their temporary files and claims
+    if opts.ray is not None:
+        core.sweep(opts.out)  # what killed workers left: their temporary files and claims
     if count > 1:
         # Each worker ran its own share; every worker gets all rows, rank 0 reports them.
         from accelerate.utils import gather_object
@@ -250,24 +274,46 @@ def run_batch(
         if rank != 0:
             failed = sum(row["status"] not in ("done", "skipped", "claimed") for row in rows)
             raise typer.Exit(int(ExitCode.BATCH_PARTIAL if failed or invalid else ExitCode.OK))
-    rows = sorted(core.invalid_rows(jobs) + rows, key=lambda row: row["index"])
+    return sorted(core.invalid_rows(jobs) + rows, key=lambda row: row["index"])
+
+
+def _runner(ray: dict | None) -> Callable[..., list[dict]]:
+    """What runs the jobs: batch.run in this process, or raybatch.run on Ray (which has no
+    progress display or worker number of its own: its workers report through `on_event`)."""
+    from vidgen.batch import jobs as core
+
+    if ray is None:
+        return core.run
+    from vidgen.batch.jobs import ray as raybatch
+
+    def on_ray(mine, *, worker, progress, **kwargs):  # noqa: ANN001, ANN202, ARG001
+        return raybatch.run(
+            mine, address=ray["address"], workers=ray["workers"], max_retries=ray["max_retries"], **kwargs
+        )
+
+    return on_ray
+
+
+def _finish(rows: list[dict], opts: BatchOptions, events: JsonEvents | None, start: float) -> None:
+    """Write the report and the gallery, print the summary and the results, and end with the
+    batch's exit code (8 when any job failed, was invalid or did not run)."""
     report_error = None
-    if report is not None:
+    if opts.report is not None:
         try:
-            _write_report(report, rows)
+            _write_report(opts.report, rows)
         except WriteError as exc:
             report_error = exc
             typer.echo(escape(f"warning: {exc}"), err=True)
     statuses = ("done", "skipped", "claimed", "failed", "invalid", "not run")
     counts = {status: sum(row["status"] == status for row in rows) for status in statuses}
     seconds = round(time.perf_counter() - start, 1)
-    if gallery and out.is_dir():
+    if opts.gallery and opts.out.is_dir():
         from vidgen.browse import gallery as pages
 
-        pages.write(out, failed=[row for row in rows if row["status"] in ("failed", "invalid", "not run")])
+        pages.write(opts.out, failed=[row for row in rows if row["status"] in ("failed", "invalid", "not run")])
     if events is not None:
         events.event("summary", jobs=len(rows), seconds=seconds, **{k.replace(" ", "_"): v for k, v in counts.items()})
-    elif not quiet:
+    elif not opts.quiet:
         for row in rows:
             detail = row["error"]["message"] if row["error"] else ", ".join(row["outputs"])
             name = row["id"] or row["where"]
@@ -277,7 +323,7 @@ def run_batch(
         typer.echo(f"batch: {len(rows)} jobs: {summary} in {seconds}s", err=True)
     failed = counts["failed"] + counts["invalid"] + counts["not run"]
     code = ExitCode.BATCH_PARTIAL if failed else ExitCode.OK
-    if as_json:
+    if opts.as_json:
         typer.echo(json.dumps({"jobs": rows, "exit_code": int(code)}))
     else:
         for row in rows:
@@ -347,69 +393,3 @@ def _workers() -> tuple[int, int]:
     # Without CUDA, gloo over CPU processes (accelerate's MULTI_CPU); with it, one GPU each.
     state = PartialState(cpu=not torch.cuda.is_available())
     return state.process_index, state.num_processes
-
-
-class JsonEvents:
-    """--progress json: one JSON object per line on stderr, for wrappers and dashboards.
-
-    A phase (load, decode, encode) is announced when it begins, and `NAME_end` with its
-    seconds when it ends; denoising is announced by its steps and ends with `denoise_end`."""
-
-    def __init__(self) -> None:
-        self._job: str | None = None
-        self._in_batch = False
-        self._total = 0
-        self._step = 0
-        self._phase: tuple[str, float] | None = None
-        self._after: float | None = None
-        self._denoise_began = 0.0
-
-    def event(self, kind: str, **fields: object) -> None:
-        if kind == "job_start":
-            self._job, self._in_batch = str(fields.get("id")), True
-        if kind in ("done", "failed", "skipped", "summary"):
-            self._end_phase()
-        sys.stderr.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
-        sys.stderr.flush()
-
-    def _end_phase(self) -> None:
-        if self._phase is not None:
-            name, began = self._phase
-            self._phase = None
-            self.event(f"{name}_end", id=self._job, seconds=round(time.perf_counter() - began, 4))
-
-    def start(self, total: int, description: str) -> None:
-        self._end_phase()
-        self._total, self._step = total, 0
-        self._denoise_began = time.perf_counter()
-        self._phase = ("denoise", self._denoise_began)
-
-    def advance(self) -> None:
-        self._step += 1
-        fields: dict[str, object] = {"step": self._step, "total": self._total}
-        if self._after is not None:
-            # The run's ETA: the steps left at this video's rate, then what earlier runs took after.
-            per_step = (time.perf_counter() - self._denoise_began) / self._step
-            fields["eta_seconds"] = round((self._total - self._step) * per_step + self._after, 2)
-        self.event("step", id=self._job, **fields)
-
-    def stop(self) -> None:
-        pass
-
-    def phase(self, name: str) -> None:
-        self._end_phase()
-        self.event(name, id=self._job)
-        self._phase = (name, time.perf_counter())
-
-    def component(self, name: str, class_name: str, index: int, count: int) -> None:
-        extra = {"index": index, "count": count} if count else {}
-        self.event("load_component", id=self._job, component=name, **{"class": class_name}, **extra)
-
-    def frames(self, done: int, total: int) -> None:
-        pass  # a line per frame is noise for a wrapper; `encode_end` gives the phase's time
-
-    def video(self, output: str, after: float | None) -> None:
-        # A single run's events name the video they are about; a batch's name the job.
-        if not self._in_batch:
-            self._job = output
-        self._after = after

@@ -11,10 +11,11 @@ import typer
 from vidgen import families
 from vidgen.cli import _options as o
 from vidgen.cli import _trust as t
-from vidgen.cli._run import Grants, run_resolved, setup_logging
+from vidgen.cli._run import run_resolved, setup_logging
 from vidgen.config import Layer, resolve
 from vidgen.core.errors import InputError
 from vidgen.io import sidecar
+from vidgen.io.trust import Grants
 
 log = logging.getLogger("vidgen")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,24 @@ from vidgen.config import Resolved
 from vidgen.config.flags import flag
 from vidgen.config.kinds import input_fields
 from vidgen.config.schema import RunConfig
-from vidgen.core.errors import ConfigError, InputError, ModelError, OutOfMemory
+from vidgen.core.errors import ConfigError, InputError, ModelError, out_of_memory
 from vidgen.core.limits import MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MEMORY_FACTOR, pseudo_file
 from vidgen.models.components import PICKLE_SUFFIXES
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", flags=re.IGNORECASE)
 # Model fields that name weights vidgen may load.
 _WEIGHTS = {"id": "model", "motion_adapter": "motion adapter", "controlnet": "ControlNet", "base_config": "base config"}
+
+
+@dataclass
+class Grants:
+    """What only flags typed now may allow (see above). `folders` maps the layer
+    label of a file being run (a replayed sidecar, a manifest) to its folder, where its inputs
+    may be read from without --allow-inputs."""
+
+    allow_inputs: bool = False
+    skip_memory_check: bool = False
+    folders: dict[str, Path] = field(default_factory=dict)
 
 
 def input_refs(inputs: Any) -> Iterator[tuple[str, str]]:
@@ -205,7 +217,7 @@ def check_memory(plan: Any, skip: bool) -> None:
     peak = plan.memory.estimate.peak
     if peak > MEMORY_FACTOR * have:
         gib = 1024**3
-        raise OutOfMemory(
+        out_of_memory(
             f"the planned peak memory is {peak / gib:,.1f} GiB, over {MEMORY_FACTOR:g}x {what} "
             f"({have / gib:,.1f} GiB); use fewer --frames or a smaller --height/--width, or, if you mean it, "
             "--memory manual --skip-memory-check.",

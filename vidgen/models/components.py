@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.config.schema import LoraConfig, RunConfig
-from vidgen.core.errors import ModelError, OutOfMemory
+from vidgen.core.errors import ModelError, is_oom, out_of_memory
 from vidgen.families.base import Family
-from vidgen.run.runner import is_oom
 
 # --controlnet short names: the standard SD 1.5 ControlNets (lllyasviel's v1.0 releases).
 CONTROLNETS = {
@@ -181,7 +180,7 @@ def load_loras(pipe: Any, cfg: RunConfig, denoisers: tuple[str, ...] = ("transfo
                 weights.append(lora.scale)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             if is_oom(exc):
-                raise OutOfMemory(f"the process ran out of memory while loading LoRA {lora.source}.", "load") from None
+                out_of_memory(f"the process ran out of memory while loading LoRA {lora.source}.", "load")
             lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
             # peft names the layers a LoRA for another architecture targets and this model lacks.
             mismatch = [line for line in lines if line.startswith("size mismatch")] or [

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.config.schema import RunConfig
-from vidgen.core.errors import ConfigError, ModelError, OutOfMemory
+from vidgen.core.errors import ConfigError, ModelError, is_oom, out_of_memory
 from vidgen.families import base
 from vidgen.families.base import Family
 from vidgen.models import components, optimize, tiny
-from vidgen.run.runner import is_oom
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -227,9 +226,10 @@ def _check_hub(model_id: str, marker: str, revision: str | None, family: Family,
     )
 
 
-def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: str) -> ModelError | OutOfMemory:
+def _load_error(model_id: str, kind: str, exc: Exception, family: Family, mode: str) -> ModelError:
+    """What a failed load means for the user; an allocation failure is raised as exit 6 here."""
     if is_oom(exc):  # torch's CPU allocator raises a RuntimeError: exit 6, not a model error
-        return OutOfMemory(f"the process ran out of memory while loading {model_id}.", "load")
+        out_of_memory(f"the process ran out of memory while loading {model_id}.", "load")
     text = str(exc)
     if kind == "hub" and ("gated" in text.lower() or "401" in text or "403" in text):
         return ModelError(
@@ -336,11 +336,61 @@ def load(
     dtypes = {"default": dtype, **pinned} if pinned else None
     load_dtype = {k: getattr(torch, DTYPES[v]) for k, v in dtypes.items()} if dtypes else torch_dtype
     kwargs: dict[str, Any] = {"dtype": load_dtype, **family.loading.from_pretrained}
+    extra: dict[str, dict[str, Any]] = {}  # what the sidecar records of the extra models
     if decode_only:
         kwargs.update(decode_components(family, cls))
-    extra: dict[str, dict[str, Any]] = {}
+    else:
+        _load_extra_models(cfg, family, found, torch_dtype, on_component, kwargs, extra)
+    if kind == "file":
+        load_from, quantization = cls.from_single_file, None
+        # A checkpoint as model sites ship it; its configs come from --base-config (or the Hub).
+        if "base_config" in found:
+            kwargs["config"] = found["base_config"][1]
+    else:
+        load_from = cls.from_pretrained
+        where, quantization = _pretrained_kwargs(cfg, family, kind, where, torch_dtype, decode_only, kwargs, extra)
+    try:
+        with _announcing(on_component):
+            pipe = load_from(where, **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _load_error(model_id, kind, exc, family, cfg.mode) from None
+    pipe.set_progress_bar_config(disable=True)
+    path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)
+    scheduler, loras, setup = (None, [], []) if decode_only else _set_up(pipe, cfg, family, path)
+    denoisers = () if decode_only else present_denoisers(pipe, family)
+    optimizations = optimize.apply(
+        pipe, cfg.optimization, device, dtype, denoisers, lambda spec: family.cache_config(pipe, cfg, spec)
+    )
+    if quantization is not None:
+        optimizations["calls"].insert(0, {"method": "from_pretrained", "kwargs": {"quantization_config": quantization}})
+        optimizations["applied"].insert(0, f"quantize={cfg.optimization.quantize}")
+    if kind == "file":
+        extra["checkpoint"] = {"sha256": components.file_sha256(Path(where))}
+    model = {
+        "family": family.name,
+        "id": model_id,
+        "source": kind,
+        "path": path,
+        "revision": revision or cfg.model.revision,
+    }
+    model.update(_model_record(cfg, family, pipe, extra, dtypes, denoisers, scheduler, loras, kind))
+    seconds = round(time.perf_counter() - start, 4)
+    return Loaded(pipe, family, device, dtype, model, optimizations, seconds, setup)
+
+
+def _load_extra_models(
+    cfg: RunConfig,
+    family: Family,
+    found: dict[str, tuple[str, str]],
+    torch_dtype: Any,
+    on_component: OnComponent | None,
+    kwargs: dict[str, Any],
+    extra: dict[str, dict[str, Any]],
+) -> None:
+    """Load the models the family takes beside the pipeline's own folder (a motion adapter, a
+    ControlNet) into `kwargs`, and describe each in `extra` for the sidecar."""
     for field, class_name in family.loading.components.items():
-        if field not in found or decode_only:
+        if field not in found:
             continue
         import diffusers
 
@@ -358,59 +408,66 @@ def load(
         extra[field] = {"id": part_id, "source": part_kind, "path": _where(part_id, part_kind, part_where)}
         if part_kind == "file":
             extra[field]["sha256"] = components.file_sha256(Path(part_where))
-    if kind == "file":
-        # A checkpoint as model sites ship it; its configs come from --base-config (or the Hub).
-        if "base_config" in found:
-            kwargs["config"] = found["base_config"][1]
-        load_from = cls.from_single_file
-    else:
-        kwargs["use_safetensors"] = components.safetensors_only(cfg)
-        if cfg.optimization.quantize and not decode_only:
-            config, quantization = optimize.quantization_config(
-                cfg.optimization, base.quantized_components(family), torch_dtype
-            )
-            kwargs["quantization_config"] = config
-        if cfg.model.revision:
-            kwargs["revision"] = cfg.model.revision
-        if cfg.model.variant:
-            kwargs["variant"] = cfg.model.variant
-        load_from = cls.from_pretrained
-        if not decode_only:
-            # A checkpoint that ships only some components (FramePack's transformer) is loaded
-            # into the base pipeline the family names.
-            assembled = family.loading.assemble(cfg.mode, kind, where, torch_dtype) if family.loading.assemble else None
-            if assembled is not None:
-                where, parts, extra["assembled"] = assembled
-                kwargs.update(parts)
-    try:
-        with _announcing(on_component):
-            pipe = load_from(where, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise _load_error(model_id, kind, exc, family, cfg.mode) from None
-    pipe.set_progress_bar_config(disable=True)
-    path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)
-    if decode_only:
-        scheduler, loras, setup = None, [], []
-    else:
-        repairs = family.loading.repair(pipe, path) if family.loading.repair else []
-        scheduler = components.apply_scheduler(pipe, cfg, family)
-        loras = components.load_loras(pipe, cfg, present_denoisers(pipe, family))
-        setup = repairs + family.setup(pipe, cfg, Access(cfg))
-    denoisers = () if decode_only else present_denoisers(pipe, family)
-    optimizations = optimize.apply(
-        pipe, cfg.optimization, device, dtype, denoisers, lambda spec: family.cache_config(pipe, cfg, spec)
-    )
+
+
+def _pretrained_kwargs(
+    cfg: RunConfig,
+    family: Family,
+    kind: str,
+    where: str,
+    torch_dtype: Any,
+    decode_only: bool,
+    kwargs: dict[str, Any],
+    extra: dict[str, dict[str, Any]],
+) -> tuple[str, dict[str, Any] | None]:
+    """Add what from_pretrained takes beyond the dtype to `kwargs` for a model of `kind` (hub,
+    dir or tiny) at `where`; returns where to load from
+    (the base pipeline's folder when the family assembles one) and --quantize's description
+    for the sidecar (None without it)."""
+    quantization = None
+    kwargs["use_safetensors"] = components.safetensors_only(cfg)
     if cfg.optimization.quantize and not decode_only:
-        optimizations["calls"].insert(0, {"method": "from_pretrained", "kwargs": {"quantization_config": quantization}})
-        optimizations["applied"].insert(0, f"quantize={cfg.optimization.quantize}")
-    if kind == "file":
-        extra["checkpoint"] = {"sha256": components.file_sha256(Path(where))}
-    model = {
-        "family": family.name,
-        "id": model_id,
-        "source": kind,
-        "path": path,
-        "revision": revision or cfg.model.revision,
+        config, quantization = optimize.quantization_config(
+            cfg.optimization, base.quantized_components(family), torch_dtype
+        )
+        kwargs["quantization_config"] = config
+    if cfg.model.revision:
+        kwargs["revision"] = cfg.model.revision
+    if cfg.model.variant:
+        kwargs["variant"] = cfg.model.variant
+    if not decode_only:
+        # A checkpoint that ships only some components (FramePack's transformer) is loaded
+        # into the base pipeline the family names.
+        assembled = family.loading.assemble(cfg.mode, kind, where, torch_dtype) if family.loading.assemble else None
+        if assembled is not None:
+            where, parts, extra["assembled"] = assembled
+            kwargs.update(parts)
+    return where, quantization
+
+
+def _set_up(pipe: Any, cfg: RunConfig, family: Family, path: str) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+    """(scheduler record, LoRA records, setup calls) of a pipeline that will denoise: the
+    family's repairs of the loaded model, then the scheduler, the LoRAs and the family's setup."""
+    repairs = family.loading.repair(pipe, path) if family.loading.repair else []
+    scheduler = components.apply_scheduler(pipe, cfg, family)
+    loras = components.load_loras(pipe, cfg, present_denoisers(pipe, family))
+    return scheduler, loras, repairs + family.setup(pipe, cfg, Access(cfg))
+
+
+def _model_record(
+    cfg: RunConfig,
+    family: Family,
+    pipe: Any,
+    extra: dict[str, dict[str, Any]],
+    dtypes: dict[str, str] | None,
+    denoisers: tuple[str, ...],
+    scheduler: Any,
+    loras: list[Any],
+    kind: str,
+) -> dict[str, Any]:
+    """The sidecar's `model` section after its id and source: variant, component classes, the
+    extra models, and what loading needed beyond the defaults."""
+    model: dict[str, Any] = {
         "variant": cfg.model.variant,
         "components": {
             name: type(component).__name__
@@ -433,8 +490,7 @@ def load(
         model["loras"] = loras
     if kind == "tiny":
         model["tiny_version"] = tiny.TINY_VERSION
-    seconds = round(time.perf_counter() - start, 4)
-    return Loaded(pipe, family, device, dtype, model, optimizations, seconds, setup)
+    return model
 
 
 def decode_components(family: Family, pipe_class: type) -> dict[str, None]:

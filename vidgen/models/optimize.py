@@ -238,6 +238,30 @@ def _default_attention() -> None:
     )
 
 
+class _Record:
+    """What `apply` did: the labels of the options that took effect, and each diffusers call
+    with its arguments as the sidecar shows them (dtypes and devices by name), so a plain
+    diffusers script can repeat them."""
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, label: str, method: str, fn: Any, **kwargs: Any) -> None:
+        """Call `fn(**kwargs)` and record it as `method` under `label`."""
+        import torch
+
+        fn(**kwargs)
+        self.took(label)
+        shown = {k: (str(v).removeprefix("torch.") if isinstance(v, (torch.dtype, torch.device)) else v)
+                 for k, v in kwargs.items()}  # fmt: skip
+        self.calls.append({"method": method, "kwargs": shown})
+
+    def took(self, label: str) -> None:
+        if label not in self.applied:
+            self.applied.append(label)
+
+
 def apply(
     pipe: Any,
     opt: OptimizationConfig,
@@ -251,26 +275,49 @@ def apply(
     (offload hooks wrap whatever is there), then compile last. `denoisers` names the pipeline's
     denoising components (Wan 2.2 A14B has two); the denoiser options act on each of them.
     Returns what was requested, what was applied and the exact calls made."""
-    import torch
-
-    applied: list[str] = []
-    calls: list[dict[str, Any]] = []
-
-    def call(label: str, method: str, fn: Any, **kwargs: Any) -> None:
-        fn(**kwargs)
-        if label not in applied:
-            applied.append(label)
-        shown = {k: (str(v).removeprefix("torch.") if isinstance(v, (torch.dtype, torch.device)) else v)
-                 for k, v in kwargs.items()}  # fmt: skip
-        calls.append({"method": method, "kwargs": shown})
-
+    record = _Record()
     if not denoisers:
         denoisers = tuple(name for name in ("transformer", "unet") if getattr(pipe, name, None) is not None)[:1]
     models = {part: getattr(pipe, part) for part in denoisers}
-    model, part = (models[denoisers[0]], denoisers[0]) if denoisers else (None, "transformer")
+    _storage_and_attention(pipe, opt, dtype, models, record)
+    for name, each in models.items():
+        if not opt.cache:
+            break
+        _cache(pipe, opt.cache, name, each, cache_config, record)
+    _savers(pipe, opt, models, record)
+    _place(pipe, opt, device, record)
+    parallel = None
+    if opt.gpus > 1:
+        # On the device, after the attention backend (diffusers checks it can run split).
+        from vidgen.models import parallel as cp
+
+        parallel = cp.apply(models, opt, record)
+    for name, each in models.items():
+        if not opt.compile:
+            break
+        # In place, so offload hooks keep pointing at the module they wrap (diffusers #4399);
+        # only the repeated blocks where the model declares them: the same speed, compiled
+        # many times faster.
+        if getattr(each, "_repeated_blocks", None):
+            record("compile=regional", f"{name}.compile_repeated_blocks", each.compile_repeated_blocks)
+        else:
+            record("compile", f"{name}.compile", each.compile)
+    done = {"requested": opt.model_dump(), "applied": record.applied, "calls": record.calls, "device": device}
+    if parallel is not None:
+        done["parallel"] = parallel  # world size, degrees, attention backend
+    return done
+
+
+def _storage_and_attention(
+    pipe: Any, opt: OptimizationConfig, dtype: str, models: dict[str, Any], record: _Record
+) -> None:
+    """fp8 weight storage and the attention options, first: they swap hooks and processors
+    that the later options wrap."""
+    import torch
+
     for name, each in models.items():
         if opt.fp8_storage:
-            call(
+            record(
                 "fp8_storage",
                 f"{name}.enable_layerwise_casting",
                 each.enable_layerwise_casting,
@@ -278,48 +325,71 @@ def apply(
                 compute_dtype=getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype]),
             )
     if opt.attention_slicing:
-        call("attention_slicing", "enable_attention_slicing", pipe.enable_attention_slicing)
+        record("attention_slicing", "enable_attention_slicing", pipe.enable_attention_slicing)
     _default_attention()
     for name, each in models.items():
         if opt.attention_backend:
-            call(
+            record(
                 f"attention_backend={opt.attention_backend}",
                 f"{name}.set_attention_backend",
                 each.set_attention_backend,
                 backend=opt.attention_backend,
             )
-    for name, each in models.items():
-        if not opt.cache:
-            break
-        blocks = getattr(each, "transformer_blocks", None) or getattr(each, "blocks", ())
-        if opt.cache.startswith("first-block") and len(blocks) < 2:
-            raise ConfigError(
-                "--cache first-block reuses the output when the first block's barely changes, and this model has "
-                "a single block; use --cache pab or --cache faster."
-            )
-        # One config per denoiser: a cache keeps state, and two experts must not share it.
-        config, shown = (cache_config(opt.cache) if cache_config else None) or _cache_config(pipe, opt.cache)
-        each.enable_cache(config)
-        if getattr(config, "calibrate", False):
-            keep_calibration(each)
-        if f"cache={opt.cache}" not in applied:
-            applied.append(f"cache={opt.cache}")
-        calls.append({"method": f"{name}.enable_cache", "kwargs": {"config": {type(config).__name__: shown}}})
+
+
+def _cache(
+    pipe: Any,
+    spec: str,
+    name: str,
+    model: Any,
+    cache_config: Callable[[str], tuple[Any, dict[str, Any]] | None] | None,
+    record: _Record,
+) -> None:
+    """--cache on one denoiser: the family's config for it when it has one, else vidgen's."""
+    blocks = getattr(model, "transformer_blocks", None) or getattr(model, "blocks", ())
+    if spec.startswith("first-block") and len(blocks) < 2:
+        raise ConfigError(
+            "--cache first-block reuses the output when the first block's barely changes, and this model has "
+            "a single block; use --cache pab or --cache faster."
+        )
+    # One config per denoiser: a cache keeps state, and two experts must not share it.
+    config, shown = (cache_config(spec) if cache_config else None) or _cache_config(pipe, spec)
+    model.enable_cache(config)
+    if getattr(config, "calibrate", False):
+        keep_calibration(model)
+    record.took(f"cache={spec}")
+    record.calls.append({"method": f"{name}.enable_cache", "kwargs": {"config": {type(config).__name__: shown}}})
+
+
+def _savers(pipe: Any, opt: OptimizationConfig, models: dict[str, Any], record: _Record) -> None:
+    """The memory savers that change how the model computes, not where it lives: forward
+    chunking of the (first) denoiser, VAE tiling and slicing, the decode chunk."""
     if opt.forward_chunking:
+        part = next(iter(models), "transformer")
+        model = models.get(part)
         # chunk_size=1 over the frame axis, as diffusers' ModelScope guide does.
-        call("forward_chunking", f"{part}.enable_forward_chunking", model.enable_forward_chunking, chunk_size=1, dim=1)
+        record(
+            "forward_chunking", f"{part}.enable_forward_chunking", model.enable_forward_chunking, chunk_size=1, dim=1
+        )
     vae = getattr(pipe, "vae", None)
     if opt.vae_tiling:
-        call("vae_tiling", "vae.enable_tiling", vae.enable_tiling)
+        record("vae_tiling", "vae.enable_tiling", vae.enable_tiling)
     if opt.vae_slicing:
-        call("vae_slicing", "vae.enable_slicing", vae.enable_slicing)
+        record("vae_slicing", "vae.enable_slicing", vae.enable_slicing)
     if opt.decode_chunk_size is not None:
         # A __call__ argument: the family passes it (the registry checked that it takes it).
-        applied.append(f"decode_chunk_size={opt.decode_chunk_size}")
+        record.applied.append(f"decode_chunk_size={opt.decode_chunk_size}")
+
+
+def _place(pipe: Any, opt: OptimizationConfig, device: str, record: _Record) -> None:
+    """Where the weights live: on the device, or offloaded to CPU RAM (whole models, layer by
+    layer, or in groups). After the other options: offload hooks wrap whatever is there."""
+    import torch
+
     if opt.offload == "model":
-        call("offload=model", "enable_model_cpu_offload", pipe.enable_model_cpu_offload, device=device)
+        record("offload=model", "enable_model_cpu_offload", pipe.enable_model_cpu_offload, device=device)
     elif opt.offload == "sequential":
-        call("offload=sequential", "enable_sequential_cpu_offload", pipe.enable_sequential_cpu_offload, device=device)
+        record("offload=sequential", "enable_sequential_cpu_offload", pipe.enable_sequential_cpu_offload, device=device)
     elif opt.offload == "group":
         level = f"{opt.offload_type or 'block'}_level"
         kwargs: dict[str, Any] = {
@@ -335,26 +405,6 @@ def apply(
             # One block per group, as diffusers recommends with streams.
             kwargs["num_blocks_per_group"] = 1
         label = f"offload=group({level}{', stream' if opt.offload_stream else ''})"
-        call(label, "enable_group_offload", pipe.enable_group_offload, **kwargs)
+        record(label, "enable_group_offload", pipe.enable_group_offload, **kwargs)
     else:
         pipe.to(device)
-    parallel = None
-    if opt.gpus > 1:
-        # On the device, after the attention backend (diffusers checks it can run split).
-        from vidgen.models import parallel as cp
-
-        parallel = cp.apply(models, opt, call)
-    for name, each in models.items():
-        if not opt.compile:
-            break
-        # In place, so offload hooks keep pointing at the module they wrap (diffusers #4399);
-        # only the repeated blocks where the model declares them: the same speed, compiled
-        # many times faster.
-        if getattr(each, "_repeated_blocks", None):
-            call("compile=regional", f"{name}.compile_repeated_blocks", each.compile_repeated_blocks)
-        else:
-            call("compile", f"{name}.compile", each.compile)
-    done = {"requested": opt.model_dump(), "applied": applied, "calls": calls, "device": device}
-    if parallel is not None:
-        done["parallel"] = parallel  # world size, degrees, attention backend
-    return done

@@ -17,12 +17,12 @@ from vidgen import __version__, families
 from vidgen.browse import history
 from vidgen.config import Resolved
 from vidgen.config.schema import OptimizationConfig
-from vidgen.core.errors import ConfigError, OutOfMemory, WriteError
+from vidgen.core.errors import ConfigError, OutOfMemory, WriteError, out_of_memory
+from vidgen.core.progress import NullProgress, Progress
 from vidgen.families.base import Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
 from vidgen.models import optimize
 from vidgen.run import memory
-from vidgen.run.runner import NullProgress, Progress
 
 log = logging.getLogger("vidgen")
 
@@ -319,7 +319,7 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
             saved = _save_latents(plan, item, session.resolved, exc.captured, "decode ran out of memory")
             step = ladder.after(session.resolved) if cfg.optimization.oom_retry else None
             if step is None:
-                raise OutOfMemory(_oom_message(str(exc), cfg, plan.family, ladder.next(cfg), saved)) from None
+                out_of_memory(_oom_message(str(exc), cfg, plan.family, ladder.next(cfg), saved))
             session.resolved, rung = step
             log.warning("%s with %s; retrying seed %s with %s.", exc, ladder.flags(cfg), item.seed, rung.flags())
             retries.append({"plan": ladder.flags(cfg), "phase": exc.phase, "seed": item.seed})
@@ -694,7 +694,7 @@ def _decoded(
             frames = family.decode(pipe, cfg, moved, args, kwargs, tensors)
     except (torch.cuda.OutOfMemoryError, MemoryError):
         savers = memory.decode_only_savers(family, cfg).flags()
-        raise OutOfMemory(f"the decode ran out of memory; try again with {savers} or --offload model.") from None
+        out_of_memory(f"the decode ran out of memory; try again with {savers} or --offload model.")
     # A family with sound decodes it too, unless the recorded run or this command dropped it.
     audio = getattr(frames, "audio", None)
     if audio is not None or hasattr(frames, "frames"):

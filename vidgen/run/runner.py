@@ -9,58 +9,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from vidgen.core import stopping
-from vidgen.core.errors import OutOfMemory
-
-
-class Progress(Protocol):
-    """What the runner reports to; the CLI supplies a rich bar, batch runs their own."""
-
-    def start(self, total: int, description: str) -> None: ...
-
-    def advance(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def phase(self, name: str) -> None:
-        """A stage begins: "load" (the pipeline), "decode" (the VAE) or "encode" (the file);
-        denoising is the stretch between start() and the next phase."""
-
-    def component(self, name: str, class_name: str, index: int, count: int) -> None:
-        """While loading: a component begins to load, `index` of `count` (0 of 0 for one loaded
-        on its own, such as a motion adapter)."""
-
-    def video(self, output: str, after: float | None) -> None:
-        """A video begins: its output path, and the seconds expected after its denoising
-        (its decode and encode, and the videos after it); None when no earlier run tells."""
-
-    def frames(self, done: int, total: int) -> None:
-        """While encoding: `done` of `total` frames written."""
-
-
-class NullProgress:
-    def start(self, total: int, description: str) -> None:
-        pass
-
-    def advance(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def phase(self, name: str) -> None:
-        pass
-
-    def component(self, name: str, class_name: str, index: int, count: int) -> None:
-        pass
-
-    def video(self, output: str, after: float | None) -> None:
-        pass
-
-    def frames(self, done: int, total: int) -> None:
-        pass
+from vidgen.core.errors import is_oom, out_of_memory
+from vidgen.core.progress import Progress
 
 
 @dataclass
@@ -95,16 +48,6 @@ def _inject_oom(phase: str) -> None:
     raise torch.cuda.OutOfMemoryError(f"CUDA out of memory at {phase} (injected by VIDGEN_TEST_OOM).")
 
 
-def is_oom(exc: BaseException) -> bool:
-    """Whether `exc` is an allocation failure: Python's MemoryError, torch's CPU allocator
-    ("DefaultCPUAllocator: can't allocate memory", a RuntimeError) or CUDA's out-of-memory.
-    Works without importing torch, so the CLI's error boundary can ask too."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
-
-
 def peak_memory(device: str) -> int:
     """CUDA: max allocated on the device; CPU: the process's peak resident set size."""
     if device.startswith("cuda"):
@@ -127,6 +70,31 @@ def _global_rng(wanted: bool, seed: int, device: str) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+class _Clock:
+    """The step callback's side of a run: progress, the stop check between steps, the test OOM
+    hook, and when denoising ended (its last step, or the decode's start for a pipeline that
+    reports no steps), which splits the run's time into denoise and decode."""
+
+    def __init__(self, steps: int, progress: Progress) -> None:
+        self.steps = steps
+        self.progress = progress
+        self.done = 0
+        self.last_step = 0.0
+
+    def on_step(self) -> None:
+        self.done += 1
+        self.last_step = time.perf_counter()
+        self.progress.advance()
+        stopping.check()  # a signal dropped by a fork elsewhere stops the run at the next step
+        _inject_oom("denoise")
+        if self.done == self.steps:
+            self.progress.phase("decode")
+
+    def before_decode(self) -> None:
+        self.last_step = self.last_step or time.perf_counter()
+        _inject_oom("decode")
 
 
 def run(
@@ -155,23 +123,7 @@ def run(
         torch.cuda.reset_peak_memory_stats(device)
     # On the run's device, as diffusers' examples do; the sidecar records which device it was.
     generator = torch.Generator(device=device).manual_seed(seed)
-    last_step = [0.0]
-
-    done = [0]
-
-    def on_step() -> None:
-        done[0] += 1
-        last_step[0] = time.perf_counter()
-        progress.advance()
-        stopping.check()  # a signal dropped by a fork elsewhere stops the run at the next step
-        _inject_oom("denoise")
-        if done[0] == steps:
-            progress.phase("decode")
-
-    def before_decode() -> None:
-        last_step[0] = last_step[0] or time.perf_counter()
-        _inject_oom("decode")
-
+    clock = _Clock(steps, progress)
     # What the family's step after decoding needs from the inputs (Wan VACE's kept pixels).
     for_postprocess = family.postprocess.inputs(cfg, media) if family.postprocess else {}
     progress.start(steps, "denoising")
@@ -181,43 +133,30 @@ def run(
     try:
         with (
             _global_rng(family.modes[cfg.mode].seeds_global_rng, seed, device),
-            family.steps(pipe, on_step) as step_kwargs,
-            latents.capture(pipe, before_decode, family.decoding.catches)
+            family.steps(pipe, clock.on_step) as step_kwargs,
+            latents.capture(pipe, clock.before_decode, family.decoding.catches)
             if family.decoding.latents == "caught"
             else nullcontext(captured) as captured,
         ):
             captured.kept = for_postprocess  # saved with the latents, so `vidgen decode` repeats the step
-            if family.decoding.latents == "latent":
-                # The pipeline stops at its final latents; the family decodes them as it would.
-                # A resumable family keeps finished windows in `checkpoint` (--save-latents).
-                kept = {"checkpoint": checkpoint, "journal": journal} if checkpoint is not None else {}
-                captured.latents = family.latent_call(
-                    pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs, **kept
-                )
-                captured.decoding = True
-                before_decode()
-                output = family.decode(pipe, cfg, captured.latents)
-                captured.decoding = False
-            else:
-                output = family.call(pipe, cfg, call_kwargs, media, generator=generator, **step_kwargs)
+            calls = {"generator": generator, **step_kwargs}
+            output = _call(pipe, family, cfg, call_kwargs, media, calls, captured, clock, checkpoint, journal)
             if for_postprocess:
                 output = family.postprocess.apply(output, for_postprocess)
     except Exception as exc:
-        if not is_oom(exc):
-            if captured.decoding:
-                exc.vidgen_captured = captured  # type: ignore[attr-defined]
-            raise
-        what = "CUDA" if isinstance(exc, torch.cuda.OutOfMemoryError) else "the process"
-        phase = "decode" if captured.decoding else "denoise"
-        raise OutOfMemory(
-            f"{what} ran out of memory during {phase}", phase, captured if captured.decoding else None
-        ) from None
+        if is_oom(exc):
+            what = "CUDA" if isinstance(exc, torch.cuda.OutOfMemoryError) else "the process"
+            phase = "decode" if captured.decoding else "denoise"
+            out_of_memory(f"{what} ran out of memory during {phase}", phase, captured if captured.decoding else None)
+        if captured.decoding:  # any other failure of the decode: the caller saves the latents too
+            exc.vidgen_captured = captured  # type: ignore[attr-defined]
+        raise
     finally:
         progress.stop()
     end = time.perf_counter()
     frames, audio, warnings = _finished(output)
     # Denoising ends at the last step callback; what follows is the VAE decode.
-    denoised = last_step[0] or end
+    denoised = clock.last_step or end
     return RunResult(
         frames=frames,
         timings={"denoise": round(denoised - start, 4), "decode": round(end - denoised, 4)},
@@ -227,6 +166,33 @@ def run(
         audio=audio,
         journal=journal,
     )
+
+
+def _call(
+    pipe: Any,
+    family: Any,
+    cfg: Any,
+    call_kwargs: dict[str, Any],
+    media: dict[str, Any],
+    calls: dict[str, Any],
+    captured: Any,
+    clock: _Clock,
+    checkpoint: Any,
+    journal: dict[str, Any],
+) -> Any:
+    """The pipeline's output. `calls` are the generator and the family's step arguments. A
+    family whose pipeline stops at its final latents decodes them as the pipeline would, with
+    `captured.decoding` set meanwhile so a failure there keeps the latents."""
+    if family.decoding.latents != "latent":
+        return family.call(pipe, cfg, call_kwargs, media, **calls)
+    # A resumable family keeps finished windows in `checkpoint` (--save-latents).
+    kept = {"checkpoint": checkpoint, "journal": journal} if checkpoint is not None else {}
+    captured.latents = family.latent_call(pipe, cfg, call_kwargs, media, **calls, **kept)
+    captured.decoding = True
+    clock.before_decode()
+    output = family.decode(pipe, cfg, captured.latents)
+    captured.decoding = False
+    return output
 
 
 def _finished(output: Any) -> tuple[Any, Any, list[str]]:
