@@ -22,6 +22,8 @@ from vidgen.families.base import mode_options as family_mode_options
 MODULES = (
     "cogvideox",
     "svd",
+    "ltx",
+    "ltx2",
 )
 
 FAMILIES: dict[str, Family] = {}
