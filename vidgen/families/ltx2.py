@@ -27,6 +27,7 @@ from vidgen.families.base import (
     ModelAccess,
     Option,
     Takes,
+    check_grid,
     check_multiple,
     option_kwargs,
     prompt_kwargs,
@@ -190,6 +191,7 @@ _OPTIONS = (
 # Keyframes and clips (LTX2ConditionPipeline) in text- and image-to-video.
 _CONDITIONS = frozenset({"conditions"})
 _FPS = 24
+_GRID = Grid(frames=8, size=32)
 
 
 class LTX2(Family):
@@ -239,7 +241,10 @@ class LTX2(Family):
         },
         needs=frozenset({"vae", "audio_vae", "vocoder"}),
     )
-    grid = Grid(frames=8, size=32)
+    # Frames 8k+1 and sizes multiples of 32 (_GRID, checked in `check`). The grid itself declares
+    # neither, since it also says how much of a --condition-video clip is used, and LTX-2 passes
+    # whole clips on (LTX2ConditionPipeline trims them to its frame grid itself).
+    grid = Grid()
     loading = Loading(cuda_dtype="bf16")
     # A two-stage run loads its latent upsampler beside the pipeline.
     memory = Memory(
@@ -272,6 +277,7 @@ class LTX2(Family):
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
+        check_grid(self.title, cfg, _GRID)
         check_conditions(cfg)
         check_schedule(cfg, "sigmas", "--sigma")
         check_two_stage(self.title, cfg)
