@@ -33,6 +33,8 @@ MODULES = (
     "skyreels",
     "hunyuan",
     "hunyuan15",
+    "ltx",
+    "ltx2",
 )
 
 FAMILIES: dict[str, Family] = {}

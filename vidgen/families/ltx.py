@@ -15,16 +15,22 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Catch,
+    Decoding,
     Family,
     Footprint,
     Grid,
+    Loading,
+    Memory,
+    Mode,
     ModelAccess,
     Option,
+    Takes,
     magcache_refusal,
     magcache_wanted,
     option_kwargs,
     prompt_kwargs,
     sampling_kwargs,
+    settings,
 )
 
 GUIDANCE_RESCALE = Option(
@@ -122,14 +128,60 @@ _T5_XXL = 4.762e9  # google/t5-v1_1-xxl encoder, in every LTX-Video repo
 _VAE = 0.419e9
 _LTX_2B, _LTX_13B = 1.923e9, 13.043e9
 CONDITION_PIPELINE = "LTXConditionPipeline"
+_CONDITIONS = frozenset({"conditions"})
+_FPS = 24
+
+
+# Latent upsamplers' parameters, counted on the meta device from the configs in diffusers'
+# scripts/convert_ltx_to_diffusers.py (0.9.7 and 0.9.8: in 128, mid 512, 4 blocks per stage, 3-D)
+# and scripts/convert_ltx2_to_diffusers.py (2.0: in 128, mid 1024, 4 blocks, rational resampler).
+UPSAMPLER_PARAMS = {
+    "Lightricks/ltxv-spatial-upscaler-0.9.7/latent_upsampler": 126_250_624,
+    "a-r-r-o-w/LTX-0.9.8-Latent-Upsampler": 126_250_624,
+    "Lightricks/LTX-2/latent_upsampler": 497_867_904,
+}
+
+
+def upsampler_models(cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
+    """The latent upsampler of a two-stage run, for the memory planner (Memory.extra)."""
+    source = cfg.sampling.get("latent_upsampler")
+    return {"latent_upsampler": (source, UPSAMPLER_PARAMS.get(source))} if source else {}
+
+
+# How `call` differs from one plain pipeline call, for the sidecar.
+_UPSCALE_NOTE = (
+    "two stages, as in diffusers' LTX-Video docs: pipeline.stages lists the three calls (stage 1 at 2/3 "
+    "of the size, floored to multiples of 32, with output_type='latent'; LTXLatentUpsamplePipeline on its "
+    "latents; stage 2 at twice stage 1's size on the upsampled latents with a generator seeded afresh "
+    "with the seed), then each frame resized to the size asked for (PIL's resize) where it differs; "
+    "images and clips go to both stages as LTXConditionPipeline lists"
+)
+_CONDITIONS_NOTE = (
+    "LTXConditionPipeline gets image= and video= as parallel lists beside frame_index and strength: "
+    "the i2v image first, then each inputs.conditions item in order (an image in `image` with None in "
+    "`video`, a clip's frames in `video` with None in `image`)"
+)
+
+
+class _Memory(Memory):
+    def working_size(self, cfg: RunConfig) -> tuple[int, int]:
+        # The upscale recipe refines (and decodes) at twice stage 1's floored 2/3 size, then resizes.
+        if not cfg.sampling.get("latent_upsampler"):
+            return super().working_size(cfg)
+        second = upscale_calls(cfg, self.family.call_kwargs(cfg, 0))[2]
+        return second["height"], second["width"]
 
 
 class LTX(Family):
     name = "ltx"
     title = "LTX-Video"
-    pipelines: ClassVar[dict[str, str]] = {"t2v": "LTXPipeline", "i2v": "LTXImageToVideoPipeline"}
-    repos: ClassVar[dict[str, str]] = dict.fromkeys(("t2v", "i2v"), "Lightricks/LTX-Video")
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL}
+    # Keyframes and clips also steer text-to-video (e.g. extending a clip).
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode("LTXPipeline", "Lightricks/LTX-Video", _CALL, inputs=_CONDITIONS),
+        "i2v": Mode("LTXImageToVideoPipeline", "Lightricks/LTX-Video", _CALL, inputs=_CONDITIONS),
+    }
+    # Reference settings (diffusers ltx_video.md): 768x512, 161 frames at 24 fps, 50 steps.
+    reference = settings(size=(512, 768), frames=161, steps=50, guidance=3.0, fps=_FPS)
     options: ClassVar[tuple[Option, ...]] = (
         GUIDANCE_RESCALE,
         DECODE_TIMESTEP,
@@ -143,15 +195,16 @@ class LTX(Family):
         ADAIN_FACTOR,
         TONE_MAP,
     )
-    extra_inputs = frozenset({"conditions"})
-    model_options = frozenset({"loras"})
-    optimizations = frozenset(
-        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+    takes = Takes(
+        model=frozenset({"loras"}),
+        optimizations=frozenset(
+            {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+        ),
+        # What diffusers 0.42.1 runs on the LTX transformer (checked on the tiny model).
+        # MagCache: diffusers registers LTX's block; no ratios are published, so a run measures them
+        # (--cache magcache:calibrate) and later runs pass them (--mag-ratios).
+        caches=frozenset({"first-block", "pab", "taylorseer", "magcache"}),
     )
-    # What diffusers 0.42.1 runs on the LTX transformer (checked on the tiny model).
-    # MagCache: diffusers registers LTX's block; no ratios are published, so a run measures them
-    # (--cache magcache:calibrate) and later runs pass them (--mag-ratios).
-    caches = frozenset({"first-block", "pab", "taylorseer", "magcache"})
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache expects video-shaped hidden states; LTX packs them into tokens",
         "optimization.decode_chunk_size": "LTX's VAE decodes the whole clip; use --vae-tiling",
@@ -161,47 +214,41 @@ class LTX(Family):
     }
     # Caught at the VAE: LTX 0.9.1+ draws its decode noise from the generator after denoising and
     # mixes it in first, so what reaches `vae.decode` (with its timestep) decodes without one.
-    latents = "caught"
-    catches = {"latents": Catch("vae.decode")}
-    grid = Grid(frames=8, size=32)
-    frame_rule = "8k+1 frames"
-    cuda_dtype = "bf16"
-    footprint = Footprint(
-        denoiser="transformer",
-        blocks=28,
-        sizes={
-            **dict.fromkeys(
-                ("Lightricks/LTX-Video", "Lightricks/LTX-Video-0.9.5", "Lightricks/LTX-Video-0.9.7-distilled"),
-                {"transformer": _LTX_2B, "text_encoder": _T5_XXL, "vae": _VAE},
-            ),
-            "Lightricks/LTX-Video-0.9.8-13B-distilled": {"transformer": _LTX_13B, "text_encoder": _T5_XXL, "vae": _VAE},
-        },
-        spatial=32,
-        temporal=8,
-        patch=1,
-        width=2048,
-        live=10,
-        decode=120,
-        tiled=0.3,
+    decoding = Decoding(latents="caught", catches={"latents": Catch("vae.decode")})
+    # 8k+1 frames, sizes multiples of 32; an input clip of one frame still conditions.
+    grid = Grid(frames=8, size=32, shortest=1)
+    loading = Loading(cuda_dtype="bf16")
+    # The upscale recipe loads its latent upsampler beside the pipeline and refines at another size.
+    memory = _Memory(
+        Footprint(
+            denoiser="transformer",
+            blocks=28,
+            sizes={
+                **dict.fromkeys(
+                    ("Lightricks/LTX-Video", "Lightricks/LTX-Video-0.9.5", "Lightricks/LTX-Video-0.9.7-distilled"),
+                    {"transformer": _LTX_2B, "text_encoder": _T5_XXL, "vae": _VAE},
+                ),
+                "Lightricks/LTX-Video-0.9.8-13B-distilled": {
+                    "transformer": _LTX_13B,
+                    "text_encoder": _T5_XXL,
+                    "vae": _VAE,
+                },
+            },
+            spatial=32,
+            temporal=8,
+            patch=1,
+            width=2048,
+            live=10,
+            decode=120,
+            tiled=0.3,
+        ),
+        extra=upsampler_models,
     )
-    # Reference settings (diffusers ltx_video.md): 768x512, 161 frames at 24 fps, 50 steps.
-    size = (512, 768)
-    frames_default = 161
-    fps = 24
-    steps_default = 50
-    guidance = 3.0
-
-    def accepts(self, mode: str) -> frozenset[str]:
-        # Keyframes and clips also steer text-to-video (e.g. extending a clip).
-        return super().accepts(mode) | {"inputs.conditions"}
 
     def pipeline_name(self, cfg: RunConfig) -> str:
         # Stage 2 of the upscale recipe refines given latents, which only the condition pipeline takes.
         upscale = cfg.sampling.get("latent_upsampler")
-        return CONDITION_PIPELINE if cfg.inputs.conditions or upscale else self.pipelines[cfg.mode]
-
-    def usable_frames(self, count: int) -> int:
-        return (count - 1) // 8 * 8 + 1 if count >= 1 else 0
+        return CONDITION_PIPELINE if cfg.inputs.conditions or upscale else self.modes[cfg.mode].pipeline
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
@@ -225,14 +272,14 @@ class LTX(Family):
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {
             **prompt_kwargs(cfg),
-            **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode]),
+            **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling),
             **option_kwargs(self, cfg),
         }
         if kwargs.get("timesteps") is not None:
             # A fixed schedule sets the step count.
             kwargs.pop("num_inference_steps", None)
         # The frame rate scales the model's temporal positions: the file's.
-        kwargs["frame_rate"] = int(cfg.output.fps or self.fps)
+        kwargs["frame_rate"] = int(cfg.output.fps or _FPS)
         conditions = cfg.inputs.conditions or []
         if conditions or (cfg.mode == "i2v" and cfg.sampling.get("latent_upsampler")):
             # The condition pipeline takes parallel lists: the i2v image first (at frame 0).
@@ -246,73 +293,32 @@ class LTX(Family):
         kwargs["output_type"] = "np"
         return kwargs
 
-    def run_note(self, cfg: RunConfig) -> str | None:
-        if cfg.sampling.get("latent_upsampler"):
-            return (
-                "two stages, as in diffusers' LTX-Video docs: pipeline.stages lists the three calls (stage 1 at 2/3 "
-                "of the size, floored to multiples of 32, with output_type='latent'; LTXLatentUpsamplePipeline on its "
-                "latents; stage 2 at twice stage 1's size on the upsampled latents with a generator seeded afresh "
-                "with the seed), then each frame resized to the size asked for (PIL's resize) where it differs; "
-                "images and clips go to both stages as LTXConditionPipeline lists"
-            )
-        if not cfg.inputs.conditions:
-            return None
-        return (
-            "LTXConditionPipeline gets image= and video= as parallel lists beside frame_index and strength: "
-            "the i2v image first, then each inputs.conditions item in order (an image in `image` with None in "
-            "`video`, a clip's frames in `video` with None in `image`)"
-        )
-
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         # `strength` here is each condition's pull, not a video-to-video strength: every step runs.
         if cfg.sampling.get("latent_upsampler"):
             first, _, second, _ = upscale_calls(cfg, call_kwargs)
             schedule = second["timesteps"]
-            return self._steps(first) + min(int(len(schedule) * second["denoise_strength"]), len(schedule))
-        return self._steps(call_kwargs)
-
-    @staticmethod
-    def _steps(call_kwargs: dict[str, Any]) -> int:
-        timesteps = call_kwargs.get("timesteps")
-        return len(timesteps) if timesteps else int(call_kwargs.get("num_inference_steps", 0))
+            return _steps(first) + min(int(len(schedule) * second["denoise_strength"]), len(schedule))
+        return _steps(call_kwargs)
 
     def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
         source = cfg.sampling.get("latent_upsampler")
         return setup_upscale(pipe, cfg, models) if source else []
 
-    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
-        if not cfg.sampling.get("latent_upsampler"):
-            return {}
-        first, upsample, second, size = upscale_calls(cfg, call_kwargs)
-        return {
-            "stages": [
-                {"call": "pipe", "call_kwargs": first, "returns": "latents (.frames)"},
-                {
-                    "call": "upsample_pipe",
-                    "call_kwargs": {**upsample, "latents": "latents"},
-                    "returns": "upscaled_latents (.frames)",
-                },
-                {
-                    "call": "pipe",
-                    "generator": "a new one, seeded with the seed",
-                    "call_kwargs": {**second, "latents": "upscaled_latents"},
-                    "then": {"resize": list(size) if size else None, "how": "PIL Image.resize((width, height))"},
-                },
-            ]
-        }
-
-    def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
-        return upsampler_models(cfg)
-
-    def working_size(self, cfg: RunConfig) -> tuple[int, int]:
-        # The upscale recipe refines (and decodes) at twice stage 1's floored 2/3 size, then resizes.
-        if not cfg.sampling.get("latent_upsampler"):
-            return super().working_size(cfg)
-        second = upscale_calls(cfg, self.call_kwargs(cfg, 0))[2]
-        return second["height"], second["width"]
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        if cfg.sampling.get("latent_upsampler"):
+            stages = {} if call_kwargs is None else upscale_record(cfg, call_kwargs)
+            return {"run": _UPSCALE_NOTE, **stages}
+        return {"run": _CONDITIONS_NOTE} if cfg.inputs.conditions else {}
 
     def decode(
-        self, pipe: Any, cfg: RunConfig, latents: Any, args: list[Any], kwargs: dict[str, Any], tensors: dict[str, Any]
+        self,
+        pipe: Any,
+        cfg: RunConfig,
+        latents: Any,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        tensors: dict[str, Any] | None = None,
     ) -> Any:
         frames = decode_vae(pipe, latents, args, kwargs)
         if cfg.sampling.get("latent_upsampler"):
@@ -333,10 +339,10 @@ class LTX(Family):
 # -- the upscale recipe (diffusers ltx_video.md, LTX-Video 0.9.7/0.9.8) --------------------------
 
 
-def decode_vae(pipe: Any, latents: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+def decode_vae(pipe: Any, latents: Any, args: list[Any] | None, kwargs: dict[str, Any] | None) -> Any:
     """Caught latents -> float frames, as the LTX pipelines finish: `vae.decode` with the
     arguments it got (the decode timestep), then the video processor."""
-    video = pipe.vae.decode(latents, *args, **kwargs)[0]
+    video = pipe.vae.decode(latents, *(args or []), **(kwargs or {}))[0]
     return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 
@@ -386,6 +392,27 @@ def upscale_calls(
     return first, upsample, second, size
 
 
+def upscale_record(cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The three calls of a two-stage run, for the sidecar's `pipeline.stages`."""
+    first, upsample, second, size = upscale_calls(cfg, call_kwargs)
+    return {
+        "stages": [
+            {"call": "pipe", "call_kwargs": first, "returns": "latents (.frames)"},
+            {
+                "call": "upsample_pipe",
+                "call_kwargs": {**upsample, "latents": "latents"},
+                "returns": "upscaled_latents (.frames)",
+            },
+            {
+                "call": "pipe",
+                "generator": "a new one, seeded with the seed",
+                "call_kwargs": {**second, "latents": "upscaled_latents"},
+                "then": {"resize": list(size) if size else None, "how": "PIL Image.resize((width, height))"},
+            },
+        ]
+    }
+
+
 def setup_upscale(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
     """Load the latent upsampler once, beside the pipeline (sharing its VAE)."""
     from diffusers import LTXLatentUpsamplePipeline
@@ -418,6 +445,11 @@ def load_upsampler(pipe: Any, cfg: RunConfig, models: ModelAccess, model: type, 
     ]
 
 
+def _steps(call_kwargs: dict[str, Any]) -> int:
+    timesteps = call_kwargs.get("timesteps")
+    return len(timesteps) if timesteps else int(call_kwargs.get("num_inference_steps", 0))
+
+
 def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
@@ -446,22 +478,6 @@ def finish_upscale(frames: list[Any], size: tuple[int, int] | None) -> Any:
     if size is not None:
         frames = [frame.resize(size) for frame in frames]
     return np.stack([np.asarray(frame, dtype=np.float32) / 255 for frame in frames])
-
-
-# Latent upsamplers' parameters, counted on the meta device from the configs in diffusers'
-# scripts/convert_ltx_to_diffusers.py (0.9.7 and 0.9.8: in 128, mid 512, 4 blocks per stage, 3-D)
-# and scripts/convert_ltx2_to_diffusers.py (2.0: in 128, mid 1024, 4 blocks, rational resampler).
-UPSAMPLER_PARAMS = {
-    "Lightricks/ltxv-spatial-upscaler-0.9.7/latent_upsampler": 126_250_624,
-    "a-r-r-o-w/LTX-0.9.8-Latent-Upsampler": 126_250_624,
-    "Lightricks/LTX-2/latent_upsampler": 497_867_904,
-}
-
-
-def upsampler_models(cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
-    """The latent upsampler of a two-stage run, for the memory planner (Family.extra_models)."""
-    source = cfg.sampling.get("latent_upsampler")
-    return {"latent_upsampler": (source, UPSAMPLER_PARAMS.get(source))} if source else {}
 
 
 def check_schedule(cfg: RunConfig, field: str, flag: str) -> None:

@@ -16,16 +16,23 @@ from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Audio,
     Catch,
+    Decoding,
     Family,
     Footprint,
     Generated,
     Grid,
+    Loading,
+    Memory,
+    Mode,
     ModelAccess,
     Option,
+    Takes,
+    check_grid,
     check_multiple,
     option_kwargs,
     prompt_kwargs,
     sampling_kwargs,
+    settings,
 )
 from vidgen.families.ltx import (
     DECODE_NOISE_SCALE,
@@ -149,39 +156,71 @@ _LTX23_PARTS = {
 }
 
 
+# How `call` differs from one plain pipeline call, for the sidecar.
+_CONDITIONS_NOTE = (
+    "LTX2ConditionPipeline gets conditions=[LTX2VideoCondition(frames, index, strength, crf)]: the i2v "
+    "image first (index 0, strength 1), then each inputs.conditions item in order (frames: the image, or "
+    "the clip's frames; index: its frame_index; crf: sampling.image_crf)"
+)
+_TWO_STAGE_NOTE = (
+    "two stages, as in diffusers' LTX-2 docs: pipeline.stages lists the three calls (stage 1 at half size "
+    "with output_type='latent'; LTX2LatentUpsamplePipeline on its video latents; stage 2 at full size on "
+    "the upsampled video latents and stage 1's audio latents, with the stage-2 scheduler and LoRA from "
+    "pipeline.setup), all with the one generator seeded once"
+)
+_OPTIONS = (
+    STG_SCALE,
+    MODALITY_SCALE,
+    GUIDANCE_RESCALE,
+    AUDIO_GUIDANCE,
+    AUDIO_STG_SCALE,
+    AUDIO_MODALITY_SCALE,
+    AUDIO_GUIDANCE_RESCALE,
+    STG_BLOCKS,
+    CROSS_TIMESTEP,
+    DECODE_TIMESTEP,
+    DECODE_NOISE_SCALE,
+    NOISE_SCALE,
+    SIGMAS,
+    IMAGE_CRF,
+    LATENT_UPSAMPLER,
+    STAGE_2_SIGMAS,
+    STAGE_2_GUIDANCE,
+    STAGE_2_LORA,
+)
+# Keyframes and clips (LTX2ConditionPipeline) in text- and image-to-video.
+_CONDITIONS = frozenset({"conditions"})
+_FPS = 24
+_GRID = Grid(frames=8, size=32)
+
+
 class LTX2(Family):
     name = "ltx2"
     title = "LTX-2"
-    pipelines: ClassVar[dict[str, str]] = {"t2v": "LTX2Pipeline", "i2v": "LTX2ImageToVideoPipeline"}
-    repos: ClassVar[dict[str, str]] = dict.fromkeys(("t2v", "i2v"), "Lightricks/LTX-2")
-    sampling: ClassVar[dict[str, frozenset[str]]] = {"t2v": _CALL, "i2v": _CALL}
-    options: ClassVar[tuple[Option, ...]] = (
-        STG_SCALE,
-        MODALITY_SCALE,
-        GUIDANCE_RESCALE,
-        AUDIO_GUIDANCE,
-        AUDIO_STG_SCALE,
-        AUDIO_MODALITY_SCALE,
-        AUDIO_GUIDANCE_RESCALE,
-        STG_BLOCKS,
-        CROSS_TIMESTEP,
-        DECODE_TIMESTEP,
-        DECODE_NOISE_SCALE,
-        NOISE_SCALE,
-        SIGMAS,
-        IMAGE_CRF,
-        LATENT_UPSAMPLER,
-        STAGE_2_SIGMAS,
-        STAGE_2_GUIDANCE,
-        STAGE_2_LORA,
+    # Only image-to-video re-compresses an input image (IMAGE_CRF).
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode(
+            "LTX2Pipeline",
+            "Lightricks/LTX-2",
+            _CALL,
+            inputs=_CONDITIONS,
+            options=frozenset(option.field for option in _OPTIONS if option is not IMAGE_CRF),
+            audio=True,
+        ),
+        "i2v": Mode("LTX2ImageToVideoPipeline", "Lightricks/LTX-2", _CALL, inputs=_CONDITIONS, audio=True),
+    }
+    # Reference settings (diffusers ltx2.md): 768x512, 121 frames at 24 fps, 30 steps, the
+    # pipeline's own multimodal guidance defaults.
+    reference = settings(size=(512, 768), frames=121, steps=30, guidance=3.0, fps=_FPS)
+    options: ClassVar[tuple[Option, ...]] = _OPTIONS
+    takes = Takes(
+        model=frozenset({"loras"}),
+        optimizations=frozenset(
+            {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
+        ),
+        # What diffusers 0.42.1 runs on the LTX-2 transformer (checked on the tiny model).
+        caches=frozenset({"taylorseer", "pab"}),
     )
-    audio = True
-    model_options = frozenset({"loras"})
-    optimizations = frozenset(
-        {"offload", "vae_tiling", "fp8_storage", "attention_backend", "compile", "cache", "quantize"}
-    )
-    # What diffusers 0.42.1 runs on the LTX-2 transformer (checked on the tiny model).
-    caches = frozenset({"taylorseer", "pab"})
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=first-block": "diffusers 0.42.1 has no LTX2VideoTransformerBlock in its block registry",
         "optimization.cache=magcache": "diffusers 0.42.1 has no LTX2VideoTransformerBlock in its block registry",
@@ -194,82 +233,60 @@ class LTX2(Family):
     # Both latents are caught on their way to the decoders: the video's at `vae.decode` (after the
     # decode noise, as for LTX), the sound's as `_unpack_audio_latents` returns them, which the
     # pipeline does before the video decode, so a video decode that fails still keeps the sound.
-    latents = "caught"
-    catches = {
-        "latents": Catch("vae.decode"),
-        "audio_latents": Catch("_unpack_audio_latents", take="result", decodes=False),
-    }
-    decode_needs = frozenset({"vae", "audio_vae", "vocoder"})
-    grid = Grid(frames=8, size=32)
-    cuda_dtype = "bf16"
-    footprint = Footprint(
-        denoiser="transformer",
-        blocks=48,
-        sizes={
-            "Lightricks/LTX-2": {"transformer": _LTX2_19B, "text_encoder": _GEMMA3_12B, **_PARTS},
-            **dict.fromkeys(
-                ("diffusers/LTX-2.3-Diffusers", "diffusers/LTX-2.3-Distilled-Diffusers"),
-                {"text_encoder": _GEMMA3_12B, **_LTX23_PARTS},
-            ),
+    decoding = Decoding(
+        latents="caught",
+        catches={
+            "latents": Catch("vae.decode"),
+            "audio_latents": Catch("_unpack_audio_latents", take="result", decodes=False),
         },
-        spatial=32,
-        temporal=8,
-        patch=1,
-        width=4096,
-        live=10,
-        decode=120,
-        tiled=0.3,
-        # Classifier-free guidance batches the unguided pass with the guided one; STG and cross-modal
-        # guidance run their own passes after it (batch 1), so the guided pass sets the peak.
-        guided=True,
+        needs=frozenset({"vae", "audio_vae", "vocoder"}),
     )
-    # Reference settings (diffusers ltx2.md): 768x512, 121 frames at 24 fps, 30 steps, the
-    # pipeline's own multimodal guidance defaults.
-    size = (512, 768)
-    frames_default = 121
-    fps = 24
-    steps_default = 30
-    guidance = 3.0
-
-    def accepts(self, mode: str) -> frozenset[str]:
-        # Keyframes and clips (LTX2ConditionPipeline) in text- and image-to-video.
-        return super().accepts(mode) | {"inputs.conditions"}
+    # Frames 8k+1 and sizes multiples of 32 (_GRID, checked in `check`). The grid itself declares
+    # neither, since it also says how much of a --condition-video clip is used, and LTX-2 passes
+    # whole clips on (LTX2ConditionPipeline trims them to its frame grid itself).
+    grid = Grid()
+    loading = Loading(cuda_dtype="bf16")
+    # A two-stage run loads its latent upsampler beside the pipeline.
+    memory = Memory(
+        Footprint(
+            denoiser="transformer",
+            blocks=48,
+            sizes={
+                "Lightricks/LTX-2": {"transformer": _LTX2_19B, "text_encoder": _GEMMA3_12B, **_PARTS},
+                **dict.fromkeys(
+                    ("diffusers/LTX-2.3-Diffusers", "diffusers/LTX-2.3-Distilled-Diffusers"),
+                    {"text_encoder": _GEMMA3_12B, **_LTX23_PARTS},
+                ),
+            },
+            spatial=32,
+            temporal=8,
+            patch=1,
+            width=4096,
+            live=10,
+            decode=120,
+            tiled=0.3,
+            # Classifier-free guidance batches the unguided pass with the guided one; STG and cross-modal
+            # guidance run their own passes after it (batch 1), so the guided pass sets the peak.
+            guided=True,
+        ),
+        extra=upsampler_models,
+    )
 
     def pipeline_name(self, cfg: RunConfig) -> str:
-        return "LTX2ConditionPipeline" if cfg.inputs.conditions else self.pipelines[cfg.mode]
+        return "LTX2ConditionPipeline" if cfg.inputs.conditions else self.modes[cfg.mode].pipeline
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
+        check_grid(self.title, cfg, _GRID)
         check_conditions(cfg)
         check_schedule(cfg, "sigmas", "--sigma")
         check_two_stage(self.title, cfg)
         check_pab(cfg)
 
-    def run_note(self, cfg: RunConfig) -> str | None:
-        conditions = (
-            "LTX2ConditionPipeline gets conditions=[LTX2VideoCondition(frames, index, strength, crf)]: the i2v "
-            "image first (index 0, strength 1), then each inputs.conditions item in order (frames: the image, or "
-            "the clip's frames; index: its frame_index; crf: sampling.image_crf)"
-        )
-        if cfg.sampling.get("latent_upsampler"):
-            two = (
-                "two stages, as in diffusers' LTX-2 docs: pipeline.stages lists the three calls (stage 1 at half size "
-                "with output_type='latent'; LTX2LatentUpsamplePipeline on its video latents; stage 2 at full size on "
-                "the upsampled video latents and stage 1's audio latents, with the stage-2 scheduler and LoRA from "
-                "pipeline.setup), all with the one generator seeded once"
-            )
-            return f"{two}; {conditions}, the same to both stages" if cfg.inputs.conditions else two
-        return conditions if cfg.inputs.conditions else None
-
-    def mode_options(self, mode: str) -> tuple[Option, ...]:
-        # Only image-to-video re-compresses an input image.
-        options = super().mode_options(mode)
-        return options if mode == "i2v" else tuple(o for o in options if o is not IMAGE_CRF)
-
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {
             **prompt_kwargs(cfg),
-            **sampling_kwargs(cfg.sampling, self.sampling[cfg.mode]),
+            **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling),
             **option_kwargs(self, cfg),
         }
         if cfg.inputs.conditions:
@@ -282,7 +299,7 @@ class LTX2(Family):
         for option in _STAGE_2_ONLY:
             kwargs.pop(option.field, None)
         # The frame rate feeds the model's temporal positions and the sound's length: the file's.
-        kwargs["frame_rate"] = float(cfg.output.fps or self.fps)
+        kwargs["frame_rate"] = float(cfg.output.fps or _FPS)
         kwargs["output_type"] = "np"
         return kwargs
 
@@ -298,41 +315,28 @@ class LTX2(Family):
         source = cfg.sampling.get("latent_upsampler")
         return setup_two_stage(pipe, cfg, models) if source else []
 
-    def pipeline_record(self, cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
-        if not cfg.sampling.get("latent_upsampler"):
-            return {}
-        first, upsample, second = two_stage_calls(cfg, call_kwargs)
-        lora = bool(cfg.sampling.get("stage_2_lora"))
-        return {
-            "stages": [
-                {
-                    "call": "pipe",
-                    **({"before": ["pipe.disable_lora()"]} if lora else {}),
-                    "call_kwargs": first,
-                    "returns": "video_latents, audio_latents (return_dict=False)",
-                },
-                {
-                    "call": "upsample_pipe",
-                    "call_kwargs": {**upsample, "latents": "video_latents"},
-                    "returns": "upscaled_video_latents",
-                },
-                {
-                    "call": "pipe",
-                    "before": [*(["pipe.enable_lora()"] if lora else []), "pipe.scheduler = stage_2_scheduler"],
-                    "call_kwargs": {**second, "latents": "upscaled_video_latents", "audio_latents": "audio_latents"},
-                    "after": ["pipe.scheduler = the first scheduler"],
-                },
-            ]
-        }
-
-    def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
-        return upsampler_models(cfg)
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        if cfg.sampling.get("latent_upsampler"):
+            run = (
+                f"{_TWO_STAGE_NOTE}; {_CONDITIONS_NOTE}, the same to both stages"
+                if cfg.inputs.conditions
+                else _TWO_STAGE_NOTE
+            )
+            stages = {} if call_kwargs is None else two_stage_record(cfg, call_kwargs)
+            return {"run": run, **stages}
+        return {"run": _CONDITIONS_NOTE} if cfg.inputs.conditions else {}
 
     def decode(
-        self, pipe: Any, cfg: RunConfig, latents: Any, args: list[Any], kwargs: dict[str, Any], tensors: dict[str, Any]
+        self,
+        pipe: Any,
+        cfg: RunConfig,
+        latents: Any,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        tensors: dict[str, Any] | None = None,
     ) -> Any:
         frames = decode_vae(pipe, latents, args, kwargs)
-        if "audio_latents" not in tensors:
+        if not tensors or "audio_latents" not in tensors:
             return frames
         # As the pipelines finish: the audio VAE makes a mel spectrogram, the vocoder the waveform.
         audio_latents = tensors["audio_latents"].to(pipe.audio_vae.dtype)
@@ -456,6 +460,33 @@ def two_stage_calls(
         guidance_scale=1.0 if guidance is None else guidance,
     )
     return first, {"output_type": "latent", "return_dict": False}, second
+
+
+def two_stage_record(cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The three calls of a two-stage run, for the sidecar's `pipeline.stages`."""
+    first, upsample, second = two_stage_calls(cfg, call_kwargs)
+    lora = bool(cfg.sampling.get("stage_2_lora"))
+    return {
+        "stages": [
+            {
+                "call": "pipe",
+                **({"before": ["pipe.disable_lora()"]} if lora else {}),
+                "call_kwargs": first,
+                "returns": "video_latents, audio_latents (return_dict=False)",
+            },
+            {
+                "call": "upsample_pipe",
+                "call_kwargs": {**upsample, "latents": "video_latents"},
+                "returns": "upscaled_video_latents",
+            },
+            {
+                "call": "pipe",
+                "before": [*(["pipe.enable_lora()"] if lora else []), "pipe.scheduler = stage_2_scheduler"],
+                "call_kwargs": {**second, "latents": "upscaled_video_latents", "audio_latents": "audio_latents"},
+                "after": ["pipe.scheduler = the first scheduler"],
+            },
+        ]
+    }
 
 
 def two_stage(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Generated:
