@@ -27,7 +27,6 @@ from vidgen.families.base import (
     ModelAccess,
     Option,
     Takes,
-    check_grid,
     check_multiple,
     option_kwargs,
     prompt_kwargs,
@@ -191,7 +190,6 @@ _OPTIONS = (
 # Keyframes and clips (LTX2ConditionPipeline) in text- and image-to-video.
 _CONDITIONS = frozenset({"conditions"})
 _FPS = 24
-_GRID = Grid(frames=8, size=32)
 
 
 class LTX2(Family):
@@ -241,10 +239,9 @@ class LTX2(Family):
         },
         needs=frozenset({"vae", "audio_vae", "vocoder"}),
     )
-    # Frames 8k+1 and sizes multiples of 32 (_GRID, checked in `check`). The grid itself declares
-    # neither, since it also says how much of a --condition-video clip is used, and LTX-2 passes
-    # whole clips on (LTX2ConditionPipeline trims them to its frame grid itself).
-    grid = Grid()
+    # Frames 8k+1 and sizes multiples of 32; a --condition-video clip is passed on whole
+    # (LTX2ConditionPipeline trims it to its frame grid itself).
+    grid = Grid(frames=8, size=32, any_clip=True)
     loading = Loading(cuda_dtype="bf16")
     # A two-stage run loads its latent upsampler beside the pipeline.
     memory = Memory(
@@ -277,7 +274,6 @@ class LTX2(Family):
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
-        check_grid(self.title, cfg, _GRID)
         check_conditions(cfg)
         check_schedule(cfg, "sigmas", "--sigma")
         check_two_stage(self.title, cfg)
