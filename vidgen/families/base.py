@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Protocol
 
 from vidgen.config.kinds import main_input
@@ -329,6 +329,7 @@ class Memory(Part):
         sliced: bool = True,
         extra: Callable[[RunConfig], dict[str, tuple[str, float | None]]] | None = None,
         passes: Callable[[RunConfig], int] | None = None,
+        shapes: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.footprint = footprint
         # Frames the VAE decodes at once by default (None: every frame), --decode-chunk replacing
@@ -340,9 +341,16 @@ class Memory(Part):
         self.extra = extra
         # Denoiser passes per step (two with real CFG), where the family decides it in code.
         self.passes = passes
+        # Checkpoints of another shape than the footprint's: a marker found in the lower-case
+        # model id -> the Footprint fields that differ (SkyReels-V2's 1.3B checkpoints).
+        self.shapes = shapes or {}
 
     def sized(self, cfg: RunConfig) -> Footprint:
-        """The footprint of the run's checkpoint (for families whose checkpoints differ in shape)."""
+        """The footprint of the run's checkpoint (see `shapes`)."""
+        model = (cfg.model.id or "").lower()
+        for marker, changes in self.shapes.items():
+            if marker in model:
+                return replace(self.footprint, **changes)
         return self.footprint
 
     def extra_models(self, cfg: RunConfig) -> dict[str, tuple[str, float | None]]:

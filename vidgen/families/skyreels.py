@@ -30,7 +30,6 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Decoding,
-    Footprint,
     Grid,
     Memory,
     Mode,
@@ -297,15 +296,12 @@ def _blocks_fit(cfg: RunConfig, name: str, value: int, block: int) -> bool:
 # -- the parts ---------------------------------------------------------------------------------
 
 
-class _Memory(Memory):
-    def sized(self, cfg: RunConfig) -> Footprint:
-        # The 1.3B checkpoints are 30 blocks of width 1536; the 14B ones Wan 14B's 40 of 5120.
-        if "1.3b" in (cfg.model.id or "").lower() or (cfg.model.id or "").startswith("tiny:"):
-            return replace(self.footprint, blocks=30, width=1536)
-        return self.footprint
+# The 1.3B checkpoints (and the tiny ones, planned like them) are 30 blocks of width 1536; the
+# 14B ones Wan 14B's 40 of 5120.
+_SHAPES = dict.fromkeys(("1.3b", "tiny:"), {"blocks": 30, "width": 1536})
 
 
-class _WindowMemory(_Memory):
+class _WindowMemory(Memory):
     """Diffusion forcing: the denoiser sees one window at a time, and the decoded video grows."""
 
     def latent_frames(self, cfg: RunConfig, frames: int) -> int:
@@ -374,7 +370,7 @@ class SkyReels(Wan):
                 ),
             },
         ),
-        _Memory,
+        shapes=_SHAPES,
     )
 
     def matches(self, index: dict[str, Any]) -> bool:
@@ -474,6 +470,7 @@ class SkyReelsDF(Wan):
             },
         ),
         _WindowMemory,
+        shapes=_SHAPES,
     )
     decoding = Decoding(latents="latent", resumable=True)
 

@@ -386,10 +386,10 @@ FOOTPRINT = Footprint(
 )
 
 
-def wan_memory(footprint: Footprint, part: type[Memory] = Memory) -> Memory:
+def wan_memory(footprint: Footprint, part: type[Memory] = Memory, **more: Any) -> Memory:
     """The memory part of a Wan-stack family with this footprint (`part`: a Memory subclass)."""
     # The causal VAE decodes one latent frame (4 video frames) at a time with a feature cache.
-    return part(footprint, decode_batch=4, sliced=False)
+    return part(footprint, decode_batch=4, sliced=False, **more)
 
 
 def published_ratios(cfg: RunConfig) -> MagCache | None:
