@@ -187,6 +187,18 @@ class ModelAccess(Protocol):
 
 
 @dataclass
+class Caught:
+    """Final latents on their way to the VAE, for `Family.decode`: the decode call's other
+    arguments (caught latents keep them) and the other caught tensors (LTX-2's audio latents),
+    all on the VAE's device."""
+
+    latents: Any
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Audio:
     """Sound a family makes with its video: float samples in [-1, 1], shaped (channels,
     samples), at `sample_rate` Hz. The output layer muxes it (vidgen/media.py); a family only
@@ -607,28 +619,19 @@ class Family:
         whose decoding.latents is "latent")."""
         return pipe(**{**call_kwargs, "output_type": "latent"}, **media, **extra).frames
 
-    def decode(
-        self,
-        pipe: Any,
-        cfg: RunConfig,
-        latents: Any,
-        args: list[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        tensors: dict[str, Any] | None = None,
-    ) -> Any:
+    def decode(self, pipe: Any, cfg: RunConfig, caught: Caught) -> Any:
         """Decode final latents as the pipeline would have, for the run `cfg` with this command's
         decode options. Latent-output families: the Wan-style VAE with per-channel latent
         statistics (`decode_normalised`). Caught latents: `decode_latents` with the arguments it
-        got (--decode-chunk replacing its decode_chunk_size), then the video processor. `tensors`
-        are the other caught tensors (see Decoding.catches), on the VAE's device. Returns
+        got (--decode-chunk replacing its decode_chunk_size), then the video processor. Returns
         frames, or `Generated` with sound."""
         import inspect
 
         if self.decoding.latents == "latent":
-            video = decode_normalised(pipe, latents)
+            video = decode_normalised(pipe, caught.latents)
             return pipe.video_processor.postprocess_video(video, output_type="np")[0]
         chunk = cfg.optimization.decode_chunk_size
-        bound = inspect.signature(pipe.decode_latents).bind(latents, *(args or []), **(kwargs or {}))
+        bound = inspect.signature(pipe.decode_latents).bind(caught.latents, *caught.args, **caught.kwargs)
         if chunk is not None and "decode_chunk_size" in inspect.signature(pipe.decode_latents).parameters:
             bound.arguments["decode_chunk_size"] = chunk
         decoded = pipe.decode_latents(*bound.args, **bound.kwargs)

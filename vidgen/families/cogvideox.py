@@ -8,6 +8,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     SDPA_SLICING,
+    Caught,
     Decoding,
     Family,
     Footprint,
@@ -133,20 +134,12 @@ class CogVideoX(Family):
         frames = (call_kwargs["num_frames"] - 1) // pipe.vae_scale_factor_temporal + 1
         return latents[:, (patch - frames % patch) % patch :]
 
-    def decode(
-        self,
-        pipe: Any,
-        cfg: RunConfig,
-        latents: Any,
-        args: list[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        tensors: dict[str, Any] | None = None,
-    ) -> Any:
+    def decode(self, pipe: Any, cfg: RunConfig, caught: Caught) -> Any:
         import torch
         from diffusers.utils.torch_utils import get_module_execution_device
 
         with torch.no_grad():
-            video = pipe.decode_latents(latents.to(get_module_execution_device(pipe.vae), pipe.vae.dtype))
+            video = pipe.decode_latents(caught.latents.to(get_module_execution_device(pipe.vae), pipe.vae.dtype))
             return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:

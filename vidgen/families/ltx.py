@@ -15,6 +15,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Catch,
+    Caught,
     Decoding,
     Family,
     Footprint,
@@ -311,16 +312,8 @@ class LTX(Family):
             return {"run": _UPSCALE_NOTE, **stages}
         return {"run": _CONDITIONS_NOTE} if cfg.inputs.conditions else {}
 
-    def decode(
-        self,
-        pipe: Any,
-        cfg: RunConfig,
-        latents: Any,
-        args: list[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        tensors: dict[str, Any] | None = None,
-    ) -> Any:
-        frames = decode_vae(pipe, latents, args, kwargs)
+    def decode(self, pipe: Any, cfg: RunConfig, caught: Caught) -> Any:
+        frames = decode_vae(pipe, caught.latents, caught.args, caught.kwargs)
         if cfg.sampling.get("latent_upsampler"):
             # The upscale recipe's stage 2 returns PIL frames, resized when it overshoots the size.
             size = upscale_calls(cfg, self.call_kwargs(cfg, 0))[3]

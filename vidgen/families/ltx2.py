@@ -16,6 +16,7 @@ from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Audio,
     Catch,
+    Caught,
     Decoding,
     Family,
     Footprint,
@@ -322,20 +323,12 @@ class LTX2(Family):
             return {"run": run, **stages}
         return {"run": _CONDITIONS_NOTE} if cfg.inputs.conditions else {}
 
-    def decode(
-        self,
-        pipe: Any,
-        cfg: RunConfig,
-        latents: Any,
-        args: list[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        tensors: dict[str, Any] | None = None,
-    ) -> Any:
-        frames = decode_vae(pipe, latents, args, kwargs)
-        if not tensors or "audio_latents" not in tensors:
+    def decode(self, pipe: Any, cfg: RunConfig, caught: Caught) -> Any:
+        frames = decode_vae(pipe, caught.latents, caught.args, caught.kwargs)
+        if "audio_latents" not in caught.tensors:
             return frames
         # As the pipelines finish: the audio VAE makes a mel spectrogram, the vocoder the waveform.
-        audio_latents = tensors["audio_latents"].to(pipe.audio_vae.dtype)
+        audio_latents = caught.tensors["audio_latents"].to(pipe.audio_vae.dtype)
         mel = pipe.audio_vae.decode(audio_latents, return_dict=False)[0]
         waveform = pipe.vocoder(mel)
         samples = waveform[0].float().cpu().numpy()

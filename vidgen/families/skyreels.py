@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    Caught,
     Decoding,
     Grid,
     Memory,
@@ -612,25 +613,17 @@ class SkyReelsDF(Wan):
             pipe._vidgen_clip = (video, _overlap(cfg))
         return latents
 
-    def decode(
-        self,
-        pipe: Any,
-        cfg: RunConfig,
-        latents: Any,
-        args: list[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        tensors: dict[str, Any] | None = None,
-    ) -> Any:
+    def decode(self, pipe: Any, cfg: RunConfig, caught: Caught) -> Any:
         clip = pipe.__dict__.pop("_vidgen_clip", None)
         if clip is None:
-            return super().decode(pipe, cfg, latents, args, kwargs, tensors)
+            return super().decode(pipe, cfg, caught)
         import numpy as np
         import torch
 
         video, overlap = clip
         # As the pipeline decodes (pipeline_skyreels_v2_diffusion_forcing_v2v.py), then without the
         # carried-over frames decoded a second time.
-        generated = decode_normalised(pipe, latents)
+        generated = decode_normalised(pipe, caught.latents)
         video = video.to(generated.device, torch.float32)
         joined = torch.cat([video, generated.to(video.dtype)], dim=2)
         frames = pipe.video_processor.postprocess_video(joined, output_type="np")[0]

@@ -19,7 +19,7 @@ from vidgen.config import Resolved
 from vidgen.config.schema import OptimizationConfig
 from vidgen.core.errors import ConfigError, OutOfMemory, WriteError, out_of_memory
 from vidgen.core.progress import NullProgress, Progress
-from vidgen.families.base import Family, denoisers, media_arg, pipeline_record, run_note
+from vidgen.families.base import Caught, Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
 from vidgen.models import optimize
 from vidgen.run import memory
@@ -691,7 +691,7 @@ def _decoded(
     args, kwargs = latents.arguments(source, info, tensors)
     try:
         with torch.inference_mode():
-            frames = family.decode(pipe, cfg, moved, args, kwargs, tensors)
+            frames = family.decode(pipe, cfg, Caught(moved, list(args), dict(kwargs), tensors))
     except (torch.cuda.OutOfMemoryError, MemoryError):
         savers = memory.decode_only_savers(family, cfg).flags()
         out_of_memory(f"the decode ran out of memory; try again with {savers} or --offload model.")

@@ -14,6 +14,7 @@ from typing import Any
 from vidgen.core import stopping
 from vidgen.core.errors import is_oom, out_of_memory
 from vidgen.core.progress import Progress
+from vidgen.families.base import Caught
 
 
 @dataclass
@@ -190,7 +191,7 @@ def _call(
     captured.latents = family.latent_call(pipe, cfg, call_kwargs, media, **calls, **kept)
     captured.decoding = True
     clock.before_decode()
-    output = family.decode(pipe, cfg, captured.latents)
+    output = family.decode(pipe, cfg, Caught(captured.latents))
     captured.decoding = False
     return output
 
