@@ -138,7 +138,7 @@ def main() -> None:
         env = {**os.environ, "VIDGEN_CACHE": str(tmp / "cache")}
         models = {}
         for name in ("cogvideox", "wan"):
-            _, stdout = run([py, "-c", f"from vidgen import tiny; print(tiny.ensure({name!r}))"], env)
+            _, stdout = run([py, "-c", f"from vidgen.models import tiny; print(tiny.ensure({name!r}))"], env)
             models[name] = stdout.strip().splitlines()[-1]
         scripts = {"cogvideox": tmp / "plain.py", "wan": tmp / "plain_wan.py"}
         scripts["cogvideox"].write_text(PLAIN_SCRIPT.format(prompt=PROMPT))

@@ -66,7 +66,7 @@ def test_a_child_dies_with_a_sigkilled_vidgen_because_of_pdeathsig(tmp_path: Pat
         [
             sys.executable,
             "-c",
-            "import subprocess, time\nfrom vidgen import media\n"
+            "import subprocess, time\nfrom vidgen.io import media\n"
             f"child = subprocess.Popen(['sleep', '120'], {hook})\nprint(child.pid, flush=True)\ntime.sleep(120)",
         ],
         stdout=subprocess.PIPE,
