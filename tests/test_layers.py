@@ -73,7 +73,7 @@ def test_the_family_interface_is_a_few_parts() -> None:
     assert len(members) <= 30, sorted(members)
     # Hooks (methods of Family and of its parts) that only one family overrides: each is kept
     # only where data cannot say it, with a comment why (Loading.assemble and .repair count).
-    hooks = [name for name in members if inspect.isfunction(getattr(Family, name))]
+    hooks = [name for name in members if inspect.isfunction(vars(Family).get(name))]
     # Every class (family or shared base) that defines a hook itself, whatever registers it.
     defined = {klass for cls in _family_classes() for klass in cls.__mro__ if klass is not Family}
     single = [hook for hook in hooks if len([k for k in defined if hook in vars(k)]) == 1]
@@ -123,3 +123,31 @@ def test_families_import_no_private_name_of_another_family() -> None:
                     continue
                 private = [alias.name for alias in node.names if alias.name.startswith("_")]
                 assert not private, f"{path.name} imports {private} from {node.module}"
+
+
+def test_input_and_output_kinds_are_declared_once() -> None:
+    from typer.testing import CliRunner
+
+    from vidgen.cli import app
+    from vidgen.cli.inspect import _written_beside
+    from vidgen.config.flags import flag
+    from vidgen.config.kinds import INPUT_KINDS, OUTPUT_KINDS
+    from vidgen.config.schema import InputsConfig, OutputConfig
+    from vidgen.io.trust import input_refs
+
+    # Every declared kind is a config field with its flag; input kinds are what the trust
+    # boundary reads, output switches are options of the generation commands.
+    assert set(INPUT_KINDS) <= set(InputsConfig.model_fields)
+    assert [name for name, _ in input_refs({name: "x.png" for name in INPUT_KINDS})] == list(INPUT_KINDS)
+    switches = [kind for kind in OUTPUT_KINDS.values() if kind.switch]
+    assert {kind.switch for kind in switches} <= set(OutputConfig.model_fields)
+    help_text = CliRunner().invoke(app, ["t2v", "--help"]).stdout
+    for kind in switches:
+        assert flag(f"output.{kind.switch}") == kind.flag
+        if kind.name != "control":  # --save-control is vidgen control's
+            assert kind.flag in help_text
+    # inspect shows what the sidecar records of each, by the kinds' record keys.
+    rows = dict(_written_beside({"latents": {"path": "a.latents.safetensors"}, "preview": "a.preview.png"}))
+    assert rows == {"latents": "a.latents.safetensors", "preview": "a.preview.png"}
+    assert OUTPUT_KINDS["latents"].path(Path("out/a.mp4")) == Path("out/a.latents.safetensors")
+    assert OUTPUT_KINDS["control"].path(Path("out/frames")) == Path("out/frames-control")

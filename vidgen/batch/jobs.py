@@ -47,7 +47,7 @@ from vidgen.core.limits import (
     depth,
     read_text,
 )
-from vidgen.io import trust
+from vidgen.io import outputs, trust
 
 log = logging.getLogger("vidgen")
 
@@ -370,7 +370,14 @@ def _resolve(
 def _writes(plan: Any) -> dict[str, Path]:
     """Every file or folder a job's plan writes, keyed so that paths a case-insensitive file
     system (macOS, Windows) would treat as one are equal."""
-    paths = [p for item in plan.items for p in (item.path, item.sidecar, item.control, item.latents) if p is not None]
+    cfg = plan.resolved.config
+    # The video, every file asked for beside it, and where a failed decode would keep latents.
+    paths = [
+        p
+        for item in plan.items
+        for p in (item.path, *outputs.requested(cfg, item.path).values(), item.latents)
+        if p is not None
+    ]
     return {os.path.abspath(path).casefold(): path for path in paths}
 
 

@@ -18,12 +18,6 @@ TILE_MIN, TILE_MAX = 160, 320
 CAPTION = 14  # font size in pixels
 
 
-def path_for(output: Path) -> Path:
-    """clip.mp4 -> clip.preview.png (a png folder clip -> clip.preview.png)."""
-    stem = output.name if output.suffix == "" else output.stem
-    return output.with_name(f"{stem}.preview.png")
-
-
 def pick(count: int, tiles: int = TILES) -> list[int]:
     """Indices of `tiles` frames spread evenly from the first to the last."""
     if count <= tiles:
@@ -96,7 +90,9 @@ def _umask() -> int:
 
 def write(frames: Any, output: Path, prompt: str, seed: object) -> Path:
     """The contact sheet of `frames` beside `output`; returns its path."""
-    return save(sheet(frames, caption(prompt, seed)), path_for(output))
+    from vidgen.io.outputs import beside
+
+    return save(sheet(frames, caption(prompt, seed)), beside("preview", output))
 
 
 def read_frames(path: Path) -> Any:

@@ -14,7 +14,7 @@ import typer
 from vidgen import families
 from vidgen.config import Layer, set_layer
 from vidgen.config.flags import flag, from_flag_form, parse_condition_video, parse_keyframe, parse_lora
-from vidgen.config.kinds import INPUT_KINDS
+from vidgen.config.kinds import INPUT_KINDS, OUTPUT_KINDS
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -209,27 +209,11 @@ OomRetry = Annotated[
         rich_help_panel=OPTIMIZE,
     ),
 ]
-SaveLatents = Annotated[
-    bool | None,
-    typer.Option(
-        "--save-latents/--no-save-latents",
-        help="Also write the final latents (before the VAE decode); `vidgen decode` re-decodes them.",
-        rich_help_panel=OUTPUT,
-    ),
-]
 Audio = Annotated[
     bool | None,
     typer.Option(
         "--audio/--no-audio",
         help="Keep (default) or drop the sound of models that make it (LTX-2).",
-        rich_help_panel=OUTPUT,
-    ),
-]
-Preview = Annotated[
-    bool | None,
-    typer.Option(
-        "--preview/--no-preview",
-        help="Also write NAME.preview.png: a contact sheet of frames with prompt and seed.",
         rich_help_panel=OUTPUT,
     ),
 ]
@@ -484,12 +468,6 @@ Chunk = Annotated[
         rich_help_panel=FAMILY,
     ),
 ]
-SaveControl = Annotated[
-    bool,
-    typer.Option(
-        "--save-control", help="Also write the control maps as a video beside the output.", rich_help_panel=OUTPUT
-    ),
-]
 MotionFieldX = Annotated[
     float | None,
     typer.Option(
@@ -595,7 +573,6 @@ PARAMS = {
     "controlnet": "model.controlnet",
     "control_scale": "sampling.controlnet_conditioning_scale",
     "chunk": "sampling.chunk",
-    "save_control": "output.save_control",
     "motion_field_x": "sampling.motion_field_strength_x",
     "motion_field_y": "sampling.motion_field_strength_y",
     "t0": "sampling.t0",
@@ -639,8 +616,6 @@ PARAMS = {
     "gpus": "optimization.gpus",
     "context_parallel": "optimization.context_parallel",
     "ring_degree": "optimization.ring_degree",
-    "save_latents": "output.save_latents",
-    "preview": "output.preview",
     "audio": "output.audio",
     "out": "output.path",
     "format_": "output.format",
@@ -651,12 +626,25 @@ PARAMS = {
 }
 
 
+# Output kinds' switches by config field (--save-latents -> save_latents).
+OUTPUT_SWITCHES = {kind.switch for kind in OUTPUT_KINDS.values() if kind.switch}
+
 # On/off flags whose "off" means "not given", so presets can still turn them on.
-SWITCHES = ("overwrite", "save_control")
+SWITCHES = ("overwrite", *(k.switch for k in OUTPUT_KINDS.values() if k.switch and not k.negatable))
 
 
 # --lora-high / --lora-low -> the expert their LoRAs target; they join --lora in one list.
 LORA_EXPERTS = {"lora_high": "high", "lora_low": "low"}
+
+
+def output_option(name: str) -> tuple[object, object]:
+    """The Typer switch of an output kind (config/kinds.py), named by its config field."""
+    kind = OUTPUT_KINDS[name]
+    assert kind.switch and kind.flag
+    if kind.negatable:
+        option = typer.Option(f"{kind.flag}/--no-{kind.flag[2:]}", help=kind.help, rich_help_panel=OUTPUT)
+        return Annotated[bool | None, option], None
+    return Annotated[bool, typer.Option(kind.flag, help=kind.help, rich_help_panel=OUTPUT)], False
 
 
 def input_option(field: str) -> tuple[object, object]:
@@ -728,6 +716,8 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
             path = PARAMS[name]
         elif name in INPUT_KINDS:
             path = INPUT_KINDS[name].path
+        elif name in OUTPUT_SWITCHES:
+            path = f"output.{name}"
         elif name in families.OPTIONS:
             path = families.OPTIONS[name].path
         else:

@@ -41,5 +41,5 @@ control = generation_command(
         **IMAGE_INPUT,
     },
     {"control_scale": (o.ControlScale, None), "chunk": (o.Chunk, None), **FRAMES, **ANIMATEDIFF_SAMPLING},
-    {"save_control": (o.SaveControl, False)},
+    {"save_control": o.output_option("control")},
 )

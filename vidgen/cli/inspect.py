@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vidgen.config.kinds import input_fields
+from vidgen.config.kinds import OUTPUT_KINDS, input_fields
 from vidgen.core.terminal import escape
 from vidgen.io import sidecar
 
@@ -59,6 +59,20 @@ def _stages(stages: object) -> str | None:
             parts.append(f"guidance {kwargs['guidance_scale']}")
         shown.append(" ".join(parts))
     return " -> ".join(shown) or None
+
+
+def _written_beside(output: dict) -> list[tuple[str, object]]:
+    """A row per output kind the sidecar records beside the video (latents, control maps,
+    preview), as config/kinds.py declares them."""
+    rows: list[tuple[str, object]] = []
+    for kind in OUTPUT_KINDS.values():
+        value = output.get(kind.record) if kind.record else None
+        if isinstance(value, dict) and value.get("path"):
+            digest = f" (sha256 {str(value['sha256'])[:12]})" if value.get("sha256") else ""
+            rows.append((kind.name, f"{value['path']}{digest}"))
+        elif isinstance(value, str):
+            rows.append((kind.name, value))
+    return rows
 
 
 def _rows(data: dict) -> list[tuple[str, object]]:
@@ -123,6 +137,7 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         found = media.audio_stream(Path(str(output["path"])))
         if found:
             rows.append(("audio", f"{found} (read from the file)"))
+    rows += _written_beside(output)
     optimizations, timings = _dict(data.get("optimizations")), _dict(data.get("timings"))
     if optimizations:
         rows.append(("optimized", ", ".join(map(str, optimizations.get("applied") or [])) or "none"))

@@ -37,7 +37,7 @@ def make(path: Path) -> Path:
         raise InputError(f"{path} does not exist.")
     if not (path.is_file() or path.is_dir()):
         raise InputError(f"{path} is not a regular file or folder; pass a video.")
-    beside = outputs.sidecar_path(path)
+    beside = outputs.beside("sidecar", path)
     data = sidecars.read(beside) if beside.is_file() else None
     if data is not None:
         config = data.get("config") if isinstance(data.get("config"), dict) else {}
@@ -46,7 +46,7 @@ def make(path: Path) -> Path:
         caption = sheets.caption(prompt, seed)
     else:
         caption = path.name
-    written = sheets.save(sheets.sheet(sheets.read_frames(path), caption), sheets.path_for(path))
+    written = sheets.save(sheets.sheet(sheets.read_frames(path), caption), outputs.beside("preview", path))
     if data is not None and isinstance(data.get("output"), dict):
         data["output"]["preview"] = written.name
         media.write_text(sidecars.dumps(data), beside, overwrite=True)

@@ -1,4 +1,4 @@
-"""Input kinds: every file a run reads, declared once.
+"""Input and output kinds: every file a run reads, and every file it writes, declared once.
 
 One `InputKind` is the config field `inputs.<field>`, the flag that sets it (the command's
 positional argument, or an option on every command whose families take it), how vidgen reads it
@@ -10,6 +10,7 @@ path, an audio track, a pose video) is one `register_input` call beside the fami
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from vidgen.config.flags import register_flag
 
@@ -114,3 +115,70 @@ for _kind in (
 ):
     register_input(_kind)
 BUILTIN = tuple(INPUT_KINDS.values())
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """A file a run writes beside its video. One declaration gives its name (from the video's),
+    the switch that asks for it (the config field `output.<switch>`, its flag and --help line),
+    and the key of the sidecar's `output` block that records it: planning, the overwrite check,
+    batch's same-path check, the schema, the CLI and `inspect` read this table."""
+
+    name: str
+    # The file's name: {stem} is the video's name without its extension, {suffix} the extension
+    # ("" for a folder of png frames).
+    rule: str
+    help: str
+    switch: str | None = None
+    flag: str | None = None
+    # Whether the flag has a --no- form (off means "not given", so a preset can turn it on).
+    negatable: bool = True
+    record: str | None = None
+
+    def path(self, video: Path) -> Path:
+        stem = video.name if video.suffix == "" else video.stem
+        return video.with_name(self.rule.format(stem=stem, suffix=video.suffix))
+
+
+OUTPUT_KINDS: dict[str, OutputKind] = {}
+
+
+def register_output(kind: OutputKind) -> None:
+    """Declare an output kind (the built-ins below)."""
+    OUTPUT_KINDS[kind.name] = kind
+    if kind.switch and kind.flag:
+        register_flag(f"output.{kind.switch}", kind.flag)
+
+
+for _output in (
+    OutputKind("sidecar", "{stem}.json", "How the video was made (always written)."),
+    OutputKind(
+        "control",
+        "{stem}-control{suffix}",
+        "Also write the control maps as a video beside the output.",
+        switch="save_control",
+        flag="--save-control",
+        negatable=False,
+        record="control",
+    ),
+    OutputKind(
+        "latents",
+        "{stem}.latents.safetensors",
+        "Also write the final latents (before the VAE decode); `vidgen decode` re-decodes them.",
+        switch="save_latents",
+        flag="--save-latents",
+        record="latents",
+    ),
+    OutputKind(
+        "preview",
+        "{stem}.preview.png",
+        "Also write NAME.preview.png: a contact sheet of frames with prompt and seed.",
+        switch="preview",
+        flag="--preview",
+        record="preview",
+    ),
+    # A long run's finished windows (SkyReels-V2 DF with --save-latents or --oom-retry), until
+    # it completes.
+    OutputKind("windows", "{stem}.windows.safetensors", "Finished windows of a resumable run."),
+):
+    register_output(_output)

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from vidgen.config.kinds import BUILTIN, INPUT_KINDS, InputKind
+from vidgen.config.kinds import BUILTIN, INPUT_KINDS, OUTPUT_KINDS, InputKind
 
 Mode = Literal["t2v", "i2v", "v2v", "animate", "control"]
 DType = Literal["auto", "fp32", "fp16", "bf16"]
@@ -304,22 +304,24 @@ class OptimizationConfig(_Section):
         return value
 
 
-class OutputConfig(_Section):
+class _OutputBase(_Section):
     path: str = "outputs/{mode}-{slug}-{seed}.{ext}"
     format: Format | None = None
     fps: int | None = Field(None, ge=1, le=240)
     crf: int | None = Field(None, ge=0, le=63)
     codec: str | None = None
     overwrite: bool = False
-    # control: also write the control maps as a video beside the output.
-    save_control: bool = False
-    # Write the final latents (before the VAE decode) beside the output; `vidgen decode` turns
-    # them into the video again. Done anyway when the decode fails.
-    save_latents: bool = False
-    # Also write a contact sheet (NAME.preview.png): evenly spaced frames with prompt and seed.
-    preview: bool = False
     # The sound of families that make it (LTX-2): None keeps it, False drops it (--no-audio).
     audio: bool | None = None
+
+
+# The files written beside the video on request (--save-control, --save-latents, --preview) are
+# the output kinds of vidgen/config/kinds.py; each switch is a field of this section.
+OutputConfig = create_model(
+    "OutputConfig",
+    __base__=_OutputBase,
+    **{kind.switch: (bool, Field(False, description=kind.help)) for kind in OUTPUT_KINDS.values() if kind.switch},
+)
 
 
 class RunConfig(_Section):

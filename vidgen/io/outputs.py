@@ -9,6 +9,7 @@ import time
 import unicodedata
 from pathlib import Path
 
+from vidgen.config.kinds import OUTPUT_KINDS
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 
@@ -132,22 +133,18 @@ def render(cfg: RunConfig, fmt: str, seeds: list[int]) -> list[Path]:
     return paths
 
 
-def control_path(output: Path) -> Path:
-    """clip.mp4 -> clip-control.mp4 (a png folder clip -> clip-control)."""
-    return output.with_name(f"{output.stem}-control{output.suffix}")
+def beside(name: str, output: Path) -> Path:
+    """Where the output kind `name` (config/kinds.py: sidecar, control, latents, preview,
+    windows) of the video `output` goes: clip.mp4 -> clip.json, clip-control.mp4,
+    clip.latents.safetensors, clip.preview.png, clip.windows.safetensors."""
+    return OUTPUT_KINDS[name].path(output)
 
 
-def sidecar_path(output: Path) -> Path:
-    return output.with_name(output.name + ".json") if output.suffix == "" else output.with_suffix(".json")
-
-
-def latents_path(output: Path) -> Path:
-    """clip.mp4 -> clip.latents.safetensors: the final latents, for `vidgen decode`."""
-    stem = output.name if output.suffix == "" else output.stem
-    return output.with_name(f"{stem}.latents.safetensors")
-
-
-def windows_path(output: Path) -> Path:
-    """clip.mp4 -> clip.windows.safetensors: a long run's finished windows, until it completes."""
-    stem = output.name if output.suffix == "" else output.stem
-    return output.with_name(f"{stem}.windows.safetensors")
+def requested(cfg: RunConfig, output: Path) -> dict[str, Path]:
+    """The files this run is asked to write beside the video `output`, by output kind: the
+    sidecar always, and each kind whose switch the config turns on."""
+    return {
+        kind.name: kind.path(output)
+        for kind in OUTPUT_KINDS.values()
+        if kind.name == "sidecar" or (kind.switch and getattr(cfg.output, kind.switch, False))
+    }

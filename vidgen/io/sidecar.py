@@ -126,7 +126,7 @@ def read(path: Path) -> dict[str, Any]:
         raise InputError(f"{path} does not exist.")
     if path.suffix.lower() == ".json":
         return parse(read_text(path, MAX_SIDECAR_BYTES, "sidecar", InputError), str(path))
-    beside = outputs.sidecar_path(path)
+    beside = outputs.beside("sidecar", path)
     if beside.is_file():
         data = read(beside)
         if _describes(data, path):

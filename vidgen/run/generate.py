@@ -88,15 +88,15 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
         Planned(
             seed,
             path,
-            outputs.sidecar_path(path),
-            outputs.control_path(path) if cfg.output.save_control else None,
-            outputs.latents_path(path) if family.decoding.latents else None,
+            outputs.beside("sidecar", path),
+            outputs.beside("control", path) if cfg.output.save_control else None,
+            outputs.beside("latents", path) if family.decoding.latents else None,
         )
         for seed, path in zip(seeds, paths, strict=True)
     ]
     if not cfg.output.overwrite:
         for item in items:
-            _check_free(item, cfg.output.save_latents)
+            _check_free(item, cfg)
     fps = cfg.output.fps or 8
     prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
     frames = prepared.frames if cfg.mode == "v2v" else None
@@ -115,15 +115,16 @@ def _check_audio_format(family: Any, cfg: Any, fmt: str) -> None:
         )
 
 
-def _check_free(item: Planned, save_latents: bool) -> None:
-    """Refuse to replace existing files without --overwrite, except what a killed run left
-    half-done: its video without the sidecar, recognised by the metadata inside the video."""
+def _check_free(item: Planned, cfg: Any) -> None:
+    """Refuse to replace existing files without --overwrite (the video and every output kind the
+    run is asked to write beside it), except what a killed run left half-done: its video without
+    the sidecar, recognised by the metadata inside the video."""
     item.orphan = orphaned(item.path, item.sidecar)
     if item.orphan:
         log.info("%s has no sidecar (its run was stopped); this run replaces it.", item.path)
         return
-    for existing in (item.path, item.sidecar, item.control, item.latents if save_latents else None):
-        if existing is not None and existing.exists():
+    for existing in (item.path, *outputs.requested(cfg, item.path).values()):
+        if existing.exists():
             raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
 
 
@@ -340,7 +341,7 @@ def _checkpoint(plan: Plan, item: Planned, cfg: Any) -> Any:
         return None
     from vidgen.run import latents
 
-    return latents.Checkpoint(outputs.windows_path(item.path))
+    return latents.Checkpoint(outputs.beside("windows", item.path))
 
 
 def _write(
@@ -664,7 +665,7 @@ def _decode_target(cfg: Any, fmt: str, info: dict[str, Any]) -> tuple[Path, Path
     """Where `vidgen decode` writes the video and its sidecar, checked free and writable."""
     path = Path(cfg.output.path)
     target = path.with_suffix(f".{fmt}") if fmt != "png" and path.suffix else path
-    side = outputs.sidecar_path(target)
+    side = outputs.beside("sidecar", target)
     if not cfg.output.overwrite:
         for existing in (target, side):
             if existing.exists():
