@@ -68,7 +68,7 @@ def build_cogvideox_2b(folder: Path) -> None:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    from vidgen.models.tiny import _t5_tokenizer
+    from vidgen.families.tiny_parts import t5_tokenizer as _t5_tokenizer
 
     transformer = CogVideoXTransformer3DModel(
         num_attention_heads=30,
@@ -153,7 +153,7 @@ def build_wan_1_3b(folder: Path) -> None:
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from vidgen.models.tiny import t5_tokenizer
+    from vidgen.families.tiny_parts import t5_tokenizer
 
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2),

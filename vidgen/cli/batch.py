@@ -284,7 +284,7 @@ def _runner(ray: dict | None) -> Callable[..., list[dict]]:
 
     if ray is None:
         return core.run
-    from vidgen.batch.jobs import ray as raybatch
+    from vidgen.batch import ray as raybatch
 
     def on_ray(mine, *, worker, progress, **kwargs):  # noqa: ANN001, ANN202, ARG001
         return raybatch.run(
