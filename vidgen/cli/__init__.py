@@ -62,12 +62,17 @@ def _fail(ctx: typer.Context, code: int, message: str) -> None:
 class _Boundary(HelpGroup):
     """Turns every failure into one line on stderr and the exit code of DESIGN.md §5."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta["vidgen.argv"] = list(args)  # checked inside the boundary, by invoke
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: typer.Context) -> Any:
         from vidgen import families
 
         if families.PLUGIN_ERROR:
             _fail(ctx, ExitCode.CONFIG, families.PLUGIN_ERROR)
         try:
+            _check_argv(ctx)
             result = super().invoke(ctx)
             stopping.check()  # a signal recorded during a late fork still stops with its code
             return result
@@ -111,6 +116,20 @@ class _Boundary(HelpGroup):
                 f"internal error ({type(exc).__name__}{detail}); rerun with --traceback or VIDGEN_TRACEBACK=1 "
                 "and report it.",
             )
+
+
+def _check_argv(ctx: typer.Context) -> None:
+    """Every argument is UTF-8 text: bytes a shell passed that are not (`$'\\xe9'`) are refused
+    here, once for every command, before any of them reaches a prompt, a path or a file name."""
+    from vidgen.core import text
+
+    argv = ctx.meta.get("vidgen.argv") or []
+    for number, arg in enumerate(argv, start=1):
+        try:
+            text.check(arg, f"command-line argument {number}")
+        except VidgenError:
+            ctx.meta["vidgen.json"] = "--json" in argv  # no command ran to say: answer as it would
+            raise
 
 
 app = typer.Typer(

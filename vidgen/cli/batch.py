@@ -176,10 +176,9 @@ def _stdin() -> str:
     data = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
         raise InputError(f"the manifest on stdin is larger than {MAX_MANIFEST_BYTES >> 20} MiB; split it.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError("the manifest on stdin is not UTF-8 text.") from None
+    from vidgen.core import text
+
+    return text.decode(data, "the manifest on stdin")
 
 
 def run_batch(jobs: list[Job], opts: BatchOptions) -> None:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from vidgen.config import safe_yaml
 from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.config.settings import user_preset_dir
+from vidgen.core import text
 from vidgen.core.errors import ConfigError
 from vidgen.core.limits import MAX_EXTENDS, MAX_PRESET_BYTES, read_text
 
@@ -235,6 +236,13 @@ def resolve(
     for layer in layers:
         merged = _merge(merged, layer.data)
         sources.update(dict.fromkeys(leaves(layer.data), layer.label))
+    origins = {layer.label: layer.origin or layer.label for layer in layers}
+    for path, value in leaves(merged).items():
+        # Text from a manifest or sidecar ("\udce9" in JSON) as well as from the command line.
+        source = sources.get(path)
+        where = f"{path} (from {origins.get(source, source)})" if source else path
+        text.check(path, where)
+        text.check_all(value, where)
     try:
         config = RunConfig.model_validate(merged)
     except ValidationError as exc:
