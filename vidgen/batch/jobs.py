@@ -708,6 +708,7 @@ def _holder(path: Path) -> int | None:
     unreadable and old); None when it cannot be judged yet."""
     from vidgen.io import media
 
+    age = 0.0  # unreadable: judged young until its age is known
     try:
         age = time.time() - path.stat().st_mtime
         data = json.loads(path.read_text(encoding="utf-8") or "{}")

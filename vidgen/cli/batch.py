@@ -186,6 +186,7 @@ def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
     from vidgen.batch import jobs as core
 
     jobs, invalid = _checked(jobs, opts)
+    _check_out(opts.out)  # a file where the output folder should be: refused before any job runs
     if opts.dry_run:
         for job in jobs:
             if job.error is None:
@@ -335,7 +336,20 @@ def _finish(rows: list[dict], opts: BatchOptions, events: JsonEvents | None, sta
         raise report_error
 
 
+def _check_out(out: Path) -> None:
+    """--out is a folder (made when missing): a file there, or above it, is refused."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        named = "is a file" if existing == out else f"is under {existing}, which is a file"
+        raise WriteError(f"--out {out} {named}; a batch writes its outputs into a folder: choose another --out.")
+
+
 def _check_report(report: Path) -> None:
+    if report.is_dir():
+        # Found now, not after every job ran: the report is one file, rewritten as jobs finish.
+        raise WriteError(f"--report {report} is a folder; name a file in it, e.g. --report {report / 'report.jsonl'}.")
     folder = report.parent
     probe = folder / f".{report.name}.{os.getpid()}.probe"
     try:
