@@ -576,6 +576,8 @@ def _save_latents(plan: Plan, item: Planned, resolved: Resolved, captured: Any, 
 
     if captured is None or captured.latents is None or item.latents is None:
         return None
+    if captured.latents.numel() == 0:
+        return None  # nothing was denoised: a file of no latents would only be refused by `vidgen decode`
     if resolved.config.optimization.gpus > 1 and _rank() != 0:
         return None  # every rank holds the same latents; rank 0 writes them
     try:
