@@ -66,7 +66,7 @@ def output_format(cfg: RunConfig) -> str:
         raise ConfigError("--out is empty; name a file or folder (or leave --out out for outputs/).")
     path = cfg.output.path
     suffix = Path(path).suffix.lower().lstrip(".")
-    if "{" in suffix or "}" in suffix or path.endswith(("/", "\\")) or Path(path).expanduser().is_dir():
+    if "{" in suffix or "}" in suffix or path.endswith(("/", "\\")) or _is_folder(path):
         suffix = ""
     from_name = suffix if suffix in FORMATS else None
     chosen = cfg.output.format
@@ -79,6 +79,14 @@ def output_format(cfg: RunConfig) -> str:
     if chosen and from_name and chosen != from_name:
         raise ConfigError(f"--out {path} ends in .{from_name} but --format is {chosen}; make them agree.")
     return chosen or from_name or "mp4"
+
+
+def _is_folder(path: str) -> bool:
+    """Whether --out names an existing folder (a name too long to look up is none)."""
+    try:
+        return Path(path).expanduser().is_dir()
+    except OSError:
+        return False
 
 
 def describe(cfg: RunConfig) -> str | None:
@@ -102,7 +110,7 @@ def _input_stem(cfg: RunConfig) -> str | None:
 
 
 def _template(path: str) -> str:
-    if path.endswith(("/", "\\")) or Path(path).expanduser().is_dir():
+    if path.endswith(("/", "\\")) or _is_folder(path):
         return str(Path(path) / DEFAULT_NAME)
     return path
 

@@ -94,6 +94,10 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
         )
         for seed, path in zip(seeds, paths, strict=True)
     ]
+    for item in items:  # names the file system cannot hold: refused now, not when a write fails
+        for target in (item.path, item.sidecar, item.control, item.latents if cfg.output.save_latents else None):
+            if target is not None:
+                media.check_name(target)
     if not cfg.output.overwrite:
         for item in items:
             _check_free(item, cfg.output.save_latents)
