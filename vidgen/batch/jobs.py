@@ -536,8 +536,7 @@ class JobRunner:
         if (skipped := self._skip(job, force)) is not None:
             return skipped
         if take_over:
-            with contextlib.suppress(OSError):
-                _claim_path(job).unlink()
+            drop_claim(job)
         with claimed(job) as mine:
             if not mine:
                 # Another batch on this manifest and --out (another shell or machine) runs it.
@@ -617,6 +616,13 @@ CLAIM_HEARTBEAT_S = 60
 def _claim_path(job: Job) -> Path:
     assert job.resolved is not None
     return Path(job.resolved.config.output.path).parent / f".{job.id}.claim"
+
+
+def drop_claim(job: Job) -> None:
+    """Remove a job's claim whose holder is known to be dead (Ray saw its worker die, maybe on
+    another node whose claims would only expire after CLAIM_EXPIRY_S)."""
+    with contextlib.suppress(OSError):
+        _claim_path(job).unlink()
 
 
 @contextmanager

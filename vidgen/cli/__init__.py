@@ -46,7 +46,9 @@ def _install_signal_handlers() -> None:
         signal.signal(signal.SIGINT, _on_interrupt)
 
 
-def _fail(ctx: typer.Context, code: int, message: str) -> None:
+def _fail(ctx: typer.Context, code: int, message: str, answered: bool = False) -> None:
+    """One line on stderr and the exit code; with --json also the JSON answer, unless the
+    command already printed one that carries the error (`answered`)."""
     from vidgen.models.parallel import report_error
 
     if report_error(message, int(code)):
@@ -54,7 +56,7 @@ def _fail(ctx: typer.Context, code: int, message: str) -> None:
         raise typer.Exit(int(code))
     # Messages quote prompts, paths and ids from files: escaped, they stay one plain line.
     typer.echo(f"Error: {escape(message)}", err=True)
-    if ctx.meta.get("vidgen.json"):
+    if ctx.meta.get("vidgen.json") and not answered:
         typer.echo(json.dumps({"outputs": [], "exit_code": int(code), "error": message}))
     raise typer.Exit(int(code))
 
@@ -81,7 +83,7 @@ class _Boundary(HelpGroup):
         except VidgenError as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise
-            _fail(ctx, exc.exit_code, str(exc))
+            _fail(ctx, exc.exit_code, str(exc), getattr(exc, "answered", False))
         except BrokenPipeError:
             # The reader went away (`vidgen presets list | head`): stop quietly, as `cat` would.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -199,8 +199,17 @@ def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
     core.sweep(opts.out)
     start = time.perf_counter()
     events = JsonEvents() if opts.progress_format == "json" else None
-    rows = _run_jobs(jobs, invalid, opts, events)
-    _finish(rows, opts, events, start)
+    from vidgen.core.errors import VidgenError
+
+    stopped: VidgenError | None = None
+    try:
+        rows = _run_jobs(jobs, invalid, opts, events)
+    except VidgenError as exc:
+        if not hasattr(exc, "rows"):
+            raise
+        # --ray lost a node (batch/ray.py ClusterLost): report what ran, then say so, exit 8.
+        rows, stopped = sorted(core.invalid_rows(jobs) + exc.rows, key=lambda row: row["index"]), exc
+    _finish(rows, opts, events, start, stopped)
 
 
 def _checked(jobs: list[Job], opts: BatchOptions) -> tuple[list[Job], list[Job]]:
@@ -264,8 +273,8 @@ def _run_jobs(jobs: list[Job], invalid: list[Job], opts: BatchOptions, events: J
     finally:
         if bars is not None:
             bars.finish()
-    if opts.ray is not None:
-        core.sweep(opts.out)  # what killed workers left: their temporary files and claims
+        if opts.ray is not None:
+            core.sweep(opts.out)  # what killed workers left: their temporary files and claims
     if count > 1:
         # Each worker ran its own share; every worker gets all rows, rank 0 reports them.
         from accelerate.utils import gather_object
@@ -284,7 +293,7 @@ def _runner(ray: dict | None) -> Callable[..., list[dict]]:
 
     if ray is None:
         return core.run
-    from vidgen.batch.jobs import ray as raybatch
+    from vidgen.batch import ray as raybatch
 
     def on_ray(mine, *, worker, progress, **kwargs):  # noqa: ANN001, ANN202, ARG001
         return raybatch.run(
@@ -294,9 +303,12 @@ def _runner(ray: dict | None) -> Callable[..., list[dict]]:
     return on_ray
 
 
-def _finish(rows: list[dict], opts: BatchOptions, events: JsonEvents | None, start: float) -> None:
+def _finish(
+    rows: list[dict], opts: BatchOptions, events: JsonEvents | None, start: float, stopped: Exception | None = None
+) -> None:
     """Write the report and the gallery, print the summary and the results, and end with the
-    batch's exit code (8 when any job failed, was invalid or did not run)."""
+    batch's exit code (8 when any job failed, was invalid or did not run). `stopped` (a VidgenError:
+    Ray lost a node) ends it as its one-line error, after the report and the summary."""
     report_error = None
     if opts.report is not None:
         try:
@@ -324,12 +336,18 @@ def _finish(rows: list[dict], opts: BatchOptions, events: JsonEvents | None, sta
     failed = counts["failed"] + counts["invalid"] + counts["not run"]
     code = ExitCode.BATCH_PARTIAL if failed else ExitCode.OK
     if opts.as_json:
-        typer.echo(json.dumps({"jobs": rows, "exit_code": int(code)}))
+        body = {"jobs": rows, "exit_code": int(code)}
+        if stopped is not None:
+            body["error"] = str(stopped)
+            stopped.answered = True  # type: ignore[attr-defined]  # this object says it: stderr only
+        typer.echo(json.dumps(body))
     else:
         for row in rows:
             if row["status"] == "done":
                 for path in row["outputs"]:
                     typer.echo(escape(path))
+    if stopped is not None:
+        raise stopped
     if failed:
         raise typer.Exit(int(code))  # 8 stays 8, even when the report could not be written
     if report_error is not None:
