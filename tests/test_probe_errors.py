@@ -110,13 +110,22 @@ def test_steps_times_strength_rounding_to_zero_is_refused_before_loading(tmp_pat
 
 
 def test_decode_refuses_a_latents_file_of_an_empty_run(tmp_path: Path) -> None:
-    # The file such a run left: latents of shape [0, ...]; decoding it failed like the run, exit 1.
+    # The file such a run left (latents of shape [0, ...] and the run's config, as the failed
+    # decode saved them); decoding it loaded the VAE and failed like the run, exit 1.
     import torch
 
     from vidgen.run import latents
 
-    latents.save(tmp_path / "v.latents.safetensors", latents.Captured(latents=torch.zeros(0, 16, 3, 2, 2)), {})
-    _refused(tmp_path, ["decode", "v.latents.safetensors"], 4, "holds empty latents", "[0, 16, 3, 2, 2]")
+    _frames(tmp_path / "clip", 9)
+    shown = cli("v2v", "clip", "claymation", "--preset", "tiny-wan-v2v", "--steps", "2", "--dry-run", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    config = json.loads(shown.stdout)["config"]
+    config["sampling"]["num_inference_steps"] = 1
+    meta = {"config": config, "seed": 3, "output": "outputs/v2v-claymation-3.mp4", "fps": 16, "why": "decode failed"}
+    empty = latents.Captured(latents=torch.zeros(0, 16, 3, 2, 2))
+    latents.save(tmp_path / "v2v-claymation-3.latents.safetensors", empty, meta)
+    args = ["decode", "v2v-claymation-3.latents.safetensors"]
+    _refused(tmp_path, args, 4, "holds empty latents", "[0, 16, 3, 2, 2]", "more --steps")
 
 
 # -- 2. exit 0 where an error was due --------------------------------------------------------
