@@ -199,15 +199,13 @@ def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
     core.sweep(opts.out)
     start = time.perf_counter()
     events = JsonEvents() if opts.progress_format == "json" else None
-    from vidgen.core.errors import VidgenError
+    from vidgen.batch.ray import ClusterLost  # Ray itself is imported only by --ray
 
-    stopped: VidgenError | None = None
+    stopped = None
     try:
         rows = _run_jobs(jobs, invalid, opts, events)
-    except VidgenError as exc:
-        if not hasattr(exc, "rows"):
-            raise
-        # --ray lost a node (batch/ray.py ClusterLost): report what ran, then say so, exit 8.
+    except ClusterLost as exc:
+        # --ray lost a node: report what ran, then say so in one line, exit 8.
         rows, stopped = sorted(core.invalid_rows(jobs) + exc.rows, key=lambda row: row["index"]), exc
     _finish(rows, opts, events, start, stopped)
 

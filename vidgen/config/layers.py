@@ -8,6 +8,7 @@ and every field's source is recorded for `presets show` and the sidecar.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,23 @@ def _render(error: ValidationError, layers: list[Layer], sources: dict[str, str]
     return "; ".join(lines)
 
 
+def _check_text(merged: dict[str, Any], sources: dict[str, str], layers: list[Layer]) -> None:
+    """Every key and text value is UTF-8 text: "\udce9" from a manifest's or sidecar's JSON as
+    well as bytes from the command line, refused naming the field and the layer that set it.
+    One search over the whole config first: a batch resolves every job."""
+    try:
+        if text.valid(json.dumps(merged, ensure_ascii=False, default=str)):
+            return
+    except (TypeError, ValueError, RecursionError):
+        pass  # not JSON-able: look field by field
+    origins = {layer.label: layer.origin or layer.label for layer in layers}
+    for path, value in leaves(merged).items():
+        source = sources.get(path)
+        where = f"{path} (from {origins.get(source, source)})" if source else path
+        text.check(path, where)
+        text.check_all(value, where)
+
+
 def _family(layers: list[Layer]) -> str | None:
     """The model family the highest layer that names one chose."""
     family = None
@@ -284,13 +302,7 @@ def resolve(
     for layer in layers:
         merged = _merge(merged, layer.data)
         sources.update(dict.fromkeys(leaves(layer.data), layer.label))
-    origins = {layer.label: layer.origin or layer.label for layer in layers}
-    for path, value in leaves(merged).items():
-        # Text from a manifest or sidecar ("\udce9" in JSON) as well as from the command line.
-        source = sources.get(path)
-        where = f"{path} (from {origins.get(source, source)})" if source else path
-        text.check(path, where)
-        text.check_all(value, where)
+    _check_text(merged, sources, layers)
     try:
         config = RunConfig.model_validate(merged)
     except ValidationError as exc:

@@ -20,6 +20,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 HINT = "vidgen takes UTF-8 text: convert it first (e.g. iconv -f latin1 -t utf-8)"
 
 
+def valid(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (it holds no lone surrogate)."""
+    return _SURROGATE.search(text) is None
+
+
 def _snippet(data: bytes, at: int) -> str:
     """Up to 40 bytes around position `at`, with the bytes that are not UTF-8 as \\xNN."""
     start = max(0, at - 20)

@@ -155,7 +155,8 @@ SHAPE: dict[str, Any] = {
     "pipeline.class": str,
     **dict.fromkeys(("pipeline.call_kwargs", "pipeline.windows"), dict),
     **dict.fromkeys(("pipeline.setup", "pipeline.stages"), list),
-    **dict.fromkeys(("pipeline.setup.*", "pipeline.stages.*", "inputs.*"), dict),
+    **dict.fromkeys(("pipeline.setup.*", "pipeline.stages.*"), dict),
+    "inputs.*": (dict, list),  # a list: LTX keyframes and clips
     **dict.fromkeys(("output.path", "output.format", "output.codec", "output.sha256"), str),
     **dict.fromkeys(("output.frames", "output.width", "output.height"), int),
     "output.fps": _NUMBER,
