@@ -35,7 +35,7 @@ from vidgen import families
 from vidgen.config import Layer, Resolved, resolve, safe_yaml
 from vidgen.config.flags import FLAGS, from_flag_form
 from vidgen.config.kinds import input_fields
-from vidgen.config.layers import set_layer
+from vidgen.config.layers import dotted, set_layer
 from vidgen.core import stopping
 from vidgen.core.errors import ConfigError, InputError, VidgenError, oom_guard
 from vidgen.core.limits import (
@@ -176,8 +176,8 @@ def _yaml_jobs(source: str, text: str) -> list[Job]:
 # -- from a job to a validated config -----------------------------------------------------------
 
 
-def _layer(job: Job) -> tuple[list[str], Layer, list[str]]:
-    """(presets, the job's config layer, --set assignments)."""
+def _layer(job: Job) -> tuple[list[str], Layer, dict[str, Any]]:
+    """(presets, the job's config layer, its `set:` values by dotted path)."""
     data: dict[str, Any] = {}
     for key, value in job.data.items():
         if key in SPECIAL:
@@ -199,8 +199,7 @@ def _layer(job: Job) -> tuple[list[str], Layer, list[str]]:
                 node = node.setdefault(part, {})
             node[last] = item
     presets = _as_list(job.data.get("presets", job.data.get("preset")))
-    assignments = [f"{k}={json.dumps(v)}" for k, v in (job.data.get("set") or {}).items()]
-    return presets, Layer(label=f"job:{job.where}", data=data, origin=job.where), assignments
+    return presets, Layer(label=f"job:{job.where}", data=data, origin=job.where), dict(job.data.get("set") or {})
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -344,7 +343,7 @@ def _resolve(
         stack.append(set_layer(assignments))
     if job_sets:
         # The job's own `set:` is the manifest's word, not the command line's: labelled as the job.
-        stack.append(Layer(layer.label, set_layer(job_sets).data, layer.origin))
+        stack.append(Layer(layer.label, dotted(job_sets, f"{job.where} set:"), layer.origin))
     stack.append(Layer("batch:output", {"output": {"overwrite": True}}, "the batch"))
     chosen = job_presets or presets
     resolved = resolve(job_mode, chosen, stack, families.defaults_layer, families.DEFAULT_PRESETS[job_mode])
@@ -544,8 +543,7 @@ class JobRunner:
         if (skipped := self._skip(job, force)) is not None:
             return skipped
         if take_over:
-            with contextlib.suppress(OSError):
-                _claim_path(job).unlink()
+            drop_claim(job)
         with claimed(job) as mine:
             if not mine:
                 # Another batch on this manifest and --out (another shell or machine) runs it.
@@ -625,6 +623,13 @@ CLAIM_HEARTBEAT_S = 60
 def _claim_path(job: Job) -> Path:
     assert job.resolved is not None
     return Path(job.resolved.config.output.path).parent / f".{job.id}.claim"
+
+
+def drop_claim(job: Job) -> None:
+    """Remove a job's claim whose holder is known to be dead (Ray saw its worker die, maybe on
+    another node whose claims would only expire after CLAIM_EXPIRY_S)."""
+    with contextlib.suppress(OSError):
+        _claim_path(job).unlink()
 
 
 @contextmanager
@@ -715,6 +720,7 @@ def _holder(path: Path) -> int | None:
     unreadable and old); None when it cannot be judged yet."""
     from vidgen.io import media
 
+    age = 0.0  # unreadable: judged young until its age is known
     try:
         age = time.time() - path.stat().st_mtime
         data = json.loads(path.read_text(encoding="utf-8") or "{}")

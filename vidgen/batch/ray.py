@@ -15,13 +15,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from vidgen.core.errors import ConfigError
+from vidgen.core.errors import ConfigError, ExitCode, VidgenError
 
 log = logging.getLogger("vidgen")
+
+# How long a replacement worker may take to start (it imports torch and diffusers) before the
+# cluster is taken to have no room left for it (a lost node took its slots).
+WORKER_START_S = 600
+
+
+class ClusterLost(VidgenError):
+    """Ray lost more than one job's worker (a node or its agent, the event queue, the cluster
+    itself): the batch stops with the rows it has, and exit 8, as a batch with jobs not run."""
+
+    exit_code = ExitCode.BATCH_PARTIAL
+
+    def __init__(self, message: str, rows: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.rows = rows
+
 
 # Environment a worker needs to see what the driver sees (the model cache, offline mode, tests).
 _FORWARD = ("VIDGEN_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "DIFFUSERS_")
@@ -106,17 +123,64 @@ def run(
 
     ray = _ray()
     started = _connect(ray, address, workers)
+    schedule, lost = None, None
     try:
         schedule = _Schedule(ray, workers, force, fail_fast, max_retries, on_event, on_row)
         schedule.skip_done(runnable)
         schedule.run()
+    except ray.exceptions.RayError as exc:
+        # Not one job's worker (those run again elsewhere): a node or its agent, the event queue,
+        # the room to start a worker. What finished stays finished; a rerun resumes.
+        lost = exc
+        if schedule is not None:
+            schedule.abandon()
     finally:
         if started:
-            ray.shutdown()
-    rows = schedule.rows
+            with contextlib.suppress(Exception):  # a cluster that lost its node may not shut down cleanly
+                ray.shutdown()
+    rows = schedule.rows if schedule is not None else {}
     for job in runnable:
         rows.setdefault(job.index, core.report_row(job, "not run"))
-    return [rows[job.index] for job in runnable]
+    ordered = [rows[job.index] for job in runnable]
+    if lost is not None:
+        raise ClusterLost(_lost_message(lost, schedule, ordered), ordered)
+    return ordered
+
+
+def _lost_message(exc: Exception, schedule: Any, rows: list[dict[str, Any]]) -> str:
+    """One line: what Ray lost (the worker, its pid and node when Ray says), why, how far the
+    batch got, and that the same command resumes it."""
+    text = str(exc)
+    found = {key: re.search(pattern, text) for key, pattern in _LOST_FIELDS.items()}
+    pid = found["pid"].group(1) if found["pid"] else None
+    numbers = {str(actor_pid): number for number, (_h, actor_pid, _g) in (schedule.actors if schedule else {}).items()}
+    if found["class"] and found["class"].group(1) != "Worker":
+        who = f"its {found['class'].group(1)} actor"
+    elif pid in numbers:
+        who = f"worker {numbers[pid]} (pid {pid})"
+    else:
+        who = f"a worker (pid {pid})" if pid else "a worker"
+    if found["ip"]:
+        who += f" on node {found['ip'].group(1)}"
+    if found["node"]:
+        who += f" (node id {found['node'].group(1)[:12]})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[-1] if lines else ""
+    done = sum(row["status"] in ("done", "skipped") for row in rows)
+    left = sum(row["status"] == "not run" for row in rows)
+    return (
+        f"Ray lost {who} ({type(exc).__name__}: {reason}); {done} of {len(rows)} jobs are done and {left} did not "
+        "run: rerun the same command to resume (finished jobs are skipped)."
+    )
+
+
+# What Ray's actor errors say about the actor they lost.
+_LOST_FIELDS = {
+    "class": r"class_name: (\S+)",
+    "pid": r"\bpid: (\d+)",
+    "ip": r"\bip: (\S+)",
+    "node": r"[Nn]ode [Ii][Dd]:? ([0-9a-fA-F]+)",
+}
 
 
 def _connect(ray: Any, address: str, workers: int | None) -> bool:
@@ -224,7 +288,7 @@ class _Schedule:
         numbers = list(range(self.next_number, self.next_number + how_many))
         self.next_number += how_many
         handles = [self.remote.remote(number, self.queue) for number in numbers]
-        pids = self.ray.get([handle.pid.remote() for handle in handles])
+        pids = self.ray.get([handle.pid.remote() for handle in handles], timeout=WORKER_START_S)
         for number, handle, pid in zip(numbers, handles, pids, strict=True):
             self.actors[number] = (handle, pid, None)
             self.emit("worker", worker=number, pid=pid, gpu=self.on_gpu)
@@ -280,6 +344,18 @@ class _Schedule:
         if self.on_row is not None:
             self.on_row(list(self.rows.values()))
         self.dispatch(number)
+
+    def abandon(self) -> None:
+        """The batch stops (the cluster lost more than a worker): stop the workers still running
+        a job and drop those jobs' claims, so the rerun that resumes the batch runs them at once
+        instead of waiting for claims of dead workers on other hosts to expire."""
+        from vidgen.batch import jobs as core
+
+        for number, job, _take in self.pending.values():
+            with contextlib.suppress(Exception):  # on a lost node it is gone already
+                self.ray.kill(self.actors[number][0])
+            core.drop_claim(job)
+        self.pending.clear()
 
     def lost(self, number: int, job: Any, error: str) -> None:
         """Worker `number` died running `job`: a new worker runs it again, until it has died

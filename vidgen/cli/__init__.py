@@ -46,7 +46,9 @@ def _install_signal_handlers() -> None:
         signal.signal(signal.SIGINT, _on_interrupt)
 
 
-def _fail(ctx: typer.Context, code: int, message: str) -> None:
+def _fail(ctx: typer.Context, code: int, message: str, answered: bool = False) -> None:
+    """One line on stderr and the exit code; with --json also the JSON answer, unless the
+    command already printed one that carries the error (`answered`)."""
     from vidgen.models.parallel import report_error
 
     if report_error(message, int(code)):
@@ -54,7 +56,7 @@ def _fail(ctx: typer.Context, code: int, message: str) -> None:
         raise typer.Exit(int(code))
     # Messages quote prompts, paths and ids from files: escaped, they stay one plain line.
     typer.echo(f"Error: {escape(message)}", err=True)
-    if ctx.meta.get("vidgen.json"):
+    if ctx.meta.get("vidgen.json") and not answered:
         typer.echo(json.dumps({"outputs": [], "exit_code": int(code), "error": message}))
     raise typer.Exit(int(code))
 
@@ -62,12 +64,17 @@ def _fail(ctx: typer.Context, code: int, message: str) -> None:
 class _Boundary(HelpGroup):
     """Turns every failure into one line on stderr and the exit code of DESIGN.md §5."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta["vidgen.argv"] = list(args)  # checked inside the boundary, by invoke
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: typer.Context) -> Any:
         from vidgen import families
 
         if families.PLUGIN_ERROR:
             _fail(ctx, ExitCode.CONFIG, families.PLUGIN_ERROR)
         try:
+            _check_argv(ctx)
             result = super().invoke(ctx)
             stopping.check()  # a signal recorded during a late fork still stops with its code
             return result
@@ -76,7 +83,7 @@ class _Boundary(HelpGroup):
         except VidgenError as exc:
             if ctx.meta.get("vidgen.traceback"):
                 raise
-            _fail(ctx, exc.exit_code, str(exc))
+            _fail(ctx, exc.exit_code, str(exc), getattr(exc, "answered", False))
         except BrokenPipeError:
             # The reader went away (`vidgen presets list | head`): stop quietly, as `cat` would.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -111,6 +118,20 @@ class _Boundary(HelpGroup):
                 f"internal error ({type(exc).__name__}{detail}); rerun with --traceback or VIDGEN_TRACEBACK=1 "
                 "and report it.",
             )
+
+
+def _check_argv(ctx: typer.Context) -> None:
+    """Every argument is UTF-8 text: bytes a shell passed that are not (`$'\\xe9'`) are refused
+    here, once for every command, before any of them reaches a prompt, a path or a file name."""
+    from vidgen.core import text
+
+    argv = ctx.meta.get("vidgen.argv") or []
+    for number, arg in enumerate(argv, start=1):
+        try:
+            text.check(arg, f"command-line argument {number}")
+        except VidgenError:
+            ctx.meta["vidgen.json"] = "--json" in argv  # no command ran to say: answer as it would
+            raise
 
 
 app = typer.Typer(

@@ -13,7 +13,14 @@ import typer
 
 from vidgen import families
 from vidgen.config import Layer, set_layer
-from vidgen.config.flags import flag, from_flag_form, parse_condition_video, parse_keyframe, parse_lora
+from vidgen.config.flags import (
+    flag,
+    from_flag_form,
+    parse_condition_video,
+    parse_keyframe,
+    parse_lora,
+    parse_numbers,
+)
 from vidgen.config.kinds import INPUT_KINDS, OUTPUT_KINDS
 
 MODEL = "Model"
@@ -747,12 +754,10 @@ def read_mag_ratios(given: str) -> list[float]:
     from vidgen.core.errors import InputError
     from vidgen.core.limits import MAX_SIDECAR_BYTES, read_text
 
-    if re.fullmatch(r"\s*[\d.eE+-]+(\s*,\s*[\d.eE+-]+)+\s*", given):
-        try:
-            return [float(part) for part in given.split(",")]
-        except ValueError:
-            raise InputError(f"--mag-ratios {given}: not a list of numbers.") from None
     path = Path(given).expanduser()
+    if not path.exists() and ("," in given or re.fullmatch(r"\s*[\d.eE+-]+\s*", given)):
+        # Not a file: numbers, or a list that is not one (a,b), said so, not "cannot read file a,b".
+        return parse_numbers(given, "--mag-ratios")
     try:
         data = json.loads(read_text(path, MAX_SIDECAR_BYTES, "--mag-ratios file", InputError))
     except (json.JSONDecodeError, RecursionError):

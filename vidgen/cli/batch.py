@@ -176,10 +176,9 @@ def _stdin() -> str:
     data = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
         raise InputError(f"the manifest on stdin is larger than {MAX_MANIFEST_BYTES >> 20} MiB; split it.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError("the manifest on stdin is not UTF-8 text.") from None
+    from vidgen.core import text
+
+    return text.decode(data, "the manifest on stdin")
 
 
 def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
@@ -187,6 +186,7 @@ def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
     from vidgen.batch import jobs as core
 
     jobs, invalid = _checked(jobs, opts)
+    _check_out(opts.out)  # a file where the output folder should be: refused before any job runs
     if opts.dry_run:
         for job in jobs:
             if job.error is None:
@@ -199,8 +199,15 @@ def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
     core.sweep(opts.out)
     start = time.perf_counter()
     events = JsonEvents() if opts.progress_format == "json" else None
-    rows = _run_jobs(jobs, invalid, opts, events)
-    _finish(rows, opts, events, start)
+    from vidgen.batch.ray import ClusterLost  # Ray itself is imported only by --ray
+
+    stopped = None
+    try:
+        rows = _run_jobs(jobs, invalid, opts, events)
+    except ClusterLost as exc:
+        # --ray lost a node: report what ran, then say so in one line, exit 8.
+        rows, stopped = sorted(core.invalid_rows(jobs) + exc.rows, key=lambda row: row["index"]), exc
+    _finish(rows, opts, events, start, stopped)
 
 
 def _checked(jobs: list[Job], opts: BatchOptions) -> tuple[list[Job], list[Job]]:
@@ -264,8 +271,8 @@ def _run_jobs(jobs: list[Job], invalid: list[Job], opts: BatchOptions, events: J
     finally:
         if bars is not None:
             bars.finish()
-    if opts.ray is not None:
-        core.sweep(opts.out)  # what killed workers left: their temporary files and claims
+        if opts.ray is not None:
+            core.sweep(opts.out)  # what killed workers left: their temporary files and claims
     if count > 1:
         # Each worker ran its own share; every worker gets all rows, rank 0 reports them.
         from accelerate.utils import gather_object
@@ -294,9 +301,12 @@ def _runner(ray: dict | None) -> Callable[..., list[dict]]:
     return on_ray
 
 
-def _finish(rows: list[dict], opts: BatchOptions, events: JsonEvents | None, start: float) -> None:
+def _finish(
+    rows: list[dict], opts: BatchOptions, events: JsonEvents | None, start: float, stopped: Exception | None = None
+) -> None:
     """Write the report and the gallery, print the summary and the results, and end with the
-    batch's exit code (8 when any job failed, was invalid or did not run)."""
+    batch's exit code (8 when any job failed, was invalid or did not run). `stopped` (a VidgenError:
+    Ray lost a node) ends it as its one-line error, after the report and the summary."""
     report_error = None
     if opts.report is not None:
         try:
@@ -324,19 +334,38 @@ def _finish(rows: list[dict], opts: BatchOptions, events: JsonEvents | None, sta
     failed = counts["failed"] + counts["invalid"] + counts["not run"]
     code = ExitCode.BATCH_PARTIAL if failed else ExitCode.OK
     if opts.as_json:
-        typer.echo(json.dumps({"jobs": rows, "exit_code": int(code)}))
+        body = {"jobs": rows, "exit_code": int(code)}
+        if stopped is not None:
+            body["error"] = str(stopped)
+            stopped.answered = True  # type: ignore[attr-defined]  # this object says it: stderr only
+        typer.echo(json.dumps(body))
     else:
         for row in rows:
             if row["status"] == "done":
                 for path in row["outputs"]:
                     typer.echo(escape(path))
+    if stopped is not None:
+        raise stopped
     if failed:
         raise typer.Exit(int(code))  # 8 stays 8, even when the report could not be written
     if report_error is not None:
         raise report_error
 
 
+def _check_out(out: Path) -> None:
+    """--out is a folder (made when missing): a file there, or above it, is refused."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        named = "is a file" if existing == out else f"is under {existing}, which is a file"
+        raise WriteError(f"--out {out} {named}; a batch writes its outputs into a folder: choose another --out.")
+
+
 def _check_report(report: Path) -> None:
+    if report.is_dir():
+        # Found now, not after every job ran: the report is one file, rewritten as jobs finish.
+        raise WriteError(f"--report {report} is a folder; name a file in it, e.g. --report {report / 'report.jsonl'}.")
     folder = report.parent
     probe = folder / f".{report.name}.{os.getpid()}.probe"
     try:

@@ -150,6 +150,20 @@ def parse_prompt_map(items: list[str]) -> dict[int, str]:
     return prompts
 
 
+def parse_numbers(text: str, name: str) -> list[float]:
+    """`0.98,0.95,0.9` -> [0.98, 0.95, 0.9]; `name` (the flag) names a part that is no number."""
+    numbers = []
+    for part in text.split(","):
+        try:
+            numbers.append(float(part))
+        except ValueError:
+            raise ConfigError(
+                f"{name} {text} is not a list of numbers ({part.strip()!r} is not a number); give comma-separated "
+                "numbers, e.g. 1.0,0.98,0.95."
+            ) from None
+    return numbers
+
+
 def from_flag_form(path: str, value: Any) -> Any:
     """A value as typed after a flag (or in a manifest job) in its config form: `--lora` strings
     become {source, scale}, `--prompt-at` strings a frame map. Config-form values pass through."""
@@ -160,4 +174,6 @@ def from_flag_form(path: str, value: Any) -> Any:
         return [value]  # one `ref:` in a manifest job
     if path == "inputs.prompts" and isinstance(value, (list, tuple, str)):
         return parse_prompt_map([value] if isinstance(value, str) else list(value))
+    if path == "optimization.mag_ratios" and isinstance(value, str):
+        return parse_numbers(value, flag(path))  # a file is read only when the flag itself names one
     return value

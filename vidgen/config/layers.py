@@ -8,6 +8,7 @@ and every field's source is recorded for `presets show` and the sidecar.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,10 @@ import yaml
 from pydantic import ValidationError
 
 from vidgen.config import safe_yaml
-from vidgen.config.schema import OptimizationConfig, RunConfig
+from vidgen.config.flags import flag, from_flag_form
+from vidgen.config.schema import OptimizationConfig, RunConfig, field_type, scalar_type
 from vidgen.config.settings import user_preset_dir
+from vidgen.core import text
 from vidgen.core.errors import ConfigError
 from vidgen.core.limits import MAX_EXTENDS, MAX_PRESET_BYTES, read_text
 
@@ -133,27 +136,74 @@ def preset_description(path: Path) -> str:
 
 
 def set_layer(assignments: list[str]) -> Layer:
-    """`--set sampling.num_inference_steps=80` -> a layer; values are parsed as YAML scalars."""
-    data: dict[str, Any] = {}
+    """`--set sampling.num_inference_steps=80` -> a layer. Each value is read as its flag reads
+    it (`--steps 80`): a whole number, a number, on/off, or the text itself; lists and mappings
+    (and fields without a flag of one value) as a YAML value. An empty value is refused, as a
+    flag without its value would be, not taken as "not set"."""
+    values: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
         if not sep or not all(parts):
             raise ConfigError(f"--set {item}: expected KEY=VALUE with a dotted key, e.g. sampling.guidance_scale=6.")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        except RecursionError:  # "[[[[...]]]]" thousands deep: the parser's own recursion
-            raise ConfigError(f"--set {key.strip()}: the value is nested too deeply to be a setting.") from None
+        values[key.strip()] = _set_value(key.strip(), raw)
+    return Layer(label="cli:--set", data=dotted(values, "--set"), origin="--set")
+
+
+def dotted(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """{"sampling.seed": 3} -> {"sampling": {"seed": 3}}; `where` (--set, a job) names clashes."""
+    data: dict[str, Any] = {}
+    for key, value in values.items():
+        parts = key.split(".")
         node = data
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item}: {part} is set to a value elsewhere in --set.")
+                raise ConfigError(f"{where} {key}: {part} is set to a value elsewhere in {where}.")
             node = child
         node[parts[-1]] = value
-    return Layer(label="cli:--set", data=data, origin="--set")
+    return data
+
+
+# The words --flag/--no-flag options take as a value, as Click reads them.
+_BOOLS = {"1": True, "true": True, "t": True, "yes": True, "y": True, "on": True}
+_BOOLS |= {"0": False, "false": False, "f": False, "no": False, "n": False, "off": False}
+_NOUNS = {int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _set_value(path: str, raw: str) -> Any:
+    """One --set value in its config form, read as the field's flag reads its value."""
+    kind = scalar_type(field_type(path))
+    named = flag(path)
+    like = f", as {named} takes" if named != path else ""
+    if kind is str:
+        # As typed after the flag ("123", "null" and "" stay text), or the text a YAML string spells.
+        parsed = _yaml(path, raw)
+        return parsed if isinstance(parsed, str) else raw
+    if not raw.strip():
+        raise ConfigError(f"--set {path}= gives no value; give one{like}, or leave the --set out.")
+    if kind in _NOUNS:
+        text = raw.strip().lower() if kind is bool else raw.strip()
+        try:
+            return _BOOLS[text] if kind is bool else kind(text)
+        except (KeyError, ValueError):
+            raise ConfigError(f"--set {path}={raw}: {raw.strip()!r} is not {_NOUNS[kind]}{like}.") from None
+    if kind == "choice":
+        return raw.strip()  # the schema names the choices
+    value = _yaml(path, raw)
+    if value is None:
+        raise ConfigError(f"--set {path}={raw} gives no value; give one{like}, or leave the --set out.")
+    return from_flag_form(path, value)
+
+
+def _yaml(path: str, raw: str) -> Any:
+    """A --set value read as one YAML value (the text itself when it is not YAML)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    except RecursionError:  # "[[[[...]]]]" thousands deep: the parser's own recursion
+        raise ConfigError(f"--set {path}: the value is nested too deeply to be a setting.") from None
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +237,23 @@ def _render(error: ValidationError, layers: list[Layer], sources: dict[str, str]
         where = f" (from {origins.get(source, source)})" if source else ""
         lines.append(f"{path}: {message}{where}")
     return "; ".join(lines)
+
+
+def _check_text(merged: dict[str, Any], sources: dict[str, str], layers: list[Layer]) -> None:
+    """Every key and text value is UTF-8 text: "\udce9" from a manifest's or sidecar's JSON as
+    well as bytes from the command line, refused naming the field and the layer that set it.
+    One search over the whole config first: a batch resolves every job."""
+    try:
+        if text.valid(json.dumps(merged, ensure_ascii=False, default=str)):
+            return
+    except (TypeError, ValueError, RecursionError):
+        pass  # not JSON-able: look field by field
+    origins = {layer.label: layer.origin or layer.label for layer in layers}
+    for path, value in leaves(merged).items():
+        source = sources.get(path)
+        where = f"{path} (from {origins.get(source, source)})" if source else path
+        text.check(path, where)
+        text.check_all(value, where)
 
 
 def _family(layers: list[Layer]) -> str | None:
@@ -235,6 +302,7 @@ def resolve(
     for layer in layers:
         merged = _merge(merged, layer.data)
         sources.update(dict.fromkeys(leaves(layer.data), layer.label))
+    _check_text(merged, sources, layers)
     try:
         config = RunConfig.model_validate(merged)
     except ValidationError as exc:

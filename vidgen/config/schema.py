@@ -173,6 +173,7 @@ InputsConfig = create_model(
 # Sampling fields that model families declare for themselves (families/base.py `Option`):
 # name -> validator. Filled by the families registry at import; config never imports families.
 FAMILY_FIELDS: dict[str, TypeAdapter[Any]] = {}
+FAMILY_TYPES: dict[str, Any] = {}
 
 
 def register_sampling_field(name: str, annotation: Any) -> None:
@@ -180,6 +181,7 @@ def register_sampling_field(name: str, annotation: Any) -> None:
     if name in SamplingConfig.model_fields:
         raise ValueError(f"sampling.{name} is a shared field; a family cannot declare it again")
     FAMILY_FIELDS[name] = TypeAdapter(annotation)
+    FAMILY_TYPES[name] = annotation
 
 
 class SamplingConfig(_Section):
@@ -331,3 +333,39 @@ class RunConfig(_Section):
     sampling: SamplingConfig = SamplingConfig()
     optimization: OptimizationConfig = OptimizationConfig()
     output: OutputConfig = OutputConfig()
+
+
+def field_type(path: str) -> Any:
+    """The annotation of the config field at `path` (`mode`, or SECTION.FIELD, family-declared
+    fields and input kinds included); None for an unknown path or one inside a field's value."""
+    parts = path.split(".")
+    if len(parts) == 1:
+        field = RunConfig.model_fields.get(parts[0])
+        return field.annotation if field is not None else None
+    section = RunConfig.model_fields.get(parts[0])
+    model = section.annotation if section is not None and len(parts) == 2 else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    if parts[1] in model.model_fields:
+        return model.model_fields[parts[1]].annotation
+    if parts[0] == "sampling":
+        return FAMILY_TYPES.get(parts[1])
+    kind = INPUT_KINDS.get(parts[1]) if parts[0] == "inputs" else None
+    return _kind_type(kind) if kind is not None else None
+
+
+def scalar_type(annotation: Any) -> Any:
+    """int, float, bool or str for a field holding one of them (optional or constrained), "choice"
+    for a Literal; None for lists, mappings, sections and unknown fields."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return scalar_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return scalar_type(inner[0]) if len(inner) == 1 else None
+    if origin is Literal:
+        return "choice"
+    return annotation if annotation in (int, float, bool, str) else None

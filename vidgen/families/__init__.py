@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from vidgen.config.kinds import main_input
 from vidgen.config.layers import Layer
 from vidgen.config.schema import RunConfig, register_sampling_field
 from vidgen.core.errors import ConfigError
+from vidgen.core.limits import MAX_STEPS
 from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option, context_parallel, denoisers
 from vidgen.families.base import mode_options as family_mode_options
 
@@ -198,7 +200,34 @@ def check(cfg: RunConfig) -> Family:
     _check_outputs(family, cfg)
     _check_inputs(family, cfg)
     family.check(cfg)
+    _check_steps(family, cfg)
     return family
+
+
+def _check_steps(family: Family, cfg: RunConfig) -> None:
+    """The run denoises at least one step. A family whose call takes `strength` (video-to-video)
+    runs int(steps x strength) of them, as its `step_count` says: 1 step x 0.7 is none, which
+    diffusers would take until the decode fails on an empty tensor."""
+    call = family.call_kwargs(cfg, 0)
+    steps = call.get("num_inference_steps")
+    if not isinstance(steps, int) or family.step_count(cfg, call) >= 1:
+        return
+    enough = next(
+        (n for n in range(steps + 1, MAX_STEPS + 1) if family.step_count(cfg, {**call, "num_inference_steps": n})),
+        None,
+    )
+    more = f"use {flag('sampling.num_inference_steps')} {enough} or more" if enough else "raise it"
+    strength = call.get("strength")
+    if isinstance(strength, (int, float)):
+        least = math.ceil(100 / steps) / 100  # strength is at most 1
+        stronger = f"{flag('sampling.strength')} {least:g}" + (" or higher" if least < 1 else "")
+        raise ConfigError(
+            f"{flag('sampling.num_inference_steps')} {steps} x {flag('sampling.strength')} {strength:g} rounds down "
+            f"to 0 denoising steps ({family.title} runs int(steps x strength) of them); {more}, or {stronger}."
+        )
+    raise ConfigError(
+        f"{flag('sampling.num_inference_steps')} {steps} leaves {family.title} {cfg.mode} no denoising step; {more}."
+    )
 
 
 def _check_fields(family: Family, cfg: RunConfig) -> None:

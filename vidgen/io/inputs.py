@@ -47,6 +47,8 @@ class Prepared:
     notes: list[str] = field(default_factory=list)  # what the user should be told
     # media argument -> where the sidecar describes it
     sources: dict[str, str] = field(default_factory=dict)
+    # Videos and frame folders that hold more frames than were read (--max-frames cut them).
+    cut: set[str] = field(default_factory=set)
 
     @property
     def frames(self) -> int | None:
@@ -113,6 +115,7 @@ def _kind_video(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared
     prepared.media.update(clip.media)
     prepared.record.update(clip.record)
     prepared.notes += clip.notes
+    prepared.cut |= clip.cut
 
 
 def _kind_control(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
@@ -273,7 +276,10 @@ def _natural(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name.lower())]
 
 
-def _folder_frames(cfg: RunConfig, ref: str, path: Path, cap: int, bg: tuple[int, int, int]) -> tuple[list[Any], dict]:
+def _folder_frames(
+    cfg: RunConfig, ref: str, path: Path, cap: int, bg: tuple[int, int, int]
+) -> tuple[list[Any], dict, bool]:
+    """The first `cap` frames of a folder, what was read, and whether it holds more."""
     if cfg.inputs.input_fps is not None:
         raise ConfigError(
             "--input-fps resamples a video file, and a folder of frames has no frame rate; "
@@ -304,10 +310,12 @@ def _folder_frames(cfg: RunConfig, ref: str, path: Path, cap: int, bg: tuple[int
             )
         frames.append(image)
     assert first_size is not None
-    return frames, {"kind": "folder", "sha256": digest.hexdigest(), "size": list(first_size)}
+    return frames, {"kind": "folder", "sha256": digest.hexdigest(), "size": list(first_size)}, len(files) > cap
 
 
-def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any], dict]:
+def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any], dict, bool]:
+    """The first `cap` frames of a video file at `rate`, what was read, and whether it has more
+    (one frame past the cap is decoded to tell)."""
     import imageio_ffmpeg
     import numpy as np
     from PIL import Image
@@ -316,7 +324,7 @@ def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any]
 
     unreadable = f"{ref} is not a video ffmpeg can read; use mp4, webm, gif or a folder of frames."
     # The fps filter resamples (dropping or repeating frames); -frames:v stops decoding early.
-    params = ["-vf", f"fps={rate:g}", "-frames:v", str(cap)]
+    params = ["-vf", f"fps={rate:g}", "-frames:v", str(cap + 1)]
     frames: list[Any] = []
     reader = imageio_ffmpeg.read_frames(str(path), input_params=SAFE_INPUT, output_params=params)
     try:
@@ -339,7 +347,7 @@ def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any]
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     info = {"kind": "file", "sha256": digest.hexdigest(), "size": [width, height], "source_fps": meta.get("fps")}
-    return frames, info
+    return frames[:cap], info, len(frames) > cap
 
 
 def _prepare_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str, label: str = "") -> Prepared:
@@ -359,9 +367,9 @@ def _read_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> P
     cap = cfg.inputs.max_frames or MAX_FRAMES
     rate = cfg.inputs.input_fps or fps
     if path.is_dir():
-        frames, info = _folder_frames(cfg, ref, path, cap, bg)
+        frames, info, more = _folder_frames(cfg, ref, path, cap, bg)
     else:
-        frames, info = _file_frames(ref, path, cap, rate)
+        frames, info, more = _file_frames(ref, path, cap, rate)
         info["input_fps"] = rate
     read = len(frames)
     usable = family.grid.usable(read)
@@ -388,7 +396,7 @@ def _read_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> P
         "background": cfg.inputs.background or DEFAULT_BACKGROUND,
         "prepared": {"size": list(size), "frames": usable, "sha256": digest.hexdigest()},
     }
-    return Prepared(media={name: prepared}, record={name: record}, notes=notes)
+    return Prepared(media={name: prepared}, record={name: record}, notes=notes, cut={name} if more else set())
 
 
 # -- masks and reference images (Wan VACE) ----------------------------------------------------
@@ -404,7 +412,7 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
     control = prepared.record["control"]
     size, read, usable = tuple(control["size"]), control["frames_read"], control["frames_used"]
     with _named("--mask", ref):
-        frames, info, count = _read_mask(cfg, fps, ref, read, usable)
+        frames, info, count = _read_mask(cfg, fps, ref, (read, "control" in prepared.cut), usable)
     found = tuple(info["size"])
 
     if found != size:
@@ -431,9 +439,13 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
     }
 
 
-def _read_mask(cfg: RunConfig, fps: int, ref: str, read: int, usable: int) -> tuple[list[Any], dict, int | None]:
+def _read_mask(
+    cfg: RunConfig, fps: int, ref: str, control: tuple[int, bool], usable: int
+) -> tuple[list[Any], dict, int | None]:
     """The mask's frames (one image repeated), what was read, and its own frame count (None
-    for one image)."""
+    for one image). `control` is the control input's (frames read, whether it has more): a mask
+    video or folder must have as many frames, read the same way (the same cap), so one that is
+    longer is not cut to fit and taken for a match."""
     path = Path(ref).expanduser()
     check_source(ref, "mask")
     if path.is_file() and path.suffix.lower() in FRAME_SUFFIXES:
@@ -442,13 +454,16 @@ def _read_mask(cfg: RunConfig, fps: int, ref: str, read: int, usable: int) -> tu
         return [image] * usable, {"kind": "image", "sha256": hashlib.sha256(data).hexdigest(), **info}, None
     cap = cfg.inputs.max_frames or MAX_FRAMES
     if path.is_dir():
-        frames, info = _folder_frames(cfg, ref, path, cap, WHITE)
+        frames, info, more = _folder_frames(cfg, ref, path, cap, WHITE)
     else:
-        frames, info = _file_frames(ref, path, cap, cfg.inputs.input_fps or fps)
+        frames, info, more = _file_frames(ref, path, cap, cfg.inputs.input_fps or fps)
     count = len(frames)
-    if count != read:
+    read, control_more = control
+    if (count, more) != (read, control_more):
+        mine = f"more than {count}" if more else str(count)
+        theirs = f"more than {read}" if control_more else str(read)
         raise InputError(
-            f"--mask {ref} gives {count} frame(s) and --control {cfg.inputs.control} {read}; give a mask with "
+            f"--mask {ref} gives {mine} frame(s) and --control {cfg.inputs.control} {theirs}; give a mask with "
             "one frame per control frame, or one image for every frame."
         )
     return frames, info, count

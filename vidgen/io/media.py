@@ -104,6 +104,32 @@ def owner_tag() -> str:
     return f"{_host()}.{os.getpid()}"
 
 
+# tempfile's random part of a temporary name (`.NAME.HOST.PID.xxxxxxxx.part`).
+_TEMP_RANDOM = 8
+
+
+def check_name(target: Path) -> None:
+    """Refuse, before any work, an output name the file system cannot hold (ConfigError, exit 3):
+    any part of the path longer than a file name may be there, or a file name whose temporary
+    name (`.NAME.HOST.PID.xxxxxxxx.part`, the longest vidgen writes for it) would be."""
+    existing, limit = target.parent, 255
+    with contextlib.suppress(OSError, ValueError):  # a part too long to look up: the usual 255
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        limit = os.pathconf(existing, "PC_NAME_MAX") if existing.is_dir() else limit
+    extra = len(os.fsencode(f"..{owner_tag()}.{'x' * _TEMP_RANDOM}.part"))
+    for part in target.parts:
+        size = len(os.fsencode(part))
+        room = limit - (extra if part == target.name else 0)
+        if size > room:
+            shown = part if len(part) <= 48 else f"{part[:40]}...{part[-6:]}"
+            why = f", as vidgen first writes it under a temporary name {extra} bytes longer" if room < limit else ""
+            raise ConfigError(
+                f"the output name {shown} is {size} bytes; a name here may have {room}{why}. "
+                "Use a shorter --out name or job id."
+            )
+
+
 def _temp_name(target: Path, is_dir: bool, hint: str = "choose another --out") -> Path:
     prefix = f".{target.name}.{owner_tag()}."
     try:

@@ -16,8 +16,6 @@ from vidgen.core.errors import ConfigError
 DEFAULT_NAME = "{mode}-{slug}-{seed}.{ext}"
 FORMATS = ("mp4", "webm", "gif", "webp", "png")
 FIELDS = ("mode", "slug", "seed", "ext", "family", "index", "date", "time")
-# Containers vidgen does not write: `--out clip.avi` would get mp4 bytes under a lying name.
-FOREIGN = ("avi", "mov", "mkv", "m4v", "ogv", "flv", "wmv", "mpg", "mpeg", "ts", "apng", "jpg", "jpeg")
 
 
 def slug(text: str | None, limit: int = 48) -> str:
@@ -59,17 +57,37 @@ def _unspelled(text: str) -> bool:
 
 
 def output_format(cfg: RunConfig) -> str:
-    """--format if given, else the --out file's extension, else mp4."""
+    """--format if given, else the --out file's extension, else mp4.
+
+    The extension is a promise about the bytes: one vidgen does not write (`--out clip.txt`,
+    `clip.avi`) is refused rather than given mp4 bytes, and it must agree with --format (a png
+    frames folder is named without one, or with .png). A name without an extension, a template
+    extension (`.{ext}`) and an existing folder are not checked."""
     if not cfg.output.path.strip():
         raise ConfigError("--out is empty; name a file or folder (or leave --out out for outputs/).")
-    suffix = Path(cfg.output.path).suffix.lower().lstrip(".")
-    if suffix in FOREIGN:
-        raise ConfigError(f"--out {cfg.output.path}: vidgen writes {', '.join(FORMATS)}, not {suffix}; rename it.")
+    path = cfg.output.path
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if "{" in suffix or "}" in suffix or path.endswith(("/", "\\")) or _is_folder(path):
+        suffix = ""
     from_name = suffix if suffix in FORMATS else None
     chosen = cfg.output.format
+    if suffix and from_name is None:
+        stem = Path(path).with_suffix("").name
+        raise ConfigError(
+            f"--out {path}: vidgen writes {', '.join(FORMATS)}, not {suffix}; name the file with one of those "
+            f"extensions (e.g. {stem}.{chosen or 'mp4'}), which also picks the format."
+        )
     if chosen and from_name and chosen != from_name:
-        raise ConfigError(f"--out {cfg.output.path} ends in .{from_name} but --format is {chosen}; make them agree.")
+        raise ConfigError(f"--out {path} ends in .{from_name} but --format is {chosen}; make them agree.")
     return chosen or from_name or "mp4"
+
+
+def _is_folder(path: str) -> bool:
+    """Whether --out names an existing folder (a name too long to look up is none)."""
+    try:
+        return Path(path).expanduser().is_dir()
+    except OSError:
+        return False
 
 
 def describe(cfg: RunConfig) -> str | None:
@@ -93,7 +111,7 @@ def _input_stem(cfg: RunConfig) -> str | None:
 
 
 def _template(path: str) -> str:
-    if path.endswith(("/", "\\")) or Path(path).expanduser().is_dir():
+    if path.endswith(("/", "\\")) or _is_folder(path):
         return str(Path(path) / DEFAULT_NAME)
     return path
 

@@ -118,6 +118,89 @@ def compact(sidecar: dict[str, Any]) -> str:
     return json.dumps({key: sidecar[key] for key in COMPACT_KEYS if key in sidecar}, separators=(",", ":"))
 
 
+_NUMBER = (int, float)
+# The fields `inspect` and `replay` read, and the JSON type each must have; null is allowed
+# wherever a field may be unset, and "*" stands for every key of a mapping. Types are checked,
+# not values or completeness: a sidecar of another vidgen version reads; one whose fields have
+# the wrong types (edited, or made by something else) is refused in one line, not half-shown.
+SHAPE: dict[str, Any] = {
+    "vidgen_version": str,
+    "created_at": str,
+    "seed": int,
+    "peak_memory_bytes": _NUMBER,
+    **dict.fromkeys(("config", "sources", "model", "pipeline", "inputs", "versions", "device"), dict),
+    **dict.fromkeys(("optimizations", "timings", "output", "writer", "batch", "replay_of", "decoded_from"), dict),
+    **dict.fromkeys(("config.model", "config.inputs", "config.sampling", "config.optimization"), dict),
+    "config.output": dict,
+    "config.mode": str,
+    **dict.fromkeys(("config.inputs.prompt", "config.inputs.negative_prompt", "config.inputs.resize"), str),
+    "config.inputs.prompts": dict,
+    "config.inputs.conditions": list,
+    "config.inputs.conditions.*": dict,
+    **dict.fromkeys(("config.sampling.num_frames", "config.sampling.num_inference_steps", "config.sampling.seed"), int),
+    **dict.fromkeys(("config.sampling.width", "config.sampling.height", "config.sampling.num_videos"), int),
+    "config.sampling.guidance_scale": _NUMBER,
+    **dict.fromkeys(("config.model.id", "config.model.family", "config.model.revision"), str),
+    **dict.fromkeys(("config.model.motion_adapter", "config.model.controlnet", "config.model.base_config"), str),
+    "config.model.allow_pickle": bool,
+    "config.model.loras": list,
+    "config.model.loras.*": dict,
+    "config.model.scheduler_options": dict,
+    "config.output.format": str,
+    **dict.fromkeys(("model.id", "model.family", "model.source", "model.path", "model.revision"), str),
+    "model.dtype": str,
+    **dict.fromkeys(("model.scheduler", "model.checkpoint", "model.motion_adapter", "model.controlnet"), dict),
+    **dict.fromkeys(("model.base_config", "model.loras.*"), dict),
+    "model.loras": list,
+    "pipeline.class": str,
+    **dict.fromkeys(("pipeline.call_kwargs", "pipeline.windows"), dict),
+    **dict.fromkeys(("pipeline.setup", "pipeline.stages"), list),
+    **dict.fromkeys(("pipeline.setup.*", "pipeline.stages.*"), dict),
+    "inputs.*": (dict, list),  # a list: LTX keyframes and clips
+    **dict.fromkeys(("output.path", "output.format", "output.codec", "output.sha256"), str),
+    **dict.fromkeys(("output.frames", "output.width", "output.height"), int),
+    "output.fps": _NUMBER,
+    "output.audio": dict,
+    "optimizations.applied": list,
+    "timings.*": (int, float, str),
+    "versions.*": str,
+}
+_JSON_TYPES = {dict: "a mapping", list: "a list", str: "text", int: "a whole number", float: "a number"}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return next((name for kind, name in _JSON_TYPES.items() if isinstance(value, kind)), type(value).__name__)
+
+
+def check_shape(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """`data` if every field of SHAPE it has is of its type; else InputError naming the first
+    field that is not (exit 4): what a command reads from a file is checked before it is used."""
+    stack: list[tuple[str, str, Any]] = [(key, key, value) for key, value in data.items()]
+    while stack:
+        path, pattern, value = stack.pop(0)
+        wanted = SHAPE.get(pattern)
+        if wanted is None or value is None:
+            continue
+        kinds = wanted if isinstance(wanted, tuple) else (wanted,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = dict.fromkeys(_JSON_TYPES.get(kind, "true/false") for kind in kinds)
+            if "a number" in names:
+                names.pop("a whole number", None)  # a number covers it
+            expected = " or ".join(names)
+            raise InputError(
+                f"{source}: {path} is {_json_type(value)}, not {expected}; this is not a sidecar vidgen wrote "
+                "(or it was edited), so it is not shown."
+            )
+        if isinstance(value, dict):
+            stack += [(f"{path}.{key}", f"{pattern}.{key}", inner) for key, inner in value.items()]
+            stack += [(f"{path}.{key}", f"{pattern}.*", inner) for key, inner in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{path}[{index}]", f"{pattern}.*", inner) for index, inner in enumerate(value)]
+    return data
+
+
 def read(path: Path) -> dict[str, Any]:
     """A sidecar from its JSON file, or from a video: the sidecar beside it, else its metadata."""
     from vidgen.io import media, outputs
@@ -139,6 +222,7 @@ def read(path: Path) -> dict[str, Any]:
         raise InputError(f"{path} has no sidecar beside it and no vidgen metadata inside; pass the .json sidecar.")
     if depth(embedded) > MAX_DEPTH:
         raise InputError(f"{path}: its metadata nests deeper than {MAX_DEPTH} levels; it is not vidgen's.")
+    check_shape(embedded, str(path))
     embedded["output"] = {"path": str(path), "note": "read from the container metadata; the sidecar was not found"}
     return embedded
 
@@ -170,7 +254,7 @@ def parse(text: str, source: str) -> dict[str, Any]:
         raise deep
     if not isinstance(data, dict) or "vidgen_version" not in data:
         raise InputError(f"{source} is JSON but not a vidgen sidecar (no vidgen_version).")
-    return data
+    return check_shape(data, source)
 
 
 # -- replay -----------------------------------------------------------------------------------

@@ -56,6 +56,66 @@ def check_file(path: Path, what: str, allow_pickle: bool, shown: str | None = No
         )
     if suffix not in PICKLE_SUFFIXES + SAFE_SUFFIXES:
         raise ModelError(f"{what} {name} is not a weights file; use a .safetensors file.")
+    if suffix in SAFE_SUFFIXES:
+        safetensors_header(path, what, name)
+
+
+# diffusers and safetensors refuse headers above 100 MB; real ones are a few hundred KB.
+MAX_HEADER_BYTES = 100_000_000
+
+
+def safetensors_header(path: Path, what: str, shown: str | None = None) -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked without reading any tensor: 8 bytes of
+    length, a JSON object of that length, every tensor's dtype, shape and byte range inside the
+    file. Anything else under a .safetensors name (random bytes, a truncated download, a pickle
+    renamed) is a ModelError naming the file, before a loader meets it."""
+    import json
+    import struct
+
+    name = shown or str(path)
+    bad = f"{what} {name} is not a safetensors file"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            (length,) = struct.unpack("<Q", head) if len(head) == 8 else (-1,)
+            if not 2 <= length <= min(MAX_HEADER_BYTES, size - 8):
+                raise ModelError(f"{bad} (its header is unreadable); is it the right file, downloaded whole?")
+            header = json.loads(handle.read(length))
+    except OSError as exc:
+        raise ModelError(f"cannot read {what} {name}: {exc.strerror or exc}.") from None
+    except (ValueError, RecursionError):  # not JSON, or not UTF-8
+        raise ModelError(f"{bad} (its header is not JSON); is it the right file, downloaded whole?") from None
+    data = size - 8 - length
+    for key, info in header.items() if isinstance(header, dict) else [("", None)]:
+        if key == "__metadata__":
+            continue
+        ok = isinstance(info, dict) and isinstance(info.get("dtype"), str) and isinstance(info.get("shape"), list)
+        offsets = info.get("data_offsets") if ok else None
+        if not (
+            ok
+            and all(isinstance(n, int) and n >= 0 for n in info["shape"])
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(n, int) for n in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data
+        ):
+            raise ModelError(f"{bad} (its header does not describe the tensors in it); is it damaged or truncated?")
+    return header
+
+
+def load_failures() -> tuple[type[BaseException], ...]:
+    """What loading weights raises for a file or folder it cannot use: missing or unreadable
+    files, configs that do not fit, safetensors it cannot parse, pickles that do not unpickle.
+    Every loader vidgen calls (pipelines, extra models, LoRAs) turns these into a ModelError
+    (an allocation failure among them into exit 6), never an internal error."""
+    import pickle
+    import zipfile
+
+    from safetensors import SafetensorError
+
+    unusable = (SafetensorError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError)
+    return (OSError, ValueError, RuntimeError, *unusable)
 
 
 # -- extra models ---------------------------------------------------------------------------
@@ -178,7 +238,7 @@ def load_loras(pipe: Any, cfg: RunConfig, denoisers: tuple[str, ...] = ("transfo
                     _into_denoiser(getattr(pipe, target), lora, where, name, cfg, extra)
                 names.append(name)
                 weights.append(lora.scale)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except load_failures() as exc:
             if is_oom(exc):
                 out_of_memory(f"the process ran out of memory while loading LoRA {lora.source}.", "load")
             lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]

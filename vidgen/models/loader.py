@@ -352,7 +352,7 @@ def load(
     try:
         with _announcing(on_component):
             pipe = load_from(where, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except components.load_failures() as exc:
         raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)
     path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)
@@ -403,7 +403,7 @@ def _load_extra_models(
             kwargs[field] = components.load_model(
                 getattr(diffusers, class_name), part_kind, part_where, cfg, torch_dtype
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        except components.load_failures() as exc:
             raise _load_error(part_id, part_kind, exc, family, cfg.mode) from None
         extra[field] = {"id": part_id, "source": part_kind, "path": _where(part_id, part_kind, part_where)}
         if part_kind == "file":

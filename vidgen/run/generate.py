@@ -94,6 +94,10 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
         )
         for seed, path in zip(seeds, paths, strict=True)
     ]
+    for item in items:  # names the file system cannot hold: refused now, not when a write fails
+        for target in (item.path, item.sidecar, item.control, item.latents if cfg.output.save_latents else None):
+            if target is not None:
+                media.check_name(target)
     if not cfg.output.overwrite:
         for item in items:
             _check_free(item, cfg)
@@ -577,6 +581,8 @@ def _save_latents(plan: Plan, item: Planned, resolved: Resolved, captured: Any, 
 
     if captured is None or captured.latents is None or item.latents is None:
         return None
+    if captured.latents.numel() == 0:
+        return None  # nothing was denoised: a file of no latents would only be refused by `vidgen decode`
     if resolved.config.optimization.gpus > 1 and _rank() != 0:
         return None  # every rank holds the same latents; rank 0 writes them
     try:

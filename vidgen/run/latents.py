@@ -186,6 +186,11 @@ def load(path: Path) -> tuple[Any, dict[str, Any]]:
                         f"{path} holds latents of shape {list(shape)}, more than any supported model makes "
                         f"(at most {MAX_LATENTS_ELEMENTS:,} values)."
                     )
+                if math.prod(shape) == 0:
+                    raise InputError(
+                        f"{path} holds empty latents (shape {list(shape)}): the run that wrote them denoised "
+                        "nothing, so there is nothing to decode; run it again with more --steps."
+                    )
                 tensor = handle.get_tensor("latents")
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path} is not a latents file vidgen wrote ({exc}).") from None

@@ -11,9 +11,7 @@ calibrated against diffusers' published measurements (see benchmarks/README.md).
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from vidgen.config.flags import flag
 from vidgen.config.layers import Resolved
 from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.families.base import Family, component_dtypes, denoisers, quantized_components
-from vidgen.models.components import CONTROLNETS
+from vidgen.models.components import CONTROLNETS, safetensors_header
 
 GIB = 1024**3
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
@@ -166,9 +164,7 @@ def _safetensors_params(files: list[Path]) -> float:
     """Parameters in safetensors files, from their JSON headers alone (no weights are read)."""
     total = 0.0
     for path in files:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
+        header = safetensors_header(path, "weights file")
         for name, info in header.items():
             if name != "__metadata__":
                 total += math.prod(info["shape"])
