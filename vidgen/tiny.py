@@ -18,7 +18,7 @@ from typing import Any
 from vidgen.config.settings import cache_dir
 
 # Bump when a builder changes, so cached tiny models are rebuilt rather than reused.
-TINY_VERSION = 2
+TINY_VERSION = 3
 PREFIX = "tiny:"
 
 _WORDS = (

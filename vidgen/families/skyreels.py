@@ -773,7 +773,8 @@ def tiny_i2v() -> Any:
     from vidgen.families.wan import _clip, _parts
 
     transformer = _skyreels_transformer(in_channels=36, image_dim=4)
-    return SkyReelsV2ImageToVideoPipeline(**_parts(5.0), **_clip(32, 1), transformer=transformer)
+    # 17 CLIP tokens, as tiny Wan i2v (wan.tiny_i2v says why).
+    return SkyReelsV2ImageToVideoPipeline(**_parts(5.0), **_clip(32, 8), transformer=transformer)
 
 
 def tiny_df() -> Any:
