@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -440,8 +444,94 @@ def _upsampler_class(name: str):
     return LTXLatentUpsamplerModel
 
 
+# -- tiers -----------------------------------------------------------------------------------
+#
+# Every test is in exactly one tier, marked `unit`, `pipeline` or `process` (pyproject.toml says
+# what each means): `pytest -m unit` is the quick loop, `pytest` runs all three. The tier of a
+# test, first match:
+#
+#   1. its own mark (`@pytest.mark.pipeline`, or a `pytest.param(..., marks=...)`);
+#   2. process: it uses a name in PROCESS_NAMES (in its body, in the helpers of this folder it
+#      calls, at any depth, or in its fixtures), or it is marked `ray`;
+#   3. its module's DEFAULT_TIER, for a module whose tests mostly run pipelines;
+#   4. pipeline: it uses a name in PIPELINE_NAMES, or it is marked `gpu`;
+#   5. unit.
+#
+# Tests that run a pipeline only through `cli(...)` cannot be told apart by name, so they carry
+# the mark (1) or live in a module that says so (3). The tiers are guarded while a test runs: a
+# `unit` test that builds a torch module (a model: loading a pipeline builds hundreds) fails, and
+# a `unit` or `pipeline` test that starts a process other than the few in SMALL_PROGRAMS fails,
+# each naming the mark to use instead. So a test in the wrong tier is caught, never silently slow.
+
+TIERS = ("unit", "pipeline", "process")
+PROCESS_NAMES = frozenset({"subprocess", "Popen", "cli_subprocess", "hostile", "pty", "sync_playwright", "ray"})
+PIPELINE_NAMES = frozenset(
+    {"plain_diffusers", "assert_reproduces", "from_pretrained", "from_single_file", "ensure", "execute"}
+)
+TIER = pytest.StashKey[str]()
+VIOLATIONS = pytest.StashKey[list]()
+TESTS = Path(__file__).resolve().parent
+
+
+def _ours(code: types.CodeType) -> bool:
+    return Path(code.co_filename).resolve().parent == TESTS
+
+
+def _names(code: types.CodeType, namespace: dict, found: set, seen: set) -> None:
+    """Add the names `code` uses to `found`, with those of the functions of this folder it names."""
+    if code in seen:
+        return
+    seen.add(code)
+    found.update(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _names(const, namespace, found, seen)
+    for name in code.co_names:
+        helper = namespace.get(name)
+        if isinstance(helper, types.FunctionType) and _ours(helper.__code__):
+            _names(helper.__code__, helper.__globals__, found, seen)
+
+
+def _names_used(item: pytest.Function) -> set:
+    found: set = set()
+    seen: set = set()
+    functions = [item.function]
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        functions += [getattr(d.func, "__wrapped__", d.func) for d in defs]
+    for function in functions:
+        function = getattr(function, "__func__", function)
+        code = getattr(function, "__code__", None)
+        if code is not None and _ours(code):
+            _names(code, function.__globals__, found, seen)
+    return found
+
+
+def _tier(item: pytest.Item) -> str:
+    own = [mark.name for mark in item.own_markers if mark.name in TIERS]
+    if own:
+        return own[0]
+    names = _names_used(item) if isinstance(item, pytest.Function) else set()
+    if item.get_closest_marker("ray") or names & PROCESS_NAMES:
+        return "process"
+    default = getattr(getattr(item, "module", None), "DEFAULT_TIER", None)
+    if default:
+        assert default in TIERS, f"{item.module.__name__}.DEFAULT_TIER = {default!r}"
+        return default
+    if item.get_closest_marker("gpu") or names & PIPELINE_NAMES:
+        return "pipeline"
+    return "unit"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by mark
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`@pytest.mark.gpu` tests run only where torch sees a CUDA device."""
+    """Each test gets its tier's mark; `@pytest.mark.gpu` tests run only where torch sees CUDA."""
+    for item in items:
+        tier = _tier(item)
+        item.stash[TIER] = tier
+        marked = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+        assert marked <= {tier}, f"{item.nodeid}: tier marks {sorted(marked)} disagree; mark the test itself"
+        if not marked:
+            item.add_marker(tier)
     import torch
 
     if torch.cuda.is_available():
@@ -450,3 +540,129 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+class TierViolation(AssertionError):
+    pass
+
+
+# What a test outside the process tier may start: the bundled ffmpeg (every video is encoded by
+# it) and uname (the platform module asks it once, for sidecars and `doctor`). A pipeline test
+# may also let torch.compile run its compiler and workers; never vidgen, Ray or a browser.
+SMALL_PROGRAMS = ("ffmpeg", "uname")
+HEAVY_WORDS = ("vidgen", "/ray/", "chrom", "playwright", "accelerate", "torchrun", "torch.distributed")
+
+
+def _allowed(tier: str, argv: list[str]) -> bool:
+    if Path(argv[0]).name.startswith(SMALL_PROGRAMS):
+        return True
+    return tier == "pipeline" and not any(word in arg for arg in argv for word in HEAVY_WORDS)
+
+
+def _importing() -> bool:
+    """Whether an import is running: some libraries build a torch module when imported (the
+    kernels decorator in transformers), which is not a model being loaded."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextmanager
+def _guarded(item: pytest.Item) -> Iterator[None]:
+    """Patch what the item's tier may not do so that doing it records a violation and raises."""
+    tier = item.stash.get(TIER, "process")
+    if tier == "process":
+        yield
+        return
+    found = item.stash[VIOLATIONS] = []
+
+    def violation(what: str, instead: str) -> TierViolation:
+        error = TierViolation(f"{item.nodeid} is in the {tier} tier but {what}: mark it {instead}")
+        found.append(error)
+        return error
+
+    patches: list[tuple[object, str, object]] = []
+
+    def patch(owner: object, name: str, value: object) -> None:
+        patches.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, value)
+
+    popen_init = subprocess.Popen.__init__
+
+    def guarded_popen(self, args, *rest, **kwargs):
+        argv = [os.fsdecode(args)] if isinstance(args, (str, bytes, os.PathLike)) else [os.fsdecode(a) for a in args]
+        if not _allowed(tier, [os.fsdecode(kwargs.get("executable") or argv[0]), *argv[1:]]):
+            raise violation(f"started a process ({' '.join(argv)[:200]})", "process")
+        popen_init(self, args, *rest, **kwargs)
+
+    patch(subprocess.Popen, "__init__", guarded_popen)
+    if tier == "unit":
+        import torch
+
+        module_init = torch.nn.Module.__init__
+
+        def guarded_module(self, *args, **kwargs):
+            if not _importing():
+                raise violation(f"built a torch module ({type(self).__name__})", "pipeline")
+            module_init(self, *args, **kwargs)
+
+        patch(torch.nn.Module, "__init__", guarded_module)
+    try:
+        yield
+    finally:
+        for owner, name, value in reversed(patches):
+            setattr(owner, name, value)
+
+
+def _raise_violations(item: pytest.Item) -> None:
+    # Raised again after the phase, in case the code under test caught the first raise (the
+    # CLI turns exceptions into exit codes) and the test passed anyway.
+    found = item.stash.get(VIOLATIONS, [])
+    if found:
+        first = found[0]
+        found.clear()
+        raise first
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    with _guarded(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        _raise_violations(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        _raise_violations(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        _raise_violations(item)
+
+
+@pytest.fixture
+def nothing_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if any weights load or any socket connects (a test using this is `unit`)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing may load or connect here")
+
+    monkeypatch.setattr("vidgen.loader.load", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)

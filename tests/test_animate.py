@@ -153,6 +153,7 @@ def test_motion_lora_and_several_loras_at_once(tmp_path: Path, weights: dict) ->
     assert_reproduces(both, data)
 
 
+@pytest.mark.pipeline
 def test_prompt_map_from_a_preset(tmp_path: Path) -> None:
     preset = tmp_path / "travel.yaml"
     preset.write_text(
@@ -177,6 +178,7 @@ def test_prompt_travel_with_free_noise_is_recorded_and_reproducible(tmp_path: Pa
     assert_reproduces(ours, data)
 
 
+@pytest.mark.pipeline
 def test_prompt_travel_alone_switches_free_noise_on(tmp_path: Path) -> None:
     _, data = _png_run("animate", "a bud", "--preset", "tiny-animatediff", "--prompt-at", "6:a rose", "--seed", "1")
     assert data["inputs"]["prompts"] == {"0": "a bud", "6": "a rose"}  # PROMPT is frame 0
@@ -192,6 +194,7 @@ def test_free_init_runs_and_is_recorded(tmp_path: Path) -> None:
     assert_reproduces(ours, data)
 
 
+@pytest.mark.pipeline
 def test_scheduler_choice_and_options(tmp_path: Path) -> None:
     _, data = _png_run(*TINY, "--scheduler", "euler-a", "--set", "model.scheduler_options.timestep_spacing=trailing")
     assert data["model"]["scheduler"]["class"] == "EulerAncestralDiscreteScheduler"
@@ -265,12 +268,13 @@ def test_model_errors_exit_5_and_write_nothing(tmp_path: Path, weights: dict) ->
     ("args", "needles"),
     [
         (["--set", "sampling.clip_skip=2"], ["clip_skip", "#14124"]),
-        (["--frames", "40"], ["at most 32 frames", "--context-length"]),
+        # The motion adapter's own limit: read from the tiny adapter, which is built first.
+        pytest.param(["--frames", "40"], ["at most 32 frames", "--context-length"], marks=pytest.mark.pipeline),
         (["--prompt-at", "9:x", "--frames", "8"], ["past the last frame"]),
         (["--prompt-at", "0:x"], ["both PROMPT and --prompt-at"]),
         (["--prompt-at", "nope"], ["expected FRAME:TEXT"]),
         (["--context-length", "4", "--context-stride", "8"], ["larger than --context-length"]),
-        (["--context-length", "64"], ["more than this motion adapter's 32"]),
+        pytest.param(["--context-length", "64"], ["more than this motion adapter's 32"], marks=pytest.mark.pipeline),
         (["--base-config", "."], ["not a file"]),
         (["--set", "sampling.free_init_method=gaussian"], ["needs --free-init"]),
     ],

@@ -26,6 +26,7 @@ def _shapes(path: Path, frames: int, fps: int = 4, size: int = 32) -> Path:
     return path
 
 
+@pytest.mark.pipeline
 def test_done_when_one_frame_per_control_frame_and_the_edge_video(tmp_path: Path) -> None:
     _shapes(tmp_path / "shapes.mp4", frames=6)
     args = [*T2VZ_CONTROL, "--control", "shapes.mp4", "--preprocess", "canny"]
@@ -53,6 +54,7 @@ def test_done_when_one_frame_per_control_frame_and_the_edge_video(tmp_path: Path
     assert decode(tmp_path / "d.mp4")[0].shape[0] == 4
 
 
+@pytest.mark.pipeline
 def test_chunks_keep_the_first_frame_as_anchor(tmp_path: Path) -> None:
     # Cross-frame attention makes every frame depend only on itself and frame 0, and all frames
     # share one latent: so running in chunks that each start with frame 0 again must give the
@@ -72,6 +74,7 @@ def test_chunks_keep_the_first_frame_as_anchor(tmp_path: Path) -> None:
     assert "chunks of 3 frames" in sidecar(next(Path("chunked").glob("*.json")))["pipeline"]["run"]
 
 
+@pytest.mark.pipeline
 def test_controlnet_path_uses_cross_frame_attention(tmp_path: Path) -> None:
     import torch
     from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_zero import (
@@ -135,6 +138,7 @@ def test_plain_text2video_zero_matches_plain_diffusers(tmp_path: Path) -> None:
     assert np.abs(without[-1] - without[0]).mean() < np.abs(ours[-1].astype(int) - ours[0].astype(int)).mean()
 
 
+@pytest.mark.pipeline
 def test_pix2pix_and_animatediff_controlnet_presets_run(tmp_path: Path) -> None:
     _shapes(tmp_path / "clip.mp4", frames=5)
     result = cli(

@@ -91,6 +91,7 @@ def test_framepack_sections_make_the_frames_asked_for_and_count_every_pass(tmp_p
     assert_reproduces(ours, data, media)
 
 
+@pytest.mark.pipeline
 def test_framepack_last_image_is_the_end_frame_goal_and_recorded(tmp_path: Path) -> None:
     _image("a.png", (200, 80, 40))
     _image("b.png", (20, 80, 240))
@@ -123,6 +124,7 @@ def test_hunyuanvideo15_guidance_goes_to_the_guider_and_plain_diffusers_repeats_
     assert np.abs(ours.astype(int) - _png_frames(Path(other.stdout.strip())).astype(int)).max() > 1
 
 
+@pytest.mark.pipeline
 def test_hunyuanvideo15_i2v_size_comes_from_the_image_after_resize(tmp_path: Path) -> None:
     # A 32x16 image is cropped to the run's 16x16 (vidgen's --resize rule), which the model keeps.
     _image("wide.png", (30, 160, 90), (32, 16))
@@ -156,6 +158,7 @@ def _lora(path: Path, seed: int, transformer) -> Path:
     return path / "pytorch_lora_weights.safetensors"
 
 
+@pytest.mark.pipeline
 def test_hunyuanvideo15_lora_loads_into_the_transformer_and_a_foreign_one_is_refused(tmp_path: Path) -> None:
     import hashlib
 
@@ -244,6 +247,7 @@ def test_memory_auto_plans_every_full_size_preset_offline(tmp_path: Path) -> Non
     assert peak[0] == 2 * peak[1]
 
 
+@pytest.mark.pipeline
 def test_batch_jobs_with_another_guidance_get_their_own_guider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vidgen import loader
 
@@ -284,6 +288,7 @@ def test_framepack_plans_one_section_whatever_the_length(tmp_path: Path) -> None
     assert denoise("--frames", "121", "--window", "10", "--memory", "auto") > denoise("--memory", "auto")
 
 
+@pytest.mark.pipeline
 def test_denoiser_options_reach_the_transformers(tmp_path: Path) -> None:
     result = cli(*KOI, "--preset", "tiny-hunyuanvideo", "--cache", "first-block", "--attention-backend", "flex",
                  "--fp8-storage", "--seed", "1", "--out", "a.mp4")  # fmt: skip
@@ -301,6 +306,7 @@ def test_denoiser_options_reach_the_transformers(tmp_path: Path) -> None:
     assert "transformer.enable_cache" in [c["method"] for c in data["optimizations"]["calls"]]
 
 
+@pytest.mark.pipeline
 def test_magcache_runs_with_the_authors_published_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vidgen.families import hunyuan
 

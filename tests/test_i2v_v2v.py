@@ -46,6 +46,7 @@ def _frames_folder(path: Path, count: int, size: int = 16) -> Path:
 # -- the first "done when" ------------------------------------------------------
 
 
+@pytest.mark.pipeline
 def test_svd_writes_the_frames_and_records_decode_chunk_and_conditioning(tmp_path: Path) -> None:
     _image(tmp_path / "img.png")
     result = cli("i2v", "img.png", "--preset", "tiny-svd", "--frames", "4", "--decode-chunk", "2", "--out", "x.mp4")
@@ -74,6 +75,7 @@ def test_svd_writes_the_frames_and_records_decode_chunk_and_conditioning(tmp_pat
     assert data["sources"]["optimization.decode_chunk_size"] == "cli:--decode-chunk"
 
 
+@pytest.mark.pipeline
 def test_svd_conditioning_flags_reach_the_pipeline_and_change_the_video(tmp_path: Path) -> None:
     _image(tmp_path / "img.png")
     base = ["i2v", "img.png", "--preset", "tiny-svd", "--seed", "3"]
@@ -97,6 +99,7 @@ def test_svd_conditioning_flags_reach_the_pipeline_and_change_the_video(tmp_path
 # -- video input --------------------------------------------------------------------------
 
 
+@pytest.mark.pipeline
 def test_v2v_resamples_a_video_file_to_the_output_fps_and_trims_to_the_grid(tmp_path: Path) -> None:
     _video(tmp_path / "clip.mp4", frames=48, fps=24)  # 2 s at 24 fps
     result = cli("v2v", "clip.mp4", "a cat", "--preset", "tiny-cogvideox-v2v", "--max-frames", "40", "--out", "v.mp4")
@@ -110,6 +113,7 @@ def test_v2v_resamples_a_video_file_to_the_output_fps_and_trims_to_the_grid(tmp_
     assert decode(tmp_path / "v.mp4")[0].shape == (9, 16, 16, 3)
 
 
+@pytest.mark.pipeline
 def test_v2v_input_fps_and_max_frames(tmp_path: Path) -> None:
     _video(tmp_path / "clip.gif", frames=30, fps=10)
     result = cli(
@@ -197,6 +201,7 @@ def test_transparent_pixels_are_composited_on_the_background(tmp_path: Path) -> 
     assert (np.asarray(default.media["image"]) == 255).all()  # white unless told otherwise
 
 
+@pytest.mark.pipeline
 def test_image_from_an_http_url(tmp_path: Path) -> None:
     served = tmp_path / "site"
     served.mkdir()

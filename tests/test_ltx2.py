@@ -84,6 +84,7 @@ def test_png_frames_and_wav_equal_plain_diffusers(tmp_path: Path) -> None:
     assert not np.allclose(wav, plain_diffusers(data, seed=6).audio, atol=1e-4)
 
 
+@pytest.mark.pipeline
 def test_webm_carries_opus_and_no_audio_drops_the_sound(tmp_path: Path) -> None:
     assert cli(*DRUMMER, "--seed", "1", "--out", "drum.webm").exit_code == 0
     found = streams(tmp_path / "drum.webm")
@@ -121,6 +122,7 @@ def test_bad_ltx2_input_is_one_line_exit_3_and_writes_nothing(tmp_path: Path, ar
     assert files_under(tmp_path) == before
 
 
+@pytest.mark.pipeline
 def test_guidance_options_reach_the_pipeline_by_diffusers_names(tmp_path: Path) -> None:
     result = cli(
         *DRUMMER, "--seed", "2", "--out", "g.mp4", "--stg-scale", "0", "--modality-scale", "1",
@@ -189,6 +191,7 @@ def test_keyframes_run_the_condition_pipeline_equal_to_plain_diffusers(tmp_path:
     assert raw_sha256(made.audio) == data["output"]["audio"]["raw_sha256"]
 
 
+@pytest.mark.pipeline
 def test_inspect_shows_the_sound_and_replay_and_batch_make_it_again(tmp_path: Path) -> None:
     assert cli(*DRUMMER, "--seed", "7", "--out", "drum.mp4").exit_code == 0
     data = sidecar(tmp_path / "drum.json")

@@ -41,6 +41,7 @@ def test_two_stage_equals_plain_diffusers_doing_the_three_calls(tmp_path: Path) 
     assert raw_sha256(plain_diffusers(data, seed=6).audio) != data["output"]["audio"]["raw_sha256"]
 
 
+@pytest.mark.pipeline
 def test_two_stage_mp4_is_full_size_with_sound(tmp_path: Path) -> None:
     result = cli(*TWO_STAGE, "--seed", "2", "--out", "drum.mp4")
     assert result.exit_code == 0, result.stderr

@@ -44,6 +44,7 @@ def test_calibrate_then_reuse_the_ratios_equals_plain_diffusers(tmp_path: Path) 
     assert np.abs(ours.astype(int) - other.astype(int)).max() > 1
 
 
+@pytest.mark.pipeline
 def test_ratios_as_numbers_and_a_threshold(tmp_path: Path) -> None:
     result = cli(*FOX, "--seed", "1", "--cache", "magcache:0.2", "--mag-ratios", "1.0,1.02,0.99,1.0,1.01,1.0",
                  "--format", "png", "--out", "n/")  # fmt: skip

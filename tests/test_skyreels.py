@@ -168,6 +168,7 @@ def test_bad_long_video_input_is_one_line_and_writes_nothing(
     assert files_under(tmp_path) == before
 
 
+@pytest.mark.pipeline
 def test_last_image_on_a_skyreels_i2v_model_is_refused_before_denoising(tmp_path: Path) -> None:
     from PIL import Image
 

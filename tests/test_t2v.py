@@ -12,6 +12,9 @@ from conftest import cli, cli_subprocess, decode, sidecar
 
 from vidgen.sidecar import KEYS
 
+# Most tests here run a tiny pipeline: their tier unless marked otherwise (see conftest.py).
+DEFAULT_TIER = "pipeline"
+
 CAT = ["t2v", "a cat", "--preset", "tiny-cogvideox", "--frames", "9", "--height", "16", "--width", "16"]
 
 
@@ -109,6 +112,7 @@ def test_modelscope_runs_with_the_legacy_progress_callback(tmp_path: Path) -> No
     assert sidecar(tmp_path / "m.json")["pipeline"]["class"] == "TextToVideoSDPipeline"
 
 
+@pytest.mark.unit
 def test_dry_run_loads_nothing_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fresh = tmp_path / "fresh-cache"
     monkeypatch.setenv("VIDGEN_CACHE", str(fresh))
@@ -170,6 +174,7 @@ def test_nan_output_is_reported_with_the_usual_cause(tmp_path: Path, tiny_cache:
     assert sidecar(tmp_path / "nan.json")["warnings"][0].startswith("the output contains NaN")
 
 
+@pytest.mark.unit
 def test_traceback_flag_reraises() -> None:
     from vidgen.errors import ConfigError
 

@@ -103,6 +103,7 @@ def test_done_when_vace_equals_plain_diffusers_from_its_sidecar(tmp_path: Path, 
         assert call["guidance_scale_2"] == 3.0  # the low-noise expert's
 
 
+@pytest.mark.pipeline
 def test_vace_with_canny_mp4_and_save_control(tmp_path: Path) -> None:
     pytest.importorskip("cv2")
     from vidgen import media
@@ -129,6 +130,7 @@ def test_vace_with_canny_mp4_and_save_control(tmp_path: Path) -> None:
 # -- mask semantics -------------------------------------------------------------------------------
 
 
+@pytest.mark.pipeline
 def test_mask_reaches_the_model_and_pad_outpaints(tmp_path: Path) -> None:
     from vidgen import families, inputs
     from vidgen.config import resolve
@@ -210,6 +212,7 @@ def test_mask_semantics_black_keeps_the_input_white_and_off_are_plain_diffusers(
     assert np.abs(grey.astype(int) - (given * 127 + made * 128) / 255).max() <= 1
 
 
+@pytest.mark.pipeline
 def test_vidgen_decode_pastes_the_kept_pixels_back_too(tmp_path: Path) -> None:
     # --save-latents keeps the control frames and the mask beside the latents, so `vidgen decode`
     # finishes the video as the run did, without reading the input files again.
@@ -292,6 +295,7 @@ def test_mask_and_ref_on_other_families_are_config_errors(tmp_path: Path) -> Non
     assert files_under(tmp_path) == before
 
 
+@pytest.mark.pipeline
 def test_a_preset_cannot_name_a_mask_or_ref_outside_its_folder(tmp_path: Path) -> None:
     _poses(tmp_path / "poses", 9)
     _mask(tmp_path / "m.png")
@@ -308,6 +312,7 @@ def test_a_preset_cannot_name_a_mask_or_ref_outside_its_folder(tmp_path: Path) -
 # -- replay and inspect ---------------------------------------------------------------------------
 
 
+@pytest.mark.pipeline
 def test_replay_reads_the_mask_and_refs_again_and_gives_the_same_frames(tmp_path: Path) -> None:
     _poses(tmp_path / "poses", 9)
     _mask(tmp_path / "mask.png")
@@ -385,6 +390,7 @@ def test_wan_v2v_is_found_from_a_wan_text_to_video_model(tmp_path: Path) -> None
     assert planned.exit_code == 0, planned.stderr
 
 
+@pytest.mark.pipeline
 def test_batch_jobs_take_mask_and_refs_and_a_changed_ref_reruns(tmp_path: Path) -> None:
     import json
 
@@ -413,6 +419,7 @@ def test_batch_jobs_take_mask_and_refs_and_a_changed_ref_reruns(tmp_path: Path) 
     assert {row["id"]: row["status"] for row in rows} == {"one": "skipped", "two": "done"}
 
 
+@pytest.mark.pipeline
 def test_saved_latents_leave_out_the_reference_frames_and_decode_to_the_video(tmp_path: Path) -> None:
     # The pipeline's latent output carries one frame per reference image in front; vidgen drops
     # them where the pipeline would, so `vidgen decode` gives the same 9 frames.
