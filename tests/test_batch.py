@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import cli, decode, one_line_error, sidecar
 
+# Every test here runs a tiny pipeline: their tier unless found to start processes (see conftest.py).
+DEFAULT_TIER = "pipeline"
+
 MATRIX = """\
 defaults:
   preset: tiny-cogvideox

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import cli, one_line_error
 from PIL import Image
 
@@ -21,6 +22,7 @@ def _write_jobs(path: Path, jobs: list[dict]) -> None:
     path.write_text("".join(json.dumps(job) + "\n" for job in jobs))
 
 
+@pytest.mark.pipeline
 def test_corrupt_outputs_are_generated_again(tmp_path: Path) -> None:
     base = {"preset": "tiny-cogvideox", "steps": 1, "prompt": "a fox"}
     jobs = [{**base, "id": fmt, "format": fmt} for fmt in ("mp4", "gif", "png", "webm")]
@@ -39,6 +41,7 @@ def test_corrupt_outputs_are_generated_again(tmp_path: Path) -> None:
     assert third.exit_code == 0 and set(_report(tmp_path / "report.jsonl").values()) == {"skipped"}
 
 
+@pytest.mark.pipeline
 def test_a_changed_input_image_reruns_its_job(tmp_path: Path) -> None:
     Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "img.png")
     job = {"preset": "tiny-cogvideox-i2v", "mode": "i2v", "image": "img.png", "prompt": "a ball", "steps": 1}

@@ -63,6 +63,7 @@ def test_preset_for_another_mode_is_refused(tmp_path: Path) -> None:
     one_line_error(cli("t2v", "x", "--preset", str(preset)), 3, "vidgen i2v")
 
 
+@pytest.mark.pipeline
 def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "a.mp4").write_bytes(b"precious")
     one_line_error(cli(*TINY, "--out", "a.mp4"), 7, "a.mp4 already exists", "--overwrite")

@@ -36,6 +36,7 @@ def runs(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
+@pytest.mark.pipeline
 def test_gallery_page_lays_a_sweep_out_as_a_grid(runs: Path) -> None:
     page = (runs / "index.html").read_text()
     # Self-contained: nothing is fetched from anywhere but the folder itself.
@@ -55,6 +56,7 @@ def test_gallery_page_lays_a_sweep_out_as_a_grid(runs: Path) -> None:
     assert re.findall(r'<th scope="row">([^<]*)</th>', grid) == ["guidance 4.0", "guidance 6.0", "guidance 8.0"]
 
 
+@pytest.mark.pipeline
 def test_batch_gallery_shows_done_and_failed_jobs(tmp_path: Path) -> None:
     manifest = SWEEP.replace("[1, 2]", "[1]").replace("[4.0, 6.0, 8.0]", "[4.0]")
     # CogVideoX takes 8k+1 frames: this job is invalid, and shows as a failed tile with why.

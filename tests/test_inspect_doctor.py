@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import cli
 
 from vidgen.io import media
@@ -17,6 +18,7 @@ def _make(tmp_path: Path) -> Path:
     return tmp_path / "v.mp4"
 
 
+@pytest.mark.pipeline
 def test_inspect_sidecar_and_video(tmp_path: Path) -> None:
     video = _make(tmp_path)
     for target in (video, tmp_path / "v.json"):
@@ -27,6 +29,7 @@ def test_inspect_sidecar_and_video(tmp_path: Path) -> None:
         assert "CogVideoXPipeline" in result.stdout
 
 
+@pytest.mark.pipeline
 def test_inspect_bare_video_reads_container_metadata(tmp_path: Path) -> None:
     video = _make(tmp_path)
     (tmp_path / "v.json").rename(tmp_path / "elsewhere.json")

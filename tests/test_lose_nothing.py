@@ -262,6 +262,7 @@ def test_a_100_kb_prompt_on_the_command_line_writes_its_video(tmp_path: Path) ->
     assert media.embedded_metadata(tmp_path / "long.mp4")["config"]["inputs"]["prompt"] == prompt
 
 
+@pytest.mark.pipeline
 def test_a_140_kb_prompt_from_a_prompts_file_writes_its_video(tmp_path: Path) -> None:
     prompt = ("a blue whale under a frozen sea " * 5000)[:99_999]
     # 140 KB of UTF-8 in under 100,000 characters: the limit counts characters.
@@ -377,12 +378,14 @@ def test_a_cache_that_is_a_file_is_a_write_error(tmp_path: Path, monkeypatch: py
     one_line_error(cli(*TINY), 7, "cannot use", "Not a directory")
 
 
+@pytest.mark.pipeline
 def test_latents_files_get_the_same_mode_as_videos(tmp_path: Path) -> None:
     assert cli(*TINY, "--out", "clip.mp4", "--save-latents").exit_code == 0
     video, saved = (tmp_path / "clip.mp4").stat().st_mode, (tmp_path / "clip.latents.safetensors").stat().st_mode
     assert saved & 0o777 == video & 0o777
 
 
+@pytest.mark.pipeline
 def test_clip_mp4_and_clip_webm_do_not_read_each_others_sidecar(tmp_path: Path) -> None:
     from vidgen.io import sidecar as sidecars
 

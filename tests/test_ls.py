@@ -6,9 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import cli, one_line_error
 
 
+@pytest.mark.pipeline
 def test_ls_lists_exactly_the_outputs_with_prompts_and_seeds(tmp_path: Path) -> None:
     made = cli(
         "t2v", "a fox in snow", "--preset", "tiny-cogvideox", "--seed", "5", "--num-videos", "2", "--out", "runs/"

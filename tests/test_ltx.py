@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, files_under, one_line_error, sidecar
+from conftest import assert_reproduces, cli, files_under, one_line_error, plain_diffusers, sidecar
 
 FOX = ("t2v", "a fox in snow", "--preset", "tiny-ltx")
 
@@ -15,18 +15,6 @@ def _frames(folder: Path) -> np.ndarray:
     from PIL import Image
 
     return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
-
-
-def plain_condition_pipeline(data: dict, images: list, videos: list, seed: int | None = None) -> np.ndarray:
-    """Plain diffusers LTXConditionPipeline from a sidecar, with the image and video lists."""
-    import torch
-    from diffusers import LTXConditionPipeline
-
-    assert data["pipeline"]["class"] == "LTXConditionPipeline"
-    pipe = LTXConditionPipeline.from_pretrained(data["model"]["path"], dtype=torch.float32)
-    generator = torch.Generator("cpu").manual_seed(data["seed"] if seed is None else seed)
-    out = pipe(**data["pipeline"]["call_kwargs"], image=images, video=videos, generator=generator)
-    return (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
 
 
 def test_keyframe_equals_plain_condition_pipeline_from_the_sidecar(tmp_path: Path) -> None:
@@ -57,14 +45,14 @@ def test_keyframe_equals_plain_condition_pipeline_from_the_sidecar(tmp_path: Pat
     assert "LTXConditionPipeline" in replay.stdout and "conditions: last.png at frame 16" in replay.stdout
     ours = _frames(folder)
     images = [Image.open("first.png").convert("RGB"), Image.open("last.png").convert("RGB")]
-    theirs = plain_condition_pipeline(data, images, [None, None])
-    assert ours.shape == theirs.shape == (17, 32, 32, 3)
-    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
-    # Not vacuous: another seed differs, and so does the run without the keyframe.
-    assert np.abs(ours.astype(int) - plain_condition_pipeline(data, images, [None, None], seed=6)).max() > 1
-    alone = plain_condition_pipeline({**data, "pipeline": {**data["pipeline"], "call_kwargs": {
-        **kwargs, "frame_index": [0], "strength": [1.0]}}}, images[:1], [None])  # fmt: skip
-    assert np.abs(ours.astype(int) - alone.astype(int)).max() > 1
+    # Plain LTXConditionPipeline gets the image and video lists (another seed, prompt, guidance differ).
+    assert data["pipeline"]["class"] == "LTXConditionPipeline"
+    assert ours.shape == (17, 32, 32, 3)
+    assert_reproduces(ours, data, {"image": images, "video": [None, None]})
+    # Not vacuous either: the run without the keyframe differs.
+    alone = plain_diffusers({**data, "pipeline": {**data["pipeline"], "call_kwargs": {
+        **kwargs, "frame_index": [0], "strength": [1.0]}}}, {"image": images[:1], "video": [None]})  # fmt: skip
+    assert np.abs(ours.astype(int) - alone.frames.astype(int)).max() > 1
 
 
 def test_condition_video_extends_a_clip_in_text_to_video(tmp_path: Path) -> None:
@@ -82,8 +70,7 @@ def test_condition_video_extends_a_clip_in_text_to_video(tmp_path: Path) -> None
     # 12 frames are not 8k+1: the first 9 are used, and the sidecar says so.
     assert data["inputs"]["conditions"][0]["frames_used"] == 9
     frames = [Image.open(p).convert("RGB") for p in sorted(clip.glob("*.png"))][:9]
-    theirs = plain_condition_pipeline(data, [None], [frames])
-    assert np.abs(_frames(folder).astype(int) - theirs.astype(int)).max() <= 1
+    assert_reproduces(_frames(folder), data, {"image": [None], "video": [frames]})
 
 
 @pytest.mark.parametrize(
@@ -127,7 +114,7 @@ def test_a_changed_keyframe_file_changes_the_batch_job_hash(tmp_path: Path) -> N
     from PIL import Image
 
     from vidgen import families
-    from vidgen.batch import jobs as batch
+    from vidgen.batch.jobs import jobs as batch
     from vidgen.config import Layer, resolve
 
     Image.new("RGB", (32, 32), (9, 9, 9)).save("key.png")

@@ -8,24 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, decode, files_under, one_line_error, sidecar
+from conftest import assert_reproduces, cli, decode, files_under, one_line_error, plain_diffusers, sidecar, variations
 
 DRUMMER = ("t2v", "a drummer on a rooftop", "--preset", "tiny-ltx2")
-
-
-def plain_diffusers(data: dict, media: dict | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Frames (uint8) and raw audio (float32, channels x samples) from plain diffusers, from a sidecar."""
-    import diffusers
-    import torch
-
-    pipe = getattr(diffusers, data["pipeline"]["class"]).from_pretrained(data["model"]["path"], dtype=torch.float32)
-    assert data["pipeline"]["setup"] == []
-    generator = torch.Generator(data["pipeline"]["generator"]["device"]).manual_seed(
-        data["seed"] if seed is None else seed
-    )
-    out = pipe(**data["pipeline"]["call_kwargs"], **(media or {}), generator=generator)
-    frames = (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
-    return frames, out.audio[0].float().numpy()
 
 
 def raw_sha256(audio: np.ndarray) -> str:
@@ -65,15 +50,18 @@ def test_t2v_writes_h264_with_aac_sound_equal_to_plain_diffusers(tmp_path: Path)
     # AAC codes whole 1024-sample frames; the container's edit list trims the padding.
     assert abs(found["audio"]["duration"] - audio["duration"]) < 1024 / 16000
     # The raw sound (before AAC) is exactly what plain diffusers makes from the sidecar.
-    frames, theirs = plain_diffusers(data)
+    assert data["pipeline"]["setup"] == []
+    made = plain_diffusers(data)
+    theirs = made.audio
     assert theirs.shape == (audio["channels"], audio["samples"])
     assert raw_sha256(theirs) == audio["raw_sha256"]
     ours, _ = decode(tmp_path / "drum.mp4")
-    assert ours.shape == frames.shape
-    # Not a vacuous comparison: the sound carries signal, and another seed makes another sound.
+    assert ours.shape == made.frames.shape
+    # Not a vacuous comparison: the sound carries signal, and another seed, prompt and guidance
+    # each make another sound.
     assert np.abs(theirs).max() > 0
-    _, other = plain_diffusers(data, seed=4)
-    assert raw_sha256(other) != audio["raw_sha256"] and np.abs(other - theirs).max() > 1e-4
+    for tries in variations(data):
+        assert any(np.abs(plain_diffusers(data, **change).audio - theirs).max() > 1e-4 for change in tries), tries
 
 
 def test_png_frames_and_wav_equal_plain_diffusers(tmp_path: Path) -> None:
@@ -90,15 +78,13 @@ def test_png_frames_and_wav_equal_plain_diffusers(tmp_path: Path) -> None:
     with av.open(str(folder / "audio.wav")) as container:
         # pcm_f32le decodes to packed (interleaved) float samples.
         wav = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]).reshape(-1, 2).T
-    frames, theirs = plain_diffusers(data)
-    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
+    theirs = assert_reproduces(ours, data).audio
     assert np.allclose(wav, theirs, atol=1e-6)
     assert raw_sha256(theirs) == data["output"]["audio"]["raw_sha256"]
-    other_frames, other = plain_diffusers(data, seed=6)
-    assert np.abs(ours.astype(int) - other_frames.astype(int)).max() > 1
-    assert not np.allclose(wav, other, atol=1e-4)
+    assert not np.allclose(wav, plain_diffusers(data, seed=6).audio, atol=1e-4)
 
 
+@pytest.mark.pipeline
 def test_webm_carries_opus_and_no_audio_drops_the_sound(tmp_path: Path) -> None:
     assert cli(*DRUMMER, "--seed", "1", "--out", "drum.webm").exit_code == 0
     found = streams(tmp_path / "drum.webm")
@@ -136,6 +122,7 @@ def test_bad_ltx2_input_is_one_line_exit_3_and_writes_nothing(tmp_path: Path, ar
     assert files_under(tmp_path) == before
 
 
+@pytest.mark.pipeline
 def test_guidance_options_reach_the_pipeline_by_diffusers_names(tmp_path: Path) -> None:
     result = cli(
         *DRUMMER, "--seed", "2", "--out", "g.mp4", "--stg-scale", "0", "--modality-scale", "1",
@@ -179,8 +166,6 @@ def test_a_browser_plays_the_video_with_its_sound(tmp_path: Path) -> None:
 
 
 def test_keyframes_run_the_condition_pipeline_equal_to_plain_diffusers(tmp_path: Path) -> None:
-    import torch
-    from diffusers import LTX2ConditionPipeline
     from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
     from PIL import Image
 
@@ -198,26 +183,15 @@ def test_keyframes_run_the_condition_pipeline_equal_to_plain_diffusers(tmp_path:
     from PIL import Image as PILImage
 
     ours = np.stack([np.asarray(PILImage.open(p)) for p in sorted(folder.glob("*.png"))])
-    pipe = LTX2ConditionPipeline.from_pretrained(data["model"]["path"], dtype=torch.float32)
-
-    def plain(seed: int) -> tuple[np.ndarray, np.ndarray]:
-        conditions = [
-            LTX2VideoCondition(frames=Image.open("first.png").convert("RGB"), index=0, strength=1.0, crf=0),
-            LTX2VideoCondition(frames=Image.open("last.png").convert("RGB"), index=8, strength=0.9, crf=0),
-        ]
-        out = pipe(
-            **data["pipeline"]["call_kwargs"], conditions=conditions, generator=torch.Generator("cpu").manual_seed(seed)
-        )
-        frames = (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
-        return frames, out.audio[0].float().numpy()
-
-    frames, audio = plain(data["seed"])
-    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
-    assert raw_sha256(audio) == data["output"]["audio"]["raw_sha256"]
-    other, _ = plain(data["seed"] + 1)
-    assert np.abs(ours.astype(int) - other.astype(int)).max() > 1
+    conditions = [
+        LTX2VideoCondition(frames=Image.open("first.png").convert("RGB"), index=0, strength=1.0, crf=0),
+        LTX2VideoCondition(frames=Image.open("last.png").convert("RGB"), index=8, strength=0.9, crf=0),
+    ]
+    made = assert_reproduces(ours, data, {"conditions": conditions})
+    assert raw_sha256(made.audio) == data["output"]["audio"]["raw_sha256"]
 
 
+@pytest.mark.pipeline
 def test_inspect_shows_the_sound_and_replay_and_batch_make_it_again(tmp_path: Path) -> None:
     assert cli(*DRUMMER, "--seed", "7", "--out", "drum.mp4").exit_code == 0
     data = sidecar(tmp_path / "drum.json")
@@ -238,9 +212,6 @@ def test_inspect_shows_the_sound_and_replay_and_batch_make_it_again(tmp_path: Pa
 
 def test_pab_with_one_pass_guidance_equals_plain_diffusers_with_the_same_config(tmp_path: Path) -> None:
     """PAB runs when STG and cross-modal guidance are off (classifier-free guidance stays on)."""
-    import torch
-    from diffusers import LTX2Pipeline, PyramidAttentionBroadcastConfig
-
     one_pass = ("--stg-scale", "0", "--audio-stg-scale", "0", "--modality-scale", "1", "--audio-modality-scale", "1")
     args = (*DRUMMER, *one_pass, "--steps", "6", "--seed", "5", "--format", "png")
     cached = cli(*args, "--cache", "pab", "--out", "pab/")
@@ -251,17 +222,11 @@ def test_pab_with_one_pass_guidance_equals_plain_diffusers_with_the_same_config(
     assert call["method"] == "transformer.enable_cache"
     settings = dict(call["kwargs"]["config"]["PyramidAttentionBroadcastConfig"])
     assert settings.pop("current_timestep_callback") == "lambda: pipe.current_timestep"
-    pipe = LTX2Pipeline.from_pretrained(data["model"]["path"], dtype=torch.float32)
-    settings["spatial_attention_timestep_skip_range"] = tuple(settings["spatial_attention_timestep_skip_range"])
-    pipe.transformer.enable_cache(
-        PyramidAttentionBroadcastConfig(**settings, current_timestep_callback=lambda: pipe.current_timestep)
-    )
-    out = pipe(**data["pipeline"]["call_kwargs"], generator=torch.Generator("cpu").manual_seed(5))
-    theirs = (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
     from PIL import Image
 
     ours = np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
-    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    # Plain diffusers with PyramidAttentionBroadcastConfig(**settings) on its transformer.
+    assert_reproduces(ours, data)
     # The cache skips work: without it the same seed makes other frames.
     plain = cli(*args, "--out", "plain/")
     assert plain.exit_code == 0

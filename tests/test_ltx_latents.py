@@ -17,6 +17,9 @@ import pytest
 from conftest import cli, decode, files_under, one_line_error, png_frames, printed_sidecar, sidecar
 from test_ltx2 import streams
 
+# Most tests here run a tiny pipeline: their tier unless marked otherwise (see conftest.py).
+DEFAULT_TIER = "pipeline"
+
 DRUMMER = ("t2v", "a drummer on a rooftop", "--preset", "tiny-ltx2")
 FOX = ("t2v", "a fox in the snow", "--preset", "tiny-ltx")
 
@@ -139,6 +142,7 @@ def test_ltx2_two_stage_saves_the_stage_2_latents_and_decodes_them(tmp_path: Pat
     assert np.array_equal(decode(tmp_path / "two.mp4")[0], decode(tmp_path / "again.mp4")[0])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("preset", "params"),
     [
@@ -158,6 +162,7 @@ def test_memory_plan_counts_the_latent_upsampler(tmp_path: Path, preset: str, pa
     assert "latent_upsampler" not in plain["memory"]["weights_bytes"]
 
 
+@pytest.mark.unit
 def test_memory_plan_of_the_ltx_upscale_recipe_works_at_the_refinement_size(tmp_path: Path) -> None:
     # 768x512 asked: stage 1 at 512x320 (2/3, floored to 32), refinement and decode at 1024x640.
     size = ("--width", "768", "--height", "512", "--frames", "97", "--vae-tiling", "--dry-run", "--json")
@@ -170,6 +175,7 @@ def test_memory_plan_of_the_ltx_upscale_recipe_works_at_the_refinement_size(tmp_
     assert ratio == pytest.approx(1024 * 640 / (768 * 512))
 
 
+@pytest.mark.unit
 def test_memory_plan_of_ltx_2_3_counts_its_own_parts(tmp_path: Path) -> None:
     # Counted on the meta device from diffusers' 2.3 configs: transformer plus connectors is the
     # published "22B"; 2.0's parts would undercount the connectors and overcount the VAE.

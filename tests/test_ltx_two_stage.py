@@ -8,48 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, files_under, one_line_error, sidecar
+from conftest import assert_reproduces, cli, files_under, one_line_error, plain_diffusers, sidecar
 from test_ltx2 import raw_sha256, streams
 
 TWO_STAGE = ("t2v", "a drummer on a rooftop", "--preset", "tiny-ltx2-two-stage")
-
-
-def plain_two_stage(
-    data: dict, seed: int | None = None, lora: str | None = None, media: dict | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frames (uint8) and raw audio from plain diffusers, written as diffusers' ltx2.md does it,
-    with the values the sidecar records: stage 1, LTX2LatentUpsamplePipeline, stage 2. With
-    `lora`, the stage-2 LoRA is loaded after stage 1, as the docs do."""
-    import diffusers
-    import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline
-    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
-
-    pipe = getattr(diffusers, data["pipeline"]["class"]).from_pretrained(data["model"]["path"], dtype=torch.float32)
-    setup = {step["method"]: dict(step["kwargs"]) for step in data["pipeline"]["setup"]}
-    upsampler_kwargs = setup["latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained"]
-    where = upsampler_kwargs.pop("pretrained_model_name_or_path")
-    upsampler_kwargs.pop("torch_dtype")
-    latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained(where, torch_dtype=torch.float32, **upsampler_kwargs)
-    upsample_pipe = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=latent_upsampler)
-    first, upsample, second = (stage["call_kwargs"] for stage in data["pipeline"]["stages"])
-    generator = torch.Generator(data["pipeline"]["generator"]["device"]).manual_seed(
-        data["seed"] if seed is None else seed
-    )
-    media = media or {}
-    video_latent, audio_latent = pipe(**first, **media, generator=generator)
-    assert upsample["latents"] == "video_latents"
-    upscaled = upsample_pipe(latents=video_latent, output_type="latent", return_dict=False)[0]
-    if lora:
-        pipe.load_lora_weights(lora, adapter_name="stage_2_distilled")
-        pipe.set_adapters("stage_2_distilled", 1.0)
-    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-        pipe.scheduler.config, **setup["stage_2_scheduler = FlowMatchEulerDiscreteScheduler.from_config"]
-    )
-    named = {k: v for k, v in second.items() if k not in ("latents", "audio_latents")}
-    out = pipe(**named, latents=upscaled, audio_latents=audio_latent, **media, generator=generator)
-    frames = (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
-    return frames, out.audio[0].float().numpy()
 
 
 def _png_frames(folder: Path) -> np.ndarray:
@@ -73,17 +35,13 @@ def test_two_stage_equals_plain_diffusers_doing_the_three_calls(tmp_path: Path) 
     ours = _png_frames(folder)
     assert ours.shape[1:3] == (64, 64)  # the full size
     assert data["output"]["width"] == 64 and data["output"]["height"] == 64
-    frames, audio = plain_two_stage(data)
-    assert abs(len(ours) - len(frames)) <= 0 and ours.shape == frames.shape
-    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
-    assert raw_sha256(audio) == data["output"]["audio"]["raw_sha256"]
-    # Not a vacuous comparison: the frames carry signal, and another seed differs.
-    assert ours.std() > 0
-    other_frames, other_audio = plain_two_stage(data, seed=6)
-    assert np.abs(ours.astype(int) - other_frames.astype(int)).max() > 1
-    assert raw_sha256(other_audio) != data["output"]["audio"]["raw_sha256"]
+    # Plain diffusers doing the docs' three calls; another seed, prompt and guidance each differ.
+    made = assert_reproduces(ours, data)
+    assert raw_sha256(made.audio) == data["output"]["audio"]["raw_sha256"]
+    assert raw_sha256(plain_diffusers(data, seed=6).audio) != data["output"]["audio"]["raw_sha256"]
 
 
+@pytest.mark.pipeline
 def test_two_stage_mp4_is_full_size_with_sound(tmp_path: Path) -> None:
     result = cli(*TWO_STAGE, "--seed", "2", "--out", "drum.mp4")
     assert result.exit_code == 0, result.stderr
@@ -110,13 +68,8 @@ def test_two_stage_i2v_equals_plain_diffusers(tmp_path: Path) -> None:
     folder = Path(result.stdout.strip())
     data = sidecar(folder.with_name(folder.name + ".json"))
     assert data["pipeline"]["class"] == "LTX2ImageToVideoPipeline"
-    media = {"image": Image.open("first.png").convert("RGB")}
-    ours = _png_frames(folder)
-    frames, audio = plain_two_stage(data, media=media)
-    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
-    assert raw_sha256(audio) == data["output"]["audio"]["raw_sha256"]
-    other, _ = plain_two_stage(data, seed=4, media=media)
-    assert np.abs(ours.astype(int) - other.astype(int)).max() > 1
+    made = assert_reproduces(_png_frames(folder), data, {"image": Image.open("first.png").convert("RGB")})
+    assert raw_sha256(made.audio) == data["output"]["audio"]["raw_sha256"]
 
 
 def test_stage_2_lora_is_on_for_stage_2_only(tmp_path: Path) -> None:
@@ -129,11 +82,16 @@ def test_stage_2_lora_is_on_for_stage_2_only(tmp_path: Path) -> None:
     data = sidecar(folder.with_name(folder.name + ".json"))
     assert data["pipeline"]["stages"][0]["before"] == ["pipe.disable_lora()"]
     ours = _png_frames(folder)
-    frames, audio = plain_two_stage(data, lora=str(lora))
-    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
-    assert raw_sha256(audio) == data["output"]["audio"]["raw_sha256"]
+    # Plain diffusers loads the LoRA after stage 1, where the docs load it.
+    made = assert_reproduces(ours, data)
+    assert raw_sha256(made.audio) == data["output"]["audio"]["raw_sha256"]
     # The LoRA changes the video: without it, plain diffusers makes another one.
-    without, _ = plain_two_stage(data)
+    pipeline, stages = data["pipeline"], data["pipeline"]["stages"]
+    setup = [step for step in pipeline["setup"] if step["method"] not in ("load_lora_weights", "set_adapters")]
+    stages = [
+        {**stage, "before": [b for b in stage.get("before", []) if "lora" not in b]} for stage in pipeline["stages"]
+    ]
+    without = plain_diffusers({**data, "pipeline": {**pipeline, "setup": setup, "stages": stages}}).frames
     assert np.abs(ours.astype(int) - without.astype(int)).max() > 1
 
 
@@ -185,33 +143,6 @@ def test_two_stage_bad_input_is_refused_before_loading(tmp_path: Path, args: tup
 UPSCALE = ("t2v", "a fox in snow", "--preset", "tiny-ltx-upscale")
 
 
-def plain_upscale(data: dict, media: dict | None = None, seed: int | None = None) -> np.ndarray:
-    """Frames (uint8) from plain diffusers, as ltx_video.md writes the distilled upscale recipe:
-    stage 1 to latents, LTXLatentUpsamplePipeline, stage 2 with a generator seeded afresh, resize."""
-    import torch
-    from diffusers import LTXConditionPipeline, LTXLatentUpsamplePipeline
-    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
-
-    pipeline = LTXConditionPipeline.from_pretrained(data["model"]["path"], dtype=torch.float32)
-    setup = {step["method"]: dict(step["kwargs"]) for step in data["pipeline"]["setup"]}
-    upsampler_kwargs = setup["latent_upsampler = LTXLatentUpsamplerModel.from_pretrained"]
-    upsampler = LTXLatentUpsamplerModel.from_pretrained(upsampler_kwargs["pretrained_model_name_or_path"])
-    pipe_upsample = LTXLatentUpsamplePipeline(vae=pipeline.vae, latent_upsampler=upsampler)
-    first, upsample, second = (stage["call_kwargs"] for stage in data["pipeline"]["stages"])
-    seed = data["seed"] if seed is None else seed
-    media = media or {}
-    latents = pipeline(**first, **media, generator=torch.Generator().manual_seed(seed)).frames
-    named = {k: v for k, v in upsample.items() if k != "latents"}
-    upscaled_latents = pipe_upsample(latents=latents, **named).frames
-    named = {k: v for k, v in second.items() if k != "latents"}
-    video = pipeline(**named, latents=upscaled_latents, **media, generator=torch.Generator().manual_seed(seed))
-    frames = video.frames[0]
-    resize = data["pipeline"]["stages"][2]["then"]["resize"]
-    if resize:
-        frames = [frame.resize(tuple(resize)) for frame in frames]
-    return np.stack([np.asarray(frame) for frame in frames])
-
-
 def test_ltx_upscale_equals_plain_diffusers_doing_the_docs_calls(tmp_path: Path) -> None:
     result = cli(*UPSCALE, "--seed", "5", "--format", "png", "--out", "frames/")
     assert result.exit_code == 0, result.stderr
@@ -226,11 +157,7 @@ def test_ltx_upscale_equals_plain_diffusers_doing_the_docs_calls(tmp_path: Path)
     assert second["timesteps"] == [1000, 909, 725, 421, 0] and second["denoise_strength"] == 0.999
     ours = _png_frames(folder)
     assert ours.shape == (9, 96, 96, 3)
-    theirs = plain_upscale(data)
-    assert ours.shape == theirs.shape
-    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
-    assert ours.std() > 0
-    assert np.abs(ours.astype(int) - plain_upscale(data, seed=6).astype(int)).max() > 1
+    assert_reproduces(ours, data)
 
 
 def test_ltx_upscale_i2v_conditions_both_stages_on_the_image(tmp_path: Path) -> None:
@@ -245,10 +172,7 @@ def test_ltx_upscale_i2v_conditions_both_stages_on_the_image(tmp_path: Path) -> 
     first = data["pipeline"]["stages"][0]["call_kwargs"]
     assert first["frame_index"] == [0] and first["strength"] == [1.0]
     media = {"image": [Image.open("first.png").convert("RGB")], "video": [None]}
-    theirs = plain_upscale(data, media)
-    ours = _png_frames(folder)
-    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
-    assert np.abs(ours.astype(int) - plain_upscale(data, media, seed=4).astype(int)).max() > 1
+    assert_reproduces(_png_frames(folder), data, media)
 
 
 @pytest.mark.parametrize(
@@ -293,9 +217,5 @@ def test_two_stage_keyframes_condition_both_stages_equal_to_plain_diffusers(tmp_
             ]
         }
 
-    ours = _png_frames(folder)
-    frames, audio = plain_two_stage(data, media=conditions())
-    assert np.abs(ours.astype(int) - frames.astype(int)).max() <= 1
-    assert raw_sha256(audio) == data["output"]["audio"]["raw_sha256"]
-    other, _ = plain_two_stage(data, seed=4, media=conditions())
-    assert np.abs(ours.astype(int) - other.astype(int)).max() > 1
+    made = assert_reproduces(_png_frames(folder), data, conditions())
+    assert raw_sha256(made.audio) == data["output"]["audio"]["raw_sha256"]

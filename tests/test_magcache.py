@@ -8,21 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, files_under, one_line_error, png_frames, printed_sidecar
+from conftest import assert_reproduces, cli, files_under, one_line_error, png_frames, printed_sidecar
 
 FOX = ("t2v", "a fox in the snow", "--preset", "tiny-ltx", "--steps", "6")
-
-
-def _plain(data: dict, config: dict) -> np.ndarray:
-    """Plain diffusers: the sidecar's pipeline with MagCacheConfig(**config) on its transformer."""
-    import diffusers
-    import torch
-    from diffusers import MagCacheConfig
-
-    pipe = getattr(diffusers, data["pipeline"]["class"]).from_pretrained(data["model"]["path"], dtype=torch.float32)
-    pipe.transformer.enable_cache(MagCacheConfig(**config))
-    out = pipe(**data["pipeline"]["call_kwargs"], generator=torch.Generator("cpu").manual_seed(data["seed"]))
-    return (np.clip(np.asarray(out.frames[0]), 0, 1) * 255).round().astype(np.uint8)
 
 
 def test_calibrate_then_reuse_the_ratios_equals_plain_diffusers(tmp_path: Path) -> None:
@@ -47,8 +35,8 @@ def test_calibrate_then_reuse_the_ratios_equals_plain_diffusers(tmp_path: Path) 
     [call] = used["optimizations"]["calls"]
     config = call["kwargs"]["config"]["MagCacheConfig"]
     assert config["mag_ratios"] == measured["mag_ratios"] and config["num_inference_steps"] == 6
-    theirs = _plain(used, config)
-    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    # Plain diffusers with MagCacheConfig(**config) on its transformer, as the sidecar records it.
+    assert_reproduces(ours, used)
     # The cache skipped work: the frames differ from the uncached run's, and another seed differs too.
     assert np.abs(ours.astype(int) - plain.astype(int)).max() > 1
     other = png_frames(cli(*FOX, "--seed", "3", "--cache", "magcache", "--mag-ratios", str(sidecar_path), "--format",
@@ -56,6 +44,7 @@ def test_calibrate_then_reuse_the_ratios_equals_plain_diffusers(tmp_path: Path) 
     assert np.abs(ours.astype(int) - other.astype(int)).max() > 1
 
 
+@pytest.mark.pipeline
 def test_ratios_as_numbers_and_a_threshold(tmp_path: Path) -> None:
     result = cli(*FOX, "--seed", "1", "--cache", "magcache:0.2", "--mag-ratios", "1.0,1.02,0.99,1.0,1.01,1.0",
                  "--format", "png", "--out", "n/")  # fmt: skip

@@ -4,7 +4,6 @@ saved latents and `vidgen decode`, and every option that runs on a CPU."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +17,6 @@ from vidgen.run import memory
 
 TINY = ["--preset", "tiny-cogvideox", "--seed", "5"]
 GIB = 1024**3
-
-
-@pytest.fixture
-def nothing_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if any weights load or any socket connects."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("nothing may load or connect here")
-
-    monkeypatch.setattr("vidgen.models.loader.load", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def test_models_optimizations_lists_every_option() -> None:
@@ -167,6 +155,7 @@ def test_sizes_come_from_safetensors_headers_when_on_disk() -> None:
     assert counted.params["transformer"] == sum(p.numel() for p in pipe.transformer.parameters())
 
 
+@pytest.mark.pipeline
 def test_injected_oom_names_the_next_plan_and_keeps_the_latents(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDGEN_TEST_OOM", "decode")
     monkeypatch.setattr("vidgen.run.runner._injected", {})
@@ -187,6 +176,7 @@ def test_injected_oom_names_the_next_plan_and_keeps_the_latents(monkeypatch: pyt
     assert "vae_tiling" in record["optimizations"]["applied"]
 
 
+@pytest.mark.pipeline
 def test_oom_retry_steps_down_and_records_the_plan_that_worked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDGEN_TEST_OOM", "denoise")
     monkeypatch.setattr("vidgen.run.runner._injected", {})
@@ -206,6 +196,7 @@ def test_oom_retry_steps_down_and_records_the_plan_that_worked(monkeypatch: pyte
     assert sidecar(Path("fox-replay.json"))["optimizations"]["applied"] == ["vae_tiling"]
 
 
+@pytest.mark.pipeline
 def test_oom_at_the_bottom_of_the_ladder_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDGEN_TEST_OOM", "denoise:5")
     monkeypatch.setattr("vidgen.run.runner._injected", {})
@@ -213,6 +204,7 @@ def test_oom_at_the_bottom_of_the_ladder_says_so(monkeypatch: pytest.MonkeyPatch
     one_line_error(result, 6, "cheapest plan", "fewer --frames")
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize(
     ("command", "preset", "extra"),
     [
@@ -241,6 +233,7 @@ def test_decode_reproduces_the_frames_of_a_run(command: str, preset: str, extra:
     assert np.array_equal(original, redone)
 
 
+@pytest.mark.pipeline
 def test_decode_refuses_bad_inputs(tmp_path: Path) -> None:
     one_line_error(cli("decode", "missing.latents.safetensors"), 4, "does not exist")
     Path("junk.safetensors").write_bytes(b"not a safetensors file at all")
@@ -249,6 +242,7 @@ def test_decode_refuses_bad_inputs(tmp_path: Path) -> None:
     one_line_error(cli("decode", "a.latents.safetensors"), 7, "a.mp4 already exists", "--overwrite")
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize(
     ("command", "preset", "args", "applied"),
     [
@@ -273,11 +267,13 @@ def test_cpu_options_run_and_are_recorded(command: str, preset: str, args: list[
     assert frames.shape[0] == record["output"]["frames"]
 
 
+@pytest.mark.pipeline
 def test_first_block_cache_needs_two_blocks() -> None:
     # The tiny CogVideoX has one transformer block; diffusers would fail with an IndexError.
     one_line_error(cli("t2v", "a fox", *TINY, "--cache", "first-block:0.1"), 3, "single block", "--cache pab")
 
 
+@pytest.mark.pipeline
 def test_an_attention_backend_does_not_leak_into_the_next_pipeline_of_the_process() -> None:
     # diffusers' set_attention_backend also sets the process-wide default: a Wan model compiled
     # after a flex-attention pipeline in the same process (a batch's next group) then failed in
@@ -291,6 +287,7 @@ def test_an_attention_backend_does_not_leak_into_the_next_pipeline_of_the_proces
     assert _AttentionBackendRegistry.get_active_backend()[0].value == "native"
 
 
+@pytest.mark.pipeline
 def test_compile_runs_regionally_where_blocks_repeat() -> None:
     # One compile on CPU (inductor needs a C compiler, which CI has): T2V-Zero's UNet declares
     # repeated blocks, so only those compile.
@@ -338,6 +335,7 @@ def test_memory_auto_plans_for_the_free_memory_of_this_card() -> None:
     assert body["memory"]["plan"] == "none" and body["memory"]["budget_source"].startswith("free memory on cuda")
 
 
+@pytest.mark.pipeline
 def test_the_suggested_decode_command_runs_for_svd(monkeypatch: pytest.MonkeyPatch) -> None:
     # SVD's cheaper plan includes --forward-chunking, which `vidgen decode` does not take: the
     # suggestion must name only decode options, and work as printed.

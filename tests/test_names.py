@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import cli
 
 from vidgen.io.outputs import slug
 
 
+@pytest.mark.pipeline
 def test_non_latin_prompts_with_one_seed_write_different_files(tmp_path: Path) -> None:
     paths = []
     for prompt in ("夕阳下的猫", "雨中的狗"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import cli, decode, one_line_error, sidecar
 from PIL import Image
 
@@ -21,6 +22,7 @@ def _tile(sheet: np.ndarray, index: int, tile: int = 160, pad: int = 4) -> np.nd
     return block[step // 2 :: step, step // 2 :: step][:16, :16]
 
 
+@pytest.mark.pipeline
 def test_preview_flag_writes_a_contact_sheet_named_in_the_sidecar(tmp_path: Path) -> None:
     result = cli(
         "t2v", "a fox", "--preset", "tiny-cogvideox", "--seed", "2", "--frames", "17", "--preview", "--out", "a.mp4"
@@ -38,6 +40,7 @@ def test_preview_flag_writes_a_contact_sheet_named_in_the_sidecar(tmp_path: Path
         assert np.abs(_tile(sheet, index).astype(int) - frames[frame].astype(int)).mean() < 12
 
 
+@pytest.mark.pipeline
 def test_preview_command_for_existing_outputs(tmp_path: Path) -> None:
     made = cli("t2v", "a fox", "--preset", "tiny-cogvideox", "--seed", "3", "--out", "b.mp4")
     assert made.exit_code == 0, made.stderr

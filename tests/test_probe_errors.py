@@ -245,8 +245,8 @@ def test_a_ray_batch_that_loses_a_node_ends_in_one_line_naming_it(
     ray = pytest.importorskip("ray")
     from ray.core.generated.common_pb2 import ActorDiedErrorContext
 
-    from vidgen.batch import jobs as core
-    from vidgen.batch import ray as raybatch
+    from vidgen.batch.jobs import jobs as core
+    from vidgen.batch.jobs import ray as raybatch
 
     class LosingSchedule:
         def __init__(self, *args: object) -> None:

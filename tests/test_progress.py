@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import cli
 
 STYLE = re.compile(r"\x1b\[[0-9;]*m")
@@ -78,6 +79,7 @@ def test_no_progress_in_pipes_or_with_quiet(tmp_path: Path) -> None:
     assert shown.strip() == ""
 
 
+@pytest.mark.pipeline
 def test_json_progress_of_a_run_lists_every_phase_with_durations(tmp_path: Path) -> None:
     _history().unlink(missing_ok=True)
     result = cli("t2v", "a fox", "--preset", "tiny-cogvideox", "--seed", "1", "--progress", "json")

@@ -7,8 +7,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import cli, files_under, one_line_error, sidecar
 from PIL import Image
+
+# Most tests here run a tiny pipeline: their tier unless marked otherwise (see conftest.py).
+DEFAULT_TIER = "pipeline"
 
 
 def _frames(folder: Path) -> np.ndarray:
@@ -77,6 +81,7 @@ def test_replay_of_i2v_finds_the_image_from_another_folder_and_notices_changes(t
     assert chosen.exit_code == 0, chosen.stderr
 
 
+@pytest.mark.unit
 def test_replay_errors(tmp_path: Path) -> None:
     one_line_error(cli("replay", "missing.json"), 4, "does not exist")
     (tmp_path / "x.json").write_text("{}")

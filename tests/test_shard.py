@@ -39,6 +39,7 @@ def test_shards_cover_the_manifest_once_and_a_new_job_moves_no_other(tmp_path: P
     assert sum(len(g) for g in grown) == 14
 
 
+@pytest.mark.pipeline
 def test_a_shard_runs_only_its_jobs(tmp_path: Path) -> None:
     _manifest(tmp_path / "jobs.jsonl", ["a red fox", "a blue whale", "a green frog", "a gray owl"])
     mine = _ids(tmp_path, "jobs.jsonl", "1/2")

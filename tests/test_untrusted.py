@@ -116,6 +116,7 @@ def new_files(before: list[Path], root: Path) -> list[Path]:
 # -- where vidgen writes ----------------------------------------------------------------------
 
 
+@pytest.mark.pipeline
 def test_replay_writes_beside_the_replayed_file_never_where_the_file_says(tmp_path: Path) -> None:
     shared, victim = tmp_path / "shared", tmp_path / "victim"
     victim.mkdir()
@@ -502,6 +503,7 @@ def test_an_allocation_failure_is_exit_6_with_the_phase(tmp_path: Path) -> None:
 ANSI = "\x1b[2J\x1b]0;pwned\x07\x1b[1A\nmodel        evil/fake \u202eexe.mp4"
 
 
+@pytest.mark.pipeline
 def test_control_characters_are_shown_escaped(tmp_path: Path) -> None:
     made = cli("t2v", f"a cat {ANSI}", "--preset", "tiny-cogvideox", "--seed", "2", "--out", "v.mp4")
     assert made.exit_code == 0, made.stderr

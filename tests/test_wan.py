@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 from conftest import cli, decode, files_under, one_line_error, sidecar
 
+# Most tests here run a tiny pipeline: their tier unless marked otherwise (see conftest.py).
+DEFAULT_TIER = "pipeline"
+
 FOX = ("t2v", "a fox in snow")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
@@ -192,6 +196,7 @@ def test_model_folder_picks_the_family_and_a_mismatched_preset_names_both(tmp_pa
     one_line_error(cli(*FOX, "--model", str(tiny.ensure("wan-i2v"))), 3, "vidgen i2v")
 
 
+@pytest.mark.unit
 def test_memory_auto_plans_every_wan_preset_offline(tmp_path: Path) -> None:
     for preset in ("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.2-t2v-a14b", "wan2.2-ti2v-5b"):
         result = cli("t2v", "x", "--preset", preset, "--memory", "auto", "--vram", "24", "--dry-run")

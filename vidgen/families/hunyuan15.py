@@ -214,8 +214,42 @@ def qwen2_tokenizer() -> Any:
     return Qwen2Tokenizer(vocab=vocab, merges=[], chat_template=_CHATML)
 
 
+def _fit_the_template(tokenizer: Any, pipeline: Any) -> None:
+    """The pipeline drops the first `crop_start` (108) tokens of its prompt template: the system
+    message, as Qwen's own tokenizer splits it. Letter by letter it is ~500 tokens, which would
+    leave the tiny model ~400 tokens of system message around a prompt of a dozen, so that it
+    barely reads the prompt. Chunks of the message become single tokens here, so that exactly
+    the template is dropped and the prompt alone remains, as with the real tokenizer."""
+    import inspect
+
+    from diffusers.pipelines.hunyuan_video1_5.pipeline_hunyuan_video1_5 import format_text_input
+
+    defaults = inspect.signature(pipeline._get_mllm_prompt_embeds).parameters
+    system, crop = defaults["system_message"].default, defaults["crop_start"].default
+
+    def before_prompt() -> int:
+        empty, marked = (
+            tokenizer.apply_chat_template(
+                format_text_input([prompt], system), add_generation_prompt=True, return_dict=True
+            )["input_ids"][0]
+            for prompt in ("", "a")
+        )
+        return next(i for i, (x, y) in enumerate(zip(empty, marked, strict=False)) if x != y)
+
+    count = crop - (before_prompt() - len(tokenizer(system, add_special_tokens=False)["input_ids"]))
+    step = len(system) / count
+    tokenizer.add_tokens([system[round(i * step) : round((i + 1) * step)] for i in range(count)])
+    assert before_prompt() == crop, "the tiny tokenizer no longer fits HunyuanVideo-1.5's prompt template"
+
+
 def _parts(task_type: str) -> dict[str, Any]:
-    from diffusers import AutoencoderKLHunyuanVideo15, FlowMatchEulerDiscreteScheduler, HunyuanVideo15Transformer3DModel
+    from diffusers import (
+        AutoencoderKLHunyuanVideo15,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideo15ImageToVideoPipeline,
+        HunyuanVideo15Pipeline,
+        HunyuanVideo15Transformer3DModel,
+    )
     from diffusers.guiders import ClassifierFreeGuidance
     from transformers import ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
 
@@ -250,6 +284,7 @@ def _parts(task_type: str) -> dict[str, Any]:
         upsample_match_channel=False,
     )
     tokenizer = qwen2_tokenizer()
+    _fit_the_template(tokenizer, HunyuanVideo15Pipeline if task_type == "t2v" else HunyuanVideo15ImageToVideoPipeline)
     text = Qwen2_5_VLTextConfig(
         hidden_size=16,
         intermediate_size=16,

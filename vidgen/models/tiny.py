@@ -25,7 +25,7 @@ from vidgen.families.tiny_parts import (
 )
 
 # Bump when a builder changes, so cached tiny models are rebuilt rather than reused.
-TINY_VERSION = 2
+TINY_VERSION = 3
 PREFIX = "tiny:"
 
 
