@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.unit
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "unit"
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILY_FILES = sorted((ROOT / "vidgen" / "families").glob("*.py"))

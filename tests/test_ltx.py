@@ -114,7 +114,7 @@ def test_a_changed_keyframe_file_changes_the_batch_job_hash(tmp_path: Path) -> N
     from PIL import Image
 
     from vidgen import families
-    from vidgen.batch.jobs import jobs as batch
+    from vidgen.batch import jobs as batch
     from vidgen.config import Layer, resolve
 
     Image.new("RGB", (32, 32), (9, 9, 9)).save("key.png")

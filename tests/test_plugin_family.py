@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from conftest import cli_subprocess, decode, sidecar
 
-pytestmark = pytest.mark.process
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "process"
 
 MODULE = """
 from typing import Any, ClassVar

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from vidgen.cli import app
 
-pytestmark = pytest.mark.unit
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "unit"
 
 TINY = ["t2v", "a red fox", "--preset", "tiny-cogvideox"]
 
@@ -245,8 +246,8 @@ def test_a_ray_batch_that_loses_a_node_ends_in_one_line_naming_it(
     ray = pytest.importorskip("ray")
     from ray.core.generated.common_pb2 import ActorDiedErrorContext
 
-    from vidgen.batch.jobs import jobs as core
-    from vidgen.batch.jobs import ray as raybatch
+    from vidgen.batch import jobs as core
+    from vidgen.batch import ray as raybatch
 
     class LosingSchedule:
         def __init__(self, *args: object) -> None:

@@ -9,10 +9,10 @@ import shutil
 import struct
 from pathlib import Path
 
-import pytest
 from conftest import cli, files_under, one_line_error
 
-pytestmark = pytest.mark.pipeline
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "pipeline"
 
 
 def _safetensors(path: Path, header: dict, data: bytes) -> Path:

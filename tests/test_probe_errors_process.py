@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import files_under
 
-pytestmark = pytest.mark.process
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "process"
 
 
 @pytest.mark.parametrize("where", [[b"caf\xe9"], [b"a fox", b"--negative", b"blur\xff"]])

@@ -73,7 +73,7 @@ class Worker:
     """One Ray actor: keeps a group's pipeline loaded and runs the jobs it is handed."""
 
     def __init__(self, number: int, queue: Any) -> None:
-        from vidgen.batch.jobs import jobs as core
+        from vidgen.batch import jobs as core
         from vidgen.core.libs import quiet
 
         quiet()
@@ -119,7 +119,7 @@ def run(
     on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the jobs on Ray; returns one report row per job (in `runnable` order)."""
-    from vidgen.batch.jobs import jobs as core
+    from vidgen.batch import jobs as core
 
     ray = _ray()
     started = _connect(ray, address, workers)
@@ -258,7 +258,7 @@ class _Schedule:
     def skip_done(self, runnable: list[Any]) -> None:
         """Queue the jobs by group; jobs already done are skipped here, before anything is
         scheduled."""
-        from vidgen.batch.jobs import jobs as core
+        from vidgen.batch import jobs as core
 
         for job in runnable:
             row = core.done_row(job, self.force)
@@ -349,7 +349,7 @@ class _Schedule:
         """The batch stops (the cluster lost more than a worker): stop the workers still running
         a job and drop those jobs' claims, so the rerun that resumes the batch runs them at once
         instead of waiting for claims of dead workers on other hosts to expire."""
-        from vidgen.batch.jobs import jobs as core
+        from vidgen.batch import jobs as core
 
         for number, job, _take in self.pending.values():
             with contextlib.suppress(Exception):  # on a lost node it is gone already
@@ -360,7 +360,7 @@ class _Schedule:
     def lost(self, number: int, job: Any, error: str) -> None:
         """Worker `number` died running `job`: a new worker runs it again, until it has died
         more than --max-retries times; then the job fails."""
-        from vidgen.batch.jobs import jobs as core
+        from vidgen.batch import jobs as core
 
         died = {"worker": number, "pid": self.actors[number][1], "error": error}
         self.retries.setdefault(job.index, []).append(died)

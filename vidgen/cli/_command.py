@@ -149,7 +149,7 @@ PROMPTS_FILE: Params = {"prompts_file": (o.PromptsFile, None)}
 def _prompts_file(ctx: typer.Context, mode: str, params: dict[str, Any]) -> None:
     """`--prompts-file FILE`: every line is a job of a plain-text batch that takes the other
     flags as its settings (resumable, one model load, a report like `vidgen batch`)."""
-    from vidgen.batch.jobs import jobs as core
+    from vidgen.batch import jobs as core
     from vidgen.cli.batch import BatchOptions, run_batch
 
     if params.get("prompt"):

@@ -135,7 +135,7 @@ def batch(
 
         vidgen batch jobs.yaml --out runs/ --report runs/report.jsonl
     """
-    from vidgen.batch.jobs import jobs as core
+    from vidgen.batch import jobs as core
 
     ctx.meta["vidgen.json"] = json_
     shard_spec = core.parse_shard(shard) if shard is not None else None  # before the manifest is read
@@ -183,7 +183,7 @@ def _stdin() -> str:
 
 def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
     """Validate, run and report a list of jobs (`vidgen batch`, and `--prompts-file`)."""
-    from vidgen.batch.jobs import jobs as core
+    from vidgen.batch import jobs as core
 
     jobs, invalid = _checked(jobs, opts)
     _check_out(opts.out)  # a file where the output folder should be: refused before any job runs
@@ -213,7 +213,7 @@ def run_batch(jobs: list[Job], opts: BatchOptions) -> None:
 def _checked(jobs: list[Job], opts: BatchOptions) -> tuple[list[Job], list[Job]]:
     """(the jobs this process runs, the invalid ones among them), after resolving and checking
     every job of the manifest: invalid jobs stop the batch unless --skip-invalid."""
-    from vidgen.batch.jobs import jobs as core
+    from vidgen.batch import jobs as core
 
     if opts.progress_format not in ("rich", "json"):
         raise ConfigError(f"--progress {opts.progress_format}: choose rich or json.")
@@ -249,7 +249,7 @@ def _run_jobs(jobs: list[Job], invalid: list[Job], opts: BatchOptions, events: J
     """Run this process's share of the jobs (all of them, unless started by accelerate launch),
     here or on Ray; returns every job's report row, the invalid ones' too, in manifest order.
     Under accelerate launch, every rank but 0 ends here, with the batch's exit code."""
-    from vidgen.batch.jobs import jobs as core
+    from vidgen.batch import jobs as core
 
     rank, count = _workers()
     mine = core.share(jobs, rank, count)
@@ -287,11 +287,11 @@ def _run_jobs(jobs: list[Job], invalid: list[Job], opts: BatchOptions, events: J
 def _runner(ray: dict | None) -> Callable[..., list[dict]]:
     """What runs the jobs: batch.run in this process, or raybatch.run on Ray (which has no
     progress display or worker number of its own: its workers report through `on_event`)."""
-    from vidgen.batch.jobs import jobs as core
+    from vidgen.batch import jobs as core
 
     if ray is None:
         return core.run
-    from vidgen.batch.jobs import ray as raybatch
+    from vidgen.batch import ray as raybatch
 
     def on_ray(mine, *, worker, progress, **kwargs):  # noqa: ANN001, ANN202, ARG001
         return raybatch.run(
