@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.core.errors import InputError
+from vidgen.core.terminal import shorten
 
 # More sidecars than this under one folder is a mistake (a home folder), not a gallery.
 MAX_SIDECARS = 100_000
+# A listing keeps this much of any text in a sidecar (a prompt may be 100 000 characters, and a
+# sidecar from elsewhere may hold a 50 MB one): five such made `ls` print 250 MB and `gallery`
+# write a 750 MB page. The sidecar itself keeps the whole text.
+KEEP_CHARS = 4096
 
 
 @dataclass
@@ -109,6 +114,18 @@ def find(folder: Path) -> list[Entry]:
             continue
         output = _output_beside(path, data)
         if output is not None:
-            entries.append(Entry(output, path, data))
+            entries.append(Entry(output, path, _trimmed(data)))
     entries.sort(key=lambda entry: (str(entry.data.get("created_at") or ""), str(entry.path)))
     return entries
+
+
+def _trimmed(value: Any) -> Any:
+    """`value` with every string over KEEP_CHARS cut to that (with a count of what was cut), so a
+    listing of many outputs holds kilobytes per sidecar, whatever their prompts."""
+    if isinstance(value, str):
+        return shorten(value, KEEP_CHARS)
+    if isinstance(value, dict):
+        return {key: _trimmed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_trimmed(item) for item in value]
+    return value

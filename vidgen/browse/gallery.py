@@ -2,8 +2,8 @@
 
 Nothing on the page comes from the network: styles and script are inline, videos and sidecars
 are linked relative to the page, and each poster frame is embedded as a small PNG data URI.
-Everything a sidecar says is text from a file: it is HTML-escaped, and the page runs no code
-from it. Outputs of one `matrix:` sweep are laid out as a grid whose rows and columns are the
+Everything a sidecar says is text from a file: it is HTML-escaped and cut to a readable length,
+and the page runs no code from it. Outputs of one `matrix:` sweep are laid out as a grid whose rows and columns are the
 swept fields, so variants sit side by side.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from vidgen.browse.catalog import Entry
+from vidgen.core.terminal import shorten
 
 PAGE = "index.html"
 
@@ -59,6 +60,12 @@ def _first_frame_uri(entry: Entry) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+# How much of a prompt a tile shows, sorts by and the filter searches (the sidecar has it all).
+PROMPT_CHARS = 300
+SORT_CHARS = 200
+SEARCH_CHARS = 1000
+
+
 def _gib(count: object) -> str:
     return f"{count / 1024**3:.2f} GiB" if isinstance(count, (int, float)) else "?"
 
@@ -73,8 +80,10 @@ def _tile(entry: Entry, root: Path) -> str:
         f"{row['frames']} frames {row['width']}x{row['height']} @ {row['fps']} fps",
         f"steps {sampling.get('num_inference_steps')} guidance {sampling.get('guidance_scale')}",
     ]
+    prompt = str(row["prompt"] or "")
     search = " ".join(
-        str(v) for v in (row["prompt"], row["model"], row["mode"], entry.path.name, f"seed {row['seed']}")
+        str(v)
+        for v in (shorten(prompt, SEARCH_CHARS), row["model"], row["mode"], entry.path.name, f"seed {row['seed']}")
     )
     poster = _poster(entry)
     video = (
@@ -85,10 +94,11 @@ def _tile(entry: Entry, root: Path) -> str:
         else f'<img src="{poster}" alt="">'
     )
     return (
-        f'<figure class="tile" data-search="{_h(search.lower())}" data-prompt="{_h(row["prompt"].lower())}" '
+        f'<figure class="tile" data-search="{_h(search.lower())}" '
+        f'data-prompt="{_h(shorten(prompt, SORT_CHARS, count=False).lower())}" '
         f'data-seed="{_h(row["seed"])}" data-time="{_h(row["created_at"] or "")}">'
         f"{video}<figcaption>"
-        f'<p class="prompt">{_h(row["prompt"] or entry.path.name)}</p>'
+        f'<p class="prompt">{_h(shorten(prompt, PROMPT_CHARS) or entry.path.name)}</p>'
         f"<p>seed {_h(row['seed'])} · {_h(row['model'])} · {_h(row['mode'])}</p>"
         f"<p>{_h(settings[0])}</p><p>{_h(settings[1])}</p>"
         f"<p>{_h(timings)} · peak {_h(_gib(row['peak_memory_bytes']))}</p>"
@@ -105,7 +115,8 @@ def _failed_tile(row: dict[str, Any]) -> str:
     return (
         f'<figure class="tile failed" data-search="{_h(str(name).lower())}" data-prompt="" data-seed="" data-time="">'
         f'<div class="error">{_h(row.get("status", "failed"))}</div><figcaption>'
-        f'<p class="prompt">{_h(name)}</p><p>{_h(message or "")}</p></figcaption></figure>'
+        f'<p class="prompt">{_h(shorten(str(name), PROMPT_CHARS))}</p>'
+        f"<p>{_h(shorten(str(message or ''), PROMPT_CHARS))}</p></figcaption></figure>"
     )
 
 

@@ -59,14 +59,16 @@ def pad(text: str, columns: int) -> str:
     return text + " " * max(columns - width(text), 0)
 
 
-def shorten(text: str, limit: int, tail: int = 0) -> str:
-    """`text` cut to about `limit` characters for display: its start (and its last `tail`
-    characters, so the end of a path stays visible) around a count of what was left out."""
+def shorten(text: str, limit: int, tail: int = 0, count: bool = True) -> str:
+    """`text` cut for display when over `limit` characters: its start (and its last `tail`
+    characters, so the end of a path stays visible) around `…`, with how many characters were
+    left out unless `count` is False (then the result is `limit` characters long)."""
     if len(text) <= limit:
         return text
-    head = max(limit - tail, 1)
+    head = max(limit - tail - (0 if count else 1), 1)
     left_out = len(text) - head - tail
-    return f"{text[:head]}… [{left_out} more characters]{'…' + text[-tail:] if tail else ''}"
+    marker = f"… [{left_out} more characters]" if count else "…"
+    return f"{text[:head]}{marker}{('…' if count else '') + text[-tail:] if tail else ''}"
 
 
 def fold(text: str, columns: int) -> list[str]:
