@@ -96,6 +96,9 @@ def test_a_huge_frame_video_input_is_refused_from_its_header(tmp_path: Path) -> 
     assert out == "" and len(err.strip().splitlines()) == 1, err
     assert "big.mp4 has 8192x4320 frames" in err and f"16 to {MAX_SIDE} pixels a side" in err
     assert peak < GIB / 2, f"{peak / 2**20:.0f} MiB"
+    # `vidgen preview` of it is refused the same way, undecoded.
+    code, out, err, peak = vidgen("preview", "big.mp4", cwd=tmp_path)
+    assert code == 4 and "8192x4320 frames" in err and peak < GIB / 2, (err, peak)
     assert media.probe(big) == media.Probe(8192, 4320, 8.0)
     # ffmpeg's decoder refuses such frames too, whatever a header says.
     with pytest.raises(InputError, match="no frame could be decoded"):

@@ -19,6 +19,9 @@ MAX_SIDECARS = 100_000
 # sidecar from elsewhere may hold a 50 MB one): five such made `ls` print 250 MB and `gallery`
 # write a 750 MB page. The sidecar itself keeps the whole text.
 KEEP_CHARS = 4096
+# ... except the poster vidgen puts in `output.poster` (a small JPEG as a data URI), kept whole
+# up to this length for the gallery; a longer one is not vidgen's.
+MAX_POSTER_CHARS = 256 << 10
 
 
 @dataclass
@@ -114,9 +117,19 @@ def find(folder: Path) -> list[Entry]:
             continue
         output = _output_beside(path, data)
         if output is not None:
-            entries.append(Entry(output, path, _trimmed(data)))
+            entries.append(Entry(output, path, _kept(data)))
     entries.sort(key=lambda entry: (str(entry.data.get("created_at") or ""), str(entry.path)))
     return entries
+
+
+def _kept(data: dict[str, Any]) -> dict[str, Any]:
+    """What a listing keeps of a sidecar: every text cut to KEEP_CHARS, the poster whole."""
+    kept = _trimmed(data)
+    output = data.get("output")
+    poster = output.get("poster") if isinstance(output, dict) else None
+    if isinstance(poster, str) and len(poster) <= MAX_POSTER_CHARS:
+        kept["output"]["poster"] = poster
+    return kept
 
 
 def _trimmed(value: Any) -> Any:

@@ -50,6 +50,11 @@ AUDIO_CODECS: dict[str, tuple[str, list[str]]] = {
     "png": ("pcm_f32le", ["-c:a", "pcm_f32le", "-f", "wav"]),
 }
 AUDIO_FILE = "audio.wav"  # the sound of a png frame folder, inside it
+# The sidecar's `output.poster`: the first frame, at most this many pixels a side, as a JPEG data
+# URI (a few KB; a gallery tile is 260 px wide).
+POSTER_SIDE = 256
+POSTER_QUALITY = 75
+POSTER_PREFIX = "data:image/jpeg;base64,"
 # Where the compact provenance copy goes inside the container.
 METADATA_KEY = "comment"
 # ffmpeg options before `-i` for every file vidgen reads: local files only (no http, tcp or
@@ -446,7 +451,24 @@ def write(
         block["audio"] = {"codec": AUDIO_CODECS[fmt][0], **audio_record(audio)}
         if is_dir:
             block["audio"]["file"] = AUDIO_FILE
+    if count:
+        block["poster"] = poster(frames[0])
     return block
+
+
+def poster(frame: Any) -> str:
+    """A frame as a small JPEG data URI (at most POSTER_SIDE pixels a side): made while the frames
+    are in memory, it lets a gallery show the output without decoding it."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(frame)
+    image.thumbnail((POSTER_SIDE, POSTER_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=POSTER_QUALITY)
+    return POSTER_PREFIX + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _feed(command: list[str], frames: Any, on_frame: Callable[[int, int], None] | None) -> tuple[int, bytes]:
