@@ -41,7 +41,9 @@ def test_t2v_writes_a_decodable_video_and_a_full_sidecar(tmp_path: Path) -> None
         "width": 16,
         "height": 16,
         "fps": 8,
+        "poster": data["output"]["poster"],  # the first frame as a small JPEG, for galleries
     }
+    assert data["output"]["poster"].startswith("data:image/jpeg;base64,")
     import hashlib
 
     assert data["output"]["sha256"] == hashlib.sha256((tmp_path / "a.mp4").read_bytes()).hexdigest()

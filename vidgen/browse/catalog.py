@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.core.errors import InputError
+from vidgen.core.terminal import shorten
 
 # More sidecars than this under one folder is a mistake (a home folder), not a gallery.
 MAX_SIDECARS = 100_000
+# A listing keeps this much of any text in a sidecar (a prompt may be 100 000 characters, and a
+# sidecar from elsewhere may hold a 50 MB one): five such made `ls` print 250 MB and `gallery`
+# write a 750 MB page. The sidecar itself keeps the whole text.
+KEEP_CHARS = 4096
+# ... except the poster vidgen puts in `output.poster` (a small JPEG as a data URI), kept whole
+# up to this length for the gallery; a longer one is not vidgen's.
+MAX_POSTER_CHARS = 256 << 10
 
 
 @dataclass
@@ -109,6 +117,28 @@ def find(folder: Path) -> list[Entry]:
             continue
         output = _output_beside(path, data)
         if output is not None:
-            entries.append(Entry(output, path, data))
+            entries.append(Entry(output, path, _kept(data)))
     entries.sort(key=lambda entry: (str(entry.data.get("created_at") or ""), str(entry.path)))
     return entries
+
+
+def _kept(data: dict[str, Any]) -> dict[str, Any]:
+    """What a listing keeps of a sidecar: every text cut to KEEP_CHARS, the poster whole."""
+    kept = _trimmed(data)
+    output = data.get("output")
+    poster = output.get("poster") if isinstance(output, dict) else None
+    if isinstance(poster, str) and len(poster) <= MAX_POSTER_CHARS:
+        kept["output"]["poster"] = poster
+    return kept
+
+
+def _trimmed(value: Any) -> Any:
+    """`value` with every string over KEEP_CHARS cut to that (with a count of what was cut), so a
+    listing of many outputs holds kilobytes per sidecar, whatever their prompts."""
+    if isinstance(value, str):
+        return shorten(value, KEEP_CHARS)
+    if isinstance(value, dict):
+        return {key: _trimmed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_trimmed(item) for item in value]
+    return value

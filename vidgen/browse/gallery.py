@@ -1,23 +1,27 @@
 """`DIR/index.html`: one self-contained page of every output under DIR, to compare them by eye.
 
-Nothing on the page comes from the network: styles and script are inline, videos and sidecars
-are linked relative to the page, and each poster frame is embedded as a small PNG data URI.
-Everything a sidecar says is text from a file: it is HTML-escaped, and the page runs no code
-from it. Outputs of one `matrix:` sweep are laid out as a grid whose rows and columns are the
-swept fields, so variants sit side by side.
+Nothing on the page comes from the network: styles and script are inline, and videos, sidecars
+and poster frames are linked relative to the page (posters are small JPEGs in
+`DIR/index.posters/`, see posters.py). Everything a sidecar says is text from a file: it is
+HTML-escaped and cut to a readable length, and the page runs no code from it. Outputs of one
+`matrix:` sweep are laid out as a grid whose rows and columns are the swept fields, so variants
+sit side by side.
+
+The page scales to thousands of tiles: each is about a kilobyte of HTML, and a video gets its
+source and poster only when its tile comes near the screen (`preload="none"` until then, then
+`metadata`), so a browser never opens thousands of players at once.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from vidgen.browse.catalog import Entry
+from vidgen.core.terminal import shorten
 
 PAGE = "index.html"
 
@@ -30,40 +34,19 @@ def _url(path: Path, root: Path) -> str:
     return quote(path.relative_to(root).as_posix())
 
 
-# Posters already made in this process, by (path, mtime): `batch --gallery` rewrites the page after
-# every job, and decoding every earlier video again each time would grow with the square of jobs.
-_POSTERS: dict[tuple[str, float], str] = {}
-
-
-def _poster(entry: Entry) -> str:
-    """The first frame as a PNG data URI ('' when it cannot be read): shown before playing."""
-    key = (str(entry.path), entry.path.stat().st_mtime)
-    if key not in _POSTERS:
-        _POSTERS[key] = _first_frame_uri(entry)
-    return _POSTERS[key]
-
-
-def _first_frame_uri(entry: Entry) -> str:
-    from PIL import Image
-
-    from vidgen.browse import preview
-
-    try:
-        frames = preview.read_first(entry.path)
-    except Exception:  # a poster is a nicety; the tile still links the video
-        return ""
-    if frames is None:
-        return ""
-    buffer = io.BytesIO()
-    Image.fromarray(frames).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+# Outputs a browser shows as images (a <video> cannot play them).
+IMAGES = (".gif", ".webp")
+# How much of a prompt a tile shows, sorts by and the filter searches (the sidecar has it all).
+PROMPT_CHARS = 300
+SORT_CHARS = 200
+SEARCH_CHARS = 1000
 
 
 def _gib(count: object) -> str:
     return f"{count / 1024**3:.2f} GiB" if isinstance(count, (int, float)) else "?"
 
 
-def _tile(entry: Entry, root: Path) -> str:
+def _tile(entry: Entry, root: Path, posters: dict[Path, str]) -> str:
     row = entry.row()
     sampling = entry.section("sampling")
     timings = " ".join(
@@ -73,22 +56,30 @@ def _tile(entry: Entry, root: Path) -> str:
         f"{row['frames']} frames {row['width']}x{row['height']} @ {row['fps']} fps",
         f"steps {sampling.get('num_inference_steps')} guidance {sampling.get('guidance_scale')}",
     ]
+    prompt = str(row["prompt"] or "")
     search = " ".join(
-        str(v) for v in (row["prompt"], row["model"], row["mode"], entry.path.name, f"seed {row['seed']}")
+        str(v)
+        for v in (shorten(prompt, SEARCH_CHARS), row["model"], row["mode"], entry.path.name, f"seed {row['seed']}")
     )
-    poster = _poster(entry)
-    video = (
-        f'<video src="{_url(entry.path, root)}" muted loop playsinline preload="auto"'
-        + (f' poster="{poster}"' if poster else "")
-        + "></video>"
-        if entry.path.is_file()
-        else f'<img src="{poster}" alt="">'
-    )
+    poster = posters.get(entry.path)
+    if entry.path.suffix.lower() in IMAGES and entry.path.is_file():
+        # An animated image plays by itself; only the ones near the screen are loaded.
+        video = f'<img src="{_url(entry.path, root)}" loading="lazy" alt="">'
+    elif entry.path.is_file():
+        # Source and poster are set by the page's script when the tile nears the screen.
+        video = (
+            f'<video data-src="{_url(entry.path, root)}" muted loop playsinline preload="none"'
+            + (f' data-poster="{_h(poster)}"' if poster else "")
+            + "></video>"
+        )
+    else:
+        video = f'<img src="{_h(poster)}" loading="lazy" alt="">' if poster else '<div class="frame"></div>'
     return (
-        f'<figure class="tile" data-search="{_h(search.lower())}" data-prompt="{_h(row["prompt"].lower())}" '
+        f'<figure class="tile" data-search="{_h(search.lower())}" '
+        f'data-prompt="{_h(shorten(prompt, SORT_CHARS, count=False).lower())}" '
         f'data-seed="{_h(row["seed"])}" data-time="{_h(row["created_at"] or "")}">'
         f"{video}<figcaption>"
-        f'<p class="prompt">{_h(row["prompt"] or entry.path.name)}</p>'
+        f'<p class="prompt">{_h(shorten(prompt, PROMPT_CHARS) or entry.path.name)}</p>'
         f"<p>seed {_h(row['seed'])} · {_h(row['model'])} · {_h(row['mode'])}</p>"
         f"<p>{_h(settings[0])}</p><p>{_h(settings[1])}</p>"
         f"<p>{_h(timings)} · peak {_h(_gib(row['peak_memory_bytes']))}</p>"
@@ -105,7 +96,8 @@ def _failed_tile(row: dict[str, Any]) -> str:
     return (
         f'<figure class="tile failed" data-search="{_h(str(name).lower())}" data-prompt="" data-seed="" data-time="">'
         f'<div class="error">{_h(row.get("status", "failed"))}</div><figcaption>'
-        f'<p class="prompt">{_h(name)}</p><p>{_h(message or "")}</p></figcaption></figure>'
+        f'<p class="prompt">{_h(shorten(str(name), PROMPT_CHARS))}</p>'
+        f"<p>{_h(shorten(str(message or ''), PROMPT_CHARS))}</p></figcaption></figure>"
     )
 
 
@@ -125,7 +117,13 @@ def _label(field: str, value: object) -> str:
     return f"{field.split('.')[-1]} {value}"
 
 
-def _grid(key: tuple[str, str, tuple[str, ...]], members: list[Entry], root: Path, axes: list[str] | None) -> str:
+def _grid(
+    key: tuple[str, str, tuple[str, ...]],
+    members: list[Entry],
+    root: Path,
+    axes: list[str] | None,
+    posters: dict[Path, str],
+) -> str:
     """One sweep as tables: rows and columns are two swept fields (the first two, or `axes`);
     any further swept field splits the sweep into one table per value."""
     folder, sweep, fields = key
@@ -168,7 +166,7 @@ def _grid(key: tuple[str, str, tuple[str, ...]], members: list[Entry], root: Pat
             parts.append(f'<tr><th scope="row">{_h(_label(rows_field, row_value))}</th>')
             for column in columns:
                 match = [e for e in among if cell(e, rows_field) == row_value and cell(e, cols_field) == column]
-                parts.append("<td>" + "".join(_tile(e, root) for e in match) + "</td>")
+                parts.append("<td>" + "".join(_tile(e, root, posters) for e in match) + "</td>")
             parts.append("</tr>")
         parts.append("</tbody></table>")
     parts.append("</section>")
@@ -182,7 +180,7 @@ h1{font-size:18px;margin:0 0 12px}h2{font-size:15px;margin:20px 0 8px}h3{font-si
 input,select{background:#22252a;color:#eee;border:1px solid #444;border-radius:4px;padding:4px 8px}
 .tiles{display:flex;flex-wrap:wrap;gap:12px}
 .tile{width:260px;margin:0;background:#202328;border-radius:6px;overflow:hidden}
-.tile video,.tile img{width:260px;height:260px;object-fit:contain;background:#000;display:block}
+.tile video,.tile img,.tile .frame{width:260px;height:260px;object-fit:contain;background:#000;display:block}
 .tile video,.tile img{image-rendering:pixelated}
 .tile figcaption{padding:6px 8px;font-size:12px;color:#bbb}.tile p{margin:2px 0;overflow-wrap:anywhere}
 .tile .prompt{color:#fff;font-size:13px}.tile a{color:#8ab4f8}
@@ -201,16 +199,29 @@ sort.addEventListener('change',()=>{const list=document.getElementById('all');if
   items.sort((a,b)=>key==='seed'?(Number(a.dataset.seed)-Number(b.dataset.seed))
     :key==='prompt'?a.dataset.prompt.localeCompare(b.dataset.prompt):a.dataset.time.localeCompare(b.dataset.time));
   for(const i of items)list.appendChild(i);});
-for(const v of document.querySelectorAll('video')){
-  v.addEventListener('mouseenter',()=>v.play().catch(()=>{}));
+const videos=[...document.querySelectorAll('video')];
+function attach(v){if(v.src)return;if(v.dataset.poster)v.poster=v.dataset.poster;
+  v.preload='metadata';v.src=v.dataset.src;}
+if('IntersectionObserver' in window){
+  const near=new IntersectionObserver(es=>{for(const e of es)if(e.isIntersecting){
+    attach(e.target);near.unobserve(e.target);}},{rootMargin:'100% 0px'});
+  for(const v of videos)near.observe(v);
+}else{for(const v of videos)attach(v);}
+for(const v of videos){
+  v.addEventListener('mouseenter',()=>{attach(v);v.play().catch(()=>{});});
   v.addEventListener('mouseleave',()=>v.pause());
-  v.addEventListener('click',()=>v.paused?v.play().catch(()=>{}):v.pause());}
+  v.addEventListener('click',()=>{attach(v);v.paused?v.play().catch(()=>{}):v.pause();});}
 """
 
 
 def render(
-    root: Path, entries: list[Entry], failed: list[dict[str, Any]] | None = None, axes: list[str] | None = None
+    root: Path,
+    entries: list[Entry],
+    failed: list[dict[str, Any]] | None = None,
+    axes: list[str] | None = None,
+    posters: dict[Path, str] | None = None,
 ) -> str:
+    posters = posters or {}
     sweeps = _sweeps(entries)
     in_sweep = {id(entry) for members in sweeps.values() for entry in members}
     rest = [entry for entry in entries if id(entry) not in in_sweep]
@@ -220,10 +231,10 @@ def render(
         'aria-label="filter"><label>sort <select id="sort"><option value="time">time</option>'
         '<option value="prompt">prompt</option><option value="seed">seed</option></select></label></div>',
     ]
-    body += [_grid(key, members, root, axes) for key, members in sweeps.items()]
+    body += [_grid(key, members, root, axes, posters) for key, members in sweeps.items()]
     if rest or failed:
         body.append('<section><h2>outputs</h2><div class="tiles" id="all">')
-        body += [_tile(entry, root) for entry in rest]
+        body += [_tile(entry, root, posters) for entry in rest]
         body += [_failed_tile(row) for row in failed or []]
         body.append("</div></section>")
     return (
@@ -235,11 +246,15 @@ def render(
 
 
 def write(root: Path, failed: list[dict[str, Any]] | None = None, axes: list[str] | None = None) -> Path:
-    """Find the outputs under `root` and write `root/index.html` (replacing an older one)."""
-    from vidgen.browse import catalog
+    """Find the outputs under `root`, make the posters still missing, and write `root/index.html`
+    (replacing an older one)."""
+    from vidgen.browse import catalog, posters
     from vidgen.io import media
 
-    page = render(root, catalog.find(root), failed, axes)
+    entries = catalog.find(root)
+    # Animated images are shown as they are: only videos and frame folders need a poster.
+    pictured = posters.make(root, [entry for entry in entries if entry.path.suffix.lower() not in IMAGES])
+    page = render(root, entries, failed, axes, pictured)
     target = root / PAGE
     media.write_text(page, target, overwrite=True)
     return target

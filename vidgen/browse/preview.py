@@ -96,49 +96,34 @@ def write(frames: Any, output: Path, prompt: str, seed: object) -> Path:
 
 
 def read_frames(path: Path) -> Any:
-    """Every frame of a video file (uint8, F x H x W x 3) through the bundled ffmpeg, or of a
-    folder of PNG frames."""
+    """The frames a sheet shows (uint8, F x H x W x 3) of a video file, decoded by the bundled
+    ffmpeg, or of a folder of PNG frames (only those files are opened). A video's frame size is
+    read from its header first, and frames over MAX_SIDE a side are refused undecoded."""
     import numpy as np
+
+    from vidgen.core.limits import MAX_SIDE
+    from vidgen.io import media
 
     if path.is_dir():
         from PIL import Image
 
         names = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
-        return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in names]) if names else np.zeros((0,))
+        chosen = [names[i] for i in pick(len(names))]
+        return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in chosen]) if chosen else np.zeros((0,))
     import imageio_ffmpeg
 
+    found = media.probe(path)
+    if found is None:
+        raise InputError(f"could not decode {path}: ffmpeg finds no video in it.")
+    if max(found.width, found.height) > MAX_SIDE:
+        size = f"{found.width}x{found.height}"
+        raise InputError(f"{path} has {size} frames, over the {MAX_SIDE} pixels a side vidgen reads.")
     # Only the frames a sheet shows are kept, so a long video is not held in memory whole.
     try:
-        count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+        count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))  # packets counted, nothing decoded
         wanted = set(pick(count))
-        reader = imageio_ffmpeg.read_frames(str(path))
-        meta = next(reader)
-        width, height = meta["size"]
-        frames = [
-            np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
-            for index, chunk in enumerate(reader)
-            if index in wanted
-        ]
-    except (OSError, RuntimeError, StopIteration) as exc:
+        frames = [frame for index, frame in enumerate(media.frames(path)) if index in wanted]
+    except (OSError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()
         raise InputError(f"could not decode {path}: {first[0] if first else type(exc).__name__}.") from None
     return np.stack(frames) if frames else np.zeros((0,))
-
-
-def read_first(path: Path) -> Any:
-    """The first frame of a video (uint8, H x W x 3) or PNG-frame folder; None if it has none."""
-    import numpy as np
-
-    if path.is_dir():
-        frames = read_frames(path)
-        return frames[0] if len(frames) else None
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path))
-    try:
-        meta = next(reader)
-        width, height = meta["size"]
-        chunk = next(reader, None)
-    finally:
-        reader.close()
-    return None if chunk is None else np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from vidgen import families
+from vidgen.cli._plan import comment, render_config
 from vidgen.config import Layer, Resolved, resolve
 from vidgen.core.terminal import escape
 from vidgen.families.base import pipeline_record
@@ -283,55 +284,28 @@ def _print_plan(plan: Any, as_json: bool) -> None:
         return
     typer.echo(render_config(cfg.model_dump(mode="json"), plan.resolved.sources))
     where = f"{plan.device} (planned for a CUDA card: --vram runs need one)" if plan.planned_for else plan.device
-    typer.echo(f"# pipeline: {plan.family.pipeline_name(cfg)} on {where}")
+    lines = [f"pipeline: {plan.family.pipeline_name(cfg)} on {where}"]
     for key, value in pipeline_record(plan.family, cfg, call).items():
         shown = value["summary"] if isinstance(value, dict) and "summary" in value else json.dumps(value)
-        typer.echo(escape(f"# {key}: {shown}"))
+        lines.append(f"{key}: {shown}")
     if plan.memory is not None:
-        for line in memory_lines(plan.memory):
-            typer.echo(f"# {line}")
+        lines += memory_lines(plan.memory)
     for name, record in plan.inputs.record.items():
         if name == "prompts":
-            typer.echo(escape("# prompts: " + " | ".join(f"{frame}: {text}" for frame, text in record.items())))
+            lines.append("prompts: " + " | ".join(f"{frame}: {text}" for frame, text in record.items()))
             continue
         # Keyframes and clips (LTX) are a list of such records.
         for one in record if isinstance(record, list) else [record]:
             size = "x".join(map(str, one["prepared"]["size"]))
             count = f"{one['frames_used']} frames " if "frames_used" in one else ""
             at = f" at frame {one['frame_index']}" if "frame_index" in one else ""
-            typer.echo(escape(f"# {name}: {one['path']}{at} -> {count}{size} ({one['resize']})"))
-    for note in plan.inputs.notes:
-        typer.echo(escape(f"# note: {note}"))
+            lines.append(f"{name}: {one['path']}{at} -> {count}{size} ({one['resize']})")
+    lines += [f"note: {note}" for note in plan.inputs.notes]
     if plan.seed_drawn:
-        typer.echo(f"# seed drawn at random: {plan.items[0].seed} (a real run draws its own; pass --seed to fix it)")
-    for item in outputs:
-        typer.echo(escape(f"# would write: {item['path']} (+ {item['sidecar']})"))
-
-
-def render_config(config: dict[str, Any], sources: dict[str, str]) -> str:
-    """YAML of the set fields, each commented with the layer that set it."""
-    rows: list[tuple[str, str]] = []
-    for section, values in config.items():
-        if not isinstance(values, dict):
-            rows.append((f"{section}: {json.dumps(values)}", sources.get(section, "default")))
-            continue
-        fields = [(key, value) for key, value in values.items() if value is not None]
-        if fields:
-            rows.append((f"{section}:", ""))
-        for key, value in fields:
-            rows.append((f"  {key}: {json.dumps(value)}", _source(sources, f"{section}.{key}")))
-    width = max(len(text) for text, _ in rows) + 2
-    lines = (f"{text:<{width}}# {source}" if source else text for text, source in rows)
-    # Sources name files (replay:NAME): each line is escaped, so a name cannot break it.
-    return "\n".join(escape(line) for line in lines)
-
-
-def _source(sources: dict[str, str], path: str) -> str:
-    """Who set a field; for a mapping (scheduler options, a prompt map), who set its entries."""
-    if path in sources:
-        return sources[path]
-    inner = sorted({label for key, label in sources.items() if key.startswith(path + ".")})
-    return ", ".join(inner) or "default"
+        lines.append(f"seed drawn at random: {plan.items[0].seed} (a real run draws its own; pass --seed to fix it)")
+    lines += [f"would write: {item['path']} (+ {item['sidecar']})" for item in outputs]
+    for line in lines:
+        typer.echo("\n".join(comment(line)))
 
 
 def memory_lines(planned: Any) -> list[str]:

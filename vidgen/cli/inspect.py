@@ -9,8 +9,12 @@ from typing import Annotated
 import typer
 
 from vidgen.config.kinds import OUTPUT_KINDS, input_fields
-from vidgen.core.terminal import escape
+from vidgen.core.terminal import escape, shorten
 from vidgen.io import sidecar
+
+# A row shows at most this many characters of its value (a prompt may be 100 000, and a file from
+# elsewhere may hold megabytes); the rest is counted, and --json prints it all.
+VALUE_CHARS = 1000
 
 
 def inspect(
@@ -29,9 +33,16 @@ def inspect(
         # JSON escapes every control character itself (\u001b), so this stays terminal-safe.
         typer.echo(json.dumps(data, indent=2))
         return
+    shortened = False
     for key, value in _rows(data):
         if value not in (None, "", "None"):
-            typer.echo(f"{key:<12} {escape(value)}")
+            text = str(value)
+            # A value's start and end, so a path's file name stays in view.
+            shown = shorten(text, VALUE_CHARS, tail=VALUE_CHARS // 5)
+            shortened = shortened or shown is not text
+            typer.echo(f"{key:<12} {escape(shown)}")
+    if shortened:
+        typer.echo(f"note: values over {VALUE_CHARS} characters are shortened; --json prints them whole.", err=True)
 
 
 def _dict(value: object) -> dict:

@@ -8,7 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from vidgen.core.terminal import escape
+from vidgen.core.terminal import escape, shorten
+
+# Cells of the table are cut to these many characters (the prompt to its start, a file or model
+# name around its middle, so a seed and an extension stay visible); --json keeps up to
+# catalog.KEEP_CHARS of each.
+PROMPT_CHARS = 80
+CELL_CHARS = 60
 
 
 def ls(
@@ -44,15 +50,12 @@ def _cells(row: dict[str, Any], folder: Path) -> tuple[str, ...]:
     name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
     size = f"{row['width']}x{row['height']}" if row["width"] else "?"
     created = str(row["created_at"] or "")[:19].replace("T", " ")
+    cells = (name, str(row["mode"] or ""), str(row["model"] or ""), str(row["seed"]), str(row["frames"] or ""))
     return (
-        name,
-        str(row["mode"] or ""),
-        str(row["model"] or ""),
-        str(row["seed"]),
-        str(row["frames"] or ""),
+        *(shorten(cell, CELL_CHARS, tail=CELL_CHARS // 3, count=False) for cell in cells),
         f"{size} {_bytes(row['bytes'])}",
         created,
-        str(row["prompt"]),
+        shorten(" ".join(str(row["prompt"]).split()), PROMPT_CHARS, count=False),
     )
 
 

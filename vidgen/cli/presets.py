@@ -9,10 +9,10 @@ import typer
 
 from vidgen import families
 from vidgen.cli._help import HelpCommand, HelpGroup
-from vidgen.cli._run import render_config
+from vidgen.cli._plan import render_config
 from vidgen.config import available_presets, resolve
 from vidgen.config.layers import merged_preset, preset_description
-from vidgen.core.terminal import escape
+from vidgen.core.terminal import columns, escape, fold
 
 app = typer.Typer(
     cls=HelpGroup, no_args_is_help=True, rich_markup_mode=None, help="List the presets and show what one sets."
@@ -42,10 +42,31 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
     if json_:
         typer.echo(json.dumps(rows, indent=2))
         return
-    width = max((len(row["name"]) for row in rows), default=0)
+    for line in _listing(rows, columns()):
+        typer.echo(line)
+
+
+# Names longer than this take a line of their own rather than widening every row.
+_NAME_COLUMN = 28
+
+
+def _listing(rows: list[dict[str, str]], limit: int) -> list[str]:
+    """NAME  MODE  DESCRIPTION rows within `limit` columns: the description folds under itself,
+    and a name too long for its column puts the description on the next line."""
+    names = min(max((len(row["name"]) for row in rows), default=0), _NAME_COLUMN)
     modes = max((len(row["mode"]) for row in rows), default=0)
+    column = names + modes + 4
+    lines = []
     for row in rows:
-        typer.echo(escape(f"{row['name']:<{width}}  {row['mode']:<{modes}}  {row['description']}"))
+        name, mode = escape(row["name"]), escape(row["mode"])
+        text = fold(escape(row["description"]), max(limit - column, 30))
+        if len(name) > names:
+            lines.append(f"{name}  {mode}")
+            lines += [" " * column + line for line in text if line]
+            continue
+        lines.append(f"{name:<{names}}  {mode:<{modes}}  {text[0]}".rstrip())
+        lines += [" " * column + line for line in text[1:]]
+    return lines
 
 
 @app.command(cls=HelpCommand)

@@ -38,6 +38,12 @@ MAX_MANIFEST_BYTES = 64 << 20
 # manifest is held to less than JSONL, whose parser is C. 8 MiB is some 100 000 short jobs.
 MAX_YAML_MANIFEST_BYTES = 8 << 20
 MAX_SIDECAR_BYTES = 64 << 20
+# The provenance copy inside a video (compact JSON, prompts JSON-escaped) is read with this cap
+# before it is parsed: real ones are kilobytes, and a 57 MB comment took 33 s and 7.9 GB to parse.
+MAX_METADATA_BYTES = 16 << 20
+# Frames vidgen decodes from a video (an input, a gallery poster): at most MAX_SIDE pixels a side,
+# checked on the container's header before any frame is decoded (and by ffmpeg's decoder itself).
+MAX_FRAME_PIXELS = MAX_SIDE * MAX_SIDE
 # A planned peak this many times the machine's memory cannot run (the estimate is not that far
 # off); it is refused unless the user says they mean it.
 MEMORY_FACTOR = 4.0

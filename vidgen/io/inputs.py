@@ -14,7 +14,7 @@ import io
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from vidgen.config.flags import flag
 from vidgen.config.kinds import INPUT_KINDS, InputKind
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, InputError
-from vidgen.core.limits import MAX_FRAMES, pseudo_file, read_bytes
+from vidgen.core.limits import MAX_FRAMES, MAX_SIDE, pseudo_file, read_bytes
 
 # Larger images are refused before decoding: a small file can declare a huge canvas
 # (a decompression bomb) and exhaust memory.
@@ -276,10 +276,24 @@ def _natural(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name.lower())]
 
 
+# What each input frame becomes as it is read (resized to the run's size), so a long clip is never
+# held in memory at its own size.
+Shape = Callable[[Any], Any]
+
+
+def _frame_size(ref: str, width: int, height: int) -> None:
+    """Input video frames are 16 to MAX_SIDE pixels a side, checked before any is decoded."""
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
+        raise InputError(
+            f"{ref} has {width}x{height} frames; input video frames must be {MIN_SIDE} to {MAX_SIDE} pixels "
+            f"a side. Scale it first, e.g. ffmpeg -i {ref} -vf scale=1280:-2 smaller.mp4."
+        )
+
+
 def _folder_frames(
-    cfg: RunConfig, ref: str, path: Path, cap: int, bg: tuple[int, int, int]
+    cfg: RunConfig, ref: str, path: Path, cap: int, bg: tuple[int, int, int], shape: Shape
 ) -> tuple[list[Any], dict, bool]:
-    """The first `cap` frames of a folder, what was read, and whether it holds more."""
+    """The first `cap` frames of a folder, shaped, what was read, and whether it holds more."""
     if cfg.inputs.input_fps is not None:
         raise ConfigError(
             "--input-fps resamples a video file, and a folder of frames has no frame rate; "
@@ -302,51 +316,54 @@ def _folder_frames(
         digest.update(data)
         image, info = _decode(data, str(file), bg)
         if first_size is None:
+            _frame_size(ref, *image.size)
             first_size = image.size
         elif image.size != first_size:
             raise InputError(
                 f"{file} is {image.size[0]}x{image.size[1]} but {files[0].name} is "
                 f"{first_size[0]}x{first_size[1]}; every frame in a folder must have the same size."
             )
-        frames.append(image)
+        frames.append(shape(image))
     assert first_size is not None
     return frames, {"kind": "folder", "sha256": digest.hexdigest(), "size": list(first_size)}, len(files) > cap
 
 
-def _file_frames(ref: str, path: Path, cap: int, rate: float) -> tuple[list[Any], dict, bool]:
-    """The first `cap` frames of a video file at `rate`, what was read, and whether it has more
-    (one frame past the cap is decoded to tell)."""
-    import imageio_ffmpeg
-    import numpy as np
+def _file_frames(ref: str, path: Path, cap: int, rate: float, shape: Shape) -> tuple[list[Any], dict, bool]:
+    """The frames of a video file, each shaped as it is decoded. The file's header is read first:
+    frames over MAX_SIDE a side are refused before one is decoded (ffmpeg's decoder refuses
+    them too, whatever the header says)."""
     from PIL import Image
 
-    from vidgen.io.media import SAFE_INPUT
+    from vidgen.io import media
 
     unreadable = f"{ref} is not a video ffmpeg can read; use mp4, webm, gif or a folder of frames."
+    found = media.probe(path)
+    if found is None:
+        raise InputError(unreadable)
+    _frame_size(ref, found.width, found.height)
     # The fps filter resamples (dropping or repeating frames); -frames:v stops decoding early.
-    params = ["-vf", f"fps={rate:g}", "-frames:v", str(cap + 1)]
     frames: list[Any] = []
-    reader = imageio_ffmpeg.read_frames(str(path), input_params=SAFE_INPUT, output_params=params)
+    size = None
+    # One frame past the cap is decoded to tell whether the clip has more (a mask must match).
+    decoded = media.frames(path, ["-vf", f"fps={rate:g}", "-frames:v", str(cap + 1)])
     try:
-        meta = next(reader)
-        width, height = meta["size"]
-        if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
-            raise InputError(
-                f"{ref} is {width}x{height}; input frames need {MIN_SIDE} px per side and at most "
-                f"{MAX_PIXELS / 1e6:.0f} MP."
-            )
-        for chunk in reader:
-            frame = np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
-            frames.append(Image.fromarray(frame))
-    except (OSError, RuntimeError, StopIteration, ValueError):
+        for frame in decoded:
+            # What the decoder gives (a rotated video turns); every frame of a stream has one size.
+            size = size or (frame.shape[1], frame.shape[0])
+            if min(size) < MIN_SIDE or max(size) > MAX_SIDE:
+                break
+            frames.append(shape(Image.fromarray(frame)))
+    except InputError:
         raise InputError(unreadable) from None
     finally:
-        reader.close()
+        decoded.close()
+    assert size is not None
+    _frame_size(ref, *size)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    info = {"kind": "file", "sha256": digest.hexdigest(), "size": [width, height], "source_fps": meta.get("fps")}
+    info = {"kind": "file", "sha256": digest.hexdigest(), "size": list(size), "source_fps": found.fps}
     return frames[:cap], info, len(frames) > cap
 
 
@@ -366,10 +383,15 @@ def _read_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> P
     mode = cfg.inputs.resize or DEFAULT_RESIZE
     cap = cfg.inputs.max_frames or MAX_FRAMES
     rate = cfg.inputs.input_fps or fps
+    size = _target(cfg)
+
+    def shape(frame: Any) -> Any:
+        return _resize(frame, size, mode, bg)
+
     if path.is_dir():
-        frames, info, more = _folder_frames(cfg, ref, path, cap, bg)
+        frames, info, more = _folder_frames(cfg, ref, path, cap, bg, shape)
     else:
-        frames, info, more = _file_frames(ref, path, cap, rate)
+        frames, info, more = _file_frames(ref, path, cap, rate, shape)
         info["input_fps"] = rate
     read = len(frames)
     usable = family.grid.usable(read)
@@ -381,8 +403,7 @@ def _read_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> P
     notes = []
     if usable < read:
         notes.append(f"using the first {usable} of {read} input frames ({family.title} takes {family.grid.rule}).")
-    size = _target(cfg)
-    prepared = [_resize(frame, size, mode, bg) for frame in frames[:usable]]
+    prepared = frames[:usable]
     digest = hashlib.sha256()
     for frame in prepared:
         digest.update(frame.tobytes())
@@ -411,8 +432,14 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
     ref = cfg.inputs.mask or ""
     control = prepared.record["control"]
     size, read, usable = tuple(control["size"]), control["frames_read"], control["frames_used"]
+    mode = cfg.inputs.resize or DEFAULT_RESIZE
+
+    def shape(frame: Any) -> Any:
+        # White = generate, black = keep, as WanVACEPipeline reads it (one grey channel).
+        return _resize(frame.convert("RGB"), _target(cfg), mode, WHITE).convert("L")
+
     with _named("--mask", ref):
-        frames, info, count = _read_mask(cfg, fps, ref, (read, "control" in prepared.cut), usable)
+        frames, info, count = _read_mask(cfg, fps, ref, (read, "control" in prepared.cut), usable, shape)
     found = tuple(info["size"])
 
     if found != size:
@@ -420,10 +447,8 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
             f"--mask {ref} is {found[0]}x{found[1]} and the --control frames are {size[0]}x{size[1]}; "
             "the mask must have the control frames' size."
         )
-    mode = cfg.inputs.resize or DEFAULT_RESIZE
     target = _target(cfg)
-    # White = generate, black = keep, as WanVACEPipeline reads it (one grey channel).
-    masks = [_resize(frame.convert("RGB"), target, mode, WHITE).convert("L") for frame in frames[:usable]]
+    masks = frames[:usable]
     digest = hashlib.sha256()
     for frame in masks:
         digest.update(frame.tobytes())
@@ -440,23 +465,23 @@ def _prepare_mask(cfg: RunConfig, fps: int, prepared: Prepared) -> None:
 
 
 def _read_mask(
-    cfg: RunConfig, fps: int, ref: str, control: tuple[int, bool], usable: int
+    cfg: RunConfig, fps: int, ref: str, control: tuple[int, bool], usable: int, shape: Shape
 ) -> tuple[list[Any], dict, int | None]:
-    """The mask's frames (one image repeated), what was read, and its own frame count (None
-    for one image). `control` is the control input's (frames read, whether it has more): a mask
-    video or folder must have as many frames, read the same way (the same cap), so one that is
-    longer is not cut to fit and taken for a match."""
+    """The mask's frames, shaped (one image repeated), what was read, and its own frame count
+    (None for one image). `control` is the control input's (frames read, whether it has more): a
+    mask video or folder must have as many frames, read the same way (the same cap), so one that
+    is longer is not cut to fit and taken for a match."""
     path = Path(ref).expanduser()
     check_source(ref, "mask")
     if path.is_file() and path.suffix.lower() in FRAME_SUFFIXES:
         data = _fetch(ref)
         image, info = _decode(data, ref, WHITE)
-        return [image] * usable, {"kind": "image", "sha256": hashlib.sha256(data).hexdigest(), **info}, None
+        return [shape(image)] * usable, {"kind": "image", "sha256": hashlib.sha256(data).hexdigest(), **info}, None
     cap = cfg.inputs.max_frames or MAX_FRAMES
     if path.is_dir():
-        frames, info, more = _folder_frames(cfg, ref, path, cap, WHITE)
+        frames, info, more = _folder_frames(cfg, ref, path, cap, WHITE, shape)
     else:
-        frames, info, more = _file_frames(ref, path, cap, cfg.inputs.input_fps or fps)
+        frames, info, more = _file_frames(ref, path, cap, cfg.inputs.input_fps or fps, shape)
     count = len(frames)
     read, control_more = control
     if (count, more) != (read, control_more):

@@ -20,12 +20,20 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from vidgen.core import stopping
-from vidgen.core.errors import ConfigError, WriteError
+from vidgen.core.errors import ConfigError, InputError, WriteError
+from vidgen.core.limits import MAX_FRAME_PIXELS, MAX_METADATA_BYTES
+
+try:
+    import resource
+except ImportError:  # not a Unix: no memory cap on ffmpeg children
+    resource = None  # type: ignore[assignment]
 
 # format -> codec name -> (ffmpeg encoder, default CRF, highest CRF)
 CODECS: dict[str, dict[str, tuple[str, int, int]]] = {
@@ -42,17 +50,29 @@ AUDIO_CODECS: dict[str, tuple[str, list[str]]] = {
     "png": ("pcm_f32le", ["-c:a", "pcm_f32le", "-f", "wav"]),
 }
 AUDIO_FILE = "audio.wav"  # the sound of a png frame folder, inside it
+# The sidecar's `output.poster`: the first frame, at most this many pixels a side, as a JPEG data
+# URI (a few KB; a gallery tile is 260 px wide).
+POSTER_SIDE = 256
+POSTER_QUALITY = 75
+POSTER_PREFIX = "data:image/jpeg;base64,"
 # Where the compact provenance copy goes inside the container.
 METADATA_KEY = "comment"
 # ffmpeg options before `-i` for every file vidgen reads: local files only (no http, tcp or
-# concat: protocols) and real video containers only (no HLS or concat playlists, which make
-# ffmpeg fetch URLs or read other local files that the user never named).
+# concat: protocols), real video containers only (no HLS or concat playlists, which make
+# ffmpeg fetch URLs or read other local files that the user never named), and decoders that
+# refuse frames over MAX_FRAME_PIXELS (a 100 KB file of 8192x4320 frames took 1.5 GB to decode).
 SAFE_INPUT = [
     "-protocol_whitelist",
     "file",
     "-format_whitelist",
-    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,gif,avi,flv,mpegts,mpeg,ogg,asf,webp_pipe,apng,image2",
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,gif,avi,flv,mpegts,mpeg,ogg,asf,webp_anim,webp_pipe,apng,image2",
+    "-max_pixels",
+    str(MAX_FRAME_PIXELS),
 ]
+# What an ffmpeg that only reads a file's header may allocate (heap and private mappings): a
+# container can hold a metadata value of hundreds of MB, which ffmpeg keeps several copies of;
+# past this it drops the value instead of taking the machine's memory.
+HEADER_MEMORY = 512 << 20
 
 
 def ffmpeg() -> str:
@@ -289,6 +309,19 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 
 
+def child(data_limit: int | None = None) -> Callable[[], None]:
+    """What an ffmpeg child runs before it starts: dies with vidgen, and allocates at most
+    `data_limit` bytes where given (RLIMIT_DATA; thread stacks and the binary do not count)."""
+
+    def setup() -> None:
+        _die_with_parent()
+        if data_limit is not None and resource is not None:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
+
+    return setup
+
+
 def _metadata_file(target: Path, metadata: str) -> Path:
     """An ffmetadata file for the compact sidecar: on ffmpeg's command line a long prompt would
     exceed the kernel's limit for one argument (128 KiB) and lose the finished generation."""
@@ -444,7 +477,24 @@ def write(
         block["audio"] = {"codec": AUDIO_CODECS[fmt][0], **audio_record(audio)}
         if is_dir:
             block["audio"]["file"] = AUDIO_FILE
+    if count:
+        block["poster"] = poster(frames[0])
     return block
+
+
+def poster(frame: Any) -> str:
+    """A frame as a small JPEG data URI (at most POSTER_SIDE pixels a side): made while the frames
+    are in memory, it lets a gallery show the output without decoding it."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(frame)
+    image.thumbnail((POSTER_SIDE, POSTER_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=POSTER_QUALITY)
+    return POSTER_PREFIX + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _feed(command: list[str], frames: Any, on_frame: Callable[[int, int], None] | None) -> tuple[int, bytes]:
@@ -538,35 +588,175 @@ def write_text(text: str, target: Path, overwrite: bool, hint: str = "choose ano
         temp.unlink(missing_ok=True)
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+# A stream line of ffmpeg's header ("  Stream #0:0[0x1](und): Video: h264 ..., 832x480 ..."): two
+# spaces, never more (metadata values are printed indented deeper, and cut at 255 characters).
+_STREAM = re.compile(rb"^  Stream #\d+:\d+[^\n]{0,2000}", re.MULTILINE)
+
+
+def _header(path: Path) -> list[str]:
+    """The stream lines of ffmpeg's description of `path` (`ffmpeg -i`), read in chunks to the
+    end: a file whose metadata makes ffmpeg print a million lines costs reading time, not
+    memory. ffmpeg itself runs with one decoder thread and HEADER_MEMORY."""
+    command = [ffmpeg(), "-hide_banner", "-nostdin", "-threads", "1", *SAFE_INPUT, "-i", str(path)]
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=child(HEADER_MEMORY),
+    )  # fmt: skip
+    kept: list[bytes] = []
+    rest = b""
+    try:
+        while chunk := process.stderr.read(1 << 16):
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            if len(kept) < 1000:
+                kept += _STREAM.findall(data[:cut])
+            rest = data[cut:][:4096]  # a line's start is all that is matched
+        kept += _STREAM.findall(rest)
+    finally:
+        _stop(process)
+    return [line.decode("utf-8", errors="replace") for line in kept[:1000]]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A video file's frame size and rate, from its header."""
+
+    width: int
+    height: int
+    fps: float  # 0.0 when the header gives none
+
+
+def probe(path: Path) -> Probe | None:
+    """The frame size and rate of a video file from its header alone, before any frame is
+    decoded (None when ffmpeg finds no video in it). With several sizes (streams, or text in a
+    crafted header), the largest is the answer: a header cannot make a file look smaller."""
+    # Cover art (an attached picture) is not what is decoded; ffmpeg's decoders refuse frames over
+    # MAX_FRAME_PIXELS whatever the header shows, so a line made to look like one costs nothing.
+    videos = [line for line in _header(path) if ": Video: " in line and "(attached pic)" not in line]
+    sizes = [(int(w), int(h)) for line in videos for w, h in re.findall(r", (\d{1,9})x(\d{1,9})(?=[ ,]|$)", line)]
+    if not sizes:
+        return None
+    width, height = max(sizes, key=lambda size: size[0] * size[1])
+    rate = re.search(r" ([0-9]+\.?[0-9]*) fps", videos[0])
+    return Probe(width, height, float(rate.group(1)) if rate else 0.0)
+
+
+def frames(path: Path, params: list[str] | None = None) -> Iterator[Any]:
+    """A video file's frames as uint8 RGB arrays (H x W x 3), one at a time, decoded by the bundled
+    ffmpeg; `params` go after the input (`-vf fps=8`, `-frames:v 9`). Each frame comes as a PPM
+    image that states its own size, so nothing is taken from ffmpeg's log, and no frame over
+    MAX_FRAME_PIXELS is read. InputError when ffmpeg gives no frame at all."""
+    import threading
+
+    import numpy as np
+
+    command = [ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", *SAFE_INPUT, "-i", str(path)]
+    command += [*(params or []), "-an", "-sn", "-dn", "-pix_fmt", "rgb24", "-c:v", "ppm", "-f", "image2pipe", "-"]
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=child()
+    )
+    errors: deque[bytes] = deque(maxlen=8)  # the last lines ffmpeg complained with
+    drain = threading.Thread(target=lambda: errors.extend(line[:500] for line in process.stderr), daemon=True)
+    drain.start()
+    count = 0
+    try:
+        while (size := _ppm_size(process.stdout)) is not None:
+            width, height = size
+            if width * height > MAX_FRAME_PIXELS:
+                raise InputError(f"{path} has {width}x{height} frames, over the {_side()} limit.")
+            data = process.stdout.read(width * height * 3)
+            if len(data) < width * height * 3:
+                break  # ffmpeg stopped mid-frame: its exit status says why
+            count += 1
+            yield np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+        code = process.wait()
+        drain.join()
+        if count == 0:
+            last = next((line for line in reversed(errors) if line.strip()), b"")
+            detail = last.decode("utf-8", errors="replace").strip() or f"ffmpeg exited with {code}"
+            raise InputError(f"{path}: no frame could be decoded ({detail}).")
+    finally:
+        _stop(process)
+
+
+def _ppm_size(stream: IO[bytes]) -> tuple[int, int] | None:
+    """The size in a PPM header (`P6\\nW H\\n255\\n`), or None at the end of the stream."""
+    magic = stream.readline(16)
+    if not magic:
+        return None
+    dims, depth = stream.readline(32).split(), stream.readline(16).strip()
+    if magic.strip() != b"P6" or len(dims) != 2 or depth != b"255" or not all(d.isdigit() for d in dims):
+        raise InputError("ffmpeg sent frames vidgen cannot read.")
+    return int(dims[0]), int(dims[1])
+
+
+def _side() -> str:
+    side = int(MAX_FRAME_PIXELS**0.5)
+    return f"{side}x{side}"
+
+
 def audio_stream(path: Path) -> str | None:
     """ffmpeg's description of a file's first audio stream ("aac (LC), 16000 Hz, stereo, fltp"),
     or None when it has none."""
     if not path.is_file():
         return None
-    result = subprocess.run(
-        [ffmpeg(), "-hide_banner", *SAFE_INPUT, "-i", str(path)], capture_output=True, preexec_fn=_die_with_parent
-    )
-    match = re.search(r"Stream #\S+: Audio: ([^\n]+)", result.stderr.decode("utf-8", errors="replace"))
-    return re.sub(r"\s*\(default\)$", "", match.group(1).strip()) if match else None
+    for line in _header(path):
+        match = re.search(r": Audio: (.+)$", line)
+        if match:
+            return re.sub(r"\s*\(default\)$", "", match.group(1).strip())
+    return None
 
 
 def embedded_metadata(path: Path) -> dict[str, Any] | None:
     """The compact provenance JSON that `write` put in a video's container (or in the first
-    frame of a png folder), if any."""
+    frame of a png folder), if any. At most MAX_METADATA_BYTES of metadata are read, and ffmpeg
+    reads the header within HEADER_MEMORY; more metadata than that is InputError: vidgen never
+    writes that much."""
     if path.is_dir():
         return _png_metadata(path / "frame_00000.png")
-    result = subprocess.run(
-        [ffmpeg(), "-hide_banner", "-loglevel", "error", *SAFE_INPUT, "-i", str(path), "-f", "ffmetadata", "-"],
-        capture_output=True,
-    )
-    if result.returncode:
+    command = [ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1", *SAFE_INPUT]
+    process = subprocess.Popen(
+        [*command, "-i", str(path), "-f", "ffmetadata", "-"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        preexec_fn=child(HEADER_MEMORY),
+    )  # fmt: skip
+    try:
+        data = process.stdout.read(MAX_METADATA_BYTES + 1)
+        if len(data) > MAX_METADATA_BYTES:
+            raise InputError(
+                f"{path} holds more than {MAX_METADATA_BYTES >> 20} MiB of metadata, far more than vidgen "
+                "writes; it is not vidgen's provenance. Pass its .json sidecar instead."
+            )
+        code = process.wait()
+    finally:
+        _stop(process)
+    if code:
         return None
-    text = result.stdout.decode("utf-8", errors="replace")
-    # ffmetadata escapes '=', ';', '#', '\' and newlines with a backslash.
-    match = re.search(rf"^{METADATA_KEY}=((?:[^\\\n]|\\.)*)$", text, flags=re.MULTILINE | re.IGNORECASE)
-    if not match:
+    value = _ffmetadata_value(data.decode("utf-8", errors="replace"))
+    return None if value is None else _provenance(value)
+
+
+_ENTRY = re.compile(rf"^{METADATA_KEY}=", flags=re.MULTILINE | re.IGNORECASE)
+# The newline that ends an ffmetadata value: one after an even run of backslashes (each pair is
+# an escaped backslash). Possessive, so a run of a million backslashes costs no backtracking.
+_VALUE_END = re.compile(r"(?<!\\)(?:\\\\)*+\n")
+
+
+def _ffmetadata_value(text: str) -> str | None:
+    """The value of METADATA_KEY in ffmetadata text, unescaped (ffmetadata escapes '=', ';',
+    '#', '\\' and newlines with a backslash), in time linear in its length."""
+    entry = _ENTRY.search(text)
+    if entry is None:
         return None
-    return _provenance(re.sub(r"\\(.)", r"\1", match.group(1)))
+    end = _VALUE_END.search(text, entry.end())
+    raw = text[entry.end() : end.end() - 1 if end else len(text)]
+    return re.sub(r"\\(.)", r"\1", raw, flags=re.DOTALL)
 
 
 def _png_metadata(frame: Path) -> dict[str, Any] | None:

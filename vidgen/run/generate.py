@@ -17,7 +17,7 @@ from vidgen import __version__, families
 from vidgen.browse import history
 from vidgen.config import Resolved
 from vidgen.config.schema import OptimizationConfig
-from vidgen.core.errors import ConfigError, OutOfMemory, WriteError, out_of_memory
+from vidgen.core.errors import ConfigError, InputError, OutOfMemory, WriteError, out_of_memory
 from vidgen.core.progress import NullProgress, Progress
 from vidgen.families.base import Caught, Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
@@ -140,7 +140,10 @@ def orphaned(path: Path, side: Path) -> bool:
     # A png folder carries the metadata in its first frame; videos in their container.
     if not (path.is_dir() or (path.is_file() and path.suffix.lstrip(".").lower() in media.CODECS)):
         return False
-    embedded = media.embedded_metadata(path)
+    try:
+        embedded = media.embedded_metadata(path)
+    except InputError:  # metadata far larger than vidgen writes: not one of ours
+        return False
     writer = (embedded or {}).get("writer")
     if not isinstance(writer, dict):
         return False
