@@ -17,3 +17,10 @@ def test_quick_start_commands_are_run_by_ci() -> None:
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     for command in commands:
         assert command in ci, f"README command not run by .ci/run: {command}"
+
+
+def test_ci_runs_every_tier_and_lists_the_slowest_tests() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    pytest_line = next(i for i, line in enumerate(ci) if line.endswith("&& pytest"))
+    addopts = [line for line in ci[:pytest_line] if line.startswith("export PYTEST_ADDOPTS=")]
+    assert addopts == ['export PYTEST_ADDOPTS="--durations=25"']  # no -m: CI runs unit, pipeline and process
