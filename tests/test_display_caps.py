@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from peak import vidgen
 
-pytestmark = pytest.mark.process
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "process"
 
 GIB = 1 << 30
 PROMPT_MB = 20

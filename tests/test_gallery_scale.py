@@ -14,14 +14,14 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import cli
 from peak import vidgen
 from PIL import Image
 
 from vidgen.io import media
 
-pytestmark = pytest.mark.process
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "process"
 
 POSTERS = "index.posters"
 

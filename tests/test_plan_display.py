@@ -15,7 +15,8 @@ from vidgen.config import available_presets, resolve
 from vidgen.config.layers import merged_preset
 from vidgen.core.terminal import fold, width
 
-pytestmark = pytest.mark.unit
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "unit"
 
 WAN_NEGATIVE_START = "色调艳丽，过曝，静态"
 

@@ -15,7 +15,8 @@ from peak import vidgen
 from vidgen.core.errors import InputError
 from vidgen.io import media
 
-pytestmark = pytest.mark.process
+# The tier of tests conftest does not place otherwise (a test starting processes is "process").
+DEFAULT_TIER = "process"
 
 GIB = 1 << 30
 CAP = 16 << 20  # vidgen.core.limits.MAX_METADATA_BYTES
