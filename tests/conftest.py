@@ -316,6 +316,8 @@ def _load(data: dict, setup: list[dict], calls: list[dict]):
             where = model[field]["path"]
             from_file = model[field]["source"] == "file"
             kwargs[field] = part.from_single_file(where) if from_file else part.from_pretrained(where)
+    for component, file in model.get("files", {}).items():
+        kwargs[component] = _single_file(model, component, file)
     if model["source"] == "file":
         config = data["config"]["model"]["base_config"]
         pipe = cls.from_single_file(model["path"], config=config, local_files_only=True, **kwargs)
@@ -354,6 +356,22 @@ def _load(data: dict, setup: list[dict], calls: list[dict]):
     pipe.vidgen_test_guider = getattr(pipe, "guider", None)
     pipe.vidgen_test_lora = False
     return pipe
+
+
+def _single_file(model: dict, component: str, file: dict):
+    """A denoiser from one file as diffusers documents it: from_single_file with the base
+    model's config (its folder and subfolder), GGUFQuantizationConfig for GGUF files. (diffusers
+    has no way for scaled fp8 files: their tests compare with the bf16 original instead.)"""
+    import diffusers
+    import torch
+
+    assert "scaled" not in file["quant"], "plain diffusers drops fp8 scales: compare scaled files with bf16"
+    dtype = getattr(torch, DTYPES[model["dtype"]])
+    kwargs = {"config": model["path"], "subfolder": component, "torch_dtype": dtype}
+    if file["format"] == "gguf":
+        kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    cls = getattr(diffusers, model["components"][component])
+    return cls.from_single_file(file["path"], **kwargs)
 
 
 def _processor(text: str):

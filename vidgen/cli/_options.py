@@ -393,6 +393,25 @@ LoraLow = Annotated[
         rich_help_panel=MODEL,
     ),
 ]
+Transformer = Annotated[
+    str | None,
+    typer.Option(
+        "--transformer",
+        metavar="FILE|REPO:PATH",
+        help="The denoiser from one file: GGUF (Q8_0, Q4_K, ...) or safetensors in diffusers, original or "
+        "ComfyUI layout, scaled fp8 included; the rest comes from the preset's model.",
+        rich_help_panel=MODEL,
+    ),
+]
+Transformer2 = Annotated[
+    str | None,
+    typer.Option(
+        "--transformer-2",
+        metavar="FILE|REPO:PATH",
+        help="The second expert (low-noise transformer_2) of a two-expert model (Wan 2.2 A14B) from one file.",
+        rich_help_panel=MODEL,
+    ),
+]
 Keyframe = Annotated[
     list[str] | None,
     typer.Option(
@@ -571,6 +590,8 @@ PARAMS = {
     "allow_pickle": "model.allow_pickle",
     "motion_adapter": "model.motion_adapter",
     "base_config": "model.base_config",
+    "transformer": "model.transformer",
+    "transformer_2": "model.transformer_2",
     "scheduler": "model.scheduler",
     "lora": "model.loras",
     "prompt_at": "inputs.prompts",

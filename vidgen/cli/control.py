@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import FRAMES, IMAGE_INPUT, generation_command
+from vidgen.cli._command import FILES, FRAMES, IMAGE_INPUT, generation_command
 from vidgen.cli.animate import ANIMATEDIFF_MODEL, ANIMATEDIFF_SAMPLING
 
 control = generation_command(
@@ -29,6 +29,7 @@ control = generation_command(
     """,
     {"prompt": (Annotated[str, typer.Argument(help="What the video shows.", show_default=False)], ...)},
     {"controlnet": (o.ControlNet, None), **ANIMATEDIFF_MODEL},
+    FILES,
     {
         "control": o.input_option("control"),
         "preprocess": (o.Preprocess, None),

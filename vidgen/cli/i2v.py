@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import ADAPTERS, CONDITIONS, FRAMES, IMAGE_INPUT, PARALLEL, generation_command
+from vidgen.cli._command import ADAPTERS, CONDITIONS, FILES, FRAMES, IMAGE_INPUT, PARALLEL, generation_command
 
 i2v = generation_command(
     "i2v",
@@ -50,6 +50,7 @@ i2v = generation_command(
     IMAGE_INPUT,
     FRAMES,
     ADAPTERS,
+    FILES,
     {
         "motion_bucket_id": (o.MotionBucketId, None),
         "noise_aug_strength": (o.NoiseAugStrength, None),

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import ADAPTERS, CONDITIONS, FRAMES, PARALLEL, PROMPTS_FILE, generation_command
+from vidgen.cli._command import ADAPTERS, CONDITIONS, FILES, FRAMES, PARALLEL, PROMPTS_FILE, generation_command
 
 t2v = generation_command(
     "t2v",
@@ -33,6 +33,7 @@ t2v = generation_command(
     FRAMES,
     CONDITIONS,
     ADAPTERS,
+    FILES,
     {
         "motion_field_x": (o.MotionFieldX, None),
         "motion_field_y": (o.MotionFieldY, None),

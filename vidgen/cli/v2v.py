@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import IMAGE_INPUT, generation_command
+from vidgen.cli._command import FILES, IMAGE_INPUT, generation_command
 from vidgen.cli.animate import ANIMATEDIFF_MODEL, ANIMATEDIFF_SAMPLING
 
 v2v = generation_command(
@@ -33,6 +33,7 @@ v2v = generation_command(
         "prompt": (Annotated[str, typer.Argument(help="What the new video shows.", show_default=False)], ...),
     },
     ANIMATEDIFF_MODEL,
+    FILES,
     IMAGE_INPUT,
     {"input_fps": (o.InputFps, None), "max_frames": (o.MaxFrames, None), "strength": (o.Strength, None)},
     {"image_guidance": (o.ImageGuidance, None), "chunk": (o.Chunk, None)},

@@ -29,6 +29,8 @@ FLAGS: dict[str, str] = {
     "model.scheduler": "--scheduler",
     "model.loras": "--lora",
     "model.controlnet": "--controlnet",
+    "model.transformer": "--transformer",
+    "model.transformer_2": "--transformer-2",
     "inputs.preprocess": "--preprocess",
     "inputs.canny_low": "--canny-low",
     "inputs.canny_high": "--canny-high",

@@ -80,6 +80,11 @@ class ModelConfig(_Section):
     loras: list[LoraConfig] | None = None
     # ControlNet: Hub id, diffusers folder, or canny / pose / depth for the standard SD 1.5 ones.
     controlnet: str | None = None
+    # A denoiser from one file instead of the model's own (GGUF, safetensors in diffusers,
+    # original or ComfyUI layout, scaled fp8): a path or REPO[@REVISION]:PATH on the Hub.
+    transformer: str | None = None
+    # The second expert of a two-expert model (Wan 2.2 A14B's low-noise transformer_2).
+    transformer_2: str | None = None
 
 
 def _declared_extras(cls: type[BaseModel], data: Any, handler: Any, adapters: Any) -> Any:

@@ -27,7 +27,16 @@ TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
 # Why --attention-slicing is refused where diffusers' slicing would not touch the attention.
 SDPA_SLICING = "its attention runs through PyTorch SDPA, already memory-efficient; diffusers' slicing would do nothing"
 # `model` fields only some families use.
-MODEL_OPTIONS = ("motion_adapter", "base_config", "scheduler", "scheduler_options", "loras", "controlnet")
+MODEL_OPTIONS = (
+    "motion_adapter",
+    "base_config",
+    "scheduler",
+    "scheduler_options",
+    "loras",
+    "controlnet",
+    "transformer",
+    "transformer_2",
+)
 # --scheduler name -> diffusers class, for the UNet (epsilon / v-prediction) families.
 UNET_SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -295,6 +304,9 @@ class Loading:
     components: dict[str, str] = field(default_factory=dict)
     # Whether --model may be a single original-format checkpoint file.
     single_file: bool = False
+    # Denoisers that may come from one file instead of the model's folder (--transformer FILE,
+    # --transformer-2 FILE): GGUF or safetensors in any layout diffusers' converters map.
+    files: tuple[str, ...] = ()
     # Extra from_pretrained / from_single_file arguments (e.g. components left out).
     from_pretrained: dict[str, Any] = field(default_factory=dict)
     # Sampling fields (shared schema ones) that shape the loaded pipeline, like setup Options:
@@ -526,7 +538,7 @@ class Family:
         if self.takes.prompts:
             inputs |= {"prompts"}
         sampling = spec.sampling | VIDGEN_SAMPLING | {option.field for option in mode_options(self, mode)}
-        model = self.takes.model if spec.model is None else spec.model
+        model = (self.takes.model if spec.model is None else spec.model) | set(self.loading.files)
         return frozenset(
             {f"inputs.{name}" for name in inputs}
             | {f"sampling.{name}" for name in sampling}

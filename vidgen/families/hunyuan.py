@@ -319,7 +319,9 @@ class HunyuanVideo(Family):
         "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload group",
     }
     # The Llama-3 8B text encoder is as large as half the transformer.
-    loading = Loading(cuda_dtype="bf16", half_dtypes=_HALF_DTYPES, quantize_also=("text_encoder",))
+    loading = Loading(
+        cuda_dtype="bf16", half_dtypes=_HALF_DTYPES, quantize_also=("text_encoder",), files=("transformer",)
+    )
     # The causal VAE decodes a few latent frames at a time with a feature cache.
     memory = Memory(_FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
     grid = Grid(frames=4, size=16)
@@ -489,7 +491,10 @@ class FramePack(HunyuanVideo):
         "does not follow",
     }
     loading = replace(
-        HunyuanVideo.loading, half_dtypes={**_HALF_DTYPES, "image_encoder": "fp16"}, assemble=assemble_framepack
+        HunyuanVideo.loading,
+        half_dtypes={**_HALF_DTYPES, "image_encoder": "fp16"},
+        assemble=assemble_framepack,
+        files=(),  # diffusers has no single-file loader for FramePack's transformer
     )
     # As HunyuanVideo's; one section's window plus its packed history (1 + 2 + 16 latent frames,
     # the longer ones downsampled) is what the transformer sees (see _FramePackMemory).

@@ -218,7 +218,7 @@ class LTX(Family):
     decoding = Decoding(latents="caught", catches={"latents": Catch("vae.decode")})
     # 8k+1 frames, sizes multiples of 32; an input clip of one frame still conditions.
     grid = Grid(frames=8, size=32, shortest=1)
-    loading = Loading(cuda_dtype="bf16")
+    loading = Loading(cuda_dtype="bf16", files=("transformer",))
     # The upscale recipe loads its latent upsampler beside the pipeline and refines at another size.
     memory = _Memory(
         Footprint(

@@ -479,7 +479,10 @@ class Wan(Family):
     # The model cards run the VAE (and the CLIP image encoder) in fp32 beside a bf16 transformer.
     # The UMT5-XXL encoder (5.7B) is as large as a small transformer, so --quantize takes it too.
     loading = Loading(
-        cuda_dtype="bf16", dtypes={"vae": "fp32", "image_encoder": "fp32"}, quantize_also=("text_encoder",)
+        cuda_dtype="bf16",
+        dtypes={"vae": "fp32", "image_encoder": "fp32"},
+        quantize_also=("text_encoder",),
+        files=("transformer",),
     )
     memory = wan_memory(FOOTPRINT)
     grid = Grid(frames=4, size=16)
@@ -557,7 +560,7 @@ class Wan22(Wan):
         "optimization.cache=magcache": "its published ratios span both experts, which diffusers caches apart",
     }
     # The high-noise expert denoises until boundary_ratio of the schedule, then the low-noise one.
-    loading = replace(Wan.loading, denoisers=("transformer", "transformer_2"))
+    loading = replace(Wan.loading, denoisers=("transformer", "transformer_2"), files=("transformer", "transformer_2"))
     # Each expert is a Wan 2.1 14B transformer; offloaded, only the running one is on the GPU.
     memory = wan_memory(
         replace(

@@ -26,7 +26,14 @@ from vidgen.models.components import PICKLE_SUFFIXES
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", flags=re.IGNORECASE)
 # Model fields that name weights vidgen may load.
-_WEIGHTS = {"id": "model", "motion_adapter": "motion adapter", "controlnet": "ControlNet", "base_config": "base config"}
+_WEIGHTS = {
+    "id": "model",
+    "motion_adapter": "motion adapter",
+    "controlnet": "ControlNet",
+    "base_config": "base config",
+    "transformer": "transformer file",
+    "transformer_2": "transformer_2 file",
+}
 
 
 @dataclass

@@ -14,7 +14,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, ModelError, is_oom, out_of_memory
 from vidgen.families import base
 from vidgen.families.base import Family
-from vidgen.models import components, optimize, tiny
+from vidgen.models import checkpoints, components, optimize, tiny
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -112,6 +112,11 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
         components.locate_lora(lora, allow)
     for name, (source, _) in family.memory.extra_models(cfg).items():
         locate_subfolder(source, build, name.replace("_", " "))
+    # Component files (--transformer FILE): read and checked against the model now, where the
+    # model's configs are on disk, so a wrong file fails before any weights load.
+    files = checkpoints.read_requested(cfg, family, download=False)
+    checkpoints.check_options(cfg, files)
+    checkpoints.plan(cfg, files, *found["model"], model_id, download=False)
     return found
 
 
@@ -340,6 +345,8 @@ def load(
     if decode_only:
         kwargs.update(decode_components(family, cls))
     else:
+        files = checkpoints.plan(cfg, checkpoints.read_requested(cfg, family, download=True), kind, where, model_id)
+        _load_files(files, torch_dtype, on_component, kwargs, extra)
         _load_extra_models(cfg, family, found, torch_dtype, on_component, kwargs, extra)
     if kind == "file":
         load_from, quantization = cls.from_single_file, None
@@ -376,6 +383,32 @@ def load(
     model.update(_model_record(cfg, family, pipe, extra, dtypes, denoisers, scheduler, loras, kind))
     seconds = round(time.perf_counter() - start, 4)
     return Loaded(pipe, family, device, dtype, model, optimizations, seconds, setup)
+
+
+def _load_files(
+    files: list[checkpoints.Planned],
+    torch_dtype: Any,
+    on_component: OnComponent | None,
+    kwargs: dict[str, Any],
+    extra: dict[str, dict[str, Any]],
+) -> None:
+    """Load each component that comes from one file (--transformer FILE) into `kwargs`, where
+    from_pretrained takes it instead of the model's own, and record the files for the sidecar."""
+    for planned in files:
+        if on_component is not None:
+            on_component(planned.component, planned.class_name, 0, 0)  # loaded on its own, first
+        try:
+            kwargs[planned.component] = checkpoints.load(
+                planned.checkpoint, planned.class_name, planned.config_folder, torch_dtype
+            )
+        except components.load_failures() as exc:
+            if is_oom(exc):
+                out_of_memory(f"the process ran out of memory while loading {planned.checkpoint.source}.", "load")
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            what = checkpoints.flag(planned.component)
+            raise ModelError(f"could not load {what} {planned.checkpoint.source}: {first}") from None
+        record = planned.checkpoint.record(components.file_sha256(planned.checkpoint.path))
+        extra.setdefault("files", {})[planned.component] = record
 
 
 def _load_extra_models(

@@ -72,6 +72,10 @@ class Sizes:
     params: dict[str, float]  # component -> parameter count
     source: str  # where the counts came from
     notes: list[str] = field(default_factory=list)
+    # component -> bytes it holds whatever the dtype: a GGUF file's weights stay quantized.
+    fixed: dict[str, float] = field(default_factory=dict)
+    # Bytes a denoising step needs beyond activations: GGUF weights dequantized as they run.
+    working: float = 0.0
 
 
 def decode_savers(family: Family, cfg: RunConfig) -> dict[str, Any]:
@@ -251,6 +255,7 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
             notes.append(f"the size of {model_id} is unknown until it is downloaded; planned with {reference}'s")
         params.update(published if whole else {name: published.get(name, 0.0)})
         sources.add("published sizes")
+    fixed, working = _files(family, cfg, params, sources, notes)
     for name, (source, published) in family.memory.extra_models(cfg).items():
         local = _extra_folder(source)
         counts = _count_folder(local, None) if local else {}
@@ -262,7 +267,28 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
             sources.add("published sizes")
         elif not source.startswith("tiny:"):
             notes.append(f"the size of {source} is unknown until it is downloaded; not counted")
-    return Sizes(params, " + ".join(sorted(sources)), notes)
+    return Sizes(params, " + ".join(sorted(sources)), notes, fixed, working)
+
+
+def _files(
+    family: Family, cfg: RunConfig, params: dict[str, float], sources: set[str], notes: list[str]
+) -> tuple[dict[str, float], float]:
+    """Components from one file (--transformer FILE): their parameters from the file's header,
+    a GGUF file's own bytes as what it holds, and its dequantization working set."""
+    from vidgen.models import checkpoints
+
+    fixed, working = {}, 0.0
+    for name, source in checkpoints.requested(cfg, family).items():
+        checkpoint = checkpoints.read(source, checkpoints.flag(name), cfg.model.allow_pickle, download=False)
+        if checkpoint is None:
+            notes.append(f"the size of {source} is unknown until it is downloaded; planned with the model's own")
+            continue
+        params[name] = float(checkpoints.parameters(checkpoint))
+        if checkpoint.format == "gguf":
+            fixed[name] = checkpoints.resident_bytes(checkpoint, 1.0)
+            working = max(working, checkpoints.dequantize_bytes(checkpoint, 4.0))
+        sources.add(f"{checkpoint.format} header")
+    return fixed, working
 
 
 def _extra_folder(source: str) -> Path | None:
@@ -302,15 +328,23 @@ def _bytes_per_param(component: str, family: Family, cfg: RunConfig, dtype: str)
 
 
 def estimate(
-    family: Family, cfg: RunConfig, params: dict[str, float], dtype: str, frames: int | None = None
+    family: Family,
+    cfg: RunConfig,
+    params: dict[str, float],
+    dtype: str,
+    frames: int | None = None,
+    fixed: dict[str, float] | None = None,
+    working: float = 0.0,
 ) -> Estimate:
-    """Peak memory of one video with the config's optimization settings."""
+    """Peak memory of one video with the config's optimization settings. `fixed`: components
+    whose bytes do not follow the dtype (GGUF files); `working`: their dequantization bytes."""
     fp = family.memory.sized(cfg)
     opt, s = cfg.optimization, cfg.sampling
     frames = frames or s.num_frames or 16
     height, width = family.memory.working_size(cfg)
     size = BYTES[dtype]
     weights = {name: count * _bytes_per_param(name, family, cfg, dtype) for name, count in params.items()}
+    weights.update(fixed or {})
     names = (*denoisers(family), "motion_adapter", "controlnet")
     experts = [v for k, v in weights.items() if k in denoisers(family)]
     # Two experts (Wan 2.2 A14B) take turns: offloaded, only the running one is on the GPU.
@@ -325,6 +359,8 @@ def estimate(
         * (width // fp.spatial // fp.patch)
     )
     denoise = fp.live * (2 if guided else 1) * tokens * fp.width * size
+    # GGUF layers dequantize their weight in the compute dtype as they run (4 bytes counted above).
+    denoise += working * size / 4
     if opt.forward_chunking:
         denoise *= 0.6
     if opt.gpus > 1:
@@ -402,7 +438,15 @@ def plan(
     rungs = ladder(family, cfg, cuda)
 
     def peak_of(o: OptimizationConfig) -> float:
-        return estimate(family, cfg.model_copy(update={"optimization": o}), counted.params, dtype, frames).peak
+        return estimate(
+            family,
+            cfg.model_copy(update={"optimization": o}),
+            counted.params,
+            dtype,
+            frames,
+            counted.fixed,
+            counted.working,
+        ).peak
 
     # Each plan as it would run (the user's own savers included), without repeats.
     priced: list[tuple[Rung, float]] = []
@@ -419,7 +463,7 @@ def plan(
         budget, source = None, "no GPU: nothing to plan for"
     notes = list(counted.notes)
     if opt.memory != "auto":
-        current = estimate(family, cfg, counted.params, dtype, frames)
+        current = estimate(family, cfg, counted.params, dtype, frames, counted.fixed, counted.working)
         return MemoryPlan(None, current, budget, source, counted, priced, notes)
     if budget is None:
         chosen = rungs[0]
@@ -432,7 +476,15 @@ def plan(
                 f"even {chosen.flags()} is estimated above {budget / GIB:.1f} GiB; "
                 "fewer --frames or a smaller --height/--width will be needed"
             )
-    final = estimate(family, cfg.model_copy(update={"optimization": apply(opt, chosen)}), counted.params, dtype, frames)
+    final = estimate(
+        family,
+        cfg.model_copy(update={"optimization": apply(opt, chosen)}),
+        counted.params,
+        dtype,
+        frames,
+        counted.fixed,
+        counted.working,
+    )
     return MemoryPlan(chosen, final, budget, source, counted, priced, notes)
 
 
