@@ -86,7 +86,8 @@ class Checkpoint:
         weight: Counter[str] = Counter()
         for shape, kind in self.tensors.values():
             weight[kind] += _numel(shape)
-        quantized = {k: v for k, v in weight.items() if k not in (*GGUF_FLOATS, "F32")} if self.format == "gguf" else {}
+        # The quantized or fp8 type names a file (its norms and embeddings stay in full precision).
+        quantized = {k: v for k, v in weight.items() if _quantized(k) or k in FLOAT8}
         top = max(quantized or weight, key=(quantized or weight).__getitem__) if weight else "empty"
         if top in FLOAT8:
             name = {"F8_E4M3": "fp8_e4m3fn", "F8_E5M2": "fp8_e5m2"}[top]
