@@ -103,6 +103,7 @@ def found(file: Recorded) -> Path | None:
     if file.ref and not file.ref.startswith("tiny:"):
         here = Path(file.ref).expanduser()
         if here.exists():
+            here = here.absolute()  # messages name the file wherever the replay runs from
             return here / file.weight_name if here.is_dir() and file.weight_name else here
     if file.path and Path(file.path).exists():
         return Path(file.path)
