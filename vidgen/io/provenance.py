@@ -70,8 +70,9 @@ def recorded_files(data: dict[str, Any], cfg: RunConfig) -> Iterator[Recorded]:
     for component, record in _dict(model.get("files")).items():
         record = _dict(record)
         if _text(record.get("sha256")):
-            # The field that names a component's file now, when the config has one; else its source.
-            ref = getattr(cfg.model, component, None) if component in type(cfg.model).model_fields else None
+            # The field that names a component's file now (`model.transformer`), when the config
+            # has one; else the source the run recorded.
+            ref = getattr(cfg.model, str(component), None)
             yield Recorded(
                 component,
                 f"model.{component}",
