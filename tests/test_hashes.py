@@ -402,6 +402,7 @@ def test_inspect_shows_each_recorded_file_on_one_line(tmp_path: Path) -> None:
             "quant": "fp8_e4m3fn (scaled)",
         },
         "transformer_2": {"source": "low.gguf"},  # a record with nothing else: only what is there
+        "\x1b[2Jvae": {"path": "/v.safetensors"},  # a name a file chose: shown escaped
     }
     loras = [{"source": "style.safetensors", "path": "/l/style.safetensors", "sha256": "77" * 32, "bytes": 4_412_000}]
     made = _handmade(
@@ -421,6 +422,7 @@ def test_inspect_shows_each_recorded_file_on_one_line(tmp_path: Path) -> None:
         "(safetensors fp8_e4m3fn (scaled), sha256 9f8e7d6c5b4a)" in rows
     )
     assert "transformer_2 low.gguf" in rows
+    assert "\\x1b[2Jvae   /v.safetensors" in rows and "\x1b" not in "".join(rows)
     assert "lora         style.safetensors x0.8 from /l/style.safetensors (sha256 777777777777, 4.21 MiB)" in rows
     # A sidecar whose hash is not text is refused whole, not half-shown (exit 4).
     files["transformer"]["sha256"] = 5

@@ -41,7 +41,8 @@ def inspect(
             # A value's start and end, so a path's file name stays in view.
             shown = shorten(text, VALUE_CHARS, tail=VALUE_CHARS // 5)
             shortened = shortened or shown is not text
-            typer.echo(f"{key:<12} {escape(shown)}")
+            # Keys are vidgen's words, except component names, which a file chooses.
+            typer.echo(f"{escape(key):<12} {escape(shown)}")
     if shortened:
         typer.echo(f"note: values over {VALUE_CHARS} characters are shortened; --json prints them whole.", err=True)
 
@@ -203,7 +204,7 @@ def _component_rows(files: dict) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = []
     for component, record in files.items():
         record = _dict(record)
-        source, path = record.get("source"), record.get("path")
+        source, path = record.get("source") or record.get("path"), record.get("path")
         where = ""
         if record.get("repo"):
             revision = record.get("revision")
