@@ -539,7 +539,7 @@ def test_inspect_shows_every_risky_field_of_a_crafted_sidecar(tmp_path: Path) ->
     assert "\x1b" not in shown.stdout
     assert "weights      /models/\\x1b[31mbase.ckpt" in rows
     assert "adapter      shared/adapter.bin" in rows
-    assert "loras        shared/\\x1b[2Jstyle.bin x0.7 (sha256 abababababababab)" in rows
+    assert "lora         shared/\\x1b[2Jstyle.bin x0.7 (sha256 abababababab)" in rows
     assert any(row.startswith("pickles      ALLOWED") for row in rows)
     # A recording that allows nothing says so.
     config["model"]["allow_pickle"] = False

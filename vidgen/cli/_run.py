@@ -137,7 +137,8 @@ def run_resolved(
     progress_format: str = "rich",
 ) -> None:
     """Guard, plan, then print the plan or run it and print the results. `announce` runs once
-    the guards pass (replay lists what it will read); `check` sees the plan before anything
+    the guards pass (replay lists what it will read and checks the weights files it recorded);
+    `check` sees the plan before anything
     loads; `extra` goes into every sidecar."""
     from vidgen.io import trust
     from vidgen.run import generate

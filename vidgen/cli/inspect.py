@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from vidgen.config.kinds import OUTPUT_KINDS, input_fields
+from vidgen.core.hashes import short
 from vidgen.core.terminal import escape, shorten
 from vidgen.io import sidecar
 
@@ -40,7 +41,8 @@ def inspect(
             # A value's start and end, so a path's file name stays in view.
             shown = shorten(text, VALUE_CHARS, tail=VALUE_CHARS // 5)
             shortened = shortened or shown is not text
-            typer.echo(f"{key:<12} {escape(shown)}")
+            # Keys are vidgen's words, except component names, which a file chooses.
+            typer.echo(f"{escape(key):<12} {escape(shown)}")
     if shortened:
         typer.echo(f"note: values over {VALUE_CHARS} characters are shortened; --json prints them whole.", err=True)
 
@@ -164,7 +166,8 @@ def _rows(data: dict) -> list[tuple[str, object]]:
 
 def _weight_rows(data: dict) -> list[tuple[str, object]]:
     """Every weights file or repo a replay would load, and whether pickles are allowed: what a
-    user must see before running a file someone else made."""
+    user must see before running a file someone else made. Each file recorded by hash gets a
+    row of its own (see `_facts`)."""
     config_model = _dict(_dict(data.get("config")).get("model"))
     model = _dict(data.get("model"))
     rows: list[tuple[str, object]] = []
@@ -173,21 +176,16 @@ def _weight_rows(data: dict) -> list[tuple[str, object]]:
     if recorded_path and recorded_path != weights:
         weights = f"{weights} (loaded from {recorded_path})"
     rows.append(("weights", weights))
-    if _dict(model.get("checkpoint")).get("sha256"):
-        rows.append(("checkpoint", f"{recorded_path} (sha256 {model['checkpoint']['sha256'][:16]})"))
+    checkpoint = _dict(model.get("checkpoint"))
+    if checkpoint.get("sha256"):
+        rows.append(("checkpoint", _with_facts(str(recorded_path), checkpoint)))
     for key, label in (("motion_adapter", "adapter"), ("controlnet", "controlnet"), ("base_config", "base config")):
         ref = config_model.get(key)
         part = _dict(model.get(key))
-        detail = [f"from {part['path']}" if part.get("path") and part["path"] != ref else "", _sha(part)]
-        rows.append((label, f"{ref} {' '.join(d for d in detail if d)}".strip() if ref else None))
-    records = {_dict(r).get("source"): _dict(r) for r in model.get("loras") or []}
-    loras = []
-    for lora in config_model.get("loras") or []:
-        lora = _dict(lora)
-        record = records.get(lora.get("source"), {})
-        where = f" from {record['path']}" if record.get("path") and record["path"] != lora.get("source") else ""
-        loras.append(f"{lora.get('source')} x{lora.get('scale', 1.0)}{where} {_sha(record)}".strip())
-    rows.append(("loras", ", ".join(loras)))
+        where = f" from {part['path']}" if part.get("path") and part["path"] != ref else ""
+        rows.append((label, _with_facts(f"{ref}{where}", part) if ref else None))
+    rows += _component_rows(_dict(model.get("files")))
+    rows += _lora_rows(config_model, model)
     allowed = config_model.get("allow_pickle") is True
     rows.append(
         (
@@ -200,9 +198,63 @@ def _weight_rows(data: dict) -> list[tuple[str, object]]:
     return rows
 
 
-def _sha(record: dict) -> str:
+def _component_rows(files: dict) -> list[tuple[str, object]]:
+    """A row per single-file component (`model.files`: a GGUF transformer, an fp8 text encoder),
+    named after the component: its source as typed, where it was found, and `_facts`."""
+    rows: list[tuple[str, object]] = []
+    for component, record in files.items():
+        record = _dict(record)
+        source, path = record.get("source") or record.get("path"), record.get("path")
+        where = ""
+        if record.get("repo"):
+            revision = record.get("revision")
+            where = f" from {record['repo']}" + (f" at {str(revision)[:12]}" if revision else "")
+        elif path and path != source:
+            where = f" from {path}"
+        rows.append((str(component), _with_facts(f"{source}{where}", record)))
+    return rows
+
+
+def _lora_rows(config_model: dict, model: dict) -> list[tuple[str, object]]:
+    """A row per LoRA the config names: source, scale, where it was found, and `_facts`."""
+    records = {_dict(r).get("source"): _dict(r) for r in model.get("loras") or []}
+    rows: list[tuple[str, object]] = []
+    for lora in config_model.get("loras") or []:
+        lora = _dict(lora)
+        record = records.get(lora.get("source"), {})
+        where = f" from {record['path']}" if record.get("path") and record["path"] != lora.get("source") else ""
+        rows.append(("lora", _with_facts(f"{lora.get('source')} x{lora.get('scale', 1.0)}{where}", record)))
+    return rows
+
+
+def _with_facts(text: str, record: dict) -> str:
+    """`text (facts)`, or `text` alone when the record has none."""
+    facts = _facts(record)
+    return f"{text} ({facts})" if facts else text
+
+
+def _facts(record: dict) -> str:
+    """What a sidecar records of a weights file, those it has, compactly: format and quant type,
+    key layout, short sha256 and size, e.g. `gguf Q8_0, comfyui layout, sha256 1a2b3c4d5e6f, 14.3 GiB`."""
+    kind = " ".join(str(record[key]) for key in ("format", "quant") if record.get(key))
+    facts = [kind, f"{record['layout']} layout" if record.get("layout") else ""]
     sha = record.get("sha256")
-    return f"(sha256 {sha[:16]})" if isinstance(sha, str) else ""
+    facts.append(f"sha256 {short(sha)}" if isinstance(sha, str) else "")
+    size = record.get("bytes")
+    facts.append(_size(size) if isinstance(size, int) and not isinstance(size, bool) else "")
+    return ", ".join(fact for fact in facts if fact)
+
+
+def _size(count: int) -> str:
+    """A file size in binary units, about three significant digits: 812 B, 4.21 MiB, 14.3 GiB."""
+    if count < 1024:
+        return f"{count} B"
+    value, unit = count / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
 
 
 # call kwargs that have rows of their own, or say nothing about how the video looks

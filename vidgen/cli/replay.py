@@ -14,7 +14,7 @@ from vidgen.cli import _trust as t
 from vidgen.cli._run import run_resolved, setup_logging
 from vidgen.config import Layer, resolve
 from vidgen.core.errors import InputError
-from vidgen.io import sidecar
+from vidgen.io import provenance, sidecar
 from vidgen.io.trust import Grants
 
 log = logging.getLogger("vidgen")
@@ -39,7 +39,8 @@ def replay(
 
     Without --set the frames match the original on the same device and versions. The new video is
     written beside the replayed file as NAME-replay.EXT unless --out says otherwise; never where
-    the file says. Before loading, replay lists the models, LoRAs and inputs it will read. A file
+    the file says. Before loading, replay lists the models, LoRAs and inputs it will read, and
+    stops (exit 5) when a weights file it recorded by sha256 is missing or has changed. A file
     that allows pickle weights, or names inputs outside its own folder or URLs, stops (exit 5, 4)
     until --allow-pickle or --allow-inputs says you trust it.
 
@@ -69,6 +70,9 @@ def replay(
         log.info("replay of %s reads:", source)
         for line in trust.reads(resolved.config, recorded, outside):
             log.info("  %s", line)
+        # Before anything is located or loaded: a changed checkpoint or LoRA would load without a
+        # word and make other frames under the same name.
+        provenance.check(data, resolved)
 
     def same_inputs(plan: Any) -> None:
         # An input named with --set is chosen on purpose, even under the recorded path.

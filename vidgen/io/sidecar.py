@@ -150,8 +150,16 @@ SHAPE: dict[str, Any] = {
     **dict.fromkeys(("model.id", "model.family", "model.source", "model.path", "model.revision"), str),
     "model.dtype": str,
     **dict.fromkeys(("model.scheduler", "model.checkpoint", "model.motion_adapter", "model.controlnet"), dict),
-    **dict.fromkeys(("model.base_config", "model.loras.*"), dict),
+    **dict.fromkeys(("model.base_config", "model.loras.*", "model.files", "model.files.*"), dict),
     "model.loras": list,
+    # The weights files a replay checks again, and what `inspect` shows of them.
+    **dict.fromkeys(("model.checkpoint.sha256", "model.motion_adapter.sha256", "model.controlnet.sha256"), str),
+    **dict.fromkeys(("model.loras.*.source", "model.loras.*.path", "model.loras.*.sha256"), str),
+    **dict.fromkeys(("model.files.*.source", "model.files.*.path", "model.files.*.sha256"), str),
+    **dict.fromkeys(("model.files.*.repo", "model.files.*.revision", "model.files.*.format"), str),
+    **dict.fromkeys(("model.files.*.quant", "model.files.*.layout"), str),
+    **dict.fromkeys(("model.files.*.bytes", "model.files.*.tensors", "model.loras.*.bytes"), int),
+    **dict.fromkeys(("model.checkpoint.bytes", "model.motion_adapter.bytes", "model.controlnet.bytes"), int),
     "pipeline.class": str,
     **dict.fromkeys(("pipeline.call_kwargs", "pipeline.windows"), dict),
     **dict.fromkeys(("pipeline.setup", "pipeline.stages"), list),
@@ -286,6 +294,7 @@ def replay_config(
         model_id = config["model"].get("id") or ""
         if model.get("source") in ("dir", "file") and not Path(model_id).expanduser().exists() and model.get("path"):
             config["model"]["id"] = model["path"]
+        _weights_found_again(config["model"], model)
         recorded = data.get("inputs") or {}
         for name in input_fields():
             ref = config["inputs"].get(name)
@@ -310,6 +319,26 @@ def replay_config(
             f"{source} is missing parts of a vidgen sidecar (config, seed); it cannot be replayed."
         ) from None
     return config, _drift(data)
+
+
+def _weights_found_again(config_model: dict[str, Any], model: dict[str, Any]) -> None:
+    """Extra models, LoRAs and single-file components named by relative paths that no longer
+    resolve (a replay from another folder), found again by their recorded absolute paths, as the
+    model and inputs are; so the replay loads the very file `provenance.check` hashed. A LoRA
+    recorded as a file inside the folder it names keeps its name (its weight_name says which)."""
+    for key in ("motion_adapter", "controlnet"):
+        part = model.get(key) or {}
+        if part.get("source") in ("dir", "file") and config_model.get(key):
+            config_model[key] = _found_again(config_model[key], part.get("path"))
+    records = {record.get("source"): record for record in model.get("loras") or []}
+    for lora in config_model.get("loras") or []:
+        where = (records.get(lora.get("source")) or {}).get("path")
+        if where and Path(where).name == Path(lora["source"]).name:
+            lora["source"] = _found_again(lora["source"], where)
+    for component, record in (model.get("files") or {}).items():
+        # A Hub file (REPO:PATH) is found by the Hub's own cache, at its recorded revision.
+        if not record.get("repo") and isinstance(config_model.get(component), str):
+            config_model[component] = _found_again(config_model[component], record.get("path"))
 
 
 def _found_again(ref: Any, where: Any) -> Any:

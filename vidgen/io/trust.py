@@ -9,7 +9,6 @@ after the config resolves and before anything is read or loaded.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,8 +20,9 @@ from vidgen.config.flags import flag
 from vidgen.config.kinds import input_fields
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, InputError, ModelError, out_of_memory
+from vidgen.core.hashes import short
 from vidgen.core.limits import MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MEMORY_FACTOR, pseudo_file
-from vidgen.models.components import PICKLE_SUFFIXES
+from vidgen.models.components import PICKLE_SUFFIXES, file_sha256
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", flags=re.IGNORECASE)
 # Model fields that name weights vidgen may load.
@@ -248,6 +248,7 @@ def reads(cfg: RunConfig, recorded: dict[str, Any], outside: list[str]) -> Itera
     hashes = {lora.get("source"): lora.get("sha256") for lora in recorded.get("loras") or [] if isinstance(lora, dict)}
     for lora in model.loras or []:
         yield f"LoRA {lora.source} x{lora.scale:g} ({_kind(lora.source)}{_hash(lora.source, hashes.get(lora.source))})"
+    yield from _component_files(recorded)
     for name, ref in input_refs(cfg.inputs):
         if ref:
             note = "URL" if is_url(ref) else "local"
@@ -258,6 +259,22 @@ def reads(cfg: RunConfig, recorded: dict[str, Any], outside: list[str]) -> Itera
         note = "URL" if is_url(ref) else "local"
         note += ", outside the replayed file's folder" if ref in outside and not is_url(ref) else ""
         yield f"{'keyframe' if condition.image else 'clip'} {ref} at frame {condition.frame_index} ({note})"
+
+
+def _component_files(recorded: dict[str, Any]) -> Iterator[str]:
+    """A line per single-file component the run loaded (`model.files`: a GGUF transformer...)."""
+    files = recorded.get("files") if isinstance(recorded.get("files"), dict) else {}
+    for component, record in files.items():
+        source = record.get("source") if isinstance(record, dict) else None
+        if not isinstance(source, str):
+            continue
+        repo, path = record.get("repo"), record.get("path")
+        if repo:
+            at = f" at revision {record['revision']}" if record.get("revision") else ""
+            where, local = f"Hugging Face Hub {repo}{at}", path if isinstance(path, str) else ""
+        else:
+            where, local = _kind(source), source
+        yield f"{component} file {source} ({where}{_hash(local, record.get('sha256'))})"
 
 
 def _kind(ref: str) -> str:
@@ -272,17 +289,17 @@ def _kind(ref: str) -> str:
 
 
 def _hash(ref: str, recorded: str | None) -> str:
-    """`, sha256 abc...` of a local weights file, and whether it is the one recorded."""
+    """`, sha256 abc...` of a local weights file, and whether it is the one recorded (the hash
+    comes through the hash cache: a file hashed before at its size and mtime is not read)."""
     path = Path(ref).expanduser()
-    if not path.is_file() or pseudo_file(path):
-        return f", recorded sha256 {recorded[:16]}" if isinstance(recorded, str) else ""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    now = digest.hexdigest()
     if not isinstance(recorded, str):
         recorded = None
+    if not path.is_file() or pseudo_file(path):
+        return f", recorded sha256 {short(recorded)}" if recorded else ""
+    try:
+        now = file_sha256(path)
+    except OSError:
+        return f", unreadable; recorded sha256 {short(recorded)}" if recorded else ", unreadable"
     if recorded and recorded != now:
-        return f", sha256 {now[:16]}; NOT the recorded {recorded[:16]}"
-    return f", sha256 {now[:16]}" + (" as recorded" if recorded else "")
+        return f", sha256 {short(now)}; NOT the recorded {short(recorded)}"
+    return f", sha256 {short(now)}" + (" as recorded" if recorded else "")

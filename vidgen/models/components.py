@@ -10,7 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from vidgen.config import settings
 from vidgen.config.schema import LoraConfig, RunConfig
+from vidgen.core import hashes
 from vidgen.core.errors import ModelError, is_oom, out_of_memory
 from vidgen.families.base import Family
 
@@ -32,14 +34,28 @@ def safetensors_only(cfg: RunConfig) -> bool | None:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder's weight files in name order."""
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in SAFE_SUFFIXES)
-    for file in files:
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    """sha256 of a weights file; of a folder, the sha256 of its weight files' relative paths and
+    sha256s, one `PATH HASH` line each in path order. Each file's hash comes through the hash
+    cache in vidgen's cache folder (see vidgen/core/hashes.py), so a file already hashed at its
+    current size and mtime is not read again."""
+    cache = settings.cache_dir()
+    if not path.is_dir():
+        return hashes.sha256(path, cache)
+    lines = "".join(f"{name} {hashes.sha256(file, cache)}\n" for name, file in _weight_files(path))
+    return hashlib.sha256(lines.encode("utf-8", errors="surrogateescape")).hexdigest()
+
+
+def _weight_files(folder: Path) -> list[tuple[str, Path]]:
+    """(relative path, file) of each weights file in a folder, at any depth, in path order."""
+    found = (p for p in folder.rglob("*") if p.suffix in SAFE_SUFFIXES and p.is_file())
+    return sorted((p.relative_to(folder).as_posix(), p) for p in found)
+
+
+def weights_record(path: Path) -> dict[str, Any]:
+    """What a sidecar records of a weights file or folder beside its path: its sha256 (see
+    file_sha256) and its size in bytes (a folder's weight files together)."""
+    files = [file for _, file in _weight_files(path)] if path.is_dir() else [path]
+    return {"sha256": file_sha256(path), "bytes": sum(file.stat().st_size for file in files)}
 
 
 def check_file(path: Path, what: str, allow_pickle: bool, shown: str | None = None) -> None:
@@ -261,7 +277,7 @@ def load_loras(pipe: Any, cfg: RunConfig, denoisers: tuple[str, ...] = ("transfo
                 "name": base,
                 "scale": lora.scale,
                 "path": str(local.resolve()) if local.exists() else None,
-                "sha256": file_sha256(local) if local.exists() else None,
+                **(weights_record(local) if local.exists() else {"sha256": None}),
                 **({"into": list(targets)} if len(denoisers) > 1 else {}),
             }
         )

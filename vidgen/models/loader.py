@@ -372,7 +372,7 @@ def load(
         optimizations["calls"].insert(0, {"method": "from_pretrained", "kwargs": {"quantization_config": quantization}})
         optimizations["applied"].insert(0, f"quantize={cfg.optimization.quantize}")
     if kind == "file":
-        extra["checkpoint"] = {"sha256": components.file_sha256(Path(where))}
+        extra["checkpoint"] = components.weights_record(Path(where))
     model = {
         "family": family.name,
         "id": model_id,
@@ -440,7 +440,7 @@ def _load_extra_models(
             raise _load_error(part_id, part_kind, exc, family, cfg.mode) from None
         extra[field] = {"id": part_id, "source": part_kind, "path": _where(part_id, part_kind, part_where)}
         if part_kind == "file":
-            extra[field]["sha256"] = components.file_sha256(Path(part_where))
+            extra[field].update(components.weights_record(Path(part_where)))
 
 
 def _pretrained_kwargs(
