@@ -224,3 +224,29 @@ def test_options_that_would_touch_a_files_weights_again_are_refused(tmp_path: Pa
     one_line_error(second, 3, "Wan 2.2 A14B")
     other = cli(*FOX, "--preset", "tiny-cogvideox", "--transformer", str(tmp_path / "q8.gguf"))
     one_line_error(other, 3, "not used by CogVideoX")
+
+
+def test_a_second_run_takes_the_files_hash_from_the_cache_and_replay_checks_it(tmp_path: Path) -> None:
+    import os
+    import time
+
+    path = tmp_path / "q8.gguf"
+    community.write_gguf(_wan_original(), path, "Q8_0")
+    # As a downloaded file is: written a while ago (a file changed within 2 s is not cached).
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    _, first = _run(tmp_path, "a", "--transformer", str(path))
+    recorded = first["model"]["files"]["transformer"]["sha256"]
+    # Other bytes of the same length under the same mtime: a run that hashed the file again
+    # would record another hash; the cache (path, size, mtime) answers instead.
+    stat = path.stat()
+    community.write_gguf(_wan_original(), path, "Q8_0")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    _, second = _run(tmp_path, "b", "--transformer", str(path))
+    assert second["model"]["files"]["transformer"]["sha256"] == recorded
+    # A new mtime makes vidgen read it again, and replay then refuses the changed file.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    result = cli("replay", str(next((tmp_path / "a").glob("*.json"))))
+    one_line_error(result, 5, "has changed since the run")
