@@ -250,3 +250,25 @@ def test_a_second_run_takes_the_files_hash_from_the_cache_and_replay_checks_it(t
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
     result = cli("replay", str(next((tmp_path / "a").glob("*.json"))))
     one_line_error(result, 5, "has changed since the run")
+
+
+def test_scaled_formats_vidgen_cannot_dequantize_are_refused_by_name(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    state = community.prefixed(_wan_original())
+    name = next(k for k in state if k.endswith("ffn.2.weight"))
+    layer = name[: -len(".weight")]
+    nvfp4 = dict(state)
+    nvfp4[name] = torch.zeros(state[name].shape[0], state[name].shape[1] // 2, dtype=torch.uint8)
+    nvfp4[layer + ".weight_scale"] = torch.ones(1)
+    nvfp4[layer + ".weight_scale_2"] = torch.ones(1)
+    save_file(nvfp4, str(tmp_path / "nvfp4.safetensors"))
+    result = cli(*FOX, "--preset", "tiny-wan", "--transformer", str(tmp_path / "nvfp4.safetensors"))
+    one_line_error(result, 5, "4-bit or block-scaled format")
+    int8 = dict(state)
+    int8[name] = torch.zeros(state[name].shape, dtype=torch.int8)
+    int8[layer + ".weight_scale"] = torch.ones(state[name].shape[0], state[name].shape[1] // 8)
+    save_file(int8, str(tmp_path / "int8.safetensors"))
+    result = cli(*FOX, "--preset", "tiny-wan", "--transformer", str(tmp_path / "int8.safetensors"))
+    one_line_error(result, 5, "stores model.diffusion_model.blocks.0.ffn.2.weight as I8 with 96 scales")

@@ -35,10 +35,18 @@ def test_bad_wan_input_is_one_line_exit_3_and_writes_nothing(tmp_path: Path, arg
     assert files_under(tmp_path) == before
 
 
-def test_frames_beyond_the_models_position_table_are_refused_before_denoising(tmp_path: Path) -> None:
+def test_frames_and_sizes_beyond_the_models_position_table_are_refused_before_loading(tmp_path: Path) -> None:
     before = files_under(tmp_path)
-    # The tiny transformer's rotary table covers 32 latent frames (the real ones 1024).
-    one_line_error(cli(*FOX, "--preset", "tiny-wan", "--frames", "129"), 3, "--frames 129", "at most 125")
+    # The tiny transformer's rotary table covers 32 latent frames (the real ones 1024). The
+    # check reads the model's config files, so nothing loads first (no "loading" status line).
+    for args, needles in (
+        (("--frames", "129"), ("--frames 129", "at most 125")),
+        (("--width", "832"), ("--width 832", "at most 512")),
+        (("--height", "1024", "--preset", "tiny-skyreels"), ("--height 1024", "at most 512")),
+    ):
+        result = cli(*FOX, "--preset", "tiny-wan", *args)
+        one_line_error(result, 3, *needles)
+        assert "loading" not in result.stderr.lower(), result.stderr
     assert files_under(tmp_path) == before
 
 

@@ -406,7 +406,9 @@ def check_positions(pipe: Any, cfg: RunConfig) -> None:
     rope, (patch_t, patch_h, patch_w) = getattr(config, "rope_max_seq_len", None), config.patch_size
     s = cfg.sampling
     if rope and s.num_frames and s.height and s.width:
-        temporal, spatial = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+        # The pipeline's scale factors are its VAE config's (read from config.json before loading).
+        temporal = getattr(pipe, "vae_scale_factor_temporal", None) or pipe.vae.config.scale_factor_temporal
+        spatial = getattr(pipe, "vae_scale_factor_spatial", None) or pipe.vae.config.scale_factor_spatial
         longest = {
             "--frames": ((s.num_frames - 1) // temporal + 1) / patch_t,
             "--height": s.height / spatial / patch_h,

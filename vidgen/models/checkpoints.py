@@ -26,7 +26,9 @@ COMFY_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 # (`scale_input`, `input_scale`) only feed fp8 matmuls: dequantizing the weights leaves them unused.
 WEIGHT_SCALES = (".scale_weight", ".weight_scale")
 UNUSED_SCALES = (".scale_input", ".input_scale")
-SCALED_MARKERS = ("scaled_fp8",)
+SCALED_MARKERS = ("scaled_fp8", "comfy_quant")
+# Second scales of 4-bit and block-scaled formats (ComfyUI's nvfp4, int8 blockwise).
+BLOCK_SCALES = (".weight_scale_2", ".pre_quant_scale")
 FLOAT8 = ("F8_E4M3", "F8_E5M2")
 # GGUF types that are plain floats (no dequantization).
 GGUF_FLOATS = ("F32", "F16", "BF16", "F64")
@@ -251,7 +253,32 @@ def _read_safetensors(path: Path, source: str, what: str) -> Checkpoint:
         for suffix in WEIGHT_SCALES:
             if name.endswith(suffix):
                 scales[name[: -len(suffix)] + ".weight"] = name
+    _check_scaled(tensors, scales, source, what)
     return Checkpoint(path, source, "safetensors", tensors, data, scales=scales)
+
+
+def _check_scaled(
+    tensors: dict[str, tuple[tuple[int, ...], str]], scales: dict[str, str], source: str, what: str
+) -> None:
+    """Scaled weights vidgen can dequantize: fp8 with one scale per tensor or per output row.
+    ComfyUI's newer mixed formats (nvfp4 with a second scale, int8 with block scales) are
+    refused by name rather than loaded wrong."""
+    block = [name for name in tensors if name.endswith(BLOCK_SCALES)]
+    if block:
+        raise ModelError(
+            f"{what} {source} is in a 4-bit or block-scaled format ({block[0]}), which vidgen cannot dequantize; "
+            "use its fp8_scaled, GGUF or bf16 release."
+        )
+    for weight, scale in scales.items():
+        if weight not in tensors:
+            raise ModelError(f"{what} {source} has the scale {scale} without its weight; is the file whole?")
+        shape, kind = tensors[weight]
+        scale_size = _numel(tensors[scale][0])
+        if kind not in FLOAT8 or scale_size not in (1, shape[0] if shape else 1):
+            raise ModelError(
+                f"{what} {source} stores {weight} as {kind} with {scale_size} scales, a format vidgen cannot "
+                "dequantize (it takes fp8 with one scale per tensor or row); use its fp8_scaled, GGUF or bf16 release."
+            )
 
 
 def _read_pickle(path: Path, source: str, what: str) -> Checkpoint:

@@ -14,7 +14,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, ModelError, is_oom, out_of_memory
 from vidgen.families import base
 from vidgen.families.base import Family
-from vidgen.models import checkpoints, components, optimize, tiny
+from vidgen.models import checkpoints, components, optimize, skeleton, tiny
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -118,6 +118,27 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
     checkpoints.check_options(cfg, files)
     checkpoints.plan(cfg, files, *found["model"], model_id, download=False)
     return found
+
+
+def check_early(cfg: RunConfig, family: Family, found: dict[str, tuple[str, str]]) -> None:
+    """The family's checks of the loaded model, run now on the model's config files where they
+    are on disk (a tiny model is built for it: vidgen's own, in seconds), so a size beyond the
+    transformer's position table fails before any weights load. A check that needs more than
+    the configs runs after loading only, as before."""
+    kind, where = found["model"]
+    # The folder's configs are the model's own only when no part comes from elsewhere (a motion
+    # adapter, a ControlNet, FramePack's transformer) and the model is a folder, not one file.
+    if kind == "file" or family.loading.components or family.loading.assemble:
+        return
+    if kind == "tiny" and where.startswith(tiny.PREFIX):
+        where = str(tiny.ensure(where.removeprefix(tiny.PREFIX)))
+    folder = skeleton.pipeline_folder(where, kind, cfg.model.revision)
+    if folder is None:
+        return
+    try:
+        family.check_loaded(skeleton.Configs(folder), cfg)
+    except (AttributeError, TypeError, KeyError, ValueError):
+        return  # the check needs the loaded model; it runs after loading
 
 
 def locate_subfolder(source: str, build: bool, what: str) -> tuple[str, dict[str, Any]]:

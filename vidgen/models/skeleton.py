@@ -77,3 +77,26 @@ def meta_model(class_name: str, config: Path | dict[str, Any]) -> Any:
 def shapes(model: Any) -> dict[str, tuple[int, ...]]:
     """Every parameter and persistent buffer of a (meta) model: name -> shape."""
     return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+class Configs:
+    """A pipeline folder's component configs, read from its config.json files, standing in for
+    the loaded pipeline where a check needs only `pipe.<component>.config` (a family's
+    check_loaded, run before loading when the configs are on disk). A component without a
+    config, or anything else a check asks for, raises AttributeError."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    def __getattr__(self, name: str) -> Any:
+        from types import SimpleNamespace
+
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            config = json.loads((self._folder / name / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise AttributeError(name) from None
+        if not isinstance(config, dict):
+            raise AttributeError(name)
+        return SimpleNamespace(config=SimpleNamespace(**{k: v for k, v in config.items() if k.isidentifier()}))

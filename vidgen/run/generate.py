@@ -59,11 +59,12 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     """Everything that can be decided and checked before loading weights, including reading
     and preparing the input image or video (unless `read_inputs` is False: a batch validates
     every job first and reads each job's inputs when it runs)."""
-    from vidgen.models.loader import locate_all, resolve_device, resolve_dtype
+    from vidgen.models.loader import check_early, locate_all, resolve_device, resolve_dtype
 
     cfg = resolved.config
     family = families.check(cfg)
     found = locate_all(cfg, family, build=False)
+    check_early(cfg, family, found)
     device = resolve_device(cfg.optimization.device)
     # --vram plans for a GPU; on a machine without one that plan can be shown, not run.
     planned_for = "cuda" if cfg.optimization.vram_gb is not None and not device.startswith("cuda") else None
