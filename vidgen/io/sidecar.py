@@ -152,6 +152,8 @@ SHAPE: dict[str, Any] = {
     **dict.fromkeys(("model.scheduler", "model.checkpoint", "model.motion_adapter", "model.controlnet"), dict),
     **dict.fromkeys(("model.base_config", "model.loras.*"), dict),
     "model.loras": list,
+    "model.loras.*.layout": str,
+    **dict.fromkeys(("model.loras.*.tensors", "model.loras.*.modules", "model.loras.*.matched"), int),
     "pipeline.class": str,
     **dict.fromkeys(("pipeline.call_kwargs", "pipeline.windows"), dict),
     **dict.fromkeys(("pipeline.setup", "pipeline.stages"), list),

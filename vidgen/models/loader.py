@@ -329,6 +329,9 @@ def load(
             revision = cfg.model.revision if field == "model" else None
             marker = "model_index.json" if field == "model" else "config.json"
             _check_hub(part_where, marker, revision, family, cfg.mode)
+    if not decode_only:
+        # A LoRA for another model is refused now, not after the pipeline has loaded.
+        loras.check_before_load(cfg, family, cls, found)
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
     # Components the family always runs in their own precision (Wan's VAE in fp32).
