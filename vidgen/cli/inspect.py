@@ -186,7 +186,7 @@ def _weight_rows(data: dict) -> list[tuple[str, object]]:
         lora = _dict(lora)
         record = records.get(lora.get("source"), {})
         where = f" from {record['path']}" if record.get("path") and record["path"] != lora.get("source") else ""
-        loras.append(f"{lora.get('source')} x{lora.get('scale', 1.0)}{where} {_sha(record)}".strip())
+        loras.append(f"{lora.get('source')} x{lora.get('scale', 1.0)}{where} {_sha(record)}".strip() + _fit(record))
     rows.append(("loras", ", ".join(loras)))
     allowed = config_model.get("allow_pickle") is True
     rows.append(
@@ -198,6 +198,15 @@ def _weight_rows(data: dict) -> list[tuple[str, object]]:
         )
     )
     return rows
+
+
+def _fit(record: dict) -> str:
+    """A LoRA's key layout and how many of the layers it targets took it: `, kohya 40/40 layers`."""
+    layout, matched, modules = record.get("layout"), record.get("matched"), record.get("modules")
+    if not isinstance(layout, str):
+        return ""
+    counts = f" {matched}/{modules} layers" if isinstance(matched, int) and isinstance(modules, int) else ""
+    return f", {layout}{counts}"
 
 
 def _sha(record: dict) -> str:
