@@ -255,7 +255,8 @@ def test_replay_refuses_a_changed_or_missing_lora_and_reproduces_an_unchanged_on
     # inspect: one line for the LoRA with its short hash and size.
     shown = cli("inspect", str(side)).stdout.splitlines()
     size = f"{lora.stat().st_size / 1024:.3g} KiB"
-    assert f"lora         {lora} x1.0 (sha256 {recorded['sha256'][:12]}, {size})" in shown
+    fit = f"{recorded['layout']} layout, {recorded['matched']}/{recorded['modules']} layers"
+    assert f"lora         {lora} x1.0 ({fit}, sha256 {recorded['sha256'][:12]}, {size})" in shown
     assert recorded["bytes"] == lora.stat().st_size
     # Unchanged: the replay says the hash matches and makes the same frames.
     again = cli("replay", str(side), "--out", "again/")

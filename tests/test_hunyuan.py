@@ -173,12 +173,14 @@ def test_hunyuanvideo15_lora_loads_into_the_transformer_and_a_foreign_one_is_ref
     (record,) = sidecar(tmp_path / "lora.json")["model"]["loras"]
     assert (record["path"], record["scale"]) == (str(mine), 0.8)
     assert record["sha256"] == hashlib.sha256(mine.read_bytes()).hexdigest()
+    # Every layer it names (to_q, to_k, to_v of each attention) took it.
+    assert (record["layout"], record["matched"]) == ("diffusers", record["modules"])
     plain, lora = decode(tmp_path / "plain.mp4")[0], decode(tmp_path / "lora.mp4")[0]
     assert np.abs(plain.astype(int) - lora.astype(int)).max() > 2
     # A Wan LoRA names layers this transformer does not have.
     wan = _lora(tmp_path / "wan", 1, tiny_transformer())
     before = files_under(tmp_path)
-    one_line_error(cli(*base, "--lora", str(wan), "--out", "wan.mp4"), 5, "does not fit this model", "another base")
+    one_line_error(cli(*base, "--lora", str(wan), "--out", "wan.mp4"), 5, "matches 0 of 12 layers", "another base")
     assert files_under(tmp_path) == before
 
 

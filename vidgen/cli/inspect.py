@@ -238,6 +238,9 @@ def _facts(record: dict) -> str:
     key layout, short sha256 and size, e.g. `gguf Q8_0, comfyui layout, sha256 1a2b3c4d5e6f, 14.3 GiB`."""
     kind = " ".join(str(record[key]) for key in ("format", "quant") if record.get(key))
     facts = [kind, f"{record['layout']} layout" if record.get("layout") else ""]
+    matched, modules = record.get("matched"), record.get("modules")
+    if isinstance(matched, int) and isinstance(modules, int):  # a LoRA: the layers that took it
+        facts.append(f"{matched}/{modules} layers")
     sha = record.get("sha256")
     facts.append(f"sha256 {short(sha)}" if isinstance(sha, str) else "")
     size = record.get("bytes")

@@ -160,6 +160,8 @@ SHAPE: dict[str, Any] = {
     **dict.fromkeys(("model.files.*.quant", "model.files.*.layout"), str),
     **dict.fromkeys(("model.files.*.bytes", "model.files.*.tensors", "model.loras.*.bytes"), int),
     **dict.fromkeys(("model.checkpoint.bytes", "model.motion_adapter.bytes", "model.controlnet.bytes"), int),
+    "model.loras.*.layout": str,
+    **dict.fromkeys(("model.loras.*.tensors", "model.loras.*.modules", "model.loras.*.matched"), int),
     "pipeline.class": str,
     **dict.fromkeys(("pipeline.call_kwargs", "pipeline.windows"), dict),
     **dict.fromkeys(("pipeline.setup", "pipeline.stages"), list),

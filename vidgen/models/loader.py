@@ -14,7 +14,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, ModelError, is_oom, out_of_memory
 from vidgen.families import base
 from vidgen.families.base import Family
-from vidgen.models import checkpoints, components, optimize, skeleton, tiny
+from vidgen.models import checkpoints, components, loras, optimize, skeleton, tiny
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -109,7 +109,7 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
             raise ConfigError("--base-config describes a single-file --model; this --model is not a file.")
         found["base_config"] = locate(cfg.model.base_config, build, what="base config")
     for lora in cfg.model.loras or []:
-        components.locate_lora(lora, allow)
+        loras.locate_lora(lora, allow)
     for name, (source, _) in family.memory.extra_models(cfg).items():
         locate_subfolder(source, build, name.replace("_", " "))
     # Component files (--transformer FILE): read and checked against the model now, where the
@@ -174,7 +174,7 @@ class Access:
         return components.safetensors_only(self.cfg)
 
     def lora(self, config: Any) -> tuple[str, dict[str, Any]]:
-        return components.locate_lora(config, self.cfg.model.allow_pickle)
+        return loras.locate_lora(config, self.cfg.model.allow_pickle)
 
 
 def model_index(model_id: str, revision: str | None = None) -> dict[str, Any] | None:
@@ -355,6 +355,9 @@ def load(
             revision = cfg.model.revision if field == "model" else None
             marker = "model_index.json" if field == "model" else "config.json"
             _check_hub(part_where, marker, revision, family, cfg.mode)
+    if not decode_only:
+        # A LoRA for another model is refused now, not after the pipeline has loaded.
+        loras.check_before_load(cfg, family, cls, found)
     dtype = resolve_dtype(cfg.model.dtype, family, device)
     torch_dtype = getattr(torch, DTYPES[dtype])
     # Components the family always runs in their own precision (Wan's VAE in fp32).
@@ -384,7 +387,7 @@ def load(
         raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)
     path, revision = (where, None) if kind != "hub" else _hub_snapshot(model_id, cfg.model.revision)
-    scheduler, loras, setup = (None, [], []) if decode_only else _set_up(pipe, cfg, family, path)
+    scheduler, lora_records, setup = (None, [], []) if decode_only else _set_up(pipe, cfg, family, path)
     denoisers = () if decode_only else present_denoisers(pipe, family)
     optimizations = optimize.apply(
         pipe, cfg.optimization, device, dtype, denoisers, lambda spec: family.cache_config(pipe, cfg, spec)
@@ -401,7 +404,7 @@ def load(
         "path": path,
         "revision": revision or cfg.model.revision,
     }
-    model.update(_model_record(cfg, family, pipe, extra, dtypes, denoisers, scheduler, loras, kind))
+    model.update(_model_record(cfg, family, pipe, extra, dtypes, denoisers, scheduler, lora_records, kind))
     seconds = round(time.perf_counter() - start, 4)
     return Loaded(pipe, family, device, dtype, model, optimizations, seconds, setup)
 
@@ -504,8 +507,8 @@ def _set_up(pipe: Any, cfg: RunConfig, family: Family, path: str) -> tuple[Any, 
     family's repairs of the loaded model, then the scheduler, the LoRAs and the family's setup."""
     repairs = family.loading.repair(pipe, path) if family.loading.repair else []
     scheduler = components.apply_scheduler(pipe, cfg, family)
-    loras = components.load_loras(pipe, cfg, present_denoisers(pipe, family))
-    return scheduler, loras, repairs + family.setup(pipe, cfg, Access(cfg))
+    records = loras.load_loras(pipe, cfg, present_denoisers(pipe, family))
+    return scheduler, records, repairs + family.setup(pipe, cfg, Access(cfg))
 
 
 def _model_record(
