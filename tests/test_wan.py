@@ -37,8 +37,12 @@ def test_bad_wan_input_is_one_line_exit_3_and_writes_nothing(tmp_path: Path, arg
 
 def test_frames_and_sizes_beyond_the_models_position_table_are_refused_before_loading(tmp_path: Path) -> None:
     before = files_under(tmp_path)
+    from vidgen.models import tiny
+
     # The tiny transformer's rotary table covers 32 latent frames (the real ones 1024). The
-    # check reads the model's config files, so nothing loads first (no "loading" status line).
+    # check reads the model's config files, so nothing loads first (no "loading" status line)
+    # once the tiny models exist (they are built on first use, by loading).
+    tiny.ensure("wan"), tiny.ensure("skyreels")
     for args, needles in (
         (("--frames", "129"), ("--frames 129", "at most 125")),
         (("--width", "832"), ("--width 832", "at most 512")),

@@ -122,7 +122,7 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
 
 def check_early(cfg: RunConfig, family: Family, found: dict[str, tuple[str, str]]) -> None:
     """The family's checks of the loaded model, run now on the model's config files where they
-    are on disk (a tiny model is built for it: vidgen's own, in seconds), so a size beyond the
+    are on disk (a folder, a cached Hub model, a tiny model built before), so a size beyond the
     transformer's position table fails before any weights load. A check that needs more than
     the configs runs after loading only, as before."""
     kind, where = found["model"]
@@ -131,9 +131,10 @@ def check_early(cfg: RunConfig, family: Family, found: dict[str, tuple[str, str]
     if kind == "file" or family.loading.components or family.loading.assemble:
         return
     if kind == "tiny" and where.startswith(tiny.PREFIX):
-        where = str(tiny.ensure(where.removeprefix(tiny.PREFIX)))
+        # Built on first use, by loading; once built, its configs are read like any folder's.
+        where = str(tiny.folder(where.removeprefix(tiny.PREFIX)))
     folder = skeleton.pipeline_folder(where, kind, cfg.model.revision)
-    if folder is None:
+    if folder is None or not (folder / "model_index.json").is_file():
         return
     try:
         family.check_loaded(skeleton.Configs(folder), cfg)
