@@ -492,6 +492,29 @@ def dequantize_bytes(checkpoint: Checkpoint, dtype_bytes: float) -> float:
     return 2.0 * max(sizes, default=0) * dtype_bytes
 
 
+# Bits a weight of each GGUF type takes, blocks' scales included (llama.cpp's block sizes).
+GGUF_BITS = {
+    **{"Q2_K": 2.625, "Q3_K": 3.4375, "Q4_0": 4.5, "Q4_1": 5.0, "Q4_K": 4.5, "Q5_0": 5.5, "Q5_1": 6.0},
+    **{"Q5_K": 5.5, "Q6_K": 6.5625, "Q8_0": 8.5, "BF16": 16.0, "F16": 16.0, "F32": 32.0},
+}
+# A K-quant file named _S/_M/_L keeps more layers in larger types: the published Q4_K_M files of
+# Wan 2.1/2.2 14B are 9.7-10.1 GB (5.4-5.6 bits a weight), HunyuanVideo's 7.73 GB (4.8).
+_MIX = {"S": 0.2, "M": 0.8, "L": 1.2}
+
+
+def bits_from_name(source: str) -> float | None:
+    """Bits a weight of a GGUF file not on disk yet, from the quant type its name gives
+    (wan2.1-t2v-14b-Q4_K_M.gguf: Q4_K, mixed); None for other files or names without one.
+    Within about 10 % of the published files' sizes."""
+    if not source.lower().endswith(".gguf"):
+        return None
+    pattern = r"(?<![A-Za-z0-9])(Q\d_K|Q\d_\d|BF16|F16|F32)(?:_([SML]))?(?![A-Za-z0-9])"
+    found = re.search(pattern, Path(source).name, re.I)
+    if not found:
+        return None
+    return GGUF_BITS[found.group(1).upper()] + _MIX.get((found.group(2) or "").upper(), 0.0)
+
+
 def parameters(checkpoint: Checkpoint) -> int:
     """The model parameters the file holds (scales and markers are not parameters)."""
     scales = set(checkpoint.scales.values())

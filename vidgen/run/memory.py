@@ -281,7 +281,15 @@ def _files(
     for name, source in checkpoints.requested(cfg, family).items():
         checkpoint = checkpoints.read(source, checkpoints.flag(name), cfg.model.allow_pickle, download=False)
         if checkpoint is None:
-            notes.append(f"the size of {source} is unknown until it is downloaded; planned with the model's own")
+            bits = checkpoints.bits_from_name(source)
+            if bits is None or not params.get(name):
+                notes.append(f"the size of {source} is unknown until it is downloaded; planned with the model's own")
+                continue
+            # Not downloaded yet: the quant type its name says, over the model's parameters.
+            fixed[name] = params[name] * bits / 8
+            notes.append(
+                f"{Path(source).name} is priced at {bits:g} bits a weight (its name's quant type) until downloaded"
+            )
             continue
         params[name] = float(checkpoints.parameters(checkpoint))
         if checkpoint.format == "gguf":
