@@ -130,3 +130,28 @@ def write_safetensors(state: dict, path: Path, dtype: str = "bfloat16") -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.to(getattr(torch, dtype)).contiguous() for k, v in state.items()}, str(path))
+
+
+def main(argv: list[str]) -> None:
+    """`python tests/community.py FILE...`: tiny Wan transformers as community files, for trying
+    --transformer offline. The name chooses the format: *-Q8_0.gguf / *-Q4_0.gguf (GGUF),
+    *fp8_scaled.safetensors (ComfyUI scaled fp8), any other .safetensors (ComfyUI bf16)."""
+    from vidgen.models import tiny
+
+    state = wan_original(transformer_state(tiny.ensure("wan")))
+    for name in argv:
+        path = Path(name)
+        if path.suffix == ".gguf":
+            quant = "Q4_0" if "Q4_0" in path.name else "Q8_0"
+            write_gguf(state, path, quant)
+        elif "fp8_scaled" in path.name:
+            write_fp8_scaled(prefixed(state), path)
+        else:
+            write_safetensors(prefixed(state), path)
+        print(path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
