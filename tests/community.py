@@ -130,3 +130,52 @@ def write_safetensors(state: dict, path: Path, dtype: str = "bfloat16") -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.to(getattr(torch, dtype)).contiguous() for k, v in state.items()}, str(path))
+
+
+def encoder_state(folder: Path, component: str = "text_encoder") -> dict:
+    """A tiny pipeline folder's text encoder weights (transformers names), as torch tensors."""
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / component / "model.safetensors"))
+
+
+def write_encoder_gguf(
+    state: dict, path: Path, arch: str = "t5encoder", quant: str | None = "Q8_0", name: str = "umt5 tiny", heads=None
+) -> int:
+    """A text encoder's state dict (transformers names) as llama.cpp's converter writes it: the
+    names from gguf's own table for `arch` (`enc.blk.0.attn_q.weight`, `token_embd.weight`), a
+    Llama's q/k rows permuted as llama.cpp does (`heads`: (query, key/value) head counts, written
+    to the metadata, from which transformers undoes it), and each 2-D weight whose rows split
+    into blocks quantized to `quant` (None: all F32). Returns how many tensors were quantized."""
+    import gguf
+
+    blocks = 1 + max(int(part) for key in state for part in key.split(".") if part.isdigit())
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], blocks)
+    kind = gguf.GGMLQuantizationType[quant] if quant else None
+    writer = gguf.GGUFWriter(str(path), arch=arch)
+    writer.add_name(name)
+    if heads:
+        writer.add_head_count(heads[0])
+        writer.add_head_count_kv(heads[1])
+    quantized = 0
+    for key, tensor in state.items():
+        module, suffix = key.rsplit(".", 1)
+        target = names.get_name(module) or names.get_name("model." + module)
+        assert target is not None, key
+        array = tensor.float().numpy()
+        if heads and module.endswith(("q_proj", "k_proj")):
+            count = heads[0] if module.endswith("q_proj") else heads[1]
+            array = array.reshape(count, 2, array.shape[0] // count // 2, *array.shape[1:])
+            array = array.swapaxes(1, 2).reshape(tensor.shape)
+        rows_split = kind is not None and array.ndim == 2 and array.shape[-1] % gguf.GGML_QUANT_SIZES[kind][0] == 0
+        if rows_split and "relative_attention_bias" not in key:
+            data = gguf.quants.quantize(array, kind)
+            writer.add_tensor(f"{target}.{suffix}", data, raw_shape=data.shape, raw_dtype=kind)
+            quantized += 1
+        else:
+            writer.add_tensor(f"{target}.{suffix}", array.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return quantized

@@ -273,8 +273,10 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
 def _files(
     family: Family, cfg: RunConfig, params: dict[str, float], sources: set[str], notes: list[str]
 ) -> tuple[dict[str, float], float]:
-    """Components from one file (--transformer FILE): their parameters from the file's header,
-    a GGUF file's own bytes as what it holds, and its dequantization working set."""
+    """Components from one file (--transformer FILE, --text-encoder FILE): their parameters
+    from the file's header, a denoiser GGUF file's own bytes as what it holds, and its
+    dequantization working set. A text encoder's GGUF is dequantized whole as it loads, so it
+    holds its parameters in the run's dtype like a full-precision one."""
     from vidgen.models import checkpoints
 
     fixed, working = {}, 0.0
@@ -284,7 +286,7 @@ def _files(
             notes.append(f"the size of {source} is unknown until it is downloaded; planned with the model's own")
             continue
         params[name] = float(checkpoints.parameters(checkpoint))
-        if checkpoint.format == "gguf":
+        if checkpoint.format == "gguf" and checkpoints.stays_quantized(name):
             fixed[name] = checkpoints.resident_bytes(checkpoint, 1.0)
             working = max(working, checkpoints.dequantize_bytes(checkpoint, 4.0))
         sources.add(f"{checkpoint.format} header")
