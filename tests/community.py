@@ -101,24 +101,29 @@ def write_raw_gguf(path: Path, tensors: dict[str, tuple[tuple[int, ...], str]], 
     writer.close()
 
 
-def write_fp8_scaled(state: dict, path: Path, scales: bool = True, key: str = "scale_weight") -> int:
-    """ComfyUI / Kijai "fp8_scaled" safetensors: each 2-D block weight stored as fp8 (e4m3fn)
-    of weight / scale with its per-tensor scale beside it (`<module>.scale_weight`), the rest
-    bf16, and the `scaled_fp8` marker. `scales=False` drops the scale tensors, which is what a
-    loader that ignores them computes with. Returns how many weights were scaled."""
+def write_fp8_scaled(
+    state: dict, path: Path, scales: bool = True, key: str = "scale_weight", blocks: str = "blocks."
+) -> int:
+    """ComfyUI / Kijai "fp8_scaled" safetensors: each 2-D weight of a linear layer inside the
+    `blocks` stored as fp8 (e4m3fn) of weight / scale with its per-tensor scale beside it
+    (`<module>.scale_weight`), the rest bf16 (non-float tensors as they are), and the
+    `scaled_fp8` marker. `scales=False` drops the scale tensors, which is what a loader that
+    ignores them computes with. Returns how many weights were scaled."""
     import torch
     from safetensors.torch import save_file
 
     out, scaled = {}, 0
     for name, tensor in state.items():
-        if name.endswith(".weight") and tensor.ndim == 2 and "blocks." in name:
+        # ComfyUI scales linear layers only: T5's relative attention bias is an embedding.
+        linear = "relative_attention_bias" not in name
+        if name.endswith(".weight") and tensor.ndim == 2 and blocks in name and linear:
             scale = tensor.abs().max().float() / 448.0
             out[name] = (tensor.float() / scale).to(torch.float8_e4m3fn)
             if scales:
                 out[name[: -len(".weight")] + "." + key] = scale.reshape(1)
             scaled += 1
         else:
-            out[name] = tensor.to(torch.bfloat16)
+            out[name] = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
     if scales:
         out["scaled_fp8"] = torch.zeros(2, dtype=torch.float8_e4m3fn)
     save_file(out, str(path))
@@ -129,7 +134,8 @@ def write_safetensors(state: dict, path: Path, dtype: str = "bfloat16") -> None:
     import torch
     from safetensors.torch import save_file
 
-    save_file({k: v.to(getattr(torch, dtype)).contiguous() for k, v in state.items()}, str(path))
+    cast = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in state.items()}
+    save_file({k: v.contiguous() for k, v in cast.items()}, str(path))
 
 
 def encoder_state(folder: Path, component: str = "text_encoder") -> dict:
