@@ -1,5 +1,5 @@
 """Text encoders from one file (--text-encoder FILE): a tiny model's own encoder written as
-llama.cpp writes GGUF files (UMT5 for Wan, T5 for LTX, Llama for HunyuanVideo) and as ComfyUI's
+llama.cpp writes GGUF files (UMT5 for Wan, T5 for LTX and CogVideoX, Llama for HunyuanVideo) and as ComfyUI's
 transformers-named safetensors (scaled fp8 included), run through vidgen and compared with plain
 diffusers + transformers loading the same file the documented way; wrong files refused before
 anything loads."""
@@ -61,21 +61,30 @@ def test_umt5_ggufs_run_as_plain_transformers_loads_them(tmp_path: Path) -> None
     assert_reproduces(frames, data)
     # Q8_0 stays near the encoder it came from; another encoder's file changes the video.
     assert np.abs(frames.astype(int) - base.astype(int)).mean() < 2
+    replayed = cli("replay", str(next((tmp_path / "q8").glob("*.json"))))
+    assert np.array_equal(png_frames(replayed), frames)
     other, data = _run("f32", "--text-encoder", str(f32))
     assert data["model"]["files"]["text_encoder"]["quant"] == "F32"
     assert np.abs(other.astype(int) - base.astype(int)).max() > 8
     assert_reproduces(other, data)
 
 
-def test_a_t5_gguf_runs_in_ltx_and_a_llama_gguf_in_hunyuanvideo(tmp_path: Path) -> None:
+def test_a_t5_gguf_runs_in_ltx_and_cogvideox_and_a_llama_gguf_in_hunyuanvideo(tmp_path: Path) -> None:
     t5 = tmp_path / "t5-v1_1-xxl-encoder-Q8_0.gguf"
     assert community.write_encoder_gguf(_reseeded("ltx"), t5, quant="Q8_0", name="t5 tiny") > 0
     frames, data = _run("ltx", "--text-encoder", str(t5), preset="tiny-ltx")
     assert data["model"]["components"]["text_encoder"] == "T5EncoderModel"
     assert_reproduces(frames, data)
+    # CogVideoX's T5 encoder is the same model (the tiny ones share their config).
+    frames, data = _run("cogvideox", "--text-encoder", str(t5), preset="tiny-cogvideox")
+    assert data["model"]["files"]["text_encoder"]["quant"] == "Q8_0"
+    assert_reproduces(frames, data)
     # llama.cpp permutes a Llama's query and key rows; transformers undoes it from the head counts.
+    # A whole language model's file also has its LM head (output.weight), which no encoder takes.
     llama = tmp_path / "llava-llama-3-8b-F32.gguf"
-    community.write_encoder_gguf(_reseeded("hunyuanvideo"), llama, "llama", None, "llama tiny", heads=(4, 4))
+    state = _reseeded("hunyuanvideo")
+    state["lm_head.weight"] = state["embed_tokens.weight"].flip(0)
+    community.write_encoder_gguf(state, llama, "llama", None, "llama tiny", heads=(4, 4))
     frames, data = _run("hunyuan", "--text-encoder", str(llama), preset="tiny-hunyuanvideo")
     assert data["model"]["files"]["text_encoder"]["layout"] == "llama.cpp"
     assert_reproduces(frames, data)
@@ -167,8 +176,8 @@ def test_options_with_a_text_encoder_file(tmp_path: Path) -> None:
     community.write_encoder_gguf(community.encoder_state(_tiny("wan")), path)
     quantize = cli(*FOX, "--preset", "tiny-wan", "--text-encoder", str(path), "--quantize", "int8")
     one_line_error(quantize, 3, "drop --quantize")
-    other = cli(*FOX, "--preset", "tiny-cogvideox", "--text-encoder", str(path))
-    one_line_error(other, 3, "not used by CogVideoX")
+    other = cli(*FOX, "--preset", "tiny-modelscope", "--text-encoder", str(path))
+    one_line_error(other, 3, "not used by ModelScope")
 
 
 def test_transformers_reads_no_gguf_for_a_llava_encoder() -> None:
@@ -203,9 +212,10 @@ def test_vidgen_models_lists_each_familys_files() -> None:
         "files:    --transformer, --transformer-2 (GGUF, safetensors, scaled fp8); "
         "--text-encoder (GGUF dequantized on load, safetensors, scaled fp8)"
     ) in blocks["wan2.2"]
-    assert "files:    diffusers folders only" in blocks["cogvideox"]
+    assert "files:    --text-encoder (GGUF dequantized on load, safetensors, scaled fp8)" in blocks["cogvideox"]
+    assert "files:    diffusers folders only" in blocks["modelscope"]
     assert "files:    --model (single-file checkpoint)" in blocks["animatediff"]
     rows = {row["family"]: row["files"] for row in json.loads(cli("models", "--json").stdout)}
     assert rows["ltx"]["--text-encoder"] == ["GGUF dequantized on load", "safetensors", "scaled fp8"]
-    assert "--text-encoder" not in rows["ltx2"] and rows["cogvideox"] == {}
+    assert "--text-encoder" not in rows["ltx2"] and rows["svd"] == {}
     assert rows["animatediff"] == {"--model": ["single-file checkpoint"]}
