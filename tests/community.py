@@ -101,24 +101,29 @@ def write_raw_gguf(path: Path, tensors: dict[str, tuple[tuple[int, ...], str]], 
     writer.close()
 
 
-def write_fp8_scaled(state: dict, path: Path, scales: bool = True, key: str = "scale_weight") -> int:
-    """ComfyUI / Kijai "fp8_scaled" safetensors: each 2-D block weight stored as fp8 (e4m3fn)
-    of weight / scale with its per-tensor scale beside it (`<module>.scale_weight`), the rest
-    bf16, and the `scaled_fp8` marker. `scales=False` drops the scale tensors, which is what a
-    loader that ignores them computes with. Returns how many weights were scaled."""
+def write_fp8_scaled(
+    state: dict, path: Path, scales: bool = True, key: str = "scale_weight", blocks: str = "blocks."
+) -> int:
+    """ComfyUI / Kijai "fp8_scaled" safetensors: each 2-D weight of a linear layer inside the
+    `blocks` stored as fp8 (e4m3fn) of weight / scale with its per-tensor scale beside it
+    (`<module>.scale_weight`), the rest bf16 (non-float tensors as they are), and the
+    `scaled_fp8` marker. `scales=False` drops the scale tensors, which is what a loader that
+    ignores them computes with. Returns how many weights were scaled."""
     import torch
     from safetensors.torch import save_file
 
     out, scaled = {}, 0
     for name, tensor in state.items():
-        if name.endswith(".weight") and tensor.ndim == 2 and "blocks." in name:
+        # ComfyUI scales linear layers only: T5's relative attention bias is an embedding.
+        linear = "relative_attention_bias" not in name
+        if name.endswith(".weight") and tensor.ndim == 2 and blocks in name and linear:
             scale = tensor.abs().max().float() / 448.0
             out[name] = (tensor.float() / scale).to(torch.float8_e4m3fn)
             if scales:
                 out[name[: -len(".weight")] + "." + key] = scale.reshape(1)
             scaled += 1
         else:
-            out[name] = tensor.to(torch.bfloat16)
+            out[name] = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
     if scales:
         out["scaled_fp8"] = torch.zeros(2, dtype=torch.float8_e4m3fn)
     save_file(out, str(path))
@@ -129,7 +134,57 @@ def write_safetensors(state: dict, path: Path, dtype: str = "bfloat16") -> None:
     import torch
     from safetensors.torch import save_file
 
-    save_file({k: v.to(getattr(torch, dtype)).contiguous() for k, v in state.items()}, str(path))
+    cast = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in state.items()}
+    save_file({k: v.contiguous() for k, v in cast.items()}, str(path))
+
+
+def encoder_state(folder: Path, component: str = "text_encoder") -> dict:
+    """A tiny pipeline folder's text encoder weights (transformers names), as torch tensors."""
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / component / "model.safetensors"))
+
+
+def write_encoder_gguf(
+    state: dict, path: Path, arch: str = "t5encoder", quant: str | None = "Q8_0", name: str = "umt5 tiny", heads=None
+) -> int:
+    """A text encoder's state dict (transformers names) as llama.cpp's converter writes it: the
+    names from gguf's own table for `arch` (`enc.blk.0.attn_q.weight`, `token_embd.weight`), a
+    Llama's q/k rows permuted as llama.cpp does (`heads`: (query, key/value) head counts, written
+    to the metadata, from which transformers undoes it), and each 2-D weight whose rows split
+    into blocks quantized to `quant` (None: all F32). Returns how many tensors were quantized."""
+    import gguf
+
+    blocks = 1 + max(int(part) for key in state for part in key.split(".") if part.isdigit())
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], blocks)
+    kind = gguf.GGMLQuantizationType[quant] if quant else None
+    writer = gguf.GGUFWriter(str(path), arch=arch)
+    writer.add_name(name)
+    if heads:
+        writer.add_head_count(heads[0])
+        writer.add_head_count_kv(heads[1])
+    quantized = 0
+    for key, tensor in state.items():
+        module, suffix = key.rsplit(".", 1)
+        target = names.get_name(module) or names.get_name("model." + module)
+        assert target is not None, key
+        array = tensor.float().numpy()
+        if heads and module.endswith(("q_proj", "k_proj")):
+            count = heads[0] if module.endswith("q_proj") else heads[1]
+            array = array.reshape(count, 2, array.shape[0] // count // 2, *array.shape[1:])
+            array = array.swapaxes(1, 2).reshape(tensor.shape)
+        rows_split = kind is not None and array.ndim == 2 and array.shape[-1] % gguf.GGML_QUANT_SIZES[kind][0] == 0
+        if rows_split and "relative_attention_bias" not in key:
+            data = gguf.quants.quantize(array, kind)
+            writer.add_tensor(f"{target}.{suffix}", data, raw_shape=data.shape, raw_dtype=kind)
+            quantized += 1
+        else:
+            writer.add_tensor(f"{target}.{suffix}", array.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return quantized
 
 
 def main(argv: list[str]) -> None:

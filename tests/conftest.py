@@ -360,18 +360,39 @@ def _load(data: dict, setup: list[dict], calls: list[dict]):
 
 def _single_file(model: dict, component: str, file: dict):
     """A denoiser from one file as diffusers documents it: from_single_file with the base
-    model's config (its folder and subfolder), GGUFQuantizationConfig for GGUF files. (diffusers
-    has no way for scaled fp8 files: their tests compare with the bf16 original instead.)"""
+    model's config (its folder and subfolder), GGUFQuantizationConfig for GGUF files; a text
+    encoder as transformers documents it (see `_text_encoder_file`). (Neither library has a way
+    for scaled fp8 files: their tests compare with the bf16 original instead.)"""
     import diffusers
     import torch
 
     assert "scaled" not in file["quant"], "plain diffusers drops fp8 scales: compare scaled files with bf16"
+    if component.startswith("text_encoder"):
+        return _text_encoder_file(model, component, file)
     dtype = getattr(torch, DTYPES[model["dtype"]])
     kwargs = {"config": model["path"], "subfolder": component, "torch_dtype": dtype}
     if file["format"] == "gguf":
         kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     cls = getattr(diffusers, model["components"][component])
     return cls.from_single_file(file["path"], **kwargs)
+
+
+def _text_encoder_file(model: dict, component: str, file: dict):
+    """The pipeline's own encoder class from one file: from_pretrained(the model, subfolder,
+    gguf_file=FILE, config=the model's encoder config) for GGUF (transformers dequantizes it),
+    from_pretrained(None, config=..., state_dict=the file's tensors) for safetensors; in the
+    dtype the pipeline gives its text encoder."""
+    import torch
+    import transformers
+    from safetensors.torch import load_file
+
+    dtype = getattr(torch, DTYPES[(model.get("dtypes") or {}).get(component, model["dtype"])])
+    cls = getattr(transformers, model["components"][component])
+    config = transformers.AutoConfig.from_pretrained(model["path"], subfolder=component)
+    if file["format"] == "gguf":
+        where = {"subfolder": component, "gguf_file": file["path"]}
+        return cls.from_pretrained(model["path"], **where, config=config, dtype=dtype)
+    return cls.from_pretrained(None, config=config, state_dict=load_file(file["path"]), dtype=dtype)
 
 
 def _processor(text: str):

@@ -95,8 +95,13 @@ ADAPTERS: Params = {
     "lora_high": (o.LoraHigh, None),
     "lora_low": (o.LoraLow, None),
 }
-# Denoisers from one file (GGUF, single-file safetensors), on every command a transformer family runs.
-FILES: Params = {"transformer": (o.Transformer, None), "transformer_2": (o.Transformer2, None)}
+# Denoisers and text encoders from one file (GGUF, single-file safetensors), on every command a
+# transformer family runs.
+FILES: Params = {
+    "transformer": (o.Transformer, None),
+    "transformer_2": (o.Transformer2, None),
+    "text_encoder": (o.TextEncoder, None),
+}
 
 
 def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) -> Callable[..., None]:

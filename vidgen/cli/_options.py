@@ -412,6 +412,17 @@ Transformer2 = Annotated[
         rich_help_panel=MODEL,
     ),
 ]
+TextEncoder = Annotated[
+    str | None,
+    typer.Option(
+        "--text-encoder",
+        metavar="FILE|REPO:PATH",
+        help="The text encoder from one file: GGUF (UMT5/T5/Llama, e.g. umt5-xxl-encoder-Q8_0.gguf) or "
+        "safetensors in transformers' names (ComfyUI's, scaled fp8 included). transformers dequantizes a "
+        "GGUF whole as it loads: it saves download and disk, not memory.",
+        rich_help_panel=MODEL,
+    ),
+]
 Keyframe = Annotated[
     list[str] | None,
     typer.Option(
@@ -592,6 +603,7 @@ PARAMS = {
     "base_config": "model.base_config",
     "transformer": "model.transformer",
     "transformer_2": "model.transformer_2",
+    "text_encoder": "model.text_encoder",
     "scheduler": "model.scheduler",
     "lora": "model.loras",
     "prompt_at": "inputs.prompts",

@@ -12,7 +12,9 @@ from vidgen.config import available_presets
 from vidgen.config.flags import flag
 from vidgen.config.layers import merged_preset
 from vidgen.core.terminal import escape
-from vidgen.families.base import context_parallel
+from vidgen.families.base import Family, context_parallel
+from vidgen.models.checkpoints import flag as file_flag
+from vidgen.models.checkpoints import formats
 
 
 def models(
@@ -46,6 +48,7 @@ def models(
             "optimizations": sorted(flag(f"optimization.{name}") for name in family.takes.optimizations),
             "options": [option.flag for option in family.options],
             "presets": presets.get(family.name, []),
+            "files": _files(family),
         }
         for family in families.FAMILIES.values()
     ]
@@ -60,8 +63,29 @@ def models(
         if row["options"]:
             typer.echo(f"  own:      {', '.join(row['options'])}")
         typer.echo(f"  options:  {', '.join(row['optimizations']) or '-'}")
+        typer.echo(escape(f"  files:    {_files_line(row['files'])}"))
         if row["deprecated"]:
             typer.echo(f"  note:     {row['deprecated']}")
+
+
+def _files(family: Family) -> dict[str, list[str]]:
+    """flag -> the kinds of single file it takes: the components the family declares may come
+    from one file, and --model where it takes one original-format checkpoint."""
+    files = {file_flag(name): list(formats(name)) for name in family.loading.files}
+    if family.loading.single_file:
+        files["--model"] = ["single-file checkpoint"]
+    return files
+
+
+def _files_line(files: dict[str, list[str]]) -> str:
+    """`--transformer, --transformer-2 (GGUF, safetensors, scaled fp8); --text-encoder (...)`:
+    flags that take the same kinds of file share their parentheses."""
+    if not files:
+        return "diffusers folders only"
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for option, kinds in files.items():
+        groups.setdefault(tuple(kinds), []).append(option)
+    return "; ".join(f"{', '.join(options)} ({', '.join(kinds)})" for kinds, options in groups.items())
 
 
 def _optimizations(as_json: bool) -> None:

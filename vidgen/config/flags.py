@@ -31,6 +31,7 @@ FLAGS: dict[str, str] = {
     "model.controlnet": "--controlnet",
     "model.transformer": "--transformer",
     "model.transformer_2": "--transformer-2",
+    "model.text_encoder": "--text-encoder",
     "inputs.preprocess": "--preprocess",
     "inputs.canny_low": "--canny-low",
     "inputs.canny_high": "--canny-high",

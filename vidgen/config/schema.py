@@ -85,6 +85,9 @@ class ModelConfig(_Section):
     transformer: str | None = None
     # The second expert of a two-expert model (Wan 2.2 A14B's low-noise transformer_2).
     transformer_2: str | None = None
+    # The text encoder from one file (GGUF, or safetensors in transformers' names, scaled fp8
+    # included): a path or REPO[@REVISION]:PATH. transformers dequantizes a GGUF file whole.
+    text_encoder: str | None = None
 
 
 def _declared_extras(cls: type[BaseModel], data: Any, handler: Any, adapters: Any) -> Any:

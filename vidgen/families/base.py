@@ -36,6 +36,7 @@ MODEL_OPTIONS = (
     "controlnet",
     "transformer",
     "transformer_2",
+    "text_encoder",
 )
 # --scheduler name -> diffusers class, for the UNet (epsilon / v-prediction) families.
 UNET_SCHEDULERS = {
@@ -304,8 +305,10 @@ class Loading:
     components: dict[str, str] = field(default_factory=dict)
     # Whether --model may be a single original-format checkpoint file.
     single_file: bool = False
-    # Denoisers that may come from one file instead of the model's folder (--transformer FILE,
-    # --transformer-2 FILE): GGUF or safetensors in any layout diffusers' converters map.
+    # Components that may come from one file instead of the model's folder: the denoisers
+    # (--transformer FILE, --transformer-2 FILE: GGUF or safetensors in any layout diffusers'
+    # converters map) and the text encoder (--text-encoder FILE: GGUF where transformers reads
+    # its architecture, or safetensors in transformers' names). Declare only what is tested.
     files: tuple[str, ...] = ()
     # Extra from_pretrained / from_single_file arguments (e.g. components left out).
     from_pretrained: dict[str, Any] = field(default_factory=dict)

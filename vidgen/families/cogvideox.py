@@ -75,8 +75,9 @@ class CogVideoX(Family):
         "sampling.num_frames": "in v2v the input video sets the length; use --max-frames",
         "optimization.decode_chunk_size": "CogVideoX's VAE decodes in tiles; use --vae-tiling",
     }
-    # The T5-XXL encoder is nearly as large as the 5B transformer.
-    loading = Loading(cuda_dtype="bf16", quantize_also=("text_encoder",))
+    # The T5-XXL encoder is nearly as large as the 5B transformer; it may come from one file
+    # (a T5 GGUF). diffusers has no single-file loader for CogVideoX's transformer.
+    loading = Loading(cuda_dtype="bf16", quantize_also=("text_encoder",), files=("text_encoder",))
     # Calibrated on diffusers' CogVideoX-2b table (49 frames, 720x480): 33 GB plain, 19 GB model
     # offload, 11 GB with tiling too, under 4 GB sequential. The causal VAE decodes the whole clip
     # (batching latent frames inside); slicing splits only a batch of videos, and vidgen makes one.

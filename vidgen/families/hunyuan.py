@@ -318,9 +318,13 @@ class HunyuanVideo(Family):
         "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload group",
     }
-    # The Llama-3 8B text encoder is as large as half the transformer.
+    # The Llama-3 8B text encoder is as large as half the transformer; it may come from one file
+    # too (a Llama GGUF for text-to-video; transformers reads no GGUF for image-to-video's LLaVA).
     loading = Loading(
-        cuda_dtype="bf16", half_dtypes=_HALF_DTYPES, quantize_also=("text_encoder",), files=("transformer",)
+        cuda_dtype="bf16",
+        half_dtypes=_HALF_DTYPES,
+        quantize_also=("text_encoder",),
+        files=("transformer", "text_encoder"),
     )
     # The causal VAE decodes a few latent frames at a time with a feature cache.
     memory = Memory(_FOOTPRINT, decode_batch=4, sliced=False, passes=passes)

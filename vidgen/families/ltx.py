@@ -218,7 +218,8 @@ class LTX(Family):
     decoding = Decoding(latents="caught", catches={"latents": Catch("vae.decode")})
     # 8k+1 frames, sizes multiples of 32; an input clip of one frame still conditions.
     grid = Grid(frames=8, size=32, shortest=1)
-    loading = Loading(cuda_dtype="bf16", files=("transformer",))
+    # The T5-XXL encoder also from one file (t5-v1_1-xxl encoder GGUFs, ComfyUI's t5xxl files).
+    loading = Loading(cuda_dtype="bf16", files=("transformer", "text_encoder"))
     # The upscale recipe loads its latent upsampler beside the pipeline and refines at another size.
     memory = _Memory(
         Footprint(

@@ -484,7 +484,8 @@ class Wan(Family):
         cuda_dtype="bf16",
         dtypes={"vae": "fp32", "image_encoder": "fp32"},
         quantize_also=("text_encoder",),
-        files=("transformer",),
+        # The UMT5 encoder also from one file (city96's umt5-xxl-encoder GGUFs, ComfyUI's umt5_xxl).
+        files=("transformer", "text_encoder"),
     )
     memory = wan_memory(FOOTPRINT)
     grid = Grid(frames=4, size=16)
@@ -562,7 +563,9 @@ class Wan22(Wan):
         "optimization.cache=magcache": "its published ratios span both experts, which diffusers caches apart",
     }
     # The high-noise expert denoises until boundary_ratio of the schedule, then the low-noise one.
-    loading = replace(Wan.loading, denoisers=("transformer", "transformer_2"), files=("transformer", "transformer_2"))
+    loading = replace(
+        Wan.loading, denoisers=("transformer", "transformer_2"), files=("transformer", "transformer_2", "text_encoder")
+    )
     # Each expert is a Wan 2.1 14B transformer; offloaded, only the running one is on the GPU.
     memory = wan_memory(
         replace(

@@ -242,7 +242,9 @@ class WanVACE22(WanVACE):
     # 3.0 low-noise, shift 12), 81 frames at 16 fps.
     reference = merged(_REFERENCE, settings(steps=40, guidance=4.0, guidance_scale_2=3.0, flow_shift=12.0))
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, GUIDANCE_2, KEEP_UNMASKED)
-    loading = replace(Wan.loading, denoisers=("transformer", "transformer_2"), files=("transformer", "transformer_2"))
+    loading = replace(
+        Wan.loading, denoisers=("transformer", "transformer_2"), files=("transformer", "transformer_2", "text_encoder")
+    )
     memory = wan_memory(
         replace(
             FOOTPRINT,

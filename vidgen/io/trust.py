@@ -33,6 +33,7 @@ _WEIGHTS = {
     "base_config": "base config",
     "transformer": "transformer file",
     "transformer_2": "transformer_2 file",
+    "text_encoder": "text encoder file",
 }
 
 

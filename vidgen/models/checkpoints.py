@@ -29,6 +29,8 @@ UNUSED_SCALES = (".scale_input", ".input_scale")
 SCALED_MARKERS = ("scaled_fp8", "comfy_quant")
 # Second scales of 4-bit and block-scaled formats (ComfyUI's nvfp4, int8 blockwise).
 BLOCK_SCALES = (".weight_scale_2", ".pre_quant_scale")
+# ComfyUI's text encoder files carry their tokenizer as a byte tensor; no weight takes it.
+TOKENIZER_TENSORS = ("spiece_model",)
 FLOAT8 = ("F8_E4M3", "F8_E5M2")
 # GGUF types that are plain floats (no dequantization).
 GGUF_FLOATS = ("F32", "F16", "BF16", "F64")
@@ -44,8 +46,20 @@ KNOWN_TYPES = {
     "flux": "a FLUX transformer",
     "sd3": "a Stable Diffusion 3 transformer",
 }
-# GGUF general.architecture values city96's convert script and others write.
-GGUF_ARCHES = {"wan": "Wan", "ltxv": "LTX-Video", "hyvid": "HunyuanVideo", "flux": "FLUX", "sd3": "SD3"}
+# GGUF general.architecture values city96's convert script and others write, and llama.cpp's
+# for the text encoders.
+GGUF_ARCHES = {
+    "wan": "Wan",
+    "ltxv": "LTX-Video",
+    "hyvid": "HunyuanVideo",
+    "flux": "FLUX",
+    "sd3": "SD3",
+    "t5encoder": "T5 text encoder",
+    "t5": "T5",
+    "llama": "Llama",
+}
+# The GGUF names llama.cpp gives a model's tensors (token embedding, blocks, encoder blocks).
+LLAMA_CPP_NAMES = ("token_embd.", "blk.", "enc.blk.", "enc.output_norm.")
 _HUB_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[\w.-]+))?:(?P<path>[^:]+)$")
 
 
@@ -70,12 +84,18 @@ class Checkpoint:
 
     @property
     def layout(self) -> str:
-        """comfyui (prefixed keys), diffusers, or original (the authors' own names)."""
+        """comfyui (prefixed keys), diffusers, llama.cpp (GGUF names), transformers (a text
+        encoder's own names, as ComfyUI's text encoder files keep them) or original (the
+        authors' own names)."""
         names = self.tensors
         if any(name.startswith(COMFY_PREFIXES) for name in names):
             return "comfyui"
         diffusers_words = ("attn1.", "attn2.", "to_q.", "transformer_blocks.", "proj_out.", "condition_embedder.")
-        return "diffusers" if any(word in name for name in names for word in diffusers_words) else "original"
+        if any(word in name for name in names for word in diffusers_words):
+            return "diffusers"
+        if any(name.startswith(LLAMA_CPP_NAMES) for name in names):
+            return "llama.cpp"
+        return "transformers" if _text_encoder(self) else "original"
 
     def types(self) -> dict[str, int]:
         """tensor type -> how many tensors have it."""
@@ -316,7 +336,19 @@ def what_it_is(checkpoint: Checkpoint) -> str:
             return name
     if checkpoint.architecture in GGUF_ARCHES:
         return f"a {GGUF_ARCHES[checkpoint.architecture]} model (GGUF architecture '{checkpoint.architecture}')"
-    return "a checkpoint of an unknown model"
+    encoder = _text_encoder(checkpoint)
+    return f"a {encoder} text encoder" if encoder else "a checkpoint of an unknown model"
+
+
+def _text_encoder(checkpoint: Checkpoint) -> str | None:
+    """UMT5, T5 or Llama for a file in transformers' names of such an encoder (UMT5 has an
+    attention bias in every block, T5 in the first only)."""
+    names = checkpoint.tensors
+    if "encoder.block.0.layer.0.SelfAttention.q.weight" in names:
+        return "UMT5" if "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight" in names else "T5"
+    if any(name.startswith(("layers.0.self_attn.", "model.layers.0.self_attn.")) for name in names):
+        return "Llama"
+    return None
 
 
 def _meta_tensors(checkpoint: Checkpoint, drop_scales: bool) -> dict[str, Any]:
@@ -340,7 +372,7 @@ def _quantized(kind: str) -> bool:
 def _unused(name: str) -> bool:
     """Tensors a scaled file carries that no model weight takes (markers, activation scales)."""
     bare = name.split(".")[-1]
-    return bare in SCALED_MARKERS or name.endswith(UNUSED_SCALES)
+    return bare in SCALED_MARKERS or bare in TOKENIZER_TENSORS or name.endswith(UNUSED_SCALES)
 
 
 def converted(checkpoint: Checkpoint, class_name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +407,36 @@ def check(checkpoint: Checkpoint, class_name: str, meta_model: Any, what: str, m
         )
     _compare(checkpoint, {k: tuple(v.shape) for k, v in mapped.items()}, expected, class_name, what, model)
     _check_quantized(checkpoint, mapped, meta_model, what)
+
+
+def check_encoder(checkpoint: Checkpoint, class_name: str, meta_model: Any, what: str, model: str) -> None:
+    """Refuse a text encoder file whose tensors do not fill the pipeline's own encoder class
+    (`meta_model`, built on the meta device) exactly, under the names transformers gives a
+    GGUF file's tensors when it loads it: another model's GGUF, an encoder of another kind or
+    size, a part of one, or a class transformers reads no GGUF file for."""
+    from vidgen.models import encoders
+
+    if checkpoint.format == "pickle":
+        raise ModelError(f"{what} takes a .gguf or .safetensors file; {checkpoint.source} is a pickle file.")
+    if checkpoint.format == "gguf":
+        if not encoders.gguf_readable(meta_model):
+            raise ModelError(
+                f"transformers cannot load {model}'s text encoder ({class_name}) from a GGUF file; "
+                f"{what} takes a safetensors file in transformers' names for it."
+            )
+        if not encoders.same_architecture(meta_model, checkpoint.architecture):
+            raise ModelError(
+                f"{what} {checkpoint.source} is {what_it_is(checkpoint)}, not the {class_name} of {model}; "
+                f"use a GGUF file of this text encoder ({meta_model.config.model_type})."
+            )
+        names = encoders.gguf_names(meta_model)
+        given = {names.get(n, n): shape for n, (shape, _) in checkpoint.tensors.items() if not encoders.skipped(n)}
+    else:
+        given = {name: tuple(tensor.shape) for name, tensor in _meta_tensors(checkpoint, drop_scales=True).items()}
+    # A tied copy (UMT5's encoder.embed_tokens is its `shared`) counts as the weight it copies.
+    canonical = encoders.canonical(meta_model)
+    given = {canonical.get(name, name): shape for name, shape in given.items()}
+    _compare(checkpoint, given, encoders.weights(meta_model), class_name, what, model)
 
 
 def _check_quantized(checkpoint: Checkpoint, mapped: dict[str, Any], meta_model: Any, what: str) -> None:
@@ -469,18 +531,39 @@ def dequantized(checkpoint: Checkpoint, dtype: Any) -> dict[str, Any]:
     return state
 
 
-def load(checkpoint: Checkpoint, class_name: str, config_folder: Path, dtype: Any) -> Any:
+def load(checkpoint: Checkpoint, class_name: str, config_folder: Path, dtype: Any, library: str = "diffusers") -> Any:
     """The model from the file, the way diffusers documents it: from_single_file with the base
     model's config, GGUFQuantizationConfig(compute_dtype=dtype) for GGUF; a scaled fp8 file is
-    dequantized first (see `dequantized`)."""
+    dequantized first (see `dequantized`). A transformers text encoder loads as
+    `encoders.load` says (GGUF files dequantized whole)."""
     import diffusers
 
+    if library == "transformers":
+        from vidgen.models import encoders
+
+        gguf = checkpoint.format == "gguf"
+        state = None if gguf else dequantized(checkpoint, dtype)
+        return encoders.load(checkpoint.path, gguf, class_name, config_folder, dtype, state)
     cls = getattr(diffusers, class_name)
     kwargs: dict[str, Any] = {"config": str(config_folder), "torch_dtype": dtype}
     if checkpoint.format == "gguf":
         kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     source: Any = dequantized(checkpoint, dtype) if checkpoint.scaled else str(checkpoint.path)
     return cls.from_single_file(source, **kwargs)
+
+
+def stays_quantized(component: str) -> bool:
+    """Whether a component's GGUF weights stay quantized once loaded: diffusers keeps a
+    denoiser's in their blocks and dequantizes each layer as it runs; transformers dequantizes
+    a text encoder's whole as it loads (the file saves download and disk, not memory)."""
+    return not component.startswith("text_encoder")
+
+
+def formats(component: str) -> tuple[str, ...]:
+    """The kinds of file a component's flag takes, as `vidgen models` lists them."""
+    if stays_quantized(component):
+        return ("GGUF", "safetensors", "scaled fp8")
+    return ("GGUF dequantized on load", "safetensors", "scaled fp8")
 
 
 def dequantize_bytes(checkpoint: Checkpoint, dtype_bytes: float) -> float:
@@ -538,14 +621,15 @@ def resident_bytes(checkpoint: Checkpoint, dtype_bytes: float) -> float:
 class Planned:
     """A component of the run that comes from one file, checked against the model it goes into."""
 
-    component: str  # transformer, transformer_2
+    component: str  # transformer, transformer_2, text_encoder
     checkpoint: Checkpoint
     class_name: str
     config_folder: Path
+    library: str = "diffusers"  # the class's: diffusers, or transformers for a text encoder
 
 
 def flag(component: str) -> str:
-    """The command-line flag of a component file: --transformer, --transformer-2."""
+    """The command-line flag of a component file: --transformer, --transformer-2, --text-encoder."""
     return "--" + component.replace("_", "-")
 
 
@@ -572,10 +656,11 @@ def check_options(cfg: Any, files: dict[str, Checkpoint]) -> None:
     for name, checkpoint in files.items():
         if cfg.optimization.quantize:
             raise ConfigError(
-                f"--quantize quantizes the denoisers from their full weights, and {flag(name)} brings its own "
+                f"--quantize quantizes the model from its full weights, and {flag(name)} brings its own "
                 f"({checkpoint.quant}); drop --quantize, or use a GGUF file of the precision you want."
             )
-        if cfg.optimization.fp8_storage and checkpoint.format == "gguf":
+        # fp8 storage acts on the denoisers, whose GGUF weights stay quantized.
+        if cfg.optimization.fp8_storage and checkpoint.format == "gguf" and stays_quantized(name):
             raise ConfigError(
                 f"--fp8-storage stores full weights in fp8, and {flag(name)} is already quantized "
                 f"({checkpoint.quant}); drop --fp8-storage."
@@ -607,15 +692,19 @@ def plan(
     for name, checkpoint in read_files.items():
         class_name = skeleton.component_class(folder, name)
         if class_name is None:
-            raise ModelError(
-                f"{flag(name)}: {model_id} has no {name}; this model has one denoiser, so pass --transformer only."
-            )
+            one = "; this model has one denoiser, so pass --transformer only" if name == "transformer_2" else ""
+            raise ModelError(f"{flag(name)}: {model_id} has no {name}{one}.")
         config_folder = skeleton.config_folder(where, kind, name, cfg.model.revision)
         if config_folder is None and not download:
             continue
         config_folder = config_folder or _download_config(where, name, cfg.model.revision)
-        check(checkpoint, class_name, skeleton.meta_model(class_name, config_folder), flag(name), model_id)
-        planned.append(Planned(name, checkpoint, class_name, config_folder))
+        library = skeleton.component_library(folder, name) or "diffusers"
+        if library == "transformers":
+            meta = skeleton.meta_encoder(class_name, config_folder)
+            check_encoder(checkpoint, class_name, meta, flag(name), model_id)
+        else:
+            check(checkpoint, class_name, skeleton.meta_model(class_name, config_folder), flag(name), model_id)
+        planned.append(Planned(name, checkpoint, class_name, config_folder, library))
     return planned
 
 

@@ -371,7 +371,7 @@ def load(
         kwargs.update(decode_components(family, cls))
     else:
         files = checkpoints.plan(cfg, checkpoints.read_requested(cfg, family, download=True), kind, where, model_id)
-        _load_files(files, torch_dtype, on_component, kwargs, extra)
+        _load_files(files, load_dtype, on_component, kwargs, extra)
         _load_extra_models(cfg, family, found, torch_dtype, on_component, kwargs, extra)
     if kind == "file":
         load_from, quantization = cls.from_single_file, None
@@ -412,19 +412,22 @@ def load(
 
 def _load_files(
     files: list[checkpoints.Planned],
-    torch_dtype: Any,
+    load_dtype: Any,
     on_component: OnComponent | None,
     kwargs: dict[str, Any],
     extra: dict[str, dict[str, Any]],
 ) -> None:
-    """Load each component that comes from one file (--transformer FILE) into `kwargs`, where
-    from_pretrained takes it instead of the model's own, and record the files for the sidecar."""
+    """Load each component that comes from one file (--transformer FILE, --text-encoder FILE)
+    into `kwargs`, where from_pretrained takes it instead of the model's own, in the dtype the
+    pipeline would give it (`load_dtype`: one torch dtype, or component -> dtype with a
+    default), and record the files for the sidecar."""
     for planned in files:
         if on_component is not None:
             on_component(planned.component, planned.class_name, 0, 0)  # loaded on its own, first
+        dtype = load_dtype.get(planned.component, load_dtype["default"]) if isinstance(load_dtype, dict) else load_dtype
         try:
             kwargs[planned.component] = checkpoints.load(
-                planned.checkpoint, planned.class_name, planned.config_folder, torch_dtype
+                planned.checkpoint, planned.class_name, planned.config_folder, dtype, planned.library
             )
         except components.load_failures() as exc:
             if is_oom(exc):

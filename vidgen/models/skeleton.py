@@ -14,13 +14,24 @@ from vidgen.core.errors import ModelError
 def component_class(folder: Path, component: str) -> str | None:
     """The class a pipeline folder's model_index.json names for `component` (None when the
     folder has no such component, e.g. a Wan 2.1 folder's transformer_2)."""
+    entry = _entry(folder, component)
+    return entry[1] if entry else None
+
+
+def component_library(folder: Path, component: str) -> str | None:
+    """The library of `component`'s class (diffusers, transformers), as model_index.json names it."""
+    entry = _entry(folder, component)
+    return entry[0] if entry else None
+
+
+def _entry(folder: Path, component: str) -> tuple[str, str] | None:
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     entry = index.get(component) if isinstance(index, dict) else None
-    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str):
-        return entry[1]
+    if isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry):
+        return entry[0], entry[1]
     return None
 
 
@@ -70,6 +81,23 @@ def meta_model(class_name: str, config: Path | dict[str, Any]) -> Any:
         loaded = cls.load_config(str(config)) if isinstance(config, Path) else dict(config)
         with torch.device("meta"):
             return cls.from_config(loaded)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelError(f"cannot read the {class_name} config at {config}: {str(exc).splitlines()[0]}") from None
+
+
+def meta_encoder(class_name: str, config: Path) -> Any:
+    """The transformers model `class_name` (a text encoder) built from the config.json in
+    `config` on the meta device: its module tree, parameter shapes and tied weights, no memory."""
+    import torch
+    import transformers
+
+    cls = getattr(transformers, class_name, None)
+    if cls is None:
+        raise ModelError(f"transformers has no model class {class_name}; is transformers up to date?")
+    try:
+        loaded = transformers.AutoConfig.from_pretrained(str(config))
+        with torch.device("meta"):
+            return cls(loaded)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelError(f"cannot read the {class_name} config at {config}: {str(exc).splitlines()[0]}") from None
 

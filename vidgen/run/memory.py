@@ -273,15 +273,18 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
 def _files(
     family: Family, cfg: RunConfig, params: dict[str, float], sources: set[str], notes: list[str]
 ) -> tuple[dict[str, float], float]:
-    """Components from one file (--transformer FILE): their parameters from the file's header,
-    a GGUF file's own bytes as what it holds, and its dequantization working set."""
+    """Components from one file (--transformer FILE, --text-encoder FILE): their parameters
+    from the file's header, a denoiser GGUF file's own bytes as what it holds, and its
+    dequantization working set. A text encoder's GGUF is dequantized whole as it loads, so it
+    holds its parameters in the run's dtype like a full-precision one."""
     from vidgen.models import checkpoints
 
     fixed, working = {}, 0.0
     for name, source in checkpoints.requested(cfg, family).items():
         checkpoint = checkpoints.read(source, checkpoints.flag(name), cfg.model.allow_pickle, download=False)
         if checkpoint is None:
-            bits = checkpoints.bits_from_name(source)
+            # A text encoder's GGUF is dequantized as it loads: its name says nothing of its memory.
+            bits = checkpoints.bits_from_name(source) if checkpoints.stays_quantized(name) else None
             if bits is None or not params.get(name):
                 notes.append(f"the size of {source} is unknown until it is downloaded; planned with the model's own")
                 continue
@@ -292,7 +295,7 @@ def _files(
             )
             continue
         params[name] = float(checkpoints.parameters(checkpoint))
-        if checkpoint.format == "gguf":
+        if checkpoint.format == "gguf" and checkpoints.stays_quantized(name):
             fixed[name] = checkpoints.resident_bytes(checkpoint, 1.0)
             working = max(working, checkpoints.dequantize_bytes(checkpoint, 4.0))
         sources.add(f"{checkpoint.format} header")
