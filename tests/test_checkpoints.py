@@ -127,6 +127,9 @@ def test_a_gguf_run_replays_to_identical_frames(tmp_path: Path) -> None:
     assert replayed["model"]["files"] == data["model"]["files"]
     other, _ = _run(tmp_path, "w", "--transformer", str(tmp_path / "q8.gguf"), seed="4")
     assert not np.array_equal(frames, other)
+    shown = cli("inspect", str(next((tmp_path / "v").glob("*.json")))).stdout
+    sha = data["model"]["files"]["transformer"]["sha256"][:12]
+    assert f"transformer  {tmp_path / 'q8.gguf'} (gguf Q8_0, original layout, sha256 {sha}, " in shown
 
 
 def test_a_hub_file_comes_from_the_cache_with_its_revision(tmp_path: Path) -> None:
@@ -272,3 +275,26 @@ def test_scaled_formats_vidgen_cannot_dequantize_are_refused_by_name(tmp_path: P
     save_file(int8, str(tmp_path / "int8.safetensors"))
     result = cli(*FOX, "--preset", "tiny-wan", "--transformer", str(tmp_path / "int8.safetensors"))
     one_line_error(result, 5, "stores model.diffusion_model.blocks.0.ffn.2.weight as I8 with 96 scales")
+
+
+def test_batch_jobs_take_their_own_files_and_a_manifest_cannot_allow_a_pickle(tmp_path: Path) -> None:
+    import json
+
+    community.write_gguf(_wan_original(), tmp_path / "q8.gguf", "Q8_0")
+    community.write_gguf(_wan_original(), tmp_path / "q4.gguf", "Q4_0")
+    jobs = [
+        {"id": "a", "preset": "tiny-wan", "prompt": "a fox", "seed": 3, "transformer": "q8.gguf"},
+        {"id": "b", "preset": "tiny-wan", "prompt": "a fox", "seed": 3, "transformer": "q4.gguf"},
+    ]
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    result = cli("batch", "jobs.jsonl", "--out", "runs/")
+    assert result.exit_code == 0, result.stderr
+    # Two files, two pipelines: the second job does not run on the first job's transformer.
+    quants = [sidecar(tmp_path / "runs" / f"{job}.json")["model"]["files"]["transformer"]["quant"] for job in "ab"]
+    assert quants == ["Q8_0", "Q4_0"]
+    (tmp_path / "model.ckpt").write_bytes((tmp_path / "q8.gguf").read_bytes())
+    evil = {"preset": "tiny-wan", "prompt": "a fox", "transformer": "model.ckpt", "allow_pickle": True}
+    (tmp_path / "evil.jsonl").write_text(json.dumps(evil) + "\n")
+    refused = cli("batch", "evil.jsonl", "--out", "evil/")
+    assert refused.exit_code != 0 and "only the command line can allow them" in refused.stderr
+    assert not files_under(tmp_path / "evil")

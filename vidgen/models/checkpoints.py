@@ -642,6 +642,10 @@ def requested(cfg: Any, family: Any) -> dict[str, str]:
 def read_requested(cfg: Any, family: Any, download: bool) -> dict[str, Checkpoint]:
     """The headers of the run's component files; wrong or unsafe files fail here, before any
     weights load (`download`: fetch REPO:PATH files not yet in the cache)."""
+    if requested(cfg, family):
+        from vidgen.core.libs import quiet
+
+        quiet()  # reading a GGUF imports diffusers' quantizers (and torchao, where installed)
     found = {
         name: read(source, flag(name), cfg.model.allow_pickle, download)
         for name, source in requested(cfg, family).items()
