@@ -298,3 +298,30 @@ def test_batch_jobs_take_their_own_files_and_a_manifest_cannot_allow_a_pickle(tm
     refused = cli("batch", "evil.jsonl", "--out", "evil/")
     assert refused.exit_code != 0 and "only the command line can allow them" in refused.stderr
     assert not files_under(tmp_path / "evil")
+
+
+def test_a_gguf_presets_plan_prices_the_cached_file_and_before_download_its_name(tmp_path: Path) -> None:
+    import json
+
+    import gguf
+
+    args = ("t2v", "a fox", "--preset", "wan2.1-t2v-14b-gguf-q4", "--dry-run", "--memory", "auto",
+            "--vram", "12", "--json")  # fmt: skip
+    # Not downloaded: priced by the quant type in the preset's file name over the 14B's parameters.
+    before = cli_subprocess(*args, env={"HF_HUB_CACHE": str(tmp_path / "empty")})
+    assert before.returncode == 0, before.stderr
+    memory = json.loads(before.stdout)["memory"]
+    assert 9.0e9 < memory["weights_bytes"]["transformer"] < 10.5e9  # the published file: 10.1 GB
+    assert any("5.3 bits a weight" in note for note in memory["notes"])
+    # In the Hugging Face cache (a stand-in file under the preset's repo and name): its own bytes.
+    commit = "a" * 40
+    repo = tmp_path / "hub" / "models--city96--Wan2.1-T2V-14B-gguf"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    path = repo / "snapshots" / commit / "wan2.1-t2v-14b-Q4_K_M.gguf"
+    community.write_gguf(_wan_original(), path, "Q4_0")
+    after = cli_subprocess(*args, env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert after.returncode == 0, after.stderr
+    data_bytes = sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors)
+    assert json.loads(after.stdout)["memory"]["weights_bytes"]["transformer"] == data_bytes
