@@ -479,17 +479,6 @@ def _compare(
             f"{what} {checkpoint.source} lacks {len(missing)} of the {len(expected)} weights of {model}'s "
             f"{class_name} (e.g. {missing[0]}); is it the whole file, made for this model?"
         )
-    _compare_shapes(checkpoint, mapped, expected, class_name, what, model)
-
-
-def _compare_shapes(
-    checkpoint: Checkpoint,
-    mapped: dict[str, tuple[int, ...]],
-    expected: dict[str, tuple[int, ...]],
-    class_name: str,
-    what: str,
-    model: str,
-) -> None:
     wrong = [name for name in sorted(mapped) if name in expected and tuple(mapped[name]) != tuple(expected[name])]
     if wrong:
         # A matrix shows the model's width best (a norm's length says less).
