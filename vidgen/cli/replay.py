@@ -86,6 +86,10 @@ def replay(
                 f"{changed[0]} has changed since the recorded run (its pixels differ); replay needs the same "
                 "input, or point elsewhere on purpose with --set inputs.NAME=PATH."
             )
+        if plan.enhanced is not None:
+            log.info("  the recorded enhanced prompt is reused; the prompt enhancer is not loaded")
+        elif plan.asked is not None:
+            log.info("  the prompt or its enhancement settings differ from the recording: the enhancer runs again")
 
     run_resolved(
         resolved,
@@ -96,4 +100,5 @@ def replay(
         extra={"replay_of": {"path": str(source), "created_at": data.get("created_at")}},
         grants=grants,
         announce=announce,
+        recorded=(data.get("prompt_enhancement"), str(source)),
     )

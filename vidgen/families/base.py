@@ -23,7 +23,9 @@ MODE_INPUTS: dict[str, frozenset[str]] = {
     "control": frozenset({"preprocess", "canny_low", "canny_high", "resize", "background", "input_fps", "max_frames"}),
     "animate": frozenset(),
 }
-TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
+# --enhance-prompt and the LLM's settings: inputs of every family that takes text.
+ENHANCE_INPUTS = frozenset({"enhance_prompt", "enhancer_seed", "enhancer_temperature", "enhancer_max_new_tokens"})
+TEXT_INPUTS = frozenset({"prompt", "negative_prompt"}) | ENHANCE_INPUTS
 # Why --attention-slicing is refused where diffusers' slicing would not touch the attention.
 SDPA_SLICING = "its attention runs through PyTorch SDPA, already memory-efficient; diffusers' slicing would do nothing"
 # `model` fields only some families use.
@@ -326,6 +328,23 @@ class Loading:
     repair: Callable[[Any, str | None], list[dict[str, Any]]] | None = None
 
 
+@dataclass(frozen=True)
+class Enhancing:
+    """How --enhance-prompt rewrites this family's prompts.
+
+    `prompts` names the system prompts the LLM gets (vidgen/families/system_prompts.py): those
+    the model's authors publish ("wan"), else vidgen's "generic" one. `pipeline`: the family's
+    pipeline enhances with its own text encoder (`Family.enhance`, LTX-2), so the default
+    enhancer is the pipeline itself; `needs` are the components that loads (a --dry-run loads
+    only those) and `requires` those a model must have for it (checked in its model_index.json
+    before anything loads)."""
+
+    prompts: str = "generic"
+    pipeline: bool = False
+    needs: frozenset[str] = frozenset()
+    requires: frozenset[str] = frozenset()
+
+
 class Part:
     """A part of a family that computes from the run (memory, postprocessing). `family` is the
     family it belongs to, set when the family is made, for parts whose numbers depend on the
@@ -517,6 +536,8 @@ class Family:
     hints: ClassVar[dict[str, str]] = {}
     # name -> builder of a tiny random-weight pipeline of this family (see vidgen/models/tiny.py).
     tiny: ClassVar[dict[str, Callable[[], Any]]] = {}
+    # What --enhance-prompt runs for this family (see `Enhancing`).
+    enhancing: ClassVar[Enhancing] = Enhancing()
 
     def __init__(self) -> None:
         self.memory = type(self).memory.bound(self)  # type: ignore[assignment]
@@ -583,6 +604,13 @@ class Family:
         if spec.partition(":")[0] == "magcache":
             return magcache_config(cfg, spec, magcache_steps(self, cfg))
         return None
+
+    def enhance(self, pipe: Any, cfg: RunConfig, prompt: str, asked: dict[str, Any], media: dict[str, Any]) -> Any:
+        """Rewrite `prompt` with the loaded pipeline's own model (families whose `enhancing` says
+        `pipeline`): returns (the new prompt, the record of how: enhancer, system prompt, seed,
+        generation settings). `asked` holds the seed and the settings the config sets (None:
+        the family's own); `media` the prepared inputs (an image to look at)."""
+        raise NotImplementedError
 
     # -- the call ----------------------------------------------------------------------
     def pipeline_name(self, cfg: RunConfig) -> str:
