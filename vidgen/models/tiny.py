@@ -402,7 +402,8 @@ class _LanguageModel:
         self.model, self.tokenizer = model, tokenizer
 
     def save_pretrained(self, folder: Path, safe_serialization: bool = True) -> None:
-        self.model.save_pretrained(folder, safe_serialization=safe_serialization)
+        # transformers 5 writes safetensors only; `safe_serialization` is the diffusers call's.
+        self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
 
 
