@@ -332,15 +332,18 @@ class Loading:
 class Enhancing:
     """How --enhance-prompt rewrites this family's prompts.
 
-    `prompts` names the system prompts the LLM gets (vidgen/families/system_prompts.py): those
-    the model's authors publish ("wan"), else vidgen's "generic" one. `pipeline`: the family's
-    pipeline enhances with its own text encoder (`Family.enhance`, LTX-2), so the default
-    enhancer is the pipeline itself; `needs` are the components that loads (a --dry-run loads
-    only those) and `requires` those a model must have for it (checked in its model_index.json
-    before anything loads)."""
+    `prompts` names the system prompts an LLM gets (vidgen/families/system_prompts.py): those
+    the model's authors publish ("wan"), else vidgen's "generic" one."""
 
     prompts: str = "generic"
-    pipeline: bool = False
+    # Hook, one family: the pipeline rewrites prompts with its own text encoder (LTX-2, through
+    # diffusers' enhance_prompt), so that is the default enhancer: (loaded pipeline, prompt, what
+    # the config asks: seed, temperature, max_new_tokens, the prepared inputs by name) -> (the
+    # rewrite, its record: enhancer, system prompt, generation settings). Kept as code: it is the
+    # pipeline's own method with the family's choice of system prompt and decoding.
+    pipeline: Callable[[Any, str, dict[str, Any], dict[str, Any]], tuple[str, dict[str, Any]]] | None = None
+    # The components `pipeline` uses (a --dry-run loads only these), and those a model must have
+    # for it (looked up in its model_index.json before anything loads).
     needs: frozenset[str] = frozenset()
     requires: frozenset[str] = frozenset()
 
@@ -604,13 +607,6 @@ class Family:
         if spec.partition(":")[0] == "magcache":
             return magcache_config(cfg, spec, magcache_steps(self, cfg))
         return None
-
-    def enhance(self, pipe: Any, cfg: RunConfig, prompt: str, asked: dict[str, Any], media: dict[str, Any]) -> Any:
-        """Rewrite `prompt` with the loaded pipeline's own model (families whose `enhancing` says
-        `pipeline`): returns (the new prompt, the record of how: enhancer, system prompt, seed,
-        generation settings). `asked` holds the seed and the settings the config sets (None:
-        the family's own); `media` the prepared inputs (an image to look at)."""
-        raise NotImplementedError
 
     # -- the call ----------------------------------------------------------------------
     def pipeline_name(self, cfg: RunConfig) -> str:

@@ -218,7 +218,7 @@ class LTX2(Family):
     # Lightricks' text-to-video system prompt.
     enhancing = Enhancing(
         "ltx2",
-        pipeline=True,
+        pipeline=lambda pipe, prompt, asked, media: enhance_with_gemma(pipe, prompt, asked, first_image(media)),
         needs=frozenset({"text_encoder", "tokenizer", "processor", "prompt_enhancer"}),
         requires=frozenset({"text_encoder", "processor"}),
     )
@@ -343,9 +343,6 @@ class LTX2(Family):
         waveform = pipe.vocoder(mel)
         samples = waveform[0].float().cpu().numpy()
         return Generated(frames, Audio(samples=samples, sample_rate=int(pipe.vocoder.config.output_sampling_rate)))
-
-    def enhance(self, pipe: Any, cfg: RunConfig, prompt: str, asked: dict[str, Any], media: dict[str, Any]) -> Any:
-        return enhance_with_gemma(pipe, prompt, asked, first_image(media))
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         if "conditions" in media:

@@ -41,7 +41,7 @@ def enhancer_id(cfg: RunConfig, family: Family) -> str:
     """The enhancer a run uses: --enhancer, else the family's default (its pipeline, or Qwen)."""
     if cfg.model.enhancer:
         return cfg.model.enhancer
-    return PIPELINE if family.enhancing.pipeline else enhancer.DEFAULT
+    return PIPELINE if family.enhancing.pipeline is not None else enhancer.DEFAULT
 
 
 def conditioned(cfg: RunConfig) -> bool:
@@ -175,13 +175,14 @@ def _write(llm: enhancer.LLM, asked: dict[str, Any], started: float) -> Enhanced
 
 
 def with_pipeline(
-    family: Family, pipe: Any, cfg: RunConfig, asked: dict[str, Any], media: dict[str, Any], progress: Progress
+    family: Family, pipe: Any, asked: dict[str, Any], media: dict[str, Any], progress: Progress
 ) -> Enhanced:
     """The rewrite by the loaded pipeline's own model (LTX-2's Gemma)."""
     progress.phase("enhance")
     log.info("enhancing the prompt with the pipeline's own model")
     started = time.perf_counter()
-    text, record = family.enhance(pipe, cfg, asked["prompt"], asked, media)
+    assert family.enhancing.pipeline is not None
+    text, record = family.enhancing.pipeline(pipe, asked["prompt"], asked, media)
     return _enhanced(asked, text.strip(), record, started)
 
 

@@ -242,8 +242,7 @@ def execute(
         enhanced = _with_llm(plan, progress)
     session = _open(plan, loaded, progress)
     if plan.asked is not None and enhanced is None:
-        cfg = session.resolved.config
-        enhanced = enhance.with_pipeline(plan.family, session.loaded.pipe, cfg, plan.asked, plan.inputs.media, progress)
+        enhanced = enhance.with_pipeline(plan.family, session.loaded.pipe, plan.asked, plan.inputs.media, progress)
     session.enhanced = enhanced
     # --gpus: every rank computes every video together; rank 0 alone encodes and writes it.
     writer = plan.resolved.config.optimization.gpus <= 1 or _rank() == 0
@@ -283,7 +282,7 @@ def enhance_only(plan: Plan, progress: Progress | None = None) -> enhance.Enhanc
     cfg = plan.resolved.config
     log.info("loading the text encoder of %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
     pipe = loader.load_parts(cfg, plan.family, plan.device, plan.family.enhancing.needs)
-    return enhance.with_pipeline(plan.family, pipe, cfg, plan.asked, plan.inputs.media, progress)
+    return enhance.with_pipeline(plan.family, pipe, plan.asked, plan.inputs.media, progress)
 
 
 def _rank() -> int:
