@@ -42,7 +42,9 @@ def replay(
     the file says. Before loading, replay lists the models, LoRAs and inputs it will read, and
     stops (exit 5) when a weights file it recorded by sha256 is missing or has changed. A file
     that allows pickle weights, or names inputs outside its own folder or URLs, stops (exit 5, 4)
-    until --allow-pickle or --allow-inputs says you trust it.
+    until --allow-pickle or --allow-inputs says you trust it. A prompt rewritten by
+    --enhance-prompt is used as recorded, without loading the LLM, unless --set changes the
+    prompt or its enhancement settings.
 
         vidgen replay outputs/t2v-a-red-fox-7.json \\
             --set sampling.num_inference_steps=80
