@@ -140,6 +140,23 @@ def test_a_replay_reuses_the_recorded_rewrite_without_loading_the_llm(tmp_path: 
     changed = cli("replay", second["sidecar"], "--set", "inputs.prompt=a dog")
     one_line_error(changed, 5, f"--enhancer {llm} is neither an existing folder")
     assert "loading tiny:wan" not in changed.stderr
+    # A recorded rewrite is a file's text: bounded like any prompt before a tokenizer sees it.
+    data = sidecar(Path(second["sidecar"]))
+    data["prompt_enhancement"]["enhanced_prompt"] = "x" * 100_001
+    (tmp_path / "edited.json").write_text(json.dumps(data), encoding="utf-8")
+    one_line_error(cli("replay", str(tmp_path / "edited.json")), 4, "its enhanced prompt is 100,001 characters")
+
+
+@pytest.mark.unit
+def test_an_empty_rewrite_falls_back_to_the_typed_prompt_and_says_so() -> None:
+    import time
+
+    from vidgen.run import enhance
+
+    asked = {"prompt": FOX, "enhancer": "tiny:llm", "system_prompt": "wan-t2v-en", "seed": 1}
+    made = enhance._enhanced(asked, "", {"generation": {}}, time.perf_counter())
+    assert made.prompt == FOX
+    assert made.record["fallback"] == "the enhancer wrote nothing; the typed prompt was used"
 
 
 def _frames(folder: Path) -> np.ndarray:
@@ -318,17 +335,35 @@ def test_ltx2_enhances_with_its_own_gemma_through_diffusers(tmp_path: Path) -> N
     assert dry.stdout.strip() == block["enhanced_prompt"]
     # ... and the video is plain diffusers' on that prompt.
     assert_reproduces(png_frames(result), data)
+    # From an image, the Gemma looks at it, with Lightricks' image-to-video system prompt.
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 80, 40)).save(tmp_path / "first.png")
+    i2v = cli("i2v", str(tmp_path / "first.png"), *args[1:], "--dry-run", "--json")
+    assert i2v.exit_code == 0, i2v.stderr
+    looked = json.loads(i2v.stdout)["prompt_enhancement"]
+    assert looked["system_prompt"]["name"] == "ltx2-i2v"
+    assert looked["enhancer"]["looked_at_image"] is True
+    assert looked["enhancer"]["method"] == "LTX2ImageToVideoPipeline.enhance_prompt"
 
 
 def _tiny_ltx2_with_processor(folder: Path) -> Path:
     """The tiny LTX-2 with the Gemma3Processor diffusers' enhance_prompt needs: a tokenizer with
-    Gemma 3's image and turn tokens and chat template, and a text encoder for its vocabulary."""
+    Gemma 3's image and turn tokens and a chat template, and a text encoder (vision tower
+    included) for its vocabulary and image tokens."""
     import torch
     from diffusers import LTX2Pipeline
-    from transformers import Gemma3Processor, GemmaTokenizer
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        GemmaTokenizer,
+        SiglipVisionConfig,
+    )
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-    from vidgen.families.ltx2 import _gemma3, _parts
+    from vidgen.families.ltx2 import _parts
 
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "\u2581": 5}
     for char in "abcdefghijklmnopqrstuvwxyz0123456789":
@@ -339,14 +374,32 @@ def _tiny_ltx2_with_processor(folder: Path) -> Path:
     special = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
     tokenizer = GemmaTokenizer(vocab=vocab, merges=[], extra_special_tokens=special)
     tokenizer.chat_template = (
-        "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+        "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+        "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<start_of_image>{% else %}{{ c['text'] }}"
+        "{% endif %}{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
         "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
     )
     processor = Gemma3Processor(
         Gemma3ImageProcessorPil(size={"height": 16, "width": 16}), tokenizer, image_seq_length=4
     )
+    text = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,  # the connectors' width, as in the tiny LTX-2
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=16,
+        max_position_embeddings=8192,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=4
+    )
+    ids = {"image_token_index": tokenizer.image_token_id, "boi_token_index": tokenizer.boi_token_id}
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, **ids)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        parts = {**_parts(), "tokenizer": tokenizer, "text_encoder": _gemma3(len(tokenizer))}
+        parts = {**_parts(), "tokenizer": tokenizer, "text_encoder": Gemma3ForConditionalGeneration(config).eval()}
         LTX2Pipeline(**parts, processor=processor).save_pretrained(folder)
     return folder

@@ -19,7 +19,8 @@ from typing import Any
 from vidgen.config import Resolved
 from vidgen.config.kinds import input_fields
 from vidgen.config.schema import RunConfig
-from vidgen.core.errors import ConfigError, ModelError
+from vidgen.core.errors import ConfigError, InputError, ModelError
+from vidgen.core.limits import MAX_PROMPT_CHARS
 from vidgen.core.progress import NullProgress, Progress
 from vidgen.families import system_prompts
 from vidgen.families.base import Family
@@ -134,6 +135,10 @@ def reuse(recorded: Any, asked: dict[str, Any] | None, source: str) -> Enhanced 
     text = recorded.get("enhanced_prompt")
     if not isinstance(text, str):
         return None
+    if len(text) > MAX_PROMPT_CHARS:  # a file's text, bound like any prompt before a tokenizer sees it
+        raise InputError(
+            f"{source}: its enhanced prompt is {len(text):,} characters; vidgen takes at most {MAX_PROMPT_CHARS:,}."
+        )
     return Enhanced(text, {**recorded, "reused_from": source, "seconds": 0.0})
 
 
