@@ -155,12 +155,8 @@ def run_resolved(
         plan = generate.plan(resolved, recorded=recorded)
         if check is not None:
             check(plan)
-        if dry_run and plan.asked is not None:
-            phases.now = "enhance"
-            _print_enhanced(generate.enhance_only(plan, phases), as_json)
-            return
         if dry_run:
-            _print_plan(plan, as_json)
+            _print_dry_run(plan, phases, as_json)
             return
         trust.check_memory(plan, grants.skip_memory_check)
         gpus = plan.resolved.config.optimization.gpus
@@ -192,22 +188,39 @@ def run_resolved(
                 parallel.finish()
         if hasattr(phases.inner, "event"):  # --progress json: the last phase ends with the run
             phases.inner.event("done", outputs=[str(result.path) for result in results])
-    if as_json:
-        rows = []
-        for result in results:
-            out = result.record["output"]
-            rows.append(
-                {
-                    "path": str(result.path),
-                    "sidecar": str(result.sidecar),
-                    "seed": result.record["seed"],
-                    **{key: out[key] for key in ("frames", "width", "height", "fps")},
-                }
-            )
-        typer.echo(json.dumps({"outputs": rows, "exit_code": 0}))
-    else:
+    _print_results(results, as_json)
+
+
+def _print_results(results: list[Any], as_json: bool) -> None:
+    """The written videos on stdout: their paths, or one JSON object."""
+    if not as_json:
         for result in results:
             typer.echo(escape(result.path))
+        return
+    rows = []
+    for result in results:
+        out = result.record["output"]
+        rows.append(
+            {
+                "path": str(result.path),
+                "sidecar": str(result.sidecar),
+                "seed": result.record["seed"],
+                **{key: out[key] for key in ("frames", "width", "height", "fps")},
+            }
+        )
+    typer.echo(json.dumps({"outputs": rows, "exit_code": 0}))
+
+
+def _print_dry_run(plan: Any, phases: _Phases, as_json: bool) -> None:
+    """--dry-run: the plan; with --enhance-prompt, the rewritten prompt alone, loading only what
+    writes it."""
+    from vidgen.run import generate
+
+    if plan.asked is None:
+        _print_plan(plan, as_json)
+        return
+    phases.now = "enhance"
+    _print_enhanced(generate.enhance_only(plan, phases), as_json)
 
 
 def _display(progress_format: str, quiet: bool, dry_run: bool) -> Any:
