@@ -403,3 +403,32 @@ def _tiny_ltx2_with_processor(folder: Path) -> Path:
         parts = {**_parts(), "tokenizer": tokenizer, "text_encoder": Gemma3ForConditionalGeneration(config).eval()}
         LTX2Pipeline(**parts, processor=processor).save_pretrained(folder)
     return folder
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_llm_runs_in_bf16_and_its_weights_are_freed_before_the_video_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from vidgen.models import enhancer
+
+    freed: list[tuple[int, int]] = []
+    release = enhancer.release
+
+    def watched(llm: enhancer.LLM) -> None:
+        weights = sum(p.numel() * p.element_size() for p in llm.model.parameters())
+        before = torch.cuda.memory_allocated()
+        release(llm)
+        freed.append((before - torch.cuda.memory_allocated(), weights))
+
+    monkeypatch.setattr(enhancer, "release", watched)
+    args = ["t2v", FOX, *WAN, *ENHANCE, "--enhancer", "tiny:llm", "--device", "cuda", "--format", "png"]
+    result = cli(*args, "--out", "a/")
+    assert result.exit_code == 0, result.stderr
+    ((released, weights),) = freed
+    assert released >= weights > 0
+    block = printed_sidecar(result)["prompt_enhancement"]
+    assert (block["enhancer"]["dtype"], block["enhancer"]["device"]) == ("bf16", "cuda")
+    again = cli(*args, "--out", "b/")
+    assert printed_sidecar(again)["prompt_enhancement"]["enhanced_prompt"] == block["enhanced_prompt"]
