@@ -147,6 +147,15 @@ def test_a_replay_reuses_the_recorded_rewrite_without_loading_the_llm(tmp_path: 
     one_line_error(cli("replay", str(tmp_path / "edited.json")), 4, "its enhanced prompt is 100,001 characters")
 
 
+def test_a_decode_of_saved_latents_keeps_the_rewrite_in_its_sidecar(tmp_path: Path) -> None:
+    result = cli("t2v", FOX, *WAN, *ENHANCE, "--enhancer", "tiny:llm", "--save-latents", "--out", "run.mp4")
+    assert result.exit_code == 0, result.stderr
+    recorded = sidecar(tmp_path / "run.json")["prompt_enhancement"]
+    decoded = cli("decode", "run.latents.safetensors", "--out", "decoded.mp4")
+    assert decoded.exit_code == 0, decoded.stderr
+    assert sidecar(tmp_path / "decoded.json")["prompt_enhancement"] == recorded
+
+
 @pytest.mark.unit
 def test_an_empty_rewrite_falls_back_to_the_typed_prompt_and_says_so() -> None:
     import time

@@ -243,7 +243,8 @@ def execute(
     session = _open(plan, loaded, progress)
     if plan.asked is not None and enhanced is None:
         enhanced = enhance.with_pipeline(plan.family, session.loaded.pipe, plan.asked, plan.inputs.media, progress)
-    session.enhanced = enhanced
+    # The plan keeps it too: a latents file saved for `vidgen decode` records it with the config.
+    session.enhanced = plan.enhanced = enhanced
     # --gpus: every rank computes every video together; rank 0 alone encodes and writes it.
     writer = plan.resolved.config.optimization.gpus <= 1 or _rank() == 0
     results: list[Result] = []
@@ -632,6 +633,7 @@ def _latents_meta(plan: Plan, resolved: Resolved, item: Planned) -> dict[str, An
         "output": str(item.path),
         "fps": plan.fps,
         "vidgen_version": __version__,
+        **({"prompt_enhancement": plan.enhanced.record} if plan.enhanced is not None else {}),
     }
 
 
@@ -716,7 +718,15 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
             "decode": {"method": method, "args": info["decode_args"], "kwargs": info["decode_kwargs"]},
             **({"postprocess": post} if post is not None else {}),
         },
-        made_from={"decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]}},
+        made_from={
+            "decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]},
+            # The --enhance-prompt rewrite the latents were made from, so the video's sidecar has it.
+            **(
+                {"prompt_enhancement": info["prompt_enhancement"]}
+                if isinstance(info.get("prompt_enhancement"), dict)
+                else {}
+            ),
+        },
         optimizations=loaded.optimizations,
         timings={"load": loaded.seconds, "decode": round(decoded, 4)},
         peak_memory_bytes=runner.peak_memory(device),
