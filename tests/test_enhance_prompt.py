@@ -253,6 +253,8 @@ def test_an_enhancer_that_is_not_an_instruct_llm_is_refused_before_anything_load
     (tmp_path / "pipe" / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
     (tmp_path / "vit").mkdir()
     (tmp_path / "vit" / "config.json").write_text('{"model_type": "vit", "architectures": ["ViTModel"]}')
+    (tmp_path / "vl").mkdir()
+    (tmp_path / "vl" / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "config.json").write_text('{"model_type": "qwen2"}')
     (tmp_path / "base" / "tokenizer_config.json").write_text("{}")
@@ -260,6 +262,7 @@ def test_an_enhancer_that_is_not_an_instruct_llm_is_refused_before_anything_load
         "pipe": "is a diffusers pipeline folder, not a text-generation LLM",
         "vit": "is a vit model (ViTModel) that does not generate text",
         "base": "has no chat template, so it is not an instruct (chat) model",
+        "vl": "is a vision-language model (qwen2_5_vl), and vidgen's enhancer runs text-only LLMs",
     }
     for name, message in cases.items():
         result = cli("t2v", FOX, *WAN, "--enhance-prompt", "--enhancer", str(tmp_path / name))

@@ -105,13 +105,19 @@ def _json(path: Path, ref: str) -> dict[str, Any]:
 
 
 def _check_architecture(ref: str, config: dict[str, Any]) -> None:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
 
     model_type = config.get("model_type")
     if isinstance(model_type, str) and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return
     if config.get("_class_name") or config.get("_diffusers_version"):
         what = f"a diffusers model ({config.get('_class_name')})"
+    elif model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        # Qwen2.5-VL and the like: they write text, but only through their image processor.
+        what = f"a vision-language model ({model_type}), and vidgen's enhancer runs text-only LLMs"
     elif isinstance(model_type, str):
         names = config.get("architectures") or [model_type]
         what = f"a {model_type} model ({', '.join(map(str, names))}) that does not generate text"
