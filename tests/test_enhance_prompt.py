@@ -281,6 +281,8 @@ def test_enhancement_settings_that_cannot_work_are_config_errors() -> None:
     prompts = ["--prompt-at", "4:a rose", "--enhance-prompt"]
     one_line_error(cli("animate", "a bud", "--preset", "tiny-animatediff", *prompts), 3, "rewrites one prompt")
     one_line_error(cli("t2v", FOX, *WAN, "--set", "inputs.enhancer_max_new_tokens=0"), 3, "enhancer_max_new_tokens")
+    # `pipeline` is LTX-2's own enhancer (what it uses without --enhancer), which Wan has not.
+    one_line_error(cli("t2v", FOX, *WAN, "--enhance-prompt", "--enhancer", "pipeline"), 3, "Wan 2.1's has none")
 
 
 @pytest.mark.unit

@@ -90,6 +90,11 @@ def check(resolved: Resolved, family: Family) -> None:
         )
     if not (cfg.inputs.prompt or "").strip():
         raise ConfigError(f"--enhance-prompt needs a prompt to rewrite; add one to `vidgen {cfg.mode}`.")
+    if cfg.model.enhancer == PIPELINE and family.enhancing.pipeline is None:
+        raise ConfigError(
+            f"--enhancer {PIPELINE} names a pipeline's own prompt enhancer, and {family.title}'s has none; give an LLM "
+            f"(a folder called {PIPELINE}: ./{PIPELINE})."
+        )
 
 
 def check_enhancer(cfg: RunConfig, family: Family) -> str | None:
