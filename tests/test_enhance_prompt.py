@@ -300,7 +300,7 @@ def test_system_prompts_follow_the_family_the_language_and_the_inputs() -> None:
 @pytest.mark.unit
 def test_the_memory_planner_counts_the_llm_alone_in_the_encode_phase() -> None:
     from vidgen import families
-    from vidgen.config import resolve
+    from vidgen.config import resolve, set_layer
     from vidgen.run import memory
 
     counted = memory.Sizes({}, "published sizes")
@@ -316,6 +316,17 @@ def test_the_memory_planner_counts_the_llm_alone_in_the_encode_phase() -> None:
     assert both.peak == max(without.peak, llm)
     assert both.phases["encode"] == llm and both.weights["enhancer"] == 7.62e9 * 2
     assert {k: v for k, v in both.weights.items() if k != "enhancer"} == without.weights
+    # --memory auto picks the video's plan by the video's own peak, and says the LLM is too large.
+    from vidgen.models.loader import locate_all
+
+    auto = resolve("t2v", ["wan2.1-t2v-1.3b"], [set_layer(["optimization.memory=auto", "optimization.vram_gb=8"])],
+                   families.defaults_layer).config  # fmt: skip
+    found = locate_all(auto, family, build=False)
+    alone = memory.plan(family, auto, "bf16", found, "cpu")
+    planned = memory.plan(family, auto, "bf16", found, "cpu", enhancer="Qwen/Qwen2.5-7B-Instruct")
+    assert planned.rung == alone.rung
+    assert planned.estimate.peak == max(alone.estimate.peak, llm)
+    assert "the prompt enhancer alone needs 14.7 GiB of 8.0; pick a smaller --enhancer" in planned.notes
 
 
 def test_ltx2_enhances_with_its_own_gemma_through_diffusers(tmp_path: Path) -> None:

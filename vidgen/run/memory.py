@@ -485,24 +485,24 @@ def plan(
         count_enhancer(counted, enhancer, "cuda" if cuda else device)
     rungs = ladder(family, cfg, cuda)
 
-    def peak_of(o: OptimizationConfig) -> float:
+    # The enhancer runs alone, before any plan's video model loads: plans are chosen by the video's
+    # own peak, and an enhancer too large for the budget is said apart.
+    video_only = {name: size for name, size in counted.fixed.items() if name != ENHANCER}
+
+    def peak_of(o: OptimizationConfig, fixed: dict[str, float]) -> float:
         return estimate(
-            family,
-            cfg.model_copy(update={"optimization": o}),
-            counted.params,
-            dtype,
-            frames,
-            counted.fixed,
-            counted.working,
+            family, cfg.model_copy(update={"optimization": o}), counted.params, dtype, frames, fixed, counted.working
         ).peak
 
     # Each plan as it would run (the user's own savers included), without repeats.
     priced: list[tuple[Rung, float]] = []
+    video: list[tuple[Rung, float]] = []
     for rung in rungs:
         effective = apply(opt, rung)
         shown = Rung(rung.name, {key: getattr(effective, key) for key in PLAN_FIELDS})
         if all(shown.settings != seen.settings for seen, _ in priced):
-            priced.append((shown, peak_of(effective)))
+            priced.append((shown, peak_of(effective, counted.fixed)))
+            video.append((shown, peak_of(effective, video_only)))
     if opt.vram_gb is not None:
         budget, source = opt.vram_gb * GIB, f"--vram {opt.vram_gb:g}"
     elif device.startswith("cuda"):
@@ -510,6 +510,12 @@ def plan(
     else:
         budget, source = None, "no GPU: nothing to plan for"
     notes = list(counted.notes)
+    llm = counted.fixed.get(ENHANCER)
+    if budget is not None and llm is not None and llm + ENHANCE_WORKING > budget * HEADROOM:
+        notes.append(
+            f"the prompt enhancer alone needs {(llm + ENHANCE_WORKING) / GIB:.1f} GiB of {budget / GIB:.1f}; "
+            "pick a smaller --enhancer"
+        )
     if opt.memory != "auto":
         current = estimate(family, cfg, counted.params, dtype, frames, counted.fixed, counted.working)
         return MemoryPlan(None, current, budget, source, counted, priced, notes)
@@ -517,13 +523,7 @@ def plan(
         chosen = rungs[0]
         notes.append("on a CPU nothing is offloaded; pass --vram GiB to plan for a GPU")
     else:
-        fitting = [rung for rung, peak in priced if peak <= budget * HEADROOM]
-        chosen = fitting[0] if fitting else priced[-1][0]
-        if not fitting:
-            notes.append(
-                f"even {chosen.flags()} is estimated above {budget / GIB:.1f} GiB; "
-                "fewer --frames or a smaller --height/--width will be needed"
-            )
+        chosen = _fitting(video, budget, notes)
     final = estimate(
         family,
         cfg.model_copy(update={"optimization": apply(opt, chosen)}),
@@ -534,6 +534,19 @@ def plan(
         counted.working,
     )
     return MemoryPlan(chosen, final, budget, source, counted, priced, notes)
+
+
+def _fitting(priced: list[tuple[Rung, float]], budget: float, notes: list[str]) -> Rung:
+    """The fastest plan whose peak fits the budget, else the cheapest (and a note saying so)."""
+    fitting = [rung for rung, peak in priced if peak <= budget * HEADROOM]
+    if fitting:
+        return fitting[0]
+    chosen = priced[-1][0]
+    notes.append(
+        f"even {chosen.flags()} is estimated above {budget / GIB:.1f} GiB; "
+        "fewer --frames or a smaller --height/--width will be needed"
+    )
+    return chosen
 
 
 def planned(before: Resolved, rung: Rung) -> Resolved:
