@@ -580,7 +580,9 @@ class JobRunner:
             # Finished by another batch between the check and the claim.
             if (skipped := self._skip(job, force)) is not None:
                 return skipped
-            return self._run_claimed(job, position, total, [peer for peer in peers if force or not _done(peer)])
+            # Peers whose prompts an LLM rewrites, and that are not done already.
+            waiting = [peer for peer in peers if _request(peer) is not None and (force or not _done(peer))]
+            return self._run_claimed(job, position, total, waiting)
 
     def close(self) -> None:
         """Free the pipeline kept for the next job."""
