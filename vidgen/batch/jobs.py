@@ -387,6 +387,8 @@ def group_key(resolved: Resolved) -> str:
     """Which pipeline a job needs: jobs with the same key run on one loaded pipeline, so a batch
     orders (`share`) and hands out (vidgen/raybatch.py) its jobs by it."""
     cfg = resolved.config.model_dump(mode="json")
+    # The prompt enhancer runs (and is freed) before the pipeline loads: it shapes no pipeline.
+    cfg["model"].pop("enhancer", None)
     # Fields that shape the loaded pipeline (its setup), beyond the model and optimization sections.
     shape = {name: cfg["sampling"].get(name) for name in sorted(families.setup_fields(cfg["model"]["family"]))}
     if cfg["optimization"]["cache"]:
@@ -507,15 +509,31 @@ def run(
 
     jobs = JobRunner(progress, event, worker)
     stop = False
+    groups = _group_runs(runnable)
     for position, job in enumerate(runnable, start=1):
         assert job.resolved is not None
         if stop:
             jobs.rows[job.index] = report_row(job, "not run")
             continue
-        row = jobs.run(job, position, len(runnable), force=force)
+        # The first job of a group brings the rest, so their prompts are enhanced with one LLM
+        # load before the group's pipeline loads.
+        peers = runnable[position : groups[position - 1]] if position - 1 in groups else []
+        row = jobs.run(job, position, len(runnable), force=force, peers=peers)
         stop = fail_fast and row["status"] == "failed"
     jobs.close()
     return [jobs.rows[job.index] for job in runnable]
+
+
+def _group_runs(runnable: list[Job]) -> dict[int, int]:
+    """Where each group's run of jobs starts -> where it ends (`share` keeps a group together)."""
+    keys = [group_key(job.resolved) for job in runnable]  # type: ignore[arg-type]
+    runs: dict[int, int] = {}
+    start = 0
+    for index in range(1, len(keys) + 1):
+        if index == len(keys) or keys[index] != keys[start]:
+            runs[start] = index
+            start = index
+    return runs
 
 
 class JobRunner:
@@ -534,12 +552,23 @@ class JobRunner:
         self.worker = worker
         self.rows: dict[int, dict[str, Any]] = {}
         self._current: tuple[str, Any] | None = None  # (group key, loaded pipeline)
+        self._prompts: dict[str, Any] = {}  # enhance.key -> the rewrite made for a job of this runner
 
-    def run(self, job: Job, position: int, total: int, *, force: bool, take_over: bool = False) -> dict[str, Any]:
+    def run(
+        self,
+        job: Job,
+        position: int,
+        total: int,
+        *,
+        force: bool,
+        take_over: bool = False,
+        peers: list[Job] | tuple[Job, ...] = (),
+    ) -> dict[str, Any]:
         """Run one job (`position` of `total`, for the log) unless it is done or another worker
         holds its claim; returns its report row. `take_over` first removes the claim: its
         holder is known to be dead (Ray saw its worker die), maybe on another node whose
-        claims would only expire after minutes."""
+        claims would only expire after minutes. `peers`: the jobs of its group still to run,
+        whose prompts --enhance-prompt rewrites with this one's (one LLM load)."""
         if (skipped := self._skip(job, force)) is not None:
             return skipped
         if take_over:
@@ -551,7 +580,9 @@ class JobRunner:
             # Finished by another batch between the check and the claim.
             if (skipped := self._skip(job, force)) is not None:
                 return skipped
-            return self._run_claimed(job, position, total)
+            # Peers whose prompts an LLM rewrites, and that are not done already.
+            waiting = [peer for peer in peers if _request(peer) is not None and (force or not _done(peer))]
+            return self._run_claimed(job, position, total, waiting)
 
     def close(self) -> None:
         """Free the pipeline kept for the next job."""
@@ -568,7 +599,7 @@ class JobRunner:
         self.event(kind, id=job.id, index=job.index, **fields)
         return row
 
-    def _run_claimed(self, job: Job, position: int, total: int) -> dict[str, Any]:
+    def _run_claimed(self, job: Job, position: int, total: int, peers: list[Job]) -> dict[str, Any]:
         """Run a job whose claim this worker holds, on the kept pipeline when its group is the
         kept one's; any failure, even a vidgen bug, fails only this job."""
         from vidgen.run import generate
@@ -584,6 +615,7 @@ class JobRunner:
         try:
             with oom_guard(None, lambda exc: f"the process ran out of memory ({_first_line(exc)})"):
                 plan = generate.plan(job.resolved)
+                enhanced = self._enhanced(plan, peers)
                 extra = {
                     "batch": {"id": job.id, "config_hash": job.config_hash, "index": job.index, "worker": self.worker}
                 }
@@ -592,7 +624,7 @@ class JobRunner:
                     # the variants out as a grid of them.
                     extra["batch"].update(sweep=f"{job.where}", matrix=job.matrix)
                 results = generate.execute(
-                    plan, self.progress, extra, loaded=self._current[1] if self._current else None
+                    plan, self.progress, extra, loaded=self._current[1] if self._current else None, enhanced=enhanced
                 )
         except Exception as error:
             log.warning("job %s (%s) failed: %s", job.index, job.id, error)
@@ -606,6 +638,41 @@ class JobRunner:
             job, "done", outputs=outputs, seconds=start, peak=record["peak_memory_bytes"], seed=record["seed"]
         )
         return self._report(job, row, "done", outputs=row["outputs"], seconds=row["seconds"])
+
+    def _enhanced(self, plan: Any, peers: list[Job]) -> Any:
+        """A job's prompt rewritten by its LLM (--enhance-prompt), together with its peers' that
+        share the LLM: loaded once, and freed before the group's pipeline loads. A pipeline kept
+        from before is freed first, so the two never share the memory."""
+        from vidgen.run import enhance
+
+        asked = plan.asked
+        if asked is None or asked["enhancer"] == enhance.PIPELINE:
+            return None  # none, or the pipeline's own model (LTX-2) rewrites it once loaded
+        allow = plan.resolved.config.model.allow_pickle
+        known = self._prompts.get(enhance.key(asked, allow))
+        if known is not None:
+            return known
+        if self._current is not None:
+            log.info("freeing the loaded pipeline to run the prompt enhancer")
+            self.close()
+        others = [
+            _request(peer) for peer in peers if peer.resolved and peer.resolved.config.model.allow_pickle == allow
+        ]
+        asks = [asked, *(other for other in others if other is not None)]
+        self._prompts.update(enhance.with_llm(asks, plan.device, allow, self.progress))
+        return self._prompts[enhance.key(asked, allow)]
+
+
+def _request(job: Job) -> dict[str, Any] | None:
+    """What a job asks the prompt enhancer, where its LLM rewrites it (None otherwise)."""
+    from vidgen.run import enhance
+
+    if job.resolved is None:
+        return None
+    cfg = job.resolved.config
+    family = families.get(cfg.model.family or "")
+    asked = enhance.request(cfg, family, cfg.sampling.seed or 0)
+    return asked if asked is not None and asked["enhancer"] != enhance.PIPELINE else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -85,11 +85,13 @@ class Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, job: Any, position: int, total: int, force: bool, take_over: bool) -> dict[str, Any]:
+    def run(
+        self, job: Any, position: int, total: int, force: bool, take_over: bool, peers: list[Any] | None = None
+    ) -> dict[str, Any]:
         import ray
 
         try:
-            row = self.jobs.run(job, position, total, force=force, take_over=take_over)
+            row = self.jobs.run(job, position, total, force=force, take_over=take_over, peers=peers or [])
             if row["status"] in ("done", "failed"):
                 row["worker"] = self.number  # which worker ran it, for the report
             return row
@@ -294,11 +296,13 @@ class _Schedule:
             self.emit("worker", worker=number, pid=pid, gpu=self.on_gpu)
         return numbers
 
-    def next_job(self, number: int) -> tuple[Any, bool] | None:
-        """The next job of the worker's group; else of the group with the most jobs left."""
+    def next_job(self, number: int) -> tuple[Any, bool, list[Any]] | None:
+        """The next job of the worker's group; else of the group with the most jobs left, then
+        with the group's other jobs still queued (their prompts are enhanced with its own)."""
         handle, pid, group = self.actors[number]
         if self.stop:
             return None
+        peers: list[Any] = []
         if group not in self.groups or not self.groups[group]:
             busy = {g for n, (_, _, g) in self.actors.items() if n != number}
             left = [(len(q), g not in busy, g) for g, q in self.groups.items() if q]
@@ -306,16 +310,18 @@ class _Schedule:
                 return None
             group = max(left)[2]
             self.actors[number] = (handle, pid, group)
+            # Only the jobs whose prompts an LLM rewrites travel with it.
+            peers = [other for other in list(self.groups[group])[1:] if other.resolved.config.inputs.enhance_prompt]
         job = self.groups[group].popleft()
-        return job, job.index in self.retries
+        return job, job.index in self.retries, peers
 
     def dispatch(self, number: int) -> None:
         picked = self.next_job(number)
         if picked is None:
             return
-        job, take_over = picked
+        job, take_over, peers = picked
         self.position += 1
-        ref = self.actors[number][0].run.remote(job, self.position, self.total, self.force, take_over)
+        ref = self.actors[number][0].run.remote(job, self.position, self.total, self.force, take_over, peers)
         self.pending[ref] = (number, job, take_over)
         self.emit("dispatched", id=job.id, index=job.index, worker=number)
 

@@ -50,6 +50,12 @@ class Entry:
             prompt = next(iter(inputs["prompts"].values()))
         return str(prompt or "")
 
+    @property
+    def enhanced_prompt(self) -> str | None:
+        """The prompt --enhance-prompt wrote and the pipeline got (None without one)."""
+        text = self._block("prompt_enhancement").get("enhanced_prompt")
+        return text if isinstance(text, str) else None
+
     def row(self) -> dict[str, Any]:
         """What `vidgen ls --json` prints for this output."""
         output = self._block("output")
@@ -61,6 +67,7 @@ class Entry:
             "model": self.section("model").get("id"),
             "family": self.section("model").get("family"),
             "prompt": self.prompt,
+            "enhanced_prompt": self.enhanced_prompt,
             "seed": self.data.get("seed"),
             "frames": output.get("frames"),
             "width": output.get("width"),

@@ -57,9 +57,17 @@ def _tile(entry: Entry, root: Path, posters: dict[Path, str]) -> str:
         f"steps {sampling.get('num_inference_steps')} guidance {sampling.get('guidance_scale')}",
     ]
     prompt = str(row["prompt"] or "")
+    enhanced = str(row["enhanced_prompt"] or "")
     search = " ".join(
         str(v)
-        for v in (shorten(prompt, SEARCH_CHARS), row["model"], row["mode"], entry.path.name, f"seed {row['seed']}")
+        for v in (
+            shorten(prompt, SEARCH_CHARS),
+            shorten(enhanced, SEARCH_CHARS),
+            row["model"],
+            row["mode"],
+            entry.path.name,
+            f"seed {row['seed']}",
+        )
     )
     poster = posters.get(entry.path)
     if entry.path.suffix.lower() in IMAGES and entry.path.is_file():
@@ -80,7 +88,9 @@ def _tile(entry: Entry, root: Path, posters: dict[Path, str]) -> str:
         f'data-seed="{_h(row["seed"])}" data-time="{_h(row["created_at"] or "")}">'
         f"{video}<figcaption>"
         f'<p class="prompt">{_h(shorten(prompt, PROMPT_CHARS) or entry.path.name)}</p>'
-        f"<p>seed {_h(row['seed'])} · {_h(row['model'])} · {_h(row['mode'])}</p>"
+        # The prompt --enhance-prompt wrote, which the pipeline got, under the typed one.
+        + (f'<p class="enhanced">enhanced: {_h(shorten(enhanced, PROMPT_CHARS))}</p>' if enhanced else "")
+        + f"<p>seed {_h(row['seed'])} · {_h(row['model'])} · {_h(row['mode'])}</p>"
         f"<p>{_h(settings[0])}</p><p>{_h(settings[1])}</p>"
         f"<p>{_h(timings)} · peak {_h(_gib(row['peak_memory_bytes']))}</p>"
         f'<p><a href="{_url(entry.path, root)}">{_h(entry.path.name)}</a> · '
@@ -183,7 +193,7 @@ input,select{background:#22252a;color:#eee;border:1px solid #444;border-radius:4
 .tile video,.tile img,.tile .frame{width:260px;height:260px;object-fit:contain;background:#000;display:block}
 .tile video,.tile img{image-rendering:pixelated}
 .tile figcaption{padding:6px 8px;font-size:12px;color:#bbb}.tile p{margin:2px 0;overflow-wrap:anywhere}
-.tile .prompt{color:#fff;font-size:13px}.tile a{color:#8ab4f8}
+.tile .prompt{color:#fff;font-size:13px}.tile .enhanced{color:#ccc;font-style:italic}.tile a{color:#8ab4f8}
 .failed .error{height:120px;display:flex;align-items:center;justify-content:center;background:#4a1d1d;color:#fbb}
 table.grid{border-collapse:collapse}table.grid th{font-weight:600;color:#ccc;padding:4px 8px}
 table.grid td{vertical-align:top;padding:4px}.hidden{display:none!important}

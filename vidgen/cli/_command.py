@@ -41,6 +41,12 @@ SAMPLING: Params = {
     "num_videos": (o.NumVideos, None),
     "set_": (o.Set, None),
 }
+# Prompt enhancement (every command that takes a prompt; families without text refuse it).
+ENHANCE: Params = {
+    "enhance_prompt": (o.EnhancePrompt, None),
+    "enhancer": (o.Enhancer, None),
+    "enhancer_seed": (o.EnhancerSeed, None),
+}
 RUN: Params = {
     "device": (o.Device, None),
     "memory": (o.Memory, None),
@@ -114,7 +120,7 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
     declared = o.family_params(mode)
     # Input kinds a family declared for itself (the built-in ones are placed in the groups).
     inputs = o.input_params(mode)
-    for group in (arguments, MODEL, *groups, inputs, declared, SAMPLING, RUN):
+    for group in (arguments, MODEL, *groups, inputs, declared, SAMPLING, ENHANCE, RUN):
         for name, spec in group.items():
             # A command's own definition wins (animate's --base-model is the shared --model).
             merged.setdefault(name, own.get(name, spec))

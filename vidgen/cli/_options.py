@@ -30,6 +30,7 @@ OUTPUT = "Output"
 RUN = "Run"
 INPUT = "Input"
 FAMILY = "Model-specific"
+ENHANCE = "Prompt enhancement"
 
 Preset = Annotated[
     list[str] | None,
@@ -534,6 +535,33 @@ ImageGuidance = Annotated[
         rich_help_panel=FAMILY,
     ),
 ]
+EnhancePrompt = Annotated[
+    bool | None,
+    typer.Option(
+        "--enhance-prompt/--no-enhance-prompt",
+        help="Rewrite the prompt into a detailed one with an instruct LLM first (the sidecar keeps both); "
+        "with --dry-run, print the rewritten prompt only.",
+        rich_help_panel=ENHANCE,
+    ),
+]
+Enhancer = Annotated[
+    str | None,
+    typer.Option(
+        "--enhancer",
+        metavar="ID|DIR",
+        help="The LLM --enhance-prompt runs: a Hub id or a local transformers folder with a chat template "
+        "(default Qwen/Qwen2.5-7B-Instruct; LTX-2 uses its own Gemma; tiny:llm offline).",
+        rich_help_panel=ENHANCE,
+    ),
+]
+EnhancerSeed = Annotated[
+    int | None,
+    typer.Option(
+        "--enhancer-seed",
+        help="Seed of the LLM's sampling (default: the run's --seed).",
+        rich_help_panel=ENHANCE,
+    ),
+]
 PromptsFile = Annotated[
     str | None,
     typer.Option(
@@ -604,6 +632,9 @@ PARAMS = {
     "transformer": "model.transformer",
     "transformer_2": "model.transformer_2",
     "text_encoder": "model.text_encoder",
+    "enhancer": "model.enhancer",
+    "enhance_prompt": "inputs.enhance_prompt",
+    "enhancer_seed": "inputs.enhancer_seed",
     "scheduler": "model.scheduler",
     "lora": "model.loras",
     "prompt_at": "inputs.prompts",

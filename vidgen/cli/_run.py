@@ -135,11 +135,14 @@ def run_resolved(
     grants: Grants | None = None,
     announce: Callable[[], None] | None = None,
     progress_format: str = "rich",
+    recorded: tuple[Any, str] | None = None,
 ) -> None:
     """Guard, plan, then print the plan or run it and print the results. `announce` runs once
     the guards pass (replay lists what it will read and checks the weights files it recorded);
     `check` sees the plan before anything
-    loads; `extra` goes into every sidecar."""
+    loads; `extra` goes into every sidecar; `recorded` is a replayed sidecar's prompt_enhancement
+    block and its file, reused when the run asks what it answers. A --dry-run with
+    --enhance-prompt prints the rewritten prompt alone."""
     from vidgen.io import trust
     from vidgen.run import generate
 
@@ -149,11 +152,11 @@ def run_resolved(
         announce()
     phases = _Phases(_display(progress_format, quiet, dry_run))
     with phases.out_of_memory():
-        plan = generate.plan(resolved)
+        plan = generate.plan(resolved, recorded=recorded)
         if check is not None:
             check(plan)
         if dry_run:
-            _print_plan(plan, as_json)
+            _print_dry_run(plan, phases, as_json)
             return
         trust.check_memory(plan, grants.skip_memory_check)
         gpus = plan.resolved.config.optimization.gpus
@@ -185,22 +188,39 @@ def run_resolved(
                 parallel.finish()
         if hasattr(phases.inner, "event"):  # --progress json: the last phase ends with the run
             phases.inner.event("done", outputs=[str(result.path) for result in results])
-    if as_json:
-        rows = []
-        for result in results:
-            out = result.record["output"]
-            rows.append(
-                {
-                    "path": str(result.path),
-                    "sidecar": str(result.sidecar),
-                    "seed": result.record["seed"],
-                    **{key: out[key] for key in ("frames", "width", "height", "fps")},
-                }
-            )
-        typer.echo(json.dumps({"outputs": rows, "exit_code": 0}))
-    else:
+    _print_results(results, as_json)
+
+
+def _print_results(results: list[Any], as_json: bool) -> None:
+    """The written videos on stdout: their paths, or one JSON object."""
+    if not as_json:
         for result in results:
             typer.echo(escape(result.path))
+        return
+    rows = []
+    for result in results:
+        out = result.record["output"]
+        rows.append(
+            {
+                "path": str(result.path),
+                "sidecar": str(result.sidecar),
+                "seed": result.record["seed"],
+                **{key: out[key] for key in ("frames", "width", "height", "fps")},
+            }
+        )
+    typer.echo(json.dumps({"outputs": rows, "exit_code": 0}))
+
+
+def _print_dry_run(plan: Any, phases: _Phases, as_json: bool) -> None:
+    """--dry-run: the plan; with --enhance-prompt, the rewritten prompt alone, loading only what
+    writes it."""
+    from vidgen.run import generate
+
+    if plan.asked is None:
+        _print_plan(plan, as_json)
+        return
+    phases.now = "enhance"
+    _print_enhanced(generate.enhance_only(plan, phases), as_json)
 
 
 def _display(progress_format: str, quiet: bool, dry_run: bool) -> Any:
@@ -258,6 +278,22 @@ class _Phases:
 
         hint = "use fewer --frames or a smaller --height/--width."
         return oom_guard(lambda: self.now, lambda _exc: f"the process ran out of memory during {self.now}; {hint}")
+
+
+def _print_enhanced(enhanced: Any, as_json: bool) -> None:
+    """--dry-run --enhance-prompt: the rewritten prompt on stdout (one line, control characters
+    escaped: an LLM's text is not the terminal's), or one JSON object with how it was made."""
+    if as_json:
+        body = {
+            "dry_run": True,
+            "prompt": enhanced.record["prompt"],
+            "enhanced_prompt": enhanced.prompt,
+            "prompt_enhancement": enhanced.record,
+            "exit_code": 0,
+        }
+        typer.echo(json.dumps(body))
+        return
+    typer.echo(escape(enhanced.prompt))
 
 
 def _print_plan(plan: Any, as_json: bool) -> None:

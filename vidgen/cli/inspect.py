@@ -101,6 +101,7 @@ def _rows(data: dict) -> list[tuple[str, object]]:
     prompts = _dict(inputs.get("prompts"))
     if prompts:
         rows.append(("prompts", " | ".join(f"{frame}: {text}" for frame, text in prompts.items())))
+    rows += _enhancement_rows(data)
     rows.append(("negative", inputs.get("negative_prompt")))
     rows += _input_rows(data)
     rows += [
@@ -162,6 +163,34 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         rows.append(("peak memory", f"{data['peak_memory_bytes'] / 2**30:.2f} GiB"))
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in _dict(data.get("versions")).items() if v)))
     return rows
+
+
+def _enhancement_rows(data: dict) -> list[tuple[str, object]]:
+    """--enhance-prompt: the prompt the pipeline got, and the LLM that wrote it (where its
+    weights came from, its system prompt, seed and settings), or the config's enhancer when the
+    sidecar has no record of a rewrite."""
+    block = _dict(data.get("prompt_enhancement"))
+    config = _dict(data.get("config"))
+    if not block:
+        wanted = _dict(config.get("inputs")).get("enhance_prompt") is True
+        named = _dict(config.get("model")).get("enhancer")
+        return [("enhancer", f"{named or 'the default'} (no record of its rewrite)")] if wanted else []
+    model = _dict(block.get("enhancer"))
+    facts = [_facts(model)] if _facts(model) else []
+    if model.get("revision"):
+        facts.insert(0, f"revision {model['revision']}")
+    elif model.get("path"):
+        facts.insert(0, f"from {model['path']}")
+    elif model.get("method"):
+        facts.insert(0, f"{model['method']} on its {model.get('component')}")
+    if model.get("class"):
+        facts.append(f"{model['class']} {model.get('dtype') or ''}".strip())
+    generation = " ".join(f"{key}={value}" for key, value in _dict(block.get("generation")).items())
+    system = _dict(block.get("system_prompt")).get("name")
+    text = f"{model.get('id')} ({', '.join(facts)}); system prompt {system}; seed {block.get('seed')}; {generation}"
+    if block.get("reused_from"):
+        text += f"; reused from {block['reused_from']}"
+    return [("enhanced", block.get("enhanced_prompt")), ("enhancer", text)]
 
 
 def _weight_rows(data: dict) -> list[tuple[str, object]]:

@@ -23,7 +23,8 @@ def ls(
 ) -> None:
     """List the outputs under a folder: file, mode, model, prompt, seed, frames, size, created.
 
-    Outputs are found through the sidecars beside them, so stray files are not listed.
+    Outputs are found through the sidecars beside them, so stray files are not listed. A prompt
+    rewritten by --enhance-prompt is shown after the typed one (`->`).
 
         vidgen ls outputs/ --json
     """
@@ -55,8 +56,16 @@ def _cells(row: dict[str, Any], folder: Path) -> tuple[str, ...]:
         *(shorten(cell, CELL_CHARS, tail=CELL_CHARS // 3, count=False) for cell in cells),
         f"{size} {_bytes(row['bytes'])}",
         created,
-        shorten(" ".join(str(row["prompt"]).split()), PROMPT_CHARS, count=False),
+        _prompt(row),
     )
+
+
+def _prompt(row: dict[str, Any]) -> str:
+    """The typed prompt, and the one --enhance-prompt wrote after it, each cut to PROMPT_CHARS."""
+    typed = shorten(" ".join(str(row["prompt"]).split()), PROMPT_CHARS, count=False)
+    if not row.get("enhanced_prompt"):
+        return typed
+    return f"{typed} -> {shorten(' '.join(str(row['enhanced_prompt']).split()), PROMPT_CHARS, count=False)}"
 
 
 def _bytes(count: int) -> str:

@@ -42,7 +42,8 @@ def replay(
     the file says. Before loading, replay lists the models, LoRAs and inputs it will read, and
     stops (exit 5) when a weights file it recorded by sha256 is missing or has changed. A file
     that allows pickle weights, or names inputs outside its own folder or URLs, stops (exit 5, 4)
-    until --allow-pickle or --allow-inputs says you trust it.
+    until --allow-pickle or --allow-inputs says you trust it. An --enhance-prompt rewrite is reused
+    without loading its LLM, unless --set changes the prompt or its enhancement settings.
 
         vidgen replay outputs/t2v-a-red-fox-7.json \\
             --set sampling.num_inference_steps=80
@@ -86,6 +87,7 @@ def replay(
                 f"{changed[0]} has changed since the recorded run (its pixels differ); replay needs the same "
                 "input, or point elsewhere on purpose with --set inputs.NAME=PATH."
             )
+        _say_enhancement(plan)
 
     run_resolved(
         resolved,
@@ -96,4 +98,13 @@ def replay(
         extra={"replay_of": {"path": str(source), "created_at": data.get("created_at")}},
         grants=grants,
         announce=announce,
+        recorded=(data.get("prompt_enhancement"), str(source)),
     )
+
+
+def _say_enhancement(plan: Any) -> None:
+    """Whether the recorded --enhance-prompt rewrite is reused (its LLM stays unloaded)."""
+    if plan.enhanced is not None:
+        log.info("  the recorded enhanced prompt is reused; the prompt enhancer is not loaded")
+    elif plan.asked is not None:
+        log.info("  the prompt or its enhancement settings differ from the recording: the enhancer runs again")

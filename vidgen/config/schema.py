@@ -88,6 +88,9 @@ class ModelConfig(_Section):
     # The text encoder from one file (GGUF, or safetensors in transformers' names, scaled fp8
     # included): a path or REPO[@REVISION]:PATH. transformers dequantizes a GGUF file whole.
     text_encoder: str | None = None
+    # The instruct LLM --enhance-prompt runs: a Hub id, a local transformers folder or tiny:llm
+    # (None: the family's default; LTX-2 enhances with its own Gemma text encoder).
+    enhancer: str | None = None
 
 
 def _declared_extras(cls: type[BaseModel], data: Any, handler: Any, adapters: Any) -> Any:
@@ -167,6 +170,15 @@ class _InputsBase(_Section):
     canny_high: int | None = Field(None, ge=0, le=255)
     # Keyframes and conditioning clips (--keyframe, --condition-video), beside the i2v image.
     conditions: list[ConditionConfig] | None = None
+    # --enhance-prompt: an instruct LLM rewrites the prompt into a detailed one before the video
+    # model sees it (model.enhancer picks the LLM). The typed prompt stays here; the sidecar's
+    # prompt_enhancement block holds what the LLM wrote.
+    enhance_prompt: bool | None = None
+    # The LLM's seed (None: the run's seed), its sampling temperature (None: 0.7; 0: greedy) and
+    # how many tokens it may write (None: 512), so the rewrite is repeatable and bounded.
+    enhancer_seed: int | None = Field(None, ge=0, lt=2**63)
+    enhancer_temperature: float | None = Field(None, ge=0, le=2)
+    enhancer_max_new_tokens: int | None = Field(None, ge=1, le=2048)
 
 
 # The file inputs (image, video, control frames, mask, reference images) are the input kinds of

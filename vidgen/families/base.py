@@ -23,7 +23,9 @@ MODE_INPUTS: dict[str, frozenset[str]] = {
     "control": frozenset({"preprocess", "canny_low", "canny_high", "resize", "background", "input_fps", "max_frames"}),
     "animate": frozenset(),
 }
-TEXT_INPUTS = frozenset({"prompt", "negative_prompt"})
+# --enhance-prompt and the LLM's settings: inputs of every family that takes text.
+ENHANCE_INPUTS = frozenset({"enhance_prompt", "enhancer_seed", "enhancer_temperature", "enhancer_max_new_tokens"})
+TEXT_INPUTS = frozenset({"prompt", "negative_prompt"}) | ENHANCE_INPUTS
 # Why --attention-slicing is refused where diffusers' slicing would not touch the attention.
 SDPA_SLICING = "its attention runs through PyTorch SDPA, already memory-efficient; diffusers' slicing would do nothing"
 # `model` fields only some families use.
@@ -326,6 +328,26 @@ class Loading:
     repair: Callable[[Any, str | None], list[dict[str, Any]]] | None = None
 
 
+@dataclass(frozen=True)
+class Enhancing:
+    """How --enhance-prompt rewrites this family's prompts.
+
+    `prompts` names the system prompts an LLM gets (vidgen/families/system_prompts.py): those
+    the model's authors publish ("wan"), else vidgen's "generic" one."""
+
+    prompts: str = "generic"
+    # Hook, one family: the pipeline rewrites prompts with its own text encoder (LTX-2, through
+    # diffusers' enhance_prompt), so that is the default enhancer: (loaded pipeline, prompt, what
+    # the config asks: seed, temperature, max_new_tokens, the prepared inputs by name) -> (the
+    # rewrite, its record: enhancer, system prompt, generation settings). Kept as code: it is the
+    # pipeline's own method with the family's choice of system prompt and decoding.
+    pipeline: Callable[[Any, str, dict[str, Any], dict[str, Any]], tuple[str, dict[str, Any]]] | None = None
+    # The components `pipeline` uses (a --dry-run loads only these), and those a model must have
+    # for it (looked up in its model_index.json before anything loads).
+    needs: frozenset[str] = frozenset()
+    requires: frozenset[str] = frozenset()
+
+
 class Part:
     """A part of a family that computes from the run (memory, postprocessing). `family` is the
     family it belongs to, set when the family is made, for parts whose numbers depend on the
@@ -517,6 +539,8 @@ class Family:
     hints: ClassVar[dict[str, str]] = {}
     # name -> builder of a tiny random-weight pipeline of this family (see vidgen/models/tiny.py).
     tiny: ClassVar[dict[str, Callable[[], Any]]] = {}
+    # What --enhance-prompt runs for this family (see `Enhancing`).
+    enhancing: ClassVar[Enhancing] = Enhancing()
 
     def __init__(self) -> None:
         self.memory = type(self).memory.bound(self)  # type: ignore[assignment]

@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.core.errors import ConfigError
+from vidgen.core.errors import ConfigError, ModelError
 from vidgen.families.base import (
     Audio,
     Catch,
     Caught,
     Decoding,
+    Enhancing,
     Family,
     Footprint,
     Generated,
@@ -212,6 +213,15 @@ class LTX2(Family):
     # pipeline's own multimodal guidance defaults.
     reference = settings(size=(512, 768), frames=121, steps=30, guidance=3.0, fps=_FPS)
     options: ClassVar[tuple[Option, ...]] = _OPTIONS
+    # --enhance-prompt runs diffusers' LTX2Pipeline.enhance_prompt on the pipeline's own Gemma
+    # (LTX-2.5's dedicated prompt_enhancer where the model has one); an --enhancer LLM gets
+    # Lightricks' text-to-video system prompt.
+    enhancing = Enhancing(
+        "ltx2",
+        pipeline=lambda pipe, prompt, asked, media: enhance_with_gemma(pipe, prompt, asked, first_image(media)),
+        needs=frozenset({"text_encoder", "tokenizer", "processor", "prompt_enhancer"}),
+        requires=frozenset({"text_encoder", "processor"}),
+    )
     takes = Takes(
         model=frozenset({"loras"}),
         optimizations=frozenset(
@@ -341,6 +351,68 @@ class LTX2(Family):
             return two_stage(pipe, cfg, call_kwargs, media, **extra)
         output = pipe(**call_kwargs, **media, **extra)
         return Generated(output.frames[0], audio_of(pipe, output))
+
+
+# -- prompt enhancement (diffusers' LTX2Pipeline.enhance_prompt) ---------------------------------
+
+
+def first_image(media: dict[str, Any]) -> Any:
+    """The picture the enhancer looks at, as the condition pipeline picks it: the i2v image, else
+    the first keyframe (or a clip's first frame); None for a run from text alone."""
+    if media.get("image") is not None:
+        return media["image"]
+    for item in media.get("conditions") or []:
+        if isinstance(item, list):
+            return item[0] if item else None
+        return item
+    return None
+
+
+def enhance_with_gemma(pipe: Any, prompt: str, asked: dict[str, Any], image: Any) -> tuple[str, dict[str, Any]]:
+    """Rewrite `prompt` with diffusers' `enhance_prompt` on the loaded pipeline: its dedicated
+    prompt_enhancer (LTX-2.5, Gemma 4, with the LTX-2.5 system prompts and greedy decoding) or its
+    Gemma 3 text encoder (LTX-2.0/2.3, sampled at temperature 0.7), looking at `image` when there
+    is one. `asked` may set the seed, temperature and token budget; the rest are diffusers' own."""
+    from diffusers.pipelines.ltx2 import utils
+
+    if getattr(pipe, "processor", None) is None:
+        raise ModelError(
+            "this LTX-2 model has no `processor` component, which diffusers' enhance_prompt needs to read the "
+            "prompt with its Gemma; pick an LLM with --enhancer (e.g. Qwen/Qwen2.5-7B-Instruct, or tiny:llm offline)."
+        )
+    dedicated = getattr(pipe, "prompt_enhancer", None) is not None
+    recipe = utils.GEMMA4_PROMPT_ENHANCEMENT_CONFIG if dedicated else utils.GEMMA3_PROMPT_ENHANCEMENT_CONFIG
+    kind = "i2v" if image is not None else "t2v"
+    name = f"ltx2.5-{kind}" if dedicated else f"ltx2-{kind}"
+    constant = f"LTX2_5_{kind.upper()}_DEFAULT_SYSTEM_PROMPT" if dedicated else f"{kind.upper()}_DEFAULT_SYSTEM_PROMPT"
+    generation = dict(recipe.generation_kwargs)
+    temperature = asked.get("temperature")
+    if temperature is not None:
+        generation.pop("temperature", None)
+        generation.update({"do_sample": temperature > 0, **({"temperature": temperature} if temperature > 0 else {})})
+    max_new_tokens = asked.get("max_new_tokens") or recipe.max_new_tokens
+    system = getattr(utils, constant)
+    text = pipe.enhance_prompt(
+        prompt=prompt,
+        system_prompt=system,
+        max_new_tokens=max_new_tokens,
+        seed=asked["seed"],
+        generation_kwargs=generation,
+        image=image,
+    )[0]
+    model = pipe.prompt_enhancer if dedicated else pipe.text_encoder
+    record = {
+        "enhancer": {
+            "id": "pipeline",
+            "component": "prompt_enhancer" if dedicated else "text_encoder",
+            "class": type(model).__name__,
+            "method": f"{type(pipe).__name__}.enhance_prompt",
+            "looked_at_image": image is not None,
+        },
+        "system_prompt": {"name": name, "source": f"diffusers.pipelines.ltx2.utils.{constant}", "text": system},
+        "generation": {"max_new_tokens": max_new_tokens, **generation},
+    }
+    return text, record
 
 
 # -- two stages (diffusers ltx2.md "Two-stages Generation") --------------------------------------

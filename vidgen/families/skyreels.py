@@ -31,6 +31,7 @@ from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Caught,
     Decoding,
+    Enhancing,
     Grid,
     Memory,
     Mode,
@@ -322,6 +323,8 @@ _LAST_IMAGE = frozenset({"last_image"})
 class SkyReels(Wan):
     name = "skyreels"
     title = "SkyReels-V2"
+    # Skywork's model, trained on its own captions: vidgen's generic prompts, not Wan's.
+    enhancing = Enhancing()
     # The SkyReels-V2 model cards: 544x960, 97 frames at 24 fps; guidance 6 and shift 8 for
     # text-to-video, 5 and 5 for image-to-video.
     modes: ClassVar[dict[str, Mode]] = {
@@ -397,6 +400,8 @@ _MAKING = frozenset(option.field for option in _DF_OPTIONS if option is not EXTE
 class SkyReelsDF(Wan):
     name = "skyreels-df"
     title = "SkyReels-V2 DF"
+    # Skywork's model, trained on its own captions: vidgen's generic prompts, not Wan's.
+    enhancing = Enhancing()
     # addnoise_condition draws its noise with torch.randn_like, from the global RNG.
     # The image (and last image) become latent frames; there is no CLIP image encoder.
     modes: ClassVar[dict[str, Mode]] = {

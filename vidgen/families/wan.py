@@ -16,6 +16,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Decoding,
+    Enhancing,
     Family,
     Footprint,
     Grid,
@@ -453,6 +454,8 @@ class Wan(Family):
         {"inputs": {"negative_prompt": NEGATIVE}},
     )
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT,)
+    # Wan's own prompt extender's system prompts (wan/utils/prompt_extend.py).
+    enhancing = Enhancing("wan")
     takes = Takes(
         model=frozenset({"scheduler", "scheduler_options", "loras"}),
         optimizations=frozenset(

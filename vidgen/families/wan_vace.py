@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, InputError
 from vidgen.families.base import (
+    Enhancing,
     Family,
     Mode,
     ModelAccess,
@@ -155,6 +156,8 @@ class _KeepUnmasked(Postprocess):
 class WanVACE(Family):
     name = "wan-vace"
     title = "Wan VACE"
+    # Wan's own prompt extender's system prompts (wan/utils/prompt_extend.py).
+    enhancing = Enhancing("wan")
     modes: ClassVar[dict[str, Mode]] = {
         "control": Mode(
             "WanVACEPipeline",

@@ -21,6 +21,7 @@ KEYS = (
     "model",
     "pipeline",
     "inputs",
+    "prompt_enhancement",
     "versions",
     "device",
     "optimizations",
@@ -37,6 +38,7 @@ COMPACT_KEYS = (
     "model",
     "pipeline",
     "inputs",
+    "prompt_enhancement",
     "versions",
     "writer",
     "batch",
@@ -147,6 +149,18 @@ SHAPE: dict[str, Any] = {
     "config.model.loras.*": dict,
     "config.model.scheduler_options": dict,
     "config.output.format": str,
+    "config.inputs.enhance_prompt": bool,
+    "config.inputs.enhancer_seed": int,
+    "config.model.enhancer": str,
+    # --enhance-prompt: what the LLM was asked and wrote; a replay reuses `enhanced_prompt`.
+    "prompt_enhancement": dict,
+    **dict.fromkeys(("prompt_enhancement.prompt", "prompt_enhancement.enhanced_prompt"), str),
+    **dict.fromkeys(("prompt_enhancement.enhancer", "prompt_enhancement.system_prompt"), dict),
+    **dict.fromkeys(("prompt_enhancement.request", "prompt_enhancement.generation"), dict),
+    **dict.fromkeys(("prompt_enhancement.enhancer.id", "prompt_enhancement.enhancer.revision"), str),
+    **dict.fromkeys(("prompt_enhancement.enhancer.path", "prompt_enhancement.enhancer.sha256"), str),
+    "prompt_enhancement.system_prompt.name": str,
+    "prompt_enhancement.seed": int,
     **dict.fromkeys(("model.id", "model.family", "model.source", "model.path", "model.revision"), str),
     "model.dtype": str,
     **dict.fromkeys(("model.scheduler", "model.checkpoint", "model.motion_adapter", "model.controlnet"), dict),
@@ -297,6 +311,7 @@ def replay_config(
         if model.get("source") in ("dir", "file") and not Path(model_id).expanduser().exists() and model.get("path"):
             config["model"]["id"] = model["path"]
         _weights_found_again(config["model"], model)
+        _enhancement_pinned(config, data.get("prompt_enhancement"))
         recorded = data.get("inputs") or {}
         for name in input_fields():
             ref = config["inputs"].get(name)
@@ -341,6 +356,21 @@ def _weights_found_again(config_model: dict[str, Any], model: dict[str, Any]) ->
         # A Hub file (REPO:PATH) is found by the Hub's own cache, at its recorded revision.
         if not record.get("repo") and isinstance(config_model.get(component), str):
             config_model[component] = _found_again(config_model[component], record.get("path"))
+
+
+def _enhancement_pinned(config: dict[str, Any], block: Any) -> None:
+    """The rewrite's request pinned as it ran, so the replay asks what the recording asked and
+    reuses its rewrite without loading the LLM: the LLM's seed (the run's first seed, which the
+    replay of a later video no longer has) and the enhancer (a default that may change)."""
+    request = block.get("request") if isinstance(block, dict) else None
+    if not isinstance(request, dict) or not config["inputs"].get("enhance_prompt"):
+        return
+    seed = request.get("seed")
+    if config["inputs"].get("enhancer_seed") is None and isinstance(seed, int) and not isinstance(seed, bool):
+        config["inputs"]["enhancer_seed"] = seed
+    ref = request.get("enhancer")
+    if not config["model"].get("enhancer") and isinstance(ref, str) and ref != "pipeline":
+        config["model"]["enhancer"] = ref
 
 
 def _found_again(ref: Any, where: Any) -> Any:

@@ -34,6 +34,8 @@ _WEIGHTS = {
     "transformer": "transformer file",
     "transformer_2": "transformer_2 file",
     "text_encoder": "text encoder file",
+    # --enhance-prompt's LLM: named by a manifest or sidecar, it loads as their models do.
+    "enhancer": "prompt enhancer",
 }
 
 
@@ -244,7 +246,7 @@ def reads(cfg: RunConfig, recorded: dict[str, Any], outside: list[str]) -> Itera
     revision = f" at revision {model.revision}" if model.revision else ""
     for name, what in _WEIGHTS.items():
         ref = getattr(model, name)
-        if ref:
+        if ref and (name != "enhancer" or cfg.inputs.enhance_prompt):
             yield f"{what} {ref}{revision if name == 'id' else ''} ({_kind(ref)})"
     hashes = {lora.get("source"): lora.get("sha256") for lora in recorded.get("loras") or [] if isinstance(lora, dict)}
     for lora in model.loras or []:

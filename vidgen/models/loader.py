@@ -410,6 +410,41 @@ def load(
     return Loaded(pipe, family, device, dtype, model, optimizations, seconds, setup)
 
 
+def load_parts(cfg: RunConfig, family: Family, device: str, parts: frozenset[str]) -> Any:
+    """The model's pipeline with only `parts` loaded (the rest left out), on `device`: what
+    --dry-run --enhance-prompt needs of a pipeline that rewrites prompts with its own text
+    encoder (LTX-2). No LoRAs, setup or memory options: none of them acts on these parts."""
+    import torch
+
+    from vidgen.core.libs import quiet
+
+    quiet()
+    model_id = cfg.model.id or family.modes[cfg.mode].repo
+    cls = base.pipeline_class(family, cfg.mode, cfg)
+    kind, where = locate_all(cfg, family)["model"]
+    if kind == "hub":
+        _check_hub(where, "model_index.json", cfg.model.revision, family, cfg.mode)
+    torch_dtype = getattr(torch, DTYPES[resolve_dtype(cfg.model.dtype, family, device)])
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, **family.loading.from_pretrained}
+    kwargs.update(decode_components(family, cls, parts))
+    requested = checkpoints.read_requested(cfg, family, download=True)
+    files = [file for file in checkpoints.plan(cfg, requested, kind, where, model_id) if file.component in parts]
+    _load_files(files, torch_dtype, None, kwargs, {})
+    if kind == "file":
+        load_from = cls.from_single_file
+        if cfg.model.base_config:
+            kwargs["config"] = locate(cfg.model.base_config, what="base config")[1]
+    else:
+        load_from = cls.from_pretrained
+        where, _ = _pretrained_kwargs(cfg, family, kind, where, torch_dtype, True, kwargs, {})
+    try:
+        pipe = load_from(where, **kwargs)
+    except components.load_failures() as exc:
+        raise _load_error(model_id, kind, exc, family, cfg.mode) from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
 def _load_files(
     files: list[checkpoints.Planned],
     load_dtype: Any,
@@ -554,13 +589,14 @@ def _model_record(
     return model
 
 
-def decode_components(family: Family, pipe_class: type) -> dict[str, None]:
+def decode_components(family: Family, pipe_class: type, needs: frozenset[str] | None = None) -> dict[str, None]:
     """from_pretrained arguments that leave out everything but what `vidgen decode` needs
-    (Decoding.needs: the VAE, and for sound the audio decoder and vocoder)."""
+    (Decoding.needs: the VAE, and for sound the audio decoder and vocoder), or `needs`."""
     import inspect
 
     names = inspect.signature(pipe_class.__init__).parameters
-    keep = {"self", "scheduler", "kwargs", "args", "force_zeros_for_empty_prompt", *family.decoding.needs}
+    wanted = family.decoding.needs if needs is None else needs
+    keep = {"self", "scheduler", "kwargs", "args", "force_zeros_for_empty_prompt", *wanted}
     # Optional components (Wan's transformer_2, image_encoder) would load unless left out too.
     optional = set(getattr(pipe_class, "_optional_components", ()))
     return {

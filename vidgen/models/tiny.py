@@ -17,6 +17,7 @@ from typing import Any
 
 from vidgen.config.settings import cache_dir
 from vidgen.families.tiny_parts import (
+    WORDS,
     clip_image_processor,
     clip_text,
     clip_tokenizer,
@@ -387,6 +388,75 @@ def _controlnet() -> Any:
     )
 
 
+# ChatML, as Qwen2.5-Instruct's template writes a chat (without its tool calls).
+_CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class _LanguageModel:
+    """An LLM and its tokenizer, saved into one folder as the Hub ships one."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model, self.tokenizer = model, tokenizer
+
+    def save_pretrained(self, folder: Path, safe_serialization: bool = True) -> None:
+        # transformers 5 writes safetensors only; `safe_serialization` is the diffusers call's.
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+
+def _llm_tokenizer() -> Any:
+    """Qwen2's byte-level BPE over printable ASCII and the tiny vocabulary's words (characters
+    outside it are dropped), with ChatML's special tokens and template."""
+    from transformers import Qwen2Tokenizer
+
+    space, newline = "\u0120", "\u010a"  # byte-level BPE's space and newline
+    vocab = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2, space: 3, newline: 4}
+    for code in range(0x21, 0x7F):
+        vocab.setdefault(chr(code), len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in WORDS:
+        piece = space
+        for char in word:
+            if (piece, char) not in merges:
+                merges.append((piece, char))
+            piece += char
+            vocab.setdefault(piece, len(vocab))
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    tokenizer.chat_template = _CHATML
+    return tokenizer
+
+
+def _llm() -> Any:
+    """A two-layer Qwen2 instruct LLM (`tiny:llm`) for --enhance-prompt; it writes word salad."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _llm_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        # System prompts are read a character at a time here: room for the longest and the reply.
+        max_position_embeddings=16384,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    return _LanguageModel(Qwen2ForCausalLM(config).eval(), tokenizer)
+
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     "cogvideox": _cogvideox,
     "cogvideox-i2v": _cogvideox_i2v,
@@ -400,6 +470,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "sdxl": _sdxl,
     # The SDXL beta adapter's shape: three levels, no mid-block motion module.
     "motion-adapter-sdxl": lambda: _motion_adapter((32, 64, 128), mid_block=False),
+    "llm": _llm,
 }
 
 

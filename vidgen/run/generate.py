@@ -22,7 +22,7 @@ from vidgen.core.progress import NullProgress, Progress
 from vidgen.families.base import Caught, Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
 from vidgen.models import optimize
-from vidgen.run import memory
+from vidgen.run import enhance, memory
 
 log = logging.getLogger("vidgen")
 
@@ -53,16 +53,22 @@ class Plan:
     memory: memory.MemoryPlan | None = None
     # Set when --vram planned for a card this machine does not have (a --dry-run only).
     planned_for: str | None = None
+    # --enhance-prompt: what decides the rewrite (enhance.request), and the rewrite when it is
+    # known before anything loads (a replay reusing the recorded one).
+    asked: dict[str, Any] | None = None
+    enhanced: enhance.Enhanced | None = None
 
 
-def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
+def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str] | None = None) -> Plan:
     """Everything that can be decided and checked before loading weights, including reading
     and preparing the input image or video (unless `read_inputs` is False: a batch validates
-    every job first and reads each job's inputs when it runs)."""
+    every job first and reads each job's inputs when it runs). `recorded`: a sidecar's
+    prompt_enhancement block and the file it is from, reused when it answers this run's request."""
     from vidgen.models.loader import check_early, locate_all, resolve_device, resolve_dtype
 
     cfg = resolved.config
     family = families.check(cfg)
+    enhance.check(resolved, family)
     found = locate_all(cfg, family, build=False)
     check_early(cfg, family, found)
     device = resolve_device(cfg.optimization.device)
@@ -102,14 +108,21 @@ def plan(resolved: Resolved, read_inputs: bool = True) -> Plan:
     if not cfg.output.overwrite:
         for item in items:
             _check_free(item, cfg)
+    asked = enhance.request(cfg, family, seeds[0])
+    reused = enhance.reuse(recorded[0], asked, recorded[1]) if recorded else None
+    # The LLM is checked now, before the inputs are read and anything loads.
+    llm = enhance.check_enhancer(cfg, family) if asked is not None and reused is None else None
     fps = cfg.output.fps or 8
     prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
     frames = prepared.frames if cfg.mode == "v2v" else None
     dtype = resolve_dtype(cfg.model.dtype, family, planned_for or device)
-    planned = memory.plan(family, cfg, dtype, found, planned_for or device, frames or cfg.inputs.max_frames)
+    target = planned_for or device
+    planned = memory.plan(family, cfg, dtype, found, target, frames or cfg.inputs.max_frames, enhancer=llm)
     if planned.rung is not None:
         resolved = memory.planned(resolved, planned.rung)
-    return Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
+    made = Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
+    made.asked, made.enhanced = asked, reused
+    return made
 
 
 def _check_audio_format(family: Any, cfg: Any, fmt: str) -> None:
@@ -191,12 +204,14 @@ class Result:
 @dataclass
 class _Session:
     """What every video of one execute shares: the run (re-sourced by an out-of-memory step
-    down), the loaded pipeline, the environment block, and whether it was loaded for this run."""
+    down), the loaded pipeline, the environment block, whether it was loaded for this run, and
+    the enhanced prompt (--enhance-prompt) the pipeline gets instead of the typed one."""
 
     resolved: Resolved
     loaded: Any
     environment: tuple[dict[str, Any], dict[str, Any]]
     fresh: bool
+    enhanced: enhance.Enhanced | None = None
 
 
 @dataclass
@@ -211,15 +226,25 @@ def execute(
     progress: Progress | None = None,
     extra: dict[str, Any] | None = None,
     loaded: Any = None,
+    enhanced: enhance.Enhanced | None = None,
 ) -> list[Result]:
     """Load the pipeline once (or use `loaded`, from an earlier job with the same model and
     options), then generate, encode and describe every planned video. `extra` is added to every
-    sidecar (e.g. what a replay replayed)."""
+    sidecar (e.g. what a replay replayed). With --enhance-prompt the prompt is rewritten first:
+    `enhanced` (a batch's, made before its group loaded), the plan's reused one, or the LLM,
+    loaded and freed before the pipeline loads; LTX-2 rewrites it with its loaded pipeline."""
     progress = progress or NullProgress()
     timing_key = _timing_key(plan)
     before = history.expected(timing_key)
     progress.video(str(plan.items[0].path), _expected_after(before, len(plan.items) - 1))
+    enhanced = enhanced or plan.enhanced
+    if plan.asked is not None and enhanced is None and plan.asked["enhancer"] != enhance.PIPELINE:
+        enhanced = _with_llm(plan, progress)
     session = _open(plan, loaded, progress)
+    if plan.asked is not None and enhanced is None:
+        enhanced = enhance.with_pipeline(plan.family, session.loaded.pipe, plan.asked, plan.inputs.media, progress)
+    # The plan keeps it too: a latents file saved for `vidgen decode` records it with the config.
+    session.enhanced = plan.enhanced = enhanced
     # --gpus: every rank computes every video together; rank 0 alone encodes and writes it.
     writer = plan.resolved.config.optimization.gpus <= 1 or _rank() == 0
     results: list[Result] = []
@@ -234,6 +259,31 @@ def execute(
         before = results[-1].record["timings"]
         history.remember(timing_key, before)
     return results
+
+
+def _with_llm(plan: Plan, progress: Progress) -> enhance.Enhanced:
+    """The plan's prompt rewritten by its LLM, which is freed again before this returns."""
+    assert plan.asked is not None
+    allow = plan.resolved.config.model.allow_pickle
+    done = enhance.with_llm([plan.asked], plan.device, allow, progress)
+    return done[enhance.key(plan.asked, allow)]
+
+
+def enhance_only(plan: Plan, progress: Progress | None = None) -> enhance.Enhanced:
+    """--dry-run --enhance-prompt: the rewrite alone, loading only what writes it (the LLM, or
+    the text parts of a pipeline that enhances itself)."""
+    from vidgen.models import loader
+
+    assert plan.asked is not None
+    if plan.enhanced is not None:
+        return plan.enhanced
+    progress = progress or NullProgress()
+    if plan.asked["enhancer"] != enhance.PIPELINE:
+        return _with_llm(plan, progress)
+    cfg = plan.resolved.config
+    log.info("loading the text encoder of %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
+    pipe = loader.load_parts(cfg, plan.family, plan.device, plan.family.enhancing.needs)
+    return enhance.with_pipeline(plan.family, pipe, plan.asked, plan.inputs.media, progress)
 
 
 def _rank() -> int:
@@ -308,7 +358,8 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
     }
     retries: list[dict[str, Any]] = []
     while True:
-        cfg = session.resolved.config
+        # The call is made from the enhanced prompt; the sidecar's config keeps the typed one.
+        cfg = enhance.applied(session.resolved.config, session.enhanced)
         call_kwargs = plan.family.call_kwargs(cfg, item.seed, plan.inputs.frames)
         try:
             result = runner.run(
@@ -382,16 +433,22 @@ def _write(
         **({"oom_retries": outcome.retries} if outcome.retries else {}),
         **_calibration(plan, loaded, item),
     }
+    enhanced = session.enhanced
     record = sidecar.record(
         session.resolved,
         item.seed,
         loaded,
         session.environment,
         pipeline=pipeline,
-        made_from={"inputs": plan.inputs.record},
+        made_from={"inputs": plan.inputs.record, **({"prompt_enhancement": enhanced.record} if enhanced else {})},
         optimizations=optimizations,
-        # A pipeline reused from an earlier batch job cost this video no loading time.
-        timings={"load": loaded.seconds if session.fresh else 0.0, **result.timings},
+        # A pipeline reused from an earlier batch job cost this video no loading time; the
+        # rewrite is timed once, with the first video.
+        timings={
+            **({"enhance": enhanced.record["seconds"] if item is plan.items[0] else 0.0} if enhanced else {}),
+            "load": loaded.seconds if session.fresh else 0.0,
+            **result.timings,
+        },
         peak_memory_bytes=result.peak_memory_bytes,
         extra={"warnings": result.warnings, "presets": plan.resolved.presets, **(extra or {})},
     )
@@ -576,6 +633,7 @@ def _latents_meta(plan: Plan, resolved: Resolved, item: Planned) -> dict[str, An
         "output": str(item.path),
         "fps": plan.fps,
         "vidgen_version": __version__,
+        **({"prompt_enhancement": plan.enhanced.record} if plan.enhanced is not None else {}),
     }
 
 
@@ -660,7 +718,15 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
             "decode": {"method": method, "args": info["decode_args"], "kwargs": info["decode_kwargs"]},
             **({"postprocess": post} if post is not None else {}),
         },
-        made_from={"decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]}},
+        made_from={
+            "decoded_from": {"path": str(source), "sha256": media.sha256(source), "shape": info["shape"]},
+            # The --enhance-prompt rewrite the latents were made from, so the video's sidecar has it.
+            **(
+                {"prompt_enhancement": info["prompt_enhancement"]}
+                if isinstance(info.get("prompt_enhancement"), dict)
+                else {}
+            ),
+        },
         optimizations=loaded.optimizations,
         timings={"load": loaded.seconds, "decode": round(decoded, 4)},
         peak_memory_bytes=runner.peak_memory(device),

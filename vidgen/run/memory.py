@@ -39,6 +39,10 @@ PLAN_FIELDS = (
     "decode_chunk_size",
 )
 _NO_GROUP = {"offload_type": None, "offload_stream": False}
+# --enhance-prompt's LLM, among the weights; and what writing a rewrite takes beside them (the
+# KV cache and activations of a system prompt and reply: a few thousand tokens).
+ENHANCER = "enhancer"
+ENHANCE_WORKING = 0.5 * GIB
 
 
 @dataclass
@@ -356,6 +360,7 @@ def estimate(
     size = BYTES[dtype]
     weights = {name: count * _bytes_per_param(name, family, cfg, dtype) for name, count in params.items()}
     weights.update(fixed or {})
+    llm = weights.pop(ENHANCER, 0.0)
     names = (*denoisers(family), "motion_adapter", "controlnet")
     experts = [v for k, v in weights.items() if k in denoisers(family)]
     # Two experts (Wan 2.2 A14B) take turns: offloaded, only the running one is on the GPU.
@@ -394,7 +399,35 @@ def estimate(
         peak = max(phases.values()) + per_group * (2 if opt.offload_stream else 1) + vae
     else:  # sequential: one layer at a time
         peak = max(phases.values()) + biggest / fp.blocks / 8
+    if llm:
+        # The enhancer runs alone and is freed before the video model loads: its weights and
+        # working set are the encode phase's, beside none of the video model's.
+        phases["encode"] = max(encode, llm + ENHANCE_WORKING)
+        peak = max(peak, llm + ENHANCE_WORKING)
+        weights[ENHANCER] = llm
     return Estimate(peak=peak, weights=weights, phases=phases)
+
+
+def count_enhancer(counted: Sizes, ref: str, device: str) -> None:
+    """Add the enhancer LLM `ref` to `counted` as bytes in the dtype it loads in on `device`
+    (bf16 on CUDA, fp32 on the CPU): exact from its safetensors headers when it is on disk, else
+    its published size."""
+    from vidgen.models import enhancer
+
+    kind, where = enhancer.locate(ref, build=False)
+    local = enhancer.folder(kind, where)
+    params = _count_folder(local, None).get("") if local is not None else None
+    source = "safetensors headers"
+    if not params and ref in enhancer.PUBLISHED:
+        params, source = enhancer.PUBLISHED[ref], "published sizes"
+    if not params:
+        if kind != "tiny":  # a tiny one not built yet weighs kilobytes
+            counted.notes.append(
+                f"the size of the prompt enhancer {ref} is unknown until it is downloaded; not counted"
+            )
+        return
+    counted.fixed[ENHANCER] = params * (2.0 if device.startswith("cuda") else 4.0)
+    counted.source = " + ".join(sorted({*counted.source.split(" + "), source} - {""}))
 
 
 @dataclass
@@ -441,31 +474,35 @@ def plan(
     found: dict[str, tuple[str, str]],
     device: str,
     frames: int | None = None,
+    enhancer: str | None = None,
 ) -> MemoryPlan:
-    """Estimate the config's peak; with --memory auto, choose the fastest rung that fits."""
+    """Estimate the config's peak; with --memory auto, choose the fastest rung that fits.
+    `enhancer`: the LLM --enhance-prompt loads first, counted in the encode phase."""
     opt = cfg.optimization
     cuda = device.startswith("cuda") or opt.vram_gb is not None
     counted = sizes(family, cfg, found)
+    if enhancer is not None:
+        count_enhancer(counted, enhancer, "cuda" if cuda else device)
     rungs = ladder(family, cfg, cuda)
 
-    def peak_of(o: OptimizationConfig) -> float:
+    # The enhancer runs alone, before any plan's video model loads: plans are chosen by the video's
+    # own peak, and an enhancer too large for the budget is said apart.
+    video_only = {name: size for name, size in counted.fixed.items() if name != ENHANCER}
+
+    def peak_of(o: OptimizationConfig, fixed: dict[str, float]) -> float:
         return estimate(
-            family,
-            cfg.model_copy(update={"optimization": o}),
-            counted.params,
-            dtype,
-            frames,
-            counted.fixed,
-            counted.working,
+            family, cfg.model_copy(update={"optimization": o}), counted.params, dtype, frames, fixed, counted.working
         ).peak
 
     # Each plan as it would run (the user's own savers included), without repeats.
     priced: list[tuple[Rung, float]] = []
+    video: list[tuple[Rung, float]] = []
     for rung in rungs:
         effective = apply(opt, rung)
         shown = Rung(rung.name, {key: getattr(effective, key) for key in PLAN_FIELDS})
         if all(shown.settings != seen.settings for seen, _ in priced):
-            priced.append((shown, peak_of(effective)))
+            priced.append((shown, peak_of(effective, counted.fixed)))
+            video.append((shown, peak_of(effective, video_only)))
     if opt.vram_gb is not None:
         budget, source = opt.vram_gb * GIB, f"--vram {opt.vram_gb:g}"
     elif device.startswith("cuda"):
@@ -473,6 +510,12 @@ def plan(
     else:
         budget, source = None, "no GPU: nothing to plan for"
     notes = list(counted.notes)
+    llm = counted.fixed.get(ENHANCER)
+    if budget is not None and llm is not None and llm + ENHANCE_WORKING > budget * HEADROOM:
+        notes.append(
+            f"the prompt enhancer alone needs {(llm + ENHANCE_WORKING) / GIB:.1f} GiB of {budget / GIB:.1f}; "
+            "pick a smaller --enhancer"
+        )
     if opt.memory != "auto":
         current = estimate(family, cfg, counted.params, dtype, frames, counted.fixed, counted.working)
         return MemoryPlan(None, current, budget, source, counted, priced, notes)
@@ -480,13 +523,7 @@ def plan(
         chosen = rungs[0]
         notes.append("on a CPU nothing is offloaded; pass --vram GiB to plan for a GPU")
     else:
-        fitting = [rung for rung, peak in priced if peak <= budget * HEADROOM]
-        chosen = fitting[0] if fitting else priced[-1][0]
-        if not fitting:
-            notes.append(
-                f"even {chosen.flags()} is estimated above {budget / GIB:.1f} GiB; "
-                "fewer --frames or a smaller --height/--width will be needed"
-            )
+        chosen = _fitting(video, budget, notes)
     final = estimate(
         family,
         cfg.model_copy(update={"optimization": apply(opt, chosen)}),
@@ -497,6 +534,19 @@ def plan(
         counted.working,
     )
     return MemoryPlan(chosen, final, budget, source, counted, priced, notes)
+
+
+def _fitting(priced: list[tuple[Rung, float]], budget: float, notes: list[str]) -> Rung:
+    """The fastest plan whose peak fits the budget, else the cheapest (and a note saying so)."""
+    fitting = [rung for rung, peak in priced if peak <= budget * HEADROOM]
+    if fitting:
+        return fitting[0]
+    chosen = priced[-1][0]
+    notes.append(
+        f"even {chosen.flags()} is estimated above {budget / GIB:.1f} GiB; "
+        "fewer --frames or a smaller --height/--width will be needed"
+    )
+    return chosen
 
 
 def planned(before: Resolved, rung: Rung) -> Resolved:
