@@ -37,6 +37,7 @@ MODULES = (
     "hunyuan15",
     "ltx",
     "ltx2",
+    "kandinsky5",
 )
 
 FAMILIES: dict[str, Family] = {}
