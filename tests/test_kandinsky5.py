@@ -70,7 +70,9 @@ def test_full_presets_are_the_model_cards(nothing_loads: None) -> None:
 
 
 @pytest.mark.pipeline
-@pytest.mark.parametrize("option", [["--cache", "taylorseer"], ["--attention-backend", "native"], ["--vae-tiling"]])
+@pytest.mark.parametrize(
+    "option", [["--cache", "taylorseer"], ["--attention-backend", "native"], ["--vae-tiling"], ["--fp8-storage"]]
+)
 def test_declared_options_run_on_the_tiny_model(option: list[str], tmp_path: Path) -> None:
     result = cli(*T2V, *option, "--out", "a/")
     assert result.exit_code == 0, result.stderr

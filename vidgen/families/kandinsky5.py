@@ -92,10 +92,10 @@ class Kandinsky5(Family):
         settings(size=(512, 768), frames=121, steps=50, guidance=5.0, fps=24, max_sequence_length=512),
         {"inputs": {"negative_prompt": NEGATIVE}},
     )
-    # Checked on the tiny model (tests/test_kandinsky5.py): TaylorSeer, the attention dispatcher
-    # and VAE tiling. Offload needs CUDA (the pipeline declares its model offload order).
+    # Checked on the tiny model (tests/test_kandinsky5.py): TaylorSeer, the attention dispatcher,
+    # fp8 storage and VAE tiling. Offload needs CUDA (the pipeline declares its model offload order).
     takes = Takes(
-        optimizations=frozenset({"offload", "vae_tiling", "attention_backend", "cache"}),
+        optimizations=frozenset({"offload", "vae_tiling", "attention_backend", "cache", "fp8_storage"}),
         caches=frozenset({"taylorseer"}),
         schedulers={},
     )
@@ -112,7 +112,6 @@ class Kandinsky5(Family):
         "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload model",
         "optimization.compile": "not checked on Kandinsky 5's transformer (10 s models want flex attention compiled)",
-        "optimization.fp8_storage": "not checked on Kandinsky 5's transformer",
         "optimization.quantize": "not checked on Kandinsky 5's transformer",
         "model.scheduler": "Kandinsky 5 was trained for its flow-matching Euler scheduler",
         "model.loras": "not checked on Kandinsky 5 yet",
@@ -196,17 +195,10 @@ def _qwen_tokenizer(template: str, crop: int) -> Any:
     raise AssertionError("the tiny tokenizer no longer fits Kandinsky 5's prompt template")
 
 
-def _tiny(pipeline: str) -> Any:
-    import diffusers
-    import torch
-    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, Kandinsky5Transformer3DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def _qwen_encoder(tokenizer: Any) -> Any:
+    """A two-layer Qwen2.5-VL (the class the pipeline loads) with hidden size 16 for `tokenizer`."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from vidgen.families.tiny_parts import clip_tokenizer
-
-    cls = getattr(diffusers, pipeline)
-    shell = cls(*[None] * 7)  # only for its prompt template
-    tokenizer = _qwen_tokenizer(shell.prompt_template, shell.prompt_template_encode_start_idx)
     ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name}|>") for name in ("vision_start", "vision_end")}
     text = {
         "hidden_size": 16,
@@ -231,6 +223,21 @@ def _tiny(pipeline: str) -> Any:
         vision_start_token_id=ids["vision_start"],
         vision_end_token_id=ids["vision_end"],
     )
+    return Qwen2_5_VLForConditionalGeneration(qwen).eval()
+
+
+def _tiny(pipeline: str) -> Any:
+    import diffusers
+    import torch
+    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, Kandinsky5Transformer3DModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from vidgen.families.tiny_parts import clip_tokenizer
+
+    cls = getattr(diffusers, pipeline)
+    shell = cls(*[None] * 7)  # only for its prompt template
+    tokenizer = _qwen_tokenizer(shell.prompt_template, shell.prompt_template_encode_start_idx)
+    qwen = _qwen_encoder(tokenizer)
     tokenizer_2 = clip_tokenizer()
     clip = CLIPTextConfig(
         bos_token_id=0,
@@ -277,7 +284,7 @@ def _tiny(pipeline: str) -> Any:
     return cls(
         transformer=transformer.eval(),
         vae=vae.eval(),
-        text_encoder=Qwen2_5_VLForConditionalGeneration(qwen).eval(),
+        text_encoder=qwen,
         tokenizer=tokenizer,
         text_encoder_2=CLIPTextModel(clip).eval(),
         tokenizer_2=tokenizer_2,
