@@ -125,3 +125,11 @@ def test_an_overlay_preset_stacks_on_the_default_model(tmp_path: Path) -> None:
     assert body["config"]["model"]["id"] == "THUDM/CogVideoX-5b"
     assert body["sources"]["sampling.num_inference_steps"] == "preset:slow"
     assert body["sources"]["model.id"] == "preset:cogvideox-5b"
+
+
+@pytest.mark.unit
+def test_a_family_set_for_a_mode_it_does_not_do_is_one_line_exit_3() -> None:
+    from conftest import cli, one_line_error
+
+    result = cli("t2v", "a fox", "--set", "model.family=svd", "--dry-run")
+    one_line_error(result, 3, "Stable Video Diffusion does not do t2v; it does: i2v")

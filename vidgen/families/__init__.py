@@ -118,7 +118,17 @@ def get(name: str) -> Family:
 
 
 def defaults_layer(name: str, mode: str) -> Layer:
-    return Layer(label=f"family:{name}", data=get(name).defaults(mode), origin=f"{name} family defaults")
+    family = get(name)
+    _check_mode(family, mode)  # a family set by --set or a preset may not do this command's mode
+    return Layer(label=f"family:{name}", data=family.defaults(mode), origin=f"{name} family defaults")
+
+
+def _check_mode(family: Family, mode: str) -> None:
+    if mode not in family.modes:
+        raise ConfigError(
+            f"{family.title} does not do {mode}; it does: {', '.join(family.modes)}. "
+            f"Families for {mode}: {_takers(lambda f, m: m == mode)}."
+        )
 
 
 def _takers(test: Callable[[Family, str], bool]) -> str:
@@ -180,11 +190,7 @@ def check(cfg: RunConfig) -> Family:
     vidgen never drops a setting silently.
     """
     family = get(cfg.model.family or "")
-    if cfg.mode not in family.modes:
-        raise ConfigError(
-            f"{family.title} does not do {cfg.mode}; it does: {', '.join(family.modes)}. "
-            f"Families for {cfg.mode}: {_takers(lambda f, m: m == cfg.mode)}."
-        )
+    _check_mode(family, cfg.mode)
     if not family.takes.text and cfg.inputs.prompt:
         texts = _takers(lambda f, m: f.takes.text and m == cfg.mode)
         raise ConfigError(
