@@ -158,6 +158,15 @@ class RichProgress:
         if self._current is not None:
             self._bar.update(self._current, total=total, completed=done, counts=True)
 
+    def preview(self, path: str, step: int, total: int) -> None:
+        # On the denoising line itself: where to look, and how current it is, without a line per step.
+        if self._denoise is not None:
+            from pathlib import Path
+
+            from vidgen.core.terminal import escape
+
+            self._bar.update(self._denoise, detail=f"preview: {escape(Path(path).name)} (step {step})")
+
     def component(self, name: str, class_name: str, index: int, count: int) -> None:
         if self._current is None:
             return

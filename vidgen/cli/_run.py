@@ -248,6 +248,9 @@ class _Phases:
     def frames(self, done: int, total: int) -> None:
         self.inner.frames(done, total)
 
+    def preview(self, path: str, step: int, total: int) -> None:
+        self.inner.preview(path, step, total)
+
     def finish(self) -> None:
         if hasattr(self.inner, "finish"):
             self.inner.finish()

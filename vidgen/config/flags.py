@@ -32,6 +32,7 @@ FLAGS: dict[str, str] = {
     "model.transformer": "--transformer",
     "model.transformer_2": "--transformer-2",
     "model.text_encoder": "--text-encoder",
+    "model.preview_decoder": "--preview-decoder",
     "inputs.preprocess": "--preprocess",
     "inputs.canny_low": "--canny-low",
     "inputs.canny_high": "--canny-high",

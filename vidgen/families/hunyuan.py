@@ -27,7 +27,10 @@ from vidgen.families.base import (
     Mode,
     ModelAccess,
     Option,
+    Previewing,
     Takes,
+    decode_scaled,
+    halved,
     magcache_config,
     magcache_refusal,
     magcache_steps,
@@ -330,6 +333,10 @@ class HunyuanVideo(Family):
     memory = Memory(_FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
     grid = Grid(frames=4, size=16)
     decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
+    previewing = Previewing(tae="taehv.safetensors")
+
+    def preview_decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        return decode_scaled(pipe, halved(latents))
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
@@ -465,6 +472,10 @@ def assemble_framepack(mode: str, kind: str, where: str, dtype: Any) -> tuple[st
 class FramePack(HunyuanVideo):
     name = "framepack"
     title = "FramePack"
+    previewing = Previewing(
+        refused="it denoises the video one section at a time, each from the ones already made, so no step holds "
+        "the video to show; the progress still counts every section."
+    )
     modes: ClassVar[dict[str, Mode]] = {
         "i2v": Mode(
             "HunyuanVideoFramepackPipeline",

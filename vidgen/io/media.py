@@ -588,6 +588,23 @@ def write_text(text: str, target: Path, overwrite: bool, hint: str = "choose ano
         temp.unlink(missing_ok=True)
 
 
+def replace_file(target: Path, fill: Callable[[IO[bytes]], None], hint: str = "choose another --out") -> None:
+    """Write a file that a run rewrites as it goes (a live preview): `fill` writes it into a
+    temporary file in the same folder (`.NAME.HOST.PID.xxxx.part`, swept once its writer is
+    dead), which then replaces `target` in one rename. A reader, or a run killed at any moment,
+    finds the old file or the new one under the final name, never part of one."""
+    temp = _temp_name(target, is_dir=False, hint=hint)
+    try:
+        with open(temp, "wb") as stream:
+            fill(stream)
+        temp.chmod(0o666 & ~_umask())
+        os.replace(temp, target)
+    except OSError as exc:
+        raise write_error(target, exc, hint=hint) from None
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()

@@ -34,6 +34,7 @@ _WEIGHTS = {
     "transformer": "transformer file",
     "transformer_2": "transformer_2 file",
     "text_encoder": "text encoder file",
+    "preview_decoder": "preview decoder",
 }
 
 
