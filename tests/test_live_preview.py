@@ -276,3 +276,124 @@ def test_sigterm_mid_run_leaves_no_preview(tmp_path: Path) -> None:
     assert process.returncode == 143, "".join(seen) + stderr
     assert stderr.strip().splitlines()[-1].startswith("Error: stopped by SIGTERM")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "user-presets") == []
+
+
+@pytest.mark.process  # on a pseudo-terminal, through test_progress's helper
+def test_the_terminal_shows_the_preview_on_the_denoising_line(tmp_path: Path) -> None:
+    from test_progress import _on_a_terminal
+
+    result, shown = _on_a_terminal(*TINY_WAN, "--live-preview", "--out", "clip.mp4")
+    assert result.returncode == 0, shown
+    lines = [line.lstrip(" ✓⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏") for line in shown.splitlines()]
+    assert any(line.startswith("denoising") and "preview at step 4: clip.preview.webp" in line for line in lines), shown
+    assert not any(line.startswith("preview") for line in lines), shown  # no line of its own
+
+
+# -- every family that can be previewed ---------------------------------------------------------
+
+# (preset, mode arguments, frames of the VAE's preview): one per way the families lay out and
+# decode their latents (frames-first, a batch of frames, tokens, scaled, a temporal VAE).
+FAMILIES = [
+    ("tiny-cogvideox", ["t2v", "x"], 9),
+    ("tiny-modelscope", ["t2v", "x"], 8),
+    ("tiny-ltx", ["t2v", "x"], 17),
+    ("tiny-hunyuanvideo15", ["t2v", "x"], 9),
+    ("tiny-svd", ["i2v", "image.png"], 4),
+    ("tiny-animatediff", ["animate", "x"], 8),
+]
+
+
+@pytest.mark.parametrize(("preset", "args", "frames"), FAMILIES, ids=[row[0] for row in FAMILIES])
+def test_each_way_of_decoding_latents_gives_a_preview(
+    tmp_path: Path, preset: str, args: list[str], frames: int
+) -> None:
+    Image.new("RGB", (32, 32), (200, 80, 40)).save(tmp_path / "image.png")
+    result = cli(*args, "--preset", preset, "--seed", "1", "--live-preview-every", "1", "--out", "clip.mp4")
+    assert result.exit_code == 0, result.stderr
+    assert "warning" not in result.stderr, result.stderr  # no preview failed
+    shown = sidecar(tmp_path / "clip.json")["output"]["live_preview"]
+    assert shown["decoder"] == "vae" and shown["frames"] == frames and "stopped" not in shown
+    assert shown["shows"] == "the scheduler's estimate of the clean video"
+    assert _complete_webp(tmp_path / "clip.preview.webp") >= 1
+
+
+@pytest.mark.parametrize(("preset", "channels", "frames"), [("tiny-cogvideox", 4, 3), ("tiny-ltx2", 4, 5)])
+def test_taehv_decodes_frames_first_and_token_latents(tmp_path: Path, preset: str, channels: int, frames: int) -> None:
+    _tae(tmp_path / "tae.safetensors", channels=channels, widths=(16, 16, 8, 8))
+    args = ["t2v", "x", "--preset", preset, "--seed", "1", "--live-preview", "--preview-decoder", "tae.safetensors"]
+    result = cli(*args, "--out", "clip.mp4")
+    assert result.exit_code == 0, result.stderr
+    shown = sidecar(tmp_path / "clip.json")["output"]["live_preview"]
+    assert (shown["decoder"], shown["frames"], shown["latent_channels"]) == ("taehv", frames, channels)
+
+
+# -- the parts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_the_published_layouts_are_read_from_their_shapes() -> None:
+    from vidgen.models import taehv
+
+    for arch in (
+        taehv.Arch(16, WIDTHS, (1, 2, 2), 1),  # taew2_1, taehv, taecvx
+        taehv.Arch(48, WIDTHS, (1, 2, 2), 2),  # taew2_2
+        taehv.Arch(128, WIDTHS, (2, 2, 2), 4),  # taeltx_2: 8 frames per latent frame
+    ):
+        tensors = {name: (shape, "F16") for name, shape in taehv.expected(arch).items()}
+        assert taehv.architecture(tensors, "f") == arch
+    assert taehv.Arch(128, WIDTHS, (2, 2, 2), 4).temporal == 8
+
+
+def test_the_decoder_gives_the_same_frames_chunk_by_chunk() -> None:
+    import torch
+
+    from vidgen.models import taehv
+
+    arch = taehv.Arch(4, (8, 8, 8, 8), (1, 2, 2), 2)
+    torch.set_default_dtype(torch.float64)  # exact arithmetic, so chunks must agree to the bit
+    try:
+        full = taehv.build(arch, taehv.random_weights(arch), upscale_time=True)
+        latents = torch.randn(1, 4, 5, 3, 2)
+        whole, chunked = full.decode(latents, chunk=8), full.decode(latents, chunk=2)
+        preview = taehv.build(arch, taehv.random_weights(arch), upscale_time=False).decode(latents)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert torch.allclose(whole, chunked, atol=1e-12)
+    # 5 latent frames -> 4 x 4 + 1 frames; 8x the size, then the 2x2 patches.
+    assert whole.shape == (1, 17, 3, 48, 32) and preview.shape == (1, 5, 3, 48, 32)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind", ["flow-euler", "unipc-flow", "ddim"])
+def test_the_estimate_is_the_clean_sample_and_the_step_is_unchanged(kind: str) -> None:
+    import copy
+
+    import torch
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    from vidgen.run import live
+
+    scheduler = {
+        "flow-euler": FlowMatchEulerDiscreteScheduler(),
+        "unipc-flow": UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0),
+        "ddim": DDIMScheduler(clip_sample=False),
+    }[kind]
+    scheduler.set_timesteps(4)
+    plain = copy.deepcopy(scheduler)
+    clean, noise = torch.randn(1, 4, 2, 3, 3), torch.randn(1, 4, 2, 3, 3)
+    t = scheduler.timesteps[1]
+    for each in (scheduler, plain):  # both at the second step
+        each._step_index = 1 if kind != "ddim" else None
+    if kind == "ddim":
+        alpha = scheduler.alphas_cumprod[int(t)]
+        sample, output = alpha.sqrt() * clean + (1 - alpha).sqrt() * noise, noise
+    else:
+        sigma = scheduler.sigmas[1]
+        sample, output = (1 - sigma) * clean + sigma * noise, noise - clean  # the true velocity
+    kept = []
+    with live._watched(scheduler, kept.append):
+        stepped = scheduler.step(output, t, sample, return_dict=False)[0]
+    assert type(scheduler) is type(plain)  # its own class again
+    assert torch.equal(stepped, plain.step(output, t, sample, return_dict=False)[0])
+    ((estimate, is_clean),) = kept
+    assert is_clean and torch.allclose(estimate.float(), clean, atol=1e-4)

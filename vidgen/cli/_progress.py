@@ -61,7 +61,13 @@ class _Eta(ProgressColumn):
 
 
 class _Detail(ProgressColumn):
-    """What a phase is busy with (the component being loaded)."""
+    """What a phase is busy with (the component being loaded, the live preview), on its line:
+    cut with an ellipsis rather than wrapped onto more lines."""
+
+    def __init__(self) -> None:
+        from rich.table import Column
+
+        super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis"))
 
     def render(self, task: Task) -> Text:
         return Text(str(task.fields.get("detail", "")), style="progress.description")
@@ -165,7 +171,7 @@ class RichProgress:
 
             from vidgen.core.terminal import escape
 
-            self._bar.update(self._denoise, detail=f"preview: {escape(Path(path).name)} (step {step})")
+            self._bar.update(self._denoise, detail=f"preview at step {step}: {escape(Path(path).name)}")
 
     def component(self, name: str, class_name: str, index: int, count: int) -> None:
         if self._current is None:
