@@ -156,8 +156,7 @@ def register_output(kind: OutputKind) -> None:
     """Declare an output kind (the built-ins below)."""
     OUTPUT_KINDS[kind.name] = kind
     if kind.switch and kind.flag:
-        # Messages about an `every` kind's value name the flag that sets the number.
-        register_flag(f"output.{kind.switch}", kind.every_flag or kind.flag)
+        register_flag(f"output.{kind.switch}", kind.flag)
 
 
 for _output in (

@@ -433,26 +433,53 @@ class Decoding:
     resumable: bool = False
 
 
-@dataclass(frozen=True)
-class Previewing:
+class Previewing(Part):
     """What --live-preview shows of a run while it denoises.
 
     Each step, the scheduler's estimate of the clean latents (or, where it keeps none, the
     current noisy latents) is brought to (batch, channels, frames, height, width) in the
-    denoiser's own latent space by `Family.preview_latents`, then decoded by a tiny TAEHV decoder
-    (--preview-decoder) or, without one, by the family's own VAE at reduced size
-    (`Family.preview_decode`)."""
+    denoiser's own latent space by `latents`, then decoded by a tiny TAEHV decoder
+    (--preview-decoder) or, without one, by the family's own VAE at reduced size (`decode`).
+    A family whose latents need more (LTX's tokens) subclasses it beside itself."""
 
-    # The TAEHV weights published for this family's latents (github.com/madebyollin/taehv, in its
-    # safetensors/ folder), named in messages; None: none are, so --preview-decoder is refused.
-    tae: str | None = None
-    # How the scheduler's latents are laid out: "ncthw" (Wan, HunyuanVideo, AnimateDiff), "ntchw"
-    # (CogVideoX, SVD), "frames" (one video's frames as the batch of 2-D latents: ModelScope and
-    # I2VGen-XL step them so), or "packed" tokens the family unpacks (LTX).
-    layout: str = "ncthw"
-    # Why no preview can be shown of this family's runs (None: it can); --live-preview is then
-    # refused before loading.
-    refused: str | None = None
+    def __init__(self, tae: str | None = None, layout: str = "ncthw", refused: str | None = None) -> None:
+        # The TAEHV weights published for this family's latents (github.com/madebyollin/taehv, in
+        # its safetensors/ folder), named in messages; None: none are, so --preview-decoder is refused.
+        self.tae = tae
+        # How the scheduler's latents are laid out: "ncthw" (Wan, HunyuanVideo, AnimateDiff),
+        # "ntchw" (CogVideoX, SVD), "frames" (one video's frames as the batch of 2-D latents:
+        # ModelScope and I2VGen-XL step them so), or "packed" tokens the family unpacks (LTX).
+        self.layout = layout
+        # Why no preview can be shown of this family's runs (None: it can); --live-preview is then
+        # refused before loading.
+        self.refused = refused
+
+    def latents(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        """The scheduler's latents (as `layout` says) as (batch, channels, frames, height,
+        width) in the denoiser's latent space, what a TAEHV decoder takes."""
+        if self.layout == "frames":
+            latents = latents.unsqueeze(0)  # (frames, C, H, W) -> (1, frames, C, H, W)
+        if self.layout in ("ntchw", "frames"):
+            return latents.permute(0, 2, 1, 3, 4)
+        return latents
+
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        """Float frames (frames, height, width, 3) of the scheduler's latents decoded by the
+        family's own VAE as `Family.decode` does, at half the latent size where that is large
+        (see PREVIEW_HALVES_FROM): the preview without a tiny decoder."""
+        if self.layout == "frames":
+            latents = self.latents(pipe, cfg, call_kwargs, latents)  # as the pipeline decodes the video
+        return self.family.decode(pipe, cfg, Caught(halved(latents)))
+
+
+class ScaledPreviewing(Previewing):
+    """Previews of the HunyuanVideo 1.0 and 1.5 pipelines, which decode inside their own call:
+    their VAE takes the latents divided by its scaling factor."""
+
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        vae = pipe.vae
+        video = vae.decode(halved(latents).to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 
 # The full VAE decodes previews at half the latent size once both sides have at least this many
@@ -539,7 +566,7 @@ class Family:
     loading: ClassVar[Loading] = Loading()
     memory: Memory
     decoding: ClassVar[Decoding] = Decoding()
-    previewing: ClassVar[Previewing] = Previewing()
+    previewing: Previewing = Previewing()
     postprocess: Postprocess | None = None
     # config path -> what to use instead, added to the error when that field is refused.
     hints: ClassVar[dict[str, str]] = {}
@@ -548,6 +575,7 @@ class Family:
 
     def __init__(self) -> None:
         self.memory = type(self).memory.bound(self)  # type: ignore[assignment]
+        self.previewing = type(self).previewing.bound(self)  # type: ignore[assignment]
         if type(self).postprocess is not None:
             self.postprocess = type(self).postprocess.bound(self)  # type: ignore[assignment,union-attr]
 
@@ -679,32 +707,6 @@ class Family:
             bound.arguments["decode_chunk_size"] = chunk
         decoded = pipe.decode_latents(*bound.args, **bound.kwargs)
         return pipe.video_processor.postprocess_video(video=decoded, output_type="np")[0]
-
-    # -- live previews -----------------------------------------------------------------
-    def preview_latents(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        """The scheduler's latents (as `previewing.layout` says) as (batch, channels, frames,
-        height, width) in the denoiser's latent space, what a TAEHV decoder takes."""
-        if self.previewing.layout == "frames":
-            latents = latents.unsqueeze(0)  # (frames, C, H, W) -> (1, frames, C, H, W)
-        if self.previewing.layout in ("ntchw", "frames"):
-            return latents.permute(0, 2, 1, 3, 4)
-        return latents
-
-    def preview_decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        """Float frames (frames, height, width, 3) of the scheduler's latents decoded by the
-        family's own VAE as `decode` does, at half the latent size where that is large (see
-        PREVIEW_HALVES_FROM): the preview without a tiny decoder."""
-        if self.previewing.layout == "frames":
-            latents = self.preview_latents(pipe, cfg, call_kwargs, latents)  # as the pipeline decodes the video
-        return self.decode(pipe, cfg, Caught(halved(latents)))
-
-
-def decode_scaled(pipe: Any, latents: Any) -> Any:
-    """Float frames of latents the VAE takes divided by its scaling factor, as the HunyuanVideo
-    1.0 and 1.5 pipelines decode them."""
-    vae = pipe.vae
-    video = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-    return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 
 def halved(latents: Any) -> Any:

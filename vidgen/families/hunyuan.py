@@ -28,9 +28,8 @@ from vidgen.families.base import (
     ModelAccess,
     Option,
     Previewing,
+    ScaledPreviewing,
     Takes,
-    decode_scaled,
-    halved,
     magcache_config,
     magcache_refusal,
     magcache_steps,
@@ -333,10 +332,7 @@ class HunyuanVideo(Family):
     memory = Memory(_FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
     grid = Grid(frames=4, size=16)
     decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
-    previewing = Previewing(tae="taehv.safetensors")
-
-    def preview_decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        return decode_scaled(pipe, halved(latents))
+    previewing = ScaledPreviewing(tae="taehv.safetensors")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)

@@ -25,10 +25,8 @@ from vidgen.families.base import (
     Mode,
     ModelAccess,
     Option,
-    Previewing,
+    ScaledPreviewing,
     Takes,
-    decode_scaled,
-    halved,
     prompt_kwargs,
     sampling_kwargs,
     settings,
@@ -140,10 +138,7 @@ class HunyuanVideo15(Family):
     )
     grid = Grid(frames=4, size=16)
     decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
-    previewing = Previewing(tae="taehv1_5.safetensors")
-
-    def preview_decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        return decode_scaled(pipe, halved(latents))
+    previewing = ScaledPreviewing(tae="taehv1_5.safetensors")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)

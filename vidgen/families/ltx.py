@@ -166,6 +166,20 @@ _CONDITIONS_NOTE = (
 )
 
 
+class PackedPreviewing(Previewing):
+    """Previews of the LTX pipelines' token latents: unpacked onto the video's latent grid, and
+    decoded by their VAE as they decode (`preview_vae`)."""
+
+    def __init__(self, tae: str | None = None) -> None:
+        super().__init__(tae, layout="packed")
+
+    def latents(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        return unpacked(pipe, call_kwargs, latents)
+
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        return preview_vae(pipe, call_kwargs, halved(unpacked(pipe, call_kwargs, latents)))
+
+
 class _Memory(Memory):
     def working_size(self, cfg: RunConfig) -> tuple[int, int]:
         # The upscale recipe refines (and decodes) at twice stage 1's floored 2/3 size, then resizes.
@@ -219,7 +233,7 @@ class LTX(Family):
     # mixes it in first, so what reaches `vae.decode` (with its timestep) decodes without one.
     decoding = Decoding(latents="caught", catches={"latents": Catch("vae.decode")})
     # No TAEHV weights are published for LTX-Video 0.9's VAE; its own VAE decodes the previews.
-    previewing = Previewing(layout="packed")
+    previewing = PackedPreviewing()
     # 8k+1 frames, sizes multiples of 32; an input clip of one frame still conditions.
     grid = Grid(frames=8, size=32, shortest=1)
     # The T5-XXL encoder also from one file (t5-v1_1-xxl encoder GGUFs, ComfyUI's t5xxl files).
@@ -325,12 +339,6 @@ class LTX(Family):
             size = upscale_calls(cfg, self.call_kwargs(cfg, 0))[3]
             return finish_upscale(pipe.video_processor.numpy_to_pil(frames), size)
         return frames
-
-    def preview_latents(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        return unpacked(pipe, call_kwargs, latents)
-
-    def preview_decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        return preview_vae(pipe, call_kwargs, halved(unpacked(pipe, call_kwargs, latents)))
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         upscale = cfg.sampling.get("latent_upsampler")

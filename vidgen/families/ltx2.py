@@ -27,10 +27,8 @@ from vidgen.families.base import (
     Mode,
     ModelAccess,
     Option,
-    Previewing,
     Takes,
     check_multiple,
-    halved,
     option_kwargs,
     prompt_kwargs,
     sampling_kwargs,
@@ -42,13 +40,12 @@ from vidgen.families.ltx import (
     GUIDANCE_RESCALE,
     LATENT_UPSAMPLER,
     STAGE_2_GUIDANCE,
+    PackedPreviewing,
     check_conditions,
     check_preview,
     check_schedule,
     decode_vae,
     load_upsampler,
-    preview_vae,
-    unpacked,
     upsampler_models,
 )
 
@@ -238,7 +235,7 @@ class LTX2(Family):
     # decode noise, as for LTX), the sound's as `_unpack_audio_latents` returns them, which the
     # pipeline does before the video decode, so a video decode that fails still keeps the sound.
     # TAELTX2 (taeltx_2; taeltx2_3 for LTX-2.3) decodes the video latents, once unpacked.
-    previewing = Previewing(tae="taeltx_2.safetensors or taeltx2_3.safetensors", layout="packed")
+    previewing = PackedPreviewing(tae="taeltx_2.safetensors or taeltx2_3.safetensors")
     decoding = Decoding(
         latents="caught",
         catches={
@@ -341,12 +338,6 @@ class LTX2(Family):
         waveform = pipe.vocoder(mel)
         samples = waveform[0].float().cpu().numpy()
         return Generated(frames, Audio(samples=samples, sample_rate=int(pipe.vocoder.config.output_sampling_rate)))
-
-    def preview_latents(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        return unpacked(pipe, call_kwargs, latents)
-
-    def preview_decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        return preview_vae(pipe, call_kwargs, halved(unpacked(pipe, call_kwargs, latents)))
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         if "conditions" in media:

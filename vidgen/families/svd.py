@@ -38,6 +38,12 @@ _SAMPLING = frozenset(
 )
 
 
+class _Previewing(Previewing):
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        # Its temporal VAE decodes knowing the frame count (frames first: dimension 1).
+        return self.family.decode(pipe, cfg, Caught(halved(latents), [latents.shape[1]]))
+
+
 class StableVideoDiffusion(Family):
     name = "svd"
     title = "Stable Video Diffusion"
@@ -90,11 +96,7 @@ class StableVideoDiffusion(Family):
     # The UNet's VAE works on multiples of 8 pixels.
     grid = Grid(size=8)
     # Frames first, as its UNet takes them; no TAEHV weights are published for SVD's VAE.
-    previewing = Previewing(layout="ntchw")
-
-    def preview_decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
-        # Its temporal VAE decodes knowing the frame count.
-        return self.decode(pipe, cfg, Caught(halved(latents), [latents.shape[1]]))
+    previewing = _Previewing(layout="ntchw")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)

@@ -589,20 +589,21 @@ def write_text(text: str, target: Path, overwrite: bool, hint: str = "choose ano
 
 
 def replace_file(target: Path, fill: Callable[[IO[bytes]], None], hint: str = "choose another --out") -> None:
-    """Write a file that a run rewrites as it goes (a live preview): `fill` writes it into a
-    temporary file in the same folder (`.NAME.HOST.PID.xxxx.part`, swept once its writer is
-    dead), which then replaces `target` in one rename. A reader, or a run killed at any moment,
-    finds the old file or the new one under the final name, never part of one."""
-    temp = _temp_name(target, is_dir=False, hint=hint)
+    """Write a file that a run rewrites as it goes (a live preview): `fill` writes it into this
+    process's temporary file beside it (`.NAME.HOST.PID.live.part`, reused for each rewrite and
+    swept once its writer is dead), which then replaces `target` in one rename. A reader, or a run
+    killed at any moment, finds the old file or the new one under the final name, never part of one."""
+    temp = target.with_name(f".{target.name}.{owner_tag()}.live.part")
     try:
-        with open(temp, "wb") as stream:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(temp, "wb") as stream:  # created as a plain open() would: no chmod to follow
             fill(stream)
-        temp.chmod(0o666 & ~_umask())
         os.replace(temp, target)
     except OSError as exc:
         raise write_error(target, exc, hint=hint) from None
     finally:
-        temp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -127,9 +127,9 @@ class Decoder:
 
         with torch.no_grad():
             if self.module is None:
-                decoded = self.family.preview_decode(pipe, cfg, call_kwargs, latents)
+                decoded = self.family.previewing.decode(pipe, cfg, call_kwargs, latents)
                 return media.to_uint8(np.asarray(getattr(decoded, "frames", decoded), dtype=np.float32))
-            video = self.module.decode(self.family.preview_latents(pipe, cfg, call_kwargs, latents))
+            video = self.module.decode(self.family.previewing.latents(pipe, cfg, call_kwargs, latents))
             return (video[0].permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
 
 
@@ -174,7 +174,7 @@ class Session:
 
     def __init__(self, decoder: Decoder, path: Path, every: int, fps: int, progress: Any) -> None:
         self.decoder, self.path, self.every, self.fps, self.progress = decoder, path, every, fps, progress
-        self.latest: tuple[Any, bool] | None = None  # the newest step's (latents, clean)
+        self.latest: Callable[[], tuple[Any, bool]] | None = None  # makes the newest step's estimate
         self.fresh = False  # an estimate came since the last preview
         self.total = 0
         self.written = 0
@@ -192,7 +192,7 @@ class Session:
             yield
         self.run = None
 
-    def _keep(self, estimate: tuple[Any, bool]) -> None:
+    def _keep(self, estimate: Callable[[], tuple[Any, bool]]) -> None:
         self.latest, self.fresh = estimate, True
 
     def on_step(self, done: int) -> None:
@@ -212,7 +212,7 @@ class Session:
     def _write(self, done: int) -> None:
         assert self.latest is not None and self.run is not None
         start = time.perf_counter()
-        latents, clean = self.latest
+        latents, clean = self.latest()
         pipe, cfg, call_kwargs = self.run
         frames = self.decoder.frames(pipe, cfg, call_kwargs, latents)
         data = _webp(frames, self.fps / self.decoder.frames_per_frame)
@@ -286,9 +286,9 @@ def _webp(frames: Any, fps: float) -> bytes:
 
 
 @contextmanager
-def _watched(scheduler: Any, keep: Callable[[tuple[Any, bool]], None]) -> Iterator[None]:
-    """Give `scheduler` a subclass of its own class whose `step` hands `keep` the step's
-    estimate (at most one subtraction over the latents; see `estimate`). A copy of the scheduler made
+def _watched(scheduler: Any, keep: Callable[[Callable[[], tuple[Any, bool]]], None]) -> Iterator[None]:
+    """Give `scheduler` a subclass of its own class whose `step` hands `keep` a way to make the
+    step's estimate (see `estimate`), made only for a step that gets a preview. A copy of the scheduler made
     during the call (LTX-2 copies it for its sound) keeps the subclass but hands nothing over:
     only this object's steps are the video's."""
     base = type(scheduler)
@@ -297,7 +297,11 @@ def _watched(scheduler: Any, keep: Callable[[tuple[Any, bool]], None]) -> Iterat
         def step(self, *args: Any, **kwargs: Any) -> Any:
             out = super().step(*args, **kwargs)
             if self is scheduler:
-                keep(estimate(self, args, kwargs, out))
+                # What this step leaves, taken now: the scheduler moves on at its next step.
+                after = getattr(self, "step_index", None)
+                outputs = getattr(self, "model_outputs", None)
+                kept = (after - 1 if after is not None else None, outputs[-1] if outputs else None)
+                keep(lambda: estimate(self, args, kwargs, out, *kept))
             return out
 
     Watched.__name__, Watched.__qualname__ = base.__name__, base.__qualname__
@@ -308,9 +312,12 @@ def _watched(scheduler: Any, keep: Callable[[tuple[Any, bool]], None]) -> Iterat
         scheduler.__class__ = base
 
 
-def estimate(scheduler: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[Any, bool]:
+def estimate(
+    scheduler: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, index: int | None, last: Any
+) -> tuple[Any, bool]:
     """(latents, whether they are the clean estimate) of one scheduler step, from what the step
-    returned or kept, or from its arguments (see the module's docstring)."""
+    returned or kept (`last`: a multistep solver's newest model output), or from its arguments and
+    its sigma (`index` into the scheduler's sigmas); see the module's docstring."""
     returned = out if isinstance(out, tuple) else None
     if returned is not None and len(returned) > 1 and hasattr(returned[1], "shape"):
         return returned[1], True  # (prev_sample, pred_original_sample) or LCM's (prev, denoised)
@@ -318,9 +325,8 @@ def estimate(scheduler: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out:
         value = getattr(out, name, None)
         if hasattr(value, "shape"):
             return value, True
-    outputs = getattr(scheduler, "model_outputs", None)
-    if outputs and outputs[-1] is not None and _keeps_x0(scheduler):
-        return outputs[-1], True
+    if last is not None and _keeps_x0(scheduler):
+        return last, True
     if any(cls.__name__ == "FlowMatchEulerDiscreteScheduler" for cls in type(scheduler).__mro__):
         model_output = kwargs.get("model_output", args[0] if args else None)
         sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
@@ -328,7 +334,7 @@ def estimate(scheduler: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out:
         if per_token is not None:
             sigma = (per_token / scheduler.config.num_train_timesteps)[..., None]
         else:
-            sigma = scheduler.sigmas[scheduler.step_index - 1]
+            sigma = scheduler.sigmas[index]
         if model_output is not None and sample is not None:
             return sample.float() - sigma.to(sample.device) * model_output.float(), True
     return (returned[0] if returned is not None else out.prev_sample), False
