@@ -398,3 +398,18 @@ def test_the_estimate_is_the_clean_sample_and_the_step_is_unchanged(kind: str) -
     (make,) = kept  # made on demand: only a step that gets a preview pays for it
     estimate, is_clean = make()
     assert is_clean and torch.allclose(estimate.float(), clean, atol=1e-4)
+
+
+def test_replay_names_the_decoder_and_refuses_a_changed_one(tmp_path: Path) -> None:
+    import torch
+
+    _tae(tmp_path / "tae.safetensors", widths=(16, 16, 8, 8))
+    made = cli(*TINY_WAN, "--live-preview", "--preview-decoder", "tae.safetensors", "--out", "clip.mp4")
+    assert made.exit_code == 0, made.stderr
+    again = cli("replay", "clip.json", "--out", "again.mp4")
+    assert again.exit_code == 0, again.stderr
+    assert f"preview decoder tae.safetensors (local file {tmp_path / 'tae.safetensors'})" in again.stderr
+    assert "preview_decoder file tae.safetensors" in again.stderr and "as recorded" in again.stderr
+    assert (tmp_path / "again.preview.webp").is_file()
+    _tae(tmp_path / "tae.safetensors", widths=(16, 16, 8, 8), decoder__1__bias=torch.ones(16))
+    one_line_error(cli("replay", "clip.json", "--out", "x.mp4"), 5, "preview_decoder file", "has changed")
