@@ -413,3 +413,30 @@ def test_replay_names_the_decoder_and_refuses_a_changed_one(tmp_path: Path) -> N
     assert (tmp_path / "again.preview.webp").is_file()
     _tae(tmp_path / "tae.safetensors", widths=(16, 16, 8, 8), decoder__1__bias=torch.ones(16))
     one_line_error(cli("replay", "clip.json", "--out", "x.mp4"), 5, "preview_decoder file", "has changed")
+
+
+@pytest.mark.unit
+def test_a_dry_run_names_the_preview_it_would_write() -> None:
+    result = cli(*TINY_WAN, "--live-preview-every", "3", "--out", "clip.mp4", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["outputs"][0]["live_preview"] == "clip.preview.webp"
+    assert body["config"]["output"]["live_preview"] == 3
+    assert body["sources"]["output.live_preview"] == "cli:--live-preview-every"
+    shown = cli(*TINY_WAN, "--live-preview", "--out", "clip.mp4", "--dry-run").stdout
+    assert "live_preview: 2" in shown and "# cli:--live-preview" in shown
+    assert "clip.preview.webp while" in shown
+
+
+@pytest.mark.unit
+def test_batch_jobs_with_other_decoders_share_a_pipeline() -> None:
+    from vidgen import families
+    from vidgen.batch.jobs import group_key
+    from vidgen.config import resolve
+    from vidgen.config.layers import Layer
+
+    def key(decoder: str | None) -> str:
+        layer = {"inputs": {"prompt": "x"}, "output": {"live_preview": 2}, "model": {"preview_decoder": decoder}}
+        return group_key(resolve("t2v", ["tiny-wan"], [Layer("job", layer)], families.defaults_layer))
+
+    assert key("a.safetensors") == key("b.safetensors") == key(None)

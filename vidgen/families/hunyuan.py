@@ -469,8 +469,8 @@ class FramePack(HunyuanVideo):
     name = "framepack"
     title = "FramePack"
     previewing = Previewing(
-        refused="it denoises the video one section at a time, each from the ones already made, so no step holds "
-        "the video to show; the progress still counts every section."
+        refused="it denoises the video one section at a time, each conditioned on the sections already made, so no "
+        "step holds the video to show."
     )
     modes: ClassVar[dict[str, Mode]] = {
         "i2v": Mode(
