@@ -87,10 +87,11 @@ class _Clock:
 
     def on_step(self) -> None:
         self.done += 1
-        self.last_step = time.perf_counter()
         self.progress.advance()
         if self.preview is not None:
             self.preview.on_step(self.done)
+        # After the step's preview: the time it took is the denoising's, not the decode's.
+        self.last_step = time.perf_counter()
         stopping.check()  # a signal dropped by a fork elsewhere stops the run at the next step
         _inject_oom("denoise")
         if self.done == self.steps:
