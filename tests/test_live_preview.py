@@ -440,3 +440,11 @@ def test_batch_jobs_with_other_decoders_share_a_pipeline() -> None:
         return group_key(resolve("t2v", ["tiny-wan"], [Layer("job", layer)], families.defaults_layer))
 
     assert key("a.safetensors") == key("b.safetensors") == key(None)
+
+
+@pytest.mark.unit
+def test_a_hub_decoder_that_cannot_be_fetched_fails_before_loading() -> None:
+    source = "madebyollin/taehv:safetensors/taew2_1.safetensors"  # not cached, and the tests are offline
+    result = cli(*TINY_WAN, "--live-preview", "--preview-decoder", source, "--progress", "json")
+    one_line_error(result, 5, f"--preview-decoder {source} could not be downloaded from the Hub")
+    assert '"event": "load"' not in result.stderr

@@ -318,13 +318,17 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
         requested = OptimizationConfig(**loaded.optimizations["requested"])
         resolved = resolved.with_optimization(requested, "oom-retry (an earlier job)")
         cfg = resolved.config
+    # The preview decoder's file first: one the Hub has not got fails before the model loads.
+    decoder_file = live.fetch(cfg)
     fresh = loaded is None
     if loaded is None:
         log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
         progress.phase("load")
         loaded = loader.load(cfg, plan.family, plan.device, on_component=progress.component)
     plan.family.check_loaded(loaded.pipe, cfg, plan.inputs.frames)
-    previews = live.open_decoder(cfg, plan.family, loaded.pipe, plan.device) if cfg.output.live_preview else None
+    previews = (
+        live.open_decoder(plan.family, decoder_file, loaded.pipe, plan.device) if cfg.output.live_preview else None
+    )
     return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews)
 
 

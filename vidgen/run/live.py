@@ -133,15 +133,21 @@ class Decoder:
             return (video[0].permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def open_decoder(cfg: RunConfig, family: Family, pipe: Any, device: str) -> Decoder:
-    """The session's decoder, once the pipeline is loaded (`check` ran before): the
-    --preview-decoder file (downloaded if it is on the Hub, checked against the loaded VAE), or
-    the family's own VAE."""
+def fetch(cfg: RunConfig) -> tuple[Any, taehv.Arch] | None:
+    """The --preview-decoder file of a run with --live-preview, downloaded if it is on the Hub and
+    checked from its header (`check` ran before), as (Checkpoint, Arch); None without one."""
     source = cfg.model.preview_decoder
-    read = taehv.read(source, cfg.model.allow_pickle, download=True) if cfg.output.live_preview and source else None
-    if read is None:
+    if not (cfg.output.live_preview and source):
+        return None
+    return taehv.read(source, cfg.model.allow_pickle, download=True)
+
+
+def open_decoder(family: Family, file: tuple[Any, taehv.Arch] | None, pipe: Any, device: str) -> Decoder:
+    """The session's decoder once the pipeline is loaded: TAEHV from `file` (see `fetch`),
+    checked against the loaded VAE's channels, or the family's own VAE."""
+    if file is None:
         return Decoder(family)
-    checkpoint, arch = read
+    checkpoint, arch = file
     vae = getattr(pipe, "vae", None)
     config = getattr(vae, "config", None)
     match_channels(arch, getattr(config, "z_dim", getattr(config, "latent_channels", None)), family, checkpoint.source)
