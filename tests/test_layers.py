@@ -69,7 +69,9 @@ def test_the_family_interface_is_a_few_parts() -> None:
 
     # Declared members (annotated only, like `name`, or with a default) and methods.
     members = (_own_members(Family) | set(Family.__annotations__)) - {"_abc_impl"}
-    assert len(members) <= 30, sorted(members)
+    # 29 after the reshape (83 before); a feature a family shapes adds one typed part, not hooks
+    # (--enhance-prompt: `enhancing`, --live-preview: `previewing`).
+    assert len(members) <= 32, sorted(members)
     # Hooks (methods of Family and of its parts) that only one family overrides: each is kept
     # only where data cannot say it, with a comment why (Loading.assemble and .repair count).
     hooks = [name for name in members if inspect.isfunction(vars(Family).get(name))]

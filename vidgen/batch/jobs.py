@@ -396,7 +396,9 @@ def group_key(resolved: Resolved) -> str:
         shape["num_inference_steps"] = cfg["sampling"]["num_inference_steps"]
     # A family may run another pipeline class for some inputs (LTX-Video keyframes).
     shape["pipeline"] = families.get(resolved.config.model.family or "").pipeline_name(resolved.config)
-    return json.dumps([cfg["mode"], cfg["model"], cfg["optimization"], shape], sort_keys=True)
+    # The preview decoder is loaded beside the pipeline for each job; it shapes nothing in it.
+    model = {key: value for key, value in cfg["model"].items() if key != "preview_decoder"}
+    return json.dumps([cfg["mode"], model, cfg["optimization"], shape], sort_keys=True)
 
 
 def _done(job: Job) -> bool:

@@ -424,6 +424,16 @@ TextEncoder = Annotated[
         rich_help_panel=MODEL,
     ),
 ]
+PreviewDecoder = Annotated[
+    str | None,
+    typer.Option(
+        "--preview-decoder",
+        metavar="FILE|REPO:PATH",
+        help="--live-preview's decoder: TAEHV weights for the model's latents (taew2_1.safetensors for Wan 2.1, "
+        "taehv for HunyuanVideo...; github.com/madebyollin/taehv); without it the model's own VAE at half size.",
+        rich_help_panel=OUTPUT,
+    ),
+]
 Keyframe = Annotated[
     list[str] | None,
     typer.Option(
@@ -635,6 +645,7 @@ PARAMS = {
     "enhancer": "model.enhancer",
     "enhance_prompt": "inputs.enhance_prompt",
     "enhancer_seed": "inputs.enhancer_seed",
+    "preview_decoder": "model.preview_decoder",
     "scheduler": "model.scheduler",
     "lora": "model.loras",
     "prompt_at": "inputs.prompts",
@@ -708,6 +719,10 @@ SWITCHES = ("overwrite", *(k.switch for k in OUTPUT_KINDS.values() if k.switch a
 LORA_EXPERTS = {"lora_high": "high", "lora_low": "low"}
 
 
+# `every` output kinds' interval options (--live-preview-every) -> the switch they set.
+EVERY_OPTIONS = {f"{kind.switch}_every": kind for kind in OUTPUT_KINDS.values() if kind.switch and kind.every_flag}
+
+
 def output_option(name: str) -> tuple[object, object]:
     """The Typer switch of an output kind (config/kinds.py), named by its config field."""
     kind = OUTPUT_KINDS[name]
@@ -716,6 +731,14 @@ def output_option(name: str) -> tuple[object, object]:
         option = typer.Option(f"{kind.flag}/--no-{kind.flag[2:]}", help=kind.help, rich_help_panel=OUTPUT)
         return Annotated[bool | None, option], None
     return Annotated[bool, typer.Option(kind.flag, help=kind.help, rich_help_panel=OUTPUT)], False
+
+
+def every_option(name: str) -> tuple[object, object]:
+    """The interval option of an output kind written every N steps (--live-preview-every N)."""
+    kind = OUTPUT_KINDS[name]
+    assert kind.every_flag
+    text = f"{kind.flag} every N denoising steps instead of every {kind.every} (as the progress counts them)."
+    return Annotated[int | None, typer.Option(kind.every_flag, metavar="N", help=text, rich_help_panel=OUTPUT)], None
 
 
 def input_option(field: str) -> tuple[object, object]:
@@ -787,8 +810,14 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
             path = PARAMS[name]
         elif name in INPUT_KINDS:
             path = INPUT_KINDS[name].path
-        elif name in OUTPUT_SWITCHES:
-            path = f"output.{name}"
+        elif name in OUTPUT_SWITCHES or name in EVERY_OPTIONS:
+            switched = _output_switch(name, value, params)
+            if switched is None:
+                continue
+            path, value, label = switched
+            section, key = path.split(".", 1)
+            layers.append(Layer(label=f"cli:{label}", data={section: {key: value}}, origin=label))
+            continue
         elif name in families.OPTIONS:
             path = families.OPTIONS[name].path
         else:
@@ -807,6 +836,21 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
     if params.get("set_"):
         layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]
     return layers
+
+
+def _output_switch(name: str, value: object, params: dict[str, object]) -> tuple[str, object, str] | None:
+    """(config path, value, flag) of an output kind's switch or interval option, None when
+    another option gives the value: `--live-preview` sets its kind's own interval unless
+    `--live-preview-every N` gives one."""
+    if name in EVERY_OPTIONS:
+        kind = EVERY_OPTIONS[name]
+        return f"output.{kind.switch}", value, str(kind.every_flag)
+    kind = next(k for k in OUTPUT_KINDS.values() if k.switch == name)
+    if kind.every is None:
+        return f"output.{name}", value, flag(f"output.{name}")
+    if params.get(f"{name}_every") is not None:
+        return None
+    return f"output.{name}", kind.every, str(kind.flag)
 
 
 def read_mag_ratios(given: str) -> list[float]:

@@ -61,7 +61,13 @@ class _Eta(ProgressColumn):
 
 
 class _Detail(ProgressColumn):
-    """What a phase is busy with (the component being loaded)."""
+    """What a phase is busy with (the component being loaded, the live preview), on its line:
+    cut with an ellipsis rather than wrapped onto more lines."""
+
+    def __init__(self) -> None:
+        from rich.table import Column
+
+        super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis"))
 
     def render(self, task: Task) -> Text:
         return Text(str(task.fields.get("detail", "")), style="progress.description")
@@ -157,6 +163,15 @@ class RichProgress:
     def frames(self, done: int, total: int) -> None:
         if self._current is not None:
             self._bar.update(self._current, total=total, completed=done, counts=True)
+
+    def preview(self, path: str, step: int, total: int) -> None:
+        # On the denoising line itself: where to look, and how current it is, without a line per step.
+        if self._denoise is not None:
+            from pathlib import Path
+
+            from vidgen.core.terminal import escape
+
+            self._bar.update(self._denoise, detail=f"preview at step {step}: {escape(Path(path).name)}")
 
     def component(self, name: str, class_name: str, index: int, count: int) -> None:
         if self._current is None:

@@ -268,6 +268,9 @@ class _Phases:
     def frames(self, done: int, total: int) -> None:
         self.inner.frames(done, total)
 
+    def preview(self, path: str, step: int, total: int) -> None:
+        self.inner.preview(path, step, total)
+
     def finish(self) -> None:
         if hasattr(self.inner, "finish"):
             self.inner.finish()
@@ -299,6 +302,11 @@ def _print_enhanced(enhanced: Any, as_json: bool) -> None:
 def _print_plan(plan: Any, as_json: bool) -> None:
     cfg = plan.resolved.config
     outputs = [{"path": str(i.path), "sidecar": str(i.sidecar), "seed": i.seed} for i in plan.items]
+    if cfg.output.live_preview:  # rewritten while the video denoises (--live-preview)
+        from vidgen.io.outputs import beside
+
+        for row, item in zip(outputs, plan.items, strict=True):
+            row["live_preview"] = str(beside("live_preview", item.path))
     call = plan.family.call_kwargs(cfg, plan.items[0].seed, plan.inputs.frames)
     if as_json:
         body = {
@@ -340,7 +348,10 @@ def _print_plan(plan: Any, as_json: bool) -> None:
     lines += [f"note: {note}" for note in plan.inputs.notes]
     if plan.seed_drawn:
         lines.append(f"seed drawn at random: {plan.items[0].seed} (a real run draws its own; pass --seed to fix it)")
-    lines += [f"would write: {item['path']} (+ {item['sidecar']})" for item in outputs]
+    previews = " while denoising" if cfg.output.live_preview else ""
+    for item in outputs:
+        beside = [item["sidecar"], *([item["live_preview"] + previews] if "live_preview" in item else [])]
+        lines.append(f"would write: {item['path']} (+ {', '.join(beside)})")
     for line in lines:
         typer.echo("\n".join(comment(line)))
 

@@ -35,6 +35,7 @@ FLAGS: dict[str, str] = {
     "model.enhancer": "--enhancer",
     "inputs.enhance_prompt": "--enhance-prompt",
     "inputs.enhancer_seed": "--enhancer-seed",
+    "model.preview_decoder": "--preview-decoder",
     "inputs.preprocess": "--preprocess",
     "inputs.canny_low": "--canny-low",
     "inputs.canny_high": "--canny-high",

@@ -134,6 +134,15 @@ class OutputKind:
     # Whether the flag has a --no- form (off means "not given", so a preset can turn it on).
     negatable: bool = True
     record: str | None = None
+    # A file rewritten while the run denoises, every N steps: the switch then holds N (None: off),
+    # the bare flag asks for every `every` steps, and `FLAG-every N` for every N. Such a file is
+    # derived data: one a killed run left without its video is replaced by the next run.
+    every: int | None = None
+
+    @property
+    def every_flag(self) -> str | None:
+        """`--live-preview-every` for an `every` kind's `--live-preview`."""
+        return f"{self.flag}-every" if self.every is not None and self.flag else None
 
     def path(self, video: Path) -> Path:
         stem = video.name if video.suffix == "" else video.stem
@@ -176,6 +185,17 @@ for _output in (
         switch="preview",
         flag="--preview",
         record="preview",
+    ),
+    OutputKind(
+        "live_preview",
+        "{stem}.preview.webp",
+        "While denoising, rewrite NAME.preview.webp every 2 steps: the video as it forms "
+        "(--live-preview-every N for another interval).",
+        switch="live_preview",
+        flag="--live-preview",
+        negatable=False,
+        record="live_preview",
+        every=2,
     ),
     # A long run's finished windows (SkyReels-V2 DF with --save-latents or --oom-retry), until
     # it completes.

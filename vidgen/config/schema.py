@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from vidgen.config.kinds import BUILTIN, INPUT_KINDS, OUTPUT_KINDS, InputKind
+from vidgen.config.kinds import BUILTIN, INPUT_KINDS, OUTPUT_KINDS, InputKind, OutputKind
 
 Mode = Literal["t2v", "i2v", "v2v", "animate", "control"]
 DType = Literal["auto", "fp32", "fp16", "bf16"]
@@ -91,6 +91,8 @@ class ModelConfig(_Section):
     # The instruct LLM --enhance-prompt runs: a Hub id, a local transformers folder or tiny:llm
     # (None: the family's default; LTX-2 enhances with its own Gemma text encoder).
     enhancer: str | None = None
+    # The tiny decoder of --live-preview (TAEHV weights): a path or REPO[@REVISION]:PATH.
+    preview_decoder: str | None = None
 
 
 def _declared_extras(cls: type[BaseModel], data: Any, handler: Any, adapters: Any) -> Any:
@@ -337,12 +339,24 @@ class _OutputBase(_Section):
     audio: bool | None = None
 
 
-# The files written beside the video on request (--save-control, --save-latents, --preview) are
-# the output kinds of vidgen/config/kinds.py; each switch is a field of this section.
+# A file rewritten during denoising at most this many steps apart (more than any run takes).
+MAX_EVERY = 1000
+
+
+def _switch_field(kind: OutputKind) -> tuple[Any, Any]:
+    """An output kind's switch: on/off, or for a file rewritten during the run (`every`) the
+    steps between writes (None: off)."""
+    if kind.every is not None:
+        return int | None, Field(None, ge=1, le=MAX_EVERY, description=kind.help)
+    return bool, Field(False, description=kind.help)
+
+
+# The files written beside the video on request (--save-control, --save-latents, --preview,
+# --live-preview) are the output kinds of vidgen/config/kinds.py; each switch is a field here.
 OutputConfig = create_model(
     "OutputConfig",
     __base__=_OutputBase,
-    **{kind.switch: (bool, Field(False, description=kind.help)) for kind in OUTPUT_KINDS.values() if kind.switch},
+    **{kind.switch: _switch_field(kind) for kind in OUTPUT_KINDS.values() if kind.switch},
 )
 
 

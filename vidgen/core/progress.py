@@ -37,6 +37,10 @@ class Progress(Protocol):
     def frames(self, done: int, total: int) -> None:
         """While encoding: `done` of `total` frames written."""
 
+    def preview(self, path: str, step: int, total: int) -> None:
+        """While denoising (--live-preview): the preview at `path` now shows step `step` of
+        `total` (steps as `advance` counts them)."""
+
 
 class NullProgress:
     def start(self, total: int, description: str) -> None:
@@ -58,6 +62,9 @@ class NullProgress:
         pass
 
     def frames(self, done: int, total: int) -> None:
+        pass
+
+    def preview(self, path: str, step: int, total: int) -> None:
         pass
 
 
@@ -119,6 +126,9 @@ class JsonEvents:
 
     def frames(self, done: int, total: int) -> None:
         pass  # a line per frame is noise for a wrapper; `encode_end` gives the phase's time
+
+    def preview(self, path: str, step: int, total: int) -> None:
+        self.event("preview", id=self._job, path=path, step=step, total=total)
 
     def video(self, output: str, after: float | None) -> None:
         # A single run's events name the video they are about; a batch's name the job.

@@ -455,6 +455,60 @@ class Decoding:
     resumable: bool = False
 
 
+class Previewing(Part):
+    """What --live-preview shows of a run while it denoises.
+
+    Each step, the scheduler's estimate of the clean latents (or, where it keeps none, the
+    current noisy latents) is brought to (batch, channels, frames, height, width) in the
+    denoiser's own latent space by `latents`, then decoded by a tiny TAEHV decoder
+    (--preview-decoder) or, without one, by the family's own VAE at reduced size (`decode`).
+    A family whose latents need more (LTX's tokens) subclasses it beside itself."""
+
+    def __init__(self, tae: str | None = None, layout: str = "ncthw", refused: str | None = None) -> None:
+        # The TAEHV weights published for this family's latents (github.com/madebyollin/taehv, in
+        # its safetensors/ folder), named in messages; None: none are, so --preview-decoder is refused.
+        self.tae = tae
+        # How the scheduler's latents are laid out: "ncthw" (Wan, HunyuanVideo, AnimateDiff),
+        # "ntchw" (CogVideoX, SVD), "frames" (one video's frames as the batch of 2-D latents:
+        # ModelScope and I2VGen-XL step them so), or "packed" tokens the family unpacks (LTX).
+        self.layout = layout
+        # Why no preview can be shown of this family's runs (None: it can); --live-preview is then
+        # refused before loading.
+        self.refused = refused
+
+    def latents(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        """The scheduler's latents (as `layout` says) as (batch, channels, frames, height,
+        width) in the denoiser's latent space, what a TAEHV decoder takes."""
+        if self.layout == "frames":
+            latents = latents.unsqueeze(0)  # (frames, C, H, W) -> (1, frames, C, H, W)
+        if self.layout in ("ntchw", "frames"):
+            return latents.permute(0, 2, 1, 3, 4)
+        return latents
+
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        """Float frames (frames, height, width, 3) of the scheduler's latents decoded by the
+        family's own VAE as `Family.decode` does, at half the latent size where that is large
+        (see PREVIEW_HALVES_FROM): the preview without a tiny decoder."""
+        if self.layout == "frames":
+            latents = self.latents(pipe, cfg, call_kwargs, latents)  # as the pipeline decodes the video
+        return self.family.decode(pipe, cfg, Caught(halved(latents)))
+
+
+class ScaledPreviewing(Previewing):
+    """Previews of the HunyuanVideo 1.0 and 1.5 pipelines, which decode inside their own call:
+    their VAE takes the latents divided by its scaling factor."""
+
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        vae = pipe.vae
+        video = vae.decode(halved(latents).to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        return pipe.video_processor.postprocess_video(video, output_type="np")[0]
+
+
+# The full VAE decodes previews at half the latent size once both sides have at least this many
+# latent pixels (a real model's 60x104 -> 30x52); tiny models' few pixels are decoded as they are.
+PREVIEW_HALVES_FROM = 16
+
+
 class Postprocess(Part):
     """A family's last step on the decoded frames (Wan VACE pastes the pixels its mask keeps back
     in). The inputs it needs are saved in the latents file, so `vidgen decode` repeats it."""
@@ -534,6 +588,7 @@ class Family:
     loading: ClassVar[Loading] = Loading()
     memory: Memory
     decoding: ClassVar[Decoding] = Decoding()
+    previewing: Previewing = Previewing()
     postprocess: Postprocess | None = None
     # config path -> what to use instead, added to the error when that field is refused.
     hints: ClassVar[dict[str, str]] = {}
@@ -544,6 +599,7 @@ class Family:
 
     def __init__(self) -> None:
         self.memory = type(self).memory.bound(self)  # type: ignore[assignment]
+        self.previewing = type(self).previewing.bound(self)  # type: ignore[assignment]
         if type(self).postprocess is not None:
             self.postprocess = type(self).postprocess.bound(self)  # type: ignore[assignment,union-attr]
 
@@ -675,6 +731,19 @@ class Family:
             bound.arguments["decode_chunk_size"] = chunk
         decoded = pipe.decode_latents(*bound.args, **bound.kwargs)
         return pipe.video_processor.postprocess_video(video=decoded, output_type="np")[0]
+
+
+def halved(latents: Any) -> Any:
+    """Latents whose last two dimensions (height, width) are halved by averaging 2x2 pixels,
+    when both are at least PREVIEW_HALVES_FROM; others as they are. Any leading layout."""
+    import torch.nn.functional as F
+
+    height, width = latents.shape[-2:]
+    if min(height, width) < PREVIEW_HALVES_FROM:
+        return latents
+    flat = latents.reshape(-1, 1, height, width)
+    pooled = F.avg_pool2d(flat.float(), 2, ceil_mode=True).to(latents.dtype)
+    return pooled.reshape(*latents.shape[:-2], *pooled.shape[-2:])
 
 
 # -- derived from the declarations (no family overrides these) -----------------------------

@@ -16,6 +16,7 @@ from vidgen.families.base import (
     Loading,
     Memory,
     Mode,
+    Previewing,
     Takes,
     prompt_kwargs,
     sampling_kwargs,
@@ -100,6 +101,8 @@ class CogVideoX(Family):
     grid = Grid(frames=8, size=16)
     # The pipeline stops at its final latents and the family decodes them (see latent_call).
     decoding = Decoding(latents="latent")
+    # CogVideoX keeps its latents frames-first, as TAEHV does; TAECVX decodes them.
+    previewing = Previewing(tae="taecvx.safetensors", layout="ntchw")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)

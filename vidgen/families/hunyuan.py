@@ -27,6 +27,8 @@ from vidgen.families.base import (
     Mode,
     ModelAccess,
     Option,
+    Previewing,
+    ScaledPreviewing,
     Takes,
     magcache_config,
     magcache_refusal,
@@ -330,6 +332,7 @@ class HunyuanVideo(Family):
     memory = Memory(_FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
     grid = Grid(frames=4, size=16)
     decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
+    previewing = ScaledPreviewing(tae="taehv.safetensors")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
@@ -465,6 +468,10 @@ def assemble_framepack(mode: str, kind: str, where: str, dtype: Any) -> tuple[st
 class FramePack(HunyuanVideo):
     name = "framepack"
     title = "FramePack"
+    previewing = Previewing(
+        refused="it denoises the video one section at a time, each conditioned on the sections already made, so no "
+        "step holds the video to show."
+    )
     modes: ClassVar[dict[str, Mode]] = {
         "i2v": Mode(
             "HunyuanVideoFramepackPipeline",

@@ -25,6 +25,7 @@ from vidgen.families.base import (
     Mode,
     ModelAccess,
     Option,
+    ScaledPreviewing,
     Takes,
     prompt_kwargs,
     sampling_kwargs,
@@ -137,6 +138,7 @@ class HunyuanVideo15(Family):
     )
     grid = Grid(frames=4, size=16)
     decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
+    previewing = ScaledPreviewing(tae="taehv1_5.safetensors")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)

@@ -19,6 +19,7 @@ from vidgen.families.base import (
     Loading,
     Memory,
     Mode,
+    Previewing,
     Takes,
     prompt_kwargs,
     sampling_kwargs,
@@ -69,6 +70,8 @@ class I2VGenXL(Family):
     )
     # The UNet's VAE works on multiples of 8 pixels.
     grid = Grid(size=8)
+    # Its UNet steps the frames as a batch of images; no TAEHV weights are published for its VAE.
+    previewing = Previewing(layout="frames")
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, _SAMPLING)}

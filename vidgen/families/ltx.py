@@ -25,7 +25,9 @@ from vidgen.families.base import (
     Mode,
     ModelAccess,
     Option,
+    Previewing,
     Takes,
+    halved,
     magcache_refusal,
     magcache_wanted,
     option_kwargs,
@@ -164,6 +166,20 @@ _CONDITIONS_NOTE = (
 )
 
 
+class PackedPreviewing(Previewing):
+    """Previews of the LTX pipelines' token latents: unpacked onto the video's latent grid, and
+    decoded by their VAE as they decode (`preview_vae`)."""
+
+    def __init__(self, tae: str | None = None) -> None:
+        super().__init__(tae, layout="packed")
+
+    def latents(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        return unpacked(pipe, call_kwargs, latents)
+
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        return preview_vae(pipe, call_kwargs, halved(unpacked(pipe, call_kwargs, latents)))
+
+
 class _Memory(Memory):
     def working_size(self, cfg: RunConfig) -> tuple[int, int]:
         # The upscale recipe refines (and decodes) at twice stage 1's floored 2/3 size, then resizes.
@@ -216,6 +232,8 @@ class LTX(Family):
     # Caught at the VAE: LTX 0.9.1+ draws its decode noise from the generator after denoising and
     # mixes it in first, so what reaches `vae.decode` (with its timestep) decodes without one.
     decoding = Decoding(latents="caught", catches={"latents": Catch("vae.decode")})
+    # No TAEHV weights are published for LTX-Video 0.9's VAE; its own VAE decodes the previews.
+    previewing = PackedPreviewing()
     # 8k+1 frames, sizes multiples of 32; an input clip of one frame still conditions.
     grid = Grid(frames=8, size=32, shortest=1)
     # The T5-XXL encoder also from one file (t5-v1_1-xxl encoder GGUFs, ComfyUI's t5xxl files).
@@ -257,6 +275,7 @@ class LTX(Family):
         check_conditions(cfg)
         check_schedule(cfg, "timesteps", "--timestep")
         check_upscale(cfg)
+        check_preview(cfg)
         wanted = magcache_wanted(cfg)
         if wanted == "published":
             raise magcache_refusal(self.title, cfg, "their authors publish none for LTX-Video")
@@ -337,6 +356,43 @@ def decode_vae(pipe: Any, latents: Any, args: list[Any] | None, kwargs: dict[str
     """Caught latents -> float frames, as the LTX pipelines finish: `vae.decode` with the
     arguments it got (the decode timestep), then the video processor."""
     video = pipe.vae.decode(latents, *(args or []), **(kwargs or {}))[0]
+    return pipe.video_processor.postprocess_video(video, output_type="np")[0]
+
+
+def check_preview(cfg: RunConfig) -> None:
+    """--live-preview follows one denoising call; the two-stage recipes make two, at two sizes."""
+    if cfg.output.live_preview and cfg.sampling.get("latent_upsampler"):
+        raise ConfigError(
+            "--live-preview is not available with --latent-upsampler: the two stages denoise at two sizes, one after "
+            "the other; preview the first stage alone (without the upsampler), or drop --live-preview."
+        )
+
+
+def unpacked(pipe: Any, call_kwargs: dict[str, Any], latents: Any) -> Any:
+    """LTX's token latents (batch, tokens, features) as (batch, channels, frames, height, width)
+    on the call's latent grid, as the pipelines unpack them before decoding; keyframe and clip
+    tokens, which the condition pipelines put in front, are left out."""
+    frames = (call_kwargs["num_frames"] - 1) // pipe.vae_temporal_compression_ratio + 1
+    height = call_kwargs["height"] // pipe.vae_spatial_compression_ratio
+    width = call_kwargs["width"] // pipe.vae_spatial_compression_ratio
+    patch, patch_t = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    tokens = (frames // patch_t) * (height // patch) * (width // patch)
+    return pipe._unpack_latents(latents[:, -tokens:], frames, height, width, patch, patch_t)
+
+
+def preview_vae(pipe: Any, call_kwargs: dict[str, Any], latents: Any) -> Any:
+    """Float frames of denoiser-space latents (batch, channels, frames, height, width) through the
+    LTX VAE as the pipelines decode, at the run's decode timestep but without the decode noise
+    (drawn from the run's generator, which a preview must leave alone)."""
+    import torch
+
+    vae = pipe.vae
+    latents = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    timestep = None
+    if vae.config.timestep_conditioning:
+        decode_timestep = call_kwargs.get("decode_timestep", 0.0)
+        timestep = torch.tensor([decode_timestep], device=latents.device, dtype=vae.dtype)
+    video = vae.decode(latents.to(vae.dtype), timestep, return_dict=False)[0]
     return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 

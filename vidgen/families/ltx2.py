@@ -41,7 +41,9 @@ from vidgen.families.ltx import (
     GUIDANCE_RESCALE,
     LATENT_UPSAMPLER,
     STAGE_2_GUIDANCE,
+    PackedPreviewing,
     check_conditions,
+    check_preview,
     check_schedule,
     decode_vae,
     load_upsampler,
@@ -242,6 +244,8 @@ class LTX2(Family):
     # Both latents are caught on their way to the decoders: the video's at `vae.decode` (after the
     # decode noise, as for LTX), the sound's as `_unpack_audio_latents` returns them, which the
     # pipeline does before the video decode, so a video decode that fails still keeps the sound.
+    # TAELTX2 (taeltx_2; taeltx2_3 for LTX-2.3) decodes the video latents, once unpacked.
+    previewing = PackedPreviewing(tae="taeltx_2.safetensors or taeltx2_3.safetensors")
     decoding = Decoding(
         latents="caught",
         catches={
@@ -289,6 +293,7 @@ class LTX2(Family):
         check_schedule(cfg, "sigmas", "--sigma")
         check_two_stage(self.title, cfg)
         check_pab(cfg)
+        check_preview(cfg)
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {

@@ -18,6 +18,7 @@ from vidgen.families.base import (
     Loading,
     Memory,
     Mode,
+    Previewing,
     Takes,
     prompt_kwargs,
     sampling_kwargs,
@@ -61,6 +62,8 @@ class ModelScope(Family):
     )
     # The UNet's VAE works on multiples of 8 pixels.
     grid = Grid(size=8)
+    # Its UNet steps the frames as a batch of images; no TAEHV weights are published for its VAE.
+    previewing = Previewing(layout="frames")
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.modes["t2v"].sampling)}

@@ -36,6 +36,7 @@ from vidgen.families.base import (
     Memory,
     Mode,
     Option,
+    Previewing,
     decode_normalised,
     merged,
     prompt_kwargs,
@@ -479,6 +480,10 @@ class SkyReelsDF(Wan):
         shapes=_SHAPES,
     )
     decoding = Decoding(latents="latent", resumable=True)
+    previewing = Previewing(
+        refused="diffusion forcing denoises each window's frames at different noise levels, with a fresh copy of the "
+        "scheduler at every step, so no step holds one estimate of the video to show."
+    )
 
     def matches(self, index: dict[str, Any]) -> bool:
         return True

@@ -8,13 +8,16 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     SDPA_SLICING,
+    Caught,
     Family,
     Footprint,
     Grid,
     Loading,
     Memory,
     Mode,
+    Previewing,
     Takes,
+    halved,
     merged,
     sampling_kwargs,
     settings,
@@ -33,6 +36,12 @@ _SAMPLING = frozenset(
         "max_guidance_scale",
     }
 )
+
+
+class _Previewing(Previewing):
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        # Its temporal VAE decodes knowing the frame count (frames first: dimension 1).
+        return self.family.decode(pipe, cfg, Caught(halved(latents), [latents.shape[1]]))
 
 
 class StableVideoDiffusion(Family):
@@ -86,6 +95,8 @@ class StableVideoDiffusion(Family):
     )
     # The UNet's VAE works on multiples of 8 pixels.
     grid = Grid(size=8)
+    # Frames first, as its UNet takes them; no TAEHV weights are published for SVD's VAE.
+    previewing = _Previewing(layout="ntchw")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)

@@ -26,6 +26,7 @@ from vidgen.families.base import (
     Memory,
     Mode,
     ModelAccess,
+    Previewing,
     Takes,
     prompt_kwargs,
     sampling_kwargs,
@@ -102,6 +103,10 @@ class TextToVideoZero(Family):
     # Chunked cross-frame runs decode once per chunk, and the control and pix2pix pipelines
     # decode inside their own call: there is no single latent video to keep.
     decoding = Decoding(latents=None)
+    previewing = Previewing(
+        refused="it denoises its first frame alone and again for the motion field before the frames together, and "
+        "its control and pix2pix runs denoise chunks of frames in separate calls: no step holds the video."
+    )
     memory = Memory(
         Footprint(
             denoiser="unet",

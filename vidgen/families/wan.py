@@ -25,6 +25,7 @@ from vidgen.families.base import (
     Mode,
     ModelAccess,
     Option,
+    Previewing,
     Takes,
     magcache_config,
     magcache_refusal,
@@ -493,6 +494,8 @@ class Wan(Family):
     memory = wan_memory(FOOTPRINT)
     grid = Grid(frames=4, size=16)
     decoding = Decoding(latents="latent")
+    # Wan 2.1's VAE (also Wan 2.2 A14B's, VACE's and SkyReels-V2's): TAEW2.1.
+    previewing = Previewing(tae="taew2_1.safetensors")
 
     def matches(self, index: dict[str, Any]) -> bool:
         return index.get("boundary_ratio") is None and not index.get("expand_timesteps")
@@ -602,6 +605,7 @@ class WanTI2V(Wan):
     reference = merged(Wan.reference, settings(size=(704, 1280), frames=121, fps=24, flow_shift=5.0))
     # The Wan 2.2 VAE compresses 16x16 pixels and the transformer patches 2x2 latents.
     grid = Grid(frames=4, size=32)
+    previewing = Previewing(tae="taew2_2.safetensors")
     memory = wan_memory(
         replace(
             FOOTPRINT,

@@ -186,6 +186,8 @@ class WanVACE(Family):
         )
     )
     decoding = Wan.decoding
+    # The reference images are the first latent frames while it denoises: previews show them first.
+    previewing = Wan.previewing
     postprocess = _KeepUnmasked()
 
     def matches(self, index: dict[str, Any]) -> bool:

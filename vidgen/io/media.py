@@ -588,6 +588,24 @@ def write_text(text: str, target: Path, overwrite: bool, hint: str = "choose ano
         temp.unlink(missing_ok=True)
 
 
+def replace_file(target: Path, fill: Callable[[IO[bytes]], None], hint: str = "choose another --out") -> None:
+    """Write a file that a run rewrites as it goes (a live preview): `fill` writes it into this
+    process's temporary file beside it (`.NAME.HOST.PID.live.part`, reused for each rewrite and
+    swept once its writer is dead), which then replaces `target` in one rename. A reader, or a run
+    killed at any moment, finds the old file or the new one under the final name, never part of one."""
+    temp = target.with_name(f".{target.name}.{owner_tag()}.live.part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(temp, "wb") as stream:  # created as a plain open() would: no chmod to follow
+            fill(stream)
+        os.replace(temp, target)
+    except OSError as exc:
+        raise write_error(target, exc, hint=hint) from None
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()

@@ -185,6 +185,8 @@ SHAPE: dict[str, Any] = {
     **dict.fromkeys(("output.frames", "output.width", "output.height"), int),
     "output.fps": _NUMBER,
     "output.audio": dict,
+    "output.live_preview": dict,
+    "config.model.preview_decoder": str,
     "optimizations.applied": list,
     "timings.*": (int, float, str),
     "versions.*": str,

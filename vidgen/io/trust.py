@@ -36,6 +36,7 @@ _WEIGHTS = {
     "text_encoder": "text encoder file",
     # --enhance-prompt's LLM: named by a manifest or sidecar, it loads as their models do.
     "enhancer": "prompt enhancer",
+    "preview_decoder": "preview decoder",
 }
 
 

@@ -16,13 +16,14 @@ from typing import Any
 from vidgen import __version__, families
 from vidgen.browse import history
 from vidgen.config import Resolved
+from vidgen.config.kinds import OUTPUT_KINDS
 from vidgen.config.schema import OptimizationConfig
 from vidgen.core.errors import ConfigError, InputError, OutOfMemory, WriteError, out_of_memory
 from vidgen.core.progress import NullProgress, Progress
 from vidgen.families.base import Caught, Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
 from vidgen.models import optimize
-from vidgen.run import enhance, memory
+from vidgen.run import enhance, live, memory
 
 log = logging.getLogger("vidgen")
 
@@ -71,6 +72,7 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
     enhance.check(resolved, family)
     found = locate_all(cfg, family, build=False)
     check_early(cfg, family, found)
+    live.check(cfg, family, found)
     device = resolve_device(cfg.optimization.device)
     # --vram plans for a GPU; on a machine without one that plan can be shown, not run.
     planned_for = "cuda" if cfg.optimization.vram_gb is not None and not device.startswith("cuda") else None
@@ -102,7 +104,14 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
         for seed, path in zip(seeds, paths, strict=True)
     ]
     for item in items:  # names the file system cannot hold: refused now, not when a write fails
-        for target in (item.path, item.sidecar, item.control, item.latents if cfg.output.save_latents else None):
+        previewed = outputs.beside("live_preview", item.path) if cfg.output.live_preview else None
+        for target in (
+            item.path,
+            item.sidecar,
+            item.control,
+            item.latents if cfg.output.save_latents else None,
+            previewed,
+        ):
             if target is not None:
                 media.check_name(target)
     if not cfg.output.overwrite:
@@ -141,9 +150,14 @@ def _check_free(item: Planned, cfg: Any) -> None:
     if item.orphan:
         log.info("%s has no sidecar (its run was stopped); this run replaces it.", item.path)
         return
-    for existing in (item.path, *outputs.requested(cfg, item.path).values()):
-        if existing.exists():
-            raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
+    for name, existing in {"video": item.path, **outputs.requested(cfg, item.path)}.items():
+        if not existing.exists():
+            continue
+        if name in OUTPUT_KINDS and OUTPUT_KINDS[name].every and not item.path.exists() and not item.sidecar.exists():
+            # A live preview whose run was killed before its video: derived data, replaced.
+            log.info("%s is left from a run that was stopped; this run replaces it.", existing)
+            continue
+        raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
 
 
 def orphaned(path: Path, side: Path) -> bool:
@@ -212,6 +226,7 @@ class _Session:
     environment: tuple[dict[str, Any], dict[str, Any]]
     fresh: bool
     enhanced: enhance.Enhanced | None = None
+    previews: live.Decoder | None = None  # what decodes --live-preview's previews
 
 
 @dataclass
@@ -219,6 +234,7 @@ class _Outcome:
     result: Any  # runner.RunResult
     call_kwargs: dict[str, Any]
     retries: list[dict[str, Any]]
+    preview: live.Session | None = None
 
 
 def execute(
@@ -251,10 +267,16 @@ def execute(
     for index, item in enumerate(plan.items):
         if index:
             progress.video(str(item.path), _expected_after(before, len(plan.items) - index - 1))
-        outcome = _run_with_retries(plan, session, item, progress)
-        if not writer:
-            continue
-        results.append(_write(plan, session, item, outcome, progress, extra))
+        preview = _preview_session(plan, session, item, progress) if writer else None
+        try:
+            outcome = _run_with_retries(plan, session, item, progress, preview)
+            if not writer:
+                continue
+            results.append(_write(plan, session, item, outcome, progress, extra))
+        except BaseException:
+            if preview is not None:
+                preview.discard()  # a failed or stopped run leaves no preview of itself behind
+            raise
         # This run's own times predict its next videos better than any earlier run's.
         before = results[-1].record["timings"]
         history.remember(timing_key, before)
@@ -284,6 +306,14 @@ def enhance_only(plan: Plan, progress: Progress | None = None) -> enhance.Enhanc
     log.info("loading the text encoder of %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
     pipe = loader.load_parts(cfg, plan.family, plan.device, plan.family.enhancing.needs)
     return enhance.with_pipeline(plan.family, pipe, plan.asked, plan.inputs.media, progress)
+
+
+def _preview_session(plan: Plan, session: _Session, item: Planned, progress: Progress) -> live.Session | None:
+    """--live-preview's previews of one video (None without it)."""
+    every = plan.resolved.config.output.live_preview
+    if not every or session.previews is None:
+        return None
+    return live.Session(session.previews, outputs.beside("live_preview", item.path), every, plan.fps, progress)
 
 
 def _rank() -> int:
@@ -338,16 +368,23 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
         requested = OptimizationConfig(**loaded.optimizations["requested"])
         resolved = resolved.with_optimization(requested, "oom-retry (an earlier job)")
         cfg = resolved.config
+    # The preview decoder's file first: one the Hub has not got fails before the model loads.
+    decoder_file = live.fetch(cfg)
     fresh = loaded is None
     if loaded is None:
         log.info("loading %s (%s) on %s", cfg.model.id, plan.family.title, plan.device)
         progress.phase("load")
         loaded = loader.load(cfg, plan.family, plan.device, on_component=progress.component)
     plan.family.check_loaded(loaded.pipe, cfg, plan.inputs.frames)
-    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh)
+    previews = (
+        live.open_decoder(plan.family, decoder_file, loaded.pipe, plan.device) if cfg.output.live_preview else None
+    )
+    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews)
 
 
-def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Progress) -> _Outcome:
+def _run_with_retries(
+    plan: Plan, session: _Session, item: Planned, progress: Progress, preview: live.Session | None = None
+) -> _Outcome:
     """One video; on out of memory, save the latents of a failed decode and, with --oom-retry,
     step down the memory ladder (reloading the pipeline) until a plan fits or none is left."""
     from vidgen.run import runner
@@ -373,8 +410,9 @@ def _run_with_retries(plan: Plan, session: _Session, item: Planned, progress: Pr
                 device=plan.device,
                 progress=progress,
                 checkpoint=_checkpoint(plan, item, cfg),
+                preview=preview,
             )
-            return _Outcome(result, call_kwargs, retries)
+            return _Outcome(result, call_kwargs, retries, preview)
         except OutOfMemory as exc:
             saved = _save_latents(plan, item, session.resolved, exc.captured, "decode ran out of memory")
             step = ladder.after(session.resolved) if cfg.optimization.oom_retry else None
@@ -462,6 +500,7 @@ def _write(
         _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, overwrite, progress, audio)
     except WriteError as exc:
         raise WriteError(_keep_generation(plan, item, session.resolved, result, exc)) from None
+    _record_preview(record, outcome.preview)
     try:
         _write_rest(plan, session, item, outcome, record, overwrite)
     except BaseException:
@@ -476,6 +515,19 @@ def _write(
     if (windows := _checkpoint(plan, item, cfg)) is not None:
         _remove(windows.path)  # the run is complete: nothing left to resume
     return Result(record, item.path, item.sidecar, loaded)
+
+
+def _record_preview(record: dict[str, Any], preview: live.Session | None) -> None:
+    """--live-preview in the sidecar: the last preview (`output.live_preview`, named as it lies
+    beside the sidecar), the time previews took within the denoising, and the decoder's file."""
+    shown = preview.record() if preview is not None else None
+    if shown is None:
+        return
+    record["timings"]["live_preview"] = shown.pop("seconds")
+    record["output"]["live_preview"] = shown
+    file = preview.decoder.file if preview is not None else None
+    if file is not None:
+        record["model"]["files"] = {**(record["model"].get("files") or {}), "preview_decoder": file}
 
 
 def _calibration(plan: Plan, loaded: Any, item: Planned) -> dict[str, Any]:

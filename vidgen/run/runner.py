@@ -78,16 +78,20 @@ class _Clock:
     hook, and when denoising ended (its last step, or the decode's start for a pipeline that
     reports no steps), which splits the run's time into denoise and decode."""
 
-    def __init__(self, steps: int, progress: Progress) -> None:
+    def __init__(self, steps: int, progress: Progress, preview: Any = None) -> None:
         self.steps = steps
         self.progress = progress
+        self.preview = preview  # live.Session of --live-preview, or None
         self.done = 0
         self.last_step = 0.0
 
     def on_step(self) -> None:
         self.done += 1
-        self.last_step = time.perf_counter()
         self.progress.advance()
+        if self.preview is not None:
+            self.preview.on_step(self.done)
+        # After the step's preview: the time it took is the denoising's, not the decode's.
+        self.last_step = time.perf_counter()
         stopping.check()  # a signal dropped by a fork elsewhere stops the run at the next step
         _inject_oom("denoise")
         if self.done == self.steps:
@@ -110,9 +114,11 @@ def run(
     device: str,
     progress: Progress,
     checkpoint: Any = None,
+    preview: Any = None,
 ) -> RunResult:
     """Call the pipeline once. `media` holds the prepared image or video, passed beside the
-    JSON-able `call_kwargs` that the sidecar records.
+    JSON-able `call_kwargs` that the sidecar records; `preview` (a live.Session) writes the
+    live previews of --live-preview as the steps go.
 
     Out of memory raises OutOfMemory with `phase` (denoise or decode) and, when the VAE was
     running, `captured`: the final latents, which the caller saves so no denoising is lost."""
@@ -124,7 +130,7 @@ def run(
         torch.cuda.reset_peak_memory_stats(device)
     # On the run's device, as diffusers' examples do; the sidecar records which device it was.
     generator = torch.Generator(device=device).manual_seed(seed)
-    clock = _Clock(steps, progress)
+    clock = _Clock(steps, progress, preview)
     # What the family's step after decoding needs from the inputs (Wan VACE's kept pixels).
     for_postprocess = family.postprocess.inputs(cfg, media) if family.postprocess else {}
     progress.start(steps, "denoising")
@@ -135,6 +141,7 @@ def run(
         with (
             _global_rng(family.modes[cfg.mode].seeds_global_rng, seed, device),
             family.steps(pipe, clock.on_step) as step_kwargs,
+            preview.watch(pipe, cfg, call_kwargs, steps) if preview is not None else nullcontext(),
             latents.capture(pipe, clock.before_decode, family.decoding.catches)
             if family.decoding.latents == "caught"
             else nullcontext(captured) as captured,

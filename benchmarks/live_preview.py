@@ -1,0 +1,192 @@
+"""What --live-preview costs: each tiny model that has TAEHV weights published for its family, run
+in one process with its pipeline loaded once, in rounds that alternate: no previews, previews
+every 2 steps decoded by the model's own VAE, by TAEHV weights of the tiny model's scale, and by
+TAEHV weights of the published size (random weights of the published shapes: no download).
+
+With --real-size it also times the decoders alone at a real model's size, where no step can be
+run on a CPU: the Wan 2.1 VAE (diffusers' AutoencoderKLWan defaults, its published architecture,
+random weights) decoding 17 frames of 240x416 whole, at half the latent size (the preview
+without TAEHV weights), and TAEHV of the published widths decoding one frame per latent frame.
+
+Per configuration: the median denoising seconds (previews included: they run between steps), the
+ratio against the run without previews of the same invocation, the median seconds of one preview
+(decode, WebP encode, write), and its share of a step: a preview's seconds over the steps between
+two previews, against one plain step. With --write, the table goes into benchmarks/README.md
+between the live-preview markers. Everything vidgen builds goes to a temporary VIDGEN_CACHE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+README = Path(__file__).resolve().parent / "README.md"
+START, END = "<!-- live-preview:start -->", "<!-- live-preview:end -->"
+EVERY = 2
+# (preset, latent channels of its tiny VAE): the tiny models of families with published TAEHV weights.
+FAMILIES = [("tiny-wan", 16), ("tiny-cogvideox", 4), ("tiny-ltx2", 4)]
+# TAEHV's published decoder widths, and a tiny model's scale of them.
+PUBLISHED, TINY = (256, 128, 64, 64), (16, 16, 8, 8)
+
+
+def _decoder(folder: Path, channels: int, widths: tuple[int, ...]) -> Path:
+    from safetensors.torch import save_file
+
+    from vidgen.models import taehv
+
+    path = folder / f"taehv-{channels}-{widths[0]}.safetensors"
+    arch = taehv.Arch(channels, widths, (1, 2, 2), 1)  # type: ignore[arg-type]
+    save_file({k: v.contiguous() for k, v in taehv.random_weights(arch).items()}, str(path))
+    return path
+
+
+def _configs(folder: Path, channels: int) -> dict[str, dict[str, Any]]:
+    """Configuration name -> the output and model layers that make it."""
+    return {
+        "no previews": {},
+        "VAE, every 2": {"output": {"live_preview": EVERY}},
+        f"TAEHV {TINY}, every 2": {
+            "output": {"live_preview": EVERY},
+            "model": {"preview_decoder": str(_decoder(folder, channels, TINY))},
+        },
+        f"TAEHV {PUBLISHED}, every 2": {
+            "output": {"live_preview": EVERY},
+            "model": {"preview_decoder": str(_decoder(folder, channels, PUBLISHED))},
+        },
+    }
+
+
+def _run(preset: str, layer: dict[str, Any], steps: int, out: Path, loaded: Any) -> tuple[dict[str, Any], Any]:
+    from vidgen import families
+    from vidgen.config import resolve
+    from vidgen.config.layers import Layer
+    from vidgen.run import generate
+
+    base = {
+        "inputs": {"prompt": "a red fox running through fresh snow"},
+        "sampling": {"seed": 1, "num_inference_steps": steps},
+        "output": {"path": str(out), "overwrite": True},
+    }
+    data = {key: {**base.get(key, {}), **layer.get(key, {})} for key in {*base, *layer}}
+    plan = generate.plan(resolve("t2v", [preset], [Layer("bench", data)], families.defaults_layer))
+    result = generate.execute(plan, loaded=loaded)[0]
+    return result.record, result.loaded
+
+
+def measure(runs: int, steps: int) -> list[list[str]]:
+    """The table's rows: every family's configurations, measured in alternating rounds."""
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="vidgen-live-preview-"))
+    for preset, channels in FAMILIES:
+        configs = _configs(work, channels)
+        denoise: dict[str, list[float]] = {name: [] for name in configs}
+        preview: dict[str, list[float]] = {name: [] for name in configs}
+        loaded = None
+        for round_ in range(runs + 1):  # round 0 warms up (loading, first calls)
+            for name, layer in configs.items():
+                record, loaded = _run(preset, layer, steps, work / f"{preset}.mp4", loaded)
+                if round_:
+                    shown = record["output"].get("live_preview")
+                    denoise[name].append(record["timings"]["denoise"])
+                    if shown:
+                        preview[name].append(record["timings"]["live_preview"] / shown["written"])
+        plain = statistics.median(denoise["no previews"])
+        step = plain / steps
+        for name in configs:
+            seconds = statistics.median(denoise[name])
+            one = statistics.median(preview[name]) if preview[name] else 0.0
+            share = f"{one / EVERY / step:.0%}" if preview[name] else "-"
+            rows.append([preset, name, f"{seconds:.3f}", f"{seconds / plain:.2f}", f"{one * 1e3:.1f}", share])
+    return rows
+
+
+def real_size() -> list[list[str]]:
+    """Seconds of each decoder on the same latents of a real Wan 2.1 size (one run each: minutes)."""
+    import time
+
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from vidgen.families.base import halved
+    from vidgen.models import taehv
+
+    vae = AutoencoderKLWan().eval()
+    arch = taehv.Arch(16, PUBLISHED, (1, 2, 2), 1)  # type: ignore[arg-type]
+    tiny = taehv.build(arch, taehv.random_weights(arch), upscale_time=False)
+    latents = torch.randn(1, 16, 5, 30, 52)  # 17 frames of 240x416
+    runs = [
+        ("Wan 2.1 VAE, whole (the video's own decode)", lambda: vae.decode(latents).sample),
+        ("Wan 2.1 VAE at half the latent size (preview without TAEHV)", lambda: vae.decode(halved(latents)).sample),
+        (f"TAEHV {PUBLISHED}, one frame per latent frame (preview)", lambda: tiny.decode(latents)),
+    ]
+    rows, first = [], None
+    with torch.no_grad():
+        for name, decode in runs:
+            start = time.perf_counter()
+            frames = decode()
+            seconds = time.perf_counter() - start
+            first = first or seconds
+            shape = "x".join(str(side) for side in frames.shape)
+            rows.append([name, shape, f"{seconds:.2f}", f"{seconds / first:.3f}"])
+    return rows
+
+
+def real_table(rows: list[list[str]]) -> str:
+    head = ["| decoder, 5 latent frames of 30x52 | output | seconds | ratio |", "| --- | --- | ---: | ---: |"]
+    return "\n".join([*head, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def table(rows: list[list[str]], runs: int, steps: int, threads: int) -> str:
+    head = [
+        "| model | previews | denoise s | ratio | one preview ms | share of a step |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    body = ["| " + " | ".join(row) + " |" for row in rows]
+    note = (
+        f"Medians of {runs} rounds of {steps} steps after a warm-up round, one process, the pipeline loaded "
+        f"once, torch on {threads} thread(s); ratio against `no previews` of the same invocation. "
+        "Share of a step: one preview's seconds over the 2 steps it covers, against a plain step."
+    )
+    machine = (
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()}, torch "
+        f"{version('torch')}, diffusers {version('diffusers')}; {datetime.date.today().isoformat()}."
+    )
+    return "\n".join([*head, *body, "", note, "", machine])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps of each run")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--real-size", action="store_true", help="also time the decoders at a real size (minutes)")
+    parser.add_argument("--write", action="store_true", help="put the table into benchmarks/README.md")
+    args = parser.parse_args()
+    os.environ["VIDGEN_CACHE"] = tempfile.mkdtemp(prefix="vidgen-bench-cache-")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.chdir(tempfile.mkdtemp(prefix="vidgen-bench-"))
+    text = table(measure(args.runs, args.steps), args.runs, args.steps, torch.get_num_threads())
+    if args.real_size:
+        text += "\n\n" + real_table(real_size())
+    print(text)
+    if args.write:
+        readme = README.read_text()
+        before, _, rest = readme.partition(START)
+        _, _, after = rest.partition(END)
+        README.write_text(f"{before}{START}\n{text}\n{END}{after}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
