@@ -379,7 +379,7 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
     previews = (
         live.open_decoder(plan.family, decoder_file, loaded.pipe, plan.device) if cfg.output.live_preview else None
     )
-    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews)
+    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews=previews)
 
 
 def _run_with_retries(
