@@ -38,6 +38,7 @@ MODULES = (
     "ltx",
     "ltx2",
     "kandinsky5",
+    "sana_video",
 )
 
 FAMILIES: dict[str, Family] = {}
