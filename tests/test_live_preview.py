@@ -448,3 +448,13 @@ def test_a_hub_decoder_that_cannot_be_fetched_fails_before_loading() -> None:
     result = cli(*TINY_WAN, "--live-preview", "--preview-decoder", source, "--progress", "json")
     one_line_error(result, 5, f"--preview-decoder {source} could not be downloaded from the Hub")
     assert '"event": "load"' not in result.stderr
+
+
+@pytest.mark.unit
+def test_families_whose_pipeline_decodes_inside_its_call_without_a_preview_decode_refuse_it(tmp_path: Path) -> None:
+    from conftest import cli, one_line_error
+
+    for preset, title in (("tiny-kandinsky5", "Kandinsky 5.0 Video"), ("tiny-sana-video", "SANA-Video")):
+        result = cli("t2v", "a fox", "--preset", preset, "--live-preview", "--out", "x.mp4")
+        one_line_error(result, 3, f"--live-preview is not available for {title}")
+    assert not (tmp_path / "x.mp4").exists()

@@ -29,7 +29,7 @@ from typing import Any
 
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, ModelError, is_oom
-from vidgen.families.base import Family
+from vidgen.families.base import Family, Previewing
 from vidgen.io import media
 from vidgen.models import components, skeleton, taehv, tiny
 
@@ -55,6 +55,13 @@ def check(cfg: RunConfig, family: Family, found: dict[str, tuple[str, str]]) -> 
         return None
     if family.previewing.refused:
         raise ConfigError(f"--live-preview is not available for {family.title}: {family.previewing.refused}")
+    if family.decoding.latents is None and type(family.previewing).decode is Previewing.decode:
+        # The default decode goes through the family's own latent decode, which a pipeline that
+        # decodes inside its call does not expose; such a family must say how (HunyuanVideo does).
+        raise ConfigError(
+            f"--live-preview is not available for {family.title}: its pipeline decodes inside its own call "
+            "and vidgen has no preview decode for its latents yet."
+        )
     if not source:
         return None
     if family.previewing.tae is None:
