@@ -628,16 +628,6 @@ _VAE = {
 }
 
 
-def _gemma_tokenizer() -> Any:
-    from transformers import GemmaTokenizer
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "\u2581": 5}
-    for char in "abcdefghijklmnopqrstuvwxyz0123456789":
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault("\u2581" + char, len(vocab))
-    return GemmaTokenizer(vocab=vocab, merges=[])
-
-
 def _gemma3(vocab_size: int) -> Any:
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
 
@@ -670,7 +660,9 @@ def _parts() -> dict[str, Any]:
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 
-    tokenizer = _gemma_tokenizer()
+    from vidgen.families import tiny_parts
+
+    tokenizer = tiny_parts.gemma_tokenizer()
     transformer = LTX2VideoTransformer3DModel(
         in_channels=4,
         out_channels=4,

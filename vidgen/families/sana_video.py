@@ -142,17 +142,6 @@ class SanaVideo(Family):
 # -- tiny random-weight recipe (after diffusers' own SANA-Video tests, offline tokenizer) ---------
 
 
-def _gemma_tokenizer() -> Any:
-    """A letter-level Gemma tokenizer (no files): lower-case letters, digits and spaces."""
-    from transformers import GemmaTokenizer
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "\u2581": 5}
-    for char in "abcdefghijklmnopqrstuvwxyz0123456789":
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault("\u2581" + char, len(vocab))
-    return GemmaTokenizer(vocab=vocab, merges=[])
-
-
 def _gemma2(vocab_size: int) -> Any:
     from transformers import Gemma2Config, Gemma2Model
 
@@ -174,7 +163,9 @@ def _tiny(pipeline: str) -> Any:
     import torch
     from diffusers import AutoencoderKLWan, DPMSolverMultistepScheduler, SanaVideoTransformer3DModel
 
-    tokenizer = _gemma_tokenizer()
+    from vidgen.families import tiny_parts
+
+    tokenizer = tiny_parts.gemma_tokenizer()
     transformer = SanaVideoTransformer3DModel(
         in_channels=16,
         out_channels=16,

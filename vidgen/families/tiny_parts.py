@@ -92,3 +92,15 @@ def siglip_vision(hidden_size: int, intermediate_size: int) -> dict[str, Any]:
         "image_encoder": SiglipVisionModel(config).eval(),
         "feature_extractor": SiglipImageProcessorPil(size={"height": 16, "width": 16}),
     }
+
+
+def gemma_tokenizer() -> Any:
+    """A letter-level Gemma tokenizer (no files): lower-case letters, digits and spaces, so a tiny
+    Gemma text encoder (LTX-2, SANA-Video) reads what a prompt says."""
+    from transformers import GemmaTokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "\u2581": 5}
+    for char in "abcdefghijklmnopqrstuvwxyz0123456789":
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault("\u2581" + char, len(vocab))
+    return GemmaTokenizer(vocab=vocab, merges=[])
