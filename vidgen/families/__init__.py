@@ -40,6 +40,7 @@ MODULES = (
     "kandinsky5",
     "sana_video",
     "mochi",
+    "allegro",
 )
 
 FAMILIES: dict[str, Family] = {}
