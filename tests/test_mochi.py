@@ -104,7 +104,9 @@ def test_saved_latents_decode_to_the_same_frames(tmp_path: Path) -> None:
 def test_live_preview_runs(tmp_path: Path) -> None:
     result = cli(*T2V, "--live-preview", "--out", "a.mp4")
     assert result.exit_code == 0, result.stderr
+    assert "previews stopped" not in result.stderr
     assert decode(tmp_path / "a.mp4")[0].shape[:3] == (7, 32, 32)
+    assert (tmp_path / "a.preview.webp").stat().st_size > 0
 
 
 def _lora(path: Path) -> Path:

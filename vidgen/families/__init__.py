@@ -41,6 +41,7 @@ MODULES = (
     "sana_video",
     "mochi",
     "allegro",
+    "latte",
 )
 
 FAMILIES: dict[str, Family] = {}
