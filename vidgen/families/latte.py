@@ -44,8 +44,8 @@ class Latte(Family):
     name = "latte"
     title = "Latte"
     modes: ClassVar[dict[str, Mode]] = {"t2v": Mode("LattePipeline", REPO, _SAMPLING)}
-    # The pipeline's defaults, which are Latte-1's sampling settings: 16 frames of 512x512, 50
-    # steps, guidance 7.5; 8 fps as Latte's own sampling script writes its videos (not on the card).
+    # The pipeline's defaults, which are Latte's own t2v sampling config for Latte-1 (Vchitect/Latte):
+    # 16 frames of 512x512, 50 DDIM steps, guidance 7.5; 8 fps as its sample_t2v.py writes videos.
     reference = settings(size=(512, 512), frames=_FRAMES, steps=50, guidance=7.5, fps=8)
     # Checked on the tiny model (tests/test_latte.py): PAB, FasterCache and TaylorSeer (its blocks
     # are not registered for first-block or MagCache), fp8 storage, VAE tiling and the pipeline's
@@ -180,6 +180,7 @@ def tiny_t2v() -> Any:
             norm_num_groups=2,
         ).eval(),
         transformer=transformer.eval(),
+        # Latte's sampling config: DDIM on linear betas 1e-4 to 0.02.
         scheduler=DDIMScheduler(beta_start=0.0001, beta_end=0.02, beta_schedule="linear"),
     )
 
