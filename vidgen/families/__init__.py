@@ -42,6 +42,7 @@ MODULES = (
     "mochi",
     "allegro",
     "latte",
+    "easyanimate",
 )
 
 FAMILIES: dict[str, Family] = {}
