@@ -93,9 +93,11 @@ def test_declared_options_run_on_the_tiny_model(option: list[str], tmp_path: Pat
 
 @pytest.mark.pipeline
 def test_saved_latents_decode_to_the_same_frames_and_previews_run(tmp_path: Path) -> None:
-    made = cli(*T2V, "--seed", "3", "--format", "png", "--out", "run/", "--save-latents", "--live-preview")
+    made = cli(*T2V, "--seed", "3", "--format", "png", "--out", "run/", "--save-latents", "--live-preview-every", "1")
     assert "previews stopped" not in made.stderr
     run = png_frames(made)
+    shown = printed_sidecar(made)["output"]["live_preview"]
+    assert shown["decoder"] == "vae" and "stopped" not in shown
     saved = Path(printed_sidecar(made)["output"]["latents"]["path"])
     result = cli("decode", str(saved), "--format", "png", "--out", "again/")
     assert np.array_equal(run, png_frames(result))

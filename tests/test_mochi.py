@@ -102,7 +102,7 @@ def test_saved_latents_decode_to_the_same_frames(tmp_path: Path) -> None:
 
 @pytest.mark.pipeline
 def test_live_preview_runs(tmp_path: Path) -> None:
-    result = cli(*T2V, "--live-preview", "--out", "a.mp4")
+    result = cli(*T2V, "--live-preview-every", "1", "--out", "a.mp4")
     assert result.exit_code == 0, result.stderr
     assert "previews stopped" not in result.stderr
     assert decode(tmp_path / "a.mp4")[0].shape[:3] == (7, 32, 32)
