@@ -322,6 +322,8 @@ FAMILIES = [
     ("tiny-hunyuanvideo15", ["t2v", "x"], 9),
     ("tiny-svd", ["i2v", "image.png"], 4),
     ("tiny-animatediff", ["animate", "x"], 8),
+    ("tiny-mochi", ["t2v", "x"], 7),  # latents brought to its VAE's statistics first
+    ("tiny-latte", ["t2v", "x"], 16),  # an image VAE frame by frame, told the video's length
 ]
 
 

@@ -41,6 +41,10 @@ MODULES = (
     "ltx2",
     "kandinsky5",
     "sana_video",
+    "mochi",
+    "allegro",
+    "latte",
+    "easyanimate",
 )
 
 FAMILIES: dict[str, Family] = {}
