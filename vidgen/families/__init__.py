@@ -39,6 +39,7 @@ MODULES = (
     "ltx2",
     "kandinsky5",
     "sana_video",
+    "helios",
 )
 
 FAMILIES: dict[str, Family] = {}
