@@ -78,10 +78,18 @@ def _clip(count: int, size: tuple[int, int] = (16, 16)) -> str:
         (["--attention-slicing"], ["--attention-slicing", "--attention-backend"]),
         (["--scheduler", "euler"], ["--scheduler", "HeliosScheduler"]),
         (["--live-preview"], ["--live-preview", "one chunk at a time"]),
+        (["--amplify-first-chunk"], ["--amplify-first-chunk"]),
     ],
 )
 def test_refused_before_loading(args: list[str], needles: list[str], nothing_loads: None, tmp_path: Path) -> None:
     one_line_error(cli(*T2V, *args), 3, *needles)
+    assert files_under(tmp_path) == []
+
+
+def test_pyramid_sizes_refused_before_loading(nothing_loads: None, tmp_path: Path) -> None:
+    # Its first stage runs at a quarter of the latent size in 2x2 patches: multiples of 64.
+    one_line_error(cli("t2v", "a fox", "--preset", "tiny-helios-pyramid", "--height", "96"), 3, "64", "64 or 128")
+    one_line_error(cli("t2v", "a fox", "--preset", "tiny-helios-pyramid", "--frames", "34"), 3, "33 or 65")
     assert files_under(tmp_path) == []
 
 
@@ -102,11 +110,26 @@ def test_full_presets_plan_offline(preset: str, mode: str, nothing_loads: None) 
 
 
 def test_full_presets_are_the_docs(nothing_loads: None) -> None:
-    assert "helios-base" in FULL
+    assert FULL == ["helios-base", "helios-distilled", "helios-mid"]
     data = merged_preset(str(available_presets()["helios-base"]))
     sampling = data["sampling"]
     assert (sampling["height"], sampling["width"], sampling["num_frames"]) == (384, 640, 97)
     assert (sampling["num_inference_steps"], sampling["guidance_scale"], data["output"]["fps"]) == (50, 5.0, 24)
+
+
+def test_pyramid_steps_are_per_stage(nothing_loads: None) -> None:
+    from vidgen import families
+    from vidgen.config import resolve
+    from vidgen.config.layers import Layer
+
+    asked = Layer("cli", {"inputs": {"prompt": "a fox"}})
+    config = resolve("t2v", ["helios-distilled"], [asked], families.defaults_layer).config
+    family = families.get("helios-pyramid")
+    kwargs = family.call_kwargs(config, seed=0)
+    assert kwargs["pyramid_num_inference_steps_list"] == [2, 2, 2] and "num_inference_steps" not in kwargs
+    assert kwargs["is_amplify_first_chunk"] is True and kwargs["num_frames"] == 261
+    # 8 chunks of 3 stages of 2 steps; the amplified first chunk runs twice as many.
+    assert family.step_count(config, kwargs) == 6 * 2 + 6 * 7
 
 
 def test_memory_plans_for_one_chunk_not_the_whole_video(nothing_loads: None) -> None:
@@ -188,3 +211,30 @@ def test_a_run_killed_in_its_third_chunk_resumes_to_the_same_frames(tmp_path: Pa
     bent = cli_subprocess(*args, "--out", "bent/")
     assert bent.returncode == 0, bent.stderr
     assert np.abs(_png_frames(tmp_path / "bent" / stem).astype(int) - reference.astype(int)).max() > 1
+
+
+@pytest.mark.pipeline
+def test_pyramid_options_the_model_ignores_are_refused(tmp_path: Path) -> None:
+    one_line_error(cli("t2v", "a fox", "--preset", "tiny-helios-pyramid", "--amplify-first-chunk"), 3, "not distilled")
+    one_line_error(cli("i2v", _image((64, 64)), "a fox", "--preset", "tiny-helios-distilled", "--guidance", "5"), 3,
+                   "--guidance 5", "step-distilled")  # fmt: skip
+    assert not list(tmp_path.glob("outputs/*.json"))
+
+
+def test_a_distilled_run_killed_in_its_second_chunk_resumes_to_the_same_frames(tmp_path: Path) -> None:
+    """The pyramid pipeline, whose first chunk (amplified) runs twice the steps of the next: 65
+    frames, 2 chunks; killed after the first step of chunk 2, the rerun replays chunk 1."""
+    args = ("i2v", _image((64, 64)), "a fox", "--preset", "tiny-helios-distilled", "--frames", "65", "--seed", "2")
+    args = (*args, "--save-latents", "--format", "png")
+    full = cli_subprocess(*args, "--out", "full/")
+    assert full.returncode == 0, full.stderr
+    killed = cli_subprocess(*args, "--out", "run/", env={"VIDGEN_TEST_KILL_WINDOW": "2"})
+    assert killed.returncode == -9, killed.stderr
+    resumed = cli_subprocess(*args, "--out", "run/")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming: 1 of 2 chunks" in resumed.stderr
+    stem = "i2v-a-fox-2"
+    ours, reference = _png_frames(tmp_path / "run" / stem), _png_frames(tmp_path / "full" / stem)
+    assert ours.shape == (65, 64, 64, 3)
+    assert np.array_equal(ours, reference)
+    assert sidecar(tmp_path / "run" / f"{stem}.json")["pipeline"]["resumed"]["chunks_replayed"] == 1

@@ -30,6 +30,7 @@ from vidgen.families.base import (
     Loading,
     Memory,
     Mode,
+    Option,
     Previewing,
     Takes,
     decode_normalised,
@@ -47,6 +48,8 @@ _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "h
 CHUNK = 9
 CHUNK_FRAMES = (CHUNK - 1) * 4 + 1
 BASE = "BestWishYsh/Helios-Base"
+MID = "BestWishYsh/Helios-Mid"
+DISTILLED = "BestWishYsh/Helios-Distilled"
 # The diffusers docs' negative prompt (English, unlike Wan's).
 NEGATIVE = (
     "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
@@ -62,6 +65,7 @@ _PARTS = {"transformer": _TRANSFORMER, "text_encoder": UMT5_XXL, "vae": VAE_21}
 
 
 def chunks_of(frames: int) -> int:
+    """The chunks diffusers runs for `num_frames=frames`."""
     return max(1, math.ceil(frames / CHUNK_FRAMES))
 
 
@@ -196,6 +200,72 @@ class Helios(Family):
         return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 
+# -- Helios-Mid and Helios-Distilled: the pyramid pipeline ---------------------------------------
+
+AMPLIFY = Option(
+    "is_amplify_first_chunk",
+    "--amplify-first-chunk/--no-amplify-first-chunk",
+    bool,
+    "Helios-Distilled: run the first chunk with twice the steps (the docs' setting), for a steadier start.",
+)
+# Pyramid stages: each chunk is denoised at 1/4, 1/2, then full latent size (the checkpoints'
+# HeliosScheduler / HeliosDMDScheduler are built for 3).
+STAGES = 3
+
+
+class HeliosPyramid(Helios):
+    """Helios-Mid (CFG-Zero*) and Helios-Distilled (x0-prediction, DMD) through the pyramid pipeline:
+    --steps is the steps of each of the 3 stages (the call's `pyramid_num_inference_steps_list`)."""
+
+    name = "helios-pyramid"
+    title = "Helios pyramid"
+    modes: ClassVar[dict[str, Mode]] = {
+        mode: Mode("HeliosPyramidPipeline", MID, _SAMPLING) for mode in ("t2v", "i2v", "v2v")
+    }
+    # The diffusers docs' Helios-Mid examples: 20 steps per stage, guidance 5 with CFG-Zero*'s zero
+    # init (the pipeline's defaults); Helios-Distilled's preset sets its own.
+    reference = merged(Helios.reference, settings(steps=20))
+    options: ClassVar[tuple[Option, ...]] = (AMPLIFY,)
+    memory = _ChunkMemory(replace(FOOTPRINT, sizes={MID: _PARTS, DISTILLED: _PARTS}), decode_batch=4, sliced=False)
+    # The first stage works at a quarter of the latent size, in 2x2 patches: 8 x 4 x 2 pixels.
+    grid = _ClipGrid(size=64, shortest=CHUNK_FRAMES, any_clip=True, note=f"at least {CHUNK_FRAMES} frames")
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        distilled = bool(pipe.config.get("is_distilled"))
+        if cfg.sampling.get("is_amplify_first_chunk") and not distilled:
+            raise ConfigError(
+                f"--amplify-first-chunk is for the step-distilled Helios-Distilled; {cfg.model.id} is not distilled, "
+                "so the pipeline would ignore it: drop it."
+            )
+        guidance = cfg.sampling.guidance_scale
+        if distilled and guidance is not None and guidance > 1:
+            raise ConfigError(
+                f"--guidance {guidance:g} would be ignored: {cfg.model.id} is step-distilled and runs without "
+                "guidance; use --guidance 1."
+            )
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        kwargs = super().call_kwargs(cfg, seed, frames)
+        kwargs["pyramid_num_inference_steps_list"] = [int(kwargs.pop("num_inference_steps", 20))] * STAGES
+        if cfg.sampling.get("is_amplify_first_chunk") is not None:
+            kwargs["is_amplify_first_chunk"] = cfg.sampling.get("is_amplify_first_chunk")
+        return kwargs
+
+    def _steps(self, call_kwargs: dict[str, Any]) -> list[int]:
+        stages = sum(call_kwargs["pyramid_num_inference_steps_list"])
+        counts = [stages] * chunks_of(call_kwargs["num_frames"])
+        # Helios-Distilled's scheduler runs each stage of the first chunk with twice the steps
+        # (only the distilled model takes the option: check_loaded).
+        counts[0] *= 2 if call_kwargs.get("is_amplify_first_chunk") else 1
+        return counts
+
+    def chunk_steps(self, pipe: Any, call_kwargs: dict[str, Any]) -> list[int]:
+        return self._steps(call_kwargs)
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        return sum(self._steps(call_kwargs))
+
+
 @contextmanager
 def _no_chunk_decode(pipe: Any) -> Any:
     """The pipeline decodes each chunk as it finishes and, asked for latents, throws those frames
@@ -242,6 +312,28 @@ def tiny_helios() -> Any:
     return HeliosPipeline(**parts, transformer=_tiny_transformer())
 
 
-Helios.tiny = {"helios": tiny_helios}
+def _tiny_pyramid(distilled: bool) -> Any:
+    from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline, HeliosScheduler
 
-FAMILIES = (Helios,)
+    parts = tiny_wan_parts()
+    # Three stages, as the checkpoints: Helios-Mid's UniPC-style HeliosScheduler with CFG-Zero*,
+    # Helios-Distilled's DMD scheduler.
+    scheduler = HeliosDMDScheduler if distilled else HeliosScheduler
+    parts["scheduler"] = scheduler(use_dynamic_shifting=True)
+    return HeliosPyramidPipeline(
+        **parts, transformer=_tiny_transformer(), is_cfg_zero_star=not distilled, is_distilled=distilled
+    )
+
+
+def tiny_pyramid() -> Any:
+    return _tiny_pyramid(distilled=False)
+
+
+def tiny_distilled() -> Any:
+    return _tiny_pyramid(distilled=True)
+
+
+Helios.tiny = {"helios": tiny_helios}
+HeliosPyramid.tiny = {"helios-pyramid": tiny_pyramid, "helios-distilled": tiny_distilled}
+
+FAMILIES = (Helios, HeliosPyramid)
