@@ -238,3 +238,14 @@ def test_a_distilled_run_killed_in_its_second_chunk_resumes_to_the_same_frames(t
     assert ours.shape == (65, 64, 64, 3)
     assert np.array_equal(ours, reference)
     assert sidecar(tmp_path / "run" / f"{stem}.json")["pipeline"]["resumed"]["chunks_replayed"] == 1
+
+
+@pytest.mark.pipeline
+def test_saved_latents_decode_to_the_same_frames(tmp_path: Path) -> None:
+    """The latents Helios keeps are the chunks'; `vidgen decode` decodes them chunk by chunk, as
+    the pipeline does, back to the run's frames."""
+    ours, _ = _run(*T2V, "--frames", "65", "--seed", "1", "--save-latents", "--out", "o/")
+    result = cli("decode", "o/t2v-a-red-fox-in-snow-1.latents.safetensors", "--format", "png", "--out", "again/")
+    assert result.exit_code == 0, result.stderr
+    again = _png_frames(Path(result.stdout.strip()))
+    assert again.shape == (65, 16, 16, 3) and np.array_equal(again, ours)
