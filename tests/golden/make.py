@@ -23,7 +23,7 @@ ONLY = next((arg.split("=", 1)[1].split(",") for arg in sys.argv if arg.startswi
 GOLDEN = HERE / "presets.json"
 
 
-def _inputs(mode: str, preset: str, size: tuple[int, int], work: Path) -> list[str]:
+def _inputs(mode: str, preset: str, size: tuple[int, int], work: Path, frames: int = 17) -> list[str]:
     import numpy as np
     from PIL import Image
 
@@ -37,8 +37,10 @@ def _inputs(mode: str, preset: str, size: tuple[int, int], work: Path) -> list[s
     if mode in ("v2v", "control"):
         clip = work / "clip"
         clip.mkdir(exist_ok=True)
+        for old in clip.glob("*.png"):  # a longer clip made for another family
+            old.unlink()
         rng = np.random.default_rng(0)
-        for i in range(17):
+        for i in range(frames):
             Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(clip / f"{i:03d}.png")
         return [str(clip)] if mode == "v2v" else ["--control", str(clip)]
     return []
@@ -66,7 +68,9 @@ def collect() -> dict:
         for mode in modes:
             prompt = ["a red fox in snow"] if family.takes.text else []
             key = f"{name}/{mode}"
-            base = [mode, *_dry_inputs(mode), *prompt, "--preset", name, "--seed", "5", "--dry-run", "--json"]
+            # 17 frames, or the shortest clip the family takes (Helios: 33).
+            clip = max(17, family.grid.min_frames)
+            base = [mode, *_dry_inputs(mode, clip), *prompt, "--preset", name, "--seed", "5", "--dry-run", "--json"]
             dry = runner.invoke(app, base)
             entry: dict = {"dry_run_exit": dry.exit_code}
             if dry.exit_code == 0:
@@ -86,7 +90,7 @@ def collect() -> dict:
             if tiny:
                 cfg = entry.get("config") or {}
                 size = ((cfg.get("sampling") or {}).get("width") or 64, (cfg.get("sampling") or {}).get("height") or 64)
-                args = _inputs(mode, name, size, work)
+                args = _inputs(mode, name, size, work, clip)
                 run = runner.invoke(
                     app,
                     [
@@ -119,10 +123,10 @@ def collect() -> dict:
     return out
 
 
-def _dry_inputs(mode: str) -> list[str]:
+def _dry_inputs(mode: str, frames: int = 17) -> list[str]:
     # A dry run checks that inputs exist; these are made once by _inputs in the work folder.
     work = Path.cwd()
-    _inputs(mode, "", (64, 64), work) if mode != "t2v" else None
+    _inputs(mode, "", (64, 64), work, frames) if mode != "t2v" else None
     return {
         "i2v": [str(work / "first.png")],
         "v2v": [str(work / "clip")],

@@ -45,6 +45,7 @@ MODULES = (
     "allegro",
     "latte",
     "easyanimate",
+    "helios",
 )
 
 FAMILIES: dict[str, Family] = {}

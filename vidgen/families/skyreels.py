@@ -10,20 +10,14 @@ diffusers runs every window inside one pipeline call. With --save-latents (or --
 keeps each finished window's latents beside the output while the call runs; a rerun of the same
 command after a crash, or the retry after an out-of-memory, replays the finished windows from that
 file (their denoiser calls skipped, every random draw repeated) and computes only the rest, so it
-makes the same frames.
+makes the same frames (vidgen/families/resume.py, shared with Helios' chunks).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import math
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
@@ -43,6 +37,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.resume import kept_latents
 from vidgen.families.wan import (
     CLIP_H,
     FLOW_SHIFT,
@@ -58,8 +53,6 @@ from vidgen.families.wan import (
     tiny_wan_parts,
     wan_memory,
 )
-
-log = logging.getLogger("vidgen")
 
 WINDOW = Option(
     "base_num_frames",
@@ -122,7 +115,6 @@ BASE_FRAMES = {
 # 1.3B: 30 blocks of width 1536; 14B: 40 blocks of width 5120 (the Wan 2.1 shapes).
 _T_13B, _T_14B = 1.419e9, 14.288e9
 _I2V_13B, _I2V_14B = 1.56e9, 16.39e9  # + the image projection and per-block image attention
-WINDOWS_FORMAT = "vidgen-windows/1"
 
 
 def _latent(frames: int) -> int:
@@ -596,22 +588,9 @@ class SkyReelsDF(Wan):
     def latent_call(
         self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
     ) -> Any:
-        # The engine's window file (vidgen.run.latents.Checkpoint: its path and atomic writer), or None.
-        checkpoint: Any = extra.pop("checkpoint", None)
-        journal: dict[str, Any] = extra.pop("journal", {})
-        kwargs = {**call_kwargs, "output_type": "latent"}
-        keeper = _Keeper(pipe, cfg, call_kwargs, media, extra, checkpoint)
-        with keeper:
-            if keeper.done:
-                # The sidecar says this video was finished from kept windows, and from which file.
-                journal["resumed"] = {
-                    "windows_replayed": len(keeper.done),
-                    "windows": keeper.total,
-                    "from": str(checkpoint.path),
-                    "how": "the denoiser was skipped for these windows (every random draw made as before) and "
-                    "their saved latents put back at each window's end",
-                }
-            latents = pipe(**kwargs, **media, **extra).frames
+        steps = int(call_kwargs.get("num_inference_steps", 50))
+        counts = steps_of(_plan(cfg), steps, call_kwargs["ar_step"], call_kwargs["causal_block_size"])
+        latents = kept_latents(pipe, cfg, call_kwargs, media, extra, counts)
         if cfg.inputs.last_image:
             # The pipeline decodes without the appended last-image latent; the latents it returns keep it.
             latents = latents[:, :, :-1]
@@ -651,185 +630,6 @@ def _near(value: int, valid: Callable[[int], bool]) -> str:
         if candidate >= 1 and valid(candidate):
             found.append(candidate)
     return " or ".join(str(v) for v in sorted(set(found))) or "none"
-
-
-# -- keeping finished windows (--save-latents) and resuming from them -------------------------
-
-
-class _Keeper:
-    """For one DF pipeline call: reports every step to vidgen's progress, and with a checkpoint
-    file saves each finished window's latents there. When the file holds windows of the same run
-    (same model, arguments, inputs and seed), those windows are replayed: the denoiser is skipped
-    (it returns zeros) while every random draw happens as before, and at each replayed window's
-    end its saved latents replace what was computed, so the rest of the run continues exactly."""
-
-    def __init__(
-        self,
-        pipe: Any,
-        cfg: RunConfig,
-        call_kwargs: dict[str, Any],
-        media: dict[str, Any],
-        extra: dict[str, Any],
-        checkpoint: Any,
-    ) -> None:
-        self.pipe, self.cfg, self.extra, self.checkpoint = pipe, cfg, extra, checkpoint
-        self.path: Path | None = checkpoint.path if checkpoint is not None else None
-        self.window = 0
-        self.done: list[Any] = []
-        self.kept: list[Any] = []
-        # Options that change the denoiser's numbers belong to the run; offload and decode savers do
-        # not (an out-of-memory retry changes them and still resumes).
-        numeric = {k: getattr(cfg.optimization, k) for k in ("fp8_storage", "quantize", "attention_backend", "cache")}
-        about = {**call_kwargs, "vidgen": numeric}
-        self.fingerprint = _fingerprint(pipe, about, media, extra.get("generator")) if self.path else ""
-        self.report = extra.get("callback_on_step_end")
-        self.total = len(_plan(cfg))
-
-    def __enter__(self) -> _Keeper:
-        self.extra["callback_on_step_end"] = self.on_step_end
-        if self.path is None:
-            return self
-        if self.cfg.optimization.cache:
-            # A cache hook's state would differ after skipped denoiser calls.
-            log.info("--cache is on: a rerun will not resume from the saved windows (it starts over).")
-        else:
-            self.done = _load_windows(self.path, self.fingerprint)
-        if self.done:
-            log.info("resuming: %d of %d windows are in %s; replaying them.", len(self.done), self.total, self.path)
-            self.kept = list(self.done)
-            self._stub()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._unstub()
-
-    def _stub(self) -> None:
-        transformer = self.pipe.transformer
-        own = transformer.__dict__.get("forward")
-        self.saved_forward = own
-        forward = own or transformer.forward
-
-        def skip_finished(*args: Any, **kwargs: Any) -> Any:
-            if self.window < len(self.done):
-                import torch
-
-                hidden = kwargs.get("hidden_states", args[0] if args else None)
-                return (torch.zeros_like(hidden),)
-            return forward(*args, **kwargs)
-
-        transformer.forward = skip_finished
-        self.stubbed = True
-
-    def _unstub(self) -> None:
-        if not getattr(self, "stubbed", False):
-            return
-        transformer = self.pipe.transformer
-        if self.saved_forward is None:
-            del transformer.forward
-        else:
-            transformer.forward = self.saved_forward
-        self.stubbed = False
-
-    def on_step_end(self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        if self.report is not None:
-            tensors = self.report(pipe, step, timestep, tensors)
-        _test_kill(self.window, step)
-        if step != pipe.num_timesteps - 1:
-            return tensors
-        # The last step of a window.
-        if self.window < len(self.done):
-            saved = self.done[self.window]
-            tensors["latents"] = saved.to(tensors["latents"].device, tensors["latents"].dtype)
-        elif self.path is not None:
-            self.kept.append(tensors["latents"].detach().to("cpu").clone())
-            if self.window + 1 < self.total:  # the final latents are the run's own output
-                _save_windows(self.checkpoint, self.kept, self.fingerprint, self.total)
-        self.window += 1
-        return tensors
-
-
-_oomed: set[int] = set()
-
-
-def _test_kill(window: int, step: int) -> None:
-    """Test hooks: VIDGEN_TEST_KILL_WINDOW=N makes the process SIGKILL itself after the first step
-    of window N (1-based), and VIDGEN_TEST_OOM_WINDOW=N raises CUDA's out-of-memory error there
-    (once per process), so tests can crash a long run mid-way on machines where it is fast."""
-    if step:
-        return
-    if os.environ.get("VIDGEN_TEST_KILL_WINDOW") == str(window + 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get("VIDGEN_TEST_OOM_WINDOW") == str(window + 1) and window not in _oomed:
-        import torch
-
-        _oomed.add(window)
-        raise torch.cuda.OutOfMemoryError(f"CUDA out of memory in window {window + 1} (VIDGEN_TEST_OOM_WINDOW).")
-
-
-def _fingerprint(pipe: Any, call_kwargs: dict[str, Any], media: dict[str, Any], generator: Any) -> str:
-    """What makes two runs' windows interchangeable: model, dtype, pipeline, arguments, inputs, seed."""
-    import diffusers
-
-    digest = hashlib.sha256()
-    about = {
-        "class": type(pipe).__name__,
-        "model": str(getattr(pipe.config, "_name_or_path", "")),
-        "dtype": str(pipe.transformer.dtype),
-        "call_kwargs": call_kwargs,
-        "seed": generator.initial_seed() if generator is not None else None,
-        "diffusers": diffusers.__version__,
-    }
-    digest.update(json.dumps(about, sort_keys=True, default=str).encode())
-    for name in sorted(media):
-        value = media[name]
-        for image in value if isinstance(value, list) else [value]:
-            digest.update(name.encode())
-            digest.update(image.tobytes() if hasattr(image, "tobytes") else repr(image).encode())
-    return digest.hexdigest()
-
-
-def _save_windows(checkpoint: Any, windows: list[Any], fingerprint: str, total: int) -> None:
-    import torch
-
-    # One tensor (windows joined along the frame axis) in vidgen's atomic latents writer; the
-    # format marker keeps `vidgen decode` from mistaking it for a video's final latents.
-    joined = torch.cat(windows, dim=2)
-    meta = {
-        "format": WINDOWS_FORMAT,
-        "fingerprint": fingerprint,
-        "windows": [int(w.shape[2]) for w in windows],
-        "total_windows": total,
-    }
-    checkpoint.save(joined, meta)
-
-
-def _load_windows(path: Path, fingerprint: str) -> list[Any]:
-    """The finished windows in `path` when they are this run's; none otherwise."""
-    if not path.is_file():
-        return []
-    from safetensors import safe_open
-
-    from vidgen.core.limits import MAX_LATENTS_ELEMENTS
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            info = json.loads((handle.metadata() or {}).get("vidgen", "{}"))
-            if not isinstance(info, dict) or info.get("format") != WINDOWS_FORMAT:
-                return []
-            if info.get("fingerprint") != fingerprint:
-                log.info("%s holds windows of another run; this run starts over and replaces it.", path)
-                return []
-            shape = handle.get_slice("latents").get_shape()
-            if len(shape) != 5 or shape[0] * shape[1] * shape[2] * shape[3] * shape[4] > MAX_LATENTS_ELEMENTS:
-                return []
-            joined = handle.get_tensor("latents")
-    except Exception as exc:  # a torn or foreign file costs only the resume
-        log.info("cannot resume from %s (%s); starting over.", path, exc)
-        return []
-    sizes = info.get("windows")
-    if not isinstance(sizes, list) or sum(sizes) != joined.shape[2] or not all(isinstance(s, int) for s in sizes):
-        return []
-    return list(joined.split(sizes, dim=2))
 
 
 # -- tiny random-weight recipes (diffusers' SkyReels-V2 test configs on the tiny Wan parts) ---------
