@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from vidgen.core import stopping
 from vidgen.core.errors import ConfigError, ExitCode
 from vidgen.core.terminal import escape
 
@@ -161,6 +162,7 @@ def _run(
         server.serve_forever()
     finally:
         server.close()
+        stopping.reset()  # the signal that stopped the server ended it well: exit 0
     log.info("stopped")
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from vidgen import __version__
 from vidgen.core import stopping
-from vidgen.core.errors import ConfigError, ExitCode
+from vidgen.core.errors import ConfigError, ExitCode, VidgenError
 from vidgen.serve import wire
 from vidgen.serve.cache import Cache
 
@@ -507,6 +507,9 @@ class Server:
             except wire.WireError as exc:
                 with contextlib.suppress(OSError):
                     wire.send(conn, {"error": f"not a request: {exc}", "exit": int(ExitCode.CONFIG)})
+            except VidgenError as exc:  # a request vidgen refuses, as it refuses a manifest line
+                with contextlib.suppress(OSError):
+                    wire.send(conn, {"error": str(exc), "exit": int(exc.exit_code)})
             except OSError:
                 return
             except Exception as exc:  # never the server's end
