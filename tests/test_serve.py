@@ -361,3 +361,157 @@ def test_status_and_stop_without_a_server(tmp_path: Path) -> None:
         ran = subprocess.run([sys.executable, "-m", "vidgen", "serve", flag], env=env, capture_output=True, text=True)
         assert ran.returncode == 1
         assert ran.stderr == f"no vidgen server answers at {tmp_path / 'none.sock'}\n"
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _http(method: str, url: str, body: bytes | dict | None = None, token: str | None = None) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _oversized(port: int, chunked: bool) -> int:
+    """The status of a 50 MB POST, sent as far as the server reads it."""
+    head = "POST /v1/videos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {50 << 20}\r\n\r\n"
+    chunk = b'{"prompt": "' + b"x" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head.encode())
+        try:
+            for _ in range(50):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        while b"\r\n" not in answer:
+            data = sock.recv(4096)
+            if not data:
+                break
+            answer += data
+    return int(answer.split(b" ", 2)[1])
+
+
+def _finished(base: str, path: str, token: str | None = None, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        code, body = _http("GET", f"{base}{path}", token=token)
+        assert code == 200, body
+        record = json.loads(body)
+        if record["status"] in ("completed", "failed", "cancelled"):
+            return record
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+
+
+def test_the_openai_style_endpoint_makes_the_video_the_cli_makes(served, tmp_path: Path) -> None:
+    port = _port()
+    server = served("--http", f"127.0.0.1:{port}")
+    base = f"http://127.0.0.1:{port}"
+    # Shaped like OpenAI's videos.create; `seed` is vidgen's own field (a video is random without it).
+    asked = {"model": "tiny-cogvideox", "prompt": "a fox in snow", "seconds": "1", "size": "16x16", "seed": 3}
+    code, body = _http("POST", f"{base}/v1/videos", asked)
+    assert code == 200, body
+    created = json.loads(body)
+    assert created["object"] == "video" and created["status"] in ("queued", "in_progress")
+    assert (created["model"], created["seconds"], created["size"]) == ("tiny-cogvideox", "1", "16x16")
+    done = _finished(base, f"/v1/videos/{created['id']}")
+    assert done["status"] == "completed" and done["progress"] == 100 and done["error"] is None
+    code, content = _http("GET", f"{base}/v1/videos/{created['id']}/content")
+    assert code == 200
+    (tmp_path / "api.mp4").write_bytes(content)
+    code, side = _http("GET", f"{base}/v1/videos/{created['id']}/content?variant=sidecar")
+    assert code == 200
+    # The CLI's run of the command line the request maps to: the same video.
+    cli_args = ["t2v", "a fox in snow", *TINY, "--frames", "9", "--fps", "8", "--width", "16", "--height", "16"]
+    assert server.vidgen(*cli_args, "--seed", "3", "--out", "cli.mp4", "--no-server").exit_code == 0
+    assert np.array_equal(decode(tmp_path / "api.mp4")[0], decode(tmp_path / "cli.mp4")[0])
+    ours, theirs = json.loads(side), sidecar(tmp_path / "cli.json")
+    assert ours["config"]["inputs"] == theirs["config"]["inputs"]
+    assert ours["config"]["sampling"] == theirs["config"]["sampling"]
+    assert ours["pipeline"] == theirs["pipeline"]
+    # Another seed and another prompt are other videos.
+    for change in (["--seed", "4"], ["--seed", "3", "--set", "inputs.prompt=a cat in snow"]):
+        out = f"other{len(change)}.mp4"
+        assert server.vidgen(*cli_args, *change, "--out", out, "--no-server").exit_code == 0
+        assert not np.array_equal(decode(tmp_path / out)[0], decode(tmp_path / "api.mp4")[0])
+    code, listed = _http("GET", f"{base}/v1/videos")
+    assert [v["id"] for v in json.loads(listed)["data"]] == [created["id"]]
+    code, gone = _http("DELETE", f"{base}/v1/videos/{created['id']}")
+    assert (code, json.loads(gone)["deleted"]) == (200, True)
+    assert _http("GET", f"{base}/v1/videos/{created['id']}")[0] == 404
+
+
+def test_http_jobs_progress_and_refusals(served, tmp_path: Path) -> None:
+    port = _port()
+    server = served("--http", f"127.0.0.1:{port}")
+    base = f"http://127.0.0.1:{port}"
+    # vidgen's own job JSON: a manifest line, run by the batch code into the served outputs/.
+    code, body = _http("POST", f"{base}/v1/jobs", {"prompt": "a fox", "preset": "tiny-cogvideox", "id": "fox"})
+    assert code == 201, body
+    job = json.loads(body)
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/v1/jobs/{job['id']}/events", timeout=300) as stream:
+        text = stream.read().decode()
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {\"event\"")]
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps and steps == list(range(1, len(steps) + 1))
+    assert "event: end" in text and any(e["event"] == "done" for e in events)
+    record = _finished(base, f"/v1/jobs/{job['id']}")
+    assert (record["status"], record["outputs"]) == ("completed", [str(tmp_path / "outputs" / "fox.mp4")])
+    code, sidecar_body = _http("GET", f"{base}/v1/jobs/{job['id']}/sidecar")
+    assert code == 200 and json.loads(sidecar_body)["batch"]["id"] == "fox"
+    assert _http("GET", f"{base}/v1/jobs/{job['id']}/file")[1] == (tmp_path / "outputs" / "fox.mp4").read_bytes()
+    # Refused, each with its status, and the server goes on.
+    assert _http("POST", f"{base}/v1/jobs", b"{not json")[0] == 400
+    # 50 MB, declared or chunked: refused once over the cap, without reading the rest.
+    assert _oversized(port, chunked=False) == 413
+    assert _oversized(port, chunked=True) == 413
+    code, body = _http("POST", f"{base}/v1/jobs", {"prompt": "x" * 200_000})
+    assert code == 400 and json.loads(body)["error"]["exit_code"] == 3
+    (tmp_path.parent / "outside.png").write_bytes(b"")
+    code, body = _http("POST", f"{base}/v1/videos", {"prompt": "a", "input_reference": "../outside.png"})
+    assert code == 400 and "--allow-inputs" in json.loads(body)["error"]["message"]
+    code, body = _http("POST", f"{base}/v1/videos", {"prompt": "a", "model": "sora-2"})
+    assert code == 400 and "vidgen preset" in json.loads(body)["error"]["message"]
+    # A prompt that looks like an option stays a prompt.
+    code, body = _http("POST", f"{base}/v1/videos", {"prompt": "--allow-pickle", "model": "tiny-cogvideox", "seed": 1})
+    done = _finished(base, f"/v1/videos/{json.loads(body)['id']}")
+    assert done["status"] == "completed"
+    assert _http("GET", f"{base}/v1/status")[0] == 200
+    assert server.status()["jobs"]["completed"] == 2
+
+
+def test_http_off_loopback_needs_the_token(served, tmp_path: Path) -> None:
+    port = _port()
+    server = served("--http", f"0.0.0.0:{port}")
+    token_file = tmp_path / "state" / "http-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    secret = token_file.read_text().strip()
+    assert server.log.read_text().count(secret) == 1  # shown once, when made
+    base = f"http://127.0.0.1:{port}"
+    assert _http("GET", f"{base}/v1/status")[0] == 401
+    assert _http("GET", f"{base}/v1/status", token="wrong")[0] == 401
+    assert _http("POST", f"{base}/v1/jobs", {"prompt": "a"}, token="wrong")[0] == 401
+    code, body = _http("GET", f"{base}/v1/status", token=secret)
+    assert code == 200 and json.loads(body)["http"] == f"0.0.0.0:{port}"
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700

@@ -276,8 +276,8 @@ class Server:
                 return job
         return None
 
-    def submit(self, kind: str, request: dict[str, Any], source: str) -> Job:
-        job = Job(id=f"video_{secrets.token_hex(12)}", kind=kind, request=request, source=source)
+    def submit(self, kind: str, request: dict[str, Any], source: str, job_id: str | None = None) -> Job:
+        job = Job(id=job_id or f"video_{secrets.token_hex(12)}", kind=kind, request=request, source=source)
         with self.lock:
             if self.stopping:
                 raise ConfigError("the vidgen server is stopping; it takes no more jobs.")
