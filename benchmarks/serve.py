@@ -6,7 +6,7 @@ a different prompt, run three ways and timed with the wall clock of the whole th
 (b) ten `vidgen t2v` calls in a shell loop while a `vidgen serve` is up (each call is a light
     client: Python and vidgen's CLI, no torch; the server keeps the model loaded);
 (c) the same loop with `--no-server`, each call a fresh process that imports torch and diffusers
-    and loads the model (what a loop costs without a server; --skip-plain leaves it out).
+    and loads the model (what a loop costs without a server; timed in --plain-runs rounds only).
 The server is started (and warmed with one job) before the timing, as a user's would be. Each way
 runs in a fresh output folder; the order alternates between rounds so drift cancels out. Prints the
 medians as a Markdown table; with --write, also puts it into benchmarks/README.md between the serve
@@ -75,7 +75,9 @@ def start_server(py: str, env: dict[str, str], folder: Path) -> subprocess.Popen
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="timed rounds (default: 3)")
-    parser.add_argument("--skip-plain", action="store_true", help="leave out the loop without a server (slow)")
+    parser.add_argument(
+        "--plain-runs", type=int, default=1, help="rounds that also time the loop without a server (slow; default: 1)"
+    )
     parser.add_argument("--write", action="store_true", help="also write the results into benchmarks/README.md")
     args = parser.parse_args()
     if args.runs < 1:
@@ -102,19 +104,19 @@ def main() -> None:
         server = start_server(py, env, tmp)
         try:
             ways = {
-                "batch": lambda out: shlex.join(
-                    [py, "-m", "vidgen", "batch", str(manifest), *OPTIONS[:2], "--out", str(out), "--quiet"]
-                )
-                + " > /dev/null",
+                "batch": lambda out: (
+                    shlex.join([py, "-m", "vidgen", "batch", str(manifest), *OPTIONS[:2], "--out", str(out), "--quiet"])
+                    + " > /dev/null"
+                ),
                 "served": lambda out: loop(py, out, []),
             }
-            if not args.skip_plain:
-                ways["plain"] = lambda out: loop(py, out, ["--no-server"])
             for name, script in ways.items():  # untimed warm-up: the server's first load, file-system cache
                 timed_shell(script(tmp / f"warmup-{name}"), env)
+            if args.plain_runs > 0:
+                ways["plain"] = lambda out: loop(py, out, ["--no-server"])
             times: dict[str, list[float]] = {name: [] for name in ways}
             for i in range(args.runs):
-                order = list(ways.items())
+                order = [(name, script) for name, script in ways.items() if name != "plain" or i < args.plain_runs]
                 for name, script in order if i % 2 == 0 else reversed(order):
                     print(f"round {i + 1}/{args.runs}: {name}", file=sys.stderr)
                     times[name].append(timed_shell(script(tmp / f"{name}-{i}"), env))
@@ -134,8 +136,9 @@ def main() -> None:
     section = "\n\n".join(
         [
             "\n".join(lines),
-            f"Ratio: against the batch. Medians of {args.runs} rounds after a warm-up round; tiny CogVideoX, "
-            "9 frames of 16x16, 2 steps, ten prompts, seeds 1-10.",
+            f"Ratio: against the batch. Medians of {args.runs} rounds after a warm-up round (the loop without a "
+            f"server: {min(args.plain_runs, args.runs)} round(s)); tiny CogVideoX, 9 frames of 16x16, 2 steps, ten "
+            "prompts, seeds 1-10.",
             f"Machine: {machine()}.",
         ]
     )

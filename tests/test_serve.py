@@ -7,6 +7,7 @@ job; two callers get their own videos; bad requests are answered and the server 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -112,10 +113,8 @@ class Served:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(60)
             sock.connect(self.env["VIDGEN_SERVER_SOCKET"])
-            try:
-                sock.sendall(message)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # it stopped reading: the answer may still be there
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(message)  # it may stop reading: the answer is still there
             data = b""
             while not data.endswith(b"\n"):
                 try:
@@ -472,7 +471,7 @@ def test_http_jobs_progress_and_refusals(served, tmp_path: Path) -> None:
 
     with urllib.request.urlopen(f"{base}/v1/jobs/{job['id']}/events", timeout=300) as stream:
         text = stream.read().decode()
-    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {\"event\"")]
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith('data: {"event"')]
     steps = [e["step"] for e in events if e["event"] == "step"]
     assert steps and steps == list(range(1, len(steps) + 1))
     assert "event: end" in text and any(e["event"] == "done" for e in events)

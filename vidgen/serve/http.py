@@ -112,9 +112,9 @@ class _Refused(Exception):
 
 
 def build(server: Server, secret: str | None) -> Any:
-    # FastAPI reads the handlers' annotations by name: Request must be a module-level name.
+    """The FastAPI app: the guard (token, body size), vidgen's job routes, the OpenAI-style ones."""
     from fastapi import FastAPI
-    from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse
 
     app = FastAPI(title="vidgen serve", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -136,46 +136,61 @@ def build(server: Server, secret: str | None) -> Any:
             return JSONResponse({"error": {"message": f"a body over {MAX_BODY_BYTES >> 20} MiB"}}, status_code=413)
         return await call_next(request)
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        data = b""
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > MAX_BODY_BYTES:
-                raise _Refused(413, f"a body over {MAX_BODY_BYTES >> 20} MiB")
-        if "multipart/form-data" in request.headers.get("content-type", ""):
-            raise _Refused(415, "send JSON (input_reference as a path in the served folder), not a form")
-        try:
-            body = json.loads(data)
-        except (ValueError, RecursionError):
-            raise _Refused(400, "the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise _Refused(400, "the body must be a JSON object")
-        return body
+    _job_routes(app, server)
+    _video_routes(app, server)
+    return app
 
-    def submit(kind: str, request: dict[str, Any], source: str, job_id: str | None = None) -> Job:
-        try:
-            return server.submit(kind, request, source, job_id)
-        except VidgenError as exc:
-            raise _Refused(503, str(exc)) from None
 
-    def find(job_id: str) -> Job:
-        job = server.get(job_id)
-        if job is None:
-            raise _Refused(404, f"no job {job_id}")
-        return job
+async def _body(request: Request) -> dict[str, Any]:
+    """A request's JSON object, read up to MAX_BODY_BYTES (a chunked body has no length to check first)."""
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY_BYTES:
+            raise _Refused(413, f"a body over {MAX_BODY_BYTES >> 20} MiB")
+    if "multipart/form-data" in request.headers.get("content-type", ""):
+        raise _Refused(415, "send JSON (input_reference as a path in the served folder), not a form")
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        raise _Refused(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _Refused(400, "the body must be a JSON object")
+    return body
 
-    def served_file(job: Job, sidecar: bool) -> FileResponse:
-        if job.status != "completed" or not job.outputs:
-            raise _Refused(404, f"job {job.id} has no file yet (status {job.status})")
-        path = Path(job.outputs[0])
-        path = path if path.is_absolute() else Path(job.request.get("cwd") or server.root) / path
-        if sidecar:
-            path = path.with_suffix(".json")
-        if not path.is_file():
-            raise _Refused(404, f"{path.name} is gone")
-        return FileResponse(path, filename=path.name)
 
-    # -- vidgen's own jobs -----------------------------------------------------------------
+def _submit(server: Server, kind: str, request: dict[str, Any], source: str, job_id: str | None = None) -> Job:
+    try:
+        return server.submit(kind, request, source, job_id)
+    except VidgenError as exc:
+        raise _Refused(503, str(exc)) from None
+
+
+def _find(server: Server, job_id: str) -> Job:
+    job = server.get(job_id)
+    if job is None:
+        raise _Refused(404, f"no job {job_id}")
+    return job
+
+
+def _file(server: Server, job: Job, sidecar: bool) -> Any:
+    """A finished job's video (or its sidecar)."""
+    from fastapi.responses import FileResponse
+
+    if job.status != "completed" or not job.outputs:
+        raise _Refused(404, f"job {job.id} has no file yet (status {job.status})")
+    path = Path(job.outputs[0])
+    path = path if path.is_absolute() else Path(job.request.get("cwd") or server.root) / path
+    if sidecar:
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise _Refused(404, f"{path.name} is gone")
+    return FileResponse(path, filename=path.name)
+
+
+def _job_routes(app: Any, server: Server) -> None:
+    """vidgen's own jobs: a job JSON is one manifest line."""
+    from fastapi.responses import StreamingResponse
 
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
@@ -183,12 +198,12 @@ def build(server: Server, secret: str | None) -> Any:
 
     @app.post("/v1/jobs", status_code=201)
     async def create_job(request: Request) -> dict[str, Any]:
-        line = await body_of(request)
+        line = await _body(request)
         try:
             checked = check_line(line)
         except VidgenError as exc:
             raise _Refused(STATUS.get(int(exc.exit_code), 400), str(exc), int(exc.exit_code)) from None
-        return submit("job", {"job": checked}, "http").public()
+        return _submit(server, "job", {"job": checked}, "http").public()
 
     @app.get("/v1/jobs")
     async def list_jobs() -> dict[str, Any]:
@@ -196,26 +211,26 @@ def build(server: Server, secret: str | None) -> Any:
 
     @app.get("/v1/jobs/{job_id}")
     async def get_job(job_id: str) -> dict[str, Any]:
-        return find(job_id).public()
+        return _find(server, job_id).public()
 
     @app.delete("/v1/jobs/{job_id}")
     async def cancel_job(job_id: str) -> dict[str, Any]:
-        find(job_id)
+        _find(server, job_id)
         job = server.cancel(job_id)
         assert job is not None
         return job.public()
 
     @app.get("/v1/jobs/{job_id}/file")
-    async def job_file(job_id: str) -> FileResponse:
-        return served_file(find(job_id), sidecar=False)
+    async def job_file(job_id: str) -> Any:
+        return _file(server, _find(server, job_id), sidecar=False)
 
     @app.get("/v1/jobs/{job_id}/sidecar")
-    async def job_sidecar(job_id: str) -> FileResponse:
-        return served_file(find(job_id), sidecar=True)
+    async def job_sidecar(job_id: str) -> Any:
+        return _file(server, _find(server, job_id), sidecar=True)
 
     @app.get("/v1/jobs/{job_id}/events")
     async def job_events(job_id: str) -> StreamingResponse:
-        job = find(job_id)
+        job = _find(server, job_id)
 
         async def stream() -> Any:
             sent = 0
@@ -231,15 +246,17 @@ def build(server: Server, secret: str | None) -> Any:
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
-    # -- OpenAI-style videos ---------------------------------------------------------------
+
+def _video_routes(app: Any, server: Server) -> None:
+    """OpenAI-style videos: each runs as the command line it maps to."""
 
     @app.post("/v1/videos")
     async def create_video(request: Request) -> dict[str, Any]:
-        body = await body_of(request)
+        body = await _body(request)
         job_id = f"video_{secrets.token_hex(12)}"
         argv = openai_argv(body, server, job_id)
-        job = submit("run", {"argv": argv, "cwd": str(server.root), "tty": False, "openai": body}, "openai", job_id)
-        return video(job)
+        asked = {"argv": argv, "cwd": str(server.root), "tty": False, "openai": body}
+        return video(_submit(server, "run", asked, "openai", job_id))
 
     @app.get("/v1/videos")
     async def list_videos() -> dict[str, Any]:
@@ -248,21 +265,19 @@ def build(server: Server, secret: str | None) -> Any:
 
     @app.get("/v1/videos/{job_id}")
     async def get_video(job_id: str) -> dict[str, Any]:
-        return video(find(job_id))
+        return video(_find(server, job_id))
 
     @app.get("/v1/videos/{job_id}/content")
-    async def video_content(job_id: str, variant: str = "video") -> FileResponse:
+    async def video_content(job_id: str, variant: str = "video") -> Any:
         if variant not in ("video", "sidecar"):
             raise _Refused(400, "variant: video or sidecar")
-        return served_file(find(job_id), sidecar=variant == "sidecar")
+        return _file(server, _find(server, job_id), sidecar=variant == "sidecar")
 
     @app.delete("/v1/videos/{job_id}")
     async def delete_video(job_id: str) -> dict[str, Any]:
-        find(job_id)
+        _find(server, job_id)
         server.remove(job_id)
         return {"id": job_id, "object": "video.deleted", "deleted": True}
-
-    return app
 
 
 def openai_argv(body: dict[str, Any], server: Server, job_id: str) -> list[str]:
@@ -300,12 +315,12 @@ def openai_argv(body: dict[str, Any], server: Server, job_id: str) -> list[str]:
         except (TypeError, ValueError):
             value = -1
         if not 0 < value <= 120:
-            raise _Refused(400, "seconds: a number of seconds, e.g. \"4\"")
+            raise _Refused(400, 'seconds: a number of seconds, e.g. "4"')
         argv += ["--frames", str(round(value * SECONDS_FPS) + 1), "--fps", str(SECONDS_FPS)]
     size = body.get("size")
     if size is not None:
         parts = str(size).lower().split("x")
-        if len(parts) != 2 or not all(part.isdigit() and 0 < int(part) for part in parts):
+        if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
             raise _Refused(400, 'size: WIDTHxHEIGHT, e.g. "1280x720"')
         argv += ["--width", parts[0], "--height", parts[1]]
     seed = body.get("seed")

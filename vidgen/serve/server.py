@@ -157,9 +157,7 @@ class Server:
         wire.private_dir(self.state / "jobs")
         wire.private_dir(self.sock_path.parent)
         if wire.ask({"op": "status"}, self.sock_path) is not None:
-            raise ConfigError(
-                f"a vidgen server already answers at {self.sock_path}; `vidgen serve --stop` stops it."
-            )
+            raise ConfigError(f"a vidgen server already answers at {self.sock_path}; `vidgen serve --stop` stops it.")
         with contextlib.suppress(FileNotFoundError):
             self.sock_path.unlink()  # a dead server's
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

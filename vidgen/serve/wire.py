@@ -64,9 +64,7 @@ def fingerprint() -> str:
     token in HF_TOKEN never travels)."""
     from vidgen import __version__
 
-    env = sorted(
-        (key, value) for key, value in os.environ.items() if key.startswith(_RELEVANT) and key not in _OWN
-    )
+    env = sorted((key, value) for key, value in os.environ.items() if key.startswith(_RELEVANT) and key not in _OWN)
     code = str(Path(__file__).resolve().parents[1])
     body = json.dumps([__version__, code, sys.version, env])
     return hashlib.sha256(body.encode()).hexdigest()
