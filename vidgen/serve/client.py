@@ -23,8 +23,8 @@ def forward(argv: list[str], path: Path | None = None) -> int | None:
     """Run `vidgen ARGV` on the server and relay its output; the exit code, or None when no
     server takes it (none is running, or it runs other code or another environment: the
     caller runs it in-process then)."""
-    if any(arg == "-" for arg in argv):
-        return None  # stdin is the caller's own
+    if any(arg == "-" for arg in argv) or any(arg == "--gpus" or arg.startswith("--gpus=") for arg in argv):
+        return None  # stdin is the caller's own; --gpus launches its own processes
     sock = wire.connect(path)
     if sock is None:
         return None

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import select
 import signal
 import socket
 import sys
@@ -141,6 +142,9 @@ class Server:
         self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
         self.current: Job | None = None
+        # True while a job's run executes: only then may a signal raise in the main thread (the
+        # server's own bookkeeping around a run is never broken off halfway).
+        self.interruptible = False
         self.cancelling: str | None = None
         self.stopping = False
         self.stop_signal: int | None = None
@@ -241,24 +245,23 @@ class Server:
             warm.install(None)
 
     def _install_signals(self) -> None:
+        """SIGTERM, SIGINT and SIGHUP stop the server; SIGUSR1 (sent by `cancel`) stops the running
+        job. A running job stops at its next step or phase, where a run checks for a stop
+        (vidgen/core/stopping.py), never in the middle of an import or a load: this process goes
+        on, and a half-imported module would break every later job."""
+
         def stop(signum: int, frame: Any) -> None:
             with self.lock:
                 self.stopping, self.stop_signal = True, signum
-                running = self.current is not None
                 self.wake.notify_all()
-            if running:
-                # Interrupt the run as a direct run is interrupted: no partial file is left.
+            if self.interruptible:
                 stopping.request(signum)
-                if not stopping.deferring():
-                    raise stopping.Terminated(signum)
 
         def cancel(signum: int, frame: Any) -> None:
             with self.lock:
-                asked = self.current is not None and self.cancelling == self.current.id
-            if asked:
+                asked = self.current is not None and self.cancelling == self.current.id and self.interruptible
+            if asked and not self.stopping:
                 stopping.request(signal.SIGINT)
-                if not stopping.deferring():
-                    raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -404,11 +407,13 @@ class Server:
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _text(out), _text(err)
         try:
+            os.chdir(job.request["cwd"] if job.kind == "run" else self.root)  # relative paths: the caller's
+            self.interruptible = True
+            if self.stopping:  # stopped between taking the job and starting it
+                raise stopping.Terminated(self.stop_signal or signal.SIGTERM)
             if job.kind == "run":
-                os.chdir(job.request["cwd"])  # relative paths mean what they meant to the caller
                 code = self.run_argv(list(job.request["argv"]))
             else:
-                os.chdir(self.root)
                 code, error = self._run_manifest_line(job)
         except KeyboardInterrupt as exc:  # stopped between the CLI's own handlers
             signum = getattr(exc, "signum", signal.SIGINT)
@@ -421,6 +426,7 @@ class Server:
             sys.stderr.write(f"Error: internal error ({type(exc).__name__}); see the server's log.\n")
             code = int(ExitCode.ERROR)
         finally:
+            self.interruptible = False
             with contextlib.suppress(Exception):
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -561,18 +567,16 @@ class Server:
             job.listeners.append(conn)
         wire.send(conn, {"job": job.id, "position": self.position(job)})
         # Hold the connection open until the job's end is sent (by the worker) or the caller leaves.
-        reader = wire.Reader(conn)
+        # (No socket timeout: the worker's sends to a slow reader must not fail.)
         while True:
             with self.lock:
                 if conn not in job.listeners:
                     return
-            conn.settimeout(1.0)
             try:
-                if reader.next() is None:
-                    break
-            except TimeoutError:
-                continue
-            except (OSError, wire.WireError):
+                readable, _, _ = select.select([conn], [], [], 1.0)
+                if readable and not conn.recv(1 << 16):
+                    break  # the caller closed: the job goes on without it
+            except OSError:
                 break
         with self.lock:
             if conn in job.listeners:
