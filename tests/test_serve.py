@@ -192,6 +192,9 @@ def test_a_served_run_prints_and_writes_what_a_direct_run_does(served, tmp_path:
     assert "vidgen.serve.client" in imported
     assert not [name for name in imported if name.split(".")[0] in ("torch", "diffusers", "numpy")]
     assert server.status()["jobs"]["completed"] == 3
+    doctor = json.loads(server.vidgen("doctor", "--json").stdout)["server"]
+    assert doctor["running"] and doctor["pid"] == server.process.pid
+    assert [m["model"] for m in doctor["loaded"]] == ["tiny:cogvideox"]
     # Frames and sidecar: those of the direct run.
     made = {name: tmp_path / name / "t2v-a-red-fox-5.mp4" for name in ("direct", "served", "second")}
     sides = {name: sidecar(path.with_suffix(".json")) for name, path in made.items()}
@@ -235,7 +238,9 @@ def test_ctrl_c_of_a_caller_stops_its_job_alone_and_leaves_no_file(served, tmp_p
     assert err.strip().splitlines()[-1] == "Error: interrupted; no partial file was left under a final name."
     assert out == ""
     assert not (tmp_path / "long").exists() or files_under(tmp_path / "long") == []
-    assert server.job(job)["status"] == "cancelled"
+    cancelled = server.job(job)
+    assert (cancelled["status"], cancelled["exit_code"]) == ("cancelled", 130)
+    assert cancelled["error"] == "interrupted; no partial file was left under a final name."
     # The other caller's job was not touched.
     out, err = queued.communicate(timeout=120)
     assert queued.returncode == 0, err
@@ -360,6 +365,8 @@ def test_status_and_stop_without_a_server(tmp_path: Path) -> None:
         ran = subprocess.run([sys.executable, "-m", "vidgen", "serve", flag], env=env, capture_output=True, text=True)
         assert ran.returncode == 1
         assert ran.stderr == f"no vidgen server answers at {tmp_path / 'none.sock'}\n"
+    doctor = subprocess.run([sys.executable, "-m", "vidgen", "doctor", "--json"], env=env, capture_output=True)
+    assert json.loads(doctor.stdout)["server"] == {"running": False, "socket": str(tmp_path / "none.sock")}
 
 
 # -- HTTP ------------------------------------------------------------------------------------

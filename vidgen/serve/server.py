@@ -43,6 +43,8 @@ log = logging.getLogger("vidgen.serve")
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled")
 # What a job keeps of its output for `GET` and the HTTP API (a run prints paths or one JSON object).
 MAX_KEPT_OUTPUT = 1 << 20
+# How long the record of a finished job is kept (its files stay where they were written).
+KEEP_DONE_S = 7 * 24 * 3600
 # The argument lists a forwarded run may have: a command line, not a file.
 MAX_ARGS = 4096
 
@@ -65,6 +67,7 @@ class Job:
     # Not kept on disk: who hears this job's output, and its events for server-sent events.
     listeners: list[Any] = field(default_factory=list, repr=False)
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    said: str | None = field(default=None, repr=False)  # the run's last `Error:` line
 
     def record(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in _FIELDS}
@@ -184,6 +187,10 @@ class Server:
                 job = Job(**{key: value for key, value in data.items() if key in _FIELDS})
             except (OSError, ValueError, TypeError):
                 log.warning("ignoring unreadable job file %s", path)
+                continue
+            done = job.status in ("completed", "failed", "cancelled")
+            if done and time.time() - (job.finished_at or 0) > KEEP_DONE_S:
+                path.unlink(missing_ok=True)  # the record of a job long done (its files stay)
                 continue
             if job.status == "in_progress":
                 # The server that ran it stopped (or died) mid-run: it runs again, once.
@@ -323,11 +330,13 @@ class Server:
             return job
 
     def remove(self, job_id: str) -> Job | None:
-        """Forget a finished job (its files stay); a queued or running one is cancelled first."""
+        """Forget a job (its files stay); a queued or running one is cancelled first, and a
+        running one is forgotten once it has stopped."""
         job = self.cancel(job_id)
         if job is None:
             return None
         with self.lock:
+            job.request["forget"] = True
             if job.status in ("completed", "failed", "cancelled"):
                 self.jobs.pop(job.id, None)
                 if job.id in self.order:
@@ -362,6 +371,8 @@ class Server:
             job.stdout += text
         if stream == "err":
             self._events(job, text)
+            errors = [line for line in text.splitlines() if line.startswith("Error: ")]
+            job.said = errors[-1][len("Error: ") :] if errors else job.said
         for listener in list(job.listeners):
             try:
                 wire.send(listener, {stream: text})
@@ -451,6 +462,8 @@ class Server:
             self._save(job)
             self._finish_listeners(job, message, code)
         log.info("job %s: %s (exit %s)", job.id, job.status, code)
+        if job.request.get("forget") and not requeue:
+            self.remove(job.id)
 
     def _run_manifest_line(self, job: Job) -> tuple[int, str | None]:
         """A manifest line, run by the batch code: validated like a manifest's jobs (inputs
@@ -611,6 +624,8 @@ def _summary(job: Job) -> str:
 def _last_error(job: Job, code: int) -> str | None:
     if code == 0:
         return None
+    if job.said:
+        return job.said
     try:
         body = json.loads(job.stdout.strip().splitlines()[-1]) if job.stdout.strip() else {}
         if isinstance(body, dict) and body.get("error"):
