@@ -35,12 +35,14 @@ def serve(
         Path | None,
         typer.Option(
             "--root",
+            metavar="DIR",
             help="The served folder (default: the current one): HTTP jobs read inputs from it and write "
             "into its outputs/.",
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Where HTTP jobs write (default: outputs/ in the served folder).")
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Where HTTP jobs write (default: outputs/ in the served folder)."),
     ] = None,
     allow_inputs: Annotated[
         bool,
@@ -60,7 +62,7 @@ def serve(
             "ones leave frees them, oldest first; one that needs more than this alone is refused (exit 6).",
         ),
     ] = None,
-    keep: Annotated[int, typer.Option("--keep", min=1, help="Models kept loaded at most.")] = 2,
+    keep: Annotated[int, typer.Option("--keep", min=1, metavar="N", help="Models kept loaded at most.")] = 2,
     json_: Annotated[bool, typer.Option("--json", help="--status: print one JSON object.")] = False,
 ) -> None:
     """Keep models loaded and run the generation commands of this user on them.
