@@ -131,9 +131,9 @@ class Served:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.status() or {}
-            if status.get("running"):
+            if status.get("current_job"):
                 time.sleep(1.5)  # past loading, into the steps
-                return status["running"]
+                return status["current_job"]
             time.sleep(0.1)
         raise AssertionError(self.log.read_text())
 

@@ -106,7 +106,7 @@ def _print_status(status: dict, as_json: bool) -> None:
         f"http: {status.get('http') or 'off'}",
         f"served folder: {status.get('root')}",
         "jobs: " + ", ".join(f"{count} {name}" for name, count in jobs.items()),
-        f"running: {status.get('running') or 'nothing'}",
+        f"running: {status.get('current_job') or 'nothing'}",
     ]
     loaded = status.get("loaded") or []
     lines.append("loaded: " + (", ".join(f"{m['model']} on {m['device']}" for m in loaded) or "nothing"))

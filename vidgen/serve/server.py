@@ -148,6 +148,7 @@ class Server:
         # True while a job's run executes: only then may a signal raise in the main thread (the
         # server's own bookkeeping around a run is never broken off halfway).
         self.interruptible = False
+        self.sending = threading.Lock()
         self.cancelling: str | None = None
         self.stopping = False
         self.stop_signal: int | None = None
@@ -358,7 +359,7 @@ class Server:
                 "root": str(self.root),
                 "http": self.http,
                 "uptime_seconds": round(time.time() - self.started_at, 1),
-                "running": self.current.id if self.current else None,
+                "current_job": self.current.id if self.current else None,
                 "jobs": counts,
                 "loaded": self.cache.status(),
                 "evicted": self.cache.evicted,
@@ -373,11 +374,14 @@ class Server:
             self._events(job, text)
             errors = [line for line in text.splitlines() if line.startswith("Error: ")]
             job.said = errors[-1][len("Error: ") :] if errors else job.said
-        for listener in list(job.listeners):
-            try:
-                wire.send(listener, {stream: text})
-            except OSError:
-                job.listeners.remove(listener)  # the caller went away; the job goes on
+        # A progress bar's refresh thread writes too: one message at a time on each socket.
+        with self.sending:
+            for listener in list(job.listeners):
+                try:
+                    wire.send(listener, {stream: text})
+                except OSError:
+                    with contextlib.suppress(ValueError):
+                        job.listeners.remove(listener)  # the caller went away; the job goes on
 
     def _events(self, job: Job, text: str) -> None:
         """`--progress json` lines (HTTP jobs ask for them): the job's progress and events."""
@@ -396,12 +400,13 @@ class Server:
                 job.progress = {**job.progress, "phase": event["event"]}
 
     def _finish_listeners(self, job: Job, message: str | None, code: int) -> None:
-        for listener in list(job.listeners):
-            with contextlib.suppress(OSError):
-                if message:
-                    wire.send(listener, {"err": message})
-                wire.send(listener, {"exit": code})
-        job.listeners.clear()
+        with self.sending:
+            for listener in list(job.listeners):
+                with contextlib.suppress(OSError):
+                    if message:
+                        wire.send(listener, {"err": message})
+                    wire.send(listener, {"exit": code})
+            job.listeners.clear()
 
     # -- running one job -------------------------------------------------------------------
 
