@@ -31,7 +31,7 @@ TINY = ["--preset", "tiny-cogvideox"]
 # Fields of a sidecar that differ between any two runs (a rerun in the same process too).
 RUN_BOUND = ("created_at", "timings", "peak_memory_bytes", "writer")
 # Enough steps of the tiny model (each a few milliseconds) to stop a run in the middle of it.
-LONG = ["--steps", "1000"]
+LONG = ["--steps", "400"]
 
 
 @dataclass
@@ -271,7 +271,7 @@ def test_a_killed_server_loses_no_job_and_the_next_one_runs_it_once(served, tmp_
     assert record["outputs"] == ["long/t2v-a-long-one-3.mp4"]
     visible = [p.name for p in files_under(tmp_path / "long") if not p.name.startswith(".")]
     assert visible == ["t2v-a-long-one-3.json", "t2v-a-long-one-3.mp4"]
-    assert sidecar(tmp_path / "long" / "t2v-a-long-one-3.json")["config"]["sampling"]["num_inference_steps"] == 1000
+    assert sidecar(tmp_path / "long" / "t2v-a-long-one-3.json")["config"]["sampling"]["num_inference_steps"] == 400
     # Run once: one start of it in the new server's log, and nothing runs after it.
     assert again.log.read_text().count(f"job {job}: vidgen t2v") == 2  # the killed server's, then this one's
     assert again.status()["jobs"] == {"queued": 0, "in_progress": 0, "completed": 1, "failed": 0, "cancelled": 0}
@@ -303,11 +303,17 @@ def test_sigterm_interrupts_the_running_job_and_keeps_it_and_the_queue(served, t
 def test_two_callers_at_once_get_their_own_videos(served, tmp_path: Path) -> None:
     server = served()
     (tmp_path / "elsewhere").mkdir()
-    one = server.caller("t2v", "a fox", *TINY, "--seed", "1")
+    one = server.caller("t2v", "a fox", *TINY, "--seed", "1", "--progress", "json")
     two = server.caller("t2v", "a cat", *TINY, "--seed", "2", "--json", cwd=tmp_path / "elsewhere")
     out_one, err_one = one.communicate(timeout=300)
     out_two, err_two = two.communicate(timeout=300)
     assert one.returncode == 0 and two.returncode == 0, (err_one, err_two)
+    # Progress streams to the caller that asked for it, and only there.
+    events = [json.loads(line) for line in err_one.splitlines() if line.startswith("{")]
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2
+    assert events[-1] == {**events[-1], "event": "done", "outputs": ["outputs/t2v-a-fox-1.mp4"]}
+    assert '"event"' not in err_two
     assert out_one == "outputs/t2v-a-fox-1.mp4\n"
     assert json.loads(out_two)["outputs"][0]["path"] == "outputs/t2v-a-cat-2.mp4"
     # Each in its caller's own folder, made from its own prompt.
