@@ -34,6 +34,9 @@ def isolated(tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("VIDGEN_PRESETS", str(tmp_path / "user-presets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("VIDGEN_TRACEBACK", raising=False)
+    # A `vidgen serve` of whoever runs the tests is not asked: runs stay in the test's process.
+    monkeypatch.setenv("VIDGEN_SERVER_SOCKET", str(tmp_path / "no-server.sock"))
+    monkeypatch.setenv("VIDGEN_SERVER_STATE", str(tmp_path / "no-server-state"))
     return tmp_path
 
 

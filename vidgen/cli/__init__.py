@@ -181,6 +181,7 @@ def _register() -> None:
         presets,
         preview,
         replay,
+        serve,
         t2v,
         v2v,
     )
@@ -194,6 +195,7 @@ def _register() -> None:
     app.command(cls=HelpCommand, rich_help_panel="Generate")(batch.batch)
     app.command(cls=HelpCommand, rich_help_panel="Generate")(decode.decode)
     app.command(cls=HelpCommand, rich_help_panel="Generate")(preview.preview)
+    app.command(cls=HelpCommand, rich_help_panel="Generate")(serve.serve)
     app.add_typer(presets.app, name="presets", rich_help_panel="Information")
     app.command(cls=HelpCommand, rich_help_panel="Information")(models.models)
     app.command(cls=HelpCommand, rich_help_panel="Information")(inspect.inspect)

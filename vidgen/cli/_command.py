@@ -9,6 +9,7 @@ assembled from these lists.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ RUN: Params = {
     "json_": (o.Json, False),
     "quiet": (o.Quiet, False),
     "progress_format": (o.ProgressFormat, "rich"),
+    "no_server": (t.NoServer, False),
 }
 # One video over several GPUs (t2v and i2v).
 PARALLEL: Params = {
@@ -129,6 +131,8 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
             merged.setdefault(name, own.get(name, spec))
 
     def command(ctx: typer.Context, **params: Any) -> None:
+        if not params["no_server"]:
+            _via_server(ctx)
         if params.get("prompts_file") is not None:
             _prompts_file(ctx, mode, params)
             return
@@ -156,6 +160,23 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
     command.__qualname__ = mode
     command.__doc__ = doc
     return command
+
+
+def _via_server(ctx: typer.Context) -> None:
+    """With a `vidgen serve` of this user up (and running this vidgen in this environment), the
+    command runs there, on a pipeline it keeps loaded, and prints here what it would have
+    printed itself; it exits with the run's code. Without one, it returns: the run is local."""
+    from vidgen.serve import client
+
+    if os.environ.get(NO_SERVER, "") not in ("", "0"):
+        return
+    code = client.forward(list(ctx.meta.get("vidgen.argv") or []))
+    if code is not None:
+        raise typer.Exit(code)
+
+
+# Set inside `vidgen serve` (its runs are local to it) and for --no-server everywhere.
+NO_SERVER = "VIDGEN_NO_SERVER"
 
 
 # A plain-text batch from a single-run command: one prompt per line.

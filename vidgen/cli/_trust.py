@@ -29,3 +29,12 @@ SkipMemoryCheck = Annotated[
         rich_help_panel=RUN,
     ),
 ]
+NoServer = Annotated[
+    bool,
+    typer.Option(
+        "--no-server",
+        help="Run in this process even when a `vidgen serve` is up (by default the run goes to it, which "
+        "keeps its models loaded; set VIDGEN_NO_SERVER=1 to do this always).",
+        rich_help_panel=RUN,
+    ),
+]

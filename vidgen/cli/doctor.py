@@ -17,6 +17,8 @@ from vidgen.core.errors import ExitCode
 OPTIONAL = {
     "opencv-python-headless": "vidgen control --preprocess canny",
     "controlnet-aux": "vidgen control --preprocess pose|depth",
+    "fastapi": "vidgen serve --http",
+    "uvicorn": "vidgen serve --http",
 }
 
 
@@ -82,8 +84,20 @@ def _report() -> tuple[dict[str, Any], list[str]]:
         "hf_hub_cache": constants.HF_HUB_CACHE,
     }
     report["hf_hub_offline"] = bool(constants.HF_HUB_OFFLINE)
+    report["server"] = _server()
     report["hf_token_set"] = bool(os.environ.get("HF_TOKEN")) or os.path.exists(constants.HF_TOKEN_PATH)
     return report, problems
+
+
+def _server() -> dict[str, Any]:
+    """The `vidgen serve` that generation commands would use, if one answers."""
+    from vidgen.serve import wire
+
+    answer = wire.ask({"op": "status"}, timeout=5.0)
+    status = (answer or {}).get("status")
+    if not isinstance(status, dict):
+        return {"running": False, "socket": str(wire.socket_path())}
+    return {"running": True, **status}
 
 
 def doctor(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
@@ -112,6 +126,13 @@ def doctor(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         for name, path in report["dirs"].items():
             typer.echo(f"{name:<14} {path}")
         typer.echo(f"hub offline    {report['hf_hub_offline']}")
+        server = report["server"]
+        if server["running"]:
+            loaded = ", ".join(m["model"] for m in server["loaded"]) or "no model"
+            where = f"{server['socket']}" + (f", http {server['http']}" if server["http"] else "")
+            typer.echo(f"server         vidgen serve (pid {server['pid']}) at {where}: {loaded} loaded")
+        else:
+            typer.echo(f"server         none at {server['socket']} (`vidgen serve` keeps models loaded)")
         for problem in problems:
             typer.echo(f"problem: {problem}", err=True)
     if problems:

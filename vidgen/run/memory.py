@@ -21,6 +21,7 @@ from vidgen.config.layers import Resolved
 from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.families.base import Family, component_dtypes, denoisers, quantized_components
 from vidgen.models.components import CONTROLNETS, safetensors_header
+from vidgen.run import warm
 
 GIB = 1024**3
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
@@ -464,7 +465,9 @@ def free_memory(device: str) -> float:
 
     index = int(device.partition(":")[2] or 0)
     free, _total = torch.cuda.mem_get_info(index)
-    return float(free)
+    # Pipelines `vidgen serve` keeps loaded are freed when a run needs their memory: the plan is
+    # the one a fresh process would make.
+    return float(free) + warm.held(device)
 
 
 def plan(
