@@ -22,6 +22,7 @@ from vidgen.config.flags import (
     parse_numbers,
 )
 from vidgen.config.kinds import INPUT_KINDS, OUTPUT_KINDS
+from vidgen.core.errors import ConfigError
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -225,6 +226,50 @@ Audio = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+FINISH = "Finish (after generating)"
+Interpolate = Annotated[
+    str | None,
+    typer.Option(
+        "--interpolate",
+        metavar="x2|x4|FPSfps",
+        help="More frames in the same time with RIFE: a factor (2, x4) or a target rate (32fps); originals kept. "
+        "Needs --interpolate-model.",
+        rich_help_panel=FINISH,
+    ),
+]
+InterpolateModel = Annotated[
+    str | None,
+    typer.Option(
+        "--interpolate-model",
+        metavar="FILE|REPO:PATH",
+        help="RIFE weights (Practical-RIFE 4.25/4.26 IFNet, flownet.pkl or a .safetensors conversion).",
+        rich_help_panel=FINISH,
+    ),
+]
+Upscale = Annotated[
+    str | None,
+    typer.Option(
+        "--upscale",
+        metavar="FILE|REPO:PATH",
+        help="Upscale every frame with a Real-ESRGAN network (SRVGGNetCompact or RRDBNet weights); the file "
+        "sets the factor. Runs after --interpolate.",
+        rich_help_panel=FINISH,
+    ),
+]
+UpscaleTile = Annotated[
+    int | None,
+    typer.Option(
+        "--upscale-tile",
+        min=0,
+        max=8192,
+        metavar="PX",
+        help="Upscale in tiles of PX input pixels a side (default 512; 0: whole frames), so big frames fit memory.",
+        rich_help_panel=FINISH,
+    ),
+]
+FINISH_PARAMS = ("interpolate", "interpolate_model", "upscale", "upscale_tile")
+
+
 VaeTiling = Annotated[
     bool | None,
     typer.Option(
@@ -784,6 +829,29 @@ def _lora_layer(params: dict[str, object]) -> Layer | None:
     return Layer(label=label, data={"model": {"loras": loras}}, origin=label.removeprefix("cli:"))
 
 
+def finish_layer(params: dict[str, object], before: list[dict[str, object]] | None = None) -> Layer | None:
+    """--interpolate (with --interpolate-model), then --upscale (with --upscale-tile), as the
+    output.finish chain, after the steps `before` (a clip's recorded chain)."""
+    interpolate, weights = params.get("interpolate"), params.get("interpolate_model")
+    upscale, tile = params.get("upscale"), params.get("upscale_tile")
+    if interpolate is not None and weights is None:
+        raise ConfigError("--interpolate needs --interpolate-model FILE|REPO:PATH (RIFE 4.25/4.26 weights).")
+    if weights is not None and interpolate is None:
+        raise ConfigError("--interpolate-model needs --interpolate x2|x4|FPSfps to say how many frames to make.")
+    if tile is not None and upscale is None:
+        raise ConfigError("--upscale-tile needs --upscale FILE|REPO:PATH.")
+    steps: list[dict[str, object]] = []
+    if interpolate is not None:
+        steps.append({"step": "interpolate", "model": str(weights), "by": str(interpolate)})
+    if upscale is not None:
+        steps.append({"step": "upscale", "model": str(upscale), **({"tile": tile} if tile is not None else {})})
+    if not steps:
+        return None
+    given = [flag for flag, value in (("--interpolate", interpolate), ("--upscale", upscale)) if value is not None]
+    label = "cli:" + "+".join(given)
+    return Layer(label=label, data={"output": {"finish": [*(before or []), *steps]}}, origin=label.removeprefix("cli:"))
+
+
 def _conditions_layer(params: dict[str, object]) -> Layer | None:
     """--keyframe and --condition-video together as one inputs.conditions list."""
     keyframes = [parse_keyframe(str(spec)) for spec in params.get("keyframe") or []]  # type: ignore[attr-defined]
@@ -833,6 +901,9 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
     conditions = _conditions_layer(params)
     if conditions is not None:
         layers.append(conditions)
+    chain = finish_layer(params)
+    if chain is not None:
+        layers.append(chain)
     if params.get("set_"):
         layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]
     return layers

@@ -99,9 +99,12 @@ def encoding(fmt: str, codec: str | None, crf: int | None) -> tuple[str | None, 
 
 
 def to_uint8(frames: Any) -> Any:
-    """Float frames in [0, 1] -> uint8, rounded (diffusers truncates; rounding is closer)."""
+    """Float frames in [0, 1] -> uint8, rounded (diffusers truncates; rounding is closer);
+    uint8 frames (a finished chain's) as they are."""
     import numpy as np
 
+    if getattr(frames, "dtype", None) == np.uint8:
+        return np.ascontiguousarray(frames)
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)  # a fresh, contiguous array
 
 

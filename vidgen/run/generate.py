@@ -23,7 +23,7 @@ from vidgen.core.progress import NullProgress, Progress
 from vidgen.families.base import Caught, Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
 from vidgen.models import optimize
-from vidgen.run import enhance, live, memory
+from vidgen.run import enhance, finish, live, memory
 
 log = logging.getLogger("vidgen")
 
@@ -58,6 +58,8 @@ class Plan:
     # known before anything loads (a replay reusing the recorded one).
     asked: dict[str, Any] | None = None
     enhanced: enhance.Enhanced | None = None
+    # --interpolate / --upscale: the steps run on the frames before they are encoded.
+    finish: list[finish.Step] | None = None
 
 
 def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str] | None = None) -> Plan:
@@ -131,7 +133,28 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
         resolved = memory.planned(resolved, planned.rung)
     made = Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
     made.asked, made.enhanced = asked, reused
+    made.finish = _plan_finish(cfg, fps, items)
     return made
+
+
+def _plan_finish(cfg: Any, fps: int, items: list[Planned]) -> list[finish.Step]:
+    """The finishing steps, their weights checked, and their factors checked against the size
+    the run asks for (when it names one: an input video's length is known only later)."""
+    steps = finish.prepare(cfg.output.finish, cfg.model.allow_pickle)
+    sampling = cfg.sampling
+    if steps and sampling.num_frames and sampling.height and sampling.width:
+        finish.shapes(steps, sampling.num_frames, sampling.height, sampling.width, fps)
+    for item in items if steps else []:
+        media.check_name(outputs.beside("finish", item.path))
+    return steps
+
+
+def finish_price(plan: Plan) -> list[dict[str, Any]] | None:
+    """--dry-run: each finishing step's result and cost, from the size the run asks for."""
+    sampling = plan.resolved.config.sampling
+    if not plan.finish or not (sampling.num_frames and sampling.height and sampling.width):
+        return None
+    return finish.price(plan.finish, sampling.num_frames, sampling.height, sampling.width, plan.fps)
 
 
 def _check_audio_format(family: Any, cfg: Any, fmt: str) -> None:
@@ -256,6 +279,10 @@ def execute(
     enhanced = enhanced or plan.enhanced
     if plan.asked is not None and enhanced is None and plan.asked["enhancer"] != enhance.PIPELINE:
         enhanced = _with_llm(plan, progress)
+    kept = {id(item): _kept(plan, item) for item in plan.items} if plan.finish else {}
+    if kept and all(kept.values()):
+        # Every video's chain was stopped after its generation: nothing needs the pipeline.
+        return [_write_kept(plan, item, kept[id(item)], progress) for item in plan.items]
     session = _open(plan, loaded, progress)
     if plan.asked is not None and enhanced is None:
         enhanced = enhance.with_pipeline(plan.family, session.loaded.pipe, plan.asked, plan.inputs.media, progress)
@@ -267,6 +294,9 @@ def execute(
     for index, item in enumerate(plan.items):
         if index:
             progress.video(str(item.path), _expected_after(before, len(plan.items) - index - 1))
+        if kept.get(id(item)):
+            results.append(_write_kept(plan, item, kept[id(item)], progress))
+            continue
         preview = _preview_session(plan, session, item, progress) if writer else None
         try:
             outcome = _run_with_retries(plan, session, item, progress, preview)
@@ -497,7 +527,11 @@ def _write(
     try:
         # The family's sound goes into the same file unless --no-audio dropped it.
         audio = result.audio if cfg.output.audio is not False else None
-        _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, overwrite, progress, audio)
+        frames, fps = result.frames, plan.fps
+        if plan.finish:
+            clip = _finish(plan, item, record, finish.Clip(media.to_uint8(frames), fps, audio), [], progress)
+            frames, fps, audio = clip.frames, _fps(clip.fps), clip.audio
+        _encode(record, frames, item.path, plan.fmt, fps, plan.codec, plan.crf, overwrite, progress, audio)
     except WriteError as exc:
         raise WriteError(_keep_generation(plan, item, session.resolved, result, exc)) from None
     _record_preview(record, outcome.preview)
@@ -514,7 +548,68 @@ def _write(
         raise
     if (windows := _checkpoint(plan, item, cfg)) is not None:
         _remove(windows.path)  # the run is complete: nothing left to resume
+    if plan.finish:
+        _remove(outputs.beside("finish", item.path))  # the chain is complete: its kept clip goes
     return Result(record, item.path, item.sidecar, loaded)
+
+
+def _finish_store(plan: Plan, item: Planned) -> finish.Store:
+    """Where the chain of `item` keeps its clip between steps, under the key of this run."""
+    key = finish.key(plan.resolved.config.model_dump(mode="json"), item.seed, str(item.path))
+    return finish.Store(outputs.beside("finish", item.path), key)
+
+
+def _kept(plan: Plan, item: Planned) -> Any:
+    """A stopped chain's kept clip for `item` (this run's, by its key), or None."""
+    if item.path.exists() and not item.orphan and not plan.resolved.config.output.overwrite:
+        return None
+    return _finish_store(plan, item).load()
+
+
+def _finish(
+    plan: Plan, item: Planned, record: dict[str, Any], clip: finish.Clip, done: list[dict[str, Any]], progress: Progress
+) -> finish.Clip:
+    """Run the chain's steps after the `done` ones on `clip`, keeping the clip after each step,
+    and add them to the sidecar `record` (steps, their weights files, time, peak memory)."""
+    store = _finish_store(plan, item)
+    assert plan.finish is not None
+    if not done:
+        store.save(clip, record, [])  # the generation itself, so a stopped chain does not redo it
+        finish.test_kill(0)
+    clip, records = finish.run(plan.finish, clip, plan.device, progress, store, done=done, base=record)
+    record["finish"] = records
+    record["model"]["files"] = {**(record["model"].get("files") or {}), **finish.files_record(records)}
+    record["timings"]["finish"] = round(sum(step["seconds"] for step in records), 4)
+    peaks = [record.get("peak_memory_bytes") or 0, *(step["peak_memory_bytes"] for step in records)]
+    record["peak_memory_bytes"] = max(peaks)
+    return clip
+
+
+def _fps(value: float) -> int:
+    return int(round(value))
+
+
+def _write_kept(plan: Plan, item: Planned, kept: Any, progress: Progress) -> Result:
+    """A stopped chain, rerun: its steps after the kept ones, then the video and the sidecar,
+    without loading the pipeline or generating again."""
+    clip, record, done = kept
+    assert plan.finish is not None
+    log.info(
+        "%s: resuming its finishing chain after %s (kept in %s)",
+        item.path,
+        f"step {len(done)} of {len(plan.finish)}" if done else "the generation",
+        outputs.beside("finish", item.path).name,
+    )
+    progress.video(str(item.path), None)
+    finish.check_weights_unchanged(plan.finish, done)
+    record["finish_resumed"] = {"after_step": len(done)}
+    clip = _finish(plan, item, record, clip, done, progress)
+    overwrite = plan.resolved.config.output.overwrite or item.orphan
+    _encode(record, clip.frames, item.path, plan.fmt, _fps(clip.fps), plan.codec, plan.crf, overwrite, progress,
+            clip.audio)  # fmt: skip
+    media.write_text(sidecar.dumps(record), item.sidecar, overwrite=overwrite)
+    _remove(outputs.beside("finish", item.path))
+    return Result(record, item.path, item.sidecar)
 
 
 def _record_preview(record: dict[str, Any], preview: live.Session | None) -> None:

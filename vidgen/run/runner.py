@@ -49,6 +49,14 @@ def _inject_oom(phase: str) -> None:
     raise torch.cuda.OutOfMemoryError(f"CUDA out of memory at {phase} (injected by VIDGEN_TEST_OOM).")
 
 
+def reset_peak(device: str) -> None:
+    """Start a new peak on CUDA (the CPU's resident peak is the process's, and only grows)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def peak_memory(device: str) -> int:
     """CUDA: max allocated on the device; CPU: the process's peak resident set size."""
     if device.startswith("cuda"):

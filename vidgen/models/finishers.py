@@ -1,0 +1,141 @@
+"""The weights files of finishing steps (--interpolate-model, --upscale): found as a path or
+REPO[@REV]:PATH (through vidgen/models/checkpoints.py and the Hugging Face cache), checked
+against their network from the header alone before anything runs, hashed for the sidecar, and
+loaded strictly. Safetensors unless --allow-pickle; a pickle is read with weights_only=True.
+
+Published files wrap their tensors in different ways: RIFE's flownet.pkl prefixes every name
+with `module.` (it was saved from DistributedDataParallel), Real-ESRGAN's .pth files nest them
+under `params_ema` or `params`. Both are unwrapped here, so a safetensors conversion of either
+loads the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidgen.core.errors import ModelError
+
+STEPS = {"interpolate": "--interpolate-model", "upscale": "--upscale"}
+_NESTS = ("params_ema", "params", "state_dict", "model")
+
+
+@dataclass
+class Weights:
+    """A checked weights file: where it is, what it holds and which network reads it."""
+
+    step: str
+    source: str  # as typed
+    path: Path
+    format: str  # safetensors | pickle
+    arch: Any  # rife.Arch | upscalers.Arch
+    repo: str | None = None
+    revision: str | None = None
+
+    def record(self, sha256: str) -> dict[str, Any]:
+        """The sidecar's description of the file (and of the network it holds)."""
+        return {
+            "source": self.source,
+            "path": str(self.path),
+            "repo": self.repo,
+            "revision": self.revision,
+            "sha256": sha256,
+            "bytes": self.path.stat().st_size,
+            "format": self.format,
+            **self.arch.record(),
+        }
+
+
+def _network(step: str) -> Any:
+    from vidgen.models import rife, upscalers
+
+    return rife if step == "interpolate" else upscalers
+
+
+def read(step: str, source: str, allow_pickle: bool) -> Weights:
+    """The file behind `source`, checked against the step's network from its tensor names and
+    shapes (no tensor data is read from a safetensors file)."""
+    from vidgen.models import checkpoints
+
+    what = STEPS[step]
+    path, repo, revision = checkpoints.fetch(source, what)
+    assert path is not None
+    if not path.is_file():
+        raise ModelError(f"{what} {source} does not exist; check the path.")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from vidgen.models.components import safetensors_header
+
+        header = safetensors_header(path, what, source)
+        shapes = {name: tuple(info["shape"]) for name, info in header.items() if name != "__metadata__"}
+        fmt = "safetensors"
+    elif suffix in (".pkl", ".pth", ".pt", ".ckpt", ".bin"):
+        if not allow_pickle:
+            raise ModelError(
+                f"{what} {source} is a pickle file ({suffix}), which can run code when loaded; use a .safetensors "
+                "file, or add --allow-pickle only if you trust where it came from."
+            )
+        shapes = {name: tuple(tensor.shape) for name, tensor in _pickle_state(path, source, what, "meta").items()}
+        fmt = "pickle"
+    else:
+        raise ModelError(f"{what} {source} is not a weights file; use a .safetensors file.")
+    shapes = _unwrapped_names(shapes)
+    arch = _network(step).architecture(shapes, source)
+    return Weights(step, source, path, fmt, arch, repo, revision)
+
+
+def _pickle_state(path: Path, source: str, what: str, device: str) -> dict[str, Any]:
+    """The tensors of a pickle, read with weights_only=True (no code runs), unnested."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True, mmap=device == "meta")
+    except Exception as exc:  # not a torch pickle, or one holding more than tensors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{what} {source} is not a readable checkpoint: {first}") from None
+    for key in _NESTS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ModelError(f"{what} {source} holds no tensors by name; is it a weights file?")
+    return {name: tensor for name, tensor in state.items() if hasattr(tensor, "shape")}
+
+
+def _unwrapped_names(state: dict[str, Any]) -> dict[str, Any]:
+    """Names without DistributedDataParallel's `module.` prefix, where every name has it."""
+    if state and all(name.startswith("module.") for name in state):
+        return {name.removeprefix("module."): value for name, value in state.items()}
+    return state
+
+
+def load(weights: Weights, device: str) -> Any:
+    """The network with the file's tensors, on `device` in float32."""
+    if weights.format == "safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights.path))
+    else:
+        state = _pickle_state(weights.path, weights.source, STEPS[weights.step], "cpu")
+    state = _unwrapped_names(state)
+    return _network(weights.step).build(weights.arch, {k: v.float() for k, v in state.items()}).to(device)
+
+
+def sha256(weights: Weights) -> str:
+    """The file's sha256, through vidgen's hash cache."""
+    from vidgen.models.components import file_sha256
+
+    return file_sha256(weights.path)
+
+
+def save_tiny(step: str, path: Path, seed: int = 0, arch: Any = None) -> Path:
+    """Random weights of the step's tiny network written as safetensors at `path` (tests,
+    benchmarks, trying the options offline)."""
+    from safetensors.torch import save_file
+
+    network = _network(step)
+    arch = arch or network.TINY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in network.random_weights(arch, seed).items()}, str(path))
+    return path
