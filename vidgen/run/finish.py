@@ -89,6 +89,11 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+def _rate(value: float) -> int | float:
+    """A frame rate as the sidecar writes it: whole numbers without a decimal point."""
+    return int(value) if float(value).is_integer() else round(float(value), 4)
+
+
 def prepare(specs: list[Any] | None, allow_pickle: bool) -> list[Step]:
     """Each step's weights file, found and checked against its network (exit 5 for a missing
     file, a pickle without --allow-pickle, or weights of another architecture)."""
@@ -265,7 +270,7 @@ def _one(step: Step, clip: Clip, device: str, progress: Progress) -> tuple[Clip,
         "settings": settings,
         "frames": [count, after[0]],
         "size": [f"{width}x{height}", f"{after[2]}x{after[1]}"],
-        "fps": [clip.fps, result.fps],
+        "fps": [_rate(clip.fps), _rate(result.fps)],
         "seconds": round(seconds, 4),
         "seconds_per_frame": round(seconds / max(1, after[0]), 5),
         "peak_memory_bytes": peak_memory(device),

@@ -1,0 +1,162 @@
+"""`vidgen interpolate CLIP` and `vidgen upscale CLIP`: finish a clip that is already on disk."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vidgen.cli import _options as o
+from vidgen.cli._run import RichProgress, finish_lines, setup_logging
+from vidgen.core.errors import ConfigError
+from vidgen.core.terminal import escape
+
+Clip = Annotated[Path, typer.Argument(help="The clip: a video vidgen made (its sidecar is carried on) or any other.")]
+Weights = Annotated[
+    str,
+    typer.Option("--model", metavar="FILE|REPO:PATH", help="The weights file (see the command's description)."),
+]
+
+
+def interpolate(
+    ctx: typer.Context,
+    source: Clip,
+    model: Weights,
+    by: Annotated[
+        str,
+        typer.Option("--by", metavar="x2|x4|FPSfps", help="A factor (2, x2, x4) or a target frame rate (32fps)."),
+    ] = "x2",
+    out: o.Out = None,
+    crf: o.Crf = None,
+    codec: o.Codec = None,
+    overwrite: o.Overwrite = False,
+    allow_pickle: o.AllowPickle = None,
+    device: o.Device = None,
+    dry_run: o.DryRun = False,
+    json_: o.Json = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """More frames in the same time: RIFE frame interpolation (Practical-RIFE 4.25/4.26 IFNet).
+
+    x2 on a 9-frame 8 fps clip gives 17 frames at 16 fps: the 9 originals are kept and one new
+    frame goes between each pair; a target rate (--by 24fps) places new frames where that rate
+    needs them. The sound is kept as it is (the duration does not change). The new clip goes
+    beside the old one as NAME-x2.EXT unless --out says otherwise.
+
+        vidgen interpolate outputs/t2v-a-fox-7.mp4 --model rife-4.25.safetensors --by x2
+    """
+    _run(ctx, "interpolate", source, model, {"by": by}, out, crf, codec, overwrite, allow_pickle, device, dry_run,
+         json_, quiet)  # fmt: skip
+
+
+def upscale(
+    ctx: typer.Context,
+    source: Clip,
+    model: Weights,
+    tile: Annotated[
+        int,
+        typer.Option("--tile", min=0, max=8192, metavar="PX", help="Tiles of PX input pixels a side; 0: whole frames."),
+    ] = 512,
+    out: o.Out = None,
+    crf: o.Crf = None,
+    codec: o.Codec = None,
+    overwrite: o.Overwrite = False,
+    allow_pickle: o.AllowPickle = None,
+    device: o.Device = None,
+    dry_run: o.DryRun = False,
+    json_: o.Json = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Upscale every frame of a clip with a Real-ESRGAN network (SRVGGNetCompact or RRDBNet).
+
+    The weights decide the factor (realesr-animevideov3: x4). Frames run in tiles so a large
+    clip fits memory. The sound is kept. The new clip goes beside the old one as NAME-up4.EXT
+    unless --out says otherwise.
+
+        vidgen upscale outputs/t2v-a-fox-7.mp4 --model realesr-animevideov3.safetensors
+    """
+    _run(ctx, "upscale", source, model, {"tile": tile}, out, crf, codec, overwrite, allow_pickle, device, dry_run,
+         json_, quiet)  # fmt: skip
+
+
+def _run(
+    ctx: typer.Context,
+    step: str,
+    source: Path,
+    model: str,
+    settings: dict[str, Any],
+    out: str | None,
+    crf: int | None,
+    codec: str | None,
+    overwrite: bool,
+    allow_pickle: bool | None,
+    device: str | None,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    from pydantic import ValidationError
+
+    from vidgen.config.schema import FinishStep
+    from vidgen.models.loader import resolve_device
+    from vidgen.run import refinish
+
+    ctx.meta["vidgen.json"] = as_json
+    setup_logging(quiet)
+    try:
+        spec = FinishStep(step=step, model=model, **settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--by" if step == "interpolate" else "--tile"
+        raise ConfigError(f"{flag}: {first['msg'].removeprefix('Value error, ')}.") from None
+    request = refinish.Request(
+        source, spec, out, overwrite, bool(allow_pickle), resolve_device(device or "auto"), crf, codec
+    )
+    if dry_run:
+        _, priced, _ = refinish.plan(request)
+        path, side = refinish.target(request, _label(priced))
+        if as_json:
+            typer.echo(json.dumps({"dry_run": True, "finish": [priced], "outputs": [{"path": str(path), "sidecar":
+                                   str(side)}], "exit_code": 0}))  # fmt: skip
+            return
+        for line in finish_lines([priced]):
+            typer.echo(f"# {escape(line)}")
+        typer.echo(f"# would write: {escape(path)} (+ {escape(side)})")
+        return
+    _, priced, _ = refinish.plan(request)
+    progress = RichProgress() if sys.stderr.isatty() and not quiet else None
+    try:
+        done = refinish.run(request, _label(priced), progress)
+    finally:
+        if progress is not None:
+            progress.finish()
+    if not as_json:
+        typer.echo(escape(done.path))
+        return
+    row = done.record["output"]
+    body = {
+        "outputs": [
+            {
+                "path": str(done.path),
+                "sidecar": str(done.sidecar),
+                "seed": done.record.get("seed"),
+                **{key: row[key] for key in ("frames", "width", "height", "fps")},
+            }
+        ],
+        "exit_code": 0,
+    }
+    typer.echo(json.dumps(body))
+
+
+def _label(priced: dict[str, Any]) -> str:
+    """The default name's tag: x2, 24fps, up4."""
+    before, after = priced["fps"]
+    if priced["step"] == "upscale":
+        width_before = int(priced["size"][0].split("x")[0])
+        width_after = int(priced["size"][1].split("x")[0])
+        return f"up{width_after // max(1, width_before)}"
+    ratio = after / before if before else 0
+    return f"x{ratio:g}" if ratio == int(ratio) else f"{after:g}fps"
