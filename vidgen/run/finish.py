@@ -68,7 +68,8 @@ class Step:
         if self.name == "upscale":
             return f"upscale x{self.weights.arch.scale}"
         factor, target = _by(self.spec.by)
-        return f"interpolate {f'x{factor}' if factor else f'to {target}fps'} ({_num(fps)} -> {_num(self.target_fps(fps))} fps)"
+        how = f"x{factor}" if factor else f"to {target}fps"
+        return f"interpolate {how} ({_num(fps)} -> {_num(self.target_fps(fps))} fps)"
 
     def target_fps(self, fps: float) -> float:
         """interpolate: the rate of the clip it makes from one at `fps`."""
@@ -112,7 +113,7 @@ def shapes(steps: list[Step], frames: int, height: int, width: int, fps: float) 
                 raise InputError(f"{where}: a clip of {frames} frame(s) has nothing to interpolate between.")
             factor, target = _by(step.spec.by)
             if factor and not 2 <= factor <= MAX_FACTOR:
-                raise ConfigError(f"{where}: --interpolate x{factor} is not a factor RIFE makes; use 2 to {MAX_FACTOR}.")
+                raise ConfigError(f"{where}: x{factor} is not a factor RIFE makes; use 2 to {MAX_FACTOR}.")
             new_fps = step.target_fps(fps)
             if target and not fps < target <= fps * MAX_FACTOR:
                 raise ConfigError(
@@ -167,8 +168,11 @@ def price(steps: list[Step], frames: int, height: int, width: int, fps: float) -
                 "step": step.name,
                 "label": step.label(before["fps"]),
                 "model": step.spec.model,
-                **({"tile": step.spec.tile if step.spec.tile is not None else DEFAULT_TILE} if step.name == "upscale"
-                   else {}),  # fmt: skip
+                **(
+                    {"tile": step.spec.tile if step.spec.tile is not None else DEFAULT_TILE}
+                    if step.name == "upscale"
+                    else {}
+                ),  # fmt: skip
                 "frames": [before["frames"], after["frames"]],
                 "size": [f"{before['width']}x{before['height']}", f"{after['width']}x{after['height']}"],
                 "fps": [before["fps"], after["fps"]],

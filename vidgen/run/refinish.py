@@ -55,7 +55,7 @@ def check_clip(source: Path) -> media.Probe:
     if not source.is_file():
         raise InputError(f"{source} is not a video file (a folder, device or pipe); pass a clip vidgen can read.")
     if source.suffix.lower() in IMAGE_SUFFIXES:
-        raise InputError(f"{source} is an image, not a clip; interpolate and upscale take a video (mp4, webm, gif, webp).")
+        raise InputError(f"{source} is an image, not a clip; interpolate and upscale take a video (mp4, webm, gif).")
     probe = media.probe(source)
     if probe is None:
         raise InputError(f"{source} holds no video stream; pass a clip.")
