@@ -30,6 +30,7 @@ def interpolate(
         typer.Option("--by", metavar="x2|x4|FPSfps", help="A factor (2, x2, x4) or a target frame rate (32fps)."),
     ] = "x2",
     out: o.Out = None,
+    format_: o.Format = None,
     crf: o.Crf = None,
     codec: o.Codec = None,
     overwrite: o.Overwrite = False,
@@ -48,7 +49,7 @@ def interpolate(
 
         vidgen interpolate outputs/t2v-a-fox-7.mp4 --model rife-4.25.safetensors --by x2
     """
-    _run(ctx, "interpolate", source, model, {"by": by}, out, crf, codec, overwrite, allow_pickle, device, dry_run,
+    _run(ctx, "interpolate", source, model, {"by": by}, out, format_, crf, codec, overwrite, allow_pickle, device, dry_run,
          json_, quiet)  # fmt: skip
 
 
@@ -61,6 +62,7 @@ def upscale(
         typer.Option("--tile", min=0, max=8192, metavar="PX", help="Tiles of PX input pixels a side; 0: whole frames."),
     ] = 512,
     out: o.Out = None,
+    format_: o.Format = None,
     crf: o.Crf = None,
     codec: o.Codec = None,
     overwrite: o.Overwrite = False,
@@ -78,7 +80,7 @@ def upscale(
 
         vidgen upscale outputs/t2v-a-fox-7.mp4 --model realesr-animevideov3.safetensors
     """
-    _run(ctx, "upscale", source, model, {"tile": tile}, out, crf, codec, overwrite, allow_pickle, device, dry_run,
+    _run(ctx, "upscale", source, model, {"tile": tile}, out, format_, crf, codec, overwrite, allow_pickle, device, dry_run,
          json_, quiet)  # fmt: skip
 
 
@@ -89,6 +91,7 @@ def _run(
     model: str,
     settings: dict[str, Any],
     out: str | None,
+    format_: str | None,
     crf: int | None,
     codec: str | None,
     overwrite: bool,
@@ -113,7 +116,7 @@ def _run(
         flag = "--by" if step == "interpolate" else "--tile"
         raise ConfigError(f"{flag}: {first['msg'].removeprefix('Value error, ')}.") from None
     request = refinish.Request(
-        source, spec, out, overwrite, bool(allow_pickle), resolve_device(device or "auto"), crf, codec
+        source, spec, out, overwrite, bool(allow_pickle), resolve_device(device or "auto"), crf, codec, format_
     )
     if dry_run:
         _, priced, _ = refinish.plan(request)

@@ -39,6 +39,7 @@ class Request:
     device: str
     crf: int | None = None
     codec: str | None = None
+    format: str | None = None  # mp4, webm, gif, webp, png; default: --out's suffix, else the clip's
 
 
 @dataclass
@@ -66,7 +67,8 @@ def target(request: Request, label: str) -> tuple[Path, Path]:
     """Where the new clip and its sidecar go: --out (a file, or a folder for the default name),
     else beside the clip as NAME-LABEL.EXT. Never over an existing file without --overwrite."""
     source = request.source
-    default = source.with_name(f"{source.stem}-{label}{source.suffix}")
+    fmt = output_format(request)
+    default = source.with_name(f"{source.stem}-{label}" + ("" if fmt == "png" else f".{fmt}"))
     path = Path(request.out) if request.out else default
     if request.out and (path.is_dir() or request.out.endswith(("/", "\\"))):
         path = path / default.name
@@ -79,6 +81,15 @@ def target(request: Request, label: str) -> tuple[Path, Path]:
             if existing.exists():
                 raise WriteError(f"{existing} already exists; pass --overwrite or choose another --out.")
     return path, side
+
+
+def output_format(request: Request) -> str:
+    """--format, else the suffix of --out, else the clip's own format (mp4 for others)."""
+    for candidate in (request.format, Path(request.out or "").suffix, request.source.suffix):
+        name = (candidate or "").lower().lstrip(".")
+        if name in outputs.FORMATS:
+            return name
+    return "mp4"
 
 
 def read(source: Path, probe: media.Probe, fps_hint: float | None) -> finish.Clip:
@@ -134,8 +145,7 @@ def run(request: Request, label: str, progress: Progress | None = None) -> Done:
     clip = read(request.source, probe, fps_hint)
     made, records = finish.run([step], clip, request.device, progress)
     record = _record(request, data, records, clip, step)
-    suffix = path.suffix.lower().lstrip(".")
-    fmt = suffix if suffix in outputs.FORMATS else "mp4"
+    fmt = output_format(request)
     codec, crf = media.encoding(fmt, request.codec, request.crf)
     progress.phase("encode")
     try:
