@@ -153,6 +153,7 @@ def test_a_chain_writes_one_file_whose_sidecar_lists_it_and_replay_reproduces_it
     assert np.array_equal(decode(tmp_path / "clip-replay.mp4")[0], frames)
     other = cli(*FOX, "--seed", "4", "--interpolate", "2", "--interpolate-model", str(rife), "--upscale", str(srvgg),
                 "--out", "other.mp4")  # fmt: skip
+    assert other.exit_code == 0, other.stderr
     assert np.abs(decode(tmp_path / "other.mp4")[0].astype(int) - frames.astype(int)).max() > 1
 
 

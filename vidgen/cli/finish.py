@@ -49,8 +49,8 @@ def interpolate(
 
         vidgen interpolate outputs/t2v-a-fox-7.mp4 --model rife-4.25.safetensors --by x2
     """
-    _run(ctx, "interpolate", source, model, {"by": by}, out, format_, crf, codec, overwrite, allow_pickle, device, dry_run,
-         json_, quiet)  # fmt: skip
+    output = (out, format_, crf, codec, overwrite)
+    _run(ctx, "interpolate", source, model, {"by": by}, output, allow_pickle, device, dry_run, json_, quiet)
 
 
 def upscale(
@@ -80,8 +80,8 @@ def upscale(
 
         vidgen upscale outputs/t2v-a-fox-7.mp4 --model realesr-animevideov3.safetensors
     """
-    _run(ctx, "upscale", source, model, {"tile": tile}, out, format_, crf, codec, overwrite, allow_pickle, device, dry_run,
-         json_, quiet)  # fmt: skip
+    output = (out, format_, crf, codec, overwrite)
+    _run(ctx, "upscale", source, model, {"tile": tile}, output, allow_pickle, device, dry_run, json_, quiet)
 
 
 def _run(
@@ -90,11 +90,7 @@ def _run(
     source: Path,
     model: str,
     settings: dict[str, Any],
-    out: str | None,
-    format_: str | None,
-    crf: int | None,
-    codec: str | None,
-    overwrite: bool,
+    output: tuple[str | None, str | None, int | None, str | None, bool],
     allow_pickle: bool | None,
     device: str | None,
     dry_run: bool,
@@ -107,6 +103,7 @@ def _run(
     from vidgen.models.loader import resolve_device
     from vidgen.run import refinish
 
+    out, format_, crf, codec, overwrite = output
     ctx.meta["vidgen.json"] = as_json
     setup_logging(quiet)
     try:
