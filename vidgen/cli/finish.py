@@ -47,7 +47,7 @@ def interpolate(
     needs them. The sound is kept as it is (the duration does not change). The new clip goes
     beside the old one as NAME-x2.EXT unless --out says otherwise.
 
-        vidgen interpolate outputs/t2v-a-fox-7.mp4 --model rife-4.25.safetensors --by x2
+        vidgen interpolate outputs/t2v-a-fox-7.mp4 --model rife.safetensors
     """
     output = (out, format_, crf, codec, overwrite)
     _run(ctx, "interpolate", source, model, {"by": by}, output, allow_pickle, device, dry_run, json_, quiet)
@@ -78,7 +78,8 @@ def upscale(
     clip fits memory. The sound is kept. The new clip goes beside the old one as NAME-up4.EXT
     unless --out says otherwise.
 
-        vidgen upscale outputs/t2v-a-fox-7.mp4 --model realesr-animevideov3.safetensors
+        vidgen upscale outputs/t2v-a-fox-7.mp4 \\
+            --model realesr-animevideov3.safetensors
     """
     output = (out, format_, crf, codec, overwrite)
     _run(ctx, "upscale", source, model, {"tile": tile}, output, allow_pickle, device, dry_run, json_, quiet)

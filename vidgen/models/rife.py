@@ -92,8 +92,8 @@ def architecture(tensors: dict[str, tuple[int, ...]], source: str) -> Arch:
     return arch
 
 
-def _classes() -> tuple[Any, Any]:
-    """The torch modules, defined when first needed so importing this file needs no torch."""
+def _parts() -> tuple[Any, Any]:
+    """The feature head and the flow block, defined when first needed (no torch at import)."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -143,17 +143,32 @@ def _classes() -> tuple[Any, Any]:
             out = F.interpolate(out, scale_factor=scale, mode="bilinear", align_corners=False)
             return out[:, :4] * scale, out[:, 4:5], out[:, 5:]
 
-    def warp(image: Any, flow: Any) -> Any:
-        """`image` sampled at each pixel moved by `flow` (pixels), borders repeated."""
-        n, _, height, width = flow.shape
-        xs = torch.linspace(-1.0, 1.0, width, device=flow.device).view(1, 1, 1, width).expand(n, -1, height, -1)
-        ys = torch.linspace(-1.0, 1.0, height, device=flow.device).view(1, 1, height, 1).expand(n, -1, -1, width)
-        grid = torch.cat([xs, ys], 1).to(flow.dtype)
-        scaled = torch.cat(
-            [flow[:, 0:1] / ((image.shape[3] - 1.0) / 2.0), flow[:, 1:2] / ((image.shape[2] - 1.0) / 2.0)], 1
-        )
-        grid = (grid + scaled).permute(0, 2, 3, 1)
-        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return Head, Block
+
+
+def _warp(image: Any, flow: Any) -> Any:
+    """`image` sampled at each pixel moved by `flow` (pixels), borders repeated."""
+    import torch
+    from torch.nn import functional as F
+
+    n, _, height, width = flow.shape
+    xs = torch.linspace(-1.0, 1.0, width, device=flow.device).view(1, 1, 1, width).expand(n, -1, height, -1)
+    ys = torch.linspace(-1.0, 1.0, height, device=flow.device).view(1, 1, height, 1).expand(n, -1, -1, width)
+    grid = torch.cat([xs, ys], 1).to(flow.dtype)
+    scaled = torch.cat(
+        [flow[:, 0:1] / ((image.shape[3] - 1.0) / 2.0), flow[:, 1:2] / ((image.shape[2] - 1.0) / 2.0)], 1
+    )
+    grid = (grid + scaled).permute(0, 2, 3, 1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _classes() -> tuple[Any, Any]:
+    """IFNet, defined when first needed so importing this file needs no torch."""
+    import torch
+    from torch import nn
+
+    Head, Block = _parts()
+    warp = _warp
 
     class IFNet(nn.Module):
         def __init__(self, arch: Arch) -> None:
