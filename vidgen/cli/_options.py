@@ -14,6 +14,7 @@ import typer
 from vidgen import families
 from vidgen.config import Layer, set_layer
 from vidgen.config.flags import (
+    finish_steps,
     flag,
     from_flag_form,
     parse_condition_video,
@@ -22,7 +23,6 @@ from vidgen.config.flags import (
     parse_numbers,
 )
 from vidgen.config.kinds import INPUT_KINDS, OUTPUT_KINDS
-from vidgen.core.errors import ConfigError
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -829,27 +829,14 @@ def _lora_layer(params: dict[str, object]) -> Layer | None:
     return Layer(label=label, data={"model": {"loras": loras}}, origin=label.removeprefix("cli:"))
 
 
-def finish_layer(params: dict[str, object], before: list[dict[str, object]] | None = None) -> Layer | None:
-    """--interpolate (with --interpolate-model), then --upscale (with --upscale-tile), as the
-    output.finish chain, after the steps `before` (a clip's recorded chain)."""
-    interpolate, weights = params.get("interpolate"), params.get("interpolate_model")
-    upscale, tile = params.get("upscale"), params.get("upscale_tile")
-    if interpolate is not None and weights is None:
-        raise ConfigError("--interpolate needs --interpolate-model FILE|REPO:PATH (RIFE 4.25/4.26 weights).")
-    if weights is not None and interpolate is None:
-        raise ConfigError("--interpolate-model needs --interpolate x2|x4|FPSfps to say how many frames to make.")
-    if tile is not None and upscale is None:
-        raise ConfigError("--upscale-tile needs --upscale FILE|REPO:PATH.")
-    steps: list[dict[str, object]] = []
-    if interpolate is not None:
-        steps.append({"step": "interpolate", "model": str(weights), "by": str(interpolate)})
-    if upscale is not None:
-        steps.append({"step": "upscale", "model": str(upscale), **({"tile": tile} if tile is not None else {})})
+def finish_layer(params: dict[str, object]) -> Layer | None:
+    """--interpolate and --upscale (with their weights and tile options) as the output.finish chain."""
+    steps = finish_steps(params)
     if not steps:
         return None
-    given = [flag for flag, value in (("--interpolate", interpolate), ("--upscale", upscale)) if value is not None]
+    given = [flag for flag in ("--interpolate", "--upscale") if params.get(flag.lstrip("-")) is not None]
     label = "cli:" + "+".join(given)
-    return Layer(label=label, data={"output": {"finish": [*(before or []), *steps]}}, origin=label.removeprefix("cli:"))
+    return Layer(label=label, data={"output": {"finish": steps}}, origin=label.removeprefix("cli:"))
 
 
 def _conditions_layer(params: dict[str, object]) -> Layer | None:
