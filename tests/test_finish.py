@@ -332,3 +332,60 @@ def test_a_killed_chain_reruns_without_redoing_finished_steps(tmp_path: Path, ri
     whole = vidgen("--out", "whole.mp4")
     assert whole.returncode == 0, whole.stderr
     assert np.array_equal(decode(tmp_path / "clip.mp4")[0], decode(tmp_path / "whole.mp4")[0])
+
+
+# -- LTX / LTX-2 latent upsampling on saved latents ------------------------------------------
+
+
+def test_ltx_latents_upscaled_equal_the_upsample_pipeline(tmp_path: Path) -> None:
+    import torch
+    from diffusers import AutoencoderKLLTXVideo, LTXLatentUpsamplePipeline
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    from vidgen.models.loader import locate, locate_subfolder
+    from vidgen.run import latents
+
+    made = cli("t2v", "a fox", "--preset", "tiny-ltx", "--seed", "3", "--save-latents", "--format", "png",
+               "--out", "run/")  # fmt: skip
+    plain = png_frames(made)
+    saved = Path(printed_sidecar(made)["output"]["latents"]["path"])
+    result = cli("upscale", str(saved), "--model", "tiny:ltx-upsampler", "--format", "png", "--out", "up/")
+    ours = png_frames(result)
+    assert ours.shape == (plain.shape[0], plain.shape[1] * 2, plain.shape[2] * 2, 3)
+    step = printed_sidecar(result)["finish"][0]
+    assert step["model"]["architecture"] == "LTXLatentUpsamplerModel" and step["settings"]["second_pass"] is False
+    # The library: diffusers' upsample pipeline on the same latents (it takes them normalized and
+    # denormalizes them itself), decoding at the recorded timestep with no more noise.
+    from safetensors import safe_open
+
+    tensor, info = latents.load(saved)
+    assert info["decode_args"] == [{"tensor": "latents.0"}]
+    with safe_open(str(saved), framework="pt") as handle:
+        timestep = float(handle.get_tensor("tensor.latents.0")[0])  # the recorded decode timestep
+    vae = AutoencoderKLLTXVideo.from_pretrained(locate("tiny:ltx", True)[1], subfolder="vae")
+    upsampler = LTXLatentUpsamplerModel.from_pretrained(locate_subfolder("tiny:ltx-upsampler", True, "upsampler")[0])
+    pipe = LTXLatentUpsamplePipeline(vae=vae, latent_upsampler=upsampler)
+    normalized = pipe._normalize_latents(tensor, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    with torch.inference_mode():
+        frames = pipe(latents=normalized, decode_timestep=timestep, decode_noise_scale=0.0, output_type="np").frames[0]
+    _close(ours, (np.clip(frames, 0, 1) * 255).round().astype(np.uint8))
+
+
+def test_ltx2_latents_upscaled_keep_their_sound(tmp_path: Path) -> None:
+    made = cli("t2v", "a drummer", "--preset", "tiny-ltx2", "--seed", "3", "--out", "drum.mp4", "--save-latents")
+    assert made.exit_code == 0, made.stderr
+    result = cli("upscale", "drum.latents.safetensors", "--model", "tiny:ltx2-upsampler")
+    assert result.exit_code == 0 and result.stdout.strip() == "drum-up2.mp4", result.stderr
+    before, after = sidecar(tmp_path / "drum.json"), sidecar(tmp_path / "drum-up2.json")
+    assert (after["output"]["width"], after["output"]["height"]) == (2 * before["output"]["width"],
+                                                                     2 * before["output"]["height"])  # fmt: skip
+    assert after["output"]["frames"] == before["output"]["frames"]
+    assert after["output"]["audio"] == before["output"]["audio"]  # the same raw samples
+    assert streams(tmp_path / "drum-up2.mp4")["audio"]["codec"] == "aac"
+    assert after["finish"][0]["model"]["architecture"] == "LTX2LatentUpsamplerModel"
+    # A family without a latent upsampler is refused before anything decodes.
+    assert cli(*FOX, "--seed", "3", "--out", "fox.mp4", "--save-latents").exit_code == 0
+    one_line_error(
+        cli("upscale", "fox.latents.safetensors", "--model", "tiny:ltx2-upsampler"), 3, "no latent upsampler"
+    )
+    assert not (tmp_path / "fox-up2.mp4").exists()

@@ -78,11 +78,63 @@ def upscale(
     clip fits memory. The sound is kept. The new clip goes beside the old one as NAME-up4.EXT
     unless --out says otherwise.
 
+    On NAME.latents.safetensors (LTX, LTX-2: --save-latents) --model names the family's latent
+    upsampler instead (REPO[/SUBFOLDER], a folder or tiny:NAME): it doubles the latents before
+    the VAE decodes them (no second denoising pass), and LTX-2 keeps its sound.
+
         vidgen upscale outputs/t2v-a-fox-7.mp4 \\
             --model realesr-animevideov3.safetensors
     """
     output = (out, format_, crf, codec, overwrite)
+    if source.name.endswith(".latents.safetensors"):
+        _latents(ctx, source, model, output, allow_pickle, device, dry_run, json_, quiet)
+        return
     _run(ctx, "upscale", source, model, {"tile": tile}, output, allow_pickle, device, dry_run, json_, quiet)
+
+
+def _latents(
+    ctx: typer.Context,
+    source: Path,
+    model: str,
+    output: tuple[str | None, str | None, int | None, str | None, bool],
+    allow_pickle: bool | None,
+    device: str | None,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """`vidgen upscale NAME.latents.safetensors --model UPSAMPLER`: decode with the latents doubled."""
+    from vidgen.cli.decode import _print_result, resolved_from_latents
+    from vidgen.core.errors import InputError
+    from vidgen.io import trust
+    from vidgen.run import generate, latents
+
+    out, format_, crf, codec, overwrite = output
+    ctx.meta["vidgen.json"] = as_json
+    setup_logging(quiet)
+    _tensor, info = latents.load(source)
+    config = info.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("output", {}), dict):
+        raise InputError(f"{source} has no usable config in its metadata; it is not a latents file vidgen wrote.")
+    stem = source.name.removesuffix(".latents.safetensors")
+    fmt = format_ or "mp4"
+    target = out or str(source.with_name(f"{stem}-up2" + ("" if fmt == "png" else f".{fmt}")))
+    flags = {"format_": format_, "crf": crf, "codec": codec, "overwrite": overwrite, "device": device,
+             "allow_pickle": allow_pickle}  # fmt: skip
+    resolved = resolved_from_latents(source, config, info.get("output"), target, flags)
+    trust.check_cost(resolved.config)
+    trust.check_pickles(resolved)
+    if dry_run:
+        typer.echo(f"# would upsample the latents of {escape(source)} x2 with {escape(model)} and decode them")
+        typer.echo(f"# would write: {escape(resolved.config.output.path)}")
+        return
+    progress = RichProgress() if sys.stderr.isatty() and not quiet else None
+    try:
+        result = generate.decode(source, resolved, progress, upsampler=model)
+    finally:
+        if progress is not None:
+            progress.finish()
+    _print_result(result, as_json)
 
 
 def _run(

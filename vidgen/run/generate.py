@@ -23,7 +23,7 @@ from vidgen.core.progress import NullProgress, Progress
 from vidgen.families.base import Caught, Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
 from vidgen.models import optimize
-from vidgen.run import enhance, finish, live, memory
+from vidgen.run import enhance, finish, latent_upsample, live, memory
 
 log = logging.getLogger("vidgen")
 
@@ -817,10 +817,12 @@ _DENOISER_OPTIONS = {
 }
 
 
-def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -> Result:
+def decode(source: Path, resolved: Resolved, progress: Progress | None = None, upsampler: str | None = None) -> Result:
     """`vidgen decode`: turn saved final latents into the video, loading only the VAE.
 
-    `resolved` is the recorded run's config with the decode options of this command on top."""
+    `resolved` is the recorded run's config with the decode options of this command on top.
+    `upsampler` (`vidgen upscale NAME.latents.safetensors`): the family's latent upsampler runs
+    on the latents before the decode, doubling the size; the sound decodes as it was."""
     import torch
 
     from vidgen.models import loader
@@ -843,11 +845,12 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     log.info("loading the VAE of %s on %s", cfg.model.id, device)
     progress.phase("load")
     loaded = loader.load(cfg, family, device, decode_only=True)
+    upsample = latent_upsample.load(family, cfg, loaded.pipe, upsampler) if upsampler else None
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     progress.phase("decode")
-    frames, audio, post = _decoded(source, family, loaded.pipe, cfg, tensor, info, tensors)
+    frames, audio, post = _decoded(source, family, loaded.pipe, cfg, tensor, info, tensors, upsample)
     decoded = time.perf_counter() - start
     # Latent-output families decode as their pipeline would; the others call what they were caught at.
     method = (
@@ -879,6 +882,9 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
         peak_memory_bytes=runner.peak_memory(device),
     )
     fps = cfg.output.fps or info.get("fps") or 8
+    if upsample is not None:
+        step = upsample.record(info["shape"], frames, decoded, record["peak_memory_bytes"], device)
+        record["finish"] = [{**step, "fps": [fps, fps]}]
     _encode(record, frames, target, fmt, fps, codec, crf, cfg.output.overwrite, progress, audio)
     media.write_text(sidecar.dumps(record), side, overwrite=cfg.output.overwrite)
     return Result(record, target, side)
@@ -898,7 +904,14 @@ def _decode_target(cfg: Any, fmt: str, info: dict[str, Any]) -> tuple[Path, Path
 
 
 def _decoded(
-    source: Path, family: Any, pipe: Any, cfg: Any, tensor: Any, info: dict[str, Any], tensors: dict[str, Any]
+    source: Path,
+    family: Any,
+    pipe: Any,
+    cfg: Any,
+    tensor: Any,
+    info: dict[str, Any],
+    tensors: dict[str, Any],
+    upsample: Any = None,
 ) -> tuple[Any, Any, dict[str, Any] | None]:
     """(float frames, the sound or None, the postprocess record) from a latents file's tensors,
     decoded by the family as its pipeline would, then its step after decoding."""
@@ -910,6 +923,8 @@ def _decoded(
     # The execution device is where offload hooks run the VAE, or the pipeline's device without them.
     execution = pipe._execution_device
     moved = tensor.to(device=execution, dtype=pipe.vae.dtype)
+    if upsample is not None:
+        moved = upsample(moved)
     # The other caught tensors keep their dtype (the audio decoder has its own); the family casts.
     tensors = {name: value.to(execution) for name, value in tensors.items()}
     args, kwargs = latents.arguments(source, info, tensors)
