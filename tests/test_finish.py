@@ -389,3 +389,26 @@ def test_ltx2_latents_upscaled_keep_their_sound(tmp_path: Path) -> None:
         cli("upscale", "fox.latents.safetensors", "--model", "tiny:ltx2-upsampler"), 3, "no latent upsampler"
     )
     assert not (tmp_path / "fox-up2.mp4").exists()
+
+
+def test_batch_jobs_finish_too_and_ls_and_the_gallery_show_the_chain(tmp_path: Path, rife: Path, srvgg: Path) -> None:
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text(
+        "defaults:\n  preset: tiny-cogvideox\n  seed: 3\njobs:\n"
+        f"  - {{id: fox, prompt: a fox, interpolate: x2, interpolate_model: {rife}, upscale: {srvgg}}}\n"
+        "  - {id: whale, prompt: a whale}\n"
+    )
+    result = cli("batch", str(manifest), "--out", "runs")
+    assert result.exit_code == 0, result.stderr
+    fox, whale = sidecar(tmp_path / "runs" / "fox.json"), sidecar(tmp_path / "runs" / "whale.json")
+    assert [step["step"] for step in fox["finish"]] == ["interpolate", "upscale"] and "finish" not in whale
+    assert (fox["output"]["frames"], fox["output"]["width"]) == (17, 32)
+    rows = {Path(row["path"]).stem: row for row in json.loads(cli("ls", "runs", "--json").stdout)["outputs"]}
+    assert rows["fox"]["finish"] == "interpolate x2, upscale x2" and rows["whale"]["finish"] is None
+    assert cli("gallery", "runs").exit_code == 0
+    page = (tmp_path / "runs" / "index.html").read_text()
+    assert page.count("finished: interpolate x2, upscale x2") == 1
+    # Half a pair in a job is an invalid job, named before anything runs.
+    manifest.write_text("jobs:\n  - {prompt: a fox, preset: tiny-cogvideox, interpolate: x2}\n")
+    one_line_error(cli("batch", str(manifest), "--out", "bad"), 3)
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

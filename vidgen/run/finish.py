@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidgen.core.errors import ConfigError, InputError, ModelError
+from vidgen.core.errors import ConfigError, InputError, ModelError, is_oom, out_of_memory
 from vidgen.core.limits import MAX_FRAMES, MAX_SIDE
 from vidgen.core.progress import NullProgress, Progress
 from vidgen.models import finishers
@@ -207,7 +207,14 @@ def run(
         label = step.label(clip.fps)
         progress.phase(label)
         log.info("finish %d/%d: %s with %s", index + 1, len(steps), label, step.spec.model)
-        clip, record = _one(step, clip, device, progress)
+        try:
+            clip, record = _one(step, clip, device, progress)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            kept = f"; the clip before it is kept in {store.path.name}, so rerunning resumes there" if store else ""
+            hint = " with a smaller --upscale-tile" if step.name == "upscale" else " on a smaller clip"
+            out_of_memory(f"finish step {index + 1} ({label}) ran out of memory{kept}; try it{hint}.", label)
         records.append(record)
         if store is not None and index + 1 < len(steps):
             store.save(clip, base or {}, records)
