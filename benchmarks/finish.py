@@ -66,7 +66,7 @@ def _vidgen(step: str, weights: Path, clip: Path, out: Path) -> tuple[float, int
     spec = FinishStep(step=step, model=str(weights), **({"by": "x2"} if step == "interpolate" else {"tile": 512}))
     request = refinish.Request(clip, spec, str(out), True, False, "cpu")
     start = time.perf_counter()
-    done = refinish.run(request, "bench")
+    done = refinish.run(request)
     return time.perf_counter() - start, done.record["output"]["frames"]
 
 

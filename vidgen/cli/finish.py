@@ -169,8 +169,8 @@ def _run(
         source, spec, out, overwrite, bool(allow_pickle), resolve_device(device or "auto"), crf, codec, format_
     )
     if dry_run:
-        _, priced, _ = refinish.plan(request)
-        path, side = refinish.target(request, _label(priced))
+        step, priced, probe = refinish.plan(request)
+        path, side = refinish.target(request, refinish.label(step, probe.fps or 8.0))
         if as_json:
             typer.echo(json.dumps({"dry_run": True, "finish": [priced], "outputs": [{"path": str(path), "sidecar":
                                    str(side)}], "exit_code": 0}))  # fmt: skip
@@ -179,10 +179,9 @@ def _run(
             typer.echo(f"# {escape(line)}")
         typer.echo(f"# would write: {escape(path)} (+ {escape(side)})")
         return
-    _, priced, _ = refinish.plan(request)
     progress = RichProgress() if sys.stderr.isatty() and not quiet else None
     try:
-        done = refinish.run(request, _label(priced), progress)
+        done = refinish.run(request, progress)
     finally:
         if progress is not None:
             progress.finish()
@@ -202,14 +201,3 @@ def _run(
         "exit_code": 0,
     }
     typer.echo(json.dumps(body))
-
-
-def _label(priced: dict[str, Any]) -> str:
-    """The default name's tag: x2, 24fps, up4."""
-    before, after = priced["fps"]
-    if priced["step"] == "upscale":
-        width_before = int(priced["size"][0].split("x")[0])
-        width_after = int(priced["size"][1].split("x")[0])
-        return f"up{width_after // max(1, width_before)}"
-    ratio = after / before if before else 0
-    return f"x{ratio:g}" if ratio == int(ratio) else f"{after:g}fps"

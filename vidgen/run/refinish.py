@@ -134,12 +134,21 @@ def _count(source: Path) -> int:
     return count
 
 
-def run(request: Request, label: str, progress: Progress | None = None) -> Done:
+def label(step: finish.Step, fps: float) -> str:
+    """The default name's tag: x2 or 24fps (interpolate), up4 (upscale)."""
+    if step.name == "upscale":
+        return f"up{step.weights.arch.scale}"
+    target_fps = step.target_fps(fps)
+    ratio = target_fps / fps
+    return f"x{ratio:g}" if float(ratio).is_integer() else f"{target_fps:g}fps"
+
+
+def run(request: Request, progress: Progress | None = None) -> Done:
     """Read the clip, run the step, write the new clip and its sidecar."""
     progress = progress or NullProgress()
     probe = check_clip(request.source)
     step = finish.prepare([request.step], request.allow_pickle)[0]
-    path, side = target(request, label)
+    path, side = target(request, label(step, probe.fps or 8.0))
     data = recorded(request.source)
     fps_hint = (data or {}).get("output", {}).get("fps") if data else None
     clip = read(request.source, probe, fps_hint)
