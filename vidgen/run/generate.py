@@ -555,7 +555,9 @@ def _write(
 
 def _finish_store(plan: Plan, item: Planned) -> finish.Store:
     """Where the chain of `item` keeps its clip between steps, under the key of this run."""
-    key = finish.key(plan.resolved.config.model_dump(mode="json"), item.seed, str(item.path))
+    config = plan.resolved.config.model_dump(mode="json")
+    config["output"].pop("overwrite", None)  # a rerun with --overwrite still resumes the same chain
+    key = finish.key(config, item.seed, str(item.path))
     return finish.Store(outputs.beside("finish", item.path), key)
 
 
