@@ -145,9 +145,9 @@ def test_progress_json_names_each_preview(tmp_path: Path) -> None:
         ("clip.preview.webp", 2, 4, "clip.mp4"),
         ("clip.preview.webp", 4, 4, "clip.mp4"),
     ]
-    # Each preview follows the step it shows.
+    # Each preview follows the step it shows (written beside the next steps, so not always at once).
     order = [(e["event"], e.get("step")) for e in events if e["event"] in ("step", "preview")]
-    assert order.index(("preview", 2)) == order.index(("step", 2)) + 1
+    assert order.index(("step", 2)) < order.index(("preview", 2)) < order.index(("preview", 4))
     # The full VAE decodes every frame.
     assert _frames((tmp_path / "clip.preview.webp").read_bytes()).shape == (9, 16, 16, 3)
     assert sidecar(tmp_path / "clip.json")["output"]["live_preview"]["decoder"] == "vae"

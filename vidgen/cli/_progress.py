@@ -8,6 +8,7 @@ the jobs done so far. Only ever shown on a terminal, never in pipes or with --qu
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from rich.progress import ProgressColumn, Task
@@ -166,12 +167,15 @@ class RichProgress:
 
     def preview(self, path: str, step: int, total: int) -> None:
         # On the denoising line itself: where to look, and how current it is, without a line per step.
-        if self._denoise is not None:
+        # Called from the preview thread (vidgen.run.live), so the line is read once.
+        task = self._denoise
+        if task is not None:
             from pathlib import Path
 
             from vidgen.core.terminal import escape
 
-            self._bar.update(self._denoise, detail=f"preview at step {step}: {escape(Path(path).name)}")
+            with suppress(KeyError):  # the line went while the preview was written
+                self._bar.update(task, detail=f"preview at step {step}: {escape(Path(path).name)}")
 
     def component(self, name: str, class_name: str, index: int, count: int) -> None:
         if self._current is None:

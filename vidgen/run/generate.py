@@ -620,7 +620,9 @@ def _record_preview(record: dict[str, Any], preview: live.Session | None) -> Non
     shown = preview.record() if preview is not None else None
     if shown is None:
         return
+    # The run's own time on previews, and the preview thread's beside it (see live.Session).
     record["timings"]["live_preview"] = shown.pop("seconds")
+    record["timings"]["live_preview_beside"] = shown.pop("seconds_beside")
     record["output"]["live_preview"] = shown
     file = preview.decoder.file if preview is not None else None
     if file is not None:

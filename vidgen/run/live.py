@@ -12,6 +12,15 @@ those of the plain run, so the final video is the same with or without previews.
 
 An animated WebP is one file that replaces the last one in a single rename (a folder of PNGs
 cannot be swapped whole), plays in browsers and image viewers, and is small.
+
+A preview is decoded between two steps, on the run's thread, and encoded, written and announced
+by a thread of its own while the next steps run. The decode stays on the run's thread: the model's
+own VAE keeps state while it decodes (Wan's feature cache) that the video's own decode uses, a
+decode beside a step on a GPU would add its memory to the step's, and on a CPU two threads of small
+torch operations slow each other down through the GIL (measured: a TAEHV decode beside the steps
+made tiny Wan's denoising slower than decoding between them; benchmarks/live_preview.py). When the
+next preview falls due before the last is written, the newer replaces the waiting one: previews
+never queue up behind a fast run.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import io
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -183,7 +193,8 @@ def free_memory() -> None:
 
 class Session:
     """The previews of one video: catches the scheduler's estimates, and every `every` steps (as
-    the progress counts them) decodes the newest one and replaces `path` with it."""
+    the progress counts them) hands the newest one to its writer, which replaces `path` with it
+    beside the run (see the module's docstring)."""
 
     def __init__(self, decoder: Decoder, path: Path, every: int, fps: int, progress: Any) -> None:
         self.decoder, self.path, self.every, self.fps, self.progress = decoder, path, every, fps, progress
@@ -191,19 +202,30 @@ class Session:
         self.fresh = False  # an estimate came since the last preview
         self.total = 0
         self.written = 0
+        self.skipped = 0  # previews replaced by a newer one before they were written
         self.last: dict[str, Any] = {}
-        self.seconds = 0.0
+        self.seconds = 0.0  # the run's own time spent on previews (its thread's)
+        self.beside = 0.0  # the preview thread's time, while the run went on
         self.clean: bool | None = None
         self.stopped: str | None = None  # why previews stopped mid-run
         self.run: tuple[Any, RunConfig, dict[str, Any]] | None = None
+        self._writer: _Writer | None = None
 
     @contextmanager
     def watch(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], total: int) -> Iterator[None]:
-        """While the pipeline runs: its scheduler hands over its estimates."""
+        """While the pipeline runs: its scheduler hands over its estimates. The last preview is
+        written before this ends; a run that fails drops the one waiting."""
         self.run, self.total = (pipe, cfg, call_kwargs), total
-        with _watched(pipe.scheduler, self._keep):
-            yield
-        self.run = None
+        try:
+            with _watched(pipe.scheduler, self._keep):
+                yield
+        except BaseException:
+            self._close(drop=True)
+            raise
+        else:
+            self._close(drop=False)
+        finally:
+            self.run = None
 
     def _keep(self, estimate: Callable[[], tuple[Any, bool]]) -> None:
         self.latest, self.fresh = estimate, True
@@ -213,37 +235,58 @@ class Session:
         (a full disk, memory) stops the previews with a warning, never the run."""
         if done % self.every or not self.fresh or self.latest is None or self.run is None or self.stopped:
             return
-        try:
-            self._write(done)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self.stopped = first
-            if is_oom(exc):
-                free_memory()
-            log.warning("live previews stopped at step %d (%s); the run goes on.", done, first)
-
-    def _write(self, done: int) -> None:
-        assert self.latest is not None and self.run is not None
         start = time.perf_counter()
-        latents, clean = self.latest()
-        pipe, cfg, call_kwargs = self.run
-        frames = self.decoder.frames(pipe, cfg, call_kwargs, latents)
-        data = _webp(frames, self.fps / self.decoder.frames_per_frame)
-        media.replace_file(self.path, lambda stream: _fill(stream, data, self.written + 1))
-        self.written += 1
+        try:
+            latents, clean = self.latest()
+            pipe, cfg, call_kwargs = self.run
+            frames = self.decoder.frames(pipe, cfg, call_kwargs, latents)
+        except Exception as exc:
+            self._stop(done, exc)
+            return
         self.fresh, self.clean = False, clean
+        if self._writer is None:
+            self._writer = _Writer(self._write)
+        self._writer.submit(frames, done)
+        self.seconds += time.perf_counter() - start
+
+    def _stop(self, done: int, exc: Exception) -> None:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        self.stopped = first
+        if is_oom(exc):
+            free_memory()
+        log.warning("live previews stopped at step %d (%s); the run goes on.", done, first)
+
+    def _write(self, frames: Any, done: int) -> None:
+        """On the preview thread: encode, replace, announce."""
+        if self.stopped:
+            return
+        start = time.perf_counter()
+        try:
+            data = _webp(frames, self.fps / self.decoder.frames_per_frame)
+            media.replace_file(self.path, lambda stream: _fill(stream, data, self.written + 1))
+        except Exception as exc:
+            self._stop(done, exc)
+            return
+        self.written += 1
         height, width = frames.shape[1:3]
         self.last = {"step": done, "frames": len(frames), "width": width, "height": height}
-        self.seconds += time.perf_counter() - start
+        self.beside += time.perf_counter() - start
         self.progress.preview(str(self.path), done, self.total)
+
+    def _close(self, drop: bool) -> None:
+        if self._writer is not None:
+            self.skipped += self._writer.close(drop)
+            self._writer = None
 
     def discard(self) -> None:
         """The run failed or was stopped: its preview goes with its video."""
+        self._close(drop=True)
         if self.written:
             self.path.unlink(missing_ok=True)
 
     def record(self) -> dict[str, Any] | None:
         """The sidecar's `output.live_preview` (None when none was written)."""
+        self._close(drop=False)
         if not self.written:
             return None
         shows = "the scheduler's estimate of the clean video" if self.clean else "the current (noisy) latents"
@@ -251,12 +294,56 @@ class Session:
             "path": self.path.name,
             "every": self.every,
             "written": self.written,
+            **({"skipped": self.skipped} if self.skipped else {}),
             **self.last,
             "shows": shows,
             **self.decoder.record(),
             **({"stopped": self.stopped} if self.stopped else {}),
+            "seconds_beside": round(self.beside, 4),
             "seconds": round(self.seconds, 4),
         }
+
+
+class _Writer:
+    """A thread that writes one video's previews in the order they come, keeping at most one
+    waiting: a newer preview replaces the one that has not started (counted as skipped)."""
+
+    def __init__(self, write: Callable[[Any, int], None]) -> None:
+        self._write = write
+        self._ready = threading.Condition()
+        self._waiting: tuple[Any, int] | None = None  # (frames, step)
+        self._closed = False
+        self._skipped = 0
+        self._thread = threading.Thread(target=self._loop, name="vidgen-live-preview", daemon=True)
+        self._thread.start()
+
+    def submit(self, frames: Any, done: int) -> None:
+        with self._ready:
+            if self._waiting is not None:
+                self._skipped += 1
+            self._waiting = (frames, done)
+            self._ready.notify()
+
+    def close(self, drop: bool) -> int:
+        """Write what waits (or drop it), wait for the thread; returns the previews skipped."""
+        with self._ready:
+            if drop and self._waiting is not None:
+                self._waiting = None
+                self._skipped += 1
+            self._closed = True
+            self._ready.notify()
+        self._thread.join()
+        return self._skipped
+
+    def _loop(self) -> None:
+        while True:
+            with self._ready:
+                while self._waiting is None and not self._closed:
+                    self._ready.wait()
+                if self._waiting is None:
+                    return
+                job, self._waiting = self._waiting, None
+            self._write(*job)
 
 
 def _fill(stream: Any, data: bytes, number: int) -> None:
