@@ -412,3 +412,19 @@ def test_batch_jobs_finish_too_and_ls_and_the_gallery_show_the_chain(tmp_path: P
     manifest.write_text("jobs:\n  - {prompt: a fox, preset: tiny-cogvideox, interpolate: x2}\n")
     one_line_error(cli("batch", str(manifest), "--out", "bad"), 3)
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_out_of_memory_in_a_step_keeps_the_generation_for_the_rerun(
+    tmp_path: Path, rife: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = (*FOX, "--seed", "3", "--out", "clip.mp4", "--interpolate", "2", "--interpolate-model", str(rife))
+    monkeypatch.setenv("VIDGEN_TEST_OOM", "finish")  # CUDA's out-of-memory error, in the first step
+    failed = cli(*args)
+    one_line_error(failed, 6, "finish step 1 (interpolate x2", "clip.finish.safetensors", "rerunning resumes")
+    _only(tmp_path, "clip.finish.safetensors")
+    monkeypatch.delenv("VIDGEN_TEST_OOM")
+    rerun = cli(*args)
+    assert rerun.exit_code == 0, rerun.stderr
+    assert "resuming its finishing chain after the generation" in rerun.stderr and "loading" not in rerun.stderr
+    _only(tmp_path, "clip.json", "clip.mp4")
+    assert sidecar(tmp_path / "clip.json")["finish"][0]["frames"] == [9, 17]

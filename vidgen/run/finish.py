@@ -226,9 +226,10 @@ def _one(step: Step, clip: Clip, device: str, progress: Progress) -> tuple[Clip,
     import numpy as np
 
     from vidgen.models import rife, upscalers
-    from vidgen.run.runner import peak_memory, reset_peak
+    from vidgen.run.runner import inject_oom, peak_memory, reset_peak
 
     reset_peak(device)
+    inject_oom("finish")
     start = time.perf_counter()
     sha = finishers.sha256(step.weights)
     model = finishers.load(step.weights, device)
