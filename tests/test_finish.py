@@ -428,3 +428,51 @@ def test_out_of_memory_in_a_step_keeps_the_generation_for_the_rerun(
     assert "resuming its finishing chain after the generation" in rerun.stderr and "loading" not in rerun.stderr
     _only(tmp_path, "clip.json", "clip.mp4")
     assert sidecar(tmp_path / "clip.json")["finish"][0]["frames"] == [9, 17]
+
+
+# -- diffusion super-resolution: Kandinsky6SRPipeline ----------------------------------------
+
+
+def _clip_file(tmp_path: Path, name: str, frames: int, side: int) -> np.ndarray:
+    from vidgen.io import media
+
+    pixels = (np.random.default_rng(0).random((frames, side, side, 3)) * 255).astype(np.uint8)
+    codec, crf = media.encoding("mp4", None, None)
+    media.write(pixels, tmp_path / name, fmt="mp4", fps=8, codec=codec, crf=crf, metadata=None, overwrite=False)
+    return decode(tmp_path / name)[0]  # what vidgen reads back
+
+
+def test_kandinsky6_sr_equals_the_pipeline_called_directly(tmp_path: Path) -> None:
+    import torch
+    from diffusers import Kandinsky6SRPipeline
+
+    from vidgen.models.loader import locate
+
+    source = _clip_file(tmp_path, "c.mp4", 5, 64)
+    made = cli("upscale", "c.mp4", "--model", "tiny:kandinsky6-sr", "--seed", "1", "--format", "png", "--out", "a/")
+    ours = png_frames(made)
+    assert ours.shape == (5, 128, 128, 3)
+    step = printed_sidecar(made)["finish"][0]
+    assert step["model"]["architecture"] == "Kandinsky6SRPipeline" and step["settings"] == {"scale": 2.0, "steps": 4,
+                                                                                               "seed": 1}  # fmt: skip
+    pipe = Kandinsky6SRPipeline.from_pretrained(locate("tiny:kandinsky6-sr")[1])
+    pipe.set_progress_bar_config(disable=True)
+    with torch.inference_mode():
+        frames = pipe(video=[source.astype(np.float32) / 255], resolution_scale=2, num_inference_steps=4,
+                      generator=torch.Generator().manual_seed(1), output_type="np").frames[0]  # fmt: skip
+    _close(ours, (np.clip(frames, 0, 1) * 255).round().astype(np.uint8))
+    # Stochastic: another seed is other frames.
+    other = png_frames(cli("upscale", "c.mp4", "--model", "tiny:kandinsky6-sr", "--seed", "2", "--format", "png",
+                           "--out", "b/"))  # fmt: skip
+    assert np.abs(other.astype(int) - ours.astype(int)).max() > 1
+
+
+def test_kandinsky6_sr_refuses_what_it_cannot_do(tmp_path: Path, srvgg: Path) -> None:
+    _clip_file(tmp_path, "six.mp4", 6, 64)
+    _clip_file(tmp_path, "odd.mp4", 5, 40)
+    one_line_error(cli("upscale", "six.mp4", "--model", "tiny:kandinsky6-sr"), 3, "4k+1 frames")
+    one_line_error(cli("upscale", "odd.mp4", "--model", "tiny:kandinsky6-sr"), 3, "divisible by 16")
+    one_line_error(cli("upscale", "odd.mp4", "--model", "tiny:kandinsky6-sr", "--scale", "3"), 3, "--scale")
+    one_line_error(cli("upscale", "odd.mp4", "--model", str(srvgg), "--seed", "3"), 3, "per-frame network")
+    one_line_error(cli("upscale", "odd.mp4", "--model", "tiny:cogvideox"), 5, "not a video super-resolution")
+    _only(tmp_path, "odd.mp4", "six.mp4")

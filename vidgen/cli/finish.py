@@ -58,9 +58,28 @@ def upscale(
     source: Clip,
     model: Weights,
     tile: Annotated[
-        int,
-        typer.Option("--tile", min=0, max=8192, metavar="PX", help="Tiles of PX input pixels a side; 0: whole frames."),
-    ] = 512,
+        int | None,
+        typer.Option(
+            "--tile",
+            min=0,
+            max=8192,
+            metavar="PX",
+            help="Tiles of PX input pixels a side (default 512; 0: whole frames).",
+        ),
+    ] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option("--scale", metavar="2|2.25|4", help="Kandinsky6SRPipeline: the factor (default 2)."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, max=100, help="Kandinsky6SRPipeline: denoising steps (default 4).")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", min=0, help="Kandinsky6SRPipeline: the seed of its noise (default: the clip's, else 0)."
+        ),
+    ] = None,
     out: o.Out = None,
     format_: o.Format = None,
     crf: o.Crf = None,
@@ -78,6 +97,10 @@ def upscale(
     clip fits memory. The sound is kept. The new clip goes beside the old one as NAME-up4.EXT
     unless --out says otherwise.
 
+    --model may also name a Kandinsky6SRPipeline (a diffusers folder, Hub repo or
+    tiny:kandinsky6-sr): diffusion video super-resolution of 4k+1-frame clips with sides
+    divisible by 16, x2, x2.25 or x4 (--scale), seeded (--seed).
+
     On NAME.latents.safetensors (LTX, LTX-2: --save-latents) --model names the family's latent
     upsampler instead (REPO[/SUBFOLDER], a folder or tiny:NAME): it doubles the latents before
     the VAE decodes them (no second denoising pass), and LTX-2 keeps its sound.
@@ -89,7 +112,9 @@ def upscale(
     if source.name.endswith(".latents.safetensors"):
         _latents(ctx, source, model, output, allow_pickle, device, dry_run, json_, quiet)
         return
-    _run(ctx, "upscale", source, model, {"tile": tile}, output, allow_pickle, device, dry_run, json_, quiet)
+    settings = {"tile": tile, "scale": scale, "steps": steps, "seed": seed}
+    settings = {name: value for name, value in settings.items() if value is not None}
+    _run(ctx, "upscale", source, model, settings, output, allow_pickle, device, dry_run, json_, quiet)
 
 
 def _latents(
@@ -163,7 +188,7 @@ def _run(
         spec = FinishStep(step=step, model=model, **settings)
     except ValidationError as exc:
         first = exc.errors()[0]
-        flag = "--by" if step == "interpolate" else "--tile"
+        flag = "--by" if step == "interpolate" else f"--{first['loc'][0]}"
         raise ConfigError(f"{flag}: {first['msg'].removeprefix('Value error, ')}.") from None
     request = refinish.Request(
         source, spec, out, overwrite, bool(allow_pickle), resolve_device(device or "auto"), crf, codec, format_

@@ -341,6 +341,11 @@ class FinishStep(_Section):
     by: str | None = None
     # upscale: input pixels a side per tile (0: whole frames), so big frames fit memory.
     tile: int | None = Field(None, ge=0, le=8192)
+    # upscale with a Kandinsky6SRPipeline (a diffusion model): its factor (2, 2.25, 4), steps and
+    # the seed of its noise (default: the run's seed, else 0).
+    scale: Literal[2.0, 2.25, 4.0] | None = None
+    steps: int | None = Field(None, ge=1, le=100)
+    seed: int | None = Field(None, ge=0, lt=2**63)
 
     @field_validator("by")
     @classmethod

@@ -35,16 +35,64 @@ class Weights:
 
     def record(self, sha256: str) -> dict[str, Any]:
         """The sidecar's description of the file (and of the network it holds)."""
+        from vidgen.models.components import weights_record
+
+        size = weights_record(self.path)["bytes"] if self.path.is_dir() else self.path.stat().st_size
         return {
             "source": self.source,
             "path": str(self.path),
             "repo": self.repo,
             "revision": self.revision,
             "sha256": sha256,
-            "bytes": self.path.stat().st_size,
+            "bytes": size,
             "format": self.format,
             **self.arch.record(),
         }
+
+
+@dataclass(frozen=True)
+class DiffusionSR:
+    """A Kandinsky6SRPipeline (a diffusers folder, Hub repo or tiny:kandinsky6-sr): diffusion
+    video super-resolution, x2, x2.25 or x4, stochastic (seeded)."""
+
+    kind: str = "kandinsky6-sr"
+    scale: int = 2  # the default factor; the step's `scale` chooses
+
+    def record(self) -> dict[str, Any]:
+        return {"architecture": "Kandinsky6SRPipeline"}
+
+
+PIPELINE_CLASSES = ("Kandinsky6SRPipeline",)
+
+
+def _pipeline_source(source: str) -> bool:
+    """Whether --upscale names a diffusers pipeline (tiny:NAME, a folder, a Hub repo id) rather
+    than one weights file (a path or REPO:PATH)."""
+    import re
+
+    if source.startswith("tiny:"):
+        return True
+    path = Path(source).expanduser()
+    if path.exists():
+        return path.is_dir()
+    return re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w.-]+)?", source) is not None
+
+
+def _read_pipeline(step: str, source: str) -> Weights:
+    """A diffusion super-resolution pipeline: located (a tiny one built), its class checked."""
+    import json
+
+    from vidgen.models.loader import locate
+
+    _, where = locate(source.split("@")[0], True, what=STEPS[step])
+    index_file = Path(where) / "model_index.json"
+    name = json.loads(index_file.read_text()).get("_class_name") if index_file.is_file() else None
+    if name not in PIPELINE_CLASSES:
+        raise ModelError(
+            f"{STEPS[step]} {source} is a {name or 'folder without model_index.json'}, not a video super-resolution "
+            f"pipeline vidgen runs ({', '.join(PIPELINE_CLASSES)}); use it for generating, or name a weights file."
+        )
+    return Weights(step, source, Path(where), "diffusers", DiffusionSR())
 
 
 def _network(step: str) -> Any:
@@ -59,6 +107,8 @@ def read(step: str, source: str, allow_pickle: bool) -> Weights:
     from vidgen.models import checkpoints
 
     what = STEPS[step]
+    if step == "upscale" and _pipeline_source(source):
+        return _read_pipeline(step, source)
     path, repo, revision = checkpoints.fetch(source, what)
     assert path is not None
     if not path.is_file():
@@ -111,7 +161,14 @@ def _unwrapped_names(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(weights: Weights, device: str) -> Any:
-    """The network with the file's tensors, on `device` in float32."""
+    """The network with the file's tensors, on `device` in float32 (a pipeline: loaded from its
+    folder, safetensors only)."""
+    if weights.format == "diffusers":
+        import diffusers
+
+        pipeline = diffusers.Kandinsky6SRPipeline.from_pretrained(str(weights.path), use_safetensors=True)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline.to(device)
     if weights.format == "safetensors":
         from safetensors.torch import load_file
 

@@ -64,9 +64,19 @@ class Step:
     def name(self) -> str:
         return self.spec.step
 
+    @property
+    def diffusion(self) -> bool:
+        """A diffusion super-resolution pipeline (Kandinsky6SRPipeline), not a per-frame network."""
+        return self.weights.format == "diffusers"
+
+    @property
+    def scale(self) -> float:
+        """The upscale factor: the pipeline's chosen one, or the network's own."""
+        return float(self.spec.scale or 2) if self.diffusion else float(self.weights.arch.scale)
+
     def label(self, fps: float) -> str:
         if self.name == "upscale":
-            return f"upscale x{self.weights.arch.scale}"
+            return f"upscale x{_num(self.scale)}" + (" (Kandinsky6SRPipeline)" if self.diffusion else "")
         factor, target = _by(self.spec.by)
         how = f"x{factor}" if factor else f"to {target}fps"
         return f"interpolate {how} ({_num(fps)} -> {_num(self.target_fps(fps))} fps)"
@@ -98,7 +108,15 @@ def _rate(value: float) -> int | float:
 def prepare(specs: list[Any] | None, allow_pickle: bool) -> list[Step]:
     """Each step's weights file, found and checked against its network (exit 5 for a missing
     file, a pickle without --allow-pickle, or weights of another architecture)."""
-    return [Step(spec, finishers.read(spec.step, spec.model, allow_pickle)) for spec in specs or []]
+    steps = [Step(spec, finishers.read(spec.step, spec.model, allow_pickle)) for spec in specs or []]
+    for index, step in enumerate(steps, start=1):
+        extra = [name for name in ("scale", "steps", "seed") if getattr(step.spec, name) is not None]
+        if extra and not step.diffusion:
+            raise ConfigError(
+                f"finish step {index}: {', '.join(extra)} apply to a Kandinsky6SRPipeline upscale, and "
+                f"{step.spec.model} is a per-frame network (its file sets the factor)."
+            )
+    return steps
 
 
 def shapes(steps: list[Step], frames: int, height: int, width: int, fps: float) -> list[dict[str, Any]]:
@@ -124,6 +142,17 @@ def shapes(steps: list[Step], frames: int, height: int, width: int, fps: float) 
 
             frames = len(rife.times(frames, fps, new_fps))
             fps = new_fps
+        elif step.diffusion:
+            if frames % 4 != 1:
+                raise ConfigError(f"{where}: Kandinsky6SRPipeline takes 4k+1 frames, and the clip has {frames}.")
+            if height % 16 or width % 16:
+                raise ConfigError(
+                    f"{where}: Kandinsky6SRPipeline needs sides divisible by 16; the clip is {width}x{height}."
+                )
+            if step.scale == 2.25:  # a 1.125x pre-upscale rounded down to the VAE's 16, then x2
+                height, width = (int(height * 1.125) // 16) * 32, (int(width * 1.125) // 16) * 32
+            else:
+                height, width = int(height * step.scale), int(width * step.scale)
         else:
             arch = step.weights.arch
             unit = 4 // arch.scale if arch.kind == "rrdb" else 1
@@ -149,8 +178,12 @@ def price(steps: list[Step], frames: int, height: int, width: int, fps: float) -
     rows = []
     for step, shape in zip(steps, shapes(steps, frames, height, width, fps), strict=True):
         before, after = shape["before"], shape["after"]
-        weights = step.weights.path.stat().st_size
-        if step.name == "interpolate":
+        weights = step.weights.record("")["bytes"]
+        if step.diffusion:
+            # The VAE's and the transformer's activations over one 128-pixel tile of the whole clip.
+            working = before["frames"] * after["height"] * after["width"] * 4 * 64
+            runs = (step.spec.steps or 4) * max(1, (after["height"] // 128) * (after["width"] // 128))
+        elif step.name == "interpolate":
             side_h, side_w = -(-before["height"] // 128) * 128, -(-before["width"] // 128) * 128
             # Two frames, their features and flows at full size, a few times over.
             working = side_h * side_w * 4 * (6 + 4 * step.weights.arch.head + 40)
@@ -170,7 +203,7 @@ def price(steps: list[Step], frames: int, height: int, width: int, fps: float) -
                 "model": step.spec.model,
                 **(
                     {"tile": step.spec.tile if step.spec.tile is not None else DEFAULT_TILE}
-                    if step.name == "upscale"
+                    if step.name == "upscale" and not step.diffusion
                     else {}
                 ),  # fmt: skip
                 "frames": [before["frames"], after["frames"]],
@@ -195,9 +228,11 @@ def run(
     store: Store | None = None,
     done: list[dict[str, Any]] | None = None,
     base: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> tuple[Clip, list[dict[str, Any]]]:
     """Run the steps after the `done` ones (their records) on `clip`, keeping the clip after
-    each in `store` with `base` (the sidecar record so far). The records of all steps."""
+    each in `store` with `base` (the sidecar record so far). The records of all steps. `seed`:
+    a stochastic step's seed when the step names none (the run's)."""
     progress = progress or NullProgress()
     records = list(done or [])
     count, height, width = clip.shape
@@ -208,7 +243,7 @@ def run(
         progress.phase(label)
         log.info("finish %d/%d: %s with %s", index + 1, len(steps), label, step.spec.model)
         try:
-            clip, record = _one(step, clip, device, progress)
+            clip, record = _one(step, clip, device, progress, seed)
         except Exception as exc:
             if not is_oom(exc):
                 raise
@@ -222,7 +257,27 @@ def run(
     return clip, records
 
 
-def _one(step: Step, clip: Clip, device: str, progress: Progress) -> tuple[Clip, dict[str, Any]]:
+def _diffusion(step: Step, model: Any, clip: Clip, device: str, seed: int, progress: Progress) -> Any:
+    """Kandinsky6SRPipeline on the whole clip: its tiles, steps and noise, seeded."""
+    import numpy as np
+    import torch
+
+    from vidgen.io.media import to_uint8
+
+    steps = step.spec.steps or 4
+    progress.start(1, step.label(clip.fps))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    video = clip.frames.astype(np.float32) / 255.0
+    with torch.inference_mode():
+        out = model(video=[video], resolution_scale=step.scale, num_inference_steps=steps, generator=generator,
+                    output_type="np").frames[0]  # fmt: skip
+    progress.advance()
+    return to_uint8(np.asarray(out, dtype=np.float32))
+
+
+def _one(
+    step: Step, clip: Clip, device: str, progress: Progress, seed: int | None = None
+) -> tuple[Clip, dict[str, Any]]:
     import numpy as np
 
     from vidgen.models import rife, upscalers
@@ -260,6 +315,11 @@ def _one(step: Step, clip: Clip, device: str, progress: Progress) -> tuple[Clip,
         settings = {"by": step.spec.by or "x2", "times": "source frames kept; new ones at even steps between"}
         result = Clip(frames, target, clip.audio)
         factor = f"x{_num(target / clip.fps)}" if target % clip.fps == 0 else f"{_num(clip.fps)}->{_num(target)} fps"
+    elif step.diffusion:
+        used = step.spec.seed if step.spec.seed is not None else (seed or 0)
+        result = Clip(_diffusion(step, model, clip, device, used, progress), clip.fps, clip.audio)
+        settings = {"scale": step.scale, "steps": step.spec.steps or 4, "seed": used}
+        factor = f"x{_num(step.scale)}"
     else:
         arch = step.weights.arch
         tile = step.spec.tile if step.spec.tile is not None else DEFAULT_TILE

@@ -578,7 +578,7 @@ def _finish(
     if not done:
         store.save(clip, record, [])  # the generation itself, so a stopped chain does not redo it
         finish.test_kill(0)
-    clip, records = finish.run(plan.finish, clip, plan.device, progress, store, done=done, base=record)
+    clip, records = finish.run(plan.finish, clip, plan.device, progress, store, done=done, base=record, seed=item.seed)
     record["finish"] = records
     record["model"]["files"] = {**(record["model"].get("files") or {}), **finish.files_record(records)}
     record["timings"]["finish"] = round(sum(step["seconds"] for step in records), 4)

@@ -152,7 +152,8 @@ def run(request: Request, progress: Progress | None = None) -> Done:
     data = recorded(request.source)
     fps_hint = (data or {}).get("output", {}).get("fps") if data else None
     clip = read(request.source, probe, fps_hint)
-    made, records = finish.run([step], clip, request.device, progress)
+    seed = data.get("seed") if data and isinstance(data.get("seed"), int) else None
+    made, records = finish.run([step], clip, request.device, progress, seed=seed)
     record = _record(request, data, records, clip, step)
     fmt = output_format(request)
     codec, crf = media.encoding(fmt, request.codec, request.crf)
