@@ -475,4 +475,8 @@ def test_kandinsky6_sr_refuses_what_it_cannot_do(tmp_path: Path, srvgg: Path) ->
     one_line_error(cli("upscale", "odd.mp4", "--model", "tiny:kandinsky6-sr", "--scale", "3"), 3, "--scale")
     one_line_error(cli("upscale", "odd.mp4", "--model", str(srvgg), "--seed", "3"), 3, "per-frame network")
     one_line_error(cli("upscale", "odd.mp4", "--model", "tiny:cogvideox"), 5, "not a video super-resolution")
+    # Smaller than its tiles: refused before a generation loads anything too.
+    result = cli(*FOX, "--seed", "3", "--out", "g.mp4", "--upscale", "tiny:kandinsky6-sr")
+    one_line_error(result, 3, "needs frames of at least 64x64 for x2")
+    assert "loading" not in result.stderr
     _only(tmp_path, "odd.mp4", "six.mp4")

@@ -57,6 +57,15 @@ class DiffusionSR:
 
     kind: str = "kandinsky6-sr"
     scale: int = 2  # the default factor; the step's `scale` chooses
+    # The transformer's trained tiles (height, width) in output pixels.
+    tiles: tuple[tuple[int, int], ...] = ((512, 512), (512, 768), (768, 512))
+
+    def smallest(self, height: int, width: int, scale: float) -> tuple[int, int]:
+        """The smallest input (height, width) the pipeline takes at `scale` for frames of this
+        shape: its tile (the trained one closest in aspect), over the 2x or 4x path."""
+        base = min(self.tiles, key=lambda hw: abs(hw[1] / hw[0] - width / height))
+        path = 2 if scale == 2.25 else int(scale)
+        return base[0] // path, base[1] // path
 
     def record(self) -> dict[str, Any]:
         return {"architecture": "Kandinsky6SRPipeline"}
@@ -92,7 +101,10 @@ def _read_pipeline(step: str, source: str) -> Weights:
             f"{STEPS[step]} {source} is a {name or 'folder without model_index.json'}, not a video super-resolution "
             f"pipeline vidgen runs ({', '.join(PIPELINE_CLASSES)}); use it for generating, or name a weights file."
         )
-    return Weights(step, source, Path(where), "diffusers", DiffusionSR())
+    config = Path(where) / "transformer" / "config.json"
+    tiles = json.loads(config.read_text()).get("tile_sizes") if config.is_file() else None
+    arch = DiffusionSR(tiles=tuple(tuple(tile) for tile in tiles)) if tiles else DiffusionSR()
+    return Weights(step, source, Path(where), "diffusers", arch)
 
 
 def _network(step: str) -> Any:

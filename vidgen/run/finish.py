@@ -149,10 +149,16 @@ def shapes(steps: list[Step], frames: int, height: int, width: int, fps: float) 
                 raise ConfigError(
                     f"{where}: Kandinsky6SRPipeline needs sides divisible by 16; the clip is {width}x{height}."
                 )
-            if step.scale == 2.25:  # a 1.125x pre-upscale rounded down to the VAE's 16, then x2
-                height, width = (int(height * 1.125) // 16) * 32, (int(width * 1.125) // 16) * 32
-            else:
-                height, width = int(height * step.scale), int(width * step.scale)
+            if step.scale == 2.25:  # a 1.125x pre-upscale to the nearest multiple of the VAE's 16, then x2
+                height, width = round(height * 1.125 / 16) * 16, round(width * 1.125 / 16) * 16
+            least = step.weights.arch.smallest(height, width, step.scale)
+            if height < least[0] or width < least[1]:
+                raise ConfigError(
+                    f"{where}: {step.spec.model} needs frames of at least {least[1]}x{least[0]} for "
+                    f"x{_num(step.scale)} (its tiles), and the clip is {width}x{height}."
+                )
+            path = 2 if step.scale == 2.25 else int(step.scale)
+            height, width = height * path, width * path
         else:
             arch = step.weights.arch
             unit = 4 // arch.scale if arch.kind == "rrdb" else 1
