@@ -35,6 +35,8 @@ EVERY = 2
 FAMILIES = [("tiny-wan", 16), ("tiny-cogvideox", 4), ("tiny-ltx2", 4)]
 # TAEHV's published decoder widths, and a tiny model's scale of them.
 PUBLISHED, TINY = (256, 128, 64, 64), (16, 16, 8, 8)
+# vidgen.run.live.AUTO_FIRST as shipped, kept before a configuration changes it.
+SHIPPED: dict[str, float] = {}
 
 
 def _decoder(folder: Path, channels: int, widths: tuple[int, ...]) -> Path:
@@ -61,6 +63,20 @@ def _configs(folder: Path, channels: int) -> dict[str, dict[str, Any]]:
             "output": {"live_preview": EVERY},
             "model": {"preview_decoder": str(_decoder(folder, channels, PUBLISHED))},
         },
+        # The bare --live-preview: every 2 steps while previews take under a tenth of the run, the
+        # first after a second of denoising; "first at once" drops that wait (live.AUTO_FIRST = 0),
+        # to show what the share alone does on runs shorter than a second.
+        "VAE, auto": {"output": {"live_preview": "auto"}},
+        f"TAEHV {TINY}, auto": {
+            "output": {"live_preview": "auto"},
+            "model": {"preview_decoder": str(_decoder(folder, channels, TINY))},
+        },
+        "VAE, auto, first at once": {"output": {"live_preview": "auto"}, "first": 0.0},
+        f"TAEHV {TINY}, auto, first at once": {
+            "output": {"live_preview": "auto"},
+            "model": {"preview_decoder": str(_decoder(folder, channels, TINY))},
+            "first": 0.0,
+        },
     }
 
 
@@ -68,8 +84,11 @@ def _run(preset: str, layer: dict[str, Any], steps: int, out: Path, loaded: Any)
     from vidgen import families
     from vidgen.config import resolve
     from vidgen.config.layers import Layer
-    from vidgen.run import generate
+    from vidgen.run import generate, live
 
+    layer = dict(layer)
+    SHIPPED.setdefault("first", live.AUTO_FIRST)
+    live.AUTO_FIRST = layer.pop("first", SHIPPED["first"])
     base = {
         "inputs": {"prompt": "a red fox running through fresh snow"},
         "sampling": {"seed": 1, "num_inference_steps": steps},
@@ -101,7 +120,7 @@ def measure(runs: int, steps: int) -> list[list[str]]:
                 # The whole call: denoising, the decode, and the wait for the last preview.
                 wall[name].append(timings["denoise"] + timings["decode"])
                 shown = record["output"].get("live_preview")
-                if shown:
+                if shown and shown["written"]:
                     on_run[name].append(timings["live_preview"] / shown["written"])
                     beside[name].append(timings["live_preview_beside"] / shown["written"])
                     written[name].append(shown["written"])
@@ -110,7 +129,9 @@ def measure(runs: int, steps: int) -> list[list[str]]:
         for name in configs:
             seconds = statistics.median(wall[name])
             if not on_run[name]:
-                rows.append([preset, name, f"{seconds:.3f}", "1.00", "-", "-", "-", "-"])
+                ratio, added = f"{seconds / plain:.2f}", f"{(seconds - plain) / steps / step:.0%}"
+                none = f"0 of {steps // EVERY}" if name != "no previews" else "-"
+                rows.append([preset, name, f"{seconds:.3f}", ratio, none, "-", "-", added if none != "-" else "-"])
                 continue
             added = (seconds - plain) / steps
             rows.append(

@@ -136,8 +136,29 @@ def test_the_video_is_the_same_with_and_without_previews(tmp_path: Path, tae16: 
     assert _frames((tmp_path / "previewed.preview.webp").read_bytes()).shape[0] == (3 if decoder == "taehv" else 9)
 
 
+def test_the_bare_flag_keeps_previews_within_a_tenth_of_the_run(tmp_path: Path, monkeypatch) -> None:
+    """--live-preview alone is "auto": a preview falls due every 2 steps and is written only while
+    previews take under a tenth of the run's time. On tiny Wan a VAE preview costs a few steps, so
+    most due ones are held back; the video is the same."""
+    from vidgen.run import live
+
+    # The first preview waits for a second of denoising (AUTO_FIRST), longer than tiny Wan's whole run.
+    monkeypatch.setattr(live, "AUTO_FIRST", 0.0)
+    steps = ["--steps", "20"]
+    plain = cli(*TINY_WAN[:-2], *steps, "--format", "png", "--out", "plain")
+    auto = cli(*TINY_WAN[:-2], *steps, "--format", "png", "--out", "auto", "--live-preview")
+    assert np.array_equal(png_frames(plain), png_frames(auto))
+    data = sidecar(tmp_path / "auto.json")
+    shown = data["output"]["live_preview"]
+    assert shown["every"] == "auto" and shown["share"] == 0.1
+    assert shown["written"] >= 1 and shown["held"] >= 1, shown
+    assert shown["written"] + shown["held"] == 10, shown
+    assert data["config"]["output"]["live_preview"] == "auto"
+    assert (tmp_path / "auto.preview.webp").is_file()
+
+
 def test_progress_json_names_each_preview(tmp_path: Path) -> None:
-    result = cli(*TINY_WAN, "--live-preview", "--progress", "json", "--out", "clip.mp4")
+    result = cli(*TINY_WAN, "--live-preview-every", "2", "--progress", "json", "--out", "clip.mp4")
     assert result.exit_code == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     previews = [event for event in events if event["event"] == "preview"]
@@ -170,9 +191,10 @@ def test_a_pickle_decoder_loads_with_allow_pickle(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (["--live-preview-every", "0"], 3, "output.live_preview: Input should be greater than or equal to 1"),
+        (["--live-preview-every", "0"], 3, "output.live_preview: Value error, must be auto or a whole number"),
+        (["--set", "output.live_preview=often"], 3, "must be auto or a whole number of steps from 1 to 1000"),
         (["--preview-decoder", "taew2_1.safetensors"], 3, "--preview-decoder is the decoder of --live-preview"),
-        (["--live-preview", "--set", "output.live_preview=1001"], 3, "less than or equal to 1000"),
+        (["--live-preview", "--set", "output.live_preview=1001"], 3, "from 1 to 1000"),
     ],
 )
 def test_bad_intervals_and_a_lone_decoder_are_config_errors(args: list[str], code: int, needle: str) -> None:
@@ -282,7 +304,7 @@ def test_sigterm_mid_run_leaves_no_preview(tmp_path: Path) -> None:
 def test_the_terminal_shows_the_preview_on_the_denoising_line(tmp_path: Path) -> None:
     from test_progress import _on_a_terminal
 
-    result, shown = _on_a_terminal(*TINY_WAN, "--live-preview", "--out", "clip.mp4")
+    result, shown = _on_a_terminal(*TINY_WAN, "--live-preview-every", "2", "--out", "clip.mp4")
     assert result.returncode == 0, shown
     lines = [line.lstrip(" ✓⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏") for line in shown.splitlines()]
     assert any(line.startswith("denoising") and "preview at step 4: clip.preview.webp" in line for line in lines), shown
@@ -300,6 +322,8 @@ FAMILIES = [
     ("tiny-hunyuanvideo15", ["t2v", "x"], 9),
     ("tiny-svd", ["i2v", "image.png"], 4),
     ("tiny-animatediff", ["animate", "x"], 8),
+    ("tiny-mochi", ["t2v", "x"], 7),  # latents brought to its VAE's statistics first
+    ("tiny-latte", ["t2v", "x"], 16),  # an image VAE frame by frame, told the video's length
 ]
 
 
@@ -320,7 +344,18 @@ def test_each_way_of_decoding_latents_gives_a_preview(
 @pytest.mark.parametrize(("preset", "channels", "frames"), [("tiny-cogvideox", 4, 3), ("tiny-ltx2", 4, 5)])
 def test_taehv_decodes_frames_first_and_token_latents(tmp_path: Path, preset: str, channels: int, frames: int) -> None:
     _tae(tmp_path / "tae.safetensors", channels=channels, widths=(16, 16, 8, 8))
-    args = ["t2v", "x", "--preset", preset, "--seed", "1", "--live-preview", "--preview-decoder", "tae.safetensors"]
+    args = [
+        "t2v",
+        "x",
+        "--preset",
+        preset,
+        "--seed",
+        "1",
+        "--live-preview-every",
+        "2",
+        "--preview-decoder",
+        "tae.safetensors",
+    ]
     result = cli(*args, "--out", "clip.mp4")
     assert result.exit_code == 0, result.stderr
     shown = sidecar(tmp_path / "clip.json")["output"]["live_preview"]
@@ -404,7 +439,7 @@ def test_replay_names_the_decoder_and_refuses_a_changed_one(tmp_path: Path) -> N
     import torch
 
     _tae(tmp_path / "tae.safetensors", widths=(16, 16, 8, 8))
-    made = cli(*TINY_WAN, "--live-preview", "--preview-decoder", "tae.safetensors", "--out", "clip.mp4")
+    made = cli(*TINY_WAN, "--live-preview-every", "2", "--preview-decoder", "tae.safetensors", "--out", "clip.mp4")
     assert made.exit_code == 0, made.stderr
     again = cli("replay", "clip.json", "--out", "again.mp4")
     assert again.exit_code == 0, again.stderr
@@ -424,7 +459,7 @@ def test_a_dry_run_names_the_preview_it_would_write() -> None:
     assert body["config"]["output"]["live_preview"] == 3
     assert body["sources"]["output.live_preview"] == "cli:--live-preview-every"
     shown = cli(*TINY_WAN, "--live-preview", "--out", "clip.mp4", "--dry-run").stdout
-    assert "live_preview: 2" in shown and "# cli:--live-preview" in shown
+    assert 'live_preview: "auto"' in shown and "# cli:--live-preview" in shown
     assert "clip.preview.webp while" in shown
 
 

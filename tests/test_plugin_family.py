@@ -139,3 +139,20 @@ def test_a_family_module_that_fails_to_import_is_one_line(tmp_path: Path) -> Non
     assert result.stderr.strip() == (
         "Error: VIDGEN_FAMILIES names broken_family, which could not be added: RuntimeError: no"
     )
+
+
+@pytest.mark.unit
+def test_a_family_module_in_the_package_registers_without_a_list_entry() -> None:
+    """A new family is one file: every module of vidgen/families that defines FAMILIES is found and
+    registered, whether or not MODULES names it (MODULES only orders `vidgen models`)."""
+    from vidgen import families
+
+    folder = Path(families.__file__).parent
+    defining = {path.stem for path in folder.glob("*.py") if "\nFAMILIES = " in path.read_text(encoding="utf-8")}
+    registered = {
+        type(family).__module__.rsplit(".", 1)[1]
+        for family in families.FAMILIES.values()
+        if type(family).__module__.startswith("vidgen.families.")
+    }
+    assert defining and defining == registered
+    assert families._modules()[: len(families.MODULES)] == list(families.MODULES)

@@ -782,7 +782,10 @@ def every_option(name: str) -> tuple[object, object]:
     """The interval option of an output kind written every N steps (--live-preview-every N)."""
     kind = OUTPUT_KINDS[name]
     assert kind.every_flag
-    text = f"{kind.flag} every N denoising steps instead of every {kind.every} (as the progress counts them)."
+    text = (
+        f"{kind.flag} every N denoising steps (as the progress counts them), whatever they cost, instead of "
+        f"every {kind.every} while they take under a tenth of the run's time."
+    )
     return Annotated[int | None, typer.Option(kind.every_flag, metavar="N", help=text, rich_help_panel=OUTPUT)], None
 
 
@@ -898,8 +901,8 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
 
 def _output_switch(name: str, value: object, params: dict[str, object]) -> tuple[str, object, str] | None:
     """(config path, value, flag) of an output kind's switch or interval option, None when
-    another option gives the value: `--live-preview` sets its kind's own interval unless
-    `--live-preview-every N` gives one."""
+    another option gives the value: `--live-preview` asks for "auto" (its kind's own interval,
+    within a share of the run's time) unless `--live-preview-every N` gives one."""
     if name in EVERY_OPTIONS:
         kind = EVERY_OPTIONS[name]
         return f"output.{kind.switch}", value, str(kind.every_flag)
@@ -908,7 +911,7 @@ def _output_switch(name: str, value: object, params: dict[str, object]) -> tuple
         return f"output.{name}", value, flag(f"output.{name}")
     if params.get(f"{name}_every") is not None:
         return None
-    return f"output.{name}", kind.every, str(kind.flag)
+    return f"output.{name}", "auto", str(kind.flag)
 
 
 def read_mag_ratios(given: str) -> list[float]:

@@ -117,6 +117,10 @@ for _kind in (
 BUILTIN = tuple(INPUT_KINDS.values())
 
 
+# The share of a run's time that an `every` kind's file may take when its bare flag asks for "auto".
+AUTO_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class OutputKind:
     """A file a run writes beside its video. One declaration gives its name (from the video's),
@@ -135,7 +139,8 @@ class OutputKind:
     negatable: bool = True
     record: str | None = None
     # A file rewritten while the run denoises, every N steps: the switch then holds N (None: off),
-    # the bare flag asks for every `every` steps, and `FLAG-every N` for every N. Such a file is
+    # `FLAG-every N` asks for every N, and the bare flag for "auto": every `every` steps while
+    # writing it takes under AUTO_SHARE of the run's time (see vidgen.run.live). Such a file is
     # derived data: one a killed run left without its video is replaced by the next run.
     every: int | None = None
 
@@ -189,8 +194,8 @@ for _output in (
     OutputKind(
         "live_preview",
         "{stem}.preview.webp",
-        "While denoising, rewrite NAME.preview.webp every 2 steps: the video as it forms "
-        "(--live-preview-every N for another interval).",
+        "While denoising, rewrite NAME.preview.webp: the video as it forms, every 2 steps while previews "
+        "take under a tenth of the run's time (--live-preview-every N: every N steps, whatever they take).",
         switch="live_preview",
         flag="--live-preview",
         negatable=False,

@@ -8,10 +8,11 @@ reads like the diffusers documentation and a family's call kwargs are mostly a p
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -372,11 +373,25 @@ class _OutputBase(_Section):
 MAX_EVERY = 1000
 
 
+def _every(value: Any) -> int | str | None:
+    """Steps between rewrites of an `every` output kind: 1 to MAX_EVERY, or "auto"."""
+    if value is None or value == "auto":
+        return value
+    try:
+        steps = int(value) if not isinstance(value, bool | float) else None
+    except (TypeError, ValueError):
+        steps = None
+    if steps is None or not 1 <= steps <= MAX_EVERY:
+        raise ValueError(f"must be auto or a whole number of steps from 1 to {MAX_EVERY}")
+    return steps
+
+
 def _switch_field(kind: OutputKind) -> tuple[Any, Any]:
     """An output kind's switch: on/off, or for a file rewritten during the run (`every`) the
     steps between writes (None: off)."""
     if kind.every is not None:
-        return int | None, Field(None, ge=1, le=MAX_EVERY, description=kind.help)
+        # "auto": the bare flag's interval, kept within a share of the run's time.
+        return Annotated[int | str | None, BeforeValidator(_every)], Field(None, description=kind.help)
     return bool, Field(False, description=kind.help)
 
 

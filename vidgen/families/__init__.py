@@ -22,7 +22,9 @@ from vidgen.core.limits import MAX_STEPS
 from vidgen.families.base import MODEL_OPTIONS, OPTIMIZATIONS, Family, Option, context_parallel, denoisers
 from vidgen.families.base import mode_options as family_mode_options
 
-# The family modules, in `vidgen models` order; each defines FAMILIES, the classes it registers.
+# The family modules listed first by `vidgen models`, in this order; each defines FAMILIES, the
+# classes it registers. Any other module of this package that defines FAMILIES is found by itself
+# and follows, by name (`_modules`): a new family is one file, with no line to add here.
 MODULES = (
     "cogvideox",
     "modelscope",
@@ -39,6 +41,10 @@ MODULES = (
     "ltx2",
     "kandinsky5",
     "sana_video",
+    "mochi",
+    "allegro",
+    "latte",
+    "easyanimate",
 )
 
 FAMILIES: dict[str, Family] = {}
@@ -312,7 +318,15 @@ def _load_plugins(names: str) -> None:
             return
 
 
-for _module in MODULES:
-    for _cls in importlib.import_module(f"vidgen.families.{_module}").FAMILIES:
+def _modules() -> list[str]:
+    """MODULES, then the package's other modules by name (those without FAMILIES register nothing)."""
+    import pkgutil
+
+    found = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.ispkg)
+    return [*MODULES, *(name for name in found if name not in MODULES)]
+
+
+for _module in _modules():
+    for _cls in getattr(importlib.import_module(f"vidgen.families.{_module}"), "FAMILIES", ()):
         register(_cls())
 _load_plugins(os.environ.get("VIDGEN_FAMILIES", ""))

@@ -617,16 +617,18 @@ def _write_kept(plan: Plan, item: Planned, kept: Any, progress: Progress) -> Res
 def _record_preview(record: dict[str, Any], preview: live.Session | None) -> None:
     """--live-preview in the sidecar: the last preview (`output.live_preview`, named as it lies
     beside the sidecar), the time previews took within the denoising, and the decoder's file."""
-    shown = preview.record() if preview is not None else None
+    if preview is None:
+        return
+    # The decoder's file, loaded for the run, whether or not a preview was written with it.
+    if preview.decoder.file is not None:
+        record["model"]["files"] = {**(record["model"].get("files") or {}), "preview_decoder": preview.decoder.file}
+    shown = preview.record()
     if shown is None:
         return
     # The run's own time on previews, and the preview thread's beside it (see live.Session).
     record["timings"]["live_preview"] = shown.pop("seconds")
     record["timings"]["live_preview_beside"] = shown.pop("seconds_beside")
     record["output"]["live_preview"] = shown
-    file = preview.decoder.file if preview is not None else None
-    if file is not None:
-        record["model"]["files"] = {**(record["model"].get("files") or {}), "preview_decoder": file}
 
 
 def _calibration(plan: Plan, loaded: Any, item: Planned) -> dict[str, Any]:

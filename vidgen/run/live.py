@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vidgen.config.kinds import AUTO_SHARE, OUTPUT_KINDS
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, ModelError, is_oom
 from vidgen.families.base import Family, Previewing
@@ -47,6 +48,14 @@ log = logging.getLogger("vidgen")
 
 # A preview's longest side, at most: enough to judge a video, cheap to encode every few steps.
 PREVIEW_SIDE = 512
+# The bare --live-preview ("auto"): a preview every AUTO_EVERY steps while previews take under
+# AUTO_SHARE of the run's time. On a real model a step takes seconds and a TAEHV preview a small
+# part of one, so each falls due and is written; on a model whose steps cost about what a preview
+# does (the tiny ones on a CPU) previews are spaced out instead of slowing the run down.
+AUTO_EVERY = OUTPUT_KINDS["live_preview"].every or 2
+# ... and not before this many seconds of denoising while no preview's cost is known yet: a run over
+# sooner has no one watching it, and one preview must not outweigh it.
+AUTO_FIRST = 1.0
 WEBP_QUALITY = 70
 
 
@@ -124,6 +133,7 @@ class Decoder:
     module: Any = None
     arch: taehv.Arch | None = None
     file: dict[str, Any] | None = None  # the sidecar's record of the weights file
+    cost: float = 0.0  # the seconds of its last preview (a batch's next video starts from it)
 
     @property
     def frames_per_frame(self) -> int:
@@ -196,8 +206,16 @@ class Session:
     the progress counts them) hands the newest one to its writer, which replaces `path` with it
     beside the run (see the module's docstring)."""
 
-    def __init__(self, decoder: Decoder, path: Path, every: int, fps: int, progress: Any) -> None:
-        self.decoder, self.path, self.every, self.fps, self.progress = decoder, path, every, fps, progress
+    def __init__(self, decoder: Decoder, path: Path, every: int | str, fps: int, progress: Any) -> None:
+        self.decoder, self.path, self.fps, self.progress = decoder, path, fps, progress
+        # "auto" (the bare --live-preview): every AUTO_EVERY steps, a preview only while the
+        # previews so far and this one take under AUTO_SHARE of the time since denoising began.
+        self.auto = every == "auto"
+        self.every = AUTO_EVERY if self.auto else int(every)
+        self.began = 0.0
+        self.held = 0  # previews "auto" held back to keep within its share
+        self.submitted = 0  # previews handed to the writer
+        self.cost = 0.0  # the last preview's whole time (on the run and beside it): the next one's estimate
         self.latest: Callable[[], tuple[Any, bool]] | None = None  # makes the newest step's estimate
         self.fresh = False  # an estimate came since the last preview
         self.total = 0
@@ -216,6 +234,7 @@ class Session:
         """While the pipeline runs: its scheduler hands over its estimates. The last preview is
         written before this ends; a run that fails drops the one waiting."""
         self.run, self.total = (pipe, cfg, call_kwargs), total
+        self.began = time.perf_counter()
         try:
             with _watched(pipe.scheduler, self._keep):
                 yield
@@ -236,6 +255,9 @@ class Session:
         if done % self.every or not self.fresh or self.latest is None or self.run is None or self.stopped:
             return
         start = time.perf_counter()
+        if self.auto and not self._affordable(start - self.began):
+            self.held += 1  # over its share of the run: the next due step tries again
+            return
         try:
             latents, clean = self.latest()
             pipe, cfg, call_kwargs = self.run
@@ -246,8 +268,22 @@ class Session:
         self.fresh, self.clean = False, clean
         if self._writer is None:
             self._writer = _Writer(self._write)
-        self._writer.submit(frames, done)
-        self.seconds += time.perf_counter() - start
+        taken = time.perf_counter() - start
+        self.seconds += taken
+        self.submitted += 1
+        self._writer.submit(frames, done, taken)
+
+    def _affordable(self, elapsed: float) -> bool:
+        """Whether "auto" writes the preview that fell due `elapsed` seconds into denoising: the
+        previews so far (on the run and beside it, which shares the CPU) and this one, estimated
+        from the last one this decoder made, within AUTO_SHARE of the time. A decoder that has
+        made none yet waits for AUTO_FIRST seconds, so one preview cannot outweigh a short run."""
+        if self.submitted > self.written and not self.stopped:
+            return False  # the last one is still being written: its cost is not known yet
+        estimate = self.cost or self.decoder.cost
+        if not estimate:
+            return elapsed >= AUTO_FIRST
+        return self.seconds + self.beside + estimate <= AUTO_SHARE * elapsed
 
     def _stop(self, done: int, exc: Exception) -> None:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -256,7 +292,7 @@ class Session:
             free_memory()
         log.warning("live previews stopped at step %d (%s); the run goes on.", done, first)
 
-    def _write(self, frames: Any, done: int) -> None:
+    def _write(self, frames: Any, done: int, taken: float) -> None:
         """On the preview thread: encode, replace, announce."""
         if self.stopped:
             return
@@ -271,6 +307,8 @@ class Session:
         height, width = frames.shape[1:3]
         self.last = {"step": done, "frames": len(frames), "width": width, "height": height}
         self.beside += time.perf_counter() - start
+        # A preview's whole cost, on the run (`taken`) and beside it: what "auto" expects of the next.
+        self.cost = self.decoder.cost = taken + time.perf_counter() - start
         self.progress.preview(str(self.path), done, self.total)
 
     def _close(self, drop: bool) -> None:
@@ -288,11 +326,14 @@ class Session:
         """The sidecar's `output.live_preview` (None when none was written)."""
         self._close(drop=False)
         if not self.written:
-            return None
+            # "auto" that found no preview affordable says so; otherwise there is nothing to record.
+            held = {"every": "auto", "share": AUTO_SHARE, "held": self.held, "written": 0}
+            return {**held, "seconds_beside": 0.0, "seconds": 0.0} if self.auto and self.held else None
         shows = "the scheduler's estimate of the clean video" if self.clean else "the current (noisy) latents"
         return {
             "path": self.path.name,
-            "every": self.every,
+            "every": "auto" if self.auto else self.every,
+            **({"share": AUTO_SHARE, "held": self.held} if self.auto else {}),
             "written": self.written,
             **({"skipped": self.skipped} if self.skipped else {}),
             **self.last,
@@ -308,20 +349,20 @@ class _Writer:
     """A thread that writes one video's previews in the order they come, keeping at most one
     waiting: a newer preview replaces the one that has not started (counted as skipped)."""
 
-    def __init__(self, write: Callable[[Any, int], None]) -> None:
+    def __init__(self, write: Callable[[Any, int, float], None]) -> None:
         self._write = write
         self._ready = threading.Condition()
-        self._waiting: tuple[Any, int] | None = None  # (frames, step)
+        self._waiting: tuple[Any, int, float] | None = None  # (frames, step, seconds taken on the run)
         self._closed = False
         self._skipped = 0
         self._thread = threading.Thread(target=self._loop, name="vidgen-live-preview", daemon=True)
         self._thread.start()
 
-    def submit(self, frames: Any, done: int) -> None:
+    def submit(self, frames: Any, done: int, taken: float) -> None:
         with self._ready:
             if self._waiting is not None:
                 self._skipped += 1
-            self._waiting = (frames, done)
+            self._waiting = (frames, done, taken)
             self._ready.notify()
 
     def close(self, drop: bool) -> int:

@@ -1,0 +1,102 @@
+"""EasyAnimate V5.1: its frame and size rules, the modes it does not do and the options it cannot
+take, refused before loading with one line (exit 3); the full-size preset plans offline; a
+negative prompt is always passed (diffusers fails without one when guiding); the options declared
+for it run on the tiny model; saved latents decode to the same frames; previews decode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli, decode, files_under, one_line_error, png_frames, printed_sidecar, sidecar
+
+from vidgen import families
+from vidgen.config import available_presets, resolve
+from vidgen.config.layers import Layer, merged_preset
+
+T2V = ("t2v", "a red fox in snow", "--preset", "tiny-easyanimate")
+FULL = sorted(
+    name
+    for name, path in available_presets().items()
+    if (merged_preset(str(path)).get("model") or {}).get("family") == "easyanimate" and not name.startswith("tiny-")
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--frames", "10"], ["--frames 10", "4k+1", "9 or 13"]),
+        (["--height", "40"], ["--height 40", "multiples of 16", "32 or 48"]),
+        (["--width", "24"], ["--width 24", "multiples of 16", "16 or 32"]),
+        (["--cache", "pab"], ["--cache", "CacheMixin"]),
+        (["--attention-backend", "native"], ["--attention-backend", "SDPA itself"]),
+        (["--compile"], ["--compile", "repeated blocks"]),
+        (["--lora", "x.safetensors"], ["--lora", "no adapters"]),
+        (["--vae-slicing"], ["--vae-slicing", "--vae-tiling"]),
+        (["--scheduler", "euler"], ["--scheduler"]),
+    ],
+)
+def test_refused_before_loading(args: list[str], needles: list[str], nothing_loads: None, tmp_path: Path) -> None:
+    one_line_error(cli(*T2V, *args), 3, *needles)
+    assert files_under(tmp_path) == []
+
+
+def test_wrong_modes_refused(nothing_loads: None, tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 80, 40)).save("first.png")
+    one_line_error(cli("i2v", "first.png", "a fox", "--preset", "tiny-easyanimate"), 3, "not `vidgen i2v`")
+    one_line_error(cli("v2v", "clip.mp4", "a fox", "--preset", "tiny-easyanimate"), 3, "not `vidgen v2v`")
+    assert files_under(tmp_path) == [tmp_path / "first.png"]
+
+
+def test_a_negative_prompt_is_always_passed() -> None:
+    family = families.get("easyanimate")
+    cleared = Layer("cli", {"inputs": {"prompt": "a fox", "negative_prompt": None}})
+    config = resolve("t2v", ["tiny-easyanimate"], [cleared], families.defaults_layer).config
+    assert family.call_kwargs(config, seed=0)["negative_prompt"] == ""
+    asked = Layer("cli", {"inputs": {"prompt": "a fox"}})
+    config = resolve("t2v", ["easyanimate-v5.1-12b"], [asked], families.defaults_layer).config
+    assert family.call_kwargs(config, seed=0)["negative_prompt"] == "bad detailed"
+
+
+@pytest.mark.parametrize("preset", FULL)
+def test_full_presets_plan_offline(preset: str, nothing_loads: None) -> None:
+    result = cli("t2v", "a fox", "--preset", preset, "--dry-run", "--memory", "auto", "--vram", "24")
+    assert result.exit_code == 0, result.stderr
+    assert "EasyAnimatePipeline" in result.stdout and "--vram 24" in result.stdout
+
+
+def test_full_preset_is_the_docs_example(nothing_loads: None) -> None:
+    assert FULL == ["easyanimate-v5.1-12b"]
+    data = merged_preset(str(available_presets()["easyanimate-v5.1-12b"]))
+    sampling = data["sampling"]
+    assert (sampling["height"], sampling["width"], sampling["num_frames"]) == (512, 512, 49)
+    assert (sampling["num_inference_steps"], sampling["guidance_scale"], data["output"]["fps"]) == (50, 6.0, 8)
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("option", [["--fp8-storage"], ["--vae-tiling"]])
+def test_declared_options_run_on_the_tiny_model(option: list[str], tmp_path: Path) -> None:
+    result = cli(*T2V, *option, "--out", "a/")
+    assert result.exit_code == 0, result.stderr
+    video = Path(result.stdout.strip())
+    assert decode(video)[0].shape[:3] == (9, 32, 32)
+    assert sidecar(video.with_suffix(".json"))["optimizations"]["applied"]
+
+
+@pytest.mark.pipeline
+def test_saved_latents_decode_to_the_same_frames_and_previews_run(tmp_path: Path) -> None:
+    made = cli(*T2V, "--seed", "3", "--format", "png", "--out", "run/", "--save-latents", "--live-preview-every", "1")
+    assert "previews stopped" not in made.stderr
+    run = png_frames(made)
+    shown = printed_sidecar(made)["output"]["live_preview"]
+    assert shown["decoder"] == "vae" and "stopped" not in shown
+    saved = Path(printed_sidecar(made)["output"]["latents"]["path"])
+    result = cli("decode", str(saved), "--format", "png", "--out", "again/")
+    assert printed_sidecar(result)["pipeline"]["decode"]["method"] == "vae.decode"
+    assert np.array_equal(run, png_frames(result))
+    # Not vacuous: another seed decodes to other frames.
+    other = png_frames(cli(*T2V, "--seed", "4", "--format", "png", "--out", "other/"))
+    assert np.abs(other.astype(int) - run.astype(int)).max() > 1

@@ -1,0 +1,217 @@
+"""EasyAnimate V5.1 (Alibaba PAI): a 12B MMDiT on its Magvit video VAE (4x8x8, 16 latent
+channels), prompted by Qwen2-VL 7B; text to video, 1 to 49 frames at 8 fps.
+
+diffusers floors an off-grid frame count to the 4k+1 below it and refuses sizes off 8, though
+the transformer's 2x2 patches need multiples of 16: vidgen refuses both before loading. With
+guidance and no negative prompt the pipeline fails (it iterates over None), so vidgen always
+passes one (the docs' example's, or "" when the user clears it). Image-to-video and first/last
+frame (`EasyAnimateInpaintPipeline`) are not wired up yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.families.base import (
+    SDPA_SLICING,
+    Catch,
+    Caught,
+    Decoding,
+    Family,
+    Footprint,
+    Grid,
+    Loading,
+    Memory,
+    Mode,
+    Previewing,
+    Takes,
+    halved,
+    merged,
+    prompt_kwargs,
+    sampling_kwargs,
+    settings,
+)
+
+_SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width"})
+REPO = "alibaba-pai/EasyAnimateV5.1-12b-zh"
+# The negative prompt of the diffusers example.
+NEGATIVE = "bad detailed"
+# Parameter counts for the memory planner, from classes built on the meta device: the transformer as
+# EasyAnimateTransformer3DModel with the published V5.1 12B config (48 blocks of 48x64 heads, 2x2
+# patches, Qwen2-VL's 3584-wide captions; the InP repo's transformer/config.json, which differs only
+# in its input channels), 11.80B; the Magvit VAE with its default config, 0.244B. The text encoder:
+# Qwen2-VL-7B-Instruct (Qwen2VLForConditionalGeneration, published 8.29B).
+_SIZES = {REPO: {"transformer": 11.80e9, "text_encoder": 8.29e9, "vae": 0.244e9}}
+
+
+class _Previewing(Previewing):
+    """Previews decoded by the Magvit VAE, from latents divided by its scaling factor first."""
+
+    def decode(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], latents: Any) -> Any:
+        return self.family.decode(pipe, cfg, Caught(halved(latents) / pipe.vae.config.scaling_factor))
+
+
+class EasyAnimate(Family):
+    name = "easyanimate"
+    title = "EasyAnimate V5.1"
+    modes: ClassVar[dict[str, Mode]] = {"t2v": Mode("EasyAnimatePipeline", REPO, _SAMPLING)}
+    # The diffusers example (pipeline docstring): 512x512, 50 steps, guidance 6, "bad detailed";
+    # the docs: 49 frames (1 to 49 work best), exported at 8 fps.
+    reference = merged(
+        settings(size=(512, 512), frames=49, steps=50, guidance=6.0, fps=8),
+        {"inputs": {"negative_prompt": NEGATIVE}},
+    )
+    # Checked on the tiny model (tests/test_easyanimate.py): fp8 storage and VAE tiling. Offload
+    # needs CUDA. Its transformer has no cache hooks, no adapters and no dispatcher in diffusers.
+    takes = Takes(
+        optimizations=frozenset({"offload", "vae_tiling", "fp8_storage"}),
+        caches=frozenset(),
+        schedulers={},
+    )
+    hints: ClassVar[dict[str, str]] = {
+        "optimization.cache": "EasyAnimate's transformer has no cache hooks in diffusers (no CacheMixin)",
+        "optimization.attention_backend": (
+            "EasyAnimate's attention processor calls PyTorch SDPA itself, not diffusers' dispatcher, so a backend "
+            "would not be used"
+        ),
+        "optimization.attention_slicing": SDPA_SLICING,
+        "optimization.decode_chunk_size": "its VAE decodes the whole clip in one call; use --vae-tiling",
+        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload model",
+        "optimization.compile": "diffusers lists no repeated blocks for EasyAnimate's transformer",
+        "optimization.quantize": "not checked on EasyAnimate's transformer; use --fp8-storage",
+        "model.scheduler": "EasyAnimate ships its flow-matching Euler scheduler, which vidgen keeps",
+        "model.loras": "EasyAnimate's transformer takes no adapters in diffusers (no PEFT support)",
+    }
+    # The docs recommend float16 for the V5.1 checkpoints.
+    loading = Loading(cuda_dtype="fp16")
+    memory = Memory(
+        Footprint(
+            denoiser="transformer",
+            blocks=48,
+            sizes=_SIZES,
+            spatial=8,
+            temporal=4,
+            patch=2,
+            width=3072,
+            live=10,
+            decode=160,
+            tiled=0.3,
+        ),
+        sliced=False,
+    )
+    # The Magvit VAE compresses 4 frames and 8x8 pixels; the transformer patches 2x2 latents.
+    grid = Grid(frames=4, size=16)
+    # Caught at the VAE, already divided by its scaling factor by the pipeline.
+    decoding = Decoding(latents="caught", catches={"latents": Catch("vae.decode")})
+    previewing = _Previewing()
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling)}
+        # diffusers 0.42 iterates over a missing negative prompt when guiding, and fails.
+        kwargs.setdefault("negative_prompt", "")
+        kwargs["output_type"] = "np"
+        return kwargs
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        return int(call_kwargs.get("num_inference_steps", 0))
+
+    def decode(self, pipe: Any, cfg: RunConfig, caught: Caught) -> Any:
+        vae = pipe.vae
+        video = vae.decode(caught.latents.to(vae.dtype), *caught.args, **caught.kwargs)[0]
+        return pipe.video_processor.postprocess_video(video, output_type="np")[0]
+
+    tiny: ClassVar[dict[str, Any]] = {}
+
+
+# -- tiny random-weight recipe (after diffusers' own EasyAnimate tests, offline tokenizer) --------
+
+
+def _qwen2_vl(tokenizer: Any) -> Any:
+    """A two-layer Qwen2-VL (the class the pipeline loads) with hidden size 16 for `tokenizer`."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name}|>") for name in ("vision_start", "vision_end")}
+    text = {
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "vocab_size": len(tokenizer),
+        "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+    }
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 16, "num_heads": 2},
+        vocab_size=len(tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=ids["vision_start"],
+        vision_end_token_id=ids["vision_end"],
+    )
+    return Qwen2VLForConditionalGeneration(config).eval()
+
+
+def tiny_t2v() -> Any:
+    import torch
+    from diffusers import (
+        AutoencoderKLMagvit,
+        EasyAnimatePipeline,
+        EasyAnimateTransformer3DModel,
+        FlowMatchEulerDiscreteScheduler,
+    )
+
+    from vidgen.families.hunyuan15 import qwen2_tokenizer
+
+    tokenizer = qwen2_tokenizer()
+    transformer = EasyAnimateTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,  # its 3-D RoPE splits a head 2:3:3, each part even
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=2,
+        text_embed_dim=16,  # the Qwen hidden size
+        num_layers=2,
+        sample_width=16,
+        sample_height=16,
+        patch_size=2,
+    )
+    # Zero-initialised tensors are drawn at random, so that every part shapes the output.
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in transformer.parameters():
+            if not parameter.any():
+                parameter.normal_(0.0, 0.2, generator=generator)
+    vae = AutoencoderKLMagvit(
+        down_block_types=(
+            "SpatialDownBlock3D",
+            "SpatialTemporalDownBlock3D",
+            "SpatialTemporalDownBlock3D",
+            "SpatialTemporalDownBlock3D",
+        ),
+        up_block_types=(
+            "SpatialUpBlock3D",
+            "SpatialTemporalUpBlock3D",
+            "SpatialTemporalUpBlock3D",
+            "SpatialTemporalUpBlock3D",
+        ),
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        spatial_group_norm=False,
+    )
+    return EasyAnimatePipeline(
+        vae=vae.eval(),
+        text_encoder=_qwen2_vl(tokenizer),
+        tokenizer=tokenizer,
+        transformer=transformer.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+
+
+EasyAnimate.tiny = {"easyanimate": tiny_t2v}
+
+FAMILIES = (EasyAnimate,)
