@@ -33,7 +33,7 @@ from typing import Any
 
 from vidgen import families
 from vidgen.config import Layer, Resolved, resolve, safe_yaml
-from vidgen.config.flags import FLAGS, from_flag_form
+from vidgen.config.flags import FINISH_OPTIONS, FLAGS, finish_steps, from_flag_form
 from vidgen.config.kinds import input_fields
 from vidgen.config.layers import dotted, set_layer
 from vidgen.core import stopping
@@ -179,8 +179,12 @@ def _yaml_jobs(source: str, text: str) -> list[Job]:
 def _layer(job: Job) -> tuple[list[str], Layer, dict[str, Any]]:
     """(presets, the job's config layer, its `set:` values by dotted path)."""
     data: dict[str, Any] = {}
+    # interpolate/upscale (and their weights and tile keys) make output.finish, as the flags do.
+    chain = finish_steps({key: job.data.get(key) for key in FINISH_OPTIONS})
+    if chain:
+        data["output"] = {"finish": chain}
     for key, value in job.data.items():
-        if key in SPECIAL:
+        if key in SPECIAL or key in FINISH_OPTIONS:
             continue
         if key in ("model", "inputs", "sampling", "optimization", "output") and isinstance(value, dict):
             path_values = {f"{key}.{inner}": item for inner, item in value.items()}

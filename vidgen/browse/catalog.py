@@ -79,7 +79,16 @@ class Entry:
             "timings": self._block("timings"),
             "peak_memory_bytes": self.data.get("peak_memory_bytes"),
             "preview": output.get("preview"),
+            "finish": self.finish,
         }
+
+    @property
+    def finish(self) -> str | None:
+        """The finishing chain in a few words ("interpolate x2, upscale x2"), None without one."""
+        steps = self.data.get("finish")
+        if not isinstance(steps, list) or not steps:
+            return None
+        return ", ".join(f"{step.get('step')} {step.get('factor')}" for step in steps if isinstance(step, dict))
 
 
 def _size(path: Path) -> int:

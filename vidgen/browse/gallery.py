@@ -92,7 +92,9 @@ def _tile(entry: Entry, root: Path, posters: dict[Path, str]) -> str:
         + (f'<p class="enhanced">enhanced: {_h(shorten(enhanced, PROMPT_CHARS))}</p>' if enhanced else "")
         + f"<p>seed {_h(row['seed'])} · {_h(row['model'])} · {_h(row['mode'])}</p>"
         f"<p>{_h(settings[0])}</p><p>{_h(settings[1])}</p>"
-        f"<p>{_h(timings)} · peak {_h(_gib(row['peak_memory_bytes']))}</p>"
+        # The finishing chain (--interpolate, --upscale) that made the file from the generation.
+        + (f"<p>finished: {_h(row['finish'])}</p>" if row.get("finish") else "")
+        + f"<p>{_h(timings)} · peak {_h(_gib(row['peak_memory_bytes']))}</p>"
         f'<p><a href="{_url(entry.path, root)}">{_h(entry.path.name)}</a> · '
         f'<a href="{_url(entry.sidecar, root)}">sidecar</a></p>'
         "</figcaption></figure>"

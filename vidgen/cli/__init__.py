@@ -173,6 +173,7 @@ def _register() -> None:
         control,
         decode,
         doctor,
+        finish,
         gallery,
         i2v,
         inspect,
@@ -196,6 +197,8 @@ def _register() -> None:
     app.command(cls=HelpCommand, rich_help_panel="Generate")(decode.decode)
     app.command(cls=HelpCommand, rich_help_panel="Generate")(preview.preview)
     app.command(cls=HelpCommand, rich_help_panel="Generate")(serve.serve)
+    app.command(cls=HelpCommand, rich_help_panel="Finish")(finish.interpolate)
+    app.command(cls=HelpCommand, rich_help_panel="Finish")(finish.upscale)
     app.add_typer(presets.app, name="presets", rich_help_panel="Information")
     app.command(cls=HelpCommand, rich_help_panel="Information")(models.models)
     app.command(cls=HelpCommand, rich_help_panel="Information")(inspect.inspect)

@@ -14,6 +14,7 @@ import typer
 from vidgen import families
 from vidgen.config import Layer, set_layer
 from vidgen.config.flags import (
+    finish_steps,
     flag,
     from_flag_form,
     parse_condition_video,
@@ -225,6 +226,50 @@ Audio = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+FINISH = "Finish (after generating)"
+Interpolate = Annotated[
+    str | None,
+    typer.Option(
+        "--interpolate",
+        metavar="x2|x4|FPSfps",
+        help="More frames in the same time with RIFE: a factor (2, x4) or a target rate (32fps); originals kept. "
+        "Needs --interpolate-model.",
+        rich_help_panel=FINISH,
+    ),
+]
+InterpolateModel = Annotated[
+    str | None,
+    typer.Option(
+        "--interpolate-model",
+        metavar="FILE|REPO:PATH",
+        help="RIFE weights (Practical-RIFE 4.25/4.26 IFNet, flownet.pkl or a .safetensors conversion).",
+        rich_help_panel=FINISH,
+    ),
+]
+Upscale = Annotated[
+    str | None,
+    typer.Option(
+        "--upscale",
+        metavar="FILE|REPO:PATH",
+        help="Upscale every frame with a Real-ESRGAN network (SRVGGNetCompact or RRDBNet weights); the file "
+        "sets the factor. Runs after --interpolate.",
+        rich_help_panel=FINISH,
+    ),
+]
+UpscaleTile = Annotated[
+    int | None,
+    typer.Option(
+        "--upscale-tile",
+        min=0,
+        max=8192,
+        metavar="PX",
+        help="Upscale in tiles of PX input pixels a side (default 512; 0: whole frames), so big frames fit memory.",
+        rich_help_panel=FINISH,
+    ),
+]
+FINISH_PARAMS = ("interpolate", "interpolate_model", "upscale", "upscale_tile")
+
+
 VaeTiling = Annotated[
     bool | None,
     typer.Option(
@@ -787,6 +832,16 @@ def _lora_layer(params: dict[str, object]) -> Layer | None:
     return Layer(label=label, data={"model": {"loras": loras}}, origin=label.removeprefix("cli:"))
 
 
+def finish_layer(params: dict[str, object]) -> Layer | None:
+    """--interpolate and --upscale (with their weights and tile options) as the output.finish chain."""
+    steps = finish_steps(params)
+    if not steps:
+        return None
+    given = [flag for flag in ("--interpolate", "--upscale") if params.get(flag.lstrip("-")) is not None]
+    label = "cli:" + "+".join(given)
+    return Layer(label=label, data={"output": {"finish": steps}}, origin=label.removeprefix("cli:"))
+
+
 def _conditions_layer(params: dict[str, object]) -> Layer | None:
     """--keyframe and --condition-video together as one inputs.conditions list."""
     keyframes = [parse_keyframe(str(spec)) for spec in params.get("keyframe") or []]  # type: ignore[attr-defined]
@@ -836,6 +891,9 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
     conditions = _conditions_layer(params)
     if conditions is not None:
         layers.append(conditions)
+    chain = finish_layer(params)
+    if chain is not None:
+        layers.append(chain)
     if params.get("set_"):
         layers.append(set_layer(params["set_"]))  # type: ignore[arg-type]
     return layers

@@ -300,6 +300,8 @@ def _print_enhanced(enhanced: Any, as_json: bool) -> None:
 
 
 def _print_plan(plan: Any, as_json: bool) -> None:
+    from vidgen.run import generate
+
     cfg = plan.resolved.config
     outputs = [{"path": str(i.path), "sidecar": str(i.sidecar), "seed": i.seed} for i in plan.items]
     if cfg.output.live_preview:  # rewritten while the video denoises (--live-preview)
@@ -323,6 +325,7 @@ def _print_plan(plan: Any, as_json: bool) -> None:
             "inputs": plan.inputs.record,
             "notes": plan.inputs.notes,
             "outputs": outputs,
+            **({"finish": priced} if (priced := generate.finish_price(plan)) else {}),
             "exit_code": 0,
         }
         typer.echo(json.dumps(body))
@@ -346,6 +349,7 @@ def _print_plan(plan: Any, as_json: bool) -> None:
             at = f" at frame {one['frame_index']}" if "frame_index" in one else ""
             lines.append(f"{name}: {one['path']}{at} -> {count}{size} ({one['resize']})")
     lines += [f"note: {note}" for note in plan.inputs.notes]
+    lines += finish_lines(generate.finish_price(plan) or [])
     if plan.seed_drawn:
         lines.append(f"seed drawn at random: {plan.items[0].seed} (a real run draws its own; pass --seed to fix it)")
     previews = " while denoising" if cfg.output.live_preview else ""
@@ -354,6 +358,21 @@ def _print_plan(plan: Any, as_json: bool) -> None:
         lines.append(f"would write: {item['path']} (+ {', '.join(beside)})")
     for line in lines:
         typer.echo("\n".join(comment(line)))
+
+
+def finish_lines(priced: list[dict[str, Any]]) -> list[str]:
+    """--dry-run: one line per finishing step: what it makes and what it costs."""
+    mib = 1024**2
+    lines = []
+    for index, row in enumerate(priced, start=1):
+        frames, size = row["frames"], row["size"]
+        lines.append(
+            f"finish {index}: {row['label']} with {row['model']}: {frames[0]} -> {frames[1]} frames, {size[0]} -> "
+            f"{size[1]}, {row['network_runs']} network runs; weights {row['weights_bytes'] / mib:.1f} MiB, working "
+            f"set about {row['working_bytes'] / mib:.0f} MiB"
+            + (f" (tiles of {row['tile']} px)" if row.get("tile") else ""),
+        )
+    return lines
 
 
 def memory_lines(planned: Any) -> list[str]:

@@ -73,7 +73,7 @@ def decode(
         "allow_pickle": allow_pickle,
         "set_": set_,
     }
-    resolved = _resolved(source, config, info.get("output"), out, flags)
+    resolved = resolved_from_latents(source, config, info.get("output"), out, flags)
     # Decode reads no inputs: only the limits and the pickle permission apply.
     trust.check_cost(resolved.config)
     trust.check_pickles(resolved)
@@ -88,7 +88,9 @@ def decode(
     _print_result(result, json_)
 
 
-def _resolved(source: Path, config: dict, recorded: object, out: str | None, flags: dict[str, object]) -> Resolved:
+def resolved_from_latents(
+    source: Path, config: dict, recorded: object, out: str | None, flags: dict[str, object]
+) -> Resolved:
     """The decode's config: the recorded run's, its output beside the latents file (or --out),
     under the flags given now. `recorded` is the output path the file names."""
     from vidgen.io.outputs import FORMATS

@@ -152,6 +152,7 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         if found:
             rows.append(("audio", f"{found} (read from the file)"))
     rows += _written_beside(output)
+    rows += _finish_rows(data)
     optimizations, timings = _dict(data.get("optimizations")), _dict(data.get("timings"))
     if optimizations:
         rows.append(("optimized", ", ".join(map(str, optimizations.get("applied") or [])) or "none"))
@@ -162,6 +163,30 @@ def _rows(data: dict) -> list[tuple[str, object]]:
     if isinstance(data.get("peak_memory_bytes"), (int, float)) and data["peak_memory_bytes"]:
         rows.append(("peak memory", f"{data['peak_memory_bytes'] / 2**30:.2f} GiB"))
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in _dict(data.get("versions")).items() if v)))
+    return rows
+
+
+def _finish_rows(data: dict) -> list[tuple[str, object]]:
+    """The finishing chain after the generation (--interpolate, --upscale, `vidgen interpolate`
+    and `upscale`): one row per step with its network, result and cost."""
+    rows: list[tuple[str, object]] = []
+    made_from = _dict(data.get("finished_from"))
+    if made_from:
+        rows.append(("finished from", f"{made_from.get('path')} (sha256 {str(made_from.get('sha256'))[:12]})"))
+    steps = data.get("finish") if isinstance(data.get("finish"), list) else []
+    for index, step in enumerate(_dict(step) for step in steps):
+        model = _dict(step.get("model"))
+        frames, size, fps = (step.get(key) if isinstance(step.get(key), list) else ["?", "?"] for key in
+                             ("frames", "size", "fps"))  # fmt: skip
+        peak = step.get("peak_memory_bytes")
+        cost = f"{step.get('seconds')} s" + (f", peak {peak / 2**30:.2f} GiB" if isinstance(peak, (int, float)) else "")
+        rows.append(
+            (
+                f"finish {index + 1}",
+                f"{step.get('step')} {step.get('factor')} with {model.get('architecture')} {model.get('source')}: "
+                f"{frames[0]} -> {frames[1]} frames, {size[0]} -> {size[1]}, {fps[0]} -> {fps[1]} fps ({cost})",
+            )
+        )
     return rows
 
 

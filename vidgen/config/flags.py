@@ -95,6 +95,29 @@ FLAGS: dict[str, str] = {
 }
 
 
+# The options that make the output.finish chain, by their command-line (and manifest) names.
+FINISH_OPTIONS = ("interpolate", "interpolate_model", "upscale", "upscale_tile")
+
+
+def finish_steps(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """--interpolate (with --interpolate-model), then --upscale (with --upscale-tile), as the
+    steps of output.finish; a half-given pair is a ConfigError naming what is missing."""
+    interpolate, weights = values.get("interpolate"), values.get("interpolate_model")
+    upscale, tile = values.get("upscale"), values.get("upscale_tile")
+    if interpolate is not None and weights is None:
+        raise ConfigError("--interpolate needs --interpolate-model FILE|REPO:PATH (RIFE 4.25/4.26 weights).")
+    if weights is not None and interpolate is None:
+        raise ConfigError("--interpolate-model needs --interpolate x2|x4|FPSfps to say how many frames to make.")
+    if tile is not None and upscale is None:
+        raise ConfigError("--upscale-tile needs --upscale FILE|REPO:PATH.")
+    steps: list[dict[str, Any]] = []
+    if interpolate is not None:
+        steps.append({"step": "interpolate", "model": str(weights), "by": str(interpolate)})
+    if upscale is not None:
+        steps.append({"step": "upscale", "model": str(upscale), **({"tile": tile} if tile is not None else {})})
+    return steps
+
+
 def register_flag(path: str, name: str) -> None:
     """Name the flag of a family-declared field (the families registry calls this)."""
     if FLAGS.get(path, name) != name:

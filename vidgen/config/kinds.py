@@ -205,5 +205,8 @@ for _output in (
     # A long run's finished windows (SkyReels-V2 DF with --save-latents or --oom-retry), until
     # it completes.
     OutputKind("windows", "{stem}.windows.safetensors", "Finished windows of a resumable run."),
+    # The clip after each finished step of --interpolate/--upscale, until the chain completes:
+    # a rerun of a killed chain starts from it.
+    OutputKind("finish", "{stem}.finish.safetensors", "The clip after the last finished step of its chain."),
 ):
     register_output(_output)

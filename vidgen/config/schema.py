@@ -329,6 +329,33 @@ class OptimizationConfig(_Section):
         return value
 
 
+FINISH_BY = re.compile(r"^(x?(?P<factor>[0-9]{1,2})|(?P<fps>[0-9]{1,3}) ?fps)$")
+
+
+class FinishStep(_Section):
+    """One step of the finishing chain run on the video after it is generated, in order
+    (--interpolate then --upscale; `vidgen interpolate`/`upscale` append to a clip's chain)."""
+
+    step: Literal["interpolate", "upscale"]
+    model: str = Field(description="weights file or REPO[@REV]:PATH (RIFE IFNet, or a Real-ESRGAN network)")
+    # interpolate: x2 and x4 (the frame count's factor, fps multiplied) or a target rate, 32fps.
+    by: str | None = None
+    # upscale: input pixels a side per tile (0: whole frames), so big frames fit memory.
+    tile: int | None = Field(None, ge=0, le=8192)
+    # upscale with a Kandinsky6SRPipeline (a diffusion model): its factor (2, 2.25, 4), steps and
+    # the seed of its noise (default: the run's seed, else 0).
+    scale: Literal[2.0, 2.25, 4.0] | None = None
+    steps: int | None = Field(None, ge=1, le=100)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+
+    @field_validator("by")
+    @classmethod
+    def _by(cls, value: str | None) -> str | None:
+        if value is not None and not FINISH_BY.match(value.strip().lower()):
+            raise ValueError("must be a factor (2, x2, 4) or a target frame rate (32fps)")
+        return value.strip().lower() if value is not None else None
+
+
 class _OutputBase(_Section):
     path: str = "outputs/{mode}-{slug}-{seed}.{ext}"
     format: Format | None = None
@@ -338,6 +365,8 @@ class _OutputBase(_Section):
     overwrite: bool = False
     # The sound of families that make it (LTX-2): None keeps it, False drops it (--no-audio).
     audio: bool | None = None
+    # Interpolation and upscaling after the generation (--interpolate, --upscale), in order.
+    finish: list[FinishStep] | None = Field(None, max_length=8)
 
 
 # A file rewritten during denoising at most this many steps apart (more than any run takes).

@@ -99,9 +99,12 @@ def encoding(fmt: str, codec: str | None, crf: int | None) -> tuple[str | None, 
 
 
 def to_uint8(frames: Any) -> Any:
-    """Float frames in [0, 1] -> uint8, rounded (diffusers truncates; rounding is closer)."""
+    """Float frames in [0, 1] -> uint8, rounded (diffusers truncates; rounding is closer);
+    uint8 frames (a finished chain's) as they are."""
     import numpy as np
 
+    if getattr(frames, "dtype", None) == np.uint8:
+        return np.ascontiguousarray(frames)
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)  # a fresh, contiguous array
 
 
@@ -729,6 +732,39 @@ def audio_stream(path: Path) -> str | None:
         if match:
             return re.sub(r"\s*\(default\)$", "", match.group(1).strip())
     return None
+
+
+def read_audio(path: Path, max_seconds: float = 3600.0) -> tuple[Any, int] | None:
+    """A clip's first audio stream as float32 samples (channels, n) and its rate, decoded by
+    the bundled ffmpeg (None when the clip has none). `vidgen interpolate` and `upscale` carry
+    it into the file they write."""
+    import numpy as np
+
+    described = audio_stream(path)
+    if described is None:
+        return None
+    rate = re.search(r"(\d+) Hz", described)
+    layout = re.search(r"Hz, ([^,]+)", described)
+    if rate is None:
+        return None
+    words = layout.group(1).strip() if layout else "stereo"
+    count = re.match(r"(\d+) channels", words)
+    surround = re.match(r"(\d+)\.(\d+)", words)
+    if words.startswith(("mono", "stereo")):
+        channels = 1 if words.startswith("mono") else 2
+    elif count or surround:
+        channels = int(count.group(1)) if count else int(surround.group(1)) + int(surround.group(2))
+    else:
+        channels = 2
+    command = [ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", *SAFE_INPUT, "-i", str(path)]
+    command += ["-vn", "-t", str(max_seconds), "-ac", str(channels), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, preexec_fn=child(), check=False)
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        raise InputError(f"{path}: its audio could not be decoded ({detail[-1] if detail else done.returncode}).")
+    samples = np.frombuffer(done.stdout, dtype="<f4")
+    samples = samples[: len(samples) - len(samples) % channels].reshape(-1, channels).T
+    return np.ascontiguousarray(samples, dtype=np.float32), int(rate.group(1))
 
 
 def embedded_metadata(path: Path) -> dict[str, Any] | None:

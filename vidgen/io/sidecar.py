@@ -190,6 +190,18 @@ SHAPE: dict[str, Any] = {
     "optimizations.applied": list,
     "timings.*": (int, float, str),
     "versions.*": str,
+    # The finishing chain (--interpolate, --upscale) and the clip a later step was run on.
+    "finish": list,
+    "finish.*": dict,
+    **dict.fromkeys(("finish.*.step", "finish.*.factor", "finish.*.device"), str),
+    **dict.fromkeys(("finish.*.model", "finish.*.settings"), dict),
+    **dict.fromkeys(("finish.*.frames", "finish.*.size", "finish.*.fps"), list),
+    **dict.fromkeys(("finish.*.seconds", "finish.*.peak_memory_bytes"), _NUMBER),
+    **dict.fromkeys(("finish.*.model.source", "finish.*.model.sha256", "finish.*.model.architecture"), str),
+    "finished_from": dict,
+    **dict.fromkeys(("finished_from.path", "finished_from.sha256"), str),
+    "config.output.finish": list,
+    "config.output.finish.*": dict,
 }
 _JSON_TYPES = {dict: "a mapping", list: "a list", str: "text", int: "a whole number", float: "a number"}
 

@@ -84,6 +84,7 @@ def pickle_files(cfg: RunConfig) -> list[str]:
     """The weights the config names that are pickle files (by their suffix)."""
     named = [getattr(cfg.model, name) for name in _WEIGHTS]
     named += [lora.source for lora in cfg.model.loras or []]
+    named += [step.model for step in cfg.output.finish or []]  # --interpolate-model, --upscale
     return [ref for ref in named if ref and Path(ref).suffix.lower() in PICKLE_SUFFIXES]
 
 

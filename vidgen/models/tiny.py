@@ -474,6 +474,33 @@ BUILDERS: dict[str, Callable[[], Any]] = {
 }
 
 
+def _kandinsky6_sr() -> Any:
+    """Kandinsky6SRPipeline at a tiny scale: its 16x VAE with 8 channels a level, one transformer
+    block of width 16, tiles of 128 pixels (the smallest NABLA's 8-token blocks allow)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Kandinsky6SRPipeline
+    from diffusers.models.autoencoders.autoencoder_kandinsky6_sr import Kandinsky6SRVAE
+    from diffusers.models.transformers.transformer_kandinsky6_sr import Kandinsky6SRTransformer3DModel
+
+    widths = (8, 8, 8, 8, 8)
+    vae = Kandinsky6SRVAE(
+        latent_channels=4, encoder_block_out_channels=widths, decoder_block_out_channels=widths, layers_per_block=1
+    )
+    transformer = Kandinsky6SRTransformer3DModel(
+        in_visual_dim=4,
+        out_visual_dim=4,
+        time_dim=16,
+        model_dim=16,
+        ff_dim=32,
+        num_visual_blocks=1,
+        axes_dims=(4, 2, 2),
+        tile_sizes=((128, 128),),
+    )
+    return Kandinsky6SRPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler())
+
+
+BUILDERS["kandinsky6-sr"] = _kandinsky6_sr
+
+
 def builders() -> dict[str, Callable[[], Any]]:
     """Every tiny model: the ones above, and those each family declares beside itself."""
     from vidgen import families

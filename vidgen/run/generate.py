@@ -23,7 +23,7 @@ from vidgen.core.progress import NullProgress, Progress
 from vidgen.families.base import Caught, Family, denoisers, media_arg, pipeline_record, run_note
 from vidgen.io import inputs, media, outputs, sidecar
 from vidgen.models import optimize
-from vidgen.run import enhance, live, memory, warm
+from vidgen.run import enhance, finish, latent_upsample, live, memory, warm
 
 log = logging.getLogger("vidgen")
 
@@ -58,6 +58,8 @@ class Plan:
     # known before anything loads (a replay reusing the recorded one).
     asked: dict[str, Any] | None = None
     enhanced: enhance.Enhanced | None = None
+    # --interpolate / --upscale: the steps run on the frames before they are encoded.
+    finish: list[finish.Step] | None = None
 
 
 def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str] | None = None) -> Plan:
@@ -131,7 +133,28 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
         resolved = memory.planned(resolved, planned.rung)
     made = Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
     made.asked, made.enhanced = asked, reused
+    made.finish = _plan_finish(cfg, fps, items)
     return made
+
+
+def _plan_finish(cfg: Any, fps: int, items: list[Planned]) -> list[finish.Step]:
+    """The finishing steps, their weights checked, and their factors checked against the size
+    the run asks for (when it names one: an input video's length is known only later)."""
+    steps = finish.prepare(cfg.output.finish, cfg.model.allow_pickle)
+    sampling = cfg.sampling
+    if steps and sampling.num_frames and sampling.height and sampling.width:
+        finish.shapes(steps, sampling.num_frames, sampling.height, sampling.width, fps)
+    for item in items if steps else []:
+        media.check_name(outputs.beside("finish", item.path))
+    return steps
+
+
+def finish_price(plan: Plan) -> list[dict[str, Any]] | None:
+    """--dry-run: each finishing step's result and cost, from the size the run asks for."""
+    sampling = plan.resolved.config.sampling
+    if not plan.finish or not (sampling.num_frames and sampling.height and sampling.width):
+        return None
+    return finish.price(plan.finish, sampling.num_frames, sampling.height, sampling.width, plan.fps)
 
 
 def _check_audio_format(family: Any, cfg: Any, fmt: str) -> None:
@@ -259,6 +282,10 @@ def execute(
     enhanced = enhanced or plan.enhanced
     if plan.asked is not None and enhanced is None and plan.asked["enhancer"] != enhance.PIPELINE:
         enhanced = _with_llm(plan, progress)
+    kept = {id(item): _kept(plan, item) for item in plan.items} if plan.finish else {}
+    if kept and all(kept.values()):
+        # Every video's chain was stopped after its generation: nothing needs the pipeline.
+        return [_write_kept(plan, item, kept[id(item)], progress) for item in plan.items]
     session = _open(plan, loaded, progress)
     if plan.asked is not None and enhanced is None:
         enhanced = enhance.with_pipeline(plan.family, session.loaded.pipe, plan.asked, plan.inputs.media, progress)
@@ -270,6 +297,9 @@ def execute(
     for index, item in enumerate(plan.items):
         if index:
             progress.video(str(item.path), _expected_after(before, len(plan.items) - index - 1))
+        if kept.get(id(item)):
+            results.append(_write_kept(plan, item, kept[id(item)], progress))
+            continue
         preview = _preview_session(plan, session, item, progress) if writer else None
         try:
             outcome = _run_with_retries(plan, session, item, progress, preview)
@@ -502,7 +532,11 @@ def _write(
     try:
         # The family's sound goes into the same file unless --no-audio dropped it.
         audio = result.audio if cfg.output.audio is not False else None
-        _encode(record, result.frames, item.path, plan.fmt, plan.fps, plan.codec, plan.crf, overwrite, progress, audio)
+        frames, fps = result.frames, plan.fps
+        if plan.finish:
+            clip = _finish(plan, item, record, finish.Clip(media.to_uint8(frames), fps, audio), [], progress)
+            frames, fps, audio = clip.frames, _fps(clip.fps), clip.audio
+        _encode(record, frames, item.path, plan.fmt, fps, plan.codec, plan.crf, overwrite, progress, audio)
     except WriteError as exc:
         raise WriteError(_keep_generation(plan, item, session.resolved, result, exc)) from None
     _record_preview(record, outcome.preview)
@@ -519,7 +553,70 @@ def _write(
         raise
     if (windows := _checkpoint(plan, item, cfg)) is not None:
         _remove(windows.path)  # the run is complete: nothing left to resume
+    if plan.finish:
+        _remove(outputs.beside("finish", item.path))  # the chain is complete: its kept clip goes
     return Result(record, item.path, item.sidecar, loaded)
+
+
+def _finish_store(plan: Plan, item: Planned) -> finish.Store:
+    """Where the chain of `item` keeps its clip between steps, under the key of this run."""
+    config = plan.resolved.config.model_dump(mode="json")
+    config["output"].pop("overwrite", None)  # a rerun with --overwrite still resumes the same chain
+    key = finish.key(config, item.seed, str(item.path))
+    return finish.Store(outputs.beside("finish", item.path), key)
+
+
+def _kept(plan: Plan, item: Planned) -> Any:
+    """A stopped chain's kept clip for `item` (this run's, by its key), or None."""
+    if item.path.exists() and not item.orphan and not plan.resolved.config.output.overwrite:
+        return None
+    return _finish_store(plan, item).load()
+
+
+def _finish(
+    plan: Plan, item: Planned, record: dict[str, Any], clip: finish.Clip, done: list[dict[str, Any]], progress: Progress
+) -> finish.Clip:
+    """Run the chain's steps after the `done` ones on `clip`, keeping the clip after each step,
+    and add them to the sidecar `record` (steps, their weights files, time, peak memory)."""
+    store = _finish_store(plan, item)
+    assert plan.finish is not None
+    if not done:
+        store.save(clip, record, [])  # the generation itself, so a stopped chain does not redo it
+        finish.test_kill(0)
+    clip, records = finish.run(plan.finish, clip, plan.device, progress, store, done=done, base=record, seed=item.seed)
+    record["finish"] = records
+    record["model"]["files"] = {**(record["model"].get("files") or {}), **finish.files_record(records)}
+    record["timings"]["finish"] = round(sum(step["seconds"] for step in records), 4)
+    peaks = [record.get("peak_memory_bytes") or 0, *(step["peak_memory_bytes"] for step in records)]
+    record["peak_memory_bytes"] = max(peaks)
+    return clip
+
+
+def _fps(value: float) -> int:
+    return int(round(value))
+
+
+def _write_kept(plan: Plan, item: Planned, kept: Any, progress: Progress) -> Result:
+    """A stopped chain, rerun: its steps after the kept ones, then the video and the sidecar,
+    without loading the pipeline or generating again."""
+    clip, record, done = kept
+    assert plan.finish is not None
+    log.info(
+        "%s: resuming its finishing chain after %s (kept in %s)",
+        item.path,
+        f"step {len(done)} of {len(plan.finish)}" if done else "the generation",
+        outputs.beside("finish", item.path).name,
+    )
+    progress.video(str(item.path), None)
+    finish.check_weights_unchanged(plan.finish, done)
+    record["finish_resumed"] = {"after_step": len(done)}
+    clip = _finish(plan, item, record, clip, done, progress)
+    overwrite = plan.resolved.config.output.overwrite or item.orphan
+    _encode(record, clip.frames, item.path, plan.fmt, _fps(clip.fps), plan.codec, plan.crf, overwrite, progress,
+            clip.audio)  # fmt: skip
+    media.write_text(sidecar.dumps(record), item.sidecar, overwrite=overwrite)
+    _remove(outputs.beside("finish", item.path))
+    return Result(record, item.path, item.sidecar)
 
 
 def _record_preview(record: dict[str, Any], preview: live.Session | None) -> None:
@@ -731,10 +828,12 @@ _DENOISER_OPTIONS = {
 }
 
 
-def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -> Result:
+def decode(source: Path, resolved: Resolved, progress: Progress | None = None, upsampler: str | None = None) -> Result:
     """`vidgen decode`: turn saved final latents into the video, loading only the VAE.
 
-    `resolved` is the recorded run's config with the decode options of this command on top."""
+    `resolved` is the recorded run's config with the decode options of this command on top.
+    `upsampler` (`vidgen upscale NAME.latents.safetensors`): the family's latent upsampler runs
+    on the latents before the decode, doubling the size; the sound decodes as it was."""
     import torch
 
     from vidgen.models import loader
@@ -757,11 +856,12 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
     log.info("loading the VAE of %s on %s", cfg.model.id, device)
     progress.phase("load")
     loaded = loader.load(cfg, family, device, decode_only=True)
+    upsample = latent_upsample.load(family, cfg, loaded.pipe, upsampler) if upsampler else None
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     progress.phase("decode")
-    frames, audio, post = _decoded(source, family, loaded.pipe, cfg, tensor, info, tensors)
+    frames, audio, post = _decoded(source, family, loaded.pipe, cfg, tensor, info, tensors, upsample)
     decoded = time.perf_counter() - start
     # Latent-output families decode as their pipeline would; the others call what they were caught at.
     method = (
@@ -793,6 +893,9 @@ def decode(source: Path, resolved: Resolved, progress: Progress | None = None) -
         peak_memory_bytes=runner.peak_memory(device),
     )
     fps = cfg.output.fps or info.get("fps") or 8
+    if upsample is not None:
+        step = upsample.record(info["shape"], frames, decoded, record["peak_memory_bytes"], device)
+        record["finish"] = [{**step, "fps": [fps, fps]}]
     _encode(record, frames, target, fmt, fps, codec, crf, cfg.output.overwrite, progress, audio)
     media.write_text(sidecar.dumps(record), side, overwrite=cfg.output.overwrite)
     return Result(record, target, side)
@@ -812,7 +915,14 @@ def _decode_target(cfg: Any, fmt: str, info: dict[str, Any]) -> tuple[Path, Path
 
 
 def _decoded(
-    source: Path, family: Any, pipe: Any, cfg: Any, tensor: Any, info: dict[str, Any], tensors: dict[str, Any]
+    source: Path,
+    family: Any,
+    pipe: Any,
+    cfg: Any,
+    tensor: Any,
+    info: dict[str, Any],
+    tensors: dict[str, Any],
+    upsample: Any = None,
 ) -> tuple[Any, Any, dict[str, Any] | None]:
     """(float frames, the sound or None, the postprocess record) from a latents file's tensors,
     decoded by the family as its pipeline would, then its step after decoding."""
@@ -824,6 +934,8 @@ def _decoded(
     # The execution device is where offload hooks run the VAE, or the pipeline's device without them.
     execution = pipe._execution_device
     moved = tensor.to(device=execution, dtype=pipe.vae.dtype)
+    if upsample is not None:
+        moved = upsample(moved)
     # The other caught tensors keep their dtype (the audio decoder has its own); the family casts.
     tensors = {name: value.to(execution) for name, value in tensors.items()}
     args, kwargs = latents.arguments(source, info, tensors)

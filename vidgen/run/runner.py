@@ -30,13 +30,13 @@ class RunResult:
     journal: dict[str, Any] = field(default_factory=dict)
 
 
-# Test hook: VIDGEN_TEST_OOM=denoise|decode[:N] makes the first N runs of this process (default
+# Test hook: VIDGEN_TEST_OOM=denoise|decode|finish[:N] makes the first N runs of this process (default
 # 1) raise CUDA's out-of-memory error at that phase, so the OOM path and --oom-retry can be
 # tested on machines without a GPU to exhaust.
 _injected: dict[str, int] = {}
 
 
-def _inject_oom(phase: str) -> None:
+def inject_oom(phase: str) -> None:
     spec = os.environ.get("VIDGEN_TEST_OOM", "")
     wanted, _, times = spec.partition(":")
     if wanted != phase:
@@ -47,6 +47,14 @@ def _inject_oom(phase: str) -> None:
     import torch
 
     raise torch.cuda.OutOfMemoryError(f"CUDA out of memory at {phase} (injected by VIDGEN_TEST_OOM).")
+
+
+def reset_peak(device: str) -> None:
+    """Start a new peak on CUDA (the CPU's resident peak is the process's, and only grows)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory(device: str) -> int:
@@ -93,13 +101,13 @@ class _Clock:
         # After the step's preview: the time it took is the denoising's, not the decode's.
         self.last_step = time.perf_counter()
         stopping.check()  # a signal dropped by a fork elsewhere stops the run at the next step
-        _inject_oom("denoise")
+        inject_oom("denoise")
         if self.done == self.steps:
             self.progress.phase("decode")
 
     def before_decode(self) -> None:
         self.last_step = self.last_step or time.perf_counter()
-        _inject_oom("decode")
+        inject_oom("decode")
 
 
 def run(
