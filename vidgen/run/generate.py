@@ -273,9 +273,9 @@ def execute(
     `enhanced` (a batch's, made before its group loaded), the plan's reused one, or the LLM,
     loaded and freed before the pipeline loads; LTX-2 rewrites it with its loaded pipeline."""
     progress = progress or NullProgress()
-    kept = warm.keeper()
-    if loaded is None and kept is not None:
-        loaded = kept.take(plan)  # `vidgen serve`: a pipeline it keeps for this model, or room for one
+    keeper = warm.keeper()
+    if loaded is None and keeper is not None:
+        loaded = keeper.take(plan)  # `vidgen serve`: a pipeline it keeps for this model, or room for one
     timing_key = _timing_key(plan)
     before = history.expected(timing_key)
     progress.video(str(plan.items[0].path), _expected_after(before, len(plan.items) - 1))
@@ -313,8 +313,8 @@ def execute(
         # This run's own times predict its next videos better than any earlier run's.
         before = results[-1].record["timings"]
         history.remember(timing_key, before)
-    if kept is not None and results:
-        kept.keep(plan, results[0].loaded)
+    if keeper is not None and results:
+        keeper.keep(plan, results[0].loaded)
     return results
 
 
