@@ -45,6 +45,7 @@ MODULES = (
     "allegro",
     "latte",
     "easyanimate",
+    "cosmos",
 )
 
 FAMILIES: dict[str, Family] = {}
