@@ -207,7 +207,7 @@ def tiny_predict25() -> Any:
     )
 
     from vidgen.families.hunyuan15 import qwen2_tokenizer
-    from vidgen.families.kandinsky5 import _qwen_encoder
+    from vidgen.families.tiny_parts import qwen25_vl_encoder
 
     tokenizer = qwen2_tokenizer()
     transformer = CosmosTransformer3DModel(
@@ -236,7 +236,7 @@ def tiny_predict25() -> Any:
             if not parameter.any():
                 parameter.normal_(0.0, 0.2, generator=generator)
     return Cosmos2_5_PredictBasePipeline(
-        text_encoder=_qwen_encoder(tokenizer),
+        text_encoder=qwen25_vl_encoder(tokenizer),
         tokenizer=tokenizer,
         transformer=transformer.eval(),
         vae=AutoencoderKLWan(
