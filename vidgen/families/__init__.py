@@ -46,6 +46,7 @@ MODULES = (
     "latte",
     "easyanimate",
     "helios",
+    "cosmos",
 )
 
 FAMILIES: dict[str, Family] = {}

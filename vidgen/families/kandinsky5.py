@@ -195,49 +195,18 @@ def _qwen_tokenizer(template: str, crop: int) -> Any:
     raise AssertionError("the tiny tokenizer no longer fits Kandinsky 5's prompt template")
 
 
-def _qwen_encoder(tokenizer: Any) -> Any:
-    """A two-layer Qwen2.5-VL (the class the pipeline loads) with hidden size 16 for `tokenizer`."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name}|>") for name in ("vision_start", "vision_end")}
-    text = {
-        "hidden_size": 16,
-        "intermediate_size": 16,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 2,
-        "vocab_size": len(tokenizer),
-        "bos_token_id": 0,
-        "eos_token_id": 0,
-        "pad_token_id": 0,
-        "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
-        "rope_theta": 1000000.0,
-    }
-    vision = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16}
-    qwen = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        vocab_size=len(tokenizer),
-        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
-        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
-        vision_start_token_id=ids["vision_start"],
-        vision_end_token_id=ids["vision_end"],
-    )
-    return Qwen2_5_VLForConditionalGeneration(qwen).eval()
-
-
 def _tiny(pipeline: str) -> Any:
     import diffusers
     import torch
     from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, Kandinsky5Transformer3DModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from vidgen.families.tiny_parts import clip_tokenizer
+    from vidgen.families.tiny_parts import clip_tokenizer, qwen25_vl_encoder
 
     cls = getattr(diffusers, pipeline)
     shell = cls(*[None] * 7)  # only for its prompt template
     tokenizer = _qwen_tokenizer(shell.prompt_template, shell.prompt_template_encode_start_idx)
-    qwen = _qwen_encoder(tokenizer)
+    qwen = qwen25_vl_encoder(tokenizer)
     tokenizer_2 = clip_tokenizer()
     clip = CLIPTextConfig(
         bos_token_id=0,
