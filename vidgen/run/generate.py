@@ -630,6 +630,11 @@ def _record_preview(record: dict[str, Any], preview: live.Session | None) -> Non
     shown = preview.record()
     if shown is None:
         return
+    if not shown["written"]:
+        log.info(
+            "no live preview was written: this run ended before one fitted in a tenth of its time "
+            "(--live-preview-every N writes them whatever they cost)."
+        )
     # The run's own time on previews, and the preview thread's beside it (see live.Session).
     record["timings"]["live_preview"] = shown.pop("seconds")
     record["timings"]["live_preview_beside"] = shown.pop("seconds_beside")
