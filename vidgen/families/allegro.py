@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    NO_FORWARD_CHUNKING,
     SDPA_SLICING,
     Caught,
     Decoding,
@@ -104,7 +105,7 @@ class Allegro(Family):
         "optimization.vae_tiling": "Allegro's VAE decodes only in tiles; vidgen always turns its tiling on",
         "optimization.vae_slicing": "Allegro's VAE decodes one tile at a time already",
         "optimization.decode_chunk_size": "Allegro's VAE decodes one tile of 24 frames at a time already",
-        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload model",
+        "optimization.forward_chunking": NO_FORWARD_CHUNKING,
         "optimization.compile": "diffusers lists no repeated blocks for Allegro's transformer",
         "optimization.quantize": "not checked on Allegro's transformer; use --fp8-storage",
         "model.scheduler": "Allegro ships its Euler ancestral scheduler, which vidgen keeps",

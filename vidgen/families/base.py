@@ -28,6 +28,10 @@ ENHANCE_INPUTS = frozenset({"enhance_prompt", "enhancer_seed", "enhancer_tempera
 TEXT_INPUTS = frozenset({"prompt", "negative_prompt"}) | ENHANCE_INPUTS
 # Why --attention-slicing is refused where diffusers' slicing would not touch the attention.
 SDPA_SLICING = "its attention runs through PyTorch SDPA, already memory-efficient; diffusers' slicing would do nothing"
+# Why --vae-slicing is refused: slicing splits a batch of videos, and a call makes one.
+ONE_VIDEO_PER_CALL = "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling"
+# Why --forward-chunking is refused where the denoiser's feed-forward layers have no chunk hook.
+NO_FORWARD_CHUNKING = "its feed-forward layers take no chunking; use --offload model"
 # `model` fields only some families use.
 MODEL_OPTIONS = (
     "motion_adapter",

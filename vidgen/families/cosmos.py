@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    NO_FORWARD_CHUNKING,
+    ONE_VIDEO_PER_CALL,
     Decoding,
     Family,
     Footprint,
@@ -86,8 +88,8 @@ class Cosmos(Family):
         "optimization.cache": "Cosmos' transformer has no cache hooks in diffusers (no CacheMixin)",
         "optimization.attention_slicing": "its attention goes through diffusers' dispatcher; pick --attention-backend",
         "optimization.decode_chunk_size": "its VAE decodes in one call; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
-        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload model",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
+        "optimization.forward_chunking": NO_FORWARD_CHUNKING,
         "optimization.compile": "diffusers lists no repeated blocks for Cosmos' transformer",
         "optimization.quantize": "not checked on Cosmos' transformer; use --fp8-storage",
         "model.scheduler": "Cosmos Predict 2.5 samples with the flow UniPC scheduler its checkpoint ships",

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
 from vidgen.families.base import (
+    NO_FORWARD_CHUNKING,
+    ONE_VIDEO_PER_CALL,
     SDPA_SLICING,
     Catch,
     Caught,
@@ -77,8 +79,8 @@ class EasyAnimate(Family):
         ),
         "optimization.attention_slicing": SDPA_SLICING,
         "optimization.decode_chunk_size": "its VAE decodes the whole clip in one call; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
-        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload model",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
+        "optimization.forward_chunking": NO_FORWARD_CHUNKING,
         "optimization.compile": "diffusers lists no repeated blocks for EasyAnimate's transformer",
         "optimization.quantize": "not checked on EasyAnimate's transformer; use --fp8-storage",
         "model.scheduler": "EasyAnimate ships its flow-matching Euler scheduler, which vidgen keeps",

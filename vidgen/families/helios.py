@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    NO_FORWARD_CHUNKING,
+    ONE_VIDEO_PER_CALL,
     Caught,
     Decoding,
     Family,
@@ -132,8 +134,8 @@ class Helios(Family):
         "(diffusers 0.42.1 fails in it)",
         "optimization.attention_slicing": "pick --attention-backend",
         "optimization.decode_chunk_size": "its VAE decodes each chunk frame by frame already; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
-        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload model",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
+        "optimization.forward_chunking": NO_FORWARD_CHUNKING,
         "optimization.compile": "not checked on Helios yet",
         "model.scheduler": "Helios runs the HeliosScheduler its checkpoint ships",
         "model.loras": "not checked on Helios yet",

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    ONE_VIDEO_PER_CALL,
     Decoding,
     Family,
     Footprint,
@@ -316,7 +317,7 @@ class HunyuanVideo(Family):
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache assumes a batched guided pass, and true CFG runs two passes",
         "optimization.decode_chunk_size": "the causal VAE decodes frame by frame already; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
         "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload group",
     }

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    ONE_VIDEO_PER_CALL,
     Decoding,
     Family,
     Footprint,
@@ -88,7 +89,7 @@ class HunyuanVideo15(Family):
         "optimization.cache=magcache": "diffusers 0.42.1 has not registered HunyuanVideo15TransformerBlock for it",
         "optimization.cache=faster": "FasterCache assumes a batched guided pass, and the guider runs two passes",
         "optimization.decode_chunk_size": "its VAE decodes in one call; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
         "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload group",
     }

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    NO_FORWARD_CHUNKING,
+    ONE_VIDEO_PER_CALL,
     Decoding,
     Family,
     Footprint,
@@ -108,9 +110,9 @@ class Kandinsky5(Family):
         "optimization.cache=pab": "not checked on Kandinsky 5's transformer; use --cache taylorseer",
         "optimization.cache=magcache": "no magnitude ratios are published for Kandinsky 5; use --cache taylorseer",
         "optimization.decode_chunk_size": "its VAE decodes in one call; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
         "optimization.attention_slicing": "it attends through diffusers' dispatcher; pick --attention-backend",
-        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload model",
+        "optimization.forward_chunking": NO_FORWARD_CHUNKING,
         "optimization.compile": "not checked on Kandinsky 5's transformer (10 s models want flex attention compiled)",
         "optimization.quantize": "not checked on Kandinsky 5's transformer",
         "model.scheduler": "Kandinsky 5 was trained for its flow-matching Euler scheduler",

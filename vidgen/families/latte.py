@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    NO_FORWARD_CHUNKING,
     SDPA_SLICING,
     Caught,
     Family,
@@ -64,7 +65,7 @@ class Latte(Family):
         ),
         "optimization.attention_slicing": SDPA_SLICING,
         "optimization.vae_slicing": "Latte decodes --decode-chunk frames at a time already; lower that instead",
-        "optimization.forward_chunking": "its feed-forward layers take no chunking; use --offload model",
+        "optimization.forward_chunking": NO_FORWARD_CHUNKING,
         "optimization.compile": "diffusers lists no repeated blocks for Latte's transformer",
         "optimization.quantize": "not checked on Latte's transformer; use --fp8-storage",
         "model.scheduler": "Latte ships its DDIM scheduler, which vidgen keeps",

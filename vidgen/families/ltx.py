@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    ONE_VIDEO_PER_CALL,
     Catch,
     Caught,
     Decoding,
@@ -225,7 +226,7 @@ class LTX(Family):
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache expects video-shaped hidden states; LTX packs them into tokens",
         "optimization.decode_chunk_size": "LTX's VAE decodes the whole clip; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
         "optimization.attention_slicing": "LTX attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "LTX's feed-forward layers take no chunking; use --offload group",
     }

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, ModelError
 from vidgen.families.base import (
+    ONE_VIDEO_PER_CALL,
     Audio,
     Catch,
     Caught,
@@ -237,7 +238,7 @@ class LTX2(Family):
         "optimization.cache=magcache": "diffusers 0.42.1 has no LTX2VideoTransformerBlock in its block registry",
         "optimization.cache=faster": "FasterCache expects video-shaped hidden states; LTX-2 packs them into tokens",
         "optimization.decode_chunk_size": "LTX-2's VAE decodes the whole clip; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
         "optimization.attention_slicing": "LTX-2 attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "LTX-2's feed-forward layers take no chunking; use --offload group",
     }

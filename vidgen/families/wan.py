@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    ONE_VIDEO_PER_CALL,
     Decoding,
     Enhancing,
     Family,
@@ -478,7 +479,7 @@ class Wan(Family):
     hints: ClassVar[dict[str, str]] = {
         "optimization.cache=faster": "FasterCache assumes a batched guided pass and fails on Wan in diffusers 0.42.1",
         "optimization.decode_chunk_size": "Wan's causal VAE decodes frame by frame already; use --vae-tiling",
-        "optimization.vae_slicing": "vidgen makes one video per call, so there is no batch to slice; use --vae-tiling",
+        "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
         "optimization.attention_slicing": "Wan attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "Wan's feed-forward layers take no chunking; use --offload group",
     }
