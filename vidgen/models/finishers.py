@@ -143,8 +143,27 @@ def read(step: str, source: str, allow_pickle: bool) -> Weights:
     else:
         raise ModelError(f"{what} {source} is not a weights file; use a .safetensors file.")
     shapes = _unwrapped_names(shapes)
-    arch = _network(step).architecture(shapes, source)
+    if step == "upscale" and not _network(step).recognises(shapes):
+        # Not Real-ESRGAN: spandrel detects the architecture from the tensors themselves.
+        from vidgen.models import spandrel_sr
+
+        spandrel_sr.library(source)  # installed, before the file is read whole
+        arch = spandrel_sr.architecture(_state(path, fmt, source, what), source)
+    else:
+        arch = _network(step).architecture(shapes, source)
     return Weights(step, source, path, fmt, arch, repo, revision)
+
+
+def _state(path: Path, fmt: str, source: str, what: str) -> dict[str, Any]:
+    """Every tensor of the file, on the CPU, unwrapped."""
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return _unwrapped_names(load_file(str(path)))
+        except Exception as exc:  # a truncated or corrupt file whose header read
+            raise ModelError(f"{what} {source} cannot be read: {exc}") from None
+    return _unwrapped_names(_pickle_state(path, source, what, "cpu"))
 
 
 def _pickle_state(path: Path, source: str, what: str, device: str) -> dict[str, Any]:
@@ -181,13 +200,11 @@ def load(weights: Weights, device: str) -> Any:
         pipeline = diffusers.Kandinsky6SRPipeline.from_pretrained(str(weights.path), use_safetensors=True)
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(device)
-    if weights.format == "safetensors":
-        from safetensors.torch import load_file
+    state = _state(weights.path, weights.format, weights.source, STEPS[weights.step])
+    if getattr(weights.arch, "kind", None) == "spandrel":
+        from vidgen.models import spandrel_sr
 
-        state = load_file(str(weights.path))
-    else:
-        state = _pickle_state(weights.path, weights.source, STEPS[weights.step], "cpu")
-    state = _unwrapped_names(state)
+        return spandrel_sr.build(weights.arch, state, weights.source).to(device)
     return _network(weights.step).build(weights.arch, {k: v.float() for k, v in state.items()}).to(device)
 
 
