@@ -83,6 +83,8 @@ RUN: Params = {
     "interpolate_model": (o.InterpolateModel, None),
     "upscale": (o.Upscale, None),
     "upscale_tile": (o.UpscaleTile, None),
+    "upscale_scale": (o.UpscaleScale, None),
+    "upscale_steps": (o.UpscaleSteps, None),
     "allow_inputs": (t.AllowInputs, False),
     "skip_memory_check": (t.SkipMemoryCheck, False),
     "dry_run": (o.DryRun, False),

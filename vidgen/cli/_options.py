@@ -242,7 +242,8 @@ InterpolateModel = Annotated[
     typer.Option(
         "--interpolate-model",
         metavar="FILE|REPO:PATH",
-        help="RIFE weights (Practical-RIFE 4.25/4.26 IFNet, flownet.pkl or a .safetensors conversion).",
+        help="RIFE weights (Practical-RIFE 4.25/4.26 IFNet, flownet.pkl or a .safetensors conversion); "
+        "tiny:rife tries it offline with random weights.",
         rich_help_panel=FINISH,
     ),
 ]
@@ -251,8 +252,9 @@ Upscale = Annotated[
     typer.Option(
         "--upscale",
         metavar="FILE|REPO:PATH",
-        help="Upscale every frame with a Real-ESRGAN network (SRVGGNetCompact or RRDBNet weights); the file "
-        "sets the factor. Runs after --interpolate.",
+        help="Upscale every frame with a Real-ESRGAN network (SRVGGNetCompact or RRDBNet weights) or another "
+        "architecture spandrel loads (SwinIR, HAT, DAT, ...); the file sets the factor. Or a Kandinsky6SRPipeline "
+        "(folder, repo): diffusion super-resolution. tiny:realesrgan tries it offline. Runs after --interpolate.",
         rich_help_panel=FINISH,
     ),
 ]
@@ -263,11 +265,30 @@ UpscaleTile = Annotated[
         min=0,
         max=8192,
         metavar="PX",
-        help="Upscale in tiles of PX input pixels a side (default 512; 0: whole frames), so big frames fit memory.",
+        help="Upscale in tiles of PX input pixels a side (default 512, or what fits the budget under --memory auto; "
+        "0: whole frames), so big frames fit memory.",
         rich_help_panel=FINISH,
     ),
 ]
-FINISH_PARAMS = ("interpolate", "interpolate_model", "upscale", "upscale_tile")
+UpscaleScale = Annotated[
+    float | None,
+    typer.Option(
+        "--upscale-scale",
+        metavar="2|2.25|4",
+        help="--upscale with a Kandinsky6SRPipeline: the factor (default 2).",
+        rich_help_panel=FINISH,
+    ),
+]
+UpscaleSteps = Annotated[
+    int | None,
+    typer.Option(
+        "--upscale-steps",
+        min=1,
+        max=100,
+        help="--upscale with a Kandinsky6SRPipeline: its denoising steps (default 4).",
+        rich_help_panel=FINISH,
+    ),
+]
 
 
 VaeTiling = Annotated[

@@ -80,7 +80,7 @@ def _pipeline_source(source: str) -> bool:
     import re
 
     if source.startswith("tiny:"):
-        return True
+        return source.removeprefix("tiny:") not in TINY_FILES
     path = Path(source).expanduser()
     if path.exists():
         return path.is_dir()
@@ -121,7 +121,10 @@ def read(step: str, source: str, allow_pickle: bool) -> Weights:
     what = STEPS[step]
     if step == "upscale" and _pipeline_source(source):
         return _read_pipeline(step, source)
-    path, repo, revision = checkpoints.fetch(source, what)
+    if source.startswith("tiny:") and source.removeprefix("tiny:") in TINY_FILES:
+        path, repo, revision = _tiny_file(step, source), None, None
+    else:
+        path, repo, revision = checkpoints.fetch(source, what)
     assert path is not None
     if not path.is_file():
         raise ModelError(f"{what} {source} does not exist; check the path.")
@@ -213,6 +216,35 @@ def sha256(weights: Weights) -> str:
     from vidgen.models.components import file_sha256
 
     return file_sha256(weights.path)
+
+
+# tiny:NAME weights files: random weights of narrow versions of the networks, written to the tiny
+# model cache on first use, to try the options and the chain without downloading anything.
+TINY_FILES = {"rife": "interpolate", "realesrgan": "upscale", "realesrgan-rrdb": "upscale"}
+
+
+def _tiny_file(step: str, source: str) -> Path:
+    """The file of tiny:NAME, written (atomically, seeded: the same everywhere) on first use."""
+    import os
+    import tempfile
+
+    from vidgen.models import tiny, upscalers
+
+    name = source.removeprefix("tiny:")
+    if TINY_FILES[name] != step:
+        other = [f"tiny:{n}" for n, s in TINY_FILES.items() if s == step]
+        raise ModelError(f"{STEPS[step]} {source} is a tiny {TINY_FILES[name]} model; use {' or '.join(other)}.")
+    path = tiny.folder(f"finish-{name}") / f"{name}.safetensors"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{name}-", suffix=".safetensors", dir=path.parent)
+        os.close(handle)
+        try:
+            save_tiny(step, Path(staging), arch=upscalers.TINY_RRDB if name == "realesrgan-rrdb" else None)
+            os.replace(staging, path)
+        finally:
+            Path(staging).unlink(missing_ok=True)
+    return path
 
 
 def save_tiny(step: str, path: Path, seed: int = 0, arch: Any = None) -> Path:

@@ -233,6 +233,24 @@ def price(steps: list[Step], frames: int, height: int, width: int, fps: float) -
 
 
 DEFAULT_TILE = 512
+# Tile sides --memory auto tries, fastest first (0: whole frames, no overlap to compute twice).
+TILES = (0, 1024, 768, 512, 384, 256, 192, 128, 96, 64)
+
+
+def fitting_tile(step: Step, height: int, width: int, room: float) -> tuple[int, bool]:
+    """The largest tile (whole frames first) of a per-frame upscale of frames this size whose
+    weights and working memory fit in `room` bytes, and whether it fits; the smallest tile
+    when none does."""
+    weights = step.weights.record("")["bytes"]
+    arch = step.weights.arch
+    for tile in TILES:
+        if tile and tile >= max(height, width):
+            continue  # a tile as large as the frame is the whole frame
+        th = min(height, tile + 2 * step.overlap) if tile else height
+        tw = min(width, tile + 2 * step.overlap) if tile else width
+        if weights + arch.working_bytes(th, tw) <= room:
+            return tile, True
+    return TILES[-1], False
 
 
 def run(
