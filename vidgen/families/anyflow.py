@@ -31,9 +31,9 @@ from vidgen.families.base import (
     Mode,
     Previewing,
     Takes,
+    halved,
     prompt_kwargs,
     sampling_kwargs,
-    halved,
     settings,
 )
 from vidgen.families.wan import UMT5_XXL, VAE_21, tiny_wan_parts
