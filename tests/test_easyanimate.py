@@ -155,3 +155,24 @@ def test_image_and_first_last_frame_equal_plain_diffusers(last: bool, tmp_path: 
     assert float(mask[0, 0, 0].max()) == 0 and float(mask[0, 0, 1].min()) == 255
     assert (float(mask[0, 0, -1].max()) == 0) is last
     assert_reproduces(ours, data, {"video": video, "mask_video": mask})
+
+
+@pytest.mark.pipeline
+def test_a_vae_config_without_cache_mag_vae_is_refused_before_denoising(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from vidgen.models import tiny
+
+    model = tmp_path / "inp"
+    shutil.copytree(tiny.ensure("easyanimate-inpaint"), model)
+    config = model / "vae" / "config.json"
+    data = json.loads(config.read_text())
+    assert data.pop("cache_mag_vae") is True  # the tiny model keeps it, as V5.1's VAE configs do
+    config.write_text(json.dumps(data))
+    Image.new("RGB", (32, 32), (200, 80, 40)).save("first.png")
+    args = ("i2v", "first.png", "a fox", "--preset", "tiny-easyanimate-i2v", "--model", str(model), "--out", "a/")
+    one_line_error(cli(*args), 3, "cache_mag_vae", "EasyAnimateInpaintPipeline")
+    assert not (tmp_path / "a").exists()
