@@ -810,7 +810,7 @@ def input_params(mode: str) -> dict[str, tuple[object, object]]:
 
 def prompt_params(mode: str) -> dict[str, tuple[object, object]]:
     """--prompt-at, on the commands of modes that some family with prompt travel runs."""
-    taken = any(family.takes.prompts and "inputs.prompts" in family.accepts(mode) for family in families.FAMILIES.values())
+    taken = any(f.takes.prompts and "inputs.prompts" in f.accepts(mode) for f in families.FAMILIES.values())
     return {"prompt_at": (PromptAt, None)} if taken else {}
 
 

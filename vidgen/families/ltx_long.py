@@ -23,20 +23,28 @@ from vidgen.families.base import (
     Family,
     Footprint,
     Grid,
+    Loading,
     Memory,
     Mode,
     ModelAccess,
     Option,
     Previewing,
     Takes,
-    Loading,
     merged,
     nearest,
     option_kwargs,
     sampling_kwargs,
     settings,
 )
-from vidgen.families.ltx import _LTX_13B, _T5_XXL, _TINY_VAE, _VAE, DECODE_NOISE_SCALE, DECODE_TIMESTEP, GUIDANCE_RESCALE
+from vidgen.families.ltx import (
+    _LTX_13B,
+    _T5_XXL,
+    _TINY_VAE,
+    _VAE,
+    DECODE_NOISE_SCALE,
+    DECODE_TIMESTEP,
+    GUIDANCE_RESCALE,
+)
 
 PIPELINE = "LTXI2VLongMultiPromptPipeline"
 REPO = "Lightricks/LTX-Video-0.9.8-13B-distilled"
@@ -169,8 +177,8 @@ class LTXLong(Family):
         "optimization.decode_chunk_size": "the pipeline decodes every frame in 4x4 spatial tiles; use --vae-tiling",
         "optimization.attention_slicing": "LTX attends through diffusers' dispatcher; pick --attention-backend",
         "optimization.forward_chunking": "LTX's feed-forward layers take no chunking; use --offload group",
-        "model.scheduler": "the pipeline runs LTXEulerAncestralRFScheduler on the checkpoint's schedule, as its docs do",
-        "inputs.conditions": "keyframes and clips are LTX-Video's condition pipeline (--preset ltx-video-0.9.8-13b-distilled)",
+        "model.scheduler": "the pipeline runs LTXEulerAncestralRFScheduler on the checkpoint's schedule, as its docs",
+        "inputs.conditions": "keyframes and clips run LTX-Video's condition pipeline (--preset ltx-video)",
     }
     grid = Grid(frames=_TEMPORAL, size=32)
     loading = Loading(cuda_dtype="bf16")
