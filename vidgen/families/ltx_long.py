@@ -30,6 +30,7 @@ from vidgen.families.base import (
     Option,
     Previewing,
     Takes,
+    check_grid,
     merged,
     nearest,
     option_kwargs,
@@ -37,13 +38,13 @@ from vidgen.families.base import (
     settings,
 )
 from vidgen.families.ltx import (
-    _LTX_13B,
-    _T5_XXL,
-    _TINY_VAE,
-    _VAE,
     DECODE_NOISE_SCALE,
     DECODE_TIMESTEP,
     GUIDANCE_RESCALE,
+    LTX_13B,
+    T5_XXL,
+    TINY_VAE,
+    VAE_PARAMS,
 )
 
 PIPELINE = "LTXI2VLongMultiPromptPipeline"
@@ -193,7 +194,7 @@ class LTXLong(Family):
         Footprint(
             denoiser="transformer",
             blocks=48,
-            sizes={REPO: {"transformer": _LTX_13B, "text_encoder": _T5_XXL, "vae": _VAE}},
+            sizes={REPO: {"transformer": LTX_13B, "text_encoder": T5_XXL, "vae": VAE_PARAMS}},
             spatial=32,
             temporal=_TEMPORAL,
             patch=1,
@@ -208,8 +209,6 @@ class LTXLong(Family):
         prompts = cfg.inputs.prompts or {}
         if not (cfg.inputs.prompt or "").strip() and not prompts:
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
-        from vidgen.families.base import check_grid
-
         check_grid(self.title, cfg, self.grid)
         frames = cfg.sampling.num_frames or 161
         tile, overlap = _tiling(cfg)
@@ -312,13 +311,13 @@ def _check_prompt_map(
 def tiny() -> Any:
     from diffusers import AutoencoderKLLTXVideo, LTXI2VLongMultiPromptPipeline
 
-    from vidgen.families.ltx import _parts
+    from vidgen.families.ltx import tiny_components
 
-    parts = _parts()
+    parts = tiny_components()
     # Three levels that halve time and space: 8x8x8, as the windows' frame arithmetic assumes.
     scaling = (True, True, True, False)
     parts["vae"] = AutoencoderKLLTXVideo(
-        **{**_TINY_VAE, "spatio_temporal_scaling": scaling, "decoder_spatio_temporal_scaling": scaling}
+        **{**TINY_VAE, "spatio_temporal_scaling": scaling, "decoder_spatio_temporal_scaling": scaling}
     )
     # The checkpoint's flow-matching Euler scheduler, as the real one loads; `setup` swaps it.
     return LTXI2VLongMultiPromptPipeline(**parts)
