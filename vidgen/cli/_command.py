@@ -131,7 +131,9 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
     declared = o.family_params(mode)
     # Input kinds a family declared for itself (the built-in ones are placed in the groups).
     inputs = o.input_params(mode)
-    for group in (arguments, MODEL, *groups, inputs, declared, SAMPLING, ENHANCE, RUN):
+    # --prompt-at where a family of this mode takes a frame -> prompt map (prompt travel).
+    prompts = o.prompt_params(mode)
+    for group in (arguments, MODEL, *groups, prompts, inputs, declared, SAMPLING, ENHANCE, RUN):
         for name, spec in group.items():
             # A command's own definition wins (animate's --base-model is the shared --model).
             merged.setdefault(name, own.get(name, spec))

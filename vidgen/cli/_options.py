@@ -522,7 +522,8 @@ PromptAt = Annotated[
     list[str] | None,
     typer.Option(
         "--prompt-at",
-        help="FRAME:TEXT keyframe prompt for prompt travel, e.g. '24:a blooming rose' (repeatable).",
+        help="FRAME:TEXT keyframe prompt for prompt travel, e.g. '24:a blooming rose' (repeatable), or @FILE: "
+        "lines of FRAME: TEXT.",
         rich_help_panel=SAMPLING,
     ),
 ]
@@ -828,6 +829,32 @@ def input_params(mode: str) -> dict[str, tuple[object, object]]:
     }
 
 
+def prompt_params(mode: str) -> dict[str, tuple[object, object]]:
+    """--prompt-at, on the commands of modes that some family with prompt travel runs."""
+    taken = any(f.takes.prompts and "inputs.prompts" in f.accepts(mode) for f in families.FAMILIES.values())
+    return {"prompt_at": (PromptAt, None)} if taken else {}
+
+
+def read_prompt_map(items: list[str]) -> list[str]:
+    """--prompt-at items with each @FILE replaced by its lines (FRAME: TEXT; blank lines and
+    lines starting with # skipped), the prompt travel file AnimateDiff's users write. Only a flag
+    typed now names a file to read; a manifest or preset holds the map itself."""
+    from pathlib import Path
+
+    from vidgen.core.errors import InputError
+    from vidgen.core.limits import MAX_MANIFEST_BYTES, read_text
+
+    out: list[str] = []
+    for item in items:
+        if not item.startswith("@"):
+            out.append(item)
+            continue
+        text = read_text(Path(item[1:]).expanduser(), MAX_MANIFEST_BYTES, "--prompt-at file", InputError)
+        lines = [line.strip() for line in text.splitlines()]
+        out += [line for line in lines if line and not line.startswith("#")]
+    return out
+
+
 def family_params(mode: str) -> dict[str, tuple[object, object]]:
     """Typer options for the options the families of `mode` declare (families/base.py `Option`),
     named by their config field; the help says which families take each."""
@@ -904,7 +931,10 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
         section, key = path.split(".", 1)
         label = flag(path)
         # Only a flag typed now may name a file to read the ratios from; files hold the list.
-        value = read_mag_ratios(str(value)) if name == "mag_ratios" else from_flag_form(path, value)
+        if name == "mag_ratios":
+            value = read_mag_ratios(str(value))
+        else:
+            value = from_flag_form(path, read_prompt_map(list(value)) if name == "prompt_at" else value)  # type: ignore[call-overload]
         layers.append(Layer(label=f"cli:{label}", data={section: {key: value}}, origin=label))
     lora = _lora_layer(params)
     if lora is not None:
