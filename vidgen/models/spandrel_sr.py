@@ -92,7 +92,7 @@ def _descriptor(state: dict[str, Any], source: str) -> Any:
     if descriptor.purpose != "SR" or descriptor.scale < 2:
         raise ModelError(
             f"{WHAT} {source} is a {name} {descriptor.purpose} model (x{descriptor.scale}), not a super-resolution "
-            "one; --upscale takes x2 and larger upscalers."
+            "one; upscaling takes models of x2 and more."
         )
     if descriptor.input_channels != 3 or descriptor.output_channels != 3:
         raise ModelError(
