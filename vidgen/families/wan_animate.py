@@ -124,6 +124,7 @@ class WanAnimate(Family):
             REPO,
             _CALL,
             inputs=frozenset({"character", "face_video", "background_video", "mask"}),
+            requires=frozenset({"character", "face_video"}),
             media={"control": "pose_video", "mask": "mask_video", "character": "image"},
             # The pose video is rendered already; the character is letterboxed on black, as the
             # pipeline's own image processor fills it.
@@ -164,10 +165,6 @@ class WanAnimate(Family):
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)
-        needed = (("character", "--character IMAGE", "the character"), ("face_video", "--face VIDEO|DIR", "face crops"))
-        for field, flag, what in needed:
-            if not cfg.inputs.get(field):
-                raise ConfigError(f"Wan Animate needs {flag} ({what}) beside --control (the pose video).")
         if replacing(cfg) != bool(cfg.inputs.mask):
             given, missing = ("--background-video", "--mask") if replacing(cfg) else ("--mask", "--background-video")
             raise ConfigError(
