@@ -132,13 +132,15 @@ def test_input_and_output_kinds_are_declared_once() -> None:
     from vidgen.cli import app
     from vidgen.cli.inspect import _written_beside
     from vidgen.config.flags import flag
-    from vidgen.config.kinds import INPUT_KINDS, OUTPUT_KINDS
-    from vidgen.config.schema import InputsConfig, OutputConfig
+    from vidgen.config.kinds import BUILTIN, INPUT_KINDS, OUTPUT_KINDS
+    from vidgen.config.schema import KIND_FIELDS, InputsConfig, OutputConfig
     from vidgen.io.trust import input_refs
 
     # Every declared kind is a config field with its flag; input kinds are what the trust
     # boundary reads, output switches are options of the generation commands.
-    assert set(INPUT_KINDS) <= set(InputsConfig.model_fields)
+    # (Kinds a family module declares are validated as extra fields: schema.KIND_FIELDS.)
+    assert {kind.field for kind in BUILTIN} <= set(InputsConfig.model_fields)
+    assert all(KIND_FIELDS.get(name) is not None for name in INPUT_KINDS)
     assert [name for name, _ in input_refs({name: "x.png" for name in INPUT_KINDS})] == list(INPUT_KINDS)
     switches = [kind for kind in OUTPUT_KINDS.values() if kind.switch]
     assert {kind.switch for kind in switches} <= set(OutputConfig.model_fields)

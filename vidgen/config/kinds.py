@@ -37,6 +37,12 @@ class InputKind:
     main_of: str | None = None
     # A list of files (the option repeats).
     many: bool = False
+    # Video kinds: frames keep their own size instead of the run's (Wan Animate's face crops,
+    # which the pipeline brings to its face encoder's square).
+    own_size: bool = False
+    # Video kinds: the input whose frame count this one must have, frame for frame (Wan Animate's
+    # face video beside its pose video); read after it. A mismatch is an input error.
+    frames_of: str | None = None
 
     @property
     def path(self) -> str:
@@ -61,6 +67,10 @@ def register_input(kind: InputKind) -> None:
     """Declare an input kind (the built-ins below, or a family module's own)."""
     if kind.reads not in READERS:
         raise ValueError(f"input {kind.field}: reads must be one of {', '.join(READERS)}")
+    if (kind.own_size or kind.frames_of) and kind.reads != "video":
+        raise ValueError(f"input {kind.field}: own_size and frames_of are for video kinds")
+    if kind.frames_of is not None and kind.frames_of not in INPUT_KINDS:
+        raise ValueError(f"input {kind.field}: frames_of names {kind.frames_of}, which is not declared before it")
     known = INPUT_KINDS.get(kind.field)
     if known is not None and known != kind:
         raise ValueError(f"input {kind.field} is already declared differently")

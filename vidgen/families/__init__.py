@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vidgen.config.flags import LORA_EXPERT_FLAGS, flag, register_flag
-from vidgen.config.kinds import main_input
+from vidgen.config.kinds import INPUT_KINDS, main_input
 from vidgen.config.layers import Layer
 from vidgen.config.schema import RunConfig, register_sampling_field
 from vidgen.core.errors import ConfigError
@@ -285,8 +285,13 @@ def _check_outputs(family: Family, cfg: RunConfig) -> None:
 def _check_inputs(family: Family, cfg: RunConfig) -> None:
     """The mode's required input is there, --gpus has a plan, and a v2v --max-frames leaves a clip."""
     main = main_input(cfg.mode)
-    if main is not None and not cfg.inputs.get(main.field) and main.field not in family.modes[cfg.mode].optional:
+    spec = family.modes[cfg.mode]
+    if main is not None and not cfg.inputs.get(main.field) and main.field not in spec.optional:
         raise ConfigError(f"vidgen {cfg.mode} needs {main.flag}.")
+    for name in sorted(spec.requires):
+        if not cfg.inputs.get(name):
+            kind = INPUT_KINDS[name]
+            raise ConfigError(f"{family.title} needs {kind.flag} {kind.metavar}: {kind.help.partition(': ')[2]}")
     if cfg.optimization.gpus > 1 and not (cfg.mode in ("t2v", "i2v") and context_parallel(family, cfg.mode)):
         raise ConfigError(
             f"--gpus {cfg.optimization.gpus} splits one video over GPUs by context parallelism, and diffusers has "

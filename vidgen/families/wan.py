@@ -724,11 +724,11 @@ def tiny_a14b_i2v() -> Any:
     )
 
 
-def tiny_ti2v() -> Any:
-    """TI2V-5B: the Wan 2.2 VAE (48 latent channels, 16x spatial) and expanded timesteps."""
-    from diffusers import AutoencoderKLWan, WanPipeline
+def tiny_vae22() -> Any:
+    """The Wan 2.2 VAE (48 latent channels, 16x spatial) at a tiny scale (TI2V-5B, Lucy Edit)."""
+    from diffusers import AutoencoderKLWan
 
-    vae = AutoencoderKLWan(
+    return AutoencoderKLWan(
         **{**_VAE, "z_dim": 48},
         in_channels=12,
         out_channels=12,
@@ -739,7 +739,13 @@ def tiny_ti2v() -> Any:
         scale_factor_spatial=16,
         scale_factor_temporal=4,
     )
-    parts = {**tiny_wan_parts(5.0), "vae": vae}
+
+
+def tiny_ti2v() -> Any:
+    """TI2V-5B: the Wan 2.2 VAE and expanded timesteps."""
+    from diffusers import WanPipeline
+
+    parts = {**tiny_wan_parts(5.0), "vae": tiny_vae22()}
     return WanPipeline(**parts, transformer=tiny_transformer(in_channels=48, out_channels=48), expand_timesteps=True)
 
 

@@ -113,10 +113,26 @@ def _kind_image(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared
 
 def _kind_video(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
     clip = _prepare_video(cfg, family, fps, cfg.inputs.get(kind.field), kind.field, kind.flag)
+    if kind.frames_of is not None and kind.frames_of in prepared.record:
+        _same_frames(kind, clip, prepared)
     prepared.media.update(clip.media)
     prepared.record.update(clip.record)
     prepared.notes += clip.notes
     prepared.cut |= clip.cut
+
+
+def _same_frames(kind: InputKind, clip: Prepared, prepared: Prepared) -> None:
+    """A video that goes frame for frame with another (`kind.frames_of`) has as many frames, read
+    the same way (the same cap): one that is longer or shorter is refused, not cut or padded."""
+    other = INPUT_KINDS[kind.frames_of or ""]
+    mine, theirs = clip.record[kind.field], prepared.record[other.field]
+    if (mine["frames_read"], kind.field in clip.cut) != (theirs["frames_read"], other.field in prepared.cut):
+        count = f"more than {mine['frames_read']}" if kind.field in clip.cut else str(mine["frames_read"])
+        base = f"more than {theirs['frames_read']}" if other.field in prepared.cut else str(theirs["frames_read"])
+        raise InputError(
+            f"{kind.flag} {mine['path']} gives {count} frame(s) and {other.flag} {theirs['path']} {base}; "
+            f"give {kind.flag} one frame per {other.flag} frame."
+        )
 
 
 def _kind_control(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
@@ -380,6 +396,8 @@ def _read_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> P
     if not path.exists():
         raise InputError(f"{ref} does not exist.")
     check_source(ref, name)
+    kind = INPUT_KINDS.get(name)
+    own_size = kind is not None and kind.own_size
     bg = background(cfg)
     mode = cfg.inputs.resize or DEFAULT_RESIZE
     cap = cfg.inputs.max_frames or MAX_FRAMES
@@ -387,13 +405,15 @@ def _read_video(cfg: RunConfig, family: Any, fps: int, ref: str, name: str) -> P
     size = _target(cfg)
 
     def shape(frame: Any) -> Any:
-        return _resize(frame, size, mode, bg)
+        return frame if own_size else _resize(frame, size, mode, bg)
 
     if path.is_dir():
         frames, info, more = _folder_frames(cfg, ref, path, cap, bg, shape)
     else:
         frames, info, more = _file_frames(ref, path, cap, rate, shape)
         info["input_fps"] = rate
+    if own_size:
+        size = tuple(info["size"])
     read = len(frames)
     usable = family.grid.usable(read)
     if not usable:
