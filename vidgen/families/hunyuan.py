@@ -270,6 +270,22 @@ _FOOTPRINT = Footprint(
 )
 
 
+# Cache hooks that keep their state per denoiser call context, and the pipelines of diffusers
+# 0.42.1 that call the transformer without one (only the text-to-video pipeline opens
+# `cache_context`): there they fail with "No cache context is set" (probed on the tiny models).
+CONTEXT_CACHES = ("first-block", "taylorseer")
+NO_CACHE_CONTEXT = "its diffusers pipeline calls the transformer without a cache context, which that hook needs"
+
+
+def check_cache_context(title: str, cfg: RunConfig, pipeline: str) -> None:
+    """Refuse a cache hook that needs a cache context on a pipeline that opens none."""
+    kind = (cfg.optimization.cache or "").partition(":")[0]
+    if kind in CONTEXT_CACHES and pipeline != "HunyuanVideoPipeline":
+        raise ConfigError(
+            f"--cache {kind} does not run on {title} {cfg.mode}: {NO_CACHE_CONTEXT}; use --cache pab or magcache."
+        )
+
+
 def passes(cfg: RunConfig) -> int:
     """Transformer passes per step: two with real CFG (the negative prompt's pass)."""
     true_cfg = cfg.sampling.get("true_cfg_scale")
@@ -358,6 +374,7 @@ class HunyuanVideo(Family):
             )
         if magcache_wanted(cfg) is not None:
             _check_magcache(self.title, cfg)
+        check_cache_context(self.title, cfg, self.modes[cfg.mode].pipeline)
 
     def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
         if spec.partition(":")[0] != "magcache":
@@ -387,7 +404,8 @@ class HunyuanVideo(Family):
             and getattr(config, "image_condition_type", None) == "latent_concat"
             and cfg.sampling.num_frames
         ):
-            # A latent-concat I2V transformer (hunyuanvideo-community/HunyuanVideo-I2V) drops the
+            # A latent-concat I2V transformer (hunyuanvideo-community/HunyuanVideo-I2V-33ch; the
+            # 16-channel HunyuanVideo-I2V replaces tokens and keeps every frame) drops the
             # image's own latent frame, 4 frames, from the video: ask for 4 more so the video has
             # --frames. The kwargs are the ones the sidecar records, so a rerun passes the same.
             call_kwargs["num_frames"] = cfg.sampling.num_frames + 4
@@ -494,10 +512,12 @@ class FramePack(HunyuanVideo):
     )
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG, WINDOW, SAMPLING_TYPE)
     # FramePack's transformer has no repeated-block list for regional compile, and its sections
-    # re-enter the transformer with new shapes; PAB and TaylorSeer keep per-run state per pass.
-    takes = replace(HunyuanVideo.takes, caches=frozenset({"first-block", "pab", "taylorseer"}))
+    # re-enter the transformer with new shapes. First-block and TaylorSeer need a cache context
+    # its pipeline does not open.
+    takes = replace(HunyuanVideo.takes, caches=frozenset({"pab"}))
     hints: ClassVar[dict[str, str]] = {
         **HunyuanVideo.hints,
+        **{f"optimization.cache={kind}": NO_CACHE_CONTEXT for kind in CONTEXT_CACHES},
         # MagCache counts one schedule per run; FramePack runs a whole schedule per section.
         "optimization.cache=magcache": "FramePack runs a full schedule per section, which MagCache's step count "
         "does not follow",
@@ -683,6 +703,71 @@ def tiny_t2v() -> Any:
     )
 
 
+def llava_tokenizer() -> Any:
+    """The Llama tokenizer with the Llama-3 chat markers and Llava's image token as single tokens:
+    the I2V pipeline finds the assistant header by its id and expands `<image>` into the vision
+    tower's features, so both must be one token each, as in the real vocabulary."""
+    from transformers import AddedToken
+
+    tokenizer = llama_tokenizer()
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>"]}
+    )
+    # The role names and blank lines one token each, as Llama-3 reads them, so the image token
+    # sits where the template's image_emb_start expects it.
+    tokenizer.add_tokens([AddedToken(word, normalized=False) for word in ("system", "user", "assistant", "\n\n", "\n")])
+    return tokenizer
+
+
+def tiny_i2v() -> Any:
+    """HunyuanVideo-I2V: a Llava text encoder (Llama + CLIP vision tower) reads the prompt with the
+    image; the transformer replaces the first latent frame's tokens with the image's
+    (`token_replace`, the hunyuanvideo-community/HunyuanVideo-I2V checkpoint's kind)."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoImageToVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from vidgen.families.tiny_parts import clip_image_processor
+
+    tokenizer = llava_tokenizer()
+    text = LlamaConfig(
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        hidden_size=16,  # the transformer's text_embed_dim
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(tokenizer),
+        hidden_act="gelu",
+    )
+    # 336-pixel images in 14-pixel patches: the 576 image features the pipeline's default
+    # template expects (image_emb_len), as Llava's CLIP-L/336 gives them.
+    vision = CLIPVisionConfig(
+        hidden_size=8, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=336, patch_size=14
+    )
+    llava = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        pad_token_id=0,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    encoders = _encoders()
+    return HunyuanVideoImageToVideoPipeline(
+        text_encoder=LlavaForConditionalGeneration(llava).eval(),
+        tokenizer=tokenizer,
+        transformer=HunyuanVideoTransformer3DModel(**_TRANSFORMER, image_condition_type="token_replace"),
+        vae=_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=encoders["text_encoder_2"],
+        tokenizer_2=encoders["tokenizer_2"],
+        image_processor=clip_image_processor(336),
+    )
+
+
 def tiny_framepack() -> Any:
     """FramePack: the packed-history transformer, a SigLIP image encoder (hidden 32 = image_proj_dim)."""
     from diffusers import (
@@ -710,7 +795,7 @@ def tiny_framepack() -> Any:
     )
 
 
-HunyuanVideo.tiny = {"hunyuanvideo": tiny_t2v}
+HunyuanVideo.tiny = {"hunyuanvideo": tiny_t2v, "hunyuanvideo-i2v": tiny_i2v}
 FramePack.tiny = {"framepack": tiny_framepack}
 
 FAMILIES = (HunyuanVideo, FramePack)
