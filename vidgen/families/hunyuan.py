@@ -77,9 +77,9 @@ EMBEDDED_GUIDANCE = (1.0, 20.0)
 # tower and SigLIP so400m are the models' published sizes (not re-counted here).
 _HV_TRANSFORMER = 12.82e9
 _FRAMEPACK_TRANSFORMER = 12.87e9
-_LLAMA_8B = 7.50e9
-_CLIP_L = 1.23e8
-_HV_VAE = 2.46e8
+LLAMA_8B = 7.50e9
+CLIP_L = 1.23e8
+HV_VAE = 2.46e8
 _SIGLIP = 4.28e8  # SigLIP so400m vision tower of lllyasviel/flux_redux_bfl
 _LLAVA_8B = 8.36e9  # HunyuanVideo-I2V: Llava (Llama-3 8B + CLIP-L/336 vision tower + projector)
 
@@ -237,25 +237,25 @@ WINDOW_DEFAULT = 9
 BASE_REPO = "hunyuanvideo-community/HunyuanVideo"
 IMAGE_ENCODER_REPO = "lllyasviel/flux_redux_bfl"
 
-_SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
+SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 # The model card: bf16 transformer, fp16 text encoders and VAE (the VAE was trained in fp16). The
 # fp16 pins are the half-precision recipe; an fp32 run (the CPU) keeps everything fp32.
 _HALF_DTYPES = {"text_encoder": "fp16", "text_encoder_2": "fp16", "vae": "fp16"}
-_FOOTPRINT = Footprint(
+FOOTPRINT = Footprint(
     denoiser="transformer",
     blocks=60,  # 20 dual-stream + 40 single-stream blocks
     sizes={
         "hunyuanvideo-community/HunyuanVideo": {
             "transformer": _HV_TRANSFORMER,
-            "text_encoder": _LLAMA_8B,
-            "text_encoder_2": _CLIP_L,
-            "vae": _HV_VAE,
+            "text_encoder": LLAMA_8B,
+            "text_encoder_2": CLIP_L,
+            "vae": HV_VAE,
         },
         "hunyuanvideo-community/HunyuanVideo-I2V": {
             "transformer": _HV_TRANSFORMER,
             "text_encoder": _LLAVA_8B,
-            "text_encoder_2": _CLIP_L,
-            "vae": _HV_VAE,
+            "text_encoder_2": CLIP_L,
+            "vae": HV_VAE,
         },
     },
     spatial=8,
@@ -315,8 +315,8 @@ class HunyuanVideo(Family):
     name = "hunyuanvideo"
     title = "HunyuanVideo"
     modes: ClassVar[dict[str, Mode]] = {
-        "t2v": Mode("HunyuanVideoPipeline", "hunyuanvideo-community/HunyuanVideo", _SAMPLING),
-        "i2v": Mode("HunyuanVideoImageToVideoPipeline", "hunyuanvideo-community/HunyuanVideo-I2V", _SAMPLING),
+        "t2v": Mode("HunyuanVideoPipeline", "hunyuanvideo-community/HunyuanVideo", SAMPLING),
+        "i2v": Mode("HunyuanVideoImageToVideoPipeline", "hunyuanvideo-community/HunyuanVideo-I2V", SAMPLING),
     }
     # The model card's reference: 720x1280, 129 frames, 50 steps, embedded guidance 6, shift 7, 24 fps.
     reference = settings(size=(720, 1280), frames=129, steps=50, guidance=6.0, fps=24)
@@ -346,7 +346,7 @@ class HunyuanVideo(Family):
         files=("transformer", "text_encoder"),
     )
     # The causal VAE decodes a few latent frames at a time with a feature cache.
-    memory = Memory(_FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
+    memory = Memory(FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
     grid = Grid(frames=4, size=16)
     decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
     previewing = ScaledPreviewing(tae="taehv.safetensors")
@@ -495,7 +495,7 @@ class FramePack(HunyuanVideo):
         "i2v": Mode(
             "HunyuanVideoFramepackPipeline",
             "lllyasviel/FramePackI2V_HY",
-            _SAMPLING,
+            SAMPLING,
             inputs=frozenset({"last_image"}),
             media={"image": "image", "last_image": "last_image"},
         )
@@ -532,14 +532,14 @@ class FramePack(HunyuanVideo):
     # the longer ones downsampled) is what the transformer sees (see _FramePackMemory).
     memory = _FramePackMemory(
         replace(
-            _FOOTPRINT,
+            FOOTPRINT,
             sizes=dict.fromkeys(
                 ("lllyasviel/FramePackI2V_HY", "lllyasviel/FramePack_F1_I2V_HY_20250503"),
                 {
                     "transformer": _FRAMEPACK_TRANSFORMER,
-                    "text_encoder": _LLAMA_8B,
-                    "text_encoder_2": _CLIP_L,
-                    "vae": _HV_VAE,
+                    "text_encoder": LLAMA_8B,
+                    "text_encoder_2": CLIP_L,
+                    "vae": HV_VAE,
                     "image_encoder": _SIGLIP,
                 },
             ),
@@ -617,7 +617,7 @@ def llama_tokenizer() -> Any:
     return LlamaTokenizer(vocab=vocab, merges=[], pad_token="<pad>")
 
 
-def _encoders() -> dict[str, Any]:
+def tiny_encoders() -> dict[str, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
 
     from vidgen.families.tiny_parts import clip_tokenizer
@@ -654,7 +654,7 @@ def _encoders() -> dict[str, Any]:
     }
 
 
-def _vae() -> Any:
+def tiny_vae() -> Any:
     from diffusers import AutoencoderKLHunyuanVideo
 
     return AutoencoderKLHunyuanVideo(
@@ -674,7 +674,7 @@ def _vae() -> Any:
     )
 
 
-_TRANSFORMER = {
+TINY_TRANSFORMER = {
     "in_channels": 4,
     "out_channels": 4,
     "num_attention_heads": 2,
@@ -696,9 +696,9 @@ def tiny_t2v() -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
 
     return HunyuanVideoPipeline(
-        **_encoders(),
-        transformer=HunyuanVideoTransformer3DModel(**_TRANSFORMER),
-        vae=_vae(),
+        **tiny_encoders(),
+        transformer=HunyuanVideoTransformer3DModel(**TINY_TRANSFORMER),
+        vae=tiny_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
     )
 
@@ -755,12 +755,12 @@ def tiny_i2v() -> Any:
         pad_token_id=0,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
     )
-    encoders = _encoders()
+    encoders = tiny_encoders()
     return HunyuanVideoImageToVideoPipeline(
         text_encoder=LlavaForConditionalGeneration(llava).eval(),
         tokenizer=tokenizer,
-        transformer=HunyuanVideoTransformer3DModel(**_TRANSFORMER, image_condition_type="token_replace"),
-        vae=_vae(),
+        transformer=HunyuanVideoTransformer3DModel(**TINY_TRANSFORMER, image_condition_type="token_replace"),
+        vae=tiny_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
         text_encoder_2=encoders["text_encoder_2"],
         tokenizer_2=encoders["tokenizer_2"],
@@ -779,7 +779,7 @@ def tiny_framepack() -> Any:
     from vidgen.families.tiny_parts import siglip_vision
 
     transformer = HunyuanVideoFramepackTransformer3DModel(
-        **{**_TRANSFORMER, "patch_size": 2},
+        **{**TINY_TRANSFORMER, "patch_size": 2},
         image_condition_type=None,
         has_image_proj=True,
         image_proj_dim=32,
@@ -787,9 +787,9 @@ def tiny_framepack() -> Any:
     )
     vision = siglip_vision(hidden_size=32, intermediate_size=37)
     return HunyuanVideoFramepackPipeline(
-        **_encoders(),
+        **tiny_encoders(),
         transformer=transformer,
-        vae=_vae(),
+        vae=tiny_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
         **vision,
     )

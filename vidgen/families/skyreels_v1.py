@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.families.base import Memory, Mode, settings
 from vidgen.families.hunyuan import (
-    _CLIP_L,
-    _FOOTPRINT,
-    _HV_VAE,
-    _LLAMA_8B,
-    _SAMPLING,
     BASE_REPO,
+    CLIP_L,
     CONTEXT_CACHES,
+    FOOTPRINT,
+    HV_VAE,
+    LLAMA_8B,
     NO_CACHE_CONTEXT,
+    SAMPLING,
     HunyuanVideo,
     passes,
 )
@@ -31,9 +31,9 @@ REPO = "Skywork/SkyReels-V1-Hunyuan-I2V"
 # The transformer: diffusers' HunyuanVideoTransformer3DModel built on the meta device with its
 # default (published HunyuanVideo) config and 32 input channels, 12.82B; the rest is
 # HunyuanVideo's (hunyuan.py). The checkpoint's own config.json was not read here (no network).
-_TRANSFORMER = 12.821e9
+TINY_TRANSFORMER = 12.821e9
 _SIZES = {
-    REPO: {"transformer": _TRANSFORMER, "text_encoder": _LLAMA_8B, "text_encoder_2": _CLIP_L, "vae": _HV_VAE},
+    REPO: {"transformer": TINY_TRANSFORMER, "text_encoder": LLAMA_8B, "text_encoder_2": CLIP_L, "vae": HV_VAE},
 }
 
 
@@ -53,7 +53,7 @@ def assemble(mode: str, kind: str, where: str, dtype: Any) -> tuple[str, dict[st
 class SkyReelsV1(HunyuanVideo):
     name = "skyreels-v1"
     title = "SkyReels-V1"
-    modes: ClassVar[dict[str, Mode]] = {"i2v": Mode("HunyuanSkyreelsImageToVideoPipeline", REPO, _SAMPLING)}
+    modes: ClassVar[dict[str, Mode]] = {"i2v": Mode("HunyuanSkyreelsImageToVideoPipeline", REPO, SAMPLING)}
     # The diffusers docs' model table: best at 97 frames of 544x960 with embedded guidance 1; its
     # example runs 30 steps. 24 fps as HunyuanVideo. The card's true CFG 6 and negative prompt are
     # the preset's (skyreels-v1-i2v), not defaults: a negative prompt set here could not be
@@ -68,7 +68,7 @@ class SkyReelsV1(HunyuanVideo):
     # diffusers has no single-file loader for this transformer's checkpoint layout; the Llama may
     # still come from one file, as for HunyuanVideo.
     loading = replace(HunyuanVideo.loading, assemble=assemble, files=("text_encoder",))
-    memory = Memory(replace(_FOOTPRINT, sizes=_SIZES), decode_batch=4, sliced=False, passes=passes)
+    memory = Memory(replace(FOOTPRINT, sizes=_SIZES), decode_batch=4, sliced=False, passes=passes)
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = super().call_kwargs(cfg, seed, frames)
@@ -85,13 +85,13 @@ def tiny_i2v() -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanSkyreelsImageToVideoPipeline
     from diffusers import HunyuanVideoTransformer3DModel as Transformer
 
-    from vidgen.families.hunyuan import _TRANSFORMER as TINY
-    from vidgen.families.hunyuan import _encoders, _vae
+    from vidgen.families.hunyuan import TINY_TRANSFORMER as TINY
+    from vidgen.families.hunyuan import tiny_encoders, tiny_vae
 
     return HunyuanSkyreelsImageToVideoPipeline(
-        **_encoders(),
+        **tiny_encoders(),
         transformer=Transformer(**{**TINY, "in_channels": 2 * TINY["out_channels"]}),
-        vae=_vae(),
+        vae=tiny_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
     )
 
