@@ -4,7 +4,11 @@ the network called directly on the same frames, in one process, rounds alternati
 Networks (random weights of each architecture under the published key names; no download):
 the tiny stand-ins the tests use, and the published sizes: RIFE 4.25/4.26 IFNet (head 16,
 blocks 192/128/96/64/32), Real-ESRGAN realesr-animevideov3 (SRVGGNetCompact, 64 features, 16
-convs, x4) and RealESRGAN_x4plus (RRDBNet, 64 features, 23 blocks, growth 32, x4).
+convs, x4) and RealESRGAN_x4plus (RRDBNet, 64 features, 23 blocks, growth 32, x4); spandrel's
+SPAN (tiny, and 48 features x4 as 4xNomos8k_span_otf is) against spandrel called directly; and
+the tiny Kandinsky6SRPipeline (tiny:kandinsky6-sr, 4 steps) against the pipeline called directly.
+The spandrel rows need spandrel importable: on a CPU-torch machine run the script with
+PYTHONPATH=tests/stand_ins (tests/stand_ins/README.md); without it they are left out.
 
 "vidgen" is the whole command (read the clip with ffmpeg, check and hash the weights, load, run,
 encode the MP4, write the sidecar); "direct" loads the same file and calls the network on the
@@ -32,17 +36,47 @@ START, END = "<!-- finish:start -->", "<!-- finish:end -->"
 
 
 def _cases() -> list[tuple[str, str, Any, int, int, int]]:
-    """(name, step, arch, frames, height, width) of each network measured."""
+    """(name, step, arch, frames, height, width) of each network measured; arch is a
+    ("span", features, scale) for spandrel and "kandinsky6-sr" for the pipeline."""
+    import importlib.util
+
     from vidgen.models import rife, upscalers
 
-    return [
+    cases = [
         ("tiny RIFE IFNet (tests)", "interpolate", rife.TINY, 9, 64, 64),
         ("RIFE 4.25 IFNet, published size", "interpolate", rife.Arch(16, (192, 128, 96, 64, 32)), 5, 128, 128),
         ("tiny SRVGGNetCompact x2 (tests)", "upscale", upscalers.TINY, 9, 64, 64),
         ("realesr-animevideov3 (SRVGG x4), published size", "upscale", upscalers.Arch("srvgg", 4, 64, 16), 5, 64, 64),
         ("tiny RRDBNet x2 (tests)", "upscale", upscalers.TINY_RRDB, 9, 64, 64),
         ("RealESRGAN_x4plus (RRDB x4), published size", "upscale", upscalers.Arch("rrdb", 4, 64, 23, 32), 3, 32, 32),
+        ("tiny Kandinsky6SRPipeline x2, 4 steps (tests)", "upscale", "kandinsky6-sr", 5, 64, 64),
     ]
+    if importlib.util.find_spec("spandrel") is not None:
+        cases += [
+            ("tiny SPAN x2 via spandrel (tests)", "upscale", ("span", 8, 2), 9, 64, 64),
+            ("SPAN x4 via spandrel, 48 features", "upscale", ("span", 48, 4), 5, 64, 64),
+        ]
+    return cases
+
+
+def _weights(folder: Path, index: int, step: str, arch: Any) -> Path:
+    """The weights file of a case: random weights saved as safetensors (a tiny:NAME pipeline is
+    named, not saved)."""
+    from vidgen.models import finishers
+
+    if arch == "kandinsky6-sr":
+        return Path("tiny:kandinsky6-sr")
+    path = folder / f"{index}.safetensors"
+    if isinstance(arch, tuple):
+        import torch
+        from safetensors.torch import save_file
+        from spandrel.architectures.SPAN import SPAN
+
+        torch.manual_seed(0)
+        model = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=arch[1], upscale=arch[2])
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        return path
+    return finishers.save_tiny(step, path, arch=arch)
 
 
 def _clip(folder: Path, frames: int, height: int, width: int) -> Path:
@@ -63,7 +97,8 @@ def _vidgen(step: str, weights: Path, clip: Path, out: Path) -> tuple[float, int
     from vidgen.config.schema import FinishStep
     from vidgen.run import refinish
 
-    spec = FinishStep(step=step, model=str(weights), **({"by": "x2"} if step == "interpolate" else {"tile": 512}))
+    tiled = {} if str(weights).startswith("tiny:") else {"tile": 512}
+    spec = FinishStep(step=step, model=str(weights), **({"by": "x2"} if step == "interpolate" else tiled))
     request = refinish.Request(clip, spec, str(out), True, False, "cpu")
     start = time.perf_counter()
     done = refinish.run(request)
@@ -77,6 +112,10 @@ def _direct(step: str, weights: Path, clip: Path) -> tuple[float, int]:
     from vidgen.models import finishers, rife, upscalers
 
     frames = np.stack(list(media.frames(clip)))  # decoded before the clock starts
+    if str(weights) == "tiny:kandinsky6-sr":
+        return _direct_pipeline(frames)
+    if str(weights).endswith(".safetensors") and _is_spandrel(weights):
+        return _direct_spandrel(weights, frames)
     start = time.perf_counter()
     found = finishers.read(step, str(weights), False)
     model = finishers.load(found, "cpu")
@@ -93,15 +132,51 @@ def _direct(step: str, weights: Path, clip: Path) -> tuple[float, int]:
     return time.perf_counter() - start, made
 
 
-def measure(runs: int) -> list[dict[str, Any]]:
-    from vidgen.models import finishers
+def _is_spandrel(weights: Path) -> bool:
+    from safetensors import safe_open
 
+    with safe_open(str(weights), framework="pt") as handle:
+        return any(name.startswith("conv_1.") for name in handle.keys())  # noqa: SIM118 (not iterable)
+
+
+def _direct_spandrel(weights: Path, frames: Any) -> tuple[float, int]:
+    """spandrel's own loader and its model on each frame, as its README shows."""
+    import spandrel
+    import torch
+
+    start = time.perf_counter()
+    model = spandrel.ModelLoader().load_from_file(str(weights)).eval()
+    with torch.inference_mode():
+        for frame in frames:
+            image = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0
+            (model(image)[0].clamp(0, 1) * 255).round().byte()
+    return time.perf_counter() - start, len(frames)
+
+
+def _direct_pipeline(frames: Any) -> tuple[float, int]:
+    """Kandinsky6SRPipeline.from_pretrained on the tiny folder, called on the clip."""
+    import numpy as np
+    import torch
+    from diffusers import Kandinsky6SRPipeline
+
+    from vidgen.models.loader import locate
+
+    start = time.perf_counter()
+    pipe = Kandinsky6SRPipeline.from_pretrained(locate("tiny:kandinsky6-sr")[1])
+    pipe.set_progress_bar_config(disable=True)
+    with torch.inference_mode():
+        pipe(video=[frames.astype(np.float32) / 255], resolution_scale=2, num_inference_steps=4,
+             generator=torch.Generator().manual_seed(0), output_type="np")  # fmt: skip
+    return time.perf_counter() - start, len(frames)
+
+
+def measure(runs: int) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         os.environ["VIDGEN_CACHE"] = str(folder / "cache")
         for name, step, arch, frames, height, width in _cases():
-            weights = finishers.save_tiny(step, folder / f"{len(rows)}.safetensors", arch=arch)
+            weights = _weights(folder, len(rows), step, arch)
             clip = _clip(folder, frames, height, width)
             _vidgen(step, weights, clip, folder / "warm.mp4")  # untimed: first calls allocate
             ours, theirs, made = [], [], 0
@@ -139,7 +214,7 @@ def table(rows: list[dict[str, Any]], runs: int, threads: int) -> str:
     lines += [
         "",
         f"Medians of {runs} rounds after a warm-up, one process, torch threads {threads}. Random weights of each "
-        "architecture (published key names); interpolation x2, upscaling in 512-pixel tiles.",
+        "architecture (published key names); interpolation x2, per-frame upscaling in 512-pixel tiles.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()}, torch "
         f"{torch.__version__}, diffusers {version('diffusers')}; {datetime.date.today().isoformat()}.",

@@ -148,6 +148,9 @@ def varied(data: dict, seed: int | None = None, prompt: str | None = None, guida
         data["seed"] = seed
         if "torch_manual_seed" in pipeline["generator"]:
             pipeline["generator"]["torch_manual_seed"] = seed
+        for call in calls:  # a pipeline that seeds its own noise (LTX-Video long's windows)
+            if "seed" in call:
+                call["seed"] = seed
     if prompt is not None:
         for call in calls:
             if "prompt" in call:

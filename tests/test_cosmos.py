@@ -2,16 +2,18 @@
 take, refused before loading with one line (exit 3); the full-size presets plan offline; the
 options declared for it run on the tiny model; the tiny model's pass-through guardrail is the only
 one that is not NVIDIA's; a LoRA loads. Parity with plain diffusers (t2v and v2v, another seed,
-prompt and guidance differing) is in tests/test_reproduce.py, from the tiny presets."""
+prompt and guidance differing) is in tests/test_reproduce.py, from the tiny presets; i2v's is
+here, against both the call vidgen makes and the pipeline's own Image2World path."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import cli, decode, files_under, one_line_error, sidecar
+from conftest import assert_reproduces, cli, decode, files_under, one_line_error, png_frames, printed_sidecar, sidecar
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
@@ -47,7 +49,9 @@ def test_wrong_mode_and_v2v_strength_refused(nothing_loads: None, tmp_path: Path
     from PIL import Image
 
     Image.new("RGB", (32, 32), (200, 80, 40)).save("first.png")
-    one_line_error(cli("i2v", "first.png", "a fox", "--preset", "tiny-cosmos"), 3, "not `vidgen i2v`")
+    one_line_error(
+        cli("control", "a fox", "--control", "first.png", "--preset", "tiny-cosmos"), 3, "not `vidgen control`"
+    )
     (tmp_path / "clip").mkdir()
     for index in range(9):
         Image.new("RGB", (32, 32), (index * 20, 80, 40)).save(tmp_path / "clip" / f"f{index}.png")
@@ -62,6 +66,9 @@ def test_full_presets_plan_offline(preset: str, nothing_loads: None, tmp_path: P
     from PIL import Image
 
     args = ["t2v", "a fox"]
+    if preset.endswith("-i2v"):
+        Image.new("RGB", (1280, 704), (200, 80, 40)).save(tmp_path / "first.png")
+        args = ["i2v", "first.png", "a fox"]
     if preset.endswith("-v2v"):
         (tmp_path / "clip").mkdir()
         for index in range(9):
@@ -73,7 +80,7 @@ def test_full_presets_plan_offline(preset: str, nothing_loads: None, tmp_path: P
 
 
 def test_full_presets_are_the_docs_example(nothing_loads: None) -> None:
-    assert FULL == ["cosmos-predict2.5-2b", "cosmos-predict2.5-2b-v2v"]
+    assert FULL == ["cosmos-predict2.5-2b", "cosmos-predict2.5-2b-i2v", "cosmos-predict2.5-2b-v2v"]
     for name in FULL:
         data = merged_preset(str(available_presets()[name]))
         sampling = data["sampling"]
@@ -137,3 +144,48 @@ def test_lora_changes_the_output(tmp_path: Path) -> None:
     assert (record["scale"], record["matched"]) == (0.8, record["modules"])
     plain, with_lora = decode(tmp_path / "plain.mp4")[0], decode(tmp_path / "lora.mp4")[0]
     assert np.abs(plain.astype(int) - with_lora.astype(int)).max() > 2
+
+
+@pytest.mark.pipeline
+def test_i2v_equals_plain_diffusers_and_the_pipelines_image2world_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    import torch
+    from diffusers import Cosmos2_5_PredictBasePipeline
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save("first.png")
+    result = cli("i2v", "first.png", "a red fox in snow", "--preset", "tiny-cosmos-i2v", "--seed", "5", "--format",
+                 "png", "--out", "frames/")  # fmt: skip
+    ours = png_frames(result)
+    data = printed_sidecar(result)
+    assert data["pipeline"]["call_kwargs"]["num_latent_conditional_frames"] == 1
+    assert "one-frame clip" in data["pipeline"]["run"]
+    image = Image.open("first.png").convert("RGB")
+    # Plain diffusers called as the sidecar says (video=[image]); another seed and prompt differ.
+    assert_reproduces(ours, data, {"video": [image]})
+    # The pipeline's own Image2World path (image=) makes the same frames. It converts the image
+    # with torchvision's to_tensor, and no torchvision build exists for this CPU torch: the module
+    # gets that one function (a PIL image as float CHW in 0-1, as torchvision documents it).
+    import diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict as predict
+
+    def to_tensor(picture: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+    functional = SimpleNamespace(to_tensor=to_tensor)
+    monkeypatch.setattr(predict, "torchvision", SimpleNamespace(transforms=SimpleNamespace(functional=functional)),
+                        raising=False)  # fmt: skip
+    pipe = Cosmos2_5_PredictBasePipeline.from_pretrained(data["model"]["path"])
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = {k: v for k, v in data["pipeline"]["call_kwargs"].items() if k != "num_latent_conditional_frames"}
+    with torch.inference_mode():
+        frames = pipe(image=image, **kwargs, generator=torch.Generator("cpu").manual_seed(5)).frames[0]
+    image2world = (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+    assert np.abs(ours.astype(int) - image2world.astype(int)).max() <= 1
+    # The image matters: another one makes other frames.
+    Image.fromarray(255 - pixels).save("other.png")
+    other = png_frames(cli("i2v", "other.png", "a red fox in snow", "--preset", "tiny-cosmos-i2v", "--seed", "5",
+                           "--format", "png", "--out", "other/"))  # fmt: skip
+    assert np.abs(other.astype(int) - ours.astype(int)).max() > 1

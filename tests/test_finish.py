@@ -480,3 +480,71 @@ def test_kandinsky6_sr_refuses_what_it_cannot_do(tmp_path: Path, srvgg: Path) ->
     one_line_error(result, 3, "needs frames of at least 64x64 for x2")
     assert "loading" not in result.stderr
     _only(tmp_path, "odd.mp4", "six.mp4")
+
+
+# -- budgets, tiny weights, the generation commands' Kandinsky6SR options ----------------------
+
+
+def _auto_tile(*extra: str) -> dict:
+    result = cli(*FOX, "--height", "480", "--width", "832", "--upscale", "tiny:realesrgan-rrdb", "--memory", "auto",
+                 "--dry-run", "--json", *extra)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_memory_auto_picks_the_upscale_tile_that_fits_beside_the_plan(tmp_path: Path) -> None:
+    roomy, tight, tighter = (_auto_tile("--vram", vram) for vram in ("8", "0.2", "0.05"))
+    tiles = [plan["finish"][0]["tile"] for plan in (roomy, tight, tighter)]
+    assert tiles[0] == 0 and 0 < tiles[2] < tiles[1]  # whole frames when they fit, smaller as the card shrinks
+    for plan, tile in zip((roomy, tight, tighter), tiles, strict=True):
+        # Written into the config, so the sidecar and a replay run the same tiles.
+        assert plan["config"]["output"]["finish"][0]["tile"] == tile
+        assert plan["sources"]["output.finish"] == "memory:auto (upscale tile)"
+        budget = plan["memory"]["budget_bytes"] * 0.9
+        assert plan["finish"][0]["working_bytes"] + plan["finish"][0]["weights_bytes"] <= budget
+    # What no tile fits is said; a tile the user gives is kept; without --memory auto it is 512.
+    hopeless = _auto_tile("--vram", "0.01")
+    assert any("finish step 1 (upscale)" in note for note in hopeless["memory"]["notes"])
+    assert _auto_tile("--vram", "0.05", "--upscale-tile", "64")["finish"][0]["tile"] == 64
+    manual = json.loads(cli(*FOX, "--upscale", "tiny:realesrgan", "--dry-run", "--json").stdout)
+    assert manual["finish"][0]["tile"] == 512 and manual["config"]["output"]["finish"][0]["tile"] is None
+
+
+def test_standalone_upscale_fits_its_tile_to_vram_and_joins_tiles_without_a_seam(tmp_path: Path) -> None:
+    _clip_file(tmp_path, "c.mp4", 3, 256)
+    planned = json.loads(cli("upscale", "c.mp4", "--model", "tiny:realesrgan", "--vram", "0.015", "--dry-run",
+                             "--json").stdout)["finish"][0]  # fmt: skip
+    assert 0 < planned["tile"] < 256
+    small = cli("upscale", "c.mp4", "--model", "tiny:realesrgan", "--vram", "0.015", "--format", "png", "--out", "s/")
+    whole = cli("upscale", "c.mp4", "--model", "tiny:realesrgan", "--tile", "0", "--format", "png", "--out", "w/")
+    assert printed_sidecar(small)["finish"][0]["settings"]["tile"] == planned["tile"]
+    _close(png_frames(small), png_frames(whole))
+    assert png_frames(whole).shape == (3, 512, 512, 3)
+
+
+def test_tiny_weights_try_the_chain_offline_and_wrong_names_are_refused(tmp_path: Path, srvgg: Path) -> None:
+    made = cli(*FOX, "--seed", "3", "--out", "t.mp4", "--interpolate", "2", "--interpolate-model", "tiny:rife",
+               "--upscale", "tiny:realesrgan")  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    chain = sidecar(tmp_path / "t.json")["finish"]
+    assert [(s["model"]["source"], s["model"]["architecture"]) for s in chain] == [
+        ("tiny:rife", "RIFE IFNet (Practical-RIFE 4.25/4.26)"),
+        ("tiny:realesrgan", "Real-ESRGAN SRVGGNetCompact"),
+    ]
+    assert decode(tmp_path / "t.mp4")[0].shape == (17, 32, 32, 3)
+    one_line_error(cli(*FOX, "--upscale", "tiny:rife"), 5, "tiny interpolate model", "tiny:realesrgan")
+    # The standalone command names its own option.
+    one_line_error(cli("interpolate", "t.mp4", "--model", str(srvgg)), 5, "--model ", "is not RIFE IFNet weights")
+
+
+def test_generation_commands_set_kandinsky6_sr_scale_and_steps(tmp_path: Path, srvgg: Path) -> None:
+    args = [*FOX, "--height", "64", "--width", "64", "--seed", "5", "--upscale", "tiny:kandinsky6-sr"]
+    made = cli(*args, "--upscale-steps", "2", "--upscale-scale", "2", "--out", "k.mp4")
+    assert made.exit_code == 0, made.stderr
+    data = sidecar(tmp_path / "k.json")
+    assert data["finish"][0]["settings"] == {"scale": 2.0, "steps": 2, "seed": 5}
+    recorded = data["config"]["output"]["finish"][0]
+    assert (recorded["scale"], recorded["steps"], recorded["seed"]) == (2.0, 2, None)  # the seed: the run's
+    assert decode(tmp_path / "k.mp4")[0].shape == (9, 128, 128, 3)
+    one_line_error(cli(*FOX, "--upscale-steps", "2"), 3, "--upscale-steps needs --upscale")
+    one_line_error(cli(*FOX, "--upscale", str(srvgg), "--upscale-steps", "2"), 3, "per-frame network")

@@ -83,6 +83,8 @@ RUN: Params = {
     "interpolate_model": (o.InterpolateModel, None),
     "upscale": (o.Upscale, None),
     "upscale_tile": (o.UpscaleTile, None),
+    "upscale_scale": (o.UpscaleScale, None),
+    "upscale_steps": (o.UpscaleSteps, None),
     "allow_inputs": (t.AllowInputs, False),
     "skip_memory_check": (t.SkipMemoryCheck, False),
     "dry_run": (o.DryRun, False),
@@ -129,7 +131,9 @@ def generation_command(mode: str, doc: str, arguments: Params, *groups: Params) 
     declared = o.family_params(mode)
     # Input kinds a family declared for itself (the built-in ones are placed in the groups).
     inputs = o.input_params(mode)
-    for group in (arguments, MODEL, *groups, inputs, declared, SAMPLING, ENHANCE, RUN):
+    # --prompt-at where a family of this mode takes a frame -> prompt map (prompt travel).
+    prompts = o.prompt_params(mode)
+    for group in (arguments, MODEL, *groups, prompts, inputs, declared, SAMPLING, ENHANCE, RUN):
         for name, spec in group.items():
             # A command's own definition wins (animate's --base-model is the shared --model).
             merged.setdefault(name, own.get(name, spec))

@@ -242,7 +242,8 @@ InterpolateModel = Annotated[
     typer.Option(
         "--interpolate-model",
         metavar="FILE|REPO:PATH",
-        help="RIFE weights (Practical-RIFE 4.25/4.26 IFNet, flownet.pkl or a .safetensors conversion).",
+        help="RIFE weights (Practical-RIFE 4.25/4.26 IFNet, flownet.pkl or a .safetensors conversion); "
+        "tiny:rife tries it offline with random weights.",
         rich_help_panel=FINISH,
     ),
 ]
@@ -251,8 +252,9 @@ Upscale = Annotated[
     typer.Option(
         "--upscale",
         metavar="FILE|REPO:PATH",
-        help="Upscale every frame with a Real-ESRGAN network (SRVGGNetCompact or RRDBNet weights); the file "
-        "sets the factor. Runs after --interpolate.",
+        help="Upscale every frame with a Real-ESRGAN network (SRVGGNetCompact or RRDBNet weights) or another "
+        "architecture spandrel loads (SwinIR, HAT, DAT, ...); the file sets the factor. Or a Kandinsky6SRPipeline "
+        "(folder, repo): diffusion super-resolution. tiny:realesrgan tries it offline. Runs after --interpolate.",
         rich_help_panel=FINISH,
     ),
 ]
@@ -263,11 +265,30 @@ UpscaleTile = Annotated[
         min=0,
         max=8192,
         metavar="PX",
-        help="Upscale in tiles of PX input pixels a side (default 512; 0: whole frames), so big frames fit memory.",
+        help="Upscale in tiles of PX input pixels a side (default 512, or what fits the budget under --memory auto; "
+        "0: whole frames), so big frames fit memory.",
         rich_help_panel=FINISH,
     ),
 ]
-FINISH_PARAMS = ("interpolate", "interpolate_model", "upscale", "upscale_tile")
+UpscaleScale = Annotated[
+    float | None,
+    typer.Option(
+        "--upscale-scale",
+        metavar="2|2.25|4",
+        help="--upscale with a Kandinsky6SRPipeline: the factor (default 2).",
+        rich_help_panel=FINISH,
+    ),
+]
+UpscaleSteps = Annotated[
+    int | None,
+    typer.Option(
+        "--upscale-steps",
+        min=1,
+        max=100,
+        help="--upscale with a Kandinsky6SRPipeline: its denoising steps (default 4).",
+        rich_help_panel=FINISH,
+    ),
+]
 
 
 VaeTiling = Annotated[
@@ -501,7 +522,8 @@ PromptAt = Annotated[
     list[str] | None,
     typer.Option(
         "--prompt-at",
-        help="FRAME:TEXT keyframe prompt for prompt travel, e.g. '24:a blooming rose' (repeatable).",
+        help="FRAME:TEXT keyframe prompt for prompt travel, e.g. '24:a blooming rose' (repeatable), or @FILE: "
+        "lines of FRAME: TEXT.",
         rich_help_panel=SAMPLING,
     ),
 ]
@@ -807,6 +829,32 @@ def input_params(mode: str) -> dict[str, tuple[object, object]]:
     }
 
 
+def prompt_params(mode: str) -> dict[str, tuple[object, object]]:
+    """--prompt-at, on the commands of modes that some family with prompt travel runs."""
+    taken = any(f.takes.prompts and "inputs.prompts" in f.accepts(mode) for f in families.FAMILIES.values())
+    return {"prompt_at": (PromptAt, None)} if taken else {}
+
+
+def read_prompt_map(items: list[str]) -> list[str]:
+    """--prompt-at items with each @FILE replaced by its lines (FRAME: TEXT; blank lines and
+    lines starting with # skipped), the prompt travel file AnimateDiff's users write. Only a flag
+    typed now names a file to read; a manifest or preset holds the map itself."""
+    from pathlib import Path
+
+    from vidgen.core.errors import InputError
+    from vidgen.core.limits import MAX_MANIFEST_BYTES, read_text
+
+    out: list[str] = []
+    for item in items:
+        if not item.startswith("@"):
+            out.append(item)
+            continue
+        text = read_text(Path(item[1:]).expanduser(), MAX_MANIFEST_BYTES, "--prompt-at file", InputError)
+        lines = [line.strip() for line in text.splitlines()]
+        out += [line for line in lines if line and not line.startswith("#")]
+    return out
+
+
 def family_params(mode: str) -> dict[str, tuple[object, object]]:
     """Typer options for the options the families of `mode` declare (families/base.py `Option`),
     named by their config field; the help says which families take each."""
@@ -883,7 +931,10 @@ def flag_layers(params: dict[str, object]) -> list[Layer]:
         section, key = path.split(".", 1)
         label = flag(path)
         # Only a flag typed now may name a file to read the ratios from; files hold the list.
-        value = read_mag_ratios(str(value)) if name == "mag_ratios" else from_flag_form(path, value)
+        if name == "mag_ratios":
+            value = read_mag_ratios(str(value))
+        else:
+            value = from_flag_form(path, read_prompt_map(list(value)) if name == "prompt_at" else value)  # type: ignore[call-overload]
         layers.append(Layer(label=f"cli:{label}", data={section: {key: value}}, origin=label))
     lora = _lora_layer(params)
     if lora is not None:

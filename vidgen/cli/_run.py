@@ -370,7 +370,7 @@ def finish_lines(priced: list[dict[str, Any]]) -> list[str]:
             f"finish {index}: {row['label']} with {row['model']}: {frames[0]} -> {frames[1]} frames, {size[0]} -> "
             f"{size[1]}, {row['network_runs']} network runs; weights {row['weights_bytes'] / mib:.1f} MiB, working "
             f"set about {row['working_bytes'] / mib:.0f} MiB"
-            + (f" (tiles of {row['tile']} px)" if row.get("tile") else ""),
+            + ("" if "tile" not in row else f" (tiles of {row['tile']} px)" if row["tile"] else " (whole frames)"),
         )
     return lines
 

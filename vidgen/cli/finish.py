@@ -45,7 +45,8 @@ def interpolate(
     x2 on a 9-frame 8 fps clip gives 17 frames at 16 fps: the 9 originals are kept and one new
     frame goes between each pair; a target rate (--by 24fps) places new frames where that rate
     needs them. The sound is kept as it is (the duration does not change). The new clip goes
-    beside the old one as NAME-x2.EXT unless --out says otherwise.
+    beside the old one as NAME-x2.EXT unless --out says otherwise. tiny:rife tries it offline
+    with random weights.
 
         vidgen interpolate outputs/t2v-a-fox-7.mp4 --model rife.safetensors
     """
@@ -64,8 +65,13 @@ def upscale(
             min=0,
             max=8192,
             metavar="PX",
-            help="Tiles of PX input pixels a side (default 512; 0: whole frames).",
+            help="Tiles of PX input pixels a side (default 512, or the largest that fits --vram or the GPU's "
+            "free memory; 0: whole frames).",
         ),
+    ] = None,
+    vram: Annotated[
+        float | None,
+        typer.Option("--vram", min=0.01, max=4096, metavar="GiB", help="Choose the tile to fit a card of this size."),
     ] = None,
     scale: Annotated[
         float | None,
@@ -93,9 +99,11 @@ def upscale(
 ) -> None:
     """Upscale every frame of a clip with a Real-ESRGAN network (SRVGGNetCompact or RRDBNet).
 
-    The weights decide the factor (realesr-animevideov3: x4). Frames run in tiles so a large
-    clip fits memory. The sound is kept. The new clip goes beside the old one as NAME-up4.EXT
-    unless --out says otherwise.
+    The weights decide the factor (realesr-animevideov3: x4). Other architectures (SwinIR, HAT,
+    DAT, SPAN, ...) load through spandrel when it is installed (pip install 'vidgen[spandrel]').
+    Frames run in tiles so a large clip fits memory (--vram: the largest tile that fits). The
+    sound is kept. The new clip goes beside the old one as NAME-up4.EXT unless --out says
+    otherwise. tiny:realesrgan tries it offline with random weights.
 
     --model may also name a Kandinsky6SRPipeline (a diffusers folder, Hub repo or
     tiny:kandinsky6-sr): diffusion video super-resolution of 4k+1-frame clips with sides
@@ -114,7 +122,7 @@ def upscale(
         return
     settings = {"tile": tile, "scale": scale, "steps": steps, "seed": seed}
     settings = {name: value for name, value in settings.items() if value is not None}
-    _run(ctx, "upscale", source, model, settings, output, allow_pickle, device, dry_run, json_, quiet)
+    _run(ctx, "upscale", source, model, settings, output, allow_pickle, device, dry_run, json_, quiet, vram)
 
 
 def _latents(
@@ -174,6 +182,7 @@ def _run(
     dry_run: bool,
     as_json: bool,
     quiet: bool,
+    vram: float | None = None,
 ) -> None:
     from pydantic import ValidationError
 
@@ -191,7 +200,7 @@ def _run(
         flag = "--by" if step == "interpolate" else f"--{first['loc'][0]}"
         raise ConfigError(f"{flag}: {first['msg'].removeprefix('Value error, ')}.") from None
     request = refinish.Request(
-        source, spec, out, overwrite, bool(allow_pickle), resolve_device(device or "auto"), crf, codec, format_
+        source, spec, out, overwrite, bool(allow_pickle), resolve_device(device or "auto"), crf, codec, format_, vram
     )
     if dry_run:
         step, priced, probe = refinish.plan(request)

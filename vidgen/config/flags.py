@@ -96,7 +96,7 @@ FLAGS: dict[str, str] = {
 
 
 # The options that make the output.finish chain, by their command-line (and manifest) names.
-FINISH_OPTIONS = ("interpolate", "interpolate_model", "upscale", "upscale_tile")
+FINISH_OPTIONS = ("interpolate", "interpolate_model", "upscale", "upscale_tile", "upscale_scale", "upscale_steps")
 
 
 def finish_steps(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,13 +108,17 @@ def finish_steps(values: dict[str, Any]) -> list[dict[str, Any]]:
         raise ConfigError("--interpolate needs --interpolate-model FILE|REPO:PATH (RIFE 4.25/4.26 weights).")
     if weights is not None and interpolate is None:
         raise ConfigError("--interpolate-model needs --interpolate x2|x4|FPSfps to say how many frames to make.")
-    if tile is not None and upscale is None:
-        raise ConfigError("--upscale-tile needs --upscale FILE|REPO:PATH.")
+    # Kandinsky6SRPipeline's factor and steps (the step's seed is the run's).
+    diffusion = {"scale": values.get("upscale_scale"), "steps": values.get("upscale_steps")}
+    for name, value in {"tile": tile, **diffusion}.items():
+        if value is not None and upscale is None:
+            raise ConfigError(f"--upscale-{name} needs --upscale FILE|REPO:PATH.")
     steps: list[dict[str, Any]] = []
     if interpolate is not None:
         steps.append({"step": "interpolate", "model": str(weights), "by": str(interpolate)})
     if upscale is not None:
-        steps.append({"step": "upscale", "model": str(upscale), **({"tile": tile} if tile is not None else {})})
+        given = {name: value for name, value in {"tile": tile, **diffusion}.items() if value is not None}
+        steps.append({"step": "upscale", "model": str(upscale), **given})
     return steps
 
 

@@ -52,6 +52,12 @@ class Resolved:
                 sources[f"optimization.{key}"] = label
         return Resolved(self.config.model_copy(update={"optimization": opt}), sources, self.presets)
 
+    def with_finish(self, steps: list[Any], label: str) -> Resolved:
+        """This run with the finishing chain `steps` (config.schema.FinishStep), sourced to `label`."""
+        output = self.config.output.model_copy(update={"finish": steps})
+        sources = {**self.sources, "output.finish": label}
+        return Resolved(self.config.model_copy(update={"output": output}), sources, self.presets)
+
 
 def shipped_preset_dir() -> Path:
     here = Path(__file__).resolve().parent.parent

@@ -276,8 +276,11 @@ class Takes:
 
     # Whether the family is steered by a text prompt.
     text: bool = True
-    # Whether `inputs.prompts` (a frame -> prompt map, prompt travel) is understood.
+    # Whether `inputs.prompts` (a frame -> prompt map, prompt travel) is understood, and whether
+    # the family turns it into call arguments itself (LTX-Video long's prompt per window) rather
+    # than the pipeline taking the map beside them (AnimateDiff's prompt travel).
     prompts: bool = False
+    prompts_in_call: bool = False
     # `model` fields beyond id/revision/variant/dtype that this family uses (MODEL_OPTIONS).
     model: frozenset[str] = frozenset()
     # Optimizations this family can honour (names from OPTIMIZATIONS).

@@ -1,6 +1,13 @@
 """Cosmos Predict 2.5 (NVIDIA): a 2B world-foundation diffusion transformer on the Wan 2.1 VAE
-(4x8x8, 16 latent channels), prompted by Cosmos-Reason1 (a Qwen2.5-VL 7B); text to video and
-video to video (the clip's last frames continue into the world it predicts).
+(4x8x8, 16 latent channels), prompted by Cosmos-Reason1 (a Qwen2.5-VL 7B); text to video, image
+to video and video to video (the clip's last frames continue into the world it predicts).
+
+Image to video goes through the pipeline's Video2World path with the image as a one-frame clip
+and one latent conditioning frame (`video=[image]`, `num_latent_conditional_frames=1`). Its
+Image2World path (`image=`) computes the same (the Wan VAE is causal: the first latent frame
+depends on the first frame only, and the frames after it are masked out of the condition;
+tests/test_cosmos.py compares the two) but converts the image with torchvision's `to_tensor`,
+which the CPU machines vidgen is tested on cannot install.
 
 diffusers' pipeline decodes ceil(frames / 4) latent frames and then repeats or crops frames to the
 count asked for: vidgen refuses off-grid frame counts (4k+1) and sizes off 16 before loading.
@@ -65,6 +72,8 @@ class Cosmos(Family):
     title = "Cosmos Predict 2.5"
     modes: ClassVar[dict[str, Mode]] = {
         "t2v": Mode("Cosmos2_5_PredictBasePipeline", REPO, _SAMPLING),
+        # The image is the first frame of the world it predicts (see the module's docstring).
+        "i2v": Mode("Cosmos2_5_PredictBasePipeline", REPO, _SAMPLING),
         # One pipeline for every mode: given a clip, it keeps the clip's last 5 frames (2 latent
         # frames) and predicts the frames after them.
         "v2v": Mode("Cosmos2_5_PredictBasePipeline", REPO, _SAMPLING),
@@ -131,8 +140,20 @@ class Cosmos(Family):
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling)}
+        if cfg.mode == "i2v":
+            kwargs["num_latent_conditional_frames"] = 1  # the image is one latent frame
         kwargs["output_type"] = "np"
         return kwargs
+
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        if cfg.mode != "i2v":
+            return {}
+        return {"run": "the image is passed as a one-frame clip: video=[image] with num_latent_conditional_frames=1"}
+
+    def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+        if cfg.mode == "i2v":
+            media = {key: value for key, value in media.items() if key != "image"} | {"video": [media["image"]]}
+        return super().call(pipe, cfg, call_kwargs, media, **extra)
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         return int(call_kwargs.get("num_inference_steps", 0))

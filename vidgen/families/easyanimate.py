@@ -1,11 +1,18 @@
 """EasyAnimate V5.1 (Alibaba PAI): a 12B MMDiT on its Magvit video VAE (4x8x8, 16 latent
-channels), prompted by Qwen2-VL 7B; text to video, 1 to 49 frames at 8 fps.
+channels), prompted by Qwen2-VL 7B; text to video, and image to video or first/last frame to video
+with the InP checkpoint, 1 to 49 frames at 8 fps.
 
 diffusers floors an off-grid frame count to the 4k+1 below it and refuses sizes off 8, though
 the transformer's 2x2 patches need multiples of 16: vidgen refuses both before loading. With
 guidance and no negative prompt the pipeline fails (it iterates over None), so vidgen always
-passes one (the docs' example's, or "" when the user clears it). Image-to-video and first/last
-frame (`EasyAnimateInpaintPipeline`) are not wired up yet.
+passes one (the docs' example's, or "" when the user clears it).
+
+`EasyAnimateInpaintPipeline` takes no image: it takes a video tensor (batch, 3, frames, height,
+width) in [0, 1] and a mask video (0 keeps a frame, 255 makes it). vidgen builds both from the image
+(and --last-image) with diffusers' own `get_image_to_video_latent`, as the pipeline's example does,
+and records that step in the sidecar. The pipeline reads `cache_mag_vae` from its VAE's config (a
+key AutoencoderKLMagvit does not define): a checkpoint without it is refused after loading, before
+denoising.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
+from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     NO_FORWARD_CHUNKING,
     ONE_VIDEO_PER_CALL,
@@ -37,14 +45,21 @@ from vidgen.families.base import (
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width"})
 REPO = "alibaba-pai/EasyAnimateV5.1-12b-zh"
+# The diffusers docs' image-to-video checkpoint (their table; the pipeline's docstring names it with
+# a "-diffusers" suffix, which was not verified).
+INP_REPO = "alibaba-pai/EasyAnimateV5.1-12b-zh-InP"
 # The negative prompt of the diffusers example.
 NEGATIVE = "bad detailed"
+# The negative prompt of the inpaint pipeline's docstring example.
+INP_NEGATIVE = "Twisted body, limb deformities, text subtitles, comics, stillness, ugliness, errors, garbled text."
+# Image-to-video keeps the image's frame and makes the ones after it (and before the last image).
+_I2V_SHORTEST = 5
 # Parameter counts for the memory planner, from classes built on the meta device: the transformer as
 # EasyAnimateTransformer3DModel with the published V5.1 12B config (48 blocks of 48x64 heads, 2x2
 # patches, Qwen2-VL's 3584-wide captions; the InP repo's transformer/config.json, which differs only
 # in its input channels), 11.80B; the Magvit VAE with its default config, 0.244B. The text encoder:
 # Qwen2-VL-7B-Instruct (Qwen2VLForConditionalGeneration, published 8.29B).
-_SIZES = {REPO: {"transformer": 11.80e9, "text_encoder": 8.29e9, "vae": 0.244e9}}
+_SIZES = dict.fromkeys((REPO, INP_REPO), {"transformer": 11.80e9, "text_encoder": 8.29e9, "vae": 0.244e9})
 
 
 class _Previewing(Previewing):
@@ -57,7 +72,18 @@ class _Previewing(Previewing):
 class EasyAnimate(Family):
     name = "easyanimate"
     title = "EasyAnimate V5.1"
-    modes: ClassVar[dict[str, Mode]] = {"t2v": Mode("EasyAnimatePipeline", REPO, _SAMPLING)}
+    modes: ClassVar[dict[str, Mode]] = {
+        "t2v": Mode("EasyAnimatePipeline", REPO, _SAMPLING),
+        # The inpaint pipeline's docstring example: 576x448, 49 frames, its negative prompt, and the
+        # pipeline's own 50 steps and guidance 5.
+        "i2v": Mode(
+            "EasyAnimateInpaintPipeline",
+            INP_REPO,
+            _SAMPLING,
+            inputs=frozenset({"last_image"}),
+            defaults=merged(settings(size=(448, 576), guidance=5.0), {"inputs": {"negative_prompt": INP_NEGATIVE}}),
+        ),
+    }
     # The diffusers example (pipeline docstring): 512x512, 50 steps, guidance 6, "bad detailed";
     # the docs: 49 frames (1 to 49 work best), exported at 8 fps.
     reference = merged(
@@ -109,6 +135,47 @@ class EasyAnimate(Family):
     decoding = Decoding(latents="caught", catches={"latents": Catch("vae.decode")})
     previewing = _Previewing()
 
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        frames = cfg.sampling.num_frames
+        if cfg.mode == "i2v" and frames is not None and frames < _I2V_SHORTEST:
+            raise ConfigError(
+                f"--frames {frames} is too short for {self.title} image-to-video: it needs at least {_I2V_SHORTEST} "
+                f"frames (4k+1), the image's latent frame and one more; nearest valid: {_I2V_SHORTEST}."
+            )
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        if cfg.mode == "i2v" and pipe.vae.config.get("cache_mag_vae") is None:
+            # diffusers reads it when it sizes the mask, and would fail mid-run without it.
+            raise ConfigError(
+                f"{cfg.model.id} cannot run {self.title} image-to-video: its VAE config has no cache_mag_vae, which "
+                "EasyAnimateInpaintPipeline reads (EasyAnimate V5.1's InP checkpoint sets it to true)."
+            )
+
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        if cfg.mode != "i2v":
+            return {}
+        return {
+            "run": "video, mask_video = diffusers.pipelines.easyanimate.pipeline_easyanimate_inpaint."
+            "get_image_to_video_latent([image], last_image, num_frames, (height, width)), passed instead of the images"
+        }
+
+    def _media(self, call_kwargs: dict[str, Any], media: dict[str, Any]) -> dict[str, Any]:
+        """The inpaint pipeline's video and mask, from the image and last image (i2v)."""
+        if "image" not in media:
+            return media
+        from diffusers.pipelines.easyanimate.pipeline_easyanimate_inpaint import get_image_to_video_latent
+
+        size = (call_kwargs["height"], call_kwargs["width"])
+        video, mask = get_image_to_video_latent(
+            [media["image"]], media.get("last_image"), call_kwargs["num_frames"], size
+        )
+        rest = {name: value for name, value in media.items() if name not in ("image", "last_image")}
+        return {**rest, "video": video, "mask_video": mask}
+
+    def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+        return super().call(pipe, cfg, call_kwargs, self._media(call_kwargs, media), **extra)
+
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {**prompt_kwargs(cfg), **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling)}
         # diffusers 0.42 iterates over a missing negative prompt when guiding, and fails.
@@ -156,14 +223,10 @@ def _qwen2_vl(tokenizer: Any) -> Any:
     return Qwen2VLForConditionalGeneration(config).eval()
 
 
-def tiny_t2v() -> Any:
+def _tiny(pipeline: str) -> Any:
+    import diffusers
     import torch
-    from diffusers import (
-        AutoencoderKLMagvit,
-        EasyAnimatePipeline,
-        EasyAnimateTransformer3DModel,
-        FlowMatchEulerDiscreteScheduler,
-    )
+    from diffusers import AutoencoderKLMagvit, EasyAnimateTransformer3DModel, FlowMatchEulerDiscreteScheduler
 
     from vidgen.families.hunyuan15 import qwen2_tokenizer
 
@@ -171,7 +234,8 @@ def tiny_t2v() -> Any:
     transformer = EasyAnimateTransformer3DModel(
         num_attention_heads=2,
         attention_head_dim=16,  # its 3-D RoPE splits a head 2:3:3, each part even
-        in_channels=4,
+        # Inpainting adds the mask's latent channel and the masked video's four.
+        in_channels=9 if pipeline == "EasyAnimateInpaintPipeline" else 4,
         out_channels=4,
         time_embed_dim=2,
         text_embed_dim=16,  # the Qwen hidden size
@@ -205,7 +269,10 @@ def tiny_t2v() -> Any:
         norm_num_groups=2,
         spatial_group_norm=False,
     )
-    return EasyAnimatePipeline(
+    # Not an AutoencoderKLMagvit argument, but a key of V5.1's VAE configs that the inpaint pipeline
+    # reads (the first frame is a latent frame of its own): kept in config.json as theirs is.
+    vae.register_to_config(cache_mag_vae=True)
+    return getattr(diffusers, pipeline)(
         vae=vae.eval(),
         text_encoder=_qwen2_vl(tokenizer),
         tokenizer=tokenizer,
@@ -214,6 +281,14 @@ def tiny_t2v() -> Any:
     )
 
 
-EasyAnimate.tiny = {"easyanimate": tiny_t2v}
+def tiny_t2v() -> Any:
+    return _tiny("EasyAnimatePipeline")
+
+
+def tiny_inpaint() -> Any:
+    return _tiny("EasyAnimateInpaintPipeline")
+
+
+EasyAnimate.tiny = {"easyanimate": tiny_t2v, "easyanimate-inpaint": tiny_inpaint}
 
 FAMILIES = (EasyAnimate,)

@@ -128,9 +128,9 @@ _UPSCALE_ONLY = (STAGE_2_TIMESTEPS, STAGE_2_STRENGTH, ADAIN_FACTOR, TONE_MAP, ST
 _CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 # Parameter counts: the transformers built on the meta device from the repos' transformer/config.json
 # (2B: 28 layers of 32x64 heads; 13B: 48 layers of 32x128), the VAE from diffusers' default config.
-_T5_XXL = 4.762e9  # google/t5-v1_1-xxl encoder, in every LTX-Video repo
-_VAE = 0.419e9
-_LTX_2B, _LTX_13B = 1.923e9, 13.043e9
+T5_XXL = 4.762e9  # google/t5-v1_1-xxl encoder, in every LTX-Video repo
+VAE_PARAMS = 0.419e9
+LTX_2B, LTX_13B = 1.923e9, 13.043e9
 CONDITION_PIPELINE = "LTXConditionPipeline"
 _CONDITIONS = frozenset({"conditions"})
 _FPS = 24
@@ -247,12 +247,12 @@ class LTX(Family):
             sizes={
                 **dict.fromkeys(
                     ("Lightricks/LTX-Video", "Lightricks/LTX-Video-0.9.5", "Lightricks/LTX-Video-0.9.7-distilled"),
-                    {"transformer": _LTX_2B, "text_encoder": _T5_XXL, "vae": _VAE},
+                    {"transformer": LTX_2B, "text_encoder": T5_XXL, "vae": VAE_PARAMS},
                 ),
                 "Lightricks/LTX-Video-0.9.8-13B-distilled": {
-                    "transformer": _LTX_13B,
-                    "text_encoder": _T5_XXL,
-                    "vae": _VAE,
+                    "transformer": LTX_13B,
+                    "text_encoder": T5_XXL,
+                    "vae": VAE_PARAMS,
                 },
             },
             spatial=32,
@@ -573,7 +573,7 @@ def condition_lists(media: dict[str, Any]) -> dict[str, Any]:
 
 # -- tiny random-weight recipe (after diffusers' tests/pipelines/ltx, offline tokenizer) --------
 
-_TINY_VAE = {
+TINY_VAE = {
     "in_channels": 3,
     "out_channels": 3,
     "latent_channels": 8,
@@ -595,7 +595,7 @@ _TINY_VAE = {
 }
 
 
-def _parts() -> dict[str, Any]:
+def tiny_components() -> dict[str, Any]:
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
 
     from vidgen.families.tiny_parts import t5_encoder, t5_tokenizer
@@ -616,7 +616,7 @@ def _parts() -> dict[str, Any]:
     return {
         "tokenizer": tokenizer,
         "text_encoder": t5_encoder(tokenizer),
-        "vae": AutoencoderKLLTXVideo(**_TINY_VAE),
+        "vae": AutoencoderKLLTXVideo(**TINY_VAE),
         "scheduler": FlowMatchEulerDiscreteScheduler(),
         "transformer": transformer,
     }
@@ -626,7 +626,7 @@ def tiny_t2v() -> Any:
     from diffusers import LTXPipeline
 
     # The same components serve LTXImageToVideoPipeline and LTXConditionPipeline.
-    return LTXPipeline(**_parts())
+    return LTXPipeline(**tiny_components())
 
 
 def tiny_upsampler() -> Any:

@@ -95,13 +95,14 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
         _prepare_conditions(cfg, family, fps, prepared)
     prepared.sources = {name: f"inputs.{name}" for name in prepared.media}
     if cfg.inputs.prompts:
-        # Prompt travel: JSON cannot key by int, so the map goes beside the call kwargs.
         prompts = dict(sorted(cfg.inputs.prompts.items()))
         if cfg.inputs.prompt is not None:
             prompts = {0: cfg.inputs.prompt, **prompts}
-        prepared.media["prompt"] = prompts
         prepared.record["prompts"] = {str(frame): text for frame, text in prompts.items()}
-        prepared.sources["prompt"] = "inputs.prompts (frame index -> prompt; use int keys)"
+        if not family.takes.prompts_in_call:
+            # Prompt travel: JSON cannot key by int, so the map goes beside the call kwargs.
+            prepared.media["prompt"] = prompts
+            prepared.sources["prompt"] = "inputs.prompts (frame index -> prompt; use int keys)"
     return prepared
 
 

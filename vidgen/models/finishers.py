@@ -80,7 +80,7 @@ def _pipeline_source(source: str) -> bool:
     import re
 
     if source.startswith("tiny:"):
-        return True
+        return source.removeprefix("tiny:") not in TINY_FILES
     path = Path(source).expanduser()
     if path.exists():
         return path.is_dir()
@@ -121,7 +121,10 @@ def read(step: str, source: str, allow_pickle: bool) -> Weights:
     what = STEPS[step]
     if step == "upscale" and _pipeline_source(source):
         return _read_pipeline(step, source)
-    path, repo, revision = checkpoints.fetch(source, what)
+    if source.startswith("tiny:") and source.removeprefix("tiny:") in TINY_FILES:
+        path, repo, revision = _tiny_file(step, source), None, None
+    else:
+        path, repo, revision = checkpoints.fetch(source, what)
     assert path is not None
     if not path.is_file():
         raise ModelError(f"{what} {source} does not exist; check the path.")
@@ -143,8 +146,27 @@ def read(step: str, source: str, allow_pickle: bool) -> Weights:
     else:
         raise ModelError(f"{what} {source} is not a weights file; use a .safetensors file.")
     shapes = _unwrapped_names(shapes)
-    arch = _network(step).architecture(shapes, source)
+    if step == "upscale" and not _network(step).recognises(shapes):
+        # Not Real-ESRGAN: spandrel detects the architecture from the tensors themselves.
+        from vidgen.models import spandrel_sr
+
+        spandrel_sr.library(source)  # installed, before the file is read whole
+        arch = spandrel_sr.architecture(_state(path, fmt, source, what), source)
+    else:
+        arch = _network(step).architecture(shapes, source)
     return Weights(step, source, path, fmt, arch, repo, revision)
+
+
+def _state(path: Path, fmt: str, source: str, what: str) -> dict[str, Any]:
+    """Every tensor of the file, on the CPU, unwrapped."""
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return _unwrapped_names(load_file(str(path)))
+        except Exception as exc:  # a truncated or corrupt file whose header read
+            raise ModelError(f"{what} {source} cannot be read: {exc}") from None
+    return _unwrapped_names(_pickle_state(path, source, what, "cpu"))
 
 
 def _pickle_state(path: Path, source: str, what: str, device: str) -> dict[str, Any]:
@@ -181,13 +203,11 @@ def load(weights: Weights, device: str) -> Any:
         pipeline = diffusers.Kandinsky6SRPipeline.from_pretrained(str(weights.path), use_safetensors=True)
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(device)
-    if weights.format == "safetensors":
-        from safetensors.torch import load_file
+    state = _state(weights.path, weights.format, weights.source, STEPS[weights.step])
+    if getattr(weights.arch, "kind", None) == "spandrel":
+        from vidgen.models import spandrel_sr
 
-        state = load_file(str(weights.path))
-    else:
-        state = _pickle_state(weights.path, weights.source, STEPS[weights.step], "cpu")
-    state = _unwrapped_names(state)
+        return spandrel_sr.build(weights.arch, state, weights.source).to(device)
     return _network(weights.step).build(weights.arch, {k: v.float() for k, v in state.items()}).to(device)
 
 
@@ -196,6 +216,35 @@ def sha256(weights: Weights) -> str:
     from vidgen.models.components import file_sha256
 
     return file_sha256(weights.path)
+
+
+# tiny:NAME weights files: random weights of narrow versions of the networks, written to the tiny
+# model cache on first use, to try the options and the chain without downloading anything.
+TINY_FILES = {"rife": "interpolate", "realesrgan": "upscale", "realesrgan-rrdb": "upscale"}
+
+
+def _tiny_file(step: str, source: str) -> Path:
+    """The file of tiny:NAME, written (atomically, seeded: the same everywhere) on first use."""
+    import os
+    import tempfile
+
+    from vidgen.models import tiny, upscalers
+
+    name = source.removeprefix("tiny:")
+    if TINY_FILES[name] != step:
+        other = [f"tiny:{n}" for n, s in TINY_FILES.items() if s == step]
+        raise ModelError(f"{STEPS[step]} {source} is a tiny {TINY_FILES[name]} model; use {' or '.join(other)}.")
+    path = tiny.folder(f"finish-{name}") / f"{name}.safetensors"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{name}-", suffix=".safetensors", dir=path.parent)
+        os.close(handle)
+        try:
+            save_tiny(step, Path(staging), arch=upscalers.TINY_RRDB if name == "realesrgan-rrdb" else None)
+            os.replace(staging, path)
+        finally:
+            Path(staging).unlink(missing_ok=True)
+    return path
 
 
 def save_tiny(step: str, path: Path, seed: int = 0, arch: Any = None) -> Path:

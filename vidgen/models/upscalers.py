@@ -43,6 +43,12 @@ class Arch:
         """Input pixels a side that one output pixel depends on, at most (the overlap tiles need)."""
         return self.depth + 2 if self.kind == "srvgg" else 4 * self.depth * 5 + 8
 
+    def working_bytes(self, height: int, width: int) -> int:
+        """One tile's float32 activations: the feature maps (three times over in RRDB's dense
+        blocks, at the unshuffled size times scale**2 after its upsampling) and the output."""
+        channels = self.features * (3 if self.kind == "rrdb" else 2) + 3 * self.scale**2
+        return int(height * width * 4 * channels * (self.scale**2 if self.kind == "rrdb" else 1) * 2)
+
 
 def expected(arch: Arch) -> dict[str, tuple[int, ...]]:
     """Every tensor of `arch`, by its published name."""
@@ -72,6 +78,13 @@ def expected(arch: Arch) -> dict[str, tuple[int, ...]]:
     shapes["conv_last.weight"] = (3, f, 3, 3)
     biases = {name.replace(".weight", ".bias"): (shape[0],) for name, shape in shapes.items()}
     return shapes | biases
+
+
+def recognises(tensors: dict[str, tuple[int, ...]]) -> bool:
+    """Whether the file is laid out as one of the two networks (then checked by `architecture`);
+    anything else is spandrel's to read (vidgen/models/spandrel_sr.py)."""
+    srvgg = "body.0.weight" in tensors and len(tensors["body.0.weight"]) == 4 and "body.1.weight" in tensors
+    return ("conv_first.weight" in tensors and "body.0.rdb1.conv1.weight" in tensors) or srvgg
 
 
 def architecture(tensors: dict[str, tuple[int, ...]], source: str) -> Arch:

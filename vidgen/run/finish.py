@@ -74,6 +74,20 @@ class Step:
         """The upscale factor: the pipeline's chosen one, or the network's own."""
         return float(self.spec.scale or 2) if self.diffusion else float(self.weights.arch.scale)
 
+    @property
+    def tile(self) -> int:
+        """A per-frame upscale's tile side in input pixels (0: whole frames): the step's own, else
+        512, or whole frames for a spandrel network that tiles badly or by itself."""
+        if self.spec.tile is not None:
+            return int(self.spec.tile)
+        return 0 if getattr(self.weights.arch, "tiling", "supported") != "supported" else DEFAULT_TILE
+
+    @property
+    def overlap(self) -> int:
+        """Input pixels added on every side of a tile and cropped off: Real-ESRGAN's 16 (wider
+        than SRVGG's reach), spandrel's networks their Arch's."""
+        return 16 if self.weights.arch.kind in ("srvgg", "rrdb") else int(self.weights.arch.reach)
+
     def label(self, fps: float) -> str:
         if self.name == "upscale":
             return f"upscale x{_num(self.scale)}" + (" (Kandinsky6SRPipeline)" if self.diffusion else "")
@@ -196,22 +210,17 @@ def price(steps: list[Step], frames: int, height: int, width: int, fps: float) -
             runs = after["frames"] - before["frames"]
         else:
             arch = step.weights.arch
-            tile = step.spec.tile if step.spec.tile is not None else DEFAULT_TILE
-            th = min(before["height"], tile + 32) if tile else before["height"]
-            tw = min(before["width"], tile + 32) if tile else before["width"]
-            channels = arch.features * (3 if arch.kind == "rrdb" else 2) + 3 * arch.scale**2
-            working = th * tw * 4 * channels * (arch.scale**2 if arch.kind == "rrdb" else 1) * 2
+            tile = step.tile
+            th = min(before["height"], tile + 2 * step.overlap) if tile else before["height"]
+            tw = min(before["width"], tile + 2 * step.overlap) if tile else before["width"]
+            working = arch.working_bytes(th, tw)
             runs = before["frames"]
         rows.append(
             {
                 "step": step.name,
                 "label": step.label(before["fps"]),
                 "model": step.spec.model,
-                **(
-                    {"tile": step.spec.tile if step.spec.tile is not None else DEFAULT_TILE}
-                    if step.name == "upscale" and not step.diffusion
-                    else {}
-                ),  # fmt: skip
+                **({"tile": step.tile} if step.name == "upscale" and not step.diffusion else {}),
                 "frames": [before["frames"], after["frames"]],
                 "size": [f"{before['width']}x{before['height']}", f"{after['width']}x{after['height']}"],
                 "fps": [before["fps"], after["fps"]],
@@ -224,6 +233,24 @@ def price(steps: list[Step], frames: int, height: int, width: int, fps: float) -
 
 
 DEFAULT_TILE = 512
+# Tile sides --memory auto tries, fastest first (0: whole frames, no overlap to compute twice).
+TILES = (0, 1024, 768, 512, 384, 256, 192, 128, 96, 64)
+
+
+def fitting_tile(step: Step, height: int, width: int, room: float) -> tuple[int, bool]:
+    """The largest tile (whole frames first) of a per-frame upscale of frames this size whose
+    weights and working memory fit in `room` bytes, and whether it fits; the smallest tile
+    when none does."""
+    weights = step.weights.record("")["bytes"]
+    arch = step.weights.arch
+    for tile in TILES:
+        if tile and tile >= max(height, width):
+            continue  # a tile as large as the frame is the whole frame
+        th = min(height, tile + 2 * step.overlap) if tile else height
+        tw = min(width, tile + 2 * step.overlap) if tile else width
+        if weights + arch.working_bytes(th, tw) <= room:
+            return tile, True
+    return TILES[-1], False
 
 
 def run(
@@ -328,14 +355,14 @@ def _one(
         factor = f"x{_num(step.scale)}"
     else:
         arch = step.weights.arch
-        tile = step.spec.tile if step.spec.tile is not None else DEFAULT_TILE
+        tile, overlap = step.tile, step.overlap
         progress.start(count, step.label(clip.fps))
         made = []
         for frame in clip.frames:
-            made.append(upscalers.upscale_frame(model, arch, frame, device, tile=tile))
+            made.append(upscalers.upscale_frame(model, arch, frame, device, tile=tile, overlap=overlap))
             progress.advance()
         result = Clip(np.stack(made), clip.fps, clip.audio)
-        settings = {"tile": tile, "overlap": 16}
+        settings = {"tile": tile, "overlap": overlap}
         factor = f"x{arch.scale}"
     progress.stop()
     del model

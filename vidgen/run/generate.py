@@ -134,7 +134,33 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
     made = Plan(resolved, family, device, fmt, codec, crf, fps, drawn, items, prepared, planned, planned_for)
     made.asked, made.enhanced = asked, reused
     made.finish = _plan_finish(cfg, fps, items)
+    _fit_finish_tiles(made)
     return made
+
+
+def _fit_finish_tiles(plan: Plan) -> None:
+    """--memory auto: each per-frame upscale without --upscale-tile gets the largest tile that
+    fits beside what the chosen plan keeps on the GPU, written into the config (a replay runs
+    the same tiles)."""
+    room = plan.memory.room_after() if plan.memory is not None else None
+    sampling = plan.resolved.config.sampling
+    if not plan.finish or room is None or not (sampling.num_frames and sampling.height and sampling.width):
+        return
+    shapes = finish.shapes(plan.finish, sampling.num_frames, sampling.height, sampling.width, plan.fps)
+    chosen = False
+    for index, (step, shape) in enumerate(zip(plan.finish, shapes, strict=True), start=1):
+        if step.name != "upscale" or step.diffusion or step.spec.tile is not None:
+            continue
+        tile, fits = finish.fitting_tile(step, shape["before"]["height"], shape["before"]["width"], room)
+        step.spec = step.spec.model_copy(update={"tile": tile})
+        chosen = True
+        if not fits and plan.memory is not None:
+            plan.memory.notes.append(
+                f"finish step {index} (upscale) is estimated above what is left of the budget even in {tile}-pixel "
+                "tiles; a smaller clip or --offload will be needed"
+            )
+    if chosen:
+        plan.resolved = plan.resolved.with_finish([step.spec for step in plan.finish], "memory:auto (upscale tile)")
 
 
 def _plan_finish(cfg: Any, fps: int, items: list[Planned]) -> list[finish.Step]:

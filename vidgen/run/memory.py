@@ -443,6 +443,15 @@ class MemoryPlan:
     ladder: list[tuple[Rung, float]]
     notes: list[str] = field(default_factory=list)
 
+    def room_after(self) -> float | None:
+        """Bytes left for the finishing steps once the generation is done: the budget (less
+        headroom) less the weights the chosen plan keeps on the GPU (all of them without
+        offload; none with it: offloaded components go back to the CPU at the end of a call)."""
+        if self.budget is None or self.rung is None:
+            return None
+        offloaded = self.rung.settings.get("offload") not in (None, "none")
+        return self.budget * HEADROOM - (0.0 if offloaded else sum(self.estimate.weights.values()))
+
     def record(self) -> dict[str, Any]:
         """The sidecar's / --json's view."""
         return {

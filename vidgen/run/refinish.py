@@ -40,6 +40,7 @@ class Request:
     crf: int | None = None
     codec: str | None = None
     format: str | None = None  # mp4, webm, gif, webp, png; default: --out's suffix, else the clip's
+    vram: float | None = None  # GiB the step must fit in (upscale: chooses the tile when --tile is not given)
 
 
 @dataclass
@@ -119,11 +120,46 @@ def recorded(source: Path) -> dict[str, Any] | None:
 def plan(request: Request) -> tuple[finish.Step, dict[str, Any], media.Probe]:
     """The checked step and its price on this clip, before any frame is read."""
     probe = check_clip(request.source)
-    step = finish.prepare([request.step], request.allow_pickle)[0]
+    step = _prepare(request)
+    _fit_tile(request, step, probe)
     count = _count(request.source)
     fps = probe.fps or 8.0
     priced = finish.price([step], count, probe.height, probe.width, fps)[0]
     return step, priced, probe
+
+
+def _prepare(request: Request) -> finish.Step:
+    """The step with its weights checked. Their messages name the option of a generation
+    command (--interpolate-model, --upscale); on these commands the option is --model."""
+    from vidgen.core.errors import ModelError
+    from vidgen.models.finishers import STEPS
+
+    try:
+        return finish.prepare([request.step], request.allow_pickle)[0]
+    except ModelError as exc:
+        flag, text = STEPS[request.step.step], str(exc)
+        if not text.startswith(f"{flag} "):
+            raise
+        raise ModelError(f"--model {text.removeprefix(flag).lstrip()}") from None
+
+
+def _fit_tile(request: Request, step: finish.Step, probe: media.Probe) -> None:
+    """A per-frame upscale without --tile, given --vram or run on a GPU: the largest tile whose
+    weights and working memory fit that many GiB (or the GPU's free memory), less headroom."""
+    from vidgen.run import memory
+
+    if step.name != "upscale" or step.diffusion or step.spec.tile is not None:
+        return
+    if request.vram is not None:
+        budget, where = request.vram * memory.GIB, f"--vram {request.vram:g}"
+    elif request.device.startswith("cuda"):
+        budget, where = memory.free_memory(request.device), f"free memory on {request.device}"
+    else:
+        return
+    tile, fits = finish.fitting_tile(step, probe.height, probe.width, budget * memory.HEADROOM)
+    step.spec = step.spec.model_copy(update={"tile": tile})
+    if not fits:
+        log.warning("upscaling is estimated above %s even in %d-pixel tiles; it may run out of memory", where, tile)
 
 
 def _count(source: Path) -> int:
@@ -147,7 +183,8 @@ def run(request: Request, progress: Progress | None = None) -> Done:
     """Read the clip, run the step, write the new clip and its sidecar."""
     progress = progress or NullProgress()
     probe = check_clip(request.source)
-    step = finish.prepare([request.step], request.allow_pickle)[0]
+    step = _prepare(request)
+    _fit_tile(request, step, probe)
     path, side = target(request, label(step, probe.fps or 8.0))
     data = recorded(request.source)
     fps_hint = (data or {}).get("output", {}).get("fps") if data else None
