@@ -46,10 +46,10 @@ _COMMON = frozenset(
 _SETUP = frozenset({"context_length", "context_stride", "free_init_iters", "free_init_method"})
 # FreeNoise's defaults in diffusers, used when prompt travel switches it on implicitly.
 FREE_NOISE_DEFAULTS = {"context_length": 16, "context_stride": 4}
-_SD15 = {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7}
+SD15_SIZES = {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7}
 _SIZES = {
-    "emilianJR/epiCRealism": _SD15,
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": _SD15,
+    "emilianJR/epiCRealism": SD15_SIZES,
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": SD15_SIZES,
     "guoyww/animatediff-motion-adapter-v1-5-2": {"motion_adapter": 4.53e8},
     "guoyww/animatediff-motion-adapter-v1-5-3": {"motion_adapter": 4.19e8},
     "stabilityai/stable-diffusion-xl-base-1.0": {
@@ -65,7 +65,7 @@ _SIZES = {
     ),
 }
 # The `model` options of every AnimateDiff (the motion adapter beside the base model).
-_MODEL = frozenset({"motion_adapter", "base_config", "scheduler", "scheduler_options", "loras"})
+MODEL_FIELDS = frozenset({"motion_adapter", "base_config", "scheduler", "scheduler_options", "loras"})
 # The base (SD 1.5) model; the motion adapter is a component beside it.
 _SD15_BASE = "emilianJR/epiCRealism"
 
@@ -128,7 +128,7 @@ class AnimateDiff(Family):
             _SD15_BASE,
             _COMMON | {"controlnet_conditioning_scale"},
             media={"control": "conditioning_frames"},
-            model=_MODEL | {"controlnet"},
+            model=MODEL_FIELDS | {"controlnet"},
             defaults={
                 "model": {"controlnet": "canny"},
                 "sampling": {"controlnet_conditioning_scale": 1.0},
@@ -142,7 +142,7 @@ class AnimateDiff(Family):
     )
     takes = Takes(
         prompts=True,
-        model=_MODEL,
+        model=MODEL_FIELDS,
         optimizations=frozenset(
             {"offload", "vae_tiling", "vae_slicing", "forward_chunking", "decode_chunk_size", "fp8_storage", "compile"}
         ),
@@ -258,7 +258,7 @@ class AnimateDiffSDXL(AnimateDiff):
             "AnimateDiffSDXLPipeline",
             "stabilityai/stable-diffusion-xl-base-1.0",
             (_COMMON - {"context_length", "context_stride"}) | {"num_frames"},
-            model=_MODEL - {"base_config"},
+            model=MODEL_FIELDS - {"base_config"},
         )
     }
     # The diffusers AnimateDiff SDXL example's settings.
@@ -267,7 +267,7 @@ class AnimateDiffSDXL(AnimateDiff):
         settings(size=(1024, 1024), frames=16, steps=20, guidance=8.0, fps=8),
     )
     takes = Takes(
-        model=_MODEL,
+        model=MODEL_FIELDS,
         optimizations=frozenset({"offload", "vae_tiling", "vae_slicing", "forward_chunking", "fp8_storage", "compile"}),
     )
     loading = Loading(

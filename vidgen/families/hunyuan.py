@@ -77,9 +77,9 @@ EMBEDDED_GUIDANCE = (1.0, 20.0)
 # tower and SigLIP so400m are the models' published sizes (not re-counted here).
 _HV_TRANSFORMER = 12.82e9
 _FRAMEPACK_TRANSFORMER = 12.87e9
-_LLAMA_8B = 7.50e9
-_CLIP_L = 1.23e8
-_HV_VAE = 2.46e8
+LLAMA_8B = 7.50e9
+CLIP_L = 1.23e8
+HV_VAE = 2.46e8
 _SIGLIP = 4.28e8  # SigLIP so400m vision tower of lllyasviel/flux_redux_bfl
 _LLAVA_8B = 8.36e9  # HunyuanVideo-I2V: Llava (Llama-3 8B + CLIP-L/336 vision tower + projector)
 
@@ -237,25 +237,25 @@ WINDOW_DEFAULT = 9
 BASE_REPO = "hunyuanvideo-community/HunyuanVideo"
 IMAGE_ENCODER_REPO = "lllyasviel/flux_redux_bfl"
 
-_SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
+SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 # The model card: bf16 transformer, fp16 text encoders and VAE (the VAE was trained in fp16). The
 # fp16 pins are the half-precision recipe; an fp32 run (the CPU) keeps everything fp32.
 _HALF_DTYPES = {"text_encoder": "fp16", "text_encoder_2": "fp16", "vae": "fp16"}
-_FOOTPRINT = Footprint(
+FOOTPRINT = Footprint(
     denoiser="transformer",
     blocks=60,  # 20 dual-stream + 40 single-stream blocks
     sizes={
         "hunyuanvideo-community/HunyuanVideo": {
             "transformer": _HV_TRANSFORMER,
-            "text_encoder": _LLAMA_8B,
-            "text_encoder_2": _CLIP_L,
-            "vae": _HV_VAE,
+            "text_encoder": LLAMA_8B,
+            "text_encoder_2": CLIP_L,
+            "vae": HV_VAE,
         },
         "hunyuanvideo-community/HunyuanVideo-I2V": {
             "transformer": _HV_TRANSFORMER,
             "text_encoder": _LLAVA_8B,
-            "text_encoder_2": _CLIP_L,
-            "vae": _HV_VAE,
+            "text_encoder_2": CLIP_L,
+            "vae": HV_VAE,
         },
     },
     spatial=8,
@@ -268,6 +268,22 @@ _FOOTPRINT = Footprint(
     # The embedded guidance is one pass; true CFG (a second pass) is priced by `passes`.
     guided=False,
 )
+
+
+# Cache hooks that keep their state per denoiser call context, and the pipelines of diffusers
+# 0.42.1 that call the transformer without one (only the text-to-video pipeline opens
+# `cache_context`): there they fail with "No cache context is set" (probed on the tiny models).
+CONTEXT_CACHES = ("first-block", "taylorseer")
+NO_CACHE_CONTEXT = "its diffusers pipeline calls the transformer without a cache context, which that hook needs"
+
+
+def check_cache_context(title: str, cfg: RunConfig, pipeline: str) -> None:
+    """Refuse a cache hook that needs a cache context on a pipeline that opens none."""
+    kind = (cfg.optimization.cache or "").partition(":")[0]
+    if kind in CONTEXT_CACHES and pipeline != "HunyuanVideoPipeline":
+        raise ConfigError(
+            f"--cache {kind} does not run on {title} {cfg.mode}: {NO_CACHE_CONTEXT}; use --cache pab or magcache."
+        )
 
 
 def passes(cfg: RunConfig) -> int:
@@ -299,8 +315,8 @@ class HunyuanVideo(Family):
     name = "hunyuanvideo"
     title = "HunyuanVideo"
     modes: ClassVar[dict[str, Mode]] = {
-        "t2v": Mode("HunyuanVideoPipeline", "hunyuanvideo-community/HunyuanVideo", _SAMPLING),
-        "i2v": Mode("HunyuanVideoImageToVideoPipeline", "hunyuanvideo-community/HunyuanVideo-I2V", _SAMPLING),
+        "t2v": Mode("HunyuanVideoPipeline", "hunyuanvideo-community/HunyuanVideo", SAMPLING),
+        "i2v": Mode("HunyuanVideoImageToVideoPipeline", "hunyuanvideo-community/HunyuanVideo-I2V", SAMPLING),
     }
     # The model card's reference: 720x1280, 129 frames, 50 steps, embedded guidance 6, shift 7, 24 fps.
     reference = settings(size=(720, 1280), frames=129, steps=50, guidance=6.0, fps=24)
@@ -330,7 +346,7 @@ class HunyuanVideo(Family):
         files=("transformer", "text_encoder"),
     )
     # The causal VAE decodes a few latent frames at a time with a feature cache.
-    memory = Memory(_FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
+    memory = Memory(FOOTPRINT, decode_batch=4, sliced=False, passes=passes)
     grid = Grid(frames=4, size=16)
     decoding = Decoding(latents=None)  # the pipeline decodes inside its own steps
     previewing = ScaledPreviewing(tae="taehv.safetensors")
@@ -358,6 +374,7 @@ class HunyuanVideo(Family):
             )
         if magcache_wanted(cfg) is not None:
             _check_magcache(self.title, cfg)
+        check_cache_context(self.title, cfg, self.modes[cfg.mode].pipeline)
 
     def cache_config(self, pipe: Any, cfg: RunConfig, spec: str) -> tuple[Any, dict[str, Any]] | None:
         if spec.partition(":")[0] != "magcache":
@@ -387,7 +404,8 @@ class HunyuanVideo(Family):
             and getattr(config, "image_condition_type", None) == "latent_concat"
             and cfg.sampling.num_frames
         ):
-            # A latent-concat I2V transformer (hunyuanvideo-community/HunyuanVideo-I2V) drops the
+            # A latent-concat I2V transformer (hunyuanvideo-community/HunyuanVideo-I2V-33ch; the
+            # 16-channel HunyuanVideo-I2V replaces tokens and keeps every frame) drops the
             # image's own latent frame, 4 frames, from the video: ask for 4 more so the video has
             # --frames. The kwargs are the ones the sidecar records, so a rerun passes the same.
             call_kwargs["num_frames"] = cfg.sampling.num_frames + 4
@@ -477,7 +495,7 @@ class FramePack(HunyuanVideo):
         "i2v": Mode(
             "HunyuanVideoFramepackPipeline",
             "lllyasviel/FramePackI2V_HY",
-            _SAMPLING,
+            SAMPLING,
             inputs=frozenset({"last_image"}),
             media={"image": "image", "last_image": "last_image"},
         )
@@ -494,10 +512,12 @@ class FramePack(HunyuanVideo):
     )
     options: ClassVar[tuple[Option, ...]] = (FLOW_SHIFT, TRUE_CFG, WINDOW, SAMPLING_TYPE)
     # FramePack's transformer has no repeated-block list for regional compile, and its sections
-    # re-enter the transformer with new shapes; PAB and TaylorSeer keep per-run state per pass.
-    takes = replace(HunyuanVideo.takes, caches=frozenset({"first-block", "pab", "taylorseer"}))
+    # re-enter the transformer with new shapes. First-block and TaylorSeer need a cache context
+    # its pipeline does not open.
+    takes = replace(HunyuanVideo.takes, caches=frozenset({"pab"}))
     hints: ClassVar[dict[str, str]] = {
         **HunyuanVideo.hints,
+        **{f"optimization.cache={kind}": NO_CACHE_CONTEXT for kind in CONTEXT_CACHES},
         # MagCache counts one schedule per run; FramePack runs a whole schedule per section.
         "optimization.cache=magcache": "FramePack runs a full schedule per section, which MagCache's step count "
         "does not follow",
@@ -512,14 +532,14 @@ class FramePack(HunyuanVideo):
     # the longer ones downsampled) is what the transformer sees (see _FramePackMemory).
     memory = _FramePackMemory(
         replace(
-            _FOOTPRINT,
+            FOOTPRINT,
             sizes=dict.fromkeys(
                 ("lllyasviel/FramePackI2V_HY", "lllyasviel/FramePack_F1_I2V_HY_20250503"),
                 {
                     "transformer": _FRAMEPACK_TRANSFORMER,
-                    "text_encoder": _LLAMA_8B,
-                    "text_encoder_2": _CLIP_L,
-                    "vae": _HV_VAE,
+                    "text_encoder": LLAMA_8B,
+                    "text_encoder_2": CLIP_L,
+                    "vae": HV_VAE,
                     "image_encoder": _SIGLIP,
                 },
             ),
@@ -597,7 +617,7 @@ def llama_tokenizer() -> Any:
     return LlamaTokenizer(vocab=vocab, merges=[], pad_token="<pad>")
 
 
-def _encoders() -> dict[str, Any]:
+def tiny_encoders() -> dict[str, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
 
     from vidgen.families.tiny_parts import clip_tokenizer
@@ -634,7 +654,7 @@ def _encoders() -> dict[str, Any]:
     }
 
 
-def _vae() -> Any:
+def tiny_vae() -> Any:
     from diffusers import AutoencoderKLHunyuanVideo
 
     return AutoencoderKLHunyuanVideo(
@@ -654,7 +674,7 @@ def _vae() -> Any:
     )
 
 
-_TRANSFORMER = {
+TINY_TRANSFORMER = {
     "in_channels": 4,
     "out_channels": 4,
     "num_attention_heads": 2,
@@ -676,10 +696,75 @@ def tiny_t2v() -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
 
     return HunyuanVideoPipeline(
-        **_encoders(),
-        transformer=HunyuanVideoTransformer3DModel(**_TRANSFORMER),
-        vae=_vae(),
+        **tiny_encoders(),
+        transformer=HunyuanVideoTransformer3DModel(**TINY_TRANSFORMER),
+        vae=tiny_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+    )
+
+
+def llava_tokenizer() -> Any:
+    """The Llama tokenizer with the Llama-3 chat markers and Llava's image token as single tokens:
+    the I2V pipeline finds the assistant header by its id and expands `<image>` into the vision
+    tower's features, so both must be one token each, as in the real vocabulary."""
+    from transformers import AddedToken
+
+    tokenizer = llama_tokenizer()
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>"]}
+    )
+    # The role names and blank lines one token each, as Llama-3 reads them, so the image token
+    # sits where the template's image_emb_start expects it.
+    tokenizer.add_tokens([AddedToken(word, normalized=False) for word in ("system", "user", "assistant", "\n\n", "\n")])
+    return tokenizer
+
+
+def tiny_i2v() -> Any:
+    """HunyuanVideo-I2V: a Llava text encoder (Llama + CLIP vision tower) reads the prompt with the
+    image; the transformer replaces the first latent frame's tokens with the image's
+    (`token_replace`, the hunyuanvideo-community/HunyuanVideo-I2V checkpoint's kind)."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoImageToVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from vidgen.families.tiny_parts import clip_image_processor
+
+    tokenizer = llava_tokenizer()
+    text = LlamaConfig(
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        hidden_size=16,  # the transformer's text_embed_dim
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(tokenizer),
+        hidden_act="gelu",
+    )
+    # 336-pixel images in 14-pixel patches: the 576 image features the pipeline's default
+    # template expects (image_emb_len), as Llava's CLIP-L/336 gives them.
+    vision = CLIPVisionConfig(
+        hidden_size=8, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=336, patch_size=14
+    )
+    llava = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        pad_token_id=0,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    encoders = tiny_encoders()
+    return HunyuanVideoImageToVideoPipeline(
+        text_encoder=LlavaForConditionalGeneration(llava).eval(),
+        tokenizer=tokenizer,
+        transformer=HunyuanVideoTransformer3DModel(**TINY_TRANSFORMER, image_condition_type="token_replace"),
+        vae=tiny_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=encoders["text_encoder_2"],
+        tokenizer_2=encoders["tokenizer_2"],
+        image_processor=clip_image_processor(336),
     )
 
 
@@ -694,7 +779,7 @@ def tiny_framepack() -> Any:
     from vidgen.families.tiny_parts import siglip_vision
 
     transformer = HunyuanVideoFramepackTransformer3DModel(
-        **{**_TRANSFORMER, "patch_size": 2},
+        **{**TINY_TRANSFORMER, "patch_size": 2},
         image_condition_type=None,
         has_image_proj=True,
         image_proj_dim=32,
@@ -702,15 +787,15 @@ def tiny_framepack() -> Any:
     )
     vision = siglip_vision(hidden_size=32, intermediate_size=37)
     return HunyuanVideoFramepackPipeline(
-        **_encoders(),
+        **tiny_encoders(),
         transformer=transformer,
-        vae=_vae(),
+        vae=tiny_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
         **vision,
     )
 
 
-HunyuanVideo.tiny = {"hunyuanvideo": tiny_t2v}
+HunyuanVideo.tiny = {"hunyuanvideo": tiny_t2v, "hunyuanvideo-i2v": tiny_i2v}
 FramePack.tiny = {"framepack": tiny_framepack}
 
 FAMILIES = (HunyuanVideo, FramePack)
