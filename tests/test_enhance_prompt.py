@@ -425,7 +425,11 @@ def _tiny_ltx2_with_processor(folder: Path) -> Path:
     config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, **ids)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        parts = {**tiny_components(), "tokenizer": tokenizer, "text_encoder": Gemma3ForConditionalGeneration(config).eval()}
+        parts = {
+            **tiny_components(),
+            "tokenizer": tokenizer,
+            "text_encoder": Gemma3ForConditionalGeneration(config).eval(),
+        }
         LTX2Pipeline(**parts, processor=processor).save_pretrained(folder)
     return folder
 

@@ -21,6 +21,7 @@ from vidgen.families.base import (
     Enhancing,
     Footprint,
     Generated,
+    Loading,
     Memory,
     Mode,
     ModelAccess,
@@ -33,11 +34,11 @@ from vidgen.families.base import (
 )
 from vidgen.families.ltx import DECODE_NOISE_SCALE, DECODE_TIMESTEP
 from vidgen.families.ltx2 import (
-    GEMMA3_12B,
-    LTX23_PARTS,
     CROSS_TIMESTEP,
+    GEMMA3_12B,
     IMAGE_CRF,
     LTX2,
+    LTX23_PARTS,
     NOISE_SCALE,
     SIGMAS,
     audio_of,
@@ -98,6 +99,8 @@ class LTX25DFR(LTX2):
         "inputs.negative_prompt": "LTX-2.5 DFR runs without classifier-free guidance, so no negative prompt",
         "inputs.conditions": "LTX-2.5 DFR in vidgen takes a first frame (i2v), not keyframes or clips yet",
     }
+    # No --transformer FILE: no single-file LTX-2.5 checkpoint is tested here.
+    loading = Loading(cuda_dtype="bf16")
     previewing = Previewing(
         refused="LTX-2.5 DFR's packed latents carry its keyframe slots after the video's tokens; no preview yet"
     )
