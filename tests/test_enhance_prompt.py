@@ -388,7 +388,7 @@ def _tiny_ltx2_with_processor(folder: Path) -> Path:
     )
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-    from vidgen.families.ltx2 import _parts
+    from vidgen.families.ltx2 import tiny_components
 
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "\u2581": 5}
     for char in "abcdefghijklmnopqrstuvwxyz0123456789":
@@ -425,7 +425,11 @@ def _tiny_ltx2_with_processor(folder: Path) -> Path:
     config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, **ids)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        parts = {**_parts(), "tokenizer": tokenizer, "text_encoder": Gemma3ForConditionalGeneration(config).eval()}
+        parts = {
+            **tiny_components(),
+            "tokenizer": tokenizer,
+            "text_encoder": Gemma3ForConditionalGeneration(config).eval(),
+        }
         LTX2Pipeline(**parts, processor=processor).save_pretrained(folder)
     return folder
 

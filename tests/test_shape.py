@@ -19,7 +19,7 @@ PACKAGE = Path(vidgen.__file__).parent
 # Tiny random-weight model recipes: one long list of small configs, read as data, not logic.
 # Each entry is "path/relative/to/vidgen.py:qualified.name".
 ALLOWED = {
-    "families/ltx2.py:_parts",
+    "families/ltx2.py:tiny_components",
 }
 
 

@@ -146,12 +146,12 @@ _CALL = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "heigh
 # The VAEs, vocoder and connectors: diffusers' default configs, which follow that checkpoint.
 # Gemma 3 12B: the published size of google/gemma-3-12b (text and vision towers; the repo ships both).
 _LTX2_19B = 18.876e9
-_GEMMA3_12B = 12.19e9
+GEMMA3_12B = 12.19e9
 _PARTS = {"vae": 1.222e9, "audio_vae": 0.053e9, "vocoder": 0.056e9, "connectors": 1.431e9}
 # LTX-2.3 ("22B": transformer plus connectors): the same classes built on the meta device from the
 # 2.3 configs in diffusers' LTX-2 conversion recipe (gated attention and cross-attention modulation;
 # 8-layer per-modality connectors; a smaller VAE; the 48 kHz vocoder with bandwidth extension).
-_LTX23_PARTS = {
+LTX23_PARTS = {
     "transformer": 18.989e9,
     "connectors": 3.172e9,
     "vae": 0.726e9,
@@ -265,10 +265,10 @@ class LTX2(Family):
             denoiser="transformer",
             blocks=48,
             sizes={
-                "Lightricks/LTX-2": {"transformer": _LTX2_19B, "text_encoder": _GEMMA3_12B, **_PARTS},
+                "Lightricks/LTX-2": {"transformer": _LTX2_19B, "text_encoder": GEMMA3_12B, **_PARTS},
                 **dict.fromkeys(
                     ("diffusers/LTX-2.3-Diffusers", "diffusers/LTX-2.3-Distilled-Diffusers"),
-                    {"text_encoder": _GEMMA3_12B, **_LTX23_PARTS},
+                    {"text_encoder": GEMMA3_12B, **LTX23_PARTS},
                 ),
             },
             spatial=32,
@@ -651,7 +651,9 @@ def _gemma3(vocab_size: int) -> Any:
     ).eval()
 
 
-def _parts() -> dict[str, Any]:
+def tiny_components(**transformer: Any) -> dict[str, Any]:
+    """The tiny LTX-2 pipeline's components; `transformer` overrides the transformer's config
+    (LTX-2.5 DFR's keyframe slots need use_keyframes_abs_pos_embedding=True)."""
     from diffusers import (
         AutoencoderKLLTX2Audio,
         AutoencoderKLLTX2Video,
@@ -682,6 +684,7 @@ def _parts() -> dict[str, Any]:
         caption_channels=_TEXT_HIDDEN,
         rope_double_precision=False,
         rope_type="split",
+        **transformer,
     )
     connectors = LTX2TextConnectors(
         caption_channels=_TEXT_HIDDEN,
@@ -746,13 +749,13 @@ def _parts() -> dict[str, Any]:
 def tiny_t2av() -> Any:
     from diffusers import LTX2Pipeline
 
-    return LTX2Pipeline(**_parts())
+    return LTX2Pipeline(**tiny_components())
 
 
 def tiny_i2av() -> Any:
     from diffusers import LTX2ImageToVideoPipeline
 
-    return LTX2ImageToVideoPipeline(**_parts())
+    return LTX2ImageToVideoPipeline(**tiny_components())
 
 
 def tiny_upsampler() -> Any:
