@@ -87,18 +87,18 @@ def _pipeline_source(source: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w.-]+)?", source) is not None
 
 
-def _read_pipeline(step: str, source: str) -> Weights:
+def _read_pipeline(step: str, source: str, what: str) -> Weights:
     """A diffusion super-resolution pipeline: located (a tiny one built), its class checked."""
     import json
 
     from vidgen.models.loader import locate
 
-    _, where = locate(source.split("@")[0], True, what=STEPS[step])
+    _, where = locate(source.split("@")[0], True, what=what)
     index_file = Path(where) / "model_index.json"
     name = json.loads(index_file.read_text()).get("_class_name") if index_file.is_file() else None
     if name not in PIPELINE_CLASSES:
         raise ModelError(
-            f"{STEPS[step]} {source} is a {name or 'folder without model_index.json'}, not a video super-resolution "
+            f"{what} {source} is a {name or 'folder without model_index.json'}, not a video super-resolution "
             f"pipeline vidgen runs ({', '.join(PIPELINE_CLASSES)}); use it for generating, or name a weights file."
         )
     config = Path(where) / "transformer" / "config.json"
@@ -113,16 +113,17 @@ def _network(step: str) -> Any:
     return rife if step == "interpolate" else upscalers
 
 
-def read(step: str, source: str, allow_pickle: bool) -> Weights:
+def read(step: str, source: str, allow_pickle: bool, what: str | None = None) -> Weights:
     """The file behind `source`, checked against the step's network from its tensor names and
-    shapes (no tensor data is read from a safetensors file)."""
+    shapes (no tensor data is read from a safetensors file). `what`: the option messages name
+    (default: the generation commands' --interpolate-model / --upscale)."""
     from vidgen.models import checkpoints
 
-    what = STEPS[step]
+    what = what or STEPS[step]
     if step == "upscale" and _pipeline_source(source):
-        return _read_pipeline(step, source)
+        return _read_pipeline(step, source, what)
     if source.startswith("tiny:") and source.removeprefix("tiny:") in TINY_FILES:
-        path, repo, revision = _tiny_file(step, source), None, None
+        path, repo, revision = _tiny_file(step, source, what), None, None
     else:
         path, repo, revision = checkpoints.fetch(source, what)
     assert path is not None
@@ -147,13 +148,14 @@ def read(step: str, source: str, allow_pickle: bool) -> Weights:
         raise ModelError(f"{what} {source} is not a weights file; use a .safetensors file.")
     shapes = _unwrapped_names(shapes)
     if step == "upscale" and not _network(step).recognises(shapes):
-        # Not Real-ESRGAN: spandrel detects the architecture from the tensors themselves.
+        # Not Real-ESRGAN: spandrel detects the architecture from the tensors themselves. The
+        # tensors are read again by `load` when the step runs, so what runs is what is hashed then.
         from vidgen.models import spandrel_sr
 
-        spandrel_sr.library(source)  # installed, before the file is read whole
-        arch = spandrel_sr.architecture(_state(path, fmt, source, what), source)
+        spandrel_sr.library(source, what)  # installed, before the file is read whole
+        arch = spandrel_sr.architecture(_state(path, fmt, source, what), source, what)
     else:
-        arch = _network(step).architecture(shapes, source)
+        arch = _network(step).architecture(shapes, source, what)
     return Weights(step, source, path, fmt, arch, repo, revision)
 
 
@@ -223,7 +225,7 @@ def sha256(weights: Weights) -> str:
 TINY_FILES = {"rife": "interpolate", "realesrgan": "upscale", "realesrgan-rrdb": "upscale"}
 
 
-def _tiny_file(step: str, source: str) -> Path:
+def _tiny_file(step: str, source: str, what: str) -> Path:
     """The file of tiny:NAME, written (atomically, seeded: the same everywhere) on first use."""
     import os
     import tempfile
@@ -233,7 +235,7 @@ def _tiny_file(step: str, source: str) -> Path:
     name = source.removeprefix("tiny:")
     if TINY_FILES[name] != step:
         other = [f"tiny:{n}" for n, s in TINY_FILES.items() if s == step]
-        raise ModelError(f"{STEPS[step]} {source} is a tiny {TINY_FILES[name]} model; use {' or '.join(other)}.")
+        raise ModelError(f"{what} {source} is a tiny {TINY_FILES[name]} model; use {' or '.join(other)}.")
     path = tiny.folder(f"finish-{name}") / f"{name}.safetensors"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

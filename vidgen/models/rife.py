@@ -64,16 +64,16 @@ def expected(arch: Arch) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def architecture(tensors: dict[str, tuple[int, ...]], source: str) -> Arch:
+def architecture(tensors: dict[str, tuple[int, ...]], source: str, what: str = WHAT) -> Arch:
     """The Arch of a file's tensors (name -> shape), checked against every tensor IFNet has: a
-    missing, extra or misshapen tensor is a ModelError naming it."""
+    missing, extra or misshapen tensor is a ModelError naming it (and `what`, the option)."""
     head = tensors.get("encode.cnn0.weight")
     blocks = []
     while (conv := tensors.get(f"block{len(blocks)}.conv0.1.0.weight")) is not None:
         blocks.append(int(conv[0]))
     if head is None or len(head) != 4 or not blocks:
         raise ModelError(
-            f"{WHAT} {source} is not RIFE IFNet weights (no encode.cnn0 / block0 tensors); use Practical-RIFE "
+            f"{what} {source} is not RIFE IFNet weights (no encode.cnn0 / block0 tensors); use Practical-RIFE "
             "4.25 or 4.26 flownet weights."
         )
     arch = Arch(int(head[0]), tuple(blocks))
@@ -82,11 +82,11 @@ def architecture(tensors: dict[str, tuple[int, ...]], source: str) -> Arch:
         if tuple(tensors.get(name, ())) != shape:
             found = tensors.get(name)
             detail = f"has {name} shaped {list(found)}, not {list(shape)}" if found else f"lacks {name}"
-            raise ModelError(f"{WHAT} {source} {detail}; it is not Practical-RIFE 4.25/4.26 IFNet weights.")
+            raise ModelError(f"{what} {source} {detail}; it is not Practical-RIFE 4.25/4.26 IFNet weights.")
     extra = sorted(set(tensors) - set(want))
     if extra:
         raise ModelError(
-            f"{WHAT} {source} has {len(extra)} tensors IFNet 4.25/4.26 does not ({extra[0]}, ...); it is another "
+            f"{what} {source} has {len(extra)} tensors IFNet 4.25/4.26 does not ({extra[0]}, ...); it is another "
             "RIFE version or another model."
         )
     return arch

@@ -54,7 +54,7 @@ class Arch:
         return int(height * width * 4 * (192 * 2 + 3 * self.scale**2))
 
 
-def library(source: str) -> Any:
+def library(source: str, what: str = WHAT) -> Any:
     """spandrel, or one line saying that the file is no Real-ESRGAN and what to install."""
     try:
         import spandrel
@@ -66,45 +66,46 @@ def library(source: str) -> Any:
             else f"spandrel is installed but cannot import {missing}: install the {missing} that matches your torch"
         )
         raise ModelError(
-            f"{WHAT} {source} is not weights of a network vidgen upscales with by itself (Real-ESRGAN's "
+            f"{what} {source} is not weights of a network vidgen upscales with by itself (Real-ESRGAN's "
             f"SRVGGNetCompact or RRDBNet); other architectures (SwinIR, HAT, DAT, SPAN, ...) load through spandrel: "
             f"{why}."
         ) from None
     return spandrel
 
 
-def _descriptor(state: dict[str, Any], source: str) -> Any:
+def _descriptor(state: dict[str, Any], source: str, what: str = WHAT) -> Any:
     """spandrel's model for the state dict, built on the CPU, or one line saying why not."""
-    spandrel = library(source)
+    spandrel = library(source, what)
     try:
         descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(state)
     except spandrel.UnsupportedModelError:
         raise ModelError(
-            f"{WHAT} {source} is not weights of a network vidgen or spandrel knows (Real-ESRGAN, SwinIR, HAT, DAT, "
+            f"{what} {source} is not weights of a network vidgen or spandrel knows (Real-ESRGAN, SwinIR, HAT, DAT, "
             "SPAN, ...); pick an upscaling model's file."
         ) from None
     except Exception as exc:  # a known layout with missing or misshapen tensors
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"{WHAT} {source} does not load as the network it looks like: {first}") from None
+        raise ModelError(f"{what} {source} does not load as the network it looks like: {first}") from None
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
-        raise ModelError(f"{WHAT} {source} is a {descriptor.architecture.name} inpainting model, not an upscaler.")
+        raise ModelError(f"{what} {source} is a {descriptor.architecture.name} inpainting model, not an upscaler.")
     name = descriptor.architecture.name
     if descriptor.purpose != "SR" or descriptor.scale < 2:
         raise ModelError(
-            f"{WHAT} {source} is a {name} {descriptor.purpose} model (x{descriptor.scale}), not a super-resolution "
+            f"{what} {source} is a {name} {descriptor.purpose} model (x{descriptor.scale}), not a super-resolution "
             "one; upscaling takes models of x2 and more."
         )
     if descriptor.input_channels != 3 or descriptor.output_channels != 3:
         raise ModelError(
-            f"{WHAT} {source} is a {name} model for {descriptor.input_channels}-channel images; video frames are RGB."
+            f"{what} {source} is a {name} model for {descriptor.input_channels}-channel images; video frames are RGB."
         )
     return descriptor
 
 
-def architecture(state: dict[str, Any], source: str) -> Arch:
-    """The Arch of a file's tensors (name -> tensor), as spandrel detects and loads it."""
-    spandrel = library(source)
-    descriptor = _descriptor(state, source)
+def architecture(state: dict[str, Any], source: str, what: str = WHAT) -> Arch:
+    """The Arch of a file's tensors (name -> tensor), as spandrel detects and loads it; `what`
+    is the option its messages name."""
+    spandrel = library(source, what)
+    descriptor = _descriptor(state, source, what)
     tiling = str(getattr(descriptor.tiling, "name", descriptor.tiling)).lower()
     count = sum(int(p.numel()) for p in descriptor.model.parameters())
     return Arch(descriptor.architecture.id, int(descriptor.scale), count, tiling, spandrel.__version__)

@@ -87,8 +87,9 @@ def recognises(tensors: dict[str, tuple[int, ...]]) -> bool:
     return ("conv_first.weight" in tensors and "body.0.rdb1.conv1.weight" in tensors) or srvgg
 
 
-def architecture(tensors: dict[str, tuple[int, ...]], source: str) -> Arch:
-    """The Arch of a file's tensors (name -> shape), checked tensor by tensor."""
+def architecture(tensors: dict[str, tuple[int, ...]], source: str, what: str = WHAT) -> Arch:
+    """The Arch of a file's tensors (name -> shape), checked tensor by tensor; `what` is the
+    option its messages name."""
     arch: Arch | None = None
     if "conv_first.weight" in tensors and "body.0.rdb1.conv1.weight" in tensors:
         features, into = int(tensors["conv_first.weight"][0]), int(tensors["conv_first.weight"][1])
@@ -107,7 +108,7 @@ def architecture(tensors: dict[str, tuple[int, ...]], source: str) -> Arch:
             arch = Arch("srvgg", scale, int(tensors["body.0.weight"][0]), (last - 2) // 2)
     if arch is None:
         raise ModelError(
-            f"{WHAT} {source} is not weights of a network vidgen upscales with (Real-ESRGAN's SRVGGNetCompact or "
+            f"{what} {source} is not weights of a network vidgen upscales with (Real-ESRGAN's SRVGGNetCompact or "
             "RRDBNet, e.g. realesr-animevideov3 or RealESRGAN_x4plus); convert or pick such a file."
         )
     want = expected(arch)
@@ -115,10 +116,10 @@ def architecture(tensors: dict[str, tuple[int, ...]], source: str) -> Arch:
         if tuple(tensors.get(name, ())) != shape:
             found = tensors.get(name)
             detail = f"has {name} shaped {list(found)}, not {list(shape)}" if found else f"lacks {name}"
-            raise ModelError(f"{WHAT} {source} {detail}; it is not whole {arch.record()['architecture']} weights.")
+            raise ModelError(f"{what} {source} {detail}; it is not whole {arch.record()['architecture']} weights.")
     extra = sorted(set(tensors) - set(want))
     if extra:
-        raise ModelError(f"{WHAT} {source} has tensors the network does not ({extra[0]}, ...); it is another model.")
+        raise ModelError(f"{what} {source} has tensors the network does not ({extra[0]}, ...); it is another model.")
     return arch
 
 

@@ -119,10 +119,11 @@ def _rate(value: float) -> int | float:
     return int(value) if float(value).is_integer() else round(float(value), 4)
 
 
-def prepare(specs: list[Any] | None, allow_pickle: bool) -> list[Step]:
+def prepare(specs: list[Any] | None, allow_pickle: bool, flag: str | None = None) -> list[Step]:
     """Each step's weights file, found and checked against its network (exit 5 for a missing
-    file, a pickle without --allow-pickle, or weights of another architecture)."""
-    steps = [Step(spec, finishers.read(spec.step, spec.model, allow_pickle)) for spec in specs or []]
+    file, a pickle without --allow-pickle, or weights of another architecture). `flag`: the
+    option that named the files, when not the generation commands' own."""
+    steps = [Step(spec, finishers.read(spec.step, spec.model, allow_pickle, flag)) for spec in specs or []]
     for index, step in enumerate(steps, start=1):
         extra = [name for name in ("scale", "steps", "seed") if getattr(step.spec, name) is not None]
         if extra and not step.diffusion:

@@ -129,18 +129,8 @@ def plan(request: Request) -> tuple[finish.Step, dict[str, Any], media.Probe]:
 
 
 def _prepare(request: Request) -> finish.Step:
-    """The step with its weights checked. Their messages name the option of a generation
-    command (--interpolate-model, --upscale); on these commands the option is --model."""
-    from vidgen.core.errors import ModelError
-    from vidgen.models.finishers import STEPS
-
-    try:
-        return finish.prepare([request.step], request.allow_pickle)[0]
-    except ModelError as exc:
-        flag, text = STEPS[request.step.step], str(exc)
-        if not text.startswith(f"{flag} "):
-            raise
-        raise ModelError(f"--model {text.removeprefix(flag).lstrip()}") from None
+    """The step with its weights checked; their messages name this command's --model."""
+    return finish.prepare([request.step], request.allow_pickle, "--model")[0]
 
 
 def _fit_tile(request: Request, step: finish.Step, probe: media.Probe) -> None:
