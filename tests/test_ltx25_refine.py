@@ -166,6 +166,24 @@ def test_saved_latents_are_the_refined_canvas_and_decode_to_the_same_video(tmp_p
     assert np.array_equal(decode(tmp_path / "r.mp4")[0], decode(tmp_path / "again.mp4")[0])
 
 
+def test_a_decode_out_of_memory_keeps_the_refined_latents_for_vidgen_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidgen.run import runner
+
+    assert cli(*DRUMMER, "--seed", "7", "--out", "whole.mp4").exit_code == 0
+    monkeypatch.setenv("VIDGEN_TEST_OOM", "decode")
+    monkeypatch.setattr(runner, "_injected", {})
+    one_line_error(cli(*DRUMMER, "--seed", "7", "--out", "cut.mp4"), 6, "during decode", "vidgen decode")
+    assert not (tmp_path / "cut.mp4").exists()
+    monkeypatch.delenv("VIDGEN_TEST_OOM")
+    # The pass and the round are not run again: the refined canvas and the pass's sound were kept.
+    assert cli("decode", "cut.latents.safetensors").exit_code == 0
+    whole, cut = sidecar(tmp_path / "whole.json"), sidecar(tmp_path / "cut.json")
+    assert cut["output"]["audio"]["raw_sha256"] == whole["output"]["audio"]["raw_sha256"]
+    assert np.array_equal(decode(tmp_path / "whole.mp4")[0], decode(tmp_path / "cut.mp4")[0])
+
+
 def test_replay_makes_the_same_video(tmp_path: Path) -> None:
     frames, data = _png(*DRUMMER, "--seed", "5")
     result = cli("replay", str(next(tmp_path.rglob("*.json"))), "--out", "again/")
@@ -254,3 +272,20 @@ def test_a_spatial_upsampler_given_as_the_temporal_one_is_refused(tmp_path: Path
         cli(*DRUMMER, "--temporal-upsampler", "tiny:ltx2-upsampler"), 5, "not a temporal x2 latent upsampler"
     )
     assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_a_lora_on_the_pass_is_on_in_the_rounds_too(tmp_path: Path) -> None:
+    from test_ltx25 import _lora
+
+    lora = _lora(tmp_path / "lora")
+    plain, _ = _png(*DRUMMER, "--seed", "2")
+    # The refine pipeline shares the pass's transformer, adapters included.
+    result = cli(*DRUMMER, "--seed", "2", "--lora", f"{lora}:0.8", "--format", "png", "--out", "lora/")
+    assert result.exit_code == 0, result.stderr
+    from PIL import Image
+
+    folder = Path(result.stdout.strip())
+    with_lora = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))])
+    (record,) = sidecar(folder.with_name(folder.name + ".json"))["model"]["loras"]
+    assert record["matched"] == record["modules"]
+    assert with_lora.shape == plain.shape and np.abs(plain.astype(int) - with_lora.astype(int)).max() > 2
