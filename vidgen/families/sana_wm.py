@@ -150,7 +150,7 @@ def parse_camera(data: bytes, ref: str, cfg: Any) -> tuple[dict[str, Any], dict[
         try:
             found = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{ref} is neither JSON nor NPZ ({exc}); see --camera-path in `vidgen i2v --help`.") from None
+            raise InputError(f"{ref} is neither JSON nor NPZ ({exc}); see `vidgen i2v --help`.") from None
         if not isinstance(found, dict):
             raise InputError(f"{ref} must be a JSON object with a c2w list of 4x4 matrices.")
     if "c2w" not in found:
@@ -330,8 +330,8 @@ class SanaWM(Family):
             return {}
         camera, typed = cfg.sampling.get("camera"), cfg.sampling.get("intrinsics")
         unused = f"; --camera {camera} not used" if camera else ""
-        given = "" if typed is not None else f"; without intrinsics in the file: {intrinsics(cfg)}"
-        return {"camera": f"c2w (and intrinsics, if the file has them) from --camera-path's first frames{given}{unused}"}
+        given = "" if typed is not None else f"; without intrinsics there: {intrinsics(cfg)}"
+        return {"camera": f"c2w (and intrinsics, if the file has them) from --camera-path's first poses{given}{unused}"}
 
     tiny: ClassVar[dict[str, Any]] = {}
 
