@@ -239,3 +239,13 @@ def test_declared_options_run_on_the_tiny_model(option: list[str], tmp_path: Pat
     assert result.exit_code == 0, result.stderr
     assert decode(Path("a.mp4"))[0].shape[:3] == (9, 32, 64)
     assert sidecar(Path("a.json"))["optimizations"]["applied"]
+
+
+@pytest.mark.unit
+def test_a_data_kind_and_only_a_data_kind_has_a_parser() -> None:
+    from vidgen.config.kinds import InputKind, register_input
+
+    with pytest.raises(ValueError, match="parse function"):
+        register_input(InputKind("track", "--track", "data", "A track."))
+    with pytest.raises(ValueError, match="parse function"):
+        register_input(InputKind("still", "--still", "image", "A still.", parse=lambda data, ref, cfg: ({}, {})))
