@@ -219,8 +219,11 @@ def plain_diffusers(data: dict, media: dict | None = None, **change) -> Made:
     if pipeline.get("stages"):
         return _stages(pipe, data, media, generator)
     out = pipe(**pipeline["call_kwargs"], **media, generator=generator)
-    # Text2Video-Zero returns its frames as `images`, the video pipelines as a batch of `frames`.
-    frames = _uint8(out.frames[0] if hasattr(out, "frames") else out.images)
+    # Text2Video-Zero returns its frames as `images`, the video pipelines as a batch of `frames`
+    # (SANA-WM as one video: frames x height x width x 3).
+    made = out.frames if hasattr(out, "frames") else None
+    one = made is not None and getattr(made, "ndim", 0) == 4
+    frames = _uint8(made if one else made[0] if made is not None else out.images)
     post = pipeline.get("postprocess")
     if post:
         # Wan VACE's keep_unmasked: the input where the mask is black, the generated pixels

@@ -9,8 +9,10 @@ path, an audio track, a pose video) is one `register_input` call beside the fami
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vidgen.config.flags import register_flag
 
@@ -19,8 +21,10 @@ from vidgen.config.flags import register_flag
 #   video: a video file or a folder of frames, at the run's size, trimmed to the family's grid;
 #   control: a video read like `video`, then turned into control maps (--preprocess);
 #   mask: a video, folder or one image with the control frames' count and size;
-#   images: several picture files (the option repeats), each at the run's size.
-READERS = ("image", "video", "control", "mask", "images")
+#   images: several picture files (the option repeats), each at the run's size;
+#   data: one local file that is not a picture or video (a camera path), parsed by the kind's
+#     own `parse` function, declared by the family that takes it.
+READERS = ("image", "video", "control", "mask", "images", "data")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,12 @@ class InputKind:
     # Video kinds: the input whose frame count this one must have, frame for frame (Wan Animate's
     # face video beside its pose video); read after it. A mismatch is an input error.
     frames_of: str | None = None
+    # Data kinds: (bytes, name, config) -> (pipeline arguments, what the sidecar records), raising
+    # InputError with one line on a malformed file. vidgen reads the bytes (local regular files
+    # only, size-capped) and hashes them; the family's parser never opens anything itself.
+    parse: Callable[[bytes, str, Any], tuple[dict[str, Any], dict[str, Any]]] | None = None
+    # Data kinds: the largest file read, in bytes.
+    max_bytes: int = 64 * 1024 * 1024
 
     @property
     def path(self) -> str:
@@ -56,7 +66,7 @@ class InputKind:
     @property
     def single_file(self) -> bool:
         """Read as one file (a picture); the others may also be a folder of frames."""
-        return self.reads in ("image", "images")
+        return self.reads in ("image", "images", "data")
 
 
 # Insertion order is reading order: a mask is read after the control frames it must match.
@@ -69,6 +79,8 @@ def register_input(kind: InputKind) -> None:
         raise ValueError(f"input {kind.field}: reads must be one of {', '.join(READERS)}")
     if (kind.own_size or kind.frames_of) and kind.reads != "video":
         raise ValueError(f"input {kind.field}: own_size and frames_of are for video kinds")
+    if (kind.parse is None) != (kind.reads != "data"):
+        raise ValueError(f"input {kind.field}: a data kind, and only a data kind, has a parse function")
     if kind.frames_of is not None and kind.frames_of not in INPUT_KINDS:
         raise ValueError(f"input {kind.field}: frames_of names {kind.frames_of}, which is not declared before it")
     known = INPUT_KINDS.get(kind.field)

@@ -607,7 +607,7 @@ def audio_of(pipe: Any, output: Any) -> Audio:
 
 _TEXT_HIDDEN = 32  # must equal the connectors' heads x head_dim (4 x 8)
 _TEXT_LAYERS = 2
-_VAE = {
+TINY_LTX2_VAE = {
     "in_channels": 3,
     "out_channels": 3,
     "latent_channels": 4,
@@ -736,7 +736,7 @@ def tiny_components(**transformer: Any) -> dict[str, Any]:
     )
     return {
         "transformer": transformer,
-        "vae": AutoencoderKLLTX2Video(**_VAE),
+        "vae": AutoencoderKLLTX2Video(**TINY_LTX2_VAE),
         "audio_vae": audio_vae,
         "scheduler": FlowMatchEulerDiscreteScheduler(),
         "text_encoder": _gemma3(len(tokenizer)),

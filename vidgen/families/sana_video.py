@@ -144,7 +144,7 @@ class SanaVideo(Family):
 # -- tiny random-weight recipe (after diffusers' own SANA-Video tests, offline tokenizer) ---------
 
 
-def _gemma2(vocab_size: int) -> Any:
+def tiny_gemma2(vocab_size: int) -> Any:
     from transformers import Gemma2Config, Gemma2Model
 
     config = Gemma2Config(
@@ -195,7 +195,7 @@ def _tiny(pipeline: str) -> Any:
                 parameter.normal_(0.0, 0.2, generator=generator)
     return getattr(diffusers, pipeline)(
         tokenizer=tokenizer,
-        text_encoder=_gemma2(len(tokenizer)),
+        text_encoder=tiny_gemma2(len(tokenizer)),
         vae=AutoencoderKLWan(
             base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
         ).eval(),

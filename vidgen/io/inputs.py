@@ -93,7 +93,9 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
             READERS[kind.reads](cfg, family, fps, kind, prepared)
     if cfg.inputs.conditions:
         _prepare_conditions(cfg, family, fps, prepared)
-    prepared.sources = {name: f"inputs.{name}" for name in prepared.media}
+    # A data kind's parser may give several arguments from one file (c2w and intrinsics): each
+    # names the input it came from.
+    prepared.sources = {name: prepared.sources.get(name) or f"inputs.{name}" for name in prepared.media}
     if cfg.inputs.prompts:
         prompts = dict(sorted(cfg.inputs.prompts.items()))
         if cfg.inputs.prompt is not None:
@@ -148,18 +150,46 @@ def _kind_images(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepare
     _prepare_references(cfg, prepared, kind)
 
 
+def _kind_data(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
+    """A data file (a camera path): local and regular only, size-capped, hashed, then parsed by
+    the kind's own function into pipeline arguments and the sidecar's record of it."""
+    ref = str(cfg.inputs.get(kind.field))
+    with _named(kind.flag, ref):
+        if "://" in ref:
+            raise InputError(f"{ref} is a URL; {kind.flag} reads a local file (download it first).")
+        check_source(ref, kind.field)
+        path = Path(ref).expanduser()
+        if path.stat().st_size > kind.max_bytes:
+            raise InputError(f"{ref} is over {kind.max_bytes // 2**20} MB, too large for {kind.flag}.")
+        data = path.read_bytes()
+        assert kind.parse is not None  # register_input requires it for data kinds
+        media, described = kind.parse(data, ref, cfg)
+    digest = hashlib.sha256(data).hexdigest()
+    prepared.media.update(media)
+    prepared.sources.update(dict.fromkeys(media, kind.path))
+    prepared.record[kind.field] = {
+        "path": ref,
+        **_resolved(ref),
+        "sha256": digest,
+        **described,
+        # What reached the pipeline came from these bytes alone: a replay compares them.
+        "prepared": {"sha256": digest},
+    }
+
+
 def check_source(ref: str, name: str) -> None:
     """A local input exists and is a regular file (or, for videos and control frames, a folder
     of them): devices, pipes, sockets and /proc are refused without being opened."""
     path = Path(ref).expanduser()
     kind = INPUT_KINDS.get(name)
     one_file = kind is not None and kind.single_file
+    one = "one file" if kind is not None and kind.reads == "data" else "one image file"
     if not path.exists():
         raise InputError(f"{ref} does not exist.")
     if one_file and path.is_dir():
-        raise InputError(f"{ref} is a folder; pass one image file.")
+        raise InputError(f"{ref} is a folder; pass {one}.")
     if pseudo_file(path) or not (path.is_file() or path.is_dir()):
-        what = "one image file" if one_file else "a video file or a folder of frames"
+        what = one if one_file else "a video file or a folder of frames"
         raise InputError(f"{ref} is not a regular file (a device, pipe, socket or system file); pass {what}.")
 
 
@@ -626,4 +656,5 @@ READERS = {
     "control": _kind_control,
     "mask": _kind_mask,
     "images": _kind_images,
+    "data": _kind_data,
 }
