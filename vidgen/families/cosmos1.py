@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import Footprint, Grid, Memory, Mode, Takes, merged, prompt_kwargs, sampling_kwargs, settings
-from vidgen.families.cosmos import NEGATIVE, Cosmos, _guardrail_class
+from vidgen.families.cosmos import NEGATIVE, Cosmos, guardrail_class
 
 _SAMPLING = frozenset(
     {"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length", "fps"}
@@ -196,7 +196,7 @@ def _tiny(video2world: bool) -> Any:
         transformer=transformer.eval(),
         vae=vae.eval(),
         scheduler=scheduler,
-        safety_checker=_guardrail_class()(),
+        safety_checker=guardrail_class()(),
     )
 
 

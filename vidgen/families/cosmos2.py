@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import Footprint, Grid, Memory, Mode, Takes, merged, prompt_kwargs, sampling_kwargs, settings
-from vidgen.families.cosmos import NEGATIVE, Cosmos, _guardrail_class
+from vidgen.families.cosmos import NEGATIVE, Cosmos, guardrail_class
 from vidgen.families.wan import VAE_21
 
 _SAMPLING = frozenset(
@@ -168,7 +168,7 @@ def tiny_predict2() -> Any:
             base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
         ).eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
-        safety_checker=_guardrail_class()(),
+        safety_checker=guardrail_class()(),
     )
 
 
