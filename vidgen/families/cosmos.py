@@ -166,7 +166,7 @@ class Cosmos(Family):
 _GUARDRAIL: Any = None
 
 
-def _guardrail_class() -> Any:
+def guardrail_class() -> Any:
     """A pass-through stand-in for the Cosmos Guardrail, for the tiny random-weight models only:
     their output is noise and the real guardrail is several GB of models it downloads. Built on
     first use so that importing this module does not import torch; diffusers finds it by the
@@ -207,7 +207,7 @@ def _guardrail_class() -> Any:
 
 def __getattr__(name: str) -> Any:
     if name == "TinyGuardrail":
-        return _guardrail_class()
+        return guardrail_class()
     if name == "ModelMixin":
         # diffusers finds how to load a component of a module it does not know by looking up its
         # own base classes in that module: TinyGuardrail loads as the ModelMixin it is.
@@ -267,7 +267,7 @@ def tiny_predict25() -> Any:
         ).eval(),
         # A flow UniPC (sigmas in [0, 1], as the pipeline assumes), shift 5 as Cosmos 2.5 trains.
         scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0),
-        safety_checker=_guardrail_class()(),
+        safety_checker=guardrail_class()(),
     )
 
 
