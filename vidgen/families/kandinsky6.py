@@ -188,40 +188,14 @@ def audio_of(pipe: Any, samples: Any) -> Audio:
 # -- tiny random-weight recipe (after diffusers' tests/pipelines/kandinsky6, offline tokenizers) --
 
 
-def tiny() -> Any:
+def _transformer(text_dim: int) -> Any:
     import torch
-    from diffusers import (
-        AutoencoderKLHunyuanVideo,
-        FlowMatchEulerDiscreteScheduler,
-        Kandinsky6TI2VAPipeline,
-        Kandinsky6Transformer3DModel,
-        MMAudioVAE,
-        MMAudioVocoder,
-    )
-    from diffusers.pipelines.kandinsky6 import pipeline_kandinsky6_ti2va as k6
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import Kandinsky6Transformer3DModel
 
-    from vidgen.families.kandinsky5 import qwen_tokenizer
-    from vidgen.families.tiny_parts import clip_tokenizer, qwen25_vl_encoder
-
-    tokenizer = qwen_tokenizer(k6._PROMPT_TEMPLATE, k6._QWEN_CROP_START)
-    qwen = qwen25_vl_encoder(tokenizer)
-    tokenizer_2 = clip_tokenizer()
-    clip = CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        vocab_size=len(tokenizer_2),
-        projection_dim=32,
-    )
     transformer = Kandinsky6Transformer3DModel(
         in_visual_dim=4,
         out_visual_dim=4,
-        in_text_dim=qwen.config.text_config.hidden_size,
+        in_text_dim=text_dim,
         in_text_dim2=32,  # the CLIP hidden size
         time_dim=16,
         patch_size=(1, 2, 2),
@@ -242,6 +216,13 @@ def tiny() -> Any:
         for parameter in transformer.parameters():
             if not parameter.any():
                 parameter.normal_(0.0, 0.2, generator=generator)
+    return transformer.eval()
+
+
+def _decoders() -> dict[str, Any]:
+    """The video VAE, the audio VAE and the vocoder."""
+    from diffusers import AutoencoderKLHunyuanVideo, MMAudioVAE, MMAudioVocoder
+
     # Three levels, so the VAE's realised compression is the 4x8x8 it declares.
     vae = AutoencoderKLHunyuanVideo(
         in_channels=3,
@@ -277,16 +258,39 @@ def tiny() -> Any:
         resblock_kernel_sizes=(3,),
         resblock_dilation_sizes=((1, 3),),
     )
+    return {"vae": vae.eval(), "audio_vae": audio_vae.eval(), "vocoder": vocoder.eval()}
+
+
+def tiny() -> Any:
+    from diffusers import FlowMatchEulerDiscreteScheduler, Kandinsky6TI2VAPipeline
+    from diffusers.pipelines.kandinsky6 import pipeline_kandinsky6_ti2va as k6
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from vidgen.families.kandinsky5 import qwen_tokenizer
+    from vidgen.families.tiny_parts import clip_tokenizer, qwen25_vl_encoder
+
+    tokenizer = qwen_tokenizer(k6._PROMPT_TEMPLATE, k6._QWEN_CROP_START)
+    qwen = qwen25_vl_encoder(tokenizer)
+    tokenizer_2 = clip_tokenizer()
+    clip = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(tokenizer_2),
+        projection_dim=32,
+    )
     return Kandinsky6TI2VAPipeline(
-        transformer=transformer.eval(),
-        vae=vae.eval(),
+        transformer=_transformer(qwen.config.text_config.hidden_size),
         text_encoder=qwen,
         tokenizer=tokenizer,
         text_encoder_2=CLIPTextModel(clip).eval(),
         tokenizer_2=tokenizer_2,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        audio_vae=audio_vae.eval(),
-        vocoder=vocoder.eval(),
+        **_decoders(),
     )
 
 
