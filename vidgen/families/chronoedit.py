@@ -126,13 +126,13 @@ class ChronoEdit(Family):
         kept = s.get("num_temporal_reasoning_steps")
         # Dropping the reasoning frames mid-run trims a multistep scheduler's history
         # (`model_outputs`); a scheduler without one fails there with an AttributeError.
-        if s.get("enable_temporal_reasoning") and kept is not None and kept < steps:
-            if not hasattr(pipe.scheduler, "model_outputs"):
-                raise ConfigError(
-                    f"--reasoning-steps {kept} is below --steps {steps}: diffusers' ChronoEditPipeline then drops "
-                    f"the reasoning frames through a multistep scheduler's history, which "
-                    f"{type(pipe.scheduler).__name__} has not; use --reasoning-steps {steps} (as the docs)."
-                )
+        trims = s.get("enable_temporal_reasoning") and kept is not None and kept < steps
+        if trims and not hasattr(pipe.scheduler, "model_outputs"):
+            raise ConfigError(
+                f"--reasoning-steps {kept} is below --steps {steps}: diffusers' ChronoEditPipeline then drops "
+                f"the reasoning frames through a multistep scheduler's history, which "
+                f"{type(pipe.scheduler).__name__} has not; use --reasoning-steps {steps} (as the docs)."
+            )
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {
