@@ -95,8 +95,9 @@ def test_decode_of_saved_latents_reproduces_picture_and_sound(tmp_path: Path) ->
     folder = Path(made.stdout.strip())
     data = sidecar(folder.with_name(folder.name + ".json"))
     record = data["output"]["latents"]
-    # Video latents (batch, channels, frames, height, width) and the sound's (batch, channels, length).
-    assert record["shape"] == [1, 4, 2, 4, 4] and record["tensors"] == {"audio_latents": [1, 4, 11]}
+    # Video latents (batch, channels, frames, height, width); the sound's as the transformer holds
+    # them (batch, length, channels), caught at the last step.
+    assert record["shape"] == [1, 4, 2, 4, 4] and record["tensors"] == {"audio_latents": [1, 11, 4]}
     saved = record["path"]
     result = cli("decode", saved, "--format", "png", "--out", "again/")
     assert result.exit_code == 0, result.stderr
@@ -181,3 +182,21 @@ def test_declared_options_run_on_the_tiny_model(option: list[str], tmp_path: Pat
     record = sidecar(video.with_suffix(".json"))
     assert record["optimizations"]["applied"], record["optimizations"]
     assert record["output"]["audio"]["codec"] == "aac"
+
+
+def test_decode_out_of_memory_keeps_the_sound_for_vidgen_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidgen.run import runner
+
+    assert cli(*DRUMMER, "--seed", "7", "--out", "whole.mp4").exit_code == 0
+    monkeypatch.setenv("VIDGEN_TEST_OOM", "decode")
+    monkeypatch.setattr(runner, "_injected", {})
+    one_line_error(cli(*DRUMMER, "--seed", "7", "--out", "cut.mp4"), 6, "during decode", "vidgen decode")
+    assert not (tmp_path / "cut.mp4").exists()
+    monkeypatch.delenv("VIDGEN_TEST_OOM")
+    # The video decode failed before the pipeline reached the sound, yet its latents were kept.
+    assert cli("decode", "cut.latents.safetensors").exit_code == 0
+    whole, cut = sidecar(tmp_path / "whole.json"), sidecar(tmp_path / "cut.json")
+    assert cut["output"]["audio"]["raw_sha256"] == whole["output"]["audio"]["raw_sha256"]
+    assert np.array_equal(decode(tmp_path / "whole.mp4")[0], decode(tmp_path / "cut.mp4")[0])

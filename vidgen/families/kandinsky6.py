@@ -11,6 +11,8 @@ diffusers rounds off-grid frame counts with a warning; vidgen refuses them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
@@ -39,6 +41,8 @@ from vidgen.families.base import (
 from vidgen.families.kandinsky5 import NEGATIVE
 
 PIPELINE = "Kandinsky6TI2VAPipeline"
+# The pipeline attribute each step's audio latents pass through (see Kandinsky6.steps).
+_AUDIO_HANDOVER = "vidgen_audio_latents"
 DISTILLED = "kandinskylab/Kandinsky-6.0-Pro-distill-5s-Diffusers"
 SFT = "kandinskylab/Kandinsky-6.0-Pro-sft-5s-Diffusers"
 LITE = "kandinskylab/Kandinsky-6.0-Lite-5s-Diffusers"
@@ -131,12 +135,13 @@ class Kandinsky6(Family):
     )
     # The HunyuanVideo VAE compresses 4 frames and 8x8 pixels; the transformer patches 2x2 latents.
     grid = Grid(frames=4, size=16)
-    # Both latents are caught on their way to their decoders: the video's at `vae.decode` (already
-    # divided by the VAE's scaling factor), the sound's at `audio_vae.decode` (likewise). The
-    # pipeline decodes the video first, so a video decode that fails keeps the video latents only.
+    # The video's latents are caught on their way into `vae.decode` (already divided by the VAE's
+    # scaling factor). The sound's never pass a method before the video decode, so they are caught
+    # as the last step's callback hands them over (see `steps`), in the transformer's (batch,
+    # length, channels) layout: a video decode that fails still keeps the sound, as with LTX-2.
     decoding = Decoding(
         latents="caught",
-        catches={"latents": Catch("vae.decode"), "audio_latents": Catch("audio_vae.decode", decodes=False)},
+        catches={"latents": Catch("vae.decode"), "audio_latents": Catch(_AUDIO_HANDOVER, decodes=False)},
         needs=frozenset({"vae", "audio_vae", "vocoder"}),
     )
     previewing = Previewing(
@@ -159,6 +164,19 @@ class Kandinsky6(Family):
         kwargs["output_type"] = "np"
         return kwargs
 
+    @contextmanager
+    def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
+        # Each step's audio latents go through `pipe.<_AUDIO_HANDOVER>`, a pass-through the
+        # latents catch wraps for the run (the last call counts: the final latents).
+        setattr(pipe, _AUDIO_HANDOVER, _pass_through)
+
+        def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+            on_step()
+            getattr(pipe, _AUDIO_HANDOVER)(tensors["audio_latents"])
+            return tensors
+
+        yield {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents", "audio_latents"]}
+
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         output = pipe(**call_kwargs, **media, **extra)
         return Generated(output.frames[0], audio_of(pipe, output.audio[0]))
@@ -170,10 +188,16 @@ class Kandinsky6(Family):
         frames = pipe.video_processor.postprocess_video(video, output_type="np")[0]
         if "audio_latents" not in caught.tensors:
             return frames
-        audio_latents = caught.tensors["audio_latents"].to(pipe.audio_vae.dtype)
+        # As the pipeline does after its loop: to (batch, channels, length), unscaled.
+        audio_latents = caught.tensors["audio_latents"].permute(0, 2, 1)
+        audio_latents = audio_latents.to(pipe.audio_vae.dtype) / pipe.audio_vae.config.scaling_factor
         mel = pipe.audio_vae.decode(audio_latents, return_dict=False)[0]
         waveform = pipe.vocoder(mel.to(pipe.vocoder.dtype), return_dict=False)[0][:, 0].float()
         return Generated(frames, audio_of(pipe, waveform[0]))
+
+
+def _pass_through(tensor: Any) -> Any:
+    return tensor
 
 
 def audio_of(pipe: Any, samples: Any) -> Audio:
