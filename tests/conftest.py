@@ -233,7 +233,12 @@ def plain_diffusers(data: dict, media: dict | None = None, **change) -> Made:
         weight = np.stack([np.asarray(frame.convert("L")) for frame in media[post["mask"]]]).astype(np.float32)
         frames = np.round(frames * weight[..., None] / 255 + given * (1 - weight[..., None] / 255)).astype(np.uint8)
     audio = getattr(out, "audio", None)
-    return Made(frames, None if audio is None else audio[0].float().numpy())
+    if audio is not None:
+        # LTX-2 returns a tensor (channels, samples) per video; Kandinsky 6 a numpy mono waveform
+        # with output_type="np", shaped (1, samples) as vidgen records it.
+        one = audio[0].float().numpy() if hasattr(audio[0], "float") else np.asarray(audio[0], dtype=np.float32)
+        audio = one if one.ndim == 2 else one.reshape(1, -1)
+    return Made(frames, audio)
 
 
 def sidecar_media(data: dict) -> dict:

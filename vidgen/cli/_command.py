@@ -75,6 +75,7 @@ RUN: Params = {
     "overwrite": (o.Overwrite, False),
     "save_latents": o.output_option("latents"),
     "preview": o.output_option("preview"),
+    "save_last_frame": o.output_option("last_frame"),
     "live_preview": o.output_option("live_preview"),
     "live_preview_every": o.every_option("live_preview"),
     "preview_decoder": (o.PreviewDecoder, None),

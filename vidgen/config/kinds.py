@@ -214,6 +214,14 @@ for _output in (
         record="preview",
     ),
     OutputKind(
+        "last_frame",
+        "{stem}.last.png",
+        "Also write NAME.last.png: the video's last frame as an image (an image edit's result, e.g. ChronoEdit's).",
+        switch="save_last_frame",
+        flag="--save-last-frame",
+        record="last_frame",
+    ),
+    OutputKind(
         "live_preview",
         "{stem}.preview.webp",
         "While denoising, rewrite NAME.preview.webp: the video as it forms, every 2 steps while previews "

@@ -170,7 +170,7 @@ class Kandinsky5(Family):
 # -- tiny random-weight recipes (after diffusers' own Kandinsky 5 tests, offline tokenizers) -----
 
 
-def _qwen_tokenizer(template: str, crop: int) -> Any:
+def qwen_tokenizer(template: str, crop: int) -> Any:
     """Qwen2's tokenizer, fitted to the pipeline's prompt template: the pipeline drops the first
     `crop` (128) tokens, the system message as Qwen's tokenizer splits it. Letter by letter it is
     ~600 tokens, which would leave ~500 tokens of template around a prompt of a dozen; chunks of
@@ -186,15 +186,19 @@ def _qwen_tokenizer(template: str, crop: int) -> Any:
         return next(i for i, (x, y) in enumerate(zip(empty, marked, strict=False)) if x != y)
 
     body = template.split("<|im_start|>system\n", 1)[1].split("<|im_end|>", 1)[0]
-    # Chunks holding whitespace split unevenly, so the count that lands on `crop` is searched for.
-    for count in range(crop // 2, crop + 1):
-        tokenizer = qwen2_tokenizer()
-        tokenizer.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)
-        step = len(body) / count
-        tokenizer.add_tokens([body[round(i * step) : round((i + 1) * step)] for i in range(count)])
-        if before_prompt(tokenizer) == crop:
-            return tokenizer
-    raise AssertionError("the tiny tokenizer no longer fits Kandinsky 5's prompt template")
+    # Chunks holding whitespace split unevenly, so the count that lands on `crop` is searched for;
+    # where no count does (Kandinsky 6's template), the role names outside the system message
+    # become single tokens too, which moves the total by a few.
+    for roles in ((), ("user",), ("system",), ("system", "user")):
+        for count in range(crop // 2, crop + 1):
+            tokenizer = qwen2_tokenizer()
+            tokenizer.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)
+            tokenizer.add_tokens(list(roles))
+            step = len(body) / count
+            tokenizer.add_tokens([body[round(i * step) : round((i + 1) * step)] for i in range(count)])
+            if before_prompt(tokenizer) == crop:
+                return tokenizer
+    raise AssertionError("the tiny tokenizer no longer fits the pipeline's prompt template")
 
 
 def _tiny(pipeline: str) -> Any:
@@ -207,7 +211,7 @@ def _tiny(pipeline: str) -> Any:
 
     cls = getattr(diffusers, pipeline)
     shell = cls(*[None] * 7)  # only for its prompt template
-    tokenizer = _qwen_tokenizer(shell.prompt_template, shell.prompt_template_encode_start_idx)
+    tokenizer = qwen_tokenizer(shell.prompt_template, shell.prompt_template_encode_start_idx)
     qwen = qwen25_vl_encoder(tokenizer)
     tokenizer_2 = clip_tokenizer()
     clip = CLIPTextConfig(

@@ -591,6 +591,20 @@ def write_text(text: str, target: Path, overwrite: bool, hint: str = "choose ano
         temp.unlink(missing_ok=True)
 
 
+def write_image(pixels: Any, target: Path, overwrite: bool, hint: str = "choose another --out") -> None:
+    """Write one uint8 frame (height x width x 3) as a PNG atomically, as write_text does."""
+    from PIL import Image
+
+    temp = _temp_name(target, is_dir=False, hint=hint)
+    try:
+        Image.fromarray(pixels).save(temp, format="PNG")
+        _move_into_place(temp, target, overwrite)
+    except OSError as exc:
+        raise write_error(target, exc, hint=hint) from None
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def replace_file(target: Path, fill: Callable[[IO[bytes]], None], hint: str = "choose another --out") -> None:
     """Write a file that a run rewrites as it goes (a live preview): `fill` writes it into this
     process's temporary file beside it (`.NAME.HOST.PID.live.part`, reused for each rewrite and

@@ -771,6 +771,16 @@ def _encode(
     record["timings"]["encode"] = round(time.perf_counter() - start, 4)
     if record["config"]["output"].get("preview"):
         record["output"]["preview"] = _preview(frames, path, record)
+    if record["config"]["output"].get("save_last_frame"):
+        record["output"]["last_frame"] = _last_frame(frames, path, overwrite)
+
+
+def _last_frame(frames: Any, path: Path, overwrite: bool) -> str:
+    """--save-last-frame: the last frame as a lossless PNG beside the video (written atomically);
+    the sidecar names it (a bare file name, as it lies beside the sidecar)."""
+    target = outputs.beside("last_frame", path)
+    media.write_image(media.to_uint8(frames[-1:])[0], target, overwrite=overwrite)
+    return target.name
 
 
 def _preview(frames: Any, path: Path, record: dict[str, Any]) -> str:
