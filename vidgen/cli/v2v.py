@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli import _options as o
-from vidgen.cli._command import FILES, IMAGE_INPUT, generation_command
+from vidgen.cli._command import FILES, FRAMES, IMAGE_INPUT, generation_command
 from vidgen.cli.animate import ANIMATEDIFF_MODEL, ANIMATEDIFF_SAMPLING
 
 v2v = generation_command(
@@ -17,7 +17,8 @@ v2v = generation_command(
     Without --preset this runs CogVideoX-5b video-to-video; it needs a GPU and a download on first use.
     --preset wan2.1-v2v-1.3b (or -14b) runs Wan 2.1 video-to-video instead.
     --preset animatediff-v2v-controlnet keeps the video's edges with a ControlNet (--preprocess canny,
-    or --control CONTROL with one frame per VIDEO frame).
+    or --control CONTROL with one frame per VIDEO frame). --preset anyflow-far-wan2.1-1.3b-v2v continues
+    VIDEO to --frames frames.
     The input is resampled to the output --fps and trimmed to a frame count the model takes.
 
     Try it offline in seconds on CPU with a tiny model:
@@ -46,5 +47,7 @@ v2v = generation_command(
         "control_scale": (o.ControlScale, None),
     },
     {"image_guidance": (o.ImageGuidance, None), "chunk": (o.Chunk, None)},
+    # Continuation (AnyFlow FAR): the output's length, the clip's frames first.
+    FRAMES,
     ANIMATEDIFF_SAMPLING,
 )
