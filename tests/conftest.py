@@ -326,7 +326,8 @@ def _load(data: dict, setup: list[dict], calls: list[dict]):
     kwargs: dict = {**model.get("from_pretrained", {})}
     for field, class_name in (("motion_adapter", "MotionAdapter"), ("controlnet", "ControlNetModel")):
         if field in model:
-            part = getattr(diffusers, class_name)
+            # The class the sidecar names (SparseCtrl's SparseControlNetModel), else the usual one.
+            part = getattr(diffusers, model.get("components", {}).get(field, class_name))
             where = model[field]["path"]
             from_file = model[field]["source"] == "file"
             kwargs[field] = part.from_single_file(where) if from_file else part.from_pretrained(where)

@@ -13,7 +13,7 @@ from conftest import assert_reproduces, cli, decode, files_under, one_line_error
 from vidgen import families
 from vidgen.config import available_presets, resolve
 from vidgen.config.layers import Layer, merged_preset
-from vidgen.families.anyflow import chunk_partition, image_video
+from vidgen.families.anyflow import chunk_partition, context_chunks, image_video
 
 T2V = ("t2v", "a red fox in snow", "--preset", "tiny-anyflow")
 FAR = ("t2v", "a red fox in snow", "--preset", "tiny-anyflow-far")
@@ -23,6 +23,18 @@ FULL = sorted(
     if (merged_preset(str(path)).get("model") or {}).get("family") in ("anyflow", "anyflow-far")
     and not name.startswith("tiny-")
 )
+
+
+def _clip(folder: str, count: int, size: tuple[int, int] = (32, 32), seed: int = 0) -> str:
+    """A folder of `count` random frames named f0..fN."""
+    import numpy as np
+    from PIL import Image
+
+    Path(folder).mkdir()
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(f"{folder}/f{index}.png")
+    return folder
 
 
 def _image(size: tuple[int, int] = (32, 32)) -> str:
@@ -82,7 +94,9 @@ def test_far_chunks_follow_the_frame_count() -> None:
 
 @pytest.mark.parametrize("preset", FULL)
 def test_full_presets_plan_offline(preset: str, nothing_loads: None) -> None:
-    args = ["i2v", _image()] if "i2v" in preset else ["t2v"]
+    args = (
+        ["i2v", _image()] if "i2v" in preset else ["v2v", _clip("clip", 37, (832, 480))] if "v2v" in preset else ["t2v"]
+    )
     result = cli(*args, "a fox", "--preset", preset, "--dry-run", "--memory", "auto", "--vram", "24")
     assert result.exit_code == 0, result.stderr
     assert "AnyFlow" in result.stdout and "--vram 24" in result.stdout
@@ -92,8 +106,10 @@ def test_full_presets_are_the_docs(nothing_loads: None) -> None:
     assert FULL == [
         "anyflow-far-wan2.1-1.3b",
         "anyflow-far-wan2.1-1.3b-i2v",
+        "anyflow-far-wan2.1-1.3b-v2v",
         "anyflow-far-wan2.1-14b",
         "anyflow-far-wan2.1-14b-i2v",
+        "anyflow-far-wan2.1-14b-v2v",
         "anyflow-wan2.1-t2v-1.3b",
         "anyflow-wan2.1-t2v-14b",
     ]
@@ -152,3 +168,53 @@ def test_far_i2v_equals_plain_diffusers_with_the_image_as_a_tensor(tmp_path: Pat
     assert_reproduces(ours, data, {"video": video})
     # The first frame is the image, kept through the VAE (the context latent is fixed).
     assert ours.shape[0] == 9
+
+
+def test_far_v2v_takes_whole_chunks() -> None:
+    grid = families.get("anyflow-far").grid
+    # A clip fills whole chunks: one latent frame, then threes (12k+1 frames); longer ones are cut.
+    assert [grid.usable(n) for n in (1, 9, 12, 13, 17, 24, 25, 37, 40)] == [0, 0, 0, 13, 13, 13, 25, 37, 37]
+    assert grid.min_frames == 13 and "12k+1" in grid.rule
+    assert [context_chunks(n) for n in (1, 13, 25, 37)] == [1, 2, 3, 4]
+
+
+def test_far_v2v_clip_too_short_refused_before_loading(nothing_loads: None, tmp_path: Path) -> None:
+    _clip("clip", 9)
+    result = cli("v2v", "clip", "a fox", "--preset", "tiny-anyflow-far-v2v")
+    one_line_error(result, 4, "9 frame(s)", "at least 13")
+
+
+@pytest.mark.pipeline
+def test_far_v2v_output_must_outlast_the_clip(tmp_path: Path) -> None:
+    _clip("clip", 13)
+    result = cli("v2v", "clip", "a fox", "--preset", "tiny-anyflow-far-v2v", "--frames", "13", "--out", "a/")
+    one_line_error(result, 3, "--frames 13", "13-frame input clip", "--frames 25")
+    assert not Path("a").exists() or not any(Path("a").iterdir())
+
+
+@pytest.mark.pipeline
+def test_far_v2v_equals_plain_diffusers_with_the_clip_as_a_tensor(tmp_path: Path) -> None:
+    import numpy as np
+    from conftest import plain_diffusers
+    from PIL import Image
+
+    _clip("clip", 17)  # cut to 13 frames, two whole chunks, with a note
+    args = ("v2v", "clip", "a red fox in snow", "--preset", "tiny-anyflow-far-v2v", "--seed", "5")
+    result = cli(*args, "--max-frames", "17", "--format", "png", "--out", "frames/")
+    assert result.exit_code == 0, result.stderr
+    assert "using the first 13 of 17 input frames" in result.stderr
+    folder = Path(result.stdout.strip())
+    ours = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))])
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    assert ours.shape == (21, 32, 32, 3)
+    assert data["pipeline"]["media_kwargs"] == {"video": "inputs.video"}
+    assert data["pipeline"]["call_kwargs"]["chunk_partition"] == [1, 3, 2]
+    assert "tensor (1, frames, 3, height, width)" in data["pipeline"]["run"]
+    frames = [Image.open(f"clip/f{index}.png").convert("RGB") for index in range(13)]
+    video = image_video(frames)
+    assert tuple(video.shape) == (1, 13, 3, 32, 32)
+    assert_reproduces(ours, data, {"video": video})
+    # Another clip gives another continuation: the chunks after it attend to its frames.
+    other = image_video([frame.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for frame in frames])
+    theirs = plain_diffusers(data, {"video": other}).frames
+    assert np.abs(ours[13:].astype(int) - theirs[13:].astype(int)).max() > 1

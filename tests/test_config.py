@@ -78,7 +78,9 @@ def test_every_shipped_preset_validates_and_passes_its_family_rules(name: str) -
     modes = [merged_preset(name)["mode"]] if merged_preset(name).get("mode") else list(family.modes)
     for mode in modes:
         inputs = {"i2v": {"image": "x.png"}, "v2v": {"video": "x.mp4"}, "control": {"control": "x.mp4"}}.get(mode, {})
-        inputs.update(dict.fromkeys(family.modes[mode].requires, "x.mp4"))  # the family's own required inputs
+        # The family's own required inputs: files, or one keyframe (SparseCtrl).
+        for field in family.modes[mode].requires:
+            inputs[field] = [{"image": "x.png"}] if field == "conditions" else "x.mp4"
         if family.takes.text:
             inputs["prompt"] = "x"
         resolved = resolve(mode, [name], [Layer("cli:inputs", {"inputs": inputs})], families.defaults_layer)

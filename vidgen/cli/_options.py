@@ -505,7 +505,7 @@ Keyframe = Annotated[
     typer.Option(
         "--keyframe",
         metavar="FRAME:IMAGE[:STRENGTH]",
-        help="LTX-Video, LTX-2: this image at this frame (repeatable), e.g. 96:last.png.",
+        help="LTX-Video, LTX-2, AnimateDiff SparseCtrl: this image at this frame (repeatable), e.g. 96:last.png.",
         rich_help_panel=INPUT,
     ),
 ]
@@ -567,7 +567,8 @@ ControlNet = Annotated[
     typer.Option(
         "--controlnet",
         metavar="NAME|ID|DIR",
-        help="canny, pose, depth (the standard SD 1.5 ControlNets), a Hub repo id or a diffusers folder.",
+        help="canny, pose, depth (the standard SD 1.5 ControlNets), a Hub repo id or a diffusers folder "
+        "(SparseCtrl on animate: guoyww/animatediff-sparsectrl-scribble or -rgb).",
         rich_help_panel=MODEL,
     ),
 ]

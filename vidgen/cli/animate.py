@@ -28,6 +28,8 @@ animate = generation_command(
 
     Without --preset this runs the v1-5-2 motion adapter on epiCRealism (a GPU and a download on first use).
     Prompt travel: --prompt-at 0:TEXT --prompt-at 24:TEXT; longer videos: --context-length 16.
+    Keyframes (SparseCtrl): --keyframe 0:first.png --keyframe 15:last.png with
+    --preset animatediff-sparsectrl-scribble (line drawings) or animatediff-sparsectrl-rgb (pictures).
 
     Try it offline in seconds on CPU with a tiny model:
 
@@ -43,9 +45,9 @@ animate = generation_command(
         )
     },
     # --base-model (also --model) replaces the shared --model: same field, AnimateDiff's wording.
-    {"model": (o.BaseModel, None), **ANIMATEDIFF_MODEL},
+    {"model": (o.BaseModel, None), **ANIMATEDIFF_MODEL, "controlnet": (o.ControlNet, None)},
     FRAMES,
-    {"prompt_at": (o.PromptAt, None)},
-    ANIMATEDIFF_SAMPLING,
+    {"prompt_at": (o.PromptAt, None), "keyframe": (o.Keyframe, None)},
+    {**ANIMATEDIFF_SAMPLING, "control_scale": (o.ControlScale, None)},
     PROMPTS_FILE,
 )

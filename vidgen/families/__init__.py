@@ -290,7 +290,11 @@ def _check_inputs(family: Family, cfg: RunConfig) -> None:
         raise ConfigError(f"vidgen {cfg.mode} needs {main.flag}.")
     for name in sorted(spec.requires):
         if not cfg.inputs.get(name):
-            kind = INPUT_KINDS[name]
+            kind = INPUT_KINDS.get(name)
+            if kind is None:  # keyframes (inputs.conditions) are not a file kind: named by their flag
+                raise ConfigError(
+                    f"{family.title} needs at least one {flag(f'inputs.{name}')}; see vidgen {cfg.mode} -h."
+                )
             raise ConfigError(f"{family.title} needs {kind.flag} {kind.metavar}: {kind.help.partition(': ')[2]}")
     if cfg.optimization.gpus > 1 and not (cfg.mode in ("t2v", "i2v") and context_parallel(family, cfg.mode)):
         raise ConfigError(

@@ -29,7 +29,7 @@ from vidgen.families.base import (
     settings,
 )
 
-_COMMON = frozenset(
+SAMPLING = frozenset(
     {
         "num_inference_steps",
         "guidance_scale",
@@ -43,11 +43,11 @@ _COMMON = frozenset(
     }
 )
 # Settings that configure the pipeline (enable_free_noise / enable_free_init), not its call.
-_SETUP = frozenset({"context_length", "context_stride", "free_init_iters", "free_init_method"})
+SETUP_FIELDS = frozenset({"context_length", "context_stride", "free_init_iters", "free_init_method"})
 # FreeNoise's defaults in diffusers, used when prompt travel switches it on implicitly.
 FREE_NOISE_DEFAULTS = {"context_length": 16, "context_stride": 4}
 SD15_SIZES = {"unet": 8.6e8, "text_encoder": 1.23e8, "vae": 8.37e7}
-_SIZES = {
+SIZES = {
     "emilianJR/epiCRealism": SD15_SIZES,
     "stable-diffusion-v1-5/stable-diffusion-v1-5": SD15_SIZES,
     "guoyww/animatediff-motion-adapter-v1-5-2": {"motion_adapter": 4.53e8},
@@ -67,7 +67,7 @@ _SIZES = {
 # The `model` options of every AnimateDiff (the motion adapter beside the base model).
 MODEL_FIELDS = frozenset({"motion_adapter", "base_config", "scheduler", "scheduler_options", "loras"})
 # The base (SD 1.5) model; the motion adapter is a component beside it.
-_SD15_BASE = "emilianJR/epiCRealism"
+SD15_BASE = "emilianJR/epiCRealism"
 
 
 def free_noise(cfg: RunConfig) -> tuple[int | None, int | None]:
@@ -115,18 +115,18 @@ class AnimateDiff(Family):
     name = "animatediff"
     title = "AnimateDiff"
     modes: ClassVar[dict[str, Mode]] = {
-        "animate": Mode("AnimateDiffPipeline", _SD15_BASE, _COMMON | {"num_frames"}, defaults=settings(frames=16)),
+        "animate": Mode("AnimateDiffPipeline", SD15_BASE, SAMPLING | {"num_frames"}, defaults=settings(frames=16)),
         "v2v": Mode(
             "AnimateDiffVideoToVideoPipeline",
-            _SD15_BASE,
-            _COMMON | {"strength"},
+            SD15_BASE,
+            SAMPLING | {"strength"},
             defaults={"sampling": {"strength": 0.8}, "inputs": {"max_frames": 32}},
         ),
         # The control video sets the length.
         "control": Mode(
             "AnimateDiffControlNetPipeline",
-            _SD15_BASE,
-            _COMMON | {"controlnet_conditioning_scale"},
+            SD15_BASE,
+            SAMPLING | {"controlnet_conditioning_scale"},
             media={"control": "conditioning_frames"},
             model=MODEL_FIELDS | {"controlnet"},
             defaults={
@@ -159,10 +159,10 @@ class AnimateDiff(Family):
         # model field -> the diffusers class loaded for it and passed to the pipeline.
         components={"motion_adapter": "MotionAdapter", "controlnet": "ControlNetModel"},
         # FreeNoise and FreeInit are switched on once after loading (see setup).
-        setup_fields=_SETUP,
+        setup_fields=SETUP_FIELDS,
     )
     # decode_chunk_size (default 16) frames per VAE call, each split per frame by slicing.
-    memory = Memory(Footprint(denoiser="unet", blocks=16, sizes=_SIZES), decode_batch=16)
+    memory = Memory(Footprint(denoiser="unet", blocks=16, sizes=SIZES), decode_batch=16)
     # The UNet's VAE works on multiples of 8 pixels.
     grid = Grid(size=8)
 
@@ -229,7 +229,7 @@ class AnimateDiff(Family):
         return calls
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
-        kwargs = sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling - _SETUP)
+        kwargs = sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling - SETUP_FIELDS)
         if not cfg.inputs.prompts:  # a prompt map goes beside the JSON kwargs (its keys are ints)
             kwargs.update(prompt_kwargs(cfg))
         elif cfg.inputs.negative_prompt is not None:
@@ -257,7 +257,7 @@ class AnimateDiffSDXL(AnimateDiff):
         "animate": Mode(
             "AnimateDiffSDXLPipeline",
             "stabilityai/stable-diffusion-xl-base-1.0",
-            (_COMMON - {"context_length", "context_stride"}) | {"num_frames"},
+            (SAMPLING - {"context_length", "context_stride"}) | {"num_frames"},
             model=MODEL_FIELDS - {"base_config"},
         )
     }
@@ -275,7 +275,7 @@ class AnimateDiffSDXL(AnimateDiff):
         # The add_embedding repair reads the base folder's UNet; a single file has none.
         single_file=False,
         components={"motion_adapter": "MotionAdapter"},
-        setup_fields=_SETUP,
+        setup_fields=SETUP_FIELDS,
         repair=repair_add_embedding,
     )
 

@@ -8,12 +8,16 @@ chunks must add up to the clip's latent frames; its transformer's default is the
 81-frame schedule (1, 3, 3, 3, 3, 3, 3, 2), so vidgen passes the same pattern for the length asked
 (a first chunk of one latent frame, then threes, then what is left) and records it. Its `video`
 argument is a tensor of frames (batch, frames, channels, height, width) in [0, 1]: image-to-video
-passes the image as a one-frame video of that shape. diffusers floors off-grid frame counts with a
-warning; vidgen refuses them, and sizes off 16, before loading.
+passes the image as a one-frame video of that shape, and video-to-video continues a clip: its
+frames are the first ones of the output (through the VAE) and the chunks after them are made. The
+clip must fill whole chunks (1 latent frame, then threes: 12k+1 frames; a longer clip is cut to that
+with a note), else the pipeline would keep a chunk's unfilled latent frames as zeros. diffusers
+floors off-grid frame counts with a warning; vidgen refuses them, and sizes off 16, before loading.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
@@ -56,6 +60,23 @@ _SHAPES = {"14b": {"blocks": 40, "width": 5120}}
 _I2V_SHORTEST = 5
 # What FAR's first chunks are (the released schedule): one latent frame, then threes.
 _FIRST_CHUNK, _CHUNK = 1, 3
+
+
+@dataclass(frozen=True)
+class ChunkGrid(Grid):
+    """FAR's grid: output frames on 4k+1, input clips of whole chunks (12k+1 frames: one latent
+    frame, then threes of four frames each)."""
+
+    def usable(self, count: int) -> int:
+        step = self.frames * _CHUNK if self.frames else 1
+        usable = (count - 1) // step * step + 1 if count >= 1 else 0
+        return usable if usable >= self.shortest else 0
+
+
+def context_chunks(clip_frames: int) -> int:
+    """How many of FAR's chunks a `clip_frames`-frame clip (12k+1) fills."""
+    latent = (clip_frames - 1) // 4 + 1
+    return 1 + (latent - _FIRST_CHUNK) // _CHUNK
 
 
 def passes(cfg: RunConfig) -> int:
@@ -144,12 +165,14 @@ class AnyFlow(Family):
 
 
 def image_video(image: Any) -> Any:
-    """An image as the one-frame video FAR's `video` takes: (1, 1, 3, height, width) in [0, 1]."""
+    """An image, or a clip (a list of frames), as the video FAR's `video` takes: (1, frames, 3,
+    height, width) in [0, 1]."""
     import numpy as np
     import torch
 
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(pixels).permute(2, 0, 1)[None, None]
+    frames = image if isinstance(image, list) else [image]
+    pixels = np.stack([np.asarray(frame.convert("RGB"), dtype=np.float32) for frame in frames]) / 255.0
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2)[None]
 
 
 class AnyFlowFAR(Family):
@@ -159,6 +182,9 @@ class AnyFlowFAR(Family):
         "t2v": Mode("AnyFlowFARPipeline", FAR, _SAMPLING),
         # The image goes to the pipeline's `video` (as a one-frame tensor, see `call`).
         "i2v": Mode("AnyFlowFARPipeline", FAR, _SAMPLING, media={"image": "video"}),
+        # The clip goes to `video` too (as a tensor); the output continues it to --frames. 37 frames
+        # by default: the first 10 of the 21 latent frames of the released 81-frame schedule.
+        "v2v": Mode("AnyFlowFARPipeline", FAR, _SAMPLING, defaults={"inputs": {"max_frames": 37}}),
     }
     # The diffusers docs' examples: 4 steps, 81 frames (the released chunk schedule's length),
     # exported at 16 fps; the pipeline's 832x480 and guidance 1 (fused into the weights).
@@ -173,7 +199,7 @@ class AnyFlowFAR(Family):
     }
     loading = Loading(cuda_dtype="bf16")
     memory = _memory()
-    grid = Grid(frames=4, size=16)
+    grid = ChunkGrid(frames=4, size=16, shortest=13, note="12k+1 frames (whole FAR chunks)")
     decoding = Decoding(latents="latent")
     # Each step denoises one chunk, so no step holds the whole video.
     previewing = Previewing(refused="AnyFlow FAR denoises chunk by chunk: no step holds the whole video")
@@ -187,7 +213,18 @@ class AnyFlowFAR(Family):
                 f"frames (4k+1), the image's latent frame and one more; nearest valid: {_I2V_SHORTEST}."
             )
 
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        total = cfg.sampling.num_frames
+        if cfg.mode == "v2v" and frames is not None and total is not None and total <= frames:
+            longer = frames + 4 * _CHUNK
+            raise ConfigError(
+                f"--frames {total}: the output continues the {frames}-frame input clip, so it must be longer; "
+                f"use --frames {longer} (one more chunk) or more, or a shorter clip (--max-frames)."
+            )
+
     def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        if cfg.mode == "v2v":
+            return {"run": "video: the clip as a tensor (1, frames, 3, height, width) of its pixels / 255"}
         if cfg.mode != "i2v":
             return {}
         return {"run": "video: the image as a tensor (1, 1, 3, height, width) of its pixels / 255"}
@@ -212,7 +249,9 @@ class AnyFlowFAR(Family):
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
         # Steps call back in every chunk but the image's (context chunks only fill the KV cache).
         chunks = len(call_kwargs.get("chunk_partition") or chunk_partition(81))
-        return (chunks - (1 if cfg.mode == "i2v" else 0)) * int(call_kwargs.get("num_inference_steps", 0))
+        clip = (media or {}).get("video")
+        context = context_chunks(len(clip)) if isinstance(clip, list) else 1 if cfg.mode != "t2v" else 0
+        return max(chunks - context, 1) * int(call_kwargs.get("num_inference_steps", 0))
 
     tiny: ClassVar[dict[str, Any]] = {}
 

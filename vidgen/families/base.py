@@ -246,8 +246,8 @@ class Mode:
     # Inputs beyond the mode's own (MODE_INPUTS and its main input) that the family reads, e.g.
     # last_image; a family's own input kinds (config/kinds.py register_input) are named here too.
     inputs: frozenset[str] = frozenset()
-    # Inputs of `inputs` the family cannot do without (Wan Animate's character and face video):
-    # a run without one is refused before anything is read, naming its flag.
+    # Inputs of `inputs` the family cannot do without (Wan Animate's character and face video,
+    # SparseCtrl's keyframes): a run without one is refused before anything is read, naming its flag.
     requires: frozenset[str] = frozenset()
     # Inputs the mode usually requires that this family can do without (Wan VACE makes a video
     # from reference images or the prompt alone when no --control is given).

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,8 @@ def prepare(cfg: RunConfig, family: Any, fps: int) -> Prepared:
             READERS[kind.reads](cfg, family, fps, kind, prepared)
     if cfg.inputs.conditions:
         _prepare_conditions(cfg, family, fps, prepared)
+    if _control_from_video(cfg, family):
+        _derive_control(cfg, prepared)
     # A data kind's parser may give several arguments from one file (c2w and intrinsics): each
     # names the input it came from.
     prepared.sources = {name: prepared.sources.get(name) or f"inputs.{name}" for name in prepared.media}
@@ -138,8 +140,37 @@ def _same_frames(kind: InputKind, clip: Prepared, prepared: Prepared) -> None:
 
 
 def _kind_control(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
+    if "video" in prepared.record:
+        # Beside a video to transform (AnimateDiff v2v ControlNet): one control frame per frame.
+        kind = replace(kind, frames_of="video")
     _kind_video(cfg, family, fps, kind, prepared)
     prepared.media[kind.field] = control_maps(cfg, prepared.media[kind.field])
+
+
+def _control_from_video(cfg: RunConfig, family: Any) -> bool:
+    """Whether the control maps come from the input video itself: a video-to-video run of a
+    family that takes --control, given --preprocess (canny, pose, depth) and no --control."""
+    wanted = bool(cfg.inputs.video) and not cfg.inputs.control and (cfg.inputs.preprocess or "none") != "none"
+    return wanted and "inputs.control" in family.accepts(cfg.mode)
+
+
+def _derive_control(cfg: RunConfig, prepared: Prepared) -> None:
+    """Control maps made from the prepared input video's frames, frame for frame."""
+    maps = control_maps(cfg, prepared.media["video"])
+    digest = hashlib.sha256()
+    for image in maps:
+        digest.update(image.tobytes())
+    video = prepared.record["video"]
+    prepared.media["control"] = maps
+    # Read from nowhere else: no file of its own for a replay to find again.
+    prepared.record["control"] = {
+        "from": "inputs.video",
+        "path": video["path"],
+        "preprocess": cfg.inputs.preprocess,
+        "frames_used": len(maps),
+        "resize": video["resize"],
+        "prepared": {"size": list(maps[0].size), "frames": len(maps), "sha256": digest.hexdigest()},
+    }
 
 
 def _kind_mask(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
