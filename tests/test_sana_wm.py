@@ -80,7 +80,7 @@ def test_a_camera_file_equals_plain_diffusers_with_its_poses(form: str, tmp_path
         np.savez("path.npz", c2w=c2w, intrinsics=np.tile(k, (len(c2w), 1, 1)))
     ours, data, _ = _run("--camera-path", f"path.{form}")
     record = data["inputs"]["camera_path"]
-    assert (record["poses"], record["frames_used"], record["intrinsics"]) == (9, 9, "from the file")
+    assert (record["poses"], record["poses_used"], record["intrinsics"]) == (9, 9, "from the file")
     assert data["pipeline"]["media_kwargs"] == {
         "image": "inputs.image",
         "c2w": "inputs.camera_path",
@@ -95,7 +95,7 @@ def test_a_camera_file_equals_plain_diffusers_with_its_poses(form: str, tmp_path
 def test_a_file_without_intrinsics_gets_the_default_and_says_so(tmp_path: Path) -> None:
     Path("path.json").write_text(json.dumps({"c2w": _path("w-12").tolist()}))
     ours, data, _ = _run("--camera-path", "path.json")
-    assert data["inputs"]["camera_path"]["poses"] == 13 and data["inputs"]["camera_path"]["frames_used"] == 9
+    assert data["inputs"]["camera_path"]["poses"] == 13 and data["inputs"]["camera_path"]["poses_used"] == 9
     # The preset's --camera dolly-in gives way to the file, and the sidecar says so.
     assert "[41.6, 41.6, 32.0, 16.0]" in data["pipeline"]["camera"]
     assert "--camera dolly-in not used" in data["pipeline"]["camera"]
@@ -120,6 +120,7 @@ def test_replay_reads_the_camera_file_and_sees_it_change(tmp_path: Path) -> None
     assert np.array_equal(_frames(Path(replayed.stdout.strip())), ours)
     shown = cli("inspect", str(folder.with_name(folder.name + ".json")))
     assert shown.exit_code == 0 and "camera_path" in shown.stdout and "path.json" in shown.stdout
+    assert "poses 9, poses_used 9" in shown.stdout, shown.stdout
     # The same name with other poses is another path: replay says the file changed.
     Path("path.json").write_text(json.dumps({"c2w": _path("s-8").tolist()}))
     changed = cli("replay", str(folder.with_name(folder.name + ".json")), "--out", "third/", "--allow-inputs")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vidgen.config.kinds import OUTPUT_KINDS, input_fields
+from vidgen.config.kinds import INPUT_KINDS, OUTPUT_KINDS, input_fields
 from vidgen.core.hashes import short
 from vidgen.core.terminal import escape, shorten
 from vidgen.io import sidecar
@@ -339,12 +339,19 @@ def _input_rows(data: dict) -> list[tuple[str, object]]:
         if not record or record.get("path") != ref:
             rows.append((name, ref))
             continue
+        where = f" = {record['resolved_path']}" if record.get("resolved_path") not in (None, ref) else ""
+        kind = INPUT_KINDS.get(name)
+        if kind is not None and kind.reads == "data":
+            # A data file (a camera path): what its family's parser found in it.
+            found = {k: v for k, v in record.items() if k not in ("path", "resolved_path", "sha256", "prepared")}
+            detail = ", ".join([f"sha256 {str(record.get('sha256'))[:12]}"] + [f"{k} {v}" for k, v in found.items()])
+            rows.append((name, f"{ref}{where} ({detail})"))
+            continue
         size = "x".join(map(str, _dict(record.get("prepared")).get("size") or []))
         frames = (
             f", {record.get('frames_used')} of {record.get('frames_read')} frames" if "frames_used" in record else ""
         )
         detail = f"sha256 {str(record.get('sha256'))[:12]}, {record.get('resize')} to {size}{frames}"
-        where = f" = {record['resolved_path']}" if record.get("resolved_path") not in (None, ref) else ""
         rows.append((name, f"{ref}{where} ({detail})"))
     # Keyframes and conditioning clips (LTX): files a replay reads too.
     for condition in config_inputs.get("conditions") or []:

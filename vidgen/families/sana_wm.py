@@ -164,7 +164,7 @@ def parse_camera(data: bytes, ref: str, cfg: Any) -> tuple[dict[str, Any], dict[
             + (f" or --frames {shorter}." if shorter > 1 else ".")
         )
     media: dict[str, Any] = {"c2w": c2w[:frames]}
-    described: dict[str, Any] = {"poses": len(c2w), "frames_used": frames}
+    described: dict[str, Any] = {"poses": len(c2w), "poses_used": frames}
     if found.get("intrinsics") is not None:
         intrinsics = _vector(found["intrinsics"], f"{ref}: intrinsics")
         if intrinsics.ndim == 2 and len(intrinsics) < frames:
