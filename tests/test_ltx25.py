@@ -125,7 +125,7 @@ def test_full_preset_is_the_pipeline_docs(nothing_loads: None) -> None:
     from vidgen.families.ltx25 import DISTILLED_SIGMAS, IMAGE_CRF_25
 
     assert DISTILLED_SIGMAS == DISTILLED_SIGMA_VALUES and IMAGE_CRF_25 == LTX2_5_IMAGE_CRF
-    assert FULL == ["ltx2.5-dfr"]
+    assert FULL == ["ltx2.5-dfr", "ltx2.5-dfr-diffusion-decode"]
     data = merged_preset(str(available_presets()[FULL[0]]))
     s = data["sampling"]
     assert data["model"]["id"] == "Lightricks/LTX-2.5-Diffusers"

@@ -13,6 +13,12 @@ with --temporal-upsampler, and an ancestral re-denoise tiled on the keyframe sea
 each round doubling the frames and the frame rate, and the canvas is trimmed and decoded as the
 docs decode it; the sound is the pass's. So --frames and --fps stay the video's. The docs' spatial
 stages (the latent upsampler, a full-size pass with the detailing IC-LoRA) are not built here.
+
+--diffusion-decoder SOURCE decodes the video with LTX-2.5's diffusion decoder instead of the VAE's
+convolutional one, as diffusers' docs chain it: the pass (or the last refine round) runs to latents,
+the canvas is trimmed, and `LTX2VideoDiffusionDecodePipeline` denoises the pixels with the run's
+generator, continued (denormalize=False: latent output is already denormalized); the sound is the
+pass's, through the audio VAE and vocoder.
 """
 
 from __future__ import annotations
@@ -87,6 +93,16 @@ TEMPORAL_UPSAMPLER = Option(
     setup=True,
 )
 _REFINE_ONLY = (REFINE_SIGMAS, TEMPORAL_UPSAMPLER)
+DIFFUSION_DECODER = Option(
+    "diffusion_decoder",
+    "--diffusion-decoder",
+    str,
+    "Decode with LTX-2.5's diffusion decoder instead of the VAE (converted folder, REPO[/SUBFOLDER] or tiny:NAME).",
+    setup=True,
+)
+# Parameters of LTX2VideoDiffusionDecoderModel() with its default config built on the meta device;
+# the docs load it from Lightricks/LTX-2.5-Diffusers, subfolder diffusion_decoder (gated: not verified).
+DIFFUSION_DECODER_PARAMS = 417_133_616
 # Parameters of LTX2LatentUpsamplerModel(mid_channels=1024, temporal_upsample=True) built on the meta
 # device: LTX-2.3's published temporal upsampler config; LTX-2.5's is not published (not verified).
 TEMPORAL_UPSAMPLER_PARAMS = 516_740_224
@@ -101,6 +117,7 @@ _OPTIONS = (
     REFINE_ROUNDS,
     REFINE_SIGMAS,
     TEMPORAL_UPSAMPLER,
+    DIFFUSION_DECODER,
 )
 # Parameter counts. LTX-2.5's configs are gated (not verified here): the transformer, connectors
 # and VAEs are taken as LTX-2.3's (the same 22B classes built on the meta device in ltx2.py; the
@@ -120,10 +137,22 @@ _REFINE_NOTE = (
 )
 
 
+_DECODER_NOTE = (
+    "diffusion decode, as in diffusers' LTX-2.5 docs: pipeline.stages lists the calls (the video to latents, "
+    "then trim_canvas and decode_pipe, an LTX2VideoDiffusionDecodePipeline built in pipeline.setup, with the "
+    "same generator, continued; the sound from the pass's audio latents, cut to the video's length)"
+)
+
+
 def temporal_models(cfg: RunConfig) -> dict[str, tuple[str, float | None]]:
-    """The temporal latent upsampler of a refine run, for the memory planner (Memory.extra)."""
-    source = cfg.sampling.get("temporal_upsampler")
-    return {"temporal_latent_upsampler": (source, TEMPORAL_UPSAMPLER_PARAMS)} if source else {}
+    """The temporal latent upsampler of a refine run and the diffusion decoder, for the memory
+    planner (Memory.extra)."""
+    models: dict[str, tuple[str, float | None]] = {}
+    if source := cfg.sampling.get("temporal_upsampler"):
+        models["temporal_latent_upsampler"] = (source, TEMPORAL_UPSAMPLER_PARAMS)
+    if source := cfg.sampling.get("diffusion_decoder"):
+        models["diffusion_decoder"] = (source, DIFFUSION_DECODER_PARAMS)
+    return models
 
 
 class LTX25DFR(LTX2):
@@ -199,6 +228,7 @@ class LTX25DFR(LTX2):
             if sigmas and any(not 0 < s <= 1 for s in sigmas):
                 raise ConfigError(f"{flag} {sigmas}: each sigma lies in (0, 1], highest first (the pipeline adds 0).")
         check_refine(cfg)
+        check_decoder(cfg)
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
         kwargs = {
@@ -217,6 +247,8 @@ class LTX25DFR(LTX2):
             kwargs["num_frames"] = (kwargs["num_frames"] - 1) // 2**rounds + 1
             kwargs["frame_rate"] /= 2**rounds
             kwargs["output_type"] = "latent"
+        if cfg.sampling.get("diffusion_decoder"):
+            kwargs["output_type"] = "latent"
         return kwargs
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
@@ -227,13 +259,21 @@ class LTX25DFR(LTX2):
         return len(call_kwargs["sigmas"]) + sigmas * sum(refine_tiles(call_kwargs.get("num_frames") or 121, rounds))
 
     def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
-        return setup_refine(pipe, cfg, models) if cfg.sampling.get("refine_rounds") else []
+        calls = setup_refine(pipe, cfg, models) if cfg.sampling.get("refine_rounds") else []
+        return calls + (setup_decoder(pipe, cfg, models) if cfg.sampling.get("diffusion_decoder") else [])
 
     def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-        notes = [_REFINE_NOTE] if cfg.sampling.get("refine_rounds") else []
+        refining = bool(cfg.sampling.get("refine_rounds"))
+        notes = [_REFINE_NOTE] if refining else []
+        if cfg.sampling.get("diffusion_decoder"):
+            notes.append(_DECODER_NOTE)
         if cfg.mode == "i2v":
-            notes.append(_I2V_NOTE + (", the same to each round" if notes else ""))
-        stages = refine_record(cfg, call_kwargs) if notes[:1] == [_REFINE_NOTE] and call_kwargs is not None else {}
+            notes.append(_I2V_NOTE + (", the same to each round" if refining else ""))
+        stages: dict[str, Any] = {}
+        if call_kwargs is not None and refining:
+            stages = refine_record(cfg, call_kwargs)
+        elif call_kwargs is not None and cfg.sampling.get("diffusion_decoder"):
+            stages = decoder_record(call_kwargs)
         return {"run": "; ".join(notes), **stages} if notes else {}
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
@@ -248,6 +288,10 @@ class LTX25DFR(LTX2):
             ]
         if cfg.sampling.get("refine_rounds"):
             return refine(pipe, cfg, call_kwargs, media, **extra)
+        if cfg.sampling.get("diffusion_decoder"):
+            out = pipe(**call_kwargs, **media, **extra)
+            frames, fps = call_kwargs.get("num_frames") or 121, call_kwargs["frame_rate"]
+            return finish(pipe, out.frames, out.audio, frames, fps, extra.get("generator"))
         output = pipe(**call_kwargs, **media, **extra)
         return Generated(output.frames[0], audio_of(pipe, output))
 
@@ -392,13 +436,7 @@ def refine_record(cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]
             "call": "decode",
             # The video's frames and frame rate: what the trim keeps and the sound is cut to.
             "call_kwargs": {"frames": frames, "fps": fps},
-            "steps": [
-                f"latents = trim_canvas(out.frames, {frames}, vae.temporal_compression_ratio)",
-                "vae.decode(latents, timestep=zeros if vae.config.timestep_conditioning else None)",
-                "video_processor.postprocess_video(output_type='np')",
-                f"audio = vocoder(audio_vae.decode(stage 1's out.audio)), its first round({frames} / {fps} x "
-                "the vocoder's output_sampling_rate) samples",
-            ],
+            "steps": finish_steps(frames, fps, "stage 1's out.audio", bool(cfg.sampling.get("diffusion_decoder"))),
         }
     )
     return {"stages": stages}
@@ -406,8 +444,6 @@ def refine_record(cfg: RunConfig, call_kwargs: dict[str, Any]) -> dict[str, Any]
 
 def refine(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Generated:
     """The pass, the refine rounds, the decode: one video, with the models loaded once."""
-    import torch
-    from diffusers.pipelines.ltx2.utils import trim_canvas
     from diffusers.utils.torch_utils import get_module_execution_device
 
     temporal = pipe.vidgen_temporal
@@ -434,18 +470,133 @@ def refine(pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[s
     rounds = cfg.sampling.get("refine_rounds")
     frames = (call_kwargs["num_frames"] - 1) * 2**rounds + 1
     fps = call_kwargs["frame_rate"] * 2**rounds
-    # Outside the pipelines' own no_grad: the decode the docs write after the last round.
+    return finish(pipe, out.frames, first.audio, frames, fps, extra.get("generator"))
+
+
+def finish_steps(frames: int, fps: float, audio: str, diffusion: bool) -> list[str]:
+    """The decode after a latent-output call, as the sidecar's last stage lists it."""
+    video = (
+        ["decode_pipe(latents, generator=the run's generator, continued, output_type='np', denormalize=False)"]
+        if diffusion
+        else [
+            "vae.decode(latents, timestep=zeros if vae.config.timestep_conditioning else None)",
+            "video_processor.postprocess_video(output_type='np')",
+        ]
+    )
+    return [
+        f"latents = trim_canvas(out.frames, {frames}, vae.temporal_compression_ratio)",
+        *video,
+        f"audio = vocoder(audio_vae.decode({audio})), its first round({frames} / {fps} x "
+        "the vocoder's output_sampling_rate) samples",
+    ]
+
+
+def finish(pipe: Any, latents: Any, audio_latents: Any, frames: int, fps: float, generator: Any) -> Generated:
+    """Trim the canvas to the video's frames and decode it (with the diffusion decoder when one
+    was set up, else the VAE at timestep 0 as the refine docs do), and the sound cut to its length."""
+    import torch
+    from diffusers.pipelines.ltx2.utils import trim_canvas
+    from diffusers.utils.torch_utils import get_module_execution_device
+
+    decoder = getattr(pipe, "vidgen_decoder", None)
+    # Outside the pipelines' own no_grad: the decode the docs write after the latent-output call.
     with torch.no_grad():
-        latents = trim_canvas(out.frames, frames, ratio)
-        timestep = None
-        if pipe.vae.config.timestep_conditioning:
-            timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=pipe.vae.dtype)
-        video = pipe.vae.decode(latents.to(pipe.vae.dtype), timestep, return_dict=False)[0]
-        video = pipe.video_processor.postprocess_video(video, output_type="np")
+        latents = trim_canvas(latents, frames, pipe.vae.temporal_compression_ratio)
+        if decoder is not None:
+            # No offload hook owns the decoder (it is not the pass's component): it runs where the VAE runs.
+            decoder.diffusion_decoder.to(get_module_execution_device(pipe.vae))
+            video = decoder(latents, generator=generator, output_type="np", denormalize=False, return_dict=False)[0]
+        else:
+            timestep = None
+            if pipe.vae.config.timestep_conditioning:
+                timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=pipe.vae.dtype)
+            video = pipe.vae.decode(latents.to(pipe.vae.dtype), timestep, return_dict=False)[0]
+            video = pipe.video_processor.postprocess_video(video, output_type="np")
         rate = pipe.vocoder.config.output_sampling_rate
-        audio = pipe.vocoder(pipe.audio_vae.decode(first.audio.to(pipe.audio_vae.dtype), return_dict=False)[0])
+        audio = pipe.vocoder(pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0])
         audio = audio[..., : min(audio.shape[-1], round(frames / fps * rate))]
     return Generated(video[0], Audio(samples=audio[0].float().cpu().numpy(), sample_rate=int(rate)))
+
+
+# -- diffusion decode (diffusers' LTX-2.5 docs: LTX2VideoDiffusionDecodePipeline on latent output) ---
+
+
+def check_decoder(cfg: RunConfig) -> None:
+    """What the diffusion decoder replaces cannot be asked for beside it."""
+    if not cfg.sampling.get("diffusion_decoder"):
+        return
+    for option in (DECODE_TIMESTEP, DECODE_NOISE_SCALE):
+        if cfg.sampling.get(option.field) is not None:
+            raise ConfigError(
+                f"{option.flag} is not used with --diffusion-decoder: the VAE's decode noise does not reach the "
+                "diffusion decoder, which draws its own; drop it."
+            )
+    if cfg.output.save_latents:
+        raise ConfigError(
+            "--save-latents is not supported with --diffusion-decoder yet (vidgen decode decodes with the VAE); "
+            "drop one of them."
+        )
+
+
+def setup_decoder(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
+    """Load the diffusion decoder once, beside the pipeline, and its decode pipeline with the
+    pass's scheduler as the docs build it (kept as `pipe.vidgen_decoder`); returns the calls for
+    the sidecar's pipeline.setup."""
+    from diffusers import LTX2VideoDiffusionDecodePipeline, LTX2VideoDiffusionDecoderModel
+
+    source = cfg.sampling.get("diffusion_decoder")
+    where, sub = models.locate(source, what="diffusion decoder")
+    # Files are data: the decoder loads as safetensors only, unless --allow-pickle.
+    safe = models.safetensors()
+    decoder = LTX2VideoDiffusionDecoderModel.from_pretrained(
+        where, torch_dtype=pipe.vae.dtype, use_safetensors=safe, **sub
+    )
+    channels = pipe.vae.config.latent_channels
+    if decoder.config.latent_channels != channels:
+        raise ModelError(
+            f"--diffusion-decoder {source} takes {decoder.config.latent_channels} latent channels and this VAE makes "
+            f"{channels}; give the diffusion decoder of this model."
+        )
+    calls: list[dict[str, Any]] = [
+        {
+            "method": "diffusion_decoder = LTX2VideoDiffusionDecoderModel.from_pretrained",
+            "kwargs": {
+                "pretrained_model_name_or_path": where,
+                **sub,
+                "torch_dtype": str(pipe.vae.dtype),
+                "use_safetensors": safe,
+            },
+        }
+    ]
+    if cfg.optimization.vae_tiling:
+        # The docs' way to keep a large decode in memory; tiles are denoised apart, so not the untiled result.
+        decoder.enable_tiling()
+        calls.append({"method": "diffusion_decoder.enable_tiling", "kwargs": {}})
+    # An attribute of the loaded pipeline, not a registered component (as the temporal refine pipeline).
+    pipe.vidgen_decoder = LTX2VideoDiffusionDecodePipeline(diffusion_decoder=decoder, scheduler=pipe.scheduler)
+    pipe.vidgen_decoder.set_progress_bar_config(disable=True)
+    calls.append(
+        {
+            "method": "decode_pipe = LTX2VideoDiffusionDecodePipeline",
+            "kwargs": {"diffusion_decoder": "diffusion_decoder", "scheduler": "pipe.scheduler"},
+        }
+    )
+    return calls
+
+
+def decoder_record(call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The calls of a diffusion-decoded run, for the sidecar's `pipeline.stages`."""
+    frames, fps = call_kwargs.get("num_frames") or 121, call_kwargs["frame_rate"]
+    return {
+        "stages": [
+            {"call": "pipe", "call_kwargs": call_kwargs, "returns": "out (return_dict=True)"},
+            {
+                "call": "decode",
+                "call_kwargs": {"frames": frames, "fps": fps},
+                "steps": finish_steps(frames, fps, "out.audio", True),
+            },
+        ]
+    }
 
 
 # -- tiny random-weight recipe: LTX-2's tiny parts with the keyframe-slot embedding -------------
@@ -466,6 +617,42 @@ def tiny_temporal_upsampler() -> Any:
     )
 
 
-LTX25DFR.tiny = {"ltx25-dfr": tiny, "ltx25-temporal-upsampler": tiny_temporal_upsampler}
+def tiny_diffusion_decoder() -> Any:
+    import torch
+    from diffusers import LTX2VideoDiffusionDecoderModel
+
+    # The tiny VAE's latent space: 4 channels, x2 in space (patch 2) and time (one temporal stride).
+    decoder = LTX2VideoDiffusionDecoderModel(
+        latent_channels=4,
+        patch_size=2,
+        decoder_head_dim=8,
+        decoder_stage_channels=(16, 16, 16, 16, 16),
+        decoder_stage_depths=(1, 1, 1, 1, 1),
+        decoder_stage_kernels=((3, 3, 3),) * 4,
+        decoder_upsample_strides=((1, 1, 1), (2, 1, 1), (1, 1, 1), (1, 1, 1)),
+        decoder_upsample_channel_reductions=(1, 1, 1, 1),
+        decoder_stage5_kernel=(3, 3, 3),
+        decoder_t_emb_dim=16,
+        spatial_compression_ratio=2,
+        temporal_compression_ratio=2,
+    )
+    # AdaLN-zero starts its modulation at zero, which would leave the latents' context unused:
+    # re-randomised so the decoded video depends on what was generated (and so on the prompt).
+    with torch.no_grad():
+        for parameter in decoder.parameters():
+            if not parameter.any():
+                parameter.normal_(0.0, 0.5)
+        # Random weights let the noise it denoises drown the context; a louder context projection makes
+        # another prompt's latents decode to another video, as trained weights do.
+        for block in decoder.decoder.diff_blocks:
+            block.context_proj.weight.mul_(20)
+    return decoder
+
+
+LTX25DFR.tiny = {
+    "ltx25-dfr": tiny,
+    "ltx25-temporal-upsampler": tiny_temporal_upsampler,
+    "ltx25-diffusion-decoder": tiny_diffusion_decoder,
+}
 
 FAMILIES = (LTX25DFR,)
