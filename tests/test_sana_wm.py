@@ -174,6 +174,7 @@ def _pickled_npz() -> bytes:
         (["--camera-path", "/dev/zero"], 4, ["/dev/zero", "not a regular file"]),
         (["--camera-path", "."], 4, ["is a folder", "one file"]),
         (["--camera-path", "https://example.com/p.json"], 4, ["is a URL", "local file"]),
+        (["--camera-path", "file:///etc/hosts"], 4, ["is a URL", "local file"]),
     ],
 )
 def test_wrong_cameras_are_refused_before_loading(
@@ -219,6 +220,14 @@ def test_no_camera_at_all_is_refused(nothing_loads: None) -> None:
     asked = Layer("cli", {"inputs": {"prompt": "a car", "image": "x.png"}, "sampling": {"camera": None}})
     with pytest.raises(ConfigError, match="--camera MOVE .* or --camera-path FILE"):
         families.check(resolve("i2v", ["tiny-sana-wm"], [asked], families.defaults_layer).config)
+
+
+def test_an_oversized_camera_file_is_refused_by_the_bytes_read(nothing_loads: None, tmp_path: Path) -> None:
+    with open("big.json", "wb") as handle:
+        handle.truncate(65 * 2**20)  # sparse: 65 MiB of zeros, over the 64 MiB a camera file may have
+    one_line_error(
+        cli("i2v", _image(), "a car", "--preset", "tiny-sana-wm", "--camera-path", "big.json"), 4, "larger than 64 MiB"
+    )
 
 
 def test_wrong_mode_refused(nothing_loads: None, tmp_path: Path) -> None:

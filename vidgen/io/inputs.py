@@ -26,6 +26,7 @@ from vidgen.config.kinds import INPUT_KINDS, InputKind
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError, InputError
 from vidgen.core.limits import MAX_FRAMES, MAX_SIDE, pseudo_file, read_bytes
+from vidgen.io.trust import is_url
 
 # Larger images are refused before decoding: a small file can declare a huge canvas
 # (a decompression bomb) and exhaust memory.
@@ -186,13 +187,11 @@ def _kind_data(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared:
     the kind's own function into pipeline arguments and the sidecar's record of it."""
     ref = str(cfg.inputs.get(kind.field))
     with _named(kind.flag, ref):
-        if "://" in ref:
+        if is_url(ref):
             raise InputError(f"{ref} is a URL; {kind.flag} reads a local file (download it first).")
         check_source(ref, kind.field)
-        path = Path(ref).expanduser()
-        if path.stat().st_size > kind.max_bytes:
-            raise InputError(f"{ref} is over {kind.max_bytes // 2**20} MB, too large for {kind.flag}.")
-        data = path.read_bytes()
+        # The cap counts the bytes read (stat can lie: /proc files report 0), as for images.
+        data = read_bytes(Path(ref).expanduser(), kind.max_bytes, kind.flag, InputError)
         assert kind.parse is not None  # register_input requires it for data kinds
         media, described = kind.parse(data, ref, cfg)
     digest = hashlib.sha256(data).hexdigest()
