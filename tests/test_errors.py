@@ -216,3 +216,15 @@ def test_input_errors_name_the_flag_that_gave_the_file(tmp_path: Path, args: tup
     before = files_under(tmp_path)
     one_line_error(cli(*args), 4, named)
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.unit
+def test_a_clip_of_any_length_still_needs_the_shortest() -> None:
+    from vidgen.families.base import Grid
+
+    # Helios and Cosmos continue from clips of any length from a whole chunk on; SkyReels DF and
+    # LTX-2 from a single frame.
+    chunked = Grid(frames=4, size=16, shortest=33, any_clip=True)
+    assert [chunked.usable(n) for n in (1, 32, 33, 40)] == [0, 0, 33, 40] and chunked.min_frames == 33
+    single = Grid(frames=8, size=32, shortest=1, any_clip=True)
+    assert [single.usable(n) for n in (1, 2, 10)] == [1, 2, 10] and single.min_frames == 1

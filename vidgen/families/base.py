@@ -112,8 +112,9 @@ class Grid:
     # The shortest input clip that is still a video to the family (one frame is an image to most;
     # LTX conditions on single frames too).
     shortest: int = 2
-    # Input clips of any length (SkyReels-V2 DF continues from a clip's last frames rather than
-    # encoding the clip on its grid), and the rule in words where it is not `frames`k+1.
+    # Input clips of any length from `shortest` on (SkyReels-V2 DF, Helios and Cosmos continue
+    # from a clip's last frames rather than encoding it on the grid), and the rule in words where
+    # it is not `frames`k+1.
     any_clip: bool = False
     note: str | None = None
 
@@ -127,7 +128,9 @@ class Grid:
     def usable(self, count: int) -> int:
         """How many of `count` input video frames the model can take (the largest on the grid); 0
         if too few."""
-        if not self.frames or self.any_clip:
+        if self.any_clip:
+            return count if count >= self.shortest else 0
+        if not self.frames:
             return count
         usable = (count - 1) // self.frames * self.frames + 1 if count >= 1 else 0
         return usable if usable >= self.shortest else 0

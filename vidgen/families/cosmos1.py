@@ -41,13 +41,6 @@ _SIZES = {
 }
 
 
-class _ClipGrid(Grid):
-    """Any input clip of at least `shortest` frames (its last 9 are taken)."""
-
-    def usable(self, count: int) -> int:
-        return count if count >= self.shortest else 0
-
-
 class Cosmos1(Cosmos):
     name = "cosmos1"
     title = "Cosmos 1.0"
@@ -99,7 +92,7 @@ class Cosmos1(Cosmos):
         sliced=False,
         shapes={"14b": {"blocks": 36, "width": 5120}},
     )
-    grid = _ClipGrid(frames=8, size=16, shortest=CLIP_FRAMES, any_clip=True, note=f"at least {CLIP_FRAMES} frames")
+    grid = Grid(frames=8, size=16, shortest=CLIP_FRAMES, any_clip=True, note=f"at least {CLIP_FRAMES} frames")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)

@@ -43,13 +43,6 @@ _SIZES = {
 }
 
 
-class _ClipGrid(Grid):
-    """Any input clip of at least `shortest` frames (its last 5 are taken)."""
-
-    def usable(self, count: int) -> int:
-        return count if count >= self.shortest else 0
-
-
 class Cosmos2(Cosmos):
     name = "cosmos2"
     title = "Cosmos Predict 2"
@@ -95,7 +88,7 @@ class Cosmos2(Cosmos):
         shapes={"14b": {"blocks": 36, "width": 5120}},
     )
     # An input clip of any length of at least 5 frames: the last 5 are taken.
-    grid = _ClipGrid(frames=4, size=16, shortest=CLIP_FRAMES, any_clip=True, note=f"at least {CLIP_FRAMES} frames")
+    grid = Grid(frames=4, size=16, shortest=CLIP_FRAMES, any_clip=True, note=f"at least {CLIP_FRAMES} frames")
 
     def check(self, cfg: RunConfig) -> None:
         super().check(cfg)

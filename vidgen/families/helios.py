@@ -98,13 +98,6 @@ class _ChunkMemory(Memory):
         return 4 + math.ceil(frames * 3 * 4 / (self.footprint.decode * 2))
 
 
-class _ClipGrid(Grid):
-    """v2v continues from the clip's last whole 33-frame chunks: any clip of at least 33 frames."""
-
-    def usable(self, count: int) -> int:
-        return count if count >= self.shortest else 0
-
-
 class Helios(Family):
     name = "helios"
     title = "Helios"
@@ -143,7 +136,7 @@ class Helios(Family):
     # The diffusers docs load the VAE in fp32 and the rest in bf16.
     loading = Loading(cuda_dtype="bf16", dtypes={"vae": "fp32"})
     memory = _ChunkMemory(replace(FOOTPRINT, sizes={BASE: _PARTS}), decode_batch=4, sliced=False)
-    grid = _ClipGrid(size=16, shortest=CHUNK_FRAMES, any_clip=True, note=f"at least {CHUNK_FRAMES} frames")
+    grid = Grid(size=16, shortest=CHUNK_FRAMES, any_clip=True, note=f"at least {CHUNK_FRAMES} frames")
     decoding = Decoding(latents="latent", resumable=True)
     previewing = Previewing(
         refused="Helios denoises one chunk at a time beside chunks it has already decoded, so no step holds "
@@ -230,7 +223,7 @@ class HeliosPyramid(Helios):
     options: ClassVar[tuple[Option, ...]] = (AMPLIFY,)
     memory = _ChunkMemory(replace(FOOTPRINT, sizes={MID: _PARTS, DISTILLED: _PARTS}), decode_batch=4, sliced=False)
     # The first stage works at a quarter of the latent size, in 2x2 patches: 8 x 4 x 2 pixels.
-    grid = _ClipGrid(size=64, shortest=CHUNK_FRAMES, any_clip=True, note=f"at least {CHUNK_FRAMES} frames")
+    grid = Grid(size=64, shortest=CHUNK_FRAMES, any_clip=True, note=f"at least {CHUNK_FRAMES} frames")
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         distilled = bool(pipe.config.get("is_distilled"))

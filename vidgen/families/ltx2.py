@@ -257,7 +257,7 @@ class LTX2(Family):
     )
     # Frames 8k+1 and sizes multiples of 32; a --condition-video clip is passed on whole
     # (LTX2ConditionPipeline trims it to its frame grid itself).
-    grid = Grid(frames=8, size=32, any_clip=True)
+    grid = Grid(frames=8, size=32, shortest=1, any_clip=True)
     loading = Loading(cuda_dtype="bf16", files=("transformer",))
     # A two-stage run loads its latent upsampler beside the pipeline.
     memory = Memory(

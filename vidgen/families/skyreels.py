@@ -455,7 +455,11 @@ class SkyReelsDF(Wan):
         "sampling.num_frames": "extending a clip takes --extend N, the frames to add",
     }
     grid = Grid(
-        frames=4, size=16, any_clip=True, note="any number of frames (it continues from the last --overlap of them)"
+        frames=4,
+        size=16,
+        shortest=1,
+        any_clip=True,
+        note="any number of frames (it continues from the last --overlap of them)",
     )
     memory = wan_memory(
         replace(
