@@ -218,7 +218,8 @@ def plain_diffusers(data: dict, media: dict | None = None, **change) -> Made:
         torch.manual_seed(pipeline["generator"]["torch_manual_seed"])
     if pipeline.get("stages"):
         return _stages(pipe, data, media, generator)
-    out = pipe(**pipeline["call_kwargs"], **media, generator=generator)
+    with _torchvision_resize(pipe):
+        out = pipe(**pipeline["call_kwargs"], **media, generator=generator)
     # Text2Video-Zero returns its frames as `images`, the video pipelines as a batch of `frames`
     # (SANA-WM as one video: frames x height x width x 3).
     made = out.frames if hasattr(out, "frames") else None
@@ -239,6 +240,32 @@ def plain_diffusers(data: dict, media: dict | None = None, **change) -> Made:
         one = audio[0].float().numpy() if hasattr(audio[0], "float") else np.asarray(audio[0], dtype=np.float32)
         audio = one if one.ndim == 2 else one.reshape(1, -1)
     return Made(frames, audio)
+
+
+@contextmanager
+def _torchvision_resize(pipe):
+    """diffusers' Cosmos ControlNet resizes its (all-zero) padding mask with torchvision's
+    nearest resize, and no torchvision build fits this CPU torch: torch's nearest interpolation,
+    which torchvision calls for it, stands in while the pipeline runs. With torchvision installed,
+    or for any other pipeline, nothing changes."""
+    import importlib.util
+
+    if type(pipe).__name__ != "Cosmos2_5_TransferPipeline" or importlib.util.find_spec("torchvision"):
+        yield
+        return
+    import torch.nn.functional as F
+    from diffusers.models.controlnets import controlnet_cosmos
+
+    def resize(tensor, size, interpolation=None):
+        return F.interpolate(tensor, size=list(size), mode="nearest")
+
+    controlnet_cosmos.transforms = types.SimpleNamespace(
+        functional=types.SimpleNamespace(resize=resize), InterpolationMode=types.SimpleNamespace(NEAREST="nearest")
+    )
+    try:
+        yield
+    finally:
+        del controlnet_cosmos.transforms
 
 
 def sidecar_media(data: dict) -> dict:

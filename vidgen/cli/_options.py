@@ -548,11 +548,11 @@ FreeInit = Annotated[
     ),
 ]
 Preprocess = Annotated[
-    Literal["none", "canny", "pose", "depth"] | None,
+    Literal["none", "canny", "pose", "depth", "blur"] | None,
     typer.Option(
         "--preprocess",
         help="Make control maps from the frames: canny edges (needs opencv), pose or depth (need controlnet-aux), "
-        "or none when the frames already are maps (default).",
+        "blur (a Gaussian blur, Cosmos Transfer's blur control), or none when the frames already are maps (default).",
         rich_help_panel=INPUT,
     ),
 ]

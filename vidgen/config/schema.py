@@ -167,8 +167,8 @@ class _InputsBase(_Section):
     input_fps: float | None = Field(None, gt=0, le=240)
     max_frames: int | None = Field(None, ge=1, le=10_000)
     # control: how to turn the control frames into control maps (none: they already are
-    # edge/pose/depth maps).
-    preprocess: Literal["none", "canny", "pose", "depth"] | None = None
+    # edge/pose/depth/segmentation maps; blur: a Gaussian blur of the frames).
+    preprocess: Literal["none", "canny", "pose", "depth", "blur"] | None = None
     canny_low: int | None = Field(None, ge=0, le=255)
     canny_high: int | None = Field(None, ge=0, le=255)
     # Keyframes and conditioning clips (--keyframe, --condition-video), beside the i2v image.

@@ -633,13 +633,30 @@ def _prepare_conditions(cfg: RunConfig, family: Any, fps: int, prepared: Prepare
 
 def control_maps(cfg: RunConfig, frames: list[Any]) -> list[Any]:
     """Turn control frames into what the ControlNet expects: edge maps (canny), pose or depth
-    maps (needs controlnet_aux and its detector weights), or the frames as they are (none)."""
+    maps (needs controlnet_aux and its detector weights), blurred frames (blur), or the frames as
+    they are (none)."""
     method = cfg.inputs.preprocess or "none"
     if method == "none":
         return frames
     if method == "canny":
         return _canny(frames, cfg.inputs.canny_low or 100, cfg.inputs.canny_high or 200)
+    if method == "blur":
+        return _blur(frames)
     return _detect(method, frames)
+
+
+# --preprocess blur: the Gaussian radius as a share of the frame's short side (8 px at 720p), so
+# a clip blurs alike at any --height.
+BLUR_SHARE = 1 / 90
+
+
+def _blur(frames: list[Any]) -> list[Any]:
+    """Each frame under a Gaussian blur whose radius is BLUR_SHARE of its short side: the
+    appearance without the detail (Cosmos Transfer's blur control). PIL only, no extra."""
+    from PIL import ImageFilter
+
+    radius = max(1.0, min(frames[0].size) * BLUR_SHARE) if frames else 1.0
+    return [frame.convert("RGB").filter(ImageFilter.GaussianBlur(radius)) for frame in frames]
 
 
 def _canny(frames: list[Any], low: int, high: int) -> list[Any]:

@@ -27,6 +27,18 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 SAFE_SUFFIXES = (".safetensors",)
 
 
+def hub_revision(ref: str) -> tuple[str, str | None]:
+    """(id, revision) of an extra model typed as REPO@REVISION: a branch, tag or commit of a Hub
+    repo (Cosmos Transfer 2.5 keeps each ControlNet on its own branch of one repo). A local path,
+    a tiny name or a plain id has no revision."""
+    if "@" not in ref or ref.startswith(("tiny:", ".", "/", "~")) or Path(ref).expanduser().exists():
+        return ref, None
+    repo, _, revision = ref.partition("@")
+    if not revision:
+        raise ModelError(f"{ref}: name the branch, tag or commit after the @ (REPO@REVISION), or drop the @.")
+    return repo, revision
+
+
 def safetensors_only(cfg: RunConfig) -> bool | None:
     """diffusers' use_safetensors: True refuses pickles; None (with --allow-pickle) prefers
     safetensors and falls back to pickles. False would refuse safetensors files instead."""
@@ -137,11 +149,16 @@ def load_failures() -> tuple[type[BaseException], ...]:
 # -- extra models ---------------------------------------------------------------------------
 
 
-def load_model(cls: Any, kind: str, where: str, cfg: RunConfig, torch_dtype: Any) -> Any:
-    """An extra model (e.g. MotionAdapter) from a folder, Hub id or single original-format file."""
+def load_model(
+    cls: Any, kind: str, where: str, cfg: RunConfig, torch_dtype: Any, revision: str | None = None
+) -> Any:
+    """An extra model (e.g. MotionAdapter) from a folder, Hub id (at `revision`) or single
+    original-format file."""
     if kind == "file":
         return cls.from_single_file(where, dtype=torch_dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "use_safetensors": safetensors_only(cfg)}
+    if revision is not None:
+        kwargs["revision"] = revision
     return cls.from_pretrained(where, **kwargs)
 
 

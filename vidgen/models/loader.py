@@ -103,6 +103,7 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
             value = components.CONTROLNETS[value]
         if value:
             label = field.replace("_", " ")
+            value = components.hub_revision(value)[0]
             found[field] = locate(value, build, single_file=True, allow_pickle=allow, marker="config.json", what=label)
     if cfg.model.base_config:
         if found["model"][0] != "file":
@@ -353,7 +354,7 @@ def load(
     kind, where = found["model"]
     for field, (part_kind, part_where) in found.items():
         if part_kind == "hub":
-            revision = cfg.model.revision if field == "model" else None
+            revision = cfg.model.revision if field == "model" else component_revision(cfg, field)
             marker = "model_index.json" if field == "model" else "config.json"
             _check_hub(part_where, marker, revision, family, cfg.mode)
     if not decode_only:
@@ -493,15 +494,19 @@ def _load_extra_models(
         part_kind, part_where = found[field]
         part_id = getattr(cfg.model, field)
         part_id = components.CONTROLNETS.get(part_id, part_id) if field == "controlnet" else part_id
+        revision = component_revision(cfg, field)
         if on_component is not None:
             on_component(field, class_name, 0, 0)  # loaded on its own, before the pipeline
         try:
             kwargs[field] = components.load_model(
-                getattr(diffusers, class_name), part_kind, part_where, cfg, torch_dtype
+                getattr(diffusers, class_name), part_kind, part_where, cfg, torch_dtype, revision
             )
         except components.load_failures() as exc:
             raise _load_error(part_id, part_kind, exc, family, cfg.mode) from None
-        extra[field] = {"id": part_id, "source": part_kind, "path": _where(part_id, part_kind, part_where)}
+        path = _hub_snapshot(part_where, revision)[0] if part_kind == "hub" else part_where
+        extra[field] = {"id": part_id, "source": part_kind, "path": path}
+        if revision is not None:
+            extra[field]["revision"] = revision
         if part_kind == "file":
             extra[field].update(components.weights_record(Path(part_where)))
 
@@ -611,6 +616,7 @@ def present_denoisers(pipe: Any, family: Family) -> tuple[str, ...]:
     return tuple(name for name in base.denoisers(family) if getattr(pipe, name, None) is not None)
 
 
-def _where(model_id: str, kind: str, where: str) -> str | None:
-    """A component's local path: the cached snapshot for Hub ids."""
-    return _hub_snapshot(model_id, None)[0] if kind == "hub" else where
+def component_revision(cfg: RunConfig, field: str) -> str | None:
+    """The Hub revision an extra model is typed with (--controlnet REPO@REVISION), if any."""
+    value = getattr(cfg.model, field, None)
+    return components.hub_revision(value)[1] if isinstance(value, str) else None

@@ -20,7 +20,7 @@ from vidgen.config.flags import flag
 from vidgen.config.layers import Resolved
 from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.families.base import Family, component_dtypes, denoisers, quantized_components
-from vidgen.models.components import CONTROLNETS, safetensors_header
+from vidgen.models.components import CONTROLNETS, hub_revision, safetensors_header
 from vidgen.run import warm
 
 GIB = 1024**3
@@ -237,7 +237,7 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
         model_id = str((cfg.model.id or family.modes[cfg.mode].repo) if whole else getattr(cfg.model, name))
         if name == "controlnet":
             model_id = CONTROLNETS.get(model_id, model_id)
-        local = _local_folder(kind, where, cfg.model.revision if whole else None)
+        local = _local_folder(kind, where, cfg.model.revision if whole else hub_revision(model_id)[1])
         counts = _count_folder(local, cfg.model.variant if whole else None) if local else {}
         if not whole:
             counts = {name: counts[""]} if "" in counts else {}
