@@ -54,7 +54,7 @@ def _frames(folder: str) -> list:
 
 
 def test_four_full_presets_one_controlnet_branch_each() -> None:
-    assert FULL == [f"cosmos-transfer2.5-2b-{kind}" for kind in ("blur", "depth", "edge", "seg")]
+    assert [f"cosmos-transfer2.5-2b-{kind}" for kind in ("blur", "depth", "edge", "seg")] == FULL
     for name in FULL:
         model = merged_preset(str(available_presets()[name]))["model"]
         kind = name.rsplit("-", 1)[1]

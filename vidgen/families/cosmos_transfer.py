@@ -324,7 +324,12 @@ def tiny_controlnet(seed: int = 0) -> Any:
 
 def tiny_transfer() -> Any:
     import torch
-    from diffusers import AutoencoderKLWan, Cosmos2_5_TransferPipeline, CosmosTransformer3DModel, UniPCMultistepScheduler
+    from diffusers import (
+        AutoencoderKLWan,
+        Cosmos2_5_TransferPipeline,
+        CosmosTransformer3DModel,
+        UniPCMultistepScheduler,
+    )
 
     from vidgen.families.hunyuan15 import qwen2_tokenizer
     from vidgen.families.tiny_parts import qwen25_vl_encoder

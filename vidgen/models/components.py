@@ -149,9 +149,7 @@ def load_failures() -> tuple[type[BaseException], ...]:
 # -- extra models ---------------------------------------------------------------------------
 
 
-def load_model(
-    cls: Any, kind: str, where: str, cfg: RunConfig, torch_dtype: Any, revision: str | None = None
-) -> Any:
+def load_model(cls: Any, kind: str, where: str, cfg: RunConfig, torch_dtype: Any, revision: str | None = None) -> Any:
     """An extra model (e.g. MotionAdapter) from a folder, Hub id (at `revision`) or single
     original-format file."""
     if kind == "file":
