@@ -209,3 +209,32 @@ def test_listed_by_models_and_control_help() -> None:
     assert models.exit_code == 0 and "cosmos-transfer" in models.stdout
     text = " ".join(cli("control", "--help").stdout.split())
     assert "--chunk-frames" in text and "blur" in text
+
+
+def test_readme_steer_with_depth_commands_plan_offline(nothing_loads: None, tmp_path: Path) -> None:
+    """Every command of the README's "Steer with depth or edges" section plans offline as typed
+    (with --dry-run), on a clip and folders of maps named as there; the one that makes depth maps
+    needs controlnet-aux and says so in one line where it is not installed."""
+    import importlib.util
+    import shlex
+
+    import imageio.v2 as imageio
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Steer with depth or edges", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line.split("  #")[0]) for line in block.splitlines() if line.startswith("vidgen ")]
+    assert len(commands) == 9 and {"wan2.1-vace-1.3b", "animatediff-controlnet"} <= {c for cmd in commands for c in cmd}
+    rng = np.random.default_rng(0)
+    imageio.mimwrite("drive.mp4", list(rng.integers(0, 255, (13, 64, 64, 3), dtype=np.uint8)), fps=16)
+    _clip("depth", seed=1)
+    _clip("seg", seed=2)
+    aux = importlib.util.find_spec("controlnet_aux") is not None
+    for command in commands:
+        result = cli(*command[1:], "--dry-run")
+        if "--preprocess" in command and command[command.index("--preprocess") + 1] == "depth" and not aux:
+            one_line_error(result, 4, "--preprocess depth needs a depth detector", "pip install controlnet-aux")
+            continue
+        assert result.exit_code == 0, (command, result.stderr)
+        assert "control: " in result.stdout, command
+    assert files_under(tmp_path / "outputs") == []

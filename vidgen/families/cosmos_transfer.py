@@ -87,10 +87,14 @@ def _chunk(cfg: RunConfig) -> int:
 
 
 class _Chunks(Memory):
-    """One denoiser forward sees one chunk, whatever the video's length."""
+    """One denoiser forward sees one chunk and the VAE decodes one chunk at a time, whatever the
+    video's length: the pipeline pads a shorter control video to a whole chunk."""
 
     def latent_frames(self, cfg: RunConfig, frames: int) -> int:
-        return (min(_chunk(cfg), frames) - 1) // self.footprint.temporal + 1
+        return (_chunk(cfg) - 1) // self.footprint.temporal + 1
+
+    def decode_frames(self, cfg: RunConfig, frames: int) -> int:
+        return _chunk(cfg)
 
 
 class CosmosTransfer(Family):
