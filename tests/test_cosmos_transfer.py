@@ -238,3 +238,52 @@ def test_readme_steer_with_depth_commands_plan_offline(nothing_loads: None, tmp_
         assert result.exit_code == 0, (command, result.stderr)
         assert "control: " in result.stdout, command
     assert files_under(tmp_path / "outputs") == []
+
+
+@pytest.mark.pipeline
+def test_controlnet_from_a_hub_branch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--controlnet REPO@REVISION loads the ControlNet from that branch of the repo (here a Hub
+    cache holding only the branch, offline), records the revision and the snapshot it came from,
+    and plain diffusers loading that snapshot makes the same frames."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    from vidgen.models import tiny
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    commit = "0" * 40
+    repo = cache / "models--someone--transfer"
+    (repo / "refs" / "diffusers" / "controlnet").mkdir(parents=True)
+    (repo / "refs" / "diffusers" / "controlnet" / "depth").write_text(commit)
+    shutil.copytree(tiny.ensure("cosmos-transfer2.5-controlnet"), repo / "snapshots" / commit)
+    _clip("ctl")
+    args = ("control", "a red car", *TINY, "--control", "ctl", "--seed", "4", "--format", "png", "--out", "out/")
+    one_line_error(cli(*args, "--controlnet", "someone/transfer@diffusers/controlnet/seg"), 5, "someone/transfer")
+    result = cli(*args, "--controlnet", "someone/transfer@diffusers/controlnet/depth")
+    data = printed_sidecar(result)
+    assert data["model"]["controlnet"] == {
+        "id": "someone/transfer@diffusers/controlnet/depth",
+        "source": "hub",
+        "path": str(repo / "snapshots" / commit),
+        "revision": "diffusers/controlnet/depth",
+    }
+    assert_reproduces(png_frames(result), data, sidecar_media(data))
+
+
+def test_hub_revision_is_read_from_hub_ids_only(tmp_path: Path) -> None:
+    from vidgen.core.errors import ModelError
+    from vidgen.models.components import hub_revision
+
+    assert hub_revision("owner/name@diffusers/controlnet/general/edge") == (
+        "owner/name",
+        "diffusers/controlnet/general/edge",
+    )
+    assert hub_revision("owner/name") == ("owner/name", None)
+    assert hub_revision("tiny:cosmos-transfer2.5-controlnet") == ("tiny:cosmos-transfer2.5-controlnet", None)
+    Path("nets@v2").mkdir()  # a local folder whose name has an @ is a folder
+    assert hub_revision("nets@v2") == ("nets@v2", None)
+    assert hub_revision("./x@y") == ("./x@y", None)
+    with pytest.raises(ModelError, match="after the @"):
+        hub_revision("owner/name@")
