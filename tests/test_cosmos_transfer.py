@@ -287,3 +287,15 @@ def test_hub_revision_is_read_from_hub_ids_only(tmp_path: Path) -> None:
     assert hub_revision("./x@y") == ("./x@y", None)
     with pytest.raises(ModelError, match="after the @"):
         hub_revision("owner/name@")
+
+
+@pytest.mark.pipeline
+def test_fp8_storage_and_vae_tiling_run(tmp_path: Path) -> None:
+    _clip("ctl", 9)
+    result = cli(
+        "control", "a red car", *TINY, "--control", "ctl", "--fp8-storage", "--vae-tiling", "--format", "png",
+        "--out", "out/",
+    )  # fmt: skip
+    assert png_frames(result).shape == (9, 32, 32, 3)
+    applied = printed_sidecar(result)["optimizations"]["applied"]
+    assert any("fp8" in step for step in applied) and any("vae_tiling" in step for step in applied), applied

@@ -63,8 +63,8 @@ NEGATIVE = (
 # 2.059B. The text encoder: Cosmos-Reason1-7B, a Qwen2.5-VL-7B (published 8.29B); the Wan 2.1 VAE
 # as in wan.py.
 _TRANSFORMER = 2.059e9
-_REASON1_7B = 8.292e9
-_SIZES = {REPO: {"transformer": _TRANSFORMER, "text_encoder": _REASON1_7B, "vae": VAE_21}}
+REASON1_7B = 8.292e9
+_SIZES = {REPO: {"transformer": _TRANSFORMER, "text_encoder": REASON1_7B, "vae": VAE_21}}
 
 
 class Cosmos(Family):

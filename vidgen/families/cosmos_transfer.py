@@ -49,7 +49,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
-from vidgen.families.cosmos import _REASON1_7B, NEGATIVE, guardrail_class
+from vidgen.families.cosmos import NEGATIVE, REASON1_7B, guardrail_class
 from vidgen.families.wan import VAE_21
 
 REPO = "nvidia/Cosmos-Transfer2.5-2B"
@@ -77,7 +77,7 @@ CHUNK = Option(
 _TRANSFORMER = 2.414e9
 _CONTROLNET = 0.471e9
 _SIZES = {
-    REPO: {"transformer": _TRANSFORMER, "text_encoder": _REASON1_7B, "vae": VAE_21},
+    REPO: {"transformer": _TRANSFORMER, "text_encoder": REASON1_7B, "vae": VAE_21},
     **{ref: {"controlnet": _CONTROLNET} for ref in CONTROLNETS.values()},
 }
 
@@ -116,10 +116,11 @@ class CosmosTransfer(Family):
         {"inputs": {"negative_prompt": NEGATIVE}, "model": {"revision": REVISION}},
     )
     options: ClassVar[tuple[Option, ...]] = (CHUNK,)
-    # Offload follows the pipeline's declared order (the guardrail stays put); the VAE tiles.
+    # Offload follows the pipeline's declared order (the guardrail stays put); the VAE tiles; the
+    # transformer's weights can be stored in fp8 (tests/test_cosmos_transfer.py runs it).
     takes = Takes(
         model=frozenset({"controlnet"}),
-        optimizations=frozenset({"offload", "vae_tiling"}),
+        optimizations=frozenset({"offload", "vae_tiling", "fp8_storage"}),
         caches=frozenset(),
         schedulers={},
     )
@@ -127,7 +128,6 @@ class CosmosTransfer(Family):
         "sampling.num_frames": "the --control video sets the length (--max-frames caps it)",
         "optimization.cache": "Cosmos' transformer has no cache hooks in diffusers (no CacheMixin)",
         "optimization.attention_backend": "not checked on Cosmos Transfer's ControlNet yet",
-        "optimization.fp8_storage": "not checked on Cosmos Transfer's ControlNet yet",
         "optimization.attention_slicing": "its attention goes through diffusers' dispatcher",
         "optimization.decode_chunk_size": "its VAE decodes each chunk in one call; use --vae-tiling",
         "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
