@@ -349,7 +349,7 @@ def _load(data: dict, setup: list[dict], calls: list[dict]):
         pipe.set_adapters([lora["name"] for lora in model["loras"]], [lora["scale"] for lora in model["loras"]])
     for step in setup:
         method, kwargs = step["method"], dict(step["kwargs"])
-        if method in _LORA_SETUP:
+        if method in _LORA_SETUP and data["pipeline"].get("stages"):
             continue  # a stage-2 LoRA: loaded where the docs load it, after stage 1 (see _stages)
         if method == "unet.add_embedding.load_state_dict":
             # The SDXL repair: the base UNet's text-time embedding, which from_unet2d drops.

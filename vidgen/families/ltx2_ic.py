@@ -1,0 +1,294 @@
+"""LTX-2 in-context control (Lightricks IC-LoRAs): a video with sound that follows control maps.
+
+`vidgen control PROMPT --control VIDEO` runs `LTX2InContextPipeline` with an IC-LoRA: the
+control video (depth, pose or edge maps, or a motion-track overlay) is encoded by the VAE and
+appended to the tokens being denoised, and the LoRA has learnt to follow it. vidgen passes it as
+one `LTX2ReferenceCondition(frames, strength=--reference-strength)`; the video is as long as the
+control clip (8k+1 frames: the first 8k+1 are used). --preprocess canny makes edge maps from an
+ordinary clip, --preprocess depth/pose run controlnet_aux's detectors, --preprocess none takes
+maps as given. The IC-LoRA comes with --ic-lora (REPO:WEIGHT_FILE, folder, .safetensors file or
+tiny:NAME) or from a preset per control type, which also sets the LoRA's reference downscale
+factor (its file name says "ref0.5" for 2).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vidgen.config.schema import RunConfig
+from vidgen.core.errors import ConfigError
+from vidgen.families.base import (
+    Generated,
+    Grid,
+    Memory,
+    Mode,
+    ModelAccess,
+    Option,
+    Previewing,
+    Takes,
+    option_kwargs,
+    prompt_kwargs,
+    sampling_kwargs,
+    settings,
+)
+from vidgen.families.ltx import (
+    DECODE_NOISE_SCALE,
+    DECODE_TIMESTEP,
+    GUIDANCE_RESCALE,
+    check_preview,
+    check_schedule,
+)
+from vidgen.families.ltx2 import (
+    AUDIO_GUIDANCE,
+    AUDIO_GUIDANCE_RESCALE,
+    AUDIO_MODALITY_SCALE,
+    AUDIO_STG_SCALE,
+    CROSS_TIMESTEP,
+    LTX2,
+    MODALITY_SCALE,
+    NOISE_SCALE,
+    SIGMAS,
+    STG_BLOCKS,
+    STG_SCALE,
+    audio_of,
+    check_pab,
+    tiny_components,
+)
+
+REPO = "diffusers/LTX-2.3-Diffusers"
+PIPELINE = "LTX2InContextPipeline"
+ADAPTER = "ic_lora"
+IC_LORA = Option(
+    "ic_lora",
+    "--ic-lora",
+    str,
+    "LTX-2 control: the IC-LoRA that reads the control video (REPO:WEIGHT_FILE, folder, .safetensors file or tiny:NAME).",
+    setup=True,
+)
+IC_LORA_SCALE = Option(
+    "ic_lora_scale", "--ic-lora-scale", float, "LTX-2 control: the IC-LoRA's weight (1: as trained).", ge=0, le=2,
+    setup=True,
+)  # fmt: skip
+REFERENCE_STRENGTH = Option(
+    "reference_strength",
+    "--reference-strength",
+    float,
+    "LTX-2 control: how clean the control video's tokens look to the model (1: fully, 0: as noisy as the video).",
+    ge=0,
+    le=1,
+    call=False,
+)
+REFERENCE_DOWNSCALE = Option(
+    "reference_downscale_factor",
+    "--reference-downscale",
+    int,
+    "LTX-2 control: the control video is read at 1/N of the size, as the IC-LoRA was trained ('ref0.5' files: 2).",
+    ge=1,
+    le=8,
+)
+ATTENTION_STRENGTH = Option(
+    "conditioning_attention_strength",
+    "--conditioning-attention",
+    float,
+    "LTX-2 control: how strongly the video and the control tokens attend to each other (1: fully, 0: not at all).",
+    ge=0,
+    le=1,
+)
+_OPTIONS = (
+    IC_LORA,
+    IC_LORA_SCALE,
+    REFERENCE_STRENGTH,
+    REFERENCE_DOWNSCALE,
+    ATTENTION_STRENGTH,
+    STG_SCALE,
+    MODALITY_SCALE,
+    GUIDANCE_RESCALE,
+    AUDIO_GUIDANCE,
+    AUDIO_STG_SCALE,
+    AUDIO_MODALITY_SCALE,
+    AUDIO_GUIDANCE_RESCALE,
+    STG_BLOCKS,
+    CROSS_TIMESTEP,
+    DECODE_TIMESTEP,
+    DECODE_NOISE_SCALE,
+    NOISE_SCALE,
+    SIGMAS,
+)
+# num_frames comes from the control clip (see call_kwargs), not from --frames.
+_CALL = frozenset({"num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
+_RUN_NOTE = (
+    "LTX2InContextPipeline gets reference_conditions=[LTX2ReferenceCondition(frames=the control frames, "
+    "strength=sampling.reference_strength or 1.0)]; num_frames is the control clip's length"
+)
+
+
+class _Reference(Memory):
+    """The control video's tokens ride along with the video's: at downscale N, 1/N^2 as many more."""
+
+    def latent_frames(self, cfg: RunConfig, frames: int) -> int:
+        own = super().latent_frames(cfg, frames)
+        factor = cfg.sampling.get("reference_downscale_factor") or 1
+        return own + -(-own // factor**2)
+
+
+class LTX2Control(LTX2):
+    name = "ltx2-ic"
+    title = "LTX-2 control"
+    modes: ClassVar[dict[str, Mode]] = {
+        "control": Mode(
+            PIPELINE,
+            REPO,
+            _CALL,
+            # Control maps as given unless a preset or --preprocess says how to make them.
+            defaults={"inputs": {"preprocess": "none"}},
+            # The control frames, wrapped in an LTX2ReferenceCondition by `call`.
+            media={"control": "reference_conditions"},
+            audio=True,
+        ),
+    }
+    # LTX-2.3's reference settings (diffusers' LTX2InContextPipeline example): 768x512 at 24 fps,
+    # 30 steps, guidance 3 with the pipeline's multimodal guidance defaults.
+    reference = settings(size=(512, 768), steps=30, guidance=3.0, fps=24)
+    options: ClassVar[tuple[Option, ...]] = _OPTIONS
+    takes = Takes(
+        model=frozenset({"loras"}),
+        optimizations=frozenset({"offload", "vae_tiling", "fp8_storage", "attention_backend", "quantize", "cache"}),
+        caches=frozenset({"taylorseer", "pab"}),
+    )
+    hints: ClassVar[dict[str, str]] = {
+        **LTX2.hints,
+        "sampling.num_frames": "the --control video sets the length (its first 8k+1 frames)",
+        "inputs.conditions": "LTX-2 control in vidgen takes the control video, not keyframes yet",
+        "sampling.latent_upsampler": "LTX-2 control runs one stage; two-stage IC-LoRA runs are not built yet",
+    }
+    # The control clip is cut to the 8k+1 frames the VAE encodes (9 at least).
+    grid = Grid(frames=8, size=32, shortest=9)
+    memory = _Reference(LTX2.memory.footprint)
+    previewing = Previewing(refused="LTX-2 control's packed latents carry the control video's tokens; no preview yet")
+
+    def pipeline_name(self, cfg: RunConfig) -> str:
+        return PIPELINE
+
+    def check(self, cfg: RunConfig) -> None:
+        super(LTX2, self).check(cfg)
+        check_schedule(cfg, "sigmas", "--sigma")
+        check_pab(cfg)
+        check_preview(cfg)
+        if not cfg.sampling.get("ic_lora"):
+            raise ConfigError(
+                "LTX-2 control needs an IC-LoRA: add --ic-lora REPO:WEIGHT_FILE (or a file, folder or tiny:NAME), "
+                "or use a preset such as ltx2.3-ic-union-canny."
+            )
+        factor = cfg.sampling.get("reference_downscale_factor") or 1
+        for flag, value in (("--height", cfg.sampling.height), ("--width", cfg.sampling.width)):
+            if value is not None and factor > 1 and value % (32 * factor):
+                raise ConfigError(
+                    f"{flag} {value} does not fit --reference-downscale {factor}: the control video is read at 1/{factor} "
+                    f"of the size, which must stay a multiple of 32; use multiples of {32 * factor}."
+                )
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        kwargs = {
+            **prompt_kwargs(cfg),
+            **sampling_kwargs(cfg.sampling, self.modes[cfg.mode].sampling),
+            **option_kwargs(self, cfg),
+        }
+        if kwargs.get("sigmas") is not None:
+            kwargs.pop("num_inference_steps", None)
+        if frames is not None:
+            kwargs["num_frames"] = frames
+        kwargs["frame_rate"] = float(cfg.output.fps or 24)
+        kwargs["output_type"] = "np"
+        return kwargs
+
+    def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
+        sigmas = call_kwargs.get("sigmas")
+        return len(sigmas) if sigmas else int(call_kwargs.get("num_inference_steps", 0))
+
+    def setup(self, pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
+        return load_ic_lora(pipe, cfg, models)
+
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"run": _RUN_NOTE}
+
+    def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+        from diffusers.pipelines.ltx2.pipeline_ltx2_ic_lora import LTX2ReferenceCondition
+
+        strength = cfg.sampling.get("reference_strength")
+        frames = media["reference_conditions"]
+        media = {**media, "reference_conditions": [LTX2ReferenceCondition(frames, 1.0 if strength is None else strength)]}
+        output = pipe(**call_kwargs, **media, **extra)
+        return Generated(output.frames[0], audio_of(pipe, output))
+
+
+def load_ic_lora(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
+    """Load the IC-LoRA once, under the adapter name diffusers' example uses, and switch it on."""
+    from vidgen.config.schema import LoraConfig
+    from vidgen.models.tiny import PREFIX
+
+    source = cfg.sampling.get("ic_lora")
+    scale = cfg.sampling.get("ic_lora_scale")
+    scale = 1.0 if scale is None else float(scale)
+    if source.startswith(PREFIX):
+        # A tiny IC-LoRA is built into the tiny-model cache like a tiny pipeline, then loaded from there.
+        at, _ = models.locate(source, "IC-LoRA")
+        extra = {"weight_name": TINY_WEIGHT}
+    else:
+        name, colon, weight = source.partition(":")
+        if colon and Path(source).exists():
+            name, weight = source, ""
+        at, extra = models.lora(LoraConfig(source=name, weight_name=weight or None))
+    pipe.load_lora_weights(at, adapter_name=ADAPTER, use_safetensors=models.safetensors(), **extra)
+    pipe.set_adapters(ADAPTER, scale)
+    return [
+        {"method": "load_lora_weights", "kwargs": {"pretrained_model_name_or_path_or_dict": at, "adapter_name": ADAPTER, **extra}},
+        {"method": "set_adapters", "kwargs": {"adapter_names": ADAPTER, "adapter_weights": scale}},
+    ]  # fmt: skip
+
+
+# -- tiny random-weight recipe: the tiny LTX-2 pipeline and a random IC-LoRA for its transformer ---
+
+TINY_WEIGHT = "tiny_ic_lora.safetensors"
+
+
+class TinyLora:
+    """Random LoRA weights on the tiny LTX-2 transformer's attention, saved as diffusers saves a
+    real LoRA (plus a config.json that marks the folder complete in the tiny-model cache)."""
+
+    def __init__(self, layers: dict[str, Any]) -> None:
+        self.layers = layers
+
+    def save_pretrained(self, folder: str | Path, safe_serialization: bool = True) -> None:
+        from diffusers import LTX2InContextPipeline
+
+        LTX2InContextPipeline.save_lora_weights(
+            str(folder), transformer_lora_layers=self.layers, weight_name=TINY_WEIGHT, safe_serialization=True
+        )
+        Path(folder, "config.json").write_text(json.dumps({"kind": "LoRA", "weight_name": TINY_WEIGHT}) + "\n")
+
+
+def tiny_ic() -> Any:
+    from diffusers import LTX2InContextPipeline
+
+    return LTX2InContextPipeline(**tiny_components())
+
+
+def tiny_ic_lora() -> TinyLora:
+    import torch
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    transformer = tiny_components()["transformer"]
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    # PEFT starts lora_B at zero (a LoRA that changes nothing); random B makes it matter.
+    with torch.no_grad():
+        for name, parameter in transformer.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    return TinyLora(get_peft_model_state_dict(transformer))
+
+
+LTX2Control.tiny = {"ltx2-ic": tiny_ic, "ltx2-ic-lora": tiny_ic_lora}
+
+FAMILIES = (LTX2Control,)
