@@ -22,6 +22,7 @@ from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
     Generated,
     Grid,
+    Loading,
     Memory,
     Mode,
     ModelAccess,
@@ -64,18 +65,18 @@ IC_LORA = Option(
     "ic_lora",
     "--ic-lora",
     str,
-    "LTX-2 control: the IC-LoRA that reads the control video (REPO:WEIGHT_FILE, folder, .safetensors file or tiny:NAME).",
+    "LTX-2 IC-LoRA: the IC-LoRA that reads the control video (REPO:WEIGHT_FILE, folder, .safetensors file or tiny:NAME).",
     setup=True,
 )
 IC_LORA_SCALE = Option(
-    "ic_lora_scale", "--ic-lora-scale", float, "LTX-2 control: the IC-LoRA's weight (1: as trained).", ge=0, le=2,
+    "ic_lora_scale", "--ic-lora-scale", float, "LTX-2 IC-LoRA: the IC-LoRA's weight (1: as trained).", ge=0, le=2,
     setup=True,
 )  # fmt: skip
 REFERENCE_STRENGTH = Option(
     "reference_strength",
     "--reference-strength",
     float,
-    "LTX-2 control: how clean the control video's tokens look to the model (1: fully, 0: as noisy as the video).",
+    "LTX-2 IC-LoRA: how clean the control video's tokens look to the model (1: fully, 0: as noisy as the video).",
     ge=0,
     le=1,
     call=False,
@@ -84,7 +85,7 @@ REFERENCE_DOWNSCALE = Option(
     "reference_downscale_factor",
     "--reference-downscale",
     int,
-    "LTX-2 control: the control video is read at 1/N of the size, as the IC-LoRA was trained ('ref0.5' files: 2).",
+    "LTX-2 IC-LoRA: the control video is read at 1/N of the size, as the IC-LoRA was trained ('ref0.5' files: 2).",
     ge=1,
     le=8,
 )
@@ -92,7 +93,7 @@ ATTENTION_STRENGTH = Option(
     "conditioning_attention_strength",
     "--conditioning-attention",
     float,
-    "LTX-2 control: how strongly the video and the control tokens attend to each other (1: fully, 0: not at all).",
+    "LTX-2 IC-LoRA: how strongly the video and the control tokens attend to each other (1: fully, 0: not at all).",
     ge=0,
     le=1,
 )
@@ -135,7 +136,7 @@ class _Reference(Memory):
 
 class LTX2Control(LTX2):
     name = "ltx2-ic"
-    title = "LTX-2 control"
+    title = "LTX-2 IC-LoRA"
     modes: ClassVar[dict[str, Mode]] = {
         "control": Mode(
             PIPELINE,
@@ -160,13 +161,15 @@ class LTX2Control(LTX2):
     hints: ClassVar[dict[str, str]] = {
         **LTX2.hints,
         "sampling.num_frames": "the --control video sets the length (its first 8k+1 frames)",
-        "inputs.conditions": "LTX-2 control in vidgen takes the control video, not keyframes yet",
-        "sampling.latent_upsampler": "LTX-2 control runs one stage; two-stage IC-LoRA runs are not built yet",
+        "inputs.conditions": "LTX-2 IC-LoRA control in vidgen takes the control video, not keyframes yet",
+        "sampling.latent_upsampler": "LTX-2 IC-LoRA control runs one stage; two-stage IC-LoRA runs are not built yet",
     }
     # The control clip is cut to the 8k+1 frames the VAE encodes (9 at least).
     grid = Grid(frames=8, size=32, shortest=9)
+    # No --transformer FILE: single-file loading is tested on LTX-2's own pipelines only.
+    loading = Loading(cuda_dtype="bf16")
     memory = _Reference(LTX2.memory.footprint)
-    previewing = Previewing(refused="LTX-2 control's packed latents carry the control video's tokens; no preview yet")
+    previewing = Previewing(refused="LTX-2 IC-LoRA control's packed latents carry the control video's tokens; no preview yet")
 
     def pipeline_name(self, cfg: RunConfig) -> str:
         return PIPELINE
@@ -178,7 +181,7 @@ class LTX2Control(LTX2):
         check_preview(cfg)
         if not cfg.sampling.get("ic_lora"):
             raise ConfigError(
-                "LTX-2 control needs an IC-LoRA: add --ic-lora REPO:WEIGHT_FILE (or a file, folder or tiny:NAME), "
+                "LTX-2 IC-LoRA control needs an IC-LoRA: add --ic-lora REPO:WEIGHT_FILE (or a file, folder or tiny:NAME), "
                 "or use a preset such as ltx2.3-ic-union-canny."
             )
         factor = cfg.sampling.get("reference_downscale_factor") or 1
