@@ -234,6 +234,10 @@ class Generated:
 
     frames: Any
     audio: Audio | None = None
+    # HDR families (Mode.hdr): the linear frames (scene light, Rec.709 primaries, 1.0 = the SDR
+    # white, values above it kept), which the output layer writes as HDR10; `frames` is then
+    # their SDR rendering (clipped, sRGB) for previews, posters and the last frame.
+    hdr: Any = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,8 @@ class Mode:
     loads_from: frozenset[str] = frozenset()
     # Whether the pipeline makes sound with the video (`call` returns Generated with its Audio).
     audio: bool = False
+    # Whether it makes HDR video (`call` returns Generated with `hdr`): written as HDR10 mp4 only.
+    hdr: bool = False
     # Set when the pipeline draws some noise from torch's global RNG instead of `generator`;
     # vidgen then also seeds the global RNG (restoring it afterwards) so seeds reproduce.
     seeds_global_rng: bool = False

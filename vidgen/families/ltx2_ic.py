@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import (
+    Decoding,
+    Enhancing,
     Generated,
     Grid,
     Loading,
@@ -251,6 +253,79 @@ def load_ic_lora(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[st
     ]  # fmt: skip
 
 
+# -- LTX-2 HDR (LTX2HDRPipeline with the HDR IC-LoRA): an SDR clip made HDR ------------------------
+
+HDR_REPO = "diffusers/LTX-2.3-Distilled-Diffusers"
+HDR_PIPELINE = "LTX2HDRPipeline"
+# diffusers.pipelines.ltx2.utils.DISTILLED_SIGMA_VALUES: the distilled model's eight steps.
+DISTILLED_SIGMAS = [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875]
+_HDR_OPTIONS = (IC_LORA, IC_LORA_SCALE, REFERENCE_STRENGTH, REFERENCE_DOWNSCALE, SIGMAS, NOISE_SCALE)
+_HDR_CALL = frozenset({"guidance_scale", "height", "width", "max_sequence_length"})
+_HDR_NOTE = (
+    "LTX2HDRPipeline gets reference_conditions=[LTX2HDRReferenceCondition(frames=the input clip's frames, "
+    "strength=sampling.reference_strength or 1.0)] and returns linear HDR frames (output_type='pt'), written "
+    "as HDR10 (output.hdr; raw_sha256 hashes the float32 frames); the SDR poster and previews clip them at 1 "
+    "and apply the sRGB curve, as diffusers' encode_hdr_tensor_to_mp4 does"
+)
+
+
+def sdr(linear: Any) -> Any:
+    """Linear HDR frames as SDR: clipped at the reference white, then the sRGB curve (diffusers'
+    encode_hdr_tensor_to_mp4 with its default tone map)."""
+    import numpy as np
+
+    x = np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+
+
+class LTX2HDR(LTX2Control):
+    name = "ltx2-hdr"
+    title = "LTX-2 HDR"
+    modes: ClassVar[dict[str, Mode]] = {
+        "v2v": Mode(
+            HDR_PIPELINE,
+            HDR_REPO,
+            _HDR_CALL,
+            media={"video": "reference_conditions"},
+            hdr=True,
+        ),
+    }
+    # The LTX2HDRPipeline example: 768x512 at 24 fps, the distilled schedule, guidance 1.
+    reference = settings(size=(512, 768), guidance=1.0, fps=24, sigmas=DISTILLED_SIGMAS)
+    options: ClassVar[tuple[Option, ...]] = _HDR_OPTIONS
+    enhancing = Enhancing()
+    hints: ClassVar[dict[str, str]] = {
+        **LTX2Control.hints,
+        "sampling.num_frames": "the input clip sets the length (its first 8k+1 frames)",
+        "sampling.num_inference_steps": "LTX-2 HDR runs the distilled schedule: one step per --sigma",
+        "sampling.strength": "LTX-2 HDR keeps the clip whole; --reference-strength sets how closely",
+    }
+    decoding = Decoding(latents=None)
+    previewing = Previewing(refused="LTX-2 HDR's packed latents carry the input clip's tokens; no preview yet")
+
+    def pipeline_name(self, cfg: RunConfig) -> str:
+        return HDR_PIPELINE
+
+    def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"run": _HDR_NOTE}
+
+    def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
+        kwargs = super().call_kwargs(cfg, seed, frames)
+        kwargs.setdefault("sigmas", list(DISTILLED_SIGMAS))
+        kwargs["output_type"] = "pt"
+        return kwargs
+
+    def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
+        from diffusers.pipelines.ltx2.pipeline_ltx2_hdr_lora import LTX2HDRReferenceCondition
+
+        strength = cfg.sampling.get("reference_strength")
+        frames = media["reference_conditions"]
+        reference = LTX2HDRReferenceCondition(frames, 1.0 if strength is None else strength)
+        output = pipe(**call_kwargs, **{**media, "reference_conditions": [reference]}, **extra)
+        linear = output.frames[0].float().cpu().numpy()
+        return Generated(sdr(linear), hdr=linear)
+
+
 # -- tiny random-weight recipe: the tiny LTX-2 pipeline and a random IC-LoRA for its transformer ---
 
 TINY_WEIGHT = "tiny_ic_lora.safetensors"
@@ -292,6 +367,13 @@ def tiny_ic_lora() -> TinyLora:
     return TinyLora(get_peft_model_state_dict(transformer))
 
 
-LTX2Control.tiny = {"ltx2-ic": tiny_ic, "ltx2-ic-lora": tiny_ic_lora}
+def tiny_hdr() -> Any:
+    from diffusers import LTX2HDRPipeline
 
-FAMILIES = (LTX2Control,)
+    return LTX2HDRPipeline(**tiny_components())
+
+
+LTX2Control.tiny = {"ltx2-ic": tiny_ic, "ltx2-ic-lora": tiny_ic_lora}
+LTX2HDR.tiny = {"ltx2-hdr": tiny_hdr}
+
+FAMILIES = (LTX2Control, LTX2HDR)

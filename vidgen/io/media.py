@@ -361,6 +361,63 @@ def _encode_args(fmt: str, codec: str | None, crf: int | None, width: int, heigh
     return args
 
 
+# HDR10, as HDR displays, players and grading tools read it: 10-bit H.265 in BT.2020 primaries with
+# the PQ transfer (SMPTE ST 2084), limited range, the colour tags in the container and the stream.
+_HDR10 = [
+    "-vf",
+    "scale=out_color_matrix=bt2020:out_range=tv,format=yuv420p10le",
+    "-c:v",
+    "libx265",
+    "-x265-params",
+    "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:range=limited:hdr10=1:repeat-headers=1",
+    "-color_primaries",
+    "bt2020",
+    "-color_trc",
+    "smpte2084",
+    "-colorspace",
+    "bt2020nc",
+    "-color_range",
+    "tv",
+    "-tag:v",
+    "hvc1",
+]
+# Where the HDR family's linear 1.0 (the SDR white of its reference clip) lands: BT.2408's HDR
+# reference white, 203 cd/m2; brighter light keeps going up to PQ's 10000.
+HDR_REFERENCE_WHITE = 203.0
+HDR10_RECORD = {
+    "transfer": "smpte2084 (PQ)",
+    "primaries": "bt2020",
+    "matrix": "bt2020nc",
+    "bit_depth": 10,
+    "reference_white_nits": HDR_REFERENCE_WHITE,
+    "from": "linear Rec.709 light, 1.0 = reference white",
+}
+# Linear Rec.709 -> linear Rec.2020 (ITU-R BT.2087).
+_BT709_TO_BT2020 = (
+    (0.627404, 0.329283, 0.043313),
+    (0.069097, 0.919540, 0.011362),
+    (0.016391, 0.088013, 0.895595),
+)
+
+
+def pq(nits: Any) -> Any:
+    """SMPTE ST 2084's inverse EOTF: light in cd/m2 -> PQ signal in [0, 1]."""
+    import numpy as np
+
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    y = np.clip(np.asarray(nits, dtype=np.float64) / 10000.0, 0.0, 1.0) ** m1
+    return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+
+
+def hdr10(linear: Any) -> Any:
+    """Linear Rec.709 frames (1.0 = reference white) -> 16-bit PQ Rec.2020 RGB for the encoder."""
+    import numpy as np
+
+    rgb = np.clip(np.asarray(linear, dtype=np.float64), 0.0, None) @ np.asarray(_BT709_TO_BT2020).T
+    return (pq(rgb * HDR_REFERENCE_WHITE) * 65535.0).round().astype("<u2")
+
+
 def audio_record(audio: Any) -> dict[str, Any]:
     """What the sidecar says about raw sound (families.base.Audio) before encoding: its rate,
     channels, length and the sha256 of its float32 little-endian (channels, samples) bytes, which
@@ -418,10 +475,12 @@ def write(
     overwrite: bool,
     on_frame: Callable[[int, int], None] | None = None,
     audio: Any = None,
+    hdr: Any = None,
 ) -> dict[str, Any]:
     """Write uint8 frames (F, H, W, 3) to `target` atomically, with `audio` (families.base.Audio)
     muxed in where given; returns the `output` sidecar block. `on_frame(done, total)` hears each
-    frame written."""
+    frame written. With `hdr` (linear float frames of an HDR family, mp4 only) the file holds
+    those as HDR10 and `frames` (their SDR rendering) only make the poster."""
     count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
     is_dir = fmt == "png"
     if audio is not None and fmt not in AUDIO_CODECS:
@@ -447,7 +506,11 @@ def write(
                 # Inside the folder, so the frames and their sound are published together.
                 _write_wav(raw, audio, temp / AUDIO_FILE)
         else:
-            _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta, on_frame, (raw, audio) if raw else None)
+            sound = (raw, audio) if raw else None
+            if hdr is not None:
+                _run_ffmpeg(hdr10(hdr), temp, target, fmt, fps, codec, crf, meta, on_frame, sound, _HDR10)
+            else:
+                _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta, on_frame, sound)
         # Hashed before publishing: once in place, the name may belong to an --overwrite writer.
         digest = sha256(temp)
         size = None if is_dir else temp.stat().st_size
@@ -476,6 +539,15 @@ def write(
     }
     if padded:
         block["padded_from"] = [width, height]
+    if hdr is not None:
+        block["codec"] = "h265"
+        # The linear frames as the family made them (float32, little-endian, frames x height x
+        # width x 3), hashed: what plain diffusers' output is checked against.
+        import numpy as np
+
+        linear = np.ascontiguousarray(hdr, dtype="<f4")
+        block["hdr"] = {**HDR10_RECORD, "peak": round(float(linear.max()), 4) if linear.size else 0.0,
+                        "raw_sha256": hashlib.sha256(linear.tobytes()).hexdigest()}  # fmt: skip
     if audio is not None:
         block["audio"] = {"codec": AUDIO_CODECS[fmt][0], **audio_record(audio)}
         if is_dir:
@@ -546,9 +618,12 @@ def _run_ffmpeg(
     meta: Path | None,
     on_frame: Callable[[int, int], None] | None = None,
     sound: tuple[Path, Any] | None = None,
+    hdr: list[str] | None = None,
 ) -> None:
+    """Encode `frames` (uint8 RGB; with `hdr`, the encoder arguments for uint16 HDR10 frames)."""
     height, width = int(frames.shape[1]), int(frames.shape[2])
-    command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    pix_fmt = "rgb24" if hdr is None else "rgb48le"
+    command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", pix_fmt]
     command += ["-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
     maps = ["-map", "0:v"]
     if sound is not None:
@@ -557,7 +632,11 @@ def _run_ffmpeg(
     if meta is not None:
         command += ["-f", "ffmetadata", "-i", str(meta), "-map_metadata", str(1 + (sound is not None))]
     command += maps if sound is not None or meta is not None else []
-    command += _encode_args(fmt, codec, crf, width, height)
+    if hdr is None:
+        command += _encode_args(fmt, codec, crf, width, height)
+    else:
+        pad = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2,"] if width % 2 or height % 2 else ["-vf", ""]
+        command += [pad[0], pad[1] + hdr[1], *hdr[2:], "-crf", str(crf), "-movflags", "+faststart", "-f", "mp4"]
     if sound is not None:
         command += AUDIO_CODECS[fmt][1]
     returncode, stderr = _feed(command + [str(temp)], frames, on_frame)

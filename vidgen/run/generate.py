@@ -91,6 +91,9 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
     fmt = outputs.output_format(cfg)
     codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
     _check_audio_format(family, cfg, fmt)
+    _check_hdr(family, cfg, fmt)
+    if family.modes[cfg.mode].hdr:
+        codec, crf = media.encoding(fmt, "h265", cfg.output.crf)
     drawn = cfg.sampling.seed is None
     base = secrets.randbelow(2**32) if drawn else cfg.sampling.seed
     seeds = [base + index for index in range(cfg.sampling.num_videos)]
@@ -189,6 +192,19 @@ def _check_audio_format(family: Any, cfg: Any, fmt: str) -> None:
             f"{family.title} makes sound and {fmt} has no audio track; use --format mp4, webm or png "
             "(png writes audio.wav in the frame folder), or add --no-audio."
         )
+
+
+def _check_hdr(family: Any, cfg: Any, fmt: str) -> None:
+    """HDR families write HDR10 (10-bit HEVC, BT.2020, PQ) in mp4: the one format here that keeps
+    light above SDR white and that players and grading tools read as HDR."""
+    if not family.modes[cfg.mode].hdr:
+        return
+    if fmt != "mp4":
+        raise ConfigError(f"{family.title} writes HDR10 video, which only mp4 holds here; use --format mp4.")
+    if cfg.output.codec not in (None, "h265"):
+        raise ConfigError(f"{family.title} writes HDR10 as 10-bit H.265; drop --codec {cfg.output.codec}.")
+    if cfg.output.finish:
+        raise ConfigError(f"{family.title}'s HDR frames cannot go through --interpolate or --upscale yet; drop them.")
 
 
 def _check_free(item: Planned, cfg: Any) -> None:
@@ -562,7 +578,8 @@ def _write(
         if plan.finish:
             clip = _finish(plan, item, record, finish.Clip(media.to_uint8(frames), fps, audio), [], progress)
             frames, fps, audio = clip.frames, _fps(clip.fps), clip.audio
-        _encode(record, frames, item.path, plan.fmt, fps, plan.codec, plan.crf, overwrite, progress, audio)
+        _encode(record, frames, item.path, plan.fmt, fps, plan.codec, plan.crf, overwrite, progress, audio,
+                result.hdr)  # fmt: skip
     except WriteError as exc:
         raise WriteError(_keep_generation(plan, item, session.resolved, result, exc)) from None
     _record_preview(record, outcome.preview)
@@ -751,9 +768,11 @@ def _encode(
     overwrite: bool,
     progress: Progress,
     audio: Any = None,
+    hdr: Any = None,
 ) -> None:
     """Write the video (with the compact sidecar in its metadata, and the family's sound where it
-    made one) and record it and its time."""
+    made one) and record it and its time. An HDR family's linear `hdr` frames are written as HDR10;
+    `frames`, their SDR rendering, make the poster, preview and last frame."""
     start = time.perf_counter()
     progress.phase("encode")
     record["output"] = media.write(
@@ -767,6 +786,7 @@ def _encode(
         overwrite=overwrite,
         on_frame=progress.frames,
         audio=audio,
+        hdr=hdr,
     )
     record["timings"]["encode"] = round(time.perf_counter() - start, 4)
     if record["config"]["output"].get("preview"):
