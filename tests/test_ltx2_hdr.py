@@ -72,7 +72,9 @@ def test_hdr10_file_and_linear_frames_equal_plain_diffusers(tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
     data = printed_sidecar(result)
     pipeline, output = data["pipeline"], data["output"]
-    assert pipeline["class"] == "LTX2HDRPipeline" and pipeline["media_kwargs"] == {"reference_conditions": "inputs.video"}
+    assert pipeline["class"] == "LTX2HDRPipeline" and pipeline["media_kwargs"] == {
+        "reference_conditions": "inputs.video"
+    }
     call = pipeline["call_kwargs"]
     assert call["output_type"] == "pt" and call["num_frames"] == 9 and call["guidance_scale"] == 1.0
     assert [step["method"] for step in pipeline["setup"]] == ["load_lora_weights", "set_adapters"]
@@ -85,6 +87,7 @@ def test_hdr10_file_and_linear_frames_equal_plain_diffusers(tmp_path: Path) -> N
     frames = sidecar_media(data)["reference_conditions"]
     theirs = _plain(data, frames)
     assert _sha(theirs) == output["hdr"]["raw_sha256"] and theirs.max() > 1  # light above SDR white
+
     # ... and the file holds them: decoded, each 2x2 block (the 4:2:0 chroma grid; the tiny model's
     # output is noise down to the pixel) is within a few code values of their HDR10 encoding, far
     # nearer than another seed's.

@@ -67,13 +67,18 @@ IC_LORA = Option(
     "ic_lora",
     "--ic-lora",
     str,
-    "LTX-2 IC-LoRA: the IC-LoRA that reads the control video (REPO:WEIGHT_FILE, folder, .safetensors file or tiny:NAME).",
+    "LTX-2 IC-LoRA: the IC-LoRA that reads the control video (REPO:WEIGHT_FILE, folder, .safetensors or tiny:NAME).",
     setup=True,
 )
 IC_LORA_SCALE = Option(
-    "ic_lora_scale", "--ic-lora-scale", float, "LTX-2 IC-LoRA: the IC-LoRA's weight (1: as trained).", ge=0, le=2,
+    "ic_lora_scale",
+    "--ic-lora-scale",
+    float,
+    "LTX-2 IC-LoRA: the IC-LoRA's weight (1: as trained).",
+    ge=0,
+    le=2,
     setup=True,
-)  # fmt: skip
+)
 REFERENCE_STRENGTH = Option(
     "reference_strength",
     "--reference-strength",
@@ -171,7 +176,9 @@ class LTX2Control(LTX2):
     # No --transformer FILE: single-file loading is tested on LTX-2's own pipelines only.
     loading = Loading(cuda_dtype="bf16")
     memory = _Reference(LTX2.memory.footprint)
-    previewing = Previewing(refused="LTX-2 IC-LoRA control's packed latents carry the control video's tokens; no preview yet")
+    previewing = Previewing(
+        refused="LTX-2 IC-LoRA control's packed latents carry the control video's tokens; no preview yet"
+    )
 
     def pipeline_name(self, cfg: RunConfig) -> str:
         return PIPELINE
@@ -183,15 +190,15 @@ class LTX2Control(LTX2):
         check_preview(cfg)
         if not cfg.sampling.get("ic_lora"):
             raise ConfigError(
-                "LTX-2 IC-LoRA control needs an IC-LoRA: add --ic-lora REPO:WEIGHT_FILE (or a file, folder or tiny:NAME), "
+                f"{self.title} needs an IC-LoRA: add --ic-lora REPO:WEIGHT_FILE (or a file, folder or tiny:NAME), "
                 "or use a preset such as ltx2.3-ic-union-canny."
             )
         factor = cfg.sampling.get("reference_downscale_factor") or 1
         for flag, value in (("--height", cfg.sampling.height), ("--width", cfg.sampling.width)):
             if value is not None and factor > 1 and value % (32 * factor):
                 raise ConfigError(
-                    f"{flag} {value} does not fit --reference-downscale {factor}: the control video is read at 1/{factor} "
-                    f"of the size, which must stay a multiple of 32; use multiples of {32 * factor}."
+                    f"{flag} {value} does not fit --reference-downscale {factor}: the reference video is read at "
+                    f"1/{factor} of the size, which must stay a multiple of 32; use multiples of {32 * factor}."
                 )
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
@@ -223,7 +230,10 @@ class LTX2Control(LTX2):
 
         strength = cfg.sampling.get("reference_strength")
         frames = media["reference_conditions"]
-        media = {**media, "reference_conditions": [LTX2ReferenceCondition(frames, 1.0 if strength is None else strength)]}
+        media = {
+            **media,
+            "reference_conditions": [LTX2ReferenceCondition(frames, 1.0 if strength is None else strength)],
+        }
         output = pipe(**call_kwargs, **media, **extra)
         return Generated(output.frames[0], audio_of(pipe, output))
 
@@ -231,12 +241,11 @@ class LTX2Control(LTX2):
 def load_ic_lora(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
     """Load the IC-LoRA once, under the adapter name diffusers' example uses, and switch it on."""
     from vidgen.config.schema import LoraConfig
-    from vidgen.models.tiny import PREFIX
 
     source = cfg.sampling.get("ic_lora")
     scale = cfg.sampling.get("ic_lora_scale")
     scale = 1.0 if scale is None else float(scale)
-    if source.startswith(PREFIX):
+    if source.startswith("tiny:"):
         # A tiny IC-LoRA is built into the tiny-model cache like a tiny pipeline, then loaded from there.
         at, _ = models.locate(source, "IC-LoRA")
         extra = {"weight_name": TINY_WEIGHT}
@@ -247,10 +256,11 @@ def load_ic_lora(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[st
         at, extra = models.lora(LoraConfig(source=name, weight_name=weight or None))
     pipe.load_lora_weights(at, adapter_name=ADAPTER, use_safetensors=models.safetensors(), **extra)
     pipe.set_adapters(ADAPTER, scale)
+    loaded = {"pretrained_model_name_or_path_or_dict": at, "adapter_name": ADAPTER, **extra}
     return [
-        {"method": "load_lora_weights", "kwargs": {"pretrained_model_name_or_path_or_dict": at, "adapter_name": ADAPTER, **extra}},
+        {"method": "load_lora_weights", "kwargs": loaded},
         {"method": "set_adapters", "kwargs": {"adapter_names": ADAPTER, "adapter_weights": scale}},
-    ]  # fmt: skip
+    ]
 
 
 # -- LTX-2 HDR (LTX2HDRPipeline with the HDR IC-LoRA): an SDR clip made HDR ------------------------
