@@ -288,7 +288,10 @@ def sdr(linear: Any) -> Any:
     return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
 
 
-class LTX2HDR(LTX2Control):
+class LTX2HDR(LTX2):
+    """Shares LTX-2 IC-LoRA control's rules and loading (copied below rather than inherited:
+    family chains stay two deep)."""
+
     name = "ltx2-hdr"
     title = "LTX-2 HDR"
     modes: ClassVar[dict[str, Mode]] = {
@@ -310,6 +313,13 @@ class LTX2HDR(LTX2Control):
         "sampling.num_inference_steps": "LTX-2 HDR runs the distilled schedule: one step per --sigma",
         "sampling.strength": "LTX-2 HDR keeps the clip whole; --reference-strength sets how closely",
     }
+    takes = LTX2Control.takes
+    grid = LTX2Control.grid
+    loading = LTX2Control.loading
+    memory = LTX2Control.memory
+    check = LTX2Control.check
+    step_count = LTX2Control.step_count
+    setup = LTX2Control.setup
     decoding = Decoding(latents=None)
     previewing = Previewing(refused="LTX-2 HDR's packed latents carry the input clip's tokens; no preview yet")
 
@@ -320,7 +330,7 @@ class LTX2HDR(LTX2Control):
         return {"run": _HDR_NOTE}
 
     def call_kwargs(self, cfg: RunConfig, seed: int, frames: int | None = None) -> dict[str, Any]:
-        kwargs = super().call_kwargs(cfg, seed, frames)
+        kwargs = LTX2Control.call_kwargs(self, cfg, seed, frames)
         kwargs.setdefault("sigmas", list(DISTILLED_SIGMAS))
         kwargs["output_type"] = "pt"
         return kwargs

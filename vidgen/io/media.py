@@ -418,6 +418,17 @@ def hdr10(linear: Any) -> Any:
     return (pq(rgb * HDR_REFERENCE_WHITE) * 65535.0).round().astype("<u2")
 
 
+def hdr_record(hdr: Any) -> dict[str, Any]:
+    """The sidecar's `output.hdr`: how the file holds the light, its peak, and the hash of the
+    linear frames as the family made them (float32 little-endian, frames x height x width x 3),
+    which plain diffusers' output is checked against."""
+    import numpy as np
+
+    linear = np.ascontiguousarray(hdr, dtype="<f4")
+    peak = round(float(linear.max()), 4) if linear.size else 0.0
+    return {**HDR10_RECORD, "peak": peak, "raw_sha256": hashlib.sha256(linear.tobytes()).hexdigest()}
+
+
 def audio_record(audio: Any) -> dict[str, Any]:
     """What the sidecar says about raw sound (families.base.Audio) before encoding: its rate,
     channels, length and the sha256 of its float32 little-endian (channels, samples) bytes, which
@@ -491,26 +502,12 @@ def write(
         meta = _metadata_file(target, metadata) if metadata is not None and fmt in CODECS else None
         raw = _raw_audio_file(target, audio) if audio is not None else None
         if is_dir:
-            from PIL import Image, PngImagePlugin
-
-            # The first frame carries the provenance a video keeps in its container, so a folder
-            # left without its sidecar is still recognised as vidgen's (and whose) by a rerun.
-            info = PngImagePlugin.PngInfo()
-            if metadata is not None:
-                info.add_text(METADATA_KEY, metadata, zip=True)
-            for index, frame in enumerate(frames):
-                Image.fromarray(frame).save(temp / f"frame_{index:05d}.png", pnginfo=info if index == 0 else None)
-                if on_frame is not None:
-                    on_frame(index + 1, count)
-            if raw is not None:
-                # Inside the folder, so the frames and their sound are published together.
-                _write_wav(raw, audio, temp / AUDIO_FILE)
+            _write_png_folder(temp, frames, metadata, on_frame, raw, audio)
         else:
-            sound = (raw, audio) if raw else None
-            if hdr is not None:
-                _run_ffmpeg(hdr10(hdr), temp, target, fmt, fps, codec, crf, meta, on_frame, sound, _HDR10)
-            else:
-                _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta, on_frame, sound)
+            pixels, hdr_args = (frames, None) if hdr is None else (hdr10(hdr), _HDR10)
+            _run_ffmpeg(
+                pixels, temp, target, fmt, fps, codec, crf, meta, on_frame, (raw, audio) if raw else None, hdr_args
+            )
         # Hashed before publishing: once in place, the name may belong to an --overwrite writer.
         digest = sha256(temp)
         size = None if is_dir else temp.stat().st_size
@@ -540,14 +537,7 @@ def write(
     if padded:
         block["padded_from"] = [width, height]
     if hdr is not None:
-        block["codec"] = "h265"
-        # The linear frames as the family made them (float32, little-endian, frames x height x
-        # width x 3), hashed: what plain diffusers' output is checked against.
-        import numpy as np
-
-        linear = np.ascontiguousarray(hdr, dtype="<f4")
-        block["hdr"] = {**HDR10_RECORD, "peak": round(float(linear.max()), 4) if linear.size else 0.0,
-                        "raw_sha256": hashlib.sha256(linear.tobytes()).hexdigest()}  # fmt: skip
+        block.update(codec="h265", hdr=hdr_record(hdr))
     if audio is not None:
         block["audio"] = {"codec": AUDIO_CODECS[fmt][0], **audio_record(audio)}
         if is_dir:
@@ -555,6 +545,31 @@ def write(
     if count:
         block["poster"] = poster(frames[0])
     return block
+
+
+def _write_png_folder(
+    temp: Path,
+    frames: Any,
+    metadata: str | None,
+    on_frame: Callable[[int, int], None] | None,
+    raw: Path | None,
+    audio: Any,
+) -> None:
+    """The png format: one lossless file per frame in the (temporary) folder, and the sound's WAV."""
+    from PIL import Image, PngImagePlugin
+
+    # The first frame carries the provenance a video keeps in its container, so a folder
+    # left without its sidecar is still recognised as vidgen's (and whose) by a rerun.
+    info = PngImagePlugin.PngInfo()
+    if metadata is not None:
+        info.add_text(METADATA_KEY, metadata, zip=True)
+    for index, frame in enumerate(frames):
+        Image.fromarray(frame).save(temp / f"frame_{index:05d}.png", pnginfo=info if index == 0 else None)
+        if on_frame is not None:
+            on_frame(index + 1, len(frames))
+    if raw is not None:
+        # Inside the folder, so the frames and their sound are published together.
+        _write_wav(raw, audio, temp / AUDIO_FILE)
 
 
 def poster(frame: Any) -> str:

@@ -573,13 +573,12 @@ def _write(
     overwrite = cfg.output.overwrite or item.orphan
     try:
         # The family's sound goes into the same file unless --no-audio dropped it.
-        audio = result.audio if cfg.output.audio is not False else None
+        audio, hdr = (result.audio if cfg.output.audio is not False else None), result.hdr
         frames, fps = result.frames, plan.fps
         if plan.finish:
             clip = _finish(plan, item, record, finish.Clip(media.to_uint8(frames), fps, audio), [], progress)
             frames, fps, audio = clip.frames, _fps(clip.fps), clip.audio
-        _encode(record, frames, item.path, plan.fmt, fps, plan.codec, plan.crf, overwrite, progress, audio,
-                result.hdr)  # fmt: skip
+        _encode(record, frames, item.path, plan.fmt, fps, plan.codec, plan.crf, overwrite, progress, audio, hdr)
     except WriteError as exc:
         raise WriteError(_keep_generation(plan, item, session.resolved, result, exc)) from None
     _record_preview(record, outcome.preview)
