@@ -79,6 +79,8 @@ def test_hdr10_file_and_linear_frames_equal_plain_diffusers(tmp_path: Path) -> N
     assert call["output_type"] == "pt" and call["num_frames"] == 9 and call["guidance_scale"] == 1.0
     assert [step["method"] for step in pipeline["setup"]] == ["load_lora_weights", "set_adapters"]
     assert output["codec"] == "h265" and output["hdr"]["transfer"] == "smpte2084 (PQ)" and "audio" not in output
+    shown = cli("inspect", "hdr.mp4")
+    assert shown.exit_code == 0 and "HDR10: smpte2084 (PQ), bt2020, 10-bit, 1.0 at 203.0 nits" in shown.stdout
     # The file is HDR10: 10-bit HEVC tagged BT.2020 (9), PQ (16), BT.2020 non-constant (9).
     pixels, tags = _decoded(tmp_path / "hdr.mp4")
     assert tags == {"codec": "hevc", "pix_fmt": "yuv420p10le", "primaries": 9, "transfer": 16, "matrix": 9}
