@@ -158,3 +158,27 @@ def test_saved_latents_decode_to_the_same_frames_and_sound(tmp_path: Path) -> No
     assert np.abs(png_frames(again).astype(int) - ours.astype(int)).max() == 0
     sound = printed_sidecar(again)["output"]["audio"]["raw_sha256"]
     assert sound == printed_sidecar(made)["output"]["audio"]["raw_sha256"]
+
+
+def test_ic_lora_from_a_local_file(tmp_path: Path) -> None:
+    """--ic-lora FILE: a .safetensors file loads as the tiny one does (the same weights, the same frames)."""
+    import shutil
+
+    made = cli("control", "a dancer", *TINY, "--control", _clip("maps", 9), "--seed", "5", "--format", "png",
+               "--out", "tiny/")  # fmt: skip
+    folder = Path(printed_sidecar(made)["pipeline"]["setup"][0]["kwargs"]["pretrained_model_name_or_path_or_dict"])
+    shutil.copy(folder / "tiny_ic_lora.safetensors", "mine.safetensors")
+    result = cli("control", "a dancer", *TINY, "--control", "maps", "--seed", "5", "--ic-lora", "mine.safetensors",
+                 "--format", "png", "--out", "mine/")  # fmt: skip
+    setup = printed_sidecar(result)["pipeline"]["setup"][0]["kwargs"]
+    assert (
+        setup["weight_name"] == "mine.safetensors" and Path(setup["pretrained_model_name_or_path_or_dict"]) == tmp_path
+    )
+    assert np.array_equal(png_frames(result), png_frames(made))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("source", ["style.bin", "owner/repo:weights.ckpt"])
+def test_pickle_ic_lora_refused_before_loading(source: str, nothing_loads: None, tmp_path: Path) -> None:
+    one_line_error(cli("control", "a dancer", *TINY, "--control", _clip("maps", 9), "--ic-lora", source), 5,
+                   f"--ic-lora {source}", "--allow-pickle")  # fmt: skip

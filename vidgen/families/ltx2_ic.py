@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vidgen.config.schema import RunConfig
-from vidgen.core.errors import ConfigError
+from vidgen.core.errors import ConfigError, ModelError
 from vidgen.families.base import (
     Decoding,
     Enhancing,
@@ -193,6 +193,7 @@ class LTX2Control(LTX2):
                 f"{self.title} needs an IC-LoRA: add --ic-lora REPO:WEIGHT_FILE (or a file, folder or tiny:NAME), "
                 "or use a preset such as ltx2.3-ic-union-canny."
             )
+        check_ic_lora(cfg)
         factor = cfg.sampling.get("reference_downscale_factor") or 1
         for flag, value in (("--height", cfg.sampling.height), ("--width", cfg.sampling.width)):
             if value is not None and factor > 1 and value % (32 * factor):
@@ -238,6 +239,22 @@ class LTX2Control(LTX2):
         return Generated(output.frames[0], audio_of(pipe, output))
 
 
+# What --lora refuses without --allow-pickle (vidgen.models.components.PICKLE_SUFFIXES), checked
+# here before anything loads; the loader checks the file itself again when it locates it.
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+
+
+def check_ic_lora(cfg: RunConfig) -> None:
+    """An IC-LoRA in a pickle file (by its name) needs --allow-pickle, as --lora does: exit 5."""
+    source = cfg.sampling.get("ic_lora") or ""
+    name = source if Path(source).suffix.lower() in _PICKLE_SUFFIXES else source.rpartition(":")[2]
+    if Path(name).suffix.lower() in _PICKLE_SUFFIXES and not cfg.model.allow_pickle:
+        raise ModelError(
+            f"--ic-lora {source}: pickle weights, which can run code when loaded, are refused; use a .safetensors "
+            "file, or add --allow-pickle only if you trust where it came from."
+        )
+
+
 def load_ic_lora(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[str, Any]]:
     """Load the IC-LoRA once, under the adapter name diffusers' example uses, and switch it on."""
     from vidgen.config.schema import LoraConfig
@@ -254,6 +271,8 @@ def load_ic_lora(pipe: Any, cfg: RunConfig, models: ModelAccess) -> list[dict[st
         if colon and Path(source).exists():
             name, weight = source, ""
         at, extra = models.lora(LoraConfig(source=name, weight_name=weight or None))
+        if Path(at).is_dir():  # a local file's folder, recorded absolute so the sidecar works from anywhere
+            at = str(Path(at).resolve())
     pipe.load_lora_weights(at, adapter_name=ADAPTER, use_safetensors=models.safetensors(), **extra)
     pipe.set_adapters(ADAPTER, scale)
     loaded = {"pretrained_model_name_or_path_or_dict": at, "adapter_name": ADAPTER, **extra}
