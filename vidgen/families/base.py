@@ -657,6 +657,11 @@ class Family:
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
         check_grid(self.title, cfg, self.grid)
 
+    def check_runnable(self, cfg: RunConfig) -> None:
+        """What running needs beyond what planning does (packages and files a family uses beside
+        its pipeline, such as ConsisID's face models): checked after --dry-run has shown its plan,
+        before anything loads."""
+
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         """Rules that depend on the loaded model's own config; runs before denoising.
         `frames` is the input video's frame count in v2v."""

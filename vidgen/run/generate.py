@@ -414,6 +414,7 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
             "add --dry-run to see the plan, or drop --vram."
         )
     _check_writable(plan.items)
+    plan.family.check_runnable(cfg)
     for note in plan.inputs.notes:
         log.info(note)
     if plan.memory is not None and plan.memory.rung is not None:
