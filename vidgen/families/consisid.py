@@ -162,18 +162,20 @@ class ConsisID(CogVideoX):
         return pipe(**call_kwargs, **faces(pipe, cfg).media(media), **extra).frames[0]
 
     def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        # The call gets the face's embeddings beside the recorded arguments: a plain call repeats
+        # it with the same encoder's output.
         if is_tiny(cfg):
-            face = (
-                "id_cond and id_vit_hidden from inputs.image by vidgen's stand-in face encoder "
-                "(vidgen.families.consisid.StandInFaces, seed 0); image as read"
+            how = (
+                "id_cond and id_vit_hidden made from inputs.image by vidgen's stand-in face encoder "
+                "(vidgen.families.consisid.StandInFaces) and passed with it"
             )
         else:
-            face = (
-                "id_cond, id_vit_hidden and image from inputs.image by diffusers' "
-                "consisid_utils.process_face_embeddings_infer(is_align_face=True) with prepare_face_models("
-                f"{cfg.model.id}): image is the aligned face on white, as diffusers' example passes it"
+            how = (
+                "id_cond, id_vit_hidden and image made from inputs.image by diffusers' consisid_utils."
+                f"process_face_embeddings_infer(is_align_face=True) on prepare_face_models({cfg.model.id}) "
+                "and passed instead of it: image is the aligned face on white, as diffusers' example passes it"
             )
-        return {"face": face}
+        return {"run": how}
 
     tiny: ClassVar[dict[str, Any]] = {}
 
@@ -245,7 +247,8 @@ class DiffusersFaces:
 
         self.utils = consisid_utils
         self.device = pipe._execution_device
-        self.dtype = pipe.transformer.dtype
+        # The run's compute dtype (the transformer's may be its fp8 storage).
+        self.dtype = pipe.vae.dtype
         root = _face_root(cfg)
         try:
             self.models = consisid_utils.prepare_face_models(str(root), device=self.device, dtype=self.dtype)
