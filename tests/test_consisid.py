@@ -156,7 +156,8 @@ def test_a_model_folder_without_face_models_is_refused_before_loading(
     shutil.copytree(tiny.ensure("consisid"), tmp_path / "model")
     _packages_present(monkeypatch)
     result = cli("i2v", _face(), "a man", *RUN[:4], "--model", "model", "--allow-pickle", "--out", "a.mp4")
-    one_line_error(result, 5, "model has no face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt", "4 more", "face_encoder folder")
+    needles = ("model has no face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt", "4 more", "face_encoder folder")
+    one_line_error(result, 5, *needles)
     assert not Path("a.mp4").exists() and not Path("a.json").exists()
 
 

@@ -29,7 +29,6 @@ from vidgen.core.errors import ConfigError, InputError, ModelError
 from vidgen.families.base import (
     ONE_VIDEO_PER_CALL,
     SDPA_SLICING,
-    Family,
     Footprint,
     Grid,
     Loading,
@@ -38,9 +37,23 @@ from vidgen.families.base import (
     Takes,
     settings,
 )
-from vidgen.families.cogvideox import _T2V, _T5_XXL, CogVideoX
+from vidgen.families.cogvideox import CogVideoX
 
 REPO = "BestWishYsh/ConsisID-preview"
+# CogVideoX image-to-video's call arguments; the face's embeddings are passed beside them.
+_SAMPLING = frozenset(
+    {
+        "num_frames",
+        "num_inference_steps",
+        "guidance_scale",
+        "height",
+        "width",
+        "max_sequence_length",
+        "use_dynamic_cfg",
+        "eta",
+    }
+)
+_T5_XXL = 4.76e9  # the T5 v1.1 XXL encoder, as every CogVideoX
 # The face preprocessing's imports (module -> what to pip install): consisid_utils imports the
 # first three at import time and cv2 and torchvision inside its functions.
 FACE_PACKAGES = {
@@ -86,7 +99,7 @@ class ConsisID(CogVideoX):
     modes: ClassVar[dict[str, Mode]] = {
         # The photo is the image to start from; it is letterboxed rather than cropped so no part
         # of the face is cut off before detection (the pipeline starts from the aligned face).
-        "i2v": Mode("ConsisIDPipeline", REPO, _T2V, defaults={"inputs": {"resize": "pad"}}),
+        "i2v": Mode("ConsisIDPipeline", REPO, _SAMPLING, defaults={"inputs": {"resize": "pad"}}),
     }
     # The model card and diffusers' example: 720x480, 49 frames, 50 steps, guidance 6 without
     # dynamic CFG, written at 8 fps; CogVideoX's 226-token prompts.
