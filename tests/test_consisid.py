@@ -1,9 +1,13 @@
 """ConsisID: a face photo to video. The tiny model equals plain diffusers from its sidecar, given
-the face embeddings its stand-in encoder makes (diffusers' face models need weights that cannot
-be had offline: insightface's antelopev2, facexlib's detector and parser, EVA02-CLIP); another
-seed, prompt and face differ. Wrong runs are refused before loading with one line, nothing
-written: frame and size rules, the face preprocessing's packages, pickles and files for a real
-model, and a photo where diffusers' preprocessing finds no face."""
+the face embeddings its stand-in encoder makes; another seed, prompt and face differ. Wrong runs
+are refused before loading with one line, nothing written: frame and size rules, the face
+preprocessing's packages, pickles and files for a real model.
+
+diffusers' face preprocessing cannot run here: its packages (insightface, facexlib,
+consisid_eva_clip, a torchvision for this torch) cannot be installed, and its weights (antelopev2,
+RetinaFace, BiSeNet, EVA02-CLIP) cannot be had offline. So the real path's glue (which models are
+made from which folder, what goes in, what the pipeline gets, "no face found") runs on a stand-in
+for diffusers' consisid_utils whose signatures are checked against diffusers' source."""
 
 from __future__ import annotations
 
@@ -187,3 +191,110 @@ def test_the_face_files_are_the_ones_diffusers_reads() -> None:
     assert "EVA02_CLIP_L_336_psz14_s6B.pt" in text and "models/antelopev2/glintr100.onnx" in text
     assert '"retinaface_resnet50"' in text and 'model_name="bisenet"' in text
     assert set(consisid.FACE_PACKAGES) >= {"insightface", "facexlib", "consisid_eva_clip", "cv2", "torchvision"}
+
+
+# -- the real face path's glue, on a stand-in for diffusers' consisid_utils ------------------------
+
+
+def _utils_signatures() -> dict[str, list[str]]:
+    """The parameter names of diffusers' two face functions, read from its source: the module
+    cannot be imported here (it imports insightface, facexlib and consisid_eva_clip at the top)."""
+    import ast
+    import importlib.util
+
+    source = Path(importlib.util.find_spec("diffusers").origin).parent / "pipelines" / "consisid" / "consisid_utils.py"
+    tree = ast.parse(source.read_text())
+    wanted = ("prepare_face_models", "process_face_embeddings_infer")
+    return {node.name: [a.arg for a in node.args.args] for node in tree.body if getattr(node, "name", "") in wanted}
+
+
+def _stand_in_utils(calls: list) -> types.ModuleType:
+    """consisid_utils' two functions with diffusers' signatures: the models are placeholders, and
+    a face is "found" unless the photo is plain white (facexlib's own failure then)."""
+    import torch
+    from PIL import Image
+
+    def prepare_face_models(model_path, device, dtype):
+        calls.append(("prepare", model_path, str(device), dtype))
+        return ("helper_1", "helper_2", "clip", "main", (0.5,) * 3, (0.5,) * 3)
+
+    def process_face_embeddings_infer(
+        face_helper_1, clip_vision_model, face_helper_2, eva_transform_mean, eva_transform_std,
+        app, device, weight_dtype, img_file_path, is_align_face=True,
+    ):  # fmt: skip
+        calls.append(("process", face_helper_1, clip_vision_model, face_helper_2, app, is_align_face))
+        if (img_file_path == 255).all():
+            raise RuntimeError("facexlib align face fail")
+        level = float(img_file_path.mean()) / 255
+        id_cond = torch.full((1, 8), level, dtype=weight_dtype)
+        hidden = [torch.linspace(-level, level, 32, dtype=weight_dtype).reshape(1, 4, 8)]
+        return id_cond, hidden, Image.new("RGB", (12, 12), (255, 255, 255)), None
+
+    module = types.ModuleType("diffusers.pipelines.consisid.consisid_utils")
+    module.prepare_face_models = prepare_face_models
+    module.process_face_embeddings_infer = process_face_embeddings_infer
+    return module
+
+
+def _real_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, calls: list) -> str:
+    """A real-model run on the tiny weights: a model folder with (empty) face model files, the
+    face packages taken as installed and consisid_utils replaced by the stand-in above, because
+    neither the packages nor the face weights can be had here."""
+    import sys
+
+    import diffusers.pipelines.consisid as package
+
+    from vidgen.models import tiny
+
+    shutil.copytree(tiny.ensure("consisid"), tmp_path / "model")
+    for name in consisid.FACE_FILES:
+        (tmp_path / "model" / "face_encoder" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "model" / "face_encoder" / name).write_bytes(b"")
+    _packages_present(monkeypatch)
+    fake = _stand_in_utils(calls)
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setattr(package, "consisid_utils", fake, raising=False)
+    return str(tmp_path / "model")
+
+
+def test_the_stand_in_has_diffusers_signatures() -> None:
+    calls: list = []
+    fake = _stand_in_utils(calls)
+    import inspect
+
+    for name, params in _utils_signatures().items():
+        assert list(inspect.signature(getattr(fake, name)).parameters) == params
+
+
+def test_a_real_models_faces_go_through_diffusers_functions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import torch
+    from PIL import Image
+
+    calls: list = []
+    model = _real_folder(monkeypatch, tmp_path, calls)
+    result = cli("i2v", _face(), "a red fox", *RUN, "--model", model, "--allow-pickle", "--out", "frames/")
+    assert result.exit_code == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    data = sidecar(folder.with_name(folder.name + ".json"))
+    assert "process_face_embeddings_infer(is_align_face=True)" in data["pipeline"]["run"]
+    # The models were made once from the model's folder, and the photo went through them.
+    assert calls[0] == ("prepare", model, "cpu", torch.float32)
+    assert calls[1] == ("process", "helper_1", "clip", "helper_2", "main", True)
+    # The pipeline got the aligned face (the stand-in's white square) instead of the photo.
+    level = float(np.asarray(Image.open("face.png").convert("RGB")).mean()) / 255
+    media = {
+        "image": Image.new("RGB", (12, 12), (255, 255, 255)),
+        "id_cond": torch.full((1, 8), level),
+        "id_vit_hidden": [torch.linspace(-level, level, 32).reshape(1, 4, 8)],
+    }
+    assert_reproduces(_frames(folder), data, media)
+
+
+def test_a_photo_without_a_face_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from PIL import Image
+
+    model = _real_folder(monkeypatch, tmp_path, [])
+    Image.new("RGB", (16, 16), (255, 255, 255)).save("wall.png")
+    result = cli("i2v", "wall.png", "a man", *RUN[:4], "--model", model, "--allow-pickle", "--out", "a.mp4")
+    one_line_error(result, 4, "no face found in the image")
+    assert not Path("a.mp4").exists() and not Path("a.json").exists()

@@ -106,7 +106,8 @@ class ConsisID(CogVideoX):
     reference = settings(
         size=(480, 720), frames=49, steps=50, guidance=6.0, fps=8, max_sequence_length=226, use_dynamic_cfg=False
     )
-    # Checked on the tiny model (tests/test_consisid.py). The transformer has no cache hooks.
+    # VAE tiling and fp8 storage checked on the tiny model (tests/test_consisid.py); offloading as
+    # CogVideoX's (it needs CUDA). The transformer has no cache hooks.
     takes = Takes(optimizations=frozenset({"offload", "vae_tiling", "fp8_storage"}), caches=frozenset())
     hints: ClassVar[dict[str, str]] = {
         "optimization.attention_slicing": SDPA_SLICING,
@@ -119,7 +120,7 @@ class ConsisID(CogVideoX):
         "model.loras": "not checked on ConsisID yet",
     }
     # As CogVideoX-5B: trained in bf16. (CogVideoX's --text-encoder FILE is not checked here.)
-    loading = Loading(cuda_dtype="bf16", quantize_also=("text_encoder",))
+    loading = Loading(cuda_dtype="bf16")
     memory = Memory(
         Footprint(
             denoiser="transformer",
