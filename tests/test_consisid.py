@@ -290,7 +290,9 @@ def test_a_real_models_faces_go_through_diffusers_functions(monkeypatch: pytest.
     assert_reproduces(_frames(folder), data, media)
 
 
-def test_a_photo_without_a_face_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_photo_without_a_face_is_refused_before_loading(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, nothing_loads: None
+) -> None:
     from PIL import Image
 
     model = _real_folder(monkeypatch, tmp_path, [])

@@ -662,6 +662,14 @@ class Family:
         its pipeline, such as ConsisID's face models): checked after --dry-run has shown its plan,
         before anything loads."""
 
+    def prepare(self, cfg: RunConfig, media: dict[str, Any], device: str, dtype: str) -> dict[str, Any]:
+        """Pipeline arguments made from the prepared inputs (`media`, by input name) by models of
+        the family's own before the pipeline loads (ConsisID's face embeddings), on `device` in
+        `dtype` ("fp32", "bf16", ...); they join the call's media, replacing any of the same name.
+        Runs after `check_runnable`, so an input those models refuse (a photo without a face)
+        stops the run before any pipeline weights load."""
+        return {}
+
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         """Rules that depend on the loaded model's own config; runs before denoising.
         `frames` is the input video's frame count in v2v."""

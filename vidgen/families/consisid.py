@@ -11,7 +11,8 @@ alignment and face parsing, EVA02-CLIP-L; the pipeline then starts from the alig
 as diffusers' example passes it. Those models come from the model repo's face_encoder folder and
 need `pip install insightface onnxruntime facexlib consisid_eva_clip opencv-python-headless
 torchvision`; a run without them is refused before anything loads. Their weights are pickle files
-(.pt/.pth), so the run needs --allow-pickle. A photo where no face is found is refused in one line.
+(.pt/.pth), so the run needs --allow-pickle. They run before the pipeline loads: a photo where no
+face is found is refused in one line before the transformer loads.
 
 The tiny model (`tiny-consisid`) has no face models to run: a stand-in face encoder (a small
 random network, `StandInFaces`) turns the photo into embeddings of the tiny transformer's shapes,
@@ -166,14 +167,25 @@ class ConsisID(CogVideoX):
                     + f"; ConsisID's face models come from the face_encoder folder of {REPO}."
                 )
 
+    def prepare(self, cfg: RunConfig, media: dict[str, Any], device: str, dtype: str) -> dict[str, Any]:
+        # The real face models run before the pipeline loads, so a photo without a face stops the
+        # run before the 6B transformer loads. (The tiny model's stand-in runs with the pipeline:
+        # it takes its shapes from the tiny transformer.)
+        if is_tiny(cfg):
+            return {}
+        key = (str(cfg.model.id), cfg.model.revision, device, dtype)
+        if key not in self.face_models:
+            self.face_models.clear()  # one model's face models at a time
+            self.face_models[key] = DiffusersFaces(cfg, device, dtype)
+        return self.face_models[key].encode(media["image"])
+
     def latent_call(
         self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
     ) -> Any:
-        media = faces(pipe, cfg).media(media)
-        return pipe(**{**call_kwargs, "output_type": "latent"}, **media, **extra).frames
+        return pipe(**{**call_kwargs, "output_type": "latent"}, **stand_in(pipe, cfg, media), **extra).frames
 
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
-        return pipe(**call_kwargs, **faces(pipe, cfg).media(media), **extra).frames[0]
+        return pipe(**call_kwargs, **stand_in(pipe, cfg, media), **extra).frames[0]
 
     def record(self, cfg: RunConfig, call_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
         # The call gets the face's embeddings beside the recorded arguments: a plain call repeats
@@ -193,18 +205,24 @@ class ConsisID(CogVideoX):
 
     tiny: ClassVar[dict[str, Any]] = {}
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The face models of the last real model run, kept for the next video (a batch's).
+        self.face_models: dict[tuple[Any, ...], DiffusersFaces] = {}
+
 
 # -- the face encoders ---------------------------------------------------------------------------
 
 
-def faces(pipe: Any, cfg: RunConfig) -> Any:
-    """The run's face encoder, made once per loaded pipeline: the stand-in for the tiny model,
-    diffusers' face models for a real one."""
+def stand_in(pipe: Any, cfg: RunConfig, media: dict[str, Any]) -> dict[str, Any]:
+    """The call's media with the stand-in's embeddings for the tiny model (made once per loaded
+    pipeline); a real model's came from `ConsisID.prepare`."""
+    if not is_tiny(cfg):
+        return media
     encoder = getattr(pipe, "vidgen_faces", None)
     if encoder is None:
-        encoder = StandInFaces(pipe.transformer.config) if is_tiny(cfg) else DiffusersFaces(pipe, cfg)
-        pipe.vidgen_faces = encoder
-    return encoder
+        encoder = pipe.vidgen_faces = StandInFaces(pipe.transformer.config)
+    return encoder.media(media)
 
 
 class StandInFaces:
@@ -256,33 +274,35 @@ class DiffusersFaces:
     """diffusers' own face preprocessing (consisid_utils), on the models of the repo's
     face_encoder folder. Not run by vidgen's tests: the weights cannot be had offline."""
 
-    def __init__(self, pipe: Any, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, device: str, dtype: str) -> None:
+        import torch
         from diffusers.pipelines.consisid import consisid_utils
 
         self.utils = consisid_utils
-        self.device = pipe._execution_device
-        # The run's compute dtype (the transformer's may be its fp8 storage).
-        self.dtype = pipe.vae.dtype
+        self.device = torch.device(device)
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
         root = _face_root(cfg)
         try:
             self.models = consisid_utils.prepare_face_models(str(root), device=self.device, dtype=self.dtype)
         except FileNotFoundError as exc:
             raise ModelError(f"ConsisID's face models could not be read from {root}: {exc}") from None
 
-    def media(self, media: dict[str, Any]) -> dict[str, Any]:
+    def encode(self, image: Any) -> dict[str, Any]:
+        """The pipeline arguments for a PIL photo: the aligned face on white as `image`, its
+        `id_cond` and `id_vit_hidden`."""
         import numpy as np
 
         helper_1, helper_2, clip, main, mean, std = self.models
         try:
-            id_cond, hidden, image, _kps = self.utils.process_face_embeddings_infer(
+            id_cond, hidden, aligned, _kps = self.utils.process_face_embeddings_infer(
                 helper_1, clip, helper_2, mean, std, main, self.device, self.dtype,
-                np.asarray(media["image"].convert("RGB")), is_align_face=True,
+                np.asarray(image.convert("RGB")), is_align_face=True,
             )  # fmt: skip
         except RuntimeError as exc:
             refuse_no_face(exc)
             raise
         # The published transformer takes no keypoints (is_kps false), so they are not passed.
-        return {**media, "image": image, "id_cond": id_cond, "id_vit_hidden": hidden}
+        return {"image": aligned, "id_cond": id_cond, "id_vit_hidden": hidden}
 
 
 def _face_root(cfg: RunConfig) -> Path:

@@ -9,7 +9,7 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +276,8 @@ class _Session:
     fresh: bool
     enhanced: enhance.Enhanced | None = None
     previews: live.Decoder | None = None  # what decodes --live-preview's previews
+    # Pipeline arguments the family made from the inputs before loading (ConsisID's face embeddings).
+    derived: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -415,6 +417,9 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
         )
     _check_writable(plan.items)
     plan.family.check_runnable(cfg)
+    derived = plan.family.prepare(
+        cfg, plan.inputs.media, plan.device, loader.resolve_dtype(cfg.model.dtype, plan.family, plan.device)
+    )
     for note in plan.inputs.notes:
         log.info(note)
     if plan.memory is not None and plan.memory.rung is not None:
@@ -441,7 +446,7 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
     previews = (
         live.open_decoder(plan.family, decoder_file, loaded.pipe, plan.device) if cfg.output.live_preview else None
     )
-    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews=previews)
+    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews=previews, derived=derived)
 
 
 def _run_with_retries(
@@ -453,7 +458,8 @@ def _run_with_retries(
 
     ladder = memory.Ladder(plan.family, plan.device.startswith("cuda"))
     media_kwargs = {
-        media_arg(plan.family, plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()
+        **{media_arg(plan.family, plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()},
+        **session.derived,
     }
     retries: list[dict[str, Any]] = []
     while True:
