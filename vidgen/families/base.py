@@ -657,17 +657,13 @@ class Family:
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
         check_grid(self.title, cfg, self.grid)
 
-    def check_runnable(self, cfg: RunConfig) -> None:
-        """What running needs beyond what planning does (packages and files a family uses beside
-        its pipeline, such as ConsisID's face models): checked after --dry-run has shown its plan,
-        before anything loads."""
-
     def prepare(self, cfg: RunConfig, media: dict[str, Any], device: str, dtype: str) -> dict[str, Any]:
-        """Pipeline arguments made from the prepared inputs (`media`, by input name) by models of
-        the family's own before the pipeline loads (ConsisID's face embeddings), on `device` in
-        `dtype` ("fp32", "bf16", ...); they join the call's media, replacing any of the same name.
-        Runs after `check_runnable`, so an input those models refuse (a photo without a face)
-        stops the run before any pipeline weights load."""
+        """What running needs beyond planning, after --dry-run has shown its plan and before the
+        pipeline loads: checks of the packages and files a family uses beside its pipeline, and
+        pipeline arguments its own models make from the prepared inputs (`media`, by input
+        name), on `device` in `dtype` ("fp32", "bf16", ...). ConsisID's face models: an input
+        they refuse (a photo without a face) stops the run before any pipeline weights load.
+        What it returns joins the call's media, replacing any of the same name."""
         return {}
 
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:

@@ -94,6 +94,33 @@ def is_tiny(cfg: RunConfig) -> bool:
     return str(cfg.model.id or "").startswith("tiny:")
 
 
+def _check_face_models(cfg: RunConfig) -> None:
+    """The face preprocessing's packages, --allow-pickle and files, named before anything loads
+    (--dry-run plans without them)."""
+    missing = _missing_packages()
+    if missing:
+        raise ConfigError(
+            f"ConsisID's face preprocessing needs {', '.join(missing)}, not installed here: "
+            f"pip install {' '.join(missing)}"
+            + (" (the torchvision build that matches your torch)" if "torchvision" in missing else "")
+            + "; tiny-consisid runs without them."
+        )
+    if not cfg.model.allow_pickle:
+        raise ModelError(
+            f"ConsisID's face models ({cfg.model.id}/face_encoder: EVA02-CLIP, RetinaFace, BiSeNet) are pickle "
+            "files (.pt, .pth), which can run code when loaded; pass --allow-pickle only if you trust their source."
+        )
+    folder = Path(str(cfg.model.id)).expanduser()
+    if folder.is_dir():
+        absent = [name for name in FACE_FILES if not (folder / "face_encoder" / name).is_file()]
+        if absent:
+            raise ModelError(
+                f"{cfg.model.id} has no face_encoder/{absent[0]}"
+                + (f" (and {len(absent) - 1} more face model files)" if len(absent) > 1 else "")
+                + f"; ConsisID's face models come from the face_encoder folder of {REPO}."
+            )
+
+
 class ConsisID(CogVideoX):
     name = "consisid"
     title = "ConsisID"
@@ -139,40 +166,13 @@ class ConsisID(CogVideoX):
     # CogVideoX's VAE and patches: 4k+1 frames (49 -> 13 latent frames), sizes multiples of 16.
     grid = Grid(frames=4, size=16)
 
-    def check_runnable(self, cfg: RunConfig) -> None:
-        # The face preprocessing's packages and files, named before anything loads (--dry-run
-        # plans without them).
-        if is_tiny(cfg):
-            return
-        missing = _missing_packages()
-        if missing:
-            raise ConfigError(
-                f"ConsisID's face preprocessing needs {', '.join(missing)}, not installed here: "
-                f"pip install {' '.join(missing)}"
-                + (" (the torchvision build that matches your torch)" if "torchvision" in missing else "")
-                + "; tiny-consisid runs without them."
-            )
-        if not cfg.model.allow_pickle:
-            raise ModelError(
-                f"ConsisID's face models ({cfg.model.id}/face_encoder: EVA02-CLIP, RetinaFace, BiSeNet) are pickle "
-                "files (.pt, .pth), which can run code when loaded; pass --allow-pickle only if you trust their source."
-            )
-        folder = Path(str(cfg.model.id)).expanduser()
-        if folder.is_dir():
-            absent = [name for name in FACE_FILES if not (folder / "face_encoder" / name).is_file()]
-            if absent:
-                raise ModelError(
-                    f"{cfg.model.id} has no face_encoder/{absent[0]}"
-                    + (f" (and {len(absent) - 1} more face model files)" if len(absent) > 1 else "")
-                    + f"; ConsisID's face models come from the face_encoder folder of {REPO}."
-                )
-
     def prepare(self, cfg: RunConfig, media: dict[str, Any], device: str, dtype: str) -> dict[str, Any]:
-        # The real face models run before the pipeline loads, so a photo without a face stops the
-        # run before the 6B transformer loads. (The tiny model's stand-in runs with the pipeline:
-        # it takes its shapes from the tiny transformer.)
+        # The tiny model's stand-in runs with the pipeline (it takes the tiny transformer's shapes).
         if is_tiny(cfg):
             return {}
+        _check_face_models(cfg)
+        # The real face models run before the pipeline loads, so a photo without a face stops the
+        # run before the 6B transformer loads.
         key = (str(cfg.model.id), cfg.model.revision, device, dtype)
         if key not in self.face_models:
             self.face_models.clear()  # one model's face models at a time

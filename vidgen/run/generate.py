@@ -416,7 +416,6 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
             "add --dry-run to see the plan, or drop --vram."
         )
     _check_writable(plan.items)
-    plan.family.check_runnable(cfg)
     derived = plan.family.prepare(
         cfg, plan.inputs.media, plan.device, loader.resolve_dtype(cfg.model.dtype, plan.family, plan.device)
     )
