@@ -116,8 +116,13 @@ def test_wrong_runs_are_refused_before_loading(
     assert files_under(tmp_path) == [tmp_path / "face.png"]
 
 
-def test_a_size_off_the_learned_positions_is_refused(tmp_path: Path) -> None:
+def test_a_size_off_the_learned_positions_is_refused_before_loading(nothing_loads: None, tmp_path: Path) -> None:
+    from vidgen.models import tiny
+
+    tiny.ensure("consisid")  # built: its configs are on disk, read before loading
     one_line_error(cli("i2v", _face(), "a man", *RUN, "--width", "32"), 3, "only makes 16x16", "--width 16")
+    full = cli("i2v", _face(), "a man", "--preset", "consisid", "--width", "1280", "--height", "720")
+    one_line_error(full, 3, "BestWishYsh/ConsisID-preview only makes 720x480", "--width 720 --height 480")
     assert files_under(tmp_path) == [tmp_path / "face.png"]
 
 

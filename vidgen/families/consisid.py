@@ -121,6 +121,15 @@ def _check_face_models(cfg: RunConfig) -> None:
             )
 
 
+def _one_size(cfg: RunConfig, height: int, width: int) -> None:
+    s = cfg.sampling
+    if (s.height, s.width) != (height, width):
+        raise ConfigError(
+            f"{cfg.model.id} only makes {width}x{height} videos (its position embeddings are learned for that "
+            f"size); use --width {width} --height {height}."
+        )
+
+
 class ConsisID(CogVideoX):
     name = "consisid"
     title = "ConsisID"
@@ -165,6 +174,21 @@ class ConsisID(CogVideoX):
     )
     # CogVideoX's VAE and patches: 4k+1 frames (49 -> 13 latent frames), sizes multiples of 16.
     grid = Grid(frames=4, size=16)
+
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        # The published checkpoint learned its positions for 720x480 only: refused before anything
+        # downloads (check_loaded says it of any checkpoint whose configs are on disk).
+        if cfg.model.id == REPO:
+            _one_size(cfg, 480, 720)
+
+    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+        # CogVideoX's rule, with the VAE's scale read from its config, so that it also runs on
+        # the configs alone before loading (a folder, a cached or tiny model).
+        config = pipe.transformer.config
+        if getattr(config, "use_learned_positional_embeddings", False):
+            scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+            _one_size(cfg, config.sample_height * scale, config.sample_width * scale)
 
     def prepare(self, cfg: RunConfig, media: dict[str, Any], device: str, dtype: str) -> dict[str, Any]:
         # The tiny model's stand-in runs with the pipeline (it takes the tiny transformer's shapes).
