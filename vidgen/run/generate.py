@@ -125,6 +125,8 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
     llm = enhance.check_enhancer(cfg, family) if asked is not None and reused is None else None
     fps = cfg.output.fps or 8
     prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
+    if prepared.frames is not None:
+        family.check_frames(cfg, prepared.frames)
     frames = prepared.frames if cfg.mode == "v2v" else None
     dtype = resolve_dtype(cfg.model.dtype, family, planned_for or device)
     target = planned_for or device

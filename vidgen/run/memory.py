@@ -214,7 +214,7 @@ def _local_folder(kind: str, where: str, revision: str | None) -> Path | None:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            for marker in ("model_index.json", "config.json"):
+            for marker in ("model_index.json", "modular_model_index.json", "config.json"):
                 found = try_to_load_from_cache(where, marker, revision=revision)
                 if isinstance(found, str):
                     return Path(found).parent
