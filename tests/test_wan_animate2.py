@@ -197,3 +197,50 @@ def test_progress_counts_each_step_of_each_segment(tmp_path: Path) -> None:
     with family.steps(pipe, lambda: counted.append(1)) as extra:
         family.call(pipe, cfg, kwargs, media, **extra)
     assert len(counted) == family.step_count(cfg, kwargs, media) == 4
+
+
+def _model_copy(tmp_path: Path) -> Path:
+    """The tiny model's folder, copied where a test may change it."""
+    import shutil
+
+    from vidgen.models import tiny
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny.ensure("wan-animate-2"), model)
+    return model
+
+
+@pytest.mark.pipeline
+def test_an_index_naming_another_place_is_not_followed(tmp_path: Path) -> None:
+    """modular_model_index.json is data: its specs may name any repo or folder, but every
+    component loads from the model itself, each from its own subfolder."""
+    import json
+
+    model = _model_copy(tmp_path)
+    index = json.loads((model / "modular_model_index.json").read_text())
+    for name, entry in index.items():
+        if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], dict):
+            entry[2]["pretrained_model_name_or_path"] = "someone/elsewhere"
+            entry[2]["subfolder"] = "../../outside"
+    (model / "modular_model_index.json").write_text(json.dumps(index))
+    result = cli("control", "a dancer", *TINY, "--model", str(model), *_inputs(), "--format", "png", "--out", "o/")
+    assert result.exit_code == 0, result.stderr
+    assert printed_sidecar(result)["model"]["modular"]["load_components"]["pretrained_model_name_or_path"] == str(model)
+
+
+@pytest.mark.pipeline
+def test_a_component_that_does_not_load_fails_in_one_line(tmp_path: Path) -> None:
+    import shutil
+
+    model = _model_copy(tmp_path)
+    shutil.rmtree(model / "vae")
+    result = cli("control", "a dancer", *TINY, "--model", str(model), *_inputs(), "--out", "o.mp4")
+    one_line_error(result, 5, "could not load", str(model))
+    assert not Path("o.mp4").exists()
+
+
+def test_a_folder_without_a_modular_index_is_refused(nothing_loads: None, tmp_path: Path) -> None:
+    Path("plain").mkdir()
+    Path("plain/model_index.json").write_text("{}")
+    result = cli("control", "a dancer", *TINY, "--model", "plain", *_inputs(), "--dry-run")
+    one_line_error(result, 5, "plain", "modular_model_index.json")
