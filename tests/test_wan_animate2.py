@@ -117,8 +117,44 @@ def test_full_presets_plan_offline(preset: str, pipeline: str, vram: str, nothin
     assert "control: drive -> 81 frames 640x800" in result.stdout
 
 
-def test_model_offload_is_refused(nothing_loads: None, tmp_path: Path) -> None:
-    one_line_error(cli("control", "a dancer", *TINY, *_inputs(), "--offload", "model"), 3, "--offload model")
+@pytest.mark.parametrize(("offload", "why"), [("model", "no model offload"), ("sequential", "K/V cache")])
+def test_model_and_sequential_offload_are_refused(offload: str, why: str, nothing_loads: None, tmp_path: Path) -> None:
+    # Planned for a GPU, so the refusal is the family's, not "no CUDA device".
+    result = cli(
+        "control", "a dancer", *TINY, *_inputs(), "--offload", offload, "--dry-run", "--vram", "24"
+    )  # fmt: skip
+    one_line_error(result, 3, f"--offload {offload} does not fit", why, "--offload group")
+
+
+@pytest.mark.pipeline
+def test_group_offload_over_a_modular_pipeline_changes_nothing(tmp_path: Path) -> None:
+    """--offload group on a ModularPipeline (which has no enable_group_offload): diffusers' hooks
+    on each of its models, onloaded to the CPU here, make the same frames."""
+    import torch
+    from PIL import Image
+
+    from vidgen.config.schema import OptimizationConfig, RunConfig
+    from vidgen.families import get
+    from vidgen.models import optimize
+    from vidgen.models.loader import load
+
+    family = get("wan-animate-2")
+    cfg = RunConfig.model_validate({"mode": "control", "model": {"id": "tiny:wan-animate-2"}})
+    rng = np.random.default_rng(0)
+    drive = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(9)]
+    media = {"driving_video": drive, "image": Image.new("RGB", (32, 32), (200, 80, 40))}
+    kwargs = {"prompt": "a dancer", "height": 32, "width": 32, "num_inference_steps": 2, "segment_frame_length": 9}
+    kwargs.update(max_sequence_length=16, output_type="np")
+
+    def run(pipe: object) -> np.ndarray:
+        return family.call(pipe, cfg, kwargs, media, generator=torch.Generator().manual_seed(0))
+
+    plain = run(load(cfg, family, "cpu").pipe)
+    pipe = load(cfg, family, "cpu").pipe
+    done = optimize.apply(pipe, OptimizationConfig(offload="group"), "cpu", "fp32", ("transformer",))
+    assert done["calls"][-1]["method"] == "enable_group_offload"
+    assert getattr(pipe.transformer, "_diffusers_hook", None) is not None
+    assert np.array_equal(run(pipe), plain)
 
 
 @pytest.mark.pipeline
@@ -218,7 +254,7 @@ def test_an_index_naming_another_place_is_not_followed(tmp_path: Path) -> None:
 
     model = _model_copy(tmp_path)
     index = json.loads((model / "modular_model_index.json").read_text())
-    for name, entry in index.items():
+    for entry in index.values():
         if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], dict):
             entry[2]["pretrained_model_name_or_path"] = "someone/elsewhere"
             entry[2]["subfolder"] = "../../outside"
@@ -244,3 +280,12 @@ def test_a_folder_without_a_modular_index_is_refused(nothing_loads: None, tmp_pa
     Path("plain/model_index.json").write_text("{}")
     result = cli("control", "a dancer", *TINY, "--model", "plain", *_inputs(), "--dry-run")
     one_line_error(result, 5, "plain", "modular_model_index.json")
+
+
+@pytest.mark.pipeline
+def test_out_of_memory_between_steps_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The step hook runs vidgen's checks between a modular pipeline's steps too: an allocation
+    failure there is exit 6 in one line (not diffusers' block error log), nothing written."""
+    monkeypatch.setenv("VIDGEN_TEST_OOM", "denoise")
+    one_line_error(cli("control", "a dancer", *TINY, *_inputs(), "--out", "o.mp4"), 6, "during denoise")
+    assert not Path("o.mp4").exists()

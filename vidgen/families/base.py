@@ -273,6 +273,8 @@ class Mode:
     seeds_global_rng: bool = False
     # Whether the pipeline declares the order `--offload model` moves its models in.
     model_offload: bool = True
+    # Whether accelerate's per-layer hooks (`--offload sequential`) can run its denoiser.
+    sequential_offload: bool = True
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,10 @@ class WanAnimate2(Family):
             # The driving video is a raw clip; the character and the clip are letterboxed on black,
             # as the pipeline's own processor fills them (so it passes them through unchanged).
             defaults={"inputs": {"preprocess": "none", "resize": "pad", "background": "black"}},
-            # A ModularPipeline has no enable_model_cpu_offload: --offload group or sequential.
+            # A ModularPipeline has no enable_model_cpu_offload, and accelerate's per-layer hooks
+            # cannot carry the transformer's K/V cache object: --offload group.
             model_offload=False,
+            sequential_offload=False,
         )
     }
     # diffusers' docs: 800x640 (by area), 40 steps, its guider's CFG 3, 81-frame segments
@@ -166,6 +168,14 @@ class WanAnimate2(Family):
                 f"--preprocess {cfg.inputs.preprocess} does not fit {self.title}: --control is the raw driving "
                 "video; drop --preprocess."
             )
+        offload = cfg.optimization.offload
+        if offload in ("model", "sequential"):
+            why = (
+                "a modular pipeline has no model offload"
+                if offload == "model"
+                else "accelerate's per-layer hooks fail on its transformer's K/V cache"
+            )
+            raise ConfigError(f"--offload {offload} does not fit {self.title}: {why}; use --offload group.")
         segment, overlap = _segment(cfg), _overlap(cfg)
         if (segment - 1) % 4:
             low = (segment - 1) // 4 * 4 + 1

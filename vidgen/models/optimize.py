@@ -386,9 +386,7 @@ def _place(pipe: Any, opt: OptimizationConfig, device: str, record: _Record) -> 
     layer, or in groups). After the other options: offload hooks wrap whatever is there."""
     import torch
 
-    if opt.offload == "sequential" and not hasattr(pipe, "enable_sequential_cpu_offload"):
-        record("offload=sequential", "enable_sequential_cpu_offload", _sequential(pipe), device=device)
-    elif opt.offload == "model":
+    if opt.offload == "model":
         record("offload=model", "enable_model_cpu_offload", pipe.enable_model_cpu_offload, device=device)
     elif opt.offload == "sequential":
         record("offload=sequential", "enable_sequential_cpu_offload", pipe.enable_sequential_cpu_offload, device=device)
@@ -435,16 +433,3 @@ def _offloader(pipe: Any) -> Callable[..., None]:
                 apply_group_offloading(module=part, **kwargs)
 
     return enable_group_offload
-
-
-def _sequential(pipe: Any) -> Callable[..., None]:
-    """DiffusionPipeline.enable_sequential_cpu_offload for a ModularPipeline: accelerate's
-    cpu_offload on each of its models, as diffusers does."""
-
-    def enable_sequential_cpu_offload(device: str) -> None:
-        from accelerate import cpu_offload
-
-        for part in _modules(pipe).values():
-            cpu_offload(part, device, offload_buffers=len(part._parameters) > 0)
-
-    return enable_sequential_cpu_offload

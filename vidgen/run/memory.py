@@ -120,7 +120,8 @@ def ladder(family: Family, cfg: RunConfig, cuda: bool = True) -> list[Rung]:
         if cheaper:
             rungs.append(Rung("model+cheaper-decode", {"offload": "model", **_NO_GROUP, **cheaper}))
     rungs.append(Rung("group", {"offload": "group", "offload_type": "block", "offload_stream": True, **cheaper}))
-    rungs.append(Rung("sequential", {"offload": "sequential", **_NO_GROUP, **cheaper}))
+    if family.modes[cfg.mode].sequential_offload:
+        rungs.append(Rung("sequential", {"offload": "sequential", **_NO_GROUP, **cheaper}))
     return rungs
 
 
