@@ -130,6 +130,24 @@ def _one_size(cfg: RunConfig, height: int, width: int) -> None:
         )
 
 
+# The face models of the last real model run, kept for its next video (a batch's).
+_FACE_MODELS: dict[tuple[Any, ...], Any] = {}
+
+
+def prepare_faces(cfg: RunConfig, media: dict[str, Any], device: str, dtype: str) -> dict[str, Any]:
+    """The real face models' pipeline arguments, made before the pipeline loads so a photo
+    without a face stops the run before the 6B transformer loads. The tiny model's stand-in runs
+    with the pipeline instead (it takes the tiny transformer's shapes)."""
+    if is_tiny(cfg):
+        return {}
+    _check_face_models(cfg)
+    key = (str(cfg.model.id), cfg.model.revision, device, dtype)
+    if key not in _FACE_MODELS:
+        _FACE_MODELS.clear()  # one model's face models at a time
+        _FACE_MODELS[key] = DiffusersFaces(cfg, device, dtype)
+    return _FACE_MODELS[key].encode(media["image"])
+
+
 class ConsisID(CogVideoX):
     name = "consisid"
     title = "ConsisID"
@@ -157,7 +175,7 @@ class ConsisID(CogVideoX):
         "model.loras": "not checked on ConsisID yet",
     }
     # As CogVideoX-5B: trained in bf16. (CogVideoX's --text-encoder FILE is not checked here.)
-    loading = Loading(cuda_dtype="bf16")
+    loading = Loading(cuda_dtype="bf16", prepare=prepare_faces)
     memory = Memory(
         Footprint(
             denoiser="transformer",
@@ -190,19 +208,6 @@ class ConsisID(CogVideoX):
             scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
             _one_size(cfg, config.sample_height * scale, config.sample_width * scale)
 
-    def prepare(self, cfg: RunConfig, media: dict[str, Any], device: str, dtype: str) -> dict[str, Any]:
-        # The tiny model's stand-in runs with the pipeline (it takes the tiny transformer's shapes).
-        if is_tiny(cfg):
-            return {}
-        _check_face_models(cfg)
-        # The real face models run before the pipeline loads, so a photo without a face stops the
-        # run before the 6B transformer loads.
-        key = (str(cfg.model.id), cfg.model.revision, device, dtype)
-        if key not in self.face_models:
-            self.face_models.clear()  # one model's face models at a time
-            self.face_models[key] = DiffusersFaces(cfg, device, dtype)
-        return self.face_models[key].encode(media["image"])
-
     def latent_call(
         self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any
     ) -> Any:
@@ -228,11 +233,6 @@ class ConsisID(CogVideoX):
         return {"run": how}
 
     tiny: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self) -> None:
-        super().__init__()
-        # The face models of the last real model run, kept for the next video (a batch's).
-        self.face_models: dict[tuple[Any, ...], DiffusersFaces] = {}
 
 
 # -- the face encoders ---------------------------------------------------------------------------

@@ -125,6 +125,8 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
     llm = enhance.check_enhancer(cfg, family) if asked is not None and reused is None else None
     fps = cfg.output.fps or 8
     prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
+    if prepared.frames is not None:
+        family.check_frames(cfg, prepared.frames)
     frames = prepared.frames if cfg.mode == "v2v" else None
     dtype = resolve_dtype(cfg.model.dtype, family, planned_for or device)
     target = planned_for or device
@@ -416,9 +418,9 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
             "add --dry-run to see the plan, or drop --vram."
         )
     _check_writable(plan.items)
-    derived = plan.family.prepare(
-        cfg, plan.inputs.media, plan.device, loader.resolve_dtype(cfg.model.dtype, plan.family, plan.device)
-    )
+    prepare = plan.family.loading.prepare
+    dtype = loader.resolve_dtype(cfg.model.dtype, plan.family, plan.device)
+    derived = prepare(cfg, plan.inputs.media, plan.device, dtype) if prepare is not None else {}
     for note in plan.inputs.notes:
         log.info(note)
     if plan.memory is not None and plan.memory.rung is not None:
