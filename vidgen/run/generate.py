@@ -9,7 +9,7 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,8 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
     llm = enhance.check_enhancer(cfg, family) if asked is not None and reused is None else None
     fps = cfg.output.fps or 8
     prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
+    if prepared.frames is not None:
+        family.check_frames(cfg, prepared.frames)
     frames = prepared.frames if cfg.mode == "v2v" else None
     dtype = resolve_dtype(cfg.model.dtype, family, planned_for or device)
     target = planned_for or device
@@ -292,6 +294,8 @@ class _Session:
     fresh: bool
     enhanced: enhance.Enhanced | None = None
     previews: live.Decoder | None = None  # what decodes --live-preview's previews
+    # Pipeline arguments the family made from the inputs before loading (ConsisID's face embeddings).
+    derived: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -430,6 +434,9 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
             "add --dry-run to see the plan, or drop --vram."
         )
     _check_writable(plan.items)
+    prepare = plan.family.loading.prepare
+    dtype = loader.resolve_dtype(cfg.model.dtype, plan.family, plan.device)
+    derived = prepare(cfg, plan.inputs.media, plan.device, dtype) if prepare is not None else {}
     for note in plan.inputs.notes:
         log.info(note)
     if plan.memory is not None and plan.memory.rung is not None:
@@ -456,7 +463,7 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
     previews = (
         live.open_decoder(plan.family, decoder_file, loaded.pipe, plan.device) if cfg.output.live_preview else None
     )
-    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews=previews)
+    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews=previews, derived=derived)
 
 
 def _run_with_retries(
@@ -468,7 +475,8 @@ def _run_with_retries(
 
     ladder = memory.Ladder(plan.family, plan.device.startswith("cuda"))
     media_kwargs = {
-        media_arg(plan.family, plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()
+        **{media_arg(plan.family, plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()},
+        **session.derived,
     }
     retries: list[dict[str, Any]] = []
     while True:
