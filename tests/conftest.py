@@ -218,6 +218,10 @@ def plain_diffusers(data: dict, media: dict | None = None, **change) -> Made:
         torch.manual_seed(pipeline["generator"]["torch_manual_seed"])
     if pipeline.get("stages"):
         return _stages(pipe, data, media, generator)
+    modular = data["model"].get("modular")
+    if modular:  # a ModularPipeline returns the outputs it is asked for: one video here
+        out = pipe(**pipeline["call_kwargs"], **media, generator=generator, output=modular["output"])
+        return Made(_uint8(out[0]), None)
     with _torchvision_resize(pipe):
         out = pipe(**pipeline["call_kwargs"], **media, generator=generator)
     # Text2Video-Zero returns its frames as `images`, the video pipelines as a batch of `frames`
@@ -363,6 +367,16 @@ def _load(data: dict, setup: list[dict], calls: list[dict]):
     if model["source"] == "file":
         config = data["config"]["model"]["base_config"]
         pipe = cls.from_single_file(model["path"], config=config, local_files_only=True, **kwargs)
+    elif model.get("modular"):
+        # A ModularPipeline as diffusers' docs build one: the blocks, init_pipeline on the
+        # model, load_components (every component from the model's own subfolders).
+        modular = model["modular"]
+        blocks = getattr(diffusers, modular["blocks"])()
+        if modular["workflow"]:
+            blocks = blocks.get_workflow(modular["workflow"])
+        dtype = {k: getattr(torch, DTYPES[v]) for k, v in dtypes.items()} if dtypes else torch.float32
+        pipe = blocks.init_pipeline(model["path"])
+        pipe.load_components(**modular["load_components"], dtype=dtype)
     else:
         dtype = {k: getattr(torch, DTYPES[v]) for k, v in dtypes.items()} if dtypes else torch.float32
         pipe = cls.from_pretrained(model["path"], dtype=dtype, **kwargs)
@@ -376,7 +390,7 @@ def _load(data: dict, setup: list[dict], calls: list[dict]):
         pipe.set_adapters([lora["name"] for lora in model["loras"]], [lora["scale"] for lora in model["loras"]])
     for step in setup:
         method, kwargs = step["method"], dict(step["kwargs"])
-        if method in _LORA_SETUP:
+        if method in _LORA_SETUP and data["pipeline"].get("stages"):
             continue  # a stage-2 LoRA: loaded where the docs load it, after stage 1 (see _stages)
         if method == "unet.add_embedding.load_state_dict":
             # The SDXL repair: the base UNet's text-time embedding, which from_unet2d drops.

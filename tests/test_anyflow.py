@@ -184,8 +184,7 @@ def test_far_v2v_clip_too_short_refused_before_loading(nothing_loads: None, tmp_
     one_line_error(result, 4, "9 frame(s)", "at least 13")
 
 
-@pytest.mark.pipeline
-def test_far_v2v_output_must_outlast_the_clip(tmp_path: Path) -> None:
+def test_far_v2v_output_must_outlast_the_clip_refused_before_loading(nothing_loads: None, tmp_path: Path) -> None:
     _clip("clip", 13)
     result = cli("v2v", "clip", "a fox", "--preset", "tiny-anyflow-far-v2v", "--frames", "13", "--out", "a/")
     one_line_error(result, 3, "--frames 13", "13-frame input clip", "--frames 25")

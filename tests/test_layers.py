@@ -81,7 +81,7 @@ def test_the_family_interface_is_a_few_parts() -> None:
     # The loading hooks held as data count too.
     from vidgen import families
 
-    for part in ("assemble", "repair"):
+    for part in ("assemble", "repair", "prepare"):
         users = {getattr(f.loading, part) for f in families.FAMILIES.values()} - {None}
         single += [f"loading.{part}"] if len(users) == 1 else []
     # And the parts' methods a family overrides by subclassing a part beside itself.

@@ -125,12 +125,42 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         ("stages", _stages(pipeline.get("stages"))),
         ("setup", ", ".join(f"{c.get('method')}({_kwargs(_dict(c.get('kwargs')))})" for c in setup)),
     ]
+    rows += _file_rows(output)
+    rows += _written_beside(output)
+    rows += _finish_rows(data)
+    optimizations, timings = _dict(data.get("optimizations")), _dict(data.get("timings"))
+    if optimizations:
+        rows.append(("optimized", ", ".join(map(str, optimizations.get("applied") or [])) or "none"))
+    if timings:
+        rows.append(
+            ("seconds", ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} {v:.2f}" for k, v in timings.items()))
+        )
+    if isinstance(data.get("peak_memory_bytes"), (int, float)) and data["peak_memory_bytes"]:
+        rows.append(("peak memory", f"{data['peak_memory_bytes'] / 2**30:.2f} GiB"))
+    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in _dict(data.get("versions")).items() if v)))
+    return rows
+
+
+def _file_rows(output: dict) -> list[tuple[str, object]]:
+    """The written file: format and size, its HDR encoding and its sound (or, for a bare video,
+    the sound ffmpeg finds in it)."""
+    rows: list[tuple[str, object]] = []
     if "format" in output:
         rows.append(
             (
                 "file",
                 f"{output['format']} {output.get('codec')}, {output.get('frames')} frames "
                 f"{output.get('width')}x{output.get('height')} at {output.get('fps')} fps",
+            )
+        )
+    hdr = _dict(output.get("hdr"))
+    if hdr:
+        rows.append(
+            (
+                "hdr",
+                f"HDR10: {hdr.get('transfer')}, {hdr.get('primaries')}, {hdr.get('bit_depth')}-bit, 1.0 at "
+                f"{hdr.get('reference_white_nits')} nits, peak {hdr.get('peak')} (linear sha256 "
+                f"{str(hdr.get('raw_sha256'))[:16]})",
             )
         )
     audio = _dict(output.get("audio"))
@@ -151,18 +181,6 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         found = media.audio_stream(Path(str(output["path"])))
         if found:
             rows.append(("audio", f"{found} (read from the file)"))
-    rows += _written_beside(output)
-    rows += _finish_rows(data)
-    optimizations, timings = _dict(data.get("optimizations")), _dict(data.get("timings"))
-    if optimizations:
-        rows.append(("optimized", ", ".join(map(str, optimizations.get("applied") or [])) or "none"))
-    if timings:
-        rows.append(
-            ("seconds", ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} {v:.2f}" for k, v in timings.items()))
-        )
-    if isinstance(data.get("peak_memory_bytes"), (int, float)) and data["peak_memory_bytes"]:
-        rows.append(("peak memory", f"{data['peak_memory_bytes'] / 2**30:.2f} GiB"))
-    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in _dict(data.get("versions")).items() if v)))
     return rows
 
 

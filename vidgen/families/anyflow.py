@@ -213,9 +213,9 @@ class AnyFlowFAR(Family):
                 f"frames (4k+1), the image's latent frame and one more; nearest valid: {_I2V_SHORTEST}."
             )
 
-    def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
+    def check_frames(self, cfg: RunConfig, frames: int) -> None:
         total = cfg.sampling.num_frames
-        if cfg.mode == "v2v" and frames is not None and total is not None and total <= frames:
+        if cfg.mode == "v2v" and total is not None and total <= frames:
             longer = frames + 4 * _CHUNK
             raise ConfigError(
                 f"--frames {total}: the output continues the {frames}-frame input clip, so it must be longer; "

@@ -234,6 +234,10 @@ class Generated:
 
     frames: Any
     audio: Audio | None = None
+    # HDR families (Mode.hdr): the linear frames (scene light, Rec.709 primaries, 1.0 = the SDR
+    # white, values above it kept), which the output layer writes as HDR10; `frames` is then
+    # their SDR rendering (clipped, sRGB) for previews, posters and the last frame.
+    hdr: Any = None
 
 
 @dataclass(frozen=True)
@@ -268,11 +272,15 @@ class Mode:
     loads_from: frozenset[str] = frozenset()
     # Whether the pipeline makes sound with the video (`call` returns Generated with its Audio).
     audio: bool = False
+    # Whether it makes HDR video (`call` returns Generated with `hdr`): written as HDR10 mp4 only.
+    hdr: bool = False
     # Set when the pipeline draws some noise from torch's global RNG instead of `generator`;
     # vidgen then also seeds the global RNG (restoring it afterwards) so seeds reproduce.
     seeds_global_rng: bool = False
     # Whether the pipeline declares the order `--offload model` moves its models in.
     model_offload: bool = True
+    # Whether accelerate's per-layer hooks (`--offload sequential`) can run its denoiser.
+    sequential_offload: bool = True
 
 
 @dataclass(frozen=True)
@@ -296,6 +304,23 @@ class Takes:
     # --scheduler names -> diffusers scheduler class, and the config each needs beside the model's.
     schedulers: dict[str, str] = field(default_factory=lambda: dict(UNET_SCHEDULERS))
     scheduler_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Modular:
+    """A family whose pipeline is a diffusers ModularPipeline (blocks, not a DiffusionPipeline):
+    vidgen builds `blocks` (a diffusers blocks class, chosen here and never read from the model)
+    pruned to the mode's `workflows` entry, loads every component from the model's own folder or
+    repo (a modular_model_index.json that names other places is not followed: files are data),
+    and asks the call for `output`. The call takes no step callback: progress counts the
+    scheduler's steps (`modular_steps`)."""
+
+    blocks: str
+    output: str = "videos"
+    # The scheduler component whose `step` marks a denoising step (MiniMax-H3 has one for sound too).
+    stepper: str = "scheduler"
+    # mode -> the blocks' workflow it runs (MiniMax-H3's t2va, fl2va, ref2va); absent: all blocks.
+    workflows: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -339,6 +364,15 @@ class Loading:
     # local folder (pipe, folder) -> calls for the sidecar's pipeline.setup. Kept as code: each
     # upstream bug is its own repair (AnimateDiff SDXL's add_embedding).
     repair: Callable[[Any, str | None], list[dict[str, Any]]] | None = None
+    # Hook, one family: models of the family's own that run on the inputs before the pipeline
+    # loads, after --dry-run has shown its plan: (config, prepared inputs by name, device, dtype
+    # "fp32"/"bf16"/...) -> pipeline arguments that join the call's media (replacing any of the
+    # same name). It first checks what running needs beyond planning (packages, files), so an
+    # input those models refuse (ConsisID's photo without a face) stops the run before the
+    # pipeline's weights load. Kept as code: the models and what they make are the family's own.
+    prepare: Callable[[RunConfig, dict[str, Any], str, str], dict[str, Any]] | None = None
+    # Set for a modular pipeline (see `Modular`): how it is built, loaded and called.
+    modular: Modular | None = None
 
 
 @dataclass(frozen=True)
@@ -657,6 +691,11 @@ class Family:
             raise ConfigError(f'{self.title} needs a prompt: vidgen {cfg.mode} ... "what the video shows".')
         check_grid(self.title, cfg, self.grid)
 
+    def check_frames(self, cfg: RunConfig, frames: int) -> None:
+        """Rules on the input video's (or control video's) frame count beyond `grid`, which
+        depend on the run's options; runs once the inputs are read, before anything loads.
+        Raise InputError for a video that does not fit."""
+
     def check_loaded(self, pipe: Any, cfg: RunConfig, frames: int | None = None) -> None:
         """Rules that depend on the loaded model's own config; runs before denoising.
         `frames` is the input video's frame count in v2v."""
@@ -699,6 +738,10 @@ class Family:
         """Run the pipeline once and return its frames (float, frames x height x width x 3), or
         `Generated` (frames and audio) for families that make sound. `extra` holds the generator
         and the step-callback arguments."""
+        modular = self.loading.modular
+        if modular is not None:
+            # A ModularPipeline returns the outputs it is asked for, one video per call.
+            return pipe(**call_kwargs, **media, **extra, output=modular.output)[0]
         return pipe(**call_kwargs, **media, **extra).frames[0]
 
     def step_count(self, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any] | None = None) -> int:
@@ -712,6 +755,10 @@ class Family:
     @contextmanager
     def steps(self, pipe: Any, on_step: Callable[[], None]) -> Iterator[dict[str, Any]]:
         """Extra call arguments that report each finished denoising step."""
+        if self.loading.modular is not None:
+            with modular_steps(getattr(pipe, self.loading.modular.stepper), on_step):
+                yield {}
+            return
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
             on_step()
@@ -744,6 +791,31 @@ class Family:
             bound.arguments["decode_chunk_size"] = chunk
         decoded = pipe.decode_latents(*bound.args, **bound.kwargs)
         return pipe.video_processor.postprocess_video(video=decoded, output_type="np")[0]
+
+
+@contextmanager
+def modular_steps(scheduler: Any, on_step: Callable[[], None]) -> Iterator[None]:
+    """Report each denoising step of a ModularPipeline, which takes no callback_on_step_end: its
+    denoise loops call `scheduler.step` once per step (the guider has already combined the
+    guided and unguided passes), so the scheduler instance's `step` is wrapped for the call and
+    restored after. The stop check and progress then run between steps, as elsewhere."""
+    original = scheduler.step
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        on_step()
+        return out
+
+    scheduler.step = step
+    try:
+        yield
+    finally:
+        del scheduler.step  # the class's own method again
+
+
+def modular(family: Family) -> bool:
+    """Whether the family's pipeline is a diffusers ModularPipeline."""
+    return family.loading.modular is not None
 
 
 def halved(latents: Any) -> Any:

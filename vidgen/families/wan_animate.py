@@ -80,7 +80,8 @@ SEGMENT = Option(
     "segment_frame_length",
     "--segment-frames",
     int,
-    "Wan Animate: frames made per segment (4k+1; default 77); longer videos are made segment by segment.",
+    "Wan Animate (-2): frames made per segment (4k+1; default 77, on Wan-Animate-2 81); longer videos are made "
+    "segment by segment.",
     ge=5,
     le=1001,
 )
@@ -88,7 +89,7 @@ OVERLAP = Option(
     "prev_segment_conditioning_frames",
     "--segment-overlap",
     int,
-    "Wan Animate: frames of the previous segment each segment starts from, 1 or 5 (default 1).",
+    "Wan Animate (-2): frames of the previous segment each segment starts from, 1 or 5 (default 1).",
     ge=1,
     le=5,
 )

@@ -361,6 +361,74 @@ def _encode_args(fmt: str, codec: str | None, crf: int | None, width: int, heigh
     return args
 
 
+# HDR10, as HDR displays, players and grading tools read it: 10-bit H.265 in BT.2020 primaries with
+# the PQ transfer (SMPTE ST 2084), limited range, the colour tags in the container and the stream.
+_HDR10 = [
+    "-vf",
+    "scale=out_color_matrix=bt2020:out_range=tv,format=yuv420p10le",
+    "-c:v",
+    "libx265",
+    "-x265-params",
+    "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:range=limited:hdr10=1:repeat-headers=1",
+    "-color_primaries",
+    "bt2020",
+    "-color_trc",
+    "smpte2084",
+    "-colorspace",
+    "bt2020nc",
+    "-color_range",
+    "tv",
+    "-tag:v",
+    "hvc1",
+]
+# Where the HDR family's linear 1.0 (the SDR white of its reference clip) lands: BT.2408's HDR
+# reference white, 203 cd/m2; brighter light keeps going up to PQ's 10000.
+HDR_REFERENCE_WHITE = 203.0
+HDR10_RECORD = {
+    "transfer": "smpte2084 (PQ)",
+    "primaries": "bt2020",
+    "matrix": "bt2020nc",
+    "bit_depth": 10,
+    "reference_white_nits": HDR_REFERENCE_WHITE,
+    "from": "linear Rec.709 light, 1.0 = reference white",
+}
+# Linear Rec.709 -> linear Rec.2020 (ITU-R BT.2087).
+_BT709_TO_BT2020 = (
+    (0.627404, 0.329283, 0.043313),
+    (0.069097, 0.919540, 0.011362),
+    (0.016391, 0.088013, 0.895595),
+)
+
+
+def pq(nits: Any) -> Any:
+    """SMPTE ST 2084's inverse EOTF: light in cd/m2 -> PQ signal in [0, 1]."""
+    import numpy as np
+
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    y = np.clip(np.asarray(nits, dtype=np.float64) / 10000.0, 0.0, 1.0) ** m1
+    return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+
+
+def hdr10(linear: Any) -> Any:
+    """Linear Rec.709 frames (1.0 = reference white) -> 16-bit PQ Rec.2020 RGB for the encoder."""
+    import numpy as np
+
+    rgb = np.clip(np.asarray(linear, dtype=np.float64), 0.0, None) @ np.asarray(_BT709_TO_BT2020).T
+    return (pq(rgb * HDR_REFERENCE_WHITE) * 65535.0).round().astype("<u2")
+
+
+def hdr_record(hdr: Any) -> dict[str, Any]:
+    """The sidecar's `output.hdr`: how the file holds the light, its peak, and the hash of the
+    linear frames as the family made them (float32 little-endian, frames x height x width x 3),
+    which plain diffusers' output is checked against."""
+    import numpy as np
+
+    linear = np.ascontiguousarray(hdr, dtype="<f4")
+    peak = round(float(linear.max()), 4) if linear.size else 0.0
+    return {**HDR10_RECORD, "peak": peak, "raw_sha256": hashlib.sha256(linear.tobytes()).hexdigest()}
+
+
 def audio_record(audio: Any) -> dict[str, Any]:
     """What the sidecar says about raw sound (families.base.Audio) before encoding: its rate,
     channels, length and the sha256 of its float32 little-endian (channels, samples) bytes, which
@@ -418,10 +486,12 @@ def write(
     overwrite: bool,
     on_frame: Callable[[int, int], None] | None = None,
     audio: Any = None,
+    hdr: Any = None,
 ) -> dict[str, Any]:
     """Write uint8 frames (F, H, W, 3) to `target` atomically, with `audio` (families.base.Audio)
     muxed in where given; returns the `output` sidecar block. `on_frame(done, total)` hears each
-    frame written."""
+    frame written. With `hdr` (linear float frames of an HDR family, mp4 only) the file holds
+    those as HDR10 and `frames` (their SDR rendering) only make the poster."""
     count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
     is_dir = fmt == "png"
     if audio is not None and fmt not in AUDIO_CODECS:
@@ -432,22 +502,12 @@ def write(
         meta = _metadata_file(target, metadata) if metadata is not None and fmt in CODECS else None
         raw = _raw_audio_file(target, audio) if audio is not None else None
         if is_dir:
-            from PIL import Image, PngImagePlugin
-
-            # The first frame carries the provenance a video keeps in its container, so a folder
-            # left without its sidecar is still recognised as vidgen's (and whose) by a rerun.
-            info = PngImagePlugin.PngInfo()
-            if metadata is not None:
-                info.add_text(METADATA_KEY, metadata, zip=True)
-            for index, frame in enumerate(frames):
-                Image.fromarray(frame).save(temp / f"frame_{index:05d}.png", pnginfo=info if index == 0 else None)
-                if on_frame is not None:
-                    on_frame(index + 1, count)
-            if raw is not None:
-                # Inside the folder, so the frames and their sound are published together.
-                _write_wav(raw, audio, temp / AUDIO_FILE)
+            _write_png_folder(temp, frames, metadata, on_frame, raw, audio)
         else:
-            _run_ffmpeg(frames, temp, target, fmt, fps, codec, crf, meta, on_frame, (raw, audio) if raw else None)
+            pixels, hdr_args = (frames, None) if hdr is None else (hdr10(hdr), _HDR10)
+            _run_ffmpeg(
+                pixels, temp, target, fmt, fps, codec, crf, meta, on_frame, (raw, audio) if raw else None, hdr_args
+            )
         # Hashed before publishing: once in place, the name may belong to an --overwrite writer.
         digest = sha256(temp)
         size = None if is_dir else temp.stat().st_size
@@ -476,6 +536,8 @@ def write(
     }
     if padded:
         block["padded_from"] = [width, height]
+    if hdr is not None:
+        block.update(codec="h265", hdr=hdr_record(hdr))
     if audio is not None:
         block["audio"] = {"codec": AUDIO_CODECS[fmt][0], **audio_record(audio)}
         if is_dir:
@@ -483,6 +545,31 @@ def write(
     if count:
         block["poster"] = poster(frames[0])
     return block
+
+
+def _write_png_folder(
+    temp: Path,
+    frames: Any,
+    metadata: str | None,
+    on_frame: Callable[[int, int], None] | None,
+    raw: Path | None,
+    audio: Any,
+) -> None:
+    """The png format: one lossless file per frame in the (temporary) folder, and the sound's WAV."""
+    from PIL import Image, PngImagePlugin
+
+    # The first frame carries the provenance a video keeps in its container, so a folder
+    # left without its sidecar is still recognised as vidgen's (and whose) by a rerun.
+    info = PngImagePlugin.PngInfo()
+    if metadata is not None:
+        info.add_text(METADATA_KEY, metadata, zip=True)
+    for index, frame in enumerate(frames):
+        Image.fromarray(frame).save(temp / f"frame_{index:05d}.png", pnginfo=info if index == 0 else None)
+        if on_frame is not None:
+            on_frame(index + 1, len(frames))
+    if raw is not None:
+        # Inside the folder, so the frames and their sound are published together.
+        _write_wav(raw, audio, temp / AUDIO_FILE)
 
 
 def poster(frame: Any) -> str:
@@ -546,9 +633,12 @@ def _run_ffmpeg(
     meta: Path | None,
     on_frame: Callable[[int, int], None] | None = None,
     sound: tuple[Path, Any] | None = None,
+    hdr: list[str] | None = None,
 ) -> None:
+    """Encode `frames` (uint8 RGB; with `hdr`, the encoder arguments for uint16 HDR10 frames)."""
     height, width = int(frames.shape[1]), int(frames.shape[2])
-    command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    pix_fmt = "rgb24" if hdr is None else "rgb48le"
+    command = [ffmpeg(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", pix_fmt]
     command += ["-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
     maps = ["-map", "0:v"]
     if sound is not None:
@@ -557,7 +647,11 @@ def _run_ffmpeg(
     if meta is not None:
         command += ["-f", "ffmetadata", "-i", str(meta), "-map_metadata", str(1 + (sound is not None))]
     command += maps if sound is not None or meta is not None else []
-    command += _encode_args(fmt, codec, crf, width, height)
+    if hdr is None:
+        command += _encode_args(fmt, codec, crf, width, height)
+    else:
+        pad = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2,"] if width % 2 or height % 2 else ["-vf", ""]
+        command += [pad[0], pad[1] + hdr[1], *hdr[2:], "-crf", str(crf), "-movflags", "+faststart", "-f", "mp4"]
     if sound is not None:
         command += AUDIO_CODECS[fmt][1]
     returncode, stderr = _feed(command + [str(temp)], frames, on_frame)

@@ -96,7 +96,10 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
     """Where the base model and every extra component of the run come from."""
     model_id = cfg.model.id or family.modes[cfg.mode].repo
     allow = cfg.model.allow_pickle
-    found = {"model": locate(model_id, build, single_file=family.loading.single_file, allow_pickle=allow)}
+    marker = index_file(family)
+    found = {
+        "model": locate(model_id, build, single_file=family.loading.single_file, allow_pickle=allow, marker=marker)
+    }
     for field in family.loading.components:
         value = getattr(cfg.model, field)
         if field == "controlnet" and value in components.CONTROLNETS:
@@ -119,6 +122,11 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
     checkpoints.check_options(cfg, files)
     checkpoints.plan(cfg, files, *found["model"], model_id, download=False)
     return found
+
+
+def index_file(family: Family) -> str:
+    """The file that makes a folder or repo a model of this family's kind of pipeline."""
+    return "modular_model_index.json" if base.modular(family) else "model_index.json"
 
 
 def check_early(cfg: RunConfig, family: Family, found: dict[str, tuple[str, str]]) -> None:
@@ -355,7 +363,7 @@ def load(
     for field, (part_kind, part_where) in found.items():
         if part_kind == "hub":
             revision = cfg.model.revision if field == "model" else component_revision(cfg, field)
-            marker = "model_index.json" if field == "model" else "config.json"
+            marker = index_file(family) if field == "model" else "config.json"
             _check_hub(part_where, marker, revision, family, cfg.mode)
     if not decode_only:
         # A LoRA for another model is refused now, not after the pipeline has loaded.
@@ -383,8 +391,11 @@ def load(
         load_from = cls.from_pretrained
         where, quantization = _pretrained_kwargs(cfg, family, kind, where, torch_dtype, decode_only, kwargs, extra)
     try:
-        with _announcing(on_component):
-            pipe = load_from(where, **kwargs)
+        if base.modular(family) and kind != "file":
+            pipe, extra["modular"] = _load_modular(family, cfg, where, kwargs, on_component)
+        else:
+            with _announcing(on_component):
+                pipe = load_from(where, **kwargs)
     except components.load_failures() as exc:
         raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)
@@ -444,6 +455,73 @@ def load_parts(cfg: RunConfig, family: Family, device: str, parts: frozenset[str
         raise _load_error(model_id, kind, exc, family, cfg.mode) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _load_modular(
+    family: Family, cfg: RunConfig, where: str, kwargs: dict[str, Any], on_component: OnComponent | None
+) -> tuple[Any, dict[str, Any]]:
+    """A ModularPipeline and its sidecar record: the blocks the family names (pruned to the
+    mode's workflow), their component specs read from the model's modular_model_index.json, and
+    every component loaded from the model itself, each from its own subfolder. The index is
+    data: a spec naming another repo or folder is not followed. diffusers' load_components
+    logs a component that fails and goes on; here a missing component fails the load."""
+    import diffusers
+
+    spec = family.loading.modular
+    assert spec is not None
+    blocks = getattr(diffusers, spec.blocks)()
+    workflow = spec.workflows.get(cfg.mode)
+    if workflow is not None:
+        blocks = blocks.get_workflow(workflow)
+    pipe = blocks.init_pipeline(where)
+    names = sorted(
+        name
+        for name, each in pipe._component_specs.items()
+        if each.default_creation_method == "from_pretrained" and getattr(pipe, name, None) is None
+    )
+    load = {
+        "names": names,
+        "pretrained_model_name_or_path": where,
+        "subfolder": {name: name for name in names},
+        **{key: value for key, value in kwargs.items() if key in ("revision", "variant", "use_safetensors")},
+    }
+    for index, name in enumerate(names):
+        if on_component is not None:
+            on_component(name, getattr(pipe._component_specs[name].type_hint, "__name__", name), index + 1, len(names))
+    pipe.load_components(**load, dtype=kwargs["dtype"])
+    for name in names:
+        if getattr(pipe, name, None) is None:
+            # Loaded again on its own, so its own error (a missing folder, a gated file) is the message.
+            dtype = kwargs["dtype"]
+            dtype = dtype.get(name, dtype["default"]) if isinstance(dtype, dict) else dtype
+            options = {key: value for key, value in load.items() if key not in ("names", "subfolder")}
+            pipe._component_specs[name].load(**options, subfolder=name, dtype=dtype)
+            raise ModelError(f"{where}: the {name} of this {family.title} model did not load.")
+    # The pipeline's own setting reaches its top blocks only; the denoise loops sit deeper.
+    pending = [pipe.blocks]
+    while pending:
+        block = pending.pop()
+        if hasattr(block, "set_progress_bar_config"):
+            block.set_progress_bar_config(disable=True)
+        pending.extend((getattr(block, "sub_blocks", None) or {}).values())
+        _silence_tqdm(type(block).__module__)
+    # How plain diffusers makes the same pipeline: these blocks, init_pipeline(path),
+    # load_components(**load_components, dtype=the model's dtypes), then a call asking for `output`.
+    record = {"blocks": spec.blocks, "workflow": workflow, "load_components": load, "output": spec.output}
+    return pipe, record
+
+
+def _silence_tqdm(module_name: str) -> None:
+    """Some blocks draw their own tqdm bar whatever the progress-bar setting (Wan-Animate-2's
+    segment loop, diffusers 0.42.1), over vidgen's progress line: their module's `tqdm` becomes
+    a disabled one. Only the bar changes; nothing a block computes does."""
+    import functools
+    import sys
+
+    module = sys.modules.get(module_name)
+    bar = getattr(module, "tqdm", None)
+    if bar is not None and isinstance(bar, type):
+        module.tqdm = functools.partial(bar, disable=True)  # type: ignore[union-attr]
 
 
 def _load_files(

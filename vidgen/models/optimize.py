@@ -405,6 +405,31 @@ def _place(pipe: Any, opt: OptimizationConfig, device: str, record: _Record) -> 
             # One block per group, as diffusers recommends with streams.
             kwargs["num_blocks_per_group"] = 1
         label = f"offload=group({level}{', stream' if opt.offload_stream else ''})"
-        record(label, "enable_group_offload", pipe.enable_group_offload, **kwargs)
+        record(label, "enable_group_offload", getattr(pipe, "enable_group_offload", None) or _offloader(pipe), **kwargs)
     else:
         pipe.to(device)
+
+
+def _modules(pipe: Any) -> dict[str, Any]:
+    import torch
+
+    return {name: part for name, part in pipe.components.items() if isinstance(part, torch.nn.Module)}
+
+
+def _offloader(pipe: Any) -> Callable[..., None]:
+    """DiffusionPipeline.enable_group_offload for a ModularPipeline, which has none: the same
+    steps over its components (group offload where a model has it, diffusers' hook on the rest;
+    the excluded ones on the device), so the sidecar's call means the same on both."""
+
+    def enable_group_offload(exclude_modules: list[str] | None = None, **kwargs: Any) -> None:
+        from diffusers.hooks import apply_group_offloading
+
+        for name, part in _modules(pipe).items():
+            if name in (exclude_modules or []):
+                part.to(kwargs["onload_device"])
+            elif hasattr(part, "enable_group_offload"):
+                part.enable_group_offload(**kwargs)
+            else:
+                apply_group_offloading(module=part, **kwargs)
+
+    return enable_group_offload

@@ -512,8 +512,10 @@ def builders() -> dict[str, Callable[[], Any]]:
 
 
 def _complete(folder: Path) -> bool:
-    # A pipeline has model_index.json; a single model (a motion adapter) has config.json.
-    return (folder / "model_index.json").is_file() or (folder / "config.json").is_file()
+    # A pipeline has model_index.json (a modular one modular_model_index.json); a single model
+    # (a motion adapter) has config.json.
+    markers = ("model_index.json", "modular_model_index.json", "config.json")
+    return any((folder / marker).is_file() for marker in markers)
 
 
 def folder(name: str) -> Path:

@@ -9,7 +9,7 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,9 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
     fmt = outputs.output_format(cfg)
     codec, crf = media.encoding(fmt, cfg.output.codec, cfg.output.crf)
     _check_audio_format(family, cfg, fmt)
+    _check_hdr(family, cfg, fmt)
+    if family.modes[cfg.mode].hdr:
+        codec, crf = media.encoding(fmt, "h265", cfg.output.crf)
     drawn = cfg.sampling.seed is None
     base = secrets.randbelow(2**32) if drawn else cfg.sampling.seed
     seeds = [base + index for index in range(cfg.sampling.num_videos)]
@@ -125,6 +128,8 @@ def plan(resolved: Resolved, read_inputs: bool = True, recorded: tuple[Any, str]
     llm = enhance.check_enhancer(cfg, family) if asked is not None and reused is None else None
     fps = cfg.output.fps or 8
     prepared = inputs.prepare(cfg, family, fps) if read_inputs else inputs.Prepared(media={}, record={})
+    if prepared.frames is not None:
+        family.check_frames(cfg, prepared.frames)
     frames = prepared.frames if cfg.mode == "v2v" else None
     dtype = resolve_dtype(cfg.model.dtype, family, planned_for or device)
     target = planned_for or device
@@ -189,6 +194,19 @@ def _check_audio_format(family: Any, cfg: Any, fmt: str) -> None:
             f"{family.title} makes sound and {fmt} has no audio track; use --format mp4, webm or png "
             "(png writes audio.wav in the frame folder), or add --no-audio."
         )
+
+
+def _check_hdr(family: Any, cfg: Any, fmt: str) -> None:
+    """HDR families write HDR10 (10-bit HEVC, BT.2020, PQ) in mp4: the one format here that keeps
+    light above SDR white and that players and grading tools read as HDR."""
+    if not family.modes[cfg.mode].hdr:
+        return
+    if fmt != "mp4":
+        raise ConfigError(f"{family.title} writes HDR10 video, which only mp4 holds here; use --format mp4.")
+    if cfg.output.codec not in (None, "h265"):
+        raise ConfigError(f"{family.title} writes HDR10 as 10-bit H.265; drop --codec {cfg.output.codec}.")
+    if cfg.output.finish:
+        raise ConfigError(f"{family.title}'s HDR frames cannot go through --interpolate or --upscale yet; drop them.")
 
 
 def _check_free(item: Planned, cfg: Any) -> None:
@@ -276,6 +294,8 @@ class _Session:
     fresh: bool
     enhanced: enhance.Enhanced | None = None
     previews: live.Decoder | None = None  # what decodes --live-preview's previews
+    # Pipeline arguments the family made from the inputs before loading (ConsisID's face embeddings).
+    derived: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -414,6 +434,9 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
             "add --dry-run to see the plan, or drop --vram."
         )
     _check_writable(plan.items)
+    prepare = plan.family.loading.prepare
+    dtype = loader.resolve_dtype(cfg.model.dtype, plan.family, plan.device)
+    derived = prepare(cfg, plan.inputs.media, plan.device, dtype) if prepare is not None else {}
     for note in plan.inputs.notes:
         log.info(note)
     if plan.memory is not None and plan.memory.rung is not None:
@@ -440,7 +463,7 @@ def _open(plan: Plan, loaded: Any, progress: Progress) -> _Session:
     previews = (
         live.open_decoder(plan.family, decoder_file, loaded.pipe, plan.device) if cfg.output.live_preview else None
     )
-    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews=previews)
+    return _Session(resolved, loaded, sidecar.environment(plan.device), fresh, previews=previews, derived=derived)
 
 
 def _run_with_retries(
@@ -452,7 +475,8 @@ def _run_with_retries(
 
     ladder = memory.Ladder(plan.family, plan.device.startswith("cuda"))
     media_kwargs = {
-        media_arg(plan.family, plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()
+        **{media_arg(plan.family, plan.resolved.config.mode, name): value for name, value in plan.inputs.media.items()},
+        **session.derived,
     }
     retries: list[dict[str, Any]] = []
     while True:
@@ -557,12 +581,12 @@ def _write(
     overwrite = cfg.output.overwrite or item.orphan
     try:
         # The family's sound goes into the same file unless --no-audio dropped it.
-        audio = result.audio if cfg.output.audio is not False else None
+        audio, hdr = (result.audio if cfg.output.audio is not False else None), result.hdr
         frames, fps = result.frames, plan.fps
         if plan.finish:
             clip = _finish(plan, item, record, finish.Clip(media.to_uint8(frames), fps, audio), [], progress)
             frames, fps, audio = clip.frames, _fps(clip.fps), clip.audio
-        _encode(record, frames, item.path, plan.fmt, fps, plan.codec, plan.crf, overwrite, progress, audio)
+        _encode(record, frames, item.path, plan.fmt, fps, plan.codec, plan.crf, overwrite, progress, audio, hdr)
     except WriteError as exc:
         raise WriteError(_keep_generation(plan, item, session.resolved, result, exc)) from None
     _record_preview(record, outcome.preview)
@@ -751,9 +775,11 @@ def _encode(
     overwrite: bool,
     progress: Progress,
     audio: Any = None,
+    hdr: Any = None,
 ) -> None:
     """Write the video (with the compact sidecar in its metadata, and the family's sound where it
-    made one) and record it and its time."""
+    made one) and record it and its time. An HDR family's linear `hdr` frames are written as HDR10;
+    `frames`, their SDR rendering, make the poster, preview and last frame."""
     start = time.perf_counter()
     progress.phase("encode")
     record["output"] = media.write(
@@ -767,6 +793,7 @@ def _encode(
         overwrite=overwrite,
         on_frame=progress.frames,
         audio=audio,
+        hdr=hdr,
     )
     record["timings"]["encode"] = round(time.perf_counter() - start, 4)
     if record["config"]["output"].get("preview"):

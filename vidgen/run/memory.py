@@ -120,7 +120,8 @@ def ladder(family: Family, cfg: RunConfig, cuda: bool = True) -> list[Rung]:
         if cheaper:
             rungs.append(Rung("model+cheaper-decode", {"offload": "model", **_NO_GROUP, **cheaper}))
     rungs.append(Rung("group", {"offload": "group", "offload_type": "block", "offload_stream": True, **cheaper}))
-    rungs.append(Rung("sequential", {"offload": "sequential", **_NO_GROUP, **cheaper}))
+    if family.modes[cfg.mode].sequential_offload:
+        rungs.append(Rung("sequential", {"offload": "sequential", **_NO_GROUP, **cheaper}))
     return rungs
 
 
@@ -214,7 +215,7 @@ def _local_folder(kind: str, where: str, revision: str | None) -> Path | None:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            for marker in ("model_index.json", "config.json"):
+            for marker in ("model_index.json", "modular_model_index.json", "config.json"):
                 found = try_to_load_from_cache(where, marker, revision=revision)
                 if isinstance(found, str):
                     return Path(found).parent

@@ -25,6 +25,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     latents: Any = None  # latents.Captured: what went into the VAE, for --save-latents
     audio: Any = None  # families.base.Audio: the sound of families that make it
+    hdr: Any = None  # float32 linear HDR frames of HDR families (families.base.Generated.hdr)
     # What a resumable family did beyond the call (windows replayed from a checkpoint), for the
     # sidecar's pipeline section.
     journal: dict[str, Any] = field(default_factory=dict)
@@ -170,6 +171,7 @@ def run(
     finally:
         progress.stop()
     end = time.perf_counter()
+    hdr = _hdr(output)
     frames, audio, warnings = _finished(output)
     # Denoising ends at the last step callback; what follows is the VAE decode.
     denoised = clock.last_step or end
@@ -180,6 +182,7 @@ def run(
         warnings=warnings,
         latents=captured if captured.latents is not None else None,
         audio=audio,
+        hdr=hdr,
         journal=journal,
     )
 
@@ -209,6 +212,14 @@ def _call(
     output = family.decode(pipe, cfg, Caught(captured.latents))
     captured.decoding = False
     return output
+
+
+def _hdr(output: Any) -> Any:
+    """The linear HDR frames of an HDR family's output (float32), or None."""
+    import numpy as np
+
+    hdr = getattr(output, "hdr", None)
+    return None if hdr is None else np.asarray(hdr, dtype=np.float32)
 
 
 def _finished(output: Any) -> tuple[Any, Any, list[str]]:
