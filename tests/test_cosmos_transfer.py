@@ -224,7 +224,9 @@ def test_readme_steer_with_depth_commands_plan_offline(nothing_loads: None, tmp_
     section = readme.split("### Steer with depth or edges", 1)[1]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [shlex.split(line.split("  #")[0]) for line in block.splitlines() if line.startswith("vidgen ")]
-    assert len(commands) == 9 and {"wan2.1-vace-1.3b", "animatediff-controlnet"} <= {c for cmd in commands for c in cmd}
+    assert len(commands) == 10 and {"wan2.1-vace-1.3b", "animatediff-controlnet", "ltx2-ic-depth"} <= {
+        c for cmd in commands for c in cmd
+    }
     rng = np.random.default_rng(0)
     imageio.mimwrite("drive.mp4", list(rng.integers(0, 255, (13, 64, 64, 3), dtype=np.uint8)), fps=16)
     _clip("depth", seed=1)
