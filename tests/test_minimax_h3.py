@@ -135,3 +135,13 @@ def test_progress_counts_one_step_fewer_than_num_inference_steps(tmp_path: Path)
         family.call(pipe, cfg, {**kwargs, "output_type": "np"}, {}, **extra)
     assert "step" not in vars(pipe.scheduler)
     assert len(counted) == family.step_count(cfg, kwargs) == 2
+
+
+@pytest.mark.pipeline
+def test_fp8_storage_runs_on_the_transformer(tmp_path: Path) -> None:
+    result = cli(*FOX, "--fp8-storage", "--seed", "2", "--out", "f8.mp4")
+    assert result.exit_code == 0, result.stderr
+    data = sidecar(tmp_path / "f8.json")
+    methods = [call["method"] for call in data["optimizations"]["calls"]]
+    assert methods == ["transformer.enable_layerwise_casting"]
+    assert streams(tmp_path / "f8.mp4")["audio"]["codec"] == "aac"

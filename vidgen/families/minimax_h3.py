@@ -98,7 +98,7 @@ class MiniMaxH3(Family):
     # num_frames default, 5 s) at 24 fps, 50 steps (the blocks' default; counted as sigma grid
     # points, so 49 transformer passes).
     reference = settings(size=(768, 1344), frames=SHORTEST, steps=50, fps=FPS)
-    takes = Takes(optimizations=frozenset({"offload"}), caches=frozenset(), schedulers={})
+    takes = Takes(optimizations=frozenset({"offload", "fp8_storage"}), caches=frozenset(), schedulers={})
     hints: ClassVar[dict[str, str]] = {
         "sampling.guidance_scale": _NO_GUIDANCE,
         "inputs.negative_prompt": f"{_NO_GUIDANCE}, so no negative prompt",
@@ -107,7 +107,6 @@ class MiniMaxH3(Family):
         "optimization.cache": "not checked on MiniMax-H3's packed sequence yet",
         "optimization.attention_backend": "not checked on MiniMax-H3 yet",
         "optimization.quantize": "not checked on MiniMax-H3 yet (diffusers' docs load it int8 with torchao by hand)",
-        "optimization.fp8_storage": "not checked on MiniMax-H3 yet",
         "optimization.compile": "not checked on MiniMax-H3 yet",
         "optimization.vae_tiling": "not checked on MiniMax-H3's VAE yet",
         "optimization.decode_chunk_size": "MiniMax-H3's VAE decodes in its own 17-frame chunks",
@@ -257,6 +256,39 @@ def _processor(tokenizer: Any) -> Any:
     return ColQwen2Processor(image_processor=images, tokenizer=tokenizer)
 
 
+def _decoders() -> tuple[Any, Any]:
+    """The video VAE (the real 16x compression, 4 latent channels, a one-layer decoder) and the
+    audio VAE (the real 800-sample hop at 32 kHz)."""
+    from diffusers import AutoencoderKLMiniMaxH3, AutoencoderKLMiniMaxH3Audio
+
+    vae = AutoencoderKLMiniMaxH3(
+        latent_channels=4,
+        block_out_channels=(8,) * 6,
+        layers_per_block=1,
+        norm_num_groups=4,
+        decoder_num_layers=1,
+        decoder_num_attention_heads=2,
+        decoder_attention_head_dim=8,
+        decoder_num_register_tokens=1,
+        decoder_ffn_mult=1,
+        latents_mean=(0.0,) * 4,
+        latents_std=(1.0,) * 4,
+    )
+    # The decoder halves its channels at each of its 7 upsamplings: 128 is the least that leaves one.
+    audio_vae = AutoencoderKLMiniMaxH3Audio(
+        encoder_dim=4,
+        latent_dim=8,
+        latent_channels=4,
+        num_attention_heads=2,
+        decoder_dim=128,
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1,),),
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+    )
+    return vae.eval(), audio_vae.eval()
+
+
 def tiny() -> Any:
     """MiniMax-H3 at a tiny scale: a one-block transformer of width 32 (two heads of 16, rotary
     over 12 of them), a video VAE of the real 16x compression with 4 latent channels and a
@@ -264,15 +296,10 @@ def tiny() -> Any:
     Hunyuan's offline letter-level Qwen2 tokenizer, and the two schedulers at shift 12 and 3."""
     import diffusers
     import torch
-    from diffusers import (
-        AutoencoderKLMiniMaxH3,
-        AutoencoderKLMiniMaxH3Audio,
-        MiniMaxH3Scheduler,
-        MiniMaxH3Transformer3DModel,
-    )
+    from diffusers import MiniMaxH3Scheduler, MiniMaxH3Transformer3DModel
 
     from vidgen.families.hunyuan15 import qwen2_tokenizer
-    from vidgen.families.wan_animate2 import _Saved
+    from vidgen.families.tiny_parts import ModularSaved
 
     tokenizer = qwen2_tokenizer()
     qwen = _qwen3_vl(tokenizer)
@@ -303,43 +330,19 @@ def tiny() -> Any:
                 parameter.normal_(0.0, 0.2, generator=generator)
             if "attn.norm_q" in name or "attn.norm_k" in name:
                 parameter.mul_(4.0)
-    vae = AutoencoderKLMiniMaxH3(
-        latent_channels=4,
-        block_out_channels=(8,) * 6,
-        layers_per_block=1,
-        norm_num_groups=4,
-        decoder_num_layers=1,
-        decoder_num_attention_heads=2,
-        decoder_attention_head_dim=8,
-        decoder_num_register_tokens=1,
-        decoder_ffn_mult=1,
-        latents_mean=(0.0,) * 4,
-        latents_std=(1.0,) * 4,
-    )
-    # The decoder halves its channels at each of its 7 upsamplings: 128 is the least that leaves one.
-    audio_vae = AutoencoderKLMiniMaxH3Audio(
-        encoder_dim=4,
-        latent_dim=8,
-        latent_channels=4,
-        num_attention_heads=2,
-        decoder_dim=128,
-        resblock_kernel_sizes=(3,),
-        resblock_dilation_sizes=((1,),),
-        latents_mean=[0.0] * 4,
-        latents_std=[1.0] * 4,
-    )
+    vae, audio_vae = _decoders()
     pipe = diffusers.MiniMaxH3Blocks().init_pipeline()
     pipe.update_components(
         transformer=transformer.eval(),
-        vae=vae.eval(),
-        audio_vae=audio_vae.eval(),
+        vae=vae,
+        audio_vae=audio_vae,
         text_encoder=qwen,
         tokenizer=tokenizer,
         processor=_processor(tokenizer),
         scheduler=MiniMaxH3Scheduler(shift=12.0),
         audio_scheduler=MiniMaxH3Scheduler(shift=3.0),
     )
-    return _Saved(pipe)
+    return ModularSaved(pipe)
 
 
 MiniMaxH3.tiny = {"minimax-h3": tiny}
