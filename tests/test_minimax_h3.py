@@ -107,7 +107,9 @@ def test_i2v_runs_fl2va_from_the_first_and_last_frames(tmp_path: Path) -> None:
     from PIL import Image
 
     first = _keyframes()
-    result = cli("i2v", *first, "a red fox", *TINY, "--last-image", "last.png", "--format", "png", "--out", "fl/")
+    result = cli(
+        "i2v", *first, "a red fox", *TINY, "--last-image", "last.png", "--seed", "3", "--format", "png", "--out", "fl/"
+    )
     ours, data = png_frames(result), printed_sidecar(result)
     assert data["model"]["modular"]["workflow"] == "fl2va"
     assert data["pipeline"]["media_kwargs"] == {"image": "inputs.image", "last_image": "inputs.last_image"}
