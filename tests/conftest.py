@@ -221,6 +221,8 @@ def plain_diffusers(data: dict, media: dict | None = None, **change) -> Made:
     modular = data["model"].get("modular")
     if modular:  # a ModularPipeline returns the outputs it is asked for: one video here
         out = pipe(**pipeline["call_kwargs"], **media, generator=generator, output=modular["output"])
+        if isinstance(out, dict):  # several outputs, by name: MiniMax-H3's video and its sound
+            return Made(_uint8(out["videos"][0]), out["audio"][0].float().numpy())
         return Made(_uint8(out[0]), None)
     with _torchvision_resize(pipe):
         out = pipe(**pipeline["call_kwargs"], **media, generator=generator)

@@ -316,7 +316,9 @@ class Modular:
     scheduler's steps (`modular_steps`)."""
 
     blocks: str
-    output: str = "videos"
+    # The output(s) the call asks for; several (MiniMax-H3's videos, audio and sampling_rate)
+    # come back by name, and that family's `call` picks them apart.
+    output: str | tuple[str, ...] = "videos"
     # The scheduler component whose `step` marks a denoising step (MiniMax-H3 has one for sound too).
     stepper: str = "scheduler"
     # mode -> the blocks' workflow it runs (MiniMax-H3's t2va, fl2va, ref2va); absent: all blocks.

@@ -135,3 +135,15 @@ def qwen25_vl_encoder(tokenizer: Any) -> Any:
         vision_end_token_id=ids["vision_end"],
     )
     return Qwen2_5_VLForConditionalGeneration(qwen).eval()
+
+
+class ModularSaved:
+    """A tiny modular pipeline as vidgen's tiny-model cache saves it (Wan-Animate-2, MiniMax-H3):
+    diffusers' save, pointing its index at the folder (vidgen reads every component from the
+    model itself anyway)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    def save_pretrained(self, folder: Any, safe_serialization: bool = True) -> None:
+        self.pipe.save_pretrained(str(folder), safe_serialization=safe_serialization, overwrite_modular_index=True)

@@ -253,17 +253,6 @@ class WanAnimate2Distilled(WanAnimate2):
     memory = wan_memory(replace(FOOTPRINT, sizes=_SIZES, guided=False), part=_Segments)
 
 
-class _Saved:
-    """A tiny modular pipeline as vidgen's tiny-model cache saves it: diffusers' save, pointing
-    its index at the folder (vidgen reads every component from the model itself anyway)."""
-
-    def __init__(self, pipe: Any) -> None:
-        self.pipe = pipe
-
-    def save_pretrained(self, folder: Any, safe_serialization: bool = True) -> None:
-        self.pipe.save_pretrained(str(folder), safe_serialization=safe_serialization, overwrite_modular_index=True)
-
-
 def _tiny(blocks: str) -> Any:
     """Wan-Animate-2 at a tiny scale: a two-block transformer of width 24, the tiny Wan 2.1 parts
     (UMT5, VAE) and a two-layer CLIP vision tower of the real width (1280: the transformer's
@@ -273,6 +262,7 @@ def _tiny(blocks: str) -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, WanAnimate2Transformer3DModel
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
+    from vidgen.families.tiny_parts import ModularSaved
     from vidgen.families.wan import tiny_wan_parts
 
     torch.manual_seed(0)
@@ -316,7 +306,7 @@ def _tiny(blocks: str) -> Any:
         image_encoder=clip,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
     )
-    return _Saved(pipe)
+    return ModularSaved(pipe)
 
 
 def tiny_animate2() -> Any:
