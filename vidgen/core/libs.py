@@ -34,3 +34,6 @@ def quiet() -> None:
     # Library-internal deprecation chatter (torch.meshgrid indexing, grid_sample align_corners in
     # the deprecated Text2Video-Zero code) says nothing a vidgen user can act on.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|diffusers)(\.|$)")
+    # MiniMax-H3's audio VAE in diffusers builds with the deprecated torch.nn.utils.weight_norm,
+    # which warns on every load; again nothing a vidgen user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.nn\.utils\.weight_norm")
