@@ -47,6 +47,7 @@ from vidgen.core.limits import (
     depth,
     read_text,
 )
+from vidgen.families.base import workflow
 from vidgen.io import outputs, trust
 
 log = logging.getLogger("vidgen")
@@ -399,7 +400,11 @@ def group_key(resolved: Resolved) -> str:
         # A cache hook counts the steps it was set up for (MagCache resamples its ratios to them).
         shape["num_inference_steps"] = cfg["sampling"]["num_inference_steps"]
     # A family may run another pipeline class for some inputs (LTX-Video keyframes).
-    shape["pipeline"] = families.get(resolved.config.model.family or "").pipeline_name(resolved.config)
+    family = families.get(resolved.config.model.family or "")
+    shape["pipeline"] = family.pipeline_name(resolved.config)
+    # A modular pipeline's inputs may choose its workflow, and with it what loads (MiniMax-H3's
+    # references run another transformer).
+    shape["workflow"] = workflow(family, resolved.config)
     # The preview decoder is loaded beside the pipeline for each job; it shapes nothing in it.
     model = {key: value for key, value in cfg["model"].items() if key != "preview_decoder"}
     return json.dumps([cfg["mode"], model, cfg["optimization"], shape], sort_keys=True)

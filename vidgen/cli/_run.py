@@ -342,12 +342,10 @@ def _print_plan(plan: Any, as_json: bool) -> None:
         if name == "prompts":
             lines.append("prompts: " + " | ".join(f"{frame}: {text}" for frame, text in record.items()))
             continue
-        # Keyframes and clips (LTX) are a list of such records.
-        for one in record if isinstance(record, list) else [record]:
-            size = "x".join(map(str, one["prepared"]["size"]))
-            count = f"{one['frames_used']} frames " if "frames_used" in one else ""
-            at = f" at frame {one['frame_index']}" if "frame_index" in one else ""
-            lines.append(f"{name}: {one['path']}{at} -> {count}{size} ({one['resize']})")
+        # Keyframes and clips (LTX) are a list of such records; pictures, videos and sounds
+        # (MiniMax-H3's references) one record with an entry each.
+        for one in record if isinstance(record, list) else record.get("items") or [record]:
+            lines.append(f"{name}: {_input_line(one)}")
     lines += [f"note: {note}" for note in plan.inputs.notes]
     lines += finish_lines(generate.finish_price(plan) or [])
     if plan.seed_drawn:
@@ -358,6 +356,20 @@ def _print_plan(plan: Any, as_json: bool) -> None:
         lines.append(f"would write: {item['path']} (+ {', '.join(beside)})")
     for line in lines:
         typer.echo("\n".join(comment(line)))
+
+
+def _input_line(one: dict[str, Any]) -> str:
+    """--dry-run: what one input file becomes (its frames, size and resize mode; a sound's rate)."""
+    prepared = one["prepared"]
+    at = f" at frame {one['frame_index']}" if "frame_index" in one else ""
+    kind = f" ({one['kind']})" if "kind" in one else ""
+    if "size" not in prepared:  # a sound, or a data file (a camera path)
+        heard = f" -> {prepared['samples']} samples at {prepared['sample_rate']} Hz" if "samples" in prepared else ""
+        return f"{one['path']}{kind}{heard}"
+    size = "x".join(map(str, prepared["size"]))
+    count = f"{one['frames_used']} frames " if "frames_used" in one else ""
+    resize = f" ({one['resize']})" if "resize" in one else ""
+    return f"{one['path']}{at}{kind} -> {count}{size}{resize}"
 
 
 def finish_lines(priced: list[dict[str, Any]]) -> list[str]:

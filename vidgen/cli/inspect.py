@@ -114,7 +114,7 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         rows.append(("scheduler", f"{scheduler.get('class')} {_kwargs(_dict(scheduler.get('options')))}".strip()))
     setup = [_dict(call) for call in pipeline.get("setup") or []]
     rows += [
-        ("pipeline", pipeline.get("class")),
+        ("pipeline", _pipeline_row(pipeline, model)),
         ("seed", data.get("seed")),
         ("frames", sampling.get("num_frames")),
         ("size", f"{sampling.get('width')}x{sampling.get('height')}"),
@@ -382,17 +382,44 @@ def _input_rows(data: dict) -> list[tuple[str, object]]:
 
 def _list_rows(name: str, refs: list, record: dict) -> list[tuple[str, object]]:
     """One row per entry of a list input, with what the record says about it when it matches."""
-    images = record.get("images") if isinstance(record.get("images"), list) else []
+    # Reference images (`images`, all brought to one size) or pictures, videos and sounds (`items`).
+    entries = record.get("images") or record.get("items")
+    entries = entries if isinstance(entries, list) else []
     size = "x".join(map(str, _dict(record.get("prepared")).get("size") or []))
     rows: list[tuple[str, object]] = []
     for index, ref in enumerate(refs):
-        image = _dict(images[index]) if index < len(images) else {}
-        if image.get("path") != ref:
+        entry = _dict(entries[index]) if index < len(entries) else {}
+        if entry.get("path") != ref:
             rows.append((name, ref))
             continue
-        where = f" = {image['resolved_path']}" if image.get("resolved_path") not in (None, ref) else ""
-        rows.append((name, f"{ref}{where} (sha256 {str(image.get('sha256'))[:12]}, {record.get('resize')} to {size})"))
+        where = f" = {entry['resolved_path']}" if entry.get("resolved_path") not in (None, ref) else ""
+        detail = _medium_detail(entry) if "kind" in entry else f"{record.get('resize')} to {size}"
+        rows.append((name, f"{ref}{where} (sha256 {str(entry.get('sha256'))[:12]}, {detail})"))
     return rows
+
+
+def _pipeline_row(pipeline: dict, model: dict) -> object:
+    """The pipeline class, and a modular pipeline's workflow (MiniMax-H3's t2va, ref2va)."""
+    workflow = _dict(model.get("modular")).get("workflow")
+    return f"{pipeline.get('class')} ({workflow} workflow)" if workflow else pipeline.get("class")
+
+
+def _medium_detail(entry: dict) -> str:
+    """What a picture, video or sound of a media input became: its size, frames, sound."""
+    prepared = _dict(entry.get("prepared"))
+    size = "x".join(map(str, prepared.get("size") or []))
+    sound = _dict(prepared.get("sound")) if entry.get("kind") == "video" else prepared
+
+    def heard(block: dict) -> str:
+        seconds = block.get("samples", 0) / max(block.get("sample_rate") or 1, 1)
+        return f"{block.get('channels')} channel(s) at {block.get('sample_rate')} Hz, {seconds:.2f} s"
+
+    if entry.get("kind") == "image":
+        return f"picture, {size}"
+    if entry.get("kind") == "video":
+        frames = f"video, {prepared.get('frames')} frames at {entry.get('input_fps')} fps, {size}"
+        return f"{frames}, sound {heard(sound)}" if sound else f"{frames}, no sound"
+    return f"sound, {heard(sound)}"
 
 
 def _kwargs(kwargs: dict) -> str:

@@ -23,8 +23,11 @@ from vidgen.config.flags import register_flag
 #   mask: a video, folder or one image with the control frames' count and size;
 #   images: several picture files (the option repeats), each at the run's size;
 #   data: one local file that is not a picture or video (a camera path), parsed by the kind's
-#     own `parse` function, declared by the family that takes it.
-READERS = ("image", "video", "control", "mask", "images", "data")
+#     own `parse` function, declared by the family that takes it;
+#   media: several files (the option repeats), in order, each a picture, a video (its frames at
+#     the run's rate, with its sound) or a sound, told apart by what the file holds (MiniMax-H3's
+#     references).
+READERS = ("image", "video", "control", "mask", "images", "data", "media")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,15 @@ class InputKind:
     parse: Callable[[bytes, str, Any], tuple[dict[str, Any], dict[str, Any]]] | None = None
     # Data kinds: the largest file read, in bytes.
     max_bytes: int = 64 * 1024 * 1024
+    # Media kinds: the rate sounds are brought to (by ffmpeg, as they are decoded); None keeps
+    # each file's own.
+    sample_rate: int | None = None
+    # Media kinds: the size a video's frames are brought to from their own (width, height), as
+    # they are decoded; None keeps their own.
+    fit: Callable[[int, int], tuple[int, int]] | None = None
+    # Media kinds: the family's rules on the files as read, [(file, Medium)] in order (how many
+    # of each kind, which may come alone), raising InputError with one line.
+    check: Callable[[list[tuple[str, Any]]], None] | None = None
 
     @property
     def path(self) -> str:
@@ -66,7 +78,7 @@ class InputKind:
     @property
     def single_file(self) -> bool:
         """Read as one file (a picture); the others may also be a folder of frames."""
-        return self.reads in ("image", "images", "data")
+        return self.reads in ("image", "images", "data", "media")
 
 
 # Insertion order is reading order: a mask is read after the control frames it must match.
@@ -81,6 +93,10 @@ def register_input(kind: InputKind) -> None:
         raise ValueError(f"input {kind.field}: own_size and frames_of are for video kinds")
     if (kind.parse is None) != (kind.reads != "data"):
         raise ValueError(f"input {kind.field}: a data kind, and only a data kind, has a parse function")
+    if (kind.sample_rate or kind.fit or kind.check) and kind.reads != "media":
+        raise ValueError(f"input {kind.field}: sample_rate, fit and check are for media kinds")
+    if kind.reads == "media" and not kind.many:
+        raise ValueError(f"input {kind.field}: a media kind is a list (many=True)")
     if kind.frames_of is not None and kind.frames_of not in INPUT_KINDS:
         raise ValueError(f"input {kind.field}: frames_of names {kind.frames_of}, which is not declared before it")
     known = INPUT_KINDS.get(kind.field)

@@ -321,8 +321,11 @@ class Modular:
     output: str | tuple[str, ...] = "videos"
     # The scheduler component whose `step` marks a denoising step (MiniMax-H3 has one for sound too).
     stepper: str = "scheduler"
-    # mode -> the blocks' workflow it runs (MiniMax-H3's t2va, fl2va, ref2va); absent: all blocks.
+    # mode -> the blocks' workflow it runs (MiniMax-H3's t2va, fl2va); absent: all blocks.
     workflows: dict[str, str] = field(default_factory=dict)
+    # input field -> the workflow a run given that input runs instead, as the blocks' own trigger
+    # inputs choose (MiniMax-H3's --reference runs ref2va, on another transformer).
+    triggers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -813,6 +816,30 @@ def modular_steps(scheduler: Any, on_step: Callable[[], None]) -> Iterator[None]
         yield
     finally:
         del scheduler.step  # the class's own method again
+
+
+def workflow(family: Family, cfg: RunConfig) -> str | None:
+    """The modular workflow a run runs: the one its inputs trigger, else its mode's (None: not
+    a modular family, or all its blocks). It decides which components load, so a batch groups
+    jobs by it."""
+    spec = family.loading.modular
+    if spec is None:
+        return None
+    given = next((name for name in spec.triggers if cfg.inputs.get(name)), None)
+    return spec.triggers[given] if given is not None else spec.workflows.get(cfg.mode)
+
+
+def workflow_components(family: Family, cfg: RunConfig) -> frozenset[str] | None:
+    """The components a modular run's workflow loads (None: not modular, or all its blocks'):
+    a model that holds two transformer partitions (MiniMax-H3) loads and plans one."""
+    name = workflow(family, cfg)
+    if name is None:
+        return None
+    import diffusers
+
+    assert family.loading.modular is not None
+    blocks = getattr(diffusers, family.loading.modular.blocks)().get_workflow(name)
+    return frozenset(spec.name for spec in blocks.expected_components)
 
 
 def modular(family: Family) -> bool:

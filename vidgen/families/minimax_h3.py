@@ -9,16 +9,23 @@ transformer pass per step. Frames are 17n+5 (124 to 345: 5 to 15 s at 24 fps) an
 multiples of 32, refused before loading rather than rounded. The sound (32 kHz stereo) is muxed
 into the mp4 (AAC) or webm (Opus) as LTX-2's is, or dropped with --no-audio.
 
-Not here yet: the `ref2va` workflow (up to 12 image, video and sound references in an order that
-means something), which needs an input kind of its own.
+`vidgen t2v PROMPT --reference FILE ...` runs its `ref2va` workflow on the checkpoint's other
+transformer (`transformer_ref/`): up to 12 pictures (9 at most), videos (3, each with its sound)
+and sounds (3, never alone), in an order that means something: the prompt names them <Picture 1>,
+<Video 1>, <Audio 1> in the order given (a video's sound is the <Audio j> just before it).
+vidgen reads each as the pipeline takes it: a video at 24 fps, no longer than the run, brought
+down to the canvas of its own aspect ratio by ffmpeg's Lanczos as it is decoded (the reference
+implementation's route, which diffusers passes through untouched), and every sound at the audio
+VAE's 32 kHz, resampled by ffmpeg (diffusers would need torchaudio for it).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from vidgen.config.kinds import InputKind, register_input
 from vidgen.config.schema import RunConfig
-from vidgen.core.errors import ConfigError
+from vidgen.core.errors import ConfigError, InputError, ModelError
 from vidgen.families.base import (
     NO_FORWARD_CHUNKING,
     ONE_VIDEO_PER_CALL,
@@ -52,9 +59,26 @@ SHORTEST, LONGEST = 124, 345
 # built on the meta device with their default configs (the published shapes; the transformer's
 # 33.12e9 is the docs' 61.7 GB in bf16). The Qwen3-VL conditioner: the docs' 62.1 GB in bf16.
 _SIZES = {
-    REPO: {"transformer": 33.123e9, "text_encoder": 33.34e9, "vae": 2.604e9, "audio_vae": 0.151e9},
+    REPO: {
+        "transformer": 33.123e9,
+        # ref2va's partition: the same class and shapes (one of the two loads, by workflow).
+        "transformer_ref": 33.123e9,
+        "text_encoder": 33.34e9,
+        "vae": 2.604e9,
+        "audio_vae": 0.151e9,
+    },
 }
 _NO_GUIDANCE = "MiniMax-H3 is guidance-distilled: guidance is in its weights, one pass per step"
+# ref2va's limits, as diffusers' setup step and the model card give them.
+_MOST = {"image": 9, "video": 3, "audio": 3}
+_MOST_IN_ALL = 12
+# The audio VAE's rate, which every reference sound is brought to.
+SAMPLE_RATE = 32000
+# The released checkpoint's canvas rule (its pipeline config), which a video reference is put on.
+_SHORT_EDGE, _MAX_PIXELS, _MULTIPLE = 768, 768 * 1344, 32
+# The conditioner reads a reference video at 2 fps in pairs of frames: 13 frames at 24 fps at least.
+_SHORTEST_REFERENCE = 13
+_NAMES = {"image": "picture", "video": "video", "audio": "sound"}
 
 
 def latent_frames(frames: int) -> int:
@@ -69,12 +93,90 @@ def nearest_frames(frames: int) -> str:
     return " or ".join(str(n) for n in (low, high) if n is not None)
 
 
+def _aspect_ok(width: int, height: int) -> bool:
+    return width <= 4 * height and height <= 4 * width
+
+
+def fit(width: int, height: int) -> tuple[int, int]:
+    """The size a video reference's frames are decoded at: the canvas of its own aspect ratio
+    (the pipeline's rule, at the released checkpoint's 768 px short edge), never up from its own."""
+    if not _aspect_ok(width, height):
+        return width, height  # refused by `check_references`, once read
+    from diffusers.modular_pipelines.minimax_h3.modular_pipeline import resolve_canvas_size
+
+    canvas_height, canvas_width = resolve_canvas_size(width, height, _MULTIPLE, _SHORT_EDGE, _MAX_PIXELS)
+    return (canvas_width, canvas_height) if canvas_width * canvas_height < width * height else (width, height)
+
+
+def check_references(read: list[tuple[str, Any]]) -> None:
+    """ref2va's rules on its references, as read: how many of each kind, a sound never alone,
+    pictures and videos within 1:4 to 4:1, a video long enough for the conditioner."""
+    kinds = [medium.kind for _, medium in read]
+    for kind, most in _MOST.items():
+        if kinds.count(kind) > most:
+            raise InputError(f"--reference gives {kinds.count(kind)} {_NAMES[kind]}s; MiniMax-H3 takes at most {most}.")
+    if len(kinds) > _MOST_IN_ALL:
+        raise InputError(f"--reference gives {len(kinds)} files; MiniMax-H3 takes at most {_MOST_IN_ALL} in all.")
+    if kinds and set(kinds) == {"audio"}:
+        raise InputError(
+            "--reference gives only sounds; MiniMax-H3 takes a sound beside at least one picture or video."
+        )
+    for ref, medium in read:
+        width, height = medium.image.size if medium.kind == "image" else (0, 0)
+        if medium.kind == "video":
+            height, width = medium.frames.shape[1:3]
+            if len(medium.frames) < _SHORTEST_REFERENCE:
+                raise InputError(
+                    f"--reference {ref} gives {len(medium.frames)} frame(s) at {FPS} fps; MiniMax-H3 reads a "
+                    f"reference video in pairs of frames at 2 fps: give at least {_SHORTEST_REFERENCE} "
+                    f"({_SHORTEST_REFERENCE / FPS:.2f} s)."
+                )
+        if medium.kind != "audio" and not _aspect_ok(width, height):
+            raise InputError(
+                f"--reference {ref} is {width}x{height}; MiniMax-H3 takes references from 1:4 to 4:1. Crop it first."
+            )
+
+
+register_input(
+    InputKind(
+        "references",
+        "--reference",
+        "media",
+        "MiniMax-H3: a picture, video (with its sound) or sound to make the video from; repeat it in the "
+        "order the prompt names them: <Picture 1>, <Video 1>, <Audio 1> (up to 9 pictures, 3 videos, 3 sounds).",
+        "FILE",
+        many=True,
+        sample_rate=SAMPLE_RATE,
+        fit=fit,
+        check=check_references,
+    )
+)
+
+
+# A reference picture's rows, priced before it is read: a 16:9 picture at its own 2048 px short edge.
+_PICTURE_ROWS = 2048 * 3648 // (_MULTIPLE * _MULTIPLE)
+_PICTURES = (".png", ".jpg", ".jpeg", ".webp")
+_SOUNDS = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".aac", ".opus")
+
+
 class _Packed(Memory):
     """One forward sees every latent frame (5n+2 for 17n+5 frames); the sound's and the text's
-    rows are a few hundred beside tens of thousands of video rows."""
+    rows are a few hundred beside tens of thousands of video rows. ref2va packs each reference's
+    block ahead of them: a video's as many rows as the generated video's at most (cut to its
+    length, on a canvas no larger), a picture's those of a 16:9 picture at 2048 px (a sound's few),
+    counted here in the run's latent frames, by each file's suffix."""
 
     def latent_frames(self, cfg: RunConfig, frames: int) -> int:
-        return latent_frames(frames)
+        own = latent_frames(frames)
+        rows = max((cfg.sampling.height or 768) // _MULTIPLE * ((cfg.sampling.width or 1344) // _MULTIPLE), 1)
+        extra = 0
+        for ref in cfg.inputs.get("references") or []:
+            suffix = "." + str(ref).rsplit(".", 1)[-1].lower()
+            if suffix in _PICTURES or str(ref).startswith(("http://", "https://")):
+                extra += -(-_PICTURE_ROWS // rows)
+            elif suffix not in _SOUNDS:
+                extra += own
+        return own + extra
 
 
 class MiniMaxH3(Family):
@@ -83,7 +185,16 @@ class MiniMaxH3(Family):
     # A ModularPipeline has no enable_model_cpu_offload; accelerate's per-layer hooks are not
     # checked on it: --offload group.
     modes: ClassVar[dict[str, Mode]] = {
-        "t2v": Mode(PIPELINE, REPO, _CALL, audio=True, model_offload=False, sequential_offload=False),
+        # With --reference: the ref2va workflow (`loading.modular.triggers`).
+        "t2v": Mode(
+            PIPELINE,
+            REPO,
+            _CALL,
+            inputs=frozenset({"references"}),
+            audio=True,
+            model_offload=False,
+            sequential_offload=False,
+        ),
         "i2v": Mode(
             PIPELINE,
             REPO,
@@ -113,7 +224,8 @@ class MiniMaxH3(Family):
         "optimization.vae_slicing": ONE_VIDEO_PER_CALL,
         "optimization.attention_slicing": "MiniMax-H3 attends through diffusers' dispatcher",
         "optimization.forward_chunking": NO_FORWARD_CHUNKING,
-        "inputs.reference_images": "MiniMax-H3's references (ref2va) are not in vidgen yet",
+        "inputs.reference_images": "MiniMax-H3 takes pictures, videos and sounds with --reference, on vidgen t2v",
+        "inputs.references": "MiniMax-H3 takes --reference on vidgen t2v (its ref2va workflow)",
     }
     loading = Loading(
         cuda_dtype="bf16",
@@ -121,7 +233,10 @@ class MiniMaxH3(Family):
             "MiniMaxH3Blocks",
             output=("videos", "audio", "sampling_rate"),
             workflows={"t2v": "t2va", "i2v": "fl2va"},
+            triggers={"references": "ref2va"},
         ),
+        # ref2va runs the checkpoint's other transformer partition.
+        denoisers=("transformer", "transformer_ref"),
     )
     memory = _Packed(
         Footprint(
@@ -182,8 +297,55 @@ class MiniMaxH3(Family):
     def call(self, pipe: Any, cfg: RunConfig, call_kwargs: dict[str, Any], media: dict[str, Any], **extra: Any) -> Any:
         modular = self.loading.modular
         assert modular is not None
+        if "references" in media:
+            _check_reads_video(pipe, media["references"])
+            media = {**media, "references": references(media["references"])}
         out = pipe(**call_kwargs, **media, **extra, output=list(modular.output))
         return Generated(out["videos"][0], sound(out["audio"][0], out["sampling_rate"]))
+
+
+def _check_reads_video(pipe: Any, read: list[Any]) -> None:
+    """A reference video reaches the conditioner through its processor's video processor:
+    MiniMax-H3's Qwen3VLProcessor has one (transformers builds it on torchvision); a model whose
+    processor has none cannot read a video."""
+    processor = getattr(pipe, "processor", None)
+    if any(medium.kind == "video" for medium in read) and getattr(processor, "video_processor", None) is None:
+        raise ModelError(
+            f"this model's processor ({type(processor).__name__}) reads no video, so it cannot take a --reference "
+            "video; MiniMax-H3's own (Qwen3VLProcessor, with torchvision installed) does."
+        )
+
+
+def references(read: list[Any]) -> list[Any]:
+    """diffusers' reference objects for the pictures, videos and sounds vidgen read
+    (vidgen.io.inputs.Medium), in their order: videos at their 24 fps and sounds at 32 kHz,
+    stated, so the pipeline resamples nothing."""
+    import torch
+    from diffusers.modular_pipelines.minimax_h3 import (
+        MiniMaxH3AudioReference,
+        MiniMaxH3ImageReference,
+        MiniMaxH3VideoReference,
+    )
+
+    def waveform(samples: Any) -> Any:
+        return None if samples is None else torch.tensor(samples, dtype=torch.float32)
+
+    made: list[Any] = []
+    for medium in read:
+        if medium.kind == "image":
+            made.append(MiniMaxH3ImageReference(image=medium.image))
+        elif medium.kind == "video":
+            made.append(
+                MiniMaxH3VideoReference(
+                    frames=medium.frames,
+                    fps=medium.fps,
+                    audio=waveform(medium.audio),
+                    sample_rate=medium.sample_rate,
+                )
+            )
+        else:
+            made.append(MiniMaxH3AudioReference(audio=waveform(medium.audio), sample_rate=medium.sample_rate))
+    return made
 
 
 def sound(samples: Any, sample_rate: int) -> Audio:
@@ -289,20 +451,11 @@ def _decoders() -> tuple[Any, Any]:
     return vae.eval(), audio_vae.eval()
 
 
-def tiny() -> Any:
-    """MiniMax-H3 at a tiny scale: a one-block transformer of width 32 (two heads of 16, rotary
-    over 12 of them), a video VAE of the real 16x compression with 4 latent channels and a
-    one-layer decoder, an audio VAE of the real 800-sample hop at 32 kHz, the Qwen3-VL above with
-    Hunyuan's offline letter-level Qwen2 tokenizer, and the two schedulers at shift 12 and 3."""
-    import diffusers
+def _transformer(seed: int) -> Any:
+    """A one-block transformer of width 32 (two heads of 16, rotary over 12 of them)."""
     import torch
-    from diffusers import MiniMaxH3Scheduler, MiniMaxH3Transformer3DModel
+    from diffusers import MiniMaxH3Transformer3DModel
 
-    from vidgen.families.hunyuan15 import qwen2_tokenizer
-    from vidgen.families.tiny_parts import ModularSaved
-
-    tokenizer = qwen2_tokenizer()
-    qwen = _qwen3_vl(tokenizer)
     transformer = MiniMaxH3Transformer3DModel(
         num_attention_heads=2,
         attention_head_dim=16,
@@ -321,7 +474,7 @@ def tiny() -> Any:
     # drawn at random instead. Even so the 31 text rows, among ~600 rows of noise, barely move
     # the picture (under 1/255): the block's modulation is drawn larger (wide gates) and its
     # query/key norms sharpened, so that the prompt shows in the frames and the sound.
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in transformer.named_parameters():
             if "adaln_proj" in name:
@@ -330,10 +483,29 @@ def tiny() -> Any:
                 parameter.normal_(0.0, 0.2, generator=generator)
             if "attn.norm_q" in name or "attn.norm_k" in name:
                 parameter.mul_(4.0)
+    return transformer.eval()
+
+
+def tiny() -> Any:
+    """MiniMax-H3 at a tiny scale: two one-block transformers (the t2va/fl2va partition and the
+    ref2va one, drawn apart), a video VAE of the real 16x compression with 4 latent channels and
+    a one-layer decoder, an audio VAE of the real 800-sample hop at 32 kHz, the Qwen3-VL above
+    with Hunyuan's offline letter-level Qwen2 tokenizer, and the two schedulers at shift 12 and
+    3. Its canvas rule is scaled down with it (a 32 px short edge, pictures at 64), so
+    references stay small."""
+    import diffusers
+    from diffusers import MiniMaxH3Scheduler
+
+    from vidgen.families.hunyuan15 import qwen2_tokenizer
+    from vidgen.families.tiny_parts import ModularSaved
+
+    tokenizer = qwen2_tokenizer()
+    qwen = _qwen3_vl(tokenizer)
     vae, audio_vae = _decoders()
     pipe = diffusers.MiniMaxH3Blocks().init_pipeline()
     pipe.update_components(
-        transformer=transformer.eval(),
+        transformer=_transformer(0),
+        transformer_ref=_transformer(1),
         vae=vae,
         audio_vae=audio_vae,
         text_encoder=qwen,
@@ -342,6 +514,7 @@ def tiny() -> Any:
         scheduler=MiniMaxH3Scheduler(shift=12.0),
         audio_scheduler=MiniMaxH3Scheduler(shift=3.0),
     )
+    pipe.register_to_config(canvas_short_edge=32, canvas_max_pixels=32 * 64, reference_image_short_edge=64)
     return ModularSaved(pipe)
 
 

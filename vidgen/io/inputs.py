@@ -603,6 +603,150 @@ def _prepare_references(cfg: RunConfig, prepared: Prepared, kind: InputKind) -> 
     }
 
 
+# -- pictures, videos and sounds in one ordered list (MiniMax-H3's references) -------------------
+
+# The first bytes of the picture formats vidgen reads; anything else is probed by ffmpeg.
+_PICTURE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+@dataclass
+class Medium:
+    """One file of a media kind, as read: a picture (`image`, upright RGB at its own size), a
+    video (`frames`, uint8 F x H x W x 3 at `fps`, with its sound if it has one) or a sound
+    (`audio`, float32 channels x samples at `sample_rate`)."""
+
+    kind: str  # "image", "video" or "audio"
+    image: Any = None
+    frames: Any = None
+    fps: float | None = None
+    audio: Any = None
+    sample_rate: int | None = None
+
+
+def _kind_media(cfg: RunConfig, family: Any, fps: int, kind: InputKind, prepared: Prepared) -> None:
+    """Pictures, videos and sounds in the order given: each told apart by what the file holds,
+    read no longer than the run (videos at its frame rate, sounds cut at its duration), then the
+    kind's own rules on the whole list (how many of each)."""
+    refs = [str(ref) for ref in cfg.inputs.get(kind.field) or []]
+    items, records = [], []
+    digest = hashlib.sha256()
+    for ref in refs:
+        with _named(kind.flag, ref):
+            item, record = _medium(cfg, kind, ref, fps)
+        items.append(item)
+        records.append(record)
+        digest.update(record["prepared"]["sha256"].encode())
+    if kind.check is not None:
+        kind.check(list(zip(refs, items, strict=True)))
+    prepared.media[kind.field] = items
+    prepared.record[kind.field] = {
+        "path": refs,
+        "resolved_path": [record.get("resolved_path", record["path"]) for record in records],
+        "items": records,
+        "prepared": {"count": len(items), "sha256": digest.hexdigest()},
+    }
+
+
+def _medium(cfg: RunConfig, kind: InputKind, ref: str, fps: int) -> tuple[Medium, dict[str, Any]]:
+    """One picture, video or sound of a media kind, and its record."""
+    if is_url(ref):
+        if not ref.startswith(("http://", "https://")):
+            raise InputError(f"{ref}: only local files and http(s) URLs can be read.")
+        # A URL is read as a picture (as IMAGE is); a video or sound is downloaded first.
+        return _medium_picture(cfg, ref, _fetch(ref))
+    check_source(ref, kind.field)
+    path = Path(ref).expanduser()
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith(_PICTURE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return _medium_picture(cfg, ref, _fetch(ref))
+    from vidgen.io import media
+
+    found = media.probe(path)
+    # Sound no longer than the run: the pipeline would cut it there.
+    sound = media.read_audio(path, (cfg.sampling.num_frames or 1) / fps, kind.sample_rate, most_channels=2)
+    if found is not None:
+        return _medium_video(cfg, kind, ref, path, fps, found, sound)
+    if sound is None:
+        raise InputError(
+            f"{ref} is not a picture, video or sound vidgen can read; use PNG, JPEG or WebP, a video "
+            "(mp4, webm, mov, gif) or a sound (wav, mp3, flac, m4a, ogg)."
+        )
+    if not sound[0].size:
+        raise InputError(f"{ref} holds no sound (0 samples); pass a sound file with something in it.")
+    return _medium_sound(ref, path, sound)
+
+
+def _medium_picture(cfg: RunConfig, ref: str, data: bytes) -> tuple[Medium, dict[str, Any]]:
+    image, info = _decode(data, ref, background(cfg))
+    digest = hashlib.sha256(image.tobytes()).hexdigest()
+    record = {"kind": "image", "path": ref, **_resolved(ref), "sha256": hashlib.sha256(data).hexdigest(), **info}
+    # Brought to no size here: the family's pipeline sizes references by its own rule.
+    record["prepared"] = {"size": list(image.size), "sha256": digest}
+    return Medium("image", image=image), record
+
+
+def _medium_sound(ref: str, path: Path, sound: tuple[Any, int]) -> tuple[Medium, dict[str, Any]]:
+    from vidgen.io import media
+
+    samples, rate = sound
+    record = {"kind": "audio", "path": ref, **_resolved(ref), "sha256": media.sha256(path)}
+    record["prepared"] = _sound_record(samples, rate)
+    return Medium("audio", audio=samples, sample_rate=rate), record
+
+
+def _sound_record(samples: Any, rate: int) -> dict[str, Any]:
+    import numpy as np
+
+    raw = np.ascontiguousarray(samples, dtype="<f4").tobytes()
+    return {
+        "sample_rate": rate,
+        "channels": int(samples.shape[0]),
+        "samples": int(samples.shape[1]),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+    }
+
+
+def _medium_video(
+    cfg: RunConfig, kind: InputKind, ref: str, path: Path, fps: int, found: Any, sound: tuple[Any, int] | None
+) -> tuple[Medium, dict[str, Any]]:
+    """A video's first frames at the run's rate (as many as the run makes), brought to the
+    kind's size as they are decoded (ffmpeg's Lanczos), and its sound, cut at the run's length."""
+    import numpy as np
+
+    from vidgen.io import media
+
+    _frame_size(ref, found.width, found.height)
+    cap = cfg.sampling.num_frames or MAX_FRAMES
+    width, height = kind.fit(found.width, found.height) if kind.fit else (found.width, found.height)
+    scale = f",scale={width}:{height}:flags=lanczos" if (width, height) != (found.width, found.height) else ""
+    decoded = media.frames(path, ["-vf", f"fps={fps:g}{scale}", "-frames:v", str(cap)])
+    try:
+        frames = np.stack(list(decoded))
+    finally:
+        decoded.close()
+    record = {
+        "kind": "video",
+        "path": ref,
+        **_resolved(ref),
+        "sha256": media.sha256(path),
+        "size": [found.width, found.height],
+        "source_fps": found.fps,
+        "input_fps": fps,
+        "frames_used": len(frames),
+        "prepared": {
+            "size": [int(frames.shape[2]), int(frames.shape[1])],
+            "frames": len(frames),
+            "sha256": hashlib.sha256(frames.tobytes()).hexdigest(),
+        },
+    }
+    medium = Medium("video", frames=frames, fps=float(fps))
+    if sound is not None and sound[0].size:
+        medium.audio, medium.sample_rate = sound
+        record["prepared"]["sound"] = _sound_record(*sound)
+    return medium, record
+
+
 def _prepare_conditions(cfg: RunConfig, family: Any, fps: int, prepared: Prepared) -> None:
     """Keyframe images and conditioning clips (inputs.conditions) at the run's size, in order:
     media["conditions"] holds one image or frame list each; the family passes them on."""
@@ -704,4 +848,5 @@ READERS = {
     "mask": _kind_mask,
     "images": _kind_images,
     "data": _kind_data,
+    "media": _kind_media,
 }

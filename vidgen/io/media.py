@@ -65,7 +65,9 @@ SAFE_INPUT = [
     "-protocol_whitelist",
     "file",
     "-format_whitelist",
-    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,gif,avi,flv,mpegts,mpeg,ogg,asf,webp_anim,webp_pipe,apng,image2",
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,gif,avi,flv,mpegts,mpeg,ogg,asf,webp_anim,webp_pipe,apng,image2,"
+    # Sound files (MiniMax-H3's sound references): plain demuxers that name no other file.
+    "wav,mp3,flac,aac",
     "-max_pixels",
     str(MAX_FRAME_PIXELS),
 ]
@@ -842,18 +844,21 @@ def audio_stream(path: Path) -> str | None:
     return None
 
 
-def read_audio(path: Path, max_seconds: float = 3600.0) -> tuple[Any, int] | None:
+def read_audio(
+    path: Path, max_seconds: float = 3600.0, rate: int | None = None, most_channels: int | None = None
+) -> tuple[Any, int] | None:
     """A clip's first audio stream as float32 samples (channels, n) and its rate, decoded by
-    the bundled ffmpeg (None when the clip has none). `vidgen interpolate` and `upscale` carry
-    it into the file they write."""
+    the bundled ffmpeg (None when the clip has none): resampled to `rate` if given, and mixed
+    down to `most_channels` where it has more (a mono stream stays mono). `vidgen interpolate`
+    and `upscale` carry it into the file they write; MiniMax-H3 conditions on it."""
     import numpy as np
 
     described = audio_stream(path)
     if described is None:
         return None
-    rate = re.search(r"(\d+) Hz", described)
+    found = re.search(r"(\d+) Hz", described)
     layout = re.search(r"Hz, ([^,]+)", described)
-    if rate is None:
+    if found is None:
         return None
     words = layout.group(1).strip() if layout else "stereo"
     count = re.match(r"(\d+) channels", words)
@@ -864,15 +869,19 @@ def read_audio(path: Path, max_seconds: float = 3600.0) -> tuple[Any, int] | Non
         channels = int(count.group(1)) if count else int(surround.group(1)) + int(surround.group(2))
     else:
         channels = 2
+    if most_channels is not None:
+        channels = min(channels, most_channels)
     command = [ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", *SAFE_INPUT, "-i", str(path)]
-    command += ["-vn", "-t", str(max_seconds), "-ac", str(channels), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    command += ["-vn", "-t", str(max_seconds), "-ac", str(channels)]
+    command += ["-ar", str(rate)] if rate is not None else []
+    command += ["-f", "f32le", "-acodec", "pcm_f32le", "-"]
     done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, preexec_fn=child(), check=False)
     if done.returncode != 0:
         detail = done.stderr.decode("utf-8", errors="replace").strip().splitlines()
         raise InputError(f"{path}: its audio could not be decoded ({detail[-1] if detail else done.returncode}).")
     samples = np.frombuffer(done.stdout, dtype="<f4")
     samples = samples[: len(samples) - len(samples) % channels].reshape(-1, channels).T
-    return np.ascontiguousarray(samples, dtype=np.float32), int(rate.group(1))
+    return np.ascontiguousarray(samples, dtype=np.float32), rate or int(found.group(1))
 
 
 def embedded_metadata(path: Path) -> dict[str, Any] | None:

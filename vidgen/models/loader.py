@@ -470,7 +470,7 @@ def _load_modular(
     spec = family.loading.modular
     assert spec is not None
     blocks = getattr(diffusers, spec.blocks)()
-    workflow = spec.workflows.get(cfg.mode)
+    workflow = base.workflow(family, cfg)
     if workflow is not None:
         blocks = blocks.get_workflow(workflow)
     pipe = blocks.init_pipeline(where)

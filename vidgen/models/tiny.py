@@ -26,7 +26,7 @@ from vidgen.families.tiny_parts import (
 )
 
 # Bump when a builder changes, so cached tiny models are rebuilt rather than reused.
-TINY_VERSION = 3
+TINY_VERSION = 4
 PREFIX = "tiny:"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from vidgen.config.flags import flag
 from vidgen.config.layers import Resolved
 from vidgen.config.schema import OptimizationConfig, RunConfig
-from vidgen.families.base import Family, component_dtypes, denoisers, quantized_components
+from vidgen.families.base import Family, component_dtypes, denoisers, quantized_components, workflow_components
 from vidgen.models.components import CONTROLNETS, hub_revision, safetensors_header
 from vidgen.run import warm
 
@@ -261,6 +261,10 @@ def sizes(family: Family, cfg: RunConfig, found: dict[str, tuple[str, str]]) -> 
             notes.append(f"the size of {model_id} is unknown until it is downloaded; planned with {reference}'s")
         params.update(published if whole else {name: published.get(name, 0.0)})
         sources.add("published sizes")
+    loaded = workflow_components(family, cfg)
+    if loaded is not None:
+        # A modular model may hold components this run's workflow never loads.
+        params = {name: count for name, count in params.items() if name in loaded}
     fixed, working = _files(family, cfg, params, sources, notes)
     for name, (source, published) in family.memory.extra_models(cfg).items():
         local = _extra_folder(source)
