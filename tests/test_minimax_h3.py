@@ -147,3 +147,274 @@ def test_fp8_storage_runs_on_the_transformer(tmp_path: Path) -> None:
     methods = [call["method"] for call in data["optimizations"]["calls"]]
     assert methods == ["transformer.enable_layerwise_casting"]
     assert streams(tmp_path / "f8.mp4")["audio"]["codec"] == "aac"
+
+
+# -- ref2va: --reference pictures, videos and sounds ------------------------------------------------
+
+
+def _sound(seed: int, seconds: float, channels: int = 1, rate: int = 32000) -> np.ndarray:
+    """Random float32 samples (by default at 32 kHz, the audio VAE's rate), shaped (channels, samples)."""
+    return (np.random.default_rng(seed).standard_normal((channels, int(seconds * rate))) * 0.2).astype(np.float32)
+
+
+def _frames(seed: int, count: int, width: int = 96, height: int = 54) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (count, height, width, 3), dtype=np.uint8)
+
+
+def _write(path: str, frames: np.ndarray | None, sound: np.ndarray | None, fps: int = 24, rate: int = 32000) -> str:
+    """A file of exactly these frames (lossless PNG frames in Matroska) and this sound (float PCM), by the
+    bundled ffmpeg: what vidgen decodes from it can be compared with what went in."""
+    import subprocess
+    import tempfile
+
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error"]
+    with tempfile.TemporaryDirectory() as folder:
+        if frames is not None:
+            raw = Path(folder, "frames.rgb")
+            raw.write_bytes(frames.tobytes())
+            size = f"{frames.shape[2]}x{frames.shape[1]}"
+            command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-r", str(fps), "-i", str(raw)]
+        if sound is not None:
+            pcm = Path(folder, "sound.f32")
+            pcm.write_bytes(np.ascontiguousarray(sound.T, dtype="<f4").tobytes())
+            command += ["-f", "f32le", "-ar", str(rate), "-ac", str(sound.shape[0]), "-i", str(pcm)]
+        codecs = (["-c:v", "png", "-pix_fmt", "rgb24"] if frames is not None else []) + (
+            ["-c:a", "pcm_f32le"] if sound is not None else []
+        )
+        subprocess.run([*command, *codecs, path], check=True)
+    return path
+
+
+class _VideoPatches:
+    """Stands in for Qwen3-VL's video processor, which transformers builds on torchvision, and no
+    torchvision build fits this CPU-only torch (the real one needs a GPU user's install): the same
+    patch layout (frames in pairs, 16 px patches merged 2x2, normalised to [-1, 1]), in numpy.
+    Only the tiny conditioner reads it; vidgen hands the pipeline the same frames either way."""
+
+    temporal_patch_size, patch_size, merge_size = 2, 16, 2
+
+    def __call__(self, videos, do_sample_frames=False, return_tensors="pt"):
+        import torch
+        from PIL import Image
+
+        pixels, grids = [], []
+        tp, p, m = self.temporal_patch_size, self.patch_size, self.merge_size
+        for video in videos:
+            unit = p * m
+            height = max(unit, round(video.shape[1] / unit) * unit)
+            width = max(unit, round(video.shape[2] / unit) * unit)
+            frames = np.stack([np.asarray(Image.fromarray(f).resize((width, height))) for f in video])
+            frames = frames.astype(np.float32) / 127.5 - 1.0
+            frames = np.concatenate([frames, frames[-1:].repeat(-len(frames) % tp, axis=0)])
+            x = frames.transpose(0, 3, 1, 2)
+            t, h, w = len(x) // tp, height // p, width // p
+            x = x.reshape(t, tp, 3, h // m, m, p, w // m, m, p).transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+            pixels.append(x.reshape(t * h * w, 3 * tp * p * p))
+            grids.append([t, h, w])
+        return {"pixel_values_videos": torch.from_numpy(np.concatenate(pixels)), "video_grid_thw": torch.tensor(grids)}
+
+
+@pytest.fixture
+def reads_video(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny model's processor gets the stand-in video processor above (see why there)."""
+    import transformers
+
+    monkeypatch.setattr(transformers.ColQwen2Processor, "video_processor", _VideoPatches(), raising=False)
+
+
+def _media_files() -> dict[str, np.ndarray]:
+    """face.png (a 60x40 picture), clip.mkv (30 frames at 24 fps, with 1.25 s of stereo sound)
+    and voice.wav (2 s of mono sound): what went into each."""
+    from PIL import Image
+
+    face = _frames(5, 1, 60, 40)[0]
+    Image.fromarray(face).save("face.png")
+    clip, track, voice = _frames(6, 30), _sound(7, 1.25, channels=2), _sound(8, 2.0)
+    _write("clip.mkv", clip, track)
+    _write("voice.wav", None, voice)
+    return {"face": face, "clip": clip, "track": track, "voice": voice}
+
+
+def _references(made: dict[str, np.ndarray], order: tuple[str, ...] = ("face", "clip", "voice")) -> list:
+    """diffusers' references for the files, built from what went into them, in `order`."""
+    import torch
+    from diffusers.modular_pipelines.minimax_h3 import (
+        MiniMaxH3AudioReference,
+        MiniMaxH3ImageReference,
+        MiniMaxH3VideoReference,
+    )
+    from PIL import Image
+
+    each = {
+        "face": MiniMaxH3ImageReference(image=Image.fromarray(made["face"])),
+        "clip": MiniMaxH3VideoReference(
+            frames=made["clip"], fps=24.0, audio=torch.from_numpy(made["track"]), sample_rate=32000
+        ),
+        "mute": MiniMaxH3VideoReference(frames=made["clip"], fps=24.0),
+        "voice": MiniMaxH3AudioReference(audio=torch.from_numpy(made["voice"]), sample_rate=32000),
+    }
+    return [each[name] for name in order]
+
+
+REFERENCES = ("--reference", "face.png", "--reference", "clip.mkv", "--reference", "voice.wav")
+SINGER = ("t2v", "Picture 1 sings Audio 1 as in Video 1", *TINY)
+
+
+@pytest.mark.pipeline
+def test_ref2va_takes_pictures_videos_and_sounds_in_order_and_equals_plain_diffusers(
+    reads_video: None, tmp_path: Path
+) -> None:
+    import hashlib
+
+    made = _media_files()
+    result = cli(*SINGER, *REFERENCES, "--seed", "3", "--format", "png", "--out", "sing/")
+    ours, data = png_frames(result), printed_sidecar(result)
+    modular = data["model"]["modular"]
+    # The references choose the ref2va workflow, on the checkpoint's other transformer alone.
+    assert modular["workflow"] == "ref2va"
+    assert "transformer_ref" in modular["load_components"]["names"]
+    assert "transformer" not in modular["load_components"]["names"]
+    assert data["pipeline"]["media_kwargs"] == {"references": "inputs.references"}
+    record = data["inputs"]["references"]
+    assert record["path"] == ["face.png", "clip.mkv", "voice.wav"]
+    face, clip, voice = record["items"]
+    assert (face["kind"], clip["kind"], voice["kind"]) == ("image", "video", "audio")
+    # What reached the pipeline is what went into the files: the picture at its own size, every
+    # frame of the clip at 24 fps (small enough to keep its size), both sounds at 32 kHz.
+    assert face["prepared"]["sha256"] == hashlib.sha256(made["face"].tobytes()).hexdigest()
+    assert clip["prepared"]["frames"] == 30 and clip["prepared"]["size"] == [96, 54]
+    assert clip["prepared"]["sha256"] == hashlib.sha256(made["clip"].tobytes()).hexdigest()
+    assert clip["prepared"]["sound"]["sha256"] == raw_sha256(made["track"])
+    assert voice["prepared"]["sha256"] == raw_sha256(made["voice"])
+    assert voice["prepared"]["channels"] == 1 and voice["prepared"]["samples"] == 64000
+    references = _references(made)
+    theirs = assert_reproduces(ours, data, {"references": references})
+    assert raw_sha256(theirs.audio) == data["output"]["audio"]["raw_sha256"]
+    # The order means something, and so does a video's sound.
+    for other in (_references(made, ("clip", "face", "voice")), _references(made, ("face", "mute", "voice"))):
+        changed = plain_diffusers(data, {"references": other})
+        assert np.abs(changed.frames.astype(int) - theirs.frames.astype(int)).max() > 1
+    # `inspect` says what each file became; `replay` reads them again and makes the same video.
+    shown = cli("inspect", result.stdout.strip() + ".json")
+    assert shown.exit_code == 0, shown.stderr
+    shown = shown.stdout
+    assert "references   face.png" in shown and "picture, 60x40" in shown
+    assert "video, 30 frames at 24 fps, 96x54, sound 2 channel(s) at 32000 Hz, 1.25 s" in shown
+    assert "sound, 1 channel(s) at 32000 Hz, 2.00 s" in shown
+    assert "MiniMaxH3ModularPipeline (ref2va workflow)" in shown
+    again = cli("replay", result.stdout.strip() + ".json", "--allow-inputs", "--out", "again/")
+    assert np.array_equal(png_frames(again), ours)
+
+
+@pytest.mark.pipeline
+def test_ref2va_reads_a_video_at_24_fps_and_its_sound_at_32_khz_no_longer_than_the_run(tmp_path: Path) -> None:
+    """A 30 fps clip of 6 s with 44.1 kHz sound, for a 124-frame (5.17 s) run: 124 frames at
+    24 fps, the sound resampled by ffmpeg and cut at the run's length. The tiny model's processor
+    reads no video (see _VideoPatches): without the stand-in, the run ends in one line, exit 5."""
+    frames = _frames(9, 180, 64, 36)
+    _write("long.mkv", frames, _sound(10, 6.0, channels=2, rate=44100), fps=30, rate=44100)
+    result = cli(*SINGER, "--reference", "long.mkv", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "references: long.mkv (video) -> 124 frames 64x36" in result.stdout
+    one_line_error(cli(*SINGER, "--reference", "long.mkv", "--out", "x.mp4"), 5, "reads no video", "torchvision")
+    assert not Path("x.mp4").exists()
+
+    from vidgen.config.kinds import INPUT_KINDS
+    from vidgen.config.schema import RunConfig
+    from vidgen.families import get
+    from vidgen.io.inputs import prepare
+
+    cfg = RunConfig.model_validate(
+        {"mode": "t2v", "inputs": {"prompt": "a", "references": ["long.mkv"]}, "sampling": {"num_frames": 124}}
+    )
+    cfg.sampling.width = cfg.sampling.height = 32
+    (medium,) = prepare(cfg, get("minimax-h3"), 24).media["references"]
+    assert medium.kind == "video" and medium.frames.shape == (124, 36, 64, 3) and medium.fps == 24.0
+    assert medium.sample_rate == 32000 and medium.audio.shape == (2, round(124 / 24 * 32000))
+    # A large video is brought down to the canvas of its own aspect ratio as it is decoded.
+    assert INPUT_KINDS["references"].fit is not None
+    assert INPUT_KINDS["references"].fit(1920, 1080) == (1344, 768)
+    assert INPUT_KINDS["references"].fit(640, 360) == (640, 360)
+
+
+def _many_pictures(count: int) -> tuple[str, ...]:
+    args: tuple[str, ...] = ()
+    for index in range(count):
+        _noise(index).save(f"p{index}.png")
+        args += ("--reference", f"p{index}.png")
+    return args
+
+
+@pytest.mark.parametrize(
+    ("make", "needles"),
+    [
+        (lambda: _many_pictures(10), ["10 pictures", "at most 9"]),
+        (lambda: ("--reference", _write("v.wav", None, _sound(1, 1.0))), ["only sounds", "picture or video"]),
+        (lambda: (Path("n.txt").write_text("hello"), ("--reference", "n.txt"))[1], ["n.txt", "not a picture, video"]),
+        (lambda: ("--reference", _write("e.wav", None, _sound(1, 0.0))), ["e.wav", "no sound"]),
+        (lambda: ("--reference", _write("s.mkv", _frames(1, 5), None)), ["s.mkv gives 5 frame(s)", "at least 13"]),
+        (
+            lambda: (_noise(1).resize((200, 40)).save("wide.png"), ("--reference", "wide.png"))[1],
+            ["wide.png is 200x40", "1:4 to 4:1"],
+        ),
+        (lambda: (Path("d").mkdir(), ("--reference", "d"))[1], ["--reference d is a folder"]),
+        (lambda: ("--reference", "gone.mp4"), ["--reference gone.mp4 does not exist"]),
+        (lambda: ("--reference", "/dev/zero"), ["not a regular file"]),
+        (lambda: ("--reference", "ftp://example.com/a.png"), ["only local files and http(s) URLs"]),
+        (
+            lambda: (
+                Path("bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64),
+                ("--reference", "bad.mp4"),
+            )[1],
+            ["bad.mp4", "not a picture, video or sound"],
+        ),
+    ],
+)
+def test_wrong_references_are_refused_before_loading(
+    make, needles: list[str], nothing_loads: None, tmp_path: Path
+) -> None:
+    args = make()
+    one_line_error(cli(*FOX, *args), 4, *needles)
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_references_fit_t2v_of_minimax_h3_only(nothing_loads: None, tmp_path: Path) -> None:
+    _noise(1).save("p.png")
+    # No family takes references on i2v: the option is not there (a usage error, as for any).
+    result = cli("i2v", "p.png", "a fox", *TINY, "--reference", "p.png")
+    assert result.exit_code == 2 and "No such option: --reference" in result.stderr
+    wan = cli("t2v", "a fox", "--preset", "tiny-wan", "--reference", "p.png")
+    one_line_error(wan, 3, "--reference", "MiniMax-H3 (t2v)")
+    # Wan VACE's --ref (on vidgen control) is not MiniMax-H3's: t2v suggests --reference.
+    result = cli(*FOX, "--ref", "p.png")
+    assert result.exit_code == 2 and "--reference" in result.stderr
+    result = cli(*FOX, "--set", "inputs.reference_images=[p.png]")
+    one_line_error(result, 3, "--ref is not used", "MiniMax-H3 takes pictures, videos and sounds with --reference")
+
+
+def test_ref2va_plans_the_reference_transformer_and_the_references_rows(nothing_loads: None, tmp_path: Path) -> None:
+    from vidgen import families
+    from vidgen.batch.jobs import group_key
+    from vidgen.config import Layer, resolve
+
+    _noise(1).save("p.png")
+    plain = cli("t2v", "a fox", "--preset", "minimax-h3", "--dry-run", "--memory", "auto", "--vram", "80")
+    result = cli("t2v", "a fox", "--preset", "minimax-h3", "--reference", "p.png", "--dry-run", "--memory", "auto")
+    assert result.exit_code == 0 and plain.exit_code == 0, result.stderr + plain.stderr
+    assert "transformer_ref 61.7, text_encoder 62.1" in result.stdout and "transformer 61.7" not in result.stdout
+    assert "references: p.png (image) -> 32x32" in result.stdout
+
+    def denoise(text: str) -> float:
+        return float(text.split("denoise ")[1].split(",")[0])
+
+    # A 2048 px picture's rows are priced beside the video's.
+    assert denoise(result.stdout) > denoise(plain.stdout)
+
+    # A batch runs jobs with and without references on different loaded pipelines.
+    def key(inputs: dict) -> str:
+        return group_key(resolve("t2v", ["minimax-h3"], [Layer("job", {"inputs": inputs})], families.defaults_layer))
+
+    assert key({"prompt": "a", "references": ["p.png"]}) != key({"prompt": "a"})
+    assert key({"prompt": "a"}) == key({"prompt": "b"})

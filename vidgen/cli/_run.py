@@ -362,7 +362,8 @@ def _input_line(one: dict[str, Any]) -> str:
     """--dry-run: what one input file becomes (its frames, size and resize mode; a sound's rate)."""
     prepared = one["prepared"]
     at = f" at frame {one['frame_index']}" if "frame_index" in one else ""
-    kind = f" ({one['kind']})" if "kind" in one else ""
+    # A media input's entry says what it is (a video file's record says "file" or "folder").
+    kind = f" ({one['kind']})" if one.get("kind") in ("image", "video", "audio") else ""
     if "size" not in prepared:  # a sound, or a data file (a camera path)
         heard = f" -> {prepared['samples']} samples at {prepared['sample_rate']} Hz" if "samples" in prepared else ""
         return f"{one['path']}{kind}{heard}"

@@ -393,7 +393,8 @@ def _list_rows(name: str, refs: list, record: dict) -> list[tuple[str, object]]:
             rows.append((name, ref))
             continue
         where = f" = {entry['resolved_path']}" if entry.get("resolved_path") not in (None, ref) else ""
-        detail = _medium_detail(entry) if "kind" in entry else f"{record.get('resize')} to {size}"
+        media = entry.get("kind") in ("image", "video", "audio")
+        detail = _medium_detail(entry) if media else f"{record.get('resize')} to {size}"
         rows.append((name, f"{ref}{where} (sha256 {str(entry.get('sha256'))[:12]}, {detail})"))
     return rows
 
