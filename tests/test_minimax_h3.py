@@ -306,6 +306,10 @@ def test_ref2va_takes_pictures_videos_and_sounds_in_order_and_equals_plain_diffu
     assert "MiniMaxH3ModularPipeline (ref2va workflow)" in shown
     again = cli("replay", result.stdout.strip() + ".json", "--allow-inputs", "--out", "again/")
     assert np.array_equal(png_frames(again), ours)
+    # The gallery names them on the tile (and finds the tile by them).
+    assert cli("gallery", "sing").exit_code == 0
+    page = Path("sing/index.html").read_text()
+    assert '<p class="inputs">--reference face.png, clip.mkv, voice.wav</p>' in page
 
 
 @pytest.mark.pipeline
@@ -418,3 +422,25 @@ def test_ref2va_plans_the_reference_transformer_and_the_references_rows(nothing_
 
     assert key({"prompt": "a", "references": ["p.png"]}) != key({"prompt": "a"})
     assert key({"prompt": "a"}) == key({"prompt": "b"})
+
+
+@pytest.mark.pipeline
+def test_a_batch_job_with_references_is_redone_when_one_of_them_changes(tmp_path: Path) -> None:
+    """A job's identity hashes every reference: a rerun skips it, until a sound it names
+    changes; its references also make it a pipeline group of its own (ref2va loads another
+    transformer), so the manifest loads twice."""
+    _media_files()
+    Path("jobs.yaml").write_text(
+        "defaults:\n  preset: tiny-minimax-h3\njobs:\n"
+        "  - {prompt: 'Picture 1 sings Audio 1', reference: [face.png, voice.wav], seed: 1}\n"
+        "  - {prompt: 'a fox', seed: 2}\n"
+    )
+    first = cli("batch", "jobs.yaml", "--out", "out/")
+    assert first.exit_code == 0, first.stderr
+    assert first.stderr.count("loading tiny:minimax-h3") == 2
+    assert "2 done" in first.stderr
+    again = cli("batch", "jobs.yaml", "--out", "out/")
+    assert again.exit_code == 0 and "2 skipped" in again.stderr, again.stderr
+    _write("voice.wav", None, _sound(11, 2.0))
+    changed = cli("batch", "jobs.yaml", "--out", "out/")
+    assert changed.exit_code == 0 and "1 done, 1 skipped" in changed.stderr, changed.stderr

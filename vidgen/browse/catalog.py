@@ -22,6 +22,8 @@ KEEP_CHARS = 4096
 # ... except the poster vidgen puts in `output.poster` (a small JPEG as a data URI), kept whole
 # up to this length for the gallery; a longer one is not vidgen's.
 MAX_POSTER_CHARS = 256 << 10
+# Files of one input a listing names (a sidecar from elsewhere may list thousands).
+MAX_LISTED = 20
 
 
 @dataclass
@@ -49,6 +51,22 @@ class Entry:
         if not prompt and isinstance(inputs.get("prompts"), dict) and inputs["prompts"]:
             prompt = next(iter(inputs["prompts"].values()))
         return str(prompt or "")
+
+    @property
+    def inputs(self) -> dict[str, list[str]]:
+        """The files the run read, by the flag or argument that names them ({"--reference":
+        ["face.png", "voice.wav"]}): each file's name as the config gives it, cut short."""
+        from vidgen import families  # noqa: F401  (family modules declare their own input kinds)
+        from vidgen.config.kinds import INPUT_KINDS
+
+        found: dict[str, list[str]] = {}
+        for field, kind in INPUT_KINDS.items():
+            value = self.section("inputs").get(field)
+            refs = value if isinstance(value, list) else [value]
+            names = [shorten(Path(ref).name or ref, 80) for ref in refs[:MAX_LISTED] if isinstance(ref, str) and ref]
+            if names:
+                found[kind.flag] = names + ([f"... {len(refs) - MAX_LISTED} more"] if len(refs) > MAX_LISTED else [])
+        return found
 
     @property
     def enhanced_prompt(self) -> str | None:
@@ -80,6 +98,7 @@ class Entry:
             "peak_memory_bytes": self.data.get("peak_memory_bytes"),
             "preview": output.get("preview"),
             "finish": self.finish,
+            "inputs": self.inputs,
         }
 
     @property

@@ -58,6 +58,8 @@ def _tile(entry: Entry, root: Path, posters: dict[Path, str]) -> str:
     ]
     prompt = str(row["prompt"] or "")
     enhanced = str(row["enhanced_prompt"] or "")
+    # The files it was made from (IMAGE, --control, --reference ...), by name.
+    inputs = " · ".join(f"{flag.lower()} {', '.join(names)}" for flag, names in row["inputs"].items())
     search = " ".join(
         str(v)
         for v in (
@@ -67,6 +69,7 @@ def _tile(entry: Entry, root: Path, posters: dict[Path, str]) -> str:
             row["mode"],
             entry.path.name,
             f"seed {row['seed']}",
+            inputs,
         )
     )
     poster = posters.get(entry.path)
@@ -90,6 +93,7 @@ def _tile(entry: Entry, root: Path, posters: dict[Path, str]) -> str:
         f'<p class="prompt">{_h(shorten(prompt, PROMPT_CHARS) or entry.path.name)}</p>'
         # The prompt --enhance-prompt wrote, which the pipeline got, under the typed one.
         + (f'<p class="enhanced">enhanced: {_h(shorten(enhanced, PROMPT_CHARS))}</p>' if enhanced else "")
+        + (f'<p class="inputs">{_h(inputs)}</p>' if inputs else "")
         + f"<p>seed {_h(row['seed'])} · {_h(row['model'])} · {_h(row['mode'])}</p>"
         f"<p>{_h(settings[0])}</p><p>{_h(settings[1])}</p>"
         # The finishing chain (--interpolate, --upscale) that made the file from the generation.
