@@ -444,3 +444,22 @@ def test_a_batch_job_with_references_is_redone_when_one_of_them_changes(tmp_path
     _write("voice.wav", None, _sound(11, 2.0))
     changed = cli("batch", "jobs.yaml", "--out", "out/")
     assert changed.exit_code == 0 and "1 done, 1 skipped" in changed.stderr, changed.stderr
+
+
+@pytest.mark.pipeline
+def test_model_folder_without_a_preset_is_known_by_its_modular_index(tmp_path: Path) -> None:
+    """A local copy of the repo (`huggingface-cli download MiniMaxAI/MiniMax-H3 --local-dir D`)
+    has a modular_model_index.json and no model_index.json: `--model D` alone finds the family."""
+    import json
+
+    from vidgen.models import tiny
+
+    folder = str(tiny.ensure("minimax-h3"))
+    result = cli("t2v", "a fox", "--model", folder, "--height", "32", "--width", "32", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["config"]["model"]["family"] == "minimax-h3"
+    assert plan["sources"]["model.family"] == "model:modular_model_index.json"
+    made = cli("t2v", "a fox", "--model", folder, "--height", "32", "--width", "32", "--steps", "2", "--out", "m.mp4")
+    assert made.exit_code == 0, made.stderr
+    assert sidecar(tmp_path / "m.json")["model"]["modular"]["workflow"] == "t2va"

@@ -93,7 +93,8 @@ def guard(resolved: Resolved, grants: Grants) -> None:
 
 def _model_family(mode: str, presets: list[str], layers: list[Layer]) -> Layer | None:
     """`--model` without a preset that names a family: the family (and so its defaults) from the
-    model's model_index.json. A preset whose family differs from the model's is an error."""
+    model's model_index.json (or a modular model's modular_model_index.json). A preset whose
+    family differs from the model's is an error."""
     from vidgen.config.layers import merged_preset
     from vidgen.core.errors import ConfigError
     from vidgen.models.loader import model_index
@@ -121,7 +122,8 @@ def _model_family(mode: str, presets: list[str], layers: list[Layer]) -> Layer |
         raise ConfigError(
             f"--model {model_id} is a {family.title} {model_mode} model; run it with `vidgen {model_mode}`."
         )
-    return None if chosen else Layer("model:model_index.json", {"model": {"family": family.name}}, str(model_id))
+    index_name = "modular_model_index.json" if "_blocks_class_name" in index else "model_index.json"
+    return None if chosen else Layer(f"model:{index_name}", {"model": {"family": family.name}}, str(model_id))
 
 
 def run_resolved(

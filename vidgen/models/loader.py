@@ -187,26 +187,22 @@ class Access:
         return loras.locate_lora(config, self.cfg.model.allow_pickle)
 
 
+# The files that name a model's pipeline class: a DiffusionPipeline's, then a ModularPipeline's.
+INDEX_FILES = ("model_index.json", "modular_model_index.json")
+
+
 def model_index(model_id: str, revision: str | None = None) -> dict[str, Any] | None:
-    """A model's model_index.json (its pipeline class and registered settings), from a local
-    folder, the Hugging Face cache, or the Hub unless offline; None where it cannot be read."""
+    """A model's model_index.json (its pipeline class and registered settings), or a modular
+    model's modular_model_index.json, from a local folder, the Hugging Face cache, or the Hub
+    unless offline; None where neither can be read."""
     import json
-    import os
 
     path = Path(model_id).expanduser()
     found: str | None = None
     if path.is_dir():
-        found = str(path / "model_index.json") if (path / "model_index.json").is_file() else None
+        found = next((str(path / name) for name in INDEX_FILES if (path / name).is_file()), None)
     elif _HUB_ID.match(model_id) and not model_id.startswith((".", "/", "~")):
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-        try:
-            cached = try_to_load_from_cache(model_id, "model_index.json", revision=revision)
-            found = cached if isinstance(cached, str) else None
-            if found is None and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
-                found = hf_hub_download(model_id, "model_index.json", revision=revision)
-        except Exception:  # not a valid id, gated, missing or unreachable: locating it says why, later
-            found = None
+        found = next((hit for name in INDEX_FILES if (hit := _hub_file(model_id, name, revision))), None)
     if found is None:
         return None
     try:
@@ -214,6 +210,23 @@ def model_index(model_id: str, revision: str | None = None) -> dict[str, Any] | 
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _hub_file(model_id: str, name: str, revision: str | None) -> str | None:
+    """A small file of a Hub repo: from the cache, else downloaded unless offline; None if neither."""
+    import os
+
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model_id, name, revision=revision)
+        if isinstance(cached, str):
+            return cached
+        if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
+            return hf_hub_download(model_id, name, revision=revision)
+    except Exception:  # not a valid id, gated, missing or unreachable: locating it says why, later
+        return None
+    return None
 
 
 def _hub_snapshot(model_id: str, revision: str | None) -> tuple[str | None, str | None]:
