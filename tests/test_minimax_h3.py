@@ -463,3 +463,44 @@ def test_model_folder_without_a_preset_is_known_by_its_modular_index(tmp_path: P
     made = cli("t2v", "a fox", "--model", folder, "--height", "32", "--width", "32", "--steps", "2", "--out", "m.mp4")
     assert made.exit_code == 0, made.stderr
     assert sidecar(tmp_path / "m.json")["model"]["modular"]["workflow"] == "t2va"
+
+
+@pytest.mark.pipeline
+def test_denoiser_options_act_on_the_reference_transformer(tmp_path: Path) -> None:
+    """ref2va's transformer is `transformer_ref`: --fp8-storage casts it, and a group offload
+    (onloaded to the CPU here) hooks it and makes the same frames."""
+    import torch
+    from PIL import Image
+
+    from vidgen.config.schema import OptimizationConfig, RunConfig
+    from vidgen.families import get
+    from vidgen.io.inputs import Medium
+    from vidgen.models import optimize
+    from vidgen.models.loader import load, present_denoisers
+
+    _noise(1).save("p.png")
+    result = cli(*FOX, "--reference", "p.png", "--fp8-storage", "--seed", "2", "--out", "f8.mp4")
+    assert result.exit_code == 0, result.stderr
+    methods = [call["method"] for call in sidecar(tmp_path / "f8.json")["optimizations"]["calls"]]
+    assert methods == ["transformer_ref.enable_layerwise_casting"]
+
+    family = get("minimax-h3")
+    cfg = RunConfig.model_validate(
+        {"mode": "t2v", "model": {"id": "tiny:minimax-h3"}, "inputs": {"prompt": "a", "references": ["p.png"]}}
+    )
+    media = {"references": [Medium("image", image=Image.open("p.png").convert("RGB"))]}
+    kwargs = {"prompt": "Picture 1", "height": 32, "width": 32, "num_frames": 124, "num_inference_steps": 2}
+
+    def run(pipe: object) -> np.ndarray:
+        made = family.call(
+            pipe, cfg, {**kwargs, "output_type": "np"}, media, generator=torch.Generator().manual_seed(0)
+        )
+        return made.frames
+
+    plain = run(load(cfg, family, "cpu").pipe)
+    pipe = load(cfg, family, "cpu").pipe
+    assert present_denoisers(pipe, family) == ("transformer_ref",)
+    done = optimize.apply(pipe, OptimizationConfig(offload="group"), "cpu", "fp32", present_denoisers(pipe, family))
+    assert done["calls"][-1]["method"] == "enable_group_offload"
+    assert getattr(pipe.transformer_ref, "_diffusers_hook", None) is not None
+    assert np.array_equal(run(pipe), plain)

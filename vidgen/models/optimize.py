@@ -398,8 +398,10 @@ def _place(pipe: Any, opt: OptimizationConfig, device: str, record: _Record) -> 
             "offload_type": level,
             "use_stream": opt.offload_stream,
             # The VAE is small, and tiled decoding with streamed groups trips a device mismatch
-            # (diffusers' group offloading docs); it stays on the GPU.
-            "exclude_modules": ["vae"],
+            # (diffusers' group offloading docs); it stays on the GPU. So do the models diffusers
+            # refuses to group-offload (`_supports_group_offloading = False`: MiniMax-H3's audio
+            # VAE), which would otherwise fail the call, as they do DiffusionPipeline's own.
+            "exclude_modules": ["vae", *_not_group_offloaded(pipe)],
         }
         if level == "block_level":
             # One block per group, as diffusers recommends with streams.
@@ -408,6 +410,15 @@ def _place(pipe: Any, opt: OptimizationConfig, device: str, record: _Record) -> 
         record(label, "enable_group_offload", getattr(pipe, "enable_group_offload", None) or _offloader(pipe), **kwargs)
     else:
         pipe.to(device)
+
+
+def _not_group_offloaded(pipe: Any) -> list[str]:
+    """The pipeline's models that diffusers does not group-offload (small audio VAEs)."""
+    return sorted(
+        name
+        for name, part in _modules(pipe).items()
+        if name != "vae" and getattr(type(part), "_supports_group_offloading", True) is False
+    )
 
 
 def _modules(pipe: Any) -> dict[str, Any]:
