@@ -30,6 +30,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 REPO = "rhymes-ai/Allegro"
@@ -172,7 +173,6 @@ class Allegro(Family):
 
 
 def tiny_t2v() -> Any:
-    import torch
     from diffusers import (
         AllegroPipeline,
         AllegroTransformer3DModel,
@@ -196,11 +196,7 @@ def tiny_t2v() -> Any:
         caption_channels=32,  # the T5 d_model
     )
     # Zero-initialised tensors are drawn at random, so that every part shapes the output.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     vae = AutoencoderKLAllegro(
         block_out_channels=(8, 8, 8, 8),
         latent_channels=4,

@@ -16,6 +16,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.animatediff import MODEL_FIELDS, SAMPLING, SD15_BASE, SETUP_FIELDS, SIZES, AnimateDiff
 from vidgen.families.base import SDPA_SLICING, Footprint, Loading, Memory, Mode, Takes, merged, settings
+from vidgen.families.tiny_parts import redraw_zeros
 
 SCRIBBLE = "guoyww/animatediff-sparsectrl-scribble"
 RGB = "guoyww/animatediff-sparsectrl-rgb"
@@ -127,7 +128,6 @@ def _tiny(conditioning_channels: int, simplified: bool) -> Any:
     adapter's temporal heads. The scribble model sees images (3 channels, its own conditioning
     encoder), the RGB one VAE latents (4 channels, the simplified embedding), as diffusers'
     converter script builds them."""
-    import torch
     from diffusers import SparseControlNetModel
 
     model = SparseControlNetModel(
@@ -145,11 +145,7 @@ def _tiny(conditioning_channels: int, simplified: bool) -> Any:
     )
     # Its output convolutions start at zero (as in training), so the keyframes would change
     # nothing: they, and every other all-zero tensor, are drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(model)
     return model.eval()
 
 

@@ -17,6 +17,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.animatediff import MODEL_FIELDS, SAMPLING, SD15_BASE, AnimateDiff
 from vidgen.families.base import Mode
+from vidgen.families.tiny_parts import redraw_zeros
 
 _CONTROL_INPUTS = frozenset({"control", "preprocess", "canny_low", "canny_high"})
 
@@ -57,7 +58,6 @@ def _tiny_controlnet() -> Any:
     """The tiny SD 1.5 base's ControlNet (vidgen/models/tiny.py `controlnet`'s shape) with its
     zero-initialised output convolutions drawn at random, so the control maps change the video
     and a test can tell whether they reached the pipeline."""
-    import torch
     from diffusers import ControlNetModel
 
     model = ControlNetModel(
@@ -69,11 +69,7 @@ def _tiny_controlnet() -> Any:
         conditioning_embedding_out_channels=(8, 8),
         norm_num_groups=2,
     )
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 1.0, generator=generator)
+    redraw_zeros(model, std=1.0)
     return model.eval()
 
 

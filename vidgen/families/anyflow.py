@@ -40,6 +40,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 from vidgen.families.wan import UMT5_XXL, VAE_21, tiny_wan_parts
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
@@ -260,7 +261,6 @@ class AnyFlowFAR(Family):
 
 
 def _tiny(far: bool) -> Any:
-    import torch
     from diffusers import (
         AnyFlowFARPipeline,
         AnyFlowFARTransformer3DModel,
@@ -289,11 +289,7 @@ def _tiny(far: bool) -> Any:
     else:
         transformer = AnyFlowTransformer3DModel(**shape)
     # Zero-initialised tensors (the blocks' norm biases) are drawn at random, so every part counts.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     parts = tiny_wan_parts()
     # The flow-map scheduler the AnyFlow repos ship (diffusers' tests: shift 5).
     parts["scheduler"] = FlowMapEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0)

@@ -39,6 +39,7 @@ from vidgen.families.base import (
     settings,
 )
 from vidgen.families.cogvideox import CogVideoX
+from vidgen.families.tiny_parts import redraw_zeros
 
 REPO = "BestWishYsh/ConsisID-preview"
 # CogVideoX image-to-video's call arguments; the face's embeddings are passed beside them.
@@ -347,7 +348,6 @@ def tiny_consisid() -> Any:
     """ConsisID at a tiny scale, after diffusers' own test model: two blocks with learned positions
     for 16x16 pixels and the face branch (one ViT scale of width 8, cross-attention after every
     block), on a 4-channel CogVideoX VAE and the tiny T5 of tiny-cogvideox."""
-    import torch
     from diffusers import (
         AutoencoderKLCogVideoX,
         CogVideoXDPMScheduler,
@@ -401,11 +401,7 @@ def tiny_consisid() -> Any:
     )
     # Zero-initialised layers (the face cross-attention's output, as in training) would let the
     # face change nothing: they are drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     # The published scheduler's settings: v-prediction, trailing timesteps, zero terminal SNR.
     scheduler = CogVideoXDPMScheduler(
         prediction_type="v_prediction", timestep_spacing="trailing", rescale_betas_zero_snr=True

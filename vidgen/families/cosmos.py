@@ -42,6 +42,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 from vidgen.families.wan import VAE_21
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
@@ -221,7 +222,6 @@ def __getattr__(name: str) -> Any:
 
 
 def tiny_predict25() -> Any:
-    import torch
     from diffusers import (
         AutoencoderKLWan,
         Cosmos2_5_PredictBasePipeline,
@@ -253,11 +253,7 @@ def tiny_predict25() -> Any:
     )
     # Zero-initialised layers (as in training) would let the prompt change nothing: they are
     # drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     return Cosmos2_5_PredictBasePipeline(
         text_encoder=qwen25_vl_encoder(tokenizer),
         tokenizer=tokenizer,

@@ -19,6 +19,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import Footprint, Grid, Memory, Mode, Takes, merged, prompt_kwargs, sampling_kwargs, settings
 from vidgen.families.cosmos import NEGATIVE, Cosmos, guardrail_class
+from vidgen.families.tiny_parts import redraw_zeros
 
 _SAMPLING = frozenset(
     {"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length", "fps"}
@@ -132,7 +133,6 @@ def _tiny(video2world: bool) -> Any:
     """Cosmos 1.0 with random weights: a two-block transformer, the tiny T5 other families use, a
     small Cosmos tokenizer (8x8x8, as the real one) and the checkpoints' EDM Euler scheduler."""
     import diffusers
-    import torch
     from diffusers import AutoencoderKLCosmos, CosmosTransformer3DModel, EDMEulerScheduler
 
     from vidgen.families.tiny_parts import t5_encoder, t5_tokenizer
@@ -155,11 +155,7 @@ def _tiny(video2world: bool) -> Any:
         extra_pos_embed_type="learnable",
     )
     # Zero-initialised layers would let the prompt change nothing: drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     vae = AutoencoderKLCosmos(
         encoder_block_out_channels=(8, 16, 16, 16),
         decode_block_out_channels=(8, 16, 16, 16),

@@ -22,6 +22,7 @@ from vidgen.config.schema import RunConfig
 from vidgen.core.errors import ConfigError
 from vidgen.families.base import Footprint, Grid, Memory, Mode, Takes, merged, prompt_kwargs, sampling_kwargs, settings
 from vidgen.families.cosmos import NEGATIVE, Cosmos, guardrail_class
+from vidgen.families.tiny_parts import redraw_zeros
 from vidgen.families.wan import VAE_21
 
 _SAMPLING = frozenset(
@@ -120,7 +121,6 @@ class Cosmos2(Cosmos):
 def tiny_predict2() -> Any:
     """Cosmos Predict 2 Video2World with random weights: a two-block transformer, the tiny T5 and
     Wan VAE other families use, the checkpoint's Karras flow-matching Euler scheduler."""
-    import torch
     from diffusers import (
         AutoencoderKLWan,
         Cosmos2VideoToWorldPipeline,
@@ -148,11 +148,7 @@ def tiny_predict2() -> Any:
         extra_pos_embed_type=None,
     )
     # Zero-initialised layers would let the prompt change nothing: drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     return Cosmos2VideoToWorldPipeline(
         text_encoder=t5_encoder(tokenizer),
         tokenizer=tokenizer,

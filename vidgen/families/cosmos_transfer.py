@@ -50,6 +50,7 @@ from vidgen.families.base import (
     settings,
 )
 from vidgen.families.cosmos import NEGATIVE, REASON1_7B, guardrail_class
+from vidgen.families.tiny_parts import redraw_zeros
 from vidgen.families.wan import VAE_21
 
 REPO = "nvidia/Cosmos-Transfer2.5-2B"
@@ -298,13 +299,7 @@ _TINY = {
 def _randomised(model: Any, seed: int) -> Any:
     """Zero-initialised layers (as in training) would let the prompt or the control change
     nothing: they are drawn at random instead."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(model, seed=seed)
     return model.eval()
 
 

@@ -42,6 +42,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width"})
 REPO = "alibaba-pai/EasyAnimateV5.1-12b-zh"
@@ -225,7 +226,6 @@ def _qwen2_vl(tokenizer: Any) -> Any:
 
 def _tiny(pipeline: str) -> Any:
     import diffusers
-    import torch
     from diffusers import AutoencoderKLMagvit, EasyAnimateTransformer3DModel, FlowMatchEulerDiscreteScheduler
 
     from vidgen.families.hunyuan15 import qwen2_tokenizer
@@ -245,11 +245,7 @@ def _tiny(pipeline: str) -> Any:
         patch_size=2,
     )
     # Zero-initialised tensors are drawn at random, so that every part shapes the output.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     vae = AutoencoderKLMagvit(
         down_block_types=(
             "SpatialDownBlock3D",

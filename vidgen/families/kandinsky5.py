@@ -28,6 +28,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 # The negative prompt of the diffusers docs' examples (and the pipeline's own when none is given).
@@ -203,7 +204,6 @@ def qwen_tokenizer(template: str, crop: int) -> Any:
 
 def _tiny(pipeline: str) -> Any:
     import diffusers
-    import torch
     from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, Kandinsky5Transformer3DModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -241,11 +241,7 @@ def _tiny(pipeline: str) -> Any:
     )
     # The modulation layers start at zero (as in training), so every block would pass its input
     # through untouched and the prompt would change nothing: they are drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     vae = AutoencoderKLHunyuanVideo(
         in_channels=3,
         out_channels=3,

@@ -39,6 +39,7 @@ from vidgen.families.base import (
     settings,
 )
 from vidgen.families.kandinsky5 import NEGATIVE
+from vidgen.families.tiny_parts import redraw_zeros
 
 PIPELINE = "Kandinsky6TI2VAPipeline"
 # The pipeline attribute each step's audio latents pass through (see Kandinsky6.steps).
@@ -213,7 +214,6 @@ def audio_of(pipe: Any, samples: Any) -> Audio:
 
 
 def _transformer(text_dim: int) -> Any:
-    import torch
     from diffusers import Kandinsky6Transformer3DModel
 
     transformer = Kandinsky6Transformer3DModel(
@@ -235,11 +235,7 @@ def _transformer(text_dim: int) -> Any:
     )
     # The modulation layers start at zero (as in training), so every block would pass its input
     # through untouched and the prompt would change nothing: they are drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     return transformer.eval()
 
 

@@ -29,6 +29,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width"})
 REPO = "maxin-cn/Latte-1"
@@ -138,7 +139,6 @@ def _check_frames(title: str, frames: int | None, length: int) -> None:
 
 
 def tiny_t2v() -> Any:
-    import torch
     from diffusers import AutoencoderKL, DDIMScheduler, LattePipeline, LatteTransformer3DModel
 
     from vidgen.families.tiny_parts import t5_encoder, t5_tokenizer
@@ -163,11 +163,7 @@ def tiny_t2v() -> Any:
         video_length=_FRAMES,
     )
     # Zero-initialised tensors are drawn at random, so that every part shapes the output.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     return LattePipeline(
         tokenizer=tokenizer,
         text_encoder=t5_encoder(tokenizer),

@@ -31,6 +31,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
 REPO = "genmo/mochi-1-preview"
@@ -134,7 +135,6 @@ class Mochi(Family):
 
 
 def tiny_t2v() -> Any:
-    import torch
     from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline, MochiTransformer3DModel
 
     from vidgen.families.tiny_parts import t5_encoder, t5_tokenizer
@@ -153,11 +153,7 @@ def tiny_t2v() -> Any:
     )
     # Zero-initialised tensors (the RoPE frequencies, as diffusers' tests keep them) are drawn at
     # random, so that every part of the transformer shapes the output.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     vae = AutoencoderKLMochi(
         latent_channels=12,
         out_channels=3,

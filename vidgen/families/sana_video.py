@@ -30,6 +30,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 from vidgen.families.wan import VAE_21
 
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
@@ -162,7 +163,6 @@ def tiny_gemma2(vocab_size: int) -> Any:
 
 def _tiny(pipeline: str) -> Any:
     import diffusers
-    import torch
     from diffusers import AutoencoderKLWan, DPMSolverMultistepScheduler, SanaVideoTransformer3DModel
 
     from vidgen.families import tiny_parts
@@ -188,11 +188,7 @@ def _tiny(pipeline: str) -> Any:
     )
     # Zero-initialised layers (as in training: the output projections and modulation tables)
     # would let the prompt change nothing: they are drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     return getattr(diffusers, pipeline)(
         tokenizer=tokenizer,
         text_encoder=tiny_gemma2(len(tokenizer)),

@@ -50,6 +50,7 @@ from vidgen.families.base import (
     settings,
 )
 from vidgen.families.sana_video import tiny_gemma2
+from vidgen.families.tiny_parts import redraw_zeros
 
 REPO = "Efficient-Large-Model/SANA-WM_bidirectional-diffusers"
 _SAMPLING = frozenset({"num_frames", "num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length"})
@@ -342,7 +343,6 @@ class SanaWM(Family):
 def tiny_sana_wm() -> Any:
     """SANA-WM at a tiny scale: two blocks (one gated-DeltaNet, one softmax) of width 32 on the
     tiny LTX-2 VAE (2x2x2, 4 latent channels) and the tiny Gemma-2 SANA-Video uses."""
-    import torch
     from diffusers import AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler, SanaWMPipeline
     from diffusers import SanaWMTransformer3DModel as Transformer
 
@@ -366,11 +366,7 @@ def tiny_sana_wm() -> Any:
     )
     # Zero-initialised layers (output projections, the camera branch's gates, as in training)
     # would let the prompt and the camera change nothing: they are drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     tokenizer = tiny_parts.gemma_tokenizer()
     return SanaWMPipeline(
         tokenizer=tokenizer,

@@ -137,6 +137,21 @@ def qwen25_vl_encoder(tokenizer: Any) -> Any:
     return Qwen2_5_VLForConditionalGeneration(qwen).eval()
 
 
+def redraw_zeros(module: Any, std: float = 0.2, seed: int = 0) -> Any:
+    """Draw every all-zero tensor of `module` from N(0, std) (one generator seeded `seed`, in
+    parameter order), so that no part of a tiny model starts silent. Models start some layers at
+    zero, as in training (output projections, modulation, gates, ControlNets' last convolutions):
+    with random weights elsewhere, those would make the prompt or an input change nothing."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if not parameter.any():
+                parameter.normal_(0.0, std, generator=generator)
+    return module
+
+
 class ModularSaved:
     """A tiny modular pipeline as vidgen's tiny-model cache saves it (Wan-Animate-2, MiniMax-H3):
     diffusers' save, pointing its index at the folder (vidgen reads every component from the

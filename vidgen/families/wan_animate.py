@@ -38,6 +38,7 @@ from vidgen.families.base import (
     settings,
     shift_scheduler,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 from vidgen.families.wan import CLIP_H, FLOW_SHIFT, FOOTPRINT, UMT5_XXL, VAE_21, check_positions, wan_memory
 
 # The inputs only Wan Animate takes, declared once: flag, reader, --help line, trust, sidecar,
@@ -220,7 +221,6 @@ class WanAnimate(Family):
 def tiny_animate() -> Any:
     """Wan Animate at a tiny scale: the tiny Wan transformer's shape with a 16-pixel face motion
     encoder, a face adapter on every block, the tiny CLIP image encoder and the Wan 2.1 parts."""
-    import torch
     from diffusers import WanAnimatePipeline, WanAnimateTransformer3DModel
 
     from vidgen.families.wan import tiny_clip, tiny_wan_parts
@@ -249,11 +249,7 @@ def tiny_animate() -> Any:
     )
     # Zero-initialised layers (the face adapter's output projections, as in training) would let
     # the face video change nothing: they are drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     return WanAnimatePipeline(**tiny_wan_parts(5.0), **tiny_clip(32, 8), transformer=transformer.eval())
 
 

@@ -40,6 +40,7 @@ from vidgen.families.base import (
     sampling_kwargs,
     settings,
 )
+from vidgen.families.tiny_parts import redraw_zeros
 from vidgen.families.wan import CLIP_H, FOOTPRINT, UMT5_XXL, VAE_21, wan_memory
 from vidgen.families.wan_animate import OVERLAP, SEGMENT
 
@@ -281,11 +282,7 @@ def _tiny(blocks: str) -> Any:
     )
     # Zero-initialised output layers (as in training) would make every prompt and video alike:
     # drawn at random instead.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in transformer.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.2, generator=generator)
+    redraw_zeros(transformer)
     clip = CLIPVisionModel(
         CLIPVisionConfig(
             hidden_size=1280,
