@@ -504,3 +504,15 @@ def test_denoiser_options_act_on_the_reference_transformer(tmp_path: Path) -> No
     assert done["calls"][-1]["method"] == "enable_group_offload"
     assert getattr(pipe.transformer_ref, "_diffusers_hook", None) is not None
     assert np.array_equal(run(pipe), plain)
+
+
+def test_a_plan_with_references_prints_nothing_but_the_plan(tmp_path: Path) -> None:
+    """Planning reads the workflow's components from diffusers' blocks, whose import pulls in
+    torchao (installed with the quantize extra), which warns about its CUDA kernels on a CPU
+    build: vidgen quiets it first. A fresh process, as a user's shell runs it."""
+    from conftest import cli_subprocess
+
+    _noise(1).save("p.png")
+    done = cli_subprocess("t2v", "Picture 1", "--preset", "minimax-h3", "--reference", "p.png", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "", done.stderr

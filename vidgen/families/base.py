@@ -835,6 +835,9 @@ def workflow_components(family: Family, cfg: RunConfig) -> frozenset[str] | None
     name = workflow(family, cfg)
     if name is None:
         return None
+    from vidgen.core.libs import quiet
+
+    quiet()  # before diffusers' modular blocks import torchao, which warns on a CPU build
     import diffusers
 
     assert family.loading.modular is not None

@@ -102,6 +102,9 @@ def fit(width: int, height: int) -> tuple[int, int]:
     (the pipeline's rule, at the released checkpoint's 768 px short edge), never up from its own."""
     if not _aspect_ok(width, height):
         return width, height  # refused by `check_references`, once read
+    from vidgen.core.libs import quiet
+
+    quiet()  # before diffusers' modular blocks import torchao, which warns on a CPU build
     from diffusers.modular_pipelines.minimax_h3.modular_pipeline import resolve_canvas_size
 
     canvas_height, canvas_width = resolve_canvas_size(width, height, _MULTIPLE, _SHORT_EDGE, _MAX_PIXELS)
