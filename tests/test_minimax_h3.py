@@ -321,7 +321,7 @@ def test_ref2va_reads_a_video_at_24_fps_and_its_sound_at_32_khz_no_longer_than_t
     _write("long.mkv", frames, _sound(10, 6.0, channels=2, rate=44100), fps=30, rate=44100)
     result = cli(*SINGER, "--reference", "long.mkv", "--dry-run")
     assert result.exit_code == 0, result.stderr
-    assert "references: long.mkv (video) -> 124 frames 64x36" in result.stdout
+    assert "references: long.mkv (video) -> 124 frames 64x36, with sound (2 channel(s) at 32000 Hz)" in result.stdout
     one_line_error(cli(*SINGER, "--reference", "long.mkv", "--out", "x.mp4"), 5, "reads no video", "torchvision")
     assert not Path("x.mp4").exists()
 
@@ -363,7 +363,10 @@ def _many_pictures(count: int) -> tuple[str, ...]:
             lambda: (_noise(1).resize((200, 40)).save("wide.png"), ("--reference", "wide.png"))[1],
             ["wide.png is 200x40", "1:4 to 4:1"],
         ),
-        (lambda: (Path("d").mkdir(), ("--reference", "d"))[1], ["--reference d is a folder"]),
+        (
+            lambda: (Path("d").mkdir(), ("--reference", "d"))[1],
+            ["--reference d is a folder; pass one picture, video or sound file"],
+        ),
         (lambda: ("--reference", "gone.mp4"), ["--reference gone.mp4 does not exist"]),
         (lambda: ("--reference", "/dev/zero"), ["not a regular file"]),
         (lambda: ("--reference", "ftp://example.com/a.png"), ["only local files and http(s) URLs"]),

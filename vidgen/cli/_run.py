@@ -372,7 +372,9 @@ def _input_line(one: dict[str, Any]) -> str:
     size = "x".join(map(str, prepared["size"]))
     count = f"{one['frames_used']} frames " if "frames_used" in one else ""
     resize = f" ({one['resize']})" if "resize" in one else ""
-    return f"{one['path']}{at}{kind} -> {count}{size}{resize}"
+    sound = prepared.get("sound")
+    heard = f", with sound ({sound['channels']} channel(s) at {sound['sample_rate']} Hz)" if sound else ""
+    return f"{one['path']}{at}{kind} -> {count}{size}{resize}{heard}"
 
 
 def finish_lines(priced: list[dict[str, Any]]) -> list[str]:

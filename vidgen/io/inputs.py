@@ -213,7 +213,8 @@ def check_source(ref: str, name: str) -> None:
     path = Path(ref).expanduser()
     kind = INPUT_KINDS.get(name)
     one_file = kind is not None and kind.single_file
-    one = "one file" if kind is not None and kind.reads == "data" else "one image file"
+    reads = kind.reads if kind is not None else None
+    one = {"data": "one file", "media": "one picture, video or sound file"}.get(reads or "", "one image file")
     if not path.exists():
         raise InputError(f"{ref} does not exist.")
     if one_file and path.is_dir():
