@@ -18,6 +18,7 @@ import typer
 from vidgen import families
 from vidgen.cli._plan import comment, render_config
 from vidgen.config import Layer, Resolved, resolve
+from vidgen.config.kinds import MEDIA_KINDS
 from vidgen.core.terminal import escape
 from vidgen.families.base import pipeline_record
 from vidgen.io.trust import Grants
@@ -365,7 +366,7 @@ def _input_line(one: dict[str, Any]) -> str:
     prepared = one["prepared"]
     at = f" at frame {one['frame_index']}" if "frame_index" in one else ""
     # A media input's entry says what it is (a video file's record says "file" or "folder").
-    kind = f" ({one['kind']})" if one.get("kind") in ("image", "video", "audio") else ""
+    kind = f" ({one['kind']})" if one.get("kind") in MEDIA_KINDS else ""
     if "size" not in prepared:  # a sound, or a data file (a camera path)
         heard = f" -> {prepared['samples']} samples at {prepared['sample_rate']} Hz" if "samples" in prepared else ""
         return f"{one['path']}{kind}{heard}"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vidgen.config.kinds import INPUT_KINDS, OUTPUT_KINDS, input_fields
+from vidgen.config.kinds import INPUT_KINDS, MEDIA_KINDS, OUTPUT_KINDS, input_fields
 from vidgen.core.hashes import short
 from vidgen.core.terminal import escape, shorten
 from vidgen.io import sidecar
@@ -393,7 +393,7 @@ def _list_rows(name: str, refs: list, record: dict) -> list[tuple[str, object]]:
             rows.append((name, ref))
             continue
         where = f" = {entry['resolved_path']}" if entry.get("resolved_path") not in (None, ref) else ""
-        media = entry.get("kind") in ("image", "video", "audio")
+        media = entry.get("kind") in MEDIA_KINDS
         detail = _medium_detail(entry) if media else f"{record.get('resize')} to {size}"
         rows.append((name, f"{ref}{where} (sha256 {str(entry.get('sha256'))[:12]}, {detail})"))
     return rows

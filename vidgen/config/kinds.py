@@ -28,6 +28,8 @@ from vidgen.config.flags import register_flag
 #     the run's rate, with its sound) or a sound, told apart by what the file holds (MiniMax-H3's
 #     references).
 READERS = ("image", "video", "control", "mask", "images", "data", "media")
+# What one file of a media kind is, as its sidecar entry's `kind` says.
+MEDIA_KINDS = ("image", "video", "audio")
 
 
 @dataclass(frozen=True)

@@ -616,7 +616,7 @@ class Medium:
     video (`frames`, uint8 F x H x W x 3 at `fps`, with its sound if it has one) or a sound
     (`audio`, float32 channels x samples at `sample_rate`)."""
 
-    kind: str  # "image", "video" or "audio"
+    kind: str  # one of config.kinds.MEDIA_KINDS
     image: Any = None
     frames: Any = None
     fps: float | None = None

@@ -24,6 +24,8 @@ CONTROLNETS = {
 }
 # Weight files that are Python pickles: loading one can run arbitrary code.
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+# The files that name a model's pipeline class: a DiffusionPipeline's, then a ModularPipeline's.
+INDEX_FILES = ("model_index.json", "modular_model_index.json")
 SAFE_SUFFIXES = (".safetensors",)
 
 

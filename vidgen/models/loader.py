@@ -126,7 +126,7 @@ def locate_all(cfg: RunConfig, family: Family, build: bool = True) -> dict[str, 
 
 def index_file(family: Family) -> str:
     """The file that makes a folder or repo a model of this family's kind of pipeline."""
-    return "modular_model_index.json" if base.modular(family) else "model_index.json"
+    return components.INDEX_FILES[1] if base.modular(family) else components.INDEX_FILES[0]
 
 
 def check_early(cfg: RunConfig, family: Family, found: dict[str, tuple[str, str]]) -> None:
@@ -187,10 +187,6 @@ class Access:
         return loras.locate_lora(config, self.cfg.model.allow_pickle)
 
 
-# The files that name a model's pipeline class: a DiffusionPipeline's, then a ModularPipeline's.
-INDEX_FILES = ("model_index.json", "modular_model_index.json")
-
-
 def model_index(model_id: str, revision: str | None = None) -> dict[str, Any] | None:
     """A model's model_index.json (its pipeline class and registered settings), or a modular
     model's modular_model_index.json, from a local folder, the Hugging Face cache, or the Hub
@@ -200,9 +196,9 @@ def model_index(model_id: str, revision: str | None = None) -> dict[str, Any] | 
     path = Path(model_id).expanduser()
     found: str | None = None
     if path.is_dir():
-        found = next((str(path / name) for name in INDEX_FILES if (path / name).is_file()), None)
+        found = next((str(path / name) for name in components.INDEX_FILES if (path / name).is_file()), None)
     elif _HUB_ID.match(model_id) and not model_id.startswith((".", "/", "~")):
-        found = next((hit for name in INDEX_FILES if (hit := _hub_file(model_id, name, revision))), None)
+        found = next((hit for name in components.INDEX_FILES if (hit := _hub_file(model_id, name, revision))), None)
     if found is None:
         return None
     try:

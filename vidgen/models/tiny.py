@@ -514,8 +514,9 @@ def builders() -> dict[str, Callable[[], Any]]:
 def _complete(folder: Path) -> bool:
     # A pipeline has model_index.json (a modular one modular_model_index.json); a single model
     # (a motion adapter) has config.json.
-    markers = ("model_index.json", "modular_model_index.json", "config.json")
-    return any((folder / marker).is_file() for marker in markers)
+    from vidgen.models.components import INDEX_FILES
+
+    return any((folder / marker).is_file() for marker in (*INDEX_FILES, "config.json"))
 
 
 def folder(name: str) -> Path:

@@ -20,7 +20,7 @@ from vidgen.config.flags import flag
 from vidgen.config.layers import Resolved
 from vidgen.config.schema import OptimizationConfig, RunConfig
 from vidgen.families.base import Family, component_dtypes, denoisers, quantized_components, workflow_components
-from vidgen.models.components import CONTROLNETS, hub_revision, safetensors_header
+from vidgen.models.components import CONTROLNETS, INDEX_FILES, hub_revision, safetensors_header
 from vidgen.run import warm
 
 GIB = 1024**3
@@ -215,7 +215,7 @@ def _local_folder(kind: str, where: str, revision: str | None) -> Path | None:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            for marker in ("model_index.json", "modular_model_index.json", "config.json"):
+            for marker in (*INDEX_FILES, "config.json"):
                 found = try_to_load_from_cache(where, marker, revision=revision)
                 if isinstance(found, str):
                     return Path(found).parent
