@@ -66,6 +66,32 @@ def decode(path: Path):
     return np.stack(frames), meta
 
 
+def full_presets(*family_names: str) -> list[str]:
+    """The presets of these families that run a real model (not the tiny ones), sorted: what a
+    family's offline plan tests go through."""
+    from vidgen.config import available_presets
+    from vidgen.config.layers import merged_preset
+
+    return sorted(
+        name
+        for name, path in available_presets().items()
+        if (merged_preset(str(path)).get("model") or {}).get("family") in family_names and not name.startswith("tiny-")
+    )
+
+
+def random_frames(name: str, count: int, size: int = 32, seed: int = 0) -> str:
+    """A folder `name` of `count` random frames at `size` pixels a side (a clip to read)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(name)
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"f{index}.png")
+    return name
+
+
 def sidecar(path: Path) -> dict:
     return json.loads(path.read_text())
 

@@ -10,18 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_reproduces, cli, files_under, one_line_error, plain_diffusers, sidecar
+from conftest import assert_reproduces, cli, files_under, full_presets, one_line_error, plain_diffusers, sidecar
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 TINY = ("animate", "a red fox in snow", "--preset", "tiny-animatediff-sparsectrl")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "animatediff-sparsectrl"
-    and not name.startswith("tiny-")
-)
+FULL = full_presets("animatediff-sparsectrl")
 
 
 def _keyframe(name: str, color: tuple[int, int, int], size: tuple[int, int] = (32, 32)) -> str:

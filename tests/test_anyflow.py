@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import assert_reproduces, cli, decode, files_under, one_line_error, sidecar, sidecar_media
+from conftest import assert_reproduces, cli, decode, files_under, full_presets, one_line_error, sidecar, sidecar_media
 
 from vidgen import families
 from vidgen.config import available_presets, resolve
@@ -17,12 +17,7 @@ from vidgen.families.anyflow import chunk_partition, context_chunks, image_video
 
 T2V = ("t2v", "a red fox in snow", "--preset", "tiny-anyflow")
 FAR = ("t2v", "a red fox in snow", "--preset", "tiny-anyflow-far")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") in ("anyflow", "anyflow-far")
-    and not name.startswith("tiny-")
-)
+FULL = full_presets("anyflow", "anyflow-far")
 
 
 def _clip(folder: str, count: int, size: tuple[int, int] = (32, 32), seed: int = 0) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_reproduces, cli, decode, files_under, one_line_error, sidecar
+from conftest import assert_reproduces, cli, decode, files_under, full_presets, one_line_error, sidecar
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
@@ -18,11 +18,7 @@ from vidgen.config.layers import merged_preset
 DEFAULT_TIER = "pipeline"
 
 TINY = ("--preset", "tiny-chronoedit")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "chronoedit" and not name.startswith("tiny-")
-)
+FULL = full_presets("chronoedit")
 
 
 def _photo() -> str:

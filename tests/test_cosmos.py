@@ -13,17 +13,23 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import assert_reproduces, cli, decode, files_under, one_line_error, png_frames, printed_sidecar, sidecar
+from conftest import (
+    assert_reproduces,
+    cli,
+    decode,
+    files_under,
+    full_presets,
+    one_line_error,
+    png_frames,
+    printed_sidecar,
+    sidecar,
+)
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 T2V = ("t2v", "a red fox in snow", "--preset", "tiny-cosmos")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "cosmos" and not name.startswith("tiny-")
-)
+FULL = full_presets("cosmos")
 
 
 @pytest.mark.parametrize(

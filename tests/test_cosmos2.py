@@ -10,17 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_reproduces, cli, decode, files_under, one_line_error, png_frames, printed_sidecar, sidecar
+from conftest import (
+    assert_reproduces,
+    cli,
+    decode,
+    files_under,
+    full_presets,
+    one_line_error,
+    png_frames,
+    printed_sidecar,
+    sidecar,
+)
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 I2V = ("i2v", "first.png", "a red fox in snow", "--preset", "tiny-cosmos2")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "cosmos2" and not name.startswith("tiny-")
-)
+FULL = full_presets("cosmos2")
 
 
 @pytest.fixture

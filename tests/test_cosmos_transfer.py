@@ -17,6 +17,7 @@ from conftest import (
     assert_reproduces,
     cli,
     files_under,
+    full_presets,
     one_line_error,
     plain_diffusers,
     png_frames,
@@ -28,11 +29,7 @@ from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 TINY = ("--preset", "tiny-cosmos-transfer")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "cosmos-transfer" and not name.startswith("tiny-")
-)
+FULL = full_presets("cosmos-transfer")
 
 
 def _clip(name: str, count: int = 13, seed: int = 0, size: int = 32) -> str:

@@ -16,6 +16,7 @@ from conftest import (
     cli,
     decode,
     files_under,
+    full_presets,
     one_line_error,
     png_frames,
     printed_sidecar,
@@ -28,11 +29,7 @@ from vidgen.config import available_presets, resolve
 from vidgen.config.layers import Layer, merged_preset
 
 T2V = ("t2v", "a red fox in snow", "--preset", "tiny-easyanimate")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "easyanimate" and not name.startswith("tiny-")
-)
+FULL = full_presets("easyanimate")
 
 
 @pytest.mark.parametrize(

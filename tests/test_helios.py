@@ -16,6 +16,7 @@ from conftest import (
     cli,
     cli_subprocess,
     files_under,
+    full_presets,
     one_line_error,
     sidecar,
     sidecar_media,
@@ -25,12 +26,7 @@ from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 T2V = ("t2v", "a red fox in snow", "--preset", "tiny-helios")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family", "").startswith("helios")
-    and not name.startswith("tiny-")
-)
+FULL = full_presets("helios", "helios-pyramid")
 
 
 def _png_frames(folder: Path) -> np.ndarray:

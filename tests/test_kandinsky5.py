@@ -7,17 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import cli, decode, files_under, one_line_error, sidecar
+from conftest import cli, decode, files_under, full_presets, one_line_error, sidecar
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 T2V = ("t2v", "a red fox in snow", "--preset", "tiny-kandinsky5")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "kandinsky5" and not name.startswith("tiny-")
-)
+FULL = full_presets("kandinsky5")
 
 
 def _image(size: tuple[int, int] = (32, 32)) -> str:

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_reproduces, cli, decode, files_under, one_line_error, plain_diffusers, png_frames, sidecar
+from conftest import (
+    assert_reproduces,
+    cli,
+    decode,
+    files_under,
+    full_presets,
+    one_line_error,
+    plain_diffusers,
+    png_frames,
+    sidecar,
+)
 from test_ltx2 import raw_sha256
 
 from vidgen.config import available_presets
@@ -22,11 +32,7 @@ DEFAULT_TIER = "pipeline"
 
 TINY = ("--preset", "tiny-kandinsky6")
 DRUMMER = ("t2v", "a drummer on a rooftop", *TINY)
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "kandinsky6" and not name.startswith("tiny-")
-)
+FULL = full_presets("kandinsky6")
 
 
 def _ffmpeg_streams(path: Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_reproduces, cli, decode, files_under, one_line_error, sidecar
+from conftest import assert_reproduces, cli, decode, files_under, full_presets, one_line_error, sidecar
 from test_ltx2 import raw_sha256, streams
 
 from vidgen.config import available_presets
@@ -20,11 +20,7 @@ DEFAULT_TIER = "pipeline"
 
 TINY = ("--preset", "tiny-ltx25-dfr")
 DRUMMER = ("t2v", "a drummer on a rooftop", *TINY)
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "ltx25-dfr" and not name.startswith("tiny-")
-)
+FULL = full_presets("ltx25-dfr")
 
 
 def _png(*args: str) -> tuple[np.ndarray, dict]:

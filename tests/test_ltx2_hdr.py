@@ -10,24 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _pipe, cli, files_under, one_line_error, printed_sidecar, sidecar_media, varied
+from conftest import _pipe, cli, files_under, one_line_error, printed_sidecar, random_frames, sidecar_media, varied
 
 from vidgen.io import media as vmedia
 
 DEFAULT_TIER = "pipeline"
 
 TINY = ("--preset", "tiny-ltx2-hdr")
-
-
-def _clip(name: str, count: int, size: int = 32, seed: int = 0) -> str:
-    from PIL import Image
-
-    folder = Path(name)
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"f{index}.png")
-    return name
 
 
 def _plain(data: dict, frames: list, **change) -> np.ndarray:
@@ -68,7 +57,7 @@ def _decoded(path: Path) -> tuple[np.ndarray, dict]:
 def test_hdr10_file_and_linear_frames_equal_plain_diffusers(tmp_path: Path) -> None:
     # --crf 0: x265 near lossless, so the tiny model's noise survives the encode to be compared.
     args = ("--seed", "3", "--crf", "0", "--out", "hdr.mp4")
-    result = cli("v2v", _clip("clip", 11), "a street at night", *TINY, *args)
+    result = cli("v2v", random_frames("clip", 11), "a street at night", *TINY, *args)
     assert result.exit_code == 0, result.stderr
     data = printed_sidecar(result)
     pipeline, output = data["pipeline"], data["output"]
@@ -103,7 +92,7 @@ def test_hdr10_file_and_linear_frames_equal_plain_diffusers(tmp_path: Path) -> N
     assert _sha(_plain(data, frames, prompt="a quiet forest lake")) != output["hdr"]["raw_sha256"]
     from PIL import Image
 
-    clip = [Image.open(p).convert("RGB") for p in sorted(Path(_clip("other", 9, seed=7)).iterdir())]
+    clip = [Image.open(p).convert("RGB") for p in sorted(Path(random_frames("other", 9, seed=7)).iterdir())]
     assert _sha(_plain(data, clip)) != output["hdr"]["raw_sha256"]
 
 
@@ -134,18 +123,18 @@ def test_pq_curve_and_primaries() -> None:
     ],
 )
 def test_refused_before_loading(args: list[str], needles: list[str], nothing_loads: None, tmp_path: Path) -> None:
-    one_line_error(cli("v2v", _clip("clip", 9), "a street", *TINY, *args), 3, *needles)
+    one_line_error(cli("v2v", random_frames("clip", 9), "a street", *TINY, *args), 3, *needles)
     assert [p for p in files_under(tmp_path) if p.parent.name != "clip"] == []
 
 
 @pytest.mark.unit
 def test_short_clip_refused(nothing_loads: None, tmp_path: Path) -> None:
-    one_line_error(cli("v2v", _clip("clip", 5), "a street", *TINY), 4, "at least 9")
+    one_line_error(cli("v2v", random_frames("clip", 5), "a street", *TINY), 4, "at least 9")
 
 
 @pytest.mark.unit
 def test_full_preset_plans_offline(nothing_loads: None, tmp_path: Path) -> None:
-    result = cli("v2v", _clip("clip", 9), "a street at night", "--preset", "ltx2.3-hdr", "--dry-run",
+    result = cli("v2v", random_frames("clip", 9), "a street at night", "--preset", "ltx2.3-hdr", "--dry-run",
                  "--memory", "auto", "--vram", "24")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "LTX2HDRPipeline" in result.stdout and "--vram 24" in result.stdout

@@ -14,37 +14,20 @@ from conftest import (
     assert_reproduces,
     cli,
     files_under,
+    full_presets,
     one_line_error,
     plain_diffusers,
     png_frames,
     printed_sidecar,
+    random_frames,
     sidecar_media,
 )
 from test_ltx2 import raw_sha256
 
-from vidgen.config import available_presets
-from vidgen.config.layers import merged_preset
-
 DEFAULT_TIER = "pipeline"
 
 TINY = ("--preset", "tiny-ltx2-ic")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "ltx2-ic" and not name.startswith("tiny-")
-)
-
-
-def _clip(name: str, count: int, size: int = 32, seed: int = 0) -> str:
-    """A folder of `count` random frames at `size` pixels a side."""
-    from PIL import Image
-
-    folder = Path(name)
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"f{index}.png")
-    return name
+FULL = full_presets("ltx2-ic")
 
 
 def _references(frames: list, strength: float = 1.0) -> dict:
@@ -54,7 +37,7 @@ def _references(frames: list, strength: float = 1.0) -> dict:
 
 
 def test_control_equals_plain_diffusers_and_follows_the_control_video(tmp_path: Path) -> None:
-    result = cli("control", "a dancer", *TINY, "--control", _clip("maps", 11), "--seed", "3", 
+    result = cli("control", "a dancer", *TINY, "--control", random_frames("maps", 11), "--seed", "3", 
                  "--format", "png", "--out", "out/")  # fmt: skip
     ours = png_frames(result)
     data = printed_sidecar(result)
@@ -74,7 +57,7 @@ def test_control_equals_plain_diffusers_and_follows_the_control_video(tmp_path: 
     # Another control video changes the frames.
     from PIL import Image
 
-    other = [Image.open(p).convert("RGB") for p in sorted(Path(_clip("other", 9, seed=7)).iterdir())]
+    other = [Image.open(p).convert("RGB") for p in sorted(Path(random_frames("other", 9, seed=7)).iterdir())]
     assert np.abs(plain_diffusers(data, _references(other)).frames.astype(int) - ours.astype(int)).max() > 1
     # So does the same run without the IC-LoRA (it is switched on with weight 0).
     unweighted = cli("control", "a dancer", *TINY, "--control", "maps", "--seed", "3", "--ic-lora-scale", "0",
@@ -84,7 +67,7 @@ def test_control_equals_plain_diffusers_and_follows_the_control_video(tmp_path: 
 
 def test_reference_strength_and_attention_reach_the_pipeline(tmp_path: Path) -> None:
     args = ("--reference-strength", "0.5", "--conditioning-attention", "0.5", "--seed", "4")
-    result = cli("control", "a dancer", *TINY, "--control", _clip("maps", 9), *args, "--format", "png",
+    result = cli("control", "a dancer", *TINY, "--control", random_frames("maps", 9), *args, "--format", "png",
                  "--out", "out/")  # fmt: skip
     ours = png_frames(result)
     data = printed_sidecar(result)
@@ -95,7 +78,8 @@ def test_reference_strength_and_attention_reach_the_pipeline(tmp_path: Path) -> 
 
 
 def test_preprocess_canny_makes_edge_maps_from_a_clip(tmp_path: Path) -> None:
-    result = cli("control", "a dancer", *TINY, "--control", _clip("clip", 9), "--preprocess", "canny", "--seed", "1",
+    clip = random_frames("clip", 9)
+    result = cli("control", "a dancer", *TINY, "--control", clip, "--preprocess", "canny", "--seed", "1",
                  "--out", "edges.mp4")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     data = printed_sidecar(result)
@@ -119,7 +103,7 @@ def test_preprocess_canny_makes_edge_maps_from_a_clip(tmp_path: Path) -> None:
     ],
 )
 def test_refused_before_loading(args: list[str], needles: list[str], nothing_loads: None, tmp_path: Path) -> None:
-    one_line_error(cli("control", "a dancer", *TINY, "--control", _clip("maps", 9), *args), 3, *needles)
+    one_line_error(cli("control", "a dancer", *TINY, "--control", random_frames("maps", 9), *args), 3, *needles)
     assert [p for p in files_under(tmp_path) if p.parent.name != "maps"] == []
 
 
@@ -129,7 +113,7 @@ def test_refused_before_loading(args: list[str], needles: list[str], nothing_loa
     [(0, ["--control empty", "no frames"]), (5, ["--control empty gives 5 frame(s)", "at least 9"])],
 )
 def test_short_or_empty_control_refused(count: int, needles: list[str], nothing_loads: None, tmp_path: Path) -> None:
-    _clip("empty", count)
+    random_frames("empty", count)
     one_line_error(cli("control", "a dancer", *TINY, "--control", "empty"), 4, *needles)
     assert [p for p in files_under(tmp_path) if p.parent.name != "empty"] == []
 
@@ -143,14 +127,15 @@ def test_other_modes_refused(nothing_loads: None) -> None:
 @pytest.mark.parametrize("preset", FULL)
 def test_full_presets_plan_offline(preset: str, nothing_loads: None, tmp_path: Path) -> None:
     # Depth and pose maps are given as they are: the detectors need controlnet_aux and its weights.
-    result = cli("control", "a dancer", "--preset", preset, "--control", _clip("maps", 9), "--preprocess", "none",
+    maps = random_frames("maps", 9)
+    result = cli("control", "a dancer", "--preset", preset, "--control", maps, "--preprocess", "none",
                  "--dry-run", "--memory", "auto", "--vram", "24")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "LTX2InContextPipeline" in result.stdout and "--vram 24" in result.stdout
 
 
 def test_saved_latents_decode_to_the_same_frames_and_sound(tmp_path: Path) -> None:
-    args = ("control", "a dancer", *TINY, "--control", _clip("maps", 9), "--seed", "2", "--format", "png")
+    args = ("control", "a dancer", *TINY, "--control", random_frames("maps", 9), "--seed", "2", "--format", "png")
     made = cli(*args, "--save-latents", "--out", "run/")
     ours = png_frames(made)
     latents = Path(made.stdout.strip()).with_suffix(".latents.safetensors")
@@ -164,7 +149,7 @@ def test_ic_lora_from_a_local_file(tmp_path: Path) -> None:
     """--ic-lora FILE: a .safetensors file loads as the tiny one does (the same weights, the same frames)."""
     import shutil
 
-    made = cli("control", "a dancer", *TINY, "--control", _clip("maps", 9), "--seed", "5", "--format", "png",
+    made = cli("control", "a dancer", *TINY, "--control", random_frames("maps", 9), "--seed", "5", "--format", "png",
                "--out", "tiny/")  # fmt: skip
     folder = Path(printed_sidecar(made)["pipeline"]["setup"][0]["kwargs"]["pretrained_model_name_or_path_or_dict"])
     shutil.copy(folder / "tiny_ic_lora.safetensors", "mine.safetensors")
@@ -180,5 +165,5 @@ def test_ic_lora_from_a_local_file(tmp_path: Path) -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize("source", ["style.bin", "owner/repo:weights.ckpt"])
 def test_pickle_ic_lora_refused_before_loading(source: str, nothing_loads: None, tmp_path: Path) -> None:
-    one_line_error(cli("control", "a dancer", *TINY, "--control", _clip("maps", 9), "--ic-lora", source), 5,
+    one_line_error(cli("control", "a dancer", *TINY, "--control", random_frames("maps", 9), "--ic-lora", source), 5,
                    f"--ic-lora {source}", "--allow-pickle")  # fmt: skip

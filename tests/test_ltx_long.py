@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_reproduces, cli, decode, files_under, one_line_error, sidecar
+from conftest import assert_reproduces, cli, decode, files_under, full_presets, one_line_error, sidecar
 
 from vidgen import families
 from vidgen.config import available_presets, resolve
@@ -23,11 +23,7 @@ DEFAULT_TIER = "pipeline"
 TINY = ("--preset", "tiny-ltx-long")
 # The tiny preset's 41 frames in 24-frame windows overlapping by 8 start at frames 0, 16 and 32.
 TRAVEL = ("--prompt-at", "0:a red fox", "--prompt-at", "16:a blue dog", "--prompt-at", "32:the cat")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "ltx-long" and not name.startswith("tiny-")
-)
+FULL = full_presets("ltx-long")
 
 
 def _frames(folder: Path) -> np.ndarray:

@@ -9,29 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_reproduces, cli, decode, files_under, one_line_error, plain_diffusers, sidecar
+from conftest import (
+    assert_reproduces,
+    cli,
+    decode,
+    files_under,
+    full_presets,
+    one_line_error,
+    plain_diffusers,
+    random_frames,
+    sidecar,
+)
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 TINY = ("--preset", "tiny-lucy-edit")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "lucy-edit" and not name.startswith("tiny-")
-)
-
-
-def _clip(name: str, count: int, size: int = 32, seed: int = 0) -> str:
-    """A folder of `count` random frames at `size` pixels a side."""
-    from PIL import Image
-
-    folder = Path(name)
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"f{index}.png")
-    return name
+FULL = full_presets("lucy-edit")
 
 
 @pytest.mark.parametrize(
@@ -48,7 +42,7 @@ def _clip(name: str, count: int, size: int = 32, seed: int = 0) -> str:
     ],
 )
 def test_refused_before_loading(args: list[str], needles: list[str], nothing_loads: None, tmp_path: Path) -> None:
-    clip = _clip("clip", 9)
+    clip = random_frames("clip", 9)
     one_line_error(cli("v2v", clip, "make it snow", *TINY, *args), 3, *needles)
     assert files_under(tmp_path / "outputs") == []
 
@@ -56,14 +50,14 @@ def test_refused_before_loading(args: list[str], needles: list[str], nothing_loa
 def test_clips_too_short_to_edit_are_input_errors(nothing_loads: None, tmp_path: Path) -> None:
     Path("empty").mkdir()
     one_line_error(cli("v2v", "empty", "make it snow", *TINY), 4, "empty", "no frames")
-    one_line_error(cli("v2v", _clip("one", 1), "make it snow", *TINY), 4, "1 frame(s)", "at least 5")
-    one_line_error(cli("v2v", _clip("clip", 9), "   ", *TINY), 3, "needs a prompt")
+    one_line_error(cli("v2v", random_frames("one", 1), "make it snow", *TINY), 4, "1 frame(s)", "at least 5")
+    one_line_error(cli("v2v", random_frames("clip", 9), "   ", *TINY), 3, "needs a prompt")
     assert not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.parametrize("preset", FULL)
 def test_full_presets_plan_offline(preset: str, nothing_loads: None, tmp_path: Path) -> None:
-    result = cli("v2v", _clip("clip", 9), "make it snow", "--preset", preset, "--dry-run", "--memory", "auto")
+    result = cli("v2v", random_frames("clip", 9), "make it snow", "--preset", preset, "--dry-run", "--memory", "auto")
     assert result.exit_code == 0, result.stderr
     planned = cli("v2v", "clip", "make it snow", "--preset", preset, "--dry-run", "--memory", "auto", "--vram", "24")
     assert planned.exit_code == 0, planned.stderr
@@ -86,7 +80,7 @@ def test_full_presets_are_the_model_card() -> None:
 def test_tiny_edit_equals_plain_diffusers_and_answers_to_its_video(tmp_path: Path) -> None:
     # 10 frames read: the first 9 (4k+1) are edited, and the sidecar says so.
     args = ("--max-frames", "10", "--seed", "3", "--format", "png", "--out", "out/")
-    result = cli("v2v", _clip("clip", 10), "make it snow", *TINY, *args)
+    result = cli("v2v", random_frames("clip", 10), "make it snow", *TINY, *args)
     assert result.exit_code == 0, result.stderr
     folder = Path(result.stdout.strip())
     data = sidecar(folder.with_name(folder.name + ".json"))
@@ -102,7 +96,9 @@ def test_tiny_edit_equals_plain_diffusers_and_answers_to_its_video(tmp_path: Pat
     # Equal to plain diffusers; another seed, another instruction and another guidance differ.
     assert_reproduces(ours, data, media)
     # Another input video (same instruction, same seed) makes other frames: the clip is read.
-    other = {"video": [Image.open(p).convert("RGB") for p in sorted(Path(_clip("other", 9, seed=7)).glob("*.png"))]}
+    other = {
+        "video": [Image.open(p).convert("RGB") for p in sorted(Path(random_frames("other", 9, seed=7)).glob("*.png"))]
+    }
     assert np.abs(ours.astype(int) - plain_diffusers(data, other).frames.astype(int)).max() > 1
 
 
@@ -112,7 +108,7 @@ def test_tiny_edit_equals_plain_diffusers_and_answers_to_its_video(tmp_path: Pat
     [["--attention-backend", "native"], ["--vae-tiling"], ["--fp8-storage"], ["--cache", "first-block"]],
 )
 def test_declared_options_run_on_the_tiny_model(option: list[str], tmp_path: Path) -> None:
-    result = cli("v2v", _clip("clip", 9), "make it snow", *TINY, *option, "--out", "a/")
+    result = cli("v2v", random_frames("clip", 9), "make it snow", *TINY, *option, "--out", "a/")
     assert result.exit_code == 0, result.stderr
     video = Path(result.stdout.strip())
     assert decode(video)[0].shape[:3] == (9, 32, 32)
@@ -121,7 +117,9 @@ def test_declared_options_run_on_the_tiny_model(option: list[str], tmp_path: Pat
 
 @pytest.mark.pipeline
 def test_saved_latents_decode_to_the_same_video(tmp_path: Path) -> None:
-    result = cli("v2v", _clip("clip", 9), "make it snow", *TINY, "--seed", "1", "--save-latents", "--out", "a.mp4")
+    result = cli(
+        "v2v", random_frames("clip", 9), "make it snow", *TINY, "--seed", "1", "--save-latents", "--out", "a.mp4"
+    )
     assert result.exit_code == 0, result.stderr
     again = cli("decode", "a.latents.safetensors", "--out", "b.mp4")
     assert again.exit_code == 0, again.stderr

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, decode, files_under, one_line_error, png_frames, printed_sidecar, sidecar
+from conftest import cli, decode, files_under, full_presets, one_line_error, png_frames, printed_sidecar, sidecar
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 T2V = ("t2v", "a red fox in snow", "--preset", "tiny-mochi")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "mochi" and not name.startswith("tiny-")
-)
+FULL = full_presets("mochi")
 
 
 @pytest.mark.parametrize(

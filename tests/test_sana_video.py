@@ -7,18 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import cli, decode, files_under, one_line_error, sidecar
+from conftest import cli, decode, files_under, full_presets, one_line_error, sidecar
 
 from vidgen import families
 from vidgen.config import available_presets, resolve
 from vidgen.config.layers import Layer, merged_preset
 
 T2V = ("t2v", "a red fox in snow", "--preset", "tiny-sana-video")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "sana-video" and not name.startswith("tiny-")
-)
+FULL = full_presets("sana-video")
 
 
 @pytest.mark.parametrize(

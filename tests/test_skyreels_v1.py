@@ -9,18 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import cli, decode, files_under, one_line_error, sidecar
+from conftest import cli, decode, files_under, full_presets, one_line_error, sidecar
 
 from vidgen.config import available_presets
 from vidgen.config.layers import merged_preset
 
 SKY = ("i2v", "first.png", "a red fox in snow", "--preset", "tiny-skyreels-v1")
 HV_I2V = ("i2v", "first.png", "a red fox in snow", "--preset", "tiny-hunyuanvideo-i2v")
-FULL = sorted(
-    name
-    for name, path in available_presets().items()
-    if (merged_preset(str(path)).get("model") or {}).get("family") == "skyreels-v1" and not name.startswith("tiny-")
-)
+FULL = full_presets("skyreels-v1")
 
 
 @pytest.fixture(autouse=True)

@@ -19,22 +19,11 @@ from conftest import (
     plain_diffusers,
     png_frames,
     printed_sidecar,
+    random_frames,
     sidecar_media,
 )
 
 TINY = ("--preset", "tiny-wan-animate-2")
-
-
-def _clip(name: str, count: int, size: int = 32, seed: int = 0) -> str:
-    """A folder of `count` random frames at `size` pixels a side."""
-    from PIL import Image
-
-    folder = Path(name)
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"f{index}.png")
-    return name
 
 
 def _inputs(frames: int = 17) -> tuple[str, ...]:
@@ -42,7 +31,7 @@ def _inputs(frames: int = 17) -> tuple[str, ...]:
     from PIL import Image
 
     Image.new("RGB", (32, 32), (200, 80, 40)).save("character.png")
-    return ("--control", _clip("drive", frames), "--character", "character.png")
+    return ("--control", random_frames("drive", frames), "--character", "character.png")
 
 
 @pytest.mark.parametrize(
@@ -68,7 +57,7 @@ def test_refused_before_loading(
 
 
 def test_character_is_required(nothing_loads: None, tmp_path: Path) -> None:
-    one_line_error(cli("control", "a dancer", *TINY, "--control", _clip("drive", 17)), 3, "needs --character")
+    one_line_error(cli("control", "a dancer", *TINY, "--control", random_frames("drive", 17)), 3, "needs --character")
 
 
 @pytest.mark.parametrize(
@@ -187,7 +176,7 @@ def test_equals_plain_modular_diffusers_and_answers_to_the_driving_video(preset:
         **media,
         "driving_video": [
             Image.open(p).convert("RGB")
-            for p in sorted(Path(_clip("d2", 17, seed=5)).glob("*.png"), key=lambda p: int(p.stem[1:]))
+            for p in sorted(Path(random_frames("d2", 17, seed=5)).glob("*.png"), key=lambda p: int(p.stem[1:]))
         ],
     }
     assert np.abs(ours.astype(int) - plain_diffusers(data, other).frames.astype(int)).max() > 1
